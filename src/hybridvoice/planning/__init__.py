@@ -1,0 +1,1 @@
+"""hybridvoice.planning"""

@@ -1,0 +1,152 @@
+"""The RFC 3261 §25 grammar pieces the parser needs, as compiled regexes and helpers.
+
+Names follow the ABNF: ``token``, ``word`` (Call-ID), ``quoted-string``, ``generic-param``.
+Everything here works on ``str`` decoded from the wire with ``surrogateescape`` so that
+any byte sequence survives a parse/serialise round trip.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = [
+    "ALPHA_SCHEME",
+    "TOKEN",
+    "WORD",
+    "Params",
+    "format_params",
+    "param_get",
+    "param_has",
+    "param_set",
+    "param_without",
+    "parse_params",
+    "quote",
+    "split_commas",
+    "unquote",
+]
+
+# token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
+_TOKEN_CHARS: Final = r"A-Za-z0-9\-.!%*_+`'~"
+TOKEN: Final = re.compile(rf"[{_TOKEN_CHARS}]+")
+# word = 1*(token chars / "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" / "]" /
+#           "?" / "{" / "}")
+WORD: Final = re.compile(rf"[{_TOKEN_CHARS}()<>:\\\"/\[\]?{{}}]+")
+# scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )   (RFC 3986 §3.1)
+ALPHA_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+
+# quoted-string = SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE
+# qdtext excludes DQUOTE and backslash; quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
+_QUOTED: Final = r'"(?:[^"\\\r\n]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
+QUOTED_STRING: Final = re.compile(_QUOTED)
+
+# generic-param = token [ EQUAL gen-value ]; gen-value = token / host / quoted-string.
+# host adds "[", "]" and ":" (IPv6 references) to the token characters.
+_PARAM: Final = re.compile(
+    rf"[ \t]*;[ \t]*([{_TOKEN_CHARS}]+)(?:[ \t]*=[ \t]*([{_TOKEN_CHARS}\[\]:]+|{_QUOTED}))?[ \t]*"
+)
+
+#: Parameters as an ordered tuple of (name as written, value or None).
+Params = tuple[tuple[str, str | None], ...]
+
+
+def parse_params(text: str, start: int = 0) -> Params:
+    """Parse ``*( SEMI generic-param )`` from ``text[start:]``; it must consume all of it.
+
+    Raises ``ValueError`` with the offending text when the parameters are malformed.
+    """
+    out: list[tuple[str, str | None]] = []
+    pos = start
+    end = len(text)
+    match = _PARAM.match
+    while pos < end:
+        m = match(text, pos)
+        if m is None or m.end() == pos:
+            raise ValueError(f"malformed parameters: {text[pos:]!r}")
+        out.append((m.group(1), m.group(2)))
+        pos = m.end()
+    return tuple(out)
+
+
+def format_params(params: Params) -> str:
+    """Serialise parameters as ``;name=value`` (``;name`` for a valueless one)."""
+    return "".join(f";{n}" if v is None else f";{n}={v}" for n, v in params)
+
+
+def param_get(params: Params, name: str) -> str | None:
+    """The value of the first parameter called ``name`` (case-insensitive), else None."""
+    lname = name.lower()
+    for n, v in params:
+        if n.lower() == lname:
+            return v
+    return None
+
+
+def param_has(params: Params, name: str) -> bool:
+    lname = name.lower()
+    return any(n.lower() == lname for n, _ in params)
+
+
+def param_set(params: Params, name: str, value: str | None) -> Params:
+    """Replace the first ``name`` parameter in place, or append it."""
+    lname = name.lower()
+    out = list(params)
+    for i, (n, _) in enumerate(out):
+        if n.lower() == lname:
+            out[i] = (n, value)
+            return tuple(out)
+    out.append((name, value))
+    return tuple(out)
+
+
+def param_without(params: Params, name: str) -> Params:
+    lname = name.lower()
+    return tuple(p for p in params if p[0].lower() != lname)
+
+
+def split_commas(value: str) -> list[str]:
+    """Split a header value on the commas that separate its values (RFC 3261 §7.3.1).
+
+    Commas inside quoted strings and inside ``<...>`` do not split. Each part is
+    stripped of surrounding whitespace; empty parts are kept so callers can reject them.
+    """
+    if '"' not in value and "<" not in value:
+        return [part.strip(" \t") for part in value.split(",")]
+    parts: list[str] = []
+    start = 0
+    in_quote = False
+    in_angle = False
+    i = 0
+    n = len(value)
+    while i < n:
+        c = value[i]
+        if in_quote:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                in_quote = False
+        elif c == '"':
+            in_quote = True
+        elif c == "<":
+            in_angle = True
+        elif c == ">":
+            in_angle = False
+        elif c == "," and not in_angle:
+            parts.append(value[start:i].strip(" \t"))
+            start = i + 1
+        i += 1
+    parts.append(value[start:].strip(" \t"))
+    return parts
+
+
+def unquote(text: str) -> str:
+    """The content of a quoted-string, with quoted-pairs resolved; other text unchanged."""
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        inner = text[1:-1]
+        return re.sub(r"\\(.)", r"\1", inner, flags=re.DOTALL) if "\\" in inner else inner
+    return text
+
+
+def quote(text: str) -> str:
+    """Make a quoted-string of ``text``, escaping backslash and DQUOTE."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

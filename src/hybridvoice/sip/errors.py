@@ -1,0 +1,35 @@
+"""Errors raised by the SIP core.
+
+Like h11, errors carry a hint: the SIP status a server would answer with when the
+error comes from a request it received (RFC 3261 §8.2, §21.4). A ``ParseError`` is a
+problem in bytes we received; a ``LocalProtocolError`` is a misuse by our own code.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LocalProtocolError", "ParseError", "SipError"]
+
+
+class SipError(Exception):
+    """Base class of every error raised by ``hybridvoice.sip``."""
+
+
+class ParseError(SipError, ValueError):
+    """Received bytes are not a valid SIP message (RFC 3261 §25).
+
+    ``status_hint`` is the response a UAS or proxy should send when the message is a
+    request whose Via and start line could be read (400, 505, 416, 413, 513...). For
+    responses the hint is informative only: a malformed response is dropped (§18.1.2).
+    """
+
+    def __init__(self, message: str, status_hint: int = 400) -> None:
+        super().__init__(message)
+        self.status_hint = status_hint
+
+    @property
+    def reason(self) -> str:
+        return str(self.args[0]) if self.args else "Bad Request"
+
+
+class LocalProtocolError(SipError):
+    """Our own code asked for something the protocol does not allow."""

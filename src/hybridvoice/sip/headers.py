@@ -1,0 +1,434 @@
+"""Header names and the typed header values a proxy and a B2BUA need (RFC 3261 §20).
+
+Every header is kept as (name, raw value) in a ``Headers`` list, in order, so unknown
+headers and anything we do not touch are re-emitted verbatim. The typed views (``Via``,
+``Address`` for From/To/Contact/Route/Record-Route, ``CSeq``) are parsed on demand and
+cached until the header is changed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Final, TypeVar
+
+from ._abnf import (
+    TOKEN,
+    WORD,
+    Params,
+    format_params,
+    param_get,
+    param_has,
+    param_set,
+    parse_params,
+    split_commas,
+    unquote,
+)
+from .errors import ParseError
+from .uri import SipUri, Uri, parse_uri
+
+__all__ = [
+    "COMPACT_FORMS",
+    "Address",
+    "CSeq",
+    "Headers",
+    "Via",
+    "canonical_name",
+    "parse_address",
+    "parse_address_list",
+    "parse_call_id",
+    "parse_cseq",
+    "parse_uint",
+    "parse_via_list",
+]
+
+#: RFC 3261 §7.3.3 and later RFCs' compact forms (IANA SIP header registry).
+COMPACT_FORMS: Final[dict[str, str]] = {
+    "a": "Accept-Contact",
+    "b": "Referred-By",
+    "c": "Content-Type",
+    "d": "Request-Disposition",
+    "e": "Content-Encoding",
+    "f": "From",
+    "i": "Call-ID",
+    "j": "Reject-Contact",
+    "k": "Supported",
+    "l": "Content-Length",
+    "m": "Contact",
+    "n": "Identity-Info",
+    "o": "Event",
+    "r": "Refer-To",
+    "s": "Subject",
+    "t": "To",
+    "u": "Allow-Events",
+    "v": "Via",
+    "x": "Session-Expires",
+    "y": "Identity",
+}
+
+_CANONICAL: Final[tuple[str, ...]] = (
+    "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
+    "Allow-Events", "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
+    "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
+    "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "History-Info",
+    "Identity", "Identity-Info", "In-Reply-To", "Max-Forwards", "Min-Expires", "Min-SE",
+    "MIME-Version", "Organization", "P-Asserted-Identity", "P-Preferred-Identity", "Path",
+    "Priority", "Privacy", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "RAck",
+    "Reason", "Record-Route", "Refer-To", "Referred-By", "Reject-Contact", "Replaces",
+    "Reply-To", "Request-Disposition", "Require", "Retry-After", "Route", "RSeq",
+    "Server", "Service-Route", "Session-Expires", "SIP-ETag", "SIP-If-Match", "Subject",
+    "Subscription-State", "Supported", "Timestamp", "To", "Unsupported", "User-Agent", "Via",
+    "Warning", "WWW-Authenticate",
+)  # fmt: skip
+
+#: lower-case name (long or compact) -> canonical long name
+_BY_LOWER: Final[dict[str, str]] = {n.lower(): n for n in _CANONICAL}
+_BY_LOWER.update(COMPACT_FORMS)
+#: raw spelling seen on the wire -> (key, canonical name): a fast path for the usual ones
+_RAW_CACHE: dict[str, tuple[str, str]] = {}
+
+
+def canonical_name(name: str) -> tuple[str, str]:
+    """(lookup key, name to emit) for a header name as written; raises on a bad token."""
+    hit = _RAW_CACHE.get(name)
+    if hit is not None:
+        return hit
+    if not TOKEN.fullmatch(name):
+        raise ParseError(f"malformed header name {name!r}")
+    lower = name.lower()
+    canon = _BY_LOWER.get(lower)
+    result = (canon.lower(), canon) if canon is not None else (lower, name)
+    if len(_RAW_CACHE) < 4096:  # bounded: header names are attacker-chosen
+        _RAW_CACHE[name] = result
+    return result
+
+
+# --- typed values --------------------------------------------------------------------
+
+# Via = sent-protocol LWS sent-by *( SEMI via-params ); sent-protocol = name/version/transport
+_VIA: Final = re.compile(
+    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
+    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([A-Za-z0-9\-_.]+|\[[0-9A-Fa-f:.]+\])"
+    r"(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """One Via value (§20.42) with RFC 3581 ``rport``."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: Params = ()
+    protocol: str = "SIP/2.0"
+
+    @property
+    def branch(self) -> str | None:
+        return param_get(self.params, "branch")
+
+    @property
+    def received(self) -> str | None:
+        return param_get(self.params, "received")
+
+    @property
+    def rport(self) -> int | None:
+        value = param_get(self.params, "rport")
+        return int(value) if value is not None and value.isdigit() else None
+
+    @property
+    def wants_rport(self) -> bool:
+        return param_has(self.params, "rport")
+
+    @property
+    def maddr(self) -> str | None:
+        return param_get(self.params, "maddr")
+
+    @property
+    def sent_by(self) -> tuple[str, int | None]:
+        return self.host, self.port
+
+    def with_param(self, name: str, value: str | None = None) -> Via:
+        return replace(self, params=param_set(self.params, name, value))
+
+    def __str__(self) -> str:
+        port = "" if self.port is None else f":{self.port}"
+        return f"{self.protocol}/{self.transport} {self.host}{port}{format_params(self.params)}"
+
+
+def _parse_via(text: str) -> Via:
+    m = _VIA.match(text)
+    if m is None:
+        raise ParseError(f"malformed Via {text!r}")
+    try:
+        params = parse_params(text, m.end())
+    except ValueError as exc:
+        raise ParseError(f"malformed Via parameters in {text!r}") from exc
+    port = m.group(5)
+    if port is not None and int(port) > 65535:
+        raise ParseError(f"Via port out of range in {text!r}")
+    return Via(
+        m.group(3).upper(),
+        m.group(4),
+        None if port is None else int(port),
+        params,
+        f"{m.group(1)}/{m.group(2)}",
+    )
+
+
+def parse_via_list(values: list[str]) -> tuple[Via, ...]:
+    """Every Via value of every Via header line, top first."""
+    return tuple(_parse_via(part) for value in values for part in split_commas(value))
+
+
+# name-addr = [ display-name ] LAQUOT addr-spec RAQUOT ; display-name = *(token LWS) / quoted
+_TOKENS: Final = r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*"
+_QSTR: Final = r'"(?:[^"\\\r\n]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
+_NAME_ADDR: Final = re.compile(rf"({_QSTR}|{_TOKENS})?[ \t]*<([^<>\s]+)>")
+_ADDR_SPEC: Final = re.compile(r"[^<>\s;,?\"]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A name-addr or addr-spec with header parameters: From, To, Contact, Route... (§20)."""
+
+    uri: Uri
+    display: str | None = None
+    params: Params = ()
+
+    @property
+    def tag(self) -> str | None:
+        return param_get(self.params, "tag")
+
+    @property
+    def display_name(self) -> str | None:
+        """The display name without quotes or escapes."""
+        return None if self.display is None else unquote(self.display)
+
+    @property
+    def sip_uri(self) -> SipUri:
+        """The URI when it is sip/sips; raises ``ParseError`` (416) otherwise."""
+        if not isinstance(self.uri, SipUri):
+            raise ParseError(f"not a SIP URI: {self.uri}", 416)
+        return self.uri
+
+    def param(self, name: str) -> str | None:
+        return param_get(self.params, name)
+
+    def with_param(self, name: str, value: str | None = None) -> Address:
+        return replace(self, params=param_set(self.params, name, value))
+
+    def with_tag(self, tag: str) -> Address:
+        return self.with_param("tag", tag)
+
+    def __str__(self) -> str:
+        display = "" if self.display is None else self.display + " "
+        return f"{display}<{self.uri}>{format_params(self.params)}"
+
+
+def parse_address(text: str) -> Address:
+    """Parse ``(name-addr / addr-spec) *(SEMI param)``; raise ``ParseError`` if malformed."""
+    m = _NAME_ADDR.match(text)
+    if m is None:
+        m = _ADDR_SPEC.match(text)
+        if m is None:
+            raise ParseError(f"malformed address {text!r}")
+        uri_text, display = m.group(0), None
+    else:
+        uri_text, display = m.group(2), m.group(1)
+    try:
+        params = parse_params(text, m.end())
+    except ValueError as exc:
+        raise ParseError(f"malformed address parameters in {text!r}") from exc
+    return Address(parse_uri(uri_text), display, params)
+
+
+def parse_address_list(values: list[str]) -> tuple[Address, ...]:
+    """Every address of every line of a multi-valued header (Contact, Route...)."""
+    out: list[Address] = []
+    for value in values:
+        for part in split_commas(value):
+            if part == "*":
+                raise ParseError("'*' is only allowed as the only Contact value")
+            out.append(parse_address(part))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    """CSeq = 1*DIGIT LWS Method (§20.16); the number is below 2**31 (§8.1.1.5)."""
+
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+_CSEQ: Final = re.compile(r"([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
+
+
+def parse_cseq(values: list[str]) -> CSeq:
+    m = _CSEQ.fullmatch(values[0])
+    if m is None or int(m.group(1)) >= 2**31:
+        raise ParseError(f"malformed CSeq {values[0]!r}")
+    return CSeq(int(m.group(1)), m.group(2))
+
+
+def parse_call_id(values: list[str]) -> str:
+    # callid = word [ "@" word ]
+    word, _, host = values[0].partition("@")
+    if not WORD.fullmatch(word) or (host and not WORD.fullmatch(host)):
+        raise ParseError(f"malformed Call-ID {values[0]!r}")
+    return values[0]
+
+
+def parse_uint(limit: int) -> Callable[[list[str]], int]:
+    """A parser of a single ``1*DIGIT`` value no larger than ``limit``."""
+
+    def parse(values: list[str]) -> int:
+        text = values[0]
+        if not text.isdigit() or not text.isascii() or len(text) > 10 or int(text) > limit:
+            raise ParseError(f"malformed number {text!r}")
+        return int(text)
+
+    return parse
+
+
+# --- the header list -----------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class Headers:
+    """An ordered header list; lookups are by name, case-insensitive, compact forms folded.
+
+    Raw values are strings as received (unfolded, trimmed). ``typed(key, parser)`` caches
+    a parsed view per header; any change to that header drops its cache entry.
+    """
+
+    __slots__ = ("_cache", "_items")
+
+    def __init__(self, items: list[tuple[str, str, str]] | None = None) -> None:
+        self._items: list[tuple[str, str, str]] = items if items is not None else []
+        self._cache: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, object]]) -> Headers:
+        """Build from (name, value) pairs; values may be typed objects (``str()`` is used)."""
+        h = cls()
+        for name, value in pairs:
+            h.add(name, value)
+        return h
+
+    # reading
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((name, value) for _, name, value in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = _key(name)
+        return any(k == key for k, _, _ in self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return [(k, v) for k, _, v in self._items] == [(k, v) for k, _, v in other._items]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self)!r})"
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The raw value of the first line of ``name``."""
+        key = _key(name)
+        for k, _, v in self._items:
+            if k == key:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """The raw values of every line of ``name``, in order."""
+        key = _key(name)
+        return [v for k, _, v in self._items if k == key]
+
+    def values(self, name: str) -> list[str]:
+        """Every comma-separated value of every line of ``name`` (for list headers)."""
+        return [part for v in self.get_all(name) for part in split_commas(v)]
+
+    def count(self, name: str) -> int:
+        key = _key(name)
+        return sum(1 for k, _, _ in self._items if k == key)
+
+    def typed(self, key: str, parser: Callable[[list[str]], T]) -> T | None:
+        """Parsed view of header ``key`` (lower-case long name), cached; None if absent."""
+        cache = self._cache
+        if key in cache:
+            return cache[key]  # type: ignore[no-any-return]
+        values = [v for k, _, v in self._items if k == key]
+        result = parser(values) if values else None
+        cache[key] = result
+        return result
+
+    # writing
+    def add(self, name: str, value: object) -> None:
+        """Append a header line."""
+        key, canon = canonical_name(name)
+        self._items.append((key, canon, str(value)))
+        self._cache.pop(key, None)
+
+    def prepend(self, name: str, value: object) -> None:
+        """Insert a line before the first line of the same header, or at the top."""
+        key, canon = canonical_name(name)
+        items = self._items
+        index = next((i for i, (k, _, _) in enumerate(items) if k == key), 0)
+        items.insert(index, (key, canon, str(value)))
+        self._cache.pop(key, None)
+
+    def set(self, name: str, value: object) -> None:
+        """Replace every line of ``name`` by one line, where the first one stood."""
+        key, canon = canonical_name(name)
+        items = self._items
+        index = next((i for i, (k, _, _) in enumerate(items) if k == key), len(items))
+        items[:] = [it for it in items if it[0] != key]
+        items.insert(min(index, len(items)), (key, canon, str(value)))
+        self._cache.pop(key, None)
+
+    def remove(self, name: str) -> int:
+        """Remove every line of ``name``; return how many were removed."""
+        key = _key(name)
+        before = len(self._items)
+        self._items[:] = [it for it in self._items if it[0] != key]
+        self._cache.pop(key, None)
+        return before - len(self._items)
+
+    def pop_first_value(self, name: str) -> str | None:
+        """Remove the first comma-separated value of ``name`` (the top Via, the first Route)."""
+        key = _key(name)
+        for i, (k, n, v) in enumerate(self._items):
+            if k == key:
+                parts = split_commas(v)
+                if len(parts) == 1:
+                    del self._items[i]
+                else:
+                    self._items[i] = (k, n, ", ".join(parts[1:]))
+                self._cache.pop(key, None)
+                return parts[0]
+        return None
+
+    def copy(self) -> Headers:
+        h = Headers(list(self._items))
+        h._cache = dict(self._cache)
+        return h
+
+
+def _key(name: str) -> str:
+    lower = name.lower()
+    canon = _BY_LOWER.get(lower)
+    return lower if canon is None else canon.lower()

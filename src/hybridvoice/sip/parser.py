@@ -1,0 +1,212 @@
+"""Turning bytes into messages: one datagram (§18.3 framing by Content-Length or the
+datagram end) or a stream (TCP/TLS: framing by Content-Length, CRLF keep-alives per
+RFC 5626 §3.5.1), tolerant of data arriving one byte at a time.
+
+``parse_message`` validates the start line and the headers every role depends on (Via,
+From, To, Call-ID, CSeq, Max-Forwards, Content-Length, Contact, Date) so that a message
+either parses completely or raises ``ParseError`` with the status a server should answer.
+Checks that need application policy (missing headers, unknown schemes, Require) are in
+``hybridvoice.sip.validate``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from .errors import ParseError
+from .headers import Headers, canonical_name
+from .message import Message, Request, Response
+from .uri import SipUri, parse_uri
+
+__all__ = ["DEFAULT_MAX_SIZE", "KeepAlive", "StreamParser", "parse_message"]
+
+#: The largest message we accept by default (header section plus body).
+DEFAULT_MAX_SIZE: Final = 65535
+
+_FOLD: Final = re.compile(r"\r?\n[ \t]+")
+_METHOD: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_VERSION: Final = re.compile(r"[Ss][Ii][Pp]/([0-9]+)\.([0-9]+)")
+# rfc1123-date = wkday "," SP date1 SP time SP "GMT" (§20.17)
+_DATE: Final = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+    r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT"
+)
+
+
+def _check_version(text: str) -> None:
+    m = _VERSION.fullmatch(text)
+    if m is None:
+        raise ParseError(f"malformed SIP version {text!r}")
+    if (m.group(1), m.group(2)) != ("2", "0"):
+        raise ParseError(f"SIP version {text} is not supported", 505)
+
+
+def _parse_head(head: str) -> tuple[Message, int | None]:
+    """Parse the start line and headers; return the message and its Content-Length."""
+    if "\n " in head or "\n\t" in head:
+        head = _FOLD.sub(" ", head)
+    lines = head.split("\r\n") if "\r\n" in head else head.split("\n")
+    start = lines[0]
+    items: list[tuple[str, str, str]] = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise ParseError(f"header line without a colon: {line[:80]!r}")
+        key, canon = canonical_name(name.rstrip(" \t"))
+        items.append((key, canon, value.strip(" \t")))
+    headers = Headers(items)
+
+    message: Message
+    if start.startswith(("SIP/", "sip/", "Sip/")):
+        version, _, rest = start.partition(" ")
+        code, _, reason = rest.partition(" ")
+        _check_version(version)
+        if len(code) != 3 or not code.isdigit() or not "100" <= code <= "699":
+            raise ParseError(f"malformed status code in {start[:80]!r}")
+        message = Response(int(code), reason, headers)
+    else:
+        parts = start.split(" ")
+        if len(parts) != 3 or not _METHOD.fullmatch(parts[0]):
+            raise ParseError(f"malformed request line {start[:80]!r}")
+        method, uri_text, version = parts
+        _check_version(version)
+        uri = parse_uri(uri_text)
+        if isinstance(uri, SipUri) and uri.headers:
+            raise ParseError("headers are not allowed in a Request-URI (§19.1.1)")
+        message = Request(method, uri, headers)
+
+    # Validate and cache the headers every role reads (§20); multiples are the
+    # application's problem (RFC 4475 §3.3.8), so only the first of each is parsed here.
+    seen = {k for k, _, _ in items}
+    _ = message.via
+    if "from" in seen:
+        _ = message.from_
+    if "to" in seen:
+        _ = message.to
+    if "call-id" in seen:
+        _ = message.call_id
+    cseq = message.cseq if "cseq" in seen else None
+    if "max-forwards" in seen:
+        _ = message.max_forwards
+    if "contact" in seen and not message.contact_star:
+        _ = message.contact
+    if "date" in seen and not _DATE.fullmatch(headers.get("Date") or ""):
+        raise ParseError("malformed Date: rfc1123-date in GMT expected (§20.17)")
+    if isinstance(message, Request) and cseq is not None and cseq.method != message.method:
+        raise ParseError("CSeq method does not match the request method (§8.1.1.5)")
+    length: int | None = None
+    if "content-length" in seen:
+        values = headers.get_all("Content-Length")
+        length = message.content_length
+        if len(values) > 1 and any(v != values[0] for v in values):
+            length = -1  # conflicting values: framing impossible
+    return message, length
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def parse_message(data: bytes) -> Request | Response:
+    """Parse one message from a datagram (RFC 3261 §18.3).
+
+    Bytes beyond Content-Length are ignored (RFC 4475 §3.1.1.8); a Content-Length larger
+    than the datagram is an error (§3.1.2.2); without Content-Length the body is the rest
+    of the datagram. Raises ``ParseError`` carrying the status hint.
+    """
+    end = data.find(b"\r\n\r\n")
+    if end >= 0:
+        body_start = end + 4
+    else:
+        end = data.find(b"\n\n")
+        if end < 0:
+            raise ParseError("no empty line after the headers")
+        body_start = end + 2
+    # leading CRLFs before a start line are allowed on streams and harmless here (§7.5)
+    head_start = 0
+    while data.startswith((b"\r\n", b"\n"), head_start):
+        head_start += 2 if data[head_start] == 13 else 1
+    message, length = _parse_head(_decode(data[head_start:end]))
+    available = len(data) - body_start
+    if length is None:
+        length = available
+    elif length < 0:
+        raise ParseError("several different Content-Length values (RFC 4475 §3.3.9)")
+    elif length > available:
+        raise ParseError(f"Content-Length {length} is larger than the {available} bytes sent")
+    message._body = data[body_start : body_start + length]
+    assert isinstance(message, Request | Response)
+    return message
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """A keep-alive on a stream (RFC 5626 §3.5.1): ``ping`` (CRLFCRLF) asks for a pong
+    (a single CRLF); a lone CRLF is a pong."""
+
+    ping: bool
+
+
+class StreamParser:
+    """Frames messages on a TCP/TLS stream. Feed bytes; collect messages and keep-alives.
+
+    A ``ParseError`` from ``feed`` means the stream cannot be resynchronised: answer 400
+    when possible and close the connection (§18.3).
+    """
+
+    __slots__ = ("_buf", "_max_size", "_scan")
+
+    def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        self._buf = bytearray()
+        self._max_size = max_size
+        self._scan = 0  # where to resume looking for the end of the header section
+
+    def __len__(self) -> int:
+        """Bytes buffered and not yet part of a complete message."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Request | Response | KeepAlive]:
+        self._buf += data
+        out: list[Request | Response | KeepAlive] = []
+        buf = self._buf
+        while buf:
+            # keep-alives between messages
+            if buf[0] in (13, 10):
+                if buf.startswith(b"\r\n\r\n"):
+                    del buf[:4]
+                    out.append(KeepAlive(ping=True))
+                    continue
+                if len(buf) < 4 and b"\r\n\r\n".startswith(bytes(buf)):
+                    break  # could still become a ping
+                if buf.startswith(b"\r\n"):
+                    del buf[:2]
+                    out.append(KeepAlive(ping=False))
+                    continue
+                del buf[:1]
+                continue
+            end = buf.find(b"\r\n\r\n", max(0, self._scan - 3))
+            if end < 0:
+                if len(buf) > self._max_size:
+                    raise ParseError("header section larger than the maximum size", 513)
+                self._scan = len(buf)
+                break
+            message, length = _parse_head(_decode(bytes(buf[:end])))
+            if length is None:
+                length = 0
+            elif length < 0:
+                raise ParseError("several different Content-Length values on a stream")
+            total = end + 4 + length
+            if total > self._max_size:
+                raise ParseError(f"message of {total} bytes is larger than allowed", 513)
+            if len(buf) < total:
+                self._scan = end  # header end already known; wait for the body
+                break
+            message._body = bytes(buf[end + 4 : total])
+            del buf[:total]
+            self._scan = 0
+            assert isinstance(message, Request | Response)
+            out.append(message)
+        return out
