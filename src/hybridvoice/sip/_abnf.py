@@ -50,22 +50,26 @@ _PARAM: Final = re.compile(
 Params = tuple[tuple[str, str | None], ...]
 
 
+_PARAMS: Final = re.compile(rf"(?:{_PARAM.pattern})*")
+
+
 def parse_params(text: str, start: int = 0) -> Params:
     """Parse ``*( SEMI generic-param )`` from ``text[start:]``; it must consume all of it.
 
     Raises ``ValueError`` with the offending text when the parameters are malformed.
     """
-    out: list[tuple[str, str | None]] = []
-    pos = start
-    end = len(text)
-    match = _PARAM.match
-    while pos < end:
-        m = match(text, pos)
-        if m is None or m.end() == pos:
-            raise ValueError(f"malformed parameters: {text[pos:]!r}")
-        out.append((m.group(1), m.group(2)))
-        pos = m.end()
-    return tuple(out)
+    if start >= len(text):
+        return ()
+    if _PARAMS.fullmatch(text, start) is None:
+        raise ValueError(f"malformed parameters: {text[start:]!r}")
+    rest = text[start:]
+    if '"' not in rest and " " not in rest and "\t" not in rest:
+        out: list[tuple[str, str | None]] = []
+        for item in rest[1:].split(";"):
+            name, eq, value = item.partition("=")
+            out.append((name, value if eq else None))
+        return tuple(out)
+    return tuple((m.group(1), m.group(2)) for m in _PARAM.finditer(text, start))
 
 
 def format_params(params: Params) -> str:

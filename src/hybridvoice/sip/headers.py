@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from ._abnf import (
     TOKEN,
@@ -26,7 +25,7 @@ from ._abnf import (
     unquote,
 )
 from .errors import ParseError
-from .uri import SipUri, Uri, parse_uri
+from .uri import SIP_URI_BASE, SIP_URI_FULL, SipUri, Uri, parse_uri, sip_uri_from_groups
 
 __all__ = [
     "COMPACT_FORMS",
@@ -114,9 +113,8 @@ _VIA: Final = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Via:
-    """One Via value (§20.42) with RFC 3581 ``rport``."""
+class Via(NamedTuple):
+    """One Via value (§20.42) with RFC 3581 ``rport``. An immutable named tuple."""
 
     transport: str
     host: str
@@ -150,7 +148,10 @@ class Via:
         return self.host, self.port
 
     def with_param(self, name: str, value: str | None = None) -> Via:
-        return replace(self, params=param_set(self.params, name, value))
+        return self._replace(params=param_set(self.params, name, value))
+
+    def replace(self, **changes: Any) -> Via:
+        return self._replace(**changes)
 
     def __str__(self) -> str:
         port = "" if self.port is None else f":{self.port}"
@@ -187,11 +188,17 @@ _TOKENS: Final = r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*"
 _QSTR: Final = r'"(?:[^"\\\r\n]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
 _NAME_ADDR: Final = re.compile(rf"({_QSTR}|{_TOKENS})?[ \t]*<([^<>\s]+)>")
 _ADDR_SPEC: Final = re.compile(r"[^<>\s;,?\"]+")
+# Fast paths for the usual shapes, SIP URIs matched in the same pass:
+# display <sip:...>;params  and  sip:user@host:port;params
+_NAME_ADDR_SIP: Final = re.compile(rf"({_QSTR}|{_TOKENS})?[ \t]*<{SIP_URI_FULL}>", re.IGNORECASE)
+_ADDR_SPEC_SIP: Final = re.compile(rf"{SIP_URI_BASE}(?=[ \t;]|$)", re.IGNORECASE)
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
-    """A name-addr or addr-spec with header parameters: From, To, Contact, Route... (§20)."""
+class Address(NamedTuple):
+    """A name-addr or addr-spec with header parameters: From, To, Contact, Route... (§20).
+
+    An immutable named tuple; it always serialises in name-addr form (with ``<>``).
+    """
 
     uri: Uri
     display: str | None = None
@@ -217,7 +224,10 @@ class Address:
         return param_get(self.params, name)
 
     def with_param(self, name: str, value: str | None = None) -> Address:
-        return replace(self, params=param_set(self.params, name, value))
+        return self._replace(params=param_set(self.params, name, value))
+
+    def replace(self, **changes: Any) -> Address:
+        return self._replace(**changes)
 
     def with_tag(self, tag: str) -> Address:
         return self.with_param("tag", tag)
@@ -229,6 +239,19 @@ class Address:
 
 def parse_address(text: str) -> Address:
     """Parse ``(name-addr / addr-spec) *(SEMI param)``; raise ``ParseError`` if malformed."""
+    fast = _NAME_ADDR_SIP.match(text)
+    if fast is not None:
+        display, *uri_groups = fast.groups()
+        uri: Uri = sip_uri_from_groups(*uri_groups)
+    else:
+        fast = _ADDR_SPEC_SIP.match(text)
+        if fast is not None:
+            display, uri = None, sip_uri_from_groups(*fast.groups())
+    if fast is not None:
+        try:
+            return Address(uri, display, parse_params(text, fast.end()))
+        except ValueError as exc:
+            raise ParseError(f"malformed address parameters in {text!r}") from exc
     m = _NAME_ADDR.match(text)
     if m is None:
         m = _ADDR_SPEC.match(text)
@@ -255,8 +278,7 @@ def parse_address_list(values: list[str]) -> tuple[Address, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
-class CSeq:
+class CSeq(NamedTuple):
     """CSeq = 1*DIGIT LWS Method (§20.16); the number is below 2**31 (§8.1.1.5)."""
 
     seq: int

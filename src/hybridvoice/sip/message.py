@@ -8,6 +8,7 @@ demand and are cached in the header list. ``make_response`` follows §8.2.6.2 an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from .headers import (
@@ -244,7 +245,7 @@ def make_response(
     reason: str | None = None,
     *,
     to_tag: str | None = None,
-    headers: list[tuple[str, object]] | None = None,
+    headers: Sequence[tuple[str, object]] | None = None,
     body: bytes = b"",
     content_type: str | None = None,
 ) -> Response:

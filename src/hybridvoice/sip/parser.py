@@ -12,11 +12,22 @@ Checks that need application policy (missing headers, unknown schemes, Require) 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from .errors import ParseError
-from .headers import Headers, canonical_name
+from .headers import (
+    Address,
+    Headers,
+    canonical_name,
+    parse_address,
+    parse_address_list,
+    parse_call_id,
+    parse_cseq,
+    parse_uint,
+    parse_via_list,
+)
 from .message import Message, Request, Response
 from .uri import SipUri, parse_uri
 
@@ -44,27 +55,74 @@ def _check_version(text: str) -> None:
         raise ParseError(f"SIP version {text} is not supported", 505)
 
 
+_max_forwards = parse_uint(255)
+_content_length = parse_uint(2**31 - 1)
+
+
+def _first_address(values: list[str]) -> Address:
+    return parse_address(values[0])
+
+
+def _check_date(values: list[str]) -> str:
+    if not _DATE.fullmatch(values[0]):
+        raise ParseError("malformed Date: rfc1123-date in GMT expected (§20.17)")
+    return values[0]
+
+
+def _contacts(values: list[str]) -> tuple[Address, ...]:
+    return () if values[0] == "*" else parse_address_list(values)
+
+
+#: The headers every role reads, parsed (and so validated) while the message is parsed;
+#: the results go straight into the header list's cache. Multiples of single-valued
+#: headers are the application's problem (RFC 4475 §3.3.8): only the first is parsed.
+_EAGER: Final[dict[str, Callable[[list[str]], object]]] = {
+    "via": parse_via_list,
+    "from": _first_address,
+    "to": _first_address,
+    "call-id": parse_call_id,
+    "cseq": parse_cseq,
+    "max-forwards": _max_forwards,
+    "content-length": _content_length,
+    "contact": _contacts,
+    "date": _check_date,
+}
+
+
 def _parse_head(head: str) -> tuple[Message, int | None]:
     """Parse the start line and headers; return the message and its Content-Length."""
     if "\n " in head or "\n\t" in head:
         head = _FOLD.sub(" ", head)
     lines = head.split("\r\n") if "\r\n" in head else head.split("\n")
-    start = lines[0]
     items: list[tuple[str, str, str]] = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
+    eager: dict[str, list[str]] = {}
+    append = items.append
+    for i in range(1, len(lines)):
+        name, colon, value = lines[i].partition(":")
         if not colon:
-            raise ParseError(f"header line without a colon: {line[:80]!r}")
+            raise ParseError(f"header line without a colon: {lines[i][:80]!r}")
         key, canon = canonical_name(name.rstrip(" \t"))
-        items.append((key, canon, value.strip(" \t")))
+        value = value.strip(" \t")
+        append((key, canon, value))
+        if key in _EAGER:
+            if key in eager:
+                eager[key].append(value)
+            else:
+                eager[key] = [value]
     headers = Headers(items)
+    cache = headers._cache
+    for key, values in eager.items():
+        cache[key] = _EAGER[key](values)
+    if "via" not in cache:
+        cache["via"] = ()
 
+    start = lines[0]
     message: Message
     if start.startswith(("SIP/", "sip/", "Sip/")):
         version, _, rest = start.partition(" ")
         code, _, reason = rest.partition(" ")
         _check_version(version)
-        if len(code) != 3 or not code.isdigit() or not "100" <= code <= "699":
+        if len(code) != 3 or not code.isascii() or not code.isdigit() or not "100" <= code <= "699":
             raise ParseError(f"malformed status code in {start[:80]!r}")
         message = Response(int(code), reason, headers)
     else:
@@ -72,35 +130,19 @@ def _parse_head(head: str) -> tuple[Message, int | None]:
         if len(parts) != 3 or not _METHOD.fullmatch(parts[0]):
             raise ParseError(f"malformed request line {start[:80]!r}")
         method, uri_text, version = parts
-        _check_version(version)
+        if version != "SIP/2.0":
+            _check_version(version)
         uri = parse_uri(uri_text)
-        if isinstance(uri, SipUri) and uri.headers:
+        if type(uri) is SipUri and uri.headers:
             raise ParseError("headers are not allowed in a Request-URI (§19.1.1)")
+        cseq = cache.get("cseq")
+        if cseq is not None and cseq.method != method:
+            raise ParseError("CSeq method does not match the request method (§8.1.1.5)")
         message = Request(method, uri, headers)
 
-    # Validate and cache the headers every role reads (§20); multiples are the
-    # application's problem (RFC 4475 §3.3.8), so only the first of each is parsed here.
-    seen = {k for k, _, _ in items}
-    _ = message.via
-    if "from" in seen:
-        _ = message.from_
-    if "to" in seen:
-        _ = message.to
-    if "call-id" in seen:
-        _ = message.call_id
-    cseq = message.cseq if "cseq" in seen else None
-    if "max-forwards" in seen:
-        _ = message.max_forwards
-    if "contact" in seen and not message.contact_star:
-        _ = message.contact
-    if "date" in seen and not _DATE.fullmatch(headers.get("Date") or ""):
-        raise ParseError("malformed Date: rfc1123-date in GMT expected (§20.17)")
-    if isinstance(message, Request) and cseq is not None and cseq.method != message.method:
-        raise ParseError("CSeq method does not match the request method (§8.1.1.5)")
-    length: int | None = None
-    if "content-length" in seen:
-        values = headers.get_all("Content-Length")
-        length = message.content_length
+    length: int | None = cache.get("content-length")
+    if length is not None:
+        values = eager["content-length"]
         if len(values) > 1 and any(v != values[0] for v in values):
             length = -1  # conflicting values: framing impossible
     return message, length
@@ -117,18 +159,18 @@ def parse_message(data: bytes) -> Request | Response:
     than the datagram is an error (§3.1.2.2); without Content-Length the body is the rest
     of the datagram. Raises ``ParseError`` carrying the status hint.
     """
-    end = data.find(b"\r\n\r\n")
-    if end >= 0:
-        body_start = end + 4
-    else:
-        end = data.find(b"\n\n")
-        if end < 0:
-            raise ParseError("no empty line after the headers")
-        body_start = end + 2
     # leading CRLFs before a start line are allowed on streams and harmless here (§7.5)
     head_start = 0
     while data.startswith((b"\r\n", b"\n"), head_start):
         head_start += 2 if data[head_start] == 13 else 1
+    end = data.find(b"\r\n\r\n", head_start)
+    if end >= 0:
+        body_start = end + 4
+    else:
+        end = data.find(b"\n\n", head_start)
+        if end < 0:
+            raise ParseError("no empty line after the headers")
+        body_start = end + 2
     message, length = _parse_head(_decode(data[head_start:end]))
     available = len(data) - body_start
     if length is None:

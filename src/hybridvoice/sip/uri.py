@@ -11,8 +11,7 @@ Escapes are kept as written: ``str(parse_uri(s)) == s`` for every valid ``s``. T
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import unquote as _pct_unquote
 
 from ._abnf import ALPHA_SCHEME, Params, format_params, param_get, param_set, param_without
@@ -20,23 +19,36 @@ from .errors import ParseError
 
 __all__ = ["AbsoluteUri", "SipUri", "TelUri", "Uri", "parse_uri", "uri_equal"]
 
-# unreserved / escaped / user-unreserved ("&" "=" "+" "$" "," ";" "?" "/")
-_USER: Final = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+")
+_ESC: Final = r"%[0-9A-Fa-f]{2}"
+# user = 1*( unreserved / escaped / user-unreserved ); user-unreserved = & = + $ , ; ? /
+_USER: Final = rf"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|{_ESC})+"
 # password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )
-_PASSWORD: Final = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*")
-# hostname / IPv4address / IPv6reference. Hostnames are checked loosely ("_" is common in
-# the wild); IPv6 references are bracketed hex, colons and dots.
-_HOST: Final = re.compile(r"[A-Za-z0-9\-_.]+|\[[0-9A-Fa-f:.]+\]")
+_PASSWORD: Final = rf"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|{_ESC})*"
+# hostname / IPv4address / IPv6reference; hostnames are checked loosely ("_" is common)
+_HOST: Final = r"[A-Za-z0-9\-_.]+|\[[0-9A-Fa-f:.]+\]"
 # paramchar = param-unreserved / unreserved / escaped
-_PARAMCHARS: Final = re.compile(r"(?:[\[\]/:&+$A-Za-z0-9\-_.!~*'()]|%[0-9A-Fa-f]{2})+")
+_PCHAR: Final = rf"(?:[\[\]/:&+$A-Za-z0-9\-_.!~*'()]|{_ESC})+"
 # hname / hvalue = *( hnv-unreserved / unreserved / escaped )
-_HCHARS: Final = re.compile(r"(?:[\[\]/?:+$A-Za-z0-9\-_.!~*'()]|%[0-9A-Fa-f]{2})*")
-_TEL: Final = re.compile(r"[0-9A-Fa-f*#+\-.()pPwW]+|%[0-9A-Fa-f]{2}")
+_HCHAR: Final = rf"(?:[\[\]/?:+$A-Za-z0-9\-_.!~*'()]|{_ESC})"
+#: SIP-URI / SIPS-URI without parameters and headers (as in an addr-spec); groups:
+#: scheme, user, password, host, port.
+SIP_URI_BASE: Final = rf"(sips?):(?:({_USER})(?::({_PASSWORD}))?@)?({_HOST})(?::([0-9]{{1,5}}))?"
+#: The whole SIP-URI / SIPS-URI grammar (§25.1) in one pass; groups: scheme, user,
+#: password, host, port, params (with leading ";"), headers (without "?").
+SIP_URI_FULL: Final = (
+    SIP_URI_BASE + rf"((?:;{_PCHAR}(?:={_PCHAR})?)*)"
+    rf"(?:\?({_HCHAR}+={_HCHAR}*(?:&{_HCHAR}+={_HCHAR}*)*))?"
+)
+_SIP_URI: Final = re.compile(SIP_URI_FULL, re.IGNORECASE)
+_TEL: Final = re.compile(rf"(?:[0-9A-Fa-f*#+\-.()pPwW]|{_ESC})+")
+_TEL_PARAMS: Final = re.compile(rf"(?:;{_PCHAR}(?:={_PCHAR})?)*")
 
 
-@dataclass(frozen=True, slots=True)
-class SipUri:
-    """``sip:user:password@host:port;params?headers`` (RFC 3261 §19.1.1)."""
+class SipUri(NamedTuple):
+    """``sip:user:password@host:port;params?headers`` (RFC 3261 §19.1.1).
+
+    An immutable value (a named tuple: cheap to build on the hot path, hashable).
+    """
 
     host: str
     user: str | None = None
@@ -77,10 +89,13 @@ class SipUri:
         return param_get(self.params, name)
 
     def with_param(self, name: str, value: str | None = None) -> SipUri:
-        return replace(self, params=param_set(self.params, name, value))
+        return self._replace(params=param_set(self.params, name, value))
 
     def without_param(self, name: str) -> SipUri:
-        return replace(self, params=param_without(self.params, name))
+        return self._replace(params=param_without(self.params, name))
+
+    def replace(self, **changes: Any) -> SipUri:
+        return self._replace(**changes)
 
     def __str__(self) -> str:
         parts = [self.scheme, ":"]
@@ -99,14 +114,15 @@ class SipUri:
         return "".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class TelUri:
+class TelUri(NamedTuple):
     """``tel:+1-201-555-0123;phone-context=...`` (RFC 3966)."""
 
     number: str
     params: Params = ()
 
-    scheme: str = field(default="tel", init=False)
+    @property
+    def scheme(self) -> str:
+        return "tel"
 
     @property
     def is_global(self) -> bool:
@@ -121,8 +137,7 @@ class TelUri:
         return f"tel:{self.number}{format_params(self.params)}"
 
 
-@dataclass(frozen=True, slots=True)
-class AbsoluteUri:
+class AbsoluteUri(NamedTuple):
     """Any other absolute URI, kept verbatim (``scheme:rest``)."""
 
     scheme: str
@@ -135,83 +150,62 @@ class AbsoluteUri:
 Uri = SipUri | TelUri | AbsoluteUri
 
 
-def _split_params(text: str, what: str) -> Params:
+def _split_params(text: str) -> Params:
+    """Split already-validated ``;name[=value]`` parameters."""
     out: list[tuple[str, str | None]] = []
-    for item in text.split(";"):
+    for item in text[1:].split(";"):
         name, eq, value = item.partition("=")
-        if not name or not _PARAMCHARS.fullmatch(name):
-            raise ParseError(f"malformed {what} parameter {item!r}")
-        if eq:
-            if not _PARAMCHARS.fullmatch(value):
-                raise ParseError(f"malformed {what} parameter {item!r}")
-            out.append((name, value))
-        else:
-            out.append((name, None))
+        out.append((name, value if eq else None))
     return tuple(out)
-
-
-def _parse_sip(scheme: str, rest: str, text: str) -> SipUri:
-    user = password = None
-    at = rest.find("@")
-    if at >= 0:
-        userinfo, hostpart = rest[:at], rest[at + 1 :]
-        user, colon, pw = userinfo.partition(":")
-        if not _USER.fullmatch(user):
-            raise ParseError(f"malformed user part in URI {text!r}")
-        if colon:
-            if not _PASSWORD.fullmatch(pw):
-                raise ParseError(f"malformed password in URI {text!r}")
-            password = pw
-    else:
-        hostpart = rest
-    hostport, qmark, headers_text = hostpart.partition("?")
-    hostport, semi, params_text = hostport.partition(";")
-    if hostport.startswith("["):
-        close = hostport.find("]")
-        host, port_text = hostport[: close + 1], hostport[close + 1 :]
-        if close < 0 or (port_text and not port_text.startswith(":")):
-            raise ParseError(f"malformed IPv6 reference in URI {text!r}")
-        port_text = port_text[1:]
-        has_port = close + 1 < len(hostport)
-    else:
-        host, colon, port_text = hostport.partition(":")
-        has_port = bool(colon)
-    if not _HOST.fullmatch(host):
-        raise ParseError(f"malformed host in URI {text!r}")
-    port = None
-    if has_port:
-        if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
-            raise ParseError(f"malformed port in URI {text!r}")
-        port = int(port_text)
-    params = _split_params(params_text, "URI") if semi else ()
-    headers: tuple[tuple[str, str], ...] = ()
-    if qmark:
-        hs: list[tuple[str, str]] = []
-        for item in headers_text.split("&"):
-            name, eq, value = item.partition("=")
-            if not name or not eq or not _HCHARS.fullmatch(name) or not _HCHARS.fullmatch(value):
-                raise ParseError(f"malformed URI header {item!r} in {text!r}")
-            hs.append((name, value))
-        headers = tuple(hs)
-    return SipUri(host, user, password, port, params, headers, scheme)
 
 
 def parse_uri(text: str) -> Uri:
     """Parse an absolute URI; raise ``ParseError`` (400) when it is malformed."""
+    m = _SIP_URI.fullmatch(text)
+    if m is not None:
+        return sip_uri_from_groups(*m.groups())
     scheme, colon, rest = text.partition(":")
     if not colon or not ALPHA_SCHEME.fullmatch(scheme):
         raise ParseError(f"not an absolute URI: {text!r}")
     lscheme = scheme.lower()
     if lscheme in ("sip", "sips"):
-        return _parse_sip(lscheme, rest, text)
+        raise ParseError(f"malformed {lscheme} URI {text!r}")
     if lscheme == "tel":
         number, semi, params_text = rest.partition(";")
-        if not number or not all(_TEL.fullmatch(c) for c in re.findall(r"%..|.", number)):
+        if not _TEL.fullmatch(number) or not _TEL_PARAMS.fullmatch(semi + params_text):
             raise ParseError(f"malformed tel URI {text!r}")
-        return TelUri(number, _split_params(params_text, "tel") if semi else ())
+        return TelUri(number, _split_params(semi + params_text) if semi else ())
     if not rest or any(c in rest for c in ' \t\r\n<>"'):
         raise ParseError(f"malformed URI {text!r}")
     return AbsoluteUri(scheme, rest)
+
+
+def sip_uri_from_groups(  # noqa: PLR0917 - the regex groups, in order
+    scheme: str,
+    user: str | None,
+    password: str | None,
+    host: str,
+    port: str | None,
+    params: str | None = None,
+    headers: str | None = None,
+) -> SipUri:
+    """Build a ``SipUri`` from the groups of ``SIP_URI_FULL`` (or ``SIP_URI_BASE``)."""
+    if port is not None and int(port) > 65535:
+        raise ParseError(f"port {port} out of range in a SIP URI")
+    return SipUri(
+        host,
+        user,
+        password,
+        None if port is None else int(port),
+        _split_params(params) if params else (),
+        tuple(_split_header(h) for h in headers.split("&")) if headers else (),
+        "sip" if scheme in ("sip", "SIP") else scheme.lower(),
+    )
+
+
+def _split_header(item: str) -> tuple[str, str]:
+    name, _, value = item.partition("=")
+    return name, value
 
 
 # §19.1.4: these parameters must match when present in either URI.
