@@ -196,23 +196,37 @@ class StreamParser:
     """Frames messages on a TCP/TLS stream. Feed bytes; collect messages and keep-alives.
 
     A ``ParseError`` from ``feed`` means the stream cannot be resynchronised: answer 400
-    when possible and close the connection (§18.3).
+    when possible and close the connection (§18.3). Messages framed before the bad bytes
+    are returned first; the error is raised by the next ``feed`` call (``feed(b"")`` will
+    do), and by every call after it.
     """
 
-    __slots__ = ("_buf", "_max_size", "_scan")
+    __slots__ = ("_buf", "_error", "_max_size", "_scan")
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self._buf = bytearray()
         self._max_size = max_size
         self._scan = 0  # where to resume looking for the end of the header section
+        self._error: ParseError | None = None
 
     def __len__(self) -> int:
         """Bytes buffered and not yet part of a complete message."""
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Request | Response | KeepAlive]:
+        if self._error is not None:
+            raise self._error
         self._buf += data
         out: list[Request | Response | KeepAlive] = []
+        try:
+            self._frame(out)
+        except ParseError as exc:
+            self._error = exc
+            if not out:
+                raise
+        return out
+
+    def _frame(self, out: list[Request | Response | KeepAlive]) -> None:
         buf = self._buf
         while buf:
             # keep-alives between messages
@@ -251,4 +265,3 @@ class StreamParser:
             self._scan = 0
             assert isinstance(message, Request | Response)
             out.append(message)
-        return out
