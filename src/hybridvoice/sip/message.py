@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from .errors import LocalProtocolError
 from .headers import (
     Address,
     CSeq,
@@ -283,7 +284,8 @@ def make_cancel(invite: Request) -> Request:
     and Route set; CSeq number of the INVITE with method CANCEL.
     """
     cseq = invite.cseq
-    assert cseq is not None, "an INVITE without CSeq cannot be cancelled"
+    if cseq is None:
+        raise LocalProtocolError("an INVITE without CSeq cannot be cancelled")
     h = Headers()
     top = invite.headers.values("Via")[0]
     h.add("Via", top)
@@ -303,7 +305,8 @@ def make_ack(invite: Request, response: Response) -> Request:
     Request-URI, Call-ID, From, top Via and Route of the INVITE, To of the response.
     """
     cseq = invite.cseq
-    assert cseq is not None, "an INVITE without CSeq cannot be acknowledged"
+    if cseq is None:
+        raise LocalProtocolError("an INVITE without CSeq cannot be acknowledged")
     h = Headers()
     h.add("Via", invite.headers.values("Via")[0])
     for name in ("Max-Forwards", "From"):
