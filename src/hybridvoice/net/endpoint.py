@@ -1,0 +1,464 @@
+"""The SIP endpoint: transports -> transaction layer -> transaction user (RFC 3261 §17, §18).
+
+:class:`Endpoint` owns the transports it listens on, one sans-IO
+:class:`~hybridvoice.sip.transaction.TransactionLayer` and one event-loop timer armed for the
+layer's next deadline. Received messages go to the layer with the time from ``loop.time()``;
+the layer's events are then drained in order: messages to send are serialised and put on the
+wire (requests to their :class:`~hybridvoice.net.transport.Destination`, responses back the way
+the request came, §18.2.2 and RFC 3581 §4), everything else goes to the transaction user (TU).
+
+Outgoing requests get their top Via here (§8.1.1.7, §18.1.1): the transport's sent-by, a
+fresh ``z9hG4bK`` branch and an empty ``rport`` (RFC 3581 §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol
+
+from hybridvoice.sip.message import Request, Response
+from hybridvoice.sip.transaction import (
+    AckReceived,
+    ClientTransaction,
+    RequestReceived,
+    ResponseReceived,
+    SendRequest,
+    SendResponse,
+    ServerTransaction,
+    StrayResponse,
+    TimerConfig,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimeout,
+)
+
+from .stream import StreamTransport
+from .transport import (
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_MAX_SIZE,
+    Destination,
+    NetError,
+    Source,
+    Transport,
+    TransportError,
+    family_of,
+    response_address,
+)
+from .udp import UdpTransport
+
+__all__ = [
+    "ClientCallback",
+    "Endpoint",
+    "EndpointCounters",
+    "RequestTimeoutError",
+    "TransactionUser",
+]
+
+#: Called for every response to a client transaction and for its timeout (Timer B/F or a
+#: transport error); set per request with :meth:`Endpoint.send_request`.
+ClientCallback = Callable[[ClientTransaction, "Response | TransactionTimeout"], None]
+
+
+class RequestTimeoutError(NetError):
+    """No final response came for a request (Timer B/F, §17.1) or it could not be sent."""
+
+    def __init__(self, request: Request, reason: str) -> None:
+        super().__init__(f"{request.method} {request.uri}: {reason}")
+        self.reason = reason
+
+
+class TransactionUser(Protocol):
+    """What the endpoint calls (the UA core, a proxy core or a B2BUA; §8, §16)."""
+
+    def on_request(
+        self, endpoint: Endpoint, transaction: ServerTransaction, request: Request
+    ) -> None:
+        """A new request; answer with :meth:`Endpoint.send_response` (now or later)."""
+
+    def on_ack(self, endpoint: Endpoint, request: Request) -> None:
+        """An ACK for a 2xx (§13.2.2.4, §17.2.1): not part of any transaction."""
+
+    def on_response(
+        self, endpoint: Endpoint, transaction: ClientTransaction, response: Response
+    ) -> None:
+        """A response to a request sent without a callback."""
+
+    def on_stray_response(self, endpoint: Endpoint, response: Response) -> None:
+        """A response matching no transaction: a retransmitted 2xx to an INVITE (§13.2.2.4)."""
+
+    def on_timeout(
+        self,
+        endpoint: Endpoint,
+        transaction: ClientTransaction | ServerTransaction,
+        reason: str,
+    ) -> None:
+        """Timer B/F/H fired, or a transport error (``reason == "transport"``)."""
+
+
+@dataclass(slots=True)
+class EndpointCounters:
+    """Plain counters for the management layer (per-transport ones are on each transport)."""
+
+    requests_in: dict[str, int] = field(default_factory=dict)
+    requests_out: dict[str, int] = field(default_factory=dict)
+    responses_in: dict[int, int] = field(default_factory=dict)
+    responses_out: dict[int, int] = field(default_factory=dict)
+    retransmissions: int = 0
+    stray_responses: int = 0
+    timeouts: int = 0
+    transport_errors: int = 0
+
+
+def _new_branch() -> str:
+    return "z9hG4bK" + secrets.token_hex(8)
+
+
+class Endpoint:
+    """Transports, the transaction layer, the timer and the routing between them.
+
+    ``tu`` receives requests, ACKs for 2xx, stray responses and the responses/timeouts of
+    requests sent without a callback. ``branch_factory`` makes Via branches (must start with
+    the magic cookie ``z9hG4bK``, §8.1.1.7); the layer built here gets the same one.
+
+    The ``tu_data`` slot of client transactions started by :meth:`send_request` holds the
+    callback; that of server transactions is free for the TU.
+    """
+
+    def __init__(
+        self,
+        tu: TransactionUser | None = None,
+        *,
+        timers: TimerConfig | None = None,
+        layer: TransactionLayer | None = None,
+        branch_factory: Callable[[], str] = _new_branch,
+    ) -> None:
+        self.tu = tu
+        self.layer = (
+            layer if layer is not None else TransactionLayer(timers, branch_factory=branch_factory)
+        )
+        self.counters = EndpointCounters()
+        self.transports: list[Transport] = []
+        self._branch = branch_factory
+        self._loop = asyncio.get_running_loop()
+        self._by_kind: dict[tuple[str, int], Transport] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+        self._draining = False
+        self._closed = False
+        # retransmission counting: what each live transaction has sent so far
+        self._sent_requests: set[ClientTransaction] = set()
+        self._last_response: dict[ServerTransaction, Response] = {}
+
+    # --- transports ------------------------------------------------------------------------
+
+    async def listen(
+        self,
+        kind: str,
+        host: str,
+        port: int = 0,
+        *,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+        advertised_host: str | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        idle_timeout: float = 300.0,
+    ) -> Transport:
+        """Listen on ``kind`` (UDP, TCP or TLS) at ``host:port``; the first transport of a
+        kind and address family is the one requests of that kind and family go out on.
+
+        TLS without ``server_ssl`` only opens connections (a client, e.g. an OPTIONS ping).
+        """
+        kind = kind.upper()
+        transport: Transport
+        if kind == "UDP":
+            transport = UdpTransport(
+                host,
+                port,
+                self,
+                advertised_host=advertised_host,
+                buffer_size=buffer_size,
+                max_size=max_size,
+            )
+        elif kind in ("TCP", "TLS"):
+            transport = await StreamTransport.listen(
+                host,
+                port,
+                self,
+                kind=kind,
+                server_ssl=server_ssl,
+                client_ssl=client_ssl,
+                advertised_host=advertised_host,
+                max_size=max_size,
+                idle_timeout=idle_timeout,
+            )
+        else:
+            raise ValueError(f"unknown transport {kind!r}")
+        self.add_transport(transport)
+        return transport
+
+    def add_transport(self, transport: Transport) -> None:
+        self.transports.append(transport)
+        self._by_kind.setdefault((transport.kind, transport.family), transport)
+
+    def transport_for(self, destination: Destination) -> Transport:
+        """The transport requests to ``destination`` go out on (§18.1.1)."""
+        key = (destination.transport.upper(), family_of(destination.host))
+        transport = self._by_kind.get(key)
+        if transport is None:
+            raise TransportError(f"no {key[0]} transport for {destination.host}")
+        return transport
+
+    async def close(self) -> None:
+        """Close every transport and stop the timer."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for transport in self.transports:
+            transport.close()
+        for transport in self.transports:
+            if isinstance(transport, StreamTransport):
+                await transport.wait_closed()
+
+    @property
+    def parse_errors(self) -> int:
+        """Messages dropped by every transport, for any reason."""
+        return sum(sum(t.counters.drops.values()) for t in self.transports)
+
+    # --- client side -----------------------------------------------------------------------
+
+    def add_via(self, request: Request, transport: Transport) -> str:
+        """Put our top Via on ``request`` (§8.1.1.7, RFC 3581 §3); return its branch."""
+        branch = self._branch()
+        request.headers.prepend(
+            "Via", f"SIP/2.0/{transport.kind} {transport.sent_by};branch={branch};rport"
+        )
+        return branch
+
+    def send_request(
+        self,
+        request: Request,
+        destination: Destination,
+        callback: ClientCallback | None = None,
+    ) -> ClientTransaction:
+        """Send ``request`` in a new client transaction (§17.1).
+
+        Responses and the timeout go to ``callback`` when given, else to the TU. Raises
+        ``TransportError`` when no transport can reach ``destination``.
+        """
+        transport = self.transport_for(destination)
+        self.add_via(request, transport)
+        tx = self.layer.send_request(
+            request, self._loop.time(), reliable=destination.reliable, context=destination
+        )
+        tx.tu_data = callback
+        self._drain()
+        return tx
+
+    def cancel(self, transaction: ClientTransaction) -> ClientTransaction:
+        """CANCEL a pending INVITE (§9.1); the CANCEL has its own transaction."""
+        tx = self.layer.cancel(transaction, self._loop.time())
+        tx.tu_data = transaction.tu_data
+        self._drain()
+        return tx
+
+    def send_stateless(self, request: Request, destination: Destination) -> None:
+        """Send a request outside any transaction: the ACK for a 2xx (§13.2.2.4, §17.1.1.1)."""
+        transport = self.transport_for(destination)
+        self.add_via(request, transport)
+        self._count_out(request)
+        transport.send(
+            bytes(request),
+            destination.host,
+            destination.port,
+            server_name=destination.server_name,
+        )
+
+    async def request(
+        self, request: Request, destination: Destination, *, timeout: float | None = None
+    ) -> Response:
+        """Send a non-INVITE ``request`` and return its final response (§17.1.2).
+
+        Raises :class:`RequestTimeoutError` on Timer F, a transport error or ``timeout``.
+        """
+        future: asyncio.Future[Response] = self._loop.create_future()
+
+        def done(_: ClientTransaction, outcome: Response | TransactionTimeout) -> None:
+            if future.done():
+                return
+            if isinstance(outcome, Response):
+                if outcome.status >= 200:
+                    future.set_result(outcome)
+            else:
+                future.set_exception(RequestTimeoutError(request, outcome.reason))
+
+        self.send_request(request, destination, done)
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError as exc:
+            raise RequestTimeoutError(request, "timeout") from exc
+
+    # --- server side -----------------------------------------------------------------------
+
+    def send_response(self, transaction: ServerTransaction, response: Response) -> None:
+        """Answer a server transaction (§17.2); the layer retransmits as needed."""
+        self.layer.send_response(transaction, response, self._loop.time())
+        self._drain()
+
+    # --- MessageSink: called by the transports ------------------------------------------------
+
+    def on_request(self, request: Request, source: Source) -> None:
+        counts = self.counters.requests_in
+        counts[request.method] = counts.get(request.method, 0) + 1
+        self.layer.receive_request(
+            request, self._loop.time(), reliable=source.transport.reliable, context=source
+        )
+        self._drain()
+
+    def on_response(self, response: Response, source: Source) -> None:
+        counts = self.counters.responses_in
+        counts[response.status] = counts.get(response.status, 0) + 1
+        self.layer.receive_response(response, self._loop.time())
+        self._drain()
+
+    # --- the layer's events ------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Handle the layer's events in order, then re-arm the timer. Not re-entrant: events
+        produced while handling (the TU answering at once) are picked up by the same loop."""
+        if self._draining:
+            return
+        self._draining = True
+        layer = self.layer
+        try:
+            while events := layer.events():
+                for event in events:
+                    self._handle(event)
+        finally:
+            self._draining = False
+        self._arm_timer()
+
+    def _handle(self, event: object) -> None:
+        tu = self.tu
+        match event:
+            case SendRequest(transaction=tx, request=request, context=destination):
+                self._send_request(tx, request, destination)
+            case SendResponse(transaction=tx, response=response, context=source):
+                self._send_response(tx, response, source)
+            case RequestReceived(transaction=tx, request=request):
+                if tu is not None:
+                    tu.on_request(self, tx, request)
+            case AckReceived(request=request):
+                if tu is not None:
+                    tu.on_ack(self, request)
+            case ResponseReceived(transaction=tx, response=response):
+                callback = tx.tu_data
+                if callable(callback):
+                    callback(tx, response)
+                elif tu is not None:
+                    tu.on_response(self, tx, response)
+            case StrayResponse(response=response):
+                self.counters.stray_responses += 1
+                if tu is not None:
+                    tu.on_stray_response(self, response)
+            case TransactionTimeout(transaction=tx, reason=reason):
+                self.counters.timeouts += 1
+                callback = tx.tu_data if isinstance(tx, ClientTransaction) else None
+                if callable(callback):
+                    callback(tx, event)
+                elif tu is not None:
+                    tu.on_timeout(self, tx, reason)
+            case TransactionTerminated(transaction=tx):
+                if isinstance(tx, ClientTransaction):
+                    self._sent_requests.discard(tx)
+                else:
+                    self._last_response.pop(tx, None)
+
+    def _send_request(self, tx: ClientTransaction, request: Request, destination: object) -> None:
+        assert isinstance(destination, Destination)
+        if tx in self._sent_requests:
+            self.counters.retransmissions += 1
+        else:
+            self._sent_requests.add(tx)
+            self._count_out(request)
+        try:
+            transport = self.transport_for(destination)
+        except TransportError:
+            self._transport_error(tx, None)
+            return
+        transport.send(
+            bytes(request),
+            destination.host,
+            destination.port,
+            server_name=destination.server_name,
+            on_error=partial(self._transport_error, tx),
+        )
+
+    def _send_response(self, tx: ServerTransaction, response: Response, context: object) -> None:
+        """§18.2.2: reliable -> the request's connection, else a new one to received and the
+        sent-by port; unreliable -> maddr, else received + rport or sent-by port."""
+        assert isinstance(context, Source)
+        if self._last_response.get(tx) is response:
+            self.counters.retransmissions += 1
+        else:
+            self._last_response[tx] = response
+            counts = self.counters.responses_out
+            counts[response.status] = counts.get(response.status, 0) + 1
+        data = bytes(response)
+        transport = context.transport
+        conn = context.connection
+        if conn is not None and conn.is_open:
+            try:
+                conn.write(data)
+            except TransportError:
+                self._transport_error(tx, None)
+            return
+        address = context.reply
+        if address is None:
+            via = response.top_via
+            if via is None:
+                return
+            address = response_address(via, transport.reliable)
+        transport.send(data, address[0], address[1], on_error=partial(self._transport_error, tx))
+
+    def _transport_error(
+        self, tx: ClientTransaction | ServerTransaction, _: Exception | None
+    ) -> None:
+        self.counters.transport_errors += 1
+        self.layer.transport_error(tx, self._loop.time())
+        self._drain()
+
+    def _count_out(self, request: Request) -> None:
+        counts = self.counters.requests_out
+        counts[request.method] = counts.get(request.method, 0) + 1
+
+    # --- the one timer -----------------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        """Keep one ``call_at`` handle for the layer's next deadline; move it only earlier
+        (a handle firing before anything is due costs one empty ``handle_timers``)."""
+        if self._closed:
+            return
+        deadline = self.layer.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None:
+            if self._timer_when <= deadline:
+                return
+            self._timer.cancel()
+        self._timer_when = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        # call_at may fire up to one clock tick early: never pass a time before the deadline
+        now = max(self._loop.time(), self._timer_when)
+        self.layer.handle_timers(now)
+        self._drain()

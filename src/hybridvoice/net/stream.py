@@ -1,0 +1,466 @@
+"""SIP over TCP and TLS (RFC 3261 §18, §18.3 stream framing, §26.2 TLS; RFC 5626 §3.5.1
+CRLF keep-alives).
+
+A :class:`StreamTransport` listens on one address and keeps a table of its connections keyed
+by the remote (address, port), so that requests and responses to the same place reuse one
+connection (§18.1.1, §18.2.2; the transport itself is the third part of the key). A send to a
+place without a connection opens one, queueing what is sent meanwhile. Every connection frames
+messages with :class:`~hybridvoice.sip.parser.StreamParser`, answers a keep-alive ping
+(CRLFCRLF) with a pong (CRLF), is closed after ``idle_timeout`` seconds without traffic, and on
+a framing or parse error gets the 400 (or 513...) when one can be built and is then closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from typing import Final, cast
+
+from hybridvoice.sip.errors import ParseError
+from hybridvoice.sip.message import Request
+from hybridvoice.sip.parser import KeepAlive, StreamParser
+
+from .transport import (
+    DEFAULT_MAX_SIZE,
+    MessageSink,
+    SendErrorCallback,
+    Source,
+    TransportCounters,
+    TransportError,
+    bare_host,
+    error_response,
+    family_of,
+    response_address,
+    stamp_via,
+    via_host,
+    via_is_ours,
+)
+
+__all__ = ["StreamConnection", "StreamTransport"]
+
+log = logging.getLogger(__name__)
+
+_PONG: Final = b"\r\n"
+_PING: Final = b"\r\n\r\n"
+#: A connection whose peer does not read this much is given up (write buffer, bytes).
+_WRITE_LIMIT: Final = 8 * 1024 * 1024
+
+
+class StreamConnection(asyncio.Protocol):
+    """One TCP/TLS connection: framing, keep-alives, error answers (an asyncio Protocol)."""
+
+    __slots__ = (
+        "_bad",
+        "_owner",
+        "_parser",
+        "_transport",
+        "host",
+        "last_active",
+        "port",
+    )
+
+    def __init__(self, owner: StreamTransport) -> None:
+        self._owner = owner
+        self._parser = StreamParser(owner.max_size)
+        # A copy of the bytes the parser holds, for the 400 when parsing fails (see _feed).
+        self._bad = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self.host = ""
+        self.port = 0
+        self.last_active = 0.0
+
+    # --- Connection protocol ---------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        t = self._transport
+        return t is not None and not t.is_closing()
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` on the connection; raises ``TransportError`` when it is closed."""
+        t = self._transport
+        if t is None or t.is_closing():
+            raise TransportError(f"connection to {self.host}:{self.port} is closed")
+        t.write(data)
+        counters = self._owner.counters
+        counters.messages_out += 1
+        counters.bytes_out += len(data)
+        self.last_active = self._owner.loop.time()
+        if t.get_write_buffer_size() > _WRITE_LIMIT:
+            counters.drop("write_buffer_full")
+            t.abort()
+
+    def ping(self) -> None:
+        """Send a keep-alive ping (RFC 5626 §3.5.1); the peer answers with a pong."""
+        t = self._transport
+        if t is not None and not t.is_closing():
+            t.write(_PING)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def __repr__(self) -> str:
+        return f"<StreamConnection {self._owner.kind} {self.host}:{self.port}>"
+
+    # --- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but have its methods
+        self._transport = transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.host, self.port = peer[0], peer[1]
+        self.last_active = self._owner.loop.time()
+        self._owner._register(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._owner._unregister(self)
+        self._transport = None
+
+    def data_received(self, data: bytes) -> None:
+        """Frame and deliver; never raises (asyncio would only log and drop the connection)."""
+        self.last_active = self._owner.loop.time()
+        try:
+            self._feed(data)
+        except Exception:
+            self._owner.counters.drop("internal_error")
+            log.exception("error while handling data from %r", self)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    # --- receiving --------------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        owner = self._owner
+        counters = owner.counters
+        counters.bytes_in += len(data)
+        parser = self._parser
+        try:
+            items = parser.feed(data)
+        except ParseError as exc:
+            # The parser stops at the bad message: its buffer ends with the bytes it holds.
+            held = len(parser)
+            self._bad += data
+            self._on_parse_error(bytes(self._bad[len(self._bad) - held :]), exc)
+            return
+        # Keep a copy of only what the parser still holds (usually nothing).
+        held = len(parser)
+        if held:
+            self._bad += data
+            del self._bad[: len(self._bad) - held]
+        elif self._bad:
+            self._bad.clear()
+        sink = owner.sink
+        for item in items:
+            if isinstance(item, KeepAlive):
+                if item.ping:
+                    counters.keepalive_pings += 1
+                    if self._transport is not None:
+                        self._transport.write(_PONG)
+                else:
+                    counters.keepalive_pongs += 1
+                continue
+            if isinstance(item, Request):
+                try:
+                    via = stamp_via(item, self.host, self.port)
+                    if via is None:
+                        raise ParseError("no Via header")
+                except ParseError as exc:
+                    counters.drop("malformed_request")
+                    self._answer(bytes(item), exc)
+                    continue
+                counters.messages_in += 1
+                reply = response_address(via, reliable=True)
+                sink.on_request(item, Source(owner, self.host, self.port, self, reply))
+            else:
+                try:
+                    ours = via_is_ours(item.top_via, owner)
+                except ParseError:
+                    ours = False
+                if not ours:
+                    counters.drop("via_mismatch")
+                    continue
+                counters.messages_in += 1
+                sink.on_response(item, Source(owner, self.host, self.port, self))
+
+    def _on_parse_error(self, held: bytes, exc: ParseError) -> None:
+        """§18.3: the stream cannot be resynchronised; answer when possible, then close."""
+        counters = self._owner.counters
+        is_response = held.lstrip(b"\r\n").startswith((b"SIP/", b"sip/"))
+        reason = "oversized" if exc.status_hint == 513 else "malformed"
+        counters.drop(f"{reason}_{'response' if is_response else 'request'}")
+        if not is_response:
+            self._answer(held, exc)
+        self.close()
+
+    def _answer(self, data: bytes, exc: ParseError) -> None:
+        response = error_response(data, exc)
+        if response is not None and self.is_open:
+            self._owner.counters.error_responses += 1
+            self.write(bytes(response))
+
+
+class _PendingConnect:
+    """What was sent to a place while its connection is being opened."""
+
+    __slots__ = ("queue", "task")
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[bytes, SendErrorCallback | None]] = []
+        self.task: asyncio.Task[None] | None = None
+
+
+class StreamTransport:
+    """A TCP or TLS listener with the table of its connections (incoming and outgoing).
+
+    Create with :meth:`listen`. ``server_ssl`` makes it TLS; ``client_ssl`` is used for the
+    connections it opens (default: :func:`ssl.create_default_context` for TLS).
+    """
+
+    __slots__ = (
+        "_advertised",
+        "_closed",
+        "_connections",
+        "_family",
+        "_idle_handle",
+        "_local",
+        "_pending",
+        "_server",
+        "client_ssl",
+        "connect_timeout",
+        "counters",
+        "idle_timeout",
+        "kind",
+        "loop",
+        "max_size",
+        "sent_by",
+        "sink",
+    )
+
+    reliable: Final = True
+
+    def __init__(
+        self,
+        kind: str,
+        sink: MessageSink,
+        *,
+        client_ssl: ssl.SSLContext | None,
+        max_size: int,
+        idle_timeout: float,
+        connect_timeout: float,
+    ) -> None:
+        self.kind = kind
+        self.sink = sink
+        self.client_ssl = client_ssl
+        self.max_size = max_size
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self.loop = asyncio.get_running_loop()
+        self.counters = TransportCounters()
+        self._connections: dict[tuple[str, int], StreamConnection] = {}
+        self._pending: dict[tuple[str, int], _PendingConnect] = {}
+        self._server: asyncio.Server | None = None
+        self._family = socket.AF_INET
+        self._local = ("", 0)
+        self._advertised = ("", 0)
+        self.sent_by = ""
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @classmethod
+    async def listen(
+        cls,
+        host: str,
+        port: int,
+        sink: MessageSink,
+        *,
+        kind: str = "TCP",
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+        advertised_host: str | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+        idle_timeout: float = 300.0,
+        connect_timeout: float = 10.0,
+    ) -> StreamTransport:
+        """Listen on ``host:port`` (IP literal; port 0 picks one) for ``kind`` (TCP or TLS).
+
+        TLS without ``server_ssl`` is a client-only transport: it accepts no connections, its
+        sent-by has no port and responses come back on the connections it opens (§18.2.2).
+        """
+        kind = kind.upper()
+        if kind not in ("TCP", "TLS"):
+            raise ValueError(f"not a stream transport: {kind!r}")
+        if kind == "TCP" and server_ssl is not None:
+            raise ValueError("server_ssl given for TCP")
+        if kind == "TLS" and client_ssl is None:
+            client_ssl = ssl.create_default_context()
+        self = cls(
+            kind,
+            sink,
+            client_ssl=client_ssl,
+            max_size=max_size,
+            idle_timeout=idle_timeout,
+            connect_timeout=connect_timeout,
+        )
+        host = bare_host(host)
+        self._family = family_of(host)
+        advertised = bare_host(advertised_host or host)
+        if kind == "TLS" and server_ssl is None:
+            self._local = (host, 0)
+            self._advertised = (advertised, 0)
+            self.sent_by = via_host(advertised)
+        else:
+            self._server = await self.loop.create_server(
+                lambda: StreamConnection(self),
+                host,
+                port,
+                family=self._family,
+                ssl=server_ssl,
+                reuse_address=True,
+                backlog=1024,
+            )
+            bound = self._server.sockets[0].getsockname()[1]
+            self._local = (host, bound)
+            self._advertised = (advertised, bound)
+            self.sent_by = f"{via_host(advertised)}:{bound}"
+        self._arm_idle()
+        return self
+
+    # --- Transport protocol ----------------------------------------------------------------
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return self._family
+
+    @property
+    def local(self) -> tuple[str, int]:
+        return self._local
+
+    @property
+    def advertised(self) -> tuple[str, int]:
+        return self._advertised
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    def connection_to(self, host: str, port: int) -> StreamConnection | None:
+        """The open connection to (host, port), if any (§18.1.1 reuse)."""
+        conn = self._connections.get((host, port))
+        return conn if conn is not None and conn.is_open else None
+
+    def send(
+        self,
+        data: bytes,
+        host: str,
+        port: int,
+        *,
+        server_name: str | None = None,
+        on_error: SendErrorCallback | None = None,
+    ) -> None:
+        """Write on the connection to (host, port), opening one first when there is none."""
+        key = (host, port)
+        conn = self._connections.get(key)
+        if conn is not None and conn.is_open:
+            try:
+                conn.write(data)
+            except TransportError as exc:
+                self._failed(exc, on_error)
+            return
+        if self._closed:
+            self._failed(TransportError("transport closed"), on_error)
+            return
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = _PendingConnect()
+            pending.task = self.loop.create_task(self._connect(key, server_name, pending))
+        pending.queue.append((data, on_error))
+
+    def close(self) -> None:
+        """Stop listening, close every connection and cancel pending connects."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._server is not None:
+            self._server.close()
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        for pending in list(self._pending.values()):
+            if pending.task is not None:
+                pending.task.cancel()
+        for conn in list(self._connections.values()):
+            conn.close()
+
+    async def wait_closed(self) -> None:
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def __repr__(self) -> str:
+        return f"<StreamTransport {self.kind} {self.sent_by}>"
+
+    # --- connections -----------------------------------------------------------------------
+
+    def _register(self, conn: StreamConnection) -> None:
+        self.counters.connections_opened += 1
+        # the newest connection to a place wins; the older one stays usable by its Source
+        self._connections[(conn.host, conn.port)] = conn
+
+    def _unregister(self, conn: StreamConnection) -> None:
+        self.counters.connections_closed += 1
+        key = (conn.host, conn.port)
+        if self._connections.get(key) is conn:
+            del self._connections[key]
+
+    def _failed(self, exc: Exception, on_error: SendErrorCallback | None) -> None:
+        self.counters.send_errors += 1
+        if on_error is not None:
+            on_error(exc)
+
+    async def _connect(
+        self, key: tuple[str, int], server_name: str | None, pending: _PendingConnect
+    ) -> None:
+        host, port = key
+        try:
+            try:
+                _, proto = await asyncio.wait_for(
+                    self.loop.create_connection(
+                        lambda: StreamConnection(self),
+                        host,
+                        port,
+                        ssl=self.client_ssl if self.kind == "TLS" else None,
+                        server_hostname=(server_name or host) if self.kind == "TLS" else None,
+                    ),
+                    self.connect_timeout,
+                )
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
+                log.info("%s connect to %s:%d failed: %s", self.kind, host, port, exc)
+                for _, on_error in pending.queue:
+                    self._failed(TransportError(f"connect to {host}:{port}: {exc}"), on_error)
+                return
+            # the table is keyed by the address we asked for, so that the next send finds it
+            self._connections[key] = proto
+            for data, on_error in pending.queue:
+                try:
+                    proto.write(data)
+                except TransportError as exc:
+                    self._failed(exc, on_error)
+        finally:
+            if self._pending.get(key) is pending:
+                del self._pending[key]
+
+    def _arm_idle(self) -> None:
+        interval = max(0.05, self.idle_timeout / 4)
+        self._idle_handle = self.loop.call_later(interval, self._sweep_idle)
+
+    def _sweep_idle(self) -> None:
+        """Close connections idle for ``idle_timeout`` seconds (one timer for all of them)."""
+        limit = self.loop.time() - self.idle_timeout
+        for conn in list(self._connections.values()):
+            if conn.last_active < limit:
+                self.counters.idle_closed += 1
+                conn.close()
+        if not self._closed:
+            self._arm_idle()

@@ -1,0 +1,104 @@
+"""Helpers for interop tests: real programs on loopback with free ports, started here and
+stopped by PID, every run bounded in time (CONVENTIONS.md).
+
+A missing binary skips the test with the reason, except in CI (``CI=true``), where it is a
+failure: CI must not pass by not running the interop tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+def need_binary(name: str, package: str) -> str:
+    """The path of ``name``; skip (fail in CI) when it is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package {package})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + ": required in CI", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free for both UDP and TCP on ``host`` right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(family, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+class Program:
+    """A program started by a test; stopped by its PID (never by name)."""
+
+    def __init__(self, args: Sequence[str], log: Path) -> None:
+        self.args = list(args)
+        self.log = log
+        self._out = log.open("wb")
+        self.process = subprocess.Popen(
+            self.args,
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll()
+
+    def stop(self, grace: float = 5.0) -> int:
+        """SIGTERM the PID, SIGKILL it after ``grace`` seconds; return the exit code."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self.process.wait()
+        self._out.close()
+        return self.process.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def running(args: Sequence[str], log: Path) -> Iterator[Program]:
+    program = Program(args, log)
+    try:
+        yield program
+    finally:
+        program.stop()
+
+
+def sipp_stats(path: Path) -> dict[str, str]:
+    """The last row of a SIPp ``-trace_stat`` CSV (``;``-separated), by column name."""
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    if len(lines) < 2:
+        raise AssertionError(f"no statistics in {path}")
+    names = lines[0].split(";")
+    return dict(zip(names, lines[-1].split(";"), strict=False))
