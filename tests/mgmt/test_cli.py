@@ -1,0 +1,158 @@
+"""The command line, run as a user runs it: `hybridvoice sip serve` in one process,
+`hybridvoice sip options` from another, on loopback with free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hybridvoice.app import ListenSpec, parse_listen
+
+HV = [sys.executable, "-m", "hybridvoice.mgmt"]
+
+
+def _free_port() -> int:
+    # a port free for both UDP and TCP
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def _run(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HV, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture
+def responder() -> Iterator[int]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            *HV,
+            "sip",
+            "serve",
+            "--listen",
+            f"udp:127.0.0.1:{port}",
+            "--listen",
+            f"tcp:127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None:
+                pytest.fail(f"sip serve exited: {proc.stderr.read() if proc.stderr else ''}")
+            time.sleep(0.05)
+        yield port
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_help_explains_the_commands() -> None:
+    result = _run("--help")
+    assert result.returncode == 0
+    assert "sip" in result.stdout
+    sip = _run("sip", "--help")
+    assert "options" in sip.stdout and "serve" in sip.stdout
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_options_against_the_responder_json(responder: int, transport: str) -> None:
+    result = _run("sip", "options", f"sip:127.0.0.1:{responder};transport={transport}", "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["status"] == 200
+    assert answer["rtt_ms"] > 0
+    names = [name for name, _ in answer["headers"]]
+    assert "Allow" in names
+    via = dict(answer["headers"])["Via"]
+    assert f"SIP/2.0/{transport.upper()}" in via
+    assert "rport=" in via  # RFC 3581: the responder filled in our source port
+
+
+def test_options_table_output(responder: int) -> None:
+    result = _run("sip", "options", f"sip:127.0.0.1:{responder}")
+    assert result.returncode == 0
+    assert "200 OK" in result.stdout and "round trip" in result.stdout
+
+
+def test_options_to_nobody_exits_2_with_advice() -> None:
+    port = _free_port()
+    result = _run("sip", "options", f"sip:127.0.0.1:{port}", "--timeout", "0.5")
+    assert result.returncode == 2
+    assert "no answer" in result.stderr and "transport" in result.stderr
+
+
+def test_options_bad_uri_is_refused_with_the_reason() -> None:
+    result = _run("sip", "options", "mailto:someone")
+    assert result.returncode == 2
+    assert "bad URI" in result.stderr
+
+
+def test_serve_refuses_a_bad_listen_setting() -> None:
+    result = _run("sip", "serve", "--listen", "sctp:127.0.0.1:5060")
+    assert result.returncode == 2
+    assert "listen" in result.stderr and "udp:, tcp: or tls:" in result.stderr
+
+
+def test_serve_tls_without_certificate_is_refused() -> None:
+    result = _run("sip", "serve", "--listen", "tls:127.0.0.1:0")
+    assert result.returncode == 2
+    assert "--tls-cert" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("udp:127.0.0.1:5060", ListenSpec("UDP", "127.0.0.1", 5060)),
+        ("tcp:127.0.0.1", ListenSpec("TCP", "127.0.0.1", 5060)),
+        ("tls:[::1]:5061", ListenSpec("TLS", "::1", 5061)),
+        ("TLS:[::1]", ListenSpec("TLS", "::1", 5061)),
+    ],
+)
+def test_parse_listen(text: str, expected: ListenSpec) -> None:
+    assert parse_listen(text) == expected
+    assert parse_listen(str(expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1:5060", "udp:", "udp:127.0.0.1:99999", "udp:h:x"])
+def test_parse_listen_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="listen"):
+        parse_listen(text)
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text().splitlines()
+    commands = [line for line in readme[:4] if line.startswith("bash ")]
+    assert [c.split()[1] for c in commands] == ["scripts/up.sh", "scripts/test.sh"]
+    ci = (Path(__file__).parents[2] / ".ci" / "run").read_text()
+    assert "bash scripts/test.sh" in ci
