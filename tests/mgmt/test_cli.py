@@ -17,7 +17,7 @@ import pytest
 
 from hybridvoice.app import ListenSpec, parse_listen
 
-HV = [sys.executable, "-m", "hybridvoice.mgmt"]
+HV = [sys.executable, "-m", "hybridvoice"]
 
 
 def _free_port() -> int:

@@ -1,0 +1,5 @@
+"""``python -m hybridvoice``: the same as the ``hybridvoice`` command."""
+
+from hybridvoice.cli import main
+
+main()
