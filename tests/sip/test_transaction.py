@@ -36,7 +36,7 @@ from hybridvoice.sip.transaction import (
     TransactionTimeout,
 )
 
-RFC4475 = Path("/work/shared/testdata/rfc4475")
+RFC4475 = Path(__file__).resolve().parents[1] / "fixtures" / "rfc4475"
 
 # --- helpers ----------------------------------------------------------------------------
 
