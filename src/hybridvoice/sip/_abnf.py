@@ -37,7 +37,7 @@ ALPHA_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 
 # quoted-string = SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE
 # qdtext excludes DQUOTE and backslash; quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
-_QUOTED: Final = r'"(?:[^"\\\r\n]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
+_QUOTED: Final = r'"[^"\\\r\n]*(?:\\[\x00-\x09\x0b\x0c\x0e-\x7f][^"\\\r\n]*)*"'  # unrolled loop
 QUOTED_STRING: Final = re.compile(_QUOTED)
 
 # generic-param = token [ EQUAL gen-value ]; gen-value = token / host / quoted-string.

@@ -112,19 +112,8 @@ class AuthValue:
     @classmethod
     def parse(cls, value: str) -> AuthValue:
         """Parse `auth-scheme [ 1*SP ( token68 / #auth-param ) ]`; raise AuthSyntaxError."""
-        text = _FOLD.sub(" ", value).strip(" \t")
-        scheme = _TOKEN.match(text)
-        if scheme is None:
-            raise AuthSyntaxError(f"missing authentication scheme in {value!r}")
-        rest = text[scheme.end() :]
-        if not rest:
-            return cls(scheme.group())
-        if rest[0] not in " \t":
-            raise AuthSyntaxError(f"expected whitespace after the scheme in {value!r}")
-        rest = rest.lstrip(" \t")
-        if _TOKEN68.fullmatch(rest):
-            return cls(scheme.group(), token68=rest)
-        return cls(scheme.group(), _parse_params(rest))
+        scheme, token68, params = _split_value(value)
+        return cls(scheme, params, token68)
 
     def __str__(self) -> str:
         if self.token68 is not None:
@@ -132,38 +121,56 @@ class AuthValue:
         return _render(self.scheme, [(n, _token_or_quoted(v)) for n, v in self.params])
 
 
-def _skip_ws(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t":
-        pos += 1
-    return pos
+def _split_value(value: str) -> tuple[str, str | None, tuple[tuple[str, str], ...]]:
+    """(scheme, token68, params) of `auth-scheme [ 1*SP ( token68 / #auth-param ) ]`."""
+    text = _FOLD.sub(" ", value).strip(" \t") if "\n" in value else value.strip(" \t")
+    scheme = _TOKEN.match(text)
+    if scheme is None:
+        raise AuthSyntaxError(f"missing authentication scheme in {value!r}")
+    rest = text[scheme.end() :]
+    if not rest:
+        return scheme.group(), None, ()
+    if rest[0] not in " \t":
+        raise AuthSyntaxError(f"expected whitespace after the scheme in {value!r}")
+    rest = rest.lstrip(" \t")
+    if _TOKEN68.fullmatch(rest):
+        return scheme.group(), rest, ()
+    return scheme.group(), None, _parse_params(rest)
+
+
+# One auth-param with the separators around it: empty list elements are tolerated
+# (RFC 7230 §7); groups: name, quoted value (without quotes), token value.
+_AUTH_PARAM = re.compile(
+    r"[ \t]*(?:,[ \t]*)*"
+    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)[ \t]*=[ \t]*"
+    # quoted-string, "unrolled" (Friedl) so the engine does not alternate per character
+    r'(?:"([^"\\\x00-\x08\x0a-\x1f\x7f]*(?:\\[^\x00-\x08\x0a-\x1f\x7f][^"\\\x00-\x08\x0a-\x1f\x7f]*)*)"'
+    r"|([!#$%&'*+\-.^_`|~0-9A-Za-z]+))"
+    r"[ \t]*(?:,[ \t]*)*"
+)
 
 
 def _parse_params(text: str) -> tuple[tuple[str, str], ...]:
-    """`#auth-param`, tolerating empty list elements (RFC 7230 §7)."""
+    """`#auth-param`, tolerating empty list elements (RFC 7230 §7). One regex match a param."""
     params: list[tuple[str, str]] = []
     pos = 0
-    while pos < len(text):
-        if text[pos] == ",":
-            pos = _skip_ws(text, pos + 1)
-            continue
-        name = _TOKEN.match(text, pos)
-        if name is None:
-            raise AuthSyntaxError(f"expected a parameter name at {text[pos:]!r}")
-        pos = _skip_ws(text, name.end())
-        if not text.startswith("=", pos):
-            raise AuthSyntaxError(f"expected '=' after {name.group()!r}")
-        pos = _skip_ws(text, pos + 1)
-        if quoted := _QUOTED.match(text, pos):
-            params.append((name.group(), _QUOTED_PAIR.sub(lambda m: m.group(1), quoted[1])))
-            pos = quoted.end()
-        elif token := _TOKEN.match(text, pos):
-            params.append((name.group(), token.group()))
-            pos = token.end()
+    end = len(text)
+    while pos < end:
+        m = _AUTH_PARAM.match(text, pos)
+        if m is None:
+            raise AuthSyntaxError(f'expected name=token or name="text" at {text[pos:]!r}')
+        name, quoted, token = m.groups()
+        if quoted is not None:
+            value = _QUOTED_PAIR.sub(r"\1", quoted) if "\\" in quoted else quoted
         else:
-            raise AuthSyntaxError(f"expected a token or quoted-string at {text[pos:]!r}")
-        pos = _skip_ws(text, pos)
-        if pos < len(text) and text[pos] != ",":
-            raise AuthSyntaxError(f"expected ',' at {text[pos:]!r}")
+            value = token
+        # a value is followed by a comma or the end (the regex ate the commas)
+        after = m.end()
+        value_end = m.end(2) + 1 if quoted is not None else m.end(3)
+        if after < end and "," not in text[value_end:after]:
+            raise AuthSyntaxError(f"expected ',' at {text[value_end:]!r}")
+        params.append((name, value))
+        pos = after
     return tuple(params)
 
 
@@ -278,14 +285,22 @@ def _digest_params(
     value: str, known: frozenset[str]
 ) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
     """Split a Digest value into known parameters (lower-cased names) and the others."""
-    generic = AuthValue.parse(value)
-    if generic.scheme.lower() != "digest":
-        raise UnsupportedSchemeError(generic)
-    if generic.token68 is not None:
+    scheme, token68, params = _split_value(value)
+    if scheme.lower() != "digest":
+        raise UnsupportedSchemeError(AuthValue(scheme, params, token68))
+    if token68 is not None:
         raise AuthSyntaxError("Digest takes auth-params, not a token68")
-    digest = {n.lower(): v for n, v in generic.params if n.lower() in known}
-    others = tuple((n, v) for n, v in generic.params if n.lower() not in known)
-    return digest, others
+    digest: dict[str, str] = {}
+    others: list[tuple[str, str]] = []
+    for name, param_value in params:
+        lname = name.lower()
+        if lname in digest:
+            raise AuthSyntaxError(f"duplicate parameter {name!r}")
+        if lname in known:
+            digest[lname] = param_value
+        else:
+            others.append((name, param_value))
+    return digest, tuple(others)
 
 
 def _require(params: dict[str, str], name: str) -> str:

@@ -190,7 +190,7 @@ def parse_via_list(values: list[str]) -> tuple[Via, ...]:
 
 # name-addr = [ display-name ] LAQUOT addr-spec RAQUOT ; display-name = *(token LWS) / quoted
 _TOKENS: Final = r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*"
-_QSTR: Final = r'"(?:[^"\\\r\n]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
+_QSTR: Final = r'"[^"\\\r\n]*(?:\\[\x00-\x09\x0b\x0c\x0e-\x7f][^"\\\r\n]*)*"'  # unrolled loop
 _NAME_ADDR: Final = re.compile(rf"({_QSTR}|{_TOKENS})?[ \t]*<([^<>\s]+)>")
 _ADDR_SPEC: Final = re.compile(r"[^<>\s;,?\"]+")
 # Fast paths for the usual shapes, SIP URIs matched in the same pass:
