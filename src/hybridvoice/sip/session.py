@@ -16,6 +16,10 @@ of ``for_request`` (2xx retransmissions included: this session times them). It f
 client transactions' responses, stray 2xx retransmissions and in-dialog requests (ACKs
 included) back, and a transaction timeout as ``request_timeout``. Every state change is in
 ``TRANSITIONS``; an illegal call raises ``LocalProtocolError``.
+
+The vocabulary (states, triggers, ``TRANSITIONS``, actions, events, ``SessionConfig``) lives
+in ``_session_types`` and is re-exported here; the RFC 4028 header rules and deadlines are
+pure functions in ``_session_timer``.
 """
 
 from __future__ import annotations
@@ -23,10 +27,32 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Final, Literal, TypedDict
+from typing import Final, TypedDict
 
-from ._abnf import param_get, parse_params
+from . import _session_timer as rfc4028
+from ._session_types import (
+    TRANSITIONS,
+    Action,
+    Answered,
+    CallEvent,
+    Cause,
+    Confirmed,
+    Disconnected,
+    EarlyMedia,
+    Event,
+    Offer,
+    OfferAnswered,
+    OfferRejected,
+    Ringing,
+    Role,
+    SendCancel,
+    SendRequest,
+    SendResponse,
+    SessionConfig,
+    Side,
+    State,
+    Trigger,
+)
 from .dialog import Dialog, DialogError, DialogId, DialogState, ack_credentials
 from .errors import LocalProtocolError
 from .headers import Address, CSeq, parse_address
@@ -41,204 +67,7 @@ __all__ = [
 SDP: Final = "application/sdp"
 _ALLOW: Final = "INVITE, ACK, CANCEL, BYE, UPDATE, OPTIONS"
 _CAPABILITIES: Final = (("Allow", _ALLOW), ("Supported", "timer"))
-
-
-class State(enum.Enum):
-    """PJSIP's INVITE session states."""
-
-    NULL = "null"
-    CALLING = "calling"  # UAC: INVITE sent
-    INCOMING = "incoming"  # UAS: INVITE received
-    EARLY = "early"  # a 1xx sent or received
-    CONNECTING = "connecting"  # 2xx sent or received, not yet acknowledged
-    CONFIRMED = "confirmed"  # ACK sent or received
-    DISCONNECTED = "disconnected"
-
-
-class Trigger(enum.Enum):
-    """What moves a session from one state to the next (``TRANSITIONS``)."""
-
-    SEND_INVITE = "send INVITE"
-    RECV_INVITE = "receive INVITE"
-    PROVISIONAL = "1xx"
-    ACCEPTED = "2xx"
-    ACKED = "ACK"
-    FAILED = "INVITE failed"  # final non-2xx, CANCEL, BYE in an early dialog
-    ENDED = "session ended"  # BYE, no ACK, session expired, 481/408
-
-
-_T, _S = Trigger, State
-_SETTING_UP: Final = {
-    _T.PROVISIONAL: _S.EARLY,
-    _T.ACCEPTED: _S.CONNECTING,
-    _T.FAILED: _S.DISCONNECTED,
-}
-#: Every transition of an INVITE session, and only these.
-TRANSITIONS: Final[dict[State, dict[Trigger, State]]] = {
-    _S.NULL: {_T.SEND_INVITE: _S.CALLING, _T.RECV_INVITE: _S.INCOMING},
-    _S.CALLING: _SETTING_UP,
-    _S.INCOMING: _SETTING_UP,
-    _S.EARLY: _SETTING_UP,
-    _S.CONNECTING: {_T.ACKED: _S.CONFIRMED, _T.ENDED: _S.DISCONNECTED},
-    _S.CONFIRMED: {_T.ENDED: _S.DISCONNECTED},
-    _S.DISCONNECTED: {},
-}
 _SETUP: Final = frozenset({State.CALLING, State.INCOMING, State.EARLY})
-
-
-class Role(enum.Enum):
-    UAC = "uac"
-    UAS = "uas"
-
-
-class Cause(enum.StrEnum):
-    """Why a session ended (``Disconnected.cause``)."""
-
-    NORMAL = "normal"  # BYE (§15)
-    REJECTED = "rejected"  # a 3xx-6xx final response (§13.2.2.3)
-    CANCELLED = "cancelled"  # CANCEL (§9)
-    TIMEOUT = "timeout"  # 408 or no response (§12.2.1.2)
-    NO_ACK = "no-ack"  # the 2xx was never acknowledged (§13.3.1.4)
-    SESSION_EXPIRED = "session-expired"  # no refresh in time (RFC 4028 §10)
-    DIALOG_GONE = "dialog-gone"  # 481 to an in-dialog request (§12.2.1.2)
-
-
-Side = Literal["local", "remote"]
-
-
-# --- outputs: actions for the endpoint ----------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class SendRequest:
-    """Send ``request``: an ACK outside any transaction, others in a client transaction."""
-
-    request: Request
-
-
-@dataclass(frozen=True, slots=True)
-class SendCancel:
-    """Cancel the client transaction of ``invite`` (§9.1)."""
-
-    invite: Request
-
-
-@dataclass(frozen=True, slots=True)
-class SendResponse:
-    """Send ``response`` in the server transaction of ``for_request``."""
-
-    response: Response
-    for_request: Request
-
-    def __post_init__(self) -> None:
-        cseq = self.response.cseq
-        if cseq is not None and cseq.method != self.for_request.method:
-            raise LocalProtocolError("a response must answer a request of its method")
-
-
-# --- outputs: call-control events for the application ----------------------------------------
-@dataclass(frozen=True, slots=True)
-class Ringing:
-    """A 180 arrived, with its SDP if any."""
-
-    sdp: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class EarlyMedia:
-    """Another provisional (usually 183) carried SDP."""
-
-    sdp: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Answered:
-    """UAC: a 2xx established the session; ``sdp`` is the answer in it."""
-
-    sdp: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class Confirmed:
-    """UAS: the ACK arrived; ``sdp`` is the answer in it after an offer-less INVITE."""
-
-    sdp: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class Offer:
-    """The peer offers (re-INVITE, UPDATE, or a 2xx to our offer-less INVITE); ``None``
-    asks for our offer. Answer with ``accept_offer`` or ``reject_offer``."""
-
-    sdp: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class OfferAnswered:
-    """Our re-INVITE/UPDATE succeeded; ``sdp`` is the peer's answer."""
-
-    sdp: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class OfferRejected:
-    """Our re-INVITE/UPDATE failed; the session goes on with the previous SDP (§14.1)."""
-
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnected:
-    """The session is over: why, the status that ended it (if any) and who ended it."""
-
-    cause: Cause
-    status: int | None
-    side: Side
-
-    def __post_init__(self) -> None:
-        if self.side not in ("local", "remote"):
-            raise ValueError(f"side must be 'local' or 'remote', not {self.side!r}")
-
-
-Action = SendRequest | SendCancel | SendResponse
-CallEvent = Ringing | EarlyMedia | Answered | Confirmed | Offer | OfferAnswered | OfferRejected
-Event = Action | CallEvent | Disconnected
-
-
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    """Timers (RFC 3261 §17.1.1.1) and session timer wishes (RFC 4028 §4)."""
-
-    t1: float = 0.5
-    t2: float = 4.0
-    #: the Session-Expires we ask for and the most we grant; None: we do not ask
-    session_expires: int | None = 1800
-    #: the shortest interval we accept (RFC 4028 §5: at least 90 s)
-    min_se: int = 90
-
-    def __post_init__(self) -> None:
-        if not 0 < self.t1 <= self.t2:
-            raise ValueError("timers need 0 < T1 <= T2")
-        if self.min_se < 90:
-            raise ValueError("Min-SE must be at least 90 seconds (RFC 4028 §5)")
-        if self.session_expires is not None and self.session_expires < self.min_se:
-            raise ValueError("Session-Expires must not be below Min-SE (RFC 4028 §4)")
-
-
-def _session_expires(message: Message) -> tuple[int, str | None] | None:
-    """Session-Expires = delta-seconds *(;se-params) (RFC 4028 §4): interval, refresher."""
-    value = message.headers.get("Session-Expires")
-    number = (value or "").partition(";")[0]
-    if value is None or not number.strip().isdigit():
-        return None
-    try:
-        refresher = (param_get(parse_params(value, len(number)), "refresher") or "").lower()
-    except ValueError:
-        refresher = ""
-    return int(number), refresher if refresher in ("uac", "uas") else None
-
-
-def _min_se(message: Message) -> int | None:
-    value = (message.headers.get("Min-SE") or "").partition(";")[0].strip()
-    return int(value) if value.isdigit() else None
 
 
 def _has_token(message: Message, header: str, token: str) -> bool:
@@ -589,7 +418,7 @@ class InviteSession:
 
     def _too_small(self, dialog: Dialog, request: Request) -> Response | None:
         """422 with our Min-SE for a too short Session-Expires (RFC 4028 §8)."""
-        se = _session_expires(request)
+        se = rfc4028.session_expires(request)
         if se is None or se[0] >= self._config.min_se:
             return None
         return dialog.create_response(request, 422, headers=[("Min-SE", self._config.min_se)])
@@ -686,7 +515,8 @@ class InviteSession:
 
     def _retry_invite(self, response: Response) -> bool:
         """After a 422, send the INVITE again with the peer's Min-SE (RFC 4028 §7.4)."""
-        min_se, current, cseq = _min_se(response), _session_expires(self.invite), self.invite.cseq
+        min_se, cseq = rfc4028.min_se(response), self.invite.cseq
+        current = rfc4028.session_expires(self.invite)
         if min_se is None or cseq is None or (current is not None and current[0] >= min_se):
             return False
         self.invite = self.invite.copy()
@@ -723,7 +553,7 @@ class InviteSession:
         elif status == 491:  # glare: the same offer again after a random time (§14.1)
             self._glare_retry = (request.method, request.body or None, refresh)
             self._timers[_Timer.GLARE_RETRY] = now + self._glare_delay()
-        elif status == 422 and (min_se := _min_se(response) or 0) > (self._interval or 0):
+        elif status == 422 and (min_se := rfc4028.min_se(response) or 0) > (self._interval or 0):
             self._interval = min_se  # RFC 4028 §7.4: ask again with the peer's minimum
             self._send_offer(request.method, request.body or None, refresh=refresh)
         elif not refresh:
@@ -779,40 +609,25 @@ class InviteSession:
             return
         self._timers.pop(_Timer.REFRESH, None)
         self._timers.pop(_Timer.EXPIRE, None)
-        se = _session_expires(message)
+        se = rfc4028.session_expires(message)
         self._interval = None if se is None else se[0]
         if se is None:
             return
         interval, refresher = se
         self._refresher = refresher is None or (refresher == "uac") == we_requested
         if self._refresher:
-            self._timers[_Timer.REFRESH] = now + interval / 2
-        self._timers[_Timer.EXPIRE] = now + interval - min(32, interval / 3)
+            self._timers[_Timer.REFRESH] = rfc4028.refresh_deadline(interval, now)
+        self._timers[_Timer.EXPIRE] = rfc4028.expiry_deadline(interval, now)
 
     def _se_response_headers(self, request: Request) -> list[tuple[str, object]]:
-        """A 2xx's Session-Expires (with Require: timer for a UAC refresher), RFC 4028 §9.
-        When the request has none and we want a session timer, we are the refresher."""
-        se = _session_expires(request)
-        if se is None:
-            interval = self._interval or self._config.session_expires
-            if interval is None or self.state in _SETUP:
-                return []
-            refresher: str | None = "uas"
-        else:  # we may lower the interval, not below the request's Min-SE (§9)
-            interval, refresher = se
-            interval = min(interval, self._config.session_expires or interval)
-            interval = max(interval, _min_se(request) or 90)
-        if refresher is None:
-            refresher = "uac" if _has_token(request, "Supported", "timer") else "uas"
-        require = [("Require", "timer")] if refresher == "uac" else []
-        return [("Session-Expires", f"{interval};refresher={refresher}"), *require]
+        """A 2xx's session timer headers (RFC 4028 §9); without Session-Expires in the
+        request we impose ours (or the running interval) once the session is set up."""
+        wanted = self._config.session_expires
+        imposed = None if self.state in _SETUP else self._interval or wanted
+        return rfc4028.response_headers(request, wanted, imposed)
 
     def _se_request_headers(self) -> list[tuple[str, object]]:
-        if self._interval is None:
-            return []
-        refresher = "uac" if self._refresher else "uas"
-        se = f"{self._interval};refresher={refresher}"
-        return [("Session-Expires", se), ("Min-SE", self._config.min_se)]
+        return rfc4028.request_headers(self._interval, self._refresher, self._config.min_se)
 
     # --- helpers --------------------------------------------------------------------------------
     def _check(self, trigger: Trigger) -> State:

@@ -1,0 +1,203 @@
+"""The vocabulary of INVITE sessions (``session``): states, triggers and the one transition
+table, end causes, the actions for the endpoint, the call-control events for the
+application, and the session's configuration.
+
+RFC 3261 §13 (INVITE session states), §9.1 (CANCEL as ``SendCancel``), §13.3.1.4 (the 2xx
+retransmission timers T1/T2), §14.1 (re-INVITE offers and their rejection); RFC 4028 §4/§5
+(Session-Expires and Min-SE wishes in ``SessionConfig``). Import these names from
+``hybridvoice.sip.session``, which re-exports them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from .errors import LocalProtocolError
+from .message import Request, Response
+
+__all__ = [
+    "TRANSITIONS", "Action", "Answered", "CallEvent", "Cause", "Confirmed", "Disconnected",
+    "EarlyMedia", "Event", "Offer", "OfferAnswered", "OfferRejected", "Ringing", "Role",
+    "SendCancel", "SendRequest", "SendResponse", "SessionConfig", "Side", "State", "Trigger",
+]  # fmt: skip
+
+
+class State(enum.Enum):
+    """PJSIP's INVITE session states."""
+
+    NULL = "null"
+    CALLING = "calling"  # UAC: INVITE sent
+    INCOMING = "incoming"  # UAS: INVITE received
+    EARLY = "early"  # a 1xx sent or received
+    CONNECTING = "connecting"  # 2xx sent or received, not yet acknowledged
+    CONFIRMED = "confirmed"  # ACK sent or received
+    DISCONNECTED = "disconnected"
+
+
+class Trigger(enum.Enum):
+    """What moves a session from one state to the next (``TRANSITIONS``)."""
+
+    SEND_INVITE = "send INVITE"
+    RECV_INVITE = "receive INVITE"
+    PROVISIONAL = "1xx"
+    ACCEPTED = "2xx"
+    ACKED = "ACK"
+    FAILED = "INVITE failed"  # final non-2xx, CANCEL, BYE in an early dialog
+    ENDED = "session ended"  # BYE, no ACK, session expired, 481/408
+
+
+_T, _S = Trigger, State
+_SETTING_UP: Final = {
+    _T.PROVISIONAL: _S.EARLY,
+    _T.ACCEPTED: _S.CONNECTING,
+    _T.FAILED: _S.DISCONNECTED,
+}
+#: Every transition of an INVITE session, and only these.
+TRANSITIONS: Final[dict[State, dict[Trigger, State]]] = {
+    _S.NULL: {_T.SEND_INVITE: _S.CALLING, _T.RECV_INVITE: _S.INCOMING},
+    _S.CALLING: _SETTING_UP,
+    _S.INCOMING: _SETTING_UP,
+    _S.EARLY: _SETTING_UP,
+    _S.CONNECTING: {_T.ACKED: _S.CONFIRMED, _T.ENDED: _S.DISCONNECTED},
+    _S.CONFIRMED: {_T.ENDED: _S.DISCONNECTED},
+    _S.DISCONNECTED: {},
+}
+
+
+class Role(enum.Enum):
+    UAC = "uac"
+    UAS = "uas"
+
+
+class Cause(enum.StrEnum):
+    """Why a session ended (``Disconnected.cause``)."""
+
+    NORMAL = "normal"  # BYE (§15)
+    REJECTED = "rejected"  # a 3xx-6xx final response (§13.2.2.3)
+    CANCELLED = "cancelled"  # CANCEL (§9)
+    TIMEOUT = "timeout"  # 408 or no response (§12.2.1.2)
+    NO_ACK = "no-ack"  # the 2xx was never acknowledged (§13.3.1.4)
+    SESSION_EXPIRED = "session-expired"  # no refresh in time (RFC 4028 §10)
+    DIALOG_GONE = "dialog-gone"  # 481 to an in-dialog request (§12.2.1.2)
+
+
+Side = Literal["local", "remote"]
+
+
+# --- outputs: actions for the endpoint ----------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """Send ``request``: an ACK outside any transaction, others in a client transaction."""
+
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class SendCancel:
+    """Cancel the client transaction of ``invite`` (§9.1)."""
+
+    invite: Request
+
+
+@dataclass(frozen=True, slots=True)
+class SendResponse:
+    """Send ``response`` in the server transaction of ``for_request``."""
+
+    response: Response
+    for_request: Request
+
+    def __post_init__(self) -> None:
+        cseq = self.response.cseq
+        if cseq is not None and cseq.method != self.for_request.method:
+            raise LocalProtocolError("a response must answer a request of its method")
+
+
+# --- outputs: call-control events for the application ----------------------------------------
+@dataclass(frozen=True, slots=True)
+class Ringing:
+    """A 180 arrived, with its SDP if any."""
+
+    sdp: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyMedia:
+    """Another provisional (usually 183) carried SDP."""
+
+    sdp: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """UAC: a 2xx established the session; ``sdp`` is the answer in it."""
+
+    sdp: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """UAS: the ACK arrived; ``sdp`` is the answer in it after an offer-less INVITE."""
+
+    sdp: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """The peer offers (re-INVITE, UPDATE, or a 2xx to our offer-less INVITE); ``None``
+    asks for our offer. Answer with ``accept_offer`` or ``reject_offer``."""
+
+    sdp: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class OfferAnswered:
+    """Our re-INVITE/UPDATE succeeded; ``sdp`` is the peer's answer."""
+
+    sdp: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class OfferRejected:
+    """Our re-INVITE/UPDATE failed; the session goes on with the previous SDP (§14.1)."""
+
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The session is over: why, the status that ended it (if any) and who ended it."""
+
+    cause: Cause
+    status: int | None
+    side: Side
+
+    def __post_init__(self) -> None:
+        if self.side not in ("local", "remote"):
+            raise ValueError(f"side must be 'local' or 'remote', not {self.side!r}")
+
+
+Action = SendRequest | SendCancel | SendResponse
+CallEvent = Ringing | EarlyMedia | Answered | Confirmed | Offer | OfferAnswered | OfferRejected
+Event = Action | CallEvent | Disconnected
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Timers (RFC 3261 §17.1.1.1) and session timer wishes (RFC 4028 §4)."""
+
+    t1: float = 0.5
+    t2: float = 4.0
+    #: the Session-Expires we ask for and the most we grant; None: we do not ask
+    session_expires: int | None = 1800
+    #: the shortest interval we accept (RFC 4028 §5: at least 90 s)
+    min_se: int = 90
+
+    def __post_init__(self) -> None:
+        if not 0 < self.t1 <= self.t2:
+            raise ValueError("timers need 0 < T1 <= T2")
+        if self.min_se < 90:
+            raise ValueError("Min-SE must be at least 90 seconds (RFC 4028 §5)")
+        if self.session_expires is not None and self.session_expires < self.min_se:
+            raise ValueError("Session-Expires must not be below Min-SE (RFC 4028 §4)")
