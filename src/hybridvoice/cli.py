@@ -82,9 +82,7 @@ def sip_options(
             out.print_json(json.dumps({"uri": uri, "error": str(exc)}))
         else:
             err.print(f"[red]no answer:[/red] {exc}")
-            err.print(
-                "Check the address and port, the transport (;transport=tcp), the peer."
-            )
+            err.print("Check the address and port, the transport (;transport=tcp), the peer.")
         raise typer.Exit(2) from exc
     response = result.response
     if as_json:
@@ -121,15 +119,26 @@ def sip_serve(
         str | None, typer.Option(help="PEM certificate chain for tls listeners")
     ] = None,
     tls_key: Annotated[str | None, typer.Option(help="PEM private key for tls listeners")] = None,
+    answer: Annotated[
+        bool,
+        typer.Option(
+            help="Answer calls: 180, then 200 with an SDP answer (PCMU, PCMA, telephone-event) "
+            "naming a media port, and hold them until BYE. No RTP is sent or received yet."
+        ),
+    ] = False,
 ) -> None:
-    """Run a SIP responder for labs: answers OPTIONS 200 and refuses calls politely.
+    """Run a SIP responder for labs: answers OPTIONS 200 and refuses calls politely (480),
+    or answers them with --answer (signalling and SDP only: no media flows).
 
-    It runs the real endpoint (transports, transaction layer, UAS checks of RFC 3261 §8.2).
+    It runs the real endpoint (transports, transaction layer, UAS checks of RFC 3261 §8.2)
+    and the UA core (dialogs, INVITE sessions).
     """
     from hybridvoice.app import run_responder  # noqa: PLC0415
 
     try:
-        asyncio.run(run_responder(listen, tls_cert=tls_cert, tls_key=tls_key, console=err))
+        asyncio.run(
+            run_responder(listen, tls_cert=tls_cert, tls_key=tls_key, console=err, answer=answer)
+        )
     except KeyboardInterrupt:
         pass
     except ValueError as exc:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +18,10 @@ from pathlib import Path
 import pytest
 
 from hybridvoice.app import ListenSpec, parse_listen
+from hybridvoice.net.endpoint import Endpoint
+from hybridvoice.net.ua import CallFailedError, UserAgent
+from hybridvoice.sip.sdp import SessionDescription
+from hybridvoice.sip.session import Answered, Cause, Disconnected, Ringing
 
 HV = [sys.executable, "-m", "hybridvoice"]
 
@@ -41,8 +47,9 @@ def _run(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def responder() -> Iterator[int]:
+@contextlib.contextmanager
+def _serving(*extra: str) -> Iterator[int]:
+    """``hybridvoice sip serve`` on UDP and TCP at a free port, stopped by its PID."""
     port = _free_port()
     proc = subprocess.Popen(
         [
@@ -53,6 +60,7 @@ def responder() -> Iterator[int]:
             f"udp:127.0.0.1:{port}",
             "--listen",
             f"tcp:127.0.0.1:{port}",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -75,6 +83,12 @@ def responder() -> Iterator[int]:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.fixture
+def responder() -> Iterator[int]:
+    with _serving() as port:
+        yield port
 
 
 def test_help_explains_the_commands() -> None:
@@ -116,6 +130,67 @@ def test_options_bad_uri_is_refused_with_the_reason() -> None:
     result = _run("sip", "options", "mailto:someone")
     assert result.returncode == 2
     assert "bad URI" in result.stderr
+
+
+OFFER = (
+    b"v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    b"m=audio 6000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+)
+
+
+async def _place_call(port: int, transport: str, *, hang_up: bool) -> Disconnected | Answered:
+    """A call from the UA core to ``sip serve`` on loopback; hang up once answered."""
+    endpoint = Endpoint()
+    ua = UserAgent(endpoint)
+    await endpoint.listen(transport, "127.0.0.1", 0)
+    try:
+        call = ua.invite(
+            f"sip:lab@127.0.0.1:{port};transport={transport.lower()}",
+            from_="<sip:tester@example.com>",
+            sdp=OFFER,
+        )
+        try:
+            answered = await call.answered(10)
+        except CallFailedError as exc:
+            return exc.disconnected
+        assert isinstance(answered, Answered)
+        assert await call.wait_for(Ringing, 1) == Ringing(None)
+        assert answered.sdp is not None
+        answer = SessionDescription.parse(answered.sdp)
+        codecs = [c.encoding.upper() for c in answer.media[0].codecs()]
+        assert codecs[0] == "PCMA" and "TELEPHONE-EVENT" in codecs  # the offerer's order
+        assert answer.media[0].port > 0
+        if hang_up:
+            call.bye()
+            assert await call.ended(10) == Disconnected(Cause.NORMAL, None, "local")
+        return answered
+    finally:
+        ua.close()
+        await endpoint.close()
+
+
+@pytest.mark.parametrize("transport", ["UDP", "TCP"])
+def test_serve_answer_takes_a_call_until_bye(transport: str) -> None:
+    with _serving("--answer") as port:
+        outcome = asyncio.run(_place_call(port, transport, hang_up=True))
+        assert isinstance(outcome, Answered)
+
+
+def test_serve_without_answer_refuses_calls_480(responder: int) -> None:
+    outcome = asyncio.run(_place_call(responder, "UDP", hang_up=True))
+    assert outcome == Disconnected(Cause.REJECTED, 480, "remote")
+
+
+def test_serve_help_says_there_is_no_rtp() -> None:
+    result = subprocess.run(
+        [*HV, "sip", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+        env={**os.environ, "COLUMNS": "250"},  # rich wraps the help at the terminal width
+    )
+    assert "--answer" in result.stdout and "No RTP is sent or received" in result.stdout
 
 
 def test_serve_refuses_a_bad_listen_setting() -> None:
