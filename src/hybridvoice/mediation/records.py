@@ -1,0 +1,702 @@
+"""Durable call records (CDRs) of the mediation role: one row per call, in SQLite.
+
+What a record holds: UTC wall-clock times (start, ring, answer, end; ISO 8601 in the database)
+and monotonic durations, direction, caller and callee as received and after translation, the
+gateway and trunk used, every failover attempt, bypass or anchored media and why, RTP counters
+per leg, which side hung up with the SIP status and a Q.850-style cause text, and the Call-IDs
+of both legs (RFC 3261 §8.1.1.4). The a-leg is the leg that arrived (the cloud side for
+outbound calls, the gateway for inbound), the b-leg the one the mediation role created.
+
+Durability, and why these defaults:
+
+- The journal is WAL by default (``journal_mode`` is configurable; a rollback journal is for
+  file systems without shared memory). A committed transaction is in the WAL file, that is in
+  the OS page cache, the moment ``COMMIT`` returns. Killing the process (``kill -9``, a crash)
+  cannot take it back: the next open replays the WAL. So ``synchronous=NORMAL`` already meets
+  "a killed process loses no finished call's record". What NORMAL does not survive is an OS
+  crash or power loss, which may roll back the last commits (the database stays consistent);
+  ``synchronous="FULL"`` fsyncs the WAL on every commit and survives those too, at an fsync
+  per group commit. It is an option, not the default, because appliances are expected to run
+  on journalled file systems with the process, not the host, as the usual failure.
+- Writes never block the event loop: events go on a queue to one writer thread that takes
+  whatever is queued (up to ``max_batch``) and commits it as one transaction (group commit).
+  It never waits to fill a batch, so at low load every event is its own commit and at high load
+  batches grow by themselves. The price: an event is durable a few hundred microseconds after
+  the call returns, not at once. Each write returns a :class:`concurrent.futures.Future` that
+  resolves when the commit is done; a caller that must know (before it acknowledges, in tests)
+  awaits it with ``asyncio.wrap_future``. A record is written when the call starts (state
+  ``active``), at answer and at the end; ringing, routing, failover attempts and the media
+  decision are kept in memory and written with the next of those.
+- A crash mid-call leaves the row ``active``; opening the store marks every such row
+  ``interrupted`` (``recovered`` says how many), so no call goes unrecorded. A store owns its
+  file: two live processes must not share one.
+- The schema is versioned: a ``schema_version`` table and the :data:`MIGRATIONS` list, applied
+  in order inside one transaction when the store opens.
+
+Thread model: the event methods and :meth:`CallRecordStore.counters` are for the one thread
+that runs the calls (the event loop) and touch only memory and the queue; the queries read
+through their own connection under a lock and may be called from any thread (a status page can
+use ``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from hybridvoice.mediation.bypass import MediaMode
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "CallCounters",
+    "CallRecord",
+    "CallRecordStore",
+    "CallState",
+    "Direction",
+    "DisconnectSide",
+    "DuplicateCallError",
+    "FailoverAttempt",
+    "MediaCounters",
+    "RecordStoreError",
+    "SchemaVersionError",
+    "StoreClosedError",
+    "StoreOptions",
+    "UnknownCallError",
+]
+
+log = logging.getLogger(__name__)
+
+WriteFuture = concurrent.futures.Future[None]
+
+
+class RecordStoreError(RuntimeError):
+    """The call record store cannot do what was asked."""
+
+
+class SchemaVersionError(RecordStoreError):
+    """The database was written by a newer hybridvoice (its schema version is unknown here)."""
+
+
+class UnknownCallError(RecordStoreError, KeyError):
+    """No live call has that Call-ID."""
+
+
+class DuplicateCallError(RecordStoreError):
+    """A live call already has that Call-ID."""
+
+
+class StoreClosedError(RecordStoreError):
+    """The store was closed."""
+
+
+class Direction(StrEnum):
+    """Inbound = from a gateway to a cloud user; outbound = from a cloud user to the PSTN."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class CallState(StrEnum):
+    """``active`` until the call ends; ``interrupted`` when the process died before that."""
+
+    ACTIVE = "active"
+    ENDED = "ended"
+    INTERRUPTED = "interrupted"
+
+
+class DisconnectSide(StrEnum):
+    """Who ended the call: the caller, the callee, or the mediation role itself."""
+
+    CALLER = "caller"
+    CALLEE = "callee"
+    LOCAL = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverAttempt:
+    """One gateway tried for the call and what came of it ("503", "timeout", "answered")."""
+
+    gateway: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class MediaCounters:
+    """RTP counters of one leg as the relay saw them (RFC 3550 §6.4 loss and jitter)."""
+
+    packets_received: int = 0
+    packets_sent: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    packets_lost: int = 0
+    jitter_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call. Times are aware UTC datetimes; durations are seconds from a monotonic clock:
+    ``ring_after``/``answer_after``/``duration`` from the start, ``talk_time`` from the answer."""
+
+    record_id: str
+    a_call_id: str
+    direction: Direction
+    caller: str
+    callee: str
+    start_utc: datetime
+    state: CallState = CallState.ACTIVE
+    b_call_id: str | None = None
+    caller_translated: str | None = None
+    callee_translated: str | None = None
+    gateway: str | None = None
+    trunk: str | None = None
+    attempts: tuple[FailoverAttempt, ...] = ()
+    media_mode: MediaMode | None = None
+    media_reason: str | None = None
+    a_media: MediaCounters | None = None
+    b_media: MediaCounters | None = None
+    disconnect_side: DisconnectSide | None = None
+    sip_status: int | None = None
+    cause: str | None = None
+    ring_utc: datetime | None = None
+    answer_utc: datetime | None = None
+    end_utc: datetime | None = None
+    ring_after: float | None = None
+    answer_after: float | None = None
+    duration: float | None = None
+    talk_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallCounters:
+    """Live counters for status pages (the original's current-call and bypass-call counters)."""
+
+    active: int
+    inbound: int
+    outbound: int
+    bypass: int
+    anchored: int
+    pending_writes: int
+    write_errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """Durability knobs; see the module docstring for why the defaults are what they are."""
+
+    journal_mode: str = "WAL"
+    synchronous: str = "NORMAL"
+    max_batch: int = 256
+    busy_timeout_ms: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.journal_mode.upper() not in {"WAL", "DELETE", "TRUNCATE", "PERSIST"}:
+            raise ValueError(f"journal_mode {self.journal_mode!r} is not durable")
+        if self.synchronous.upper() not in {"NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"synchronous {self.synchronous!r} is not durable")
+        if self.max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+
+
+# --- schema ------------------------------------------------------------------------------------
+
+_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CallRecord))
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: the calls table
+        """CREATE TABLE calls (
+            record_id TEXT PRIMARY KEY, a_call_id TEXT NOT NULL, direction TEXT NOT NULL,
+            caller TEXT NOT NULL, callee TEXT NOT NULL, start_utc TEXT NOT NULL,
+            state TEXT NOT NULL, b_call_id TEXT, caller_translated TEXT, callee_translated TEXT,
+            gateway TEXT, trunk TEXT, attempts TEXT NOT NULL, media_mode TEXT,
+            media_reason TEXT, a_media TEXT, b_media TEXT, disconnect_side TEXT,
+            sip_status INTEGER, cause TEXT, ring_utc TEXT, answer_utc TEXT, end_utc TEXT,
+            ring_after REAL, answer_after REAL, duration REAL, talk_time REAL)""",
+        "CREATE INDEX calls_start ON calls (start_utc)",
+        "CREATE INDEX calls_a_call_id ON calls (a_call_id)",
+        "CREATE INDEX calls_b_call_id ON calls (b_call_id)",
+        "CREATE INDEX calls_state ON calls (state)",
+    ),
+)
+"""Migration ``n`` (1-based) takes the schema from version ``n - 1`` to ``n``. Append only."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_UPSERT = (
+    f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT (record_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "record_id")
+)
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"
+_INTERRUPTED_CAUSE = "interrupted: the process stopped before the call ended"
+
+
+def _iso(value: datetime) -> str:
+    """Fixed-width UTC ISO 8601, so text order is time order."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: call records need aware UTC times")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _attempts(text: str) -> tuple[FailoverAttempt, ...]:
+    return tuple(FailoverAttempt(gateway, outcome) for gateway, outcome in json.loads(text))
+
+
+def _counters(text: str) -> MediaCounters:
+    return MediaCounters(**json.loads(text))
+
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "direction": Direction, "state": CallState, "media_mode": MediaMode,
+    "disconnect_side": DisconnectSide, "attempts": _attempts, "a_media": _counters,
+    "b_media": _counters, "start_utc": _time, "ring_utc": _time, "answer_utc": _time,
+    "end_utc": _time,
+}  # fmt: skip
+"""Column text -> field value, for the columns that are not stored as they are."""
+
+
+_COUNTER_FIELDS = tuple(f.name for f in dataclasses.fields(MediaCounters))
+
+
+def _counters_json(value: MediaCounters) -> str:
+    return json.dumps({name: getattr(value, name) for name in _COUNTER_FIELDS})
+
+
+def _attempts_json(value: tuple[FailoverAttempt, ...]) -> str:
+    return json.dumps([[a.gateway, a.outcome] for a in value])
+
+
+def _enum_value(value: StrEnum) -> str:
+    return value.value
+
+
+_ENCODERS: dict[type, Callable[[Any], Any]] = {
+    Direction: _enum_value, CallState: _enum_value, MediaMode: _enum_value,
+    DisconnectSide: _enum_value, datetime: _iso, MediaCounters: _counters_json,
+    tuple: _attempts_json,
+}  # fmt: skip
+"""Field value type -> column value, for values not stored as they are."""
+
+
+def _to_row(record: CallRecord) -> tuple[Any, ...]:
+    row = []
+    for name in _COLUMNS:
+        value = getattr(record, name)
+        encode = _ENCODERS.get(type(value))
+        if encode is None and isinstance(value, datetime):  # a datetime subclass
+            encode = _iso
+        row.append(value if encode is None else encode(value))
+    return tuple(row)
+
+
+def _from_row(row: Sequence[Any]) -> CallRecord:
+    values = {
+        name: value if value is None or name not in _DECODERS else _DECODERS[name](value)
+        for name, value in zip(_COLUMNS, row, strict=True)
+    }
+    return CallRecord(**values)
+
+
+def _connect(
+    path: Path, options: StoreOptions, *, check_same_thread: bool = True
+) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
+    conn.execute(f"PRAGMA busy_timeout = {int(options.busy_timeout_ms)}")
+    mode = conn.execute(f"PRAGMA journal_mode = {options.journal_mode.upper()}").fetchone()[0]
+    if str(mode).upper() != options.journal_mode.upper():
+        conn.close()
+        raise RecordStoreError(f"{path}: journal_mode {options.journal_mode} refused ({mode})")
+    conn.execute(f"PRAGMA synchronous = {options.synchronous.upper()}")
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found on disk."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        found = 0 if row is None else int(row[0])
+        if found > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"call records schema version {found} is newer than this build's {SCHEMA_VERSION}"
+            )
+        for statements in MIGRATIONS[found:]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute("DELETE FROM schema_version")
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found
+
+
+_STOP, _FLUSH, _PUT = "stop", "flush", "put"
+_Item = tuple[str, CallRecord | None, WriteFuture]
+
+
+class _Writer:
+    """The one thread that writes: group commit of whatever is queued, futures resolved after."""
+
+    __slots__ = ("_conn", "_max_batch", "_queue", "_thread", "errors")
+
+    def __init__(self, conn: sqlite3.Connection, max_batch: int) -> None:
+        self._conn = conn  # opened by the caller so open errors surface there; used only here
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self.errors = 0
+        self._thread = threading.Thread(target=self._run, name="call-records", daemon=True)
+        self._thread.start()
+
+    def submit(self, kind: str, record: CallRecord | None = None) -> WriteFuture:
+        future: WriteFuture = concurrent.futures.Future()
+        self._queue.put((kind, record, future))
+        return future
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def join(self, timeout: float | None) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            stop = False
+            while not stop:
+                batch = [self._queue.get()]
+                while len(batch) < self._max_batch:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = self._write(batch)
+        finally:
+            self._conn.close()
+
+    def _write(self, batch: list[_Item]) -> bool:
+        rows: dict[str, tuple[Any, ...]] = {}
+        failed: dict[int, Exception] = {}
+        for index, (kind, record, _) in enumerate(batch):
+            if kind == _PUT and record is not None:
+                try:
+                    rows[record.record_id] = _to_row(record)  # the newest snapshot wins
+                except (ValueError, TypeError) as exc:
+                    failed[index] = exc
+        try:
+            if rows:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(_UPSERT, rows.values())
+                self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            failed.update((i, exc) for i, (kind, _, _) in enumerate(batch) if kind == _PUT)
+        if failed:
+            self.errors += len(failed)
+            log.error(
+                "call records: %d write(s) failed: %s", len(failed), next(iter(failed.values()))
+            )
+        for index, (_, _, future) in enumerate(batch):
+            if index in failed:
+                future.set_exception(failed[index])
+            else:
+                future.set_result(None)
+        return any(kind == _STOP for kind, _, _ in batch)
+
+
+class _Live:
+    """A call in progress: its fields (a plain dict, cheap to change), the frozen snapshot
+    built from them when needed, and the monotonic marks for the durations."""
+
+    __slots__ = ("_snapshot", "answered_at", "fields", "started_at")
+
+    def __init__(self, record: CallRecord, started_at: float) -> None:
+        self.fields: dict[str, Any] = {name: getattr(record, name) for name in _COLUMNS}
+        self._snapshot: CallRecord | None = record
+        self.started_at = started_at
+        self.answered_at: float | None = None
+
+    def change(self, changes: dict[str, Any]) -> None:
+        self.fields.update(changes)
+        self._snapshot = None
+
+    @property
+    def record(self) -> CallRecord:
+        if self._snapshot is None:
+            self._snapshot = CallRecord(**self.fields)
+        return self._snapshot
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class CallRecordStore:
+    """Call records in one SQLite file, written by a background thread.
+
+    ``CallRecordStore(path)`` applies migrations, marks rows a previous process left ``active``
+    as ``interrupted`` (``recovered`` counts them) and starts the writer. :meth:`close` (or
+    :meth:`aclose` on the event loop) writes live calls as interrupted and flushes the queue.
+    Clocks and ids are injected for tests.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        options: StoreOptions | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        utc_now: Callable[[], datetime] = _utc_now,
+        new_id: Callable[[], str] = _new_id,
+    ) -> None:
+        self.path = Path(path)
+        self.options = options or StoreOptions()
+        self._monotonic, self._utc_now, self._new_id = monotonic, utc_now, new_id
+        self._live: dict[str, _Live] = {}
+        self._closed = False
+        writer = _connect(self.path, self.options, check_same_thread=False)
+        try:
+            self.schema_version_found = _migrate(writer)
+            self.recovered = writer.execute(
+                "UPDATE calls SET state = ?, cause = COALESCE(cause, ?) WHERE state = ?",
+                (CallState.INTERRUPTED.value, _INTERRUPTED_CAUSE, CallState.ACTIVE.value),
+            ).rowcount
+            self._reader = _connect(self.path, self.options, check_same_thread=False)
+        except BaseException:
+            writer.close()
+            raise
+        self._reader.execute("PRAGMA query_only = ON")
+        self._read_lock = threading.Lock()
+        self._writer = _Writer(writer, self.options.max_batch)
+
+    # -- writing (the event loop's thread) ------------------------------------------------------
+
+    def write(self, record: CallRecord) -> WriteFuture:
+        """Queue an insert-or-replace of ``record`` (by ``record_id``); resolves once committed."""
+        if self._closed:
+            raise StoreClosedError(f"{self.path}: call record store is closed")
+        return self._writer.submit(_PUT, record)
+
+    def _get(self, a_call_id: str) -> _Live:
+        try:
+            return self._live[a_call_id]
+        except KeyError:
+            raise UnknownCallError(f"no live call with Call-ID {a_call_id!r}") from None
+
+    def _change(self, a_call_id: str, **changes: Any) -> _Live:
+        live = self._get(a_call_id)
+        live.change(changes)
+        return live
+
+    def start(
+        self,
+        a_call_id: str,
+        *,
+        direction: Direction,
+        caller: str,
+        callee: str,
+        caller_translated: str | None = None,
+        callee_translated: str | None = None,
+    ) -> CallRecord:
+        """A new call arrived on the a-leg: record it as ``active`` (written at once)."""
+        if a_call_id in self._live:
+            raise DuplicateCallError(f"a live call already has Call-ID {a_call_id!r}")
+        record = CallRecord(
+            record_id=self._new_id(), a_call_id=a_call_id, direction=direction, caller=caller,
+            callee=callee, start_utc=self._utc_now(), caller_translated=caller_translated,
+            callee_translated=callee_translated,
+        )  # fmt: skip
+        self.write(record)
+        self._live[a_call_id] = _Live(record, self._monotonic())
+        return record
+
+    def route(
+        self,
+        a_call_id: str,
+        *,
+        gateway: str | None = None,
+        trunk: str | None = None,
+        b_call_id: str | None = None,
+        caller_translated: str | None = None,
+        callee_translated: str | None = None,
+    ) -> None:
+        """Where the call went: b-leg Call-ID, gateway, trunk, translated numbers (given ones)."""
+        given = {
+            "gateway": gateway, "trunk": trunk, "b_call_id": b_call_id,
+            "caller_translated": caller_translated, "callee_translated": callee_translated,
+        }  # fmt: skip
+        self._change(a_call_id, **{k: v for k, v in given.items() if v is not None})
+
+    def attempt(self, a_call_id: str, gateway: str, outcome: str) -> None:
+        """A gateway was tried: append (gateway, outcome) to the failover attempts."""
+        live = self._get(a_call_id)
+        live.change({"attempts": (*live.fields["attempts"], FailoverAttempt(gateway, outcome))})
+
+    def media(self, a_call_id: str, mode: MediaMode, reason: str) -> None:
+        """The media decision (``bypass.decide_bypass``): mode and reason."""
+        self._change(a_call_id, media_mode=mode, media_reason=reason)
+
+    def ringing(self, a_call_id: str) -> None:
+        """The first 180/183 (later ones change nothing)."""
+        live = self._get(a_call_id)
+        if live.fields["ring_utc"] is None:
+            after = self._monotonic() - live.started_at
+            live.change({"ring_utc": self._utc_now(), "ring_after": after})
+
+    def answered(self, a_call_id: str) -> WriteFuture:
+        """The 200 OK to the INVITE: record the answer time (written at once)."""
+        live = self._get(a_call_id)
+        live.answered_at = self._monotonic()
+        after = live.answered_at - live.started_at
+        return self.write(
+            self._change(a_call_id, answer_utc=self._utc_now(), answer_after=after).record
+        )
+
+    def ended(
+        self,
+        a_call_id: str,
+        *,
+        side: DisconnectSide,
+        sip_status: int | None = None,
+        cause: str | None = None,
+        a_media: MediaCounters | None = None,
+        b_media: MediaCounters | None = None,
+    ) -> WriteFuture:
+        """The call is over (BYE, CANCEL, final failure): write the final record."""
+        live = self._get(a_call_id)
+        now = self._monotonic()
+        talk = None if live.answered_at is None else now - live.answered_at
+        record = self._change(
+            a_call_id, state=CallState.ENDED, disconnect_side=side, sip_status=sip_status,
+            cause=cause, a_media=a_media, b_media=b_media, end_utc=self._utc_now(),
+            duration=now - live.started_at, talk_time=talk,
+        ).record  # fmt: skip
+        del self._live[a_call_id]
+        return self.write(record)
+
+    def live(self, a_call_id: str) -> CallRecord | None:
+        """The in-memory snapshot of a call in progress."""
+        found = self._live.get(a_call_id)
+        return None if found is None else found.record
+
+    def counters(self) -> CallCounters:
+        """Calls now, per direction, bypass and anchored; from memory, never blocks."""
+        calls = [live.fields for live in self._live.values()]
+        return CallCounters(
+            active=len(calls),
+            inbound=sum(c["direction"] is Direction.INBOUND for c in calls),
+            outbound=sum(c["direction"] is Direction.OUTBOUND for c in calls),
+            bypass=sum(c["media_mode"] is MediaMode.BYPASS for c in calls),
+            anchored=sum(c["media_mode"] is MediaMode.ANCHORED for c in calls),
+            pending_writes=self._writer.pending(),
+            write_errors=self._writer.errors,
+        )
+
+    # -- queries (any thread; committed rows) ---------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with self._read_lock:
+            if self._closed:
+                raise StoreClosedError(f"{self.path}: call record store is closed")
+            return self._reader.execute(sql, params).fetchall()
+
+    def _records(self, where: str, params: Sequence[Any]) -> list[CallRecord]:
+        return [_from_row(row) for row in self._query(f"{_SELECT} {where}", params)]
+
+    def recent(self, limit: int = 50) -> list[CallRecord]:
+        """The newest ``limit`` committed records, newest first."""
+        return self._records("ORDER BY start_utc DESC, rowid DESC LIMIT ?", (limit,))
+
+    def by_call_id(self, call_id: str) -> CallRecord | None:
+        """The call with this Call-ID on either leg: the live snapshot, else the newest row."""
+        for live in list(self._live.values()):  # one C-level copy: safe from other threads
+            if call_id in (live.fields["a_call_id"], live.fields["b_call_id"]):
+                return live.record
+        where = "WHERE a_call_id = ? OR b_call_id = ? ORDER BY start_utc DESC LIMIT 1"
+        found = self._records(where, (call_id, call_id))
+        return found[0] if found else None
+
+    def by_record_id(self, record_id: str) -> CallRecord | None:
+        """The committed row with this record id."""
+        found = self._records("WHERE record_id = ?", (record_id,))
+        return found[0] if found else None
+
+    def between(self, start: datetime, end: datetime) -> list[CallRecord]:
+        """Committed calls that started in ``[start, end)``, oldest first (aware datetimes)."""
+        where = "WHERE start_utc >= ? AND start_utc < ? ORDER BY start_utc, rowid"
+        return self._records(where, (_iso(start), _iso(end)))
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the file."""
+        return int(self._query("SELECT version FROM schema_version", ())[0][0])
+
+    # -- flushing and closing -------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything queued so far is committed (not on the event loop)."""
+        if not self._closed:  # a closed store has flushed already
+            self._writer.submit(_FLUSH).result(timeout)
+
+    async def aflush(self) -> None:
+        """:meth:`flush` for the event loop: waits without blocking it."""
+        if not self._closed:
+            await asyncio.wrap_future(self._writer.submit(_FLUSH))
+
+    def _begin_close(self, interrupt_live: bool) -> WriteFuture | None:
+        if self._closed:
+            return None
+        if interrupt_live:
+            for a_call_id in list(self._live):
+                live = self._change(
+                    a_call_id, state=CallState.INTERRUPTED, cause=_INTERRUPTED_CAUSE
+                )
+                self.write(live.record)
+        self._live.clear()
+        with self._read_lock:
+            self._closed = True
+            self._reader.close()
+        return self._writer.submit(_STOP)
+
+    def close(self, *, interrupt_live: bool = True, timeout: float | None = 30.0) -> None:
+        """Flush and stop the writer; live calls are written ``interrupted`` first."""
+        stopped = self._begin_close(interrupt_live)
+        if stopped is not None:
+            stopped.result(timeout)
+            self._writer.join(timeout)
+
+    async def aclose(self, *, interrupt_live: bool = True) -> None:
+        """:meth:`close` for the event loop."""
+        stopped = self._begin_close(interrupt_live)
+        if stopped is not None:
+            await asyncio.wrap_future(stopped)
+            await asyncio.to_thread(self._writer.join, 30.0)
+
+    def __enter__(self) -> CallRecordStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
