@@ -22,7 +22,7 @@ from hybridvoice.sip.uri import SipUri, parse_uri
 from .endpoint import Endpoint, RequestTimeoutError
 from .transport import DEFAULT_PORTS, Destination, TransportError, bare_host, via_host
 
-__all__ = ["OptionsResult", "RequestTimeoutError", "TransportError", "ping"]
+__all__ = ["OptionsResult", "RequestTimeoutError", "TransportError", "options_request", "ping"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ async def ping(
     endpoint = Endpoint()
     try:
         listening = await endpoint.listen(kind, local, 0, client_ssl=tls_context)
-        request = _options(parsed, listening.advertised[0], listening.sent_by, kind)
+        request = options_request(parsed, listening.advertised[0], listening.sent_by, kind)
         destination = Destination(kind, host, port, None if _is_ip(name) else name)
         start = time.perf_counter()  # loop.time() is ms-grained on uvloop
         response = await endpoint.request(request, destination, timeout=timeout)
@@ -107,7 +107,7 @@ async def ping(
         await endpoint.close()
 
 
-def _options(uri: SipUri, local_host: str, sent_by: str, kind: str) -> Request:
+def options_request(uri: SipUri, local_host: str, sent_by: str, kind: str) -> Request:
     """An OPTIONS request per §11.1 (the endpoint adds the Via)."""
     tag = secrets.token_hex(6)
     headers = Headers.of(

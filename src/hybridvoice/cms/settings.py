@@ -1,0 +1,583 @@
+"""Appliance settings: the schema, its validation, and loading from TOML.
+
+The keys mirror CloudConnector.ini (CCE-REFERENCE.md) so that admins recognise them:
+``[Common]``, ``[MediationServer]``, ``[Gateway1]`` .. ``[GatewayN]``, ``[HybridVoiceRoutes]``
+and ``[TrunkConfiguration]``; gateways also carry the Teams Direct Routing gateway features
+(Enabled, SendSipOptions, MaxConcurrentSessions, FailoverTimeSeconds, FailoverResponseCodes,
+ForwardPAI, ForwardCallHistory, MediaBypass, translation rules).
+
+Every model is frozen and refuses unknown keys. Problems are reported as ``Key.Path: reason``
+(e.g. ``Gateway2.Port: must be 1-65535, got 70000``) and :class:`SettingsError` lists all of
+them at once. Related RFCs: RFC 3261 §11 and §21 (the OPTIONS probe and the response codes
+used for failover), RFC 3550 §11 (RTP on even ports).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    AliasGenerator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_pascal
+
+__all__ = [
+    "HARDWARE_CALL_LIMITS",
+    "Common",
+    "Gateway",
+    "MediationServer",
+    "Problem",
+    "Settings",
+    "SettingsError",
+    "TranslationRule",
+    "TrunkConfiguration",
+    "cross_check",
+    "ini_key",
+    "load_settings",
+    "parse_settings",
+    "problems_of",
+    "python_template",
+]
+
+#: Concurrent calls per appliance by ``[Common] HardwareType`` (CCE: Normal 500, Minimum 50).
+HARDWARE_CALL_LIMITS: Final[Mapping[str, int]] = {"Normal": 500, "Minimum": 50}
+_GATEWAY_SECTION: Final = re.compile(r"Gateway(\d+)")
+_HOSTNAME: Final = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+_ROUTE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
+# $1, ${1}, ${name} (Direct Routing / .NET style) and $$ for a literal dollar sign
+_DOLLAR_REF: Final = re.compile(r"\$(?:(\d+)|\{(\w+)\}|(\$))")
+
+
+# --- problems ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the settings: the dotted key and the reason."""
+
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.reason}" if self.key else self.reason
+
+
+class SettingsError(ValueError):
+    """The settings are invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        count = len(self.problems)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in the settings:\n{lines}")
+
+
+# --- value checks (each raises ValueError with the reason; pydantic adds the key) --------------
+
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"must be 1-65535, got {value}")
+    return value
+
+
+def _listen_port(value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be 0-65535 (0 = any free port), got {value}")
+    return value
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"not an IP address, got {value!r}") from None
+
+
+def _hostname(value: str) -> str:
+    if not _HOSTNAME.fullmatch(value):
+        raise ValueError(f"not a valid host name, got {value!r}")
+    return value.rstrip(".").lower()
+
+
+def _network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
+    try:
+        return ipaddress.ip_network(str(value))
+    except ValueError as exc:
+        raise ValueError(f"not a subnet ({exc}), got {value!r}") from None
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"regular expression does not compile ({exc}), got {value!r}") from None
+    return value
+
+
+def _words(value: object) -> object:
+    """A list as written in CloudConnector.ini: space or comma separated."""
+    if isinstance(value, str):
+        return [w for w in re.split(r"[\s,;]+", value) if w]
+    return value
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _capitalised(value: object) -> object:
+    return value.capitalize() if isinstance(value, str) else value
+
+
+def python_template(replacement: str) -> str:
+    """A replacement in Python ``re`` syntax: ``$1``/``${1}``/``${name}`` (Direct Routing and
+    .NET style) become ``\\g<1>``/``\\g<name>``; ``$$`` is a literal ``$``; ``\\1`` stays."""
+
+    def convert(m: re.Match[str]) -> str:
+        if m.group(3):
+            return "$"
+        return f"\\g<{m.group(1) or m.group(2)}>"
+
+    return _DOLLAR_REF.sub(convert, replacement)
+
+
+Port = Annotated[int, AfterValidator(_port)]
+ListenPort = Annotated[int, AfterValidator(_listen_port)]
+IPAddress = Annotated[str, AfterValidator(_ip)]
+HostName = Annotated[str, AfterValidator(_hostname)]
+Regex = Annotated[str, AfterValidator(_regex)]
+Subnet = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_network)]
+Words = Annotated[tuple[str, ...], BeforeValidator(_words)]
+
+
+#: Field names whose CloudConnector.ini key is not simply their PascalCase form.
+_KEYS: Final[Mapping[str, str]] = {
+    "sip_domains": "SIPDomains",
+    "ip": "IP",
+    "fqdn": "FQDN",
+    "tcp_port": "TCPPort",
+    "tls_port": "TLSPort",
+    "udp_port": "UDPPort",
+    "forward_pai": "ForwardPAI",
+    "bypass_service_ip": "BypassServiceIP",
+    "max_concurrent_calls_override": "MaxConcurrentCalls",
+}
+
+
+def ini_key(field_name: str) -> str:
+    """The settings-file key of a model field: ``sip_domains`` -> ``SIPDomains``."""
+    return _KEYS.get(field_name) or to_pascal(field_name)
+
+
+class _Section(BaseModel):
+    """Frozen, no unknown keys; read by CloudConnector.ini-style key or by field name (the
+    keys come from an alias generator so that type checkers see the field names)."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        alias_generator=AliasGenerator(validation_alias=ini_key, serialization_alias=ini_key),
+    )
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+class Common(_Section):
+    """``[Common]``: the appliance and its site."""
+
+    sip_domains: Words = Field(min_length=1)
+    site_name: str = Field(min_length=1)
+    server_name: str | None = None
+    virtual_machine_domain: HostName | None = None
+    ip: IPAddress | None = None
+    online_sip_federation_fqdn: HostName | None = None
+    country_code: str | None = None
+    city: str | None = None
+    state: str | None = None
+    hardware_type: Annotated[Literal["Normal", "Minimum"], BeforeValidator(_capitalised)] = "Normal"
+    max_concurrent_calls_override: int | None = Field(default=None, ge=1)
+
+    @field_validator("sip_domains")
+    @classmethod
+    def _domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_hostname(d) for d in value)
+
+    @field_validator("country_code")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise ValueError(f"must be a two-letter ISO 3166 code, got {value!r}")
+        return None if value is None else value.upper()
+
+    @property
+    def default_domain(self) -> str:
+        """The first SIP domain is the default one (as in CloudConnector.ini)."""
+        return self.sip_domains[0]
+
+    @property
+    def max_concurrent_calls(self) -> int:
+        """The appliance call limit: ``MaxConcurrentCalls`` if set, else by HardwareType."""
+        if self.max_concurrent_calls_override is not None:
+            return self.max_concurrent_calls_override
+        return HARDWARE_CALL_LIMITS[self.hardware_type]
+
+
+class MediationServer(_Section):
+    """``[MediationServer]``: where the mediation role listens on the gateway side."""
+
+    server_name: str | None = None
+    pool_name: HostName | None = None
+    ip: IPAddress = "127.0.0.1"
+    tcp_port: ListenPort | None = 5068
+    tls_port: ListenPort | None = 5067
+    udp_port: ListenPort | None = None
+    media_port_start: Port = 49152
+    media_port_end: Port = 57500
+    bypass_service_ip: IPAddress | None = None
+    bypass_service_port: ListenPort = 80
+    internal_subnets: Annotated[tuple[Subnet, ...], BeforeValidator(_words)] = ()
+    retry_after_seconds: int = Field(default=10, ge=0, le=86400)
+
+    @field_validator("media_port_start")
+    @classmethod
+    def _even_start(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"must be even (RTP uses the even port, RFC 3550 §11), got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _ranges(self) -> MediationServer:
+        if self.media_port_end - self.media_port_start + 1 < 4:
+            raise ValueError(
+                f"MediaPortStart-MediaPortEnd must hold at least 4 ports (one call), got "
+                f"{self.media_port_start}-{self.media_port_end}"
+            )
+        if self.tcp_port is None and self.tls_port is None and self.udp_port is None:
+            raise ValueError("TCPPort, TLSPort and UDPPort are all off: nothing to listen on")
+        return self
+
+    @property
+    def media_calls(self) -> int:
+        """Calls the media port range holds at 4 ports per anchored call."""
+        return (self.media_port_end - self.media_port_start + 1) // 4
+
+    @property
+    def bypass_bind(self) -> tuple[str, int]:
+        """Where the media bypass web service listens (internal interface only)."""
+        return (self.bypass_service_ip or self.ip, self.bypass_service_port)
+
+
+class TranslationRule(_Section):
+    """One number translation rule: ``Pattern`` (regex) -> ``Replacement``.
+
+    Written as a table ``{Pattern = "...", Replacement = "..."}`` or a pair
+    ``["pattern", "replacement"]``. The replacement takes ``$1``/``${name}`` (Direct Routing
+    style) or ``\\1``/``\\g<name>`` (Python style).
+    """
+
+    pattern: Regex
+    replacement: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pair(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            if len(value) != 2:
+                raise ValueError(f"must be [pattern, replacement], got {list(value)!r}")
+            return {"Pattern": value[0], "Replacement": value[1]}
+        return value
+
+    @model_validator(mode="after")
+    def _template(self) -> TranslationRule:
+        # (?:pattern)? always matches "" with the same groups: expanding the replacement on it
+        # finds bad group references and bad escapes now rather than on a call
+        try:
+            probe = re.compile(f"(?:{self.pattern})?")
+        except re.error:  # e.g. global inline flags, only legal at the very start
+            return self
+        try:
+            probe.sub(self.template, "", count=1)
+        except (re.error, IndexError) as exc:
+            raise ValueError(
+                f"Replacement {self.replacement!r} does not fit Pattern {self.pattern!r}: {exc}"
+            ) from None
+        return self
+
+    @property
+    def template(self) -> str:
+        """The replacement in Python ``re`` syntax."""
+        return python_template(self.replacement)
+
+
+Rules = tuple[TranslationRule, ...]
+
+
+class Gateway(_Section):
+    """``[GatewayN]``: a PSTN gateway, SBC or IP-PBX (CCE keys + Direct Routing features)."""
+
+    name: str
+    fqdn: HostName | None = None
+    ip: IPAddress | None = None
+    port: Port = 5060
+    protocol: Annotated[Literal["TCP", "TLS", "UDP"], BeforeValidator(_upper)] = "TCP"
+    voice_routes: Words = ()
+    enabled: bool = True
+    send_sip_options: bool = True
+    max_concurrent_sessions: int | None = Field(default=None, ge=1)
+    failover_time_seconds: float = Field(default=10.0, gt=0, le=3600)
+    failover_response_codes: Annotated[tuple[int, ...], BeforeValidator(_words)] = Field(
+        default=(408, 503, 504)
+    )
+    forward_pai: bool | None = None
+    forward_call_history: bool | None = None
+    media_bypass: bool = False
+    inbound_caller_rules: Rules = ()
+    inbound_callee_rules: Rules = ()
+    outbound_caller_rules: Rules = ()
+    outbound_callee_rules: Rules = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_port(cls, value: object) -> object:
+        """No Port: 5061 for TLS, else 5060 (RFC 3261 §19.1.2)."""
+        if isinstance(value, dict) and "Port" not in value and "port" not in value:
+            protocol = value.get("Protocol", value.get("protocol"))
+            if isinstance(protocol, str) and protocol.upper() == "TLS":
+                return {**value, "Port": 5061}
+        return value
+
+    @field_validator("failover_response_codes")
+    @classmethod
+    def _codes(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        for code in value:
+            if not 300 <= code <= 699:
+                raise ValueError(f"response codes must be 300-699, got {code}")
+        return value
+
+    @field_validator("voice_routes")
+    @classmethod
+    def _known_routes(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        routes = info.context.get("routes") if isinstance(info.context, dict) else None
+        if routes is not None:
+            unknown = [r for r in value if r not in routes]
+            if unknown:
+                raise ValueError(_unknown_routes(unknown, routes))
+        return value
+
+    @model_validator(mode="after")
+    def _address(self) -> Gateway:
+        if self.fqdn is None and self.ip is None:
+            raise ValueError("needs FQDN or IP (or both)")
+        return self
+
+    @property
+    def host(self) -> str:
+        """The name the gateway is known by: its FQDN, else its IP."""
+        return self.fqdn or self.ip or ""
+
+    def forwards_pai(self, trunk: TrunkConfiguration) -> bool:
+        """``ForwardPAI`` of this gateway, else of ``[TrunkConfiguration]``."""
+        return trunk.forward_pai if self.forward_pai is None else self.forward_pai
+
+    def forwards_call_history(self, trunk: TrunkConfiguration) -> bool:
+        """``ForwardCallHistory`` of this gateway, else of ``[TrunkConfiguration]``."""
+        if self.forward_call_history is None:
+            return trunk.forward_call_history
+        return self.forward_call_history
+
+
+def _unknown_routes(unknown: list[str], routes: Mapping[str, object]) -> str:
+    known = ", ".join(sorted(routes)) or "none"
+    names = ", ".join(unknown)
+    return f"unknown route {names} (HybridVoiceRoutes has: {known})"
+
+
+class TrunkConfiguration(_Section):
+    """``[TrunkConfiguration]``: trunk behaviour shared by every gateway."""
+
+    enable_refer_support: bool = True
+    enable_fast_failover_timer: bool = True
+    forward_call_history: bool = False
+    forward_pai: bool = False
+    options_interval_seconds: float = Field(default=60.0, ge=0.05, le=3600)
+    unhealthy_after_missed: int = Field(default=3, ge=1, le=1000)
+    try_unhealthy_gateways_last: bool = False
+
+
+class Settings(_Section):
+    """The whole appliance settings file."""
+
+    common: Common
+    mediation_server: MediationServer = Field(default_factory=MediationServer)
+    gateways: tuple[Gateway, ...] = ()
+    hybrid_voice_routes: Mapping[str, Regex] = Field(default_factory=dict)
+    trunk_configuration: TrunkConfiguration = Field(default_factory=TrunkConfiguration)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_gateways(cls, value: object) -> object:
+        """``[Gateway1]``..``[GatewayN]`` sections become the ``Gateways`` list, in N order."""
+        if not isinstance(value, dict):
+            return value
+        sections = _gateway_sections(value)
+        if not sections:
+            return value
+        rest = {k: v for k, v in value.items() if k not in sections}
+        listed = rest.get("Gateways", [])
+        named = [{**v, "Name": k} if isinstance(v, dict) else v for k, v in sections.items()]
+        rest["Gateways"] = [*(listed if isinstance(listed, list) else [listed]), *named]
+        return rest
+
+    @field_validator("hybrid_voice_routes")
+    @classmethod
+    def _route_names(cls, value: Mapping[str, str]) -> Mapping[str, str]:
+        for name in value:
+            if not _ROUTE_NAME.fullmatch(name):
+                raise ValueError(f"route name {name!r}: use letters, digits, '_', '.', '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Settings:
+        if isinstance(info.context, dict) and info.context.get("cross_check_later"):
+            return self  # parse_settings reports these one by one, with their keys
+        problems = cross_check(self)
+        if problems:
+            raise ValueError("; ".join(str(p) for p in problems))
+        return self
+
+    def gateway(self, name: str) -> Gateway:
+        """The gateway called ``name`` (``KeyError`` if none)."""
+        for gw in self.gateways:
+            if gw.name == name:
+                return gw
+        raise KeyError(name)
+
+
+def _gateway_sections(raw: Mapping[str, Any]) -> dict[str, Any]:
+    found = [(int(m.group(1)), k) for k in raw if (m := _GATEWAY_SECTION.fullmatch(k))]
+    return {k: raw[k] for _, k in sorted(found)}
+
+
+def cross_check(settings: Settings) -> list[Problem]:
+    """Problems between sections: unknown routes, two gateways with one name or address."""
+    problems: list[Problem] = []
+    seen_names: set[str] = set()
+    seen_addr: dict[tuple[str, int], str] = {}
+    routes = settings.hybrid_voice_routes
+    for gw in settings.gateways:
+        if gw.name in seen_names:
+            problems.append(Problem(gw.name, "two gateways have this name"))
+        seen_names.add(gw.name)
+        unknown = [r for r in gw.voice_routes if r not in routes]
+        if unknown:
+            problems.append(Problem(f"{gw.name}.VoiceRoutes", _unknown_routes(unknown, routes)))
+        for key, host in (("IP", gw.ip), ("FQDN", gw.fqdn)):
+            if host is None:
+                continue
+            other = seen_addr.setdefault((host, gw.port), gw.name)
+            if other != gw.name:
+                problems.append(Problem(f"{gw.name}.{key}", f"{host}:{gw.port} is {other}'s too"))
+    return problems
+
+
+# --- errors -> problems -----------------------------------------------------------------------
+
+_PREFIXES: Final = ("Value error, ", "Assertion failed, ")
+
+
+def _key(loc: tuple[int | str, ...], gateway_names: list[str]) -> str:
+    parts: list[str] = []
+    items = list(loc)
+    if len(items) >= 2 and items[0] == "Gateways" and isinstance(items[1], int):
+        index = items[1]
+        name = gateway_names[index] if index < len(gateway_names) else f"Gateways[{index}]"
+        parts.append(name)
+        items = items[2:]
+    for item in items:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]" if parts else f"[{item}]"]
+        else:
+            parts.append(item)
+    return ".".join(parts)
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    message = str(error["msg"])
+    for prefix in _PREFIXES:
+        message = message.removeprefix(prefix)
+    if kind != "value_error" and "input" in error and not isinstance(error["input"], dict):
+        message = f"{message[:1].lower()}{message[1:]}, got {error['input']!r}"
+    return message
+
+
+def problems_of(exc: ValidationError, gateway_names: list[str] | None = None) -> list[Problem]:
+    """Each pydantic error as a :class:`Problem` named by its CloudConnector.ini-style key."""
+    names = gateway_names or []
+    return [Problem(_key(tuple(e["loc"]), names), _reason(e)) for e in exc.errors()]
+
+
+def parse_settings(raw: Mapping[str, Any]) -> Settings:
+    """Validate a parsed settings document; raise :class:`SettingsError` with every problem."""
+    data = dict(raw)
+    sections = _gateway_sections(data)
+    listed = data.get("Gateways", [])
+    names = [
+        str(g.get("Name", f"Gateways[{i}]")) if isinstance(g, dict) else f"Gateways[{i}]"
+        for i, g in enumerate(listed if isinstance(listed, list) else [])
+    ]
+    names += list(sections)
+    routes = data.get("HybridVoiceRoutes")
+    context = {"routes": routes if isinstance(routes, dict) else {}, "cross_check_later": True}
+    try:
+        settings = Settings.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise SettingsError(problems_of(exc, names)) from None
+    problems = cross_check(settings)
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate a TOML settings file (stdlib ``tomllib``).
+
+    Raises :class:`SettingsError` for a file that cannot be read, is not TOML, or holds
+    invalid settings (every problem listed).
+    """
+    source = Path(path)
+    try:
+        with source.open("rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise SettingsError([Problem(str(source), f"cannot read: {exc.strerror}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError([Problem(str(source), f"not valid TOML: {exc}")]) from None
+    return parse_settings(raw)

@@ -1,0 +1,178 @@
+"""Gateway health: an OPTIONS pinger per gateway (RFC 3261 §11) feeding the trunk table.
+
+:class:`HealthMonitor` runs one asyncio task per enabled gateway with ``SendSipOptions``.
+Every ``interval`` seconds the task sends OPTIONS through the mediation role's own
+:class:`~hybridvoice.net.endpoint.Endpoint` (so the gateway sees the same address and
+transport as for calls) and waits up to ``timeout`` seconds (default: the interval) for the
+final response. Any final response, even 404 or 405, shows the gateway is alive (§11.2); no
+answer or a transport error (§18.4) is a miss. ``UnhealthyAfterMissed`` consecutive misses
+mark the gateway down, the first answer marks it up again (:class:`~.trunks.TrunkTable`).
+The detection window is therefore at most ``UnhealthyAfterMissed x interval`` plus one
+timeout.
+
+The request is the one ``hybridvoice sip options`` sends, built by
+``net.options.options_request``.
+
+:func:`resolve_gateways` resolves gateway FQDNs once at start (A/AAAA through the system
+resolver), for sending and for accepting inbound requests by source address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Callable, Iterable
+
+from hybridvoice.cms.settings import Gateway, Settings
+from hybridvoice.net.endpoint import Endpoint
+from hybridvoice.net.options import options_request
+from hybridvoice.net.transport import Destination, NetError, TransportError, via_host
+from hybridvoice.sip.message import Request
+from hybridvoice.sip.uri import SipUri
+
+from .trunks import GatewayState, HealthChange, TrunkTable
+
+__all__ = ["ChangeCallback", "HealthMonitor", "build_options", "destination_of", "resolve_gateways"]
+
+#: Called for every change of a gateway's health (up <-> down).
+ChangeCallback = Callable[[HealthChange], None]
+
+
+async def resolve_gateways(gateways: Iterable[Gateway]) -> dict[str, tuple[str, ...]]:
+    """FQDN -> the IP addresses it resolves to (an FQDN that does not resolve maps to ``()``,
+    so the gateway gets no calls until the next start, and its probes report the problem)."""
+    loop = asyncio.get_running_loop()
+    out: dict[str, tuple[str, ...]] = {}
+    for gw in gateways:
+        if gw.fqdn is None or gw.fqdn in out:
+            continue
+        kind = socket.SOCK_DGRAM if gw.protocol == "UDP" else socket.SOCK_STREAM
+        try:
+            infos = await loop.getaddrinfo(gw.fqdn, gw.port, type=kind)
+        except OSError:
+            out[gw.fqdn] = ()
+            continue
+        out[gw.fqdn] = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    return out
+
+
+def destination_of(gateway: GatewayState) -> Destination:
+    """Where requests to ``gateway`` go; ``TransportError`` when it has no address."""
+    cfg = gateway.config
+    target = gateway.target
+    if target is None:
+        raise TransportError(f"{cfg.name}: {cfg.fqdn} did not resolve")
+    return Destination(cfg.protocol, target, cfg.port, cfg.fqdn)
+
+
+def build_options(endpoint: Endpoint, gateway: GatewayState, destination: Destination) -> Request:
+    """An OPTIONS request for ``gateway`` (§11.1) from the transport it will go out on."""
+    cfg = gateway.config
+    params = () if cfg.protocol == "UDP" else (("transport", cfg.protocol.lower()),)
+    uri = SipUri(host=cfg.fqdn or via_host(destination.host), port=cfg.port, params=params)
+    transport = endpoint.transport_for(destination)
+    return options_request(uri, transport.advertised[0], transport.sent_by, cfg.protocol)
+
+
+class HealthMonitor:
+    """OPTIONS pingers for every enabled gateway with ``SendSipOptions``; start, then stop.
+
+    ``on_change`` hears every up/down change. ``clock`` is the monotonic clock handed to the
+    trunk table as ``now`` (default: the event loop's).
+    """
+
+    __slots__ = ("_clock", "_tasks", "endpoint", "interval", "on_change", "timeout", "trunks")
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        trunks: TrunkTable,
+        *,
+        interval: float,
+        timeout: float | None = None,
+        on_change: ChangeCallback | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError(f"interval must be > 0, got {interval}")
+        self.endpoint = endpoint
+        self.trunks = trunks
+        self.interval = interval
+        self.timeout = interval if timeout is None else timeout
+        self.on_change = on_change
+        self._clock = clock or asyncio.get_running_loop().time
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def from_settings(
+        cls,
+        endpoint: Endpoint,
+        trunks: TrunkTable,
+        settings: Settings,
+        on_change: ChangeCallback | None = None,
+    ) -> HealthMonitor:
+        interval = settings.trunk_configuration.options_interval_seconds
+        return cls(endpoint, trunks, interval=interval, on_change=on_change)
+
+    @property
+    def running(self) -> bool:
+        return any(not t.done() for t in self._tasks)
+
+    def start(self) -> None:
+        """Start one pinger per monitored gateway (idempotent)."""
+        if self._tasks:
+            return
+        for gateway in self.trunks:
+            cfg = gateway.config
+            if cfg.enabled and cfg.send_sip_options:
+                task = asyncio.create_task(self._run(gateway), name=f"options-{cfg.name}")
+                self._tasks.append(task)
+
+    async def stop(self) -> None:
+        """Stop every pinger and wait until they have ended."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def probe(self, gateway: GatewayState) -> HealthChange | None:
+        """Send one OPTIONS to ``gateway`` and record the outcome; the change, if any."""
+        name = gateway.name
+        try:
+            destination = destination_of(gateway)
+            request = build_options(self.endpoint, gateway, destination)
+            start = time.perf_counter()  # loop.time() is ms-grained on uvloop
+            response = await self.endpoint.request(request, destination, timeout=self.timeout)
+            rtt_ms = (time.perf_counter() - start) * 1000.0
+        except (NetError, OSError) as exc:
+            change = self.trunks.options_failed(name, self._clock(), _reason(exc))
+        else:
+            change = self.trunks.options_answered(name, self._clock(), response.status, rtt_ms)
+        if change is not None and self.on_change is not None:
+            self.on_change(change)
+        return change
+
+    async def _run(self, gateway: GatewayState) -> None:
+        """Probe at a fixed rate; a slow probe delays the next one, never doubles it up."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            await self.probe(gateway)
+            next_at += self.interval
+            delay = next_at - loop.time()
+            if delay < 0:
+                next_at, delay = loop.time(), 0.0
+            await asyncio.sleep(delay)
+
+
+def _reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    if reason == "timeout":
+        return "no answer"
+    if reason == "transport" or isinstance(exc, TransportError | OSError):
+        return f"transport error: {exc}" if str(exc) else "transport error"
+    return str(exc) or type(exc).__name__
