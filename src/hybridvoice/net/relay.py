@@ -1,0 +1,404 @@
+"""The RTP/RTCP relay socket loop (RFC 3550 §11 port pairs, RFC 4961 symmetric RTP).
+
+One non-blocking UDP socket per local port (4 per call: RTP and RTCP for legs A and B),
+with large kernel buffers. Reading is driven by ``loop.add_reader``, in one of two ways:
+
+- ``demux="epoll"`` (default on Linux): all media sockets sit in one level-triggered
+  ``select.epoll`` whose fd is the only one given to ``loop.add_reader``. Each wake-up
+  drains the ready set in one ``epoll_wait``: one datagram per ready socket (a socket with
+  more queued stays ready and is served on the next pass), so the event loop's per-callback
+  cost is paid once per batch instead of once per packet, and no EAGAIN is ever raised.
+- ``demux="reader"``: one ``loop.add_reader`` per socket, each a drain loop reading until
+  EAGAIN (bounded per wake-up).
+
+Either way packets are read with ``recvfrom_into`` into one pre-allocated buffer shared by
+the whole engine (the loop is single-threaded and every packet is forwarded before the next
+is read), and forwarded with ``sendto`` from the peer leg's socket to that leg's latched
+address (RFC 4961). The bytes sent are a pre-made ``memoryview`` slice of that buffer,
+one per length, so relaying allocates nothing beyond what the kernel API forces (the
+``(n, address)`` tuple); transcoding translates the payload in place. The bookkeeping
+(latching, counters, sequence statistics, RTCP reports) is :mod:`hybridvoice.media.relay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import select
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from hybridvoice.media import (
+    DEFAULT_PORT_RANGE,
+    Addr,
+    CallStats,
+    LatchPolicy,
+    Leg,
+    LegState,
+    PortBlock,
+    PortPool,
+    PortsExhaustedError,
+    RelaySession,
+    transcode_in_place,
+)
+
+__all__ = ["EngineStats", "RelayCall", "RelayEngine"]
+
+log = logging.getLogger(__name__)
+
+#: Datagrams read per wake-up before yielding to the loop.
+_BATCH: Final = 64
+#: Receive buffer: any UDP payload fits.
+_RECV_SIZE: Final = 65536
+#: Pre-made views for lengths below this (every RTP packet in practice).
+_VIEWS: Final = 2048
+_BUFFER_SIZE: Final = 1 << 20
+#: Sequence number and timestamp of an RTP header, read in one call (RFC 3550 §5.1).
+_SEQ_TS: Final = struct.Struct("!HI").unpack_from
+#: Events taken from the media epoll per wake-up.
+_MAX_EVENTS: Final = 1024
+#: Port blocks tried per call before giving up when ports are taken by other programs.
+_BIND_ATTEMPTS: Final = 16
+
+
+def _set_buffers(sock: socket.socket, size: int) -> None:
+    """Ask for ``size``-byte kernel buffers; as root, past ``net.core.[rw]mem_max``."""
+    for force, plain in ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)):  # SO_*BUFFORCE
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, plain, size)
+            except OSError:
+                log.warning("cannot set socket buffer option %d to %d", plain, size)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    calls: int
+    ports_available: int
+    packets: int
+    bytes: int
+    dropped: int
+    send_errors: int
+    rtcp_packets: int
+
+
+class _Path:
+    """One direction out of one socket: packets read on ``inp``'s socket go out ``out``'s."""
+
+    __slots__ = ("engine", "inp", "out", "recv", "rtcp", "send", "session", "sock")
+
+    def __init__(
+        self, engine: RelayEngine, session: RelaySession, inp: LegState, out: LegState
+    ) -> None:
+        self.engine = engine
+        self.session = session
+        self.inp = inp
+        self.out = out
+        self.sock: socket.socket | None = None
+        self.send: Callable[..., int] | None = None
+        self.recv: Callable[[bytearray], tuple[int, Addr]] | None = None
+        self.rtcp = False
+
+    def on_rtp(self) -> None:
+        """Drain the RTP socket of ``inp`` and forward to ``out`` (the hot path)."""
+        engine = self.engine
+        recv = self.sock.recvfrom_into  # type: ignore[union-attr]
+        send = self.send
+        buf = engine._buf
+        views = engine._views
+        inp = self.inp
+        out = self.out
+        update = inp.stats.update
+        seq_ts = _SEQ_TS
+        transcoder = inp.transcoder
+        now = engine._clock()
+        track = engine.sequence_stats
+        for _ in range(engine.reads_per_wakeup):
+            try:
+                n, src = recv(buf)
+            except BlockingIOError:
+                return
+            except OSError:
+                engine.recv_errors += 1
+                return
+            if src != inp.rtp_remote and not inp.latch_rtp(src):
+                continue
+            inp.packets += 1
+            inp.bytes += n
+            if n >= 12 and track:
+                seq, ts = seq_ts(buf, 2)
+                update(seq, ts, now)
+            dst = out.rtp_remote
+            if dst is None:
+                inp.dropped += 1
+                continue
+            if transcoder is not None:
+                transcode_in_place(buf, n, transcoder)
+            try:
+                send(views[n] if n < _VIEWS else engine._view[:n], dst)  # type: ignore[misc]
+            except OSError:
+                engine.send_errors += 1
+
+    def on_rtcp(self) -> None:
+        """Drain the RTCP socket of ``inp``: read its reports, forward to ``out``."""
+        engine = self.engine
+        sock = self.sock
+        assert sock is not None and self.send is not None
+        inp = self.inp
+        for _ in range(_BATCH):
+            try:
+                data, src = sock.recvfrom(_RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                engine.recv_errors += 1
+                return
+            if src != inp.rtcp_remote and not inp.latch_rtcp(src):
+                continue
+            inp.on_rtcp(data)
+            dst = self.out.rtcp_remote
+            if dst is None:
+                inp.rtcp_dropped += 1
+                continue
+            try:
+                self.send(data, dst)
+            except OSError:
+                engine.send_errors += 1
+
+
+class RelayCall:
+    """One anchored call: four sockets, two legs (A: cloud/edge side, B: gateway side)."""
+
+    __slots__ = ("_fds", "_socks", "block", "call_id", "host", "session")
+
+    def __init__(self, call_id: str, host: str, block: PortBlock, session: RelaySession) -> None:
+        self.call_id = call_id
+        self.host = host
+        self.block = block
+        self.session = session
+        self._socks: list[socket.socket] = []
+        self._fds: list[int] = []
+
+    def local(self, leg: Leg) -> tuple[str, int, int]:
+        """(host, RTP port, RTCP port) to put in the SDP sent on ``leg``."""
+        state = self.session.leg(leg)
+        return (self.host, state.rtp_port, state.rtcp_port)
+
+    def set_remote(self, leg: Leg, addr: str, port: int, rtcp_port: int | None = None) -> None:
+        """The remote media address of ``leg`` from its SDP (c= and m= lines, RFC 4566)."""
+        self.session.set_remote(leg, addr, port, rtcp_port)
+
+    def set_codecs(self, a_pt: int, b_pt: int) -> None:
+        """G.711 payload type spoken on each leg: different types turn on transcoding."""
+        self.session.set_codecs(a_pt, b_pt)
+
+    def remote(self, leg: Leg) -> Addr | None:
+        return self.session.leg(leg).rtp_remote
+
+    def stats(self) -> CallStats:
+        return self.session.stats()
+
+
+class RelayEngine:
+    """All relayed calls of one process on one event loop."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port_range: tuple[int, int] = DEFAULT_PORT_RANGE,
+        *,
+        latch: LatchPolicy | None = None,
+        buffer_size: int = _BUFFER_SIZE,
+        clock: Callable[[], float] = time.monotonic,
+        reads_per_wakeup: int = _BATCH,
+        sequence_stats: bool = True,
+        demux: str | None = None,
+    ) -> None:
+        self.host = host
+        self.pool = PortPool(*port_range)
+        self.latch = latch or LatchPolicy()
+        self.buffer_size = buffer_size
+        self._clock = clock
+        self.reads_per_wakeup = max(1, reads_per_wakeup)
+        self.sequence_stats = sequence_stats
+        if demux is None:
+            demux = "epoll" if hasattr(select, "epoll") else "reader"
+        if demux not in ("epoll", "reader"):
+            raise ValueError(f"demux is 'epoll' or 'reader', not {demux!r}")
+        self.demux = demux
+        self._ep: select.epoll | None = None
+        self._paths: dict[int, _Path] = {}
+        self._buf = bytearray(_RECV_SIZE)
+        self._view = memoryview(self._buf)
+        self._views = [self._view[:n] for n in range(_VIEWS)]
+        self._calls: dict[str, RelayCall] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.send_errors = 0
+        self.recv_errors = 0
+        self._released = [0, 0, 0, 0, 0]  # packets, bytes, dropped, rtcp, (spare)
+
+    @property
+    def calls(self) -> dict[str, RelayCall]:
+        return self._calls
+
+    def _bind(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            _set_buffers(sock, self.buffer_size)
+            sock.bind((self.host, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    async def create_call(self, call_id: str) -> RelayCall:
+        """Allocate a port block, bind its four sockets and start relaying (both legs)."""
+        if call_id in self._calls:
+            raise ValueError(f"call {call_id!r} is already relayed")
+        loop = self._loop = asyncio.get_running_loop()
+        for _ in range(_BIND_ATTEMPTS):
+            block = self.pool.allocate()
+            ports = (block.a_rtp, block.a_rtcp, block.b_rtp, block.b_rtcp)
+            socks: list[socket.socket] = []
+            try:
+                for port in ports:
+                    socks.append(self._bind(port))
+            except OSError:
+                for s in socks:
+                    s.close()
+                self.pool.release(block)  # taken by someone else: goes to the tail
+                continue
+            break
+        else:
+            raise PortsExhaustedError(f"no bindable port block after {_BIND_ATTEMPTS} tries")
+        session = RelaySession(
+            call_id, (block.a_rtp, block.a_rtcp), (block.b_rtp, block.b_rtcp), self.latch
+        )
+        call = RelayCall(call_id, self.host, block, session)
+        a_rtp, a_rtcp, b_rtp, b_rtcp = socks
+        for sock_in, sock_out, inp, out, rtcp in (
+            (a_rtp, b_rtp, session.a, session.b, False),
+            (b_rtp, a_rtp, session.b, session.a, False),
+            (a_rtcp, b_rtcp, session.a, session.b, True),
+            (b_rtcp, a_rtcp, session.b, session.a, True),
+        ):
+            path = _Path(self, session, inp, out)
+            path.sock = sock_in
+            path.recv = sock_in.recvfrom_into
+            path.send = sock_out.sendto
+            path.rtcp = rtcp
+            fd = sock_in.fileno()
+            if self.demux == "epoll":
+                if self._ep is None:
+                    self._ep = select.epoll()
+                    loop.add_reader(self._ep.fileno(), self._on_ready)
+                self._paths[fd] = path
+                self._ep.register(fd, select.EPOLLIN)
+            else:
+                loop.add_reader(fd, path.on_rtcp if rtcp else path.on_rtp)
+            call._fds.append(fd)
+        call._socks = socks
+        self._calls[call_id] = call
+        return call
+
+    async def release(self, call: RelayCall) -> None:
+        """Stop relaying, close the sockets and give the ports back (idempotent)."""
+        if self._calls.pop(call.call_id, None) is None:
+            return
+        for fd in call._fds:
+            if self._ep is not None and self._paths.pop(fd, None) is not None:
+                self._ep.unregister(fd)
+            elif self._loop is not None:
+                self._loop.remove_reader(fd)
+        for sock in call._socks:
+            sock.close()
+        call._fds.clear()
+        call._socks.clear()
+        self.pool.release(call.block)
+        for leg in (call.session.a, call.session.b):
+            self._released[0] += leg.packets
+            self._released[1] += leg.bytes
+            self._released[2] += leg.dropped
+            self._released[3] += leg.rtcp_packets
+
+    async def close(self) -> None:
+        """Release every call and stop watching the media sockets."""
+        for call in list(self._calls.values()):
+            await self.release(call)
+        if self._ep is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._ep.fileno())
+            self._ep.close()
+            self._ep = None
+
+    def _on_ready(self) -> None:
+        """The epoll demux (the hot path): one datagram from each ready media socket."""
+        ep = self._ep
+        if ep is None:
+            return
+        try:
+            events = ep.poll(0, _MAX_EVENTS)
+        except OSError:
+            return
+        paths = self._paths
+        buf = self._buf
+        views = self._views
+        seq_ts = _SEQ_TS
+        track = self.sequence_stats
+        now = self._clock()
+        for fd, _ in events:
+            path = paths.get(fd)
+            if path is None:
+                continue
+            if path.rtcp:
+                path.on_rtcp()
+                continue
+            try:
+                n, src = path.recv(buf)  # type: ignore[misc]
+            except OSError:  # EAGAIN included: another reader emptied it
+                continue
+            inp = path.inp
+            if src != inp.rtp_remote and not inp.latch_rtp(src):
+                continue
+            inp.packets += 1
+            inp.bytes += n
+            if track and n >= 12:
+                seq, ts = seq_ts(buf, 2)
+                inp.stats.update(seq, ts, now)
+            dst = path.out.rtp_remote
+            if dst is None:
+                inp.dropped += 1
+                continue
+            if inp.transcoder is not None:
+                transcode_in_place(buf, n, inp.transcoder)
+            try:
+                path.send(views[n] if n < _VIEWS else self._view[:n], dst)  # type: ignore[misc]
+            except OSError:
+                self.send_errors += 1
+
+    def stats(self) -> EngineStats:
+        """Totals over live and released calls; ``packets`` counts RTP accepted on any leg."""
+        packets, nbytes, dropped, rtcp = self._released[:4]
+        for call in self._calls.values():
+            for leg in (call.session.a, call.session.b):
+                packets += leg.packets
+                nbytes += leg.bytes
+                dropped += leg.dropped
+                rtcp += leg.rtcp_packets
+        return EngineStats(
+            calls=len(self._calls),
+            ports_available=4 * self.pool.available,
+            packets=packets,
+            bytes=nbytes,
+            dropped=dropped,
+            send_errors=self.send_errors,
+            rtcp_packets=rtcp,
+        )
