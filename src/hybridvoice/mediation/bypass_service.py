@@ -16,26 +16,24 @@ visible on the next request, with no restart (``Cache-Control: no-store`` keeps 
 holding an old answer). A provider that cannot answer raises :class:`ConfigUnavailableError`
 (HTTP 503).
 
-:func:`serve_bypass` runs the app with uvicorn's ``Server`` inside the running event loop (no new
-process, no signal handlers of its own: the host process owns those), bound to the address it is
-given, which must be the internal interface; wildcard addresses are refused unless asked for.
+:func:`serve_bypass` runs the app with :func:`hybridvoice.net.http.serve_asgi` (uvicorn's
+``Server`` inside the running event loop: no new process, no signal handlers of its own, the host
+process owns those), bound to the address it is given, which must be the internal interface;
+wildcard addresses are refused unless asked for.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ipaddress
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from hybridvoice.mediation.bypass import BypassPolicy
+from hybridvoice.net.http import AsgiServer, HttpServeError, serve_asgi
 
 __all__ = [
     "BYPASS_PATH",
@@ -53,7 +51,7 @@ _XML_TYPES = ("application/xml", "text/xml")
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-class BypassServiceError(RuntimeError):
+class BypassServiceError(HttpServeError):
     """The bypass web service could not start (bad bind address, address in use)."""
 
 
@@ -158,50 +156,32 @@ def create_bypass_app(config_provider: Callable[[], HybridConfig]) -> FastAPI:
     return app
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn's server without its signal handlers, telling us when it listens."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.listening = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # the host process owns SIGINT/SIGTERM
-
-    async def startup(self, sockets: Any = None) -> None:
-        await super().startup(sockets)
-        self.listening.set()
-
-
 class BypassServer:
     """A running bypass web service: where it listens, and :meth:`stop`."""
 
-    __slots__ = ("_server", "_task", "host", "port")
+    __slots__ = ("_server",)
 
-    def __init__(self, server: _EmbeddedServer, task: asyncio.Task[None], host: str, port: int):
+    def __init__(self, server: AsgiServer) -> None:
         self._server = server
-        self._task = task
-        self.host = host
-        self.port = port
+
+    @property
+    def host(self) -> str:
+        """The bound address."""
+        return self._server.host
+
+    @property
+    def port(self) -> int:
+        """The bound port (the one picked when asked for port 0)."""
+        return self._server.port
 
     @property
     def url(self) -> str:
         """The service URL on the bound address."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}{BYPASS_PATH}"
+        return f"{self._server.url}{BYPASS_PATH}"
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish, close the socket."""
-        self._server.should_exit = True
-        await self._task
-
-
-async def _run(server: _EmbeddedServer, where: str) -> None:
-    try:
-        await server.serve()
-    except SystemExit as exc:  # uvicorn exits when it cannot bind; keep that out of the loop
-        raise BypassServiceError(f"bypass web service could not listen on {where}") from exc
+        await self._server.stop()
 
 
 async def serve_bypass(
@@ -210,28 +190,11 @@ async def serve_bypass(
     """Serve ``app`` on ``host:port`` (``port=0``: any free port) in this event loop.
 
     ``host`` must be an IP address literal, the mediation role's internal interface;
-    ``0.0.0.0``/``::`` are refused unless ``allow_wildcard`` is set.
+    ``0.0.0.0``/``::`` are refused unless ``allow_wildcard`` is set (the service is
+    internal-only).
     """
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError as exc:
-        raise BypassServiceError(f"bind address must be an IP address, not {host!r}") from exc
-    if address.is_unspecified and not allow_wildcard:
-        raise BypassServiceError(
-            f"refusing to bind the bypass web service to {host}: it is internal-only"
-        )
-    config = uvicorn.Config(
-        app, host=host, port=port, lifespan="off", log_config=None, access_log=False,
-        server_header=False, timeout_graceful_shutdown=5,
-    )  # fmt: skip
-    server = _EmbeddedServer(config)
-    task = asyncio.create_task(_run(server, f"{host}:{port}"))
-    listening = asyncio.create_task(server.listening.wait())
-    await asyncio.wait({task, listening}, return_when=asyncio.FIRST_COMPLETED)
-    if not server.listening.is_set():
-        listening.cancel()
-        await task  # raises BypassServiceError
-        raise BypassServiceError(f"bypass web service stopped during startup on {host}:{port}")
-    sockets = server.servers[0].sockets
-    bound_port = int(sockets[0].getsockname()[1]) if sockets else port
-    return BypassServer(server, task, host, bound_port)
+        server = await serve_asgi(app, host, port, allow_wildcard=allow_wildcard)
+    except HttpServeError as exc:
+        raise BypassServiceError(f"bypass web service: {exc}") from exc
+    return BypassServer(server)

@@ -1,11 +1,11 @@
 """Durable call records (CDRs) of the mediation role: one row per call, in SQLite.
 
-What a record holds: UTC wall-clock times (start, ring, answer, end; ISO 8601 in the database)
-and monotonic durations, direction, caller and callee as received and after translation, the
-gateway and trunk used, every failover attempt, bypass or anchored media and why, RTP counters
-per leg, which side hung up with the SIP status and a Q.850-style cause text, and the Call-IDs
-of both legs (RFC 3261 §8.1.1.4). The a-leg is the leg that arrived (the cloud side for
-outbound calls, the gateway for inbound), the b-leg the one the mediation role created.
+This module is the store: the writer thread and :class:`CallRecordStore`. The record itself
+(what it holds: times, direction, numbers, gateway, failover attempts, media decision, RTP
+counters per leg (RFC 3550 §6.4), who hung up, the Call-IDs of both legs (RFC 3261 §8.1.1.4)),
+the schema and its migrations, and the row encoding live in
+:mod:`hybridvoice.mediation.records_model`; every public name there that callers used from here
+is re-exported, so ``from hybridvoice.mediation.records import CallRecord`` keeps working.
 
 Durability, and why these defaults:
 
@@ -30,8 +30,9 @@ Durability, and why these defaults:
 - A crash mid-call leaves the row ``active``; opening the store marks every such row
   ``interrupted`` (``recovered`` says how many), so no call goes unrecorded. A store owns its
   file: two live processes must not share one.
-- The schema is versioned: a ``schema_version`` table and the :data:`MIGRATIONS` list, applied
-  in order inside one transaction when the store opens.
+- The schema is versioned: a ``schema_version`` table and the :data:`MIGRATIONS` list
+  (in :mod:`~hybridvoice.mediation.records_model`), applied in order inside one transaction
+  when the store opens.
 
 Thread model: the event methods and :meth:`CallRecordStore.counters` are for the one thread
 that runs the calls (the event loop) and touch only memory and the queue; the queries read
@@ -43,8 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
-import json
 import logging
 import queue
 import sqlite3
@@ -52,13 +51,29 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from hybridvoice.mediation.bypass import MediaMode
+from hybridvoice.mediation.records_model import (
+    COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SELECT_SQL,
+    UPSERT_SQL,
+    CallCounters,
+    CallRecord,
+    CallState,
+    Direction,
+    DisconnectSide,
+    FailoverAttempt,
+    MediaCounters,
+    StoreOptions,
+    from_row,
+    iso_utc,
+    to_row,
+)
 
 __all__ = [
     "MIGRATIONS",
@@ -104,215 +119,7 @@ class StoreClosedError(RecordStoreError):
     """The store was closed."""
 
 
-class Direction(StrEnum):
-    """Inbound = from a gateway to a cloud user; outbound = from a cloud user to the PSTN."""
-
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
-
-
-class CallState(StrEnum):
-    """``active`` until the call ends; ``interrupted`` when the process died before that."""
-
-    ACTIVE = "active"
-    ENDED = "ended"
-    INTERRUPTED = "interrupted"
-
-
-class DisconnectSide(StrEnum):
-    """Who ended the call: the caller, the callee, or the mediation role itself."""
-
-    CALLER = "caller"
-    CALLEE = "callee"
-    LOCAL = "local"
-
-
-@dataclass(frozen=True, slots=True)
-class FailoverAttempt:
-    """One gateway tried for the call and what came of it ("503", "timeout", "answered")."""
-
-    gateway: str
-    outcome: str
-
-
-@dataclass(frozen=True, slots=True)
-class MediaCounters:
-    """RTP counters of one leg as the relay saw them (RFC 3550 §6.4 loss and jitter)."""
-
-    packets_received: int = 0
-    packets_sent: int = 0
-    bytes_received: int = 0
-    bytes_sent: int = 0
-    packets_lost: int = 0
-    jitter_ms: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One call. Times are aware UTC datetimes; durations are seconds from a monotonic clock:
-    ``ring_after``/``answer_after``/``duration`` from the start, ``talk_time`` from the answer."""
-
-    record_id: str
-    a_call_id: str
-    direction: Direction
-    caller: str
-    callee: str
-    start_utc: datetime
-    state: CallState = CallState.ACTIVE
-    b_call_id: str | None = None
-    caller_translated: str | None = None
-    callee_translated: str | None = None
-    gateway: str | None = None
-    trunk: str | None = None
-    attempts: tuple[FailoverAttempt, ...] = ()
-    media_mode: MediaMode | None = None
-    media_reason: str | None = None
-    a_media: MediaCounters | None = None
-    b_media: MediaCounters | None = None
-    disconnect_side: DisconnectSide | None = None
-    sip_status: int | None = None
-    cause: str | None = None
-    ring_utc: datetime | None = None
-    answer_utc: datetime | None = None
-    end_utc: datetime | None = None
-    ring_after: float | None = None
-    answer_after: float | None = None
-    duration: float | None = None
-    talk_time: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CallCounters:
-    """Live counters for status pages (the original's current-call and bypass-call counters)."""
-
-    active: int
-    inbound: int
-    outbound: int
-    bypass: int
-    anchored: int
-    pending_writes: int
-    write_errors: int
-
-
-@dataclass(frozen=True, slots=True)
-class StoreOptions:
-    """Durability knobs; see the module docstring for why the defaults are what they are."""
-
-    journal_mode: str = "WAL"
-    synchronous: str = "NORMAL"
-    max_batch: int = 256
-    busy_timeout_ms: int = 5000
-
-    def __post_init__(self) -> None:
-        if self.journal_mode.upper() not in {"WAL", "DELETE", "TRUNCATE", "PERSIST"}:
-            raise ValueError(f"journal_mode {self.journal_mode!r} is not durable")
-        if self.synchronous.upper() not in {"NORMAL", "FULL", "EXTRA"}:
-            raise ValueError(f"synchronous {self.synchronous!r} is not durable")
-        if self.max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
-
-
-# --- schema ------------------------------------------------------------------------------------
-
-_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CallRecord))
-
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (  # 1: the calls table
-        """CREATE TABLE calls (
-            record_id TEXT PRIMARY KEY, a_call_id TEXT NOT NULL, direction TEXT NOT NULL,
-            caller TEXT NOT NULL, callee TEXT NOT NULL, start_utc TEXT NOT NULL,
-            state TEXT NOT NULL, b_call_id TEXT, caller_translated TEXT, callee_translated TEXT,
-            gateway TEXT, trunk TEXT, attempts TEXT NOT NULL, media_mode TEXT,
-            media_reason TEXT, a_media TEXT, b_media TEXT, disconnect_side TEXT,
-            sip_status INTEGER, cause TEXT, ring_utc TEXT, answer_utc TEXT, end_utc TEXT,
-            ring_after REAL, answer_after REAL, duration REAL, talk_time REAL)""",
-        "CREATE INDEX calls_start ON calls (start_utc)",
-        "CREATE INDEX calls_a_call_id ON calls (a_call_id)",
-        "CREATE INDEX calls_b_call_id ON calls (b_call_id)",
-        "CREATE INDEX calls_state ON calls (state)",
-    ),
-)
-"""Migration ``n`` (1-based) takes the schema from version ``n - 1`` to ``n``. Append only."""
-
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_UPSERT = (
-    f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-    "ON CONFLICT (record_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "record_id")
-)
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"
 _INTERRUPTED_CAUSE = "interrupted: the process stopped before the call ended"
-
-
-def _iso(value: datetime) -> str:
-    """Fixed-width UTC ISO 8601, so text order is time order."""
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: call records need aware UTC times")
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _attempts(text: str) -> tuple[FailoverAttempt, ...]:
-    return tuple(FailoverAttempt(gateway, outcome) for gateway, outcome in json.loads(text))
-
-
-def _counters(text: str) -> MediaCounters:
-    return MediaCounters(**json.loads(text))
-
-
-_DECODERS: dict[str, Callable[[Any], Any]] = {
-    "direction": Direction, "state": CallState, "media_mode": MediaMode,
-    "disconnect_side": DisconnectSide, "attempts": _attempts, "a_media": _counters,
-    "b_media": _counters, "start_utc": _time, "ring_utc": _time, "answer_utc": _time,
-    "end_utc": _time,
-}  # fmt: skip
-"""Column text -> field value, for the columns that are not stored as they are."""
-
-
-_COUNTER_FIELDS = tuple(f.name for f in dataclasses.fields(MediaCounters))
-
-
-def _counters_json(value: MediaCounters) -> str:
-    return json.dumps({name: getattr(value, name) for name in _COUNTER_FIELDS})
-
-
-def _attempts_json(value: tuple[FailoverAttempt, ...]) -> str:
-    return json.dumps([[a.gateway, a.outcome] for a in value])
-
-
-def _enum_value(value: StrEnum) -> str:
-    return value.value
-
-
-_ENCODERS: dict[type, Callable[[Any], Any]] = {
-    Direction: _enum_value, CallState: _enum_value, MediaMode: _enum_value,
-    DisconnectSide: _enum_value, datetime: _iso, MediaCounters: _counters_json,
-    tuple: _attempts_json,
-}  # fmt: skip
-"""Field value type -> column value, for values not stored as they are."""
-
-
-def _to_row(record: CallRecord) -> tuple[Any, ...]:
-    row = []
-    for name in _COLUMNS:
-        value = getattr(record, name)
-        encode = _ENCODERS.get(type(value))
-        if encode is None and isinstance(value, datetime):  # a datetime subclass
-            encode = _iso
-        row.append(value if encode is None else encode(value))
-    return tuple(row)
-
-
-def _from_row(row: Sequence[Any]) -> CallRecord:
-    values = {
-        name: value if value is None or name not in _DECODERS else _DECODERS[name](value)
-        for name, value in zip(_COLUMNS, row, strict=True)
-    }
-    return CallRecord(**values)
 
 
 def _connect(
@@ -399,13 +206,13 @@ class _Writer:
         for index, (kind, record, _) in enumerate(batch):
             if kind == _PUT and record is not None:
                 try:
-                    rows[record.record_id] = _to_row(record)  # the newest snapshot wins
+                    rows[record.record_id] = to_row(record)  # the newest snapshot wins
                 except (ValueError, TypeError) as exc:
                     failed[index] = exc
         try:
             if rows:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(_UPSERT, rows.values())
+                self._conn.executemany(UPSERT_SQL, rows.values())
                 self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._conn.in_transaction:
@@ -431,7 +238,7 @@ class _Live:
     __slots__ = ("_snapshot", "answered_at", "fields", "started_at")
 
     def __init__(self, record: CallRecord, started_at: float) -> None:
-        self.fields: dict[str, Any] = {name: getattr(record, name) for name in _COLUMNS}
+        self.fields: dict[str, Any] = {name: getattr(record, name) for name in COLUMNS}
         self._snapshot: CallRecord | None = record
         self.started_at = started_at
         self.answered_at: float | None = None
@@ -625,7 +432,7 @@ class CallRecordStore:
             return self._reader.execute(sql, params).fetchall()
 
     def _records(self, where: str, params: Sequence[Any]) -> list[CallRecord]:
-        return [_from_row(row) for row in self._query(f"{_SELECT} {where}", params)]
+        return [from_row(row) for row in self._query(f"{SELECT_SQL} {where}", params)]
 
     def recent(self, limit: int = 50) -> list[CallRecord]:
         """The newest ``limit`` committed records, newest first."""
@@ -648,7 +455,7 @@ class CallRecordStore:
     def between(self, start: datetime, end: datetime) -> list[CallRecord]:
         """Committed calls that started in ``[start, end)``, oldest first (aware datetimes)."""
         where = "WHERE start_utc >= ? AND start_utc < ? ORDER BY start_utc, rowid"
-        return self._records(where, (_iso(start), _iso(end)))
+        return self._records(where, (iso_utc(start), iso_utc(end)))
 
     def schema_version(self) -> int:
         """The schema version recorded in the file."""
