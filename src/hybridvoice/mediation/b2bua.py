@@ -1,0 +1,600 @@
+"""The mediation role's B2BUA: two independent dialogs per call bridged by call-control events.
+
+RFC 7092 §3.1 (a signalling-only B2BUA with media anchoring: every call is two UAs, each
+with its own Call-ID, tags and CSeq, RFC 3261 §12), RFC 3261 §13 (INVITE sessions), §9
+(CANCEL on the caller leg -> CANCEL of the callee leg), §14 and RFC 3311 (re-INVITE and UPDATE:
+an offer on one leg becomes an offer on the other, its answer goes back, RFC 3264 §8), §15
+(BYE from either side), RFC 4028 (session timers, kept per leg by each session), RFC 3326
+(a Reason header on failures we generate) and §21.5.4/§20.33 (503 with Retry-After when over
+the call limit or draining).
+
+Each leg is a :class:`~hybridvoice.net.call.Call` of one of two UAs: the *edge* UA (the cloud
+side) and the *gateway* UA (PSTN gateways, SBCs, IP-PBXs). A :class:`Bridge` is the
+``CallHandler`` of both legs and passes the SIP-independent events (``Ringing``,
+``EarlyMedia``, ``Answered``, ``Offer``, ``OfferAnswered``, ``OfferRejected``,
+``Disconnected``) across; nothing SIP-specific crosses.
+
+Outbound (edge -> gateway): the :class:`~.routing.OutboundRouter` picks a gateway; on a
+failover code, a transport error (seen as a local 408) or no 18x/final in the fast-failover
+time the pending INVITE is cancelled and the next gateway tried; when none is left the caller
+gets the router's status (503) with a Reason. Inbound (gateway -> edge): only from a
+configured gateway's address (else 403), numbers translated per the gateway's rules, the
+Request-URI in + E.164 toward the edge's next hop.
+
+Media: with a relay engine the call is anchored (each leg's SDP rewritten to the relay's ports
+for that leg) unless :func:`~.bypass.decide_bypass` says bypass; without one, SDP passes
+through (recorded as bypass, "no relay engine").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+from hybridvoice.cms.settings import TrunkConfiguration
+from hybridvoice.media import Leg
+from hybridvoice.net.call import Call, CallUpdate
+from hybridvoice.net.relay import RelayCall, RelayEngine
+from hybridvoice.net.transport import Destination, NetError, via_host
+from hybridvoice.net.ua import UserAgent
+from hybridvoice.sip.errors import LocalProtocolError
+from hybridvoice.sip.headers import Address
+from hybridvoice.sip.message import Request
+from hybridvoice.sip.session import (
+    Answered,
+    Confirmed,
+    Disconnected,
+    EarlyMedia,
+    Offer,
+    OfferAnswered,
+    OfferRejected,
+    Ringing,
+    State,
+)
+from hybridvoice.sip.transaction import ServerTransaction
+from hybridvoice.sip.uri import SipUri
+
+from . import routing
+from .b2bua_legs import map_failure, media_counters, reason, release_leg
+from .bypass import (
+    BypassDecision,
+    BypassPolicy,
+    GatewayMedia,
+    MediaMode,
+    client_media_from_sdp,
+    decide_bypass,
+)
+from .headers_policy import HeaderPolicy, e164_request_uri
+from .health import destination_of
+from .media_sdp import anchor_sdp, parse_sdp
+from .records import CallRecordStore, Direction, DisconnectSide
+from .translate import NumberError, NumberTranslator, number_of
+from .trunks import GatewayState, TrunkTable, normalise_ip
+
+__all__ = ["B2BUA", "B2BUAStats", "Bridge"]
+
+_log = logging.getLogger("hybridvoice.mediation.b2bua")
+
+Side = Literal["edge", "gateway"]
+
+
+@dataclass(slots=True)
+class B2BUAStats:
+    """Counters for status pages and benchmarks."""
+
+    calls: int = 0
+    answered: int = 0
+    refused: dict[int, int] = field(default_factory=dict)
+    failovers: int = 0
+
+
+class _Target(NamedTuple):
+    """A gateway's next hop, Request-URI (user filled in per call), To and From URIs."""
+
+    destination: Destination
+    uri: SipUri
+    to: SipUri
+    local: SipUri
+
+
+class _Side:
+    """The application of one UA: new INVITEs go to the B2BUA with the side they came in."""
+
+    __slots__ = ("b2bua", "side")
+
+    def __init__(self, b2bua: B2BUA, side: Side) -> None:
+        self.b2bua = b2bua
+        self.side = side
+
+    def on_incoming_call(self, call: Call) -> None:
+        self.b2bua.incoming(call, self.side)
+
+    def on_request(self, transaction: ServerTransaction, request: Request) -> bool:
+        return False
+
+
+class B2BUA:
+    """The mediation B2BUA over an edge-side and a gateway-side :class:`UserAgent`.
+
+    ``edge_target`` is the next hop of inbound calls (the edge role) and ``edge_domain`` the
+    host of their Request-URI. ``relay`` and ``records`` are optional; ``bypass`` is the
+    tenant's network configuration (None: media bypass disabled).
+    """
+
+    def __init__(
+        self,
+        *,
+        edge_ua: UserAgent,
+        gateway_ua: UserAgent,
+        trunks: TrunkTable,
+        router: routing.OutboundRouter,
+        admission: routing.CallAdmission,
+        trunk_config: TrunkConfiguration,
+        edge_target: Destination,
+        edge_domain: str,
+        relay: RelayEngine | None = None,
+        bypass: BypassPolicy | None = None,
+        records: CallRecordStore | None = None,
+    ) -> None:
+        self.edge_ua = edge_ua
+        self.gateway_ua = gateway_ua
+        self.trunks = trunks
+        self.router = router
+        self.admission = admission
+        self.trunk_config = trunk_config
+        self.edge_target = edge_target
+        self.edge_domain = edge_domain
+        self.relay = relay
+        self.bypass = bypass or BypassPolicy(enabled=False)
+        self.records = records
+        self.stats = B2BUAStats()
+        self.bridges: set[Bridge] = set()
+        self._policies: dict[str, HeaderPolicy] = {}
+        self._translators: dict[str, NumberTranslator] = {}
+        self._targets: dict[str, _Target] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        edge_ua.application = _Side(self, "edge")
+        gateway_ua.application = _Side(self, "gateway")
+
+    # --- helpers used by bridges -----------------------------------------------------------
+    def policy(self, gateway: GatewayState) -> HeaderPolicy:
+        policy = self._policies.get(gateway.name)
+        if policy is None:
+            policy = HeaderPolicy.for_gateway(gateway.config, self.trunk_config)
+            self._policies[gateway.name] = policy
+        return policy
+
+    def target(self, gateway: GatewayState) -> _Target:
+        """Where and how INVITEs to ``gateway`` go (built once per gateway)."""
+        found = self._targets.get(gateway.name)
+        if found is None:
+            destination = destination_of(gateway)  # NetError when it has no address
+            cfg = gateway.config
+            params = () if cfg.protocol == "UDP" else (("transport", cfg.protocol.lower()),)
+            uri = SipUri(host=via_host(destination.host), port=cfg.port, params=params)
+            transport = self.gateway_ua.endpoint.transport_for(destination)
+            local = SipUri(host=via_host(transport.advertised[0]))
+            found = _Target(destination, uri, uri._replace(port=None, params=()), local)
+            self._targets[gateway.name] = found
+        return found
+
+    def translator(self, gateway: GatewayState) -> NumberTranslator:
+        found = self._translators.get(gateway.name)
+        if found is None:
+            found = self._translators[gateway.name] = NumberTranslator.for_gateway(gateway.config)
+        return found
+
+    def spawn(self, coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run an async step (relay setup) and keep a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coro())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def refuse(self, call: Call, status: int, text: str, retry_after: int | None = None) -> None:
+        headers = [reason(status, text)]
+        if retry_after is not None:
+            headers.append(("Retry-After", str(retry_after)))
+        self.stats.refused[status] = self.stats.refused.get(status, 0) + 1
+        call.reject(status, headers=headers)
+
+    # --- new calls --------------------------------------------------------------------------
+    def incoming(self, call: Call, side: Side) -> None:
+        """A new INVITE on ``side`` passed the §8.2 checks: refuse it (403, 503) or bridge it."""
+        gateway: GatewayState | None = None
+        if side == "gateway":
+            via = call.invite.top_via
+            source = "" if via is None else (via.received or via.host)
+            gateway = self.trunks.gateway_for_source(normalise_ip(source))
+            if gateway is None:
+                self.refuse(call, 403, f"{source} is not a configured gateway")
+                return
+        refusal = self.admission.admit()
+        if refusal is not None:
+            self.refuse(call, refusal.status, refusal.reason, refusal.retry_after)
+            return
+        self.stats.calls += 1
+        bridge = Bridge(self, call, side, gateway)
+        self.bridges.add(bridge)
+        bridge.start()
+
+
+class Bridge:
+    """One call: the incoming leg ``a``, the outgoing leg ``b``, and what joins them."""
+
+    __slots__ = (
+        "a",
+        "answered",
+        "b",
+        "b2bua",
+        "callee",
+        "caller",
+        "decision",
+        "finished",
+        "gateway",
+        "late_offer",
+        "offer_from",
+        "outbound",
+        "record",
+        "relay_call",
+        "side",
+        "timer",
+    )  # fmt: skip
+
+    def __init__(self, b2bua: B2BUA, a: Call, side: Side, gateway: GatewayState | None) -> None:
+        self.b2bua = b2bua
+        self.a = a
+        self.side: Side = side  # where the a-leg came in
+        self.gateway = gateway  # inbound: the source gateway; outbound: the connected one
+        self.b: Call | None = None
+        self.outbound: routing.OutboundCall | None = None
+        self.relay_call: RelayCall | None = None
+        self.decision: BypassDecision | None = None
+        self.offer_from: Call | None = None  # the leg whose mid-call offer is pending
+        self.timer: asyncio.TimerHandle | None = None
+        self.finished = False
+        self.answered = False
+        self.late_offer = False  # the b-leg's 2xx carried the offer (offer-less INVITE)
+        self.record = b2bua.records is not None
+        invite = a.invite
+        from_ = invite.from_
+        self.caller = (number_of(from_.uri) if from_ is not None else None) or "anonymous"
+        self.callee = number_of(invite.uri) or ""
+        a.handler = self
+
+    # --- set-up ---------------------------------------------------------------------------
+    def start(self) -> None:
+        b2b = self.b2bua
+        if self.record:
+            assert b2b.records is not None
+            direction = Direction.OUTBOUND if self.side == "edge" else Direction.INBOUND
+            b2b.records.start(
+                self.a.call_id, direction=direction, caller=self.caller, callee=self.callee
+            )
+        if self.side == "edge":
+            self.outbound, outcome = b2b.router.start(self.callee, b2b.gateway_ua.now())
+            self._decide_media(outcome.gateway if isinstance(outcome, routing.Attempt) else None)
+            self._then(lambda: self._step(outcome))
+        else:
+            self._decide_media(self.gateway)
+            self._then(self._inbound)
+
+    def _decide_media(self, gateway: GatewayState | None) -> None:
+        b2b = self.b2bua
+        body = self.a.invite.body
+        if b2b.relay is None:
+            self.decision = BypassDecision(MediaMode.BYPASS, "no relay engine")
+        elif not body:
+            self.decision = BypassDecision(MediaMode.ANCHORED, "no SDP offer in the INVITE")
+        elif self.side == "gateway" or gateway is None:
+            # inbound: the client's address is unknown until its answer: anchor
+            self.decision = BypassDecision(MediaMode.ANCHORED, "inbound call: anchored")
+        else:
+            sdp = parse_sdp(body)
+            client = None if sdp is None else client_media_from_sdp(sdp)
+            cfg = gateway.config
+            media = GatewayMedia(cfg.name, media_bypass=cfg.media_bypass, address=gateway.target)
+            self.decision = decide_bypass(b2b.bypass, client=client, via_edge=False, gateway=media)
+        if self.record and b2b.records is not None:
+            b2b.records.media(self.a.call_id, self.decision.mode, self.decision.reason)
+
+    def _then(self, step: Callable[[], None]) -> None:
+        """Run ``step`` now, or after the relay call is bound when the media is anchored."""
+        relay = self.b2bua.relay
+        if relay is None or self.decision is None or self.decision.bypass:
+            step()
+            return
+
+        async def anchored() -> None:
+            try:
+                self.relay_call = await relay.create_call(self.a.call_id)
+            except (OSError, ValueError, NetError) as exc:
+                _log.warning("no relay for %s: %s", self.a.call_id, exc)
+                if not self.a.disconnected:
+                    self.b2bua.refuse(self.a, 503, f"no media ports: {exc}", 10)
+                return
+            if self.a.disconnected:  # cancelled meanwhile; the a-leg's Disconnected cleaned up
+                await relay.release(self.relay_call)
+                self.relay_call = None
+                return
+            step()
+
+        self.b2bua.spawn(anchored)
+
+    def _sdp(self, body: bytes | None, from_call: Call) -> bytes | None:
+        """``body`` from ``from_call``, as it goes to the other leg (anchored: relay ports)."""
+        relay_call = self.relay_call
+        if body is None or relay_call is None:
+            return body
+        leg = Leg.A if (from_call is self.a) == (self.side == "edge") else Leg.B
+        return anchor_sdp(body, relay_call, leg)
+
+    def _inbound(self) -> None:
+        b2b = self.b2bua
+        gateway = self.gateway
+        assert gateway is not None
+        translate = b2b.translator(gateway)
+        try:
+            callee = translate.inbound_callee(self.callee)
+            uri = e164_request_uri(callee, b2b.edge_domain)
+        except NumberError as exc:
+            self._fail_a(404, str(exc))
+            return
+        caller = translate.inbound_caller(self.caller)
+        b2b.trunks.call_started(gateway.name)
+        b = b2b.edge_ua.invite(
+            uri,
+            from_=f"<sip:{caller}@{b2b.edge_domain};user=phone>",
+            to=f"<{uri}>",
+            sdp=self._sdp(self.a.invite.body or None, self.a),
+            destination=b2b.edge_target,
+            headers=b2b.policy(gateway).forwarded(self.a.invite),
+            handler=self,
+        )
+        self._set_b(b, gateway, callee, caller)
+
+    def _step(self, outcome: routing.Outcome) -> None:
+        """Act on the router's outcome: place an attempt, or fail the caller."""
+        b2b = self.b2bua
+        if isinstance(outcome, routing.NoGatewayLeft):
+            self._fail_a(outcome.status, outcome.cause)
+            return
+        if self.a.disconnected:
+            assert self.outbound is not None
+            self.outbound.ended()
+            return
+        gateway = outcome.gateway
+        translate = b2b.translator(gateway)
+        callee = translate.outbound_callee(self.callee)
+        caller = translate.outbound_caller(self.caller)
+        try:
+            target = b2b.target(gateway)
+        except NetError as exc:
+            assert self.outbound is not None
+            self._step(self.outbound.transport_error(b2b.gateway_ua.now()))
+            _log.info("%s: %s", gateway.name, exc)
+            return
+        uri = target.uri._replace(user=callee)
+        b = b2b.gateway_ua.invite(
+            uri,
+            from_=Address(target.local._replace(user=caller)),
+            to=Address(target.to._replace(user=callee)),
+            sdp=self._sdp(self.a.invite.body or None, self.a),
+            destination=target.destination,
+            headers=b2b.policy(gateway).forwarded(self.a.invite),
+            handler=self,
+        )
+        if outcome.deadline is not None:
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_at(outcome.deadline, self._fast_failover)
+        self._set_b(b, gateway, callee, caller)
+
+    def _set_b(self, b: Call, gateway: GatewayState, callee: str, caller: str) -> None:
+        self.b = b
+        self.gateway = gateway
+        records = self.b2bua.records
+        if self.record and records is not None:
+            records.route(
+                self.a.call_id, gateway=gateway.name, trunk=gateway.config.host,
+                b_call_id=b.call_id, caller_translated=caller, callee_translated=callee,
+            )  # fmt: skip
+
+    def _fast_failover(self) -> None:
+        """No 18x/final from the gateway in time: CANCEL it, try the next (routing)."""
+        self.timer = None
+        outbound, b = self.outbound, self.b
+        if outbound is None or b is None or self.answered or self.finished:
+            return
+        outcome = outbound.timer_fired(self.b2bua.gateway_ua.now())
+        if outcome is None:
+            return
+        self._attempt_failed(b, outbound.history[-1].outcome)
+        self.b = None
+        b.bye()  # CANCEL (or nothing yet to cancel: the session does it when a 1xx comes)
+        self._step(outcome)
+
+    def _attempt_failed(self, b: Call, outcome: str) -> None:
+        self.b2bua.stats.failovers += 1
+        records = self.b2bua.records
+        if self.record and records is not None and self.gateway is not None:
+            records.attempt(self.a.call_id, self.gateway.name, outcome)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    # --- events from either leg -------------------------------------------------------------
+    def on_call_event(self, call: Call, event: CallUpdate) -> None:
+        if call is self.a:
+            self._from_a(event)
+        elif call is self.b:
+            self._from_b(call, event)
+        # else: a leg we gave up on (failover); its end needs nothing from us
+        if isinstance(event, Disconnected):
+            asyncio.get_running_loop().call_soon(release_leg, call)
+
+    def _from_a(self, event: CallUpdate) -> None:
+        b = self.b
+        if isinstance(event, Disconnected):
+            side = DisconnectSide.CALLER if self.side == "edge" else DisconnectSide.CALLEE
+            if event.side == "local":
+                side = DisconnectSide.LOCAL
+            self._finish(side, event.status, f"{event.cause} ({self.side} leg)")
+            if b is not None and not b.disconnected:
+                b.bye()
+        elif b is None or b.disconnected:
+            return
+        elif isinstance(event, Offer):
+            self._pass_offer(self.a, b, event.sdp)
+        elif isinstance(event, OfferAnswered):
+            if self.offer_from is b:
+                self.offer_from = None
+                self._safely(b.accept_offer, self._sdp(event.sdp, self.a))
+        elif isinstance(event, OfferRejected):
+            if self.offer_from is b:
+                self.offer_from = None
+                self._safely(b.reject_offer, event.status)
+        elif isinstance(event, Confirmed) and self.late_offer and event.sdp is not None:
+            self.late_offer = False
+            self._safely(b.accept_offer, self._sdp(event.sdp, self.a))
+
+    def _from_b(self, b: Call, event: CallUpdate) -> None:
+        a = self.a
+        outbound = self.outbound
+        now = self.b2bua.gateway_ua.now()
+        if isinstance(event, Ringing | EarlyMedia):
+            status = 180 if isinstance(event, Ringing) else 183
+            if outbound is not None:
+                outbound.provisional(status, now)
+                self._cancel_timer()
+            if self.record and self.b2bua.records is not None:
+                self.b2bua.records.ringing(a.call_id)
+            if a.state in (State.INCOMING, State.EARLY):
+                self._safely(lambda: a.ring(self._sdp(event.sdp, b), status=status))
+        elif isinstance(event, Answered):
+            self._answered(b, event.sdp)
+        elif isinstance(event, Offer):
+            if not self.answered:  # the 2xx to an offer-less INVITE carried the offer
+                self.late_offer = True
+                self._answered(b, event.sdp)
+            else:
+                self._pass_offer(b, a, event.sdp)
+        elif isinstance(event, OfferAnswered):
+            if self.offer_from is a:
+                self.offer_from = None
+                self._safely(a.accept_offer, self._sdp(event.sdp, b))
+        elif isinstance(event, OfferRejected):
+            if self.offer_from is a:
+                self.offer_from = None
+                self._safely(a.reject_offer, event.status)
+        elif isinstance(event, Disconnected):
+            self._b_ended(b, event)
+
+    def _answered(self, b: Call, sdp: bytes | None) -> None:
+        self._cancel_timer()
+        if self.outbound is not None and not self.answered:
+            self.outbound.final(200, self.b2bua.gateway_ua.now())
+        if self.answered:
+            return
+        if sdp is None and not self.a.invite.body and not self.late_offer:
+            return  # the offer follows as an Offer event
+        self.answered = True
+        self.b2bua.stats.answered += 1
+        if self.a.disconnected:
+            b.bye()
+            return
+        self._safely(self.a.answer, self._sdp(sdp, b))
+        if self.record and self.b2bua.records is not None:
+            self.b2bua.records.answered(self.a.call_id)
+
+    def _b_ended(self, b: Call, event: Disconnected) -> None:
+        a = self.a
+        self._cancel_timer()
+        if self.answered or a.disconnected:
+            side = DisconnectSide.CALLEE if self.side == "edge" else DisconnectSide.CALLER
+            if event.side == "local":
+                side = DisconnectSide.LOCAL
+            self._finish(side, event.status, f"{event.cause} ({self._other} leg)")
+            if not a.disconnected:
+                a.bye()
+            return
+        status = event.status if event.status is not None else 408
+        outbound = self.outbound
+        if outbound is None:  # inbound: map the failure through
+            self._fail_a(map_failure(status), f"{self._other} leg: {event.cause} {status}")
+            return
+        outcome = outbound.final(status, self.b2bua.gateway_ua.now())
+        if isinstance(outcome, routing.Rejected):
+            self.b = None
+            self._fail_a(map_failure(status), f"gateway {outcome.gateway.name}: {status}")
+        elif isinstance(outcome, routing.Attempt | routing.NoGatewayLeft):
+            self._attempt_failed(b, str(status))
+            self.b = None
+            self._step(outcome)
+
+    @property
+    def _other(self) -> str:
+        return "gateway" if self.side == "edge" else "edge"
+
+    def _pass_offer(self, origin: Call, other: Call, sdp: bytes | None) -> None:
+        """An offer on ``origin`` (re-INVITE/UPDATE) becomes an offer on ``other``."""
+        if self.offer_from is not None:
+            self._safely(origin.reject_offer, 491)  # one offer at a time (RFC 3261 §14.2)
+            return
+        self.offer_from = origin
+        body = self._sdp(sdp, origin)
+        try:
+            if other.state is State.CONFIRMED:
+                other.reinvite(body)
+            else:
+                other.update(body)
+        except LocalProtocolError as exc:
+            _log.info("offer not passed on: %s", exc)
+            self.offer_from = None
+            self._safely(origin.reject_offer, 491 if other.state is State.CONNECTING else 488)
+
+    def _safely(self, action: Callable[..., None], *args: object) -> None:
+        """A leg's call that the other leg's timing may make illegal (a race): log it."""
+        try:
+            action(*args)
+        except LocalProtocolError as exc:
+            _log.info("%s not done: %s", getattr(action, "__name__", action), exc)
+
+    # --- the end ----------------------------------------------------------------------------
+    def _fail_a(self, status: int, text: str) -> None:
+        a = self.a
+        if not a.disconnected and a.state in (State.INCOMING, State.EARLY):
+            self.b2bua.refuse(a, status, text)
+        self._finish(DisconnectSide.LOCAL, status, text)
+
+    def _finish(self, side: DisconnectSide, status: int | None, cause: str) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self._cancel_timer()
+        b2b = self.b2bua
+        b2b.bridges.discard(self)
+        b2b.admission.release()
+        if self.outbound is not None:
+            self.outbound.ended()
+        elif self.gateway is not None and self.b is not None:
+            b2b.trunks.call_ended(self.gateway.name, failed=not self.answered)
+        relay_call, self.relay_call = self.relay_call, None
+        a_media = b_media = None
+        if relay_call is not None:
+            a_media, b_media = media_counters(relay_call, self.side)
+        if relay_call is not None and b2b.relay is not None:
+            relay = b2b.relay
+
+            async def release() -> None:
+                await relay.release(relay_call)
+
+            b2b.spawn(release)
+        if self.record and b2b.records is not None:
+            b2b.records.ended(
+                self.a.call_id, side=side, sip_status=status, cause=cause,
+                a_media=a_media, b_media=b_media,
+            )  # fmt: skip

@@ -1,0 +1,80 @@
+"""Helpers of the B2BUA: failure mapping with a Reason (RFC 3326), ended legs, media counters.
+
+- :func:`map_failure`: the status the other leg hears when an INVITE fails (RFC 3261 §21;
+  a B2BUA does not follow 3xx, RFC 7092 §3.1; a 401/407 challenge was meant for us).
+- :func:`reason`: the Reason header (RFC 3326 §2) on failures the mediation role decides.
+- :func:`release_leg`: breaks the reference cycles of an ended leg.
+- :func:`media_counters`: the relay's per-leg RTP counters (RFC 3550 §6.4) for call records.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from hybridvoice.media import LegStats
+from hybridvoice.net.call import Call
+from hybridvoice.net.relay import RelayCall
+
+from .records import MediaCounters
+
+__all__ = ["map_failure", "media_counters", "reason", "release_leg"]
+
+Side = Literal["edge", "gateway"]
+
+#: What the other leg hears for a final failure (3xx: a B2BUA does not follow redirects;
+#: 401/407: the challenge was for us, not for the caller; 5xx we do not fail over on: 503).
+_FAILURE_MAP: Final = {401: 403, 407: 403, 481: 480, 482: 480, 483: 480, 487: 487}
+
+
+def map_failure(status: int | None) -> int:
+    """The status to answer the other leg with for a failed INVITE (None: a timeout, 408)."""
+    if status is None:
+        return 408
+    if status in _FAILURE_MAP:
+        return _FAILURE_MAP[status]
+    if 300 <= status < 400:
+        return 480
+    if status in (500, 501, 502, 505, 513, 580):
+        return 503
+    return status
+
+
+def reason(status: int, text: str) -> tuple[str, str]:
+    """A Reason header (RFC 3326 §2) for a failure we decided on."""
+    quoted = text.replace("\\", "").replace('"', "'")[:200]
+    return ("Reason", f'SIP;cause={status};text="{quoted}"')
+
+
+def release_leg(call: Call) -> None:
+    """Break the reference cycles an ended leg is part of, so that reference counting frees
+    it when its transactions end (RFC 3261 §17 keeps them up to 64*T1 = 32 s).
+
+    Cycles measured (``gc.DEBUG_SAVEALL``, 900 calls, ~170 objects each): leg -> bridge (the
+    handler) -> leg; leg -> its INVITE client transaction -> ``tu_data`` (the leg's callback)
+    -> leg; leg -> the INVITE server transaction it answered 2xx in -> ``tu_data`` -> leg.
+    Left to the cyclic collector, they reach gen 2 and cost 0.7-4 s pauses. The last two are
+    the UA core's bookkeeping (``Call._invite_tx``, ``Call._server_txs``): this adapter
+    clears them after the ``Disconnected`` event has been handled (``call_soon``), until
+    ``UserAgent`` does it itself when a session ends.
+    """
+    call.handler = None
+    call._invite_tx = None
+    for tx in call._server_txs.values():
+        if tx.tu_data is call:
+            tx.tu_data = None
+    call._server_txs.clear()
+
+
+def media_counters(relay_call: RelayCall, side: Side) -> tuple[MediaCounters, MediaCounters]:
+    """The relay's counters (RFC 3550 §6.4: loss and jitter) for the a-leg and the b-leg."""
+    stats = relay_call.stats()
+    edge, gateway = stats.a, stats.b  # relay leg A faces the edge side, B the gateway
+
+    def of(leg: LegStats, other: LegStats) -> MediaCounters:
+        return MediaCounters(
+            packets_received=leg.packets, packets_sent=other.packets, bytes_received=leg.bytes,
+            bytes_sent=other.bytes, packets_lost=leg.lost, jitter_ms=leg.jitter_ms,
+        )  # fmt: skip
+
+    a, b = (edge, gateway) if side == "edge" else (gateway, edge)
+    return of(a, b), of(b, a)

@@ -1,0 +1,52 @@
+"""SDP rewriting for media anchoring (RFC 4566 §5.7 and §5.14, RFC 3264 §5 and §8).
+
+When the mediation role anchors a call, the SDP that crosses from one leg to the other names
+the relay instead of the far end: the first audio stream's port becomes the relay's RTP port
+for the receiving leg, every ``c=`` line its address, and ``a=rtcp`` (RFC 3605) its RTCP
+port. The far end's own address and port go to the relay as that leg's remote (it latches
+later, RFC 4961). Streams the relay does not carry (a second audio, video) are refused with
+port 0 (RFC 3264 §6). A hold (``c=0.0.0.0``, RFC 3264 §8.4) does not change the remote.
+"""
+
+from __future__ import annotations
+
+from hybridvoice.media import Leg
+from hybridvoice.net.relay import RelayCall
+from hybridvoice.sip.sdp import Attribute, SdpError, SessionDescription
+
+__all__ = ["anchor_sdp", "parse_sdp"]
+
+
+def parse_sdp(body: bytes) -> SessionDescription | None:
+    """The SDP of a body, or None when it does not parse."""
+    try:
+        return SessionDescription.parse(body)
+    except (SdpError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def anchor_sdp(body: bytes, relay: RelayCall, from_leg: Leg) -> bytes:
+    """``body``, received on ``from_leg``, rewritten to the relay's side of the other leg.
+
+    A body that is not SDP passes unchanged (the other leg will refuse it, RFC 3264 §5).
+    """
+    sdp = parse_sdp(body)
+    if sdp is None:
+        return body
+    host, rtp_port, rtcp_port = relay.local(from_leg.other)
+    done = False
+    for index, media in enumerate(sdp.media):
+        if media.port == 0 or not media.is_rtp:
+            continue
+        if done or media.media != "audio":
+            sdp = sdp.with_media(index, media.with_port(0))
+            continue
+        done = True
+        connection = media.effective_connection(sdp)
+        if connection is not None and not connection.is_hold:
+            relay.set_remote(from_leg, connection.address, media.port)
+        new = media.with_port(rtp_port)
+        if new.attribute("rtcp") is not None:
+            new = new.with_attribute(Attribute("rtcp", str(rtcp_port)))
+        sdp = sdp.with_media(index, new)
+    return bytes(sdp.with_connection(host))

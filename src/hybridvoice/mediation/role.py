@@ -1,0 +1,285 @@
+"""The mediation role assembled: listeners, the two UAs, trunks and health, relay, records, B2BUA.
+
+Gateway side (RFC 3261 §18): TCP on ``[MediationServer] TCPPort`` (5068), TLS on ``TLSPort``
+(5067, when a server TLS context is given), UDP on ``UDPPort`` when set; requests to a gateway
+go to its own port and protocol. Edge side: one listener (``RoleOptions.edge``) and the
+edge's next hop for inbound calls. OPTIONS health (RFC 3261 §11) runs from the gateway-side
+endpoint, so gateways see the same address as for calls.
+
+``python -m hybridvoice.mediation.role --config appliance.toml --edge udp:127.0.0.1:5090
+--edge-target udp:127.0.0.1:5070`` runs the role in its own process (benchmarks, demos); it
+prints ``READY`` with its ports once listening and stops on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import ipaddress
+import random
+import signal
+import ssl
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hybridvoice.cms.settings import Settings, load_settings
+from hybridvoice.net.endpoint import Endpoint
+from hybridvoice.net.loop import run
+from hybridvoice.net.relay import RelayEngine
+from hybridvoice.net.transport import Destination, Transport
+from hybridvoice.net.ua import UserAgent
+from hybridvoice.sip.session import SessionConfig
+from hybridvoice.sip.transaction import TimerConfig
+
+from .b2bua import B2BUA
+from .bypass import BypassPolicy
+from .health import HealthMonitor, resolve_gateways
+from .records import CallRecordStore
+from .routing import CallAdmission, OutboundRouter
+from .trunks import TrunkTable
+
+__all__ = ["MediationRole", "RoleOptions", "main", "parse_hostport"]
+
+
+def parse_hostport(text: str, default_kind: str = "UDP") -> Destination:
+    """``udp:127.0.0.1:5090`` (or ``127.0.0.1:5090``) as a :class:`Destination`."""
+    kind, sep, rest = text.partition(":")
+    if not sep or not kind.isalpha():
+        kind, rest = default_kind, text
+    host, _, port = rest.rpartition(":")
+    return Destination(kind.upper(), host.strip("[]"), int(port))
+
+
+@dataclass(slots=True)
+class RoleOptions:
+    """What ``Settings`` does not say: the edge side, media, records, timers."""
+
+    #: where the edge side listens (port 0: any free port)
+    edge: Destination = field(default_factory=lambda: Destination("TLS", "127.0.0.1", 0))
+    #: the edge's next hop for inbound calls
+    edge_target: Destination = field(default_factory=lambda: Destination("TLS", "127.0.0.1", 5061))
+    #: host of the cloud-side Request-URI (default: the first SIP domain)
+    edge_domain: str | None = None
+    server_ssl: ssl.SSLContext | None = None
+    client_ssl: ssl.SSLContext | None = None
+    #: anchor media through an RTP relay on ``[MediationServer] MediaPort*``
+    relay: bool = True
+    bypass: BypassPolicy | None = None
+    records: Path | None = None
+    session: SessionConfig | None = None
+    timers: TimerConfig | None = None
+    options_interval: float | None = None  # default: the settings' OptionsIntervalSeconds
+    seed: int | None = None
+
+
+class MediationRole:
+    """Start with :meth:`start`, stop with :meth:`stop`. ``b2bua`` is the call core."""
+
+    def __init__(self, settings: Settings, options: RoleOptions | None = None) -> None:
+        self.settings = settings
+        self.options = options or RoleOptions()
+        self.edge_endpoint: Endpoint | None = None
+        self.gateway_endpoint: Endpoint | None = None
+        self.edge_transport: Transport | None = None
+        self.gateway_transports: dict[str, Transport] = {}
+        self.trunks: TrunkTable | None = None
+        self.health: HealthMonitor | None = None
+        self.relay: RelayEngine | None = None
+        self.records: CallRecordStore | None = None
+        self.admission = CallAdmission.from_settings(settings)
+        self._b2bua: B2BUA | None = None
+        self._uas: list[UserAgent] = []
+
+    @property
+    def b2bua(self) -> B2BUA:
+        if self._b2bua is None:
+            raise RuntimeError("the mediation role is not started")
+        return self._b2bua
+
+    async def start(self) -> None:
+        s, o = self.settings, self.options
+        ms = s.mediation_server
+        rng = random.Random(o.seed)
+        gw_ep = self.gateway_endpoint = Endpoint(timers=o.timers)
+        edge_ep = self.edge_endpoint = Endpoint(timers=o.timers)
+        try:
+            for kind, port in (("UDP", ms.udp_port), ("TCP", ms.tcp_port), ("TLS", ms.tls_port)):
+                if port is None or (kind == "TLS" and o.server_ssl is None):
+                    continue
+                self.gateway_transports[kind] = await gw_ep.listen(
+                    kind, ms.ip, port, server_ssl=o.server_ssl if kind == "TLS" else None,
+                    client_ssl=o.client_ssl,
+                )  # fmt: skip
+            kinds = {g.protocol for g in s.gateways} - set(self.gateway_transports)
+            for kind in sorted(kinds):  # a client-only transport to reach such gateways
+                tls = kind == "TLS"
+                self.gateway_transports[kind] = await gw_ep.listen(
+                    kind, ms.ip, 0, client_ssl=o.client_ssl if tls else None
+                )
+            e = o.edge
+            self.edge_transport = await edge_ep.listen(
+                e.transport, e.host, e.port,
+                server_ssl=o.server_ssl if e.transport == "TLS" else None,
+                client_ssl=o.client_ssl,
+            )  # fmt: skip
+            if o.edge_target.transport != e.transport:
+                await edge_ep.listen(o.edge_target.transport, e.host, 0, client_ssl=o.client_ssl)
+            resolved = await resolve_gateways(s.gateways)
+            trunks = self.trunks = TrunkTable.from_settings(s, resolved)
+            edge_ua = UserAgent(edge_ep, config=o.session, user="mediation", rng=rng)
+            gw_ua = UserAgent(gw_ep, config=o.session, user="mediation", rng=rng)
+            self._uas = [edge_ua, gw_ua]
+            if o.relay:
+                self.relay = RelayEngine(ms.ip, (ms.media_port_start, ms.media_port_end))
+            if o.records is not None:
+                self.records = CallRecordStore(o.records)
+            bypass = o.bypass
+            if bypass is None:
+                subnets = tuple(ipaddress.ip_network(n) for n in ms.internal_subnets)
+                bypass = BypassPolicy(enabled=False, internal_subnets=subnets)
+            self._b2bua = B2BUA(
+                edge_ua=edge_ua, gateway_ua=gw_ua, trunks=trunks,
+                router=OutboundRouter.from_settings(s, trunks, rng),
+                admission=self.admission, trunk_config=s.trunk_configuration,
+                edge_target=o.edge_target, edge_domain=o.edge_domain or s.common.default_domain,
+                relay=self.relay, bypass=bypass, records=self.records,
+            )  # fmt: skip
+            interval = o.options_interval or s.trunk_configuration.options_interval_seconds
+            self.health = HealthMonitor(gw_ep, trunks, interval=interval)
+            self.health.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    def enter_maintenance(self) -> None:
+        """Drain: no new calls (503 + Retry-After), existing calls finish."""
+        self.admission.enter_maintenance()
+
+    def exit_maintenance(self) -> None:
+        self.admission.exit_maintenance()
+
+    async def stop(self) -> None:
+        """Stop health checks, hang up nothing (calls die with the process), close all."""
+        if self.health is not None:
+            await self.health.stop()
+        for ua in self._uas:
+            ua.close()
+        for endpoint in (self.edge_endpoint, self.gateway_endpoint):
+            if endpoint is not None:
+                await endpoint.close()
+        if self.relay is not None:
+            await self.relay.close()
+        if self.records is not None:
+            await self.records.aclose()
+        self.edge_endpoint = self.gateway_endpoint = None
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m hybridvoice.mediation.role")
+    p.add_argument("--config", required=True, type=Path, help="appliance settings (TOML)")
+    p.add_argument("--edge", default="udp:127.0.0.1:5090", help="edge-side listener")
+    p.add_argument("--edge-target", default="udp:127.0.0.1:5070", help="inbound next hop")
+    p.add_argument("--edge-domain", default=None)
+    p.add_argument("--no-relay", action="store_true", help="no RTP relay: SDP passes through")
+    p.add_argument("--records", type=Path, default=None, help="call records (SQLite)")
+    p.add_argument("--options-interval", type=float, default=None)
+    p.add_argument("--no-session-timer", action="store_true", help="ask for no RFC 4028 timer")
+    p.add_argument(
+        "--gc-interval", type=float, default=600.0,
+        help="young-generation GC only, a full collection every N s (0: Python's default)",
+    )  # fmt: skip
+    p.add_argument("--gc-log", action="store_true", help="print collector pauses > 20 ms")
+    p.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
+    return p.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    options = RoleOptions(
+        edge=parse_hostport(args.edge),
+        edge_target=parse_hostport(args.edge_target),
+        edge_domain=args.edge_domain,
+        relay=not args.no_relay,
+        records=args.records,
+        options_interval=args.options_interval,
+        session=SessionConfig(session_expires=None) if args.no_session_timer else None,
+    )
+    role = MediationRole(load_settings(args.config), options)
+    await role.start()
+    collector = _tune_gc(args.gc_interval, args.gc_log)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    assert role.edge_transport is not None
+    ports = {k: t.local[1] for k, t in role.gateway_transports.items()}
+    print(f"READY edge={role.edge_transport.local[1]} gateway={ports}", flush=True)
+    await stop.wait()
+    if collector is not None:
+        collector.cancel()
+    b = role.b2bua.stats
+    print(f"STATS calls={b.calls} answered={b.answered} refused={b.refused} "
+          f"failovers={b.failovers}", flush=True)  # fmt: skip
+    await role.stop()
+
+
+def _tune_gc(interval: float, log: bool) -> asyncio.Task[None] | None:
+    """Keep the cyclic collector off the hot path.
+
+    Measured at 600 calls/s: ~1.4 M live objects (transactions kept for Timers J/L/M, RFC 3261
+    §17 and RFC 6026), gen-1/gen-2 passes stalling the loop 0.7-4 s (SIPp retransmits after
+    0.5 s) and finding no garbage. So: startup objects frozen, only young-generation passes
+    run automatically (threshold 20,000: a few ms each; young cycles are still collected)
+    and a full collection runs every ``interval`` seconds. ``interval`` 0: Python's default.
+    """
+    if log:
+        _log_gc_pauses()
+    if interval <= 0:
+        return None
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 1_000_000_000, 1_000_000_000)
+
+    async def collect() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            gc.collect()
+
+    return asyncio.get_running_loop().create_task(collect(), name="gc")
+
+
+def _log_gc_pauses() -> None:
+    """Print every collection that took more than 20 ms (benchmark diagnostics)."""
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        took = (time.perf_counter() - started[0]) * 1000
+        if took > 20:
+            print(f"GC gen{info['generation']} {took:.0f} ms collected={info['collected']} "
+                  f"uncollectable={info['uncollectable']}", flush=True)  # fmt: skip
+
+    gc.callbacks.append(callback)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    if args.profile is None:
+        run(_serve(args))
+        return 0
+    import cProfile  # noqa: PLC0415
+
+    profiler = cProfile.Profile()
+    with contextlib.suppress(KeyboardInterrupt):
+        profiler.runcall(run, _serve(args))
+    profiler.dump_stats(args.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
