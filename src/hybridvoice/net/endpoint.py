@@ -347,6 +347,17 @@ class Endpoint:
 
     def _handle(self, event: object) -> None:
         tu = self.tu
+        # the usual events first, without the match's chain of isinstance checks
+        if type(event) is SendRequest:
+            self._send_request(event.transaction, event.request, event.context)
+            return
+        if type(event) is SendResponse:
+            self._send_response(event.transaction, event.response, event.context)
+            return
+        if type(event) is RequestReceived:
+            if tu is not None:
+                tu.on_request(self, event.transaction, event.request)
+            return
         match event:
             case SendRequest(transaction=tx, request=request, context=destination):
                 self._send_request(tx, request, destination)

@@ -81,7 +81,7 @@ def param_get(params: Params, name: str) -> str | None:
     """The value of the first parameter called ``name`` (case-insensitive), else None."""
     lname = name.lower()
     for n, v in params:
-        if n.lower() == lname:
+        if n == lname or n.lower() == lname:
             return v
     return None
 

@@ -158,7 +158,26 @@ class Via(NamedTuple):
         return f"{self.protocol}/{self.transport} {self.host}{port}{format_params(self.params)}"
 
 
+#: Memo of parsed values by their exact text: typed values are immutable and parsing is a
+#: pure function of the text, and the same From/To/Contact/Via/CSeq text recurs across the
+#: messages of a call (and Contact/CSeq across calls). Failures are never stored. Bounded:
+#: cleared when full (values are attacker-chosen).
+_MEMO_MAX: Final = 8192
+_VIA_MEMO: dict[str, Via] = {}
+
+
 def _parse_via(text: str) -> Via:
+    via = _VIA_MEMO.get(text)
+    if via is not None:
+        return via
+    via = _parse_via_text(text)
+    if len(_VIA_MEMO) >= _MEMO_MAX:
+        _VIA_MEMO.clear()
+    _VIA_MEMO[text] = via
+    return via
+
+
+def _parse_via_text(text: str) -> Via:
     m = _VIA.match(text)
     if m is None:
         raise ParseError(f"malformed Via {text!r}")
@@ -185,6 +204,8 @@ def _split(value: str) -> list[str]:
 
 def parse_via_list(values: list[str]) -> tuple[Via, ...]:
     """Every Via value of every Via header line, top first."""
+    if len(values) == 1 and "," not in values[0]:  # the usual single value
+        return (_parse_via(values[0].strip(" \t")),)
     return tuple(_parse_via(part) for value in values for part in _split(value))
 
 
@@ -242,8 +263,22 @@ class Address(NamedTuple):
         return f"{display}<{self.uri}>{format_params(self.params)}"
 
 
+_ADDRESS_MEMO: dict[str, Address] = {}
+
+
 def parse_address(text: str) -> Address:
     """Parse ``(name-addr / addr-spec) *(SEMI param)``; raise ``ParseError`` if malformed."""
+    address = _ADDRESS_MEMO.get(text)
+    if address is not None:
+        return address
+    address = _parse_address_text(text)
+    if len(_ADDRESS_MEMO) >= _MEMO_MAX:
+        _ADDRESS_MEMO.clear()
+    _ADDRESS_MEMO[text] = address
+    return address
+
+
+def _parse_address_text(text: str) -> Address:
     fast = _NAME_ADDR_SIP.match(text)
     if fast is not None:
         display, *uri_groups = fast.groups()
@@ -274,6 +309,11 @@ def parse_address(text: str) -> Address:
 
 def parse_address_list(values: list[str]) -> tuple[Address, ...]:
     """Every address of every line of a multi-valued header (Contact, Route...)."""
+    if len(values) == 1 and "," not in values[0]:  # the usual single value
+        part = values[0].strip(" \t")
+        if part == "*":
+            raise ParseError("'*' is only allowed as the only Contact value")
+        return (parse_address(part),)
     out: list[Address] = []
     for value in values:
         for part in _split(value):
@@ -296,11 +336,22 @@ class CSeq(NamedTuple):
 _CSEQ: Final = re.compile(r"([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
 
 
+_CSEQ_MEMO: dict[str, CSeq] = {}
+
+
 def parse_cseq(values: list[str]) -> CSeq:
-    m = _CSEQ.fullmatch(values[0])
+    text = values[0]
+    cseq = _CSEQ_MEMO.get(text)
+    if cseq is not None:
+        return cseq
+    m = _CSEQ.fullmatch(text)
     if m is None or int(m.group(1)) >= 2**31:
-        raise ParseError(f"malformed CSeq {values[0]!r}")
-    return CSeq(int(m.group(1)), m.group(2))
+        raise ParseError(f"malformed CSeq {text!r}")
+    cseq = CSeq(int(m.group(1)), m.group(2))
+    if len(_CSEQ_MEMO) >= _MEMO_MAX:
+        _CSEQ_MEMO.clear()
+    _CSEQ_MEMO[text] = cseq
+    return cseq
 
 
 def parse_call_id(values: list[str]) -> str:
@@ -326,6 +377,7 @@ def parse_uint(limit: int) -> Callable[[list[str]], int]:
 # --- the header list -----------------------------------------------------------------
 
 T = TypeVar("T")
+_MISSING: Final = object()
 
 
 class Headers:
@@ -360,7 +412,10 @@ class Headers:
         if not isinstance(name, str):
             return False
         key = _key(name)
-        return any(k == key for k, _, _ in self._items)
+        for k, _, _ in self._items:  # noqa: SIM110 - no generator on the hot path
+            if k == key:
+                return True
+        return False
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -396,8 +451,9 @@ class Headers:
     def typed(self, key: str, parser: Callable[[list[str]], T]) -> T | None:
         """Parsed view of header ``key`` (lower-case long name), cached; None if absent."""
         cache = self._cache
-        if key in cache:
-            return cache[key]  # type: ignore[no-any-return]
+        cached = cache.get(key, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[no-any-return]
         values = [v for k, _, v in self._items if k == key]
         result = parser(values) if values else None
         cache[key] = result
@@ -407,8 +463,10 @@ class Headers:
     def add(self, name: str, value: object) -> None:
         """Append a header line."""
         key, canon = canonical_name(name)
-        self._items.append((key, canon, str(value)))
-        self._cache.pop(key, None)
+        self._items.append((key, canon, value if type(value) is str else str(value)))
+        cache = self._cache
+        if key in cache:
+            del cache[key]
 
     def prepend(self, name: str, value: object) -> None:
         """Insert a line before the first line of the same header, or at the top."""
@@ -422,15 +480,26 @@ class Headers:
         """Replace every line of ``name`` by one line, where the first one stood."""
         key, canon = canonical_name(name)
         items = self._items
-        index = next((i for i, (k, _, _) in enumerate(items) if k == key), len(items))
-        items[:] = [it for it in items if it[0] != key]
-        items.insert(min(index, len(items)), (key, canon, str(value)))
+        line = (key, canon, value if type(value) is str else str(value))
+        found = [i for i, it in enumerate(items) if it[0] == key]
+        if len(found) == 1:  # the usual case: replace the one line in place
+            items[found[0]] = line
+        else:
+            index = found[0] if found else len(items)
+            items[:] = [it for it in items if it[0] != key]
+            items.insert(min(index, len(items)), line)
         self._cache.pop(key, None)
 
     def remove(self, name: str) -> int:
         """Remove every line of ``name``; return how many were removed."""
         key = _key(name)
         before = len(self._items)
+        for k, _, _ in self._items:
+            if k == key:
+                break
+        else:  # absent: nothing to rebuild
+            self._cache.pop(key, None)
+            return 0
         self._items[:] = [it for it in self._items if it[0] != key]
         self._cache.pop(key, None)
         return before - len(self._items)
@@ -455,7 +524,17 @@ class Headers:
         return h
 
 
+#: name as passed by code (a small, fixed set) -> lookup key
+_KEY_CACHE: dict[str, str] = {}
+
+
 def _key(name: str) -> str:
+    key = _KEY_CACHE.get(name)
+    if key is not None:
+        return key
     lower = name.lower()
     canon = _BY_LOWER.get(lower)
-    return lower if canon is None else canon.lower()
+    key = lower if canon is None else canon.lower()
+    if len(_KEY_CACHE) < 4096:  # bounded: names may come from the network
+        _KEY_CACHE[name] = key
+    return key

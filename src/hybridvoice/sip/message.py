@@ -13,6 +13,7 @@ from typing import Final
 
 from .errors import LocalProtocolError
 from .headers import (
+    _MISSING,
     Address,
     CSeq,
     Headers,
@@ -97,20 +98,31 @@ class Message:
     # typed views (§20); each raises ParseError when the header is malformed
     @property
     def via(self) -> tuple[Via, ...]:
-        return self.headers.typed("via", parse_via_list) or ()
+        cached = self.headers._cache.get("via", _MISSING)  # the parsed view, without a call
+        if cached is _MISSING:
+            cached = self.headers.typed("via", parse_via_list)
+        return cached or ()
 
     @property
     def top_via(self) -> Via | None:
-        vias = self.via
+        vias = self.headers._cache.get("via", _MISSING)
+        if vias is _MISSING:
+            vias = self.via
         return vias[0] if vias else None
 
     @property
     def from_(self) -> Address | None:
-        return self.headers.typed("from", _first_address)
+        cached = self.headers._cache.get("from", _MISSING)
+        if cached is _MISSING:
+            return self.headers.typed("from", _first_address)
+        return cached  # type: ignore[no-any-return]
 
     @property
     def to(self) -> Address | None:
-        return self.headers.typed("to", _first_address)
+        cached = self.headers._cache.get("to", _MISSING)
+        if cached is _MISSING:
+            return self.headers.typed("to", _first_address)
+        return cached  # type: ignore[no-any-return]
 
     @property
     def call_id(self) -> str | None:
@@ -118,7 +130,10 @@ class Message:
 
     @property
     def cseq(self) -> CSeq | None:
-        return self.headers.typed("cseq", parse_cseq)
+        cached = self.headers._cache.get("cseq", _MISSING)
+        if cached is _MISSING:
+            return self.headers.typed("cseq", parse_cseq)
+        return cached  # type: ignore[no-any-return]
 
     @property
     def contact(self) -> tuple[Address, ...]:
@@ -158,7 +173,7 @@ class Message:
 
     def __bytes__(self) -> bytes:
         lines = [self._start_line()]
-        lines += [f"{name}: {value}" for name, value in self.headers]
+        lines += [f"{name}: {value}" for _, name, value in self.headers._items]
         lines.append("\r\n")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self._body
 
@@ -272,8 +287,14 @@ def make_response(
         timestamp = request.headers.get("Timestamp")
         if timestamp is not None:
             out.add("Timestamp", timestamp)  # §8.2.6.1
-    for extra_name, extra_value in headers or ():
-        out.add(extra_name, extra_value)
+    if headers:
+        for extra_name, extra_value in headers:
+            out.add(extra_name, extra_value)
+    else:  # the copied lines are the request's, verbatim: so are their parsed views
+        cache, copied = out._cache, request.headers._cache
+        for key in _COPIED_TO_RESPONSE:
+            if key in copied:
+                cache[key] = copied[key]
     response = Response(status, reason, out)
     response.set_body(body, content_type)
     return response

@@ -18,6 +18,7 @@ from typing import Final
 
 from .errors import ParseError
 from .headers import (
+    _RAW_CACHE,
     Address,
     Headers,
     canonical_name,
@@ -97,11 +98,14 @@ def _parse_head(head: str) -> tuple[Message, int | None]:
     items: list[tuple[str, str, str]] = []
     eager: dict[str, list[str]] = {}
     append = items.append
+    known = _RAW_CACHE.get  # canonical_name's cache, inlined for the usual names
     for i in range(1, len(lines)):
-        name, colon, value = lines[i].partition(":")
+        line = lines[i]
+        name, colon, value = line.partition(":")
         if not colon:
-            raise ParseError(f"header line without a colon: {lines[i][:80]!r}")
-        key, canon = canonical_name(name.rstrip(" \t"))
+            raise ParseError(f"header line without a colon: {line[:80]!r}")
+        names = known(name)
+        key, canon = names if names is not None else canonical_name(name.rstrip(" \t"))
         value = value.strip(" \t")
         append((key, canon, value))
         if key in _EAGER:

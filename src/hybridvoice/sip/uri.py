@@ -159,8 +159,24 @@ def _split_params(text: str) -> Params:
     return tuple(out)
 
 
+#: Memo of parsed URIs by their exact text (values are immutable, parsing is pure; the
+#: Request-URIs of a call and across calls recur). Failures are never stored; bounded.
+_URI_MEMO: dict[str, Uri] = {}
+
+
 def parse_uri(text: str) -> Uri:
     """Parse an absolute URI; raise ``ParseError`` (400) when it is malformed."""
+    uri = _URI_MEMO.get(text)
+    if uri is not None:
+        return uri
+    uri = _parse_uri_text(text)
+    if len(_URI_MEMO) >= 8192:
+        _URI_MEMO.clear()
+    _URI_MEMO[text] = uri
+    return uri
+
+
+def _parse_uri_text(text: str) -> Uri:
     m = _SIP_URI.fullmatch(text)
     if m is not None:
         return sip_uri_from_groups(*m.groups())
