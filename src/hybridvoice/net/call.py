@@ -14,7 +14,9 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from hybridvoice.sip.headers import Address
 from hybridvoice.sip.message import Request, Response
+from hybridvoice.sip.refer import ReferTo, Replaces
 from hybridvoice.sip.session import (
     Answered,
     CallEvent,
@@ -25,6 +27,7 @@ from hybridvoice.sip.session import (
     State,
 )
 from hybridvoice.sip.transaction import ClientTransaction, ServerTransaction, TransactionTimeout
+from hybridvoice.sip.uri import Uri, parse_uri
 
 from .transport import Destination, NetError, Transport
 
@@ -95,7 +98,8 @@ class Call:
 
     __slots__ = (
         "_busy", "_cursor", "_destination", "_dialog_ids", "_invite_tx", "_server_txs",
-        "_timer", "_timer_when", "_ua", "_waiters", "data", "handler", "history", "session",
+        "_timer", "_timer_when", "_ua", "_waiters", "data", "handler", "history", "replaces",
+        "session",
         "transport",
     )  # fmt: skip
 
@@ -105,6 +109,8 @@ class Call:
         self.transport = transport  # where the INVITE came in or went out
         self.handler: CallHandler | None = None
         self.data: object = None
+        #: an INVITE with Replaces (RFC 3891): the call it replaces, matched by the UA
+        self.replaces: Call | None = None
         self.history: list[CallUpdate] = []
         self._busy = False
         self._cursor: dict[type, int] = {}
@@ -186,6 +192,39 @@ class Call:
     def reject_offer(self, status: int = 488) -> None:
         """Refuse the peer's ``Offer``; the session goes on (§14.2)."""
         self.session.reject_offer(status)
+        self._ua._run(self)
+
+    # --- transfer (RFC 3515 REFER, RFC 3891 Replaces) -------------------------------------------
+    def refer(
+        self,
+        target: str | Uri | Address,
+        *,
+        replaces: Replaces | None = None,
+        referred_by: Address | None = None,
+        subscription: bool = True,
+    ) -> None:
+        """Ask the peer to call ``target`` (with ``replaces``: attended transfer); the
+        ``ReferResult`` and ``ReferNotify`` events follow."""
+        address = target if isinstance(target, Address) else Address(
+            parse_uri(target) if isinstance(target, str) else target
+        )  # fmt: skip
+        self.session.refer(
+            ReferTo(address, replaces), referred_by=referred_by, subscription=subscription
+        )
+        self._ua._run(self)
+
+    def accept_refer(self) -> None:
+        """202 to the peer's ``Refer`` and the first NOTIFY (100 Trying)."""
+        self.session.accept_refer()
+        self._ua._run(self)
+
+    def reject_refer(self, status: int = 603) -> None:
+        self.session.reject_refer(status)
+        self._ua._run(self)
+
+    def notify_refer(self, status: int, reason: str | None = None) -> None:
+        """A NOTIFY with the referenced call's status; a final one ends the subscription."""
+        self.session.notify_refer(status, reason)
         self._ua._run(self)
 
     # --- waiting (tests, the CLI) -------------------------------------------------------------

@@ -5,7 +5,9 @@ RFC 3261 §8.2 (UAS request checks, via :func:`~hybridvoice.sip.validate.check_r
 §13.2.2.4 (the ACK for every 2xx, stray 2xx retransmissions and forks by dialog set),
 §13.3.1.4 (the UAS's 2xx retransmissions, through the INVITE server transaction while it is
 in the RFC 6026 §7.1 Accepted state, directly afterwards), §9 (CANCEL), §15 (BYE) and
-§8.1.2 / §18.1.1 (the next hop: first Route, else the Request-URI).
+§8.1.2 / §18.1.1 (the next hop: first Route, else the Request-URI), RFC 3515 (REFER and its
+NOTIFYs go to the dialog's session) and RFC 3891 §3 (an INVITE with Replaces reaches the
+application with ``Call.replaces`` set to the matched call, or is refused 481/486/603/400).
 
 :class:`UserAgent` is the endpoint's transaction user. It feeds the sans-IO
 :class:`~hybridvoice.sip.session.InviteSession` of each call, executes the session's actions
@@ -35,6 +37,7 @@ from hybridvoice.sip.dialog import DialogId, DialogTable
 from hybridvoice.sip.errors import LocalProtocolError, ParseError
 from hybridvoice.sip.headers import Address, CSeq, Headers, parse_address
 from hybridvoice.sip.message import Request, Response, make_response
+from hybridvoice.sip.refer import match_replaces, replaces_of
 from hybridvoice.sip.session import (
     InviteSession,
     Role,
@@ -79,11 +82,11 @@ _log = logging.getLogger("hybridvoice.net.ua")
 Resolver = Callable[[SipUri], Awaitable[Destination]]
 #: The methods the UA core handles; OPTIONS names UPDATE and timer (RFC 3311, RFC 4028).
 DEFAULT_POLICY: Final = UasPolicy(
-    allowed_methods=("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "UPDATE"),
-    supported=("timer",),
+    allowed_methods=("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "UPDATE", "REFER", "NOTIFY"),
+    supported=("timer", "replaces"),
 )
 #: Requests that only make sense inside a dialog: 481 without one (§12.2.2, RFC 3311 §5.2).
-_NEED_DIALOG: Final = frozenset({"BYE", "UPDATE", "PRACK", "INFO"})
+_NEED_DIALOG: Final = frozenset({"BYE", "UPDATE", "PRACK", "INFO", "REFER", "NOTIFY"})
 _SDP: Final = "application/sdp"
 
 
@@ -330,8 +333,34 @@ class UserAgent:
         transaction.tu_data = call
         self.calls.add(call)
         self._run(call)
+        if not call.disconnected and "Replaces" in request.headers:
+            refusal = self._match_replaces(call, request)
+            if refusal is not None:
+                call.reject(refusal)
+                return
         if not call.disconnected:
             self.application.on_incoming_call(call)
+
+    def _match_replaces(self, call: Call, request: Request) -> int | None:
+        """RFC 3891 §3: find the dialog an INVITE with Replaces names (``call.replaces``),
+        or the refusal: 400 malformed, 481 no such dialog (or an early one we initiated),
+        603 already ended, 486 a confirmed one for ``early-only``."""
+        try:
+            replaces = replaces_of(request)
+        except ParseError:
+            return 400
+        found = None if replaces is None else match_replaces(self.dialogs, replaces)
+        if replaces is None or found is None or found is call:
+            return 481
+        if found.disconnected:
+            return 603
+        early = found.state is not State.CONFIRMED
+        if early and not found.incoming:
+            return 481
+        if replaces.early_only and not early:
+            return 486
+        call.replaces = found
+        return None
 
     # --- executing the session's actions ---------------------------------------------------------
     def _run(self, call: Call) -> None:

@@ -16,11 +16,13 @@ from typing import Final, Literal
 
 from .errors import LocalProtocolError
 from .message import Request, Response
+from .refer import Refer, ReferNotify, ReferResult
 
 __all__ = [
     "TRANSITIONS", "Action", "Answered", "CallEvent", "Cause", "Confirmed", "Disconnected",
-    "EarlyMedia", "Event", "Offer", "OfferAnswered", "OfferRejected", "Ringing", "Role",
-    "SendCancel", "SendRequest", "SendResponse", "SessionConfig", "Side", "State", "Trigger",
+    "EarlyMedia", "Event", "Offer", "OfferAnswered", "OfferRejected", "Refer", "ReferNotify",
+    "ReferResult", "Ringing", "Role", "SendCancel", "SendRequest", "SendResponse",
+    "SessionConfig", "Side", "State", "Trigger",
 ]  # fmt: skip
 
 
@@ -179,7 +181,10 @@ class Disconnected:
 
 
 Action = SendRequest | SendCancel | SendResponse
-CallEvent = Ringing | EarlyMedia | Answered | Confirmed | Offer | OfferAnswered | OfferRejected
+CallEvent = (  # the last three: RFC 3515 (``refer``)
+    Ringing | EarlyMedia | Answered | Confirmed | Offer | OfferAnswered | OfferRejected
+    | Refer | ReferResult | ReferNotify
+)  # fmt: skip
 Event = Action | CallEvent | Disconnected
 
 

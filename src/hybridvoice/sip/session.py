@@ -3,7 +3,8 @@
 RFC 3261 §13 (INVITE; the ACK for every 2xx of every fork, §13.2.2.4; the UAS's 2xx
 retransmission until the ACK, §13.3.1.4), §9 (CANCEL), §14 (re-INVITE, glare §14.1/§14.2),
 §15 (BYE); RFC 3311 (UPDATE); RFC 4028 (session timers); RFC 3264 offer/answer with the SDP
-as opaque bytes; RFC 6141 §4 (target refresh).
+as opaque bytes; RFC 6141 §4 (target refresh); RFC 3515 (REFER and the NOTIFYs of its implicit
+subscription in the confirmed dialog, the state and messages in ``refer``).
 
 Inputs: ``receive_request``, ``receive_response``, ``request_timeout``, ``handle_timer``
 and the application's calls, always with ``now`` where a timer may start. Outputs, drained
@@ -57,21 +58,27 @@ from .dialog import Dialog, DialogError, DialogId, DialogState, ack_credentials
 from .errors import LocalProtocolError
 from .headers import Address, CSeq, parse_address
 from .message import Message, Request, Response, make_response
+from .refer import Refer, ReferNotify, ReferResult, ReferState, ReferTo
 
 __all__ = [
     "TRANSITIONS", "Action", "Answered", "CallEvent", "Cause", "Confirmed", "Disconnected",
-    "EarlyMedia", "Event", "InviteSession", "Offer", "OfferAnswered", "OfferRejected", "Ringing",
+    "EarlyMedia", "Event", "InviteSession", "Offer", "OfferAnswered", "OfferRejected", "Refer",
+    "ReferNotify", "ReferResult", "Ringing",
     "Role", "SendCancel", "SendRequest", "SendResponse", "SessionConfig", "State", "Trigger",
 ]  # fmt: skip
 
 SDP: Final = "application/sdp"
-_ALLOW: Final = "INVITE, ACK, CANCEL, BYE, UPDATE, OPTIONS"
+_ALLOW: Final = "INVITE, ACK, CANCEL, BYE, UPDATE, OPTIONS, REFER, NOTIFY"
 _CAPABILITIES: Final = (("Allow", _ALLOW), ("Supported", "timer"))
 _SETUP: Final = frozenset({State.CALLING, State.INCOMING, State.EARLY})
 
 
 def _has_token(message: Message, header: str, token: str) -> bool:
     return token.lower() in (v.lower() for v in message.headers.values(header))
+
+
+def _allow(message: Message) -> frozenset[str]:
+    return frozenset(v.strip().upper() for v in message.headers.values("Allow"))
 
 
 class _Body(TypedDict):
@@ -107,8 +114,8 @@ class InviteSession:
     __slots__ = (
         "_acks", "_bye_pending", "_cancel_sent", "_cancelling", "_config", "_dialog", "_events",
         "_forks", "_glare_retry", "_interval", "_late_ack", "_local_sdp", "_peer_allows_update",
-        "_pending_2xx", "_provisional_seen", "_refresher", "_refreshing", "_request_in",
-        "_request_out", "_rng", "_timers", "invite", "role", "state",
+        "_pending_2xx", "_provisional_seen", "_refer", "_refresher", "_refreshing", "_request_in",
+        "_request_out", "_rng", "_timers", "invite", "peer_allow", "role", "state",
     )  # fmt: skip
 
     def __init__(self, role: Role, invite: Request, config: SessionConfig, rng: random.Random):
@@ -129,6 +136,9 @@ class InviteSession:
         self._interval: int | None = None  # the RFC 4028 session interval, once negotiated
         self._refresher = self._peer_allows_update = self._bye_pending = False
         self._provisional_seen = self._cancelling = self._cancel_sent = False
+        self._refer = ReferState()  # RFC 3515 in this session's dialog
+        #: the methods the peer's INVITE (UAS) or 2xx (UAC) listed in Allow, upper case
+        self.peer_allow: frozenset[str] = frozenset()
 
     # --- creation -------------------------------------------------------------------------
     @classmethod
@@ -178,6 +188,7 @@ class InviteSession:
         session = cls(Role.UAS, invite, config or SessionConfig(), rng or random.Random())
         session._move(Trigger.RECV_INVITE)
         session._peer_allows_update = _has_token(invite, "Allow", "UPDATE")
+        session.peer_allow = _allow(invite)
         try:
             session._dialog = dialog = Dialog.from_uas(invite, local_tag, contact)
         except DialogError as exc:
@@ -327,6 +338,64 @@ class InviteSession:
             self._request_in = None
             self._emit(SendResponse(dialog.create_response(request, status), request))
 
+    # --- REFER (RFC 3515, RFC 4488; the state and messages are in ``refer``) -----------------
+    def refer(
+        self,
+        refer_to: ReferTo,
+        *,
+        referred_by: Address | None = None,
+        subscription: bool = True,
+        headers: Sequence[tuple[str, object]] = (),
+    ) -> None:
+        """Send a REFER in the confirmed dialog; ``ReferResult`` then ``ReferNotify`` follow."""
+        dialog = self._confirmed_dialog()
+        self._emit(SendRequest(self._refer.send_refer(
+            dialog, refer_to, referred_by=referred_by, subscription=subscription, headers=headers,
+        )))  # fmt: skip
+
+    def accept_refer(self) -> None:
+        """Answer the peer's ``Refer`` 202 and send the first NOTIFY (100 Trying)."""
+        dialog = self._confirmed_dialog()
+        pending = self._refer.incoming
+        response, notify = self._refer.accept(dialog)
+        assert pending is not None
+        self._emit(SendResponse(response, pending))
+        if notify is not None:
+            self._emit(SendRequest(notify))
+
+    def reject_refer(self, status: int = 603) -> None:
+        dialog = self._confirmed_dialog()
+        pending = self._refer.incoming
+        response = self._refer.reject(dialog, status)
+        assert pending is not None
+        self._emit(SendResponse(response, pending))
+
+    def notify_refer(self, status: int, reason: str | None = None) -> None:
+        """Report the referenced request's progress; a final ``status`` ends the subscription."""
+        self._emit(SendRequest(self._refer.notify(self._confirmed_dialog(), status, reason)))
+
+    def _confirmed_dialog(self) -> Dialog:
+        dialog = self._dialog
+        if self.state is not State.CONFIRMED or dialog is None:
+            raise LocalProtocolError("REFER and its NOTIFYs need a confirmed session")
+        return dialog
+
+    def _on_refer(self, dialog: Dialog, request: Request, now: float) -> None:
+        if self.state is not State.CONFIRMED:
+            self._emit(SendResponse(dialog.create_response(request, 403), request))
+            return
+        outcome = self._refer.receive_refer(dialog, request)
+        if isinstance(outcome, Refer):
+            self._emit(outcome)
+        else:
+            self._emit(SendResponse(outcome, request))
+
+    def _on_notify(self, dialog: Dialog, request: Request, now: float) -> None:
+        response, progress = self._refer.receive_notify(dialog, request)
+        self._emit(SendResponse(response, request))
+        if progress is not None:
+            self._emit(progress)
+
     # --- requests from the peer -------------------------------------------------------------
     def receive_request(self, request: Request, now: float) -> None:
         """A request of this session: CANCEL, ACK, BYE, re-INVITE, UPDATE, others."""
@@ -430,6 +499,10 @@ class InviteSession:
         if cseq is None or response.to is None:
             return  # no dialog can be found or formed (§8.1.3.3)
         tag = response.to.tag or ""
+        if cseq.method in ("REFER", "NOTIFY"):
+            if (result := self._refer.receive_response(response)) is not None:
+                self._emit(result)
+            return
         is_invite_2xx = cseq.method == "INVITE" and 200 <= status < 300
         ack = self._acks.get((tag, cseq.seq)) if is_invite_2xx else None
         out = self._request_out
@@ -498,6 +571,7 @@ class InviteSession:
         self._dialog = dialog
         self._move(Trigger.ACCEPTED)
         self._peer_allows_update = _has_token(response, "Allow", "UPDATE")
+        self.peer_allow = _allow(response)
         if self._cancelling:  # the 2xx won the race with our CANCEL (§9.1): hang up
             self._send_ack(dialog, response, None)
             self._send_bye()
@@ -643,8 +717,11 @@ class InviteSession:
         self._events.append(event)
 
     def _dialogs(self) -> list[Dialog]:
-        dialogs = [*([] if self._dialog is None else [self._dialog]), *self._forks.values()]
-        return [d for d in dialogs if d.state is not DialogState.TERMINATED]
+        dialog = self._dialog
+        live = [] if dialog is None or dialog.state is DialogState.TERMINATED else [dialog]
+        if self._forks:
+            live += [d for d in self._forks.values() if d.state is not DialogState.TERMINATED]
+        return live
 
     def _dialog_for(self, request: Request) -> Dialog | None:
         dialog_id = DialogId.of_received_request(request)
@@ -725,6 +802,8 @@ class InviteSession:
         pending, dialog = self._request_in, self._dialog
         if pending is not None and dialog is not None:
             self._emit(SendResponse(dialog.create_response(pending, 487), pending))
+        if dialog is not None and (refused := self._refer.abandon(dialog)) is not None:
+            self._emit(SendResponse(*refused))
         self._request_in = self._request_out = self._pending_2xx = None
         self._glare_retry = self._late_ack = None
         self._timers.clear()
@@ -736,6 +815,8 @@ class InviteSession:
 _UPDATABLE: Final = frozenset({State.EARLY, State.CONNECTING, State.CONFIRMED})
 _REQUEST_HANDLERS: Final[dict[str, Callable[[InviteSession, Dialog, Request, float], None]]] = {
     "ACK": InviteSession._on_ack,
+    "NOTIFY": InviteSession._on_notify,
+    "REFER": InviteSession._on_refer,
     "BYE": InviteSession._on_bye,
     "INVITE": InviteSession._on_offer,
     "UPDATE": InviteSession._on_offer,

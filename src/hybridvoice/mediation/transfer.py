@@ -1,0 +1,533 @@
+"""Call transfer in the mediation B2BUA: REFER passed on or performed, INVITE with Replaces.
+
+RFC 3515 §2.4 (REFER, the 202 and the implicit subscription's NOTIFYs with ``message/sipfrag``
+bodies, RFC 3420), RFC 3892 (Referred-By, forwarded only with ``ForwardCallHistory``), RFC 3891
+§3 (INVITE with Replaces), RFC 7092 §3.1 (a B2BUA's two dialogs), RFC 3264 §8 (the re-INVITE
+that moves the transferee's media), RFC 5589 §6-§7 (blind and attended transfer flows).
+
+A REFER arriving on one leg of a :class:`~.b2bua.Bridge` (the *referrer*'s leg) asks to move
+the other leg's peer (the *transferee*) to the Refer-To target:
+
+- **Passed on** when ``EnableReferSupport`` is on (``[TrunkConfiguration]``, or the gateway's
+  own ``enable_refer_support`` when it has one) and the transferee's peer listed REFER in the
+  Allow of its INVITE or 2xx: the same REFER (Refer-To kept, Replaces included; Referred-By
+  only with ``ForwardCallHistory``) goes out on the transferee's leg; its final response and
+  its NOTIFYs go back to the referrer. The transferee's peer then does the transfer itself.
+- **Performed** otherwise: the referrer gets 202 and NOTIFY 100; a new INVITE (offering the
+  transferee's current SDP) goes to the target through the normal routing: a PSTN number
+  (``tel:``, ``;user=phone``) to a gateway chosen by the outbound router with failover, any
+  other URI to the edge side. When it is answered the new leg takes the referrer's place in the
+  bridge, the transferee is re-INVITEd with the target's SDP (anchored media: the relay's
+  far-side remote simply moves, no re-INVITE), the referrer gets NOTIFY 200 and a BYE. A failed
+  attempt is reported to the referrer (NOTIFY with the failure); its call goes on. A referrer
+  that hangs up while the transfer is under way does not end the transferee's call.
+
+An INVITE with Replaces matched by the UA (``Call.replaces``) to a bridged leg takes that leg's
+place: its offer goes to the other leg in a re-INVITE, the answer back in the 200, and the
+replaced dialog gets a BYE. One transfer at a time per bridge; a second REFER gets 491.
+
+Attended transfer across the B2BUA (RFC 5589 §7): a REFER passed on whose Replaces names one of
+our legs (the referrer's consultation call through us) is rewritten to name that call's far
+leg as the transferee's side sees it, with our Contact as Refer-To; the transferee's INVITE with
+Replaces then takes the referrer's leg's place in the consultation call.
+
+Not done: a Replaces inside a *performed* transfer's Refer-To is put on the new INVITE as it is
+(right when the target is reached directly, not when it names one of our own legs); an
+offer-less INVITE with Replaces is refused 488; the new leg's fast-failover timer and failover
+follow the outbound router, but the transfer has no overall time limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from hybridvoice.net.call import Call, CallUpdate
+from hybridvoice.net.transport import NetError
+from hybridvoice.sip.errors import LocalProtocolError
+from hybridvoice.sip.headers import Address
+from hybridvoice.sip.refer import Refer, ReferNotify, ReferResult, Replaces, match_replaces
+from hybridvoice.sip.session import (
+    Answered,
+    Confirmed,
+    Disconnected,
+    EarlyMedia,
+    Offer,
+    OfferAnswered,
+    OfferRejected,
+    Ringing,
+    State,
+)
+from hybridvoice.sip.uri import SipUri, TelUri, Uri
+
+from . import routing
+from .b2bua_legs import map_failure
+from .headers_policy import HeaderPolicy, e164_request_uri
+from .records import Direction, DisconnectSide
+from .translate import NumberError, number_of
+
+if TYPE_CHECKING:
+    from .b2bua import B2BUA, Bridge
+
+__all__ = ["EVENTS", "TransferState", "intercept", "peer_supports_refer", "replace", "route_of"]
+
+_log = logging.getLogger("hybridvoice.mediation.transfer")
+
+#: The call events only this module handles.
+EVENTS: Final = (Refer, ReferResult, ReferNotify)
+_SDP_EVENTS: Final = (Ringing, EarlyMedia, Answered, Confirmed, Offer, OfferAnswered)
+
+
+@dataclass(slots=True)
+class _Passthrough:
+    """Our REFER on ``other`` carries the peer's REFER received on ``origin``."""
+
+    origin: Call
+    other: Call
+    subscription: bool
+
+
+@dataclass(slots=True)
+class _Performed:
+    """The mediation role transfers ``transferee`` to a new call for ``referrer``."""
+
+    referrer: Call
+    transferee: Call
+    refer: Refer
+    new: Call | None = None
+    outbound: routing.OutboundCall | None = None
+    referrer_gone: bool = False
+    timer: asyncio.TimerHandle | None = None  # the fast-failover timer of a gateway attempt
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+@dataclass(slots=True)
+class _Replacing:
+    """An INVITE with Replaces (``new``) takes the place of ``replaced``; ``other`` is being
+    re-INVITEd with its offer."""
+
+    new: Call
+    replaced: Call
+    other: Call
+    replaced_gone: bool = False
+
+
+@dataclass(slots=True)
+class TransferState:
+    """What a bridge holds for transfers: the one under way, and routed legs to account."""
+
+    active: _Passthrough | _Performed | _Replacing | None = None
+    routed: dict[int, routing.OutboundCall] = field(default_factory=dict)  # id(leg) -> routing
+    #: id(leg) -> the leg an INVITE with Replaces naming ``leg`` really replaces (a Replaces
+    #: we translated while passing a REFER on: attended transfer across the B2BUA)
+    mapped: dict[int, Call] = field(default_factory=dict)
+
+
+# --- decisions ------------------------------------------------------------------------------
+def peer_supports_refer(b2b: B2BUA, bridge: Bridge, leg: Call) -> bool:
+    """``EnableReferSupport`` (the gateway's own setting first) and REFER in the peer's Allow."""
+    enabled = b2b.trunk_config.enable_refer_support
+    gateway = bridge.gateway
+    if gateway is not None:
+        own = getattr(gateway.config, "enable_refer_support", None)
+        enabled = enabled if own is None else bool(own)
+    return enabled and "REFER" in leg.session.peer_allow
+
+
+def route_of(uri: Uri) -> str | None:
+    """The PSTN number a Refer-To target names (``tel:`` or ``;user=phone``), None for a
+    cloud user (the edge side)."""
+    if isinstance(uri, TelUri):
+        return uri.number
+    if isinstance(uri, SipUri) and uri.param("user") == "phone":
+        return number_of(uri)
+    return None
+
+
+def _policy(b2b: B2BUA, bridge: Bridge) -> HeaderPolicy:
+    return HeaderPolicy() if bridge.gateway is None else b2b.policy(bridge.gateway)
+
+
+def _other(bridge: Bridge, leg: Call) -> Call | None:
+    return bridge.b if leg is bridge.a else bridge.a
+
+
+def _last_sdp(call: Call) -> bytes | None:
+    """The latest SDP the leg's peer sent (its answer or offer), else its INVITE's."""
+    for event in reversed(call.history):
+        if isinstance(event, _SDP_EVENTS) and event.sdp:
+            return event.sdp
+    return (call.invite.body or None) if call.incoming else None
+
+
+def _safely(action: str, call: Call, *args: object) -> None:
+    try:
+        getattr(call, action)(*args)
+    except LocalProtocolError as exc:
+        _log.info("%s on %s not done: %s", action, call.call_id, exc)
+
+
+# --- the bridge's hook ------------------------------------------------------------------------
+def intercept(bridge: Bridge, call: Call, event: CallUpdate) -> bool:
+    """Handle ``event`` of ``call`` if it belongs to a transfer; True when the bridge must not
+    see it. Cheap when no transfer is under way."""
+    state = bridge.transfer
+    if state is None and not isinstance(event, EVENTS):
+        return False
+    if state is None:
+        state = bridge.transfer = TransferState()
+    if isinstance(event, Disconnected):
+        outbound = state.routed.pop(id(call), None)
+        if outbound is not None:
+            outbound.ended()
+    active = state.active
+    if isinstance(event, Refer):
+        if active is None:
+            _on_refer(bridge, state, call, event)
+        else:
+            _safely("reject_refer", call, 491)
+        return True
+    if isinstance(active, _Passthrough):
+        return _passthrough_event(state, active, call, event)
+    if isinstance(active, _Performed):
+        return _performed_event(bridge, state, active, call, event)
+    if isinstance(active, _Replacing):
+        return _replacing_event(bridge, state, active, call, event)
+    return isinstance(event, EVENTS)
+
+
+def _on_refer(bridge: Bridge, state: TransferState, origin: Call, refer: Refer) -> None:
+    b2b = bridge.b2bua
+    other = _other(bridge, origin)
+    if other is None or other.state is not State.CONFIRMED or bridge.finished:
+        _safely("reject_refer", origin, 603)
+        return
+    if peer_supports_refer(b2b, bridge, other):
+        forward = _policy(b2b, bridge).forward_call_history
+        refer_to, replaces = refer.refer_to, refer.replaces
+        if replaces is not None:
+            refer_to, replaces = _map_replaces(b2b, origin, refer_to, replaces)
+        try:
+            other.refer(
+                refer_to, replaces=replaces,
+                referred_by=refer.referred_by if forward else None,
+                subscription=refer.subscription,
+            )  # fmt: skip
+        except LocalProtocolError as exc:
+            _log.info("REFER not passed on: %s", exc)
+            _safely("reject_refer", origin, 491)
+            return
+        state.active = _Passthrough(origin, other, refer.subscription)
+        return
+    _safely("accept_refer", origin)
+    performed = _Performed(origin, other, refer)
+    state.active = performed
+    _place(bridge, state, performed, None)
+
+
+# --- passing the REFER on -------------------------------------------------------------------
+def _map_replaces(
+    b2b: B2BUA, origin: Call, refer_to: Address, replaces: Replaces
+) -> tuple[Address, Replaces]:
+    """Attended transfer across the B2BUA (RFC 5589 §7): a Replaces naming one of our legs
+    (the referrer's dialog with us for the target's call) means nothing on the other side.
+    It becomes a Replaces naming that call's far leg as the transferee's side sees us, and
+    the Refer-To our Contact there; the INVITE with Replaces that follows takes the place of
+    the referrer's leg (``TransferState.mapped``). Any other Replaces passes unchanged."""
+    ua = b2b.edge_ua if origin in b2b.edge_ua.calls else b2b.gateway_ua
+    leg = match_replaces(ua.dialogs, replaces)
+    found = next((b for b in b2b.bridges if leg is not None and leg in (b.a, b.b)), None)
+    if found is None or leg is None:
+        return refer_to, replaces
+    far = _other(found, leg)
+    dialog = None if far is None else far.session.dialog
+    if far is None or dialog is None or far.disconnected:
+        return refer_to, replaces
+    state = found.transfer
+    if state is None:
+        state = found.transfer = TransferState()
+    state.mapped[id(far)] = leg
+    ours = dialog.id  # the INVITE's recipient is us: to-tag = our tag (RFC 3891 §3)
+    return Address(dialog.local_contact.uri), Replaces(
+        ours.call_id, ours.local_tag, ours.remote_tag
+    )
+
+
+def _passthrough_event(
+    state: TransferState, active: _Passthrough, call: Call, event: CallUpdate
+) -> bool:
+    origin, other = active.origin, active.other
+    if isinstance(event, ReferResult) and call is other:
+        if 200 <= event.status < 300:
+            _safely("accept_refer", origin)
+            if not active.subscription:
+                state.active = None
+        else:
+            status = event.status if event.status >= 300 else 500
+            _safely("reject_refer", origin, status)
+            state.active = None
+        return True
+    if isinstance(event, ReferNotify) and call is other:
+        if event.status > 100 or event.final:
+            _safely("notify_refer", origin, event.status)
+        if event.final:
+            state.active = None
+        return True
+    if isinstance(event, Disconnected) and call in (origin, other):
+        state.active = None
+    return isinstance(event, EVENTS)
+
+
+# --- performing the transfer ------------------------------------------------------------------
+def _place(
+    bridge: Bridge,
+    state: TransferState,
+    performed: _Performed,
+    outcome: routing.Outcome | None,
+) -> None:
+    """Send the new INVITE to the target: the edge side, or a gateway (with failover)."""
+    b2b = bridge.b2bua
+    refer, transferee = performed.refer, performed.transferee
+    target = refer.refer_to.uri
+    if isinstance(target, SipUri) and target.headers:
+        target = target._replace(headers=())
+    sdp = bridge._sdp(_last_sdp(transferee), transferee, offer=True)
+    peer = transferee.invite.from_ if transferee.incoming else transferee.invite.to
+    peer_number = (number_of(peer.uri) if peer is not None else None) or "anonymous"
+    headers: list[tuple[str, object]] = []
+    if refer.replaces is not None:
+        headers.append(("Replaces", str(refer.replaces)))
+    number = route_of(target)
+    forward = _policy(b2b, bridge).forward_call_history
+    if number is None:  # a cloud user: the edge side
+        if isinstance(target, TelUri):
+            target = e164_request_uri(target.number, b2b.edge_domain)
+        if forward and refer.referred_by is not None:
+            headers.append(("Referred-By", refer.referred_by))
+        new = b2b.edge_ua.invite(
+            target, from_=f"<sip:{peer_number}@{b2b.edge_domain}>", to=Address(target),
+            sdp=sdp, destination=b2b.edge_target, headers=headers, handler=bridge,
+        )  # fmt: skip
+        performed.new = new
+        return
+    now = b2b.gateway_ua.now()
+    if outcome is None:
+        performed.outbound, outcome = b2b.router.start(number, now)
+    if isinstance(outcome, routing.NoGatewayLeft):
+        _transfer_failed(bridge, state, performed, outcome.status)
+        return
+    gateway = outcome.gateway
+    try:
+        gw_target = b2b.target(gateway)
+    except NetError as exc:
+        _log.info("%s: %s", gateway.name, exc)
+        assert performed.outbound is not None
+        _place(bridge, state, performed, performed.outbound.transport_error(now))
+        return
+    translate = b2b.translator(gateway)
+    try:
+        callee = translate.outbound_callee(number)
+    except NumberError:
+        callee = number
+    caller = translate.outbound_caller(peer_number)
+    if b2b.policy(gateway).forward_call_history and refer.referred_by is not None:
+        headers.append(("Referred-By", refer.referred_by))
+    performed.new = b2b.gateway_ua.invite(
+        gw_target.uri._replace(user=callee),
+        from_=Address(gw_target.local._replace(user=caller)),
+        to=Address(gw_target.to._replace(user=callee)),
+        sdp=sdp, destination=gw_target.destination, headers=headers, handler=bridge,
+    )  # fmt: skip
+    if outcome.deadline is not None:
+        loop = asyncio.get_running_loop()
+        performed.timer = loop.call_at(
+            outcome.deadline, _fast_failover, bridge, state, performed, performed.new
+        )
+
+
+def _fast_failover(bridge: Bridge, state: TransferState, performed: _Performed, new: Call) -> None:
+    """No 18x/final from the gateway in time: give up on it (CANCEL), try the next one."""
+    performed.timer = None
+    outbound = performed.outbound
+    if state.active is not performed or performed.new is not new or outbound is None:
+        return
+    outcome = outbound.timer_fired(bridge.b2bua.gateway_ua.now())
+    if outcome is None:
+        return
+    performed.new = None  # its end (after the CANCEL) is no longer ours
+    new.bye()
+    _place(bridge, state, performed, outcome)
+
+
+def _performed_event(
+    bridge: Bridge, state: TransferState, performed: _Performed, call: Call, event: CallUpdate
+) -> bool:
+    new, referrer, transferee = performed.new, performed.referrer, performed.transferee
+    if call is new and new is not None:
+        if isinstance(event, Ringing | EarlyMedia):
+            performed.cancel_timer()
+            if performed.outbound is not None:
+                status = 180 if isinstance(event, Ringing) else 183
+                performed.outbound.provisional(status, bridge.b2bua.gateway_ua.now())
+            if not performed.referrer_gone:
+                _safely("notify_refer", referrer, 180 if isinstance(event, Ringing) else 183)
+        elif isinstance(event, Answered):
+            performed.cancel_timer()
+            _connected(bridge, state, performed, new, event.sdp)
+        elif isinstance(event, Disconnected):
+            performed.cancel_timer()
+            _new_failed(bridge, state, performed, event)
+        return True
+    if call is referrer and isinstance(event, Disconnected):
+        performed.referrer_gone = True  # the transferee's call goes on with the new leg
+        return True
+    if call is transferee and isinstance(event, Disconnected):
+        state.active = None
+        performed.cancel_timer()
+        if new is not None and not new.disconnected:
+            new.bye()
+        return False
+    return isinstance(event, EVENTS)
+
+
+def _connected(
+    bridge: Bridge, state: TransferState, performed: _Performed, new: Call, sdp: bytes | None
+) -> None:
+    """The target answered: the new leg replaces the referrer; media moves; referrer told."""
+    b2b = bridge.b2bua
+    outbound = performed.outbound
+    if outbound is not None:
+        outbound.final(200, b2b.gateway_ua.now())
+        state.routed[id(new)] = outbound
+    state.active = None
+    referrer, transferee = performed.referrer, performed.transferee
+    _swap(bridge, referrer, new)
+    body = bridge._sdp(sdp, new)  # anchored: the relay's far side now points at the target
+    if bridge.relay_call is None and body is not None and not transferee.disconnected:
+        _safely("reinvite", transferee, body)
+    if not referrer.disconnected:
+        _safely("notify_refer", referrer, 200)
+        referrer.bye()
+
+
+def _new_failed(
+    bridge: Bridge, state: TransferState, performed: _Performed, event: Disconnected
+) -> None:
+    status = event.status if event.status is not None else 408
+    outbound = performed.outbound
+    if outbound is not None:
+        outcome = outbound.final(status, bridge.b2bua.gateway_ua.now())
+        if isinstance(outcome, routing.Attempt):
+            _place(bridge, state, performed, outcome)
+            return
+        if isinstance(outcome, routing.NoGatewayLeft):
+            status = outcome.status
+    _transfer_failed(bridge, state, performed, map_failure(status))
+
+
+def _transfer_failed(
+    bridge: Bridge, state: TransferState, performed: _Performed, status: int
+) -> None:
+    """The target cannot be reached: the referrer hears it (RFC 5589 §6.1: it may resume); a
+    referrer already gone leaves nobody to talk to the transferee."""
+    if performed.outbound is not None:
+        performed.outbound.ended()
+    state.active = None
+    if performed.referrer_gone or performed.referrer.disconnected:
+        if not performed.transferee.disconnected:
+            performed.transferee.bye()
+        return
+    _safely("notify_refer", performed.referrer, status)
+
+
+def _swap(bridge: Bridge, old: Call, new: Call) -> None:
+    """``new`` takes ``old``'s place in the bridge (and in the call records)."""
+    b2b = bridge.b2bua
+    records = b2b.records if bridge.record else None
+    new.handler = bridge
+    if bridge.a is old:
+        bridge.a = new
+        if records is not None:
+            records.ended(old.call_id, side=DisconnectSide.LOCAL, cause="transferred")
+            direction = Direction.OUTBOUND if bridge.side == "edge" else Direction.INBOUND
+            records.start(
+                new.call_id, direction=direction, caller=bridge.caller, callee=bridge.callee
+            )
+            if bridge.decision is not None:
+                records.media(new.call_id, bridge.decision.mode, bridge.decision.reason)
+            records.answered(new.call_id)
+    else:
+        bridge.b = new
+        if records is not None:
+            records.route(bridge.a.call_id, b_call_id=new.call_id)
+
+
+# --- INVITE with Replaces (RFC 3891) --------------------------------------------------------
+def replace(b2b: B2BUA, new: Call) -> None:
+    """``new`` (an INVITE with Replaces) takes the place of the bridged leg it names."""
+    named, new.replaces = new.replaces, None  # no reference kept to the replaced leg
+    bridge = next((b for b in b2b.bridges if named is b.a or named is b.b), None)
+    if bridge is None or named is None or not bridge.answered or bridge.finished:
+        new.reject(481)
+        return
+    state = bridge.transfer
+    if state is None:
+        state = bridge.transfer = TransferState()
+    replaced: Call = named
+    mapped = state.mapped.pop(id(named), None)
+    if mapped is not None and mapped in (bridge.a, bridge.b) and not mapped.disconnected:
+        replaced = mapped  # our own translated Replaces: the referrer's leg goes
+    other = _other(bridge, replaced)
+    if other is None or other.disconnected or state.active is not None:
+        new.reject(491 if state.active is not None else 481)
+        return
+    offer = new.invite.body or None
+    if offer is None:
+        new.reject(488, "an INVITE with Replaces needs an offer here")
+        return
+    new.handler = bridge
+    try:
+        other.reinvite(bridge._sdp(offer, replaced, offer=True))
+    except LocalProtocolError as exc:
+        _log.info("Replaces: re-INVITE not sent: %s", exc)
+        new.reject(491)
+        return
+    state.active = _Replacing(new, replaced, other)
+
+
+def _replacing_event(
+    bridge: Bridge, state: TransferState, active: _Replacing, call: Call, event: CallUpdate
+) -> bool:
+    new, replaced, other = active.new, active.replaced, active.other
+    if call is other and isinstance(event, OfferAnswered):
+        state.active = None
+        _swap(bridge, replaced, new)
+        _safely("answer", new, bridge._sdp(event.sdp, other))
+        if not replaced.disconnected:
+            replaced.bye()
+        return True
+    if call is other and isinstance(event, OfferRejected):
+        state.active = None
+        _safely("reject", new, event.status if event.status >= 300 else 488)
+        if active.replaced_gone and not other.disconnected:
+            other.bye()
+        return True
+    if call is new and isinstance(event, Disconnected):
+        state.active = None  # cancelled meanwhile
+        if active.replaced_gone and not other.disconnected:
+            other.bye()
+        return True
+    if call is replaced and isinstance(event, Disconnected):
+        active.replaced_gone = True
+        return True
+    if call is other and isinstance(event, Disconnected):
+        state.active = None
+        _safely("reject", new, 487)
+        return False
+    return call is new or isinstance(event, EVENTS)
