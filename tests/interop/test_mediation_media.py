@@ -16,9 +16,15 @@ relay's own per-call counters and the call record are read from the role (in thi
   gateway is offered the client's address, the relay gets no call and forwards 0 packets,
   the 100 packets flow client <-> gateway; the record says bypass and why;
 - transcoding (PCMU-only client, PCMA-only gateway, ``scenarios/uas_pcma_rtp.xml``): the
-  role does not do it yet (the B2BUA neither offers the other G.711 law nor calls
-  ``RelayCall.set_codecs``), so the test is a strict xfail;
-- the anchored call's record carries the relay's counters.
+  gateway is offered PCMA after the client's PCMU, answers PCMA, the client is answered
+  PCMU, and the relay rewrites every packet mu-law <-> A-law (PT 0 <-> 8);
+- the anchored call's record carries the relay's counters, loss and jitter included, and
+  ``B2BUA.recent_media`` keeps them after the relay ports are released;
+- inbound (SIPp ``uac`` as the gateway, SIPp ``uas`` with ``-rtp_echo`` as the client on
+  127.0.0.2): bypass possible, the gateway's offer reaches the client unchanged and the
+  client's answer decides: internal, bypass (0 packets relayed); external, anchored late (the
+  gateway is answered the relay, the client re-INVITEd to it,
+  ``scenarios/uas_rtp_reinvite.xml``); tenant bypass off, anchored from the start.
 
 Every program runs on 127.0.0.1/127.0.0.2 with free ports, is bounded in time and is stopped
 by its PID.
@@ -30,6 +36,7 @@ import asyncio
 import contextlib
 import ipaddress
 import random
+import re
 import signal
 import socket
 import struct
@@ -45,7 +52,7 @@ from conftest import SCENARIOS, Program, free_port, need_binary, running, sipp_s
 from test_sipp import assert_clean, sipp_common, wait_exit
 
 from hybridvoice.cms.settings import parse_settings
-from hybridvoice.media import Leg
+from hybridvoice.media import CallStats, Leg
 from hybridvoice.mediation.bypass import BypassPolicy, MediaMode, parse_subnets
 from hybridvoice.mediation.records_model import CallRecord
 from hybridvoice.mediation.role import MediationRole, RoleOptions
@@ -185,9 +192,9 @@ def logged_sdp(log: Path, what: str) -> tuple[str, int, str] | None:
     """(address, port, payload types) a scenario logged as ``what c=... m=... pt=...``."""
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     for line in lines:
-        if line.startswith(f"{what} "):
-            c, m, pt = (part.split("=", 1)[1] for part in line.split()[1:4])
-            return c, int(m), pt
+        found = re.match(rf"{what} c=(\S+) m=(\d+) pt=(.*)$", line)
+        if found is not None:
+            return found[1], int(found[2]), found[3].strip()
     return None
 
 
@@ -213,11 +220,13 @@ def role_settings(gateway: int, ports: MediaPorts, media_bypass: bool) -> dict[s
 
 @contextlib.asynccontextmanager
 async def mediation(
-    tmp: Path, gateway: int, ports: MediaPorts, bypass: BypassPolicy | None, media_bypass: bool
-) -> AsyncIterator[MediationRole]:
+    tmp: Path, gateway: int, ports: MediaPorts, bypass: BypassPolicy | None, media_bypass: bool,
+    edge_target: int | None = None,
+) -> AsyncIterator[MediationRole]:  # fmt: skip
     """The role in this process with its relay on ``ports.relay`` and call records."""
+    target = Destination("UDP", HOST, edge_target or free_port())
     options = RoleOptions(
-        edge=Destination("UDP", HOST, 0), edge_target=Destination("UDP", HOST, free_port()),
+        edge=Destination("UDP", HOST, 0), edge_target=target,
         relay=True, bypass=bypass, records=tmp / "calls.db", seed=random.randrange(1 << 30),
     )  # fmt: skip
     role = MediationRole(parse_settings(role_settings(gateway, ports, media_bypass)), options)
@@ -241,6 +250,7 @@ class Outcome:
     relay_packets: int  # the relay engine's total, live and released calls
     flows: Counter[Flow]
     record: CallRecord
+    recent: CallStats | None  # b2bua.recent_media(call) after the call
 
 
 async def one_call(
@@ -284,6 +294,7 @@ async def one_call(
         relay_packets = role.relay.stats().packets
         await role.records.aflush()
         (record,) = role.records.recent(2)
+        recent = role.b2bua.recent_media(record.a_call_id)
     return Outcome(
         uac_exit=uac.returncode if uac.returncode is not None else -1,
         uac_stats=sipp_stats(tmp / "uac.csv"),
@@ -294,14 +305,15 @@ async def one_call(
         relay_packets=relay_packets,
         flows=flows,
         record=record,
+        recent=recent,
     )
 
 
 async def watch_relay(role: MediationRole, uac: Program) -> list[RelayCall]:
     """Wait for the uac to finish, keeping every relay call seen meanwhile.
 
-    The role releases a call's relay when the call ends and records no media counters, so
-    this adapter keeps the :class:`RelayCall` objects: their counters stay readable.
+    The role releases a call's relay when the call ends; this adapter keeps the
+    :class:`RelayCall` objects to compare their ports and counters with the capture.
     """
     assert role.relay is not None
     seen: dict[str, RelayCall] = {}
@@ -364,7 +376,8 @@ def test_anchored_all_rtp_flows_through_the_relay(tmp_path: Path, case: str) -> 
     (relayed,) = outcome.relayed
     _, a_rtp, _ = relayed.local(Leg.A)  # toward the client
     _, b_rtp, _ = relayed.local(Leg.B)  # toward the gateway
-    assert outcome.offer == (HOST, b_rtp, "0")  # the relay, not the client's 127.0.0.2
+    # the relay, not the client's 127.0.0.2; PCMA added after the client's PCMU
+    assert outcome.offer == (HOST, b_rtp, "0 8")
     assert outcome.answer == (HOST, a_rtp, "0")  # the relay, not the gateway's port
 
     stats = relayed.stats()
@@ -397,6 +410,14 @@ def test_anchored_call_record_carries_the_relay_counters(tmp_path: Path) -> None
         assert (media.packets_received, media.packets_sent) == (PACKETS, PACKETS)
         assert (media.bytes_received, media.bytes_sent) == (PACKETS * 172, PACKETS * 172)
         assert media.packets_lost == 0
+    # the same counters stay readable from the B2BUA after the relay ports are released,
+    # loss and jitter (RFC 3550 A.3, A.8) from the relay's sequence statistics
+    (relayed,) = outcome.relayed
+    assert outcome.recent == relayed.stats()
+    assert record.a_media is not None and record.b_media is not None
+    assert record.a_media.jitter_ms == outcome.recent.a.jitter_ms
+    assert record.b_media.jitter_ms == outcome.recent.b.jitter_ms
+    assert outcome.recent.a.expected == outcome.recent.b.expected == PACKETS
 
 
 def test_bypass_media_flows_client_to_gateway_directly(tmp_path: Path) -> None:
@@ -419,12 +440,6 @@ def test_bypass_media_flows_client_to_gateway_directly(tmp_path: Path) -> None:
     assert record.media_reason == f"bypass: internal client {CLIENT} in 127.0.0.0/8"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the B2BUA passes a PCMU-only offer to a PCMA-only gateway (488) instead of "
-    "offering PCMA too and transcoding with RelayCall.set_codecs",
-)
 def test_pcmu_client_pcma_gateway_transcodes_through_the_relay(tmp_path: Path) -> None:
     ports = MediaPorts.free()
     outcome = asyncio_run(
@@ -447,6 +462,144 @@ def test_pcmu_client_pcma_gateway_transcodes_through_the_relay(tmp_path: Path) -
         (HOST, a_rtp, CLIENT, ports.client, 0): PACKETS,  # and back to mu-law
     }
     assert outcome.record.media_mode is MediaMode.ANCHORED
+    assert outcome.record.media_reason == (
+        "bypass disabled in tenant network configuration; transcoding PCMU <-> PCMA"
+    )
+
+
+# --- inbound: SIPp uac as the gateway, SIPp uas as the client -------------------------------
+
+
+async def one_inbound_call(
+    tmp: Path, ports: MediaPorts, *, bypass: BypassPolicy | None, media_bypass: bool,
+    client_scenario: str = "uas_rtp.xml",
+) -> Outcome:  # fmt: skip
+    """The gateway (uac, media on 127.0.0.1) calls a client (uas with ``-rtp_echo``, media
+    on 127.0.0.2) through the role. ``offer`` is what the client was offered, ``answer``
+    what the gateway was answered."""
+    sipp = need_binary("sipp", "sip-tester")
+    tshark = need_binary("tshark", "tshark")
+    client_sip = free_port()
+    async with mediation(tmp, free_port(), ports, bypass, media_bypass, client_sip) as role:
+        capture = Capture(tshark, ports, tmp)
+        try:
+            await capture.ready()
+            client_args = [
+                sipp, "-sf", str(SCENARIOS / client_scenario), "-rtp_echo",
+                "-mi", CLIENT, "-mp", str(ports.client),
+                "-trace_logs", "-log_file", str(tmp / "client_log.txt"),
+                *sipp_common(client_sip, tmp, "client"),
+            ]  # fmt: skip
+            with running(client_args, tmp / "client.out") as client:
+                await asyncio.sleep(0.3)
+                gw_args = [
+                    sipp, f"{HOST}:{gateway_port(role)}", "-sf", str(SCENARIOS / "uac_rtp.xml"),
+                    "-s", NUMBER, "-m", "1", "-d", str(CALL_MS),
+                    "-mi", HOST, "-mp", str(ports.gateway),
+                    "-trace_logs", "-log_file", str(tmp / "gw_log.txt"),
+                    *sipp_common(free_port(), tmp, "gw"),
+                ]  # fmt: skip
+                with running(gw_args, tmp / "gw.out") as gw:
+                    relayed = await watch_relay(role, gw)
+                await settle(role)
+                await stop_uas(client)
+        finally:
+            capture.stop()
+        flows = capture.flows()
+        assert role.relay is not None and role.records is not None
+        relay_packets = role.relay.stats().packets
+        await role.records.aflush()
+        (record,) = role.records.recent(2)
+        recent = role.b2bua.recent_media(record.a_call_id)
+    return Outcome(
+        uac_exit=gw.returncode if gw.returncode is not None else -1,
+        uac_stats=sipp_stats(tmp / "gw.csv"),
+        gateway_stats=sipp_stats(tmp / "client.csv"),
+        offer=logged_sdp(tmp / "client_log.txt", "offer"),
+        answer=logged_sdp(tmp / "gw_log.txt", "answer"),
+        relayed=relayed,
+        relay_packets=relay_packets,
+        flows=flows,
+        record=record,
+        recent=recent,
+    )
+
+
+def gateway_port(role: MediationRole) -> int:
+    return role.gateway_transports["UDP"].local[1]
+
+
+def test_inbound_internal_client_bypasses_on_its_answer(tmp_path: Path) -> None:
+    """Tenant bypass on, gateway MediaBypass on: the gateway's offer reaches the client
+    unchanged, the client's answer (127.0.0.2, internal) decides bypass, the relay call held
+    ready is released without a packet and media flows gateway <-> client."""
+    internal = BypassPolicy(enabled=True, internal_subnets=parse_subnets(["127.0.0.0/8"]))
+    ports = MediaPorts.free()
+    outcome = asyncio_run(one_inbound_call(tmp_path, ports, bypass=internal, media_bypass=True))
+    assert_call_clean(outcome)
+
+    assert outcome.offer == (HOST, ports.gateway, "0")  # the gateway's own offer
+    assert outcome.answer == (CLIENT, ports.client, "0")  # the client's own answer
+    assert outcome.relay_packets == 0
+    assert outcome.flows == {
+        (HOST, ports.gateway, CLIENT, ports.client, 0): PACKETS,
+        (CLIENT, ports.client, HOST, ports.gateway, 0): PACKETS,
+    }
+    record = outcome.record
+    assert record.media_mode is MediaMode.BYPASS
+    assert record.media_reason == f"bypass: internal client {CLIENT} in 127.0.0.0/8"
+
+
+def test_inbound_with_bypass_off_is_anchored_from_the_start(tmp_path: Path) -> None:
+    ports = MediaPorts.free()
+    outcome = asyncio_run(one_inbound_call(tmp_path, ports, bypass=None, media_bypass=True))
+    assert_call_clean(outcome)
+
+    (relayed,) = outcome.relayed
+    _, a_rtp, _ = relayed.local(Leg.A)  # toward the client
+    _, b_rtp, _ = relayed.local(Leg.B)  # toward the gateway
+    assert outcome.offer == (HOST, a_rtp, "0 8")
+    assert outcome.answer == (HOST, b_rtp, "0")
+    assert outcome.flows == {
+        (HOST, ports.gateway, HOST, b_rtp, 0): PACKETS,
+        (HOST, a_rtp, CLIENT, ports.client, 0): PACKETS,
+        (CLIENT, ports.client, HOST, a_rtp, 0): PACKETS,
+        (HOST, b_rtp, HOST, ports.gateway, 0): PACKETS,
+    }
+    assert outcome.record.media_mode is MediaMode.ANCHORED
+    assert outcome.record.media_reason == "bypass disabled in tenant network configuration"
+    assert outcome.recent is not None and outcome.recent.b.packets == PACKETS
+
+
+def test_inbound_external_client_is_anchored_on_its_answer(tmp_path: Path) -> None:
+    """Tenant bypass on, gateway MediaBypass on, but the client (127.0.0.2) is outside the
+    internal subnets: the client first gets the gateway's own offer; its answer anchors the
+    call, the gateway is answered the relay's address and the client gets a re-INVITE to the
+    relay (``scenarios/uas_rtp_reinvite.xml``). All RTP crosses the relay."""
+    outside = BypassPolicy(enabled=True, internal_subnets=parse_subnets(["10.0.0.0/8"]))
+    ports = MediaPorts.free()
+    scenario = "uas_rtp_reinvite.xml"
+    call = one_inbound_call(
+        tmp_path, ports, bypass=outside, media_bypass=True, client_scenario=scenario
+    )
+    outcome = asyncio_run(call)
+    assert_call_clean(outcome)
+
+    (relayed,) = outcome.relayed
+    _, a_rtp, _ = relayed.local(Leg.A)
+    _, b_rtp, _ = relayed.local(Leg.B)
+    assert outcome.offer == (HOST, ports.gateway, "0")  # first the gateway's own offer
+    assert logged_sdp(tmp_path / "client_log.txt", "reoffer") == (HOST, a_rtp, "0 8")
+    assert outcome.answer == (HOST, b_rtp, "0")  # the gateway never sees the client
+    assert outcome.flows == {
+        (HOST, ports.gateway, HOST, b_rtp, 0): PACKETS,
+        (HOST, a_rtp, CLIENT, ports.client, 0): PACKETS,
+        (CLIENT, ports.client, HOST, a_rtp, 0): PACKETS,
+        (HOST, b_rtp, HOST, ports.gateway, 0): PACKETS,
+    }
+    record = outcome.record
+    assert record.media_mode is MediaMode.ANCHORED
+    assert record.media_reason == f"client {CLIENT} is not in the site's internal subnets"
 
 
 def asyncio_run(main: Any) -> Outcome:

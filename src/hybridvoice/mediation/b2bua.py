@@ -21,9 +21,14 @@ gets the router's status (503) with a Reason. Inbound (gateway -> edge): only fr
 configured gateway's address (else 403), numbers translated per the gateway's rules, the
 Request-URI in + E.164 toward the edge's next hop.
 
-Media: with a relay engine the call is anchored (each leg's SDP rewritten to the relay's ports
-for that leg) unless :func:`~.bypass.decide_bypass` says bypass; without one, SDP passes
-through (recorded as bypass, "no relay engine").
+Transfer (:mod:`.transfer`, RFC 3515, RFC 3891): a REFER is passed on or performed per
+``EnableReferSupport``; an INVITE with Replaces takes a bridged leg's place.
+
+Media (:mod:`.media_plan`): with a relay engine the call is anchored (SDP rewritten to the
+relay's ports, PCMU <-> PCMA transcoded when the legs share no codec) unless
+:func:`~.bypass.decide_bypass` says bypass, on the client's offer (outbound) or on its answer
+(inbound, when bypass is possible: the late anchoring re-INVITEs the edge leg); without a
+relay engine SDP passes through (recorded as bypass, "no relay engine").
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from hybridvoice.cms.settings import TrunkConfiguration
-from hybridvoice.media import Leg
+from hybridvoice.media import CallStats, Leg
 from hybridvoice.net.call import Call, CallUpdate
 from hybridvoice.net.relay import RelayCall, RelayEngine
 from hybridvoice.net.transport import Destination, NetError, via_host
@@ -57,19 +62,12 @@ from hybridvoice.sip.session import (
 from hybridvoice.sip.transaction import ServerTransaction
 from hybridvoice.sip.uri import SipUri
 
-from . import routing
+from . import media_plan, routing, transfer
 from .b2bua_legs import map_failure, media_counters, reason, release_leg
-from .bypass import (
-    BypassDecision,
-    BypassPolicy,
-    GatewayMedia,
-    MediaMode,
-    client_media_from_sdp,
-    decide_bypass,
-)
+from .bypass import BypassDecision, BypassPolicy
 from .headers_policy import HeaderPolicy, e164_request_uri
 from .health import destination_of
-from .media_sdp import anchor_sdp, parse_sdp
+from .media_plan import INBOUND_PENDING, MediaPlan, RecentMedia
 from .records import CallRecordStore, Direction, DisconnectSide
 from .translate import NumberError, NumberTranslator, number_of
 from .trunks import GatewayState, TrunkTable, normalise_ip
@@ -151,6 +149,7 @@ class B2BUA:
         self.bypass = bypass or BypassPolicy(enabled=False)
         self.records = records
         self.stats = B2BUAStats()
+        self.recent = RecentMedia()  # relay counters of ended anchored calls
         self.bridges: set[Bridge] = set()
         self._policies: dict[str, HeaderPolicy] = {}
         self._translators: dict[str, NumberTranslator] = {}
@@ -158,6 +157,11 @@ class B2BUA:
         self._tasks: set[asyncio.Task[None]] = set()
         edge_ua.application = _Side(self, "edge")
         gateway_ua.application = _Side(self, "gateway")
+
+    def recent_media(self, call_id: str) -> CallStats | None:
+        """The relay counters of a live or recently ended anchored call (a-leg Call-ID)."""
+        live = None if self.relay is None else self.relay.calls.get(call_id)
+        return live.stats() if live is not None else self.recent.get(call_id)
 
     # --- helpers used by bridges -----------------------------------------------------------
     def policy(self, gateway: GatewayState) -> HeaderPolicy:
@@ -211,6 +215,9 @@ class B2BUA:
             if gateway is None:
                 self.refuse(call, 403, f"{source} is not a configured gateway")
                 return
+        if call.replaces is not None:  # RFC 3891: it takes a bridged leg's place
+            transfer.replace(self, call)
+            return
         refusal = self.admission.admit()
         if refusal is not None:
             self.refuse(call, refusal.status, refusal.reason, refusal.retry_after)
@@ -237,10 +244,12 @@ class Bridge:
         "late_offer",
         "offer_from",
         "outbound",
+        "plan",
         "record",
         "relay_call",
         "side",
         "timer",
+        "transfer",
     )  # fmt: skip
 
     def __init__(self, b2bua: B2BUA, a: Call, side: Side, gateway: GatewayState | None) -> None:
@@ -251,12 +260,14 @@ class Bridge:
         self.b: Call | None = None
         self.outbound: routing.OutboundCall | None = None
         self.relay_call: RelayCall | None = None
+        self.plan: MediaPlan | None = None  # anchored: SDP rewriting and transcoding
         self.decision: BypassDecision | None = None
         self.offer_from: Call | None = None  # the leg whose mid-call offer is pending
         self.timer: asyncio.TimerHandle | None = None
         self.finished = False
         self.answered = False
         self.late_offer = False  # the b-leg's 2xx carried the offer (offer-less INVITE)
+        self.transfer: transfer.TransferState | None = None  # REFER / Replaces (transfer.py)
         self.record = b2bua.records is not None
         invite = a.invite
         from_ = invite.from_
@@ -275,30 +286,18 @@ class Bridge:
             )
         if self.side == "edge":
             self.outbound, outcome = b2b.router.start(self.callee, b2b.gateway_ua.now())
-            self._decide_media(outcome.gateway if isinstance(outcome, routing.Attempt) else None)
+            gateway = outcome.gateway if isinstance(outcome, routing.Attempt) else None
+            media_plan.decide_at_start(self, gateway)
             self._then(lambda: self._step(outcome))
         else:
-            self._decide_media(self.gateway)
+            media_plan.decide_at_start(self, self.gateway)
             self._then(self._inbound)
 
-    def _decide_media(self, gateway: GatewayState | None) -> None:
-        b2b = self.b2bua
-        body = self.a.invite.body
-        if b2b.relay is None:
-            self.decision = BypassDecision(MediaMode.BYPASS, "no relay engine")
-        elif not body:
-            self.decision = BypassDecision(MediaMode.ANCHORED, "no SDP offer in the INVITE")
-        elif self.side == "gateway" or gateway is None:
-            # inbound: the client's address is unknown until its answer: anchor
-            self.decision = BypassDecision(MediaMode.ANCHORED, "inbound call: anchored")
-        else:
-            sdp = parse_sdp(body)
-            client = None if sdp is None else client_media_from_sdp(sdp)
-            cfg = gateway.config
-            media = GatewayMedia(cfg.name, media_bypass=cfg.media_bypass, address=gateway.target)
-            self.decision = decide_bypass(b2b.bypass, client=client, via_edge=False, gateway=media)
-        if self.record and b2b.records is not None:
-            b2b.records.media(self.a.call_id, self.decision.mode, self.decision.reason)
+    def record_media(self, note: str = "") -> None:
+        """The media decision and its reason (plus ``note``: transcoding) in the record."""
+        if self.record and self.b2bua.records is not None and self.decision is not None:
+            reason = self.decision.reason + note
+            self.b2bua.records.media(self.a.call_id, self.decision.mode, reason)
 
     def _then(self, step: Callable[[], None]) -> None:
         """Run ``step`` now, or after the relay call is bound when the media is anchored."""
@@ -319,17 +318,22 @@ class Bridge:
                 await relay.release(self.relay_call)
                 self.relay_call = None
                 return
+            if self.decision is not INBOUND_PENDING:
+                self.plan = MediaPlan(self.relay_call, self.record_media)
             step()
 
         self.b2bua.spawn(anchored)
 
-    def _sdp(self, body: bytes | None, from_call: Call) -> bytes | None:
-        """``body`` from ``from_call``, as it goes to the other leg (anchored: relay ports)."""
-        relay_call = self.relay_call
-        if body is None or relay_call is None:
+    def _sdp(self, body: bytes | None, from_call: Call, offer: bool = False) -> bytes | None:
+        """``body`` (an answer, or an ``offer``) from ``from_call``, as it goes to the other
+        leg (anchored: relay ports, G.711 transcoding, see :mod:`.media_plan`)."""
+        if self.decision is INBOUND_PENDING and not offer and body and from_call is self.b:
+            media_plan.decide_late(self, body)
+        plan = self.plan
+        if body is None or plan is None:
             return body
         leg = Leg.A if (from_call is self.a) == (self.side == "edge") else Leg.B
-        return anchor_sdp(body, relay_call, leg)
+        return plan.offer(body, leg) if offer else plan.answer(body, leg)
 
     def _inbound(self) -> None:
         b2b = self.b2bua
@@ -348,7 +352,7 @@ class Bridge:
             uri,
             from_=f"<sip:{caller}@{b2b.edge_domain};user=phone>",
             to=f"<{uri}>",
-            sdp=self._sdp(self.a.invite.body or None, self.a),
+            sdp=self._sdp(self.a.invite.body or None, self.a, offer=True),
             destination=b2b.edge_target,
             headers=b2b.policy(gateway).forwarded(self.a.invite),
             handler=self,
@@ -381,7 +385,7 @@ class Bridge:
             uri,
             from_=Address(target.local._replace(user=caller)),
             to=Address(target.to._replace(user=callee)),
-            sdp=self._sdp(self.a.invite.body or None, self.a),
+            sdp=self._sdp(self.a.invite.body or None, self.a, offer=True),
             destination=target.destination,
             headers=b2b.policy(gateway).forwarded(self.a.invite),
             handler=self,
@@ -428,7 +432,9 @@ class Bridge:
 
     # --- events from either leg -------------------------------------------------------------
     def on_call_event(self, call: Call, event: CallUpdate) -> None:
-        if call is self.a:
+        if transfer.intercept(self, call, event):
+            pass  # a REFER, its progress, or a leg of a transfer under way (transfer.py)
+        elif call is self.a:
             self._from_a(event)
         elif call is self.b:
             self._from_b(call, event)
@@ -486,10 +492,14 @@ class Bridge:
             if self.offer_from is a:
                 self.offer_from = None
                 self._safely(a.accept_offer, self._sdp(event.sdp, b))
+            elif self.offer_from is b:  # the answer to our own re-INVITE (late anchoring)
+                media_plan.reoffer_done(self, event)
         elif isinstance(event, OfferRejected):
             if self.offer_from is a:
                 self.offer_from = None
                 self._safely(a.reject_offer, event.status)
+            elif self.offer_from is b:
+                media_plan.reoffer_done(self, event)
         elif isinstance(event, Disconnected):
             self._b_ended(b, event)
 
@@ -506,7 +516,9 @@ class Bridge:
         if self.a.disconnected:
             b.bye()
             return
-        self._safely(self.a.answer, self._sdp(sdp, b))
+        self._safely(self.a.answer, self._sdp(sdp, b, offer=self.late_offer))
+        if self.plan is not None and self.plan.reoffer is not None:
+            asyncio.get_running_loop().call_soon(media_plan.reoffer, self)
         if self.record and self.b2bua.records is not None:
             self.b2bua.records.answered(self.a.call_id)
 
@@ -545,7 +557,7 @@ class Bridge:
             self._safely(origin.reject_offer, 491)  # one offer at a time (RFC 3261 §14.2)
             return
         self.offer_from = origin
-        body = self._sdp(sdp, origin)
+        body = self._sdp(sdp, origin, offer=True)
         try:
             if other.state is State.CONFIRMED:
                 other.reinvite(body)
@@ -586,6 +598,7 @@ class Bridge:
         a_media = b_media = None
         if relay_call is not None:
             a_media, b_media = media_counters(relay_call, self.side)
+            b2b.recent.add(self.a.call_id, relay_call.stats())
         if relay_call is not None and b2b.relay is not None:
             relay = b2b.relay
 

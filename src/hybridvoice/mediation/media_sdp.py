@@ -14,7 +14,7 @@ from hybridvoice.media import Leg
 from hybridvoice.net.relay import RelayCall
 from hybridvoice.sip.sdp import Attribute, SdpError, SessionDescription
 
-__all__ = ["anchor_sdp", "parse_sdp"]
+__all__ = ["anchor", "anchor_sdp", "parse_sdp"]
 
 
 def parse_sdp(body: bytes) -> SessionDescription | None:
@@ -31,8 +31,12 @@ def anchor_sdp(body: bytes, relay: RelayCall, from_leg: Leg) -> bytes:
     A body that is not SDP passes unchanged (the other leg will refuse it, RFC 3264 §5).
     """
     sdp = parse_sdp(body)
-    if sdp is None:
-        return body
+    return body if sdp is None else bytes(anchor(sdp, relay, from_leg))
+
+
+def anchor(sdp: SessionDescription, relay: RelayCall, from_leg: Leg) -> SessionDescription:
+    """``sdp``, received on ``from_leg``, rewritten to the relay's side of the other leg;
+    the sender's address and port become ``from_leg``'s remote in the relay."""
     host, rtp_port, rtcp_port = relay.local(from_leg.other)
     done = False
     for index, media in enumerate(sdp.media):
@@ -49,4 +53,4 @@ def anchor_sdp(body: bytes, relay: RelayCall, from_leg: Leg) -> bytes:
         if new.attribute("rtcp") is not None:
             new = new.with_attribute(Attribute("rtcp", str(rtcp_port)))
         sdp = sdp.with_media(index, new)
-    return bytes(sdp.with_connection(host))
+    return sdp.with_connection(host)

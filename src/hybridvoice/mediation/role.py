@@ -4,7 +4,10 @@ Gateway side (RFC 3261 §18): TCP on ``[MediationServer] TCPPort`` (5068), TLS o
 (5067, when a server TLS context is given), UDP on ``UDPPort`` when set; requests to a gateway
 go to its own port and protocol. Edge side: one listener (``RoleOptions.edge``) and the
 edge's next hop for inbound calls. OPTIONS health (RFC 3261 §11) runs from the gateway-side
-endpoint, so gateways see the same address as for calls.
+endpoint, so gateways see the same address as for calls. The media bypass web service
+(:mod:`.bypass_service`) listens on ``[MediationServer] BypassServiceIP``/``BypassServicePort``
+(the internal interface) and answers from the tenant network configuration the role holds;
+:meth:`MediationRole.set_bypass` changes it at run time, for the next request and next call.
 
 ``python -m hybridvoice.mediation.role --config appliance.toml --edge udp:127.0.0.1:5090
 --edge-target udp:127.0.0.1:5070`` runs the role in its own process (benchmarks, demos); it
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 import gc
 import ipaddress
+import logging
 import random
 import signal
 import ssl
@@ -37,12 +41,21 @@ from hybridvoice.sip.transaction import TimerConfig
 
 from .b2bua import B2BUA
 from .bypass import BypassPolicy
+from .bypass_service import (
+    BypassServer,
+    BypassServiceError,
+    HybridConfig,
+    create_bypass_app,
+    serve_bypass,
+)
 from .health import HealthMonitor, resolve_gateways
 from .records import CallRecordStore
 from .routing import CallAdmission, OutboundRouter
 from .trunks import TrunkTable
 
 __all__ = ["MediationRole", "RoleOptions", "main", "parse_hostport"]
+
+_log = logging.getLogger("hybridvoice.mediation.role")
 
 
 def parse_hostport(text: str, default_kind: str = "UDP") -> Destination:
@@ -68,7 +81,13 @@ class RoleOptions:
     client_ssl: ssl.SSLContext | None = None
     #: anchor media through an RTP relay on ``[MediationServer] MediaPort*``
     relay: bool = True
+    #: the tenant's network configuration (None: bypass off, the settings' internal subnets);
+    #: change it at run time with :meth:`MediationRole.set_bypass`
     bypass: BypassPolicy | None = None
+    #: serve the media bypass web service on ``[MediationServer] BypassServiceIP``/``Port``
+    bypass_service: bool = True
+    #: the bypass service name clients are told (default: ``hybridvoice.<first SIP domain>``)
+    bypass_service_name: str | None = None
     records: Path | None = None
     session: SessionConfig | None = None
     timers: TimerConfig | None = None
@@ -91,6 +110,10 @@ class MediationRole:
         self.relay: RelayEngine | None = None
         self.records: CallRecordStore | None = None
         self.admission = CallAdmission.from_settings(settings)
+        #: the media bypass web service, once started; why it is not running, if it failed
+        self.bypass_server: BypassServer | None = None
+        self.bypass_error: str | None = None
+        self.bypass_version = 0  # bumped by every set_bypass: the service's settings version
         self._b2bua: B2BUA | None = None
         self._uas: list[UserAgent] = []
 
@@ -151,9 +174,38 @@ class MediationRole:
             interval = o.options_interval or s.trunk_configuration.options_interval_seconds
             self.health = HealthMonitor(gw_ep, trunks, interval=interval)
             self.health.start()
+            if o.bypass_service:
+                await self._start_bypass_service()
         except BaseException:
             await self.stop()
             raise
+
+    async def _start_bypass_service(self) -> None:
+        """Serve the media bypass web service on the internal interface. A failure to bind is
+        logged and kept in :attr:`bypass_error`: without the service clients count as
+        external and their calls are anchored, a degradation that must not stop calls."""
+        host, port = self.settings.mediation_server.bypass_bind
+        try:
+            app = create_bypass_app(self.hybrid_config)
+            self.bypass_server = await serve_bypass(app, host, port)
+        except BypassServiceError as exc:
+            self.bypass_error = str(exc)
+            _log.error("media bypass web service not started: %s", exc)
+
+    def hybrid_config(self) -> HybridConfig:
+        """What the bypass web service answers, read on every request."""
+        common = self.settings.common
+        name = self.options.bypass_service_name or f"hybridvoice.{common.default_domain}"
+        return HybridConfig(self.b2bua.bypass, common.site_name, name, self.bypass_version)
+
+    def set_bypass(self, policy: BypassPolicy) -> None:
+        """A new tenant network configuration: the next request to the bypass web service and
+        the next call see it (calls in progress keep their media path). Before :meth:`start`
+        it replaces ``RoleOptions.bypass``."""
+        self.options.bypass = policy
+        if self._b2bua is not None:
+            self._b2bua.bypass = policy
+        self.bypass_version += 1
 
     def enter_maintenance(self) -> None:
         """Drain: no new calls (503 + Retry-After), existing calls finish."""
@@ -164,6 +216,9 @@ class MediationRole:
 
     async def stop(self) -> None:
         """Stop health checks, hang up nothing (calls die with the process), close all."""
+        if self.bypass_server is not None:
+            await self.bypass_server.stop()
+            self.bypass_server = None
         if self.health is not None:
             await self.health.stop()
         for ua in self._uas:
@@ -186,6 +241,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--edge-domain", default=None)
     p.add_argument("--no-relay", action="store_true", help="no RTP relay: SDP passes through")
     p.add_argument("--records", type=Path, default=None, help="call records (SQLite)")
+    p.add_argument("--no-bypass-service", action="store_true", help="no media bypass web service")
     p.add_argument("--options-interval", type=float, default=None)
     p.add_argument("--no-session-timer", action="store_true", help="ask for no RFC 4028 timer")
     p.add_argument(
@@ -203,6 +259,7 @@ async def _serve(args: argparse.Namespace) -> None:
         edge_target=parse_hostport(args.edge_target),
         edge_domain=args.edge_domain,
         relay=not args.no_relay,
+        bypass_service=not args.no_bypass_service,
         records=args.records,
         options_interval=args.options_interval,
         session=SessionConfig(session_expires=None) if args.no_session_timer else None,

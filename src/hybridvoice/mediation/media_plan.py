@@ -1,0 +1,417 @@
+"""The media of one anchored call: SDP across the relay, G.711 transcoding, kept counters.
+
+RFC 3264 §5/§6 (offer/answer), §8 (a new offer on either leg), RFC 3551 §4.5.14 and §6
+(PCMU = payload type 0, PCMA = 8), RFC 4733 §2.3 (telephone-event rides along untouched) and
+RFC 3550 §6.4 (the relay's loss and jitter, kept after the call for status pages).
+
+:class:`MediaPlan` sits between the B2BUA's bridge and its
+:class:`~hybridvoice.net.relay.RelayCall`. Every SDP crossing the call goes through
+:meth:`MediaPlan.offer` or :meth:`MediaPlan.answer`, which rewrite it to the relay's side of
+the other leg (:func:`.media_sdp.anchor`) and:
+
+- offer: when the offer's audio stream speaks exactly one G.711 law with its static payload
+  type (0 or 8), the other law is added right after it (static type, its ``a=rtpmap``), so a
+  far end that only speaks the other law can still answer. The offerer's own codecs keep
+  their order and come first: a far end that shares a codec picks it, and nothing is
+  transcoded.
+- answer: when the answer's first voice codec is the law we added (the offerer never offered
+  it), the relay transcodes: :meth:`RelayCall.set_codecs` with the offerer's law on its leg
+  and the answerer's on the other, and the offerer gets an answer naming its own law (same
+  payload type as its offer). Otherwise the added law is dropped from the answer (it was
+  never the offerer's) and the relay passes through. telephone-event (and CN) payload types
+  are not touched: the relay's transcoder converts only packets of the law's payload type.
+  While it transcodes, the call record's media reason says so (:data:`TRANSCODING_NOTE`).
+
+The same holds for every later offer (re-INVITE, UPDATE) from either leg, so a hold/resume or
+a gateway's re-offer keeps or drops transcoding as its answer says.
+
+Inbound calls and bypass. The client's media address, which :func:`~.bypass.decide_bypass`
+needs, is known only from its answer, after the gateway's offer has gone on. The rule:
+
+- bypass impossible (no relay engine aside), that is tenant bypass off or the gateway's
+  ``MediaBypass`` off (:func:`decide_inbound`): anchored from the start, as outbound;
+- otherwise (:data:`INBOUND_PENDING`) the gateway's offer goes to the edge side *unchanged*
+  and a relay call is held ready (so the answer path never waits for ports). The client's
+  first answer (18x or 2xx) decides (:func:`decide_late`, the gateway's address being the one
+  its offer named): bypass, the answer passes through and the relay call is released; anchored
+  (an external client, a client outside the internal subnets, AlwaysBypass off and another
+  subnet), the gateway is answered the relay's gateway side, and once the edge leg is
+  confirmed it gets a re-INVITE offering the relay's edge side (the gateway's offer anchored,
+  ``sess-version`` + 1 on that leg from then on, RFC 3264 §8) (:func:`reoffer`). Until that
+  re-INVITE is answered the client may still send to the gateway directly: a short clip at
+  the start of such calls, the price of deciding without ICE. A hint from the cloud side
+  before the offer is not available inbound: the cloud forks to the user's clients only
+  after our offer.
+
+:class:`RecentMedia` keeps the relay's :class:`~hybridvoice.media.CallStats` of the last
+calls, by the a-leg's Call-ID, after their relay ports are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from hybridvoice.cms.settings import Gateway
+from hybridvoice.media import PT_PCMA, PT_PCMU, CallStats, Leg
+from hybridvoice.net.relay import RelayCall
+from hybridvoice.sip.errors import LocalProtocolError
+from hybridvoice.sip.sdp import Attribute, MediaDescription, SessionDescription
+from hybridvoice.sip.session import OfferAnswered, OfferRejected
+
+from .bypass import (
+    BypassDecision,
+    BypassPolicy,
+    GatewayMedia,
+    MediaMode,
+    client_media_from_sdp,
+    decide_bypass,
+)
+from .media_sdp import anchor, parse_sdp
+
+if TYPE_CHECKING:
+    from .b2bua import Bridge
+    from .trunks import GatewayState
+
+__all__ = [
+    "G711_PT",
+    "INBOUND_PENDING",
+    "TRANSCODING_NOTE",
+    "MediaPlan",
+    "RecentMedia",
+    "add_other_law",
+    "answer_in_law",
+    "decide_at_start",
+    "decide_inbound",
+    "decide_late",
+    "decide_on_answer",
+    "decide_outbound",
+    "reoffer",
+    "reoffer_done",
+]
+
+_log = logging.getLogger("hybridvoice.mediation.media_plan")
+
+#: Static payload types of the two G.711 laws (RFC 3551 §6) and the rtpmap each needs.
+G711_PT: Final = {"PCMU": str(PT_PCMU), "PCMA": str(PT_PCMA)}
+_OTHER: Final = {"PCMU": "PCMA", "PCMA": "PCMU"}
+_AUXILIARY: Final = frozenset({"TELEPHONE-EVENT", "CN"})
+
+
+def _audio(sdp: SessionDescription) -> tuple[int, MediaDescription] | None:
+    """The first active RTP audio stream (the one the relay carries)."""
+    for index, media in enumerate(sdp.media):
+        if media.media == "audio" and media.port != 0 and media.is_rtp:
+            return index, media
+    return None
+
+
+def _law(media: MediaDescription, *, first_voice: bool) -> str | None:
+    """The G.711 law (``PCMU``/``PCMA``) the stream speaks with its static payload type.
+
+    ``first_voice``: only when the first voice codec is one (what an answerer sends);
+    otherwise the stream's only law (None when it has both or neither).
+    """
+    laws = []
+    for codec in media.codecs():
+        name = codec.encoding.upper()
+        if name in _AUXILIARY:
+            continue
+        is_law = codec.clock_rate == 8000 and G711_PT.get(name) == codec.payload_type
+        if first_voice:
+            return name if is_law else None
+        if name in G711_PT:
+            laws.append(name if is_law else "?")
+    return laws[0] if len(laws) == 1 and laws[0] != "?" else None
+
+
+def _with_rtpmap(media: MediaDescription, law: str) -> MediaDescription:
+    """``media`` with ``a=rtpmap`` for ``law`` after its last rtpmap (appended if none)."""
+    new = Attribute("rtpmap", f"{G711_PT[law]} {law}/8000")
+    lines = list(media.lines)
+    at = max(
+        (
+            i + 1
+            for i, line in enumerate(lines)
+            if isinstance(line, Attribute) and line.name == "rtpmap"
+        ),
+        default=len(lines),
+    )
+    lines.insert(at, new)
+    return dataclasses.replace(media, lines=tuple(lines), raw=None)
+
+
+def add_other_law(sdp: SessionDescription) -> tuple[SessionDescription, str | None, str | None]:
+    """``sdp`` with the other G.711 law offered right after its only one.
+
+    Returns the new SDP, the offerer's law and the added law (both None when nothing was
+    added: no audio, both laws, neither, or a law under a dynamic payload type).
+    """
+    found = _audio(sdp)
+    if found is None:
+        return sdp, None, None
+    index, media = found
+    law = _law(media, first_voice=False)
+    if law is None:
+        return sdp, None, None
+    other = _OTHER[law]
+    if G711_PT[other] in media.formats:  # a static type reused for something else: leave it
+        return sdp, None, None
+    formats = list(media.formats)
+    formats.insert(formats.index(G711_PT[law]) + 1, G711_PT[other])
+    new = _with_rtpmap(dataclasses.replace(media, formats=tuple(formats), raw=None), other)
+    return sdp.with_media(index, new), law, other
+
+
+def answer_in_law(sdp: SessionDescription, added: str, own: str) -> tuple[SessionDescription, bool]:
+    """An answer as the offerer may see it, and whether the relay must transcode.
+
+    ``added`` is the law we added to the offer, ``own`` the offerer's. When the answer's
+    first voice codec is ``added`` it is renamed to ``own`` (transcoding); otherwise
+    ``added`` is dropped from it if there (passthrough).
+    """
+    found = _audio(sdp)
+    if found is None:
+        return sdp, False
+    index, media = found
+    added_pt, own_pt = G711_PT[added], G711_PT[own]
+    if _law(media, first_voice=True) != added:
+        if added_pt in media.formats and len(media.formats) > 1:
+            kept = [f for f in media.formats if f != added_pt]
+            return sdp.with_media(index, media.with_formats(kept)), False
+        return sdp, False
+    formats: list[str] = []
+    for fmt in media.formats:
+        renamed_fmt = own_pt if fmt == added_pt else fmt
+        if renamed_fmt not in formats:
+            formats.append(renamed_fmt)
+    renamed = media.with_formats([f for f in media.formats if f not in (added_pt, own_pt)])
+    renamed = dataclasses.replace(renamed, formats=tuple(formats), raw=None)
+    return sdp.with_media(index, _with_rtpmap(renamed, own)), True
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingOffer:
+    leg: Leg  # the relay leg the offer came from
+    own: str  # the offerer's G.711 law
+    added: str  # the law we added for the answerer
+
+
+#: Added to the recorded media reason while the relay transcodes.
+TRANSCODING_NOTE: Final = "; transcoding PCMU <-> PCMA"
+
+#: The provisional decision of an inbound bypass candidate, until the client's answer.
+INBOUND_PENDING: Final = BypassDecision(MediaMode.ANCHORED, "inbound: decided on the answer")
+
+
+def _gateway_media(gateway: Gateway, address: str | None) -> GatewayMedia:
+    return GatewayMedia(gateway.name, media_bypass=gateway.media_bypass, address=address)
+
+
+def decide_outbound(
+    policy: BypassPolicy, relay: bool, offer: bytes, gateway: Gateway | None, target: str | None
+) -> BypassDecision:
+    """An outbound call (the client's offer in hand): bypass or anchor, with the reason."""
+    if not relay:
+        return BypassDecision(MediaMode.BYPASS, "no relay engine")
+    if not offer:
+        return BypassDecision(MediaMode.ANCHORED, "no SDP offer in the INVITE")
+    if gateway is None:
+        return BypassDecision(MediaMode.ANCHORED, "no gateway")
+    sdp = parse_sdp(offer)
+    client = None if sdp is None else client_media_from_sdp(sdp)
+    return decide_bypass(
+        policy, client=client, via_edge=False, gateway=_gateway_media(gateway, target)
+    )
+
+
+def decide_inbound(
+    policy: BypassPolicy, relay: bool, offer: bytes, gateway: Gateway
+) -> BypassDecision:
+    """An inbound call, before its offer goes on: :data:`INBOUND_PENDING` when bypass is
+    possible (tenant bypass on, gateway MediaBypass on), else the final decision."""
+    if not relay:
+        return BypassDecision(MediaMode.BYPASS, "no relay engine")
+    if not offer:
+        return BypassDecision(MediaMode.ANCHORED, "no SDP offer in the INVITE")
+    if not policy.enabled:
+        return BypassDecision(MediaMode.ANCHORED, "bypass disabled in tenant network configuration")
+    if not gateway.media_bypass:
+        return BypassDecision(MediaMode.ANCHORED, f"gateway {gateway.name} has media bypass off")
+    return INBOUND_PENDING
+
+
+def decide_on_answer(
+    policy: BypassPolicy, offer: bytes, answer: bytes, gateway: Gateway
+) -> BypassDecision:
+    """An inbound bypass candidate: the client's answer gives its media address; the
+    gateway's media address is the one its offer named."""
+    answer_sdp, offer_sdp = parse_sdp(answer), parse_sdp(offer)
+    client = None if answer_sdp is None else client_media_from_sdp(answer_sdp)
+    ours = None if offer_sdp is None else client_media_from_sdp(offer_sdp)
+    media = _gateway_media(gateway, None if ours is None else ours.address)
+    return decide_bypass(policy, client=client, via_edge=False, gateway=media)
+
+
+def decide_at_start(bridge: Bridge, gateway: GatewayState | None) -> None:
+    """The media decision of a new call (inbound: maybe :data:`INBOUND_PENDING`), recorded."""
+    b2b = bridge.b2bua
+    relay, body = b2b.relay is not None, bridge.a.invite.body
+    if bridge.side == "gateway" and gateway is not None:
+        bridge.decision = decide_inbound(b2b.bypass, relay, body, gateway.config)
+    else:
+        cfg, target = (None, None) if gateway is None else (gateway.config, gateway.target)
+        bridge.decision = decide_outbound(b2b.bypass, relay, body, cfg, target)
+    bridge.record_media()
+
+
+def decide_late(bridge: Bridge, answer: bytes) -> None:
+    """An inbound bypass candidate's first answer: bypass (the SDP passes on, the relay held
+    ready goes) or anchor (the gateway is answered the relay's address, the edge leg gets a
+    re-INVITE to the relay once confirmed, :func:`reoffer`)."""
+    b2b, gateway, relay_call = bridge.b2bua, bridge.gateway, bridge.relay_call
+    assert gateway is not None
+    offer = bridge.a.invite.body
+    bridge.decision = decide_on_answer(b2b.bypass, offer, answer, gateway.config)
+    bridge.record_media()
+    relay = b2b.relay
+    if relay_call is None or relay is None:
+        return
+    if bridge.decision.bypass:
+        bridge.relay_call = None
+        b2b.spawn(lambda: relay.release(relay_call))
+    else:
+        bridge.plan = MediaPlan(relay_call, bridge.record_media)
+        bridge.plan.anchor_late(offer)
+
+
+def reoffer(bridge: Bridge) -> None:
+    """Re-INVITE the edge leg of a late-anchored inbound call to the relay (RFC 3264 §8);
+    ``bridge.offer_from`` is then the b-leg itself: the offer under way is ours, on b."""
+    b, plan = bridge.b, bridge.plan
+    if b is None or plan is None or plan.reoffer is None or bridge.finished or b.disconnected:
+        return
+    if bridge.offer_from is not None:  # another offer under way: after it
+        asyncio.get_running_loop().call_later(0.2, reoffer, bridge)
+        return
+    bridge.offer_from = b
+    try:
+        b.reinvite(plan.reoffer)
+    except LocalProtocolError as exc:
+        _log.info("re-INVITE to the relay not sent: %s", exc)
+        bridge.offer_from = plan.reoffer = None
+
+
+#: Wait before trying our re-INVITE again after a 491 (RFC 3261 §14.1: 2.1-4 s for the
+#: owner of the Call-ID; the edge leg is ours).
+REOFFER_RETRY: Final = 2.5
+
+
+def reoffer_done(bridge: Bridge, event: OfferAnswered | OfferRejected) -> None:
+    """The edge leg answered our re-INVITE (the relay learns the client's address and
+    codec) or refused it: after a 491 (glare) it is tried again, otherwise given up (the
+    media stays as it is: the client may keep sending to the gateway directly)."""
+    bridge.offer_from = None
+    plan = bridge.plan
+    if plan is None:
+        return
+    if isinstance(event, OfferAnswered):
+        plan.reoffer = None
+        if event.sdp is not None:
+            plan.answer(event.sdp, Leg.A)
+    elif event.status == 491:
+        asyncio.get_running_loop().call_later(REOFFER_RETRY, reoffer, bridge)
+    else:
+        _log.info("re-INVITE to the relay refused: %s", event.status)
+        plan.reoffer = None
+
+
+class MediaPlan:
+    """SDP rewriting and codec choice for one anchored call (relay leg A faces the edge).
+
+    ``reoffer``: an inbound call anchored on the client's answer keeps here the offer the
+    edge leg must get in a re-INVITE (the gateway's offer anchored, version bumped).
+    """
+
+    __slots__ = ("_bump", "_note", "_offer", "relay_call", "reoffer")
+
+    def __init__(self, relay_call: RelayCall, note: Callable[[str], None] | None = None) -> None:
+        self.relay_call = relay_call
+        self._note = note  # told TRANSCODING_NOTE when transcoding starts, "" when it stops
+        self._offer: _PendingOffer | None = None
+        self._bump: Leg | None = None  # SDP toward this leg: sess-version + 1 (RFC 3264 §8)
+        self.reoffer: bytes | None = None
+
+    def anchor_late(self, gateway_offer: bytes) -> None:
+        """Anchor an inbound call whose edge leg got ``gateway_offer`` unchanged: the relay's
+        gateway side faces the gateway now, and :attr:`reoffer` is the edge's new offer."""
+        self.reoffer = self.offer(gateway_offer, Leg.B)
+        self._bump = Leg.A
+        self.reoffer = self._bumped(self.reoffer, Leg.A)
+
+    def _bumped(self, body: bytes, to_leg: Leg) -> bytes:
+        if self._bump is not to_leg:
+            return body
+        sdp = parse_sdp(body)
+        return body if sdp is None else bytes(sdp.with_origin(sdp.origin.bumped()))
+
+    @property
+    def transcoding(self) -> bool:
+        return self.relay_call.session.mode == "transcode"
+
+    def offer(self, body: bytes, from_leg: Leg) -> bytes:
+        """An offer from ``from_leg``, as it goes to the other leg."""
+        sdp = parse_sdp(body)
+        if sdp is None:
+            return body
+        sdp, own, added = add_other_law(anchor(sdp, self.relay_call, from_leg))
+        self._offer = None if own is None or added is None else _PendingOffer(from_leg, own, added)
+        return self._bumped(bytes(sdp), from_leg.other)
+
+    def answer(self, body: bytes, from_leg: Leg) -> bytes:
+        """An answer from ``from_leg`` (to the last offer of the other leg), as it goes back."""
+        sdp = parse_sdp(body)
+        if sdp is None:
+            return body
+        sdp = anchor(sdp, self.relay_call, from_leg)
+        offer = self._offer
+        if offer is None or offer.leg is from_leg:
+            return self._bumped(bytes(sdp), from_leg.other)
+        sdp, transcode = answer_in_law(sdp, offer.added, offer.own)
+        own, added = int(G711_PT[offer.own]), int(G711_PT[offer.added])
+        was = self.transcoding
+        if transcode:
+            a_pt, b_pt = (own, added) if offer.leg is Leg.A else (added, own)
+            self.relay_call.set_codecs(a_pt, b_pt)
+        elif was:
+            self.relay_call.set_codecs(PT_PCMU, PT_PCMU)  # back to passthrough
+        if was != transcode and self._note is not None:
+            self._note(TRANSCODING_NOTE if transcode else "")
+        return self._bumped(bytes(sdp), from_leg.other)
+
+
+class RecentMedia:
+    """The relay counters of the last ``size`` calls, by a-leg Call-ID (oldest dropped)."""
+
+    __slots__ = ("_calls", "size")
+
+    def __init__(self, size: int = 1000) -> None:
+        self.size = size
+        self._calls: OrderedDict[str, CallStats] = OrderedDict()
+
+    def add(self, call_id: str, stats: CallStats) -> None:
+        self._calls[call_id] = stats
+        self._calls.move_to_end(call_id)
+        while len(self._calls) > self.size:
+            self._calls.popitem(last=False)
+
+    def get(self, call_id: str) -> CallStats | None:
+        return self._calls.get(call_id)
+
+    def __len__(self) -> int:
+        return len(self._calls)
