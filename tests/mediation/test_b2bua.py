@@ -6,196 +6,43 @@ the capacity limit (503 + Retry-After), drain mode, unknown gateways (403), medi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from hybridvoice.cms.settings import parse_settings
+from lab_harness import (
+    ANSWER,
+    CALLEE,
+    OFFER,
+    WAIT,
+    Lab,
+    Peer,
+    connect,
+    lab,
+    peer,
+    run,
+    sdp,
+    settle,
+)
+
 from hybridvoice.media import Leg
 from hybridvoice.mediation.b2bua_legs import map_failure, reason
 from hybridvoice.mediation.bypass import MediaMode
 from hybridvoice.mediation.records import DisconnectSide
-from hybridvoice.mediation.role import MediationRole, RoleOptions
-from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.net.loop import loop_factory
-from hybridvoice.net.transport import Destination, Transport
-from hybridvoice.net.ua import Call, UserAgent
+from hybridvoice.net.transport import Destination
 from hybridvoice.sip import Headers, Request, Response, parse_uri
 from hybridvoice.sip.headers import CSeq
 from hybridvoice.sip.sdp import SessionDescription
 from hybridvoice.sip.session import (
     Answered,
     Cause,
-    Confirmed,
     Disconnected,
     EarlyMedia,
     Offer,
     OfferAnswered,
     Ringing,
-    SessionConfig,
     State,
 )
-from hybridvoice.sip.transaction import ClientTransaction, ServerTransaction, TimerConfig
-
-FAST = TimerConfig(t1=0.05, t2=0.2, t4=0.25, timer_d=0.3)
-QUICK = SessionConfig(t1=0.05, t2=0.2)
-WAIT = 5.0
-CALLEE = "+31201234567"
-
-
-def sdp(port: int, direction: str = "sendrecv", host: str = "127.0.0.1") -> bytes:
-    return (
-        f"v=0\r\no=hv 1 {port} IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na={direction}\r\n"
-    ).encode()
-
-
-OFFER, ANSWER = sdp(6000), sdp(7000)
-
-
-class Phone:
-    def __init__(self) -> None:
-        self.incoming: asyncio.Queue[Call] = asyncio.Queue()
-
-    def on_incoming_call(self, call: Call) -> None:
-        self.incoming.put_nowait(call)
-
-    def on_request(self, transaction: ServerTransaction, request: Request) -> bool:
-        return False
-
-
-@dataclass
-class Peer:
-    ua: UserAgent
-    phone: Phone
-    endpoint: Endpoint
-    transport: Transport
-
-    @property
-    def port(self) -> int:
-        return self.transport.local[1]
-
-    async def next_call(self) -> Call:
-        return await asyncio.wait_for(self.phone.incoming.get(), WAIT)
-
-
-async def peer(host: str = "127.0.0.1", kind: str = "UDP") -> Peer:
-    endpoint = Endpoint(timers=FAST)
-    phone = Phone()
-    ua = UserAgent(endpoint, phone, config=QUICK, rng=random.Random())
-    transport = await endpoint.listen(kind, host, 0)
-    return Peer(ua, phone, endpoint, transport)
-
-
-@dataclass
-class Lab:
-    role: MediationRole
-    cloud: Peer
-    gateways: list[Peer]
-
-    @property
-    def edge(self) -> int:
-        assert self.role.edge_transport is not None
-        return self.role.edge_transport.local[1]
-
-    @property
-    def gateway_side(self) -> int:
-        return self.role.gateway_transports["UDP"].local[1]
-
-    def call_out(
-        self, number: str = CALLEE, offer: bytes | None = OFFER,
-        headers: tuple[tuple[str, object], ...] = (),
-    ) -> Call:  # fmt: skip
-        """The cloud side calls ``number`` through the mediation role."""
-        return self.cloud.ua.invite(
-            f"sip:{number}@127.0.0.1:{self.edge}", from_="<sip:+31209876543@contoso.com>",
-            sdp=offer, destination=Destination("UDP", "127.0.0.1", self.edge), headers=headers,
-        )  # fmt: skip
-
-    def call_in(self, gateway: Peer, number: str = "0201234567") -> Call:
-        """``gateway`` calls ``number`` through the mediation role."""
-        port = self.gateway_side
-        return gateway.ua.invite(
-            f"sip:{number}@127.0.0.1:{port}", from_="<sip:0612345678@gw.example>",
-            sdp=OFFER, destination=Destination("UDP", "127.0.0.1", port),
-        )  # fmt: skip
-
-
-def settings(gateways: list[Peer], **common: Any) -> dict[str, Any]:
-    raw: dict[str, Any] = {
-        "Common": {"SIPDomains": "contoso.com", "SiteName": "Lab", **common},
-        "MediationServer": {
-            "IP": "127.0.0.1", "TCPPort": 0, "UDPPort": 0, "TLSPort": 0,
-            "MediaPortStart": 40000, "MediaPortEnd": 40400,
-            "InternalSubnets": ["127.0.0.0/8"],
-        },
-        "HybridVoiceRoutes": {"All": ".*"},
-        "TrunkConfiguration": {"OptionsIntervalSeconds": 60},
-    }  # fmt: skip
-    for n, gw in enumerate(gateways, 1):
-        raw[f"Gateway{n}"] = {
-            "IP": "127.0.0.1", "Port": gw.port, "Protocol": gw.transport.kind,
-            "VoiceRoutes": "All",
-            "SendSipOptions": False, "FailoverTimeSeconds": 0.5,
-            "InboundCalleeRules": [["^0(\\d{9})$", "+31$1"]], "ForwardPAI": True,
-        }  # fmt: skip
-    return raw
-
-
-@contextlib.asynccontextmanager
-async def lab(
-    tmp_path: Path, n_gateways: int = 1, *, relay: bool = False, kind: str = "UDP",
-    **common: Any,
-) -> AsyncIterator[Lab]:  # fmt: skip
-    cloud = await peer()
-    gateways = [await peer(kind=kind) for _ in range(n_gateways)]
-    options = RoleOptions(
-        edge=Destination("UDP", "127.0.0.1", 0),
-        edge_target=Destination("UDP", "127.0.0.1", cloud.port),
-        relay=relay, records=tmp_path / "calls.db", session=QUICK, timers=FAST, seed=1,
-    )  # fmt: skip
-    role = MediationRole(parse_settings(settings(gateways, **common)), options)
-    await role.start()
-    try:
-        yield Lab(role, cloud, gateways)
-    finally:
-        await role.stop()
-        for p in (cloud, *gateways):
-            p.ua.close()
-            await p.endpoint.close()
-
-
-def run(coro: Awaitable[None], timeout: float = 30) -> None:
-    async def main() -> None:
-        await asyncio.wait_for(coro, timeout)
-
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(main())
-
-
-async def settle(lab_: Lab) -> None:
-    """Wait until the role has no bridge left and its records are written."""
-    b2bua = lab_.role.b2bua
-    for _ in range(200):
-        if not b2bua.bridges and lab_.role.admission.active == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert not b2bua.bridges and lab_.role.admission.active == 0
-
-
-async def connect(lab_: Lab, *, anchored: bool = False) -> tuple[Call, Call]:
-    a = lab_.call_out()
-    b = await lab_.gateways[0].next_call()
-    b.ring()
-    assert await a.wait_for(Ringing, WAIT) == Ringing(None)
-    b.answer(ANSWER)
-    answered = await a.answered(WAIT)
-    assert isinstance(answered, Answered) and (anchored or answered.sdp == ANSWER)
-    assert await b.answered(WAIT) == Confirmed(None)
-    return a, b
+from hybridvoice.sip.transaction import ClientTransaction
 
 
 def test_outbound_call_two_dialogs_and_bye_from_the_caller(tmp_path: Path) -> None:

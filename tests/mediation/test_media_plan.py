@@ -11,7 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_b2bua import ANSWER, OFFER, WAIT, Lab, lab, run, sdp, settle
+from lab_harness import ANSWER, OFFER, WAIT, Lab, lab, run, sdp, settle
 
 from hybridvoice.cms.settings import Gateway
 from hybridvoice.media import CallStats, Leg, PortBlock, RelayMode, RelaySession

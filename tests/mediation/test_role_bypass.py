@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from test_b2bua import WAIT, connect, lab, run, settle
+from lab_harness import WAIT, connect, lab, run, settle
 
 from hybridvoice.cms.settings import parse_settings
 from hybridvoice.mediation.bypass import BypassPolicy, MediaMode

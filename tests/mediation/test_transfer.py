@@ -7,23 +7,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_harness import (
+    ANSWER,
+    CALLEE,
+    OFFER,
+    WAIT,
+    Peer,
+    RoleLab,
+    peer,
+    run,
+    running_role,
+    sdp,
+    settle,
+)
 
-from hybridvoice.cms.settings import parse_settings
 from hybridvoice.media import Leg
-from hybridvoice.mediation.role import MediationRole, RoleOptions
 from hybridvoice.mediation.transfer import route_of
-from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.net.loop import loop_factory
-from hybridvoice.net.transport import Destination, Transport
-from hybridvoice.net.ua import Call, UserAgent
-from hybridvoice.sip import Request, SipUri, parse_uri
+from hybridvoice.net.transport import Destination
+from hybridvoice.net.ua import Call
+from hybridvoice.sip import SipUri, parse_uri
 from hybridvoice.sip.refer import Replaces
 from hybridvoice.sip.session import (
     Answered,
@@ -34,71 +42,14 @@ from hybridvoice.sip.session import (
     Refer,
     ReferNotify,
     ReferResult,
-    SessionConfig,
 )
-from hybridvoice.sip.transaction import ServerTransaction, TimerConfig
 
-FAST = TimerConfig(t1=0.05, t2=0.2, t4=0.25, timer_d=0.3)
-QUICK = SessionConfig(t1=0.05, t2=0.2)
-WAIT = 5.0
-CALLEE = "+31201234567"
 PSTN_TARGET = "sip:+31207654321@contoso.com;user=phone"
 
 
-def sdp(port: int) -> bytes:
-    return (
-        f"v=0\r\no=hv 1 {port} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
-    ).encode()
-
-
-OFFER, ANSWER = sdp(6000), sdp(7000)
-
-
-class Phone:
-    def __init__(self) -> None:
-        self.incoming: asyncio.Queue[Call] = asyncio.Queue()
-
-    def on_incoming_call(self, call: Call) -> None:
-        self.incoming.put_nowait(call)
-
-    def on_request(self, transaction: ServerTransaction, request: Request) -> bool:
-        return False
-
-
 @dataclass
-class Peer:
-    ua: UserAgent
-    phone: Phone
-    endpoint: Endpoint
-    transport: Transport
-
-    @property
-    def port(self) -> int:
-        return self.transport.local[1]
-
-    async def next_call(self) -> Call:
-        return await asyncio.wait_for(self.phone.incoming.get(), WAIT)
-
-
-async def peer() -> Peer:
-    endpoint = Endpoint(timers=FAST)
-    phone = Phone()
-    ua = UserAgent(endpoint, phone, config=QUICK, rng=random.Random())
-    transport = await endpoint.listen("UDP", "127.0.0.1", 0)
-    return Peer(ua, phone, endpoint, transport)
-
-
-@dataclass
-class Lab:
-    role: MediationRole
-    cloud: Peer
+class Lab(RoleLab):
     gateway: Peer
-
-    @property
-    def edge(self) -> int:
-        assert self.role.edge_transport is not None
-        return self.role.edge_transport.local[1]
 
     def call_out(self, headers: tuple[tuple[str, object], ...] = (), offer: bytes = OFFER) -> Call:
         return self.cloud.ua.invite(
@@ -128,37 +79,8 @@ async def lab(
             "SendSipOptions": False, "FailoverTimeSeconds": 2,
         },
     }  # fmt: skip
-    options = RoleOptions(
-        edge=Destination("UDP", "127.0.0.1", 0),
-        edge_target=Destination("UDP", "127.0.0.1", cloud.port),
-        relay=relay, records=tmp_path / "calls.db", session=QUICK, timers=FAST, seed=1,
-    )  # fmt: skip
-    role = MediationRole(parse_settings(raw), options)
-    await role.start()
-    try:
+    async with running_role(tmp_path, raw, cloud, [gateway], relay=relay) as role:
         yield Lab(role, cloud, gateway)
-    finally:
-        await role.stop()
-        for p in (cloud, gateway):
-            p.ua.close()
-            await p.endpoint.close()
-
-
-def run(coro: Awaitable[None], timeout: float = 30) -> None:
-    async def main() -> None:
-        await asyncio.wait_for(coro, timeout)
-
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(main())
-
-
-async def settle(lab_: Lab) -> None:
-    b2bua = lab_.role.b2bua
-    for _ in range(200):
-        if not b2bua.bridges and lab_.role.admission.active == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert not b2bua.bridges and lab_.role.admission.active == 0
 
 
 async def connect(lab_: Lab) -> tuple[Call, Call]:

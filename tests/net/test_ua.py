@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import pytest
+from ua_harness import ANSWER, OFFER, QUICK, WAIT, Side, open_sides, run, sdp
 
-from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.net.loop import loop_factory
-from hybridvoice.net.transport import Destination, Transport
+from hybridvoice.net.transport import Destination
 from hybridvoice.net.ua import Call, CallFailedError, UserAgent
 from hybridvoice.sip import Headers, Request, parse_uri
 from hybridvoice.sip.session import (
@@ -28,75 +26,12 @@ from hybridvoice.sip.session import (
     SessionConfig,
     State,
 )
-from hybridvoice.sip.transaction import ServerTransaction, TimerConfig
-
-FAST = TimerConfig(t1=0.05, t2=0.2, t4=0.25, timer_d=0.3)
-QUICK = SessionConfig(t1=0.05, t2=0.2)
-WAIT = 5.0
-
-
-def sdp(port: int, direction: str = "sendrecv") -> bytes:
-    return (
-        f"v=0\r\no=hv 1 {port} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na={direction}\r\n"
-    ).encode()
-
-
-OFFER, ANSWER = sdp(6000), sdp(7000)
-
-
-class Phone:
-    """An application that queues incoming calls for the test and takes no other request."""
-
-    def __init__(self) -> None:
-        self.incoming: asyncio.Queue[Call] = asyncio.Queue()
-
-    def on_incoming_call(self, call: Call) -> None:
-        self.incoming.put_nowait(call)
-
-    def on_request(self, transaction: ServerTransaction, request: Request) -> bool:
-        return False
-
-
-@dataclass
-class Side:
-    ua: UserAgent
-    phone: Phone
-    endpoint: Endpoint
-    transport: Transport
-
-    def uri(self, user: str = "bob") -> str:
-        host, port = self.transport.local
-        return f"sip:{user}@{host}:{port};transport={self.transport.kind.lower()}"
 
 
 @contextlib.asynccontextmanager
 async def pair(kind: str, config: SessionConfig = QUICK) -> AsyncIterator[tuple[Side, Side]]:
-    sides = []
-    for _ in range(2):
-        endpoint = Endpoint(timers=FAST)
-        phone = Phone()
-        ua = UserAgent(endpoint, phone, config=config, rng=random.Random())
-        transport = await endpoint.listen(kind, "127.0.0.1", 0)
-        sides.append(Side(ua, phone, endpoint, transport))
-    try:
+    async with open_sides(Side, 2, kind, config) as sides:
         yield sides[0], sides[1]
-    finally:
-        for side in sides:
-            side.ua.close()
-            await side.endpoint.close()
-
-
-def run(
-    coro: Awaitable[None],
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
-    timeout: float = 30,
-) -> None:
-    async def main() -> None:
-        await asyncio.wait_for(coro, timeout)
-
-    with asyncio.Runner(loop_factory=factory or loop_factory()) as runner:
-        runner.run(main())
 
 
 async def call_up(alice: Side, bob: Side, offer: bytes | None = OFFER) -> tuple[Call, Call]:

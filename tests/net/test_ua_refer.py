@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
 
 import pytest
+import ua_harness
+from ua_harness import WAIT, open_sides, run
 
-from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.net.loop import loop_factory
-from hybridvoice.net.transport import Destination, Transport
-from hybridvoice.net.ua import Call, UserAgent
+from hybridvoice.net.transport import Destination
+from hybridvoice.net.ua import Call
 from hybridvoice.sip import Headers, Request, parse_uri
 from hybridvoice.sip.dialog import DialogId
 from hybridvoice.sip.headers import CSeq
@@ -27,13 +24,7 @@ from hybridvoice.sip.session import (
     Refer,
     ReferNotify,
     ReferResult,
-    SessionConfig,
 )
-from hybridvoice.sip.transaction import ServerTransaction, TimerConfig
-
-FAST = TimerConfig(t1=0.05, t2=0.2, t4=0.25, timer_d=0.3)
-QUICK = SessionConfig(t1=0.05, t2=0.2)
-WAIT = 5.0
 
 
 def sdp(port: int) -> bytes:
@@ -43,52 +34,14 @@ def sdp(port: int) -> bytes:
     ).encode()
 
 
-class Phone:
-    def __init__(self) -> None:
-        self.incoming: asyncio.Queue[Call] = asyncio.Queue()
-
-    def on_incoming_call(self, call: Call) -> None:
-        self.incoming.put_nowait(call)
-
-    def on_request(self, transaction: ServerTransaction, request: Request) -> bool:
-        return False
-
-
-@dataclass
-class Side:
-    ua: UserAgent
-    phone: Phone
-    endpoint: Endpoint
-    transport: Transport
-
+class Side(ua_harness.Side):
     def uri(self, user: str = "bob") -> str:
         host, port = self.transport.local
         return f"sip:{user}@{host}:{port}"
 
 
-@contextlib.asynccontextmanager
-async def sides(n: int) -> AsyncIterator[list[Side]]:
-    out = []
-    for _ in range(n):
-        endpoint = Endpoint(timers=FAST)
-        phone = Phone()
-        ua = UserAgent(endpoint, phone, config=QUICK, rng=random.Random())
-        transport = await endpoint.listen("UDP", "127.0.0.1", 0)
-        out.append(Side(ua, phone, endpoint, transport))
-    try:
-        yield out
-    finally:
-        for side in out:
-            side.ua.close()
-            await side.endpoint.close()
-
-
-def run(coro: Awaitable[None]) -> None:
-    async def main() -> None:
-        await asyncio.wait_for(coro, 30)
-
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(main())
+def sides(n: int) -> contextlib.AbstractAsyncContextManager[list[Side]]:
+    return open_sides(Side, n)
 
 
 async def call_up(caller: Side, callee: Side, user: str = "bob") -> tuple[Call, Call]:
