@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 from collections.abc import AsyncIterator
 
@@ -293,3 +294,38 @@ def test_session_timer_refresh(kind: str) -> None:
             await b.ended(WAIT)
 
     run(main(), WarpLoop, timeout=30 + 2 * 46)  # the loop's clock jumps 92 s
+
+
+def test_ended_calls_are_freed_without_the_cyclic_collector() -> None:
+    """An ended call and its transactions form no reference cycle (``Call._release``): at
+    high call rates, cycles reach the oldest GC generation and its passes stall the loop."""
+
+    async def main() -> None:
+        gc.collect()  # what earlier tests left behind is not ours to judge
+        before = sum(1 for o in gc.get_objects() if isinstance(o, Call))
+        async with open_sides(Side, 2, "TCP") as (a, b):
+            for _ in range(5):
+                call = a.ua.invite(b.uri(), from_=a.uri("alice"), sdp=OFFER)
+                incoming = await b.phone.incoming.get()
+                incoming.answer(ANSWER)
+                await call.answered()
+                call.bye()
+                await call.ended()
+                await incoming.ended()
+            del call, incoming
+            for _ in range(200):  # until Timers L/M let the last transactions go
+                if a.endpoint.layer.transaction_count + b.endpoint.layer.transaction_count == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert a.endpoint.layer.transaction_count + b.endpoint.layer.transaction_count == 0
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                gc.collect()
+                cyclic = [o for o in gc.garbage if isinstance(o, Call)]
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+            assert cyclic == []
+            assert sum(1 for o in gc.get_objects() if isinstance(o, Call)) == before
+
+    run(main())

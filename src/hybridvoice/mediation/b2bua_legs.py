@@ -46,23 +46,10 @@ def reason(status: int, text: str) -> tuple[str, str]:
 
 
 def release_leg(call: Call) -> None:
-    """Break the reference cycles an ended leg is part of, so that reference counting frees
-    it when its transactions end (RFC 3261 §17 keeps them up to 64*T1 = 32 s).
-
-    Cycles measured (``gc.DEBUG_SAVEALL``, 900 calls, ~170 objects each): leg -> bridge (the
-    handler) -> leg; leg -> its INVITE client transaction -> ``tu_data`` (the leg's callback)
-    -> leg; leg -> the INVITE server transaction it answered 2xx in -> ``tu_data`` -> leg.
-    Left to the cyclic collector, they reach gen 2 and cost 0.7-4 s pauses. The last two are
-    the UA core's bookkeeping (``Call._invite_tx``, ``Call._server_txs``): this adapter
-    clears them after the ``Disconnected`` event has been handled (``call_soon``), until
-    ``UserAgent`` does it itself when a session ends.
-    """
+    """Break the leg -> bridge (its handler) -> leg cycle of an ended leg, after its
+    ``Disconnected`` has been handled, so reference counting frees both. (The UA core breaks
+    the leg <-> transaction cycles itself when the session ends: ``Call._release``.)"""
     call.handler = None
-    call._invite_tx = None
-    for tx in call._server_txs.values():
-        if tx.tu_data is call:
-            tx.tu_data = None
-    call._server_txs.clear()
 
 
 def media_counters(relay_call: RelayCall, side: Side) -> tuple[MediaCounters, MediaCounters]:

@@ -405,8 +405,10 @@ class UserAgent:
             call._timer = (
                 None if deadline is None else self._loop.call_at(deadline, self._on_timer, call)
             )
-        if session.state is State.DISCONNECTED:
+        if session.state is State.DISCONNECTED and call in self.calls:
             self.calls.discard(call)
+            # after the handlers have seen Disconnected: break call <-> transaction cycles
+            self._loop.call_soon(call._release)
 
     def _on_timer(self, call: Call) -> None:
         when = call._timer_when or 0.0
