@@ -24,6 +24,7 @@ from hybridvoice.sip.parser import KeepAlive, StreamParser
 
 from .transport import (
     DEFAULT_MAX_SIZE,
+    BoundTransport,
     MessageSink,
     SendErrorCallback,
     Source,
@@ -213,7 +214,7 @@ class _PendingConnect:
         self.task: asyncio.Task[None] | None = None
 
 
-class StreamTransport:
+class StreamTransport(BoundTransport):
     """A TCP or TLS listener with the table of its connections (incoming and outgoing).
 
     Create with :meth:`listen`. ``server_ssl`` makes it TLS; ``client_ssl`` is used for the
@@ -221,12 +222,9 @@ class StreamTransport:
     """
 
     __slots__ = (
-        "_advertised",
         "_closed",
         "_connections",
-        "_family",
         "_idle_handle",
-        "_local",
         "_pending",
         "_server",
         "client_ssl",
@@ -330,18 +328,6 @@ class StreamTransport:
         return self
 
     # --- Transport protocol ----------------------------------------------------------------
-
-    @property
-    def family(self) -> socket.AddressFamily:
-        return self._family
-
-    @property
-    def local(self) -> tuple[str, int]:
-        return self._local
-
-    @property
-    def advertised(self) -> tuple[str, int]:
-        return self._advertised
 
     @property
     def connections(self) -> int:

@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_MAX_SIZE",
     "DEFAULT_PORTS",
     "RELIABLE",
+    "BoundTransport",
     "Connection",
     "Destination",
     "MessageSink",
@@ -142,6 +143,29 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class BoundTransport:
+    """What every concrete transport keeps about its socket: the address family, the address
+    it is bound to and the one it advertises in Via and Contact (they differ behind NAT)."""
+
+    __slots__ = ("_advertised", "_family", "_local")
+
+    _advertised: tuple[str, int]
+    _family: socket.AddressFamily
+    _local: tuple[str, int]
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return self._family
+
+    @property
+    def local(self) -> tuple[str, int]:
+        return self._local
+
+    @property
+    def advertised(self) -> tuple[str, int]:
+        return self._advertised
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from hybridvoice.sip.parser import parse_message
 from .transport import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_MAX_SIZE,
+    BoundTransport,
     MessageSink,
     SendErrorCallback,
     Source,
@@ -87,14 +88,11 @@ def _set_buffers(sock: socket.socket, size: int) -> None:
                 log.warning("cannot set socket buffer option %d to %d", plain, size)
 
 
-class UdpTransport:
+class UdpTransport(BoundTransport):
     """One UDP socket bound to ``host:port`` (an IP literal; port 0 picks a free port)."""
 
     __slots__ = (
-        "_advertised",
         "_closed",
-        "_family",
-        "_local",
         "_loop",
         "_max_size",
         "_queue",
@@ -143,18 +141,6 @@ class UdpTransport:
         self._loop.add_reader(sock.fileno(), self._on_readable)
 
     # --- Transport protocol ----------------------------------------------------------------
-
-    @property
-    def family(self) -> socket.AddressFamily:
-        return self._family
-
-    @property
-    def local(self) -> tuple[str, int]:
-        return self._local
-
-    @property
-    def advertised(self) -> tuple[str, int]:
-        return self._advertised
 
     def send(
         self,
