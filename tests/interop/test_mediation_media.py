@@ -253,6 +253,73 @@ class Outcome:
     recent: CallStats | None  # b2bua.recent_media(call) after the call
 
 
+@dataclass(frozen=True, slots=True)
+class SippSide:
+    """One SIPp of a call: its file prefix, scenario, media address and SIP port."""
+
+    name: str
+    scenario: str
+    media_ip: str
+    media_port: int
+    sip_port: int
+
+
+async def drive_call(
+    role: MediationRole,
+    tmp: Path,
+    ports: MediaPorts,
+    *,
+    callee: SippSide,
+    caller: SippSide,
+    target: int,
+) -> Outcome:
+    """One call with RTP through ``role``: ``callee`` (a uas echoing RTP) is started first,
+    then ``caller`` (a uac playing the pcap) calls the role's ``target`` port; the capture,
+    the relay, the record and both SIPp logs are collected. ``offer`` is what the callee
+    was offered, ``answer`` what the caller was answered."""
+    sipp = need_binary("sipp", "sip-tester")
+    capture = Capture(need_binary("tshark", "tshark"), ports, tmp)
+    try:
+        await capture.ready()
+        callee_args = [
+            sipp, "-sf", str(SCENARIOS / callee.scenario), "-rtp_echo",
+            "-mi", callee.media_ip, "-mp", str(callee.media_port),
+            "-trace_logs", "-log_file", str(tmp / f"{callee.name}_log.txt"),
+            *sipp_common(callee.sip_port, tmp, callee.name),
+        ]  # fmt: skip
+        with running(callee_args, tmp / f"{callee.name}.out") as callee_proc:
+            await asyncio.sleep(0.3)
+            caller_args = [
+                sipp, f"{HOST}:{target}", "-sf", str(SCENARIOS / caller.scenario),
+                "-s", NUMBER, "-m", "1", "-d", str(CALL_MS),
+                "-mi", caller.media_ip, "-mp", str(caller.media_port),
+                "-trace_logs", "-log_file", str(tmp / f"{caller.name}_log.txt"),
+                *sipp_common(caller.sip_port, tmp, caller.name),
+            ]  # fmt: skip
+            with running(caller_args, tmp / f"{caller.name}.out") as caller_proc:
+                relayed = await watch_relay(role, caller_proc)
+            await settle(role)
+            await stop_uas(callee_proc)
+    finally:
+        capture.stop()
+    assert role.relay is not None and role.records is not None
+    relay_packets = role.relay.stats().packets
+    await role.records.aflush()
+    (record,) = role.records.recent(2)
+    return Outcome(
+        uac_exit=caller_proc.returncode if caller_proc.returncode is not None else -1,
+        uac_stats=sipp_stats(tmp / f"{caller.name}.csv"),
+        gateway_stats=sipp_stats(tmp / f"{callee.name}.csv"),
+        offer=logged_sdp(tmp / f"{callee.name}_log.txt", "offer"),
+        answer=logged_sdp(tmp / f"{caller.name}_log.txt", "answer"),
+        relayed=relayed,
+        relay_packets=relay_packets,
+        flows=capture.flows(),
+        record=record,
+        recent=role.b2bua.recent_media(record.a_call_id),
+    )
+
+
 async def one_call(
     tmp: Path,
     ports: MediaPorts,
@@ -261,52 +328,18 @@ async def one_call(
     media_bypass: bool = False,
     gateway_scenario: str = "uas_rtp.xml",
 ) -> Outcome:
-    sipp = need_binary("sipp", "sip-tester")
-    tshark = need_binary("tshark", "tshark")
+    need_binary("sipp", "sip-tester")  # skip (or fail in CI) before starting the role
+    need_binary("tshark", "tshark")
     gateway = free_port()
     async with mediation(tmp, gateway, ports, bypass, media_bypass) as role:
-        capture = Capture(tshark, ports, tmp)
-        try:
-            await capture.ready()
-            gw_args = [
-                sipp, "-sf", str(SCENARIOS / gateway_scenario), "-rtp_echo",
-                "-mi", HOST, "-mp", str(ports.gateway),
-                "-trace_logs", "-log_file", str(tmp / "gw_log.txt"),
-                *sipp_common(gateway, tmp, "gw"),
-            ]  # fmt: skip
-            with running(gw_args, tmp / "gw.out") as gw:
-                await asyncio.sleep(0.3)
-                uac_args = [
-                    sipp, f"{HOST}:{edge_port(role)}", "-sf", str(SCENARIOS / "uac_rtp.xml"),
-                    "-s", NUMBER, "-m", "1", "-d", str(CALL_MS),
-                    "-mi", CLIENT, "-mp", str(ports.client),
-                    "-trace_logs", "-log_file", str(tmp / "uac_log.txt"),
-                    *sipp_common(free_port(), tmp, "uac"),
-                ]  # fmt: skip
-                with running(uac_args, tmp / "uac.out") as uac:
-                    relayed = await watch_relay(role, uac)
-                await settle(role)
-                await stop_uas(gw)
-        finally:
-            capture.stop()
-        flows = capture.flows()
-        assert role.relay is not None and role.records is not None
-        relay_packets = role.relay.stats().packets
-        await role.records.aflush()
-        (record,) = role.records.recent(2)
-        recent = role.b2bua.recent_media(record.a_call_id)
-    return Outcome(
-        uac_exit=uac.returncode if uac.returncode is not None else -1,
-        uac_stats=sipp_stats(tmp / "uac.csv"),
-        gateway_stats=sipp_stats(tmp / "gw.csv"),
-        offer=logged_sdp(tmp / "gw_log.txt", "offer"),
-        answer=logged_sdp(tmp / "uac_log.txt", "answer"),
-        relayed=relayed,
-        relay_packets=relay_packets,
-        flows=flows,
-        record=record,
-        recent=recent,
-    )
+        return await drive_call(
+            role,
+            tmp,
+            ports,
+            callee=SippSide("gw", gateway_scenario, HOST, ports.gateway, gateway),
+            caller=SippSide("uac", "uac_rtp.xml", CLIENT, ports.client, free_port()),
+            target=edge_port(role),
+        )
 
 
 async def watch_relay(role: MediationRole, uac: Program) -> list[RelayCall]:
@@ -477,52 +510,18 @@ async def one_inbound_call(
     """The gateway (uac, media on 127.0.0.1) calls a client (uas with ``-rtp_echo``, media
     on 127.0.0.2) through the role. ``offer`` is what the client was offered, ``answer``
     what the gateway was answered."""
-    sipp = need_binary("sipp", "sip-tester")
-    tshark = need_binary("tshark", "tshark")
+    need_binary("sipp", "sip-tester")
+    need_binary("tshark", "tshark")
     client_sip = free_port()
     async with mediation(tmp, free_port(), ports, bypass, media_bypass, client_sip) as role:
-        capture = Capture(tshark, ports, tmp)
-        try:
-            await capture.ready()
-            client_args = [
-                sipp, "-sf", str(SCENARIOS / client_scenario), "-rtp_echo",
-                "-mi", CLIENT, "-mp", str(ports.client),
-                "-trace_logs", "-log_file", str(tmp / "client_log.txt"),
-                *sipp_common(client_sip, tmp, "client"),
-            ]  # fmt: skip
-            with running(client_args, tmp / "client.out") as client:
-                await asyncio.sleep(0.3)
-                gw_args = [
-                    sipp, f"{HOST}:{gateway_port(role)}", "-sf", str(SCENARIOS / "uac_rtp.xml"),
-                    "-s", NUMBER, "-m", "1", "-d", str(CALL_MS),
-                    "-mi", HOST, "-mp", str(ports.gateway),
-                    "-trace_logs", "-log_file", str(tmp / "gw_log.txt"),
-                    *sipp_common(free_port(), tmp, "gw"),
-                ]  # fmt: skip
-                with running(gw_args, tmp / "gw.out") as gw:
-                    relayed = await watch_relay(role, gw)
-                await settle(role)
-                await stop_uas(client)
-        finally:
-            capture.stop()
-        flows = capture.flows()
-        assert role.relay is not None and role.records is not None
-        relay_packets = role.relay.stats().packets
-        await role.records.aflush()
-        (record,) = role.records.recent(2)
-        recent = role.b2bua.recent_media(record.a_call_id)
-    return Outcome(
-        uac_exit=gw.returncode if gw.returncode is not None else -1,
-        uac_stats=sipp_stats(tmp / "gw.csv"),
-        gateway_stats=sipp_stats(tmp / "client.csv"),
-        offer=logged_sdp(tmp / "client_log.txt", "offer"),
-        answer=logged_sdp(tmp / "gw_log.txt", "answer"),
-        relayed=relayed,
-        relay_packets=relay_packets,
-        flows=flows,
-        record=record,
-        recent=recent,
-    )
+        return await drive_call(
+            role,
+            tmp,
+            ports,
+            callee=SippSide("client", client_scenario, CLIENT, ports.client, client_sip),
+            caller=SippSide("gw", "uac_rtp.xml", HOST, ports.gateway, free_port()),
+            target=gateway_port(role),
+        )
 
 
 def gateway_port(role: MediationRole) -> int:
