@@ -435,8 +435,6 @@ def test_import_cloudconnector_ini() -> None:
         "PrimaryCMS.ServerName",
         "PrimaryCMS.IP",
         "PrimaryCMS.ShareName",
-        "EdgeServer.InternalServerName",
-        "EdgeServer.ExternalMRPortRange",
         "Gateway2.CodecPreference",
     )
 

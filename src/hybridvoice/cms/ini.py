@@ -4,7 +4,7 @@ The file is read with :mod:`configparser` (keys keep their case, no interpolatio
 comments: a route regex may hold ``;`` or ``%``). Every key of ``[Common]``,
 ``[MediationServer]``, ``[GatewayN]``, ``[HybridVoiceRoutes]`` and ``[TrunkConfiguration]``
 that hybridvoice has a setting for is mapped (key names compared without regard to case);
-everything else — the ``[Network]``, ``[PrimaryCMS]`` and ``[EdgeServer]`` VM plumbing, update
+``[EdgeServer]`` too; everything else — the ``[Network]`` and ``[PrimaryCMS]`` VM plumbing, update
 server keys, unknown keys — is returned as ``Section.Key`` so that the admin sees exactly
 what was not carried over. Empty values count as unset. The result is validated like a TOML
 settings file: :class:`~hybridvoice.cms.settings.SettingsError` lists every problem.
@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from .settings import (
     Common,
+    EdgeServer,
     Gateway,
     MediationServer,
     Problem,
@@ -44,6 +45,7 @@ def _keys(model: type[BaseModel], *, skip: tuple[str, ...] = ()) -> dict[str, st
 _SECTIONS: Final[Mapping[str, dict[str, str]]] = {
     "Common": _keys(Common),
     "MediationServer": _keys(MediationServer),
+    "EdgeServer": _keys(EdgeServer),
     "TrunkConfiguration": _keys(TrunkConfiguration),
 }
 _GATEWAY_KEYS: Final = _keys(Gateway, skip=("name",))

@@ -39,8 +39,10 @@ from pydantic.alias_generators import to_pascal
 __all__ = [
     "HARDWARE_CALL_LIMITS",
     "Common",
+    "EdgeServer",
     "Gateway",
     "MediationServer",
+    "Online",
     "Problem",
     "Settings",
     "SettingsError",
@@ -182,6 +184,16 @@ _KEYS: Final[Mapping[str, str]] = {
     "forward_pai": "ForwardPAI",
     "bypass_service_ip": "BypassServiceIP",
     "max_concurrent_calls_override": "MaxConcurrentCalls",
+    "internal_server_ips": "InternalServerIPs",
+    "external_sip_ips": "ExternalSIPIPs",
+    "external_sip_pool_name": "ExternalSIPPoolName",
+    "external_sip_port": "ExternalSIPPort",
+    "external_mr_fqdn_pool_name": "ExternalMRFQDNPoolName",
+    "external_mr_ips": "ExternalMRIPs",
+    "external_mr_public_ips": "ExternalMRPublicIPs",
+    "external_mr_port_range": "ExternalMRPortRange",
+    "service_url": "ServiceURL",
+    "sip_addresses": "SIPAddresses",
 }
 
 
@@ -290,6 +302,54 @@ class MediationServer(_Section):
         return (self.bypass_service_ip or self.ip, self.bypass_service_port)
 
 
+class EdgeServer(_Section):
+    """``[EdgeServer]``: the access edge, between the online service (external side) and this
+    appliance's mediation role (internal side). CCE listens with MTLS on 5061 on both sides;
+    TCP is allowed for labs. The media relay keys (``ExternalMR*``) size the TURN relay."""
+
+    internal_server_name: str | None = None
+    internal_pool_name: HostName | None = None
+    internal_server_ips: Annotated[tuple[IPAddress, ...], BeforeValidator(_words)] = ("127.0.0.1",)
+    internal_port: ListenPort = 5061
+    internal_protocol: Annotated[Literal["TCP", "TLS", "UDP"], BeforeValidator(_upper)] = "TLS"
+    external_sip_pool_name: HostName | None = None
+    external_sip_ips: Annotated[tuple[IPAddress, ...], BeforeValidator(_words)] = ("127.0.0.1",)
+    external_sip_port: ListenPort = 5061
+    external_protocol: Annotated[Literal["TCP", "TLS", "UDP"], BeforeValidator(_upper)] = "TLS"
+    external_mr_fqdn_pool_name: HostName | None = None
+    external_mr_ips: Annotated[tuple[IPAddress, ...], BeforeValidator(_words)] = ()
+    external_mr_public_ips: Annotated[tuple[IPAddress, ...], BeforeValidator(_words)] = ()
+    external_mr_port_range: str = "50000-59999"
+    #: 503 to the cloud when the mediation role does not answer within this many seconds
+    mediation_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+
+    @field_validator("external_mr_port_range")
+    @classmethod
+    def _port_range(cls, value: str) -> str:
+        m = re.fullmatch(r"\s*(\d+)\s*[- ]\s*(\d+)\s*", value)  # CCE writes "50000 59999"
+        if m is None or not 1 <= int(m.group(1)) <= int(m.group(2)) <= 65535:
+            raise ValueError(f"must be FIRST-LAST within 1-65535, got {value!r}")
+        return f"{int(m.group(1))}-{int(m.group(2))}"
+
+
+class Online(_Section):
+    """``[Online]`` (hybridvoice): how the appliance reaches the online service. The SIP side
+    is ``[Common] OnlineSipFederationFqdn``; this is the management API (registration,
+    heartbeats, the replication feed) and the addresses the edge trusts SIP from."""
+
+    service_url: str = "http://127.0.0.1:8470"
+    appliance_name: str | None = None  # default: [Common] ServerName, else the site name
+    sip_addresses: Annotated[tuple[IPAddress, ...], BeforeValidator(_words)] = ("127.0.0.1",)
+    heartbeat_seconds: float = Field(default=1.0, gt=0, le=3600)
+
+    @field_validator("service_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+
 class TranslationRule(_Section):
     """One number translation rule: ``Pattern`` (regex) -> ``Replacement``.
 
@@ -354,6 +414,8 @@ class Gateway(_Section):
     forward_pai: bool | None = None
     forward_call_history: bool | None = None
     media_bypass: bool = False
+    #: pass REFER on to this gateway (None: ``[TrunkConfiguration] EnableReferSupport``)
+    enable_refer_support: bool | None = None
     inbound_caller_rules: Rules = ()
     inbound_callee_rules: Rules = ()
     outbound_caller_rules: Rules = ()
@@ -408,6 +470,12 @@ class Gateway(_Section):
             return trunk.forward_call_history
         return self.forward_call_history
 
+    def supports_refer(self, trunk: TrunkConfiguration) -> bool:
+        """``EnableReferSupport`` of this gateway, else of ``[TrunkConfiguration]``."""
+        if self.enable_refer_support is None:
+            return trunk.enable_refer_support
+        return self.enable_refer_support
+
 
 def _unknown_routes(unknown: list[str], routes: Mapping[str, object]) -> str:
     known = ", ".join(sorted(routes)) or "none"
@@ -432,6 +500,8 @@ class Settings(_Section):
 
     common: Common
     mediation_server: MediationServer = Field(default_factory=MediationServer)
+    edge_server: EdgeServer = Field(default_factory=EdgeServer)
+    online: Online = Field(default_factory=Online)
     gateways: tuple[Gateway, ...] = ()
     hybrid_voice_routes: Mapping[str, Regex] = Field(default_factory=dict)
     trunk_configuration: TrunkConfiguration = Field(default_factory=TrunkConfiguration)
