@@ -166,6 +166,16 @@ def python_template(replacement: str) -> str:
 
 Port = Annotated[int, AfterValidator(_port)]
 ListenPort = Annotated[int, AfterValidator(_listen_port)]
+
+
+def _off(value: object) -> object:
+    """``false`` or ``"off"`` switch an optional listener off (TOML has no null)."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "")):
+        return None
+    return value
+
+
+OptionalListenPort = Annotated[ListenPort | None, BeforeValidator(_off)]
 IPAddress = Annotated[str, AfterValidator(_ip)]
 HostName = Annotated[str, AfterValidator(_hostname)]
 Regex = Annotated[str, AfterValidator(_regex)]
@@ -263,9 +273,9 @@ class MediationServer(_Section):
     server_name: str | None = None
     pool_name: HostName | None = None
     ip: IPAddress = "127.0.0.1"
-    tcp_port: ListenPort | None = 5068
-    tls_port: ListenPort | None = 5067
-    udp_port: ListenPort | None = None
+    tcp_port: OptionalListenPort = 5068
+    tls_port: OptionalListenPort = 5067
+    udp_port: OptionalListenPort = None
     media_port_start: Port = 49152
     media_port_end: Port = 57500
     bypass_service_ip: IPAddress | None = None

@@ -1,0 +1,153 @@
+"""Write a settings file: a commented TOML document whose keys mirror CloudConnector.ini.
+
+``hybridvoice init`` uses :func:`render_settings` on either the lab defaults
+(:func:`lab_settings`: one site, a lab gateway on loopback) or on settings imported from a
+real CloudConnector.ini (:func:`hybridvoice.cms.ini.import_ini`), in which case the keys that
+could not be carried over are listed at the top of the file too. The output always loads
+back with :func:`hybridvoice.cms.settings.load_settings` to the same settings (tested).
+tomlkit writes the document so that values are quoted and escaped correctly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+import tomlkit
+from tomlkit.items import Table
+
+from .settings import MediationServer, Settings, parse_settings
+
+__all__ = ["LAB_GATEWAY_PORT", "lab_settings", "render_settings"]
+
+#: where the built-in lab gateway of ``hybridvoice up`` listens (UDP, loopback)
+LAB_GATEWAY_PORT: Final = 5080
+
+_SECTION_NOTES: Final[Mapping[str, str]] = {
+    "Common": "The appliance and its site (CloudConnector.ini [Common]).",
+    "EdgeServer": (
+        "The access edge: external side toward the online service, internal side toward this\n"
+        "appliance's mediation role. CCE used MTLS on 5061 on both sides; TCP is fine in labs."
+    ),
+    "MediationServer": (
+        "The mediation role: gateway-side listeners (TCP 5068 / TLS 5067, UDP when a gateway\n"
+        "needs it), the RTP relay port range (4 ports per anchored call) and the media bypass\n"
+        "web service (internal interface only)."
+    ),
+    "Online": "How this appliance reaches the online service (registration, heartbeats, "
+    "replication).",
+    "TrunkConfiguration": "Trunk-wide behaviour; a gateway's own keys override these.",
+    "HybridVoiceRoutes": (
+        "Voice routes: name = regular expression on the dialled number (+E.164).\n"
+        "A gateway takes the calls of the routes listed in its VoiceRoutes."
+    ),
+}
+
+_KEY_NOTES: Final[Mapping[str, str]] = {
+    "SIPDomains": "space-separated; the first is the default domain",
+    "HardwareType": "Normal = 500 concurrent calls, Minimum = 50",
+    "OnlineSipFederationFqdn": "the online service's SIP name (edge external next hop)",
+    "InternalServerIPs": "where the edge listens for its mediation role",
+    "ExternalSIPIPs": "where the edge listens for the online service",
+    "MediationTimeoutSeconds": "no answer from mediation within this: 503 to the cloud",
+    "BypassServicePort": "80 in production; a port >= 1024 runs without privileges",
+    "InternalSubnets": "clients in these subnets are internal (media bypass applies)",
+    "ServiceURL": "the online service's management API",
+    "SIPAddresses": "the online service's SIP addresses the edge accepts requests from",
+    "OptionsIntervalSeconds": "SIP OPTIONS health checks toward every gateway",
+    "EnableFastFailoverTimer": "an unanswered outbound call moves on after 10 s",
+}
+
+
+def lab_settings(*, domain: str = "contoso.example", site: str = "Lab") -> Settings:
+    """Settings for a one-machine lab: loopback everywhere, TCP between the roles, the
+    built-in lab gateway (UDP :data:`LAB_GATEWAY_PORT`) taking every number."""
+    return parse_settings(
+        {
+            "Common": {"SIPDomains": domain, "SiteName": site, "ServerName": "appliance1"},
+            "EdgeServer": {
+                "InternalServerIPs": "127.0.0.1",
+                "InternalPort": 5071,
+                "InternalProtocol": "TCP",
+                "ExternalSIPIPs": "127.0.0.1",
+                "ExternalSIPPort": 5061,
+                "ExternalProtocol": "TCP",
+            },
+            "MediationServer": {
+                "IP": "127.0.0.1",
+                "TCPPort": 5068,
+                "TLSPort": None,
+                "UDPPort": 5069,
+                "BypassServicePort": 8471,
+                "InternalSubnets": "127.0.0.0/8",
+            },
+            "Online": {"ServiceURL": "http://127.0.0.1:8470", "SIPAddresses": "127.0.0.1"},
+            "Gateway1": {
+                "IP": "127.0.0.1",
+                "Port": LAB_GATEWAY_PORT,
+                "Protocol": "UDP",
+                "VoiceRoutes": "LocalRoute",
+            },
+            "HybridVoiceRoutes": {"LocalRoute": ".*"},
+            "TrunkConfiguration": {"OptionsIntervalSeconds": 5},
+        }
+    )
+
+
+def _value(value: Any) -> Any:
+    """Settings values as TOML values: lists of words become one space-separated string, as
+    CloudConnector.ini writes them (the schema reads both)."""
+    if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
+        return " ".join(str(v) for v in value)
+    return value
+
+
+def _table(
+    values: Mapping[str, Any], note: str | None, defaults: Mapping[str, Any] | None = None
+) -> Table:
+    table = tomlkit.table()
+    if note:
+        for line in note.splitlines():
+            table.add(tomlkit.comment(line))
+    for key, raw in values.items():
+        off = raw is None and defaults is not None and defaults.get(key) is not None
+        if not off and (raw is None or raw in ([], {})):
+            continue  # unset: the schema's default applies
+        item = tomlkit.item(False if off else _value(raw))  # False: a listener switched off
+        if key in _KEY_NOTES:
+            item.comment(_KEY_NOTES[key])
+        table.add(key, item)
+    return table
+
+
+def render_settings(
+    settings: Settings, *, source: str | None = None, unmapped: Sequence[str] = ()
+) -> str:
+    """``settings`` as a commented TOML document; ``source`` and ``unmapped`` (keys of an
+    imported CloudConnector.ini that have no hybridvoice setting) go into the header."""
+    data = settings.model_dump(by_alias=True, mode="json")
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("hybridvoice appliance settings. Keys mirror CloudConnector.ini;"))
+    doc.add(tomlkit.comment("check with `hybridvoice up --config FILE` (errors name the key)."))
+    if source:
+        doc.add(tomlkit.comment(f"Imported from {source}."))
+    if unmapped:
+        doc.add(tomlkit.comment(f"{len(unmapped)} key(s) of the ini file were not carried over:"))
+        for key in unmapped:
+            doc.add(tomlkit.comment(f"  {key}"))
+    doc.add(tomlkit.nl())
+    defaults = MediationServer().model_dump(by_alias=True, mode="json")
+    for section in ("Common", "EdgeServer", "MediationServer", "Online", "TrunkConfiguration"):
+        known = defaults if section == "MediationServer" else None
+        doc.add(section, _table(data[section], _SECTION_NOTES.get(section), known))
+    routes = data.get("HybridVoiceRoutes") or {}
+    doc.add("HybridVoiceRoutes", _table(routes, _SECTION_NOTES["HybridVoiceRoutes"]))
+    for index, gateway in enumerate(_gateways(data.get("Gateways") or ()), start=1):
+        note = "A PSTN gateway, SBC or IP-PBX." if index == 1 else None
+        doc.add(f"Gateway{index}", _table(gateway, note))
+    return tomlkit.dumps(doc)
+
+
+def _gateways(gateways: Iterable[Mapping[str, Any]]) -> Iterable[dict[str, Any]]:
+    for gateway in gateways:
+        yield {k: v for k, v in gateway.items() if k != "Name"}

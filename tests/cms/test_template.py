@@ -1,0 +1,46 @@
+"""The settings file ``hybridvoice init`` writes loads back to the same settings."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+from test_settings import CCE_INI
+
+from hybridvoice.cms.ini import import_ini
+from hybridvoice.cms.settings import SettingsError, parse_settings
+from hybridvoice.cms.template import lab_settings, render_settings
+
+
+def test_lab_settings_round_trip() -> None:
+    text = render_settings(lab_settings())
+    assert parse_settings(tomllib.loads(text)) == lab_settings()
+    assert "# A PSTN gateway, SBC or IP-PBX." in text
+    assert "TLSPort = false" in text  # a listener switched off stays off
+
+
+def test_imported_ini_round_trip_lists_unmapped_keys() -> None:
+    settings, unmapped = import_ini(CCE_INI)
+    text = render_settings(settings, source="CloudConnector.ini", unmapped=unmapped)
+    assert parse_settings(tomllib.loads(text)) == settings
+    for key in unmapped:
+        assert f"#   {key}\n" in text
+    assert "[Gateway2]" in text
+
+
+@pytest.mark.parametrize("value", [False, "off", "OFF"])
+def test_listeners_switch_off(value: object) -> None:
+    raw = {"Common": {"SIPDomains": "a.example", "SiteName": "x"}}
+    settings = parse_settings({**raw, "MediationServer": {"TLSPort": value}})
+    assert settings.mediation_server.tls_port is None
+
+
+def test_edge_settings_problems_name_the_key() -> None:
+    raw = {
+        "Common": {"SIPDomains": "a.example", "SiteName": "x"},
+        "EdgeServer": {"ExternalMRPortRange": "60000 50000", "InternalProtocol": "SCTP"},
+    }
+    with pytest.raises(SettingsError) as info:
+        parse_settings(raw)
+    found = {p.key for p in info.value.problems}
+    assert found == {"EdgeServer.ExternalMRPortRange", "EdgeServer.InternalProtocol"}
