@@ -108,6 +108,31 @@ async def pair(kind: str, tu: TU, **listen: object) -> tuple[Endpoint, Endpoint,
     return client, server, listening
 
 
+def test_destination_local_picks_the_interface(run: Callable[[Awaitable[None]], None]) -> None:
+    """A dual-homed endpoint (two UDP transports) sends from the one ``local`` names, so
+    the Via sent-by and the packet's source are that interface's (a dual-homed edge)."""
+
+    async def main() -> None:
+        tu = TU(200)
+        client, server, listening = await pair("UDP", tu)
+        second = await client.listen("UDP", "127.0.0.1", 0)
+        try:
+            port = listening.local[1]
+            for transport in (second, client.transports[0]):
+                request = new_request("OPTIONS", f"sip:uas@127.0.0.1:{port}")
+                destination = Destination("UDP", "127.0.0.1", port, local=transport.local)
+                assert (await client.request(request, destination, timeout=WAIT)).status == 200
+                _, received = await tu.requests.get()
+                via = received.top_via
+                assert via is not None and f"{via.host}:{via.port}" == transport.sent_by
+                assert via.rport == transport.local[1]  # the packet came from that socket
+        finally:
+            await client.close()
+            await server.close()
+
+    run(main())
+
+
 @pytest.mark.parametrize("kind", ["UDP", "TCP"])
 def test_request_and_response(run: Callable[[Awaitable[None]], None], kind: str) -> None:
     async def main() -> None:

@@ -207,7 +207,13 @@ class Endpoint:
         self._by_kind.setdefault((transport.kind, transport.family), transport)
 
     def transport_for(self, destination: Destination) -> Transport:
-        """The transport requests to ``destination`` go out on (§18.1.1)."""
+        """The transport requests to ``destination`` go out on (§18.1.1): the one bound to
+        ``destination.local`` when given, else the first of its kind and address family."""
+        if destination.local is not None:
+            kind = destination.transport.upper()
+            for candidate in self.transports:
+                if candidate.kind == kind and candidate.local == destination.local:
+                    return candidate
         key = (destination.transport.upper(), family_of(destination.host))
         transport = self._by_kind.get(key)
         if transport is None:

@@ -77,12 +77,15 @@ class Destination:
     """Where to send a request: transport name, IP literal (no brackets) and port.
 
     ``server_name`` is the name a TLS certificate is checked against (SNI); the IP otherwise.
+    ``local`` picks the transport to send from by its bound address when an endpoint has
+    several of one kind (a dual-homed edge: the internal or the external interface).
     """
 
     transport: str
     host: str
     port: int
     server_name: str | None = None
+    local: tuple[str, int] | None = None
 
     @property
     def reliable(self) -> bool:
