@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Final
+from typing import Final, cast
 
 from hybridvoice.net.ua import Call, CallUpdate
 from hybridvoice.sip.message import Request
@@ -51,8 +51,7 @@ class RtpEcho(asyncio.DatagramProtocol):
         return int(self.transport.get_extra_info("sockname")[1])
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is no subclass
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self.packets += 1
