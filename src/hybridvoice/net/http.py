@@ -2,7 +2,7 @@
 
 :func:`serve_asgi` runs uvicorn's ``Server`` as a task of the current loop: no new process, no
 signal handlers of its own (the host process owns SIGINT/SIGTERM), no logging configuration of
-its own (``log_config=None``: the host's logging applies), no ``Server`` header, no lifespan
+its own (``log_config=None``: the host's logging applies), no ``Server`` header, lifespan events only when asked
 events. It binds the IP address literal it is given (``port=0``: any free port) and refuses the
 wildcard addresses ``0.0.0.0``/``::`` unless asked, so a service meant for one interface is not
 exposed on all of them by a configuration slip. A bind failure (address in use, not local),
@@ -76,12 +76,13 @@ async def _run(server: _EmbeddedServer, where: str) -> None:
 
 
 async def serve_asgi(
-    app: AsgiApp, host: str, port: int, *, allow_wildcard: bool = False
+    app: AsgiApp, host: str, port: int, *, allow_wildcard: bool = False, lifespan: bool = False
 ) -> AsgiServer:
     """Serve ``app`` on ``host:port`` (``port=0``: any free port) in this event loop.
 
     ``host`` must be an IP address literal; ``0.0.0.0``/``::`` are refused unless
-    ``allow_wildcard`` is set. Returns once the socket listens; raises :class:`HttpServeError`
+    ``allow_wildcard`` is set; ``lifespan`` runs the app's startup/shutdown events (background
+    tasks such as a sweep). Returns once the socket listens; raises :class:`HttpServeError`
     when it cannot.
     """
     try:
@@ -91,7 +92,7 @@ async def serve_asgi(
     if address.is_unspecified and not allow_wildcard:
         raise HttpServeError(f"refusing to bind to the wildcard address {host}")
     config = uvicorn.Config(
-        app, host=host, port=port, lifespan="off", log_config=None, access_log=False,
+        app, host=host, port=port, lifespan="on" if lifespan else "off", log_config=None, access_log=False,
         server_header=False, timeout_graceful_shutdown=5,
     )  # fmt: skip
     server = _EmbeddedServer(config)
