@@ -2,8 +2,8 @@
 
 :func:`serve_asgi` runs uvicorn's ``Server`` as a task of the current loop: no new process, no
 signal handlers of its own (the host process owns SIGINT/SIGTERM), no logging configuration of
-its own (``log_config=None``: the host's logging applies), no ``Server`` header, lifespan events only when asked
-events. It binds the IP address literal it is given (``port=0``: any free port) and refuses the
+its own (``log_config=None``: the host's logging applies), no ``Server`` header, the app's
+lifespan events only when asked. It binds the IP address literal it is given (``port=0``: any free port) and refuses the
 wildcard addresses ``0.0.0.0``/``::`` unless asked, so a service meant for one interface is not
 exposed on all of them by a configuration slip. A bind failure (address in use, not local),
 which uvicorn reports with ``SystemExit``, becomes :class:`HttpServeError`.
