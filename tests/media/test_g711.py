@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hybridvoice.media import ALAW_TO_ULAW, ULAW_TO_ALAW, alaw_to_ulaw, ulaw_to_alaw
-from hybridvoice.media.g711 import transcode_table
+from hybridvoice.media.g711 import linear_to_ulaw, transcode_table, ulaw_tone
 
 
 def ulaw_decode(code: int) -> int:
@@ -92,3 +92,23 @@ def test_transcode_table_selection() -> None:
     assert transcode_table(0, 8) is ULAW_TO_ALAW
     assert transcode_table(8, 0) is ALAW_TO_ULAW
     assert transcode_table(0, 0) is None
+
+
+def test_linear_to_ulaw_matches_the_reference_points() -> None:
+    """G.711 mu-law: 0 -> 0xFF, the extremes -> 0x80 / 0x00, sign in the top bit; and the
+    decoded value of every code re-encodes to the same code (the encoder inverts the
+    decoder, Sun g711.c)."""
+    assert linear_to_ulaw(0) == 0xFF
+    assert linear_to_ulaw(32767) == 0x80
+    assert linear_to_ulaw(-32768) == 0x00
+    for code in range(256):
+        if code == 0x7F:  # negative zero decodes to 0, which encodes as positive zero
+            continue
+        assert linear_to_ulaw(ulaw_decode(code)) == code
+
+
+def test_ulaw_tone_is_periodic() -> None:
+    tone = ulaw_tone(1000.0, 160)  # 1 kHz at 8 kHz: a period of 8 samples
+    assert len(tone) == 160
+    assert tone[:8] == tone[8:16] == tone[152:160]
+    assert len(set(tone)) > 4

@@ -16,6 +16,7 @@ quantisation steps differ); a second round trip changes nothing (see tests).
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 __all__ = [
@@ -24,8 +25,10 @@ __all__ = [
     "PT_PCMU",
     "ULAW_TO_ALAW",
     "alaw_to_ulaw",
+    "linear_to_ulaw",
     "transcode_table",
     "ulaw_to_alaw",
+    "ulaw_tone",
 ]
 
 PT_PCMU: Final = 0
@@ -95,3 +98,24 @@ def transcode_table(from_pt: int, to_pt: int) -> bytes | None:
     if (from_pt, to_pt) == (PT_PCMA, PT_PCMU):
         return ALAW_TO_ULAW
     raise ValueError(f"no G.711 transcoding from payload type {from_pt} to {to_pt}")
+
+
+# --- linear PCM -> mu-law (ITU-T G.711 §3.2, the segment encoder of Sun's g711.c) ------------
+
+_ULAW_BIAS: Final = 0x84
+_ULAW_CLIP: Final = 32635
+
+
+def linear_to_ulaw(sample: int) -> int:
+    """One 16-bit linear PCM sample as a mu-law code (inverted bits, as sent on the wire)."""
+    sign = 0x80 if sample < 0 else 0
+    magnitude = min(-sample if sample < 0 else sample, _ULAW_CLIP) + _ULAW_BIAS
+    exponent = max(0, magnitude.bit_length() - 8)  # segment 0-7
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    return ~(sign | (exponent << 4) | mantissa) & 0xFF
+
+
+def ulaw_tone(frequency: float, samples: int, *, amplitude: int = 8000, rate: int = 8000) -> bytes:
+    """``samples`` of a sine tone at ``frequency`` Hz as PCMU payload (a test tone)."""
+    step = 2 * math.pi * frequency / rate
+    return bytes(linear_to_ulaw(round(amplitude * math.sin(step * i))) for i in range(samples))
