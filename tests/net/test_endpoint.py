@@ -116,6 +116,10 @@ def test_destination_local_picks_the_interface(run: Callable[[Awaitable[None]], 
         tu = TU(200)
         client, server, listening = await pair("UDP", tu)
         second = await client.listen("UDP", "127.0.0.1", 0)
+        ladder: list[tuple[str, str]] = []
+        client.trace = lambda way, m: ladder.append(
+            (way, m.method if isinstance(m, Request) else str(m.status))
+        )
         try:
             port = listening.local[1]
             for transport in (second, client.transports[0]):
@@ -126,6 +130,7 @@ def test_destination_local_picks_the_interface(run: Callable[[Awaitable[None]], 
                 via = received.top_via
                 assert via is not None and f"{via.host}:{via.port}" == transport.sent_by
                 assert via.rport == transport.local[1]  # the packet came from that socket
+            assert ladder == [("out", "OPTIONS"), ("in", "200")] * 2  # the trace hook
         finally:
             await client.close()
             await server.close()

@@ -142,6 +142,9 @@ class Endpoint:
             layer if layer is not None else TransactionLayer(timers, branch_factory=branch_factory)
         )
         self.counters = EndpointCounters()
+        #: called with ("in" | "out", message) for every message received or sent, first
+        #: sends and retransmissions alike (a SIP ladder for diagnostics); None: off
+        self.trace: Callable[[str, Request | Response], None] | None = None
         self.transports: list[Transport] = []
         self._branch = branch_factory
         self._loop = asyncio.get_running_loop()
@@ -278,6 +281,8 @@ class Endpoint:
         """Send a request outside any transaction: the ACK for a 2xx (§13.2.2.4, §17.1.1.1)."""
         transport = self.transport_for(destination)
         self.add_via(request, transport)
+        if self.trace is not None:
+            self.trace("out", request)
         self._count_out(request)
         transport.send(
             bytes(request),
@@ -321,6 +326,8 @@ class Endpoint:
     # --- MessageSink: called by the transports ------------------------------------------------
 
     def on_request(self, request: Request, source: Source) -> None:
+        if self.trace is not None:
+            self.trace("in", request)
         counts = self.counters.requests_in
         counts[request.method] = counts.get(request.method, 0) + 1
         self.layer.receive_request(
@@ -329,6 +336,8 @@ class Endpoint:
         self._drain()
 
     def on_response(self, response: Response, source: Source) -> None:
+        if self.trace is not None:
+            self.trace("in", response)
         counts = self.counters.responses_in
         counts[response.status] = counts.get(response.status, 0) + 1
         self.layer.receive_response(response, self._loop.time())
@@ -400,6 +409,8 @@ class Endpoint:
 
     def _send_request(self, tx: ClientTransaction, request: Request, destination: object) -> None:
         assert isinstance(destination, Destination)
+        if self.trace is not None:
+            self.trace("out", request)
         if tx in self._sent_requests:
             self.counters.retransmissions += 1
         else:
@@ -422,6 +433,8 @@ class Endpoint:
         """§18.2.2: reliable -> the request's connection, else a new one to received and the
         sent-by port; unreliable -> maddr, else received + rport or sent-by port."""
         assert isinstance(context, Source)
+        if self.trace is not None:
+            self.trace("out", response)
         if self._last_response.get(tx) is response:
             self.counters.retransmissions += 1
         else:
