@@ -5,6 +5,12 @@ A :class:`Call` wraps one sans-IO :class:`~hybridvoice.sip.session.InviteSession
 bye, re-INVITE, UPDATE, offer/answer per RFC 3264) run the session's actions through the
 UA at once, and its call-control events go to a :class:`CallHandler` (sippy's idea: events
 independent of SIP between the two legs of a B2BUA) and into ``history`` for ``await``.
+
+A caller's call with credentials answers a 401/407 to its INVITE by sending the INVITE again
+(RFC 3261 §8.1.3.5, §22.2, §22.3): same Call-ID, From tag and body, CSeq + 1, a new branch,
+the Authorization / Proxy-Authorization of :class:`~hybridvoice.net.register.DigestAuth`,
+once per realm; the application only sees the outcome of the last INVITE. A challenged BYE
+goes again the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from hybridvoice.sip.headers import Address
+from hybridvoice.sip.headers import Address, CSeq
 from hybridvoice.sip.message import Request, Response
 from hybridvoice.sip.refer import ReferTo, Replaces
 from hybridvoice.sip.session import (
@@ -29,6 +35,7 @@ from hybridvoice.sip.session import (
 from hybridvoice.sip.transaction import ClientTransaction, ServerTransaction, TransactionTimeout
 from hybridvoice.sip.uri import Uri, parse_uri
 
+from .register import DigestAuth
 from .transport import Destination, NetError, Transport
 
 if TYPE_CHECKING:
@@ -97,10 +104,9 @@ class Call:
     (a B2BUA keeps the other leg there)."""
 
     __slots__ = (
-        "_busy", "_cursor", "_destination", "_dialog_ids", "_invite_tx", "_server_txs",
-        "_timer", "_timer_when", "_ua", "_waiters", "data", "handler", "history", "replaces",
-        "session",
-        "transport",
+        "_auth", "_busy", "_cancel_asked", "_cursor", "_destination", "_dialog_ids",
+        "_invite_tx", "_server_txs", "_timer", "_timer_when", "_ua", "_waiters", "data",
+        "handler", "history", "replaces", "session", "transport",
     )  # fmt: skip
 
     def __init__(self, ua: UserAgent, session: InviteSession, transport: Transport | None) -> None:
@@ -121,6 +127,8 @@ class Call:
         self._server_txs: dict[int, ServerTransaction] = {}  # id(request) -> its transaction
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when: float | None = None
+        self._auth: DigestAuth | None = None  # UAC: answers 401/407 (§22.2)
+        self._cancel_asked = False  # UAC: cancel() or bye() before the answer
 
     def __repr__(self) -> str:
         return f"<Call {self.session.role.value} {self.call_id} {self.state.value}>"
@@ -167,10 +175,13 @@ class Call:
     def cancel(self) -> None:
         """UAC: CANCEL the unanswered INVITE (§9.1)."""
         self.session.cancel()
+        self._cancel_asked = True
         self._ua._run(self)
 
     def bye(self) -> None:
         """Hang up in any state: CANCEL, 603 or BYE as the state requires (§15)."""
+        if not self.incoming and self.state in _SETUP:
+            self._cancel_asked = True
         self.session.bye()
         self._ua._run(self)
 
@@ -293,7 +304,64 @@ class Call:
             return  # the INVITE's 487 (or 2xx) tells the session what happened (§9.1)
         ua = self._ua
         if isinstance(outcome, Response):
+            if (
+                outcome.status in (401, 407)
+                and self._auth is not None
+                and self._authenticate(tx.request, outcome)
+            ):
+                return
             self.session.receive_response(outcome, ua.now())
         else:
             self.session.request_timeout(tx.request, ua.now())
         ua._run(self)
+
+    def _authenticate(self, request: Request, response: Response) -> bool:
+        """Send ``request`` again with credentials for ``response``'s challenge (§22.2):
+        the initial INVITE while the call is being set up and not cancelled (the session
+        starts over with the new INVITE, §8.1.3.5), or a BYE. False: the session takes the
+        401/407 as the final response."""
+        auth = self._auth
+        assert auth is not None
+        session = self.session
+        method = request.method
+        if method == "INVITE":
+            if (
+                self.incoming
+                or self._cancel_asked
+                or self.state not in _SETUP
+                or response.cseq != session.invite.cseq
+                or not auth.answer(response)
+            ):
+                return False
+            invite = _next(session.invite)
+            auth.apply(invite)
+            ua = self._ua
+            self.session = InviteSession.outgoing(invite, config=ua.config, rng=ua._rng)
+            self._invite_tx = None
+            ua._run(self)
+            return True
+        if method == "BYE":
+            headers = request.headers
+            if "Authorization" not in headers and "Proxy-Authorization" not in headers:
+                auth.begin()  # a new request: the INVITE's realms may challenge it once
+            if not auth.answer(response):
+                return False
+            bye = _next(request)
+            auth.apply(bye)
+            self._ua._send_request(self, bye)
+            return True
+        return False
+
+
+#: The states of a call being set up (no final response yet).
+_SETUP = frozenset({State.CALLING, State.INCOMING, State.EARLY})
+
+
+def _next(request: Request) -> Request:
+    """The same request with CSeq + 1 and no Via (the endpoint adds one with a new branch)."""
+    cseq = request.cseq
+    assert cseq is not None
+    again = request.copy()
+    again.headers.remove("Via")
+    again.headers.set("CSeq", CSeq(cseq.seq + 1, cseq.method))
+    return again

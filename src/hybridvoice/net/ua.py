@@ -7,7 +7,9 @@ RFC 3261 §8.2 (UAS request checks, via :func:`~hybridvoice.sip.validate.check_r
 in the RFC 6026 §7.1 Accepted state, directly afterwards), §9 (CANCEL), §15 (BYE) and
 §8.1.2 / §18.1.1 (the next hop: first Route, else the Request-URI), RFC 3515 (REFER and its
 NOTIFYs go to the dialog's session) and RFC 3891 §3 (an INVITE with Replaces reaches the
-application with ``Call.replaces`` set to the matched call, or is refused 481/486/603/400).
+application with ``Call.replaces`` set to the matched call, or is refused 481/486/603/400),
+§22.2 / §22.3 (a call placed with credentials answers the 401/407 to its INVITE and BYE, see
+:mod:`hybridvoice.net.call`).
 
 :class:`UserAgent` is the endpoint's transaction user. It feeds the sans-IO
 :class:`~hybridvoice.sip.session.InviteSession` of each call, executes the session's actions
@@ -60,6 +62,7 @@ from .call import (
     RejectingApplication,
 )
 from .endpoint import Endpoint
+from .register import DigestAuth, DigestCredentials
 from .transport import DEFAULT_PORTS, Destination, NetError, Source, Transport, TransportError
 from .transport import response_address as _response_address
 
@@ -70,6 +73,7 @@ __all__ = [
     "CallFailedError",
     "CallHandler",
     "CallUpdate",
+    "DigestCredentials",
     "RejectingApplication",
     "Resolver",
     "UserAgent",
@@ -184,11 +188,14 @@ class UserAgent:
         destination: Destination | None = None,
         headers: Sequence[tuple[str, object]] = (),
         handler: CallHandler | None = None,
+        credentials: DigestCredentials | None = None,
     ) -> Call:
         """Place a call to ``target``: an INVITE with a fresh Call-ID, From tag, CSeq 1,
         Max-Forwards 70 and our Contact, sent to ``destination`` (default: the first Route
         of ``headers``, else ``target``; §8.1.2). ``sdp`` None sends an offer-less INVITE
-        (the offer then comes in the 2xx as an ``Offer`` event)."""
+        (the offer then comes in the 2xx as an ``Offer`` event). With ``credentials`` a
+        401/407 is answered by the INVITE sent again with Digest credentials, once per realm
+        (§22.2); only the outcome of that INVITE reaches the handler."""
         uri = parse_uri(target) if isinstance(target, str) else target
         from_addr = parse_address(from_) if isinstance(from_, str) else from_
         to_addr = Address(uri) if to is None else parse_address(to) if isinstance(to, str) else to
@@ -218,6 +225,8 @@ class UserAgent:
         call = Call(self, session, transport)
         call.handler = handler
         call._destination = destination
+        if credentials is not None:
+            call._auth = DigestAuth(credentials)
         self.calls.add(call)
         self._run(call)
         return call
@@ -369,9 +378,8 @@ class UserAgent:
         if call._busy:
             return
         call._busy = True
-        session = call.session
-        try:
-            while events := session.events():
+        try:  # call.session is read each round: an authenticated retry starts a new one
+            while events := call.session.events():
                 for event in events:
                     if isinstance(event, SendResponse):
                         self._send_response(call, event.response, event.for_request)
