@@ -1,0 +1,598 @@
+"""The online service's tenant store: SQLite rows, in-memory caches and the change feed.
+
+One SQLite file (WAL) per tenant holds every row (``rows``: kind, key, JSON value with secrets,
+the version that last wrote it) and the change feed (``changes``: version, kind, key, the
+replicated JSON value or NULL for a deletion); see :mod:`hybridvoice.cms.changes` for the
+vocabulary. Every write is one transaction that updates the rows and appends its changes with
+the next versions, so the feed and the rows never disagree and reopening the file gives the
+same data and version.
+
+Reads never touch SQLite: each kind is cached in memory (and users by number, for reverse
+number lookup in O(1)). The API is synchronous and meant for the event loop thread; calls from
+other threads are serialised by a lock, and waiters of :meth:`TenantStore.wait_for_change` are
+woken through their own loop.
+
+Heartbeats: :meth:`TenantStore.heartbeat` always updates the cached appliance, but only writes
+(and emits an ``appliance`` change) when the status or version changes or when the last written
+heartbeat is :data:`HEARTBEAT_PUBLISH_INTERVAL` (30 s) old or more, so steady heartbeats do not
+flood the feed. A restart therefore sees heartbeats at most 30 s old.
+
+Durability: ``synchronous=NORMAL`` in WAL mode: a process crash loses nothing committed; a
+power loss may lose the last few commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from hybridvoice.cms.changes import Change
+
+from .models import (
+    Appliance,
+    ApplianceStatus,
+    DialPlanRule,
+    HybridConfig,
+    NetworkConfig,
+    Site,
+    User,
+    canonical_aor,
+    canonical_fqdn,
+    replicated,
+)
+
+__all__ = ["HEARTBEAT_PUBLISH_INTERVAL", "StoreError", "TenantStore"]
+
+_log = logging.getLogger(__name__)
+
+#: a heartbeat that changes nothing else is written at most this often (seconds)
+HEARTBEAT_PUBLISH_INTERVAL: Final = 30.0
+_GLOBAL: Final = "global"
+_STATUSES: Final = ("online", "offline", "maintenance")
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rows (
+    kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    version INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT
+);
+"""
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StoreError(ValueError):
+    """A write the tenant's data does not allow; the message says what to do instead."""
+
+
+# one row write: (kind, key, stored model or None to delete)
+_Op = tuple[str, str, BaseModel | None]
+
+
+class TenantStore:
+    """A tenant's users, sites, configuration, appliances and dial plan, with a change feed."""
+
+    def __init__(self, path: str | Path = ":memory:", *, tenant: str = "default") -> None:
+        self.tenant = tenant
+        self._lock = threading.RLock()
+        try:
+            db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open the tenant store {path}: {exc}: check that the directory exists, "
+                "is writable, and that the file is a hybridvoice tenant store"
+            ) from exc
+        self._db: sqlite3.Connection | None = db
+        row = db.execute("SELECT value FROM meta WHERE name = 'tenant'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO meta VALUES ('tenant', ?)", (tenant,))
+        elif row[0] != tenant:
+            db.close()
+            self._db = None
+            raise StoreError(
+                f"{path} holds tenant {row[0]!r}, not {tenant!r}: open it with tenant={row[0]!r} "
+                "or use another file"
+            )
+        self._version = 0
+        self._domains: dict[str, None] = {}
+        self._users: dict[str, User] = {}
+        self._by_number: dict[str, str] = {}
+        self._sites: dict[str, Site] = {}
+        self._appliances: dict[str, Appliance] = {}
+        self._written_heartbeat: dict[str, float] = {}
+        self._dialplan: dict[str, DialPlanRule] = {}
+        self._dialplan_sorted: list[DialPlanRule] | None = None  # dialplan() order, cached
+        self._hybrid = HybridConfig()
+        self._network = NetworkConfig()
+        self._subscribers: list[Callable[[Change], None]] = []
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._load(db)
+
+    # --- the feed --------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """The version of the last change, 0 for an empty store."""
+        return self._version
+
+    def changes_since(self, version: int, limit: int = 1000) -> list[Change]:
+        """Changes with a version above `version`, oldest first, at most `limit`."""
+        with self._lock:
+            if version >= self._version or limit <= 0:
+                return []
+            rows = self._conn().execute(
+                "SELECT version, kind, key, value FROM changes WHERE version > ? "
+                "ORDER BY version LIMIT ?",
+                (version, limit),
+            )
+            return [
+                Change(v, k, key, None if j is None else json.loads(j)) for v, k, key, j in rows
+            ]
+
+    async def wait_for_change(self, version: int, timeout: float) -> bool:
+        """True once :attr:`version` exceeds `version` (at once if it already does), False when
+        `timeout` seconds pass first."""
+        if self._version > version:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._version <= version:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            event = asyncio.Event()
+            waiter = (loop, event)
+            with self._lock:
+                self._waiters.append(waiter)
+            try:
+                if self._version > version:  # a write slipped in before we registered
+                    return True
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return self._version > version
+            finally:
+                with self._lock:
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
+        return True
+
+    def subscribe(self, callback: Callable[[Change], None]) -> Callable[[], None]:
+        """Call `callback` with each change after it is committed; returns the unsubscriber.
+
+        Callbacks run in the writer's thread; one that raises is logged and skipped.
+        """
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def snapshot(self) -> tuple[int, list[Change]]:
+        """(version, every live row as a Change at the version that last wrote it), for a
+        fresh replica that then follows :meth:`changes_since` from that version."""
+        with self._lock:
+            rows = self._conn().execute(
+                "SELECT version, kind, key, value FROM rows ORDER BY version"
+            )
+            out = [Change(v, k, key, _replicated_value(k, json.loads(j))) for v, k, key, j in rows]
+            return self._version, out
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # --- domains ---------------------------------------------------------------------------------
+
+    def add_domain(self, name: str) -> None:
+        domain = _domain(name)
+        with self._lock:
+            if domain not in self._domains:
+                self._write([("domain", domain, _EMPTY)])
+
+    def remove_domain(self, name: str) -> None:
+        """Remove a SIP domain; StoreError while users of that domain exist."""
+        domain = _domain(name)
+        with self._lock:
+            if domain not in self._domains:
+                return
+            users = [u.sip_uri for u in self._users.values() if u.domain == domain]
+            if users:
+                raise StoreError(
+                    f"domain {domain} still has {len(users)} user(s) ({', '.join(users[:3])}): "
+                    "remove them first"
+                )
+            self._write([("domain", domain, None)])
+
+    def domains(self) -> list[str]:
+        return list(self._domains)
+
+    # --- users -----------------------------------------------------------------------------------
+
+    def set_user(self, user: User) -> User:
+        """Create or replace a user. A user given without HA1s keeps the stored ones, so an
+        update built from a replicated value (which carries no secrets) keeps the password."""
+        with self._lock:
+            if user.domain not in self._domains:
+                raise StoreError(
+                    f"{user.sip_uri}: {user.domain} is not one of the tenant's domains "
+                    f"({', '.join(self._domains) or 'none'}): add it first with add_domain"
+                )
+            site = user.hybrid_pstn_site
+            if site is not None and site not in self._sites:
+                raise StoreError(
+                    f"{user.sip_uri}: hybrid PSTN site {site!r} does not exist: create it "
+                    "(new_site) or register an appliance of that site first"
+                )
+            number = user.e164
+            owner = None if number is None else self._by_number.get(number)
+            if owner is not None and owner != user.sip_uri:
+                raise StoreError(
+                    f"{user.sip_uri}: line URI {user.line_uri} already belongs to {owner}: "
+                    "free it there first"
+                )
+            old = self._users.get(user.sip_uri)
+            if old is not None and not user.has_password and old.has_password:
+                user = user.model_copy(
+                    update={
+                        "ha1_md5": old.ha1_md5,
+                        "ha1_sha256": old.ha1_sha256,
+                        "ha1_realm": old.ha1_realm,
+                    }
+                )
+            if old != user:
+                self._write([("user", user.sip_uri, user)])
+            return user
+
+    def get_user(self, sip_uri: str) -> User | None:
+        try:
+            return self._users.get(canonical_aor(sip_uri))
+        except ValueError:
+            return None
+
+    def users(self) -> list[User]:
+        return list(self._users.values())
+
+    def remove_user(self, sip_uri: str) -> None:
+        user = self.get_user(sip_uri)
+        if user is not None:
+            self._write([("user", user.sip_uri, None)])
+
+    def user_by_number(self, e164: str) -> User | None:
+        """The user whose line URI is ``tel:`` + `e164` (``+46812345678``; a ``tel:`` prefix
+        and visual separators are tolerated)."""
+        number = e164.removeprefix("tel:").translate(_SEPARATORS)
+        key = self._by_number.get(number)
+        return None if key is None else self._users.get(key)
+
+    # --- sites -----------------------------------------------------------------------------------
+
+    def new_site(self, site: Site) -> Site:
+        with self._lock:
+            if site.name in self._sites:
+                raise StoreError(f"site {site.name!r} exists: change it with set_site instead")
+            return self.set_site(site)
+
+    def set_site(self, site: Site) -> Site:
+        with self._lock:
+            if self._sites.get(site.name) != site:
+                self._write([("site", site.name, site)])
+            return site
+
+    def get_site(self, name: str) -> Site | None:
+        return self._sites.get(name)
+
+    def sites(self) -> list[Site]:
+        return list(self._sites.values())
+
+    def remove_site(self, name: str) -> None:
+        with self._lock:
+            if name not in self._sites:
+                return
+            appliances = [a.name for a in self._appliances.values() if a.site == name]
+            if appliances:
+                raise StoreError(
+                    f"site {name!r} still has appliances registered ({', '.join(appliances)}): "
+                    "unregister them first (remove_appliance)"
+                )
+            users = [u.sip_uri for u in self._users.values() if u.hybrid_pstn_site == name]
+            if users:
+                raise StoreError(
+                    f"site {name!r} is the hybrid PSTN site of {len(users)} user(s) "
+                    f"({', '.join(users[:3])}): move them to another site first"
+                )
+            self._write([("site", name, None)])
+
+    # --- tenant configuration --------------------------------------------------------------------
+
+    def hybrid_config(self) -> HybridConfig:
+        return self._hybrid
+
+    def set_hybrid_config(self, cfg: HybridConfig) -> HybridConfig:
+        with self._lock:
+            if cfg != self._hybrid:
+                self._write([("hybrid_config", _GLOBAL, cfg)])
+            return cfg
+
+    def network_config(self) -> NetworkConfig:
+        return self._network
+
+    def set_network_config(self, cfg: NetworkConfig) -> NetworkConfig:
+        with self._lock:
+            if cfg != self._network:
+                self._write([("network_config", _GLOBAL, cfg)])
+            return cfg
+
+    # --- appliances ------------------------------------------------------------------------------
+
+    def register_appliance(self, appliance: Appliance, now: float) -> Appliance:
+        """Register (or re-register) an appliance; the first one of a site creates the site
+        with the appliance's edge FQDN. `registered_at` and `last_heartbeat` become `now`."""
+        with self._lock:
+            old = self._appliances.get(appliance.name)
+            if old is not None and old.site != appliance.site:
+                raise StoreError(
+                    f"appliance {appliance.name!r} is registered to site {old.site!r}: "
+                    "unregister it (remove_appliance) before registering it to "
+                    f"{appliance.site!r}"
+                )
+            ops: list[_Op] = []
+            site = self._sites.get(appliance.site)
+            if site is None:
+                site = Site(name=appliance.site, edge_fqdn=appliance.edge_fqdn)
+                ops.append(("site", site.name, site))
+            elif site.edge_fqdn != appliance.edge_fqdn:
+                raise StoreError(
+                    f"appliance {appliance.name!r} has edge FQDN {appliance.edge_fqdn} but site "
+                    f"{site.name!r} uses {site.edge_fqdn}: every appliance of a site shares the "
+                    "site's edge pool FQDN; fix the appliance or change the site with set_site"
+                )
+            appliance = appliance.model_copy(update={"registered_at": now, "last_heartbeat": now})
+            ops.append(("appliance", appliance.name, appliance))
+            self._write(ops)
+            return appliance
+
+    def heartbeat(
+        self, name: str, status: str, now: float, version: str | None = None
+    ) -> Appliance:
+        """Record an appliance's status report (see the module docstring on throttling)."""
+        if status not in _STATUSES:
+            raise StoreError(f"status {status!r} must be one of {', '.join(_STATUSES)}")
+        with self._lock:
+            old = self._appliances.get(name)
+            if old is None:
+                raise StoreError(
+                    f"appliance {name!r} is not registered: register it (register_appliance) first"
+                )
+            new = old.model_copy(
+                update={
+                    "status": status,
+                    "last_heartbeat": max(now, old.last_heartbeat),
+                    "version": old.version if version is None else version,
+                }
+            )
+            written = self._written_heartbeat.get(name, old.last_heartbeat)
+            if (
+                new.status != old.status
+                or new.version != old.version
+                or now - written >= HEARTBEAT_PUBLISH_INTERVAL
+            ):
+                self._write([("appliance", name, new)])
+            else:
+                self._appliances[name] = new  # cache only: see the module docstring
+            return new
+
+    def appliances(self, site: str | None = None) -> list[Appliance]:
+        return [a for a in self._appliances.values() if site is None or a.site == site]
+
+    def get_appliance(self, name: str) -> Appliance | None:
+        return self._appliances.get(name)
+
+    def remove_appliance(self, name: str) -> None:
+        if name in self._appliances:
+            self._write([("appliance", name, None)])
+
+    def mark_offline(self, now: float, timeout: float) -> list[str]:
+        """Mark offline every appliance not heard from for more than `timeout` seconds;
+        return their names (those already offline are not repeated)."""
+        with self._lock:
+            stale = [
+                a
+                for a in self._appliances.values()
+                if a.status != "offline" and now - a.last_heartbeat > timeout
+            ]
+            if stale:
+                offline: ApplianceStatus = "offline"
+                self._write(
+                    [("appliance", a.name, a.model_copy(update={"status": offline})) for a in stale]
+                )
+            return [a.name for a in stale]
+
+    def routable_appliances(self, site: str) -> list[Appliance]:
+        """The site's appliances that take new calls (status online), by name."""
+        return sorted(
+            (a for a in self._appliances.values() if a.site == site and a.status == "online"),
+            key=lambda a: a.name,
+        )
+
+    # --- dial plan -------------------------------------------------------------------------------
+
+    def dialplan(self) -> list[DialPlanRule]:
+        """The rules in the order they are tried: priority, then name."""
+        if self._dialplan_sorted is None:
+            self._dialplan_sorted = sorted(
+                self._dialplan.values(), key=lambda r: (r.priority, r.name)
+            )
+        return list(self._dialplan_sorted)
+
+    def set_dialplan_rule(self, rule: DialPlanRule) -> DialPlanRule:
+        with self._lock:
+            if self._dialplan.get(rule.name) != rule:
+                self._write([("dialplan", rule.name, rule)])
+            return rule
+
+    def remove_dialplan_rule(self, name: str) -> None:
+        if name in self._dialplan:
+            self._write([("dialplan", name, None)])
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("the tenant store is closed: open a new TenantStore")
+        return self._db
+
+    def _write(self, ops: Iterable[_Op]) -> list[Change]:
+        """Apply `ops` in one transaction, each with the next version; then update the caches,
+        tell subscribers and wake waiters."""
+        with self._lock:
+            db = self._conn()
+            version = self._version
+            changes: list[Change] = []
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for kind, key, model in ops:
+                    version += 1
+                    if model is None:
+                        db.execute("DELETE FROM rows WHERE kind = ? AND key = ?", (kind, key))
+                        value = None
+                    else:
+                        stored = model.model_dump_json()
+                        db.execute(
+                            "INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?)",
+                            (kind, key, stored, version),
+                        )
+                        value = replicated(model)
+                    db.execute(
+                        "INSERT INTO changes VALUES (?, ?, ?, ?)",
+                        (version, kind, key, None if value is None else json.dumps(value)),
+                    )
+                    changes.append(Change(version, kind, key, value))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            for kind, key, model in ops:
+                self._cache(kind, key, model)
+            self._version = version
+            subscribers = list(self._subscribers)
+            waiters, self._waiters = self._waiters, []
+        for loop, event in waiters:
+            _wake(loop, event)
+        for change in changes:
+            for callback in subscribers:
+                try:
+                    callback(change)
+                except Exception:
+                    _log.exception("change subscriber %r failed on %s", callback, change)
+        return changes
+
+    def _cache(self, kind: str, key: str, model: BaseModel | None) -> None:
+        if kind == "domain":
+            if model is None:
+                self._domains.pop(key, None)
+            else:
+                self._domains[key] = None
+        elif kind == "user":
+            old = self._users.pop(key, None)
+            if old is not None and old.e164 is not None:
+                self._by_number.pop(old.e164, None)
+            if isinstance(model, User):
+                self._users[key] = model
+                if model.e164 is not None:
+                    self._by_number[model.e164] = key
+        elif kind == "site":
+            _put(self._sites, key, model, Site)
+        elif kind == "appliance":
+            _put(self._appliances, key, model, Appliance)
+            if isinstance(model, Appliance):
+                self._written_heartbeat[key] = model.last_heartbeat
+            else:
+                self._written_heartbeat.pop(key, None)
+        elif kind == "dialplan":
+            _put(self._dialplan, key, model, DialPlanRule)
+            self._dialplan_sorted = None
+        elif kind == "hybrid_config":
+            self._hybrid = model if isinstance(model, HybridConfig) else HybridConfig()
+        elif kind == "network_config":
+            self._network = model if isinstance(model, NetworkConfig) else NetworkConfig()
+
+    def _load(self, db: sqlite3.Connection) -> None:
+        row = db.execute("SELECT MAX(version) FROM changes").fetchone()
+        self._version = row[0] or 0
+        for kind, key, text in db.execute("SELECT kind, key, value FROM rows ORDER BY version"):
+            model_type = _MODELS.get(kind)
+            try:
+                model = _Domain() if model_type is None else model_type.model_validate_json(text)
+            except ValidationError as exc:
+                raise StoreError(
+                    f"stored {kind} {key!r} is invalid ({exc.error_count()} error(s)): "
+                    "restore the file from a backup or remove the row"
+                ) from exc
+            self._cache(kind, key, model)
+
+
+class _Domain(BaseModel):
+    """A domain row's value: empty."""
+
+
+_EMPTY: Final = _Domain()
+_MODELS: Final[dict[str, type[BaseModel]]] = {
+    "user": User,
+    "site": Site,
+    "appliance": Appliance,
+    "dialplan": DialPlanRule,
+    "hybrid_config": HybridConfig,
+    "network_config": NetworkConfig,
+}
+_SEPARATORS: Final = str.maketrans("", "", "-.() ")
+
+
+def _replicated_value(kind: str, stored: dict[str, Any]) -> dict[str, Any]:
+    if kind == "user":
+        return replicated(User.model_validate(stored))
+    return stored
+
+
+def _put(cache: dict[str, M], key: str, model: BaseModel | None, model_type: type[M]) -> None:
+    if isinstance(model, model_type):
+        cache[key] = model
+    else:
+        cache.pop(key, None)
+
+
+def _domain(name: str) -> str:
+    try:
+        return canonical_fqdn(name, "SIP domain")
+    except ValueError as exc:
+        raise StoreError(str(exc)) from exc
+
+
+def _wake(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        event.set()
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(event.set)
