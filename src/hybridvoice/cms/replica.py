@@ -26,7 +26,8 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -62,7 +63,9 @@ def _encode(change: Change) -> str:
     try:
         return json.dumps(dict(change.value or {}), separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ReplicaError(f"change {change.version} ({change.kind} {change.key!r}): {exc}") from exc
+        raise ReplicaError(
+            f"change {change.version} ({change.kind} {change.key!r}): {exc}"
+        ) from exc
 
 
 class LocalStore:
@@ -70,7 +73,9 @@ class LocalStore:
 
     __slots__ = ("_cache", "_clock", "_db", "_listeners", "_version", "path", "updated_at")
 
-    def __init__(self, path: str | Path = ":memory:", *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, path: str | Path = ":memory:", *, clock: Callable[[], float] = time.monotonic
+    ):
         self.path = str(path)
         self._clock = clock
         self._db: sqlite3.Connection | None = sqlite3.connect(self.path, isolation_level=None)
@@ -108,7 +113,9 @@ class LocalStore:
         try:
             return self._cache[kind]
         except KeyError:
-            raise ReplicaError(f"unknown kind {kind!r}; known: {', '.join(sorted(KINDS))}") from None
+            raise ReplicaError(
+                f"unknown kind {kind!r}; known: {', '.join(sorted(KINDS))}"
+            ) from None
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -130,7 +137,9 @@ class LocalStore:
         with _transaction(db):
             for change, text in zip(fresh, encoded, strict=True):
                 if text is None:
-                    db.execute("DELETE FROM rows WHERE kind = ? AND key = ?", (change.kind, change.key))
+                    db.execute(
+                        "DELETE FROM rows WHERE kind = ? AND key = ?", (change.kind, change.key)
+                    )
                 else:
                     db.execute(
                         "INSERT OR REPLACE INTO rows (kind, key, value) VALUES (?, ?, ?)",
@@ -234,19 +243,16 @@ class LocalStore:
         return f"LocalStore({self.path!r}, version={self._version}, rows={rows})"
 
 
-class _transaction:
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     """``BEGIN IMMEDIATE`` .. ``COMMIT``, or ``ROLLBACK`` on any error."""
-
-    __slots__ = ("_db",)
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _set_version(db: sqlite3.Connection, version: int) -> None:

@@ -1,0 +1,540 @@
+"""The online service's REST API: tenant administration, the appliance registry, the change feed.
+
+JSON over HTTP/1.1 (RFC 9110) for the CLI, the dashboard and every appliance, on a
+:class:`TenantStore`. It replaces the original's cloud-side cmdlets (``Set-CsUserPstnSettings``,
+``New-CsHybridPSTNSite``, ``Set-CsTenantHybridConfiguration``, ``Set-CsNetworkConfiguration``,
+``Register-CcAppliance``, ``Get-CsHybridPSTNAppliance``) and its replication, which took up to a
+day, with a long-polled change feed:
+
+- ``GET /v1/changes?since=V&wait=S``: the changes after version ``V``, oldest first; with none
+  yet, the request is held until one lands or ``S`` seconds pass (at most 60). 410 Gone
+  (RFC 9110 §15.5.11) when ``V`` is ahead of the tenant's version (the cloud was restored) or
+  was compacted away: the replica loads ``GET /v1/snapshot`` instead.
+- ``PUT`` replaces an object (fields left out take their defaults); ``PATCH`` on the two
+  tenant configurations changes only the fields given (like ``Set-Cs...Configuration``).
+- sites, users (a ``password`` in a PUT becomes Digest HA1s, RFC 7616 §3.4.2, in the tenant's
+  realm, its first domain; HA1s are never returned), domains, hybrid and network (media bypass)
+  configuration, appliances (register, heartbeat, unregister), dial plan, health.
+
+Errors are ``{"error": what went wrong, "hint": what to do next}`` with 400 (the request
+contradicts itself), 404 (no such object), 409 (the tenant's data does not allow it), 410 (see
+above) or 422 (invalid fields, with ``details``).
+
+Appliances not heard from for ``heartbeat_timeout`` seconds are marked offline by a sweep that
+runs every quarter of that timeout, started by the app's lifespan. A host that serves the app
+without lifespan events (:func:`hybridvoice.net.http.serve_asgi`) runs
+:func:`run_offline_sweep` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Annotated, Any, Final, NoReturn, TypeVar
+
+from fastapi import Body, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.exceptions import HTTPException
+
+from hybridvoice.online.models import (
+    Appliance,
+    ApplianceStatus,
+    DialPlanRule,
+    HybridConfig,
+    NetworkConfig,
+    Site,
+    User,
+    canonical_aor,
+    canonical_fqdn,
+    replicated,
+)
+from hybridvoice.online.store import StoreError, TenantStore
+
+__all__ = ["MAX_WAIT", "ApiError", "create_online_api", "run_offline_sweep"]
+
+_log = logging.getLogger(__name__)
+
+MAX_WAIT: Final = 60.0
+"""The longest a change-feed request is held open, in seconds."""
+MAX_LIMIT: Final = 5000
+_M = TypeVar("_M", bound=BaseModel)
+JsonBody = Annotated[dict[str, Any], Body()]
+
+
+class ApiError(Exception):
+    """An answer other than success: status, what went wrong, what to do next."""
+
+    def __init__(self, status: int, error: str, hint: str) -> None:
+        super().__init__(error)
+        self.status, self.error, self.hint = status, error, hint
+
+
+def _not_found(what: str, hint: str) -> ApiError:
+    return ApiError(404, f"{what} does not exist", hint)
+
+
+def _conflict(exc: StoreError, hint: str) -> ApiError:
+    return ApiError(409, str(exc), hint)
+
+
+def _invalid(exc: ValidationError | RequestValidationError) -> JSONResponse:
+    details = [
+        {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"]}
+        for err in exc.errors()
+    ]
+    text = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details)
+    body = {
+        "error": f"invalid request: {text}",
+        "hint": "fix the fields listed in details and send the request again",
+        "details": details,
+    }
+    return JSONResponse(body, 422)
+
+
+# --- request bodies ------------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DomainIn(_Body):
+    name: str
+
+
+class HeartbeatIn(_Body):
+    status: ApplianceStatus = "online"
+    version: str | None = None
+
+
+class BypassIn(_Body):
+    always_bypass: bool | None = None
+
+
+class ApplianceIn(_Body):
+    """What an appliance registers with; status and times are the service's to set."""
+
+    name: str
+    site: str
+    mediation_fqdn: str
+    edge_fqdn: str
+    edge_sip_host: str
+    edge_sip_port: int = 5061
+    edge_sip_transport: str = "TLS"
+    version: str = ""
+
+
+def _build(model: type[_M], data: Mapping[str, Any]) -> _M:
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise _InvalidBodyError(exc) from exc
+
+
+class _InvalidBodyError(Exception):
+    def __init__(self, exc: ValidationError) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+def _named(
+    body: Mapping[str, Any], field: str, path_value: str, same: Callable[[str], str]
+) -> dict[str, Any]:
+    """``body`` with ``field`` set from the URL; 400 when the body names another object."""
+    data = dict(body)
+    given = data.get(field)
+    if given is not None:
+        try:
+            differs = not isinstance(given, str) or same(given) != same(path_value)
+        except ValueError:
+            differs = True
+        if differs:
+            raise ApiError(
+                400,
+                f"the body's {field} {given!r} differs from the URL's {path_value!r}",
+                f"leave {field} out of the body or make it match the URL; to rename, "
+                "create the new one and delete the old one",
+            )
+    data[field] = path_value
+    return data
+
+
+def _user_out(user: User) -> dict[str, Any]:
+    return {**replicated(user), "has_password": user.has_password}
+
+
+def _dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")
+
+
+def _aor(sip_uri: str) -> str:
+    try:
+        return canonical_aor(sip_uri)
+    except ValueError as exc:
+        raise ApiError(
+            422, str(exc), "name the user by SIP URI: /v1/users/sip:alice@contoso.com"
+        ) from exc
+
+
+# --- the offline sweep ---------------------------------------------------------------------------
+
+
+async def run_offline_sweep(
+    store: TenantStore, heartbeat_timeout: float, clock: Callable[[], float] = time.time
+) -> NoReturn:
+    """Every ``heartbeat_timeout / 4`` seconds, mark offline the appliances not heard from for
+    ``heartbeat_timeout`` seconds. Runs until cancelled."""
+    interval = heartbeat_timeout / 4
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            gone = store.mark_offline(clock(), heartbeat_timeout)
+        except StoreError:  # the store was closed under us: nothing to sweep
+            _log.exception("offline sweep failed")
+            continue
+        if gone:
+            _log.warning("appliances offline (no heartbeat for %gs): %s", heartbeat_timeout, gone)
+
+
+# --- the app -------------------------------------------------------------------------------------
+
+
+def create_online_api(
+    store: TenantStore,
+    *,
+    heartbeat_timeout: float = 5.0,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The online service's REST API on ``store``; ``clock`` gives epoch seconds."""
+    if heartbeat_timeout <= 0:
+        raise ValueError(f"heartbeat_timeout must be > 0, got {heartbeat_timeout}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweep = asyncio.create_task(run_offline_sweep(store, heartbeat_timeout, clock))
+        try:
+            yield
+        finally:
+            sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweep
+
+    app = FastAPI(
+        title="hybridvoice online service", version="1", lifespan=lifespan,
+        docs_url=None, redoc_url=None,
+    )  # fmt: skip
+    app.state.store = store
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.error, "hint": exc.hint}, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _invalid(exc)
+
+    @app.exception_handler(_InvalidBodyError)
+    async def model_invalid(request: Request, exc: _InvalidBodyError) -> JSONResponse:
+        return _invalid(exc.exc)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+        hint = "the error says what the tenant's data needs first; fix that and retry"
+        return JSONResponse({"error": str(exc), "hint": hint}, 409)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        hint = "see GET /openapi.json for the API's paths and methods"
+        return JSONResponse({"error": str(exc.detail), "hint": hint}, exc.status_code, exc.headers)
+
+    _feed_routes(app, store)
+    _tenant_routes(app, store)
+    _appliance_routes(app, store, clock)
+
+    @app.get("/v1/health")
+    async def health() -> dict[str, Any]:
+        counts: dict[str, int] = {"online": 0, "offline": 0, "maintenance": 0}
+        for appliance in store.appliances():
+            counts[appliance.status] = counts.get(appliance.status, 0) + 1
+        return {"status": "ok", "tenant": store.tenant, "version": store.version,
+                "appliances": counts}  # fmt: skip
+
+    return app
+
+
+async def _held(store: TenantStore, since: int, wait: float, request: Request) -> None:
+    """Until a change after ``since`` lands, ``wait`` seconds pass, or the client goes away (so
+    an appliance that restarts or gives up leaves no request behind)."""
+    change = asyncio.ensure_future(store.wait_for_change(since, wait))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({change, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        change.cancel()
+        gone.cancel()
+        await asyncio.gather(change, gone, return_exceptions=True)
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the ASGI server reports ``http.disconnect`` (the request has no body)."""
+    ended = False
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+        if ended:  # a server that repeats the end of the body instead of waiting: stop asking
+            await asyncio.Event().wait()
+        ended = not message.get("more_body", False)
+
+
+def _feed_routes(app: FastAPI, store: TenantStore) -> None:
+    @app.get("/v1/changes")
+    async def changes(
+        request: Request,
+        since: int = Query(ge=0, description="the last version the replica applied"),
+        wait: float = Query(0.0, ge=0, description="hold the request this long for a change"),
+        limit: int = Query(1000, ge=1, le=MAX_LIMIT),
+    ) -> Any:
+        version = store.version
+        compacted = int(getattr(store, "compacted_through", 0))  # a store that prunes its feed
+        if since > version or since < compacted:
+            where = "ahead of" if since > version else "older than the feed of"
+            body = {
+                "error": f"version {since} is {where} the tenant (version {version})",
+                "hint": "load GET /v1/snapshot, then follow /v1/changes from its version",
+                "version": version,
+            }
+            return JSONResponse(body, 410)
+        found = store.changes_since(since, limit)
+        if not found and wait > 0:
+            await _held(store, since, min(wait, MAX_WAIT), request)
+            found = store.changes_since(since, limit)
+        last = found[-1].version if found else since
+        return {
+            "version": last,
+            "changes": [c.to_json() for c in found],
+            "more": last < store.version,
+        }
+
+    @app.get("/v1/snapshot")
+    async def snapshot() -> dict[str, Any]:
+        version, rows = store.snapshot()
+        return {"version": version, "changes": [c.to_json() for c in rows]}
+
+
+def _tenant_routes(app: FastAPI, store: TenantStore) -> None:
+    # --- domains ---
+    @app.get("/v1/domains")
+    async def domains() -> dict[str, Any]:
+        return {"domains": store.domains()}
+
+    @app.post("/v1/domains", status_code=201)
+    async def add_domain(body: DomainIn) -> dict[str, Any]:
+        try:
+            name = canonical_fqdn(body.name, "SIP domain")
+        except ValueError as exc:
+            raise ApiError(422, str(exc), "give a DNS name like contoso.com") from exc
+        store.add_domain(name)
+        return {"name": name}
+
+    @app.delete("/v1/domains/{name}", status_code=204)
+    async def remove_domain(name: str) -> Response:
+        if name.lower().rstrip(".") not in store.domains():
+            raise _not_found(f"domain {name!r}", "GET /v1/domains lists the tenant's domains")
+        try:
+            store.remove_domain(name)
+        except StoreError as exc:
+            raise _conflict(exc, "DELETE /v1/users/{sip_uri} each of them first") from exc
+        return Response(status_code=204)
+
+    # --- sites ---
+    @app.get("/v1/sites")
+    async def sites() -> dict[str, Any]:
+        return {"sites": [_dump(s) for s in store.sites()]}
+
+    @app.post("/v1/sites", status_code=201)
+    async def new_site(body: JsonBody) -> dict[str, Any]:
+        site = _build(Site, body)
+        try:
+            return _dump(store.new_site(site))
+        except StoreError as exc:
+            raise _conflict(exc, f"change it with PUT /v1/sites/{site.name}") from exc
+
+    @app.get("/v1/sites/{name}")
+    async def get_site(name: str) -> dict[str, Any]:
+        site = store.get_site(name)
+        if site is None:
+            raise _not_found(f"site {name!r}", "GET /v1/sites lists them; POST /v1/sites adds one")
+        return _dump(site)
+
+    @app.put("/v1/sites/{name}")
+    async def set_site(name: str, body: JsonBody) -> dict[str, Any]:
+        site = _build(Site, _named(body, "name", name, str))
+        return _dump(store.set_site(site))
+
+    @app.delete("/v1/sites/{name}", status_code=204)
+    async def remove_site(name: str) -> Response:
+        if store.get_site(name) is None:
+            raise _not_found(f"site {name!r}", "GET /v1/sites lists the sites")
+        try:
+            store.remove_site(name)
+        except StoreError as exc:
+            hint = ("DELETE /v1/appliances/{name} for its appliances and move its users "
+                    "(PUT /v1/users/{sip_uri} with another hybrid_pstn_site) first")  # fmt: skip
+            raise _conflict(exc, hint) from exc
+        return Response(status_code=204)
+
+    # --- users ---
+    @app.get("/v1/users")
+    async def users() -> dict[str, Any]:
+        return {"users": [_user_out(u) for u in store.users()]}
+
+    @app.get("/v1/users/{sip_uri}")
+    async def get_user(sip_uri: str) -> dict[str, Any]:
+        user = store.get_user(_aor(sip_uri))
+        if user is None:
+            raise _not_found(f"user {sip_uri!r}", "PUT /v1/users/{sip_uri} creates it")
+        return _user_out(user)
+
+    @app.put("/v1/users/{sip_uri}")
+    async def set_user(sip_uri: str, body: JsonBody) -> dict[str, Any]:
+        aor = _aor(sip_uri)
+        data = _named(body, "sip_uri", aor, canonical_aor)
+        password = data.pop("password", None)
+        if password is not None and (not isinstance(password, str) or not password):
+            raise ApiError(
+                422, "password must be a non-empty string", "send a password or leave it out"
+            )
+        user = _build(User, data)
+        if password is not None:
+            realms = store.domains()
+            if not realms:
+                raise ApiError(409, "the tenant has no domain, so no realm for the password",
+                               "POST /v1/domains first")  # fmt: skip
+            user = user.with_password(password, realms[0])
+        try:
+            return _user_out(store.set_user(user))
+        except StoreError as exc:
+            hint = ("add the domain (POST /v1/domains), create the site (POST /v1/sites) or "
+                    "free the line URI, as the error says")  # fmt: skip
+            raise _conflict(exc, hint) from exc
+
+    @app.delete("/v1/users/{sip_uri}", status_code=204)
+    async def remove_user(sip_uri: str) -> Response:
+        if store.get_user(_aor(sip_uri)) is None:
+            raise _not_found(f"user {sip_uri!r}", "GET /v1/users lists the users")
+        store.remove_user(sip_uri)
+        return Response(status_code=204)
+
+    # --- tenant configuration ---
+    @app.get("/v1/hybrid-config")
+    async def hybrid_config() -> dict[str, Any]:
+        return _dump(store.hybrid_config())
+
+    @app.put("/v1/hybrid-config")
+    async def set_hybrid_config(body: JsonBody) -> dict[str, Any]:
+        return _dump(store.set_hybrid_config(_build(HybridConfig, body)))
+
+    @app.patch("/v1/hybrid-config")
+    async def update_hybrid_config(body: JsonBody) -> dict[str, Any]:
+        merged = {**_dump(store.hybrid_config()), **body}
+        return _dump(store.set_hybrid_config(_build(HybridConfig, merged)))
+
+    @app.get("/v1/network-config")
+    async def network_config() -> dict[str, Any]:
+        return _dump(store.network_config())
+
+    @app.put("/v1/network-config")
+    async def set_network_config(body: JsonBody) -> dict[str, Any]:
+        return _dump(store.set_network_config(_build(NetworkConfig, body)))
+
+    @app.patch("/v1/network-config")
+    async def update_network_config(body: JsonBody) -> dict[str, Any]:
+        merged = {**_dump(store.network_config()), **body}
+        return _dump(store.set_network_config(_build(NetworkConfig, merged)))
+
+    @app.post("/v1/network-config/media-bypass/{action}")
+    async def media_bypass(action: str, body: BypassIn | None = None) -> dict[str, Any]:
+        if action not in ("enable", "disable"):
+            hint = "POST /v1/network-config/media-bypass/enable or .../disable"
+            raise ApiError(404, f"no media bypass action {action!r}", hint)
+        update: dict[str, Any] = {"media_bypass_enabled": action == "enable"}
+        if body is not None and body.always_bypass is not None:
+            update["always_bypass"] = body.always_bypass
+        cfg = store.network_config().model_copy(update=update)
+        return _dump(store.set_network_config(cfg))
+
+    # --- dial plan ---
+    @app.get("/v1/dialplan")
+    async def dialplan() -> dict[str, Any]:
+        return {"rules": [_dump(r) for r in store.dialplan()]}
+
+    @app.get("/v1/dialplan/{name}")
+    async def get_rule(name: str) -> dict[str, Any]:
+        for rule in store.dialplan():
+            if rule.name == name:
+                return _dump(rule)
+        raise _not_found(f"dial plan rule {name!r}", "PUT /v1/dialplan/{name} creates it")
+
+    @app.put("/v1/dialplan/{name}")
+    async def set_rule(name: str, body: JsonBody) -> dict[str, Any]:
+        rule = _build(DialPlanRule, _named(body, "name", name, str))
+        return _dump(store.set_dialplan_rule(rule))
+
+    @app.delete("/v1/dialplan/{name}", status_code=204)
+    async def remove_rule(name: str) -> Response:
+        if all(rule.name != name for rule in store.dialplan()):
+            raise _not_found(f"dial plan rule {name!r}", "GET /v1/dialplan lists the rules")
+        store.remove_dialplan_rule(name)
+        return Response(status_code=204)
+
+
+def _appliance_routes(app: FastAPI, store: TenantStore, clock: Callable[[], float]) -> None:
+    @app.get("/v1/appliances")
+    async def appliances(site: str | None = None) -> dict[str, Any]:
+        return {"appliances": [_dump(a) for a in store.appliances(site)]}
+
+    @app.get("/v1/appliances/{name}")
+    async def get_appliance(name: str) -> dict[str, Any]:
+        appliance = store.get_appliance(name)
+        if appliance is None:
+            raise _not_found(f"appliance {name!r}", "POST /v1/appliances registers it")
+        return _dump(appliance)
+
+    @app.post("/v1/appliances", status_code=201)
+    async def register(body: ApplianceIn, response: Response) -> dict[str, Any]:
+        appliance = _build(Appliance, body.model_dump())
+        known = store.get_appliance(appliance.name) is not None
+        try:
+            registered = store.register_appliance(appliance, clock())
+        except StoreError as exc:
+            hint = ("DELETE /v1/appliances/{name} to move it to another site, or register it "
+                    "with the site's edge FQDN (GET /v1/sites/{site})")  # fmt: skip
+            raise _conflict(exc, hint) from exc
+        if known:
+            response.status_code = 200
+        return _dump(registered)
+
+    @app.post("/v1/appliances/{name}/heartbeat")
+    async def heartbeat(name: str, body: HeartbeatIn | None = None) -> dict[str, Any]:
+        beat = body or HeartbeatIn()
+        if store.get_appliance(name) is None:
+            raise _not_found(f"appliance {name!r}", "register it first: POST /v1/appliances")
+        try:
+            return _dump(store.heartbeat(name, beat.status, clock(), beat.version))
+        except StoreError as exc:  # unregistered between the check and the write
+            raise _not_found(
+                f"appliance {name!r}", "register it first: POST /v1/appliances"
+            ) from exc
+
+    @app.delete("/v1/appliances/{name}", status_code=204)
+    async def unregister(name: str) -> Response:
+        if store.get_appliance(name) is None:
+            raise _not_found(f"appliance {name!r}", "GET /v1/appliances lists them")
+        store.remove_appliance(name)
+        return Response(status_code=204)
