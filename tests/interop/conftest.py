@@ -11,12 +11,14 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from ports import free_port
+
+__all__ = ["SCENARIOS", "Program", "free_port", "need_binary", "running", "sipp_stats"]
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -30,22 +32,6 @@ def need_binary(name: str, package: str) -> str:
             pytest.fail(message + ": required in CI", pytrace=False)
         pytest.skip(message)
     return path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free for both UDP and TCP on ``host`` right now."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(100):
-        with socket.socket(family, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(family, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 class Program:
