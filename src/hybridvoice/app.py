@@ -1,10 +1,11 @@
 """The one place where long-lived objects are built from settings and wired together.
 
-Today it builds the lab SIP responder behind ``hybridvoice sip serve``: the real endpoint
-(transports, transaction layer) with the UA core (dialogs, INVITE sessions) that runs the
-RFC 3261 §8.2 request checks, answers OPTIONS (§11.2) and turns calls away with 480, or with
-``--answer`` answers them (RFC 3264 offer/answer) and echoes their RTP until the BYE.
-The roles (online service, edge, mediation) are built here as they land.
+It builds :class:`Lab`, the whole single-site deployment behind ``hybridvoice up`` (the
+online service with a lab tenant, one appliance with every role, a lab gateway), and the lab
+SIP responder behind ``hybridvoice sip serve``: the real endpoint (transports, transaction
+layer) with the UA core (dialogs, INVITE sessions) that runs the RFC 3261 §8.2 request
+checks, answers OPTIONS (§11.2) and turns calls away with 480, or with ``--answer`` answers
+them (RFC 3264 offer/answer) and echoes their RTP until the BYE.
 """
 
 from __future__ import annotations
@@ -12,17 +13,27 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
 
 from rich.console import Console
 
+from hybridvoice.cms.settings import Gateway, Settings
+from hybridvoice.cms.template import LAB_GATEWAY_PORT
+from hybridvoice.mgmt.appliance import Appliance
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.labgw import Responder, RtpEcho
 from hybridvoice.net.transport import DEFAULT_PORTS
 from hybridvoice.net.ua import UserAgent
+from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
+from hybridvoice.online.service import OnlineOptions, OnlineService
+from hybridvoice.online.store import TenantStore
 
-__all__ = ["ListenSpec", "parse_listen", "run_responder"]
+__all__ = ["LAB_PASSWORD", "LAB_PSTN_NUMBER", "LAB_USERS", "Lab", "LabGateway", "ListenSpec",
+           "parse_listen", "run_responder"]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +135,217 @@ async def run_responder(
                 console.print(
                     f"calls: {responder.calls_answered} answered, {responder.calls_ended} ended"
                 )
+
+
+# --- hybridvoice up: the online service, one appliance and a lab gateway in one process ---------
+
+#: the lab tenant's users: (user part, line number); every one gets :data:`LAB_PASSWORD`
+LAB_USERS: Final = (("alice", "+15550100"), ("bob", "+15550101"))
+LAB_PASSWORD: Final = "hybridvoice"
+#: a number that is nobody's line: a PSTN call, answered by the lab gateway
+LAB_PSTN_NUMBER: Final = "+15550199"
+
+
+@dataclass(slots=True)
+class LabGateway:
+    """The built-in lab gateway: a UAS that answers every call and echoes its media."""
+
+    endpoint: Endpoint
+    ua: UserAgent
+    echo: RtpEcho
+    responder: Responder
+
+    @classmethod
+    async def start(cls, kind: str, host: str, port: int) -> LabGateway:
+        echo = await RtpEcho.open(host)
+        responder = Responder(answer=True, echo=echo)
+        endpoint = Endpoint()
+        ua = UserAgent(endpoint, responder, user="labgw")
+        try:
+            await endpoint.listen(kind, host, port)
+        except OSError as exc:
+            echo.close()
+            await endpoint.close()
+            raise ValueError(f"lab gateway: cannot listen on {kind} {host}:{port}: {exc}") from exc
+        return cls(endpoint, ua, echo, responder)
+
+    async def stop(self) -> None:
+        self.ua.close()
+        await self.endpoint.close()
+        self.echo.close()
+
+
+class Lab:
+    """``hybridvoice up``: the online service with a lab tenant, one appliance with every
+    role, and (unless the settings name real gateways) the built-in lab gateway."""
+
+    def __init__(
+        self, settings: Settings, state_dir: Path, *, lab_gateway: bool | None = None
+    ) -> None:
+        management = settings.management.model_copy(
+            update={"state_directory": str(state_dir / "appliance")}
+        )
+        self.settings = settings.model_copy(update={"management": management})
+        self.state_dir = state_dir
+        self.online: OnlineService | None = None
+        self.appliance: Appliance | None = None
+        self.gateway: LabGateway | None = None
+        #: the gateway the built-in lab gateway stands in for: by default the one at
+        #: 127.0.0.1:LAB_GATEWAY_PORT (what ``hybridvoice init`` writes); ``lab_gateway``
+        #: True: the first gateway, False: none
+        self.lab_gateway: Gateway | None = None
+        gateways = self.settings.gateways
+        if lab_gateway is None:
+            lab = [g for g in gateways if g.ip == "127.0.0.1" and g.port == LAB_GATEWAY_PORT]
+            self.lab_gateway = lab[0] if lab else None
+        elif lab_gateway and gateways:
+            self.lab_gateway = gateways[0]
+
+    async def start(self, timeout: float = 10.0) -> None:
+        s = self.settings
+        url = urllib.parse.urlsplit(s.online.service_url)
+        host = s.online.sip_addresses[0]
+        port = s.online.sip_port
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.online = OnlineService(
+                OnlineOptions(
+                    sip=[("UDP", host, port), ("TCP", host, port)],
+                    api_host=url.hostname or "127.0.0.1",
+                    api_port=url.port or 80,
+                    store=self.state_dir / "online.db",
+                )
+            )
+            self._provision(self.online.store)  # first: the registrar takes the realm
+            await self.online.start()
+            gw = self.lab_gateway
+            if gw is not None:
+                self.gateway = await LabGateway.start(gw.protocol, gw.ip or "127.0.0.1", gw.port)
+            self.appliance = Appliance(s)
+            await self.appliance.start()
+            await self._ready(timeout)
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _provision(self, store: TenantStore) -> None:
+        """The lab tenant, once: the settings' SIP domains, the site, two users with line
+        numbers, a dial plan for ten-digit numbers, media bypass off."""
+        if store.domains():
+            return
+        s = self.settings
+        for domain in s.common.sip_domains:
+            store.add_domain(domain)
+        realm = s.common.default_domain
+        store.new_site(Site(name=s.common.site_name, edge_fqdn=f"edge.{realm}", country_code="1"))
+        for user, number in LAB_USERS:
+            store.set_user(
+                User(
+                    sip_uri=f"sip:{user}@{realm}",
+                    display_name=user.capitalize(),
+                    enterprise_voice_enabled=True,
+                    line_uri=f"tel:{number}",
+                    hybrid_pstn_site=s.common.site_name,
+                ).with_password(LAB_PASSWORD, realm)
+            )
+        store.set_dialplan_rule(
+            DialPlanRule(name="NANP10", pattern=r"(\d{10})", translation="+1$1", priority=1)
+        )
+        store.set_network_config(
+            NetworkConfig(media_bypass_enabled=False, internal_subnets=("127.0.0.0/8",))
+        )
+
+    async def _ready(self, timeout: float) -> None:
+        """Until the appliance is registered and its replica holds the tenant."""
+        assert self.online is not None and self.appliance is not None
+        link, replicator = self.appliance.link, self.appliance.replicator
+        assert link is not None and replicator is not None
+        async with asyncio.timeout(timeout):
+            while not link.registered:
+                await asyncio.sleep(0.02)
+            await replicator.synced(self.online.store.version, timeout)
+
+    async def stop(self) -> None:
+        if self.appliance is not None:
+            await self.appliance.stop()
+            self.appliance.close()
+            self.appliance = None
+        if self.gateway is not None:
+            await self.gateway.stop()
+            self.gateway = None
+        if self.online is not None:
+            await self.online.stop()
+            self.online = None
+
+    def where(self) -> list[tuple[str, str]]:
+        """(piece, address) rows: where everything listens."""
+        rows: list[tuple[str, str]] = []
+        if self.online is not None:
+            for t in self.online.transports:
+                rows.append(("online SIP (registrar, proxy)", f"{t.kind.lower()}:{_hp(t.local)}"))
+            if self.online.api is not None:
+                rows.append(("online API", self.online.api.url))
+        if self.appliance is not None:
+            for item in self.appliance.status()["listeners"]:
+                where = f"{item['transport'].lower()}:{_hp((item['host'], item['port']))}"
+                rows.append((item["role"], where))
+            if self.appliance.api is not None:
+                rows.append(("appliance API", self.appliance.api.url))
+            mediation = self.appliance.mediation
+            if mediation is not None and mediation.bypass_server is not None:
+                rows.append(("media bypass service", mediation.bypass_server.url))
+        if self.gateway is not None:
+            for t in self.gateway.endpoint.transports:
+                rows.append(("lab gateway", f"{t.kind.lower()}:{_hp(t.local)}"))
+            rows.append(("lab gateway media echo", f"udp:127.0.0.1:{self.gateway.echo.port}"))
+        return rows
+
+
+def _hp(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def run_up(settings: Settings, state_dir: Path | None, *, console: Console) -> None:
+    """``hybridvoice up``: start :class:`Lab`, say where everything is, run until SIGINT/SIGTERM."""
+    import tempfile  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from rich.table import Table  # noqa: PLC0415
+
+    started = time.monotonic()
+    temp = None
+    if state_dir is None:
+        temp = tempfile.TemporaryDirectory(prefix="hybridvoice-")
+        state_dir = Path(temp.name)
+    lab = Lab(settings, state_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        with console.status("starting the online service, the appliance and the lab gateway"):
+            await lab.start()
+        table = Table(title=f"hybridvoice up: ready in {time.monotonic() - started:.2f} s")
+        table.add_column("piece")
+        table.add_column("listens on")
+        for piece, where in lab.where():
+            table.add_row(piece, where)
+        console.print(table)
+        domain = settings.common.default_domain
+        sip_host, sip_port = settings.online.sip_addresses[0], settings.online.sip_port
+        console.print(
+            f"users: {', '.join(f'{u}@{domain} ({n})' for u, n in LAB_USERS)}, "
+            f"password [bold]{LAB_PASSWORD}[/bold]"
+        )
+        console.print(
+            f"try:   hybridvoice test-call --from alice --to {LAB_PSTN_NUMBER}\n"
+            f"or a softphone: user alice, domain {domain}, password {LAB_PASSWORD}, "
+            f"registrar/outbound proxy {sip_host}:{sip_port} (UDP or TCP); dial {LAB_PSTN_NUMBER}"
+        )
+        console.print(f"data in {state_dir}; stop with Ctrl-C")
+        await stop.wait()
+    finally:
+        await lab.stop()
+        if temp is not None:
+            temp.cleanup()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hybridvoice import __version__
+from hybridvoice.mgmt.cli_admin import register_admin_commands
 
 app = typer.Typer(
     name="hybridvoice",
@@ -32,6 +34,7 @@ sip_app = typer.Typer(
     help="Talk SIP directly: OPTIONS pings and a responder for labs.", no_args_is_help=True
 )
 app.add_typer(sip_app, name="sip")
+register_admin_commands(app)
 
 out = Console()
 err = Console(stderr=True)
@@ -123,12 +126,12 @@ def sip_serve(
         bool,
         typer.Option(
             help="Answer calls: 180, then 200 with an SDP answer (PCMU, PCMA, telephone-event) "
-            "naming a media port, and hold them until BYE. No RTP is sent or received yet."
+            "naming an echo port: every RTP packet sent there comes back. Calls last until BYE."
         ),
     ] = False,
 ) -> None:
     """Run a SIP responder for labs: answers OPTIONS 200 and refuses calls politely (480),
-    or answers them with --answer (signalling and SDP only: no media flows).
+    or answers them with --answer and echoes their media (a PSTN test line).
 
     It runs the real endpoint (transports, transaction layer, UAS checks of RFC 3261 §8.2)
     and the UA core (dialogs, INVITE sessions).
@@ -144,6 +147,176 @@ def sip_serve(
     except ValueError as exc:
         err.print(f"[red]bad setting:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+@app.command()
+def init(
+    ini: Annotated[
+        Path | None,
+        typer.Option(help="Import this CloudConnector.ini instead of writing lab defaults"),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Settings file to write")] = Path(
+        "hybridvoice.toml"
+    ),
+    force: Annotated[bool, typer.Option(help="Overwrite OUTPUT if it exists")] = False,
+) -> None:
+    """Write a commented settings file (keys mirror CloudConnector.ini).
+
+    Without --ini the file describes a one-machine lab (loopback, a built-in lab gateway);
+    with --ini it carries over a real Cloud Connector Edition CloudConnector.ini and lists
+    every key it could not map, in the output and in the file. Then: hybridvoice up --config.
+    """
+    from hybridvoice.cms.ini import import_ini  # noqa: PLC0415
+    from hybridvoice.cms.settings import SettingsError  # noqa: PLC0415
+    from hybridvoice.cms.template import lab_settings, render_settings  # noqa: PLC0415
+
+    if output.exists() and not force:
+        err.print(f"[red]{output} exists.[/red] Pass --force to overwrite it, or -o elsewhere.")
+        raise typer.Exit(1)
+    unmapped: tuple[str, ...] = ()
+    if ini is None:
+        text = render_settings(lab_settings())
+    else:
+        try:
+            settings, unmapped = import_ini(ini.read_text(encoding="utf-8-sig"))
+        except OSError as exc:
+            err.print(f"[red]cannot read {ini}:[/red] {exc.strerror or exc}")
+            raise typer.Exit(2) from exc
+        except SettingsError as exc:
+            err.print(f"[red]{ini} cannot be imported:[/red]")
+            for problem in exc.problems:
+                err.print(f"  {problem}")
+            err.print("Fix these keys in the ini file (or in the written TOML) and try again.")
+            raise typer.Exit(2) from exc
+        text = render_settings(settings, source=str(ini), unmapped=unmapped)
+    output.write_text(text, encoding="utf-8")
+    out.print(f"wrote {output}")
+    if unmapped:
+        out.print(f"{len(unmapped)} key(s) of {ini} have no hybridvoice setting:")
+        for key in unmapped:
+            out.print(f"  {key}")
+    out.print(f"next: hybridvoice up --config {output}")
+
+
+@app.command()
+def up(
+    config: Annotated[
+        Path | None, typer.Option(help="Settings file (hybridvoice init writes one)")
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where data lives (tenant, replica, call records); default: a temp dir"),
+    ] = None,
+) -> None:
+    """Start the online service, one appliance with every role and, unless the settings name
+    real gateways, a lab gateway that answers and echoes media — all on this machine.
+
+    Prints where each piece listens and a line to try. Stop with Ctrl-C.
+    """
+    from hybridvoice.app import run_up  # noqa: PLC0415
+    from hybridvoice.cms.settings import SettingsError, load_settings  # noqa: PLC0415
+    from hybridvoice.cms.template import lab_settings  # noqa: PLC0415
+
+    try:
+        settings = lab_settings() if config is None else load_settings(config)
+    except SettingsError as exc:
+        err.print(f"[red]{config}: settings refused[/red]")
+        for problem in exc.problems:
+            err.print(f"  {problem}")
+        raise typer.Exit(2) from exc
+    except OSError as exc:
+        err.print(f"[red]cannot read {config}:[/red] {exc.strerror or exc}")
+        err.print("Write one with: hybridvoice init")
+        raise typer.Exit(2) from exc
+    try:
+        asyncio.run(run_up(settings, state_dir, console=out))
+    except KeyboardInterrupt:
+        pass
+    except (ValueError, OSError) as exc:
+        err.print(f"[red]cannot start:[/red] {exc}")
+        err.print("Another hybridvoice up running? Stop it, or change the ports in the settings.")
+        raise typer.Exit(1) from exc
+
+
+@app.command("test-call")
+def test_call(
+    from_: Annotated[
+        str, typer.Option("--from", help="The calling user: alice or alice@contoso.example")
+    ],
+    to: Annotated[str, typer.Option("--to", help="The number to call, e.g. +15550199")],
+    password: Annotated[
+        str, typer.Option(help="The user's SIP password", envvar="HYBRIDVOICE_PASSWORD")
+    ] = "hybridvoice",
+    proxy: Annotated[
+        str, typer.Option(help="The online service's SIP address (registrar, outbound proxy)")
+    ] = "udp:127.0.0.1:5060",
+    url: Annotated[
+        str,
+        typer.Option(
+            help="The online service's API (to find the SIP domain)", envvar="HYBRIDVOICE_URL"
+        ),
+    ] = "http://127.0.0.1:8470",
+    appliance: Annotated[
+        str,
+        typer.Option(
+            help="The appliance's management API (to learn the media path)",
+            envvar="HYBRIDVOICE_APPLIANCE_URL",
+        ),
+    ] = "http://127.0.0.1:8472",
+    duration: Annotated[float, typer.Option(help="Seconds of media")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Place a real call as a user: register, call, send a tone, check it comes back, hang up.
+
+    Prints the result, the SIP ladder, the media path (bypass or anchored) and the setup
+    time. Exits 0 only when the call connected and media flowed.
+    """
+    from hybridvoice.app import parse_listen  # noqa: PLC0415
+    from hybridvoice.mgmt.cli_admin import api  # noqa: PLC0415
+    from hybridvoice.mgmt.testcall import place_test_call  # noqa: PLC0415
+    from hybridvoice.net.transport import Destination  # noqa: PLC0415
+
+    user, _, domain = from_.removeprefix("sip:").partition("@")
+    if not domain:
+        domains = api("GET", url, "/v1/domains")
+        names = domains.get("domains", []) if isinstance(domains, dict) else domains
+        if not names:
+            err.print("[red]the tenant has no SIP domain[/red]; give --from user@domain")
+            raise typer.Exit(2)
+        first = names[0]
+        domain = first if isinstance(first, str) else first["name"]
+    try:
+        spec = parse_listen(proxy)
+    except ValueError as exc:
+        err.print(f"[red]--proxy:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    result = asyncio.run(
+        place_test_call(
+            user=user, domain=domain, password=password, number=to,
+            proxy=Destination(spec.transport, spec.host, spec.port),
+            duration=duration, appliance_url=appliance,
+        )
+    )  # fmt: skip
+    if as_json:
+        out.print_json(json.dumps(result.to_json()))
+    else:
+        verdict = "[green]PASSED[/green]" if result.ok else "[red]FAILED[/red]"
+        table = Table(title=f"test call {result.caller} -> {to}: {verdict}", show_header=False)
+        table.add_row("result", f"{result.status or '-'} {result.reason or ''}")
+        if result.error:
+            table.add_row("error", result.error)
+        table.add_row("setup time", "-" if result.setup_ms is None else f"{result.setup_ms} ms")
+        path = result.media_path or "unknown (no appliance API)"
+        if result.media_reason:
+            path += f" ({result.media_reason})"
+        table.add_row("media path", path)
+        table.add_row("remote media", result.remote_media or "-")
+        tone = ", tone intact" if result.tone_intact else ""
+        table.add_row("RTP", f"sent {result.rtp_sent}, received {result.rtp_received}{tone}")
+        table.add_row("Call-ID", result.call_id or "-")
+        table.add_row("SIP ladder", "\n".join(result.ladder))
+        out.print(table)
+    raise typer.Exit(0 if result.ok else 1)
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "Common",
     "EdgeServer",
     "Gateway",
+    "Management",
     "MediationServer",
     "Online",
     "Problem",
@@ -204,6 +205,8 @@ _KEYS: Final[Mapping[str, str]] = {
     "external_mr_port_range": "ExternalMRPortRange",
     "service_url": "ServiceURL",
     "sip_addresses": "SIPAddresses",
+    "sip_port": "SIPPort",
+    "sip_protocol": "SIPProtocol",
 }
 
 
@@ -276,6 +279,9 @@ class MediationServer(_Section):
     tcp_port: OptionalListenPort = 5068
     tls_port: OptionalListenPort = 5067
     udp_port: OptionalListenPort = None
+    #: the edge side: where the mediation role takes calls from its edge (CCE: MTLS 5061)
+    internal_port: ListenPort = 5061
+    internal_protocol: Annotated[Literal["TCP", "TLS", "UDP"], BeforeValidator(_upper)] = "TLS"
     media_port_start: Port = 49152
     media_port_end: Port = 57500
     bypass_service_ip: IPAddress | None = None
@@ -350,6 +356,8 @@ class Online(_Section):
     service_url: str = "http://127.0.0.1:8470"
     appliance_name: str | None = None  # default: [Common] ServerName, else the site name
     sip_addresses: Annotated[tuple[IPAddress, ...], BeforeValidator(_words)] = ("127.0.0.1",)
+    sip_port: Port = 5061
+    sip_protocol: Annotated[Literal["TCP", "TLS", "UDP"], BeforeValidator(_upper)] = "TLS"
     heartbeat_seconds: float = Field(default=1.0, gt=0, le=3600)
 
     @field_validator("service_url")
@@ -358,6 +366,15 @@ class Online(_Section):
         if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
             raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
+
+
+class Management(_Section):
+    """``[Management]`` (hybridvoice): the appliance's own management API (status, calls,
+    maintenance) and where it keeps its state (replica, call records)."""
+
+    ip: IPAddress = "127.0.0.1"
+    port: ListenPort = 8472
+    state_directory: str | None = None  # None: in memory (a lab; records are lost on exit)
 
 
 class TranslationRule(_Section):
@@ -512,6 +529,7 @@ class Settings(_Section):
     mediation_server: MediationServer = Field(default_factory=MediationServer)
     edge_server: EdgeServer = Field(default_factory=EdgeServer)
     online: Online = Field(default_factory=Online)
+    management: Management = Field(default_factory=Management)
     gateways: tuple[Gateway, ...] = ()
     hybrid_voice_routes: Mapping[str, Regex] = Field(default_factory=dict)
     trunk_configuration: TrunkConfiguration = Field(default_factory=TrunkConfiguration)

@@ -36,6 +36,7 @@ _SECTION_NOTES: Final[Mapping[str, str]] = {
     ),
     "Online": "How this appliance reaches the online service (registration, heartbeats, "
     "replication).",
+    "Management": "This appliance's management API (status, calls) and its state directory.",
     "TrunkConfiguration": "Trunk-wide behaviour; a gateway's own keys override these.",
     "HybridVoiceRoutes": (
         "Voice routes: name = regular expression on the dialled number (+E.164).\n"
@@ -78,15 +79,23 @@ def lab_settings(*, domain: str = "contoso.example", site: str = "Lab") -> Setti
                 "TCPPort": 5068,
                 "TLSPort": None,
                 "UDPPort": 5069,
+                "InternalPort": 5062,
+                "InternalProtocol": "TCP",
                 "BypassServicePort": 8471,
                 "InternalSubnets": "127.0.0.0/8",
             },
-            "Online": {"ServiceURL": "http://127.0.0.1:8470", "SIPAddresses": "127.0.0.1"},
+            "Online": {
+                "ServiceURL": "http://127.0.0.1:8470",
+                "SIPAddresses": "127.0.0.1",
+                "SIPPort": 5060,
+                "SIPProtocol": "TCP",
+            },
             "Gateway1": {
                 "IP": "127.0.0.1",
                 "Port": LAB_GATEWAY_PORT,
                 "Protocol": "UDP",
                 "VoiceRoutes": "LocalRoute",
+                "MediaBypass": True,  # the tenant's media bypass setting decides
             },
             "HybridVoiceRoutes": {"LocalRoute": ".*"},
             "TrunkConfiguration": {"OptionsIntervalSeconds": 5},
@@ -137,7 +146,8 @@ def render_settings(
             doc.add(tomlkit.comment(f"  {key}"))
     doc.add(tomlkit.nl())
     defaults = MediationServer().model_dump(by_alias=True, mode="json")
-    for section in ("Common", "EdgeServer", "MediationServer", "Online", "TrunkConfiguration"):
+    sections = ("Common", "EdgeServer", "MediationServer", "Online", "Management")
+    for section in (*sections, "TrunkConfiguration"):
         known = defaults if section == "MediationServer" else None
         doc.add(section, _table(data[section], _SECTION_NOTES.get(section), known))
     routes = data.get("HybridVoiceRoutes") or {}

@@ -1,0 +1,119 @@
+"""The edge role of an appliance: the access edge proxy on its two interfaces.
+
+Built from ``[EdgeServer]`` (where each side listens), ``[Online]`` (the online service's
+SIP addresses: trusted on the external side and the next hop for inbound calls) and
+``[MediationServer]`` (the mediation role's edge-side listener: the next hop for outbound
+calls and the only address trusted on the internal side). The media relay (TURN) and MRAS
+parts of the original Edge Server are not here yet.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from hybridvoice.cms.settings import Settings
+from hybridvoice.net.endpoint import Endpoint
+from hybridvoice.net.proxy import Proxy
+from hybridvoice.net.transport import Destination, Transport
+from hybridvoice.sip.transaction import TimerConfig
+
+from .access import EdgePolicy, MediationMonitor, Sides
+
+__all__ = ["EdgeOptions", "EdgeRole"]
+
+
+@dataclass(slots=True)
+class EdgeOptions:
+    """What the settings do not say: TLS contexts, timers, the mediation ping interval."""
+
+    server_ssl: ssl.SSLContext | None = None
+    client_ssl: ssl.SSLContext | None = None
+    timers: TimerConfig | None = None
+    ping_interval: float = 1.0
+
+
+class EdgeRole:
+    """Start with :meth:`start`, stop with :meth:`stop`; ``proxy`` and ``policy`` once started."""
+
+    def __init__(self, settings: Settings, options: EdgeOptions | None = None) -> None:
+        self.settings = settings
+        self.options = options or EdgeOptions()
+        self.endpoint: Endpoint | None = None
+        self.external: Transport | None = None
+        self.internal: Transport | None = None
+        self.proxy: Proxy | None = None
+        self.policy: EdgePolicy | None = None
+        self.monitor: MediationMonitor | None = None
+
+    async def start(self) -> None:
+        s, o = self.settings, self.options
+        edge, online, ms = s.edge_server, s.online, s.mediation_server
+        endpoint = self.endpoint = Endpoint(timers=o.timers)
+        try:
+            self.external = await self._listen(
+                edge.external_protocol, edge.external_sip_ips[0], edge.external_sip_port
+            )
+            self.internal = await self._listen(
+                edge.internal_protocol, edge.internal_server_ips[0], edge.internal_port
+            )
+            to_online = Destination(
+                online.sip_protocol,
+                online.sip_addresses[0],
+                online.sip_port,
+                s.common.online_sip_federation_fqdn,
+                local=self._local_for(online.sip_protocol, self.external),
+            )
+            to_mediation = Destination(
+                ms.internal_protocol,
+                ms.ip,
+                ms.internal_port,
+                ms.pool_name,
+                local=self._local_for(ms.internal_protocol, self.internal),
+            )
+            self.monitor = MediationMonitor(endpoint, to_mediation, interval=o.ping_interval)
+            sides = Sides(
+                external=[t for t in endpoint.transports if self._is_external(t)],
+                internal=[t for t in endpoint.transports if not self._is_external(t)],
+                online_hosts=frozenset(online.sip_addresses),
+                mediation_hosts=frozenset({ms.ip}),
+                online=to_online,
+                mediation=to_mediation,
+            )
+            self.policy = EdgePolicy(
+                sides, mediation_timeout=edge.mediation_timeout_seconds, monitor=self.monitor
+            )
+            self.proxy = Proxy(endpoint, self.policy)
+            self.monitor.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _listen(self, kind: str, host: str, port: int) -> Transport:
+        assert self.endpoint is not None
+        o = self.options
+        server_ssl = o.server_ssl if kind == "TLS" else None
+        if kind == "TLS" and server_ssl is None:
+            raise ValueError(
+                f"EdgeServer: TLS on {host}:{port} needs a certificate; set the protocol to TCP "
+                "for a lab or give the edge a server certificate"
+            )
+        return await self.endpoint.listen(
+            kind, host, port, server_ssl=server_ssl, client_ssl=o.client_ssl
+        )
+
+    def _local_for(self, kind: str, side: Transport) -> tuple[str, int] | None:
+        """Send from ``side`` when it has ``kind``; otherwise open a client-only transport
+        of that kind on the side's address."""
+        return side.local if side.kind == kind.upper() else None
+
+    def _is_external(self, transport: Transport) -> bool:
+        return transport is self.external
+
+    async def stop(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.stop()
+            self.monitor = None
+        if self.endpoint is not None:
+            await self.endpoint.close()
+            self.endpoint = None

@@ -1,0 +1,244 @@
+"""One appliance: edge and mediation roles, the settings replica, and the link to the cloud.
+
+:class:`Appliance` starts the roles from the appliance settings, keeps a local replica of the
+tenant settings (:class:`~hybridvoice.cms.replica.LocalStore`, fed by the
+:class:`~hybridvoice.cms.replicator.Replicator`: it keeps working on the last replica when
+the cloud is unreachable), registers with the online service and sends heartbeats
+(:class:`~hybridvoice.cms.replicator.ApplianceLink`, the original's Register-CcAppliance),
+applies replicated changes that matter to calls at once (the tenant's media bypass
+configuration: the next call sees it, no restart) and serves its management API
+(:mod:`hybridvoice.mgmt.appliance_api`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hybridvoice import __version__
+from hybridvoice.cms.changes import Change
+from hybridvoice.cms.replica import LocalStore
+from hybridvoice.cms.replicator import ApplianceLink, Replicator
+from hybridvoice.cms.settings import Settings
+from hybridvoice.edge.role import EdgeOptions, EdgeRole
+from hybridvoice.mediation.bypass import BypassPolicy
+from hybridvoice.mediation.role import MediationRole, RoleOptions
+from hybridvoice.net.http import AsgiServer, serve_asgi
+from hybridvoice.net.transport import Destination
+from hybridvoice.sip.session import SessionConfig
+from hybridvoice.sip.transaction import TimerConfig
+
+from .appliance_api import create_appliance_api
+
+__all__ = ["Appliance", "ApplianceOptions"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ApplianceOptions:
+    """What the settings do not say (tests and ``hybridvoice up`` set these)."""
+
+    server_ssl: ssl.SSLContext | None = None
+    client_ssl: ssl.SSLContext | None = None
+    timers: TimerConfig | None = None
+    session: SessionConfig | None = None
+    replication_wait: float = 25.0
+    serve_api: bool = True
+    seed: int | None = None
+
+
+class Appliance:
+    """Start with :meth:`start`, stop with :meth:`stop`; :meth:`status` for the admin."""
+
+    def __init__(self, settings: Settings, options: ApplianceOptions | None = None) -> None:
+        self.settings = settings
+        self.options = options or ApplianceOptions()
+        state = settings.management.state_directory
+        self.state_dir = Path(state) if state else None
+        if self.state_dir is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.replica = LocalStore(self.state_dir / "replica.db" if self.state_dir else ":memory:")
+        self.mediation: MediationRole | None = None
+        self.edge: EdgeRole | None = None
+        self.replicator: Replicator | None = None
+        self.link: ApplianceLink | None = None
+        self.api: AsgiServer | None = None
+        self._unsubscribe: Any = None
+
+    @property
+    def name(self) -> str:
+        c = self.settings.common
+        return self.settings.online.appliance_name or c.server_name or f"{c.site_name}-1"
+
+    # --- life cycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        s, o = self.settings, self.options
+        ms, edge = s.mediation_server, s.edge_server
+        try:
+            self.mediation = MediationRole(
+                s,
+                RoleOptions(
+                    edge=Destination(ms.internal_protocol, ms.ip, ms.internal_port),
+                    edge_target=Destination(
+                        edge.internal_protocol, edge.internal_server_ips[0], edge.internal_port
+                    ),
+                    server_ssl=o.server_ssl,
+                    client_ssl=o.client_ssl,
+                    bypass=self._bypass_policy(),
+                    records=self.state_dir / "calls.db" if self.state_dir else None,
+                    session=o.session,
+                    timers=o.timers,
+                    seed=o.seed,
+                ),
+            )
+            await self.mediation.start()
+            self.edge = EdgeRole(
+                s, EdgeOptions(server_ssl=o.server_ssl, client_ssl=o.client_ssl, timers=o.timers)
+            )
+            await self.edge.start()
+            self._unsubscribe = self.replica.subscribe(self._on_changes)
+            url = s.online.service_url
+            self.replicator = Replicator(self.replica, url, wait=o.replication_wait)
+            self.replicator.start()
+            self.link = ApplianceLink(
+                url, self.registration(), interval=s.online.heartbeat_seconds, status=self._state
+            )
+            self.link.start()
+            if o.serve_api:
+                mg = s.management
+                self.api = await serve_asgi(create_appliance_api(self), mg.ip, mg.port)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.api is not None:
+            await self.api.stop()
+            self.api = None
+        for worker in (self.link, self.replicator):
+            if worker is not None:
+                await worker.stop()
+        self.link = self.replicator = None
+        if self.edge is not None:
+            await self.edge.stop()
+            self.edge = None
+        if self.mediation is not None:
+            await self.mediation.stop()
+            self.mediation = None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def close(self) -> None:
+        """Close the replica (after :meth:`stop`)."""
+        self.replica.close()
+
+    # --- what the online service learns about us --------------------------------------------------
+    def registration(self) -> dict[str, Any]:
+        """The appliance as Register-CcAppliance describes it to the online service."""
+        s = self.settings
+        edge, ms = s.edge_server, s.mediation_server
+        domain = s.common.default_domain
+        return {
+            "name": self.name,
+            "site": s.common.site_name,
+            "mediation_fqdn": ms.pool_name or f"mediation.{domain}",
+            "edge_fqdn": edge.external_sip_pool_name or f"edge.{domain}",
+            "edge_sip_host": edge.external_sip_ips[0],
+            "edge_sip_port": edge.external_sip_port,
+            "edge_sip_transport": edge.external_protocol,
+            "version": __version__,
+        }
+
+    def _state(self) -> str:
+        if self.mediation is not None and self.mediation.admission.maintenance:
+            return "maintenance"
+        return "online"
+
+    # --- replicated settings ----------------------------------------------------------------------
+    def _bypass_policy(self) -> BypassPolicy:
+        """The tenant's network configuration from the replica, with the site's internal
+        subnets (the tenant's when it names some, else ``[MediationServer] InternalSubnets``)."""
+        cfg: Mapping[str, Any] = self.replica.get("network_config", "global") or {}
+        subnets: Sequence[Any] = cfg.get("internal_subnets") or ()
+        networks = tuple(ipaddress.ip_network(n, strict=False) for n in subnets)
+        return BypassPolicy(
+            enabled=bool(cfg.get("media_bypass_enabled", False)),
+            always_bypass=bool(cfg.get("always_bypass", True)),
+            internal_subnets=networks or tuple(self.settings.mediation_server.internal_subnets),
+        )
+
+    def _on_changes(self, changes: Sequence[Change]) -> None:
+        if self.mediation is not None and any(c.kind == "network_config" for c in changes):
+            policy = self._bypass_policy()
+            self.mediation.set_bypass(policy)
+            _log.info("media bypass now %s", "enabled" if policy.enabled else "disabled")
+
+    # --- status for the admin ---------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Roles, listeners, gateways and their health, calls now, the replica's version and
+        lag, the link to the cloud (``hybridvoice appliance status``)."""
+        listeners: list[dict[str, Any]] = []
+        calls_now = 0
+        gateways: list[dict[str, Any]] = []
+        if self.mediation is not None:
+            for side, endpoint in (
+                ("mediation/edge-side", self.mediation.edge_endpoint),
+                ("mediation/gateway-side", self.mediation.gateway_endpoint),
+            ):
+                listeners += _listeners(side, endpoint)
+            calls_now = self.mediation.admission.active
+            if self.mediation.trunks is not None:
+                gateways = [_gateway(g) for g in self.mediation.trunks.status()]
+        if self.edge is not None:
+            listeners += _listeners("edge", self.edge.endpoint)
+        rep, link = self.replicator, self.link
+        return {
+            "name": self.name,
+            "site": self.settings.common.site_name,
+            "version": __version__,
+            "state": self._state(),
+            "roles": [r for r, up in (("edge", self.edge), ("mediation", self.mediation)) if up],
+            "listeners": listeners,
+            "gateways": gateways,
+            "calls_now": calls_now,
+            "call_limit": self.mediation.admission.limit if self.mediation else None,
+            "media_bypass": self._bypass_policy().enabled,
+            "replica": {
+                "version": self.replica.version,
+                "connected": rep.connected if rep else False,
+                "lag_seconds": round(rep.lag, 3) if rep else None,
+            },
+            "online": {
+                "url": self.settings.online.service_url,
+                "registered": link.registered if link else False,
+                "heartbeats": link.heartbeats if link else 0,
+            },
+        }
+
+
+def _listeners(role: str, endpoint: Any) -> list[dict[str, Any]]:
+    if endpoint is None:
+        return []
+    return [
+        {"role": role, "transport": t.kind, "host": t.local[0], "port": t.local[1]}
+        for t in endpoint.transports
+    ]
+
+
+def _gateway(g: Any) -> dict[str, Any]:
+    return {
+        "name": g.name,
+        "address": f"{g.protocol.lower()}:{g.host}:{g.port}",
+        "health": str(getattr(g.health, "value", g.health)),
+        "active_calls": g.active_calls,
+        "calls_total": g.calls_total,
+        "last_options_status": g.last_options_status,
+        "last_options_rtt_ms": g.last_options_rtt_ms,
+    }

@@ -1,0 +1,69 @@
+"""The appliance's management API (JSON over HTTP, internal interface only).
+
+``GET /v1/status`` what ``hybridvoice appliance status`` shows; ``GET /v1/calls`` the latest
+call records; ``GET /v1/calls/{call_id}`` one call by the Call-ID of its cloud-side leg (how
+``hybridvoice test-call`` learns the media path the mediation role chose);
+``POST /v1/maintenance/enter|exit`` drain mode (no new calls, calls in progress finish).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.encoders import jsonable_encoder
+
+if TYPE_CHECKING:
+    from .appliance import Appliance
+
+__all__ = ["create_appliance_api"]
+
+
+def create_appliance_api(appliance: Appliance) -> FastAPI:
+    app = FastAPI(title="hybridvoice appliance", version="1", docs_url=None, redoc_url=None)
+
+    def records() -> Any:
+        mediation = appliance.mediation
+        if mediation is None or mediation.records is None:
+            raise HTTPException(
+                404,
+                detail={
+                    "error": "this appliance keeps no call records",
+                    "hint": "set [Management] StateDirectory to keep them",
+                },
+            )
+        return mediation.records
+
+    @app.get("/v1/status")
+    def status() -> dict[str, Any]:
+        return appliance.status()
+
+    @app.get("/v1/calls")
+    def calls(limit: int = 50) -> list[Any]:
+        return [jsonable_encoder(r) for r in records().recent(max(1, min(limit, 1000)))]
+
+    @app.get("/v1/calls/{call_id}")
+    def call(call_id: str) -> Any:
+        store = records()
+        record = store.live(call_id) or store.by_call_id(call_id)
+        if record is None:
+            raise HTTPException(
+                404, detail={"error": f"no call {call_id!r}", "hint": "GET /v1/calls lists them"}
+            )
+        return jsonable_encoder(record)
+
+    @app.post("/v1/maintenance/{action}")
+    def maintenance(action: str) -> dict[str, Any]:
+        mediation = appliance.mediation
+        if mediation is None:
+            raise HTTPException(503, detail={"error": "the mediation role is not running"})
+        if action == "enter":
+            mediation.enter_maintenance()
+        elif action == "exit":
+            mediation.exit_maintenance()
+        else:
+            raise HTTPException(404, detail={"error": f"unknown action {action!r}",
+                                             "hint": "use enter or exit"})  # fmt: skip
+        return {"state": "maintenance" if mediation.admission.maintenance else "online"}
+
+    return app

@@ -1,0 +1,108 @@
+"""The online service in one object: tenant store, registrar, SIP proxy and management API.
+
+:class:`OnlineService` listens for SIP (clients register and call; appliances' edges send
+inbound PSTN calls) and serves the JSON API (admin commands, appliance registration and
+heartbeats, the replication feed). The SIP side is the transaction-stateful proxy of
+:mod:`hybridvoice.net.proxy` with :class:`~hybridvoice.online.policy.OnlinePolicy`; the
+registrar's realm is the tenant's first SIP domain.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hybridvoice.net.endpoint import Endpoint
+from hybridvoice.net.http import AsgiServer, serve_asgi
+from hybridvoice.net.proxy import Proxy
+from hybridvoice.net.transport import Transport
+from hybridvoice.sip.transaction import TimerConfig
+
+from .api import create_online_api
+from .policy import OnlinePolicy
+from .registrar import Registrar
+from .store import TenantStore
+
+__all__ = ["OnlineOptions", "OnlineService"]
+
+
+@dataclass(slots=True)
+class OnlineOptions:
+    """Where the online service listens and keeps its data."""
+
+    #: SIP listeners as (transport, host, port); port 0 = any free port
+    sip: list[tuple[str, str, int]] = field(
+        default_factory=lambda: [("UDP", "127.0.0.1", 5060), ("TCP", "127.0.0.1", 5060)]
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = 8470
+    store: Path | str = ":memory:"
+    realm: str | None = None  # default: the tenant's first SIP domain
+    heartbeat_timeout: float = 5.0  # an appliance silent this long is marked offline
+    appliance_timeout: float = 2.0  # no provisional from an appliance within this: next one
+    server_ssl: ssl.SSLContext | None = None
+    client_ssl: ssl.SSLContext | None = None
+    timers: TimerConfig | None = None
+    seed: int | None = None
+
+
+class OnlineService:
+    """Start with :meth:`start`, stop with :meth:`stop`."""
+
+    def __init__(self, options: OnlineOptions | None = None) -> None:
+        self.options = options or OnlineOptions()
+        self.store = TenantStore(self.options.store)
+        self.endpoint: Endpoint | None = None
+        self.proxy: Proxy | None = None
+        self.registrar: Registrar | None = None
+        self.policy: OnlinePolicy | None = None
+        self.api: AsgiServer | None = None
+        self.transports: list[Transport] = []
+
+    @property
+    def realm(self) -> str:
+        if self.options.realm:
+            return self.options.realm
+        domains = self.store.domains()
+        return domains[0] if domains else "hybridvoice"
+
+    async def start(self) -> None:
+        o = self.options
+        rng = random.Random(o.seed)
+        endpoint = self.endpoint = Endpoint(timers=o.timers)
+        try:
+            for kind, host, port in o.sip:
+                server_ssl = o.server_ssl if kind.upper() == "TLS" else None
+                transport = await endpoint.listen(
+                    kind, host, port, server_ssl=server_ssl, client_ssl=o.client_ssl
+                )
+                self.transports.append(transport)
+            self.registrar = Registrar(self.store, self.realm)
+            self.policy = OnlinePolicy(
+                self.store, self.registrar, appliance_timeout=o.appliance_timeout, rng=rng
+            )
+            self.proxy = Proxy(endpoint, self.policy)
+            app = create_online_api(self.store, heartbeat_timeout=o.heartbeat_timeout)
+            self.api = await serve_asgi(app, o.api_host, o.api_port, lifespan=True)
+        except BaseException:
+            await self.stop()
+            raise
+
+    def sip_address(self, kind: str = "UDP") -> tuple[str, int]:
+        """Where the SIP listener of ``kind`` is bound."""
+        for transport in self.transports:
+            if transport.kind == kind.upper():
+                return transport.local
+        raise LookupError(f"the online service has no {kind} listener")
+
+    async def stop(self) -> None:
+        if self.api is not None:
+            await self.api.stop()
+            self.api = None
+        if self.endpoint is not None:
+            await self.endpoint.close()
+            self.endpoint = None
+        self.transports.clear()
+        self.store.close()
