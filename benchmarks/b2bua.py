@@ -50,6 +50,7 @@ IP = "127.0.0.1"
 TCPPort = 0
 TLSPort = 0
 UDPPort = {gw_side}
+BypassServicePort = 0               # never the CCE default 80 in a benchmark
 
 [Gateway1]
 IP = "127.0.0.1"

@@ -207,7 +207,7 @@ def role_settings(gateway: int, ports: MediaPorts, media_bypass: bool) -> dict[s
         "Common": {"SIPDomains": "contoso.com", "SiteName": "Interop"},
         "MediationServer": {
             "IP": HOST, "TCPPort": 0, "TLSPort": 0, "UDPPort": 0,
-            "MediaPortStart": start, "MediaPortEnd": end,
+            "MediaPortStart": start, "MediaPortEnd": end, "BypassServicePort": 0,
         },
         "HybridVoiceRoutes": {"All": ".*"},
         "TrunkConfiguration": {"OptionsIntervalSeconds": 60},

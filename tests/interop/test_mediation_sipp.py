@@ -45,7 +45,13 @@ NUMBER = "+31201234567"
 def settings(gateway_ports: list[int], options: bool, **extra: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "Common": {"SIPDomains": "contoso.com", "SiteName": "Interop", **extra},
-        "MediationServer": {"IP": "127.0.0.1", "TCPPort": 0, "TLSPort": 0, "UDPPort": 0},
+        "MediationServer": {
+            "IP": "127.0.0.1",
+            "TCPPort": 0,
+            "TLSPort": 0,
+            "UDPPort": 0,
+            "BypassServicePort": 0,
+        },
         "HybridVoiceRoutes": {"All": ".*"},
         "TrunkConfiguration": {"OptionsIntervalSeconds": 0.2, "UnhealthyAfterMissed": 2},
     }

@@ -141,7 +141,7 @@ def settings(gateways: list[Peer], **common: Any) -> dict[str, Any]:
         "MediationServer": {
             "IP": "127.0.0.1", "TCPPort": 0, "UDPPort": 0, "TLSPort": 0,
             "MediaPortStart": 40000, "MediaPortEnd": 40400,
-            "InternalSubnets": ["127.0.0.0/8"],
+            "InternalSubnets": ["127.0.0.0/8"], "BypassServicePort": 0,
         },
         "HybridVoiceRoutes": {"All": ".*"},
         "TrunkConfiguration": {"OptionsIntervalSeconds": 60},

@@ -214,7 +214,9 @@ def test_the_answer_or_refusal_of_our_reinvite() -> None:
         relay = relay_call()
         plan = MediaPlan(relay)
         plan.anchor_late(body(7000, "0", PCMU, host="10.0.0.9"))
-        bridge = SimpleNamespace(plan=plan, offer_from=object(), b=None, finished=False)
+        bridge = SimpleNamespace(
+            plan=plan, offer_from=object(), b=None, finished=False, side="gateway"
+        )
         reoffer_done(bridge, OfferRejected(491))  # glare: tried again later (the timer)
         assert bridge.offer_from is None and plan.reoffer is not None
         reoffer_done(bridge, OfferAnswered(body(6002, "0", PCMU, host="192.0.2.7")))

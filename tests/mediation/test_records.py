@@ -34,6 +34,7 @@ from hybridvoice.mediation.records import (
     StoreOptions,
     UnknownCallError,
 )
+from hybridvoice.mediation.records_model import COLUMNS, MIGRATIONS, to_row
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -247,7 +248,7 @@ def test_schema_version_and_migrations(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     with CallRecordStore(path) as store:
         assert store.schema_version_found == 0
-        assert store.schema_version() == SCHEMA_VERSION == 1
+        assert store.schema_version() == SCHEMA_VERSION == 2
     with CallRecordStore(path) as store:
         assert store.schema_version_found == SCHEMA_VERSION
     conn = sqlite3.connect(path)
@@ -374,7 +375,13 @@ _counters = st.none() | st.builds(
     MediaCounters,
     *[st.integers(min_value=0, max_value=2**62)] * 5,
     st.floats(min_value=0, max_value=1e6, allow_nan=False),
+    st.integers(min_value=0, max_value=2**62),
+    st.none() | st.floats(min_value=0, max_value=1, allow_nan=False),
+    st.none() | st.integers(min_value=-(2**23), max_value=2**23 - 1),
+    st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False),
 )
+_lost = st.none() | st.integers(min_value=-(2**23), max_value=2**23 - 1)
+_jitter = st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False)
 
 records = st.builds(
     CallRecord,
@@ -405,6 +412,10 @@ records = st.builds(
     answer_after=_seconds,
     duration=_seconds,
     talk_time=_seconds,
+    a_reported_lost=_lost,
+    a_reported_jitter_ms=_jitter,
+    b_reported_lost=_lost,
+    b_reported_jitter_ms=_jitter,
 )
 
 
@@ -418,3 +429,43 @@ def test_round_trip_through_the_store(tmp_path: Path) -> None:
             assert store.by_record_id(record.record_id) == record
 
         check()
+
+
+def test_a_version_1_database_gains_the_rtcp_columns(tmp_path: Path) -> None:
+    """A database written before the RTCP loss/jitter columns (schema 1, with a finished
+    call): opening it migrates in place; the old row reads back with None there, and a new
+    call's RTCP-reported loss and jitter land in the new columns."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+    old_columns = COLUMNS[: COLUMNS.index("talk_time") + 1]
+    old = CallRecord(
+        "r-old", "old-call", Direction.OUTBOUND, "+3120", "+3130", T0, CallState.ENDED,
+        a_media=MediaCounters(10, 10, 1720, 1720, 0, 0.5),
+    )  # fmt: skip
+    values = to_row(old)[: len(old_columns)]
+    conn.execute(
+        f"INSERT INTO calls ({', '.join(old_columns)}) VALUES ({', '.join('?' * len(values))})",
+        values,
+    )
+    conn.close()
+    with CallRecordStore(path) as store:
+        assert store.schema_version_found == 1 and store.schema_version() == SCHEMA_VERSION
+        found = store.by_record_id("r-old")
+        assert found == old and found.a_reported_lost is None
+        assert found.a_media == MediaCounters(10, 10, 1720, 1720, 0, 0.5)
+        _call(store, "new")
+        store.ended(
+            "new", side=DisconnectSide.CALLER,
+            a_media=MediaCounters(reported_packets_lost=3, reported_jitter_ms=10.0),
+            b_media=MediaCounters(reported_packets_lost=-1, reported_jitter_ms=0.25),
+        )  # fmt: skip
+        store.flush()
+        new = store.by_call_id("new")
+        assert new is not None
+        assert (new.a_reported_lost, new.a_reported_jitter_ms) == (3, 10.0)
+        assert (new.b_reported_lost, new.b_reported_jitter_ms) == (-1, 0.25)
+        assert new.a_media is not None and new.a_media.reported_packets_lost == 3

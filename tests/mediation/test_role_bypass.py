@@ -171,3 +171,81 @@ def test_set_bypass_applies_to_the_next_call(tmp_path: Path) -> None:
             ]
 
     run(main())
+
+
+_UNPRIVILEGED_CHILD = """
+import asyncio, json, sys
+from hybridvoice.cms.settings import parse_settings
+from hybridvoice.mediation.role import MediationRole, RoleOptions
+from hybridvoice.net.transport import Destination
+
+raw = json.loads(sys.argv[1])
+async def main():
+    options = RoleOptions(edge=Destination("UDP", "127.0.0.1", 0),
+                          edge_target=Destination("UDP", "127.0.0.1", 9), relay=False)
+    role = MediationRole(parse_settings(raw), options)
+    await role.start()
+    print(json.dumps({"server": role.bypass_server is not None, "error": role.bypass_error}))
+    await role.stop()
+asyncio.run(main())
+"""
+
+
+def _drop_net_bind_service() -> None:
+    """In the child before exec: drop CAP_NET_BIND_SERVICE from the bounding set
+    (prctl PR_CAPBSET_DROP), so even root may not bind ports below 1024 after exec."""
+    import ctypes  # noqa: PLC0415
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(24, 10, 0, 0, 0) != 0:  # PR_CAPBSET_DROP, CAP_NET_BIND_SERVICE
+        raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_privileged_bypass_port_refused_says_what_to_do(tmp_path: Path) -> None:
+    """The CCE default BypassServicePort 80 in a process without CAP_NET_BIND_SERVICE (a
+    child whose bounding set lacks it): the role still starts, and ``bypass_error`` names
+    the two ways out."""
+    import json  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    raw = settings()
+    raw["MediationServer"]["BypassServicePort"] = 80
+    if os.geteuid() != 0 and not _refused(80):
+        pytest.skip("this process may bind port 80 (CAP_NET_BIND_SERVICE or a low sysctl)")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _UNPRIVILEGED_CHILD, json.dumps(raw)],
+            preexec_fn=_drop_net_bind_service if os.geteuid() == 0 else None,
+            capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot drop CAP_NET_BIND_SERVICE here: {exc}")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    if out["server"]:
+        pytest.skip("unprivileged processes may bind port 80 here (ip_unprivileged_port_start)")
+    error = out["error"]
+    assert "127.0.0.1:80" in error
+    assert "[MediationServer] BypassServicePort" in error and ">= 1024" in error
+    assert "CAP_NET_BIND_SERVICE" in error
+
+
+def _refused(port: int) -> bool:
+    from hybridvoice.mediation.role import bind_refused  # noqa: PLC0415
+
+    return bind_refused("127.0.0.1", port)
+
+
+def test_labs_never_bind_the_cce_default_port(tmp_path: Path) -> None:
+    """Every lab of these tests passes BypassServicePort 0: the service runs on a free port
+    (the conftest guard fails any test that asks for a port below 1024)."""
+
+    async def main() -> None:
+        async with lab(tmp_path) as lab_:
+            server = lab_.role.bypass_server
+            assert server is not None and lab_.role.bypass_error is None
+            assert server.port >= 1024
+
+    run(main())

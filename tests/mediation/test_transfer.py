@@ -67,7 +67,7 @@ async def lab(
         "Common": {"SIPDomains": "contoso.com", "SiteName": "Lab"},
         "MediationServer": {
             "IP": "127.0.0.1", "TCPPort": 0, "UDPPort": 0, "TLSPort": 0,
-            "MediaPortStart": 40400, "MediaPortEnd": 40800,
+            "MediaPortStart": 40400, "MediaPortEnd": 40800, "BypassServicePort": 0,
         },
         "HybridVoiceRoutes": {"All": ".*"},
         "TrunkConfiguration": {
@@ -346,6 +346,120 @@ def test_attended_transfer_across_the_b2bua(tmp_path: Path) -> None:
             await p.ended(WAIT)
             new.bye()
             await c.ended(WAIT)
+            await settle(lab_)
+
+    run(main())
+
+
+# --- per-gateway EnableReferSupport ---------------------------------------------------------
+@dataclass
+class TwoGatewayLab(RoleLab):
+    refer_on: Peer  # Gateway1, 127.0.0.1: numbers +31..., EnableReferSupport not set (trunk's)
+    refer_off: Peer  # Gateway2, 127.0.0.2: numbers +32..., EnableReferSupport = false
+
+    def call_out(self, number: str) -> Call:
+        return self.cloud.ua.invite(
+            f"sip:{number}@127.0.0.1:{self.edge}", from_="<sip:+31209876543@contoso.com>",
+            sdp=OFFER, destination=Destination("UDP", "127.0.0.1", self.edge),
+        )  # fmt: skip
+
+    def call_in(self, gateway: Peer) -> Call:
+        port = self.role.gateway_transports["UDP"].local[1]
+        return gateway.ua.invite(
+            f"sip:{CALLEE}@127.0.0.1:{port}", from_="<sip:+32612345678@gw.example>",
+            sdp=OFFER, destination=Destination("UDP", "127.0.0.1", port),
+        )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def two_gateways(tmp_path: Path) -> AsyncIterator[TwoGatewayLab]:
+    cloud, on, off = await peer(), await peer(), await peer("127.0.0.2")
+    gateway: dict[str, Any] = {"Protocol": "UDP", "SendSipOptions": False}
+    raw: dict[str, Any] = {
+        "Common": {"SIPDomains": "contoso.com", "SiteName": "Lab"},
+        "MediationServer": {
+            "IP": "127.0.0.1", "TCPPort": 0, "UDPPort": 0, "TLSPort": 0, "BypassServicePort": 0,
+        },
+        "HybridVoiceRoutes": {"NL": "^\\+31", "BE": "^\\+32"},
+        "TrunkConfiguration": {"OptionsIntervalSeconds": 60, "EnableReferSupport": True},
+        "Gateway1": {**gateway, "IP": "127.0.0.1", "Port": on.port, "VoiceRoutes": "NL"},
+        "Gateway2": {
+            **gateway, "IP": "127.0.0.2", "Port": off.port, "VoiceRoutes": "BE",
+            "EnableReferSupport": False,
+        },
+    }  # fmt: skip
+    async with running_role(tmp_path, raw, cloud, [on, off], relay=False) as role:
+        yield TwoGatewayLab(role, cloud, on, off)
+
+
+def test_enable_refer_support_is_per_gateway(tmp_path: Path) -> None:
+    """[TrunkConfiguration] EnableReferSupport on, Gateway2's own off: a cloud user's REFER
+    goes on to Gateway1 but is performed by the mediation role on a call through Gateway2
+    (Gateway2 never sees a REFER; the new INVITE goes to Gateway1, whose route matches)."""
+
+    async def main() -> None:
+        async with two_gateways(tmp_path) as lab_:
+            # through Gateway1 (the trunk's setting): passed on
+            a = lab_.call_out("+31201234567")
+            b = await lab_.refer_on.next_call()
+            b.answer(ANSWER)
+            await a.answered(WAIT)
+            await b.answered(WAIT)
+            a.refer("sip:+31207654321@contoso.com;user=phone")
+            refer = await b.wait_for(Refer, WAIT)
+            b.reject_refer(603)
+            assert refer.refer_to.uri == parse_uri("sip:+31207654321@contoso.com;user=phone")
+            assert await a.wait_for(ReferResult, WAIT) == ReferResult(603)
+            a.bye()
+            await b.ended(WAIT)
+            await settle(lab_)
+
+            # through Gateway2 (its own EnableReferSupport = false): performed
+            a = lab_.call_out("+32201234567")
+            b = await lab_.refer_off.next_call()
+            b.answer(ANSWER)
+            await a.answered(WAIT)
+            await b.answered(WAIT)
+            a.refer("sip:+31207654321@contoso.com;user=phone")
+            assert await a.wait_for(ReferResult, WAIT) == ReferResult(202)
+            target = await lab_.refer_on.next_call()
+            assert str(target.invite.uri).startswith("sip:+31207654321@127.0.0.1")
+            target.answer(sdp(9002))
+            offer = await b.wait_for(Offer, WAIT)  # the transferee moves to the target
+            assert offer.sdp == sdp(9002)
+            b.accept_offer(ANSWER)
+            notify = await a.wait_for(ReferNotify, WAIT)
+            while notify.status == 100:
+                notify = await a.wait_for(ReferNotify, WAIT)
+            assert notify == ReferNotify(200, True)
+            await a.ended(WAIT)
+            assert not any(isinstance(e, Refer) for e in b.history)
+            b.bye()
+            await target.ended(WAIT)
+            await settle(lab_)
+
+    run(main())
+
+
+def test_gateway_refer_off_does_not_stop_refer_toward_the_cloud(tmp_path: Path) -> None:
+    """Gateway2's EnableReferSupport = false says what Gateway2 accepts: a REFER *from*
+    Gateway2 (its PSTN caller transferred) still goes on to the cloud side, per the trunk's
+    setting."""
+
+    async def main() -> None:
+        async with two_gateways(tmp_path) as lab_:
+            a = lab_.call_in(lab_.refer_off)
+            b = await lab_.cloud.next_call()
+            b.answer(ANSWER)
+            await a.answered(WAIT)
+            await b.answered(WAIT)
+            a.refer("sip:carol@contoso.com")
+            refer = await b.wait_for(Refer, WAIT)
+            assert refer.refer_to.uri == parse_uri("sip:carol@contoso.com")
+            b.accept_refer()
+            assert await a.wait_for(ReferResult, WAIT) == ReferResult(202)
+            b.bye()
+            await a.ended(WAIT)
             await settle(lab_)
 
     run(main())

@@ -17,9 +17,11 @@ side) and the *gateway* UA (PSTN gateways, SBCs, IP-PBXs). A :class:`Bridge` is 
 Outbound (edge -> gateway): the :class:`~.routing.OutboundRouter` picks a gateway; on a
 failover code, a transport error (seen as a local 408) or no 18x/final in the fast-failover
 time the pending INVITE is cancelled and the next gateway tried; when none is left the caller
-gets the router's status (503) with a Reason. Inbound (gateway -> edge): only from a
-configured gateway's address (else 403), numbers translated per the gateway's rules, the
-Request-URI in + E.164 toward the edge's next hop.
+gets the router's status (503) with a Reason. A TLS gateway that could not be reached (a
+local 408) is diagnosed with one handshake (:mod:`.tls_check`) so the attempt's outcome and
+the Reason name the cause (an untrusted certificate, a name mismatch). Inbound (gateway ->
+edge): only from a configured gateway's address (else 403), numbers translated per the
+gateway's rules, the Request-URI in + E.164 toward the edge's next hop.
 
 Transfer (:mod:`.transfer`, RFC 3515, RFC 3891): a REFER is passed on or performed per
 ``EnableReferSupport``; an INVITE with Replaces takes a bridged leg's place.
@@ -28,13 +30,17 @@ Media (:mod:`.media_plan`): with a relay engine the call is anchored (SDP rewrit
 relay's ports, PCMU <-> PCMA transcoded when the legs share no codec) unless
 :func:`~.bypass.decide_bypass` says bypass, on the client's offer (outbound) or on its answer
 (inbound, when bypass is possible: the late anchoring re-INVITEs the edge leg); without a
-relay engine SDP passes through (recorded as bypass, "no relay engine").
+relay engine SDP passes through (recorded as bypass, "no relay engine"). A bypassed outbound
+call whose gateway refuses the offer with 488, or answers with no codec of it, is anchored
+instead (reason "codec mismatch", the relay transcoding G.711):
+:func:`.media_plan.fallback_on_reject` and :func:`.media_plan.fallback_on_answer`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -69,6 +75,7 @@ from .headers_policy import HeaderPolicy, e164_request_uri
 from .health import destination_of
 from .media_plan import INBOUND_PENDING, MediaPlan, RecentMedia
 from .records import CallRecordStore, Direction, DisconnectSide
+from .tls_check import tls_failure
 from .translate import NumberError, NumberTranslator, number_of
 from .trunks import GatewayState, TrunkTable, normalise_ip
 
@@ -119,7 +126,8 @@ class B2BUA:
 
     ``edge_target`` is the next hop of inbound calls (the edge role) and ``edge_domain`` the
     host of their Request-URI. ``relay`` and ``records`` are optional; ``bypass`` is the
-    tenant's network configuration (None: media bypass disabled).
+    tenant's network configuration (None: media bypass disabled); ``client_ssl`` the TLS
+    client context toward gateways, used to say why a TLS gateway could not be reached.
     """
 
     def __init__(
@@ -136,6 +144,7 @@ class B2BUA:
         relay: RelayEngine | None = None,
         bypass: BypassPolicy | None = None,
         records: CallRecordStore | None = None,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.edge_ua = edge_ua
         self.gateway_ua = gateway_ua
@@ -148,6 +157,7 @@ class B2BUA:
         self.relay = relay
         self.bypass = bypass or BypassPolicy(enabled=False)
         self.records = records
+        self.client_ssl = client_ssl  # the gateway side's TLS client context (diagnosis)
         self.stats = B2BUAStats()
         self.recent = RecentMedia()  # relay counters of ended anchored calls
         self.bridges: set[Bridge] = set()
@@ -288,10 +298,10 @@ class Bridge:
             self.outbound, outcome = b2b.router.start(self.callee, b2b.gateway_ua.now())
             gateway = outcome.gateway if isinstance(outcome, routing.Attempt) else None
             media_plan.decide_at_start(self, gateway)
-            self._then(lambda: self._step(outcome))
+            self.after_relay(lambda: self.place(outcome))
         else:
             media_plan.decide_at_start(self, self.gateway)
-            self._then(self._inbound)
+            self.after_relay(self._inbound)
 
     def record_media(self, note: str = "") -> None:
         """The media decision and its reason (plus ``note``: transcoding) in the record."""
@@ -299,7 +309,7 @@ class Bridge:
             reason = self.decision.reason + note
             self.b2bua.records.media(self.a.call_id, self.decision.mode, reason)
 
-    def _then(self, step: Callable[[], None]) -> None:
+    def after_relay(self, step: Callable[[], None]) -> None:
         """Run ``step`` now, or after the relay call is bound when the media is anchored."""
         relay = self.b2bua.relay
         if relay is None or self.decision is None or self.decision.bypass:
@@ -314,7 +324,7 @@ class Bridge:
                 if not self.a.disconnected:
                     self.b2bua.refuse(self.a, 503, f"no media ports: {exc}", 10)
                 return
-            if self.a.disconnected:  # cancelled meanwhile; the a-leg's Disconnected cleaned up
+            if self.a.disconnected or self.finished:  # cancelled or failed meanwhile
                 await relay.release(self.relay_call)
                 self.relay_call = None
                 return
@@ -359,7 +369,7 @@ class Bridge:
         )
         self._set_b(b, gateway, callee, caller)
 
-    def _step(self, outcome: routing.Outcome) -> None:
+    def place(self, outcome: routing.Outcome) -> None:
         """Act on the router's outcome: place an attempt, or fail the caller."""
         b2b = self.b2bua
         if isinstance(outcome, routing.NoGatewayLeft):
@@ -377,7 +387,7 @@ class Bridge:
             target = b2b.target(gateway)
         except NetError as exc:
             assert self.outbound is not None
-            self._step(self.outbound.transport_error(b2b.gateway_ua.now()))
+            self.place(self.outbound.transport_error(b2b.gateway_ua.now()))
             _log.info("%s: %s", gateway.name, exc)
             return
         uri = target.uri._replace(user=callee)
@@ -417,7 +427,7 @@ class Bridge:
         self._attempt_failed(b, outbound.history[-1].outcome)
         self.b = None
         b.bye()  # CANCEL (or nothing yet to cancel: the session does it when a 1xx comes)
-        self._step(outcome)
+        self.place(outcome)
 
     def _attempt_failed(self, b: Call, outcome: str) -> None:
         self.b2bua.stats.failovers += 1
@@ -481,11 +491,11 @@ class Bridge:
             if a.state in (State.INCOMING, State.EARLY):
                 self._safely(lambda: a.ring(self._sdp(event.sdp, b), status=status))
         elif isinstance(event, Answered):
-            self._answered(b, event.sdp)
+            self.answered_by(b, event.sdp)
         elif isinstance(event, Offer):
             if not self.answered:  # the 2xx to an offer-less INVITE carried the offer
                 self.late_offer = True
-                self._answered(b, event.sdp)
+                self.answered_by(b, event.sdp)
             else:
                 self._pass_offer(b, a, event.sdp)
         elif isinstance(event, OfferAnswered):
@@ -503,7 +513,7 @@ class Bridge:
         elif isinstance(event, Disconnected):
             self._b_ended(b, event)
 
-    def _answered(self, b: Call, sdp: bytes | None) -> None:
+    def answered_by(self, b: Call, sdp: bytes | None) -> None:
         self._cancel_timer()
         if self.outbound is not None and not self.answered:
             self.outbound.final(200, self.b2bua.gateway_ua.now())
@@ -511,6 +521,8 @@ class Bridge:
             return
         if sdp is None and not self.a.invite.body and not self.late_offer:
             return  # the offer follows as an Offer event
+        if media_plan.fallback_on_answer(self, b, sdp):
+            return  # bypassed, no shared codec: anchored now, back here once the relay is bound
         self.answered = True
         self.b2bua.stats.answered += 1
         if self.a.disconnected:
@@ -535,17 +547,52 @@ class Bridge:
             return
         status = event.status if event.status is not None else 408
         outbound = self.outbound
+        if outbound is not None and media_plan.fallback_on_reject(self, status):
+            return  # a bypassed offer refused 488: the same gateway again, anchored
         if outbound is None:  # inbound: map the failure through
             self._fail_a(map_failure(status), f"{self._other} leg: {event.cause} {status}")
             return
-        outcome = outbound.final(status, self.b2bua.gateway_ua.now())
+        probe = self._tls_probe(status)
+        if probe is None:
+            self._attempt_over(b, status, None)
+            return
+        self.b = None  # the attempt is over; its outcome waits for the diagnosis
+
+        async def diagnosed() -> None:
+            cause = await probe
+            if not self.finished:  # the caller may have cancelled meanwhile
+                self._attempt_over(b, status, None if cause is None else f"{status} ({cause})")
+
+        self.b2bua.spawn(diagnosed)
+
+    def _tls_probe(self, status: int) -> Coroutine[Any, Any, str | None] | None:
+        """A 408 from a TLS gateway (a failed connection or handshake reaches the session as a
+        408 of its own, indistinguishable from the gateway's): the diagnostic handshake that
+        names why (:mod:`.tls_check`; None from it when the handshake works), else None."""
+        gateway, ssl_context = self.gateway, self.b2bua.client_ssl
+        if status != 408 or gateway is None or ssl_context is None:
+            return None
+        if gateway.config.protocol != "TLS":
+            return None
+        try:
+            destination = self.b2bua.target(gateway).destination
+        except NetError:
+            return None
+        return tls_failure(destination, ssl_context)
+
+    def _attempt_over(self, b: Call, status: int, said: str | None) -> None:
+        """The pending gateway attempt failed with ``status`` (``said``: the outcome text for
+        the record and the caller's Reason): fail the caller or try the next gateway."""
+        outbound = self.outbound
+        assert outbound is not None
+        outcome = outbound.final(status, self.b2bua.gateway_ua.now(), said)
         if isinstance(outcome, routing.Rejected):
             self.b = None
-            self._fail_a(map_failure(status), f"gateway {outcome.gateway.name}: {status}")
+            self._fail_a(map_failure(status), f"gateway {outcome.gateway.name}: {said or status}")
         elif isinstance(outcome, routing.Attempt | routing.NoGatewayLeft):
-            self._attempt_failed(b, str(status))
+            self._attempt_failed(b, said or str(status))
             self.b = None
-            self._step(outcome)
+            self.place(outcome)
 
     @property
     def _other(self) -> str:
@@ -577,10 +624,12 @@ class Bridge:
 
     # --- the end ----------------------------------------------------------------------------
     def _fail_a(self, status: int, text: str) -> None:
+        """Refuse the caller with ``status`` and a Reason of ``text``; the record keeps
+        ``text`` as the cause (finished first: the a-leg's own end, "rejected", comes after)."""
         a = self.a
+        self._finish(DisconnectSide.LOCAL, status, text)
         if not a.disconnected and a.state in (State.INCOMING, State.EARLY):
             self.b2bua.refuse(a, status, text)
-        self._finish(DisconnectSide.LOCAL, status, text)
 
     def _finish(self, side: DisconnectSide, status: int | None, cause: str) -> None:
         if self.finished:

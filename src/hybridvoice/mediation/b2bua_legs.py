@@ -53,7 +53,9 @@ def release_leg(call: Call) -> None:
 
 
 def media_counters(relay_call: RelayCall, side: Side) -> tuple[MediaCounters, MediaCounters]:
-    """The relay's counters (RFC 3550 §6.4: loss and jitter) for the a-leg and the b-leg."""
+    """The relay's counters for the a-leg and the b-leg: RTP packets and bytes, loss and
+    jitter from sequence numbers (RFC 3550 A.3, A.8) and what each far end reported in its
+    last RTCP report block (SR or RR, §6.4.1: cumulative lost, interarrival jitter)."""
     stats = relay_call.stats()
     edge, gateway = stats.a, stats.b  # relay leg A faces the edge side, B the gateway
 
@@ -61,6 +63,10 @@ def media_counters(relay_call: RelayCall, side: Side) -> tuple[MediaCounters, Me
         return MediaCounters(
             packets_received=leg.packets, packets_sent=other.packets, bytes_received=leg.bytes,
             bytes_sent=other.bytes, packets_lost=leg.lost, jitter_ms=leg.jitter_ms,
+            rtcp_packets=leg.rtcp_packets,
+            reported_fraction_lost=leg.reported_fraction_lost,
+            reported_packets_lost=leg.reported_cumulative_lost,
+            reported_jitter_ms=leg.reported_jitter_ms,
         )  # fmt: skip
 
     a, b = (edge, gateway) if side == "edge" else (gateway, edge)

@@ -43,6 +43,18 @@ needs, is known only from its answer, after the gateway's offer has gone on. The
   before the offer is not available inbound: the cloud forks to the user's clients only
   after our offer.
 
+Bypass fallback (outbound). A bypassed offer goes to the gateway as the client wrote it, so
+a PCMU-only client and a PCMA-only gateway share no codec and only the relay can join them.
+When the gateway refuses the bypassed offer with 488 (:func:`fallback_on_reject`) the same
+gateway gets a new INVITE, anchored (the relay's address, both G.711 laws offered), as the same
+routing attempt; when it answers 2xx with no codec of the client's offer
+(:func:`fallback_on_answer`) the client is answered anchored (the relay's address, its own
+law; the relay transcodes) and the gateway leg gets a re-INVITE to the relay (sess-version + 1
+on that leg, RFC 3264 §8). Either way the decision becomes anchored with the reason
+:data:`CODEC_MISMATCH` (plus the transcoding note). Not done: a 488 after early media was
+passed to the client, and inbound calls (the client answers the gateway's offer: no mismatch
+to repair but the client's own refusal).
+
 :class:`RecentMedia` keeps the relay's :class:`~hybridvoice.media.CallStats` of the last
 calls, by the a-leg's Call-ID, after their relay ports are released.
 """
@@ -62,7 +74,7 @@ from hybridvoice.media import PT_PCMA, PT_PCMU, CallStats, Leg
 from hybridvoice.net.relay import RelayCall
 from hybridvoice.sip.errors import LocalProtocolError
 from hybridvoice.sip.sdp import Attribute, MediaDescription, SessionDescription
-from hybridvoice.sip.session import OfferAnswered, OfferRejected
+from hybridvoice.sip.session import OfferAnswered, OfferRejected, State
 
 from .bypass import (
     BypassDecision,
@@ -73,12 +85,16 @@ from .bypass import (
     decide_bypass,
 )
 from .media_sdp import anchor, parse_sdp
+from .routing import Attempt
 
 if TYPE_CHECKING:
+    from hybridvoice.net.call import Call
+
     from .b2bua import Bridge
     from .trunks import GatewayState
 
 __all__ = [
+    "CODEC_MISMATCH",
     "G711_PT",
     "INBOUND_PENDING",
     "TRANSCODING_NOTE",
@@ -91,8 +107,11 @@ __all__ = [
     "decide_late",
     "decide_on_answer",
     "decide_outbound",
+    "fallback_on_answer",
+    "fallback_on_reject",
     "reoffer",
     "reoffer_done",
+    "shares_codec",
 ]
 
 _log = logging.getLogger("hybridvoice.mediation.media_plan")
@@ -290,6 +309,90 @@ def decide_late(bridge: Bridge, answer: bytes) -> None:
         bridge.plan.anchor_late(offer)
 
 
+#: The reason recorded when a bypassed call is anchored because the two ends share no codec.
+CODEC_MISMATCH: Final = "codec mismatch"
+#: SIP statuses to a bypassed offer that mean "not these codecs" (RFC 3261 §21.4.26).
+_MISMATCH_STATUSES: Final = frozenset({488})
+
+
+def _voice(body: bytes) -> set[tuple[str, int]] | None:
+    """(encoding, clock rate) of the voice codecs of the first audio stream (None: no SDP or
+    no audio stream)."""
+    sdp = parse_sdp(body)
+    found = None if sdp is None else _audio(sdp)
+    if found is None:
+        return None
+    codecs = found[1].codecs()
+    return {
+        (c.encoding.upper(), c.clock_rate) for c in codecs if c.encoding.upper() not in _AUXILIARY
+    }
+
+
+def shares_codec(offer: bytes, answer: bytes) -> bool:
+    """Does ``answer`` name a voice codec of ``offer``? (True when either has no audio
+    stream to compare: nothing the relay could repair.)"""
+    offered, answered = _voice(offer), _voice(answer)
+    if offered is None or answered is None or not answered:
+        return True
+    return bool(offered & answered)
+
+
+def _can_fall_back(bridge: Bridge) -> bool:
+    decision, b2b = bridge.decision, bridge.b2bua
+    return (
+        bridge.side == "edge" and decision is not None and decision.bypass
+        and b2b.relay is not None and bridge.plan is None and bool(bridge.a.invite.body)
+        and bridge.outbound is not None and bridge.outbound.current is not None
+        and not bridge.finished and not bridge.a.disconnected
+    )  # fmt: skip
+
+
+def _anchor_instead(bridge: Bridge) -> None:
+    bridge.decision = BypassDecision(MediaMode.ANCHORED, CODEC_MISMATCH)
+    bridge.record_media()
+
+
+def fallback_on_reject(bridge: Bridge, status: int) -> bool:
+    """The gateway refused a bypassed offer (488): anchor the call and send the same gateway
+    a new INVITE through the relay (transcoding when it answers the other law). True when
+    done (the caller must not treat the refusal as the attempt's end)."""
+    if status not in _MISMATCH_STATUSES or not _can_fall_back(bridge):
+        return False
+    if bridge.a.state not in (State.INCOMING, State.EARLY):
+        return False
+    b2b, outbound = bridge.b2bua, bridge.outbound
+    assert outbound is not None and outbound.current is not None
+    gateway = outbound.current
+    if bridge.record and b2b.records is not None:
+        b2b.records.attempt(bridge.a.call_id, gateway.name, f"{status}: retried anchored")
+    _anchor_instead(bridge)
+    attempt: Attempt = outbound.retry(b2b.gateway_ua.now())
+    bridge.b = None
+    bridge.after_relay(lambda: bridge.place(attempt))
+    return True
+
+
+def fallback_on_answer(bridge: Bridge, b: Call, answer: bytes | None) -> bool:
+    """The gateway answered a bypassed offer with no codec of it: anchor the call (the relay
+    transcodes), answer the client through the relay, re-INVITE the gateway to the relay.
+    True when under way (the bridge's answer handling runs again once the relay is bound)."""
+    if answer is None or not _can_fall_back(bridge):
+        return False
+    offer = bridge.a.invite.body
+    if shares_codec(offer, answer):
+        return False
+    _anchor_instead(bridge)
+
+    def anchored() -> None:
+        plan = bridge.plan
+        assert plan is not None
+        plan.reoffer_to(offer, Leg.A)  # the client's offer, anchored, for the gateway leg
+        bridge.answered_by(b, answer)
+
+    bridge.after_relay(anchored)
+    return True
+
+
 def reoffer(bridge: Bridge) -> None:
     """Re-INVITE the edge leg of a late-anchored inbound call to the relay (RFC 3264 §8);
     ``bridge.offer_from`` is then the b-leg itself: the offer under way is ours, on b."""
@@ -322,8 +425,8 @@ def reoffer_done(bridge: Bridge, event: OfferAnswered | OfferRejected) -> None:
         return
     if isinstance(event, OfferAnswered):
         plan.reoffer = None
-        if event.sdp is not None:
-            plan.answer(event.sdp, Leg.A)
+        if event.sdp is not None:  # the b-leg's relay leg: A inbound (edge), B outbound
+            plan.answer(event.sdp, Leg.A if bridge.side == "gateway" else Leg.B)
     elif event.status == 491:
         asyncio.get_running_loop().call_later(REOFFER_RETRY, reoffer, bridge)
     else:
@@ -353,6 +456,13 @@ class MediaPlan:
         self.reoffer = self.offer(gateway_offer, Leg.B)
         self._bump = Leg.A
         self.reoffer = self._bumped(self.reoffer, Leg.A)
+
+    def reoffer_to(self, offer: bytes, from_leg: Leg) -> None:
+        """Anchor a call whose other leg got ``offer`` unchanged (bypassed): :attr:`reoffer`
+        is ``offer`` anchored for the other leg, version bumped there from now on (the
+        outbound bypass fallback: the gateway's answer goes through :meth:`answer`)."""
+        self._bump = from_leg.other
+        self.reoffer = self.offer(offer, from_leg)
 
     def _bumped(self, body: bytes, to_leg: Leg) -> bytes:
         if self._bump is not to_leg:

@@ -393,7 +393,8 @@ class CallRecordStore:
         a_media: MediaCounters | None = None,
         b_media: MediaCounters | None = None,
     ) -> WriteFuture:
-        """The call is over (BYE, CANCEL, final failure): write the final record."""
+        """The call is over (BYE, CANCEL, final failure): write the final record (the RTCP
+        loss/jitter columns come from the counters' ``reported_*`` values)."""
         live = self._get(a_call_id)
         now = self._monotonic()
         talk = None if live.answered_at is None else now - live.answered_at
@@ -401,6 +402,10 @@ class CallRecordStore:
             a_call_id, state=CallState.ENDED, disconnect_side=side, sip_status=sip_status,
             cause=cause, a_media=a_media, b_media=b_media, end_utc=self._utc_now(),
             duration=now - live.started_at, talk_time=talk,
+            a_reported_lost=None if a_media is None else a_media.reported_packets_lost,
+            a_reported_jitter_ms=None if a_media is None else a_media.reported_jitter_ms,
+            b_reported_lost=None if b_media is None else b_media.reported_packets_lost,
+            b_reported_jitter_ms=None if b_media is None else b_media.reported_jitter_ms,
         ).record  # fmt: skip
         del self._live[a_call_id]
         return self.write(record)

@@ -4,9 +4,11 @@ record becomes a row and back. The store that writes them is :mod:`hybridvoice.m
 What a record holds: UTC wall-clock times (start, ring, answer, end; ISO 8601 in the database)
 and monotonic durations, direction, caller and callee as received and after translation, the
 gateway and trunk used, every failover attempt, bypass or anchored media and why, RTP counters
-per leg (RFC 3550 §6.4), which side hung up with the SIP status and a Q.850-style cause text, and
-the Call-IDs of both legs (RFC 3261 §8.1.1.4). The a-leg is the leg that arrived (the cloud side
-for outbound calls, the gateway for inbound), the b-leg the one the mediation role created.
+per leg (RFC 3550 §6.4: the relay's own loss and jitter from sequence numbers, and what each
+far end reported in its RTCP SR/RR report blocks, §6.4.1), which side hung up with the SIP
+status and a Q.850-style cause text, and the Call-IDs of both legs (RFC 3261 §8.1.1.4). The
+a-leg is the leg that arrived (the cloud side for outbound calls, the gateway for inbound), the
+b-leg the one the mediation role created.
 
 The schema is versioned: a ``schema_version`` table and the :data:`MIGRATIONS` list, applied in
 order inside one transaction when the store opens.
@@ -85,6 +87,13 @@ class MediaCounters:
     bytes_sent: int = 0
     packets_lost: int = 0
     jitter_ms: float = 0.0
+    #: RTCP packets the leg's far end sent us (SR, RR, SDES... compound packets, §6.1)
+    rtcp_packets: int = 0
+    #: the far end's own view of the stream it receives from us, from the last RTCP report
+    #: block (SR or RR, §6.4.1) it sent on this leg; None when it sent none
+    reported_fraction_lost: float | None = None
+    reported_packets_lost: int | None = None
+    reported_jitter_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +128,13 @@ class CallRecord:
     answer_after: float | None = None
     duration: float | None = None
     talk_time: float | None = None
+    #: what each leg's far end reported in RTCP (cumulative packets lost, interarrival
+    #: jitter) about the media we sent it; also in ``a_media``/``b_media``, here as columns
+    #: for queries (schema version 2)
+    a_reported_lost: int | None = None
+    a_reported_jitter_ms: float | None = None
+    b_reported_lost: int | None = None
+    b_reported_jitter_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +188,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX calls_a_call_id ON calls (a_call_id)",
         "CREATE INDEX calls_b_call_id ON calls (b_call_id)",
         "CREATE INDEX calls_state ON calls (state)",
+    ),
+    (  # 2: RTCP-reported loss and jitter per leg (older rows: NULL)
+        "ALTER TABLE calls ADD COLUMN a_reported_lost INTEGER",
+        "ALTER TABLE calls ADD COLUMN a_reported_jitter_ms REAL",
+        "ALTER TABLE calls ADD COLUMN b_reported_lost INTEGER",
+        "ALTER TABLE calls ADD COLUMN b_reported_jitter_ms REAL",
     ),
 )
 """Migration ``n`` (1-based) takes the schema from version ``n - 1`` to ``n``. Append only."""

@@ -24,6 +24,7 @@ import ipaddress
 import logging
 import random
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -53,9 +54,45 @@ from .records import CallRecordStore
 from .routing import CallAdmission, OutboundRouter
 from .trunks import TrunkTable
 
-__all__ = ["MediationRole", "RoleOptions", "main", "parse_hostport"]
+__all__ = [
+    "PRIVILEGED_PORTS",
+    "MediationRole",
+    "RoleOptions",
+    "bind_refused",
+    "main",
+    "parse_hostport",
+    "privileged_port_advice",
+]
 
 _log = logging.getLogger("hybridvoice.mediation.role")
+
+
+#: Ports below this need privilege to bind (root or CAP_NET_BIND_SERVICE on Linux).
+PRIVILEGED_PORTS = 1024
+
+
+def privileged_port_advice(port: int) -> str:
+    """What to do when the bypass web service may not bind ``port`` (the CCE default 80)."""
+    return (
+        f"binding port {port} needs privilege: set [MediationServer] BypassServicePort to a "
+        f"port >= {PRIVILEGED_PORTS} (and point clients' bypass service URL at it) or run "
+        "with CAP_NET_BIND_SERVICE"
+    )
+
+
+def bind_refused(host: str, port: int) -> bool:
+    """Whether binding TCP ``host:port`` is refused for lack of privilege (EACCES/EPERM).
+    The HTTP server hides why it could not listen; this asks the kernel again."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def parse_hostport(text: str, default_kind: str = "UDP") -> Destination:
@@ -170,6 +207,7 @@ class MediationRole:
                 admission=self.admission, trunk_config=s.trunk_configuration,
                 edge_target=o.edge_target, edge_domain=o.edge_domain or s.common.default_domain,
                 relay=self.relay, bypass=bypass, records=self.records,
+                client_ssl=o.client_ssl,
             )  # fmt: skip
             interval = o.options_interval or s.trunk_configuration.options_interval_seconds
             self.health = HealthMonitor(gw_ep, trunks, interval=interval)
@@ -190,7 +228,9 @@ class MediationRole:
             self.bypass_server = await serve_bypass(app, host, port)
         except BypassServiceError as exc:
             self.bypass_error = str(exc)
-            _log.error("media bypass web service not started: %s", exc)
+            if 0 < port < PRIVILEGED_PORTS and bind_refused(host, port):
+                self.bypass_error = f"{exc}: {privileged_port_advice(port)}"
+            _log.error("media bypass web service not started: %s", self.bypass_error)
 
     def hybrid_config(self) -> HybridConfig:
         """What the bypass web service answers, read on every request."""

@@ -178,7 +178,7 @@ class OutboundRouter:
 class OutboundCall:
     """Failover for one outbound call: which gateway now, and what to do on each outcome.
 
-    Drive it with :meth:`first`, then :meth:`provisional`, :meth:`final`,
+    Drive it with :meth:`first`, then :meth:`provisional`, :meth:`final`, :meth:`retry`,
     :meth:`transport_error` and :meth:`timer_fired`; call :meth:`ended` when the connected call
     ends or the caller gives up (CANCEL) while an attempt is pending.
     """
@@ -215,18 +215,31 @@ class OutboundCall:
         if status > 100 and self.current is not None:
             self._deadline = None
 
-    def final(self, status: int, now: float) -> Answered | Rejected | Outcome:
-        """A final response to the pending INVITE."""
+    def final(
+        self, status: int, now: float, outcome: str | None = None
+    ) -> Answered | Rejected | Outcome:
+        """A final response to the pending INVITE (``outcome``: what the attempt's history
+        says, default the status; e.g. a 408 with the TLS failure behind it)."""
         gateway = self._pending()
         if 200 <= status < 300:
             self._deadline = None
             self.answered = True
             return Answered(gateway, status)
+        said = outcome or str(status)
         if status in gateway.config.failover_response_codes:
-            return self._fail(str(status), now)
-        self.history.append(AttemptResult(gateway.name, str(status)))
+            return self._fail(said, now)
+        self.history.append(AttemptResult(gateway.name, said))
         self._release(failed=False)
         return Rejected(gateway, status)
+
+    def retry(self, now: float) -> Attempt:
+        """Send the pending gateway a new INVITE in place of the one it refused (the same
+        attempt, not a failover: the media bypass fallback after a 488); the fast-failover
+        timer starts again."""
+        gateway = self._pending()
+        timeout = gateway.config.failover_time_seconds
+        self._deadline = now + timeout if self.router.fast_failover else None
+        return Attempt(gateway, self.attempts, self._deadline)
 
     def transport_error(self, now: float) -> Outcome:
         """The INVITE could not be sent, or the connection broke before a final response."""

@@ -8,8 +8,9 @@ that moves the transferee's media), RFC 5589 §6-§7 (blind and attended transfe
 A REFER arriving on one leg of a :class:`~.b2bua.Bridge` (the *referrer*'s leg) asks to move
 the other leg's peer (the *transferee*) to the Refer-To target:
 
-- **Passed on** when ``EnableReferSupport`` is on (``[TrunkConfiguration]``, or the gateway's
-  own ``enable_refer_support`` when it has one) and the transferee's peer listed REFER in the
+- **Passed on** when ``EnableReferSupport`` is on for the side the REFER would go to (toward a
+  gateway: that gateway's own ``EnableReferSupport``, else ``[TrunkConfiguration]``'s; toward
+  the edge: ``[TrunkConfiguration]``'s) and the transferee's peer listed REFER in the
   Allow of its INVITE or 2xx: the same REFER (Refer-To kept, Replaces included; Referred-By
   only with ``ForwardCallHistory``) goes out on the transferee's leg; its final response and
   its NOTIFYs go back to the referrer. The transferee's peer then does the transfer itself.
@@ -131,13 +132,25 @@ class TransferState:
 
 # --- decisions ------------------------------------------------------------------------------
 def peer_supports_refer(b2b: B2BUA, bridge: Bridge, leg: Call) -> bool:
-    """``EnableReferSupport`` (the gateway's own setting first) and REFER in the peer's Allow."""
-    enabled = b2b.trunk_config.enable_refer_support
+    """May a REFER go out on ``leg``? ``EnableReferSupport`` of the side it goes to, and REFER
+    in the peer's Allow. Toward a gateway that gateway's own setting decides
+    (:meth:`Gateway.supports_refer <hybridvoice.cms.settings.Gateway.supports_refer>`: its
+    ``EnableReferSupport``, else ``[TrunkConfiguration]``); toward the edge side the
+    ``[TrunkConfiguration]`` value (a gateway's setting says what *it* accepts, not what the
+    cloud side does)."""
+    trunk = b2b.trunk_config
     gateway = bridge.gateway
-    if gateway is not None:
-        own = getattr(gateway.config, "enable_refer_support", None)
-        enabled = enabled if own is None else bool(own)
+    if gateway is not None and _faces_gateway(b2b, leg):
+        enabled = gateway.config.supports_refer(trunk)
+    else:
+        enabled = trunk.enable_refer_support
     return enabled and "REFER" in leg.session.peer_allow
+
+
+def _faces_gateway(b2b: B2BUA, leg: Call) -> bool:
+    """Is ``leg`` a leg of the gateway-side UA (its peer a gateway)? (Not the bridge's side:
+    a performed transfer can put a gateway leg where the edge leg was.)"""
+    return leg in b2b.gateway_ua.calls
 
 
 def route_of(uri: Uri) -> str | None:
