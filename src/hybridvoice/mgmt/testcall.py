@@ -44,6 +44,8 @@ TONE = ulaw_tone(1000.0, FRAME)  # a whole number of periods: every packet is th
 class TestCallResult:
     """What ``test-call`` prints (``--json``: this, as an object)."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     ok: bool = False
     caller: str = ""
     number: str = ""
