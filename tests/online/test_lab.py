@@ -7,18 +7,15 @@ Every piece is real (sockets, SIP, RTP); only the ports are free ones instead of
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
+from chain_harness import DOMAIN, lab, proxy_of, settings_on_free_ports
 from ports import free_port
 from ua_harness import Phone, run, sdp
 
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab
-from hybridvoice.cms.settings import Settings, parse_settings
-from hybridvoice.cms.template import lab_settings
+from hybridvoice.cms.settings import parse_settings
 from hybridvoice.mgmt.appliance import Appliance
 from hybridvoice.mgmt.testcall import TestCallResult, place_test_call
 from hybridvoice.net.endpoint import Endpoint
@@ -26,39 +23,6 @@ from hybridvoice.net.register import DigestCredentials, Registration
 from hybridvoice.net.transport import Destination
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.sip.session import Disconnected
-
-DOMAIN = "contoso.example"
-
-
-def settings_on_free_ports(**sections: dict[str, Any]) -> Settings:
-    """The lab settings with every port a free one (``sections`` override keys)."""
-    raw = lab_settings().model_dump(by_alias=True, mode="json", exclude_none=True)
-    raw["EdgeServer"].update(InternalPort=free_port(), ExternalSIPPort=free_port())
-    raw["MediationServer"].update(
-        TCPPort=free_port(), UDPPort=free_port(), InternalPort=free_port(),
-        BypassServicePort=free_port(), TLSPort=False,
-    )  # fmt: skip
-    raw["Online"].update(ServiceURL=f"http://127.0.0.1:{free_port()}", SIPPort=free_port())
-    raw["Management"].update(Port=free_port())
-    raw["Gateways"][0]["Port"] = free_port()
-    for name, values in sections.items():
-        raw.setdefault(name, {}).update(values)
-    return parse_settings(raw)
-
-
-@contextlib.asynccontextmanager
-async def lab(tmp_path: Path, settings: Settings | None = None) -> AsyncIterator[Lab]:
-    up = Lab(settings or settings_on_free_ports(), tmp_path, lab_gateway=True)
-    await up.start()
-    try:
-        yield up
-    finally:
-        await up.stop()
-
-
-def proxy_of(up: Lab) -> Destination:
-    s = up.settings.online
-    return Destination("UDP", s.sip_addresses[0], s.sip_port)
 
 
 async def call_once(up: Lab, number: str = LAB_PSTN_NUMBER, user: str = "alice") -> TestCallResult:
@@ -82,7 +46,9 @@ def test_pstn_call_anchored_then_bypassed_without_restart(tmp_path: Path) -> Non
             assert first.ok, first
             assert first.media_path == "anchored"
             assert first.tone_intact and first.rtp_received == first.rtp_sent
-            assert up.gateway is not None and first.remote_media != f"127.0.0.1:{up.gateway.echo.port}"
+            assert (
+                up.gateway is not None and first.remote_media != f"127.0.0.1:{up.gateway.echo.port}"
+            )
             assert "<- 407 Proxy Authentication Required (INVITE)" in first.ladder
 
             assert up.online is not None and up.online.api is not None
@@ -119,9 +85,7 @@ def test_refusals_say_why(tmp_path: Path) -> None:
     run(main(), timeout=60)
 
 
-async def registered_phone(
-    up: Lab, user: str
-) -> tuple[UserAgent, Phone, Endpoint, Registration]:
+async def registered_phone(up: Lab, user: str) -> tuple[UserAgent, Phone, Endpoint, Registration]:
     endpoint = Endpoint()
     phone = Phone()
     ua = UserAgent(endpoint, phone, user=user)

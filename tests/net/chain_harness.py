@@ -1,0 +1,50 @@
+"""The whole single-site deployment of ``hybridvoice up`` (:class:`hybridvoice.app.Lab`) on
+free loopback ports, for tests and benchmarks that need the real chain: online service,
+appliance (edge + mediation), lab gateway."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ports import free_port
+
+from hybridvoice.app import Lab
+from hybridvoice.cms.settings import Settings, parse_settings
+from hybridvoice.cms.template import lab_settings
+from hybridvoice.net.transport import Destination
+
+DOMAIN = "contoso.example"
+
+
+def settings_on_free_ports(**sections: dict[str, Any]) -> Settings:
+    """The lab settings with every port a free one (``sections`` override keys)."""
+    raw = lab_settings().model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw["EdgeServer"].update(InternalPort=free_port(), ExternalSIPPort=free_port())
+    raw["MediationServer"].update(
+        TCPPort=free_port(), UDPPort=free_port(), InternalPort=free_port(),
+        BypassServicePort=free_port(), TLSPort=False,
+    )  # fmt: skip
+    raw["Online"].update(ServiceURL=f"http://127.0.0.1:{free_port()}", SIPPort=free_port())
+    raw["Management"].update(Port=free_port())
+    raw["Gateways"][0]["Port"] = free_port()
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return parse_settings(raw)
+
+
+@contextlib.asynccontextmanager
+async def lab(tmp_path: Path, settings: Settings | None = None) -> AsyncIterator[Lab]:
+    up = Lab(settings or settings_on_free_ports(), tmp_path, lab_gateway=True)
+    await up.start()
+    try:
+        yield up
+    finally:
+        await up.stop()
+
+
+def proxy_of(up: Lab) -> Destination:
+    s = up.settings.online
+    return Destination("UDP", s.sip_addresses[0], s.sip_port)
