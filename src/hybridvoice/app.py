@@ -306,7 +306,13 @@ def _hp(address: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def run_up(settings: Settings, state_dir: Path | None, *, console: Console) -> None:
+async def run_up(
+    settings: Settings,
+    state_dir: Path | None,
+    *,
+    console: Console,
+    lab_gateway: bool | None = None,
+) -> None:
     """``hybridvoice up``: start :class:`Lab`, say where everything is, run until SIGINT/SIGTERM."""
     import tempfile  # noqa: PLC0415
     import time  # noqa: PLC0415
@@ -318,7 +324,7 @@ async def run_up(settings: Settings, state_dir: Path | None, *, console: Console
     if state_dir is None:
         temp = tempfile.TemporaryDirectory(prefix="hybridvoice-")
         state_dir = Path(temp.name)
-    lab = Lab(settings, state_dir)
+    lab = Lab(settings, state_dir, lab_gateway=lab_gateway)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

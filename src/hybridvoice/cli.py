@@ -207,6 +207,14 @@ def up(
         Path | None,
         typer.Option(help="Where data lives (tenant, replica, call records); default: a temp dir"),
     ] = None,
+    lab_gateway: Annotated[
+        bool | None,
+        typer.Option(
+            "--lab-gateway/--no-lab-gateway",
+            help="Run the built-in lab gateway in place of the first gateway of the settings "
+            "(default: when that gateway is the lab one, 127.0.0.1:5080)",
+        ),
+    ] = None,
 ) -> None:
     """Start the online service, one appliance with every role and, unless the settings name
     real gateways, a lab gateway that answers and echoes media — all on this machine.
@@ -229,7 +237,7 @@ def up(
         err.print("Write one with: hybridvoice init")
         raise typer.Exit(2) from exc
     try:
-        asyncio.run(run_up(settings, state_dir, console=out))
+        asyncio.run(run_up(settings, state_dir, console=out, lab_gateway=lab_gateway))
     except KeyboardInterrupt:
         pass
     except (ValueError, OSError) as exc:

@@ -348,65 +348,8 @@ def test_load_invalid_settings_from_toml(tmp_path: Path) -> None:
 
 # --- CloudConnector.ini import ------------------------------------------------------------------
 
-CCE_INI = r"""
-; CloudConnector.ini as shipped with Cloud Connector Edition 2.x (abridged)
-[Common]
-SIPDomains=contoso.com fabrikam.com
-VirtualMachineDomain=cce.local
-ServerName=CCE-AMS-1
-OnlineSipFederationFqdn=sipfed.online.lync.com
-SiteName=Amsterdam
-CountryCode=NL
-City=Amsterdam
-State=
-BaseVMIP=192.168.213.4
-HardwareType=Normal
-WSUSServer=
-
-[Network]
-CorpnetIPPrefixLength=24
-CorpnetSwitchName=SfB CCE Corpnet Switch
-CorpnetDefaultGateway=192.168.213.1
-
-[PrimaryCMS]
-ServerName=CMS
-IP=192.168.213.5
-ShareName=CmsFileStore
-
-[MediationServer]
-ServerName=MS
-PoolName=mspool.cce.local
-IP=192.168.213.6
-
-[EdgeServer]
-InternalServerName=EdgeServer
-ExternalMRPortRange=50000 59999
-
-[TrunkConfiguration]
-EnableReferSupport=true
-EnableFastFailoverTimer=true
-ForwardCallHistory=false
-ForwardPAI=true
-
-[Gateway1]
-FQDN=gw1.contoso.com
-IP=192.168.213.200
-Port=5060
-Protocol=TCP
-VoiceRoutes=LocalRoute
-
-[Gateway2]
-FQDN=gw2.contoso.com
-IP=
-Port=5061
-Protocol=TLS
-VoiceRoutes=LocalRoute,Intl
-CodecPreference=G711
-
-[HybridVoiceRoutes]
-LocalRoute=^\+31
-Intl=.*
-"""
+#: a CloudConnector.ini as the CCE docs show it (sample values), kept as a fixture file
+CCE_INI = (Path(__file__).parents[1] / "fixtures" / "CloudConnector.ini").read_text()
 
 
 def test_import_cloudconnector_ini() -> None:

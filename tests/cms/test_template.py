@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import pytest
-from test_settings import CCE_INI
 
 from hybridvoice.cms.ini import import_ini
 from hybridvoice.cms.settings import SettingsError, parse_settings
 from hybridvoice.cms.template import lab_settings, render_settings
+
+CCE_INI = (Path(__file__).parents[1] / "fixtures" / "CloudConnector.ini").read_text()
 
 
 def test_lab_settings_round_trip() -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 from hybridvoice.app import ListenSpec, parse_listen
 from hybridvoice.net.endpoint import Endpoint
@@ -24,21 +25,6 @@ from hybridvoice.sip.sdp import SessionDescription
 from hybridvoice.sip.session import Answered, Cause, Disconnected, Ringing
 
 HV = [sys.executable, "-m", "hybridvoice"]
-
-
-def _free_port() -> int:
-    # a port free for both UDP and TCP
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def _run(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
@@ -50,7 +36,7 @@ def _run(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
 @contextlib.contextmanager
 def _serving(*extra: str) -> Iterator[int]:
     """``hybridvoice sip serve`` on UDP and TCP at a free port, stopped by its PID."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             *HV,
@@ -120,7 +106,7 @@ def test_options_table_output(responder: int) -> None:
 
 
 def test_options_to_nobody_exits_2_with_advice() -> None:
-    port = _free_port()
+    port = free_port()
     result = _run("sip", "options", f"sip:127.0.0.1:{port}", "--timeout", "0.5")
     assert result.returncode == 2
     assert "no answer" in result.stderr and "transport" in result.stderr
@@ -181,7 +167,7 @@ def test_serve_without_answer_refuses_calls_480(responder: int) -> None:
     assert outcome == Disconnected(Cause.REJECTED, 480, "remote")
 
 
-def test_serve_help_says_there_is_no_rtp() -> None:
+def test_serve_help_says_media_is_echoed() -> None:
     result = subprocess.run(
         [*HV, "sip", "serve", "--help"],
         capture_output=True,
@@ -190,7 +176,7 @@ def test_serve_help_says_there_is_no_rtp() -> None:
         check=False,
         env={**os.environ, "COLUMNS": "250"},  # rich wraps the help at the terminal width
     )
-    assert "--answer" in result.stdout and "No RTP is sent or received" in result.stdout
+    assert "--answer" in result.stdout and "every RTP packet sent there comes back" in result.stdout
 
 
 def test_serve_refuses_a_bad_listen_setting() -> None:
