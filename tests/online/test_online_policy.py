@@ -1,0 +1,172 @@
+"""The online proxy's routing decisions (OnlinePolicy), request by request: real digest
+credentials, a real tenant store and registrar; no sockets (the proxy core is tested in
+tests/net/test_proxy.py, the whole chain in tests/online/test_lab.py)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from hybridvoice.net.proxy import Forward
+from hybridvoice.net.transport import Source
+from hybridvoice.online.models import Appliance, DialPlanRule, HybridConfig, Site, User
+from hybridvoice.online.policy import OnlinePolicy
+from hybridvoice.online.registrar import Registrar
+from hybridvoice.online.store import TenantStore
+from hybridvoice.sip.auth import Challenge, authorize, choose_challenge
+from hybridvoice.sip.message import Request, Response
+from hybridvoice.sip.parser import parse_message
+from hybridvoice.sip.uri import SipUri
+
+REALM = "contoso.com"
+NOW = 1000.0
+
+
+@dataclass
+class FakeTransport:  # only what OnlinePolicy reads from a Source's transport
+    kind: str = "UDP"
+
+
+def source(host: str = "192.0.2.10", port: int = 5060) -> Source:
+    return Source(FakeTransport(), host, port)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store() -> TenantStore:
+    s = TenantStore()
+    s.add_domain(REALM)
+    s.new_site(Site(name="Stockholm", edge_fqdn="edge.sthlm.contoso.com", country_code="46"))
+    for user, number, intl in (("alice", "+46812345678", True), ("bob", "+46812345679", False)):
+        s.set_user(
+            User(sip_uri=f"sip:{user}@{REALM}", enterprise_voice_enabled=True,
+                 line_uri=f"tel:{number}", hybrid_pstn_site="Stockholm",
+                 international_calls_allowed=intl).with_password("secret", REALM)
+        )  # fmt: skip
+    s.set_user(User(sip_uri=f"sip:nosite@{REALM}", enterprise_voice_enabled=True)
+               .with_password("secret", REALM))  # fmt: skip
+    s.set_dialplan_rule(DialPlanRule(name="local", pattern=r"0(\d{8})", translation="+468$1"))
+    for i, status in enumerate(("online", "online", "offline", "maintenance")):
+        s.register_appliance(
+            Appliance(name=f"cce{i}", site="Stockholm", mediation_fqdn=f"med{i}.contoso.com",
+                      edge_fqdn="edge.sthlm.contoso.com", edge_sip_host=f"198.51.100.{i + 1}",
+                      edge_sip_port=5061, edge_sip_transport="TLS"),
+            NOW,
+        )  # fmt: skip
+        if status != "online":
+            s.heartbeat(f"cce{i}", status, NOW)
+    return s
+
+
+@pytest.fixture
+def policy(store: TenantStore) -> OnlinePolicy:
+    registrar = Registrar(store, REALM, rng=random.Random(1))
+    return OnlinePolicy(store, registrar, rng=random.Random(2), clock=lambda: NOW)
+
+
+def invite(target: str, caller: str = "alice", via: str = "192.0.2.10:5060") -> Request:
+    text = (
+        f"INVITE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bK{caller}1\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:{caller}@{REALM}>;tag=1\r\nTo: <{target}>\r\n"
+        f"Call-ID: c1@{caller}\r\nCSeq: 1 INVITE\r\nContact: <sip:{caller}@192.0.2.10>\r\n"
+        "Content-Length: 0\r\n\r\n"
+    )
+    message = parse_message(text.encode())
+    assert isinstance(message, Request)
+    return message
+
+
+def routed(policy: OnlinePolicy, request: Request, caller: str = "alice") -> Forward | Response:
+    """Route ``request`` as an authenticated user: the 407, then the digest answer."""
+    first = policy.route(request.copy(), source())
+    assert isinstance(first, Response) and first.status == 407
+    challenges = [Challenge.parse(v) for v in first.headers.get_all("Proxy-Authenticate")]
+    credentials = authorize(choose_challenge(challenges), method="INVITE",
+                            uri=str(request.uri), username=caller, password="secret",
+                            cnonce="c0ffee", nc=1)  # fmt: skip
+    request.headers.add("Proxy-Authorization", str(credentials))
+    decision = policy.route(request, source())
+    assert isinstance(decision, Forward | Response)
+    return decision
+
+
+def test_pstn_call_goes_to_the_online_appliances_of_the_site_in_random_order(
+    policy: OnlinePolicy,
+) -> None:
+    request = invite(f"sip:+14155550100@{REALM};user=phone")
+    decision = routed(policy, request)
+    assert isinstance(decision, Forward)
+    hosts = {group[0].uri.host for group in decision.groups}  # type: ignore[union-attr]
+    assert hosts == {"198.51.100.1", "198.51.100.2"}  # not offline cce2, not draining cce3
+    assert all(len(group) == 1 for group in decision.groups)  # one after another
+    assert decision.failover == frozenset({408, 503, 504}) and decision.exhausted == 503
+    target = decision.groups[0][0]
+    assert isinstance(target.uri, SipUri) and target.uri.user == "+14155550100"
+    assert ("user", "phone") in target.uri.params and target.destination is not None
+    assert target.destination.transport == "TLS" and target.destination.port == 5061
+    identities = [v for n, v in decision.headers if n == "P-Asserted-Identity"]
+    assert identities == [f"<sip:alice@{REALM}>", "<tel:+46812345678>"]
+    assert request.headers.get("Proxy-Authorization") is None  # ours: not passed on
+
+
+def test_appliance_order_varies(store: TenantStore) -> None:
+    firsts = set()
+    for seed in range(20):
+        policy = OnlinePolicy(store, Registrar(store, REALM), rng=random.Random(seed),
+                              clock=lambda: NOW)  # fmt: skip
+        decision = routed(policy, invite(f"sip:+14155550100@{REALM};user=phone"))
+        assert isinstance(decision, Forward)
+        firsts.add(decision.groups[0][0].uri.host)  # type: ignore[union-attr]
+    assert len(firsts) == 2
+
+
+def test_dial_plan_and_reverse_number_lookup(policy: OnlinePolicy) -> None:
+    # 012345679 -> +46812345679 (the local rule): bob's line, so a call to bob's devices
+    decision = routed(policy, invite(f"sip:012345679@{REALM};user=phone"))
+    assert isinstance(decision, Response) and decision.status == 480  # bob has no device
+    assert "no registered device" in (decision.headers.get("Warning") or "")
+
+
+@pytest.mark.parametrize(
+    ("caller", "target", "status", "why"),
+    [
+        ("bob", "sip:+14155550100@contoso.com;user=phone", 403, "international"),
+        ("nosite", "sip:+46812345000@contoso.com;user=phone", 403, "PeerDestination"),
+        ("alice", "sip:12@contoso.com", 484, "cannot normalise"),
+        ("alice", "sip:zed@contoso.com", 404, "no user zed"),
+    ],
+)
+def test_refusals_say_why(
+    policy: OnlinePolicy, caller: str, target: str, status: int, why: str
+) -> None:
+    decision = routed(policy, invite(target, caller), caller)
+    assert isinstance(decision, Response) and decision.status == status
+    assert why in (decision.headers.get("Warning") or "")
+
+
+def test_no_site_falls_back_to_the_peer_destination(
+    store: TenantStore, policy: OnlinePolicy
+) -> None:
+    store.set_hybrid_config(HybridConfig(peer_destination="pool.contoso.com:5061"))
+    decision = routed(policy, invite(f"sip:+46812345000@{REALM};user=phone", "nosite"), "nosite")
+    assert isinstance(decision, Forward)
+    target = decision.groups[0][0]
+    assert isinstance(target.uri, SipUri) and target.uri.host == "pool.contoso.com"
+
+
+def test_no_online_appliance_is_a_clear_503(store: TenantStore, policy: OnlinePolicy) -> None:
+    for name in ("cce0", "cce1"):
+        store.heartbeat(name, "offline", NOW)
+    decision = routed(policy, invite(f"sip:+14155550100@{REALM};user=phone"))
+    assert isinstance(decision, Response) and decision.status == 503
+    assert "no appliance of site Stockholm is online" in (decision.headers.get("Warning") or "")
+
+
+def test_inbound_from_an_appliance_edge_needs_no_credentials(policy: OnlinePolicy) -> None:
+    request = invite(f"sip:+46812345678@{REALM};user=phone", via="198.51.100.1:5061")
+    decision = policy.route(request, source("198.51.100.1", 40000))
+    assert isinstance(decision, Response) and decision.status == 480  # alice: no device
+    spoofed = invite(f"sip:+46812345678@{REALM};user=phone", via="198.51.100.1:5061")
+    decision = policy.route(spoofed, source("203.0.113.9", 40000))  # Via says edge, IP not
+    assert isinstance(decision, Response) and decision.status == 407
