@@ -198,13 +198,28 @@ def test_second_appliance_takes_the_calls_when_one_is_stopped(tmp_path: Path) ->
 
 
 def test_appliance_stopped_the_caller_gets_a_clear_failure(tmp_path: Path) -> None:
+    """At once (the edge does not answer: 503), and once its heartbeats are missed the
+    appliance is marked offline and the online service refuses without trying it."""
+
     async def main() -> None:
         async with lab(tmp_path) as up:
-            assert up.appliance is not None
+            assert up.appliance is not None and up.online is not None
+            name = up.appliance.name
             await up.appliance.stop()
             result = await call_once(up)
             assert not result.ok
             assert result.status == 503
             assert result.setup_ms is None
+            store = up.online.store
+            for _ in range(200):  # heartbeat timeout 5 s, swept every 1.25 s
+                appliance = store.get_appliance(name)
+                if appliance is not None and appliance.status == "offline":
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the silent appliance was never marked offline")
+            again = await call_once(up)
+            assert again.status == 503
+            assert "<- 503 Service Unavailable (INVITE)" in again.ladder
 
     run(main(), timeout=60)
