@@ -3,10 +3,11 @@
 :func:`serve_asgi` runs uvicorn's ``Server`` as a task of the current loop: no new process, no
 signal handlers of its own (the host process owns SIGINT/SIGTERM), no logging configuration of
 its own (``log_config=None``: the host's logging applies), no ``Server`` header, the app's
-lifespan events only when asked. It binds the IP address literal it is given (``port=0``: any free port) and refuses the
-wildcard addresses ``0.0.0.0``/``::`` unless asked, so a service meant for one interface is not
-exposed on all of them by a configuration slip. A bind failure (address in use, not local),
-which uvicorn reports with ``SystemExit``, becomes :class:`HttpServeError`.
+lifespan events only when asked. It binds the IP address literal it is given (``port=0``: any
+free port) and refuses the wildcard addresses ``0.0.0.0``/``::`` unless asked, so a service
+meant for one interface is not exposed on all of them by a configuration slip. A bind failure
+(address in use, not local), which uvicorn reports with ``SystemExit``, becomes
+:class:`HttpServeError`.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ async def serve_asgi(
     if address.is_unspecified and not allow_wildcard:
         raise HttpServeError(f"refusing to bind to the wildcard address {host}")
     config = uvicorn.Config(
-        app, host=host, port=port, lifespan="on" if lifespan else "off", log_config=None, access_log=False,
-        server_header=False, timeout_graceful_shutdown=5,
+        app, host=host, port=port, lifespan="on" if lifespan else "off", log_config=None,
+        access_log=False, server_header=False, timeout_graceful_shutdown=5,
     )  # fmt: skip
     server = _EmbeddedServer(config)
     task = asyncio.create_task(_run(server, f"{host}:{port}"))
