@@ -214,6 +214,7 @@ class Lab:
                     api_host=url.hostname or "127.0.0.1",
                     api_port=url.port or 80,
                     store=self.state_dir / "online.db",
+                    digest_algorithms=s.online.digest_algorithms,
                 )
             )
             self._provision(self.online.store)  # first: the registrar takes the realm

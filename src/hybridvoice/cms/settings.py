@@ -359,6 +359,25 @@ class Online(_Section):
     sip_port: Port = 5061
     sip_protocol: Annotated[Literal["TCP", "TLS", "UDP"], BeforeValidator(_upper)] = "TLS"
     heartbeat_seconds: float = Field(default=1.0, gt=0, le=3600)
+    #: what the online service's registrar and proxy challenge with, strongest first
+    #: (RFC 8760); "MD5" alone for clients that give up at a SHA-256 challenge
+    digest_algorithms: Words = ("SHA-256", "MD5")
+
+    @field_validator("digest_algorithms")
+    @classmethod
+    def _algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = {"MD5": "MD5", "MD5-SESS": "MD5-sess", "SHA-256": "SHA-256",
+                 "SHA-256-SESS": "SHA-256-sess"}  # fmt: skip
+        out = []
+        for name in value:
+            if name.upper() not in known:
+                raise ValueError(
+                    f"unknown digest algorithm {name!r}: use {', '.join(known.values())}"
+                )
+            out.append(known[name.upper()])
+        if not out or len(set(out)) != len(out):
+            raise ValueError("name each algorithm once, at least one")
+        return tuple(out)
 
     @field_validator("service_url")
     @classmethod

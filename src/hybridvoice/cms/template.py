@@ -54,6 +54,7 @@ _KEY_NOTES: Final[Mapping[str, str]] = {
     "BypassServicePort": "80 in production; a port >= 1024 runs without privileges",
     "InternalSubnets": "clients in these subnets are internal (media bypass applies)",
     "ServiceURL": "the online service's management API",
+    "DigestAlgorithms": "MD5 for SIPp and baresip 1.0; 'SHA-256 MD5' for RFC 8760 clients",
     "SIPAddresses": "the online service's SIP addresses the edge accepts requests from",
     "OptionsIntervalSeconds": "SIP OPTIONS health checks toward every gateway",
     "EnableFastFailoverTimer": "an unanswered outbound call moves on after 10 s",
@@ -89,6 +90,7 @@ def lab_settings(*, domain: str = "contoso.example", site: str = "Lab") -> Setti
                 "SIPAddresses": "127.0.0.1",
                 "SIPPort": 5060,
                 "SIPProtocol": "TCP",
+                "DigestAlgorithms": "MD5",
             },
             "Gateway1": {
                 "IP": "127.0.0.1",

@@ -109,6 +109,7 @@ class Registrar:
     """The tenant's registrar and location service, and Digest checks for the proxy."""
 
     __slots__ = (
+        "_algorithms",
         "_bindings",
         "_digest",
         "_nonce_lifetime",
@@ -134,11 +135,15 @@ class Registrar:
         rng: random.Random | None = None,
         nonce_lifetime: float = 300.0,
         max_contacts: int = 16,
+        algorithms: Sequence[str] = ("SHA-256", "MD5"),
     ) -> None:
         if not 0 < min_expires <= max_expires:
             raise ValueError("expiry limits must satisfy 0 < min_expires <= max_expires")
         self.store = store
         self.realm = realm
+        #: challenge algorithms, strongest first (RFC 8760 §2.4); ("MD5",) for clients that
+        #: give up at the first challenge they cannot answer (SIPp 3.6, libre/baresip 1.0)
+        self._algorithms = tuple(algorithms)
         self.min_expires = min_expires
         self.max_expires = max_expires
         self.default_expires = min(max(default_expires, min_expires), max_expires)
@@ -443,7 +448,10 @@ class Registrar:
         """The Digest server of `realm`: one per realm, all sharing the nonce secret."""
         server = self._digest.get(realm)
         if server is None:
-            server = DigestServer(realm, self._secret, nonce_lifetime=self._nonce_lifetime)
+            server = DigestServer(
+                realm, self._secret, algorithms=self._algorithms,
+                nonce_lifetime=self._nonce_lifetime,
+            )  # fmt: skip
             self._digest[realm] = server
         return server
 

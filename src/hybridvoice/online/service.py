@@ -42,6 +42,9 @@ class OnlineOptions:
     realm: str | None = None  # default: the tenant's first SIP domain
     heartbeat_timeout: float = 5.0  # an appliance silent this long is marked offline
     appliance_timeout: float = 2.0  # no provisional from an appliance within this: next one
+    #: digest challenges, strongest first (RFC 8760); ("MD5",) for clients that stop at the
+    #: first challenge they cannot answer (SIPp 3.6, baresip 1.0)
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     server_ssl: ssl.SSLContext | None = None
     client_ssl: ssl.SSLContext | None = None
     timers: TimerConfig | None = None
@@ -79,7 +82,7 @@ class OnlineService:
                     kind, host, port, server_ssl=server_ssl, client_ssl=o.client_ssl
                 )
                 self.transports.append(transport)
-            self.registrar = Registrar(self.store, self.realm)
+            self.registrar = Registrar(self.store, self.realm, algorithms=o.digest_algorithms)
             self.policy = OnlinePolicy(
                 self.store, self.registrar, appliance_timeout=o.appliance_timeout, rng=rng
             )
