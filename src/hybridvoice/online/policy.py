@@ -79,6 +79,8 @@ class OnlinePolicy:
         self.appliance_timeout = appliance_timeout
         self._rng = rng or random.Random()
         self._clock = clock
+        self._edges: dict[tuple[str, int], Appliance] = {}  # edge SIP address -> appliance
+        self._edges_version = -1
 
     # --- ProxyPolicy ---------------------------------------------------------------------------
     def route(self, request: Request, source: Source) -> Forward | Response:
@@ -106,17 +108,15 @@ class OnlinePolicy:
 
     # --- inbound: an appliance's edge calls a user ----------------------------------------------
     def _from_appliance(self, request: Request, source: Source) -> Appliance | None:
+        """The registered appliance whose edge sent ``request``: its top Via sent-by is the
+        edge address the appliance registered and the packet came from that host."""
         via = request.top_via
-        if via is None:
+        if via is None or via.host != source.host:
             return None
-        for appliance in self.store.appliances():
-            if (
-                via.host == appliance.edge_sip_host
-                and (via.port or 5060) == appliance.edge_sip_port
-                and source.host == appliance.edge_sip_host
-            ):
-                return appliance
-        return None
+        if self._edges_version != self.store.version:  # rebuilt when the tenant changes
+            self._edges = {(a.edge_sip_host, a.edge_sip_port): a for a in self.store.appliances()}
+            self._edges_version = self.store.version
+        return self._edges.get((via.host, via.port or 5060))
 
     def _inbound(self, request: Request) -> Forward | Response:
         number = e164_of(str(request.uri))
