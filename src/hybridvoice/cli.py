@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -215,6 +215,12 @@ def up(
             "(default: when that gateway is the lab one, 127.0.0.1:5080)",
         ),
     ] = None,
+    log_level: Annotated[
+        str, typer.Option(help="Log this level and above: debug, info, warning, error, critical")
+    ] = "warning",
+    log_format: Annotated[
+        str, typer.Option(help="Logs to stderr as text (for humans) or json (one object a line)")
+    ] = "text",
 ) -> None:
     """Start the online service, one appliance with every role and, unless the settings name
     real gateways, a lab gateway that answers and echoes media — all on this machine.
@@ -224,7 +230,13 @@ def up(
     from hybridvoice.app import run_up  # noqa: PLC0415
     from hybridvoice.cms.settings import SettingsError, load_settings  # noqa: PLC0415
     from hybridvoice.cms.template import lab_settings  # noqa: PLC0415
+    from hybridvoice.mgmt.logs import LogFormat, LoggingSetupError, configure_logging  # noqa: PLC0415
 
+    try:
+        configure_logging(log_level, cast(LogFormat, log_format), sys.stderr)
+    except LoggingSetupError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
     try:
         settings = lab_settings() if config is None else load_settings(config)
     except SettingsError as exc:

@@ -3,15 +3,20 @@
 ``GET /v1/status`` what ``hybridvoice appliance status`` shows; ``GET /v1/calls`` the latest
 call records; ``GET /v1/calls/{call_id}`` one call by the Call-ID of its cloud-side leg (how
 ``hybridvoice test-call`` learns the media path the mediation role chose);
-``POST /v1/maintenance/enter|exit`` drain mode (no new calls, calls in progress finish).
+``POST /v1/maintenance/enter|exit`` drain mode (no new calls, calls in progress finish);
+``GET /metrics`` Prometheus text exposition (:mod:`hybridvoice.mgmt.metrics`, a registry per
+app, read at scrape time).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Response
 from fastapi.encoders import jsonable_encoder
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .metrics import appliance_registry
 
 if TYPE_CHECKING:
     from .appliance import Appliance
@@ -21,6 +26,7 @@ __all__ = ["create_appliance_api"]
 
 def create_appliance_api(appliance: Appliance) -> FastAPI:
     app = FastAPI(title="hybridvoice appliance", version="1", docs_url=None, redoc_url=None)
+    registry = app.state.metrics = appliance_registry(appliance)
 
     def records() -> Any:
         mediation = appliance.mediation
@@ -37,6 +43,10 @@ def create_appliance_api(appliance: Appliance) -> FastAPI:
     @app.get("/v1/status")
     def status() -> dict[str, Any]:
         return appliance.status()
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:  # async: read live state on the event loop's thread
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/calls")
     def calls(limit: int = 50) -> list[Any]:

@@ -15,6 +15,10 @@ day, with a long-polled change feed:
 - sites, users (a ``password`` in a PUT becomes Digest HA1s, RFC 7616 §3.4.2, in the tenant's
   realm, its first domain; HA1s are never returned), domains, hybrid and network (media bypass)
   configuration, appliances (register, heartbeat, unregister), dial plan, health.
+- ``GET /metrics``: Prometheus text exposition (``CONTENT_TYPE_LATEST``) from a registry of
+  this app's own (no global one), read from live state at scrape time: users, appliances by
+  status, the tenant's version, plus what the ``metrics`` callable gives (the service passes
+  :func:`sip_metrics`: registrar bindings and proxy counters).
 
 Errors are ``{"error": what went wrong, "hint": what to do next}`` with 400 (the request
 contradicts itself), 404 (no such object), 409 (the tenant's data does not allow it), 410 (see
@@ -32,15 +36,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Annotated, Any, Final, NoReturn, TypeVar
 
 from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException
 
+from hybridvoice.net.proxy import Proxy, ProxyCounters
 from hybridvoice.online.models import (
     Appliance,
     ApplianceStatus,
@@ -53,9 +60,18 @@ from hybridvoice.online.models import (
     canonical_fqdn,
     replicated,
 )
+from hybridvoice.online.registrar import Registrar
 from hybridvoice.online.store import StoreError, TenantStore
 
-__all__ = ["MAX_WAIT", "ApiError", "create_online_api", "run_offline_sweep"]
+__all__ = [
+    "MAX_WAIT",
+    "ApiError",
+    "MetricsSource",
+    "create_online_api",
+    "proxy_metrics",
+    "run_offline_sweep",
+    "sip_metrics",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -201,6 +217,106 @@ async def run_offline_sweep(
             _log.warning("appliances offline (no heartbeat for %gs): %s", heartbeat_timeout, gone)
 
 
+# --- metrics -------------------------------------------------------------------------------------
+
+MetricsSource = Callable[[], Iterable[Metric]]
+"""Metric families read from live state at scrape time."""
+
+_APPLIANCE_STATES: Final = ("online", "offline", "maintenance")
+
+
+class _Collected:
+    """A collector over a :data:`MetricsSource` (registered without describe: never called
+    before the first scrape)."""
+
+    __slots__ = ("_source",)
+
+    def __init__(self, source: MetricsSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(list(self._source()))
+
+
+def store_metrics(store: TenantStore) -> list[Metric]:
+    """Users, appliances by status and the change feed's version of the tenant."""
+    users = GaugeMetricFamily("hybridvoice_online_users", "Users of the tenant")
+    users.add_metric([], len(store.users()))
+    counts = dict.fromkeys(_APPLIANCE_STATES, 0)
+    for appliance in store.appliances():
+        counts[appliance.status] = counts.get(appliance.status, 0) + 1
+    appliances = GaugeMetricFamily(
+        "hybridvoice_online_appliances", "Registered appliances by status", labels=["status"]
+    )
+    for status, n in sorted(counts.items()):
+        appliances.add_metric([status], n)
+    version = GaugeMetricFamily(
+        "hybridvoice_online_tenant_version", "The tenant change feed's latest version"
+    )
+    version.add_metric([], store.version)
+    return [users, appliances, version]
+
+
+_PROXY_SCALARS: Final = (
+    ("acks_forwarded", "ACKs for 2xx forwarded statelessly"),
+    ("stray_forwarded", "Stray responses forwarded statelessly"),
+    ("branches_cancelled", "Client branches cancelled (CANCEL sent)"),
+    ("failovers", "Target groups tried after the previous one failed"),
+    ("group_timeouts", "Target groups that timed out"),
+    ("provisional_timeouts", "Branches with no provisional response in time"),
+    ("timer_c", "Branches cancelled by Timer C (RFC 3261 16.8)"),
+    ("branch_timeouts", "Branches that timed out"),
+    ("branch_transport_errors", "Branches that failed with a transport error"),
+    ("refused", "Requests the policy refused"),
+    ("policy_errors", "Requests whose policy raised (answered 500)"),
+)
+
+
+def proxy_metrics(proxies: Iterable[tuple[str, ProxyCounters]]) -> list[Metric]:
+    """``hybridvoice_proxy_*_total`` of every ``(name, counters)``, labelled ``proxy=name``."""
+    by_method = CounterMetricFamily(
+        "hybridvoice_proxy_requests_forwarded", "Requests forwarded, by method",
+        labels=["proxy", "method"],
+    )  # fmt: skip
+    forwarded = CounterMetricFamily(
+        "hybridvoice_proxy_responses_forwarded", "Responses forwarded upstream, by status",
+        labels=["proxy", "status"],
+    )  # fmt: skip
+    local = CounterMetricFamily(
+        "hybridvoice_proxy_local_responses", "Responses the proxy answered itself, by status",
+        labels=["proxy", "status"],
+    )  # fmt: skip
+    scalars = [
+        CounterMetricFamily(f"hybridvoice_proxy_{field}", text, labels=["proxy"])
+        for field, text in _PROXY_SCALARS
+    ]
+    for name, c in proxies:
+        for method, n in sorted(c.requests_forwarded.items()):
+            by_method.add_metric([name, method], n)
+        for status, n in sorted(c.responses_forwarded.items()):
+            forwarded.add_metric([name, str(status)], n)
+        for status, n in sorted(c.local_responses.items()):
+            local.add_metric([name, str(status)], n)
+        for family, (field, _) in zip(scalars, _PROXY_SCALARS, strict=True):
+            family.add_metric([name], getattr(c, field))
+    return [by_method, forwarded, local, *scalars]
+
+
+def sip_metrics(registrar: Registrar | None, proxy: Proxy | None) -> list[Metric]:
+    """The online service's SIP side: registrar bindings and the proxy's counters (what
+    :class:`~hybridvoice.online.service.OnlineService` passes as ``metrics``)."""
+    out: list[Metric] = []
+    if registrar is not None:
+        bindings = GaugeMetricFamily(
+            "hybridvoice_online_bindings", "Registrar bindings held (expired until swept)"
+        )
+        bindings.add_metric([], registrar.bindings)
+        out.append(bindings)
+    if proxy is not None:
+        out += proxy_metrics([("online", proxy.counters)])
+    return out
+
+
 # --- the app -------------------------------------------------------------------------------------
 
 
@@ -209,8 +325,10 @@ def create_online_api(
     *,
     heartbeat_timeout: float = 5.0,
     clock: Callable[[], float] = time.time,
+    metrics: MetricsSource | None = None,
 ) -> FastAPI:
-    """The online service's REST API on ``store``; ``clock`` gives epoch seconds."""
+    """The online service's REST API on ``store``; ``clock`` gives epoch seconds; ``metrics``
+    adds families to ``GET /metrics`` (read at each scrape)."""
     if heartbeat_timeout <= 0:
         raise ValueError(f"heartbeat_timeout must be > 0, got {heartbeat_timeout}")
 
@@ -229,6 +347,10 @@ def create_online_api(
         docs_url=None, redoc_url=None,
     )  # fmt: skip
     app.state.store = store
+    registry = app.state.metrics = CollectorRegistry(auto_describe=False)
+    registry.register(_Collected(lambda: store_metrics(store)))
+    if metrics is not None:
+        registry.register(_Collected(metrics))
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -263,6 +385,10 @@ def create_online_api(
             counts[appliance.status] = counts.get(appliance.status, 0) + 1
         return {"status": "ok", "tenant": store.tenant, "version": store.version,
                 "appliances": counts}  # fmt: skip
+
+    @app.get("/metrics", include_in_schema=False)
+    async def scrape() -> Response:  # async: read live state on the event loop's thread
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

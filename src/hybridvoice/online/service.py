@@ -20,7 +20,7 @@ from hybridvoice.net.proxy import Proxy
 from hybridvoice.net.transport import Transport
 from hybridvoice.sip.transaction import TimerConfig
 
-from .api import create_online_api
+from .api import create_online_api, sip_metrics
 from .policy import OnlinePolicy
 from .registrar import Registrar
 from .store import TenantStore
@@ -87,7 +87,11 @@ class OnlineService:
                 self.store, self.registrar, appliance_timeout=o.appliance_timeout, rng=rng
             )
             self.proxy = Proxy(endpoint, self.policy)
-            app = create_online_api(self.store, heartbeat_timeout=o.heartbeat_timeout)
+            app = create_online_api(
+                self.store,
+                heartbeat_timeout=o.heartbeat_timeout,
+                metrics=lambda: sip_metrics(self.registrar, self.proxy),
+            )
             self.api = await serve_asgi(app, o.api_host, o.api_port, lifespan=True)
         except BaseException:
             await self.stop()

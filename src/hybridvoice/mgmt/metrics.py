@@ -1,0 +1,231 @@
+"""Prometheus metrics of one appliance, read from live state at scrape time.
+
+Exposition: the Prometheus text format 0.0.4 (``CONTENT_TYPE_LATEST``) served as
+``GET /metrics`` by :mod:`hybridvoice.mgmt.appliance_api`. No RFC is implemented here; the
+SIP counters are the per-method requests and per-status responses of RFC 3261 §7.1/§7.2 as
+each :class:`~hybridvoice.net.endpoint.Endpoint` counts them.
+
+Nothing is added to a hot path: :class:`ApplianceCollector` reads the counters the roles keep
+anyway (call admission, the trunk table, the relay engine, endpoint and proxy counters, the
+replicator and the link to the cloud) when the registry is scraped. Every app gets its own
+:class:`~prometheus_client.CollectorRegistry` from :func:`appliance_registry` (no global one).
+A role that is not running has no families.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from hybridvoice.mediation.trunks import Health
+from hybridvoice.net.endpoint import Endpoint
+from hybridvoice.online.api import proxy_metrics
+
+if TYPE_CHECKING:
+    from .appliance import Appliance
+
+__all__ = ["ApplianceCollector", "appliance_registry", "endpoint_metrics"]
+
+_ENDPOINT_SCALARS: Final = (
+    ("retransmissions", "sip_retransmissions", "Requests and responses retransmitted"),
+    ("stray_responses", "sip_stray_responses", "Responses matching no client transaction"),
+    ("timeouts", "sip_transaction_timeouts", "Client transactions that timed out"),
+    ("transport_errors", "sip_transport_errors", "Messages that failed to send"),
+)
+
+
+def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, text, value=value)
+
+
+def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, text, value=value)
+
+
+def endpoint_metrics(endpoints: Sequence[tuple[str, Endpoint]]) -> list[Metric]:
+    """``hybridvoice_sip_*_total`` of every ``(name, endpoint)``, labelled ``endpoint=name``."""
+    req_in = CounterMetricFamily(
+        "hybridvoice_sip_requests_received", "SIP requests received, by method",
+        labels=["endpoint", "method"],
+    )  # fmt: skip
+    req_out = CounterMetricFamily(
+        "hybridvoice_sip_requests_sent", "SIP requests sent, by method",
+        labels=["endpoint", "method"],
+    )  # fmt: skip
+    resp_in = CounterMetricFamily(
+        "hybridvoice_sip_responses_received", "SIP responses received, by status",
+        labels=["endpoint", "status"],
+    )  # fmt: skip
+    resp_out = CounterMetricFamily(
+        "hybridvoice_sip_responses_sent", "SIP responses sent, by status",
+        labels=["endpoint", "status"],
+    )  # fmt: skip
+    scalars = [
+        CounterMetricFamily(f"hybridvoice_{metric}", text, labels=["endpoint"])
+        for _, metric, text in _ENDPOINT_SCALARS
+    ]
+    for name, endpoint in endpoints:
+        c = endpoint.counters
+        for method, n in sorted(c.requests_in.items()):
+            req_in.add_metric([name, method], n)
+        for method, n in sorted(c.requests_out.items()):
+            req_out.add_metric([name, method], n)
+        for status, n in sorted(c.responses_in.items()):
+            resp_in.add_metric([name, str(status)], n)
+        for status, n in sorted(c.responses_out.items()):
+            resp_out.add_metric([name, str(status)], n)
+        for family, (field, _, _) in zip(scalars, _ENDPOINT_SCALARS, strict=True):
+            family.add_metric([name], getattr(c, field))
+    return [req_in, req_out, resp_in, resp_out, *scalars]
+
+
+class ApplianceCollector:
+    """The appliance's families (see the module docstring), read at each :meth:`collect`."""
+
+    __slots__ = ("_appliance",)
+
+    def __init__(self, appliance: Appliance) -> None:
+        self._appliance = appliance
+
+    def collect(self) -> Iterator[Metric]:
+        a = self._appliance
+        yield from self._calls()
+        yield from self._gateways()
+        yield from self._relay()
+        endpoints: list[tuple[str, Endpoint]] = []
+        if a.edge is not None and a.edge.endpoint is not None:
+            endpoints.append(("edge", a.edge.endpoint))
+        if a.mediation is not None:
+            for name, ep in (
+                ("mediation_edge_side", a.mediation.edge_endpoint),
+                ("mediation_gateway_side", a.mediation.gateway_endpoint),
+            ):
+                if ep is not None:
+                    endpoints.append((name, ep))
+        if endpoints:
+            yield from endpoint_metrics(endpoints)
+        yield from self._edge()
+        yield from self._cloud()
+
+    def _calls(self) -> Iterable[Metric]:
+        mediation = self._appliance.mediation
+        if mediation is None:
+            return []
+        adm = mediation.admission
+        refusals = CounterMetricFamily(
+            "hybridvoice_admission_refusals", "New calls refused (503), by reason",
+            labels=["reason"],
+        )  # fmt: skip
+        refusals.add_metric(["busy"], adm.refused_busy)
+        refusals.add_metric(["maintenance"], adm.refused_maintenance)
+        out: list[Metric] = [
+            _gauge("hybridvoice_calls_active", "Calls in progress (admitted)", adm.active),
+            _gauge("hybridvoice_calls_limit", "Concurrent call limit", adm.limit),
+            refusals,
+            _gauge("hybridvoice_maintenance", "1 in maintenance (drain) mode", adm.maintenance),
+        ]
+        if mediation.trunks is not None:
+            total = sum(g.calls_total for g in mediation.trunks.status())
+            out.append(_counter("hybridvoice_calls", "Calls placed to or from a gateway", total))
+        return out
+
+    def _gateways(self) -> Iterable[Metric]:
+        mediation = self._appliance.mediation
+        if mediation is None or mediation.trunks is None:
+            return []
+        labels = ["gateway"]
+        up = GaugeMetricFamily(
+            "hybridvoice_gateway_up",
+            "0 when OPTIONS probes found the gateway down, else 1 (unprobed counts as up)",
+            labels=labels,
+        )
+        enabled = GaugeMetricFamily("hybridvoice_gateway_enabled", "1 if enabled", labels=labels)
+        active = GaugeMetricFamily(
+            "hybridvoice_gateway_calls_active", "Calls holding a session", labels=labels
+        )
+        total = CounterMetricFamily(
+            "hybridvoice_gateway_calls", "Call attempts to or from the gateway", labels=labels
+        )
+        failed = CounterMetricFamily(
+            "hybridvoice_gateway_calls_failed", "Call attempts that failed", labels=labels
+        )
+        rtt = GaugeMetricFamily(
+            "hybridvoice_gateway_options_rtt_seconds",
+            "Round trip of the last answered OPTIONS probe",
+            labels=labels,
+        )
+        for g in mediation.trunks.status():
+            up.add_metric([g.name], 0 if g.health is Health.DOWN else 1)
+            enabled.add_metric([g.name], g.enabled)
+            active.add_metric([g.name], g.active_calls)
+            total.add_metric([g.name], g.calls_total)
+            failed.add_metric([g.name], g.calls_failed)
+            if g.last_options_rtt_ms is not None:
+                rtt.add_metric([g.name], g.last_options_rtt_ms / 1000)
+        return [up, enabled, active, total, failed, rtt]
+
+    def _relay(self) -> Iterable[Metric]:
+        mediation = self._appliance.mediation
+        if mediation is None or mediation.relay is None:
+            return []
+        s = mediation.relay.stats()
+        return [
+            _gauge("hybridvoice_relay_calls", "Calls whose media is relayed now", s.calls),
+            _counter("hybridvoice_relay_packets", "RTP packets relayed", s.packets),
+            _counter("hybridvoice_relay_bytes", "RTP bytes relayed", s.bytes),
+            _counter("hybridvoice_relay_dropped_packets", "RTP packets dropped", s.dropped),
+            _counter("hybridvoice_relay_rtcp_packets", "RTCP packets relayed", s.rtcp_packets),
+            _counter("hybridvoice_relay_send_errors", "Relay sends that failed", s.send_errors),
+            _gauge("hybridvoice_relay_ports_available", "Free media ports", s.ports_available),
+        ]
+
+    def _edge(self) -> Iterable[Metric]:
+        edge = self._appliance.edge
+        if edge is None:
+            return []
+        out: list[Metric] = []
+        if edge.policy is not None:
+            out.append(
+                _counter(
+                    "hybridvoice_edge_refusals",
+                    "Requests refused (403) from addresses the edge does not trust",
+                    edge.policy.refused,
+                )
+            )
+        if edge.proxy is not None:
+            out += proxy_metrics([("edge", edge.proxy.counters)])
+        return out
+
+    def _cloud(self) -> Iterable[Metric]:
+        a = self._appliance
+        rep, link = a.replicator, a.link
+        out: list[Metric] = [
+            _gauge(
+                "hybridvoice_replica_version", "Tenant version of the replica", a.replica.version
+            )
+        ]
+        if rep is not None:
+            out.append(_gauge("hybridvoice_replica_lag_seconds", "Replica lag", rep.lag))
+            out.append(
+                _gauge("hybridvoice_replica_connected", "1 if following the feed", rep.connected)
+            )
+        if link is not None:
+            out.append(
+                _gauge(
+                    "hybridvoice_cloud_registered",
+                    "1 if registered with the online service",
+                    link.registered,
+                )
+            )
+            out.append(_counter("hybridvoice_cloud_heartbeats", "Heartbeats sent", link.heartbeats))
+        return out
+
+
+def appliance_registry(appliance: Appliance) -> CollectorRegistry:
+    """A registry of its own holding the :class:`ApplianceCollector` of ``appliance``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ApplianceCollector(appliance))
+    return registry

@@ -1,0 +1,210 @@
+"""``GET /metrics`` of the appliance API and the online API: Prometheus text exposition, a
+registry per app, values read from live state at scrape time (after a real call through the
+lab chain: online proxy, edge, mediation, lab gateway)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+from chain_harness import DOMAIN, lab, proxy_of
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from ua_harness import run
+
+from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, LAB_USERS, Lab
+from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
+from hybridvoice.mgmt.appliance_api import create_appliance_api
+from hybridvoice.mgmt.testcall import place_test_call
+from hybridvoice.net.proxy import ProxyCounters
+from hybridvoice.online.api import create_online_api, proxy_metrics
+from hybridvoice.online.models import Appliance as ApplianceRecord
+from hybridvoice.online.store import TenantStore
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(response: httpx.Response) -> tuple[set[str], Samples]:
+    """The family names and every sample as ``(name, labels) -> value``."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == CONTENT_TYPE_LATEST
+    families, samples = set(), {}
+    for family in text_string_to_metric_families(response.text):
+        families.add(family.name)
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return families, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+async def scrape(url: str) -> tuple[set[str], Samples]:
+    async with httpx.AsyncClient(base_url=url) as client:
+        return parse(await client.get("/metrics"))
+
+
+async def scrape_app(app: object) -> tuple[set[str], Samples]:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        return parse(await client.get("/metrics"))
+
+
+# --- the online API on its own -------------------------------------------------------------------
+
+
+def test_online_metrics_read_the_store_at_scrape_time() -> None:
+    store = TenantStore()
+    counters = ProxyCounters()
+
+    def extra() -> list[Metric]:
+        probe = GaugeMetricFamily("hybridvoice_online_bindings", "bindings", value=3)
+        return [probe, *proxy_metrics([("online", counters)])]
+
+    app = create_online_api(store, metrics=extra)
+
+    async def main() -> None:
+        families, samples = await scrape_app(app)
+        assert value(samples, "hybridvoice_online_users") == 0
+        assert value(samples, "hybridvoice_online_appliances", status="online") == 0
+        assert value(samples, "hybridvoice_online_tenant_version") == store.version
+        assert value(samples, "hybridvoice_online_bindings") == 3
+        assert value(samples, "hybridvoice_proxy_failovers_total", proxy="online") == 0
+        assert "hybridvoice_proxy_requests_forwarded" in families
+
+        store.add_domain("contoso.com")
+        record = ApplianceRecord(
+            name="ams-1", site="Amsterdam", mediation_fqdn="med.contoso.com",
+            edge_fqdn="edge.contoso.com", edge_sip_host="192.0.2.10",
+        )  # fmt: skip
+        store.register_appliance(record, 1000.0)
+        counters.requests_forwarded["INVITE"] = 2
+        counters.local_responses[407] = 1
+        counters.failovers = 1
+        counters.provisional_timeouts = 4
+        _, samples = await scrape_app(app)
+        assert value(samples, "hybridvoice_online_appliances", status="online") == 1
+        assert value(samples, "hybridvoice_online_appliances", status="offline") == 0
+        assert value(samples, "hybridvoice_online_tenant_version") == store.version > 0
+        forwarded = "hybridvoice_proxy_requests_forwarded_total"
+        assert value(samples, forwarded, proxy="online", method="INVITE") == 2
+        assert (
+            value(samples, "hybridvoice_proxy_local_responses_total", proxy="online", status="407")
+            == 1
+        )
+        assert value(samples, "hybridvoice_proxy_failovers_total", proxy="online") == 1
+        assert value(samples, "hybridvoice_proxy_provisional_timeouts_total", proxy="online") == 4
+
+    asyncio.run(main())
+
+
+def test_every_app_has_its_own_registry() -> None:
+    first, second = TenantStore(), TenantStore()
+    second.add_domain("contoso.com")
+    apps = create_online_api(first), create_online_api(second)
+    assert apps[0].state.metrics is not apps[1].state.metrics
+
+    async def main() -> None:
+        (_, a), (_, b) = await scrape_app(apps[0]), await scrape_app(apps[1])
+        assert value(a, "hybridvoice_online_tenant_version") == first.version
+        assert value(b, "hybridvoice_online_tenant_version") == second.version != first.version
+
+    asyncio.run(main())
+
+
+def test_appliance_metrics_without_roles_show_the_replica_only(tmp_path: Path) -> None:
+    from chain_harness import settings_on_free_ports  # noqa: PLC0415
+
+    settings = settings_on_free_ports(Management={"StateDirectory": str(tmp_path)})
+    appliance = Appliance(settings, ApplianceOptions(serve_api=False))
+    try:
+
+        async def main() -> None:
+            families, samples = await scrape_app(create_appliance_api(appliance))
+            assert value(samples, "hybridvoice_replica_version") == 0
+            assert "hybridvoice_calls_active" not in families  # no mediation role: no family
+
+        asyncio.run(main())
+    finally:
+        appliance.close()
+
+
+# --- both APIs after a real call -----------------------------------------------------------------
+
+
+def test_scrapes_after_a_real_call_through_the_lab(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with lab(tmp_path) as up:
+            assert up.appliance is not None and up.appliance.api is not None
+            assert up.online is not None and up.online.api is not None
+            result = await place_test_call(
+                user="alice", domain=DOMAIN, password=LAB_PASSWORD, number=LAB_PSTN_NUMBER,
+                proxy=proxy_of(up), duration=0.4, appliance_url=up.appliance.api.url,
+                timeout=10.0,
+            )  # fmt: skip
+            assert result.ok, result
+            assert result.media_path == "anchored"
+            await appliance_side(up)
+            await online_side(up)
+
+    run(main(), timeout=60)
+
+
+async def appliance_side(up: Lab) -> None:
+    assert up.appliance is not None and up.appliance.api is not None
+    gateway = up.settings.gateways[0].name
+    families, s = await scrape(up.appliance.api.url)
+    assert value(s, "hybridvoice_calls_total") == 1
+    assert value(s, "hybridvoice_calls_active") == 0
+    assert value(s, "hybridvoice_calls_limit") == up.settings.common.max_concurrent_calls
+    assert value(s, "hybridvoice_admission_refusals_total", reason="busy") == 0
+    assert value(s, "hybridvoice_admission_refusals_total", reason="maintenance") == 0
+    assert value(s, "hybridvoice_maintenance") == 0
+    assert value(s, "hybridvoice_gateway_up", gateway=gateway) == 1
+    assert value(s, "hybridvoice_gateway_calls_total", gateway=gateway) == 1
+    assert value(s, "hybridvoice_gateway_calls_failed_total", gateway=gateway) == 0
+    assert value(s, "hybridvoice_gateway_calls_active", gateway=gateway) == 0
+    assert "hybridvoice_gateway_options_rtt_seconds" in families
+    assert value(s, "hybridvoice_relay_calls") == 0
+    assert value(s, "hybridvoice_relay_packets_total") > 0
+    assert value(s, "hybridvoice_relay_bytes_total") > value(s, "hybridvoice_relay_packets_total")
+    assert value(s, "hybridvoice_relay_dropped_packets_total") >= 0
+    invite = {"method": "INVITE"}
+    sent = "hybridvoice_sip_requests_sent_total"
+    received = "hybridvoice_sip_requests_received_total"
+    assert value(s, received, endpoint="edge", **invite) >= 1
+    assert value(s, received, endpoint="mediation_edge_side", **invite) >= 1
+    assert value(s, sent, endpoint="mediation_gateway_side", **invite) >= 1
+    assert value(s, "hybridvoice_sip_responses_sent_total", endpoint="mediation_edge_side",
+                 status="200") >= 1  # fmt: skip
+    assert value(s, "hybridvoice_edge_refusals_total") == 0
+    assert value(s, "hybridvoice_proxy_requests_forwarded_total", proxy="edge", **invite) >= 1
+    assert value(s, "hybridvoice_replica_connected") == 1
+    assert value(s, "hybridvoice_replica_lag_seconds") >= 0
+    assert up.online is not None
+    assert value(s, "hybridvoice_replica_version") == up.online.store.version
+    assert value(s, "hybridvoice_cloud_registered") == 1
+    assert value(s, "hybridvoice_cloud_heartbeats_total") >= 0
+
+    async with httpx.AsyncClient(base_url=up.appliance.api.url) as client:
+        assert (await client.post("/v1/maintenance/enter")).status_code == 200
+        _, s = await scrape(up.appliance.api.url)
+        assert value(s, "hybridvoice_maintenance") == 1
+        assert (await client.post("/v1/maintenance/exit")).status_code == 200
+
+
+async def online_side(up: Lab) -> None:
+    assert up.online is not None and up.online.api is not None
+    families, s = await scrape(up.online.api.url)
+    assert value(s, "hybridvoice_online_users") == len(LAB_USERS)
+    assert value(s, "hybridvoice_online_appliances", status="online") == 1
+    assert value(s, "hybridvoice_online_tenant_version") == up.online.store.version
+    assert value(s, "hybridvoice_online_bindings") >= 0
+    assert value(s, "hybridvoice_proxy_requests_forwarded_total", proxy="online",
+                 method="INVITE") >= 1  # fmt: skip
+    assert value(s, "hybridvoice_proxy_local_responses_total", proxy="online", status="407") >= 1
+    assert value(s, "hybridvoice_proxy_failovers_total", proxy="online") == 0
+    assert "hybridvoice_proxy_provisional_timeouts" in families
