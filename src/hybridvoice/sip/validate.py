@@ -31,7 +31,6 @@ address (RFC 4475 §3.3.10).
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Final
@@ -101,15 +100,35 @@ def _list_values(request: Request, name: str) -> list[str]:
     return [v for v in request.headers.values(name) if v]
 
 
+#: lookup keys (lower-case canonical names, as ``Headers`` stores them) of the headers
+#: :func:`_malformed` counts, with the name to report
+_MANDATORY_KEYS: Final = tuple((name.lower(), name) for name in _MANDATORY)
+_SINGLE_KEYS: Final = tuple((name.lower(), name) for name in SINGLE_VALUE_HEADERS)
+_COUNTED: Final = frozenset(key for key, _ in (*_MANDATORY_KEYS, *_SINGLE_KEYS, ("contact", "")))
+
+
 def _malformed(request: Request) -> str | None:
-    """The reason phrase of a 400 when mandatory or single-value headers are wrong."""
-    counts = Counter(name for name, _ in request.headers)  # known headers: canonical names
-    missing = [name for name in _MANDATORY if not counts[name]]
+    """The reason phrase of a 400 when mandatory or single-value headers are wrong.
+
+    One pass over the header lines (this runs for every request a proxy or UAS takes)."""
+    counts: dict[str, int] = {}
+    contact = ""
+    for key, _, value in request.headers._items:
+        if key in _COUNTED:
+            counts[key] = counts.get(key, 0) + 1
+            if key == "contact":
+                contact = value
+    missing = [name for key, name in _MANDATORY_KEYS if key not in counts]
     if missing:
         return "Missing " + ", ".join(missing)
-    repeated = [name for name in SINGLE_VALUE_HEADERS if counts[name] > 1]
-    dialog_creating = request.method in _DIALOG_CREATING and not request.contact_star
-    if dialog_creating and len(request.headers.values("Contact")) > 1:
+    repeated = [name for key, name in _SINGLE_KEYS if counts.get(key, 0) > 1]
+    lines = counts.get("contact", 0)
+    if (
+        (lines > 1 or (lines == 1 and "," in contact))  # else one value: no need to split
+        and request.method in _DIALOG_CREATING
+        and not request.contact_star
+        and len(request.headers.values("Contact")) > 1
+    ):
         repeated.append("Contact")
     if repeated:
         return "Multiple values in " + ", ".join(repeated)
