@@ -509,6 +509,10 @@ class Headers:
         key = _key(name)
         for i, (k, n, v) in enumerate(self._items):
             if k == key:
+                if "," not in v:  # the usual line holding one value: no split needed
+                    del self._items[i]
+                    self._cache.pop(key, None)
+                    return v.strip(" \t")
                 parts = split_commas(v)
                 if len(parts) == 1:
                     del self._items[i]
