@@ -176,11 +176,13 @@ def sipp_load(
     dut_pid: int | None = None,
     service: str = "+31201234567",
     max_wall: float = 65.0,
+    extra_uac: Sequence[str] = (),
 ) -> LoadResult:
     """SIPp uas on ``uas_port`` <- DUT at ``target`` <- SIPp uac at ``rate`` for ``seconds``.
 
     The uas is started first and stopped with SIGUSR1 (graceful); the uac is bounded by
     ``-timeout``. DUT CPU is sampled over the steady window (first 1.5 s and last 1 s cut).
+    ``extra_uac`` is appended to the uac's arguments (e.g. ``-auth_uri``).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     calls = int(rate * seconds)
@@ -193,7 +195,7 @@ def sipp_load(
         "sipp", "-sf", str(uac_sf), target, "-s", service, "-i", "127.0.0.1",
         "-p", str(free_port()), "-nostdin", "-r", str(rate), "-m", str(calls),
         "-buff_size", str(BUFF), "-timeout", f"{int(max_wall - 5)}s",
-        "-trace_stat", "-stf", str(workdir / "uac.csv"), "-fd", "1",
+        "-trace_stat", "-stf", str(workdir / "uac.csv"), "-fd", "1", *extra_uac,
     ]  # fmt: skip
     (workdir / "cmd.txt").write_text(" ".join(uas_cmd) + "\n" + " ".join(uac_cmd) + "\n")
     uas = Proc(uas_cmd, workdir / "uas.out")

@@ -26,6 +26,7 @@ from hybridvoice.cms.template import LAB_GATEWAY_PORT
 from hybridvoice.mgmt.appliance import Appliance
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.labgw import Responder, RtpEcho
+from hybridvoice.net.loop import tune_gc
 from hybridvoice.net.transport import DEFAULT_PORTS
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
@@ -333,6 +334,7 @@ async def run_up(
     try:
         with console.status("starting the online service, the appliance and the lab gateway"):
             await lab.start()
+        collector = tune_gc()  # young-generation passes only: no multi-second pauses
         table = Table(title=f"hybridvoice up: ready in {time.monotonic() - started:.2f} s")
         table.add_column("piece")
         table.add_column("listens on")
@@ -352,6 +354,8 @@ async def run_up(
         )
         console.print(f"data in {state_dir}; stop with Ctrl-C")
         await stop.wait()
+        if collector is not None:
+            collector.cancel()
     finally:
         await lab.stop()
         if temp is not None:

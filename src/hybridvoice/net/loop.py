@@ -1,14 +1,17 @@
 """The event loop every hybridvoice process runs on: uvloop when it is installed (its
-callbacks and sockets cost a fraction of the stdlib loop's, PERFORMANCE.md), else asyncio's.
+callbacks and sockets cost a fraction of the stdlib loop's, PERFORMANCE.md), else asyncio's;
+and :func:`tune_gc`, which keeps the cyclic garbage collector's long pauses off it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["loop_factory", "new_event_loop", "run", "uvloop_available"]
+__all__ = ["log_gc_pauses", "loop_factory", "new_event_loop", "run", "tune_gc", "uvloop_available"]
 
 T = TypeVar("T")
 
@@ -41,3 +44,44 @@ def run(main: Coroutine[Any, Any, T], *, use_uvloop: bool | None = None) -> T:
     """``asyncio.run`` on the chosen loop (Python 3.11 has no ``loop_factory`` there)."""
     with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
         return runner.run(main)
+
+
+def tune_gc(interval: float = 600.0, *, log: bool = False) -> asyncio.Task[None] | None:
+    """Keep the cyclic collector off the hot path of a long-running SIP/media process.
+
+    Measured at 600 calls/s: ~1.4 M live objects (transactions kept for Timers J/L/M, RFC 3261
+    §17 and RFC 6026), gen-1/gen-2 passes stalling the loop 0.7-4 s (SIPp retransmits after
+    0.5 s) and finding no garbage. So: startup objects frozen, only young-generation passes
+    run automatically (threshold 20,000: a few ms each; young cycles are still collected)
+    and a full collection runs every ``interval`` seconds. ``interval`` 0: Python's default.
+    """
+    if log:
+        log_gc_pauses()
+    if interval <= 0:
+        return None
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 1_000_000_000, 1_000_000_000)
+
+    async def collect() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            gc.collect()
+
+    return asyncio.get_running_loop().create_task(collect(), name="gc")
+
+
+def log_gc_pauses() -> None:
+    """Print every collection that took more than 20 ms (benchmark diagnostics)."""
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        took = (time.perf_counter() - started[0]) * 1000
+        if took > 20:
+            print(f"GC gen{info['generation']} {took:.0f} ms collected={info['collected']} "
+                  f"uncollectable={info['uncollectable']}", flush=True)  # fmt: skip
+
+    gc.callbacks.append(callback)
