@@ -447,7 +447,7 @@ def run_rtpengine(n: int, a: argparse.Namespace) -> dict[str, Any]:
             "--foreground",
             "--log-stderr",
             "--port-min=36000",
-            "--port-max=40000",
+            "--port-max=41999",  # 1,500 calls at 4 ports each
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
