@@ -427,3 +427,13 @@ def test_ping_timeout(run: Callable[[Awaitable[None]], None]) -> None:
         assert silent.queue.qsize() >= 1
 
     run(main())
+
+
+def test_branch_factory_gives_unique_cookie_branches_across_refills() -> None:
+    from hybridvoice.net.endpoint import BranchFactory  # noqa: PLC0415
+
+    make = BranchFactory()
+    branches = [make() for _ in range(1000)]  # several 128-branch refills
+    assert len(set(branches)) == 1000
+    assert all(b.startswith("z9hG4bK") and len(b) == 23 for b in branches)
+    assert all(int(b[7:], 16) >= 0 for b in branches)  # 64 bits in hex
