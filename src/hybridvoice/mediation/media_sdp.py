@@ -10,6 +10,8 @@ port 0 (RFC 3264 §6). A hold (``c=0.0.0.0``, RFC 3264 §8.4) does not change th
 
 from __future__ import annotations
 
+from typing import Final
+
 from hybridvoice.media import Leg
 from hybridvoice.net.relay import RelayCall
 from hybridvoice.sip.sdp import Attribute, SdpError, SessionDescription
@@ -17,12 +19,26 @@ from hybridvoice.sip.sdp import Attribute, SdpError, SessionDescription
 __all__ = ["anchor", "anchor_sdp", "parse_sdp"]
 
 
+#: recently parsed bodies: a call's offer is read by the bypass decision, the media plan and
+#: the codec check; parsed SDP is immutable, so sharing it is safe. Bounded: cleared when full.
+_PARSED: dict[bytes, SessionDescription | None] = {}
+_PARSED_MAX: Final = 1024
+
+
 def parse_sdp(body: bytes) -> SessionDescription | None:
     """The SDP of a body, or None when it does not parse."""
     try:
-        return SessionDescription.parse(body)
+        return _PARSED[body]
+    except KeyError:
+        pass
+    try:
+        sdp: SessionDescription | None = SessionDescription.parse(body)
     except (SdpError, ValueError, UnicodeDecodeError):
-        return None
+        sdp = None
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[body] = sdp
+    return sdp
 
 
 def anchor_sdp(body: bytes, relay: RelayCall, from_leg: Leg) -> bytes:
