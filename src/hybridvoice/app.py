@@ -23,7 +23,7 @@ from rich.console import Console
 
 from hybridvoice.cms.settings import Gateway, Settings
 from hybridvoice.cms.template import LAB_GATEWAY_PORT
-from hybridvoice.mgmt.appliance import Appliance
+from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.labgw import Responder, RtpEcho
 from hybridvoice.net.loop import tune_gc
@@ -181,13 +181,23 @@ class Lab:
     role, and (unless the settings name real gateways) the built-in lab gateway."""
 
     def __init__(
-        self, settings: Settings, state_dir: Path, *, lab_gateway: bool | None = None
+        self,
+        settings: Settings,
+        state_dir: Path,
+        *,
+        lab_gateway: bool | None = None,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
         management = settings.management.model_copy(
             update={"state_directory": str(state_dir / "appliance")}
         )
         self.settings = settings.model_copy(update={"management": management})
         self.state_dir = state_dir
+        #: TLS for the listeners and connections the settings ask TLS for (the online
+        #: service toward the edge, edge <-> mediation, gateways)
+        self.server_ssl = server_ssl
+        self.client_ssl = client_ssl
         self.online: OnlineService | None = None
         self.appliance: Appliance | None = None
         self.gateway: LabGateway | None = None
@@ -211,7 +221,13 @@ class Lab:
         try:
             self.online = OnlineService(
                 OnlineOptions(
-                    sip=[("UDP", host, port), ("TCP", host, port)],
+                    # clients: UDP and TCP (or TLS, when the appliances reach us over TLS)
+                    sip=[
+                        ("UDP", host, port),
+                        ("TLS" if s.online.sip_protocol == "TLS" else "TCP", host, port),
+                    ],
+                    server_ssl=self.server_ssl,
+                    client_ssl=self.client_ssl,
                     api_host=url.hostname or "127.0.0.1",
                     api_port=url.port or 80,
                     store=self.state_dir / "online.db",
@@ -223,7 +239,9 @@ class Lab:
             gw = self.lab_gateway
             if gw is not None:
                 self.gateway = await LabGateway.start(gw.protocol, gw.ip or "127.0.0.1", gw.port)
-            self.appliance = Appliance(s)
+            self.appliance = Appliance(
+                s, ApplianceOptions(server_ssl=self.server_ssl, client_ssl=self.client_ssl)
+            )
             await self.appliance.start()
             await self._ready(timeout)
         except BaseException:
@@ -239,7 +257,8 @@ class Lab:
         for domain in s.common.sip_domains:
             store.add_domain(domain)
         realm = s.common.default_domain
-        store.new_site(Site(name=s.common.site_name, edge_fqdn=f"edge.{realm}", country_code="1"))
+        edge_fqdn = s.edge_server.external_sip_pool_name or f"edge.{realm}"  # as it registers
+        store.new_site(Site(name=s.common.site_name, edge_fqdn=edge_fqdn, country_code="1"))
         for user, number in LAB_USERS:
             store.set_user(
                 User(

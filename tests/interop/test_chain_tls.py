@@ -1,0 +1,78 @@
+"""The whole chain with TLS where CCE had it: online service -> edge (external, 5061 in
+production) and edge <-> mediation (internal), certificates checked on every hop
+(RFC 3261 §26.2.1, RFC 5922 §7: the edge by its pool FQDN, the others by IP address)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from chain_harness import DOMAIN, proxy_of, settings_on_free_ports
+from tls_helpers import client_context, make_pki, server_context
+from ua_harness import run
+
+from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab
+from hybridvoice.mgmt.testcall import TestCallResult, place_test_call
+
+pytestmark = pytest.mark.interop
+
+TLS_HOPS = {
+    # the edge's pool FQDN is what the online service checks the certificate against
+    "EdgeServer": {"InternalProtocol": "TLS", "ExternalProtocol": "TLS",
+                   "ExternalSIPPoolName": "localhost"},
+    "MediationServer": {"InternalProtocol": "TLS"},
+    "Online": {"SIPProtocol": "TLS"},
+}  # fmt: skip
+
+
+async def call(up: Lab) -> TestCallResult:
+    assert up.appliance is not None and up.appliance.api is not None
+    return await place_test_call(
+        user="alice", domain=DOMAIN, password=LAB_PASSWORD, number=LAB_PSTN_NUMBER,
+        proxy=proxy_of(up), duration=0.4, appliance_url=up.appliance.api.url, timeout=10.0,
+    )  # fmt: skip
+
+
+def test_pstn_call_crosses_tls_hops_with_certificates_checked(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+
+    async def main() -> None:
+        up = Lab(
+            settings_on_free_ports(**TLS_HOPS), tmp_path / "lab", lab_gateway=True,
+            server_ssl=server_context(pki), client_ssl=client_context(pki.ca),
+        )  # fmt: skip
+        await up.start()
+        try:
+            assert up.appliance is not None and up.appliance.edge is not None
+            edge = up.appliance.edge
+            assert edge.external is not None and edge.external.kind == "TLS"
+            assert edge.internal is not None and edge.internal.kind == "TLS"
+            result = await call(up)
+            assert result.ok, result
+            assert result.media_path == "anchored" and result.tone_intact
+        finally:
+            await up.stop()
+
+    run(main(), timeout=60)
+
+
+def test_an_edge_certificate_from_an_unknown_ca_fails_the_call_cleanly(tmp_path: Path) -> None:
+    """The online service trusts another CA: the TLS handshake to the edge fails, the call
+    gets 503 (no appliance answered) and nothing reaches the gateway."""
+    pki = make_pki(tmp_path / "pki")
+    stranger = make_pki(tmp_path / "other", ca_name="some other CA")
+
+    async def main() -> None:
+        up = Lab(
+            settings_on_free_ports(**TLS_HOPS), tmp_path / "lab", lab_gateway=True,
+            server_ssl=server_context(pki), client_ssl=client_context(stranger.ca),
+        )  # fmt: skip
+        await up.start()
+        try:
+            result = await call(up)
+            assert not result.ok and result.status == 503, result
+            assert up.gateway is not None and up.gateway.responder.calls_answered == 0
+        finally:
+            await up.stop()
+
+    run(main(), timeout=60)
