@@ -308,3 +308,12 @@ def test_mutated_messages_parse_or_raise_parse_error(data: bytes) -> None:
         return
     # whatever parses must round-trip too
     assert parse_message(bytes(message)) == message
+
+
+@given(st.text(alphabet='ab ,;"<>\\=@', max_size=40))
+def test_split_commas_matches_the_character_scan(value: str) -> None:
+    """The regex splitter and the one-character-at-a-time scan agree on every input,
+    balanced or not (quotes with backslash pairs, <...> holding quotes and commas)."""
+    from hybridvoice.sip._abnf import _split_commas_scan, split_commas  # noqa: PLC0415
+
+    assert split_commas(value) == _split_commas_scan(value)

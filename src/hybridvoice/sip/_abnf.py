@@ -108,6 +108,13 @@ def param_without(params: Params, name: str) -> Params:
     return tuple(p for p in params if p[0].lower() != lname)
 
 
+#: one comma-separated value: text, quoted strings (backslash pairs inside) and <...> (which
+#: may hold quoted strings); possessive, so a value that does not parse fails fast
+_VALUE: Final = re.compile(
+    r'(?:[^,"<]++|"(?:[^"\\]|\\.)*+"|<(?:[^>"]|"(?:[^"\\]|\\.)*+")*+>)*+', re.DOTALL
+)
+
+
 def split_commas(value: str) -> list[str]:
     """Split a header value on the commas that separate its values (RFC 3261 §7.3.1).
 
@@ -116,6 +123,23 @@ def split_commas(value: str) -> list[str]:
     """
     if '"' not in value and "<" not in value:
         return [part.strip(" \t") for part in value.split(",")]
+    parts: list[str] = []
+    match = _VALUE.match
+    n = len(value)
+    pos = 0
+    while True:
+        end = match(value, pos).end()  # type: ignore[union-attr]  # matches the empty string
+        if end == n:
+            parts.append(value[pos:].strip(" \t"))
+            return parts
+        if value[end] != ",":  # an unterminated quote or <: the character scan decides
+            return _split_commas_scan(value)
+        parts.append(value[pos:end].strip(" \t"))
+        pos = end + 1
+
+
+def _split_commas_scan(value: str) -> list[str]:
+    """:func:`split_commas` one character at a time (unbalanced quotes and brackets)."""
     parts: list[str] = []
     start = 0
     in_quote = False
