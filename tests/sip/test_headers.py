@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hybridvoice.sip import Address, CSeq, Headers, ParseError, SipUri, Via, parse_address
 from hybridvoice.sip.headers import (
@@ -293,3 +295,39 @@ def test_headers_of_typed_values() -> None:
     h = Headers.of([("To", to), ("CSeq", CSeq(2, "BYE"))])
     assert h.get("To") == '"Bob" <sip:bob@example.com>;tag=x'
     assert h.get("CSeq") == "2 BYE"
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("prepend"), st.integers(1, 9)),
+            st.tuples(st.just("pop"), st.sampled_from(["Via", "Route"])),
+            st.tuples(st.just("read"), st.just(0)),
+        ),
+        max_size=12,
+    )
+)
+def test_parsed_via_and_route_views_follow_prepends_and_pops(ops: list[tuple[str, object]]) -> None:
+    """A proxy prepends and pops Via and Route values; the parsed views it reads between
+    (kept up to date instead of re-parsed) always equal a fresh parse of the lines."""
+    h = Headers.of([
+        ("Via", "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa, SIP/2.0/TCP 10.0.0.2;branch=z9hG4bKb"),
+        ("Via", "SIP/2.0/UDP 10.0.0.3;branch=z9hG4bKc"),
+        ("Route", "<sip:p1.example.com;lr>, <sip:p2.example.com;lr>"),
+        ("Route", "<sip:p3.example.com;lr>"),
+    ])  # fmt: skip
+    for op, arg in ops:
+        if op == "prepend":
+            h.prepend("Via", f"SIP/2.0/UDP 192.0.2.{arg}:5060;branch=z9hG4bK{arg};rport")
+        elif op == "pop":
+            h.pop_first_value(str(arg))
+        else:
+            h.typed("via", parse_via_list)
+            h.typed("route", parse_address_list)
+        vias = [v for k, _, v in h._items if k == "via"]
+        routes = [v for k, _, v in h._items if k == "route"]
+        # none left reads as () or None alike (Message.via / .route return ())
+        assert (h.typed("via", parse_via_list) or ()) == (parse_via_list(vias) if vias else ())
+        assert (h.typed("route", parse_address_list) or ()) == (
+            parse_address_list(routes) if routes else ()
+        )

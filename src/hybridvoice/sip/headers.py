@@ -8,6 +8,7 @@ cached until the header is changed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, Final, NamedTuple, TypeVar
@@ -473,8 +474,13 @@ class Headers:
         key, canon = canonical_name(name)
         items = self._items
         index = next((i for i, (k, _, _) in enumerate(items) if k == key), 0)
-        items.insert(index, (key, canon, str(value)))
-        self._cache.pop(key, None)
+        text = str(value)
+        items.insert(index, (key, canon, text))
+        cache = self._cache
+        cached = cache.pop(key, None)
+        if key == "via" and cached is not None:  # a proxy adds its Via: keep the parsed rest
+            with contextlib.suppress(ParseError):  # else parsed (and reported) when read
+                cache[key] = parse_via_list([text]) + cached
 
     def set(self, name: str, value: object) -> None:
         """Replace every line of ``name`` by one line, where the first one stood."""
@@ -511,7 +517,9 @@ class Headers:
             if k == key:
                 if "," not in v:  # the usual line holding one value: no split needed
                     del self._items[i]
-                    self._cache.pop(key, None)
+                    cached = self._cache.pop(key, None)
+                    if key in _VALUE_LISTS and cached:  # the parsed values, minus the first
+                        self._cache[key] = cached[1:]
                     return v.strip(" \t")
                 parts = split_commas(v)
                 if len(parts) == 1:
@@ -530,6 +538,8 @@ class Headers:
 
 #: name as passed by code (a small, fixed set) -> lookup key
 _KEY_CACHE: dict[str, str] = {}
+#: headers whose parsed view is a tuple with one entry per comma-separated value, in order
+_VALUE_LISTS: Final = frozenset({"via", "route", "record-route"})
 
 
 def _key(name: str) -> str:
