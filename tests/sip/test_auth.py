@@ -646,3 +646,18 @@ def test_credentials_round_trip(value: Credentials) -> None:
 def test_generic_round_trip(scheme: str, params: tuple[tuple[str, str], ...]) -> None:
     generic = AuthValue(scheme, params)
     assert AuthValue.parse(str(generic)) == generic
+
+
+def test_a_full_nonce_table_drops_its_oldest_quarter_at_once() -> None:
+    """At the limit the table is not rebuilt for every new nonce (that cost a server at
+    steady load its throughput): the oldest quarter goes stale in one pass."""
+    server = DigestServer("example.com", SECRET, nonce_lifetime=300.0, max_nonces=8)
+    challenges = [server.challenges(float(t))[0] for t in range(9)]
+    for t, challenge in enumerate(challenges):
+        assert server.verify(sign(challenge), method="REGISTER", now=t, lookup=ha1_lookup).ok
+    assert server.tracked_nonces == 6  # 8 tracked, the 9th evicted issued <= t=2, then added
+    for old in challenges[:3]:
+        again = server.verify(sign(old, nc=2), method="REGISTER", now=9.0, lookup=ha1_lookup)
+        assert again is VerifyResult.STALE
+    assert server.verify(sign(challenges[3], nc=2), method="REGISTER", now=9.0,
+                         lookup=ha1_lookup).ok  # fmt: skip

@@ -770,12 +770,16 @@ class DigestServer:
         return VerifyResult.OK if use.accept(nc) else VerifyResult.REPLAYED
 
     def _evict(self, now: float) -> None:
-        """Drop expired nonces every lifetime or when full; if still full, raise the floor."""
+        """Drop expired nonces every lifetime or when full; if still full, raise the floor
+        past the oldest quarter of the tracked nonces (they become stale: clients answer a
+        fresh challenge). A quarter at a time keeps the cost amortised: a server at its
+        limit under steady load must not rebuild the table for every new nonce."""
         if len(self._uses) < self.max_nonces and now < self._next_sweep:
             return
         self._next_sweep = now + self.nonce_lifetime
         live_since = now - self.nonce_lifetime
         self._uses = {n: u for n, u in self._uses.items() if u.issued_at >= live_since}
-        while len(self._uses) >= self.max_nonces:
-            self._floor = min(u.issued_at for u in self._uses.values())
+        if len(self._uses) >= self.max_nonces:
+            issued = sorted(u.issued_at for u in self._uses.values())
+            self._floor = max(self._floor, issued[len(issued) // 4])
             self._uses = {n: u for n, u in self._uses.items() if u.issued_at > self._floor}
