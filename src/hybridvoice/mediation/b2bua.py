@@ -18,9 +18,9 @@ Outbound (edge -> gateway): the :class:`~.routing.OutboundRouter` picks a gatewa
 failover code, a transport error (seen as a local 408) or no 18x/final in the fast-failover
 time the pending INVITE is cancelled and the next gateway tried; when none is left the caller
 gets the router's status (503) with a Reason. A TLS gateway that could not be reached (a
-local 408) is diagnosed with one handshake (:mod:`.tls_check`) so the attempt's outcome and
-the Reason name the cause (an untrusted certificate, a name mismatch). Inbound (gateway ->
-edge): only from a configured gateway's address (else 403), numbers translated per the
+local 408) is named from the transport's own failure (:mod:`.tls_check`) so the attempt's
+outcome and the Reason name the cause (an untrusted certificate, a name mismatch). Inbound
+(gateway -> edge): only from a configured gateway's address (else 403), numbers translated per the
 gateway's rules, the Request-URI in + E.164 toward the edge's next hop.
 
 Transfer (:mod:`.transfer`, RFC 3515, RFC 3891): a REFER is passed on or performed per
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -126,8 +125,7 @@ class B2BUA:
 
     ``edge_target`` is the next hop of inbound calls (the edge role) and ``edge_domain`` the
     host of their Request-URI. ``relay`` and ``records`` are optional; ``bypass`` is the
-    tenant's network configuration (None: media bypass disabled); ``client_ssl`` the TLS
-    client context toward gateways, used to say why a TLS gateway could not be reached.
+    tenant's network configuration (None: media bypass disabled).
     """
 
     def __init__(
@@ -144,7 +142,6 @@ class B2BUA:
         relay: RelayEngine | None = None,
         bypass: BypassPolicy | None = None,
         records: CallRecordStore | None = None,
-        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.edge_ua = edge_ua
         self.gateway_ua = gateway_ua
@@ -157,7 +154,6 @@ class B2BUA:
         self.relay = relay
         self.bypass = bypass or BypassPolicy(enabled=False)
         self.records = records
-        self.client_ssl = client_ssl  # the gateway side's TLS client context (diagnosis)
         self.stats = B2BUAStats()
         self.recent = RecentMedia()  # relay counters of ended anchored calls
         self.bridges: set[Bridge] = set()
@@ -552,33 +548,21 @@ class Bridge:
         if outbound is None:  # inbound: map the failure through
             self._fail_a(map_failure(status), f"{self._other} leg: {event.cause} {status}")
             return
-        probe = self._tls_probe(status)
-        if probe is None:
-            self._attempt_over(b, status, None)
-            return
-        self.b = None  # the attempt is over; its outcome waits for the diagnosis
+        cause = self._tls_cause(status)
+        self._attempt_over(b, status, None if cause is None else f"{status} ({cause})")
 
-        async def diagnosed() -> None:
-            cause = await probe
-            if not self.finished:  # the caller may have cancelled meanwhile
-                self._attempt_over(b, status, None if cause is None else f"{status} ({cause})")
-
-        self.b2bua.spawn(diagnosed)
-
-    def _tls_probe(self, status: int) -> Coroutine[Any, Any, str | None] | None:
+    def _tls_cause(self, status: int) -> str | None:
         """A 408 from a TLS gateway (a failed connection or handshake reaches the session as a
-        408 of its own, indistinguishable from the gateway's): the diagnostic handshake that
-        names why (:mod:`.tls_check`; None from it when the handshake works), else None."""
-        gateway, ssl_context = self.gateway, self.b2bua.client_ssl
-        if status != 408 or gateway is None or ssl_context is None:
-            return None
-        if gateway.config.protocol != "TLS":
+        408 of its own, indistinguishable from the gateway's): why, from the failure the
+        gateway-side endpoint kept (:mod:`.tls_check`), else None."""
+        gateway = self.gateway
+        if status != 408 or gateway is None or gateway.config.protocol != "TLS":
             return None
         try:
             destination = self.b2bua.target(gateway).destination
         except NetError:
             return None
-        return tls_failure(destination, ssl_context)
+        return tls_failure(destination, self.b2bua.gateway_ua.endpoint.last_failure(destination))
 
     def _attempt_over(self, b: Call, status: int, said: str | None) -> None:
         """The pending gateway attempt failed with ``status`` (``said``: the outcome text for

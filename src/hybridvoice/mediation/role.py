@@ -205,7 +205,6 @@ class MediationRole:
                 admission=self.admission, trunk_config=s.trunk_configuration,
                 edge_target=o.edge_target, edge_domain=o.edge_domain or s.common.default_domain,
                 relay=self.relay, bypass=bypass, records=self.records,
-                client_ssl=o.client_ssl,
             )  # fmt: skip
             interval = o.options_interval or s.trunk_configuration.options_interval_seconds
             self.health = HealthMonitor(gw_ep, trunks, interval=interval)

@@ -19,7 +19,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import Final, Protocol
 
 from hybridvoice.sip.message import Request, Response
 from hybridvoice.sip.transaction import (
@@ -114,6 +114,10 @@ class EndpointCounters:
     transport_errors: int = 0
 
 
+#: peers whose last transport failure is remembered (cleared when full)
+_MAX_FAILURES: Final = 1024
+
+
 class BranchFactory:
     """Via branches (§8.1.1.7: the magic cookie and 64 random bits) from the kernel's CSPRNG,
     read 2 KiB at a time: one ``os.urandom`` call per 128 branches instead of one each."""
@@ -173,6 +177,7 @@ class Endpoint:
         # retransmission counting: what each live transaction has sent so far
         self._sent_requests: set[ClientTransaction] = set()
         self._last_response: dict[ServerTransaction, Response] = {}
+        self._failures: dict[tuple[str, int], Exception] = {}  # see last_failure()
 
     # --- transports ------------------------------------------------------------------------
 
@@ -476,11 +481,23 @@ class Endpoint:
         transport.send(data, address[0], address[1], on_error=partial(self._transport_error, tx))
 
     def _transport_error(
-        self, tx: ClientTransaction | ServerTransaction, _: Exception | None
+        self, tx: ClientTransaction | ServerTransaction, exc: Exception | None
     ) -> None:
         self.counters.transport_errors += 1
+        destination = tx.context
+        if exc is not None and isinstance(destination, Destination):
+            failures = self._failures
+            if len(failures) >= _MAX_FAILURES:
+                failures.clear()
+            failures[(destination.host, destination.port)] = exc
         self.layer.transport_error(tx, self._loop.time())
         self._drain()
+
+    def last_failure(self, destination: Destination) -> Exception | None:
+        """Why the last request to ``destination`` could not be sent (a refused connection, a
+        TLS handshake that failed: ``__cause__`` holds the ``ssl`` error), if it failed; the
+        transaction itself only learns "transport" (§17.1.1.2)."""
+        return self._failures.get((destination.host, destination.port))
 
     def _count_out(self, request: Request) -> None:
         counts = self.counters.requests_out

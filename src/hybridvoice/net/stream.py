@@ -423,8 +423,10 @@ class StreamTransport(BoundTransport):
                 )
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 log.info("%s connect to %s:%d failed: %s", self.kind, host, port, exc)
+                failure = TransportError(f"connect to {host}:{port}: {exc}")
+                failure.__cause__ = exc  # the TLS verdict, for whoever reports the failure
                 for _, on_error in pending.queue:
-                    self._failed(TransportError(f"connect to {host}:{port}: {exc}"), on_error)
+                    self._failed(failure, on_error)
                 return
             # the table is keyed by the address we asked for, so that the next send finds it
             self._connections[key] = proto
