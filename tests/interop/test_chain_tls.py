@@ -7,12 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from chain_harness import DOMAIN, proxy_of, settings_on_free_ports
+from chain_harness import call_once, settings_on_free_ports
 from tls_helpers import client_context, make_pki, server_context
 from ua_harness import run
 
-from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab
-from hybridvoice.mgmt.testcall import TestCallResult, place_test_call
+from hybridvoice.app import Lab
 
 pytestmark = pytest.mark.interop
 
@@ -23,14 +22,6 @@ TLS_HOPS = {
     "MediationServer": {"InternalProtocol": "TLS"},
     "Online": {"SIPProtocol": "TLS"},
 }  # fmt: skip
-
-
-async def call(up: Lab) -> TestCallResult:
-    assert up.appliance is not None and up.appliance.api is not None
-    return await place_test_call(
-        user="alice", domain=DOMAIN, password=LAB_PASSWORD, number=LAB_PSTN_NUMBER,
-        proxy=proxy_of(up), duration=0.4, appliance_url=up.appliance.api.url, timeout=10.0,
-    )  # fmt: skip
 
 
 def test_pstn_call_crosses_tls_hops_with_certificates_checked(tmp_path: Path) -> None:
@@ -47,7 +38,7 @@ def test_pstn_call_crosses_tls_hops_with_certificates_checked(tmp_path: Path) ->
             edge = up.appliance.edge
             assert edge.external is not None and edge.external.kind == "TLS"
             assert edge.internal is not None and edge.internal.kind == "TLS"
-            result = await call(up)
+            result = await call_once(up)
             assert result.ok, result
             assert result.media_path == "anchored" and result.tone_intact
         finally:
@@ -69,7 +60,7 @@ def test_an_edge_certificate_from_an_unknown_ca_fails_the_call_cleanly(tmp_path:
         )  # fmt: skip
         await up.start()
         try:
-            result = await call(up)
+            result = await call_once(up)
             assert not result.ok and result.status == 503, result
             assert up.gateway is not None and up.gateway.responder.calls_answered == 0
         finally:

@@ -11,9 +11,10 @@ from typing import Any
 
 from ports import free_port
 
-from hybridvoice.app import Lab
+from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab
 from hybridvoice.cms.settings import Settings, parse_settings
 from hybridvoice.cms.template import lab_settings
+from hybridvoice.mgmt.testcall import TestCallResult, place_test_call
 from hybridvoice.net.transport import Destination
 
 DOMAIN = "contoso.example"
@@ -48,3 +49,12 @@ async def lab(tmp_path: Path, settings: Settings | None = None) -> AsyncIterator
 def proxy_of(up: Lab) -> Destination:
     s = up.settings.online
     return Destination("UDP", s.sip_addresses[0], s.sip_port)
+
+
+async def call_once(up: Lab, number: str = LAB_PSTN_NUMBER, user: str = "alice") -> TestCallResult:
+    """One ``hybridvoice test-call`` through ``up``: register, call, tone, hang up."""
+    api = None if up.appliance is None or up.appliance.api is None else up.appliance.api.url
+    return await place_test_call(
+        user=user, domain=DOMAIN, password=LAB_PASSWORD, number=number, proxy=proxy_of(up),
+        duration=0.4, appliance_url=api, timeout=10.0,
+    )  # fmt: skip

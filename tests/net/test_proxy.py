@@ -65,6 +65,11 @@ class Net:
     def target(self, bob: Side) -> Target:
         return Target(parse_uri(bob.uri()))
 
+    def fork_to_every_bob(self) -> None:
+        """Route every request to all bobs at once (one group, parallel forking)."""
+        targets = tuple(self.target(bob) for bob in self.bobs)
+        self.policy.route_fn = lambda request, source: Forward((targets,))
+
     def call(self, user: str = "bob") -> Call:
         return self.alice.ua.invite(
             f"sip:{user}@example.com",
@@ -214,8 +219,7 @@ def test_parallel_forking_first_2xx_wins_and_the_other_branch_is_cancelled() -> 
     async def main() -> None:
         async with network(bobs=2) as net:
             bob1, bob2 = net.bobs
-            targets = (net.target(bob1), net.target(bob2))
-            net.policy.route_fn = lambda request, source: Forward((targets,))
+            net.fork_to_every_bob()
             a = net.call()
             b1, b2 = await incoming(bob1), await incoming(bob2)
             b1.ring()
@@ -352,8 +356,7 @@ def test_every_2xx_is_forwarded_the_caller_hangs_up_the_extra_one() -> None:
     async def main() -> None:
         async with network(bobs=2) as net:
             bob1, bob2 = net.bobs
-            targets = (net.target(bob1), net.target(bob2))
-            net.policy.route_fn = lambda request, source: Forward((targets,))
+            net.fork_to_every_bob()
             a = net.call()
             b1, b2 = await incoming(bob1), await incoming(bob2)
             b1.answer(ANSWER)
@@ -414,8 +417,7 @@ def test_cancel_from_the_caller_reaches_every_branch() -> None:
     async def main() -> None:
         async with network(bobs=2) as net:
             bob1, bob2 = net.bobs
-            targets = (net.target(bob1), net.target(bob2))
-            net.policy.route_fn = lambda request, source: Forward((targets,))
+            net.fork_to_every_bob()
             a = net.call()
             b1, b2 = await incoming(bob1), await incoming(bob2)
             b1.ring()
@@ -606,8 +608,7 @@ def test_407_challenges_of_every_branch_are_aggregated() -> None:
     async def main() -> None:
         async with network(bobs=2) as net, raw_client() as client:
             bob1, bob2 = net.bobs
-            targets = (net.target(bob1), net.target(bob2))
-            net.policy.route_fn = lambda request, source: Forward((targets,))
+            net.fork_to_every_bob()
             invite = raw_request("INVITE", "sip:bob@example.com")
             pending = asyncio.ensure_future(final_response(client, invite, net.dest()))
             one = 'Digest realm="one.example.com", nonce="1"'

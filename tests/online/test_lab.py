@@ -10,27 +10,19 @@ import asyncio
 from pathlib import Path
 
 import httpx
-from chain_harness import DOMAIN, lab, proxy_of, settings_on_free_ports
+from chain_harness import DOMAIN, call_once, lab, proxy_of, settings_on_free_ports
 from ports import free_port
 from ua_harness import Phone, run, sdp
 
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab
 from hybridvoice.cms.settings import parse_settings
 from hybridvoice.mgmt.appliance import Appliance
-from hybridvoice.mgmt.testcall import TestCallResult, place_test_call
+from hybridvoice.mgmt.testcall import place_test_call
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.register import DigestCredentials, Registration
 from hybridvoice.net.transport import Destination
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.sip.session import Disconnected
-
-
-async def call_once(up: Lab, number: str = LAB_PSTN_NUMBER, user: str = "alice") -> TestCallResult:
-    api = None if up.appliance is None or up.appliance.api is None else up.appliance.api.url
-    return await place_test_call(
-        user=user, domain=DOMAIN, password=LAB_PASSWORD, number=number, proxy=proxy_of(up),
-        duration=0.4, appliance_url=api, timeout=10.0,
-    )  # fmt: skip
 
 
 async def replicated(up: Lab) -> None:

@@ -14,27 +14,20 @@ A role that is not running has no families.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Final
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from hybridvoice.mediation.trunks import Health
 from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.online.api import proxy_metrics
+from hybridvoice.net.metrics import endpoint_metrics, proxy_metrics
 
 if TYPE_CHECKING:
     from .appliance import Appliance
 
 __all__ = ["ApplianceCollector", "appliance_registry", "endpoint_metrics"]
-
-_ENDPOINT_SCALARS: Final = (
-    ("retransmissions", "sip_retransmissions", "Requests and responses retransmitted"),
-    ("stray_responses", "sip_stray_responses", "Responses matching no client transaction"),
-    ("timeouts", "sip_transaction_timeouts", "Client transactions that timed out"),
-    ("transport_errors", "sip_transport_errors", "Messages that failed to send"),
-)
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
@@ -43,43 +36,6 @@ def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
 
 def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, text, value=value)
-
-
-def endpoint_metrics(endpoints: Sequence[tuple[str, Endpoint]]) -> list[Metric]:
-    """``hybridvoice_sip_*_total`` of every ``(name, endpoint)``, labelled ``endpoint=name``."""
-    req_in = CounterMetricFamily(
-        "hybridvoice_sip_requests_received", "SIP requests received, by method",
-        labels=["endpoint", "method"],
-    )  # fmt: skip
-    req_out = CounterMetricFamily(
-        "hybridvoice_sip_requests_sent", "SIP requests sent, by method",
-        labels=["endpoint", "method"],
-    )  # fmt: skip
-    resp_in = CounterMetricFamily(
-        "hybridvoice_sip_responses_received", "SIP responses received, by status",
-        labels=["endpoint", "status"],
-    )  # fmt: skip
-    resp_out = CounterMetricFamily(
-        "hybridvoice_sip_responses_sent", "SIP responses sent, by status",
-        labels=["endpoint", "status"],
-    )  # fmt: skip
-    scalars = [
-        CounterMetricFamily(f"hybridvoice_{metric}", text, labels=["endpoint"])
-        for _, metric, text in _ENDPOINT_SCALARS
-    ]
-    for name, endpoint in endpoints:
-        c = endpoint.counters
-        for method, n in sorted(c.requests_in.items()):
-            req_in.add_metric([name, method], n)
-        for method, n in sorted(c.requests_out.items()):
-            req_out.add_metric([name, method], n)
-        for status, n in sorted(c.responses_in.items()):
-            resp_in.add_metric([name, str(status)], n)
-        for status, n in sorted(c.responses_out.items()):
-            resp_out.add_metric([name, str(status)], n)
-        for family, (field, _, _) in zip(scalars, _ENDPOINT_SCALARS, strict=True):
-            family.add_metric([name], getattr(c, field))
-    return [req_in, req_out, resp_in, resp_out, *scalars]
 
 
 class ApplianceCollector:

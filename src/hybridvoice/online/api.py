@@ -43,11 +43,12 @@ from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException
 
-from hybridvoice.net.proxy import Proxy, ProxyCounters
+from hybridvoice.net.metrics import proxy_metrics
+from hybridvoice.net.proxy import Proxy
 from hybridvoice.online.models import (
     Appliance,
     ApplianceStatus,
@@ -255,51 +256,6 @@ def store_metrics(store: TenantStore) -> list[Metric]:
     )
     version.add_metric([], store.version)
     return [users, appliances, version]
-
-
-_PROXY_SCALARS: Final = (
-    ("acks_forwarded", "ACKs for 2xx forwarded statelessly"),
-    ("stray_forwarded", "Stray responses forwarded statelessly"),
-    ("branches_cancelled", "Client branches cancelled (CANCEL sent)"),
-    ("failovers", "Target groups tried after the previous one failed"),
-    ("group_timeouts", "Target groups that timed out"),
-    ("provisional_timeouts", "Branches with no provisional response in time"),
-    ("timer_c", "Branches cancelled by Timer C (RFC 3261 16.8)"),
-    ("branch_timeouts", "Branches that timed out"),
-    ("branch_transport_errors", "Branches that failed with a transport error"),
-    ("refused", "Requests the policy refused"),
-    ("policy_errors", "Requests whose policy raised (answered 500)"),
-)
-
-
-def proxy_metrics(proxies: Iterable[tuple[str, ProxyCounters]]) -> list[Metric]:
-    """``hybridvoice_proxy_*_total`` of every ``(name, counters)``, labelled ``proxy=name``."""
-    by_method = CounterMetricFamily(
-        "hybridvoice_proxy_requests_forwarded", "Requests forwarded, by method",
-        labels=["proxy", "method"],
-    )  # fmt: skip
-    forwarded = CounterMetricFamily(
-        "hybridvoice_proxy_responses_forwarded", "Responses forwarded upstream, by status",
-        labels=["proxy", "status"],
-    )  # fmt: skip
-    local = CounterMetricFamily(
-        "hybridvoice_proxy_local_responses", "Responses the proxy answered itself, by status",
-        labels=["proxy", "status"],
-    )  # fmt: skip
-    scalars = [
-        CounterMetricFamily(f"hybridvoice_proxy_{field}", text, labels=["proxy"])
-        for field, text in _PROXY_SCALARS
-    ]
-    for name, c in proxies:
-        for method, n in sorted(c.requests_forwarded.items()):
-            by_method.add_metric([name, method], n)
-        for status, n in sorted(c.responses_forwarded.items()):
-            forwarded.add_metric([name, str(status)], n)
-        for status, n in sorted(c.local_responses.items()):
-            local.add_metric([name, str(status)], n)
-        for family, (field, _) in zip(scalars, _PROXY_SCALARS, strict=True):
-            family.add_metric([name], getattr(c, field))
-    return [by_method, forwarded, local, *scalars]
 
 
 def sip_metrics(registrar: Registrar | None, proxy: Proxy | None) -> list[Metric]:

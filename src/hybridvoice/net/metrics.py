@@ -1,0 +1,93 @@
+"""Prometheus families of the net layer's own counters: an endpoint's SIP messages by method
+and status (RFC 3261 §7.1/§7.2) and a proxy core's forwarding counters. Read when a registry is
+scraped; nothing here runs on the message path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+
+from .endpoint import Endpoint
+from .proxy import ProxyCounters
+
+__all__ = ["endpoint_metrics", "proxy_metrics"]
+
+#: (attribute of the counters object, metric name, help, label of the dict's keys)
+_Tally = tuple[str, str, str, str]
+#: (attribute of the counters object, metric name, help)
+_Scalar = tuple[str, str, str]
+
+_ENDPOINT_TALLIES: Final[Sequence[_Tally]] = (
+    ("requests_in", "sip_requests_received", "SIP requests received, by method", "method"),
+    ("requests_out", "sip_requests_sent", "SIP requests sent, by method", "method"),
+    ("responses_in", "sip_responses_received", "SIP responses received, by status", "status"),
+    ("responses_out", "sip_responses_sent", "SIP responses sent, by status", "status"),
+)
+_ENDPOINT_SCALARS: Final[Sequence[_Scalar]] = (
+    ("retransmissions", "sip_retransmissions", "Requests and responses retransmitted"),
+    ("stray_responses", "sip_stray_responses", "Responses matching no client transaction"),
+    ("timeouts", "sip_transaction_timeouts", "Client transactions that timed out"),
+    ("transport_errors", "sip_transport_errors", "Messages that failed to send"),
+)
+_PROXY_TALLIES: Final[Sequence[_Tally]] = (
+    ("requests_forwarded", "proxy_requests_forwarded", "Requests forwarded, by method", "method"),
+    ("responses_forwarded", "proxy_responses_forwarded", "Responses forwarded upstream, by status",
+     "status"),
+    ("local_responses", "proxy_local_responses", "Responses the proxy answered itself, by status",
+     "status"),
+)  # fmt: skip
+_PROXY_SCALARS: Final[Sequence[_Scalar]] = tuple(
+    (field, f"proxy_{field}", text)
+    for field, text in (
+        ("acks_forwarded", "ACKs for 2xx forwarded statelessly"),
+        ("stray_forwarded", "Stray responses forwarded statelessly"),
+        ("branches_cancelled", "Client branches cancelled (CANCEL sent)"),
+        ("failovers", "Target groups tried after the previous one failed"),
+        ("group_timeouts", "Target groups that timed out"),
+        ("provisional_timeouts", "Branches with no provisional response in time"),
+        ("timer_c", "Branches cancelled by Timer C (RFC 3261 16.8)"),
+        ("branch_timeouts", "Branches that timed out"),
+        ("branch_transport_errors", "Branches that failed with a transport error"),
+        ("refused", "Requests the policy refused"),
+        ("policy_errors", "Requests whose policy raised (answered 500)"),
+    )
+)
+
+
+def _counters(
+    label: str,
+    sources: Iterable[tuple[str, Any]],
+    tallies: Sequence[_Tally],
+    scalars: Sequence[_Scalar],
+) -> list[Metric]:
+    """``hybridvoice_<name>_total`` families of every ``(name, counters)`` source, labelled
+    ``label=name``: one per dict of tallies (plus its key's label) and one per scalar."""
+    tally_families = [
+        CounterMetricFamily(f"hybridvoice_{metric}", text, labels=[label, key])
+        for _, metric, text, key in tallies
+    ]
+    scalar_families = [
+        CounterMetricFamily(f"hybridvoice_{metric}", text, labels=[label])
+        for _, metric, text in scalars
+    ]
+    for name, counters in sources:
+        for family, (field, _, _, _) in zip(tally_families, tallies, strict=True):
+            counts: Mapping[object, int] = getattr(counters, field)
+            for key, n in sorted(counts.items()):
+                family.add_metric([name, str(key)], n)
+        for family, (field, _, _) in zip(scalar_families, scalars, strict=True):
+            family.add_metric([name], getattr(counters, field))
+    return [*tally_families, *scalar_families]
+
+
+def endpoint_metrics(endpoints: Iterable[tuple[str, Endpoint]]) -> list[Metric]:
+    """``hybridvoice_sip_*_total`` of every ``(name, endpoint)``, labelled ``endpoint=name``."""
+    sources = ((name, endpoint.counters) for name, endpoint in endpoints)
+    return _counters("endpoint", sources, _ENDPOINT_TALLIES, _ENDPOINT_SCALARS)
+
+
+def proxy_metrics(proxies: Iterable[tuple[str, ProxyCounters]]) -> list[Metric]:
+    """``hybridvoice_proxy_*_total`` of every ``(name, counters)``, labelled ``proxy=name``."""
+    return _counters("proxy", proxies, _PROXY_TALLIES, _PROXY_SCALARS)
