@@ -62,19 +62,19 @@ class EdgeRole:
                 online.sip_addresses[0],
                 online.sip_port,
                 s.common.online_sip_federation_fqdn,
-                local=self._local_for(online.sip_protocol, self.external),
+                local=_local_for(online.sip_protocol, self.external),
             )
             to_mediation = Destination(
                 ms.internal_protocol,
                 ms.ip,
                 ms.internal_port,
                 ms.pool_name,
-                local=self._local_for(ms.internal_protocol, self.internal),
+                local=_local_for(ms.internal_protocol, self.internal),
             )
             self.monitor = MediationMonitor(endpoint, to_mediation, interval=o.ping_interval)
             sides = Sides(
-                external=[t for t in endpoint.transports if self._is_external(t)],
-                internal=[t for t in endpoint.transports if not self._is_external(t)],
+                external=[self.external],
+                internal=[t for t in endpoint.transports if t is not self.external],
                 online_hosts=frozenset(online.sip_addresses),
                 mediation_hosts=frozenset({ms.ip}),
                 online=to_online,
@@ -102,14 +102,6 @@ class EdgeRole:
             kind, host, port, server_ssl=server_ssl, client_ssl=o.client_ssl
         )
 
-    def _local_for(self, kind: str, side: Transport) -> tuple[str, int] | None:
-        """Send from ``side`` when it has ``kind``; otherwise open a client-only transport
-        of that kind on the side's address."""
-        return side.local if side.kind == kind.upper() else None
-
-    def _is_external(self, transport: Transport) -> bool:
-        return transport is self.external
-
     async def stop(self) -> None:
         if self.monitor is not None:
             await self.monitor.stop()
@@ -117,3 +109,9 @@ class EdgeRole:
         if self.endpoint is not None:
             await self.endpoint.close()
             self.endpoint = None
+
+
+def _local_for(kind: str, side: Transport) -> tuple[str, int] | None:
+    """Send from ``side`` when it speaks ``kind``; otherwise from the endpoint's first
+    transport of that kind (``Endpoint.transport_for``)."""
+    return side.local if side.kind == kind.upper() else None

@@ -28,6 +28,8 @@ from hybridvoice.cms.settings import Settings
 from hybridvoice.edge.role import EdgeOptions, EdgeRole
 from hybridvoice.mediation.bypass import BypassPolicy
 from hybridvoice.mediation.role import MediationRole, RoleOptions
+from hybridvoice.mediation.trunks import GatewayStatus
+from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.http import AsgiServer, serve_asgi
 from hybridvoice.net.transport import Destination
 from hybridvoice.sip.session import SessionConfig
@@ -223,7 +225,7 @@ class Appliance:
         }
 
 
-def _listeners(role: str, endpoint: Any) -> list[dict[str, Any]]:
+def _listeners(role: str, endpoint: Endpoint | None) -> list[dict[str, Any]]:
     if endpoint is None:
         return []
     return [
@@ -232,11 +234,11 @@ def _listeners(role: str, endpoint: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _gateway(g: Any) -> dict[str, Any]:
+def _gateway(g: GatewayStatus) -> dict[str, Any]:
     return {
         "name": g.name,
         "address": f"{g.protocol.lower()}:{g.host}:{g.port}",
-        "health": str(getattr(g.health, "value", g.health)),
+        "health": str(g.health.value),
         "active_calls": g.active_calls,
         "calls_total": g.calls_total,
         "last_options_status": g.last_options_status,

@@ -51,8 +51,16 @@ def _fail(message: str, hint: str | None, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def api(method: str, base: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-    """One JSON request; errors become a message with the service's hint and exit 1/2."""
+def api(
+    method: str,
+    base: str,
+    path: str,
+    body: Mapping[str, Any] | None = None,
+    *,
+    missing_ok: bool = False,
+) -> Any:
+    """One JSON request; errors become a message with the service's hint and exit 1/2.
+    ``missing_ok``: a 404 raises ``LookupError`` instead (the caller creates the thing)."""
     try:
         with httpx.Client(base_url=base, timeout=10.0) as client:
             response = client.request(method, path, json=body)
@@ -62,6 +70,8 @@ def api(method: str, base: str, path: str, body: Mapping[str, Any] | None = None
             "Is `hybridvoice up` running? Point --url (or the environment variable) at it.",
             2,
         )
+    if response.status_code == 404 and missing_ok:
+        raise LookupError(path)
     if response.status_code >= 400:
         try:
             detail = response.json()
@@ -197,7 +207,7 @@ def user_set(
 ) -> None:
     """Create a user or change its PSTN settings; options not given stay as they are."""
     try:
-        current = api_quiet("GET", url, f"/v1/users/{sip_uri}")
+        current = api("GET", url, f"/v1/users/{sip_uri}", missing_ok=True)
     except LookupError:
         current = {"sip_uri": sip_uri}
     body = {**current, **_given(line_uri=line_uri, hybrid_pstn_site=site,
@@ -212,20 +222,6 @@ def user_remove(sip_uri: str, url: Url = ONLINE_URL) -> None:
     """Remove a user."""
     api("DELETE", url, f"/v1/users/{sip_uri}")
     out.print(f"user {sip_uri} removed")
-
-
-def api_quiet(method: str, base: str, path: str) -> Any:
-    """GET that raises LookupError on 404 instead of exiting."""
-    try:
-        with httpx.Client(base_url=base, timeout=10.0) as client:
-            response = client.request(method, path)
-    except httpx.HTTPError:
-        return api(method, base, path)  # reports the connection problem
-    if response.status_code == 404:
-        raise LookupError(path)
-    if response.status_code >= 400:
-        return api(method, base, path)
-    return response.json()
 
 
 # --- tenant hybrid configuration ------------------------------------------------------------------
