@@ -5,8 +5,9 @@ stateless ACK for the 2xx).
 The UAS copies the Record-Route into its responses and the UAC keeps the route set
 (``rrs="true"``) and sends its ACK and BYE to ``[next_url]`` with ``[routes]``: every
 in-dialog request goes through the proxy. 300 calls at 100 calls/s; both SIPp instances must
-report 0 failed calls and 0 unexpected messages. The scenarios are written into the test's
-temporary directory; SIPp is stopped by PID.
+report 0 failed calls and 0 unexpected messages. The UAS is ``scenarios/chain_uas.xml`` (the
+chain tests' phone behind proxies); the UAC is written into the test's temporary directory;
+SIPp is stopped by PID.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import free_port, need_binary, running, sipp_stats
+from conftest import SCENARIOS, free_port, need_binary, running, sipp_stats
 from test_sipp import SIPP_TIMEOUT, assert_clean, sipp_common, wait_exit
 
 from hybridvoice.net.endpoint import Endpoint
@@ -96,69 +97,6 @@ UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 """
 
-UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="UAS behind a record-routing proxy">
-  <recv request="INVITE" crlf="true"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      [last_Record-Route:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      [last_Record-Route:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
-    ]]>
-  </send>
-  <recv request="ACK" rtd="true" crlf="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-</scenario>
-"""
-
-
 class ToUas:
     """Every initial request goes to the SIPp UAS; in-dialog requests are let through."""
 
@@ -176,7 +114,6 @@ class ToUas:
 def test_sipp_uac_through_the_proxy_to_sipp_uas(tmp_path: Path) -> None:
     sipp = need_binary("sipp", "sip-tester")
     (tmp_path / "uac.xml").write_text(UAC)
-    (tmp_path / "uas.xml").write_text(UAS)
 
     async def main() -> None:
         uas_port = free_port()
@@ -184,7 +121,7 @@ def test_sipp_uac_through_the_proxy_to_sipp_uas(tmp_path: Path) -> None:
         proxy = Proxy(endpoint, ToUas(uas_port))
         listening = await endpoint.listen("UDP", "127.0.0.1", 0)
         uas_args = [
-            sipp, "-sf", str(tmp_path / "uas.xml"), "-t", "u1", "-m", str(CALLS),
+            sipp, "-sf", str(SCENARIOS / "chain_uas.xml"), "-t", "u1", "-m", str(CALLS),
             *sipp_common(uas_port, tmp_path, "uas"),
         ]  # fmt: skip
         uac_args = [
