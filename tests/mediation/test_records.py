@@ -180,9 +180,31 @@ def test_options_are_configurable_and_checked(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     finally:
         conn.close()
-    for bad in ({"journal_mode": "MEMORY"}, {"synchronous": "OFF"}, {"max_batch": 0}):
+    for bad in (
+        {"journal_mode": "MEMORY"}, {"synchronous": "OFF"}, {"max_batch": 0},
+        {"commit_window_s": -0.1}, {"commit_window_s": 5.0},
+    ):  # fmt: skip
         with pytest.raises(ValueError):
             StoreOptions(**bad)
+
+
+def test_events_within_the_commit_window_share_one_commit(tmp_path: Path) -> None:
+    # a whole call (start, answer, end) queued inside one window: one transaction, one row
+    options = StoreOptions(commit_window_s=0.2)
+    with CallRecordStore(tmp_path / "calls.db", options) as store:
+        _call(store, "quick")
+        store.answered("quick")
+        done = store.ended("quick", side=DisconnectSide.CALLER, sip_status=200)
+        done.result(5)
+        assert store._writer.commits == 1
+        record = store.by_call_id("quick")
+        assert record is not None and record.state is CallState.ENDED
+    with CallRecordStore(tmp_path / "now.db", StoreOptions(commit_window_s=0)) as store:
+        _call(store, "a")
+        store.flush(5)
+        _call(store, "b")
+        store.flush(5)
+        assert store._writer.commits == 2  # no window: each flushed event is its own commit
 
 
 def test_restart_marks_active_records_interrupted(tmp_path: Path) -> None:

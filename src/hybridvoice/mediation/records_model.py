@@ -159,6 +159,7 @@ class StoreOptions:
     synchronous: str = "NORMAL"
     max_batch: int = 256
     busy_timeout_ms: int = 5000
+    commit_window_s: float = 0.01
 
     def __post_init__(self) -> None:
         if self.journal_mode.upper() not in {"WAL", "DELETE", "TRUNCATE", "PERSIST"}:
@@ -167,6 +168,8 @@ class StoreOptions:
             raise ValueError(f"synchronous {self.synchronous!r} is not durable")
         if self.max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if not 0.0 <= self.commit_window_s <= 1.0:
+            raise ValueError("commit_window_s must be between 0 and 1 s")
 
 
 # --- schema ------------------------------------------------------------------------------------
