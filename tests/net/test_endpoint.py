@@ -154,9 +154,11 @@ def test_request_and_response(run: Callable[[Awaitable[None]], None], kind: str)
             assert via is not None and via.transport == kind
             assert f"{via.host}:{via.port}" == client.transports[0].sent_by
             assert via.branch is not None and via.branch.startswith("z9hG4bK")
-            assert via.wants_rport
+            # rport only where it is used (RFC 3581 on UDP; §18.2.2 ignores it on streams)
+            assert via.wants_rport is (kind == "UDP")
             _, received = await tu.requests.get()
-            assert received.top_via is not None and received.top_via.rport is not None
+            assert received.top_via is not None
+            assert (received.top_via.rport is not None) is (kind == "UDP")
             assert client.counters.requests_out == {"OPTIONS": 1}
             assert client.counters.responses_in == {200: 1}
             assert server.counters.requests_in == {"OPTIONS": 1}

@@ -8,7 +8,7 @@ wire (requests to their :class:`~hybridvoice.net.transport.Destination`, respons
 the request came, §18.2.2 and RFC 3581 §4), everything else goes to the transaction user (TU).
 
 Outgoing requests get their top Via here (§8.1.1.7, §18.1.1): the transport's sent-by, a
-fresh ``z9hG4bK`` branch and an empty ``rport`` (RFC 3581 §3).
+fresh ``z9hG4bK`` branch and, on UDP, an empty ``rport`` (RFC 3581 §3).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Final, Protocol
 
+from hybridvoice.sip.headers import Via
 from hybridvoice.sip.message import Request, Response
 from hybridvoice.sip.transaction import (
     AckReceived,
@@ -48,8 +49,12 @@ from .transport import (
     TransportError,
     family_of,
     response_address,
+    via_host,
 )
 from .udp import UdpTransport
+
+_BRANCH: Final = "branch"
+_RPORT: Final = ("rport", None)
 
 __all__ = [
     "ClientCallback",
@@ -265,11 +270,19 @@ class Endpoint:
     # --- client side -----------------------------------------------------------------------
 
     def add_via(self, request: Request, transport: Transport) -> str:
-        """Put our top Via on ``request`` (§8.1.1.7, RFC 3581 §3); return its branch."""
+        """Put our top Via on ``request`` (§8.1.1.7); return its branch.
+
+        On UDP the Via asks for ``rport`` (RFC 3581 §3), so responses find their way back
+        through a NAT. On TCP and TLS it does not: a response goes back on the connection, or
+        to ``received`` and the sent-by port (§18.2.2), never to ``rport``; so a proxy that
+        receives the request over a stream has no Via to rewrite when the sent-by is the
+        source address.
+        """
         branch = self._branch()
-        request.headers.prepend(
-            "Via", f"SIP/2.0/{transport.kind} {transport.sent_by};branch={branch};rport"
-        )
+        host, port = transport.advertised
+        params = ((_BRANCH, branch),) if transport.reliable else ((_BRANCH, branch), _RPORT)
+        via = Via(transport.kind, via_host(host), port or None, params)
+        request.headers.prepend("Via", via)
         return branch
 
     def send_request(

@@ -474,13 +474,16 @@ class Headers:
         key, canon = canonical_name(name)
         items = self._items
         index = next((i for i, (k, _, _) in enumerate(items) if k == key), 0)
-        text = str(value)
+        text = value if type(value) is str else str(value)
         items.insert(index, (key, canon, text))
         cache = self._cache
         cached = cache.pop(key, None)
         if key == "via" and cached is not None:  # a proxy adds its Via: keep the parsed rest
-            with contextlib.suppress(ParseError):  # else parsed (and reported) when read
-                cache[key] = parse_via_list([text]) + cached
+            if type(value) is Via:  # already parsed: the text is its str()
+                cache[key] = (value, *cached)
+            else:
+                with contextlib.suppress(ParseError):  # else parsed (and reported) when read
+                    cache[key] = parse_via_list([text]) + cached
 
     def set(self, name: str, value: object) -> None:
         """Replace every line of ``name`` by one line, where the first one stood."""
