@@ -27,6 +27,7 @@ from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.labgw import Responder, RtpEcho
 from hybridvoice.net.loop import tune_gc
+from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.transport import DEFAULT_PORTS
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
@@ -188,6 +189,7 @@ class Lab:
         lab_gateway: bool | None = None,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        wire: bool = False,
     ) -> None:
         management = settings.management.model_copy(
             update={"state_directory": str(state_dir / "appliance")}
@@ -198,6 +200,10 @@ class Lab:
         #: service toward the edge, edge <-> mediation, gateways)
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
+        #: SIP between the online service, edge and mediation (one process) goes through
+        #: in-process pipes (:mod:`hybridvoice.net.pipe`); ``wire``: on loopback sockets,
+        #: where a packet capture sees it
+        self.exchange = None if wire else LocalExchange()
         self.online: OnlineService | None = None
         self.appliance: Appliance | None = None
         self.gateway: LabGateway | None = None
@@ -232,6 +238,7 @@ class Lab:
                     api_port=url.port or 80,
                     store=self.state_dir / "online.db",
                     digest_algorithms=s.online.digest_algorithms,
+                    exchange=self.exchange,
                 )
             )
             self._provision(self.online.store)  # first: the registrar takes the realm
@@ -240,7 +247,13 @@ class Lab:
             if gw is not None:
                 self.gateway = await LabGateway.start(gw.protocol, gw.ip or "127.0.0.1", gw.port)
             self.appliance = Appliance(
-                s, ApplianceOptions(server_ssl=self.server_ssl, client_ssl=self.client_ssl)
+                s,
+                ApplianceOptions(
+                    server_ssl=self.server_ssl,
+                    client_ssl=self.client_ssl,
+                    pipes=self.exchange is not None,
+                    exchange=self.exchange,
+                ),
             )
             await self.appliance.start()
             await self._ready(timeout)
@@ -333,6 +346,7 @@ async def run_up(
     *,
     console: Console,
     lab_gateway: bool | None = None,
+    wire: bool = False,
 ) -> None:
     """``hybridvoice up``: start :class:`Lab`, say where everything is, run until SIGINT/SIGTERM."""
     import tempfile  # noqa: PLC0415
@@ -345,7 +359,7 @@ async def run_up(
     if state_dir is None:
         temp = tempfile.TemporaryDirectory(prefix="hybridvoice-")
         state_dir = Path(temp.name)
-    lab = Lab(settings, state_dir, lab_gateway=lab_gateway)
+    lab = Lab(settings, state_dir, lab_gateway=lab_gateway, wire=wire)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -215,6 +215,14 @@ def up(
             "(default: when that gateway is the lab one, 127.0.0.1:5080)",
         ),
     ] = None,
+    wire: Annotated[
+        bool,
+        typer.Option(
+            help="Put SIP between the online service, edge and mediation on loopback sockets "
+            "(to watch it with tshark or tcpdump; TLS hops handshake). Default: in-process "
+            "pipes, as the roles share this process",
+        ),
+    ] = False,
     log_level: Annotated[
         str, typer.Option(help="Log this level and above: debug, info, warning, error, critical")
     ] = "warning",
@@ -249,7 +257,7 @@ def up(
         err.print("Write one with: hybridvoice init")
         raise typer.Exit(2) from exc
     try:
-        asyncio.run(run_up(settings, state_dir, console=out, lab_gateway=lab_gateway))
+        asyncio.run(run_up(settings, state_dir, console=out, lab_gateway=lab_gateway, wire=wire))
     except KeyboardInterrupt:
         pass
     except (ValueError, OSError) as exc:

@@ -1,6 +1,8 @@
 """The whole chain with TLS where CCE had it: online service -> edge (external, 5061 in
 production) and edge <-> mediation (internal), certificates checked on every hop
-(RFC 3261 §26.2.1, RFC 5922 §7: the edge by its pool FQDN, the others by IP address)."""
+(RFC 3261 §26.2.1, RFC 5922 §7: the edge by its pool FQDN, the others by IP address).
+The Lab runs with ``wire=True``: the roles of one process would otherwise talk through
+in-process pipes, with no wire for TLS to protect (hybridvoice.net.pipe)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def test_pstn_call_crosses_tls_hops_with_certificates_checked(tmp_path: Path) ->
 
     async def main() -> None:
         up = Lab(
-            settings_on_free_ports(**TLS_HOPS), tmp_path / "lab", lab_gateway=True,
+            settings_on_free_ports(**TLS_HOPS), tmp_path / "lab", lab_gateway=True, wire=True,
             server_ssl=server_context(pki), client_ssl=client_context(pki.ca),
         )  # fmt: skip
         await up.start()
@@ -55,7 +57,7 @@ def test_an_edge_certificate_from_an_unknown_ca_fails_the_call_cleanly(tmp_path:
 
     async def main() -> None:
         up = Lab(
-            settings_on_free_ports(**TLS_HOPS), tmp_path / "lab", lab_gateway=True,
+            settings_on_free_ports(**TLS_HOPS), tmp_path / "lab", lab_gateway=True, wire=True,
             server_ssl=server_context(pki), client_ssl=client_context(stranger.ca),
         )  # fmt: skip
         await up.start()

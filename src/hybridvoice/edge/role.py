@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from hybridvoice.cms.settings import Settings
 from hybridvoice.net.endpoint import Endpoint
+from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.proxy import Proxy
 from hybridvoice.net.transport import Destination, Transport
 from hybridvoice.sip.transaction import TimerConfig
@@ -31,6 +32,8 @@ class EdgeOptions:
     client_ssl: ssl.SSLContext | None = None
     timers: TimerConfig | None = None
     ping_interval: float = 1.0
+    #: the process's in-process hops (:mod:`hybridvoice.net.pipe`); None: sockets only
+    exchange: LocalExchange | None = None
 
 
 class EdgeRole:
@@ -49,7 +52,7 @@ class EdgeRole:
     async def start(self) -> None:
         s, o = self.settings, self.options
         edge, online, ms = s.edge_server, s.online, s.mediation_server
-        endpoint = self.endpoint = Endpoint(timers=o.timers)
+        endpoint = self.endpoint = Endpoint(timers=o.timers, exchange=o.exchange)
         try:
             self.external = await self._listen(
                 edge.external_protocol, edge.external_sip_ips[0], edge.external_sip_port

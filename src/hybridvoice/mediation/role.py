@@ -32,6 +32,7 @@ from pathlib import Path
 from hybridvoice.cms.settings import Settings, load_settings
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import run, tune_gc
+from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.relay import RelayEngine
 from hybridvoice.net.transport import Destination, Transport
 from hybridvoice.net.ua import UserAgent
@@ -126,6 +127,9 @@ class RoleOptions:
     records: Path | None = None
     session: SessionConfig | None = None
     timers: TimerConfig | None = None
+    #: the process's in-process hops toward the edge (:mod:`hybridvoice.net.pipe`); None:
+    #: sockets only
+    exchange: LocalExchange | None = None
     options_interval: float | None = None  # default: the settings' OptionsIntervalSeconds
     seed: int | None = None
 
@@ -163,7 +167,7 @@ class MediationRole:
         ms = s.mediation_server
         rng = random.Random(o.seed)
         gw_ep = self.gateway_endpoint = Endpoint(timers=o.timers)
-        edge_ep = self.edge_endpoint = Endpoint(timers=o.timers)
+        edge_ep = self.edge_endpoint = Endpoint(timers=o.timers, exchange=o.exchange)
         try:
             for kind, port in (("UDP", ms.udp_port), ("TCP", ms.tcp_port), ("TLS", ms.tls_port)):
                 if port is None or (kind == "TLS" and o.server_ssl is None):

@@ -31,6 +31,7 @@ from hybridvoice.mediation.role import MediationRole, RoleOptions
 from hybridvoice.mediation.trunks import GatewayStatus
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.http import AsgiServer, serve_asgi
+from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.transport import Destination
 from hybridvoice.sip.session import SessionConfig
 from hybridvoice.sip.transaction import TimerConfig
@@ -53,6 +54,12 @@ class ApplianceOptions:
     replication_wait: float = 25.0
     serve_api: bool = True
     seed: int | None = None
+    #: SIP between the roles of this process (edge <-> mediation) through in-process pipes
+    #: (:mod:`hybridvoice.net.pipe`); False: on sockets, as between hosts
+    pipes: bool = True
+    #: the process's exchange when the appliance shares its process (``hybridvoice up``:
+    #: with the online service); None: the appliance makes its own when ``pipes``
+    exchange: LocalExchange | None = None
 
 
 class Appliance:
@@ -82,6 +89,9 @@ class Appliance:
     async def start(self) -> None:
         s, o = self.settings, self.options
         ms, edge = s.mediation_server, s.edge_server
+        exchange = o.exchange
+        if exchange is None and o.pipes:
+            exchange = LocalExchange()
         try:
             self.mediation = MediationRole(
                 s,
@@ -97,11 +107,18 @@ class Appliance:
                     session=o.session,
                     timers=o.timers,
                     seed=o.seed,
+                    exchange=exchange,
                 ),
             )
             await self.mediation.start()
             self.edge = EdgeRole(
-                s, EdgeOptions(server_ssl=o.server_ssl, client_ssl=o.client_ssl, timers=o.timers)
+                s,
+                EdgeOptions(
+                    server_ssl=o.server_ssl,
+                    client_ssl=o.client_ssl,
+                    timers=o.timers,
+                    exchange=exchange,
+                ),
             )
             await self.edge.start()
             self._unsubscribe = self.replica.subscribe(self._on_changes)

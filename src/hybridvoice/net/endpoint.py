@@ -38,6 +38,7 @@ from hybridvoice.sip.transaction import (
     TransactionTimeout,
 )
 
+from .pipe import LocalExchange
 from .stream import StreamTransport
 from .transport import (
     DEFAULT_BUFFER_SIZE,
@@ -160,8 +161,12 @@ class Endpoint:
         timers: TimerConfig | None = None,
         layer: TransactionLayer | None = None,
         branch_factory: Callable[[], str] | None = None,
+        exchange: LocalExchange | None = None,
     ) -> None:
         self.tu = tu
+        #: the stream listeners of this process: requests to them go through pipes
+        #: (:mod:`hybridvoice.net.pipe`); None: every hop on sockets
+        self.exchange = exchange
         if branch_factory is None:
             branch_factory = BranchFactory()
         self.layer = (
@@ -226,6 +231,7 @@ class Endpoint:
                 advertised_host=advertised_host,
                 max_size=max_size,
                 idle_timeout=idle_timeout,
+                exchange=self.exchange,
             )
         else:
             raise ValueError(f"unknown transport {kind!r}")
@@ -456,12 +462,22 @@ class Endpoint:
         except TransportError:
             self._transport_error(tx, None)
             return
+        on_error = partial(self._transport_error, tx)
+        if type(transport) is StreamTransport:  # a pipe when the peer is in this process
+            transport.send_message(
+                request,
+                destination.host,
+                destination.port,
+                server_name=destination.server_name,
+                on_error=on_error,
+            )
+            return
         transport.send(
             bytes(request),
             destination.host,
             destination.port,
             server_name=destination.server_name,
-            on_error=partial(self._transport_error, tx),
+            on_error=on_error,
         )
 
     def _send_response(self, tx: ServerTransaction, response: Response, context: object) -> None:
@@ -476,12 +492,11 @@ class Endpoint:
             self._last_response[tx] = response
             counts = self.counters.responses_out
             counts[response.status] = counts.get(response.status, 0) + 1
-        data = bytes(response)
         transport = context.transport
         conn = context.connection
         if conn is not None and conn.is_open:
             try:
-                conn.write(data)
+                conn.write_message(response)
             except TransportError:
                 self._transport_error(tx, None)
             return
@@ -491,7 +506,11 @@ class Endpoint:
             if via is None:
                 return
             address = response_address(via, transport.reliable)
-        transport.send(data, address[0], address[1], on_error=partial(self._transport_error, tx))
+        on_error = partial(self._transport_error, tx)
+        if type(transport) is StreamTransport:
+            transport.send_message(response, address[0], address[1], on_error=on_error)
+            return
+        transport.send(bytes(response), address[0], address[1], on_error=on_error)
 
     def _transport_error(
         self, tx: ClientTransaction | ServerTransaction, exc: Exception | None

@@ -19,9 +19,10 @@ import ssl
 from typing import Final, cast
 
 from hybridvoice.sip.errors import ParseError
-from hybridvoice.sip.message import Request
+from hybridvoice.sip.message import Request, Response
 from hybridvoice.sip.parser import KeepAlive, StreamParser
 
+from .pipe import LocalExchange, PipeEnd
 from .transport import (
     DEFAULT_MAX_SIZE,
     BoundTransport,
@@ -154,9 +155,9 @@ class StreamConnection(asyncio.Protocol):
             del self._bad[: len(self._bad) - held]
         elif self._bad:
             self._bad.clear()
-        sink = owner.sink
+        deliver = owner._deliver
         for item in items:
-            if isinstance(item, KeepAlive):
+            if type(item) is KeepAlive:
                 if item.ping:
                     counters.keepalive_pings += 1
                     if self._transport is not None:
@@ -164,28 +165,7 @@ class StreamConnection(asyncio.Protocol):
                 else:
                     counters.keepalive_pongs += 1
                 continue
-            if isinstance(item, Request):
-                try:
-                    via = stamp_via(item, self.host, self.port)
-                    if via is None:
-                        raise ParseError("no Via header")
-                except ParseError as exc:
-                    counters.drop("malformed_request")
-                    self._answer(bytes(item), exc)
-                    continue
-                counters.messages_in += 1
-                reply = response_address(via, reliable=True)
-                sink.on_request(item, Source(owner, self.host, self.port, self, reply))
-            else:
-                try:
-                    ours = via_is_ours(item.top_via, owner)
-                except ParseError:
-                    ours = False
-                if not ours:
-                    counters.drop("via_mismatch")
-                    continue
-                counters.messages_in += 1
-                sink.on_response(item, Source(owner, self.host, self.port, self))
+            deliver(item, self)  # type: ignore[arg-type]
 
     def _on_parse_error(self, held: bytes, exc: ParseError) -> None:
         """§18.3: the stream cannot be resynchronised; answer when possible, then close."""
@@ -198,10 +178,21 @@ class StreamConnection(asyncio.Protocol):
         self.close()
 
     def _answer(self, data: bytes, exc: ParseError) -> None:
-        response = error_response(data, exc)
-        if response is not None and self.is_open:
-            self._owner.counters.error_responses += 1
-            self.write(bytes(response))
+        _answer(self, self._owner, data, exc)
+
+    def write_message(self, message: Request | Response) -> None:
+        """Serialise ``message`` onto the connection (a pipe hands over a copy instead)."""
+        self.write(bytes(message))
+
+
+def _answer(
+    conn: StreamConnection | PipeEnd, owner: StreamTransport, data: bytes, exc: ParseError
+) -> None:
+    """The 400 (or 513...) to a request that cannot be used (§21.4.1), on its connection."""
+    response = error_response(data, exc)
+    if response is not None and conn.is_open:
+        owner.counters.error_responses += 1
+        conn.write(bytes(response))
 
 
 class _PendingConnect:
@@ -230,6 +221,7 @@ class StreamTransport(BoundTransport):
         "client_ssl",
         "connect_timeout",
         "counters",
+        "exchange",
         "idle_timeout",
         "kind",
         "loop",
@@ -258,7 +250,8 @@ class StreamTransport(BoundTransport):
         self.connect_timeout = connect_timeout
         self.loop = asyncio.get_running_loop()
         self.counters = TransportCounters()
-        self._connections: dict[tuple[str, int], StreamConnection] = {}
+        self._connections: dict[tuple[str, int], StreamConnection | PipeEnd] = {}
+        self.exchange: LocalExchange | None = None
         self._pending: dict[tuple[str, int], _PendingConnect] = {}
         self._server: asyncio.Server | None = None
         self._family = socket.AF_INET
@@ -282,6 +275,7 @@ class StreamTransport(BoundTransport):
         max_size: int = DEFAULT_MAX_SIZE,
         idle_timeout: float = 300.0,
         connect_timeout: float = 10.0,
+        exchange: LocalExchange | None = None,
     ) -> StreamTransport:
         """Listen on ``host:port`` (IP literal; port 0 picks one) for ``kind`` (TCP or TLS).
 
@@ -325,6 +319,9 @@ class StreamTransport(BoundTransport):
             self._advertised = (advertised, bound)
             self.sent_by = f"{via_host(advertised)}:{bound}"
         self._arm_idle()
+        if exchange is not None:
+            self.exchange = exchange
+            exchange.add(self)
         return self
 
     # --- Transport protocol ----------------------------------------------------------------
@@ -333,7 +330,7 @@ class StreamTransport(BoundTransport):
     def connections(self) -> int:
         return len(self._connections)
 
-    def connection_to(self, host: str, port: int) -> StreamConnection | None:
+    def connection_to(self, host: str, port: int) -> StreamConnection | PipeEnd | None:
         """The open connection to (host, port), if any (§18.1.1 reuse)."""
         conn = self._connections.get((host, port))
         return conn if conn is not None and conn.is_open else None
@@ -365,11 +362,69 @@ class StreamTransport(BoundTransport):
             pending.task = self.loop.create_task(self._connect(key, server_name, pending))
         pending.queue.append((data, on_error))
 
+    def send_message(
+        self,
+        message: Request | Response,
+        host: str,
+        port: int,
+        *,
+        server_name: str | None = None,
+        on_error: SendErrorCallback | None = None,
+    ) -> None:
+        """``send(bytes(message), ...)``, except toward a listener of this process (a
+        :class:`~hybridvoice.net.pipe.LocalExchange` given at :meth:`listen`): a pipe then
+        carries a copy of the message, with no serialising, socket or parse."""
+        key = (host, port)
+        conn = self._connections.get(key)
+        if conn is None or not conn.is_open:
+            exchange = self.exchange
+            server = None if exchange is None else exchange.find(self.kind, host, port)
+            if server is None or self._closed or server._closed:
+                self.send(bytes(message), host, port, server_name=server_name, on_error=on_error)
+                return
+            assert exchange is not None
+            conn = exchange.connect(self, server)
+            self._connections[key] = conn
+        try:
+            conn.write_message(message)
+        except TransportError as exc:
+            self._failed(exc, on_error)
+
+    def _deliver(self, item: Request | Response, conn: StreamConnection | PipeEnd) -> None:
+        """A message framed off ``conn`` (or handed over a pipe): §18.2.1 and §18.1.2, then
+        to the sink with its :class:`Source`."""
+        counters = self.counters
+        if type(item) is Request:
+            try:
+                via = stamp_via(item, conn.host, conn.port)
+                if via is None:
+                    raise ParseError("no Via header")
+            except ParseError as exc:
+                counters.drop("malformed_request")
+                _answer(conn, self, bytes(item), exc)
+                return
+            counters.messages_in += 1
+            reply = response_address(via, reliable=True)
+            self.sink.on_request(item, Source(self, conn.host, conn.port, conn, reply))
+            return
+        assert isinstance(item, Response)
+        try:
+            ours = via_is_ours(item.top_via, self)
+        except ParseError:
+            ours = False
+        if not ours:
+            counters.drop("via_mismatch")
+            return
+        counters.messages_in += 1
+        self.sink.on_response(item, Source(self, conn.host, conn.port, conn))
+
     def close(self) -> None:
         """Stop listening, close every connection and cancel pending connects."""
         if self._closed:
             return
         self._closed = True
+        if self.exchange is not None:
+            self.exchange.remove(self)
         if self._server is not None:
             self._server.close()
         if self._idle_handle is not None:
@@ -389,12 +444,12 @@ class StreamTransport(BoundTransport):
 
     # --- connections -----------------------------------------------------------------------
 
-    def _register(self, conn: StreamConnection) -> None:
+    def _register(self, conn: StreamConnection | PipeEnd) -> None:
         self.counters.connections_opened += 1
         # the newest connection to a place wins; the older one stays usable by its Source
         self._connections[(conn.host, conn.port)] = conn
 
-    def _unregister(self, conn: StreamConnection) -> None:
+    def _unregister(self, conn: StreamConnection | PipeEnd) -> None:
         self.counters.connections_closed += 1
         key = (conn.host, conn.port)
         if self._connections.get(key) is conn:

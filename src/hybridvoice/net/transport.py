@@ -93,12 +93,16 @@ class Destination:
 
 
 class Connection(Protocol):
-    """One TCP or TLS connection, as the endpoint sees it."""
+    """One TCP or TLS connection (or an in-process pipe), as the endpoint sees it."""
 
     @property
     def is_open(self) -> bool: ...
 
     def write(self, data: bytes) -> None: ...
+
+    def write_message(self, message: Request | Response) -> None:
+        """Send ``message``: serialised onto a socket, or a copy handed over a pipe."""
+        ...
 
 
 class Transport(Protocol):

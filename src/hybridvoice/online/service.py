@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.http import AsgiServer, serve_asgi
+from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.proxy import Proxy
 from hybridvoice.net.transport import Transport
 from hybridvoice.sip.transaction import TimerConfig
@@ -49,6 +50,9 @@ class OnlineOptions:
     client_ssl: ssl.SSLContext | None = None
     timers: TimerConfig | None = None
     seed: int | None = None
+    #: the process's in-process hops (:mod:`hybridvoice.net.pipe`): appliances hosted by the
+    #: same process (the lab) are reached through pipes; None: sockets only
+    exchange: LocalExchange | None = None
 
 
 class OnlineService:
@@ -74,7 +78,7 @@ class OnlineService:
     async def start(self) -> None:
         o = self.options
         rng = random.Random(o.seed)
-        endpoint = self.endpoint = Endpoint(timers=o.timers)
+        endpoint = self.endpoint = Endpoint(timers=o.timers, exchange=o.exchange)
         try:
             for kind, host, port in o.sip:
                 server_ssl = o.server_ssl if kind.upper() == "TLS" else None
