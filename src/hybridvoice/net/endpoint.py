@@ -45,6 +45,7 @@ from .transport import (
     DEFAULT_MAX_SIZE,
     Destination,
     NetError,
+    SendErrorCallback,
     Source,
     Transport,
     TransportError,
@@ -325,12 +326,30 @@ class Endpoint:
         if self.trace is not None:
             self.trace("out", request)
         self._count_out(request)
-        transport.send(
-            bytes(request),
+        self.transmit(
+            transport,
+            request,
             destination.host,
             destination.port,
             server_name=destination.server_name,
         )
+
+    @staticmethod
+    def transmit(
+        transport: Transport,
+        message: Request | Response,
+        host: str,
+        port: int,
+        *,
+        server_name: str | None = None,
+        on_error: SendErrorCallback | None = None,
+    ) -> None:
+        """Put ``message`` on ``transport`` toward (host, port): serialised, or through an
+        in-process pipe when a stream transport reaches a listener of this process."""
+        if type(transport) is StreamTransport:
+            transport.send_message(message, host, port, server_name=server_name, on_error=on_error)
+        else:
+            transport.send(bytes(message), host, port, server_name=server_name, on_error=on_error)
 
     async def request(
         self, request: Request, destination: Destination, *, timeout: float | None = None
@@ -462,22 +481,13 @@ class Endpoint:
         except TransportError:
             self._transport_error(tx, None)
             return
-        on_error = partial(self._transport_error, tx)
-        if type(transport) is StreamTransport:  # a pipe when the peer is in this process
-            transport.send_message(
-                request,
-                destination.host,
-                destination.port,
-                server_name=destination.server_name,
-                on_error=on_error,
-            )
-            return
-        transport.send(
-            bytes(request),
+        self.transmit(
+            transport,
+            request,
             destination.host,
             destination.port,
             server_name=destination.server_name,
-            on_error=on_error,
+            on_error=partial(self._transport_error, tx),
         )
 
     def _send_response(self, tx: ServerTransaction, response: Response, context: object) -> None:
@@ -507,10 +517,7 @@ class Endpoint:
                 return
             address = response_address(via, transport.reliable)
         on_error = partial(self._transport_error, tx)
-        if type(transport) is StreamTransport:
-            transport.send_message(response, address[0], address[1], on_error=on_error)
-            return
-        transport.send(bytes(response), address[0], address[1], on_error=on_error)
+        self.transmit(transport, response, address[0], address[1], on_error=on_error)
 
     def _transport_error(
         self, tx: ClientTransaction | ServerTransaction, exc: Exception | None
