@@ -10,9 +10,9 @@ SIPp with ``-buff_size 4194304``, on 127.0.0.1. The uac is the transactional sce
   answers the first INVITE with 407, SIPp ACKs it (same branch, ``ack_txn``) and sends the
   INVITE again with ``[authentication username=alice password=hybridvoice]`` (MD5 digest,
   qop=auth). One call = 2 INVITE transactions at the proxy.
-- ``--auth trusted`` (DUT ``chain_trusted``): benchmark only, no product change: the chain
-  process replaces its registrar's ``authenticate`` with one that accepts every request (as a
-  trusted-peer list would), and the uac sends one INVITE.
+- ``--auth trusted`` (DUT ``chain_trusted``): the settings name SIPp's network in
+  ``[Online] TrustedPeers`` (a peer that authenticates its own users, such as an SBC): the
+  proxy does not challenge it, and the uac sends one INVITE.
 
 ``--auth both`` (default) measures both. SIPp 3.6.1 answers only MD5 challenges: the lab
 settings challenge with MD5 only (``[Online] DigestAlgorithms``); the uac passes
@@ -22,7 +22,8 @@ Contact with the Route headers, so every in-dialog request crosses proxy and edg
 
 The chain is :class:`hybridvoice.app.Lab` (the deployment of ``hybridvoice up``: online
 service with registrar, proxy and API; one appliance with edge and mediation; roles on TCP
-between them as in the lab settings) in its own process (``chain.py serve``, uvloop), with
+between them as in the lab settings, which in one process means in-process pipes,
+``hybridvoice.net.pipe``) in its own process (``chain.py serve``, uvloop), with
 ``lab_gateway=False``, the SIPp uas as Gateway1 (UDP, MediaBypass true), the tenant's media
 bypass enabled for 127.0.0.0/8 and the call limit lifted. It prints ``ready`` once the
 appliance is registered and replicated and runs until SIGTERM. Each run starts a fresh chain
@@ -42,6 +43,10 @@ the Lab start-up time and the replication latency (``benchmarks/replication.py``
 measurement, in this process).
 
 Goals: chain clean rate >= 2x sippy's; chain CPU per call <= 1.2 ms.
+
+``--wire`` runs the chain as ``hybridvoice up --wire``: every hop between the roles on loopback
+TCP sockets (serialised, sent, framed and parsed again), as between hosts; the DUT names get
+``_wire``. It shows what the pipes save, and what roles on separate hosts would cost.
 
 ``--profile`` adds one run of the chain under cProfile at ``--profile-rate`` and prints the
 top functions (cProfile slows the chain about 2x; use it for where the time goes, not for
@@ -175,8 +180,9 @@ def uac_scenario(auth: bool) -> str:
 # --- the chain process ----------------------------------------------------------------------
 
 
-def chain_settings(gateway_port: int) -> object:
-    """The lab settings (``hybridvoice init``) on free ports, the SIPp uas as Gateway1."""
+def chain_settings(gateway_port: int, trust: bool = False) -> object:
+    """The lab settings (``hybridvoice init``) on free ports, the SIPp uas as Gateway1; with
+    ``trust``, SIPp's network (loopback) in ``[Online] TrustedPeers``."""
     from hybridvoice.cms.settings import parse_settings  # noqa: PLC0415
     from hybridvoice.cms.template import lab_settings  # noqa: PLC0415
 
@@ -188,23 +194,12 @@ def chain_settings(gateway_port: int) -> object:
         BypassServicePort=free_port(), TLSPort=False,
     )  # fmt: skip
     raw["Online"].update(ServiceURL=f"http://127.0.0.1:{free_port()}", SIPPort=free_port())
+    if trust:
+        raw["Online"]["TrustedPeers"] = "127.0.0.0/8"
     raw["Management"].update(Port=free_port())
     gateway = raw["Gateways"][0]
     gateway.update(Port=gateway_port, Protocol="UDP", MediaBypass=True, SendSipOptions=False)
     return parse_settings(raw)
-
-
-class _Trusting:
-    """The registrar, except that every request passes the proxy's authentication."""
-
-    def __init__(self, inner: object) -> None:
-        self._inner = inner
-
-    def authenticate(self, request: object, now: float) -> None:
-        return None
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -219,13 +214,10 @@ async def _serve(args: argparse.Namespace) -> None:
                 NetworkConfig(media_bypass_enabled=True, internal_subnets=("127.0.0.0/8",))
             )
 
-    lab = BypassLab(chain_settings(args.gateway_port), Path(args.state), lab_gateway=False)
+    settings = chain_settings(args.gateway_port, trust=args.trust)
+    lab = BypassLab(settings, Path(args.state), lab_gateway=False, wire=args.wire)
     await lab.start()
-    assert lab.online is not None and lab.online.policy is not None
-    registrar = lab.online.policy.registrar
-    if args.trust:
-        # benchmark only: what a trusted-peer list in OnlinePolicy would do for SIPp's address
-        lab.online.policy.registrar = _Trusting(registrar)  # type: ignore[assignment]
+    assert lab.online is not None
     # SIPp 3.6.1 answers only MD5 challenges: the lab settings challenge with MD5 only
     # ([Online] DigestAlgorithms), as `hybridvoice up` does
     collector = tune_gc(args.gc_interval)
@@ -265,6 +257,7 @@ class Chain:
     uas: int
     workdir: Path
     trust: bool
+    wire: bool
     gc_interval: float
     profile: Path | None = None
     proc: Proc | None = None
@@ -281,6 +274,8 @@ class Chain:
         ]  # fmt: skip
         if self.trust:
             args.append("--trust")
+        if self.wire:
+            args.append("--wire")
         if self.profile is not None:
             args += ["--profile", str(self.profile)]
         t0 = time.monotonic()
@@ -322,9 +317,9 @@ def run_chain(
     rate: int, seconds: float, out: Path, a: argparse.Namespace, trust: bool, **kw: object
 ) -> Run:
     uas = free_port()
-    label = "chain_trusted" if trust else "chain"
+    label = ("chain_trusted" if trust else "chain") + ("_wire" if a.wire else "")
     workdir = out / f"{label}_r{rate}_{int(time.time() * 1000)}"
-    chain = Chain(uas, workdir, trust, a.gc_interval, **kw)  # type: ignore[arg-type]
+    chain = Chain(uas, workdir, trust, a.wire, a.gc_interval, **kw)  # type: ignore[arg-type]
     sf = workdir / "uac.xml"
     workdir.mkdir(parents=True, exist_ok=True)
     sf.write_text(uac_scenario(auth=not trust))
@@ -409,7 +404,7 @@ def chain_idle_cpu(a: argparse.Namespace) -> float:
     from _harness import TCK, descendants, tree_ticks  # noqa: PLC0415
 
     workdir = a.out / f"chain_idle_{int(time.time() * 1000)}"
-    chain = Chain(free_port(), workdir, False, a.gc_interval)
+    chain = Chain(free_port(), workdir, False, a.wire, a.gc_interval)
     with chain as proc:
         time.sleep(1.0)
         pids = descendants(proc.pid)
@@ -485,9 +480,10 @@ def print_report(
     a: argparse.Namespace,
 ) -> None:
     print()
+    hops = "loopback TCP sockets (--wire)" if a.wire else "in-process pipes"
     print(f"chain = SIPp uac -> online proxy -> edge -> mediation -> SIPp uas, media bypassed, "
-          f"auth={a.auth}; {a.seconds:g} s confirmation runs, best of {a.repeats} "
-          f"(shared 2-core machine: other users' tests ran at the same time)")  # fmt: skip
+          f"auth={a.auth}, hops between roles: {hops}; {a.seconds:g} s confirmation runs, "
+          f"best of {a.repeats} (a shared 2-core machine: others may run too)")  # fmt: skip
     print(f"{'DUT':<14} {'max clean cps':>13} {'spread':>11} {'ms CPU/call':>11} "
           f"{'spread':>13} {'DUT CPU %':>9}")  # fmt: skip
     for kind, row in table.items():
@@ -530,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         s = argparse.ArgumentParser(prog="chain.py serve", description="the chain process (Lab)")
         s.add_argument("--gateway-port", type=int, required=True, help="the SIPp uas (UDP)")
         s.add_argument("--state", required=True, help="state directory (fresh)")
-        s.add_argument("--trust", action="store_true", help="accept every caller without 407")
+        s.add_argument("--trust", action="store_true", help="SIPp's network in TrustedPeers")
+        s.add_argument("--wire", action="store_true", help="roles on sockets, not pipes")
         s.add_argument("--gc-interval", type=float, default=600.0)
         s.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
         args = s.parse_args(argv[1:])
@@ -542,8 +539,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="ramps per DUT (alternating DUTs)")
     p.add_argument("--auth", choices=("digest", "trusted", "both"), default="both",
                    help="digest: 407 + credentials per call (the product path, DUT 'chain'); "
-                        "trusted: no 407\n(benchmark-only trust of SIPp's address, DUT "
+                        "trusted: no 407\n(SIPp's network in [Online] TrustedPeers, DUT "
                         "'chain_trusted'); both: both DUTs")  # fmt: skip
+    p.add_argument("--wire", action="store_true",
+                   help="hops between the roles on loopback TCP sockets (hybridvoice up --wire), "
+                        "not in-process pipes")  # fmt: skip
     p.add_argument("--chain-rates", default="300,400,450,500,550,600,650,700,800")
     p.add_argument("--mediation-rates", default="800,1000,1200,1300,1400,1500,1600,1800")
     p.add_argument("--sippy-rates", default="250,300,350,400,450")

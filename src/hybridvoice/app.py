@@ -238,6 +238,7 @@ class Lab:
                     api_port=url.port or 80,
                     store=self.state_dir / "online.db",
                     digest_algorithms=s.online.digest_algorithms,
+                    trusted_peers=tuple(str(n) for n in s.online.trusted_peers),
                     exchange=self.exchange,
                 )
             )

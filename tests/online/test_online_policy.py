@@ -170,3 +170,32 @@ def test_inbound_from_an_appliance_edge_needs_no_credentials(policy: OnlinePolic
     spoofed = invite(f"sip:+46812345678@{REALM};user=phone", via="198.51.100.1:5061")
     decision = policy.route(spoofed, source("203.0.113.9", 40000))  # Via says edge, IP not
     assert isinstance(decision, Response) and decision.status == 407
+
+
+def test_trusted_peers_are_not_challenged_and_others_still_are(store: TenantStore) -> None:
+    peers = ("203.0.113.0/24", "2001:db8::1")
+    policy = OnlinePolicy(
+        store, Registrar(store, REALM), rng=random.Random(2), clock=lambda: NOW, trusted_peers=peers
+    )
+    target = f"sip:+14155550100@{REALM};user=phone"
+    for host in ("203.0.113.7", "2001:db8::1"):  # an SBC that authenticated alice itself
+        decision = policy.route(invite(target), source(host))
+        assert isinstance(decision, Forward), decision
+    # the caller must still be a tenant user, and everyone else is challenged as before
+    stranger = policy.route(invite(target, caller="mallory"), source("203.0.113.7"))
+    assert isinstance(stranger, Response) and stranger.status == 403
+    for host in ("192.0.2.10", "203.0.114.1", "not-an-address"):
+        outside = policy.route(invite(target), source(host))
+        assert isinstance(outside, Response) and outside.status == 407
+
+
+def test_trusted_peers_come_from_the_settings() -> None:
+    from hybridvoice.cms.settings import SettingsError, parse_settings  # noqa: PLC0415
+
+    common = {"SIPDomains": REALM, "SiteName": "Stockholm"}
+    settings = parse_settings(
+        {"Common": common, "Online": {"TrustedPeers": "10.1.0.0/16 192.0.2.5"}}
+    )
+    assert [str(n) for n in settings.online.trusted_peers] == ["10.1.0.0/16", "192.0.2.5/32"]
+    with pytest.raises(SettingsError, match="TrustedPeers"):
+        parse_settings({"Common": common, "Online": {"TrustedPeers": "not-a-network"}})

@@ -362,6 +362,10 @@ class Online(_Section):
     #: what the online service's registrar and proxy challenge with, strongest first
     #: (RFC 8760); "MD5" alone for clients that give up at a SHA-256 challenge
     digest_algorithms: Words = ("SHA-256", "MD5")
+    #: networks whose requests the online proxy takes without a digest challenge: a peer
+    #: that authenticates its own users (an SBC in the RFC 3325 sense) may act for any
+    #: user of the tenant, so list only hosts you control; empty: everyone is challenged
+    trusted_peers: Annotated[tuple[Subnet, ...], BeforeValidator(_words)] = ()
 
     @field_validator("digest_algorithms")
     @classmethod

@@ -55,6 +55,7 @@ _KEY_NOTES: Final[Mapping[str, str]] = {
     "InternalSubnets": "clients in these subnets are internal (media bypass applies)",
     "ServiceURL": "the online service's management API",
     "DigestAlgorithms": "MD5 for SIPp and baresip 1.0; 'SHA-256 MD5' for RFC 8760 clients",
+    "TrustedPeers": "networks not challenged (an SBC that authenticates its own users)",
     "SIPAddresses": "the online service's SIP addresses the edge accepts requests from",
     "OptionsIntervalSeconds": "SIP OPTIONS health checks toward every gateway",
     "EnableFastFailoverTimer": "an unanswered outbound call moves on after 10 s",

@@ -72,9 +72,13 @@ class OnlinePolicy:
         appliance_timeout: float = 2.0,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        trusted_peers: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.registrar = registrar
+        #: sources not challenged: peers that authenticate their own users (RFC 3325 §2)
+        self.trusted_peers = tuple(ipaddress.ip_network(n, strict=False) for n in trusted_peers)
+        self._trust: dict[str, bool] = {}  # source host -> trusted, memo
         #: an appliance that sends no provisional response within this is skipped
         self.appliance_timeout = appliance_timeout
         self._rng = rng or random.Random()
@@ -93,14 +97,30 @@ class OnlinePolicy:
             return self._inbound(request)
         if method == "OPTIONS" and self._addressed_to_us(request):
             return make_response(request, 200)
-        challenge = self.registrar.authenticate(request, self._clock())
-        if challenge is not None:
-            return challenge
+        if not self._trusted(source.host):
+            challenge = self.registrar.authenticate(request, self._clock())
+            if challenge is not None:
+                return challenge
         request.headers.remove("Proxy-Authorization")  # ours: not for the next hop (§22.3)
         caller = self._caller(request)
         if caller is None:
             return _refuse(request, 403, "Forbidden", "the caller is not a user of this tenant")
         return self._outbound(request, caller)
+
+    def _trusted(self, host: str) -> bool:
+        if not self.trusted_peers:
+            return False
+        trusted = self._trust.get(host)
+        if trusted is None:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                return False
+            trusted = any(address in network for network in self.trusted_peers)
+            if len(self._trust) >= 4096:  # bounded: hosts come from the network
+                self._trust.clear()
+            self._trust[host] = trusted
+        return trusted
 
     def admit(self, request: Request, source: Source) -> Response | None:
         """Requests inside a dialog this proxy record-routed are let through."""

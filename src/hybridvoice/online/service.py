@@ -46,6 +46,8 @@ class OnlineOptions:
     #: digest challenges, strongest first (RFC 8760); ("MD5",) for clients that stop at the
     #: first challenge they cannot answer (SIPp 3.6, baresip 1.0)
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    #: networks whose requests are not challenged (``[Online] TrustedPeers``)
+    trusted_peers: tuple[str, ...] = ()
     server_ssl: ssl.SSLContext | None = None
     client_ssl: ssl.SSLContext | None = None
     timers: TimerConfig | None = None
@@ -88,7 +90,11 @@ class OnlineService:
                 self.transports.append(transport)
             self.registrar = Registrar(self.store, self.realm, algorithms=o.digest_algorithms)
             self.policy = OnlinePolicy(
-                self.store, self.registrar, appliance_timeout=o.appliance_timeout, rng=rng
+                self.store,
+                self.registrar,
+                appliance_timeout=o.appliance_timeout,
+                rng=rng,
+                trusted_peers=o.trusted_peers,
             )
             self.proxy = Proxy(endpoint, self.policy)
             app = create_online_api(
