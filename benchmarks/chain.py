@@ -44,6 +44,12 @@ measurement, in this process).
 
 Goals: chain clean rate >= 2x sippy's; chain CPU per call <= 1.2 ms.
 
+``--split`` runs the online service and the appliance in two processes (the appliance a
+child of the online one, so that the CPU figure counts both), as in production: online <->
+edge on loopback TCP, edge <-> mediation piped inside the appliance; the DUT names get
+``_split`` and each row also gives ``online_cpu_ms_per_call`` and
+``appliance_cpu_ms_per_call`` (each process from ready to stop).
+
 ``--wire`` runs the chain as ``hybridvoice up --wire``: every hop between the roles on loopback
 TCP sockets (serialised, sent, framed and parsed again), as between hosts; the DUT names get
 ``_wire``. It shows what the pipes save, and what roles on separate hosts would cost.
@@ -59,6 +65,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -67,6 +74,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -180,10 +188,10 @@ def uac_scenario(auth: bool) -> str:
 # --- the chain process ----------------------------------------------------------------------
 
 
-def chain_settings(gateway_port: int, trust: bool = False) -> object:
+def chain_settings(gateway_port: int, trust: bool = False) -> dict[str, Any]:
     """The lab settings (``hybridvoice init``) on free ports, the SIPp uas as Gateway1; with
-    ``trust``, SIPp's network (loopback) in ``[Online] TrustedPeers``."""
-    from hybridvoice.cms.settings import parse_settings  # noqa: PLC0415
+    ``trust``, SIPp's network (loopback) in ``[Online] TrustedPeers``. As the raw mapping
+    (``parse_settings`` takes it), so that two processes can share it as JSON."""
     from hybridvoice.cms.template import lab_settings  # noqa: PLC0415
 
     raw = lab_settings(domain=DOMAIN).model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -199,7 +207,32 @@ def chain_settings(gateway_port: int, trust: bool = False) -> object:
     raw["Management"].update(Port=free_port())
     gateway = raw["Gateways"][0]
     gateway.update(Port=gateway_port, Protocol="UDP", MediaBypass=True, SendSipOptions=False)
-    return parse_settings(raw)
+    return raw
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _appliance_process(args: argparse.Namespace, online_version: int) -> Proc:
+    """``--split``: the appliance in a child process of the online one (so that the load side
+    counts both), ready once registered and replicated."""
+    out = Path(args.state) / "appliance.out"
+    cmd = [
+        sys.executable, str(Path(__file__).resolve()), "serve", "--part", "appliance",
+        "--settings", args.settings, "--state", str(Path(args.state) / "appliance"),
+        "--gateway-port", str(args.gateway_port), "--gc-interval", str(args.gc_interval),
+        "--online-version", str(online_version),
+    ]  # fmt: skip
+    child = Proc(cmd, out)
+    deadline = time.monotonic() + 30
+    while "ready" not in out.read_text(errors="replace"):
+        if time.monotonic() > deadline or not child.alive():
+            child.stop()
+            raise RuntimeError(f"the appliance did not start: {out.read_text()[-1500:]}")
+        await asyncio.sleep(0.01)
+    return child
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -214,10 +247,28 @@ async def _serve(args: argparse.Namespace) -> None:
                 NetworkConfig(media_bypass_enabled=True, internal_subnets=("127.0.0.0/8",))
             )
 
-    settings = chain_settings(args.gateway_port, trust=args.trust)
-    lab = BypassLab(settings, Path(args.state), lab_gateway=False, wire=args.wire)
-    await lab.start()
-    assert lab.online is not None
+    from hybridvoice.cms.settings import parse_settings  # noqa: PLC0415
+
+    if args.settings is None:
+        raw = chain_settings(args.gateway_port, trust=args.trust)
+    else:
+        raw = json.loads(Path(args.settings).read_text())
+    lab = BypassLab(parse_settings(raw), Path(args.state), lab_gateway=False, wire=args.wire)
+    child: Proc | None = None
+    if args.part == "all":
+        await lab.start()
+    elif args.part == "online":
+        await lab.start_online()
+        assert lab.online is not None
+        child = await _appliance_process(args, lab.online.store.version)
+    else:
+        await lab.start_appliance()
+        appliance = lab.appliance
+        assert appliance is not None and appliance.link and appliance.replicator
+        async with asyncio.timeout(20):
+            while not appliance.link.registered:
+                await asyncio.sleep(0.02)
+        await appliance.replicator.synced(args.online_version, 20)
     # SIPp 3.6.1 answers only MD5 challenges: the lab settings challenge with MD5 only
     # ([Online] DigestAlgorithms), as `hybridvoice up` does
     collector = tune_gc(args.gc_interval)
@@ -225,9 +276,16 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    host, port = lab.online.sip_address("UDP")
-    print(f"ready proxy={host}:{port} in {time.monotonic() - args.t0:.3f} s", flush=True)
+    cpu_ready = _cpu_s()
+    if lab.online is not None:
+        host, port = lab.online.sip_address("UDP")
+        print(f"ready proxy={host}:{port} in {time.monotonic() - args.t0:.3f} s", flush=True)
+    else:
+        print("ready", flush=True)
     await stop.wait()
+    print(f"cpu part={args.part} s={_cpu_s() - cpu_ready:.4f}", flush=True)
+    if child is not None:
+        child.stop(grace=15.0)
     if collector is not None:
         collector.cancel()
     await lab.stop()
@@ -259,6 +317,7 @@ class Chain:
     trust: bool
     wire: bool
     gc_interval: float
+    split: bool = False
     profile: Path | None = None
     proc: Proc | None = None
     target: str = ""
@@ -276,6 +335,11 @@ class Chain:
             args.append("--trust")
         if self.wire:
             args.append("--wire")
+        if self.split:
+            settings = w / "settings.json"
+            (w / "state").mkdir(parents=True, exist_ok=True)
+            settings.write_text(json.dumps(chain_settings(self.uas, trust=self.trust)))
+            args += ["--part", "online", "--settings", str(settings)]
         if self.profile is not None:
             args += ["--profile", str(self.profile)]
         t0 = time.monotonic()
@@ -298,6 +362,17 @@ class Chain:
         if self.proc is not None:
             self.proc.stop(grace=15.0)
 
+    def part_cpu_s(self) -> dict[str, float]:
+        """CPU seconds of each process from ready to stop (``cpu part=... s=...`` lines)."""
+        found: dict[str, float] = {}
+        for out in (self.workdir / "chain.out", self.workdir / "state" / "appliance.out"):
+            if out.exists():
+                for line in out.read_text(errors="replace").splitlines():
+                    if line.startswith("cpu part="):
+                        part, _, seconds = line[len("cpu part=") :].partition(" s=")
+                        found[part] = float(seconds)
+        return found
+
 
 @dataclass
 class Run:
@@ -317,9 +392,10 @@ def run_chain(
     rate: int, seconds: float, out: Path, a: argparse.Namespace, trust: bool, **kw: object
 ) -> Run:
     uas = free_port()
-    label = ("chain_trusted" if trust else "chain") + ("_wire" if a.wire else "")
+    label = "chain_trusted" if trust else "chain"
+    label += ("_wire" if a.wire else "") + ("_split" if a.split else "")
     workdir = out / f"{label}_r{rate}_{int(time.time() * 1000)}"
-    chain = Chain(uas, workdir, trust, a.wire, a.gc_interval, **kw)  # type: ignore[arg-type]
+    chain = Chain(uas, workdir, trust, a.wire, a.gc_interval, a.split, **kw)  # type: ignore[arg-type]
     sf = workdir / "uac.xml"
     workdir.mkdir(parents=True, exist_ok=True)
     sf.write_text(uac_scenario(auth=not trust))
@@ -330,6 +406,9 @@ def run_chain(
             extra_uac=[] if trust else ["-auth_uri", f"{NUMBER}@{chain.target}"],
         )  # fmt: skip
     row = {**result.as_dict(), "startup_s": round(chain.startup_s, 3), "seconds": seconds}
+    if result.success:  # CPU per call of each process, ready -> stop (idle tail included)
+        for part, cpu_s in chain.part_cpu_s().items():
+            row[f"{part}_cpu_ms_per_call"] = round(1000 * cpu_s / result.success, 3)
     (workdir / "result.json").write_text(json.dumps(row))
     print(json.dumps(row), flush=True)
     return Run(label, result, chain.startup_s)
@@ -404,7 +483,7 @@ def chain_idle_cpu(a: argparse.Namespace) -> float:
     from _harness import TCK, descendants, tree_ticks  # noqa: PLC0415
 
     workdir = a.out / f"chain_idle_{int(time.time() * 1000)}"
-    chain = Chain(free_port(), workdir, False, a.wire, a.gc_interval)
+    chain = Chain(free_port(), workdir, False, a.wire, a.gc_interval, a.split)
     with chain as proc:
         time.sleep(1.0)
         pids = descendants(proc.pid)
@@ -481,6 +560,8 @@ def print_report(
 ) -> None:
     print()
     hops = "loopback TCP sockets (--wire)" if a.wire else "in-process pipes"
+    if a.split:
+        hops += "; online service and appliance in two processes (--split)"
     print(f"chain = SIPp uac -> online proxy -> edge -> mediation -> SIPp uas, media bypassed, "
           f"auth={a.auth}, hops between roles: {hops}; {a.seconds:g} s confirmation runs, "
           f"best of {a.repeats} (a shared 2-core machine: others may run too)")  # fmt: skip
@@ -528,6 +609,12 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--state", required=True, help="state directory (fresh)")
         s.add_argument("--trust", action="store_true", help="SIPp's network in TrustedPeers")
         s.add_argument("--wire", action="store_true", help="roles on sockets, not pipes")
+        s.add_argument("--part", choices=("all", "online", "appliance"), default="all",
+                       help="all: one process (hybridvoice up); online: the online service, "
+                            "which starts the appliance part as its child")  # fmt: skip
+        s.add_argument("--settings", default=None, help="raw settings (JSON) of the parts")
+        s.add_argument("--online-version", type=int, default=0, help="appliance part: the "
+                       "tenant version to have replicated before ready")  # fmt: skip
         s.add_argument("--gc-interval", type=float, default=600.0)
         s.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
         args = s.parse_args(argv[1:])
@@ -541,6 +628,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="digest: 407 + credentials per call (the product path, DUT 'chain'); "
                         "trusted: no 407\n(SIPp's network in [Online] TrustedPeers, DUT "
                         "'chain_trusted'); both: both DUTs")  # fmt: skip
+    p.add_argument("--split", action="store_true",
+                   help="the online service and the appliance in two processes (as in "
+                        "production: online <-> edge on TCP); CPU per call of each "
+                        "is reported")  # fmt: skip
     p.add_argument("--wire", action="store_true",
                    help="hops between the roles on loopback TCP sockets (hybridvoice up --wire), "
                         "not in-process pipes")  # fmt: skip

@@ -219,48 +219,60 @@ class Lab:
             self.lab_gateway = gateways[0]
 
     async def start(self, timeout: float = 10.0) -> None:
+        """Everything, in order; ready when the appliance is registered and replicated."""
+        try:
+            await self.start_online()
+            await self.start_appliance()
+            await self._ready(timeout)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def start_online(self) -> None:
+        """The online service, with the lab tenant provisioned (once per state directory)."""
         s = self.settings
         url = urllib.parse.urlsplit(s.online.service_url)
         host = s.online.sip_addresses[0]
         port = s.online.sip_port
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self.online = OnlineService(
-                OnlineOptions(
-                    # clients: UDP and TCP (or TLS, when the appliances reach us over TLS)
-                    sip=[
-                        ("UDP", host, port),
-                        ("TLS" if s.online.sip_protocol == "TLS" else "TCP", host, port),
-                    ],
-                    server_ssl=self.server_ssl,
-                    client_ssl=self.client_ssl,
-                    api_host=url.hostname or "127.0.0.1",
-                    api_port=url.port or 80,
-                    store=self.state_dir / "online.db",
-                    digest_algorithms=s.online.digest_algorithms,
-                    trusted_peers=tuple(str(n) for n in s.online.trusted_peers),
-                    exchange=self.exchange,
-                )
+        self.online = OnlineService(
+            OnlineOptions(
+                # clients: UDP and TCP (or TLS, when the appliances reach us over TLS)
+                sip=[
+                    ("UDP", host, port),
+                    ("TLS" if s.online.sip_protocol == "TLS" else "TCP", host, port),
+                ],
+                server_ssl=self.server_ssl,
+                client_ssl=self.client_ssl,
+                api_host=url.hostname or "127.0.0.1",
+                api_port=url.port or 80,
+                store=self.state_dir / "online.db",
+                digest_algorithms=s.online.digest_algorithms,
+                trusted_peers=tuple(str(n) for n in s.online.trusted_peers),
+                exchange=self.exchange,
             )
-            self._provision(self.online.store)  # first: the registrar takes the realm
-            await self.online.start()
-            gw = self.lab_gateway
-            if gw is not None:
-                self.gateway = await LabGateway.start(gw.protocol, gw.ip or "127.0.0.1", gw.port)
-            self.appliance = Appliance(
-                s,
-                ApplianceOptions(
-                    server_ssl=self.server_ssl,
-                    client_ssl=self.client_ssl,
-                    pipes=self.exchange is not None,
-                    exchange=self.exchange,
-                ),
-            )
-            await self.appliance.start()
-            await self._ready(timeout)
-        except BaseException:
-            await self.stop()
-            raise
+        )
+        self._provision(self.online.store)  # first: the registrar takes the realm
+        await self.online.start()
+
+    async def start_appliance(self) -> None:
+        """The lab gateway (when there is one) and the appliance; it registers with the
+        online service of the settings, in this process or another."""
+        s = self.settings
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        gw = self.lab_gateway
+        if gw is not None:
+            self.gateway = await LabGateway.start(gw.protocol, gw.ip or "127.0.0.1", gw.port)
+        self.appliance = Appliance(
+            s,
+            ApplianceOptions(
+                server_ssl=self.server_ssl,
+                client_ssl=self.client_ssl,
+                pipes=self.exchange is not None,
+                exchange=self.exchange,
+            ),
+        )
+        await self.appliance.start()
 
     def _provision(self, store: TenantStore) -> None:
         """The lab tenant, once: the settings' SIP domains, the site, two users with line
