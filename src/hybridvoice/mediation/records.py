@@ -77,6 +77,7 @@ from hybridvoice.mediation.records_model import (
     StoreOptions,
     from_row,
     iso_utc,
+    row_of,
     to_row,
 )
 
@@ -164,7 +165,9 @@ def _migrate(conn: sqlite3.Connection) -> int:
 
 
 _STOP, _FLUSH, _PUT = "stop", "flush", "put"
-_Item = tuple[str, CallRecord | None, WriteFuture]
+#: what is written: a record, or a live call's fields (a copy; the writer makes the row)
+_Put = CallRecord | dict[str, Any]
+_Item = tuple[str, _Put | None, WriteFuture]
 
 
 class _Writer:
@@ -182,7 +185,7 @@ class _Writer:
         self._thread = threading.Thread(target=self._run, name="call-records", daemon=True)
         self._thread.start()
 
-    def submit(self, kind: str, record: CallRecord | None = None) -> WriteFuture:
+    def submit(self, kind: str, record: _Put | None = None) -> WriteFuture:
         future: WriteFuture = concurrent.futures.Future()
         self._queue.put((kind, record, future))
         return future
@@ -215,7 +218,11 @@ class _Writer:
         for index, (kind, record, _) in enumerate(batch):
             if kind == _PUT and record is not None:
                 try:
-                    rows[record.record_id] = to_row(record)  # the newest snapshot wins
+                    if type(record) is dict:  # the newest snapshot of a record wins
+                        rows[record["record_id"]] = row_of(record)
+                    else:
+                        assert isinstance(record, CallRecord)
+                        rows[record.record_id] = to_row(record)
                 except (ValueError, TypeError) as exc:
                     failed[index] = exc
         try:
@@ -389,9 +396,8 @@ class CallRecordStore:
         live = self._get(a_call_id)
         live.answered_at = self._monotonic()
         after = live.answered_at - live.started_at
-        return self.write(
-            self._change(a_call_id, answer_utc=self._utc_now(), answer_after=after).record
-        )
+        live.change({"answer_utc": self._utc_now(), "answer_after": after})
+        return self._put(live)
 
     def ended(
         self,
@@ -408,17 +414,23 @@ class CallRecordStore:
         live = self._get(a_call_id)
         now = self._monotonic()
         talk = None if live.answered_at is None else now - live.answered_at
-        record = self._change(
-            a_call_id, state=CallState.ENDED, disconnect_side=side, sip_status=sip_status,
-            cause=cause, a_media=a_media, b_media=b_media, end_utc=self._utc_now(),
-            duration=now - live.started_at, talk_time=talk,
-            a_reported_lost=None if a_media is None else a_media.reported_packets_lost,
-            a_reported_jitter_ms=None if a_media is None else a_media.reported_jitter_ms,
-            b_reported_lost=None if b_media is None else b_media.reported_packets_lost,
-            b_reported_jitter_ms=None if b_media is None else b_media.reported_jitter_ms,
-        ).record  # fmt: skip
+        live.change({
+            "state": CallState.ENDED, "disconnect_side": side, "sip_status": sip_status,
+            "cause": cause, "a_media": a_media, "b_media": b_media,
+            "end_utc": self._utc_now(), "duration": now - live.started_at, "talk_time": talk,
+            "a_reported_lost": None if a_media is None else a_media.reported_packets_lost,
+            "a_reported_jitter_ms": None if a_media is None else a_media.reported_jitter_ms,
+            "b_reported_lost": None if b_media is None else b_media.reported_packets_lost,
+            "b_reported_jitter_ms": None if b_media is None else b_media.reported_jitter_ms,
+        })  # fmt: skip
         del self._live[a_call_id]
-        return self.write(record)
+        return self._put(live)
+
+    def _put(self, live: _Live) -> WriteFuture:
+        """Queue the write of a live call's fields as they are now (no record is built)."""
+        if self._closed:
+            raise StoreClosedError(f"{self.path}: call record store is closed")
+        return self._writer.submit(_PUT, dict(live.fields))
 
     def live(self, a_call_id: str) -> CallRecord | None:
         """The in-memory snapshot of a call in progress."""

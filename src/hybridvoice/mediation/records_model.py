@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -268,16 +268,22 @@ _ENCODERS: dict[type, Callable[[Any], Any]] = {
 """Field value type -> column value, for values not stored as they are."""
 
 
+def _column(value: Any) -> Any:
+    encode = _ENCODERS.get(type(value))
+    if encode is None and isinstance(value, datetime):  # a datetime subclass
+        encode = iso_utc
+    return value if encode is None else encode(value)
+
+
 def to_row(record: CallRecord) -> tuple[Any, ...]:
     """``record`` as the column values of :data:`COLUMNS` (raises ValueError on naive times)."""
-    row = []
-    for name in COLUMNS:
-        value = getattr(record, name)
-        encode = _ENCODERS.get(type(value))
-        if encode is None and isinstance(value, datetime):  # a datetime subclass
-            encode = iso_utc
-        row.append(value if encode is None else encode(value))
-    return tuple(row)
+    return tuple(_column(getattr(record, name)) for name in COLUMNS)
+
+
+def row_of(fields: Mapping[str, Any]) -> tuple[Any, ...]:
+    """:func:`to_row` of the record these fields (one per column) would make, without making
+    it: the store's writer takes a live call's fields as they are."""
+    return tuple(_column(fields[name]) for name in COLUMNS)
 
 
 def from_row(row: Sequence[Any]) -> CallRecord:
