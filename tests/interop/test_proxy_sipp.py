@@ -97,6 +97,7 @@ UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 """
 
+
 class ToUas:
     """Every initial request goes to the SIPp UAS; in-dialog requests are let through."""
 
