@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from chain_harness import call_once, settings_on_free_ports
-from tls_helpers import client_context, make_pki, server_context
+from tls_helpers import Pki, client_context, make_pki, server_context
 from ua_harness import run
 
 from hybridvoice.app import Lab
@@ -26,14 +26,20 @@ TLS_HOPS = {
 }  # fmt: skip
 
 
+def _tls_lab(tmp_path: Path, pki: Pki, *, trusting: Pki) -> Lab:
+    """The lab with TLS on every hop, on sockets (``wire``): certificates from ``pki``,
+    peers checked against the CA of ``trusting``."""
+    return Lab(
+        settings_on_free_ports(**TLS_HOPS), tmp_path / "lab", lab_gateway=True, wire=True,
+        server_ssl=server_context(pki), client_ssl=client_context(trusting.ca),
+    )  # fmt: skip
+
+
 def test_pstn_call_crosses_tls_hops_with_certificates_checked(tmp_path: Path) -> None:
     pki = make_pki(tmp_path / "pki")
 
     async def main() -> None:
-        up = Lab(
-            settings_on_free_ports(**TLS_HOPS), tmp_path / "lab", lab_gateway=True, wire=True,
-            server_ssl=server_context(pki), client_ssl=client_context(pki.ca),
-        )  # fmt: skip
+        up = _tls_lab(tmp_path, pki, trusting=pki)
         await up.start()
         try:
             assert up.appliance is not None and up.appliance.edge is not None
@@ -56,10 +62,7 @@ def test_an_edge_certificate_from_an_unknown_ca_fails_the_call_cleanly(tmp_path:
     stranger = make_pki(tmp_path / "other", ca_name="some other CA")
 
     async def main() -> None:
-        up = Lab(
-            settings_on_free_ports(**TLS_HOPS), tmp_path / "lab", lab_gateway=True, wire=True,
-            server_ssl=server_context(pki), client_ssl=client_context(stranger.ca),
-        )  # fmt: skip
+        up = _tls_lab(tmp_path, pki, trusting=stranger)
         await up.start()
         try:
             result = await call_once(up)

@@ -4,6 +4,8 @@ pipes, with the semantics of a stream connection and none of its bytes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 from test_endpoint import FAST, TU, new_request
@@ -17,23 +19,28 @@ from hybridvoice.net.transport import Destination, TransportError
 from hybridvoice.sip import Request, make_response
 
 
+@contextlib.asynccontextmanager
 async def _pair(
-    tu: TU, exchange: LocalExchange | None, kind: str = "TCP"
-) -> tuple[Endpoint, Endpoint, StreamTransport, StreamTransport]:
+    tu: TU, exchange: LocalExchange | None
+) -> AsyncIterator[tuple[Endpoint, Endpoint, StreamTransport, StreamTransport]]:
+    """A client and a server endpoint on TCP, sharing ``exchange``; closed on the way out."""
     client = Endpoint(timers=FAST, exchange=exchange)
     server = Endpoint(tu, timers=FAST, exchange=exchange)
-    mine = await client.listen(kind, "127.0.0.1", 0)
-    theirs = await server.listen(kind, "127.0.0.1", 0)
-    assert isinstance(mine, StreamTransport) and isinstance(theirs, StreamTransport)
-    return client, server, mine, theirs
+    try:
+        mine = await client.listen("TCP", "127.0.0.1", 0)
+        theirs = await server.listen("TCP", "127.0.0.1", 0)
+        assert isinstance(mine, StreamTransport) and isinstance(theirs, StreamTransport)
+        yield client, server, mine, theirs
+    finally:
+        await client.close()
+        await server.close()
 
 
 def test_a_request_to_a_listener_of_this_process_goes_through_a_pipe() -> None:
     async def main() -> None:
         exchange = LocalExchange()
         tu = TU(200)
-        client, server, mine, theirs = await _pair(tu, exchange)
-        try:
+        async with _pair(tu, exchange) as (client, _server, mine, theirs):
             request = new_request("OPTIONS", f"sip:uas@127.0.0.1:{theirs.local[1]}")
             response = await client.request(
                 request, Destination("TCP", "127.0.0.1", theirs.local[1]), timeout=WAIT
@@ -53,9 +60,6 @@ def test_a_request_to_a_listener_of_this_process_goes_through_a_pipe() -> None:
             assert received.top_via is not None and received.top_via.received is None
             assert theirs.counters.messages_in == 1 and mine.counters.messages_in == 1
             assert mine.counters.bytes_out == 0  # nothing was serialised
-        finally:
-            await client.close()
-            await server.close()
 
     run(main())
 
@@ -63,17 +67,13 @@ def test_a_request_to_a_listener_of_this_process_goes_through_a_pipe() -> None:
 def test_without_an_exchange_the_hop_is_a_socket() -> None:
     async def main() -> None:
         tu = TU(200)
-        client, server, mine, theirs = await _pair(tu, None)
-        try:
+        async with _pair(tu, None) as (client, _server, mine, theirs):
             request = new_request("OPTIONS", f"sip:uas@127.0.0.1:{theirs.local[1]}")
             destination = Destination("TCP", "127.0.0.1", theirs.local[1])
             assert (await client.request(request, destination, timeout=WAIT)).status == 200
             conn = mine.connection_to("127.0.0.1", theirs.local[1])
             assert isinstance(conn, StreamConnection)
             assert mine.counters.bytes_out > 0
-        finally:
-            await client.close()
-            await server.close()
 
     run(main())
 
@@ -82,8 +82,7 @@ def test_delivery_is_in_order_and_never_inside_the_senders_call() -> None:
     async def main() -> None:
         exchange = LocalExchange()
         tu = TU(None)  # keeps the requests
-        client, server, _, theirs = await _pair(tu, exchange)
-        try:
+        async with _pair(tu, exchange) as (client, server, _, theirs):
             destination = Destination("TCP", "127.0.0.1", theirs.local[1])
             sent = []
             for i in range(20):
@@ -96,9 +95,6 @@ def test_delivery_is_in_order_and_never_inside_the_senders_call() -> None:
             assert [r.headers.get("X-Seq") for _, r in got] == [str(i) for i in range(20)]
             for transaction, request in got:
                 server.send_response(transaction, make_response(request, 200, to_tag="t"))
-        finally:
-            await client.close()
-            await server.close()
 
     run(main())
 
@@ -107,8 +103,7 @@ def test_bytes_on_a_pipe_are_parsed_and_garbage_is_refused() -> None:
     async def main() -> None:
         exchange = LocalExchange()
         tu = TU(None)
-        client, server, mine, theirs = await _pair(tu, exchange)
-        try:
+        async with _pair(tu, exchange) as (_client, _server, mine, theirs):
             conn = exchange.connect(mine, theirs)
             request = new_request("OPTIONS", f"sip:uas@127.0.0.1:{theirs.local[1]}")
             request.headers.prepend("Via", f"SIP/2.0/TCP {mine.sent_by};branch=z9hG4bKbytes")
@@ -119,9 +114,6 @@ def test_bytes_on_a_pipe_are_parsed_and_garbage_is_refused() -> None:
             with pytest.raises(TransportError):
                 conn.write(b"this is not SIP\r\n\r\n")
             assert mine.counters.drops == {"malformed_pipe_write": 1}
-        finally:
-            await client.close()
-            await server.close()
 
     run(main())
 
@@ -130,9 +122,8 @@ def test_a_closed_listener_ends_its_pipes_and_sends_fail_cleanly() -> None:
     async def main() -> None:
         exchange = LocalExchange()
         tu = TU(200)
-        client, server, mine, theirs = await _pair(tu, exchange)
-        port = theirs.local[1]
-        try:
+        async with _pair(tu, exchange) as (client, server, mine, theirs):
+            port = theirs.local[1]
             destination = Destination("TCP", "127.0.0.1", port)
             request = new_request("OPTIONS", f"sip:uas@127.0.0.1:{port}")
             assert (await client.request(request, destination, timeout=WAIT)).status == 200
@@ -150,8 +141,6 @@ def test_a_closed_listener_ends_its_pipes_and_sends_fail_cleanly() -> None:
             )
             outcome = await asyncio.wait_for(done, WAIT)
             assert getattr(outcome, "reason", None) == "transport"
-        finally:
-            await client.close()
 
     run(main())
 

@@ -321,9 +321,12 @@ class CallRecordStore:
 
     def write(self, record: CallRecord) -> WriteFuture:
         """Queue an insert-or-replace of ``record`` (by ``record_id``); resolves once committed."""
+        return self._submit(record)
+
+    def _submit(self, item: _Put) -> WriteFuture:
         if self._closed:
             raise StoreClosedError(f"{self.path}: call record store is closed")
-        return self._writer.submit(_PUT, record)
+        return self._writer.submit(_PUT, item)
 
     def _get(self, a_call_id: str) -> _Live:
         try:
@@ -428,9 +431,7 @@ class CallRecordStore:
 
     def _put(self, live: _Live) -> WriteFuture:
         """Queue the write of a live call's fields as they are now (no record is built)."""
-        if self._closed:
-            raise StoreClosedError(f"{self.path}: call record store is closed")
-        return self._writer.submit(_PUT, dict(live.fields))
+        return self._submit(dict(live.fields))
 
     def live(self, a_call_id: str) -> CallRecord | None:
         """The in-memory snapshot of a call in progress."""

@@ -45,7 +45,6 @@ from .transport import (
     DEFAULT_MAX_SIZE,
     Destination,
     NetError,
-    SendErrorCallback,
     Source,
     Transport,
     TransportError,
@@ -326,30 +325,9 @@ class Endpoint:
         if self.trace is not None:
             self.trace("out", request)
         self._count_out(request)
-        self.transmit(
-            transport,
-            request,
-            destination.host,
-            destination.port,
-            server_name=destination.server_name,
+        transport.send_message(
+            request, destination.host, destination.port, server_name=destination.server_name
         )
-
-    @staticmethod
-    def transmit(
-        transport: Transport,
-        message: Request | Response,
-        host: str,
-        port: int,
-        *,
-        server_name: str | None = None,
-        on_error: SendErrorCallback | None = None,
-    ) -> None:
-        """Put ``message`` on ``transport`` toward (host, port): serialised, or through an
-        in-process pipe when a stream transport reaches a listener of this process."""
-        if type(transport) is StreamTransport:
-            transport.send_message(message, host, port, server_name=server_name, on_error=on_error)
-        else:
-            transport.send(bytes(message), host, port, server_name=server_name, on_error=on_error)
 
     async def request(
         self, request: Request, destination: Destination, *, timeout: float | None = None
@@ -481,8 +459,7 @@ class Endpoint:
         except TransportError:
             self._transport_error(tx, None)
             return
-        self.transmit(
-            transport,
+        transport.send_message(
             request,
             destination.host,
             destination.port,
@@ -517,7 +494,7 @@ class Endpoint:
                 return
             address = response_address(via, transport.reliable)
         on_error = partial(self._transport_error, tx)
-        self.transmit(transport, response, address[0], address[1], on_error=on_error)
+        transport.send_message(response, address[0], address[1], on_error=on_error)
 
     def _transport_error(
         self, tx: ClientTransaction | ServerTransaction, exc: Exception | None

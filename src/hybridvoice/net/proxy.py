@@ -446,7 +446,7 @@ class Proxy:
                 return
             host, port = response_address(via, via.transport in RELIABLE)
             transport = endpoint.transport_for(Destination(via.transport, host, port))
-            endpoint.transmit(transport, response, host, port)
+            transport.send_message(response, host, port)
         except (ParseError, TransportError) as exc:
             _log.info("stray 2xx not forwarded: %s", exc)
             return

@@ -174,11 +174,8 @@ class StreamConnection(asyncio.Protocol):
         reason = "oversized" if exc.status_hint == 513 else "malformed"
         counters.drop(f"{reason}_{'response' if is_response else 'request'}")
         if not is_response:
-            self._answer(held, exc)
+            _answer(self, self._owner, held, exc)
         self.close()
-
-    def _answer(self, data: bytes, exc: ParseError) -> None:
-        _answer(self, self._owner, data, exc)
 
     def write_message(self, message: Request | Response) -> None:
         """Serialise ``message`` onto the connection (a pipe hands over a copy instead)."""

@@ -149,6 +149,19 @@ class Transport(Protocol):
         """Send ``data`` to (host, port), reusing or opening a connection on streams."""
         ...
 
+    def send_message(
+        self,
+        message: Request | Response,
+        host: str,
+        port: int,
+        *,
+        server_name: str | None = None,
+        on_error: SendErrorCallback | None = None,
+    ) -> None:
+        """``send(bytes(message), ...)``; a stream transport hands a copy of ``message`` over
+        an in-process pipe instead when (host, port) is a listener of this process."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -18,7 +18,7 @@ import threading
 from typing import Final
 
 from hybridvoice.sip.errors import ParseError
-from hybridvoice.sip.message import Request
+from hybridvoice.sip.message import Request, Response
 from hybridvoice.sip.parser import parse_message
 
 from .transport import (
@@ -141,6 +141,18 @@ class UdpTransport(BoundTransport):
         self._loop.add_reader(sock.fileno(), self._on_readable)
 
     # --- Transport protocol ----------------------------------------------------------------
+
+    def send_message(
+        self,
+        message: Request | Response,
+        host: str,
+        port: int,
+        *,
+        server_name: str | None = None,
+        on_error: SendErrorCallback | None = None,
+    ) -> None:
+        """Serialise ``message`` and :meth:`send` it (a datagram never crosses a pipe)."""
+        self.send(bytes(message), host, port, server_name=server_name, on_error=on_error)
 
     def send(
         self,
