@@ -25,6 +25,8 @@ All types are immutable; the ``with_*`` methods return modified copies and keep 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -77,6 +79,137 @@ def _port(text: str) -> int:
     return port
 
 
+# --- grammar (RFC 8866 §9, RFC 4566 §9), checked once at parse time -----------------------------
+
+_IP4 = re.compile(
+    r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+)
+_DOTTED = re.compile(r"[\d.]+")
+#: FQDN (RFC 8866 §9 ``FQDN``), liberal: letters, digits, '-', '.', '_' (seen in the wild)
+_FQDN = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_.])?")
+_DIGITS = re.compile(r"\d+")
+_BANDWIDTH = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+:\d+")
+_TIMING = re.compile(r"\d+ +\d+")
+#: ``a=rtpmap:<payload type> <encoding name>/<clock rate>[/<encoding parameters>]`` (§6.6)
+_RTPMAP = re.compile(r" *(\d{1,3}) +([^\s/]+)/(\d{1,10})(?:/(\d{1,3}))? *")
+#: ``a=fmtp:<format> <format specific parameters>`` (§6.15)
+_FMTP = re.compile(r"(\S+)(?: .*)?")
+#: ``a=ptime`` / ``a=maxptime`` in milliseconds, decimal allowed (RFC 8866 §6.4, §6.5)
+_PTIME = re.compile(r" *\d+(?:\.\d+)? *")
+#: ``a=rtcp:<port> [<nettype> <addrtype> <connection-address>]`` (RFC 3605 §2.1)
+_RTCP = re.compile(r" *(\d{1,5})(?: +(\S+ +\S+ +\S+))? *")
+#: payload types are 7 bits (RFC 3550 §5.1)
+_MAX_PT = 127
+_MAX_CLOCK = 2**32 - 1
+
+
+def _check_address(addrtype: str, address: str) -> None:
+    """A unicast or multicast address valid for its ``addrtype`` (RFC 8866 §5.7, §9):
+    IP4 a dotted quad or an FQDN, IP6 an IPv6 address or an FQDN; others a token."""
+    if addrtype == "IP4":
+        if ":" in address or (_DOTTED.fullmatch(address) and not _IP4.fullmatch(address)):
+            raise SdpError(f"not an IP4 address: {address!r}")
+    elif addrtype == "IP6":
+        if ":" in address:
+            try:
+                ipaddress.IPv6Address(address)
+            except ValueError:
+                raise SdpError(f"not an IP6 address: {address!r}") from None
+            return
+    else:
+        return
+    if not _FQDN.fullmatch(address):
+        raise SdpError(f"not an {addrtype} address or host name: {address!r}")
+
+
+def _check_payload_type(text: str) -> None:
+    if not (_DIGITS.fullmatch(text) and int(text) <= _MAX_PT):
+        raise SdpError(f"payload type must be 0-{_MAX_PT}, got {text!r}")
+
+
+def _check_rtpmap(value: str) -> None:
+    match = _RTPMAP.fullmatch(value)
+    if match is None:
+        raise SdpError("want a=rtpmap:<payload type> <encoding>/<clock rate>[/<channels>]")
+    pt, _, rate, channels = match.groups()
+    _check_payload_type(pt)
+    if not 0 < int(rate) <= _MAX_CLOCK:
+        raise SdpError(f"rtpmap clock rate out of range: {rate}")
+    if channels is not None and int(channels) < 1:
+        raise SdpError(f"rtpmap channels must be positive: {channels}")
+
+
+def _check_fmtp(value: str) -> None:
+    if _FMTP.fullmatch(value) is None:
+        raise SdpError("want a=fmtp:<format> <parameters>")
+
+
+def _check_ptime(value: str) -> None:
+    if _PTIME.fullmatch(value) is None or float(value) <= 0:
+        raise SdpError("want a positive number of milliseconds")
+
+
+def _check_rtcp(value: str) -> None:
+    match = _RTCP.fullmatch(value)
+    if match is None:
+        raise SdpError("want a=rtcp:<port> [<nettype> <addrtype> <address>]")
+    _port(match.group(1))
+    if match.group(2) is not None:
+        Connection.parse(match.group(2))
+
+
+#: The attributes we interpret, and their value's grammar; ``None``: a value is required.
+_ATTRIBUTE_CHECKS: dict[str, Callable[[str], None]] = {
+    "rtpmap": _check_rtpmap,
+    "fmtp": _check_fmtp,
+    "ptime": _check_ptime,
+    "maxptime": _check_ptime,
+    "rtcp": _check_rtcp,
+}
+#: Property attributes (no value) we interpret: directions (§6.7), rtcp-mux (RFC 5761).
+_PROPERTY_ATTRIBUTES = frozenset({"sendrecv", "sendonly", "recvonly", "inactive", "rtcp-mux"})
+
+
+def _check_attribute(attribute: Attribute) -> None:
+    """The value of an attribute we interpret follows its grammar; unknown ones are ignored
+    (RFC 8866 §5.13)."""
+    name, value = attribute.name, attribute.value
+    if name in _PROPERTY_ATTRIBUTES:
+        if value is not None:
+            raise SdpError(f"a={name} takes no value")
+        return
+    check = _ATTRIBUTE_CHECKS.get(name)
+    if check is None:
+        return
+    if value is None:
+        raise SdpError(f"a={name} needs a value")
+    try:
+        check(value)
+    except SdpError as exc:
+        raise SdpError(f"a={name}: {exc}") from None
+
+
+def _check_v(value: str) -> None:
+    if value != "0":
+        raise SdpError(f"v= must be 0 (RFC 8866 §5.1), got {value!r}")
+
+
+def _check_b(value: str) -> None:
+    if _BANDWIDTH.fullmatch(value) is None:
+        raise SdpError("want b=<bwtype>:<bandwidth in kbit/s>")
+
+
+def _check_t(value: str) -> None:
+    if _TIMING.fullmatch(value) is None:
+        raise SdpError("want t=<start-time> <stop-time> (NTP seconds)")
+
+
+#: Field lines whose grammar is checked (the others are kept verbatim, unchecked).
+_FIELD_CHECKS: dict[str, Callable[[str], None]] = {"v": _check_v, "b": _check_b, "t": _check_t}
+#: How much of a bad line an error repeats.
+_QUOTE = 80
+
+
 def _faithful(raw: str | None, canonical: str) -> str:
     """The received text while it says what the fields say (only spacing may differ)."""
     if raw is not None and raw.split() == canonical.split():
@@ -105,6 +238,9 @@ class Field:
         if self.letter not in _FIELD_LETTERS:
             raise SdpError(f"invalid line type {self.letter!r} (want a lowercase letter)")
         _check_text(f"{self.letter}= value", self.value)
+        check = _FIELD_CHECKS.get(self.letter)
+        if check is not None:
+            check(self.value)
 
     def __str__(self) -> str:
         return f"{self.letter}={self.value}"
@@ -126,8 +262,11 @@ class Origin:
     def __post_init__(self) -> None:
         for what in ("username", "sess_id", "nettype", "addrtype", "address"):
             _check_token(f"o= {what}", getattr(self, what))
+        if not _DIGITS.fullmatch(self.sess_id):
+            raise SdpError(f"o= sess-id must be a decimal number, got {self.sess_id!r}")
         if self.sess_version < 0:
             raise SdpError(f"o= sess-version must not be negative: {self.sess_version}")
+        _check_address(self.addrtype, self.address)
         if self.raw is not None:
             _check_text("o= text", self.raw)
 
@@ -179,6 +318,11 @@ class Connection:
             raise SdpError("c= TTL is only defined for IP4")
         if self.addrtype == "IP4" and self.count is not None and self.ttl is None:
             raise SdpError("c= IP4 address count needs a TTL before it")
+        if self.ttl is not None and not 0 <= self.ttl <= 255:
+            raise SdpError(f"c= TTL must be 0-255: {self.ttl}")
+        if self.count is not None and self.count < 1:
+            raise SdpError(f"c= number of addresses must be positive: {self.count}")
+        _check_address(self.addrtype, self.address)
         if self.raw is not None:
             _check_text("c= text", self.raw)
 
@@ -236,6 +380,7 @@ class Attribute:
         _check_text("a= name", self.name)
         if self.value is not None:
             _check_text(f"a={self.name} value", self.value)
+        _check_attribute(self)
 
     @classmethod
     def parse(cls, value: str) -> Attribute:
@@ -483,6 +628,9 @@ class MediaDescription:
             raise SdpError("m= needs <media> <port>[/<number of ports>] <proto> <fmt> ...")
         port, _, count = tokens[1].partition("/")
         port_count = _int("m= number of ports", count) if count else None
+        if "RTP/" in tokens[2].upper():  # RTP formats are payload types (RFC 8866 §5.14)
+            for fmt in tokens[3:]:
+                _check_payload_type(fmt)
         return cls(tokens[0], _port(port), tokens[2], tuple(tokens[3:]), port_count, (), value)
 
     def m_line(self) -> str:
@@ -715,13 +863,18 @@ class SessionDescription:
         session: list[Line] = []
         media: list[MediaDescription] = []
         section: list[Line] = session
+        timing = False
         for number, row in enumerate(rows, 1):
             line = row[:-1] if row.endswith("\r") else row
             try:
                 if len(line) < 2 or line[1] != "=":
                     raise SdpError("expected <type>=<value>")
                 letter, value = line[0], line[2:]
+                if number <= 3 and letter != "vos"[number - 1]:  # RFC 8866 §5: v= o= s= first
+                    raise SdpError(f"missing {'vos'[number - 1]}= (line {number} must be one)")
                 if letter == "m":
+                    if not timing:
+                        raise SdpError("missing t= before the first m= (RFC 8866 §5.9)")
                     if media:
                         media[-1] = dataclasses.replace(media[-1], lines=tuple(section))
                     media.append(MediaDescription.parse_m_line(value))
@@ -735,9 +888,13 @@ class SessionDescription:
                 elif letter in _SESSION_ONLY and media:
                     raise SdpError(f"{letter}= is not allowed in a media section")
                 else:
+                    timing = timing or letter == "t"
                     section.append(Field(letter, value))
             except SdpError as exc:
-                raise SdpError(f"line {number} {line!r}: {exc}") from None
+                text = line if len(line) <= _QUOTE else line[:_QUOTE] + "..."
+                raise SdpError(f"line {number} {text!r}: {exc}") from None
+        if not timing:
+            raise SdpError("missing t= line (RFC 8866 §5.9)")
         if media:
             media[-1] = dataclasses.replace(media[-1], lines=tuple(section))
         return cls(tuple(session), tuple(media))
