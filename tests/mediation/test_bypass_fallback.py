@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 from pathlib import Path
 
+import pytest
 from lab_harness import WAIT, Lab, lab, run, sdp, settle
 from rtp_harness import MediaEnd, media_end
 
@@ -19,6 +20,7 @@ from hybridvoice.mediation.media_plan import CODEC_MISMATCH, TRANSCODING_NOTE, s
 from hybridvoice.mediation.media_sdp import parse_sdp
 from hybridvoice.mediation.records import CallRecord, FailoverAttempt
 from hybridvoice.net.ua import Call
+from hybridvoice.sip.sdp import SdpError
 from hybridvoice.sip.session import Answered, Offer
 
 SPEECH = bytes(range(0, 256, 2)) + bytes(range(1, 64, 2))  # 160 varied samples
@@ -176,4 +178,5 @@ def test_a_shared_codec_keeps_the_bypass(tmp_path: Path) -> None:
 def test_shares_codec() -> None:
     assert shares_codec(sdp(6000), sdp(7000))
     assert not shares_codec(sdp(6000), pcma(7000))
-    assert shares_codec(b"not sdp", pcma(7000))  # nothing to compare: left alone
+    with pytest.raises(SdpError):  # not SDP: the bridge's guard refuses the call (488)
+        shares_codec(b"not sdp", pcma(7000))

@@ -30,7 +30,7 @@ from hybridvoice.mediation.media_plan import (
     reoffer_done,
 )
 from hybridvoice.net.relay import RelayCall
-from hybridvoice.sip.sdp import SessionDescription
+from hybridvoice.sip.sdp import SdpError, SessionDescription
 from hybridvoice.sip.session import Answered, Offer, OfferAnswered, OfferRejected
 
 
@@ -181,10 +181,14 @@ def test_an_inbound_pcma_offer_answered_pcmu_by_the_edge_transcodes() -> None:
     assert (a.from_pt, a.to_pt, b.from_pt, b.to_pt) == (0, 8, 8, 0)
 
 
-def test_bodies_that_are_not_sdp_pass_unchanged() -> None:
+def test_bodies_that_are_not_sdp_are_refused_naming_the_line() -> None:
+    """An anchored call cannot carry a body it cannot rewrite: the bridge's guard turns the
+    error into a 488 with a Warning (test_call_guard.py)."""
     plan = MediaPlan(relay_call())
-    assert plan.offer(b"not sdp", Leg.A) == b"not sdp"
-    assert plan.answer(b"not sdp", Leg.B) == b"not sdp"
+    with pytest.raises(SdpError, match="line 1 'not sdp'"):
+        plan.offer(b"not sdp", Leg.A)
+    with pytest.raises(SdpError, match="line 1 'not sdp'"):
+        plan.answer(b"not sdp", Leg.B)
 
 
 def test_late_anchoring_reoffers_the_gateway_offer_with_a_new_version() -> None:
@@ -215,8 +219,9 @@ def test_the_answer_or_refusal_of_our_reinvite() -> None:
         plan = MediaPlan(relay)
         plan.anchor_late(body(7000, "0", PCMU, host="10.0.0.9"))
         bridge = SimpleNamespace(
-            plan=plan, offer_from=object(), b=None, finished=False, side="gateway"
-        )
+            plan=plan, offer_from=object(), b=None, finished=False, side="gateway",
+            guard=lambda step, *args: step(*args),
+        )  # fmt: skip
         reoffer_done(bridge, OfferRejected(491))  # glare: tried again later (the timer)
         assert bridge.offer_from is None and plan.reoffer is not None
         reoffer_done(bridge, OfferAnswered(body(6002, "0", PCMU, host="192.0.2.7")))

@@ -53,6 +53,7 @@ from hybridvoice.net.ua import UserAgent
 from hybridvoice.sip.errors import LocalProtocolError
 from hybridvoice.sip.headers import Address
 from hybridvoice.sip.message import Request
+from hybridvoice.sip.sdp import SdpError
 from hybridvoice.sip.session import (
     Answered,
     Confirmed,
@@ -68,12 +69,12 @@ from hybridvoice.sip.transaction import ServerTransaction
 from hybridvoice.sip.uri import SipUri
 
 from . import media_plan, routing, transfer
-from .b2bua_legs import map_failure, media_counters, reason, release_leg
+from .b2bua_legs import failure_headers, map_failure, media_counters, reason, release_leg
 from .bypass import BypassDecision, BypassPolicy
 from .headers_policy import HeaderPolicy, e164_request_uri
 from .health import destination_of
 from .media_plan import INBOUND_PENDING, MediaPlan, RecentMedia
-from .records import CallRecordStore, Direction, DisconnectSide
+from .records import CallRecordStore, Direction, DisconnectSide, MediaCounters
 from .tls_check import tls_failure
 from .translate import NumberError, NumberTranslator, number_of
 from .trunks import GatewayState, TrunkTable, normalise_ip
@@ -93,6 +94,8 @@ class B2BUAStats:
     answered: int = 0
     refused: dict[int, int] = field(default_factory=dict)
     failovers: int = 0
+    #: calls a failure ended (:meth:`Bridge.abort`), by cause: ``sdp`` or ``internal``
+    failures: dict[str, int] = field(default_factory=dict)
 
 
 class _Target(NamedTuple):
@@ -197,16 +200,22 @@ class B2BUA:
             found = self._translators[gateway.name] = NumberTranslator.for_gateway(gateway.config)
         return found
 
-    def spawn(self, coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run an async step (relay setup) and keep a reference until it ends."""
-        task = asyncio.get_running_loop().create_task(coro())
+    def spawn(self, coro: Callable[[], Coroutine[Any, Any, None]], name: str | None = None) -> None:
+        """Run an async step (relay setup) and keep a reference until it ends. ``name``
+        (``call <Call-ID>``) lets the loop's exception handler say which call it was."""
+        task = asyncio.get_running_loop().create_task(coro(), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def refuse(self, call: Call, status: int, text: str, retry_after: int | None = None) -> None:
+    def refuse(
+        self, call: Call, status: int, text: str, retry_after: int | None = None,
+        warning: tuple[str, str] | None = None,
+    ) -> None:  # fmt: skip
         headers = [reason(status, text)]
         if retry_after is not None:
             headers.append(("Retry-After", str(retry_after)))
+        if warning is not None:
+            headers.append(warning)
         self.stats.refused[status] = self.stats.refused.get(status, 0) + 1
         call.reject(status, headers=headers)
 
@@ -224,14 +233,9 @@ class B2BUA:
         if call.replaces is not None:  # RFC 3891: it takes a bridged leg's place
             transfer.replace(self, call)
             return
-        refusal = self.admission.admit()
-        if refusal is not None:
-            self.refuse(call, refusal.status, refusal.reason, refusal.retry_after)
-            return
-        self.stats.calls += 1
         bridge = Bridge(self, call, side, gateway)
         self.bridges.add(bridge)
-        bridge.start()
+        bridge.guard(bridge.start)
 
 
 class Bridge:
@@ -239,6 +243,7 @@ class Bridge:
 
     __slots__ = (
         "a",
+        "admitted",
         "answered",
         "b",
         "b2bua",
@@ -274,22 +279,96 @@ class Bridge:
         self.answered = False
         self.late_offer = False  # the b-leg's 2xx carried the offer (offer-less INVITE)
         self.transfer: transfer.TransferState | None = None  # REFER / Replaces (transfer.py)
-        self.record = b2bua.records is not None
-        invite = a.invite
-        from_ = invite.from_
-        self.caller = (number_of(from_.uri) if from_ is not None else None) or "anonymous"
-        self.callee = number_of(invite.uri) or ""
+        self.admitted = False  # holds a call slot (admission): released by _finish
+        self.record = False  # its call record is open: closed by _finish
+        self.caller = self.callee = ""
         a.handler = self
+
+    # --- the one door in: every entry into a bridge runs through guard ------------------------
+    def guard(self, step: Callable[..., None], *args: object) -> None:
+        """Run ``step`` (a set-up step, a leg's event, a timer) for this call. Whatever it
+        raises ends this call and only this call (:meth:`abort`): nothing escapes to the UA,
+        the loop, or the other calls. Every way into a bridge goes through here: new calls
+        (:meth:`B2BUA.incoming`), leg events (:meth:`on_call_event`), timers and async steps
+        (:meth:`spawn`)."""
+        try:
+            step(*args)
+        except Exception as exc:  # the invariant: any failure ends one call
+            self.abort(exc)
+
+    def spawn(self, coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """An async step of this call (relay allocation and release), guarded as above."""
+
+        async def guarded() -> None:
+            try:
+                await coro()
+            except Exception as exc:  # see guard
+                self.abort(exc)
+
+        self.b2bua.spawn(guarded, name=f"call {self.a.call_id}")
+
+    def abort(self, exc: Exception) -> None:
+        """End this call because handling it failed: the caller gets a final response (488 +
+        Warning for bad SDP, 500 + Reason and Warning otherwise; RFC 3261 §21.4.26, §21.5.1,
+        §20.43, RFC 3326) or, once answered, a BYE with the Reason; the other legs are ended,
+        the relay ports released, the record closed with the cause, the failure counted."""
+        call_id = self.a.call_id
+        if isinstance(exc, SdpError):
+            kind, status, text = "sdp", 488, f"bad SDP: {exc}"
+            _log.warning("call %s: %s", call_id, text)
+        else:
+            kind, status, text = "internal", 500, f"internal error ({type(exc).__name__})"
+            _log.error("call %s failed", call_id, exc_info=exc)
+        failures = self.b2bua.stats.failures
+        failures[kind] = failures.get(kind, 0) + 1
+        if self.finished:
+            return  # a step after the end (a relay release): counted and logged only
+        try:
+            self._finish(DisconnectSide.LOCAL, status, text)
+        finally:
+            self._end_legs(status, text)
+
+    def _end_legs(self, status: int, text: str) -> None:
+        """Every leg of an aborted call gets its end, each whatever the others do."""
+        headers = failure_headers(self.a, status, text)
+        legs = [] if self.b is None else [self.b]
+        if self.transfer is not None:
+            legs.extend(self.transfer.abandon())
+        for leg in (self.a, *legs):
+            if leg.disconnected:
+                continue
+            try:
+                if leg.incoming and leg.state in (State.INCOMING, State.EARLY):
+                    self.b2bua.refuse(leg, status, text, warning=headers[1])
+                else:
+                    leg.bye(headers=headers[:1])
+            except Exception:  # the other legs must still be ended
+                _log.exception("call %s: could not end %r", self.a.call_id, leg)
 
     # --- set-up ---------------------------------------------------------------------------
     def start(self) -> None:
+        """Admission (503 + Retry-After when full or draining, RFC 3261 §21.5.4), then the
+        record, the route and the media decision. Everything a call holds is taken here or
+        later, under :meth:`guard`, so that :meth:`_finish` gives it all back."""
         b2b = self.b2bua
-        if self.record:
-            assert b2b.records is not None
+        refusal = b2b.admission.admit()
+        if refusal is not None:
+            self.finished = True
+            b2b.bridges.discard(self)
+            b2b.refuse(self.a, refusal.status, refusal.reason, refusal.retry_after)
+            return
+        self.admitted = True
+        b2b.stats.calls += 1
+        invite = self.a.invite
+        from_ = invite.from_
+        self.caller = (number_of(from_.uri) if from_ is not None else None) or "anonymous"
+        self.callee = number_of(invite.uri) or ""
+        if b2b.records is not None:
             direction = Direction.OUTBOUND if self.side == "edge" else Direction.INBOUND
             b2b.records.start(
                 self.a.call_id, direction=direction, caller=self.caller, callee=self.callee
             )
+            self.record = True
         if self.side == "edge":
             self.outbound, outcome = b2b.router.start(self.callee, b2b.gateway_ua.now())
             gateway = outcome.gateway if isinstance(outcome, routing.Attempt) else None
@@ -328,7 +407,7 @@ class Bridge:
                 self.plan = MediaPlan(self.relay_call, self.record_media)
             step()
 
-        self.b2bua.spawn(anchored)
+        self.spawn(anchored)
 
     def _sdp(self, body: bytes | None, from_call: Call, offer: bool = False) -> bytes | None:
         """``body`` (an answer, or an ``offer``) from ``from_call``, as it goes to the other
@@ -398,7 +477,7 @@ class Bridge:
         )
         if outcome.deadline is not None:
             loop = asyncio.get_running_loop()
-            self.timer = loop.call_at(outcome.deadline, self._fast_failover)
+            self.timer = loop.call_at(outcome.deadline, self.guard, self._fast_failover)
         self._set_b(b, gateway, callee, caller)
 
     def _set_b(self, b: Call, gateway: GatewayState, callee: str, caller: str) -> None:
@@ -438,6 +517,10 @@ class Bridge:
 
     # --- events from either leg -------------------------------------------------------------
     def on_call_event(self, call: Call, event: CallUpdate) -> None:
+        """A leg's event (the UA's :class:`~hybridvoice.net.call.CallHandler` hook), guarded."""
+        self.guard(self._on_event, call, event)
+
+    def _on_event(self, call: Call, event: CallUpdate) -> None:
         if transfer.intercept(self, call, event):
             pass  # a REFER, its progress, or a leg of a transfer under way (transfer.py)
         elif call is self.a:
@@ -526,7 +609,7 @@ class Bridge:
             return
         self._safely(self.a.answer, self._sdp(sdp, b, offer=self.late_offer))
         if self.plan is not None and self.plan.reoffer is not None:
-            asyncio.get_running_loop().call_soon(media_plan.reoffer, self)
+            asyncio.get_running_loop().call_soon(self.guard, media_plan.reoffer, self)
         if self.record and self.b2bua.records is not None:
             self.b2bua.records.answered(self.a.call_id)
 
@@ -616,31 +699,58 @@ class Bridge:
             self.b2bua.refuse(a, status, text)
 
     def _finish(self, side: DisconnectSide, status: int | None, cause: str) -> None:
+        """Give back everything the call holds (its timer, call slot, gateway slot, relay
+        ports) and close its record with ``cause``. Each step runs whatever the others do:
+        a failing one is logged and the rest still happen (nothing may leak)."""
         if self.finished:
             return
         self.finished = True
-        self._cancel_timer()
+        self.b2bua.bridges.discard(self)
+        media: list[MediaCounters | None] = [None, None]
+        steps: tuple[Callable[[], None], ...] = (
+            self._cancel_timer, self._release_slots, lambda: self._release_relay(media),
+            lambda: self._close_record(side, status, cause, media),
+        )  # fmt: skip
+        for step in steps:
+            try:
+                step()
+            except Exception:  # the other steps must still run
+                _log.exception("call %s: clean-up step failed", self.a.call_id)
+
+    def _release_slots(self) -> None:
         b2b = self.b2bua
-        b2b.bridges.discard(self)
-        b2b.admission.release()
+        if self.admitted:
+            self.admitted = False
+            b2b.admission.release()
         if self.outbound is not None:
             self.outbound.ended()
         elif self.gateway is not None and self.b is not None:
             b2b.trunks.call_ended(self.gateway.name, failed=not self.answered)
+
+    def _release_relay(self, media: list[MediaCounters | None]) -> None:
+        """The relay call's ports go back to the pool (by a task); its counters are kept."""
+        b2b = self.b2bua
         relay_call, self.relay_call = self.relay_call, None
-        a_media = b_media = None
-        if relay_call is not None:
-            a_media, b_media = media_counters(relay_call, self.side)
-            b2b.recent.add(self.a.call_id, relay_call.stats())
-        if relay_call is not None and b2b.relay is not None:
-            relay = b2b.relay
+        if relay_call is None:
+            return
+        b2b.recent.add(self.a.call_id, relay_call.stats())
+        media[:] = media_counters(relay_call, self.side)
+        relay = b2b.relay
+        if relay is not None:
 
             async def release() -> None:
                 await relay.release(relay_call)
 
-            b2b.spawn(release)
-        if self.record and b2b.records is not None:
-            b2b.records.ended(
+            self.spawn(release)
+
+    def _close_record(
+        self, side: DisconnectSide, status: int | None, cause: str,
+        media: list[MediaCounters | None],
+    ) -> None:  # fmt: skip
+        records = self.b2bua.records
+        if self.record and records is not None:
+            self.record = False
+            records.ended(
                 self.a.call_id, side=side, sip_status=status, cause=cause,
-                a_media=a_media, b_media=b_media,
+                a_media=media[0], b_media=media[1],
             )  # fmt: skip

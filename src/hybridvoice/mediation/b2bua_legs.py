@@ -17,7 +17,7 @@ from hybridvoice.net.relay import RelayCall
 
 from .records import MediaCounters
 
-__all__ = ["map_failure", "media_counters", "reason", "release_leg"]
+__all__ = ["failure_headers", "map_failure", "media_counters", "reason", "release_leg", "warning"]
 
 Side = Literal["edge", "gateway"]
 
@@ -43,6 +43,20 @@ def reason(status: int, text: str) -> tuple[str, str]:
     """A Reason header (RFC 3326 §2) for a failure we decided on."""
     quoted = text.replace("\\", "").replace('"', "'")[:200]
     return ("Reason", f'SIP;cause={status};text="{quoted}"')
+
+
+def warning(call: Call, text: str) -> tuple[str, str]:
+    """A Warning header (RFC 3261 §20.43): code 399 (miscellaneous), our host as the agent,
+    ``text`` quoted (quotes and backslashes dropped, at most 200 characters)."""
+    transport = call.transport
+    agent = "hybridvoice" if transport is None else transport.sent_by
+    quoted = text.replace("\\", "").replace('"', "'")[:200]
+    return ("Warning", f'399 {agent} "{quoted}"')
+
+
+def failure_headers(call: Call, status: int, text: str) -> tuple[tuple[str, str], ...]:
+    """Reason (RFC 3326) and Warning (RFC 3261 §20.43) saying why we ended ``call``."""
+    return (reason(status, text), warning(call, text))
 
 
 def release_leg(call: Call) -> None:

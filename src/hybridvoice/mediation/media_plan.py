@@ -242,8 +242,7 @@ def decide_outbound(
         return BypassDecision(MediaMode.ANCHORED, "no SDP offer in the INVITE")
     if gateway is None:
         return BypassDecision(MediaMode.ANCHORED, "no gateway")
-    sdp = parse_sdp(offer)
-    client = None if sdp is None else client_media_from_sdp(sdp)
+    client = client_media_from_sdp(parse_sdp(offer))
     return decide_bypass(
         policy, client=client, via_edge=False, gateway=_gateway_media(gateway, target)
     )
@@ -258,6 +257,7 @@ def decide_inbound(
         return BypassDecision(MediaMode.BYPASS, "no relay engine")
     if not offer:
         return BypassDecision(MediaMode.ANCHORED, "no SDP offer in the INVITE")
+    parse_sdp(offer)  # checked now (SdpError: 488), even when it goes on unchanged
     if not policy.enabled:
         return BypassDecision(MediaMode.ANCHORED, "bypass disabled in tenant network configuration")
     if not gateway.media_bypass:
@@ -270,9 +270,8 @@ def decide_on_answer(
 ) -> BypassDecision:
     """An inbound bypass candidate: the client's answer gives its media address; the
     gateway's media address is the one its offer named."""
-    answer_sdp, offer_sdp = parse_sdp(answer), parse_sdp(offer)
-    client = None if answer_sdp is None else client_media_from_sdp(answer_sdp)
-    ours = None if offer_sdp is None else client_media_from_sdp(offer_sdp)
+    client = client_media_from_sdp(parse_sdp(answer))
+    ours = client_media_from_sdp(parse_sdp(offer))
     media = _gateway_media(gateway, None if ours is None else ours.address)
     return decide_bypass(policy, client=client, via_edge=False, gateway=media)
 
@@ -303,7 +302,7 @@ def decide_late(bridge: Bridge, answer: bytes) -> None:
         return
     if bridge.decision.bypass:
         bridge.relay_call = None
-        b2b.spawn(lambda: relay.release(relay_call))
+        bridge.spawn(lambda: relay.release(relay_call))
     else:
         bridge.plan = MediaPlan(relay_call, bridge.record_media)
         bridge.plan.anchor_late(offer)
@@ -318,8 +317,7 @@ _MISMATCH_STATUSES: Final = frozenset({488})
 def _voice(body: bytes) -> set[tuple[str, int]] | None:
     """(encoding, clock rate) of the voice codecs of the first audio stream (None: no SDP or
     no audio stream)."""
-    sdp = parse_sdp(body)
-    found = None if sdp is None else _audio(sdp)
+    found = _audio(parse_sdp(body))
     if found is None:
         return None
     codecs = found[1].codecs()
@@ -400,7 +398,7 @@ def reoffer(bridge: Bridge) -> None:
     if b is None or plan is None or plan.reoffer is None or bridge.finished or b.disconnected:
         return
     if bridge.offer_from is not None:  # another offer under way: after it
-        asyncio.get_running_loop().call_later(0.2, reoffer, bridge)
+        asyncio.get_running_loop().call_later(0.2, bridge.guard, reoffer, bridge)
         return
     bridge.offer_from = b
     try:
@@ -428,7 +426,7 @@ def reoffer_done(bridge: Bridge, event: OfferAnswered | OfferRejected) -> None:
         if event.sdp is not None:  # the b-leg's relay leg: A inbound (edge), B outbound
             plan.answer(event.sdp, Leg.A if bridge.side == "gateway" else Leg.B)
     elif event.status == 491:
-        asyncio.get_running_loop().call_later(REOFFER_RETRY, reoffer, bridge)
+        asyncio.get_running_loop().call_later(REOFFER_RETRY, bridge.guard, reoffer, bridge)
     else:
         _log.info("re-INVITE to the relay refused: %s", event.status)
         plan.reoffer = None
@@ -468,7 +466,7 @@ class MediaPlan:
         if self._bump is not to_leg:
             return body
         sdp = parse_sdp(body)
-        return body if sdp is None else bytes(sdp.with_origin(sdp.origin.bumped()))
+        return bytes(sdp.with_origin(sdp.origin.bumped()))
 
     @property
     def transcoding(self) -> bool:
@@ -476,19 +474,13 @@ class MediaPlan:
 
     def offer(self, body: bytes, from_leg: Leg) -> bytes:
         """An offer from ``from_leg``, as it goes to the other leg."""
-        sdp = parse_sdp(body)
-        if sdp is None:
-            return body
-        sdp, own, added = add_other_law(anchor(sdp, self.relay_call, from_leg))
+        sdp, own, added = add_other_law(anchor(parse_sdp(body), self.relay_call, from_leg))
         self._offer = None if own is None or added is None else _PendingOffer(from_leg, own, added)
         return self._bumped(bytes(sdp), from_leg.other)
 
     def answer(self, body: bytes, from_leg: Leg) -> bytes:
         """An answer from ``from_leg`` (to the last offer of the other leg), as it goes back."""
-        sdp = parse_sdp(body)
-        if sdp is None:
-            return body
-        sdp = anchor(sdp, self.relay_call, from_leg)
+        sdp = anchor(parse_sdp(body), self.relay_call, from_leg)
         offer = self._offer
         if offer is None or offer.leg is from_leg:
             return self._bumped(bytes(sdp), from_leg.other)

@@ -20,34 +20,32 @@ __all__ = ["anchor", "anchor_sdp", "parse_sdp"]
 
 
 #: recently parsed bodies: a call's offer is read by the bypass decision, the media plan and
-#: the codec check; parsed SDP is immutable, so sharing it is safe. Bounded: cleared when full.
-_PARSED: dict[bytes, SessionDescription | None] = {}
+#: the codec check; parsed SDP is immutable, so sharing it is safe. A body that does not parse
+#: is kept as its error. Bounded: cleared when full.
+_PARSED: dict[bytes, SessionDescription | SdpError] = {}
 _PARSED_MAX: Final = 1024
 
 
-def parse_sdp(body: bytes) -> SessionDescription | None:
-    """The SDP of a body, or None when it does not parse."""
-    try:
-        return _PARSED[body]
-    except KeyError:
-        pass
-    try:
-        sdp: SessionDescription | None = SessionDescription.parse(body)
-    except (SdpError, ValueError, UnicodeDecodeError):
-        sdp = None
-    if len(_PARSED) >= _PARSED_MAX:
-        _PARSED.clear()
-    _PARSED[body] = sdp
-    return sdp
+def parse_sdp(body: bytes) -> SessionDescription:
+    """The SDP of a body, checked in full (RFC 8866 grammar). Raises :class:`SdpError`
+    naming the bad line: the bridge's guard refuses the call 488 with a Warning saying so."""
+    found = _PARSED.get(body)
+    if found is None:
+        try:
+            found = SessionDescription.parse(body)
+        except SdpError as exc:
+            found = exc
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[body] = found
+    if isinstance(found, SdpError):
+        raise SdpError(str(found))
+    return found
 
 
 def anchor_sdp(body: bytes, relay: RelayCall, from_leg: Leg) -> bytes:
-    """``body``, received on ``from_leg``, rewritten to the relay's side of the other leg.
-
-    A body that is not SDP passes unchanged (the other leg will refuse it, RFC 3264 §5).
-    """
-    sdp = parse_sdp(body)
-    return body if sdp is None else bytes(anchor(sdp, relay, from_leg))
+    """``body``, received on ``from_leg``, rewritten to the relay's side of the other leg."""
+    return bytes(anchor(parse_sdp(body), relay, from_leg))
 
 
 def anchor(sdp: SessionDescription, relay: RelayCall, from_leg: Leg) -> SessionDescription:

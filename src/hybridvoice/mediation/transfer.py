@@ -129,6 +129,18 @@ class TransferState:
     #: we translated while passing a REFER on: attended transfer across the B2BUA)
     mapped: dict[int, Call] = field(default_factory=dict)
 
+    def abandon(self) -> tuple[Call, ...]:
+        """Give up the transfer under way (its bridge failed): the new legs it placed, for
+        the bridge to end; the gateway attempt's timer and routing slot are released."""
+        active, self.active = self.active, None
+        if isinstance(active, _Performed):
+            active.cancel_timer()
+            if active.outbound is not None:
+                active.outbound.ended()
+        if isinstance(active, _Performed | _Replacing) and active.new is not None:
+            return (active.new,)
+        return ()
+
 
 # --- decisions ------------------------------------------------------------------------------
 def peer_supports_refer(b2b: B2BUA, bridge: Bridge, leg: Call) -> bool:
@@ -360,7 +372,7 @@ def _place(
     if outcome.deadline is not None:
         loop = asyncio.get_running_loop()
         performed.timer = loop.call_at(
-            outcome.deadline, _fast_failover, bridge, state, performed, performed.new
+            outcome.deadline, bridge.guard, _fast_failover, bridge, state, performed, performed.new
         )
 
 

@@ -104,7 +104,7 @@ class Call:
     (a B2BUA keeps the other leg there)."""
 
     __slots__ = (
-        "_auth", "_busy", "_cancel_asked", "_cursor", "_destination", "_dialog_ids",
+        "_auth", "_busy", "_bye_headers", "_cancel_asked", "_cursor", "_destination", "_dialog_ids",
         "_invite_tx", "_server_txs", "_timer", "_timer_when", "_ua", "_waiters", "data",
         "handler", "history", "replaces", "session", "transport",
     )  # fmt: skip
@@ -129,6 +129,7 @@ class Call:
         self._timer_when: float | None = None
         self._auth: DigestAuth | None = None  # UAC: answers 401/407 (§22.2)
         self._cancel_asked = False  # UAC: cancel() or bye() before the answer
+        self._bye_headers: tuple[tuple[str, object], ...] = ()  # bye(headers=...): on the BYE
 
     def __repr__(self) -> str:
         return f"<Call {self.session.role.value} {self.call_id} {self.state.value}>"
@@ -178,10 +179,12 @@ class Call:
         self._cancel_asked = True
         self._ua._run(self)
 
-    def bye(self) -> None:
-        """Hang up in any state: CANCEL, 603 or BYE as the state requires (§15)."""
+    def bye(self, *, headers: Sequence[tuple[str, object]] = ()) -> None:
+        """Hang up in any state: CANCEL, 603 or BYE as the state requires (§15). ``headers``
+        (a Reason, RFC 3326 §2) go on the BYE."""
         if not self.incoming and self.state in _SETUP:
             self._cancel_asked = True
+        self._bye_headers = tuple(headers)
         self.session.bye()
         self._ua._run(self)
 
@@ -291,8 +294,8 @@ class Call:
         if handler is not None:
             try:
                 handler.on_call_event(self, event)
-            except Exception:  # the application's bug must not break the SIP stack
-                _log.exception("call handler failed on %r", event)
+            except Exception as exc:  # the application's bug ends this call only
+                self._ua.application_failed(self, exc, f"call handler on {type(event).__name__}")
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():

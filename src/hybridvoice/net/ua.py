@@ -148,6 +148,8 @@ class UserAgent:
         self._rng = rng or random.Random()
         self._loop = asyncio.get_running_loop()
         self._contacts: dict[tuple[str, int], Address] = {}
+        #: calls ended because the application raised while handling them
+        self.application_failures = 0
 
     def now(self) -> float:
         return self._loop.time()
@@ -348,7 +350,29 @@ class UserAgent:
                 call.reject(refusal)
                 return
         if not call.disconnected:
-            self.application.on_incoming_call(call)
+            try:
+                self.application.on_incoming_call(call)
+            except Exception as exc:  # ends this call only
+                self.application_failed(call, exc, "new call")
+
+    def application_failed(self, call: Call, exc: Exception, where: str) -> None:
+        """The application raised while handling ``call`` (``where``): the last line of the
+        invariant that one bad call costs only itself. It is logged with its Call-ID,
+        counted, and ended: 500 with a Warning (RFC 3261 §21.5.1, §20.43) before the answer,
+        else a BYE; the SIP stack and the other calls go on."""
+        self.application_failures += 1
+        _log.error("call %s: %s failed", call.call_id, where, exc_info=exc)
+        if call.disconnected:
+            return
+        text = f"internal error ({type(exc).__name__})"
+        try:
+            if call.incoming and call.state in (State.INCOMING, State.EARLY):
+                agent = "hybridvoice" if call.transport is None else call.transport.sent_by
+                call.reject(500, headers=[("Warning", f'399 {agent} "{text}"')])
+            else:
+                call.bye(headers=[("Reason", f'SIP;cause=500;text="{text}"')])
+        except Exception:  # a session already ending: nothing more to do
+            _log.exception("call %s: could not be ended", call.call_id)
 
     def _match_replaces(self, call: Call, request: Request) -> int | None:
         """RFC 3891 §3: find the dialog an INVITE with Replaces names (``call.replaces``),
@@ -433,6 +457,9 @@ class UserAgent:
         if "Via" in request.headers:  # an ACK re-sent for a retransmitted 2xx: a new Via
             request = request.copy()
             request.headers.remove("Via")
+        if call._bye_headers and request.method == "BYE":  # bye(headers=...): a Reason
+            for name, value in call._bye_headers:
+                request.headers.add(name, value)
         to = request.to
         destination = call._destination if to is None or to.tag is None else None
         if destination is None:
