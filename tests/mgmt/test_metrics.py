@@ -163,6 +163,9 @@ async def appliance_side(up: Lab) -> None:
     assert value(s, "hybridvoice_admission_refusals_total", reason="busy") == 0
     assert value(s, "hybridvoice_admission_refusals_total", reason="maintenance") == 0
     assert value(s, "hybridvoice_maintenance") == 0
+    for cause in ("sdp", "internal", "application"):
+        assert value(s, "hybridvoice_call_failures_total", cause=cause) == 0
+    assert value(s, "hybridvoice_unhandled_exceptions_total") == 0
     assert value(s, "hybridvoice_gateway_up", gateway=gateway) == 1
     assert value(s, "hybridvoice_gateway_calls_total", gateway=gateway) == 1
     assert value(s, "hybridvoice_gateway_calls_failed_total", gateway=gateway) == 0

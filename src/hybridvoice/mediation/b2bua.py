@@ -47,6 +47,7 @@ from typing import Any, Literal, NamedTuple
 from hybridvoice.cms.settings import TrunkConfiguration
 from hybridvoice.media import CallStats, Leg
 from hybridvoice.net.call import Call, CallUpdate
+from hybridvoice.net.loop import call_task_name
 from hybridvoice.net.relay import RelayCall, RelayEngine
 from hybridvoice.net.transport import Destination, NetError, via_host
 from hybridvoice.net.ua import UserAgent
@@ -305,7 +306,7 @@ class Bridge:
             except Exception as exc:  # see guard
                 self.abort(exc)
 
-        self.b2bua.spawn(guarded, name=f"call {self.a.call_id}")
+        self.b2bua.spawn(guarded, name=call_task_name(self.a.call_id))
 
     def abort(self, exc: Exception) -> None:
         """End this call because handling it failed: the caller gets a final response (488 +

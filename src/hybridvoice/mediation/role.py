@@ -31,7 +31,7 @@ from pathlib import Path
 
 from hybridvoice.cms.settings import Settings, load_settings
 from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.net.loop import run, tune_gc
+from hybridvoice.net.loop import TaskFailures, run, tune_gc
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.relay import RelayEngine
 from hybridvoice.net.transport import Destination, Transport
@@ -155,6 +155,8 @@ class MediationRole:
         self.bypass_version = 0  # bumped by every set_bypass: the service's settings version
         self._b2bua: B2BUA | None = None
         self._uas: list[UserAgent] = []
+        #: the loop's exception handler (logs and counts what no task handled), once started
+        self.task_failures: TaskFailures | None = None
 
     @property
     def b2bua(self) -> B2BUA:
@@ -162,10 +164,20 @@ class MediationRole:
             raise RuntimeError("the mediation role is not started")
         return self._b2bua
 
+    def call_failures(self) -> dict[str, int]:
+        """Calls a failure ended, by cause: ``sdp`` and ``internal`` (the bridge's guard,
+        :meth:`.b2bua.Bridge.abort`), ``application`` (what the UAs ended themselves)."""
+        b2bua = self._b2bua
+        counts = {} if b2bua is None else b2bua.stats.failures
+        out = {cause: counts.get(cause, 0) for cause in ("sdp", "internal")}
+        out["application"] = sum(ua.application_failures for ua in self._uas)
+        return out
+
     async def start(self) -> None:
         s, o = self.settings, self.options
         ms = s.mediation_server
         rng = random.Random(o.seed)
+        self.task_failures = TaskFailures.install(asyncio.get_running_loop())
         gw_ep = self.gateway_endpoint = Endpoint(timers=o.timers)
         edge_ep = self.edge_endpoint = Endpoint(timers=o.timers, exchange=o.exchange)
         try:

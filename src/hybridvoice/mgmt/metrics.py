@@ -25,6 +25,8 @@ from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.metrics import endpoint_metrics, proxy_metrics
 
 if TYPE_CHECKING:
+    from hybridvoice.mediation.role import MediationRole
+
     from .appliance import Appliance
 
 __all__ = ["ApplianceCollector", "appliance_registry", "endpoint_metrics"]
@@ -83,6 +85,7 @@ class ApplianceCollector:
             refusals,
             _gauge("hybridvoice_maintenance", "1 in maintenance (drain) mode", adm.maintenance),
         ]
+        out += _failures(mediation)
         if mediation.trunks is not None:
             total = sum(g.calls_total for g in mediation.trunks.status())
             out.append(_counter("hybridvoice_calls", "Calls placed to or from a gateway", total))
@@ -178,6 +181,29 @@ class ApplianceCollector:
             )
             out.append(_counter("hybridvoice_cloud_heartbeats", "Heartbeats sent", link.heartbeats))
         return out
+
+
+def _failures(mediation: MediationRole) -> list[Metric]:
+    """Calls a failure ended, by cause (``sdp``, ``internal``: the bridge's guard;
+    ``application``: the UA's last line), and exceptions no task or callback handled."""
+    failures = CounterMetricFamily(
+        "hybridvoice_call_failures",
+        "Calls ended because handling them failed (one bad call costs only itself), by cause",
+        labels=["cause"],
+    )
+    for cause, n in mediation.call_failures().items():
+        failures.add_metric([cause], n)
+    out: list[Metric] = [failures]
+    tasks = mediation.task_failures
+    if tasks is not None:
+        out.append(
+            _counter(
+                "hybridvoice_unhandled_exceptions",
+                "Exceptions no task or callback handled (logged with their call)",
+                tasks.count,
+            )
+        )
+    return out
 
 
 def appliance_registry(appliance: Appliance) -> CollectorRegistry:

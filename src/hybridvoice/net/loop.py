@@ -1,19 +1,34 @@
 """The event loop every hybridvoice process runs on: uvloop when it is installed (its
 callbacks and sockets cost a fraction of the stdlib loop's, PERFORMANCE.md), else asyncio's;
-and :func:`tune_gc`, which keeps the cyclic garbage collector's long pauses off it.
+:func:`tune_gc`, which keeps the cyclic garbage collector's long pauses off it; and
+:class:`TaskFailures`, its exception handler, which logs and counts every exception no task
+or callback handled (by call, when the task is named after one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["log_gc_pauses", "loop_factory", "new_event_loop", "run", "tune_gc", "uvloop_available"]
+__all__ = [
+    "CALL_TASK_PREFIX",
+    "TaskFailures",
+    "call_of",
+    "call_task_name",
+    "log_gc_pauses",
+    "loop_factory",
+    "new_event_loop",
+    "run",
+    "tune_gc",
+    "uvloop_available",
+]
 
 T = TypeVar("T")
+_log = logging.getLogger("hybridvoice.net.loop")
 
 
 def uvloop_available() -> bool:
@@ -85,3 +100,56 @@ def log_gc_pauses() -> None:
                   f"uncollectable={info['uncollectable']}", flush=True)  # fmt: skip
 
     gc.callbacks.append(callback)
+
+
+class TaskFailures:
+    """The loop's exception handler (``loop.set_exception_handler``): every exception nobody
+    handled (a task's, found when the task is collected; a callback's) is logged with the call
+    it belongs to and counted, for ``/metrics``. Tasks of a call are named ``call <Call-ID>``
+    (:data:`CALL_TASK_PREFIX`) by the code that spawns them; that name is how the call is known.
+    """
+
+    __slots__ = ("count", "of_calls")
+
+    def __init__(self) -> None:
+        self.count = 0  # every unhandled exception
+        self.of_calls = 0  # those of a task named after its call
+
+    @classmethod
+    def install(cls, loop: asyncio.AbstractEventLoop) -> TaskFailures:
+        """The loop's handler, installed now unless one is there already (one per loop)."""
+        handler = loop.get_exception_handler()
+        found = getattr(handler, "__self__", None)
+        if isinstance(found, TaskFailures):
+            return found
+        failures = cls()
+        loop.set_exception_handler(failures.handle)
+        return failures
+
+    def handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        self.count += 1
+        call_id = call_of(context)
+        if call_id is not None:
+            self.of_calls += 1
+        exc = context.get("exception")
+        _log.error(
+            "unhandled exception (call %s): %s",
+            call_id or "-",
+            context.get("message", "unhandled exception"),
+            exc_info=exc if isinstance(exc, BaseException) else None,
+        )
+
+
+#: How a task of one call is named: ``call <Call-ID>``.
+CALL_TASK_PREFIX = "call "
+
+
+def call_task_name(call_id: str) -> str:
+    return CALL_TASK_PREFIX + call_id
+
+
+def call_of(context: dict[str, Any]) -> str | None:
+    """The Call-ID of the task (or future) in an exception handler's ``context``, if named."""
+    task = context.get("task") or context.get("future")
+    name = task.get_name() if isinstance(task, asyncio.Task) else ""
+    return name[len(CALL_TASK_PREFIX) :] if name.startswith(CALL_TASK_PREFIX) else None

@@ -62,6 +62,7 @@ from .call import (
     RejectingApplication,
 )
 from .endpoint import Endpoint
+from .loop import call_task_name
 from .register import DigestAuth, DigestCredentials
 from .transport import DEFAULT_PORTS, Destination, NetError, Source, Transport, TransportError
 from .transport import response_address as _response_address
@@ -470,7 +471,8 @@ class UserAgent:
             except TransportError:
                 destination = None
             if destination is None and self.resolver is not None and isinstance(hop, SipUri):
-                self._loop.create_task(self._resolve_and_send(call, request, hop))
+                coro = self._resolve_and_send(call, request, hop)
+                self._loop.create_task(coro, name=call_task_name(call.call_id))
                 return
         self._dispatch(call, request, destination)
 
