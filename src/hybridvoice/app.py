@@ -23,6 +23,7 @@ from rich.console import Console
 
 from hybridvoice.cms.settings import Gateway, Settings
 from hybridvoice.cms.template import LAB_GATEWAY_PORT
+from hybridvoice.mediation.routing import NO_GATEWAY_CONFIGURED
 from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.labgw import Responder, RtpEcho
@@ -387,6 +388,8 @@ async def run_up(
         for piece, where in lab.where():
             table.add_row(piece, where)
         console.print(table)
+        if not settings.gateways:  # every PSTN call would be refused: say why, and the fix
+            console.print(f"[yellow]warning:[/yellow] {NO_GATEWAY_CONFIGURED}")
         domain = settings.common.default_domain
         sip_host, sip_port = settings.online.sip_addresses[0], settings.online.sip_port
         console.print(

@@ -70,9 +70,16 @@ from hybridvoice.sip.transaction import ServerTransaction
 from hybridvoice.sip.uri import SipUri
 
 from . import media_plan, routing, transfer
-from .b2bua_legs import failure_headers, map_failure, media_counters, reason, release_leg
+from .b2bua_legs import (
+    failure_headers,
+    map_failure,
+    media_counters,
+    reason,
+    release_leg,
+    warning,
+)
 from .bypass import BypassDecision, BypassPolicy
-from .headers_policy import HeaderPolicy, e164_request_uri
+from .headers_policy import HeaderPolicy, calling_party, e164_request_uri, gateway_from
 from .health import destination_of
 from .media_plan import INBOUND_PENDING, MediaPlan, RecentMedia
 from .records import CallRecordStore, Direction, DisconnectSide, MediaCounters
@@ -100,12 +107,12 @@ class B2BUAStats:
 
 
 class _Target(NamedTuple):
-    """A gateway's next hop, Request-URI (user filled in per call), To and From URIs."""
+    """A gateway's next hop, Request-URI (user filled in per call) and To URI (its host is
+    also the From's, :func:`.headers_policy.gateway_from`)."""
 
     destination: Destination
     uri: SipUri
     to: SipUri
-    local: SipUri
 
 
 class _Side:
@@ -189,9 +196,8 @@ class B2BUA:
             cfg = gateway.config
             params = () if cfg.protocol == "UDP" else (("transport", cfg.protocol.lower()),)
             uri = SipUri(host=via_host(destination.host), port=cfg.port, params=params)
-            transport = self.gateway_ua.endpoint.transport_for(destination)
-            local = SipUri(host=via_host(transport.advertised[0]))
-            found = _Target(destination, uri, uri._replace(port=None, params=()), local)
+            self.gateway_ua.endpoint.transport_for(destination)  # NetError: none to reach it
+            found = _Target(destination, uri, uri._replace(port=None, params=()))
             self._targets[gateway.name] = found
         return found
 
@@ -251,6 +257,7 @@ class Bridge:
         "callee",
         "caller",
         "decision",
+        "display",
         "finished",
         "gateway",
         "late_offer",
@@ -283,6 +290,7 @@ class Bridge:
         self.admitted = False  # holds a call slot (admission): released by _finish
         self.record = False  # its call record is open: closed by _finish
         self.caller = self.callee = ""
+        self.display: str | None = None  # outbound: the caller's display name, for the gateway
         a.handler = self
 
     # --- the one door in: every entry into a bridge runs through guard ------------------------
@@ -332,13 +340,15 @@ class Bridge:
     def _end_legs(self, status: int, text: str) -> None:
         """Every leg of an aborted call gets its end, each whatever the others do."""
         headers = failure_headers(self.a, status, text)
-        legs = [] if self.b is None else [self.b]
         if self.transfer is not None:
-            legs.extend(self.transfer.abandon())
-        for leg in (self.a, *legs):
+            self.transfer.abandon()
+        b2b = self.b2bua
+        legs = {self.a, *(c for ua in (b2b.edge_ua, b2b.gateway_ua) for c in ua.calls
+                          if c.handler is self)}  # fmt: skip
+        for leg in sorted(legs, key=lambda c: c is not self.a):  # the caller first
             if leg.disconnected:
                 continue
-            try:
+            try:  # every leg whose events come here, whatever the bridge's bookkeeping says
                 if leg.incoming and leg.state in (State.INCOMING, State.EARLY):
                     self.b2bua.refuse(leg, status, text, warning=headers[1])
                 else:
@@ -361,15 +371,19 @@ class Bridge:
         self.admitted = True
         b2b.stats.calls += 1
         invite = self.a.invite
-        from_ = invite.from_
-        self.caller = (number_of(from_.uri) if from_ is not None else None) or "anonymous"
+        if self.side == "edge":  # the number the cloud asserts: what the PSTN shows
+            number, self.display = calling_party(invite)
+        else:
+            from_ = invite.from_
+            number = number_of(from_.uri) if from_ is not None else None
+        self.caller = number or "anonymous"
         self.callee = number_of(invite.uri) or ""
         if b2b.records is not None:
             direction = Direction.OUTBOUND if self.side == "edge" else Direction.INBOUND
+            self.record = True  # before: a record half made by a failing start is closed too
             b2b.records.start(
                 self.a.call_id, direction=direction, caller=self.caller, callee=self.callee
             )
-            self.record = True
         if self.side == "edge":
             self.outbound, outcome = b2b.router.start(self.callee, b2b.gateway_ua.now())
             gateway = outcome.gateway if isinstance(outcome, routing.Attempt) else None
@@ -469,7 +483,7 @@ class Bridge:
         uri = target.uri._replace(user=callee)
         b = b2b.gateway_ua.invite(
             uri,
-            from_=Address(target.local._replace(user=caller)),
+            from_=gateway_from(target.to, caller, self.display),
             to=Address(target.to._replace(user=callee)),
             sdp=self._sdp(self.a.invite.body or None, self.a, offer=True),
             destination=target.destination,
@@ -693,11 +707,12 @@ class Bridge:
     # --- the end ----------------------------------------------------------------------------
     def _fail_a(self, status: int, text: str) -> None:
         """Refuse the caller with ``status`` and a Reason of ``text``; the record keeps
-        ``text`` as the cause (finished first: the a-leg's own end, "rejected", comes after)."""
+        ``text`` as the cause (finished first: the a-leg's own end, "rejected", comes after).
+        A Warning (RFC 3261 §20.43) says it too, for the caller's user."""
         a = self.a
         self._finish(DisconnectSide.LOCAL, status, text)
         if not a.disconnected and a.state in (State.INCOMING, State.EARLY):
-            self.b2bua.refuse(a, status, text)
+            self.b2bua.refuse(a, status, text, warning=warning(a, text))
 
     def _finish(self, side: DisconnectSide, status: int | None, cause: str) -> None:
         """Give back everything the call holds (its timer, call slot, gateway slot, relay

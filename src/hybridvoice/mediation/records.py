@@ -357,8 +357,8 @@ class CallRecordStore:
             callee=callee, start_utc=self._utc_now(), caller_translated=caller_translated,
             callee_translated=callee_translated,
         )  # fmt: skip
+        self._live[a_call_id] = _Live(record, self._monotonic())  # first: ended() finds it
         self.write(record)
-        self._live[a_call_id] = _Live(record, self._monotonic())
         return record
 
     def route(

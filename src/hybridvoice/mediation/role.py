@@ -50,7 +50,7 @@ from .bypass_service import (
 )
 from .health import HealthMonitor, resolve_gateways
 from .records import CallRecordStore
-from .routing import CallAdmission, OutboundRouter
+from .routing import NO_GATEWAY_CONFIGURED, CallAdmission, OutboundRouter
 from .trunks import TrunkTable
 
 __all__ = [
@@ -202,6 +202,8 @@ class MediationRole:
             )  # fmt: skip
             if o.edge_target.transport != e.transport:
                 await edge_ep.listen(o.edge_target.transport, e.host, 0, client_ssl=o.client_ssl)
+            if not s.gateways:
+                _log.warning("%s; every PSTN call is refused 503", NO_GATEWAY_CONFIGURED)
             resolved = await resolve_gateways(s.gateways)
             trunks = self.trunks = TrunkTable.from_settings(s, resolved)
             edge_ua = UserAgent(edge_ep, config=o.session, user="mediation", rng=rng)

@@ -40,6 +40,7 @@ from hybridvoice.cms.settings import Settings
 from .trunks import GatewayState, TrunkTable
 
 __all__ = [
+    "NO_GATEWAY_CONFIGURED",
     "Answered",
     "Attempt",
     "AttemptResult",
@@ -56,6 +57,12 @@ __all__ = [
 NO_ROUTE_STATUS = 404
 #: The SIP status for the cloud leg when gateways match but none can take the call.
 NO_GATEWAY_STATUS = 503
+#: Said at start (a warning) and to every outbound call (503 + Warning) when the settings
+#: name no gateway at all: the operator's mistake, not the dialled number's.
+NO_GATEWAY_CONFIGURED = (
+    "no gateway is configured: add a [Gateway1] section (IP, Port, Protocol, VoiceRoutes) "
+    "to the settings"
+)
 
 
 # --- outcomes ---------------------------------------------------------------------------------
@@ -204,7 +211,10 @@ class OutboundCall:
         return self._deadline
 
     def first(self, now: float) -> Outcome:
-        """The first attempt (or why there is none)."""
+        """The first attempt (or why there is none: 503 when no gateway is configured at
+        all, 404 when no voice route matches the number)."""
+        if not self._left and not len(self.router.trunks):
+            return NoGatewayLeft(NO_GATEWAY_STATUS, NO_GATEWAY_CONFIGURED, ())
         if not self._left:
             cause = f"no voice route matches {self.number}"
             return NoGatewayLeft(NO_ROUTE_STATUS, cause, ())

@@ -65,7 +65,7 @@ from hybridvoice.sip.uri import SipUri, TelUri, Uri
 
 from . import routing
 from .b2bua_legs import map_failure
-from .headers_policy import HeaderPolicy, e164_request_uri
+from .headers_policy import HeaderPolicy, e164_request_uri, gateway_from
 from .records import Direction, DisconnectSide
 from .translate import NumberError, number_of
 
@@ -129,17 +129,14 @@ class TransferState:
     #: we translated while passing a REFER on: attended transfer across the B2BUA)
     mapped: dict[int, Call] = field(default_factory=dict)
 
-    def abandon(self) -> tuple[Call, ...]:
-        """Give up the transfer under way (its bridge failed): the new legs it placed, for
-        the bridge to end; the gateway attempt's timer and routing slot are released."""
+    def abandon(self) -> None:
+        """Give up the transfer under way (its bridge failed; the bridge ends its legs):
+        the gateway attempt's timer and routing slot are released."""
         active, self.active = self.active, None
         if isinstance(active, _Performed):
             active.cancel_timer()
             if active.outbound is not None:
                 active.outbound.ended()
-        if isinstance(active, _Performed | _Replacing) and active.new is not None:
-            return (active.new,)
-        return ()
 
 
 # --- decisions ------------------------------------------------------------------------------
@@ -365,7 +362,7 @@ def _place(
         headers.append(("Referred-By", refer.referred_by))
     performed.new = b2b.gateway_ua.invite(
         gw_target.uri._replace(user=callee),
-        from_=Address(gw_target.local._replace(user=caller)),
+        from_=gateway_from(gw_target.to, caller, None),
         to=Address(gw_target.to._replace(user=callee)),
         sdp=sdp, destination=gw_target.destination, headers=headers, handler=bridge,
     )  # fmt: skip

@@ -271,18 +271,43 @@ class RelayEngine:
             try:
                 for port in ports:
                     socks.append(self._bind(port))
-            except OSError:
+            except BaseException as exc:
                 for s in socks:
                     s.close()
-                self.pool.release(block)  # taken by someone else: goes to the tail
-                continue
+                self.pool.release(block)  # OSError: taken by someone else, goes to the tail
+                if isinstance(exc, OSError):
+                    continue
+                raise
             break
         else:
             raise PortsExhaustedError(f"no bindable port block after {_BIND_ATTEMPTS} tries")
-        session = RelaySession(
-            call_id, (block.a_rtp, block.a_rtcp), (block.b_rtp, block.b_rtcp), self.latch
-        )
-        call = RelayCall(call_id, self.host, block, session)
+        call: RelayCall | None = None
+        try:  # whatever fails from here, the block and its sockets go back (nothing leaks)
+            session = RelaySession(
+                call_id, (block.a_rtp, block.a_rtcp), (block.b_rtp, block.b_rtcp), self.latch
+            )
+            call = RelayCall(call_id, self.host, block, session)
+            call._socks = socks
+            self._calls[call_id] = call
+            self._add_paths(call, session, socks, loop)
+        except BaseException:
+            if call is None:
+                for sock in socks:
+                    sock.close()
+                self.pool.release(block)
+            else:
+                self._drop(call)
+            raise
+        return call
+
+    def _add_paths(
+        self,
+        call: RelayCall,
+        session: RelaySession,
+        socks: list[socket.socket],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """Start relaying: each socket's reader (or the shared epoll) forwards to its peer."""
         a_rtp, a_rtcp, b_rtp, b_rtcp = socks
         for sock_in, sock_out, inp, out, rtcp in (
             (a_rtp, b_rtp, session.a, session.b, False),
@@ -305,12 +330,12 @@ class RelayEngine:
             else:
                 loop.add_reader(fd, path.on_rtcp if rtcp else path.on_rtp)
             call._fds.append(fd)
-        call._socks = socks
-        self._calls[call_id] = call
-        return call
 
     async def release(self, call: RelayCall) -> None:
         """Stop relaying, close the sockets and give the ports back (idempotent)."""
+        self._drop(call)
+
+    def _drop(self, call: RelayCall) -> None:
         if self._calls.pop(call.call_id, None) is None:
             return
         for fd in call._fds:
