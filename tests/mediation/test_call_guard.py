@@ -183,8 +183,8 @@ def _modules() -> list[ModuleType]:
 def _candidates() -> dict[int, Step]:
     """Every function and method defined in those modules that a patch by name reaches, by
     the id of its code object. Left out: code made elsewhere (a namedtuple's ``_replace``,
-    shared by all namedtuples: which one ran is unknown) and functions held as parameter defaults (the
-    record store's clock: the store keeps its own reference)."""
+    shared by all namedtuples: which one ran is unknown) and functions held as parameter
+    defaults (the record store's clock: the store keeps its own reference)."""
     found: dict[int, Step] = {}
     shared: set[int] = set()
     defaults: set[int] = set()

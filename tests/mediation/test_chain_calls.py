@@ -9,6 +9,7 @@ from pathlib import Path
 
 from chain_harness import DOMAIN, call_once, lab, proxy_of
 from test_call_guard import BAD_OFFER
+from ua_harness import run
 
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab
 from hybridvoice.net.call import Call, CallFailedError
@@ -17,7 +18,6 @@ from hybridvoice.net.register import DigestCredentials, Registration
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.sip.headers import Address
 from hybridvoice.sip.uri import SipUri
-from ua_harness import run
 
 WAIT = 10.0
 
