@@ -90,16 +90,17 @@ _FQDN = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_.])?")
 _DIGITS = re.compile(r"\d+")
 _BANDWIDTH = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+:\d+")
 _TIMING = re.compile(r"\d+ +\d+")
+#: an RTP payload type: 7 bits, 0-127 (RFC 3550 §5.1)
+_PT = r"(?:12[0-7]|1[01]\d|[1-9]?\d)"
+_PAYLOAD_TYPE = re.compile(_PT)
 #: ``a=rtpmap:<payload type> <encoding name>/<clock rate>[/<encoding parameters>]`` (§6.6)
-_RTPMAP = re.compile(r" *(\d{1,3}) +([^\s/]+)/(\d{1,10})(?:/(\d{1,3}))? *")
+_RTPMAP = re.compile(rf" *{_PT} +[^\s/]+/(\d{{1,10}})(?:/(\d{{1,3}}))? *")
 #: ``a=fmtp:<format> <format specific parameters>`` (§6.15)
 _FMTP = re.compile(r"(\S+)(?: .*)?")
 #: ``a=ptime`` / ``a=maxptime`` in milliseconds, decimal allowed (RFC 8866 §6.4, §6.5)
 _PTIME = re.compile(r" *\d+(?:\.\d+)? *")
 #: ``a=rtcp:<port> [<nettype> <addrtype> <connection-address>]`` (RFC 3605 §2.1)
 _RTCP = re.compile(r" *(\d{1,5})(?: +(\S+ +\S+ +\S+))? *")
-#: payload types are 7 bits (RFC 3550 §5.1)
-_MAX_PT = 127
 _MAX_CLOCK = 2**32 - 1
 
 
@@ -107,7 +108,9 @@ def _check_address(addrtype: str, address: str) -> None:
     """A unicast or multicast address valid for its ``addrtype`` (RFC 8866 §5.7, §9):
     IP4 a dotted quad or an FQDN, IP6 an IPv6 address or an FQDN; others a token."""
     if addrtype == "IP4":
-        if ":" in address or (_DOTTED.fullmatch(address) and not _IP4.fullmatch(address)):
+        if _IP4.fullmatch(address):
+            return
+        if _DOTTED.fullmatch(address):  # digits and dots but no dotted quad
             raise SdpError(f"not an IP4 address: {address!r}")
     elif addrtype == "IP6":
         if ":" in address:
@@ -123,16 +126,15 @@ def _check_address(addrtype: str, address: str) -> None:
 
 
 def _check_payload_type(text: str) -> None:
-    if not (_DIGITS.fullmatch(text) and int(text) <= _MAX_PT):
-        raise SdpError(f"payload type must be 0-{_MAX_PT}, got {text!r}")
+    if _PAYLOAD_TYPE.fullmatch(text) is None:
+        raise SdpError(f"payload type must be 0-127, got {text!r}")
 
 
 def _check_rtpmap(value: str) -> None:
     match = _RTPMAP.fullmatch(value)
     if match is None:
-        raise SdpError("want a=rtpmap:<payload type> <encoding>/<clock rate>[/<channels>]")
-    pt, _, rate, channels = match.groups()
-    _check_payload_type(pt)
+        raise SdpError("want a=rtpmap:<payload type 0-127> <encoding>/<clock rate>[/<channels>]")
+    rate, channels = match.groups()
     if not 0 < int(rate) <= _MAX_CLOCK:
         raise SdpError(f"rtpmap clock rate out of range: {rate}")
     if channels is not None and int(channels) < 1:
@@ -170,23 +172,24 @@ _ATTRIBUTE_CHECKS: dict[str, Callable[[str], None]] = {
 _PROPERTY_ATTRIBUTES = frozenset({"sendrecv", "sendonly", "recvonly", "inactive", "rtcp-mux"})
 
 
-def _check_attribute(attribute: Attribute) -> None:
-    """The value of an attribute we interpret follows its grammar; unknown ones are ignored
-    (RFC 8866 §5.13)."""
-    name, value = attribute.name, attribute.value
+def _check_attribute(name: str, value: str | None) -> None:
+    """The value of an attribute we interpret follows its grammar (a property attribute has
+    none); unknown ones are ignored (RFC 8866 §5.13). Called only for names in
+    :data:`_INTERPRETED`, so other attributes cost one set lookup."""
     if name in _PROPERTY_ATTRIBUTES:
         if value is not None:
             raise SdpError(f"a={name} takes no value")
         return
-    check = _ATTRIBUTE_CHECKS.get(name)
-    if check is None:
-        return
     if value is None:
         raise SdpError(f"a={name} needs a value")
     try:
-        check(value)
+        _ATTRIBUTE_CHECKS[name](value)
     except SdpError as exc:
         raise SdpError(f"a={name}: {exc}") from None
+
+
+#: every attribute name whose value is checked
+_INTERPRETED = frozenset(_ATTRIBUTE_CHECKS) | _PROPERTY_ATTRIBUTES
 
 
 def _check_v(value: str) -> None:
@@ -380,7 +383,8 @@ class Attribute:
         _check_text("a= name", self.name)
         if self.value is not None:
             _check_text(f"a={self.name} value", self.value)
-        _check_attribute(self)
+        if self.name in _INTERPRETED:
+            _check_attribute(self.name, self.value)
 
     @classmethod
     def parse(cls, value: str) -> Attribute:
@@ -629,8 +633,9 @@ class MediaDescription:
         port, _, count = tokens[1].partition("/")
         port_count = _int("m= number of ports", count) if count else None
         if "RTP/" in tokens[2].upper():  # RTP formats are payload types (RFC 8866 §5.14)
-            for fmt in tokens[3:]:
-                _check_payload_type(fmt)
+            bad = next((f for f in tokens[3:] if _PAYLOAD_TYPE.fullmatch(f) is None), None)
+            if bad is not None:
+                _check_payload_type(bad)
         return cls(tokens[0], _port(port), tokens[2], tuple(tokens[3:]), port_count, (), value)
 
     def m_line(self) -> str:
