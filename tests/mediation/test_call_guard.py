@@ -28,7 +28,7 @@ from hybridvoice.net.transport import Destination
 from hybridvoice.sip import Headers, Request, Response, parse_uri
 from hybridvoice.sip.errors import LocalProtocolError
 from hybridvoice.sip.headers import CSeq
-from hybridvoice.sip.session import Disconnected
+from hybridvoice.sip.session import Disconnected, Offer, OfferAnswered, OfferRejected
 from hybridvoice.sip.transaction import ClientTransaction
 
 #: a syntactically valid INVITE body whose rtpmap has a clock rate that is not a number
@@ -334,5 +334,28 @@ def test_a_failure_at_any_set_up_step_costs_only_its_call(
             if record is not None:
                 assert record.state is CallState.ENDED
                 assert "internal error (RuntimeError)" in (record.cause or "")
+
+    run(main())
+
+
+def test_a_bad_reoffer_is_refused_and_the_call_goes_on(tmp_path: Path) -> None:
+    """A re-INVITE with SDP we cannot use costs that offer (488, RFC 3261 §14.2), not the
+    call; the next good offer passes."""
+
+    async def main() -> None:
+        async with lab(tmp_path, relay=True) as lab_:
+            a, b = await connect(lab_, anchored=True)
+            a.reinvite(BAD_OFFER)
+            assert await a.wait_for(OfferRejected, WAIT) == OfferRejected(488)
+            a.reinvite(sdp(6000, "sendonly"))
+            offer = await b.wait_for(Offer, WAIT)
+            assert offer.sdp is not None and b"a=sendonly" in offer.sdp
+            b.accept_offer(sdp(7000, "recvonly"))
+            await a.wait_for(OfferAnswered, WAIT)
+            assert not a.disconnected and not b.disconnected
+            assert lab_.role.call_failures()["sdp"] == 0
+            a.bye()
+            await b.ended(WAIT)
+            await settle(lab_)
 
     run(main())

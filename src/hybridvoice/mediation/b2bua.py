@@ -681,12 +681,18 @@ class Bridge:
         return "gateway" if self.side == "edge" else "edge"
 
     def _pass_offer(self, origin: Call, other: Call, sdp: bytes | None) -> None:
-        """An offer on ``origin`` (re-INVITE/UPDATE) becomes an offer on ``other``."""
+        """An offer on ``origin`` (re-INVITE/UPDATE) becomes an offer on ``other``; one with
+        SDP we cannot use is refused 488 and the session goes on (RFC 3261 §14.2)."""
         if self.offer_from is not None:
             self._safely(origin.reject_offer, 491)  # one offer at a time (RFC 3261 §14.2)
             return
+        try:
+            body = self._sdp(sdp, origin, offer=True)
+        except SdpError as exc:  # a bad re-offer costs only itself: 488, the call goes on
+            _log.warning("call %s: offer refused: bad SDP: %s", self.a.call_id, exc)
+            self._safely(origin.reject_offer, 488)
+            return
         self.offer_from = origin
-        body = self._sdp(sdp, origin, offer=True)
         try:
             if other.state is State.CONFIRMED:
                 other.reinvite(body)
