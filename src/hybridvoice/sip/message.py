@@ -21,10 +21,12 @@ from .headers import (
     parse_address,
     parse_address_list,
     parse_call_id,
+    parse_contact_list,
     parse_cseq,
     parse_uint,
     parse_via_list,
 )
+from .headers import line_safe as _line_safe
 from .uri import Uri
 
 __all__ = [
@@ -64,8 +66,8 @@ REASON_PHRASES: Final[dict[int, str]] = {
     606: "Not Acceptable", 607: "Unwanted",
 }  # fmt: skip
 
-_max_forwards = parse_uint(255)
-_content_length = parse_uint(2**31 - 1)
+_max_forwards = parse_uint(255, "Max-Forwards")
+_content_length = parse_uint(2**31 - 1, "Content-Length")
 
 
 class Message:
@@ -140,7 +142,7 @@ class Message:
         """Contact addresses; empty for none and for ``Contact: *`` (see ``contact_star``)."""
         if self.contact_star:
             return ()
-        return self.headers.typed("contact", parse_address_list) or ()
+        return self.headers.typed("contact", parse_contact_list) or ()
 
     @property
     def contact_star(self) -> bool:
@@ -207,7 +209,7 @@ class Request(Message):
         self.uri = uri
 
     def _start_line(self) -> str:
-        return f"{self.method} {self.uri} SIP/2.0"
+        return _line_safe(f"{self.method} {self.uri} SIP/2.0", "request line")
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri} call-id={self.headers.get('Call-ID')}>"
@@ -233,7 +235,7 @@ class Response(Message):
         self.reason = REASON_PHRASES.get(status, "") if reason is None else reason
 
     def _start_line(self) -> str:
-        return f"SIP/2.0 {self.status} {self.reason}"
+        return _line_safe(f"SIP/2.0 {self.status} {self.reason}", "status line")
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason} call-id={self.headers.get('Call-ID')}>"
