@@ -42,6 +42,7 @@ from .transport import (
     TransportCounters,
     TransportError,
     bare_host,
+    check_cseq,
     drop_reason,
     error_response,
     family_of,
@@ -499,6 +500,7 @@ class StreamTransport(BoundTransport):
                 via = stamp_via(item, conn.host, conn.port)
                 if via is None:
                     raise ParseError("no Via header", kind="missing_header")
+                check_cseq(item)
             except ParseError as exc:
                 counters.drop(drop_reason(exc), answered=_answer(conn, self, bytes(item), exc))
                 return
@@ -513,6 +515,9 @@ class StreamTransport(BoundTransport):
             ours = False
         if not ours:
             counters.drop("via_mismatch")
+            return
+        if item.cseq is None:
+            counters.drop("missing_header")
             return
         counters.messages_in += 1
         self.sink.on_response(item, Source(self, conn.host, conn.port, conn))

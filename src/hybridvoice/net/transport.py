@@ -44,6 +44,7 @@ __all__ = [
     "TransportCounters",
     "TransportError",
     "bare_host",
+    "check_cseq",
     "drop_reason",
     "error_response",
     "family_of",
@@ -327,6 +328,14 @@ def stamp_via(message: Message, host: str, port: int) -> Via | None:
     headers.pop_first_value("Via")
     headers.prepend("Via", new)
     return new
+
+
+def check_cseq(message: Message) -> None:
+    """A message without CSeq cannot belong to a transaction (§17.1.3, §17.2.3): the
+    transport refuses it (``missing_header``) rather than hand it to a layer that could
+    only drop it unseen."""
+    if message.cseq is None:
+        raise ParseError("no CSeq header", kind="missing_header")
 
 
 def via_is_ours(via: Via | None, transport: Transport) -> bool:

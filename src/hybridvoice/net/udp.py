@@ -30,6 +30,7 @@ from .transport import (
     Source,
     TransportCounters,
     bare_host,
+    check_cseq,
     drop_reason,
     error_response,
     family_of,
@@ -285,9 +286,12 @@ class UdpTransport(BoundTransport):
                 via = stamp_via(message, host, port)
                 if via is None:
                     raise ParseError("no Via header", kind="missing_header")
+                check_cseq(message)
             elif not via_is_ours(message.top_via, self):
                 counters.drop("via_mismatch")
                 return
+            else:
+                check_cseq(message)
         except ParseError as exc:
             self._malformed(data, host, port, exc)
             return
