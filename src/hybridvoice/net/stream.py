@@ -196,7 +196,7 @@ class StreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
             self._owner._unregister(self)
-            if len(self._parser) and not self._counted:  # closed in the middle of a message
+            if self._parser.mid_message and not self._counted:  # closed in the middle of one
                 self._owner.counters.drop("truncated")
         self._transport = None
 

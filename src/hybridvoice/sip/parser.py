@@ -323,6 +323,12 @@ class StreamParser:
         """Bytes buffered and not yet part of a complete message."""
         return len(self._buf)
 
+    @property
+    def mid_message(self) -> bool:
+        """Whether part of a message is held (not only CR/LF between messages): a stream
+        that ends now ends in the middle of a message."""
+        return bool(self._buf.strip(b"\r\n"))
+
     def feed(self, data: bytes) -> list[Request | Response | KeepAlive]:
         if self._error is not None:
             raise self._error
