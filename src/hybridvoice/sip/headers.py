@@ -338,8 +338,10 @@ def _parse_address_text(text: str) -> Address:
     return Address(parse_uri(uri_text), display, params)
 
 
-# qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )   (§20.10)
-_QVALUE: Final = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
+# qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )   (§20.10). The parser only
+# bounds its shape (a few digits, a decimal point); whether it is within 0..1 is the
+# registrar's policy, which answers it with its own 400 and Warning.
+_QVALUE: Final = re.compile(r"[0-9]{1,3}(?:\.[0-9]{0,3})?")
 
 
 def parse_contact_list(values: list[str]) -> tuple[Address, ...]:
@@ -358,7 +360,7 @@ def _contact_params(params: Params) -> Params:
             continue
         lname = name.lower()
         if lname == "q" and not _QVALUE.fullmatch(value):
-            raise ParseError("malformed q parameter: a qvalue 0..1 expected", kind="bad_number")
+            raise ParseError("malformed q parameter: a qvalue expected", kind="bad_number")
         if lname == "expires":
             seconds = parse_number(value, "expires parameter", MAX_DELTA_SECONDS, cap=True)
             if len(value) > 10:  # capped (or leading zeros): keep the bounded number
