@@ -27,6 +27,7 @@ __all__ = [
     "param_without",
     "parse_number",
     "parse_params",
+    "parse_port",
     "quote",
     "split_commas",
     "unquote",
@@ -210,6 +211,13 @@ def parse_number(text: str, what: str, limit: int, *, cap: bool = False) -> int:
     if cap:
         return limit
     raise ParseError(f"{what} out of range (at most {limit})", kind="bad_number")
+
+
+def parse_port(digits: str, what: str) -> int:
+    """A port already matched as ``1*DIGIT``: 0-65535 (the usual short ones without the
+    general path), else as :func:`parse_number` says."""
+    port = int(digits) if len(digits) <= 5 else 65536
+    return port if port <= 65535 else parse_number(digits, what, 65535)
 
 
 def check_ipv6_reference(host: str) -> None:

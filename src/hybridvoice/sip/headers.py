@@ -25,6 +25,7 @@ from ._abnf import (
     param_set,
     parse_number,
     parse_params,
+    parse_port,
     split_commas,
     unquote,
 )
@@ -206,7 +207,7 @@ def _parse_via_text(text: str) -> Via:
     return Via(
         m.group(3).upper(),
         host,
-        None if port is None else parse_number(port, "Via sent-by port", 65535),
+        None if port is None else int(port) if len(port) < 5 else parse_port(port, "Via port"),
         params,
         f"{m.group(1)}/{m.group(2)}",
     )
@@ -216,11 +217,12 @@ def _check_via_params(params: Params) -> None:
     """via-params with a grammar of their own (§20.42, RFC 3581 §3): ``ttl`` 0-255,
     ``rport`` a port, ``received`` and ``maddr`` real addresses when they are IPv6."""
     for name, value in params:
-        if value is None:
+        if value is None or name == "branch":
             continue
         lname = name.lower()
         if lname == "rport":
-            parse_number(value, "Via rport", 65535)
+            if not (len(value) < 5 and value.isdigit() and value.isascii()):  # else: in range
+                parse_number(value, "Via rport", 65535)
         elif lname == "ttl":
             parse_number(value, "Via ttl", 255)
         elif lname in ("received", "maddr") and (value[:1] == "[" or ":" in value):
@@ -348,10 +350,14 @@ def parse_contact_list(values: list[str]) -> tuple[Address, ...]:
     """The Contact addresses, their contact-params checked (§20.10): ``q`` is a qvalue and
     ``expires`` delta-seconds, capped at 2**32-1 (the capped value replaces the written
     one in the parsed view). Raises ``ParseError``."""
+    if values[0] == "*":
+        return ()  # Contact: * (a REGISTER removing every binding, §10.2.2)
     addresses = parse_address_list(values)
-    if any(a.params for a in addresses):
-        return tuple(a._replace(params=_contact_params(a.params)) for a in addresses)
-    return addresses
+    if len(addresses) == 1:  # the usual
+        address = addresses[0]
+        params = _contact_params(address.params) if address.params else address.params
+        return addresses if params is address.params else (address._replace(params=params),)
+    return tuple(a._replace(params=_contact_params(a.params)) for a in addresses)
 
 
 def _contact_params(params: Params) -> Params:
@@ -361,7 +367,7 @@ def _contact_params(params: Params) -> Params:
         lname = name.lower()
         if lname == "q" and not _QVALUE.fullmatch(value):
             raise ParseError("malformed q parameter: a qvalue expected", kind="bad_number")
-        if lname == "expires":
+        if lname == "expires" and not (len(value) < 10 and value.isdigit() and value.isascii()):
             seconds = parse_number(value, "expires parameter", MAX_DELTA_SECONDS, cap=True)
             if len(value) > 10:  # capped (or leading zeros): keep the bounded number
                 params = (*params[:i], (name, str(seconds)), *params[i + 1 :])
@@ -408,7 +414,11 @@ def parse_cseq(values: list[str]) -> CSeq:
     m = _CSEQ.fullmatch(text)
     if m is None:
         raise ParseError(f"malformed CSeq {text[:80]!r}")
-    cseq = CSeq(parse_number(m.group(1), "CSeq number", 2**31 - 1), m.group(2))
+    digits = m.group(1)
+    seq = int(digits) if len(digits) <= 10 else 2**31
+    if seq >= 2**31:
+        seq = parse_number(digits, "CSeq number", 2**31 - 1)
+    cseq = CSeq(seq, m.group(2))
     if len(_CSEQ_MEMO) >= _MEMO_MAX:
         _CSEQ_MEMO.clear()
     _CSEQ_MEMO[text] = cseq
@@ -428,7 +438,12 @@ def parse_uint(limit: int, what: str = "number") -> Callable[[list[str]], int]:
     name, for the error)."""
 
     def parse(values: list[str]) -> int:
-        return parse_number(values[0], what, limit)
+        text = values[0]
+        if len(text) <= 10 and text.isdigit() and text.isascii():  # the usual: no call
+            value = int(text)
+            if value <= limit:
+                return value
+        return parse_number(text, what, limit)
 
     return parse
 

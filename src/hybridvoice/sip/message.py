@@ -210,7 +210,8 @@ class Request(Message):
         self.uri = uri
 
     def _start_line(self) -> str:
-        return _line_safe(f"{self.method} {self.uri} SIP/2.0", "request line")
+        line = f"{self.method} {self.uri} SIP/2.0"
+        return _line_safe(line, "request line") if "\n" in line or "\r" in line else line
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri} call-id={self.headers.get('Call-ID')}>"
@@ -236,7 +237,8 @@ class Response(Message):
         self.reason = REASON_PHRASES.get(status, "") if reason is None else reason
 
     def _start_line(self) -> str:
-        return _line_safe(f"SIP/2.0 {self.status} {self.reason}", "status line")
+        line = f"SIP/2.0 {self.status} {self.reason}"
+        return _line_safe(line, "status line") if "\n" in line or "\r" in line else line
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason} call-id={self.headers.get('Call-ID')}>"

@@ -80,8 +80,7 @@ def _check_date(values: list[str]) -> str:
     return values[0]
 
 
-def _contacts(values: list[str]) -> tuple[Address, ...]:
-    return () if values[0] == "*" else parse_contact_list(values)
+_contacts = parse_contact_list
 
 
 # --- numeric headers: every number is bounded once, here (see _abnf.parse_number) ----------
@@ -92,6 +91,8 @@ def _leading_number(name: str, limit: int, *, cap: bool) -> Callable[[str], str]
     a method...); returns the value, with the number capped at ``limit`` when ``cap``."""
 
     def check(value: str) -> str:
+        if len(value) < 10 and value.isdigit() and value.isascii():  # the usual: in range
+            return value
         m = _LEADING_DIGITS.match(value)
         if m is None:
             raise ParseError(f"malformed {name}: a number expected", kind="bad_number")
@@ -173,31 +174,43 @@ _EAGER: Final[dict[str, Callable[[list[str]], object]]] = {
 }
 
 
-def _check_line_ends(head: str) -> bool:
-    """True when the head is framed by CRLF, False when by bare LF (tolerated, as most
-    stacks do). A CR or LF that is neither (a lone CR, an LF in a CRLF head) would let a
-    next hop that splits lines differently see other headers (e.g. an injected Via): the
-    message is malformed (§7.3.1: only CRLF followed by whitespace continues a line)."""
-    crlf = head.count("\r\n")
-    if crlf:
-        if head.count("\r") != crlf or head.count("\n") != crlf:
-            raise ParseError("bare CR or LF in the header section (§7.3.1)", kind="bare_cr_lf")
-        return True
+def _collect(value: str) -> str:
+    """Marks the ``_EAGER`` headers in ``_ON_LINE``: their values are collected, then parsed."""
+    return value  # pragma: no cover - never called
+
+
+_COLLECT: Final = _collect
+#: What happens to a header line while the head is split, by lookup key (one dict lookup
+#: per line): collected for ``_EAGER``, or checked and maybe rewritten by ``_NUMERIC``.
+_ON_LINE: Final[dict[str, Callable[[str], str]]] = {
+    **_NUMERIC,
+    **dict.fromkeys(_EAGER, _COLLECT),
+}
+
+
+def _split_bare_lf(head: str) -> list[str]:
+    """The lines of a head holding a CR or LF that is not part of a CRLF: tolerated when
+    the whole head is framed by bare LF (as most stacks do); otherwise a lone CR, or an LF
+    in a CRLF head, would let a next hop that splits lines differently see other headers
+    (e.g. an injected Via), so the message is malformed (§7.3.1)."""
     if "\r" in head:
-        raise ParseError("bare CR in the header section (§7.3.1)", kind="bare_cr_lf")
-    return False
+        raise ParseError("bare CR or LF in the header section (§7.3.1)", kind="bare_cr_lf")
+    return (_FOLD.sub(" ", head) if "\n " in head or "\n\t" in head else head).split("\n")
 
 
 def _parse_head(head: str) -> tuple[Message, int | None]:
     """Parse the start line and headers; return the message and its Content-Length."""
-    crlf = _check_line_ends(head)
-    if "\n " in head or "\n\t" in head:
-        head = _FOLD.sub(" ", head)
-    lines = head.split("\r\n") if crlf else head.split("\n")
+    lines = head.split("\r\n")
+    rest = "".join(lines)  # no CR or LF may be left between the CRLFs: two memchr scans
+    if "\n" in rest or "\r" in rest:
+        lines = _split_bare_lf(head)
+    elif "\n " in head or "\n\t" in head:  # folded lines (§7.3.1)
+        lines = _FOLD.sub(" ", head).split("\r\n")
     items: list[tuple[str, str, str]] = []
     eager: dict[str, list[str]] = {}
     append = items.append
     known = _RAW_CACHE.get  # canonical_name's cache, inlined for the usual names
+    on_line = _ON_LINE.get
     for i in range(1, len(lines)):
         line = lines[i]
         name, colon, value = line.partition(":")
@@ -206,13 +219,15 @@ def _parse_head(head: str) -> tuple[Message, int | None]:
         names = known(name)
         key, canon = names if names is not None else canonical_name(name.rstrip(" \t"))
         value = value.strip(" \t")
-        if key in _EAGER:
-            if key in eager:
-                eager[key].append(value)
+        special = on_line(key)
+        if special is not None:
+            if special is _COLLECT:
+                if key in eager:
+                    eager[key].append(value)
+                else:
+                    eager[key] = [value]
             else:
-                eager[key] = [value]
-        elif key in _NUMERIC:
-            value = _NUMERIC[key](value)
+                value = special(value)
         append((key, canon, value))
     headers = Headers(items)
     cache = headers._cache

@@ -23,6 +23,7 @@ from ._abnf import (
     param_set,
     param_without,
     parse_number,
+    parse_port,
 )
 from .errors import ParseError
 
@@ -224,7 +225,7 @@ def sip_uri_from_groups(  # noqa: PLR0917 - the regex groups, in order
         host,
         user,
         password,
-        None if port is None else parse_number(port, "port in a SIP URI", 65535),
+        None if port is None else int(port) if len(port) < 5 else parse_port(port, "URI port"),
         split,
         tuple(_split_header(h) for h in headers.split("&")) if headers else (),
         "sip" if scheme in ("sip", "SIP") else scheme.lower(),
