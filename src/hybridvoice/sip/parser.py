@@ -210,7 +210,6 @@ def _parse_head(head: str) -> tuple[Message, int | None]:
     eager: dict[str, list[str]] = {}
     append = items.append
     known = _RAW_CACHE.get  # canonical_name's cache, inlined for the usual names
-    on_line = _ON_LINE.get
     for i in range(1, len(lines)):
         line = lines[i]
         name, colon, value = line.partition(":")
@@ -219,8 +218,8 @@ def _parse_head(head: str) -> tuple[Message, int | None]:
         names = known(name)
         key, canon = names if names is not None else canonical_name(name.rstrip(" \t"))
         value = value.strip(" \t")
-        special = on_line(key)
-        if special is not None:
+        if key in _ON_LINE:  # an operator, not a call: most lines are none of these
+            special = _ON_LINE[key]
             if special is _COLLECT:
                 if key in eager:
                     eager[key].append(value)
