@@ -174,20 +174,6 @@ _EAGER: Final[dict[str, Callable[[list[str]], object]]] = {
 }
 
 
-def _collect(value: str) -> str:
-    """Marks the ``_EAGER`` headers in ``_ON_LINE``: their values are collected, then parsed."""
-    return value  # pragma: no cover - never called
-
-
-_COLLECT: Final = _collect
-#: What happens to a header line while the head is split, by lookup key (one dict lookup
-#: per line): collected for ``_EAGER``, or checked and maybe rewritten by ``_NUMERIC``.
-_ON_LINE: Final[dict[str, Callable[[str], str]]] = {
-    **_NUMERIC,
-    **dict.fromkeys(_EAGER, _COLLECT),
-}
-
-
 def _split_bare_lf(head: str) -> list[str]:
     """The lines of a head holding a CR or LF that is not part of a CRLF: tolerated when
     the whole head is framed by bare LF (as most stacks do); otherwise a lone CR, or an LF
@@ -218,15 +204,13 @@ def _parse_head(head: str) -> tuple[Message, int | None]:
         names = known(name)
         key, canon = names if names is not None else canonical_name(name.rstrip(" \t"))
         value = value.strip(" \t")
-        if key in _ON_LINE:  # an operator, not a call: most lines are none of these
-            special = _ON_LINE[key]
-            if special is _COLLECT:
-                if key in eager:
-                    eager[key].append(value)
-                else:
-                    eager[key] = [value]
+        if key in _EAGER:
+            if key in eager:
+                eager[key].append(value)
             else:
-                value = special(value)
+                eager[key] = [value]
+        elif key in _NUMERIC:
+            value = _NUMERIC[key](value)
         append((key, canon, value))
     headers = Headers(items)
     cache = headers._cache
