@@ -29,6 +29,7 @@ from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.labgw import Responder, RtpEcho
 from hybridvoice.net.loop import tune_gc
 from hybridvoice.net.pipe import LocalExchange
+from hybridvoice.net.stream import using_stream_limits
 from hybridvoice.net.transport import DEFAULT_PORTS
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
@@ -254,7 +255,8 @@ class Lab:
             )
         )
         self._provision(self.online.store)  # first: the registrar takes the realm
-        await self.online.start()
+        with using_stream_limits(s.sip_limits.stream_limits):  # [SipLimits] for its listeners
+            await self.online.start()
 
     async def start_appliance(self) -> None:
         """The lab gateway (when there is one) and the appliance; it registers with the

@@ -113,7 +113,7 @@ def test_bytes_on_a_pipe_are_parsed_and_garbage_is_refused() -> None:
             conn.write(b"\r\n\r\n")  # a keep-alive: nothing to deliver
             with pytest.raises(TransportError):
                 conn.write(b"this is not SIP\r\n\r\n")
-            assert mine.counters.drops == {"malformed_pipe_write": 1}
+            assert mine.counters.drops == {"internal_error": 1}
 
     run(main())
 

@@ -97,11 +97,21 @@ token_display = st.lists(token, min_size=1, max_size=3).map(" ".join)
 display = st.none() | quoted_display | token_display
 
 
+#: contact-params (§20.10): ``expires`` is delta-seconds (any length: capped at 2**32-1),
+#: ``q`` a qvalue; others generic
+contact_param = st.one_of(
+    st.tuples(st.just("expires"), st.text("0123456789", min_size=1, max_size=40)),
+    st.tuples(st.just("q"), st.sampled_from(["0", "0.5", "1", "1.000", "0.123", "0."])),
+    st.tuples(st.sampled_from(["x-p", "foo"]), param_value),
+).map(lambda p: p[0] if p[1] is None else f"{p[0]}={p[1]}")
+contact_params = st.lists(contact_param, max_size=3).map(lambda ps: "".join(f";{p}" for p in ps))
+
+
 @st.composite
 def name_addr(draw: st.DrawFn, *, tag: bool | None = None) -> str:
     shown = draw(display)
     text = ("" if shown is None else shown + " ") + f"<{draw(any_uri)}>"
-    text += draw(params(st.sampled_from(["expires", "q", "x-p", "foo"])))
+    text += draw(contact_params)
     if tag is None:
         tag = draw(st.booleans())
     if tag:

@@ -36,6 +36,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_pascal
 
+from hybridvoice.net.stream import StreamLimits
+
 __all__ = [
     "HARDWARE_CALL_LIMITS",
     "Common",
@@ -47,6 +49,7 @@ __all__ = [
     "Problem",
     "Settings",
     "SettingsError",
+    "SipLimits",
     "TranslationRule",
     "TrunkConfiguration",
     "cross_check",
@@ -545,6 +548,37 @@ class TrunkConfiguration(_Section):
     try_unhealthy_gateways_last: bool = False
 
 
+class SipLimits(_Section):
+    """``[SipLimits]`` (hybridvoice): what one peer may hold on the SIP TCP/TLS listeners, so
+    that a slow or hostile peer cannot exhaust them (a slowloris sending one byte a second,
+    thousands of idle connections). Every time a limit bites it is counted in
+    ``hybridvoice_sip_dropped_total`` (reasons head_timeout, source_limit, connection_limit)."""
+
+    head_timeout_seconds: float = Field(default=10.0, ge=0.1, le=300)
+    idle_timeout_seconds: float = Field(default=300.0, ge=1, le=86400)
+    max_connections_per_source: int = Field(default=64, ge=1, le=1_000_000)
+    max_connections: int = Field(default=10_000, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _per_source_within_total(self) -> SipLimits:
+        if self.max_connections_per_source > self.max_connections:
+            raise ValueError(
+                f"MaxConnectionsPerSource ({self.max_connections_per_source}) is above "
+                f"MaxConnections ({self.max_connections})"
+            )
+        return self
+
+    @property
+    def stream_limits(self) -> StreamLimits:
+        """The limits as the SIP stream transports take them."""
+        return StreamLimits(
+            head_timeout=self.head_timeout_seconds,
+            idle_timeout=self.idle_timeout_seconds,
+            max_per_source=self.max_connections_per_source,
+            max_connections=self.max_connections,
+        )
+
+
 class Settings(_Section):
     """The whole appliance settings file."""
 
@@ -556,6 +590,7 @@ class Settings(_Section):
     gateways: tuple[Gateway, ...] = ()
     hybrid_voice_routes: Mapping[str, Regex] = Field(default_factory=dict)
     trunk_configuration: TrunkConfiguration = Field(default_factory=TrunkConfiguration)
+    sip_limits: SipLimits = Field(default_factory=SipLimits)
 
     @model_validator(mode="before")
     @classmethod

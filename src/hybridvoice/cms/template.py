@@ -38,6 +38,10 @@ _SECTION_NOTES: Final[Mapping[str, str]] = {
     "replication).",
     "Management": "This appliance's management API (status, calls) and its state directory.",
     "TrunkConfiguration": "Trunk-wide behaviour; a gateway's own keys override these.",
+    "SipLimits": (
+        "What one peer may hold on the SIP TCP/TLS listeners (slow or hostile peers); every\n"
+        "time a limit bites it is counted in hybridvoice_sip_dropped_total."
+    ),
     "HybridVoiceRoutes": (
         "Voice routes: name = regular expression on the dialled number (+E.164).\n"
         "A gateway takes the calls of the routes listed in its VoiceRoutes."
@@ -59,6 +63,10 @@ _KEY_NOTES: Final[Mapping[str, str]] = {
     "SIPAddresses": "the online service's SIP addresses the edge accepts requests from",
     "OptionsIntervalSeconds": "SIP OPTIONS health checks toward every gateway",
     "EnableFastFailoverTimer": "an unanswered outbound call moves on after 10 s",
+    "HeadTimeoutSeconds": "a message must be complete this long after its first byte",
+    "IdleTimeoutSeconds": "a connection carrying nothing (not even keep-alives) is closed",
+    "MaxConnectionsPerSource": "accepted connections from one IP address at a time",
+    "MaxConnections": "accepted connections of one listener at a time",
 }
 
 
@@ -153,6 +161,7 @@ def render_settings(
     for section in (*sections, "TrunkConfiguration"):
         known = defaults if section == "MediationServer" else None
         doc.add(section, _table(data[section], _SECTION_NOTES.get(section), known))
+    doc.add("SipLimits", _table(data["SipLimits"], _SECTION_NOTES["SipLimits"]))
     routes = data.get("HybridVoiceRoutes") or {}
     doc.add("HybridVoiceRoutes", _table(routes, _SECTION_NOTES["HybridVoiceRoutes"]))
     for index, gateway in enumerate(_gateways(data.get("Gateways") or ()), start=1):

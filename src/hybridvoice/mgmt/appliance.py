@@ -32,6 +32,7 @@ from hybridvoice.mediation.trunks import GatewayStatus
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.http import AsgiServer, serve_asgi
 from hybridvoice.net.pipe import LocalExchange
+from hybridvoice.net.stream import using_stream_limits
 from hybridvoice.net.transport import Destination
 from hybridvoice.sip.session import SessionConfig
 from hybridvoice.sip.transaction import TimerConfig
@@ -87,6 +88,11 @@ class Appliance:
 
     # --- life cycle -------------------------------------------------------------------------------
     async def start(self) -> None:
+        """Every role, their SIP listeners under the settings' ``[SipLimits]``."""
+        with using_stream_limits(self.settings.sip_limits.stream_limits):
+            await self._start()
+
+    async def _start(self) -> None:
         s, o = self.settings, self.options
         ms, edge = s.mediation_server, s.edge_server
         exchange = o.exchange

@@ -39,7 +39,7 @@ from hybridvoice.sip.transaction import (
 )
 
 from .pipe import LocalExchange
-from .stream import StreamTransport
+from .stream import StreamLimits, StreamTransport, current_stream_limits
 from .transport import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_MAX_SIZE,
@@ -120,6 +120,15 @@ class EndpointCounters:
     transport_errors: int = 0
 
 
+#: Methods counted by name (RFC 3261 and the extensions in use); any other token is counted
+#: as "other", so that a peer cannot make up metric label values.
+KNOWN_METHODS: Final = frozenset(
+    {
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
+        "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+    }
+)  # fmt: skip
+
 #: peers whose last transport failure is remembered (cleared when full)
 _MAX_FAILURES: Final = 1024
 
@@ -162,8 +171,12 @@ class Endpoint:
         layer: TransactionLayer | None = None,
         branch_factory: Callable[[], str] | None = None,
         exchange: LocalExchange | None = None,
+        limits: StreamLimits | None = None,
     ) -> None:
         self.tu = tu
+        #: what a peer may hold on our TCP/TLS listeners; default: the context's
+        #: (:func:`~hybridvoice.net.stream.using_stream_limits`, set from the settings)
+        self.limits = limits if limits is not None else current_stream_limits()
         #: the stream listeners of this process: requests to them go through pipes
         #: (:mod:`hybridvoice.net.pipe`); None: every hop on sockets
         self.exchange = exchange
@@ -202,7 +215,7 @@ class Endpoint:
         advertised_host: str | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
-        idle_timeout: float = 300.0,
+        idle_timeout: float | None = None,
     ) -> Transport:
         """Listen on ``kind`` (UDP, TCP or TLS) at ``host:port``; the first transport of a
         kind and address family is the one requests of that kind and family go out on.
@@ -232,6 +245,7 @@ class Endpoint:
                 max_size=max_size,
                 idle_timeout=idle_timeout,
                 exchange=self.exchange,
+                limits=self.limits,
             )
         else:
             raise ValueError(f"unknown transport {kind!r}")
@@ -367,7 +381,8 @@ class Endpoint:
         if self.trace is not None:
             self.trace("in", request)
         counts = self.counters.requests_in
-        counts[request.method] = counts.get(request.method, 0) + 1
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        counts[method] = counts.get(method, 0) + 1
         self.layer.receive_request(
             request, self._loop.time(), reliable=source.transport.reliable, context=source
         )
@@ -517,7 +532,8 @@ class Endpoint:
 
     def _count_out(self, request: Request) -> None:
         counts = self.counters.requests_out
-        counts[request.method] = counts.get(request.method, 0) + 1
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        counts[method] = counts.get(method, 0) + 1
 
     # --- the one timer -----------------------------------------------------------------------
 

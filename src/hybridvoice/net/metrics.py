@@ -1,6 +1,7 @@
 """Prometheus families of the net layer's own counters: an endpoint's SIP messages by method
-and status (RFC 3261 §7.1/§7.2) and a proxy core's forwarding counters. Read when a registry is
-scraped; nothing here runs on the message path."""
+and status (RFC 3261 §7.1/§7.2), what its transports dropped or refused and why, and a proxy
+core's forwarding counters. Read when a registry is scraped; nothing here runs on the message
+path."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from .endpoint import Endpoint
 from .proxy import ProxyCounters
 
-__all__ = ["endpoint_metrics", "proxy_metrics"]
+__all__ = ["endpoint_metrics", "proxy_metrics", "transport_metrics"]
 
 #: (attribute of the counters object, metric name, help, label of the dict's keys)
 _Tally = tuple[str, str, str, str]
@@ -84,8 +85,58 @@ def _counters(
 
 def endpoint_metrics(endpoints: Iterable[tuple[str, Endpoint]]) -> list[Metric]:
     """``hybridvoice_sip_*_total`` of every ``(name, endpoint)``, labelled ``endpoint=name``."""
+    endpoints = list(endpoints)
     sources = ((name, endpoint.counters) for name, endpoint in endpoints)
-    return _counters("endpoint", sources, _ENDPOINT_TALLIES, _ENDPOINT_SCALARS)
+    families = _counters("endpoint", sources, _ENDPOINT_TALLIES, _ENDPOINT_SCALARS)
+    return [*families, *transport_metrics(endpoints)]
+
+
+def transport_metrics(endpoints: Iterable[tuple[str, Endpoint]]) -> list[Metric]:
+    """The transports' counters of every endpoint, summed by transport kind.
+
+    ``hybridvoice_sip_dropped_total{endpoint, transport, reason, answered}``: every message
+    received and not delivered (and every outgoing one given up), by
+    :data:`~hybridvoice.net.transport.DropReason` (a fixed set); ``answered="true"`` for those
+    refused with an error response (400, 505, 513...). Then the messages delivered, the
+    keep-alives and the connections closed idle, so that what came in can be accounted for:
+    received = delivered + dropped (+ keep-alives, which carry no message).
+    """
+    dropped = CounterMetricFamily(
+        "hybridvoice_sip_dropped",
+        "SIP messages dropped or refused, by reason (answered: refused with an error response)",
+        labels=["endpoint", "transport", "reason", "answered"],
+    )
+    scalars = [
+        CounterMetricFamily(f"hybridvoice_sip_{metric}", text, labels=["endpoint", "transport"])
+        for _, metric, text in _TRANSPORT_SCALARS
+    ]
+    for name, endpoint in endpoints:
+        drops: dict[tuple[str, str, str], int] = {}
+        totals: dict[tuple[str, str], int] = {}
+        for transport in endpoint.transports:
+            counters, kind = transport.counters, transport.kind
+            for reason, n in counters.drops.items():
+                answered = counters.answered.get(reason, 0)
+                for flag, count in (("true", answered), ("false", n - answered)):
+                    if count:
+                        key = (kind, reason, flag)
+                        drops[key] = drops.get(key, 0) + count
+            for field, _, _ in _TRANSPORT_SCALARS:
+                totals[kind, field] = totals.get((kind, field), 0) + getattr(counters, field)
+        for (kind, reason, flag), n in sorted(drops.items()):
+            dropped.add_metric([name, kind, reason, flag], n)
+        for family, (field, _, _) in zip(scalars, _TRANSPORT_SCALARS, strict=True):
+            for (kind, f), n in sorted(totals.items()):
+                if f == field:
+                    family.add_metric([name, kind], n)
+    return [dropped, *scalars]
+
+
+_TRANSPORT_SCALARS: Final[Sequence[_Scalar]] = (
+    ("messages_in", "messages_delivered", "SIP messages received, parsed and delivered"),
+    ("keepalive_pings", "keepalives_received", "Keep-alives received (CRLF, RFC 5626)"),
+    ("idle_closed", "connections_closed_idle", "TCP/TLS connections closed after idling"),
+)
 
 
 def proxy_metrics(proxies: Iterable[tuple[str, ProxyCounters]]) -> list[Metric]:

@@ -84,7 +84,20 @@ class PipeEnd:
     """One end of an in-process connection, as a stream transport sees its connections:
     ``host``/``port`` are the other side's listening address."""
 
-    __slots__ = ("_inbox", "_loop", "_scheduled", "host", "last_active", "owner", "peer", "port")
+    __slots__ = (
+        "_inbox",
+        "_loop",
+        "_scheduled",
+        "host",
+        "last_active",
+        "owner",
+        "partial_since",
+        "peer",
+        "port",
+    )
+
+    #: a pipe carries whole messages: never a partial one (see StreamLimits.head_timeout)
+    partial_since: float
 
     def __init__(
         self, owner: StreamTransport, remote: tuple[str, int], loop: asyncio.AbstractEventLoop
@@ -93,6 +106,7 @@ class PipeEnd:
         self.host, self.port = remote
         self.peer: PipeEnd | None = None
         self.last_active = loop.time()
+        self.partial_since = 0.0
         self._loop = loop
         self._inbox: list[Request | Response] = []
         self._scheduled = False
@@ -121,7 +135,7 @@ class PipeEnd:
         try:
             message = parse_message(data)
         except ParseError as exc:  # our own bytes: a bug, but never a crash
-            self.owner.counters.drop("malformed_pipe_write")
+            self.owner.counters.drop("internal_error")
             raise TransportError(f"unparsable message for {self.host}:{self.port}") from exc
         self.write_message(message)
 
@@ -134,6 +148,9 @@ class PipeEnd:
         deliver = self.owner._deliver
         for message in inbox:
             deliver(message, self)
+
+    def close_timed_out(self) -> None:  # pragma: no cover - a pipe never holds a partial message
+        self.close()
 
     def close(self) -> None:
         """Close both ends (each unregisters from its transport)."""

@@ -8,14 +8,24 @@ place without a connection opens one, queueing what is sent meanwhile. Every con
 messages with :class:`~hybridvoice.sip.parser.StreamParser`, answers a keep-alive ping
 (CRLFCRLF) with a pong (CRLF), is closed after ``idle_timeout`` seconds without traffic, and on
 a framing or parse error gets the 400 (or 513...) when one can be built and is then closed.
+
+A hostile peer cannot hold connections for free (:class:`StreamLimits`): a message must be
+complete ``head_timeout`` seconds after its first byte (a peer sending one byte a second is
+closed), and accepted connections are capped per source address and in total. Every time a
+limit bites it is counted in the drop counter (``head_timeout``, ``source_limit``,
+``connection_limit``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Final, cast
 
 from hybridvoice.sip.errors import ParseError
@@ -32,6 +42,8 @@ from .transport import (
     TransportCounters,
     TransportError,
     bare_host,
+    check_cseq,
+    drop_reason,
     error_response,
     family_of,
     response_address,
@@ -40,7 +52,13 @@ from .transport import (
     via_is_ours,
 )
 
-__all__ = ["StreamConnection", "StreamTransport"]
+__all__ = [
+    "StreamConnection",
+    "StreamLimits",
+    "StreamTransport",
+    "current_stream_limits",
+    "using_stream_limits",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +68,71 @@ _PING: Final = b"\r\n\r\n"
 _WRITE_LIMIT: Final = 8 * 1024 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """What one peer may hold on a TCP/TLS listener (defaults an SBC operator would pick).
+
+    ``head_timeout``: seconds from the first byte of a message until the message is complete
+    (head and body; a slowloris peer is closed); also the TLS handshake timeout.
+    ``idle_timeout``: seconds without any traffic before a connection is closed.
+    ``max_per_source``: accepted connections from one IP address at a time.
+    ``max_connections``: accepted connections of one listener at a time.
+    """
+
+    head_timeout: float = 10.0
+    idle_timeout: float = 300.0
+    max_per_source: int = 64
+    max_connections: int = 10_000
+
+
+#: The limits an :class:`~hybridvoice.net.endpoint.Endpoint` made without explicit ones uses:
+#: whoever assembles roles from settings sets them (:func:`using_stream_limits`) around the
+#: roles' construction, so the roles need not pass them along.
+_DEFAULT_LIMITS: Final = StreamLimits()
+_LIMITS: Final[ContextVar[StreamLimits]] = ContextVar("sip_stream_limits")
+
+
+def current_stream_limits() -> StreamLimits:
+    return _LIMITS.get(_DEFAULT_LIMITS)
+
+
+@contextlib.contextmanager
+def using_stream_limits(limits: StreamLimits) -> Iterator[StreamLimits]:
+    """Endpoints made inside the block (in this context) default to ``limits``."""
+    token = _LIMITS.set(limits)
+    try:
+        yield limits
+    finally:
+        _LIMITS.reset(token)
+
+
 class StreamConnection(asyncio.Protocol):
     """One TCP/TLS connection: framing, keep-alives, error answers (an asyncio Protocol)."""
 
     __slots__ = (
         "_bad",
+        "_counted",
         "_owner",
         "_parser",
         "_transport",
         "host",
+        "incoming",
         "last_active",
+        "partial_since",
         "port",
     )
 
-    def __init__(self, owner: StreamTransport) -> None:
+    def __init__(self, owner: StreamTransport, *, incoming: bool = False) -> None:
         self._owner = owner
+        #: accepted by our listener (counted against the caps), not opened by us
+        self.incoming = incoming
+        #: when the first byte of the message being received came; 0.0: between messages
+        self.partial_since = 0.0
         self._parser = StreamParser(owner.max_size)
         # A copy of the bytes the parser holds, for the 400 when parsing fails (see _feed).
         self._bad = bytearray()
+        #: the bytes the parser holds were counted as dropped (parse error, head timeout)
+        self._counted = False
         self._transport: asyncio.Transport | None = None
         self.host = ""
         self.port = 0
@@ -104,6 +169,12 @@ class StreamConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def close_timed_out(self) -> None:
+        """Close for the head deadline: what the parser holds is counted as that drop."""
+        self._owner.counters.drop("head_timeout")
+        self._counted = True
+        self.close()
+
     def __repr__(self) -> str:
         return f"<StreamConnection {self._owner.kind} {self.host}:{self.port}>"
 
@@ -115,20 +186,33 @@ class StreamConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.host, self.port = peer[0], peer[1]
         self.last_active = self._owner.loop.time()
+        if self.incoming and not self._owner._admit(self.host):
+            self.incoming = False  # never counted: nothing to release
+            self._transport = None
+            transport.abort()
+            return
         self._owner._register(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._owner._unregister(self)
+        if self._transport is not None:
+            self._owner._unregister(self)
+            if self._parser.mid_message and not self._counted:  # closed in the middle of one
+                self._owner.counters.drop("truncated")
         self._transport = None
 
     def data_received(self, data: bytes) -> None:
         """Frame and deliver; never raises (asyncio would only log and drop the connection)."""
-        self.last_active = self._owner.loop.time()
+        now = self.last_active = self._owner.loop.time()
         try:
             self._feed(data)
         except Exception:
             self._owner.counters.drop("internal_error")
             log.exception("error while handling data from %r", self)
+        # the head deadline runs from the first byte of a message to its end
+        if not self._parser:
+            self.partial_since = 0.0
+        elif not self.partial_since:
+            self.partial_since = now
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -169,12 +253,10 @@ class StreamConnection(asyncio.Protocol):
 
     def _on_parse_error(self, held: bytes, exc: ParseError) -> None:
         """§18.3: the stream cannot be resynchronised; answer when possible, then close."""
-        counters = self._owner.counters
         is_response = held.lstrip(b"\r\n").startswith((b"SIP/", b"sip/"))
-        reason = "oversized" if exc.status_hint == 513 else "malformed"
-        counters.drop(f"{reason}_{'response' if is_response else 'request'}")
-        if not is_response:
-            _answer(self, self._owner, held, exc)
+        answered = not is_response and _answer(self, self._owner, held, exc)
+        self._owner.counters.drop(drop_reason(exc), answered=answered)
+        self._counted = True
         self.close()
 
     def write_message(self, message: Request | Response) -> None:
@@ -184,12 +266,15 @@ class StreamConnection(asyncio.Protocol):
 
 def _answer(
     conn: StreamConnection | PipeEnd, owner: StreamTransport, data: bytes, exc: ParseError
-) -> None:
-    """The 400 (or 513...) to a request that cannot be used (§21.4.1), on its connection."""
+) -> bool:
+    """The 400 (or 513...) to a request that cannot be used (§21.4.1), on its connection;
+    whether one was sent."""
     response = error_response(data, exc)
-    if response is not None and conn.is_open:
-        owner.counters.error_responses += 1
-        conn.write(bytes(response))
+    if response is None or not conn.is_open:
+        return False
+    owner.counters.error_responses += 1
+    conn.write(bytes(response))
+    return True
 
 
 class _PendingConnect:
@@ -210,10 +295,13 @@ class StreamTransport(BoundTransport):
     """
 
     __slots__ = (
+        "_all",
         "_closed",
         "_connections",
         "_idle_handle",
+        "_incoming",
         "_pending",
+        "_per_source",
         "_server",
         "client_ssl",
         "connect_timeout",
@@ -221,6 +309,7 @@ class StreamTransport(BoundTransport):
         "exchange",
         "idle_timeout",
         "kind",
+        "limits",
         "loop",
         "max_size",
         "sent_by",
@@ -238,8 +327,10 @@ class StreamTransport(BoundTransport):
         max_size: int,
         idle_timeout: float,
         connect_timeout: float,
+        limits: StreamLimits,
     ) -> None:
         self.kind = kind
+        self.limits = limits
         self.sink = sink
         self.client_ssl = client_ssl
         self.max_size = max_size
@@ -248,6 +339,8 @@ class StreamTransport(BoundTransport):
         self.loop = asyncio.get_running_loop()
         self.counters = TransportCounters()
         self._connections: dict[tuple[str, int], StreamConnection | PipeEnd] = {}
+        #: every open connection, also those no longer the newest to their place
+        self._all: set[StreamConnection | PipeEnd] = set()
         self.exchange: LocalExchange | None = None
         self._pending: dict[tuple[str, int], _PendingConnect] = {}
         self._server: asyncio.Server | None = None
@@ -257,6 +350,9 @@ class StreamTransport(BoundTransport):
         self.sent_by = ""
         self._idle_handle: asyncio.TimerHandle | None = None
         self._closed = False
+        #: accepted connections in total and by source IP (the caps of ``limits``)
+        self._incoming = 0
+        self._per_source: dict[str, int] = {}
 
     @classmethod
     async def listen(
@@ -270,11 +366,15 @@ class StreamTransport(BoundTransport):
         client_ssl: ssl.SSLContext | None = None,
         advertised_host: str | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
-        idle_timeout: float = 300.0,
+        idle_timeout: float | None = None,
         connect_timeout: float = 10.0,
         exchange: LocalExchange | None = None,
+        limits: StreamLimits | None = None,
     ) -> StreamTransport:
         """Listen on ``host:port`` (IP literal; port 0 picks one) for ``kind`` (TCP or TLS).
+
+        ``limits`` default to :func:`current_stream_limits`; ``idle_timeout``, when given,
+        overrides theirs.
 
         TLS without ``server_ssl`` is a client-only transport: it accepts no connections, its
         sent-by has no port and responses come back on the connections it opens (§18.2.2).
@@ -286,13 +386,16 @@ class StreamTransport(BoundTransport):
             raise ValueError("server_ssl given for TCP")
         if kind == "TLS" and client_ssl is None:
             client_ssl = ssl.create_default_context()
+        if limits is None:
+            limits = current_stream_limits()
         self = cls(
             kind,
             sink,
             client_ssl=client_ssl,
             max_size=max_size,
-            idle_timeout=idle_timeout,
+            idle_timeout=limits.idle_timeout if idle_timeout is None else idle_timeout,
             connect_timeout=connect_timeout,
+            limits=limits,
         )
         host = bare_host(host)
         self._family = family_of(host)
@@ -303,11 +406,12 @@ class StreamTransport(BoundTransport):
             self.sent_by = via_host(advertised)
         else:
             self._server = await self.loop.create_server(
-                lambda: StreamConnection(self),
+                lambda: StreamConnection(self, incoming=True),
                 host,
                 port,
                 family=self._family,
                 ssl=server_ssl,
+                ssl_handshake_timeout=limits.head_timeout if server_ssl is not None else None,
                 reuse_address=True,
                 backlog=1024,
             )
@@ -325,7 +429,7 @@ class StreamTransport(BoundTransport):
 
     @property
     def connections(self) -> int:
-        return len(self._connections)
+        return len(self._all)
 
     def connection_to(self, host: str, port: int) -> StreamConnection | PipeEnd | None:
         """The open connection to (host, port), if any (§18.1.1 reuse)."""
@@ -395,10 +499,10 @@ class StreamTransport(BoundTransport):
             try:
                 via = stamp_via(item, conn.host, conn.port)
                 if via is None:
-                    raise ParseError("no Via header")
+                    raise ParseError("no Via header", kind="missing_header")
+                check_cseq(item)
             except ParseError as exc:
-                counters.drop("malformed_request")
-                _answer(conn, self, bytes(item), exc)
+                counters.drop(drop_reason(exc), answered=_answer(conn, self, bytes(item), exc))
                 return
             counters.messages_in += 1
             reply = response_address(via, reliable=True)
@@ -411,6 +515,9 @@ class StreamTransport(BoundTransport):
             ours = False
         if not ours:
             counters.drop("via_mismatch")
+            return
+        if item.cseq is None:
+            counters.drop("missing_header")
             return
         counters.messages_in += 1
         self.sink.on_response(item, Source(self, conn.host, conn.port, conn))
@@ -429,7 +536,7 @@ class StreamTransport(BoundTransport):
         for pending in list(self._pending.values()):
             if pending.task is not None:
                 pending.task.cancel()
-        for conn in list(self._connections.values()):
+        for conn in list(self._all):
             conn.close()
 
     async def wait_closed(self) -> None:
@@ -441,16 +548,43 @@ class StreamTransport(BoundTransport):
 
     # --- connections -----------------------------------------------------------------------
 
+    def _admit(self, host: str) -> bool:
+        """Whether a connection just accepted from ``host`` may stay (the caps of
+        ``limits``); counted as a drop when it may not. Admitted ones are counted until
+        :meth:`_unregister`."""
+        limits = self.limits
+        if self._incoming >= limits.max_connections:
+            self.counters.drop("connection_limit")
+            return False
+        per_source = self._per_source
+        held = per_source.get(host, 0)
+        if held >= limits.max_per_source:
+            self.counters.drop("source_limit")
+            return False
+        per_source[host] = held + 1
+        self._incoming += 1
+        return True
+
     def _register(self, conn: StreamConnection | PipeEnd) -> None:
         self.counters.connections_opened += 1
         # the newest connection to a place wins; the older one stays usable by its Source
         self._connections[(conn.host, conn.port)] = conn
+        self._all.add(conn)
 
     def _unregister(self, conn: StreamConnection | PipeEnd) -> None:
         self.counters.connections_closed += 1
         key = (conn.host, conn.port)
         if self._connections.get(key) is conn:
             del self._connections[key]
+        self._all.discard(conn)
+        if type(conn) is StreamConnection and conn.incoming:
+            conn.incoming = False
+            self._incoming -= 1
+            left = self._per_source.get(conn.host, 1) - 1
+            if left:
+                self._per_source[conn.host] = left
+            else:
+                self._per_source.pop(conn.host, None)
 
     def _failed(self, exc: Exception, on_error: SendErrorCallback | None) -> None:
         self.counters.send_errors += 1
@@ -492,15 +626,26 @@ class StreamTransport(BoundTransport):
                 del self._pending[key]
 
     def _arm_idle(self) -> None:
-        interval = max(0.05, self.idle_timeout / 4)
-        self._idle_handle = self.loop.call_later(interval, self._sweep_idle)
+        interval = max(0.05, min(self.idle_timeout, self.limits.head_timeout) / 4)
+        self._idle_handle = self.loop.call_later(interval, self._on_sweep)
 
-    def _sweep_idle(self) -> None:
-        """Close connections idle for ``idle_timeout`` seconds (one timer for all of them)."""
-        limit = self.loop.time() - self.idle_timeout
-        for conn in list(self._connections.values()):
-            if conn.last_active < limit:
-                self.counters.idle_closed += 1
-                conn.close()
+    def _on_sweep(self) -> None:
+        self.sweep(self.loop.time())
         if not self._closed:
             self._arm_idle()
+
+    def sweep(self, now: float) -> None:
+        """Close the connections idle for ``idle_timeout`` seconds and those whose message
+        is not complete ``limits.head_timeout`` seconds after its first byte (one timer for
+        all of them; a quarter of the shorter timeout late at most)."""
+        idle_limit = now - self.idle_timeout
+        head_limit = now - self.limits.head_timeout
+        for conn in list(self._all):
+            if conn.partial_since and conn.partial_since < head_limit:
+                log.info(
+                    "%r: no complete message in %.1f s, closed", conn, now - conn.partial_since
+                )
+                conn.close_timed_out()
+            elif conn.last_active < idle_limit:
+                self.counters.idle_closed += 1
+                conn.close()

@@ -21,7 +21,7 @@ import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol, get_args
 
 from hybridvoice.sip.errors import ParseError
 from hybridvoice.sip.headers import Headers, Via, parse_via_list
@@ -30,10 +30,12 @@ from hybridvoice.sip.message import REASON_PHRASES, Message, Request, Response
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "DEFAULT_PORTS",
+    "DROP_REASONS",
     "RELIABLE",
     "BoundTransport",
     "Connection",
     "Destination",
+    "DropReason",
     "MessageSink",
     "NetError",
     "SendErrorCallback",
@@ -42,6 +44,8 @@ __all__ = [
     "TransportCounters",
     "TransportError",
     "bare_host",
+    "check_cseq",
+    "drop_reason",
     "error_response",
     "family_of",
     "response_address",
@@ -210,9 +214,53 @@ class MessageSink(Protocol):
     def on_response(self, response: Response, source: Source) -> None: ...
 
 
+#: Why a message was dropped or refused: the label values of the drop counter, a fixed set
+#: (never text from the wire). The parser's defects (``ParseError.kind``): ``malformed``
+#: (any other syntax error), ``unparseable`` (no header section), ``bare_cr_lf``,
+#: ``bad_number``, ``bad_host``, ``bad_start_line``, ``bad_version``, ``bad_content_length``,
+#: ``oversized``, ``missing_header`` (no Via). Then the transport's own: ``via_mismatch``
+#: (a response not sent to us, §18.1.2), ``head_timeout`` (a message head not complete in
+#: time: the connection is closed), ``truncated`` (a stream closed by the peer in the middle
+#: of a message), ``source_limit`` / ``connection_limit`` (a connection
+#: refused by the per-source or the total cap), ``socket_error`` (a read failed),
+#: ``send_queue_full`` / ``write_buffer_full`` (outgoing: the peer does not read) and
+#: ``internal_error`` (a bug above the transport; logged).
+DropReason = Literal[
+    "malformed",
+    "unparseable",
+    "bare_cr_lf",
+    "bad_number",
+    "bad_host",
+    "bad_start_line",
+    "bad_version",
+    "bad_content_length",
+    "oversized",
+    "missing_header",
+    "via_mismatch",
+    "head_timeout",
+    "truncated",
+    "source_limit",
+    "connection_limit",
+    "socket_error",
+    "send_queue_full",
+    "write_buffer_full",
+    "internal_error",
+]
+DROP_REASONS: Final[frozenset[str]] = frozenset(get_args(DropReason))
+
+
+def drop_reason(error: ParseError) -> DropReason:
+    """The drop-counter label of a parse error: its kind (``malformed`` if unknown)."""
+    kind = error.kind
+    return kind if kind in DROP_REASONS else "malformed"  # type: ignore[return-value]
+
+
 @dataclass(slots=True)
 class TransportCounters:
-    """Plain counters of one transport; ``drops`` is keyed by reason."""
+    """Plain counters of one transport. ``drops`` counts every received message that was
+    not delivered (and every outgoing one given up), by :data:`DropReason`; ``answered``
+    counts those of them that got an error response (400, 505, 513...), by the same reason.
+    """
 
     messages_in: int = 0
     messages_out: int = 0
@@ -226,9 +274,12 @@ class TransportCounters:
     connections_closed: int = 0
     idle_closed: int = 0
     drops: dict[str, int] = field(default_factory=dict)
+    answered: dict[str, int] = field(default_factory=dict)
 
-    def drop(self, reason: str) -> None:
+    def drop(self, reason: DropReason, *, answered: bool = False) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
+        if answered:
+            self.answered[reason] = self.answered.get(reason, 0) + 1
 
 
 # --- addresses --------------------------------------------------------------------------
@@ -277,6 +328,14 @@ def stamp_via(message: Message, host: str, port: int) -> Via | None:
     headers.pop_first_value("Via")
     headers.prepend("Via", new)
     return new
+
+
+def check_cseq(message: Message) -> None:
+    """A message without CSeq cannot belong to a transaction (§17.1.3, §17.2.3): the
+    transport refuses it (``missing_header``) rather than hand it to a layer that could
+    only drop it unseen."""
+    if message.cseq is None:
+        raise ParseError("no CSeq header", kind="missing_header")
 
 
 def via_is_ours(via: Via | None, transport: Transport) -> bool:
@@ -337,7 +396,16 @@ def error_response(data: bytes, error: ParseError) -> Response | None:
     """
     end = data.find(b"\r\n\r\n")
     head = data[: end if end >= 0 else 4096].decode("utf-8", "replace")
-    lines = head.replace("\r\n", "\n").lstrip("\n").split("\n")
+    head = head.lstrip("\r\n")
+    # Lines end where the parser ends them; a line holding a bare CR or LF (an injection
+    # attempt, or garbage) is not copied.
+    lines = [
+        line
+        for line in (head.split("\r\n") if "\r\n" in head else head.split("\n"))
+        if "\r" not in line and "\n" not in line
+    ]
+    if not lines:
+        return None
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].upper().startswith("SIP/") or parts[0] == "ACK":
         return None

@@ -30,6 +30,8 @@ from .transport import (
     Source,
     TransportCounters,
     bare_host,
+    check_cseq,
+    drop_reason,
     error_response,
     family_of,
     response_address,
@@ -274,7 +276,8 @@ class UdpTransport(BoundTransport):
             counters.keepalive_pings += 1  # CRLF or NUL keep-alives: nothing to answer
             return
         if len(data) > self._max_size:
-            self._malformed(data, host, port, ParseError("datagram too large", 513), "oversized")
+            too_large = ParseError("datagram too large", 513, kind="oversized")
+            self._malformed(data, host, port, too_large)
             return
         via = None
         try:
@@ -282,12 +285,15 @@ class UdpTransport(BoundTransport):
             if isinstance(message, Request):
                 via = stamp_via(message, host, port)
                 if via is None:
-                    raise ParseError("no Via header")
+                    raise ParseError("no Via header", kind="missing_header")
+                check_cseq(message)
             elif not via_is_ours(message.top_via, self):
                 counters.drop("via_mismatch")
                 return
+            else:
+                check_cseq(message)
         except ParseError as exc:
-            self._malformed(data, host, port, exc, None)
+            self._malformed(data, host, port, exc)
             return
         counters.messages_in += 1
         if isinstance(message, Request):
@@ -297,23 +303,19 @@ class UdpTransport(BoundTransport):
         else:
             self._sink.on_response(message, Source(self, host, port))
 
-    def _malformed(
-        self, data: bytes, host: str, port: int, exc: ParseError, reason: str | None
-    ) -> None:
-        """Count and drop; answer when the request line and top Via are readable (§21.4)."""
-        counters = self.counters
+    def _malformed(self, data: bytes, host: str, port: int, exc: ParseError) -> None:
+        """Count and drop by the defect's kind; answer when the request line and top Via
+        are readable (§21.4)."""
         response = error_response(data, exc)
-        if response is None:
-            is_response = data.lstrip(b"\r\n").startswith((b"SIP/", b"sip/"))
-            counters.drop(reason or ("malformed_response" if is_response else "garbage"))
-            return
-        counters.drop(reason or f"malformed_request_{response.status}")
-        try:
-            via = stamp_via(response, host, port)
-        except ParseError:
-            return
-        if via is None:
+        via = None
+        if response is not None:
+            try:
+                via = stamp_via(response, host, port)
+            except ParseError:
+                via = None
+        self.counters.drop(drop_reason(exc), answered=via is not None)
+        if response is None or via is None:
             return
         target_host, target_port = response_address(via, reliable=False)
-        counters.error_responses += 1
+        self.counters.error_responses += 1
         self.send(bytes(response), target_host, target_port)

@@ -7,20 +7,27 @@ any byte sequence survives a parse/serialise round trip.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Final
 
+from .errors import ParseError
+
 __all__ = [
     "ALPHA_SCHEME",
+    "MAX_DELTA_SECONDS",
     "TOKEN",
     "WORD",
     "Params",
+    "check_ipv6_reference",
     "format_params",
     "param_get",
     "param_has",
     "param_set",
     "param_without",
+    "parse_number",
     "parse_params",
+    "parse_port",
     "quote",
     "split_commas",
     "unquote",
@@ -178,3 +185,44 @@ def unquote(text: str) -> str:
 def quote(text: str) -> str:
     """Make a quoted-string of ``text``, escaping backslash and DQUOTE."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --- numbers and hosts ------------------------------------------------------------------
+
+#: delta-seconds (§25.1) is a 32-bit quantity: §20.19 bounds Expires to 2**32-1, and a
+#: larger delta-seconds anywhere is read as that bound.
+MAX_DELTA_SECONDS: Final = 2**32 - 1
+#: 2**32-1 has 10 digits: no number we accept needs more once leading zeros are gone
+_MAX_DIGITS: Final = 10
+
+
+def parse_number(text: str, what: str, limit: int, *, cap: bool = False) -> int:
+    """``1*DIGIT`` no larger than ``limit``: the one place a number from the wire becomes an
+    ``int``. The digit count is bounded before ``int()`` runs, so thousands of digits cost
+    nothing and never hit Python's integer-string limit. Above ``limit``, ``cap`` gives
+    ``limit`` (delta-seconds, §20.19); otherwise ``ParseError`` (400) naming ``what``."""
+    if not (text.isdigit() and text.isascii()):
+        raise ParseError(f"malformed {what}: digits expected", kind="bad_number")
+    digits = text.lstrip("0")
+    if len(digits) <= _MAX_DIGITS:
+        value = int(digits) if digits else 0
+        if value <= limit:
+            return value
+    if cap:
+        return limit
+    raise ParseError(f"{what} out of range (at most {limit})", kind="bad_number")
+
+
+def parse_port(digits: str, what: str) -> int:
+    """A port already matched as ``1*DIGIT``: 0-65535 (the usual short ones without the
+    general path), else as :func:`parse_number` says."""
+    port = int(digits) if len(digits) <= 5 else 65536
+    return port if port <= 65535 else parse_number(digits, what, 65535)
+
+
+def check_ipv6_reference(host: str) -> None:
+    """A bracketed host (IPv6reference, §25.1) must hold a real IPv6 address (RFC 5118)."""
+    try:
+        ipaddress.IPv6Address(host[1:-1])
+    except ValueError:
+        raise ParseError(f"not an IPv6 address: {host[:60]!r}", kind="bad_host") from None

@@ -22,9 +22,15 @@ class ParseError(SipError, ValueError):
     responses the hint is informative only: a malformed response is dropped (§18.1.2).
     """
 
-    def __init__(self, message: str, status_hint: int = 400) -> None:
+    #: The class of defect, from a small fixed set (a metric label for dropped messages):
+    #: ``malformed``, ``bare_cr_lf``, ``bad_number``, ``bad_host``, ``bad_start_line``,
+    #: ``bad_version``, ``bad_content_length``, ``oversized``, ``missing_header``.
+    kind: str
+
+    def __init__(self, message: str, status_hint: int = 400, *, kind: str = "malformed") -> None:
         super().__init__(message)
         self.status_hint = status_hint
+        self.kind = kind
 
     @property
     def reason(self) -> str:

@@ -14,19 +14,30 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final, NamedTuple, TypeVar
 
 from ._abnf import (
+    MAX_DELTA_SECONDS,
     TOKEN,
     WORD,
     Params,
+    check_ipv6_reference,
     format_params,
     param_get,
     param_has,
     param_set,
+    parse_number,
     parse_params,
+    parse_port,
     split_commas,
     unquote,
 )
-from .errors import ParseError
-from .uri import SIP_URI_BASE, SIP_URI_FULL, SipUri, Uri, parse_uri, sip_uri_from_groups
+from .errors import LocalProtocolError, ParseError
+from .uri import (
+    SIP_URI_BASE,
+    SIP_URI_FULL,
+    SipUri,
+    Uri,
+    parse_uri,
+    sip_uri_from_groups,
+)
 
 __all__ = [
     "COMPACT_FORMS",
@@ -38,6 +49,7 @@ __all__ = [
     "parse_address",
     "parse_address_list",
     "parse_call_id",
+    "parse_contact_list",
     "parse_cseq",
     "parse_uint",
     "parse_via_list",
@@ -110,7 +122,7 @@ def canonical_name(name: str) -> tuple[str, str]:
 _VIA: Final = re.compile(
     r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
     r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([A-Za-z0-9\-_.]+|\[[0-9A-Fa-f:.]+\])"
-    r"(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
+    r"(?:[ \t]*:[ \t]*([0-9]+))?"
 )
 
 
@@ -134,7 +146,8 @@ class Via(NamedTuple):
     @property
     def rport(self) -> int | None:
         value = param_get(self.params, "rport")
-        return int(value) if value is not None and value.isdigit() else None
+        ok = value is not None and value.isdigit() and len(value) <= 5  # checked when parsed
+        return int(value) if ok else None  # type: ignore[arg-type]
 
     @property
     def wants_rport(self) -> bool:
@@ -186,16 +199,34 @@ def _parse_via_text(text: str) -> Via:
         params = parse_params(text, m.end())
     except ValueError as exc:
         raise ParseError(f"malformed Via parameters in {text!r}") from exc
-    port = m.group(5)
-    if port is not None and int(port) > 65535:
-        raise ParseError(f"Via port out of range in {text!r}")
+    host, port = m.group(4), m.group(5)
+    if host[0] == "[":
+        check_ipv6_reference(host)
+    if len(params) > 1 or (params and params[0][0] != "branch"):  # the usual Via: branch only
+        _check_via_params(params)
     return Via(
         m.group(3).upper(),
-        m.group(4),
-        None if port is None else int(port),
+        host,
+        None if port is None else int(port) if len(port) < 5 else parse_port(port, "Via port"),
         params,
         f"{m.group(1)}/{m.group(2)}",
     )
+
+
+def _check_via_params(params: Params) -> None:
+    """via-params with a grammar of their own (§20.42, RFC 3581 §3): ``ttl`` 0-255,
+    ``rport`` a port, ``received`` and ``maddr`` real addresses when they are IPv6."""
+    for name, value in params:
+        if value is None or name == "branch":
+            continue
+        lname = name.lower()
+        if lname == "rport":
+            if not (len(value) < 5 and value.isdigit() and value.isascii()):  # else: in range
+                parse_number(value, "Via rport", 65535)
+        elif lname == "ttl":
+            parse_number(value, "Via ttl", 255)
+        elif lname in ("received", "maddr") and (value[:1] == "[" or ":" in value):
+            check_ipv6_reference(value if value[:1] == "[" else f"[{value}]")
 
 
 def _split(value: str) -> list[str]:
@@ -290,9 +321,10 @@ def _parse_address_text(text: str) -> Address:
             display, uri = None, sip_uri_from_groups(*fast.groups())
     if fast is not None:
         try:
-            return Address(uri, display, parse_params(text, fast.end()))
+            params = parse_params(text, fast.end())
         except ValueError as exc:
             raise ParseError(f"malformed address parameters in {text!r}") from exc
+        return Address(uri, display, params)
     m = _NAME_ADDR.match(text)
     if m is None:
         m = _ADDR_SPEC.match(text)
@@ -306,6 +338,40 @@ def _parse_address_text(text: str) -> Address:
     except ValueError as exc:
         raise ParseError(f"malformed address parameters in {text!r}") from exc
     return Address(parse_uri(uri_text), display, params)
+
+
+# qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )   (§20.10). The parser only
+# bounds its shape (a few digits, a decimal point); whether it is within 0..1 is the
+# registrar's policy, which answers it with its own 400 and Warning.
+_QVALUE: Final = re.compile(r"[0-9]{1,3}(?:\.[0-9]{0,3})?")
+
+
+def parse_contact_list(values: list[str]) -> tuple[Address, ...]:
+    """The Contact addresses, their contact-params checked (§20.10): ``q`` is a qvalue and
+    ``expires`` delta-seconds, capped at 2**32-1 (the capped value replaces the written
+    one in the parsed view). Raises ``ParseError``."""
+    if values[0] == "*":
+        return ()  # Contact: * (a REGISTER removing every binding, §10.2.2)
+    addresses = parse_address_list(values)
+    if len(addresses) == 1:  # the usual
+        address = addresses[0]
+        params = _contact_params(address.params) if address.params else address.params
+        return addresses if params is address.params else (address._replace(params=params),)
+    return tuple(a._replace(params=_contact_params(a.params)) for a in addresses)
+
+
+def _contact_params(params: Params) -> Params:
+    for i, (name, value) in enumerate(params):
+        if value is None or len(name) not in (1, 7):  # neither "q" nor "expires"
+            continue
+        lname = name.lower()
+        if lname == "q" and not _QVALUE.fullmatch(value):
+            raise ParseError("malformed q parameter: a qvalue expected", kind="bad_number")
+        if lname == "expires" and not (len(value) < 10 and value.isdigit() and value.isascii()):
+            seconds = parse_number(value, "expires parameter", MAX_DELTA_SECONDS, cap=True)
+            if len(value) > 10:  # capped (or leading zeros): keep the bounded number
+                params = (*params[:i], (name, str(seconds)), *params[i + 1 :])
+    return params
 
 
 def parse_address_list(values: list[str]) -> tuple[Address, ...]:
@@ -334,7 +400,7 @@ class CSeq(NamedTuple):
         return f"{self.seq} {self.method}"
 
 
-_CSEQ: Final = re.compile(r"([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
+_CSEQ: Final = re.compile(r"([0-9]+)[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
 
 
 _CSEQ_MEMO: dict[str, CSeq] = {}
@@ -346,9 +412,13 @@ def parse_cseq(values: list[str]) -> CSeq:
     if cseq is not None:
         return cseq
     m = _CSEQ.fullmatch(text)
-    if m is None or int(m.group(1)) >= 2**31:
-        raise ParseError(f"malformed CSeq {text!r}")
-    cseq = CSeq(int(m.group(1)), m.group(2))
+    if m is None:
+        raise ParseError(f"malformed CSeq {text[:80]!r}")
+    digits = m.group(1)
+    seq = int(digits) if len(digits) <= 10 else 2**31
+    if seq >= 2**31:
+        seq = parse_number(digits, "CSeq number", 2**31 - 1)
+    cseq = CSeq(seq, m.group(2))
     if len(_CSEQ_MEMO) >= _MEMO_MAX:
         _CSEQ_MEMO.clear()
     _CSEQ_MEMO[text] = cseq
@@ -363,19 +433,32 @@ def parse_call_id(values: list[str]) -> str:
     return values[0]
 
 
-def parse_uint(limit: int) -> Callable[[list[str]], int]:
-    """A parser of a single ``1*DIGIT`` value no larger than ``limit``."""
+def parse_uint(limit: int, what: str = "number") -> Callable[[list[str]], int]:
+    """A parser of a single ``1*DIGIT`` value no larger than ``limit`` (``what``: the header
+    name, for the error)."""
 
     def parse(values: list[str]) -> int:
         text = values[0]
-        if not text.isdigit() or not text.isascii() or len(text) > 10 or int(text) > limit:
-            raise ParseError(f"malformed number {text!r}")
-        return int(text)
+        if len(text) <= 10 and text.isdigit() and text.isascii():  # the usual: no call
+            value = int(text)
+            if value <= limit:
+                return value
+        return parse_number(text, what, limit)
 
     return parse
 
 
 # --- the header list -----------------------------------------------------------------
+
+
+def line_safe(text: str, what: str = "header value") -> str:
+    """``text`` when it holds no CR or LF, else ``LocalProtocolError``: a value built by code
+    (a display name or URI a user typed, a reason phrase) must never put a line end on the
+    wire, where a next hop would read the rest as another header (§7.3.1)."""
+    if "\n" in text or "\r" in text:
+        raise LocalProtocolError(f"CR or LF in a {what}: {text[:60]!r}")
+    return text
+
 
 T = TypeVar("T")
 _MISSING: Final = object()
@@ -464,7 +547,7 @@ class Headers:
     def add(self, name: str, value: object) -> None:
         """Append a header line."""
         key, canon = canonical_name(name)
-        self._items.append((key, canon, value if type(value) is str else str(value)))
+        self._items.append((key, canon, line_safe(value if type(value) is str else str(value))))
         cache = self._cache
         if key in cache:
             del cache[key]
@@ -474,7 +557,7 @@ class Headers:
         key, canon = canonical_name(name)
         items = self._items
         index = next((i for i, (k, _, _) in enumerate(items) if k == key), 0)
-        text = value if type(value) is str else str(value)
+        text = line_safe(value if type(value) is str else str(value))
         items.insert(index, (key, canon, text))
         cache = self._cache
         cached = cache.pop(key, None)
@@ -489,7 +572,7 @@ class Headers:
         """Replace every line of ``name`` by one line, where the first one stood."""
         key, canon = canonical_name(name)
         items = self._items
-        line = (key, canon, value if type(value) is str else str(value))
+        line = (key, canon, line_safe(value if type(value) is str else str(value)))
         found = [i for i, it in enumerate(items) if it[0] == key]
         if len(found) == 1:  # the usual case: replace the one line in place
             items[found[0]] = line

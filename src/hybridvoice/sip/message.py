@@ -25,6 +25,7 @@ from .headers import (
     parse_uint,
     parse_via_list,
 )
+from .headers import line_safe as _line_safe
 from .uri import Uri
 
 __all__ = [
@@ -64,8 +65,8 @@ REASON_PHRASES: Final[dict[int, str]] = {
     606: "Not Acceptable", 607: "Unwanted",
 }  # fmt: skip
 
-_max_forwards = parse_uint(255)
-_content_length = parse_uint(2**31 - 1)
+_max_forwards = parse_uint(255, "Max-Forwards")
+_content_length = parse_uint(2**31 - 1, "Content-Length")
 
 
 class Message:
@@ -140,6 +141,8 @@ class Message:
         """Contact addresses; empty for none and for ``Contact: *`` (see ``contact_star``)."""
         if self.contact_star:
             return ()
+        # a parsed message's view was made (and its contact-params checked) by the parser;
+        # one built or changed by code is read as written (its roles check what they use)
         return self.headers.typed("contact", parse_address_list) or ()
 
     @property
@@ -207,7 +210,8 @@ class Request(Message):
         self.uri = uri
 
     def _start_line(self) -> str:
-        return f"{self.method} {self.uri} SIP/2.0"
+        line = f"{self.method} {self.uri} SIP/2.0"
+        return _line_safe(line, "request line") if "\n" in line or "\r" in line else line
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri} call-id={self.headers.get('Call-ID')}>"
@@ -233,7 +237,8 @@ class Response(Message):
         self.reason = REASON_PHRASES.get(status, "") if reason is None else reason
 
     def _start_line(self) -> str:
-        return f"SIP/2.0 {self.status} {self.reason}"
+        line = f"SIP/2.0 {self.status} {self.reason}"
+        return _line_safe(line, "status line") if "\n" in line or "\r" in line else line
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason} call-id={self.headers.get('Call-ID')}>"

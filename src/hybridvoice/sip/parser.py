@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from ._abnf import MAX_DELTA_SECONDS, param_get, parse_number, parse_params
 from .errors import ParseError
 from .headers import (
     _RAW_CACHE,
@@ -23,8 +24,8 @@ from .headers import (
     Headers,
     canonical_name,
     parse_address,
-    parse_address_list,
     parse_call_id,
+    parse_contact_list,
     parse_cseq,
     parse_uint,
     parse_via_list,
@@ -38,6 +39,8 @@ __all__ = ["DEFAULT_MAX_SIZE", "KeepAlive", "StreamParser", "parse_message"]
 DEFAULT_MAX_SIZE: Final = 65535
 
 _FOLD: Final = re.compile(r"\r?\n[ \t]+")
+#: the leading number of a header value: delta-seconds (§25.1) or a sequence number
+_LEADING_DIGITS: Final = re.compile(r"[0-9]+")
 _METHOD: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _VERSION: Final = re.compile(r"[Ss][Ii][Pp]/([0-9]+)\.([0-9]+)")
 # rfc1123-date = wkday "," SP date1 SP time SP "GMT" (§20.17)
@@ -51,13 +54,20 @@ _DATE: Final = re.compile(
 def _check_version(text: str) -> None:
     m = _VERSION.fullmatch(text)
     if m is None:
-        raise ParseError(f"malformed SIP version {text!r}")
+        raise ParseError(f"malformed SIP version {text[:20]!r}", kind="bad_version")
     if (m.group(1), m.group(2)) != ("2", "0"):
-        raise ParseError(f"SIP version {text} is not supported", 505)
+        raise ParseError(f"SIP version {text[:20]} is not supported", 505, kind="bad_version")
 
 
-_max_forwards = parse_uint(255)
-_content_length = parse_uint(2**31 - 1)
+_max_forwards = parse_uint(255, "Max-Forwards")
+_content_length_number = parse_uint(2**31 - 1, "Content-Length")
+
+
+def _content_length(values: list[str]) -> int:
+    try:
+        return _content_length_number(values)
+    except ParseError as exc:
+        raise ParseError(str(exc), kind="bad_content_length") from None
 
 
 def _first_address(values: list[str]) -> Address:
@@ -70,8 +80,82 @@ def _check_date(values: list[str]) -> str:
     return values[0]
 
 
-def _contacts(values: list[str]) -> tuple[Address, ...]:
-    return () if values[0] == "*" else parse_address_list(values)
+_contacts = parse_contact_list
+
+
+# --- numeric headers: every number is bounded once, here (see _abnf.parse_number) ----------
+
+
+def _leading_number(name: str, limit: int, *, cap: bool) -> Callable[[str], str]:
+    """A check of a header whose value starts with a number (then parameters, a comment,
+    a method...); returns the value, with the number capped at ``limit`` when ``cap``."""
+
+    def check(value: str) -> str:
+        if len(value) < 10 and value.isdigit() and value.isascii():  # the usual: in range
+            return value
+        m = _LEADING_DIGITS.match(value)
+        if m is None:
+            raise ParseError(f"malformed {name}: a number expected", kind="bad_number")
+        number = parse_number(m.group(0), name, limit, cap=cap)
+        if m.end() < len(value):
+            _check_delta_params(name, value, m.end())
+        return value if m.end() <= 10 else f"{number}{value[m.end() :]}"
+
+    return check
+
+
+#: parameters that are delta-seconds: Retry-After's duration (§20.33), Subscription-State's
+#: expires and retry-after (RFC 6665 §8.2.3)
+_DELTA_PARAMS: Final = ("duration", "expires", "retry-after")
+
+
+def _check_delta_params(name: str, value: str, start: int) -> None:
+    """The delta-seconds parameters after ``start`` must be numbers; a too large one is
+    refused here (rewriting a parameter list in place is not worth it for a value that only
+    a hostile peer sends)."""
+    if ";" not in value:
+        return
+    params_start = value.index(";", start)
+    try:
+        params = parse_params(value, params_start)
+    except ValueError:
+        return  # the application parses these parameters (a comment may hold a ";")
+    for pname in _DELTA_PARAMS:
+        text = param_get(params, pname)
+        if text is not None:
+            parse_number(text, f"{pname} parameter of {name}", MAX_DELTA_SECONDS)
+
+
+def _subscription_state(value: str) -> str:
+    """Subscription-State = substate-value *( SEMI subexp-params ) (RFC 6665 §8.2.3)."""
+    if ";" in value:
+        _check_delta_params("Subscription-State", value, 0)
+    return value
+
+
+def _rack(value: str) -> str:
+    """RAck = response-num LWS CSeq-num LWS Method (RFC 3262 §7.2)."""
+    parts = value.split()
+    if len(parts) != 3:
+        raise ParseError("malformed RAck: response-num CSeq-num Method", kind="bad_number")
+    parse_number(parts[0], "RAck response-num", MAX_DELTA_SECONDS)
+    parse_number(parts[1], "RAck CSeq-num", 2**31 - 1)
+    return value
+
+
+#: Numeric headers outside ``_EAGER``, checked on every line while the head is parsed:
+#: lower-case name -> check returning the value to keep. delta-seconds values above
+#: 2**32-1 are capped (§20.19); other numbers out of range are a 400 naming the header.
+_NUMERIC: Final[dict[str, Callable[[str], str]]] = {
+    "expires": _leading_number("Expires", MAX_DELTA_SECONDS, cap=True),
+    "min-expires": _leading_number("Min-Expires", MAX_DELTA_SECONDS, cap=True),
+    "retry-after": _leading_number("Retry-After", MAX_DELTA_SECONDS, cap=True),
+    "session-expires": _leading_number("Session-Expires", MAX_DELTA_SECONDS, cap=True),
+    "min-se": _leading_number("Min-SE", MAX_DELTA_SECONDS, cap=True),
+    "rseq": _leading_number("RSeq", MAX_DELTA_SECONDS, cap=False),
+    "rack": _rack,
+    "subscription-state": _subscription_state,
+}
 
 
 #: The headers every role reads, parsed (and so validated) while the message is parsed;
@@ -90,11 +174,24 @@ _EAGER: Final[dict[str, Callable[[list[str]], object]]] = {
 }
 
 
+def _split_bare_lf(head: str) -> list[str]:
+    """The lines of a head holding a CR or LF that is not part of a CRLF: tolerated when
+    the whole head is framed by bare LF (as most stacks do); otherwise a lone CR, or an LF
+    in a CRLF head, would let a next hop that splits lines differently see other headers
+    (e.g. an injected Via), so the message is malformed (§7.3.1)."""
+    if "\r" in head:
+        raise ParseError("bare CR or LF in the header section (§7.3.1)", kind="bare_cr_lf")
+    return (_FOLD.sub(" ", head) if "\n " in head or "\n\t" in head else head).split("\n")
+
+
 def _parse_head(head: str) -> tuple[Message, int | None]:
     """Parse the start line and headers; return the message and its Content-Length."""
-    if "\n " in head or "\n\t" in head:
-        head = _FOLD.sub(" ", head)
-    lines = head.split("\r\n") if "\r\n" in head else head.split("\n")
+    lines = head.split("\r\n")
+    rest = "".join(lines)  # no CR or LF may be left between the CRLFs: two memchr scans
+    if "\n" in rest or "\r" in rest:
+        lines = _split_bare_lf(head)
+    elif "\n " in head or "\n\t" in head:  # folded lines (§7.3.1)
+        lines = _FOLD.sub(" ", head).split("\r\n")
     items: list[tuple[str, str, str]] = []
     eager: dict[str, list[str]] = {}
     append = items.append
@@ -107,12 +204,14 @@ def _parse_head(head: str) -> tuple[Message, int | None]:
         names = known(name)
         key, canon = names if names is not None else canonical_name(name.rstrip(" \t"))
         value = value.strip(" \t")
-        append((key, canon, value))
         if key in _EAGER:
             if key in eager:
                 eager[key].append(value)
             else:
                 eager[key] = [value]
+        elif key in _NUMERIC:
+            value = _NUMERIC[key](value)
+        append((key, canon, value))
     headers = Headers(items)
     cache = headers._cache
     for key, values in eager.items():
@@ -127,12 +226,12 @@ def _parse_head(head: str) -> tuple[Message, int | None]:
         code, _, reason = rest.partition(" ")
         _check_version(version)
         if len(code) != 3 or not code.isascii() or not code.isdigit() or not "100" <= code <= "699":
-            raise ParseError(f"malformed status code in {start[:80]!r}")
+            raise ParseError(f"malformed status code in {start[:80]!r}", kind="bad_start_line")
         message = Response(int(code), reason, headers)
     else:
         parts = start.split(" ")
         if len(parts) != 3 or not _METHOD.fullmatch(parts[0]):
-            raise ParseError(f"malformed request line {start[:80]!r}")
+            raise ParseError(f"malformed request line {start[:80]!r}", kind="bad_start_line")
         method, uri_text, version = parts
         if version != "SIP/2.0":
             _check_version(version)
@@ -173,16 +272,21 @@ def parse_message(data: bytes) -> Request | Response:
     else:
         end = data.find(b"\n\n", head_start)
         if end < 0:
-            raise ParseError("no empty line after the headers")
+            raise ParseError("no empty line after the headers", kind="unparseable")
         body_start = end + 2
     message, length = _parse_head(_decode(data[head_start:end]))
     available = len(data) - body_start
     if length is None:
         length = available
     elif length < 0:
-        raise ParseError("several different Content-Length values (RFC 4475 §3.3.9)")
+        raise ParseError(
+            "several different Content-Length values (RFC 4475 §3.3.9)", kind="bad_content_length"
+        )
     elif length > available:
-        raise ParseError(f"Content-Length {length} is larger than the {available} bytes sent")
+        raise ParseError(
+            f"Content-Length {length} is larger than the {available} bytes sent",
+            kind="bad_content_length",
+        )
     message._body = data[body_start : body_start + length]
     assert isinstance(message, Request | Response)
     return message
@@ -217,6 +321,12 @@ class StreamParser:
         """Bytes buffered and not yet part of a complete message."""
         return len(self._buf)
 
+    @property
+    def mid_message(self) -> bool:
+        """Whether part of a message is held (not only CR/LF between messages): a stream
+        that ends now ends in the middle of a message."""
+        return bool(self._buf.strip(b"\r\n"))
+
     def feed(self, data: bytes) -> list[Request | Response | KeepAlive]:
         if self._error is not None:
             raise self._error
@@ -250,17 +360,24 @@ class StreamParser:
             end = buf.find(b"\r\n\r\n", max(0, self._scan - 3))
             if end < 0:
                 if len(buf) > self._max_size:
-                    raise ParseError("header section larger than the maximum size", 513)
+                    raise ParseError(
+                        "header section larger than the maximum size", 513, kind="oversized"
+                    )
                 self._scan = len(buf)
                 break
             message, length = _parse_head(_decode(bytes(buf[:end])))
             if length is None:
                 length = 0
             elif length < 0:
-                raise ParseError("several different Content-Length values on a stream")
+                raise ParseError(
+                    "several different Content-Length values on a stream",
+                    kind="bad_content_length",
+                )
             total = end + 4 + length
             if total > self._max_size:
-                raise ParseError(f"message of {total} bytes is larger than allowed", 513)
+                raise ParseError(
+                    f"message of {total} bytes is larger than allowed", 513, kind="oversized"
+                )
             if len(buf) < total:
                 self._scan = end  # header end already known; wait for the body
                 break

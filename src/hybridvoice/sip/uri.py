@@ -14,7 +14,17 @@ import re
 from typing import Any, Final, NamedTuple
 from urllib.parse import unquote as _pct_unquote
 
-from ._abnf import ALPHA_SCHEME, Params, format_params, param_get, param_set, param_without
+from ._abnf import (
+    ALPHA_SCHEME,
+    Params,
+    check_ipv6_reference,
+    format_params,
+    param_get,
+    param_set,
+    param_without,
+    parse_number,
+    parse_port,
+)
 from .errors import ParseError
 
 __all__ = ["AbsoluteUri", "SipUri", "TelUri", "Uri", "parse_uri", "uri_equal"]
@@ -32,7 +42,7 @@ _PCHAR: Final = rf"(?:[\[\]/:&+$A-Za-z0-9\-_.!~*'()]|{_ESC})+"
 _HCHAR: Final = rf"(?:[\[\]/?:+$A-Za-z0-9\-_.!~*'()]|{_ESC})"
 #: SIP-URI / SIPS-URI without parameters and headers (as in an addr-spec); groups:
 #: scheme, user, password, host, port.
-SIP_URI_BASE: Final = rf"(sips?):(?:({_USER})(?::({_PASSWORD}))?@)?({_HOST})(?::([0-9]{{1,5}}))?"
+SIP_URI_BASE: Final = rf"(sips?):(?:({_USER})(?::({_PASSWORD}))?@)?({_HOST})(?::([0-9]+))?"
 #: The whole SIP-URI / SIPS-URI grammar (§25.1) in one pass; groups: scheme, user,
 #: password, host, port, params (with leading ";"), headers (without "?").
 SIP_URI_FULL: Final = (
@@ -206,17 +216,33 @@ def sip_uri_from_groups(  # noqa: PLR0917 - the regex groups, in order
     headers: str | None = None,
 ) -> SipUri:
     """Build a ``SipUri`` from the groups of ``SIP_URI_FULL`` (or ``SIP_URI_BASE``)."""
-    if port is not None and int(port) > 65535:
-        raise ParseError(f"port {port} out of range in a SIP URI")
+    if host[0] == "[":
+        check_ipv6_reference(host)
+    split = _split_params(params) if params else ()
+    if split:
+        check_uri_params(split)
     return SipUri(
         host,
         user,
         password,
-        None if port is None else int(port),
-        _split_params(params) if params else (),
+        None if port is None else int(port) if len(port) < 5 else parse_port(port, "URI port"),
+        split,
         tuple(_split_header(h) for h in headers.split("&")) if headers else (),
         "sip" if scheme in ("sip", "SIP") else scheme.lower(),
     )
+
+
+def check_uri_params(params: Params) -> None:
+    """The uri-parameters with a grammar of their own (§19.1.1, §25.1): ``ttl`` is 0-255
+    and ``maddr`` in brackets a real IPv6 address. Raises ``ParseError``."""
+    for name, value in params:
+        if value is None or len(name) not in (3, 5):  # neither "ttl" nor "maddr"
+            continue
+        lname = name.lower()
+        if lname == "ttl":
+            parse_number(value, "ttl URI parameter", 255)
+        elif lname == "maddr" and value[:1] == "[":
+            check_ipv6_reference(value)
 
 
 def _split_header(item: str) -> tuple[str, str]:
