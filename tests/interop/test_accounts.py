@@ -46,9 +46,7 @@ async def scan(port: int, method: str, words: Path) -> str:
         "-b", "127.0.0.1", "-P", str(free_port()), "-t", "0.05", "--maximumtime", "5",
         f"udp://127.0.0.1:{port}",
     ]  # fmt: skip
-    done = await asyncio.to_thread(
-        subprocess.run, args, capture_output=True, text=True, timeout=60
-    )
+    done = await asyncio.to_thread(subprocess.run, args, capture_output=True, text=True, timeout=60)
     return f"{words.read_text()!r}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
 
 

@@ -10,7 +10,16 @@ following Cloud Connector Edition's cloud side (CCE-REFERENCE.md):
   number, then parallel forking to every registered contact of that user (RFC 3261 §16.6,
   first 2xx wins and the proxy cancels the rest).
 * Requests from users must carry valid digest credentials (407, RFC 3261 §22.3) for the From
-  user. A SIP URI of a tenant user goes to that user's contacts (user-to-user: media flows
+  user. A From that is not a tenant user is challenged and refused (403) exactly as a user
+  with a wrong password, whatever the method (INVITE, OPTIONS to a user, SUBSCRIBE, MESSAGE,
+  ...): nobody learns who exists before authenticating (see the registrar). Once the caller
+  has authenticated, the tenant's directory is no secret from it: an unknown callee is 404.
+* ``[Online] TrustedPeers`` are not challenged: such a peer authenticates its own users and
+  may act for any user of the tenant (RFC 3325's trust domain). It gets 403 for a caller that
+  is not a tenant user and 404 for an unknown callee, as an authenticated user would; this
+  answers nobody else, because trust is by the packet's source address (a spoofed UDP source
+  never sees the answer) and REGISTER is challenged even from trusted peers.
+* A SIP URI of a tenant user goes to that user's contacts (user-to-user: media flows
   directly between clients). A dialled number is normalised by the tenant dial plan; a line
   URI of a user goes to that user (reverse number lookup); any other number is a PSTN call
   for the caller's hybrid PSTN site: its online appliances in random order, moving on after
@@ -98,7 +107,7 @@ class OnlinePolicy:
         if method == "OPTIONS" and self._addressed_to_us(request):
             return make_response(request, 200)
         if not self._trusted(source.host):
-            challenge = self.registrar.authenticate(request, self._clock())
+            challenge = self.registrar.authenticate(request, self._clock(), source.host)
             if challenge is not None:
                 return challenge
         request.headers.remove("Proxy-Authorization")  # ours: not for the next hop (§22.3)
