@@ -18,6 +18,7 @@ from pathlib import Path
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from hybridvoice.cms.settings import Online
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.http import AsgiServer, serve_asgi
 from hybridvoice.net.pipe import LocalExchange
@@ -31,7 +32,7 @@ from .policy import OnlinePolicy
 from .registrar import Registrar
 from .store import TenantStore
 
-__all__ = ["OnlineOptions", "OnlineService", "guard_metrics"]
+__all__ = ["OnlineOptions", "OnlineService", "auth_limits", "guard_metrics"]
 
 
 @dataclass(slots=True)
@@ -159,3 +160,13 @@ def guard_metrics(guard: AuthGuard) -> list[Metric]:
     )
     entries.add_metric([], guard.entries)
     return [failures, blocks, refused, entries]
+
+
+def auth_limits(online: Online) -> GuardLimits:
+    """The failure limits of ``[Online] AuthFailureLimit`` and its companions."""
+    return GuardLimits(
+        failure_limit=online.auth_failure_limit,
+        window=online.auth_failure_window_seconds,
+        block=online.auth_block_seconds,
+        max_block=online.auth_block_max_seconds,
+    )
