@@ -138,9 +138,9 @@ class AuthGuard:
 
     def failed(self, source: str | None, user: str, now: float) -> list[Block]:
         """Count a failed authentication; return the blocks it started (logged here)."""
+        self.counters.failures += 1
         if not self.enabled:
             return []
-        self.counters.failures += 1
         keys = [(BlockReason.USER, user)]
         if source is not None:
             keys.insert(0, (BlockReason.SOURCE, source_key(source)))

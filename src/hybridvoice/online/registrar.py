@@ -496,6 +496,9 @@ class Registrar:
         raise _RejectedError(self._answer(request, 403, warning=_AUTH_FAILED))
 
     def _failed(self, source: str | None, user: User, now: float) -> None:
+        """A failed authentication: logged (as Asterisk logs a failed registration, for the
+        operator and external tools such as fail2ban) and counted toward the limits."""
+        _log.info("authentication failed for %s from %s", user.sip_uri, source)
         if self.guard is not None:
             self.guard.failed(source, user.sip_uri, now)
 
