@@ -338,6 +338,12 @@ def test_challenge_uses_the_realm_of_the_users_ha1s(store: TenantStore) -> None:
     realms = {Challenge.parse(v).realm for v in challenge.headers.get_all("WWW-Authenticate")}
     assert realms == {REALM}
     assert registrar.handle(_answer(challenge, request, "wonderland"), 0.0).status == 200
+    # an unknown user (or one without a password) is challenged in the same realm: the realm
+    # of the passwords the tenant makes (its first domain), not the registrar's own
+    for nobody in ("sip:nobody@contoso.com", "sip:dave@fabrikam.com"):
+        stranger = registrar.handle(_request(to=nobody), 0.0)
+        headers = stranger.headers.get_all("WWW-Authenticate")
+        assert {Challenge.parse(v).realm for v in headers} == {REALM}
 
 
 def test_a_user_without_enterprise_voice_learns_it_only_once_authenticated(

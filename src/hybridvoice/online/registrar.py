@@ -11,8 +11,9 @@ The steps of :meth:`Registrar.handle`, in order, and what each answers:
 2. ``Require`` names no extension we support: 420 with ``Unsupported`` (§10.3 step 2);
 3. From and To name the same address of record: 403 otherwise (third-party registration is
    not allowed, §10.3 step 4; decided on the request alone, before any user is looked up);
-4. Digest credentials (§10.3 step 3) for the realm of the user's HA1s (the registrar's
-   `realm` for users without one, so HA1s made for another realm keep working): none, a
+4. Digest credentials (§10.3 step 3) for the realm of the user's HA1s (for users without
+   one, the realm the tenant makes passwords in: its first domain), so HA1s made for another
+   realm keep working: none, a
    stale, foreign or replayed nonce
    -> 401 with one ``WWW-Authenticate`` per algorithm (SHA-256 first, then MD5); a wrong
    password, a user without a password in this realm, or a username other than the To user
@@ -441,11 +442,11 @@ class Registrar:
     ) -> None:
         """Return when the request carries valid credentials of `user`; raise _RejectedError with
         the challenge or refusal otherwise. The realm is the one the user's HA1s were computed
-        for (the registrar's own for a user without a password). Every refusal of credentials
+        for (see _password_realm for a user without a password). Every refusal of credentials
         is the same 403; failures count toward the guard's limits, and a blocked source or
         user is refused before the digest work."""
         header = "Proxy-Authorization" if proxy else "Authorization"
-        realm = user.ha1_realm or self.realm
+        realm = user.ha1_realm or self._password_realm()
         credentials: Credentials | None = None
         for value in request.headers.get_all(header):
             try:
@@ -501,6 +502,13 @@ class Registrar:
         _log.info("authentication failed for %s from %s", user.sip_uri, source)
         if self.guard is not None:
             self.guard.failed(source, user.sip_uri, now)
+
+    def _password_realm(self) -> str:
+        """The realm of a user without HA1s (or of no user): the one the tenant makes
+        passwords for (its first domain, as the API does), else the registrar's; so that
+        such a challenge looks like every user's."""
+        domains = self.store.domains()
+        return domains[0] if domains else self.realm
 
     def _challenge(
         self, request: Request, now: float, realm: str, *, proxy: bool, stale: bool
