@@ -12,7 +12,10 @@ Why per user *and* per source, and why the per-user block is soft:
 * Per source (the IP address; an IPv6 address counts by its /64, which one host usually
   owns whole) stops one attacker guessing many users' passwords. A source's failures are
   never reset by a success from it: otherwise an attacker with one valid account could
-  interleave good logins with guesses at other users' passwords.
+  interleave good logins with guesses at other users' passwords. Phones behind one NAT share
+  a source: the default (10 failures a minute) is far above what a phone with a wrong
+  password sends (it retries its REGISTER every 30 s or more), so one misconfigured phone
+  does not block its office.
 * Per user (the address of record asked for, known to the tenant or not) stops a
   distributed attacker guessing one user's password from many sources. A hard per-user lock
   would let anyone lock a real user out of their own phone by sending a few wrong passwords:

@@ -13,8 +13,7 @@ The steps of :meth:`Registrar.handle`, in order, and what each answers:
    not allowed, §10.3 step 4; decided on the request alone, before any user is looked up);
 4. Digest credentials (§10.3 step 3) for the realm of the user's HA1s (for users without
    one, the realm the tenant makes passwords in: its first domain), so HA1s made for another
-   realm keep working: none, a
-   stale, foreign or replayed nonce
+   realm keep working: none, a stale, foreign or replayed nonce
    -> 401 with one ``WWW-Authenticate`` per algorithm (SHA-256 first, then MD5); a wrong
    password, a user without a password in this realm, or a username other than the To user
    -> 403; malformed credentials -> 400. While the source or the user is blocked by the
