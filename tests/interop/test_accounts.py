@@ -13,6 +13,9 @@
   counted in ``/metrics``; alice's own phone (127.0.0.1, which registered before) keeps
   registering; once the block ends the right password works from the guesser's address.
 
+* A forged in-dialog request (a To tag, no credentials) addressed to any host is answered
+  481 and not relayed: the proxy is no open relay around its digest challenge.
+
 The lab runs on free loopback ports; svwar and the guesser bind free loopback ports too.
 """
 
@@ -187,3 +190,32 @@ def test_a_password_guesser_is_blocked_counted_and_the_real_user_unaffected(
                 attacker.close()
 
     run(main(), timeout=120)
+
+
+def test_a_forged_in_dialog_request_is_not_relayed(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with lab(tmp_path, settings_on_free_ports()) as up:
+            sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sink.bind(("127.0.0.1", free_port()))
+                sender.bind(("127.0.0.1", free_port()))
+                sink.settimeout(1.0)
+                sender.settimeout(5.0)
+                text = (
+                    f"MESSAGE sip:victim@127.0.0.1:{sink.getsockname()[1]} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{sender.getsockname()[1]};branch=z9hG4bKf1\r\n"
+                    "Max-Forwards: 70\r\nFrom: <sip:nobody@evil.example>;tag=a\r\n"
+                    "To: <sip:victim@127.0.0.1>;tag=b\r\nCall-ID: forged-1\r\n"
+                    "CSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+                )
+                sender.sendto(text.encode(), ("127.0.0.1", up.settings.online.sip_port))
+                answer = parse_message(await asyncio.to_thread(sender.recv, 65535))
+                assert isinstance(answer, Response) and answer.status == 481
+                with pytest.raises(TimeoutError):
+                    await asyncio.to_thread(sink.recv, 65535)  # nothing was relayed
+            finally:
+                sink.close()
+                sender.close()
+
+    run(main(), timeout=60)

@@ -294,3 +294,51 @@ def test_unknown_users_are_answered_exactly_as_a_wrong_password(
     mismatched = [attempt(policy, method, account, 9) for account in MISMATCHED]
     assert mismatched[0] == mismatched[1]
     assert mismatched[0][0] == known[0] and mismatched[0][1][0] == known[1][0]  # 401/407, 403
+
+
+# --- in-dialog requests: only for dialogs this proxy routed (no open relay) -------------------
+
+
+def in_dialog(method: str, call_id: str, target: str = "sip:victim@198.51.100.99:5060") -> Request:
+    """``method`` inside a dialog (To tag) straight to ``target``: what anyone can forge."""
+    text = (
+        f"{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK{method}\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:nobody@evil.example>;tag=a\r\n"
+        f"To: <sip:victim@{REALM}>;tag=b\r\nCall-ID: {call_id}\r\nCSeq: 2 {method}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    )
+    message = parse_message(text.encode())
+    assert isinstance(message, Request)
+    return message
+
+
+def test_in_dialog_requests_pass_only_for_dialogs_the_proxy_routed(
+    store: TenantStore, policy: OnlinePolicy
+) -> None:
+    """A forged in-dialog request (a To tag, or a Route not ours) would otherwise be relayed
+    unauthenticated to any address: an open relay around the digest challenge."""
+    for method in ("INVITE", "BYE", "MESSAGE", "NOTIFY", "ACK"):
+        refused = policy.admit(in_dialog(method, "forged-1"), source())
+        assert isinstance(refused, Response) and refused.status == 481, method
+    call = invite(f"sip:+14155550100@{REALM};user=phone")
+    assert isinstance(routed(policy, call), Forward)  # alice's authenticated call
+    for method in ("ACK", "BYE", "INVITE", "INFO"):  # its dialog, from either side
+        assert policy.admit(in_dialog(method, "c1@alice"), source("198.51.100.1")) is None
+    # an appliance's edge and a trusted peer are let through (they route their own dialogs)
+    edge = in_dialog("BYE", "edge-call", target=f"sip:alice@{REALM}")
+    edge.headers.set("Via", "SIP/2.0/TLS 198.51.100.1:5061;branch=z9hG4bKedge")
+    assert policy.admit(edge, source("198.51.100.1")) is None
+    trusted = OnlinePolicy(store, policy.registrar, clock=lambda: NOW,
+                           trusted_peers=("203.0.113.0/24",))  # fmt: skip
+    assert trusted.admit(in_dialog("BYE", "peer-call"), source("203.0.113.7")) is None
+
+
+def test_remembered_dialogs_are_bounded(store: TenantStore) -> None:
+    policy = OnlinePolicy(store, Registrar(store, REALM), clock=lambda: NOW,
+                          trusted_peers=("192.0.2.0/24",), max_dialogs=10)  # fmt: skip
+    for i in range(50):
+        request = invite(f"sip:+1415555{i:04d}@{REALM};user=phone")
+        request.headers.set("Call-ID", f"call-{i}")
+        assert isinstance(policy.route(request, source()), Forward)
+    assert isinstance(policy.admit(in_dialog("BYE", "call-0"), source("198.51.100.99")), Response)
+    assert policy.admit(in_dialog("BYE", "call-49"), source("198.51.100.99")) is None

@@ -36,6 +36,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -53,6 +54,9 @@ __all__ = ["OnlinePolicy"]
 
 #: final responses after which the next appliance of the site is tried (CCE)
 APPLIANCE_FAILOVER: Final = frozenset({408, 503, 504})
+#: methods whose request starts a dialog that later requests may be routed in (RFC 3261
+#: §12, RFC 6665 §4.1, RFC 3515 §2.4.4)
+_DIALOG_CREATING: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 _WARN_AGENT: Final = "hybridvoice-online"
 
 
@@ -82,6 +86,7 @@ class OnlinePolicy:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         trusted_peers: Sequence[str] = (),
+        max_dialogs: int = 100_000,
     ) -> None:
         self.store = store
         self.registrar = registrar
@@ -94,10 +99,22 @@ class OnlinePolicy:
         self._clock = clock
         self._edges: dict[tuple[str, int], Appliance] = {}  # edge SIP address -> appliance
         self._edges_version = -1
+        #: Call-IDs of the dialogs this proxy routed, least recently used first (admit)
+        self._dialogs: OrderedDict[str, None] = OrderedDict()
+        self.max_dialogs = max_dialogs
 
     # --- ProxyPolicy ---------------------------------------------------------------------------
     def route(self, request: Request, source: Source) -> Forward | Response:
-        """Where an initial request goes, or the local answer to it."""
+        """Where an initial request goes, or the local answer to it; the Call-ID of a
+        dialog-creating request that goes on is remembered for :meth:`admit`."""
+        decision = self._route(request, source)
+        if isinstance(decision, Forward) and request.method in _DIALOG_CREATING:
+            call_id = request.call_id
+            if call_id is not None:
+                self._remember(call_id)
+        return decision
+
+    def _route(self, request: Request, source: Source) -> Forward | Response:
         method = request.method
         if method == "REGISTER":
             where = (source.transport.kind, source.host, source.port)
@@ -132,8 +149,28 @@ class OnlinePolicy:
         return trusted
 
     def admit(self, request: Request, source: Source) -> Response | None:
-        """Requests inside a dialog this proxy record-routed are let through."""
-        return None
+        """Requests inside a dialog this proxy routed are let through (and ACKs for its
+        2xx); so are those of trusted peers and appliances' edges. Anything else that looks
+        in-dialog (a To tag, a Route that is not ours) is refused with 481 (RFC 3261
+        §12.2.2): forwarded, it would reach any address without a digest challenge (an open
+        relay). The memory is bounded (`max_dialogs`, least recently used out; every
+        in-dialog request refreshes its dialog) and lost at restart: a dialog older than
+        that gets 481, which tells its user agents the dialog is gone."""
+        call_id = request.call_id
+        if call_id is not None and call_id in self._dialogs:
+            self._dialogs.move_to_end(call_id)
+            return None
+        if self._trusted(source.host) or self._from_appliance(request, source) is not None:
+            return None
+        why = "no dialog with this Call-ID goes through this proxy"
+        return _refuse(request, 481, "Call/Transaction Does Not Exist", why)
+
+    def _remember(self, call_id: str) -> None:
+        dialogs = self._dialogs
+        dialogs[call_id] = None
+        dialogs.move_to_end(call_id)
+        if len(dialogs) > self.max_dialogs:
+            dialogs.popitem(last=False)
 
     # --- inbound: an appliance's edge calls a user ----------------------------------------------
     def _from_appliance(self, request: Request, source: Source) -> Appliance | None:
