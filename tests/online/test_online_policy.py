@@ -66,6 +66,12 @@ def policy(store: TenantStore) -> OnlinePolicy:
     return OnlinePolicy(store, registrar, rng=random.Random(2), clock=lambda: NOW)
 
 
+def request_of(text: str) -> Request:
+    message = parse_message(text.encode())
+    assert isinstance(message, Request)
+    return message
+
+
 def invite(target: str, caller: str = "alice", via: str = "192.0.2.10:5060") -> Request:
     text = (
         f"INVITE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bK{caller}1\r\n"
@@ -73,9 +79,7 @@ def invite(target: str, caller: str = "alice", via: str = "192.0.2.10:5060") -> 
         f"Call-ID: c1@{caller}\r\nCSeq: 1 INVITE\r\nContact: <sip:{caller}@192.0.2.10>\r\n"
         "Content-Length: 0\r\n\r\n"
     )
-    message = parse_message(text.encode())
-    assert isinstance(message, Request)
-    return message
+    return request_of(text)
 
 
 def routed(policy: OnlinePolicy, request: Request, caller: str = "alice") -> Forward | Response:
@@ -239,9 +243,7 @@ def out_of_dialog(method: str, user: str, domain: str, call_id: str) -> Request:
         f"CSeq: 1 {method}\r\nContact: <sip:{user}@192.0.2.10>\r\nEvent: presence\r\n"
         "Content-Length: 0\r\n\r\n"
     )
-    message = parse_message(text.encode())
-    assert isinstance(message, Request)
-    return message
+    return request_of(text)
 
 
 def comparable(response: Response, account: tuple[str, str, str]) -> list[tuple[str, str]]:
@@ -307,9 +309,7 @@ def in_dialog(method: str, call_id: str, target: str = "sip:victim@198.51.100.99
         f"To: <sip:victim@{REALM}>;tag=b\r\nCall-ID: {call_id}\r\nCSeq: 2 {method}\r\n"
         "Content-Length: 0\r\n\r\n"
     )
-    message = parse_message(text.encode())
-    assert isinstance(message, Request)
-    return message
+    return request_of(text)
 
 
 def test_in_dialog_requests_pass_only_for_dialogs_the_proxy_routed(
