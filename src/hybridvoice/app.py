@@ -33,7 +33,7 @@ from hybridvoice.net.stream import using_stream_limits
 from hybridvoice.net.transport import DEFAULT_PORTS
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
-from hybridvoice.online.service import OnlineOptions, OnlineService
+from hybridvoice.online.service import OnlineOptions, OnlineService, auth_limits
 from hybridvoice.online.store import TenantStore
 
 __all__ = ["LAB_PASSWORD", "LAB_PSTN_NUMBER", "LAB_USERS", "Lab", "LabGateway", "ListenSpec",
@@ -251,6 +251,7 @@ class Lab:
                 store=self.state_dir / "online.db",
                 digest_algorithms=s.online.digest_algorithms,
                 trusted_peers=tuple(str(n) for n in s.online.trusted_peers),
+                auth_limits=auth_limits(s.online),
                 exchange=self.exchange,
             )
         )

@@ -265,10 +265,11 @@ def test_replayed_and_foreign_nonces_are_rechallenged(
 @pytest.mark.parametrize(
     ("fields", "status"),
     [
-        ({"to": "sip:nobody@contoso.com"}, 404),
-        ({"to": "sip:carol@contoso.com"}, 404),  # not enabled for enterprise voice
-        ({"to": "sip:alice@fabrikam.com"}, 404),
+        ({"to": "sip:nobody@contoso.com"}, 401),  # challenged like a user (then 403)
+        ({"to": "sip:carol@contoso.com"}, 401),  # not enabled for enterprise voice: the same
+        ({"to": "sip:alice@fabrikam.com"}, 401),  # a domain not served: the same
         ({"to": ALICE, "from_": "sip:bob@contoso.com"}, 403),  # third-party registration
+        ({"to": "sip:nobody@contoso.com", "from_": "sip:bob@contoso.com"}, 403),  # the same
         ({"extra": (("Require", "gruu"),)}, 420),
         ({"uri": "tel:+4681234"}, 416),
         ({"contacts": ("<sip:alice@192.0.2.1>;q=2",)}, None),  # 400 once authenticated
@@ -317,7 +318,10 @@ def test_proxy_authentication_flow(registrar: Registrar) -> None:
     assert again is not None and again.status == 407
     stranger = _request("INVITE", from_="sip:mallory@evil.example", to=ALICE)
     refused = registrar.authenticate(stranger, 0.0)
-    assert refused is not None and refused.status == 403
+    assert refused is not None and refused.status == 407  # challenged like a user...
+    answered = _answer(refused, stranger, "guess", username="mallory", proxy=True)
+    refused = registrar.authenticate(answered, 0.0)
+    assert refused is not None and refused.status == 403  # ...and refused like a bad password
     assert registrar.authenticate(_request("CANCEL", from_="sip:x@y.com"), 0.0) is None
 
 
@@ -334,3 +338,71 @@ def test_challenge_uses_the_realm_of_the_users_ha1s(store: TenantStore) -> None:
     realms = {Challenge.parse(v).realm for v in challenge.headers.get_all("WWW-Authenticate")}
     assert realms == {REALM}
     assert registrar.handle(_answer(challenge, request, "wonderland"), 0.0).status == 200
+    # an unknown user (or one without a password) is challenged in the same realm: the realm
+    # of the passwords the tenant makes (its first domain), not the registrar's own
+    for nobody in ("sip:nobody@contoso.com", "sip:dave@fabrikam.com"):
+        stranger = registrar.handle(_request(to=nobody), 0.0)
+        headers = stranger.headers.get_all("WWW-Authenticate")
+        assert {Challenge.parse(v).realm for v in headers} == {REALM}
+
+
+def test_a_user_without_enterprise_voice_learns_it_only_once_authenticated(
+    registrar: Registrar,
+) -> None:
+    carol = "sip:carol@contoso.com"
+    request = _request(to=carol, contacts=("<sip:carol@192.0.2.1>",))
+    challenge = registrar.handle(request, 0.0)
+    assert challenge.status == 401
+    wrong = registrar.handle(_answer(challenge, request, "guess", username="carol"), 0.0)
+    assert wrong.status == 403 and "authentication failed" in (wrong.headers.get("Warning") or "")
+    right = registrar.handle(_answer(challenge, request, "x", username="carol", nc=2), 0.0)
+    assert right.status == 403
+    assert "not enabled for enterprise voice" in (right.headers.get("Warning") or "")
+    assert registrar.bindings == 0
+
+
+# --- the binding limit: the oldest binding makes room (Kamailio usrloc max-contacts overwrite)
+
+
+def test_a_new_device_at_the_binding_limit_replaces_the_oldest_binding(
+    registrar: Registrar, caplog: pytest.LogCaptureFixture
+) -> None:
+    """16 devices registered one a minute, then went away without unregistering: a 17th
+    device registers at once (it used to get 403 until the stale bindings expired)."""
+    for device in range(registrar.max_contacts):
+        request = _request(contacts=(f"<sip:alice@192.0.2.{device + 1}>",), call_id=f"d{device}")
+        assert _register(registrar, request, 60.0 * device).status == 200
+    now = 60.0 * registrar.max_contacts
+    new = _request(contacts=("<sip:alice@198.51.100.7>",), call_id="new-device")
+    with caplog.at_level("INFO", logger="hybridvoice.online.registrar"):
+        response = _register(registrar, new, now)
+    assert response.status == 200
+    contacts = _contact_expires(response)
+    assert len(contacts) == registrar.max_contacts
+    assert "sip:alice@198.51.100.7" in contacts
+    assert "sip:alice@192.0.2.1" not in contacts  # the first registered expires first
+    assert "sip:alice@192.0.2.2" in contacts
+    assert any(
+        "replaced sip:alice@192.0.2.1" in r.getMessage() and "198.51.100.7" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
+
+
+def test_the_binding_replaced_is_the_one_that_expires_first(registrar: Registrar) -> None:
+    """A device that refreshed recently is kept even if it registered first."""
+    for device in range(registrar.max_contacts):
+        request = _request(contacts=(f"<sip:alice@192.0.2.{device + 1}>",), call_id=f"d{device}")
+        assert _register(registrar, request, float(device)).status == 200
+    refresh = _request(contacts=("<sip:alice@192.0.2.1>",), call_id="d0", cseq=2)
+    assert _register(registrar, refresh, 100.0).status == 200
+    new = _register(registrar, _request(contacts=("<sip:alice@198.51.100.7>",), call_id="n"), 101.0)
+    contacts = _contact_expires(new)
+    assert "sip:alice@192.0.2.1" in contacts and "sip:alice@192.0.2.2" not in contacts
+
+
+def test_one_register_with_more_contacts_than_the_limit_is_refused(registrar: Registrar) -> None:
+    many = tuple(f"<sip:alice@192.0.2.{i + 1}>" for i in range(registrar.max_contacts + 1))
+    response = _register(registrar, _request(contacts=many), 0.0)
+    assert response.status == 403
+    assert "at most 16 contacts" in (response.headers.get("Warning") or "")
+    assert registrar.bindings == 0

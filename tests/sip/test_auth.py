@@ -661,3 +661,31 @@ def test_a_full_nonce_table_drops_its_oldest_quarter_at_once() -> None:
         assert again is VerifyResult.STALE
     assert server.verify(sign(challenges[3], nc=2), method="REGISTER", now=9.0,
                          lookup=ha1_lookup).ok  # fmt: skip
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256", "SHA-256-sess"])
+def test_an_unknown_user_costs_the_same_digest_work_as_a_wrong_password(
+    algorithm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timing must not tell who exists: verify computes the request-digest (against a dummy
+    HA1 of the same length) before answering UNKNOWN_USER, as for a wrong password."""
+    import hybridvoice.sip.auth as auth  # noqa: PLC0415
+
+    computed: list[str] = []
+    real = auth._digest
+
+    def counting(algo: auth._Algorithm, ha1: str, **kw: object) -> str:
+        computed.append(ha1)
+        return real(algo, ha1, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(auth, "_digest", counting)
+    server = DigestServer("example.com", SECRET, algorithms=(algorithm,))
+    challenge = server.challenges(0.0)[0]
+    for credentials, expected in (
+        (sign(challenge, password="guess"), VerifyResult.BAD_RESPONSE),
+        (sign(challenge, username="mallory"), VerifyResult.UNKNOWN_USER),
+    ):
+        computed.clear()
+        assert server.verify(credentials, method="REGISTER", now=1.0, lookup=ha1_lookup) is expected
+        assert len(computed) == 1
+        assert len(computed[0]) == (32 if algorithm == "MD5" else 64)  # an HA1's length

@@ -369,6 +369,22 @@ class Online(_Section):
     #: that authenticates its own users (an SBC in the RFC 3325 sense) may act for any
     #: user of the tenant, so list only hosts you control; empty: everyone is challenged
     trusted_peers: Annotated[tuple[Subnet, ...], BeforeValidator(_words)] = ()
+    #: password guessing (fail2ban-style): this many failed authentications from one source,
+    #: or for one user, within AuthFailureWindowSeconds block it for AuthBlockSeconds,
+    #: doubling on each repeat up to AuthBlockMaxSeconds; 0 turns the limits off
+    auth_failure_limit: int = Field(default=10, ge=0, le=1_000_000)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    auth_block_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    auth_block_max_seconds: float = Field(default=3600.0, gt=0, le=30 * 86_400)
+
+    @model_validator(mode="after")
+    def _auth_blocks(self) -> Online:
+        if self.auth_block_max_seconds < self.auth_block_seconds:
+            raise ValueError(
+                f"AuthBlockMaxSeconds ({self.auth_block_max_seconds:g}) must be at least "
+                f"AuthBlockSeconds ({self.auth_block_seconds:g})"
+            )
+        return self
 
     @field_validator("digest_algorithms")
     @classmethod

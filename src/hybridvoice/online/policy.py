@@ -10,7 +10,16 @@ following Cloud Connector Edition's cloud side (CCE-REFERENCE.md):
   number, then parallel forking to every registered contact of that user (RFC 3261 §16.6,
   first 2xx wins and the proxy cancels the rest).
 * Requests from users must carry valid digest credentials (407, RFC 3261 §22.3) for the From
-  user. A SIP URI of a tenant user goes to that user's contacts (user-to-user: media flows
+  user. A From that is not a tenant user is challenged and refused (403) exactly as a user
+  with a wrong password, whatever the method (INVITE, OPTIONS to a user, SUBSCRIBE, MESSAGE,
+  ...): nobody learns who exists before authenticating (see the registrar). Once the caller
+  has authenticated, the tenant's directory is no secret from it: an unknown callee is 404.
+* ``[Online] TrustedPeers`` are not challenged: such a peer authenticates its own users and
+  may act for any user of the tenant (RFC 3325's trust domain). It gets 403 for a caller that
+  is not a tenant user and 404 for an unknown callee, as an authenticated user would; this
+  answers nobody else, because trust is by the packet's source address (a spoofed UDP source
+  never sees the answer) and REGISTER is challenged even from trusted peers.
+* A SIP URI of a tenant user goes to that user's contacts (user-to-user: media flows
   directly between clients). A dialled number is normalised by the tenant dial plan; a line
   URI of a user goes to that user (reverse number lookup); any other number is a PSTN call
   for the caller's hybrid PSTN site: its online appliances in random order, moving on after
@@ -27,6 +36,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -44,6 +54,9 @@ __all__ = ["OnlinePolicy"]
 
 #: final responses after which the next appliance of the site is tried (CCE)
 APPLIANCE_FAILOVER: Final = frozenset({408, 503, 504})
+#: methods whose request starts a dialog that later requests may be routed in (RFC 3261
+#: §12, RFC 6665 §4.1, RFC 3515 §2.4.4)
+_DIALOG_CREATING: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 _WARN_AGENT: Final = "hybridvoice-online"
 
 
@@ -73,6 +86,7 @@ class OnlinePolicy:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         trusted_peers: Sequence[str] = (),
+        max_dialogs: int = 100_000,
     ) -> None:
         self.store = store
         self.registrar = registrar
@@ -85,10 +99,22 @@ class OnlinePolicy:
         self._clock = clock
         self._edges: dict[tuple[str, int], Appliance] = {}  # edge SIP address -> appliance
         self._edges_version = -1
+        #: Call-IDs of the dialogs this proxy routed, least recently used first (admit)
+        self._dialogs: OrderedDict[str, None] = OrderedDict()
+        self.max_dialogs = max_dialogs
 
     # --- ProxyPolicy ---------------------------------------------------------------------------
     def route(self, request: Request, source: Source) -> Forward | Response:
-        """Where an initial request goes, or the local answer to it."""
+        """Where an initial request goes, or the local answer to it; the Call-ID of a
+        dialog-creating request that goes on is remembered for :meth:`admit`."""
+        decision = self._route(request, source)
+        if isinstance(decision, Forward) and request.method in _DIALOG_CREATING:
+            call_id = request.call_id
+            if call_id is not None:
+                self._remember(call_id)
+        return decision
+
+    def _route(self, request: Request, source: Source) -> Forward | Response:
         method = request.method
         if method == "REGISTER":
             where = (source.transport.kind, source.host, source.port)
@@ -98,7 +124,7 @@ class OnlinePolicy:
         if method == "OPTIONS" and self._addressed_to_us(request):
             return make_response(request, 200)
         if not self._trusted(source.host):
-            challenge = self.registrar.authenticate(request, self._clock())
+            challenge = self.registrar.authenticate(request, self._clock(), source.host)
             if challenge is not None:
                 return challenge
         request.headers.remove("Proxy-Authorization")  # ours: not for the next hop (§22.3)
@@ -123,8 +149,28 @@ class OnlinePolicy:
         return trusted
 
     def admit(self, request: Request, source: Source) -> Response | None:
-        """Requests inside a dialog this proxy record-routed are let through."""
-        return None
+        """Requests inside a dialog this proxy routed are let through (and ACKs for its
+        2xx); so are those of trusted peers and appliances' edges. Anything else that looks
+        in-dialog (a To tag, a Route that is not ours) is refused with 481 (RFC 3261
+        §12.2.2): forwarded, it would reach any address without a digest challenge (an open
+        relay). The memory is bounded (`max_dialogs`, least recently used out; every
+        in-dialog request refreshes its dialog) and lost at restart: a dialog older than
+        that gets 481, which tells its user agents the dialog is gone."""
+        call_id = request.call_id
+        if call_id is not None and call_id in self._dialogs:
+            self._dialogs.move_to_end(call_id)
+            return None
+        if self._trusted(source.host) or self._from_appliance(request, source) is not None:
+            return None
+        why = "no dialog with this Call-ID goes through this proxy"
+        return _refuse(request, 481, "Call/Transaction Does Not Exist", why)
+
+    def _remember(self, call_id: str) -> None:
+        dialogs = self._dialogs
+        dialogs[call_id] = None
+        dialogs.move_to_end(call_id)
+        if len(dialogs) > self.max_dialogs:
+            dialogs.popitem(last=False)
 
     # --- inbound: an appliance's edge calls a user ----------------------------------------------
     def _from_appliance(self, request: Request, source: Source) -> Appliance | None:

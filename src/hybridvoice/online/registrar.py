@@ -9,24 +9,33 @@ The steps of :meth:`Registrar.handle`, in order, and what each answers:
 
 1. the method is REGISTER (405 otherwise); the Request-URI is a sip/sips URI (416);
 2. ``Require`` names no extension we support: 420 with ``Unsupported`` (§10.3 step 2);
-3. the To address of record is in one of the tenant's domains and names a user enabled for
-   enterprise voice: 404 otherwise (§10.3 step 5; checked before authentication so that the
-   answer is useful - the tenant's user list is not a secret kept from its own clients).
-   The Request-URI's host is not checked: clients may register to the registrar's address;
-4. From and To name the same address of record: 403 otherwise (third-party registration is
-   not allowed, §10.3 step 4);
-5. Digest credentials (§10.3 step 3) for the realm of the user's HA1s (the registrar's
-   `realm` for users without one, so HA1s made for another realm keep working): none, a
-   stale, foreign or replayed nonce
+3. From and To name the same address of record: 403 otherwise (third-party registration is
+   not allowed, §10.3 step 4; decided on the request alone, before any user is looked up);
+4. Digest credentials (§10.3 step 3) for the realm of the user's HA1s (for users without
+   one, the realm the tenant makes passwords in: its first domain), so HA1s made for another
+   realm keep working: none, a stale, foreign or replayed nonce
    -> 401 with one ``WWW-Authenticate`` per algorithm (SHA-256 first, then MD5); a wrong
    password, a user without a password in this realm, or a username other than the To user
-   -> 403; malformed credentials -> 400;
+   -> 403; malformed credentials -> 400. While the source or the user is blocked by the
+   :class:`~hybridvoice.online.guard.AuthGuard` (too many failures) the same 403 comes
+   without the digest work;
+5. the To address of record names a user of the tenant enabled for enterprise voice. An
+   address that is not a user (unknown name, a domain not served, a user without enterprise
+   voice or without a password) is challenged and refused exactly as a user with a wrong
+   password (Asterisk's ``alwaysauthreject``): same status, headers, realm and nonce, the same
+   hash work, the same failure counting; so that REGISTER (and the proxy's challenge below)
+   cannot tell who exists (sipvicious ``svwar``). Only a client that has authenticated learns
+   that its user lacks enterprise voice (403 saying so). The one visible difference left: a
+   user whose HA1s were imported for another realm is challenged in that realm;
 6. the contacts (§10.3 steps 6-8): ``Contact: *`` with ``Expires: 0`` removes every binding;
    each contact's lifetime is its ``expires`` parameter, else the ``Expires`` header, else
    `default_expires`, capped at `max_expires`; a non-zero lifetime below `min_expires` fails
    the whole request with 423 and ``Min-Expires``; zero removes the binding; a binding with
    the same Call-ID and a CSeq not below the request's aborts the request (500, §10.3 step 7
-   "the update MUST be aborted"); contacts compare by RFC 3261 §19.1.4;
+   "the update MUST be aborted"); contacts compare by RFC 3261 §19.1.4; a new contact of a
+   user at `max_contacts` replaces the binding that expires first (the one refreshed longest
+   ago, usually a device that went away: Kamailio usrloc's max-contacts overwrite), with a
+   log line naming both;
 7. 200 lists every current binding of the address of record with its remaining ``expires``.
 
 Bindings live in memory only: a restart loses them and clients re-register within their
@@ -35,6 +44,7 @@ expiry (as after any registrar failover). Time is `now`, a monotonic clock in se
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import secrets
@@ -56,10 +66,13 @@ from hybridvoice.sip.headers import Address
 from hybridvoice.sip.message import Request, Response, make_response
 from hybridvoice.sip.uri import SipUri, parse_uri, uri_equal
 
+from .guard import AuthGuard
 from .models import User, canonical_aor
 from .store import TenantStore
 
 __all__ = ["Binding", "Registrar"]
+
+_log = logging.getLogger(__name__)
 
 _MAX_DELTA: Final = 2**32 - 1  # delta-seconds beyond this are taken as this (RFC 3261 §20.19)
 #: results answered with a fresh challenge: the client can succeed by simply retrying
@@ -73,6 +86,8 @@ _RECHALLENGE: Final = frozenset(
     }
 )
 _UNCHALLENGEABLE: Final = frozenset({"ACK", "CANCEL"})  # RFC 3261 §22.1
+#: the refusal of every failed authentication, whatever failed (alwaysauthreject)
+_AUTH_FAILED: Final = "authentication failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +131,7 @@ class Registrar:
         "_rng",
         "_secret",
         "default_expires",
+        "guard",
         "max_contacts",
         "max_expires",
         "min_expires",
@@ -136,6 +152,7 @@ class Registrar:
         nonce_lifetime: float = 300.0,
         max_contacts: int = 16,
         algorithms: Sequence[str] = ("SHA-256", "MD5"),
+        guard: AuthGuard | None = None,
     ) -> None:
         if not 0 < min_expires <= max_expires:
             raise ValueError("expiry limits must satisfy 0 < min_expires <= max_expires")
@@ -148,6 +165,8 @@ class Registrar:
         self.max_expires = max_expires
         self.default_expires = min(max(default_expires, min_expires), max_expires)
         self.max_contacts = max_contacts
+        #: failure limits per source and per user (None: no limits)
+        self.guard = guard
         self._rng = rng if rng is not None else random.Random(secrets.randbits(64))
         if secret is None:
             secret = self._rng.randbytes(32) if rng is not None else secrets.token_bytes(32)
@@ -223,7 +242,11 @@ class Registrar:
                 self._answer(request, 420, headers=[("Unsupported", ", ".join(required))])
             )
         user = self._to_user(request)
-        self._check_credentials(request, user, now, proxy=False)
+        host = None if source is None else source[1]
+        self._check_credentials(request, user, now, proxy=False, source=host)
+        if not user.enterprise_voice_enabled:  # only an authenticated client learns this
+            why = f"{user.sip_uri} is not enabled for enterprise voice"
+            raise _RejectedError(self._answer(request, 403, warning=why))
         call_id, cseq = request.call_id, request.cseq
         if call_id is None or cseq is None:
             raise _RejectedError(
@@ -253,6 +276,8 @@ class Registrar:
         return self._answer(request, 200, headers=contacts)
 
     def _to_user(self, request: Request) -> User:
+        """The user the REGISTER is for: a tenant user, or a stand-in without a password for
+        an address that is not one (challenged and refused like a wrong password, step 5)."""
         to, from_ = request.to, request.from_
         if to is None or from_ is None:
             raise _RejectedError(self._answer(request, 400, warning="To and From are required"))
@@ -260,18 +285,6 @@ class Registrar:
             aor = canonical_aor(str(to.uri))
         except ValueError as exc:
             raise _RejectedError(self._answer(request, 404, warning=str(exc))) from exc
-        domain = aor.rpartition("@")[2]
-        if domain not in self.store.domains():
-            why = f"{domain} is not a domain of this tenant"
-            raise _RejectedError(
-                self._answer(request, 404, reason="Domain Not Served", warning=why)
-            )
-        user = self.store.get_user(aor)
-        if user is None:
-            raise _RejectedError(self._answer(request, 404, warning=f"no user {aor}"))
-        if not user.enterprise_voice_enabled:
-            why = f"{aor} is not enabled for enterprise voice"
-            raise _RejectedError(self._answer(request, 404, warning=why))
         try:
             from_aor = canonical_aor(str(from_.uri))
         except ValueError:
@@ -279,7 +292,14 @@ class Registrar:
         if from_aor != aor:
             why = f"{from_aor} may not register {aor}: third-party registration is not allowed"
             raise _RejectedError(self._answer(request, 403, warning=why))
-        return user
+        return self.account(aor)
+
+    def account(self, aor: str) -> User:
+        """The tenant user of the canonical `aor`, else a stand-in with no password and no
+        enterprise voice, which never authenticates (the same path as a user without a
+        password, so the same answers and work)."""
+        user = self.store.get_user(aor)
+        return user if user is not None else User.model_construct(sip_uri=aor)
 
     def _unregister_all(
         self, request: Request, current: list[Binding], call_id: str, cseq: int
@@ -323,8 +343,7 @@ class Registrar:
             if expires == 0:
                 continue
             if len(updated) >= self.max_contacts:
-                why = f"at most {self.max_contacts} contacts per address of record"
-                raise _RejectedError(self._answer(request, 403, warning=why))
+                self._replace_oldest(request, updated, aor, contact, (call_id, cseq))
             updated.append(
                 Binding(
                     aor=aor,
@@ -337,6 +356,30 @@ class Registrar:
                 )
             )
         return updated
+
+    def _replace_oldest(
+        self,
+        request: Request,
+        updated: list[Binding],
+        aor: str,
+        contact: Address,
+        this: tuple[str, int],
+    ) -> None:
+        """Make room for `contact` at the limit: drop the binding that expires first (the one
+        refreshed longest ago: usually a device that went away without unregistering), as
+        Kamailio usrloc's max-contacts overwrite does. Bindings this request adds are kept:
+        a request with more new contacts than the limit fails (403). `this` is the request's
+        (Call-ID, CSeq)."""
+        older = [b for b in updated if (b.call_id, b.cseq) != this]
+        if not older:
+            why = f"at most {self.max_contacts} contacts per address of record"
+            raise _RejectedError(self._answer(request, 403, warning=why))
+        oldest = min(older, key=lambda b: b.expires_at)
+        updated.remove(oldest)
+        _log.info(
+            "registrar: %s has %d bindings (the limit): replaced %s (the oldest) by %s",
+            aor, self.max_contacts, oldest.contact.uri, contact.uri,
+        )  # fmt: skip
 
     def _check_order(self, request: Request, binding: Binding, call_id: str, cseq: int) -> None:
         if binding.call_id == call_id and cseq <= binding.cseq:
@@ -367,32 +410,42 @@ class Registrar:
 
     # --- Digest (RFC 3261 §22) -------------------------------------------------------------------
 
-    def authenticate(self, request: Request, now: float) -> Response | None:
+    def authenticate(
+        self, request: Request, now: float, source: str | None = None
+    ) -> Response | None:
         """For the proxy (RFC 3261 §22.3): None when ``Proxy-Authorization`` holds valid
         credentials of the From user; otherwise 407 with ``Proxy-Authenticate`` challenges,
-        or 403 for a From that is not a tenant user or credentials that fail. ACK and CANCEL
-        cannot be challenged (§22.1) and pass."""
+        or 403 for credentials that fail. A From that is not a tenant user is challenged and
+        refused the same way (step 5 of the module docstring); `source` is the sender's
+        address for the failure limits. ACK and CANCEL cannot be challenged (§22.1) and
+        pass."""
         if request.method in _UNCHALLENGEABLE:
             return None
         try:
             from_ = request.from_
-            user = None if from_ is None else self.store.get_user(str(from_.uri))
-            if user is None:
-                why = "the From address is not a user of this tenant"
-                return self._answer(request, 403, warning=why)
-            self._check_credentials(request, user, now, proxy=True)
+            if from_ is None:
+                return self._answer(request, 400, warning="From is required")
+            try:
+                aor = canonical_aor(str(from_.uri))
+            except ValueError as exc:
+                return self._answer(request, 403, warning=str(exc))
+            self._check_credentials(request, self.account(aor), now, proxy=True, source=source)
         except _RejectedError as reject:
             return reject.response
         except ParseError as exc:
             return self._answer(request, 400, reason="Bad Request", warning=str(exc))
         return None
 
-    def _check_credentials(self, request: Request, user: User, now: float, *, proxy: bool) -> None:
+    def _check_credentials(
+        self, request: Request, user: User, now: float, *, proxy: bool, source: str | None
+    ) -> None:
         """Return when the request carries valid credentials of `user`; raise _RejectedError with
         the challenge or refusal otherwise. The realm is the one the user's HA1s were computed
-        for (the registrar's own for a user without a password)."""
+        for (see _password_realm for a user without a password). Every refusal of credentials
+        is the same 403; failures count toward the guard's limits, and a blocked source or
+        user is refused before the digest work."""
         header = "Proxy-Authorization" if proxy else "Authorization"
-        realm = user.ha1_realm or self.realm
+        realm = user.ha1_realm or self._password_realm()
         credentials: Credentials | None = None
         for value in request.headers.get_all(header):
             try:
@@ -408,7 +461,11 @@ class Registrar:
                 break
         if credentials is None:
             raise _RejectedError(self._challenge(request, now, realm, proxy=proxy, stale=False))
+        guard = self.guard
+        if guard is not None and guard.check(source, user.sip_uri, now) is not None:
+            raise _RejectedError(self._answer(request, 403, warning=_AUTH_FAILED))
         if credentials.username != user.username:
+            self._failed(source, user, now)
             why = f"credentials of {credentials.username!r} cannot act for {user.sip_uri}"
             raise _RejectedError(self._answer(request, 403, warning=why))
         try:
@@ -426,14 +483,31 @@ class Registrar:
             lookup=_Lookup(user),
         )
         if result.ok:
+            if guard is not None:
+                guard.succeeded(source, user.sip_uri)
             return
         if result in _RECHALLENGE:
             stale = result is VerifyResult.STALE
             raise _RejectedError(self._challenge(request, now, realm, proxy=proxy, stale=stale))
         if result is VerifyResult.MALFORMED:
             raise _RejectedError(self._answer(request, 400, warning=f"malformed {header}"))
-        # BAD_RESPONSE, UNKNOWN_USER (no password for this realm), WRONG_REALM, BAD_URI
-        raise _RejectedError(self._answer(request, 403, warning="authentication failed"))
+        # BAD_RESPONSE, UNKNOWN_USER (no password for this realm, or no such user), BAD_URI
+        self._failed(source, user, now)
+        raise _RejectedError(self._answer(request, 403, warning=_AUTH_FAILED))
+
+    def _failed(self, source: str | None, user: User, now: float) -> None:
+        """A failed authentication: logged (as Asterisk logs a failed registration, for the
+        operator and external tools such as fail2ban) and counted toward the limits."""
+        _log.info("authentication failed for %s from %s", user.sip_uri, source)
+        if self.guard is not None:
+            self.guard.failed(source, user.sip_uri, now)
+
+    def _password_realm(self) -> str:
+        """The realm of a user without HA1s (or of no user): the one the tenant makes
+        passwords for (its first domain, as the API does), else the registrar's; so that
+        such a challenge looks like every user's."""
+        domains = self.store.domains()
+        return domains[0] if domains else self.realm
 
     def _challenge(
         self, request: Request, now: float, realm: str, *, proxy: bool, stale: bool

@@ -4,7 +4,9 @@
 inbound PSTN calls) and serves the JSON API (admin commands, appliance registration and
 heartbeats, the replication feed). The SIP side is the transaction-stateful proxy of
 :mod:`hybridvoice.net.proxy` with :class:`~hybridvoice.online.policy.OnlinePolicy`; the
-registrar's realm is the tenant's first SIP domain.
+registrar's realm is the tenant's first SIP domain. Failed Digest authentications are limited
+per source and per user (:mod:`hybridvoice.online.guard`, ``[Online] AuthFailureLimit``...)
+and counted in ``/metrics``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from hybridvoice.cms.settings import Online
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.http import AsgiServer, serve_asgi
 from hybridvoice.net.pipe import LocalExchange
@@ -22,11 +27,12 @@ from hybridvoice.net.transport import Transport
 from hybridvoice.sip.transaction import TimerConfig
 
 from .api import create_online_api, sip_metrics
+from .guard import AuthGuard, BlockReason, GuardLimits
 from .policy import OnlinePolicy
 from .registrar import Registrar
 from .store import TenantStore
 
-__all__ = ["OnlineOptions", "OnlineService"]
+__all__ = ["OnlineOptions", "OnlineService", "auth_limits", "guard_metrics"]
 
 
 @dataclass(slots=True)
@@ -48,6 +54,8 @@ class OnlineOptions:
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     #: networks whose requests are not challenged (``[Online] TrustedPeers``)
     trusted_peers: tuple[str, ...] = ()
+    #: failure limits of Digest authentication (``[Online] AuthFailureLimit`` ...)
+    auth_limits: GuardLimits = field(default_factory=GuardLimits)
     server_ssl: ssl.SSLContext | None = None
     client_ssl: ssl.SSLContext | None = None
     timers: TimerConfig | None = None
@@ -67,6 +75,7 @@ class OnlineService:
         self.proxy: Proxy | None = None
         self.registrar: Registrar | None = None
         self.policy: OnlinePolicy | None = None
+        self.guard = AuthGuard(self.options.auth_limits)
         self.api: AsgiServer | None = None
         self.transports: list[Transport] = []
 
@@ -88,7 +97,9 @@ class OnlineService:
                     kind, host, port, server_ssl=server_ssl, client_ssl=o.client_ssl
                 )
                 self.transports.append(transport)
-            self.registrar = Registrar(self.store, self.realm, algorithms=o.digest_algorithms)
+            self.registrar = Registrar(
+                self.store, self.realm, algorithms=o.digest_algorithms, guard=self.guard
+            )
             self.policy = OnlinePolicy(
                 self.store,
                 self.registrar,
@@ -100,7 +111,7 @@ class OnlineService:
             app = create_online_api(
                 self.store,
                 heartbeat_timeout=o.heartbeat_timeout,
-                metrics=lambda: sip_metrics(self.registrar, self.proxy),
+                metrics=lambda: sip_metrics(self.registrar, self.proxy) + guard_metrics(self.guard),
             )
             self.api = await serve_asgi(app, o.api_host, o.api_port, lifespan=True)
         except BaseException:
@@ -123,3 +134,39 @@ class OnlineService:
             self.endpoint = None
         self.transports.clear()
         self.store.close()
+
+
+def guard_metrics(guard: AuthGuard) -> list[Metric]:
+    """The authentication failure limits: failures, blocks and refusals by reason."""
+    failures = CounterMetricFamily(
+        "hybridvoice_online_auth_failures", "Failed Digest authentications (any user, known or not)"
+    )
+    failures.add_metric([], guard.counters.failures)
+    blocks = CounterMetricFamily(
+        "hybridvoice_online_auth_blocks",
+        "Sources or users blocked after too many failed authentications",
+        labels=["reason"],
+    )
+    refused = CounterMetricFamily(
+        "hybridvoice_online_auth_refused",
+        "Authentications refused without checking because the source or user was blocked",
+        labels=["reason"],
+    )
+    for reason in BlockReason:
+        blocks.add_metric([reason.value], guard.counters.blocks[reason])
+        refused.add_metric([reason.value], guard.counters.refused[reason])
+    entries = GaugeMetricFamily(
+        "hybridvoice_online_auth_guard_entries", "Sources, users and good pairs tracked"
+    )
+    entries.add_metric([], guard.entries)
+    return [failures, blocks, refused, entries]
+
+
+def auth_limits(online: Online) -> GuardLimits:
+    """The failure limits of ``[Online] AuthFailureLimit`` and its companions."""
+    return GuardLimits(
+        failure_limit=online.auth_failure_limit,
+        window=online.auth_failure_window_seconds,
+        block=online.auth_block_seconds,
+        max_block=online.auth_block_max_seconds,
+    )

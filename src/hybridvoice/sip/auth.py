@@ -591,6 +591,12 @@ class VerifyResult(enum.Enum):
         return self is VerifyResult.OK
 
 
+#: the HA1 verify checks against for a user it cannot find: a random-looking value no
+#: password hashes to in practice, of the stored HA1s' length, so the work is the same
+_DUMMY_HA1 = {
+    name: hashlib.new(name.replace("-", "").lower(), b"hybridvoice:no such user").hexdigest()
+    for name in ("MD5", "SHA-256")
+}
 _NONCE_PAYLOAD = struct.Struct(">dQ")  # issued-at (now), serial: unique per challenge
 _NONCE_SHAPE = re.compile(r"[A-Za-z0-9_-]{64}")  # base64url of 16 + 32 bytes
 _WINDOW = 64  # nc values tracked below the highest seen, for requests arriving out of order
@@ -702,7 +708,9 @@ class DigestServer:
 
         `method` and `body` are the request's; pass the Request-URI as `uri` to require the
         digest-uri to equal it exactly. Response and HMAC comparisons are constant-time. The
-        nonce-count is recorded only once the digest is right and the nonce is fresh.
+        nonce-count is recorded only once the digest is right and the nonce is fresh. A user
+        `lookup` does not find costs the same digest computation as a wrong password before
+        UNKNOWN_USER comes back, so that response timing does not reveal who exists.
         """
         if not math.isfinite(now):
             raise AuthError(f"now must be finite, got {now}")
@@ -722,9 +730,9 @@ class DigestServer:
         if uri is not None and credentials.uri != uri:
             return VerifyResult.BAD_URI
         secret = lookup(credentials.username, self.realm, algo.base)
-        if secret is None:
-            return VerifyResult.UNKNOWN_USER
-        if isinstance(secret, HA1):
+        if secret is None:  # the same work as a wrong password: no timing tells them apart
+            ha1 = _DUMMY_HA1[algo.base]
+        elif isinstance(secret, HA1):
             ha1 = secret.digest.lower()
         else:
             ha1 = algo.hash(f"{credentials.username}:{self.realm}:{secret.value}")
@@ -739,7 +747,10 @@ class DigestServer:
             cnonce=cnonce,
             body=body,
         )
-        if not hmac.compare_digest(expected.encode(), credentials.response.lower().encode()):
+        matches = hmac.compare_digest(expected.encode(), credentials.response.lower().encode())
+        if secret is None:
+            return VerifyResult.UNKNOWN_USER
+        if not matches:
             return VerifyResult.BAD_RESPONSE
         return self._record(credentials.nonce, issued_at, nc, now)
 
