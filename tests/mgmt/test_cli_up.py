@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,11 @@ from hybridvoice.cms.template import render_settings
 
 CCE_INI = (Path(__file__).parents[1] / "fixtures" / "CloudConnector.ini").read_text()
 HV = [sys.executable, "-m", "hybridvoice"]
-WIDE = {**os.environ, "COLUMNS": "250"}  # rich wraps tables at the terminal width
+# rich wraps tables at the terminal width; `up` saves its admin token in the user's config
+# directory, where the other commands find it: a directory of these tests' own
+CONFIG_HOME = tempfile.mkdtemp(prefix="hybridvoice-config-")
+WIDE = {**os.environ, "COLUMNS": "250", "XDG_CONFIG_HOME": CONFIG_HOME}
+WIDE.pop("HYBRIDVOICE_TOKEN", None)
 
 
 def hv(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:

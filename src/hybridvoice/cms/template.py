@@ -59,6 +59,8 @@ _KEY_NOTES: Final[Mapping[str, str]] = {
     "SIPAddresses": "the online service's SIP addresses the edge accepts requests from",
     "OptionsIntervalSeconds": "SIP OPTIONS health checks toward every gateway",
     "EnableFastFailoverTimer": "an unanswered outbound call moves on after 10 s",
+    "MaxRequestBytes": "larger API request bodies get 413 before they are read",
+    "OnlineToken": "bearer token for ServiceURL: hybridvoice token create --scope appliance",
 }
 
 
