@@ -377,6 +377,3 @@ def test_the_bearer_scheme_is_case_insensitive() -> None:
 
     run(main)
     assert bearer(token)["Authorization"].endswith(token)
-
-
-
