@@ -125,8 +125,10 @@ def audit(
     url: Url = ONLINE_URL,
     as_json: Json = False,
 ) -> None:
-    """Who changed what, when, from where, and what it was before and after
-    (--url http://127.0.0.1:8472 for an appliance's log)."""
+    """The audit log: who changed what, when, from where, before and after.
+
+    The online service's by default; --url http://127.0.0.1:8472 for an appliance's.
+    """
     params: dict[str, Any] = {"limit": limit, "operation": operation, "target": target,
                               "token": by}  # fmt: skip
     if since is not None:
