@@ -136,7 +136,9 @@ def audit_skip(request: Request) -> None:
 
 
 def _answer(status: int, error: str, hint: str, challenge: str | None = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": challenge} if challenge else None
+    """An error answer; a refusal also closes the connection (``challenge`` given), so the
+    server does not read and discard a body the request may still be sending."""
+    headers = {"WWW-Authenticate": challenge, "Connection": "close"} if challenge else None
     return JSONResponse({"error": error, "hint": hint}, status, headers)
 
 
