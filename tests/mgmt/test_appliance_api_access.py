@@ -90,3 +90,28 @@ def test_a_restart_on_the_same_state_revokes_the_previous_lab_tokens(tmp_path: P
             assert sorted(active) == sorted(["lab-admin", up.appliance.name])
 
     run(main(), timeout=90)
+
+
+def test_max_request_bytes_limits_both_apis_and_422s_stay_short(tmp_path: Path) -> None:
+    settings = settings_on_free_ports(Management={"MaxRequestBytes": 2048})
+
+    async def main() -> None:
+        async with lab(tmp_path, settings) as up:
+            assert up.admin_token and up.appliance is not None and up.online is not None
+            assert up.appliance.api is not None and up.online.api is not None
+            admin = bearer(up.admin_token)
+            big = {"description": "x" * 4096}
+            for url, method, path in ((up.online.api.url, "PUT", "/v1/sites/Lab"),
+                                      (up.appliance.api.url, "POST", "/v1/maintenance/enter")):  # fmt: skip
+                async with httpx.AsyncClient(base_url=url, headers=admin) as http:
+                    refused = await http.request(method, path, json=big)
+                    assert refused.status_code == 413, (url, refused.text)
+                    assert "MaxRequestBytes" in refused.json()["hint"]
+            async with httpx.AsyncClient(base_url=up.appliance.api.url, headers=admin) as http:
+                bad = await http.get("/v1/calls", params={"limit": "9" * 5000})
+                assert bad.status_code == 422 and len(bad.content) < 2000
+                assert bad.json()["details"][0]["field"] == "query.limit"
+            assert up.appliance.mediation is not None
+            assert not up.appliance.mediation.admission.maintenance  # refused: nothing done
+
+    run(main(), timeout=60)
