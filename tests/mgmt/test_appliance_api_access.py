@@ -101,9 +101,9 @@ def test_max_request_bytes_limits_both_apis_and_422s_stay_short(tmp_path: Path) 
             assert up.appliance.api is not None and up.online.api is not None
             admin = bearer(up.admin_token)
             big = {"description": "x" * 4096}
-            writes = [(up.online.api.url, "PUT", "/v1/sites/Lab"),
+            targets = [(up.online.api.url, "PUT", "/v1/sites/Lab"),
                       (up.appliance.api.url, "POST", "/v1/maintenance/enter")]  # fmt: skip
-            for url, method, path in writes:
+            for url, method, path in targets:
                 async with httpx.AsyncClient(base_url=url, headers=admin) as http:
                     refused = await http.request(method, path, json=big)
                     assert refused.status_code == 413, (url, refused.text)
