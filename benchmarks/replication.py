@@ -49,6 +49,7 @@ async def run(replicas: int, changes: int, wait: float, gap: float, workdir: Pat
     store = TenantStore(workdir / "tenant.db")
     store.add_domain("contoso.com")
     server = await serve_asgi(create_online_api(store), "127.0.0.1", 0)
+    _, token = store.access.tokens.create("bench-appliances", "appliance")
     applied: dict[int, list[float]] = {}  # version -> commit times, one per replica
 
     def listener(batch: list[Change]) -> None:
@@ -61,7 +62,7 @@ async def run(replicas: int, changes: int, wait: float, gap: float, workdir: Pat
     for i, client in enumerate(clients):
         local = LocalStore(workdir / f"replica{i}.db")
         local.subscribe(listener)
-        workers.append(Replicator(local, server.url, client=client, wait=wait))
+        workers.append(Replicator(local, server.url, client=client, wait=wait, token=token))
     for worker in workers:
         worker.start()
     latencies: list[float] = []

@@ -24,7 +24,9 @@ from rich.console import Console
 from hybridvoice.cms.settings import Gateway, Settings
 from hybridvoice.cms.template import LAB_GATEWAY_PORT
 from hybridvoice.mediation.routing import NO_GATEWAY_CONFIGURED
+from hybridvoice.cms.tokens import TokenStore
 from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
+from hybridvoice.mgmt.credentials import save_token
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.labgw import Responder, RtpEcho
 from hybridvoice.net.loop import tune_gc
@@ -208,6 +210,9 @@ class Lab:
         self.exchange = None if wire else LocalExchange()
         self.online: OnlineService | None = None
         self.appliance: Appliance | None = None
+        #: the lab admin token, valid on the online API and the appliance API (made again at
+        #: each start; ``hybridvoice up`` saves it where the CLI finds it)
+        self.admin_token: str | None = None
         self.gateway: LabGateway | None = None
         #: the gateway the built-in lab gateway stands in for: by default the one at
         #: 127.0.0.1:LAB_GATEWAY_PORT (what ``hybridvoice init`` writes); ``lab_gateway``
@@ -253,9 +258,11 @@ class Lab:
                 trusted_peers=tuple(str(n) for n in s.online.trusted_peers),
                 auth_limits=auth_limits(s.online),
                 exchange=self.exchange,
+                max_request_bytes=s.management.max_request_bytes,
             )
         )
         self._provision(self.online.store)  # first: the registrar takes the realm
+        self.admin_token = _fresh_token(self.online.store.access.tokens, LAB_ADMIN, "admin")
         with using_stream_limits(s.sip_limits.stream_limits):  # [SipLimits] for its listeners
             await self.online.start()
 
@@ -276,7 +283,21 @@ class Lab:
                 exchange=self.exchange,
             ),
         )
+        self._appliance_tokens(self.appliance)
         await self.appliance.start()
+
+    def _appliance_tokens(self, appliance: Appliance) -> None:
+        """The appliance's own token toward the online service of this process, and the lab
+        admin token on the appliance's API too (one token for the CLI)."""
+        if self.online is not None:
+            tokens = self.online.store.access.tokens
+            appliance.options.online_token = _fresh_token(tokens, appliance.name, "appliance")
+        own = appliance.access.tokens
+        if self.admin_token is None:
+            self.admin_token = _fresh_token(own, LAB_ADMIN, "admin")
+        else:
+            own.revoke_named(LAB_ADMIN)
+            own.adopt(self.admin_token, LAB_ADMIN, "admin")
 
     def _provision(self, store: TenantStore) -> None:
         """The lab tenant, once: the settings' SIP domains, the site, two users with line
@@ -352,6 +373,16 @@ class Lab:
         return rows
 
 
+LAB_ADMIN: Final = "lab-admin"
+"""The name of the admin token ``hybridvoice up`` makes."""
+
+
+def _fresh_token(tokens: TokenStore, name: str, scope: str) -> str:
+    """A new token called ``name``; the ones made by earlier starts are revoked."""
+    tokens.revoke_named(name)
+    return tokens.create(name, scope)[1]
+
+
 def _hp(address: tuple[str, int]) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -404,6 +435,9 @@ async def run_up(
             f"or a softphone: user alice, domain {domain}, password {LAB_PASSWORD}, "
             f"registrar/outbound proxy {sip_host}:{sip_port} (UDP or TCP); dial {LAB_PSTN_NUMBER}"
         )
+        if lab.admin_token is not None:
+            saved = save_token(lab.admin_token)
+            console.print(f"admin token (for the CLI and both APIs) in {saved}")
         console.print(f"data in {state_dir}; stop with Ctrl-C")
         await stop.wait()
         if collector is not None:

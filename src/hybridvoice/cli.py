@@ -18,6 +18,8 @@ from rich.table import Table
 
 from hybridvoice import __version__
 from hybridvoice.mgmt.cli_admin import register_admin_commands
+from hybridvoice.mgmt.cli_tokens import register_token_commands
+from hybridvoice.mgmt.credentials import current_token, set_token
 
 app = typer.Typer(
     name="hybridvoice",
@@ -35,9 +37,24 @@ sip_app = typer.Typer(
 )
 app.add_typer(sip_app, name="sip")
 register_admin_commands(app)
+register_token_commands(app)
 
 out = Console()
 err = Console(stderr=True)
+
+
+@app.callback()
+def _global_options(
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="Bearer token for the management APIs (default: $HYBRIDVOICE_TOKEN, else the "
+            "one `hybridvoice up` saved in the user's config directory)",
+        ),
+    ] = None,
+) -> None:
+    set_token(token)
 
 
 @app.command()
@@ -322,7 +339,7 @@ def test_call(
         place_test_call(
             user=user, domain=domain, password=password, number=to,
             proxy=Destination(spec.transport, spec.host, spec.port),
-            duration=duration, appliance_url=appliance,
+            duration=duration, appliance_url=appliance, api_token=current_token(),
         )
     )  # fmt: skip
     if as_json:

@@ -32,8 +32,12 @@ def fast() -> Backoff:
     return Backoff(0.02, 0.1, random.Random(7))
 
 
+TOKEN = "hv_0000a001_" + "A" * 43  # the appliance's bearer token (scope appliance)
+
+
 def cloud() -> TenantStore:
     store = TenantStore()
+    store.access.tokens.adopt(TOKEN, "ams-1", "appliance")
     store.add_domain("contoso.com")
     store.new_site(Site(name="Amsterdam", edge_fqdn="edge.contoso.com"))
     return store
@@ -72,7 +76,7 @@ def test_changes_land_and_survive_an_outage() -> None:
     async def main() -> None:
         server = await serve(store)
         port = server.port
-        replicator = Replicator(replica, server.url, wait=1.0, backoff=fast())
+        replicator = Replicator(replica, server.url, wait=1.0, backoff=fast(), token=TOKEN)
         replicator.start()
         try:
             assert await replicator.synced(store.version, 20)
@@ -114,7 +118,7 @@ def test_a_replica_ahead_of_a_restored_cloud_reloads_a_snapshot(tmp_path: Any) -
 
     async def main() -> None:
         server = await serve(store)
-        replicator = Replicator(replica, server.url, wait=1.0, backoff=fast())
+        replicator = Replicator(replica, server.url, wait=1.0, backoff=fast(), token=TOKEN)
         replicator.start()
         try:
             await until(lambda: replicator.snapshots == 1)  # not the empty-replica load
@@ -143,7 +147,9 @@ def test_an_unusable_answer_is_an_error_not_a_crash() -> None:
     async def main() -> None:
         server = await serve_asgi(broken, HOST, 0)
         async with httpx.AsyncClient() as client:  # a client of the host's: left open
-            replicator = Replicator(replica, server.url + "/", client=client, backoff=fast())
+            replicator = Replicator(
+                replica, server.url + "/", client=client, backoff=fast(), token=TOKEN
+            )
             replicator.start()
             try:
                 await until(lambda: replicator.errors >= 2)
@@ -165,7 +171,9 @@ def test_appliance_registers_heartbeats_and_goes_offline_when_silent() -> None:
         server = await serve(store, heartbeat_timeout=0.5)
         sweep = asyncio.create_task(run_offline_sweep(store, 0.5))  # serve_asgi: no lifespan
         status = "online"
-        link = ApplianceLink(server.url, APPLIANCE, interval=0.05, status=lambda: status)
+        link = ApplianceLink(
+            server.url, APPLIANCE, interval=0.05, status=lambda: status, token=TOKEN
+        )
         link.start()
         try:
             await until(lambda: link.heartbeats >= 3)
@@ -196,7 +204,7 @@ def test_appliance_link_rides_out_an_unreachable_cloud() -> None:
         server = await serve(store)
         port, url = server.port, server.url
         await server.stop()
-        link = ApplianceLink(url, APPLIANCE, interval=0.05, status=lambda: "online")
+        link = ApplianceLink(url, APPLIANCE, interval=0.05, status=lambda: "online", token=TOKEN)
         link.start()
         try:
             await until(lambda: link.errors >= 2)

@@ -90,7 +90,8 @@ def invite_call_id(program: Program) -> str:
 async def call_record(up: Lab, call_id: str) -> dict[str, Any]:
     """The appliance API's record of the call once it has ended."""
     assert up.appliance is not None and up.appliance.api is not None
-    async with httpx.AsyncClient(base_url=up.appliance.api.url, timeout=5) as client:
+    admin = {"Authorization": f"Bearer {up.admin_token}"}
+    async with httpx.AsyncClient(base_url=up.appliance.api.url, timeout=5, headers=admin) as client:
         deadline = time.monotonic() + 10
         while True:
             answer = await client.get(f"/v1/calls/{call_id}")

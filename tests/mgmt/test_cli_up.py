@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,13 +23,20 @@ from hybridvoice.cms.template import render_settings
 
 CCE_INI = (Path(__file__).parents[1] / "fixtures" / "CloudConnector.ini").read_text()
 HV = [sys.executable, "-m", "hybridvoice"]
-WIDE = {**os.environ, "COLUMNS": "250"}  # rich wraps tables at the terminal width
+# rich wraps tables at the terminal width; `up` saves its admin token in the user's config
+# directory, where the other commands find it: a directory of these tests' own
+CONFIG_HOME = tempfile.mkdtemp(prefix="hybridvoice-config-")
+WIDE = {**os.environ, "COLUMNS": "250", "XDG_CONFIG_HOME": CONFIG_HOME}
+WIDE.pop("HYBRIDVOICE_TOKEN", None)
 
 
-def hv(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+def hv(
+    *args: str, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*HV, *args], capture_output=True, text=True, timeout=timeout, check=False, env=WIDE
-    )
+        [*HV, *args], capture_output=True, text=True, timeout=timeout, check=False,
+        env={**WIDE, **(env or {})},
+    )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -166,3 +174,49 @@ def test_up_refuses_bad_settings_with_the_key(tmp_path: Path) -> None:
     result = hv("up", "--config", str(config))
     assert result.returncode == 2
     assert "MediationServer.TCPPort" in result.stderr
+
+
+def test_tokens_and_the_audit_log_from_the_command_line(tmp_path: Path) -> None:
+    """`up` saved its admin token (0600) where the CLI finds it; tokens are made (shown once),
+    listed and revoked; a read token cannot write; `audit` shows who changed what."""
+    with up(tmp_path) as (_, urls):
+        online = urls[:2]
+        saved = Path(CONFIG_HOME) / "hybridvoice" / "token"
+        assert saved.stat().st_mode & 0o777 == 0o600
+        made = hv("token", "create", "--name", "dashboard", "--scope", "read", *online)
+        assert made.returncode == 0, made.stderr
+        secret = made.stdout.strip()
+        assert secret.startswith("hv_") and "shown once" in made.stderr
+        listed = json.loads(hv("token", "list", "--json", *online).stdout)
+        assert [t["name"] for t in listed] == ["lab-admin", "appliance1", "dashboard"]
+        assert secret not in json.dumps(listed)
+        table = hv("token", "list", *online)
+        assert "dashboard" in table.stdout and "read" in table.stdout
+
+        read_only = ("--token", secret)
+        assert hv(*read_only, "site", "get", *online).returncode == 0
+        refused = hv(*read_only, "site", "new", "Oslo", "--edge-fqdn", "edge.oslo.example",
+                     *online)  # fmt: skip
+        assert refused.returncode == 1 and "403" in refused.stderr
+        assert "scope admin" in refused.stderr
+        env = hv("site", "get", *online, env={"HYBRIDVOICE_TOKEN": "hv_00000000_" + "A" * 43})
+        assert env.returncode == 1 and "401" in env.stderr and "--token" in env.stderr
+
+        assert hv("bypass", "enable", *online).returncode == 0  # the saved lab admin token
+        dashboard = next(t["id"] for t in listed if t["name"] == "dashboard")
+        assert hv("token", "revoke", dashboard, *online).returncode == 0
+        gone = hv(*read_only, "site", "get", *online)
+        assert gone.returncode == 1 and "401" in gone.stderr
+
+        log = json.loads(hv("audit", "--json", "--since", "1h", *online).stdout)
+        assert [e["operation"] for e in log][:2] == ["token.revoke", "bypass.enable"]
+        bypass = log[1]
+        assert bypass["token_name"] == "lab-admin" and bypass["source"] == "127.0.0.1"
+        assert bypass["before"]["media_bypass_enabled"] is False
+        assert bypass["after"]["media_bypass_enabled"] is True
+        shown = hv("audit", "--operation", "bypass", *online)
+        assert "media_bypass_enabled: False -> True" in shown.stdout, shown.stdout
+        maintenance = hv("appliance", "maintenance", "enter", *urls[2:])
+        assert maintenance.returncode == 0, maintenance.stderr
+        appliance_log = json.loads(hv("audit", "--json", "--url", urls[3]).stdout)
+        assert appliance_log[0]["operation"] == "maintenance.enter"

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ua_harness import run
 
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, LAB_USERS, Lab
+from hybridvoice.cms.tokens import TokenStore
 from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.mgmt.appliance_api import create_appliance_api
 from hybridvoice.mgmt.testcall import place_test_call
@@ -42,15 +43,21 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[(name, frozenset(labels.items()))]
 
 
-async def scrape(url: str) -> tuple[set[str], Samples]:
-    async with httpx.AsyncClient(base_url=url) as client:
+def bearer(tokens: TokenStore, scope: str = "read") -> dict[str, str]:
+    """Prometheus scrapes with a read token (``authorization`` in its scrape config)."""
+    return {"Authorization": f"Bearer {tokens.create('prometheus', scope)[1]}"}
+
+
+async def scrape(url: str, token: str | None) -> tuple[set[str], Samples]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers) as client:
         return parse(await client.get("/metrics"))
 
 
-async def scrape_app(app: object) -> tuple[set[str], Samples]:
+async def scrape_app(app: object, headers: dict[str, str]) -> tuple[set[str], Samples]:
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-        return parse(await client.get("/metrics"))
+        return parse(await client.get("/metrics", headers=headers))
 
 
 # --- the online API on its own -------------------------------------------------------------------
@@ -65,9 +72,10 @@ def test_online_metrics_read_the_store_at_scrape_time() -> None:
         return [probe, *proxy_metrics([("online", counters)])]
 
     app = create_online_api(store, metrics=extra)
+    read = bearer(store.access.tokens)
 
     async def main() -> None:
-        families, samples = await scrape_app(app)
+        families, samples = await scrape_app(app, read)
         assert value(samples, "hybridvoice_online_users") == 0
         assert value(samples, "hybridvoice_online_appliances", status="online") == 0
         assert value(samples, "hybridvoice_online_tenant_version") == store.version
@@ -85,7 +93,7 @@ def test_online_metrics_read_the_store_at_scrape_time() -> None:
         counters.local_responses[407] = 1
         counters.failovers = 1
         counters.provisional_timeouts = 4
-        _, samples = await scrape_app(app)
+        _, samples = await scrape_app(app, read)
         assert value(samples, "hybridvoice_online_appliances", status="online") == 1
         assert value(samples, "hybridvoice_online_appliances", status="offline") == 0
         assert value(samples, "hybridvoice_online_tenant_version") == store.version > 0
@@ -108,7 +116,8 @@ def test_every_app_has_its_own_registry() -> None:
     assert apps[0].state.metrics is not apps[1].state.metrics
 
     async def main() -> None:
-        (_, a), (_, b) = await scrape_app(apps[0]), await scrape_app(apps[1])
+        (_, a) = await scrape_app(apps[0], bearer(first.access.tokens))
+        (_, b) = await scrape_app(apps[1], bearer(second.access.tokens))
         assert value(a, "hybridvoice_online_tenant_version") == first.version
         assert value(b, "hybridvoice_online_tenant_version") == second.version != first.version
 
@@ -123,7 +132,8 @@ def test_appliance_metrics_without_roles_show_the_replica_only(tmp_path: Path) -
     try:
 
         async def main() -> None:
-            families, samples = await scrape_app(create_appliance_api(appliance))
+            read = bearer(appliance.access.tokens)
+            families, samples = await scrape_app(create_appliance_api(appliance), read)
             assert value(samples, "hybridvoice_replica_version") == 0
             assert "hybridvoice_calls_active" not in families  # no mediation role: no family
 
@@ -143,7 +153,7 @@ def test_scrapes_after_a_real_call_through_the_lab(tmp_path: Path) -> None:
             result = await place_test_call(
                 user="alice", domain=DOMAIN, password=LAB_PASSWORD, number=LAB_PSTN_NUMBER,
                 proxy=proxy_of(up), duration=0.4, appliance_url=up.appliance.api.url,
-                timeout=10.0,
+                timeout=10.0, api_token=up.admin_token,
             )  # fmt: skip
             assert result.ok, result
             assert result.media_path == "anchored"
@@ -156,7 +166,7 @@ def test_scrapes_after_a_real_call_through_the_lab(tmp_path: Path) -> None:
 async def appliance_side(up: Lab) -> None:
     assert up.appliance is not None and up.appliance.api is not None
     gateway = up.settings.gateways[0].name
-    families, s = await scrape(up.appliance.api.url)
+    families, s = await scrape(up.appliance.api.url, up.admin_token)
     assert value(s, "hybridvoice_calls_total") == 1
     assert value(s, "hybridvoice_calls_active") == 0
     assert value(s, "hybridvoice_calls_limit") == up.settings.common.max_concurrent_calls
@@ -192,16 +202,17 @@ async def appliance_side(up: Lab) -> None:
     assert value(s, "hybridvoice_cloud_registered") == 1
     assert value(s, "hybridvoice_cloud_heartbeats_total") >= 0
 
-    async with httpx.AsyncClient(base_url=up.appliance.api.url) as client:
+    admin = {"Authorization": f"Bearer {up.admin_token}"}
+    async with httpx.AsyncClient(base_url=up.appliance.api.url, headers=admin) as client:
         assert (await client.post("/v1/maintenance/enter")).status_code == 200
-        _, s = await scrape(up.appliance.api.url)
+        _, s = await scrape(up.appliance.api.url, up.admin_token)
         assert value(s, "hybridvoice_maintenance") == 1
         assert (await client.post("/v1/maintenance/exit")).status_code == 200
 
 
 async def online_side(up: Lab) -> None:
     assert up.online is not None and up.online.api is not None
-    families, s = await scrape(up.online.api.url)
+    families, s = await scrape(up.online.api.url, up.admin_token)
     assert value(s, "hybridvoice_online_users") == len(LAB_USERS)
     assert value(s, "hybridvoice_online_appliances", status="online") == 1
     assert value(s, "hybridvoice_online_tenant_version") == up.online.store.version

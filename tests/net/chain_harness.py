@@ -56,5 +56,5 @@ async def call_once(up: Lab, number: str = LAB_PSTN_NUMBER, user: str = "alice")
     api = None if up.appliance is None or up.appliance.api is None else up.appliance.api.url
     return await place_test_call(
         user=user, domain=DOMAIN, password=LAB_PASSWORD, number=number, proxy=proxy_of(up),
-        duration=0.4, appliance_url=api, timeout=10.0,
+        duration=0.4, appliance_url=api, timeout=10.0, api_token=up.admin_token,
     )  # fmt: skip

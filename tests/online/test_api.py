@@ -35,13 +35,21 @@ class Clock:
 Scenario = Callable[[httpx.AsyncClient, TenantStore], Awaitable[None]]
 
 
+def bearer(store: TenantStore, scope: str = "admin", name: str = "test") -> dict[str, str]:
+    """The Authorization header of a new token of ``scope``."""
+    _, token = store.access.tokens.create(name, scope)
+    return {"Authorization": f"Bearer {token}"}
+
+
 def run(scenario: Scenario, clock: Clock | None = None, **kwargs: Any) -> TenantStore:
     store = TenantStore()
     app = create_online_api(store, clock=clock or Clock(), **kwargs)
 
     async def main() -> None:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://online") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://online", headers=bearer(store)
+        ) as http:
             await scenario(http, store)
 
     asyncio.run(main())
@@ -352,7 +360,9 @@ def test_the_lifespan_sweep_marks_silent_appliances_offline() -> None:
     async def main() -> None:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://online") as http:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://online", headers=bearer(store)
+            ) as http:
                 await http.post("/v1/appliances", json=APPLIANCE)
                 await http.post("/v1/appliances", json={**APPLIANCE, "name": "ams-2"})
                 clock.now += 0.1
@@ -416,7 +426,7 @@ def test_a_held_poll_ends_when_its_client_goes_away() -> None:
     async def main() -> None:
         server = await serve_asgi(create_online_api(store), "127.0.0.1", 0)
         try:
-            async with httpx.AsyncClient(timeout=70) as http:
+            async with httpx.AsyncClient(timeout=70, headers=bearer(store)) as http:
                 poll = asyncio.create_task(
                     http.get(f"{server.url}/v1/changes", params={"since": 0, "wait": 60})
                 )

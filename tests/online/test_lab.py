@@ -44,7 +44,8 @@ def test_pstn_call_anchored_then_bypassed_without_restart(tmp_path: Path) -> Non
             assert "<- 407 Proxy Authentication Required (INVITE)" in first.ladder
 
             assert up.online is not None and up.online.api is not None
-            async with httpx.AsyncClient(base_url=up.online.api.url) as client:
+            admin = {"Authorization": f"Bearer {up.admin_token}"}
+            async with httpx.AsyncClient(base_url=up.online.api.url, headers=admin) as client:
                 answer = await client.post("/v1/network-config/media-bypass/enable")
                 assert answer.status_code == 200
             await replicated(up)
@@ -170,6 +171,9 @@ def test_second_appliance_takes_the_calls_when_one_is_stopped(tmp_path: Path) ->
             raw["Common"]["ServerName"] = "appliance2"
             raw["MediationServer"].update(TLSPort=False, MediaPortStart=58000, MediaPortEnd=58999)
             raw["Management"]["StateDirectory"] = str(tmp_path / "appliance2")
+            assert up.online is not None  # the new appliance gets a token of its own
+            _, token = up.online.store.access.tokens.create("appliance2", "appliance")
+            raw["Management"]["OnlineToken"] = token
             second = Appliance(parse_settings(raw))
             await second.start()
             try:
@@ -178,6 +182,7 @@ def test_second_appliance_takes_the_calls_when_one_is_stopped(tmp_path: Path) ->
                     if second.link.registered:
                         break
                     await asyncio.sleep(0.02)
+                assert second.link.registered, second.link.last_error
                 assert up.appliance is not None
                 await up.appliance.stop()  # the first appliance is gone, still listed online
                 results = [await call_once(up) for _ in range(4)]

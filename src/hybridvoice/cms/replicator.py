@@ -15,9 +15,11 @@ Register-CcAppliance) and sends a heartbeat with its status every ``interval`` s
 (``POST /v1/appliances/{name}/heartbeat``); a 404 means the cloud forgot the appliance, and it
 registers again.
 
-Both run as tasks of the current event loop (:meth:`start`, ``await stop()``), on an
-:class:`httpx.AsyncClient` given to them (kept open) or made by them (closed on stop). Time comes
-from ``clock`` (monotonic seconds), randomness from ``rng``.
+Both present the appliance's bearer token (``token``: scope ``appliance``, see
+:mod:`hybridvoice.cms.tokens`) on every request. Both run as tasks of the current event loop
+(:meth:`start`, ``await stop()``), on an :class:`httpx.AsyncClient` given to them (kept open)
+or made by them (closed on stop). Time comes from ``clock`` (monotonic seconds), randomness
+from ``rng``.
 """
 
 from __future__ import annotations
@@ -114,15 +116,19 @@ def _error_text(response: httpx.Response) -> str:
 class _Worker:
     """A loop task on an HTTP client, with start/stop and error bookkeeping."""
 
-    __slots__ = ("_client", "_clock", "_own_client", "_task", "base_url", "errors", "last_error")
+    __slots__ = (
+        "_client", "_clock", "_headers", "_own_client", "_task", "base_url", "errors", "last_error",
+    )  # fmt: skip
 
     def __init__(
         self,
         base_url: str,
         client: httpx.AsyncClient | None,
         clock: Callable[[], float],
+        token: str | None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._own_client = client is None
         self._client = client if client is not None else httpx.AsyncClient()
         self._clock = clock
@@ -176,10 +182,11 @@ class Replicator(_Worker):
         wait: float = 25.0,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
+        token: str | None = None,
     ) -> None:
         if not 0 <= wait <= MAX_WAIT:
             raise ValueError(f"wait must be 0-{MAX_WAIT:g} seconds, got {wait}")
-        super().__init__(base_url, client, clock)
+        super().__init__(base_url, client, clock, token)
         self.store = store
         self.wait = wait
         self._backoff = backoff or Backoff()
@@ -239,7 +246,7 @@ class Replicator(_Worker):
         params = {"since": str(self.store.version), "wait": f"{wait:g}"}
         timeout = httpx.Timeout(5.0, read=wait + _MARGIN)
         response = await self._client.get(
-            f"{self.base_url}{CHANGES_PATH}", params=params, timeout=timeout
+            f"{self.base_url}{CHANGES_PATH}", params=params, timeout=timeout, headers=self._headers
         )
         if response.status_code == 410:
             return await self._load_snapshot()
@@ -252,7 +259,9 @@ class Replicator(_Worker):
         return version
 
     async def _load_snapshot(self) -> int:
-        response = await self._client.get(f"{self.base_url}{SNAPSHOT_PATH}", timeout=30.0)
+        response = await self._client.get(
+            f"{self.base_url}{SNAPSHOT_PATH}", timeout=30.0, headers=self._headers
+        )
         if response.status_code != 200:
             raise FeedError(f"snapshot: {_error_text(response)}")
         version, changes = _changes(_payload(response))
@@ -307,12 +316,13 @@ class ApplianceLink(_Worker):
         status: Callable[[], str],
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
+        token: str | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"heartbeat interval must be > 0, got {interval}")
         if not isinstance(appliance.get("name"), str):
             raise ValueError("the appliance needs a 'name'")
-        super().__init__(base_url, client, clock)
+        super().__init__(base_url, client, clock, token)
         self.appliance = dict(appliance)
         self.interval = interval
         self._status = status
@@ -333,8 +343,9 @@ class ApplianceLink(_Worker):
     async def register(self) -> None:
         """``POST /v1/appliances``; :class:`FeedError` when refused."""
         response = await self._client.post(
-            f"{self.base_url}{APPLIANCES_PATH}", json=self.appliance, timeout=10.0
-        )
+            f"{self.base_url}{APPLIANCES_PATH}", json=self.appliance, timeout=10.0,
+            headers=self._headers,
+        )  # fmt: skip
         if response.status_code not in (200, 201):
             self.registered = False
             raise FeedError(f"registration: {_error_text(response)}")
@@ -349,11 +360,11 @@ class ApplianceLink(_Worker):
         if isinstance(self.appliance.get("version"), str):
             body["version"] = self.appliance["version"]
         url = f"{self.base_url}{APPLIANCES_PATH}/{quote(self.name, safe='')}/heartbeat"
-        response = await self._client.post(url, json=body, timeout=10.0)
+        response = await self._client.post(url, json=body, timeout=10.0, headers=self._headers)
         if response.status_code == 404:  # the cloud forgot us: register, then beat again
             self.registered = False
             await self.register()
-            response = await self._client.post(url, json=body, timeout=10.0)
+            response = await self._client.post(url, json=body, timeout=10.0, headers=self._headers)
         if response.status_code != 200:
             raise FeedError(f"heartbeat: {_error_text(response)}")
         self.heartbeats += 1

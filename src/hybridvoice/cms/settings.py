@@ -417,6 +417,13 @@ class Management(_Section):
     ip: IPAddress = "127.0.0.1"
     port: ListenPort = 8472
     state_directory: str | None = None  # None: in memory (a lab; records are lost on exit)
+    #: the largest request body the management APIs (this appliance's and, in one process,
+    #: the online service's) take: a larger one is refused with 413 before it is read
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    #: the bearer token (scope appliance) this appliance presents to the online service's
+    #: API: `hybridvoice token create --scope appliance --name <appliance name>` makes one;
+    #: `hybridvoice up` makes one itself
+    online_token: str | None = None
 
 
 class TranslationRule(_Section):

@@ -71,6 +71,8 @@ _KEY_NOTES: Final[Mapping[str, str]] = {
     "IdleTimeoutSeconds": "a connection carrying nothing (not even keep-alives) is closed",
     "MaxConnectionsPerSource": "accepted connections from one IP address at a time",
     "MaxConnections": "accepted connections of one listener at a time",
+    "MaxRequestBytes": "larger API request bodies get 413 before they are read",
+    "OnlineToken": "bearer token for ServiceURL: hybridvoice token create --scope appliance",
 }
 
 

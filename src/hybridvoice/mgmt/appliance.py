@@ -7,7 +7,10 @@ the cloud is unreachable), registers with the online service and sends heartbeat
 (:class:`~hybridvoice.cms.replicator.ApplianceLink`, the original's Register-CcAppliance),
 applies replicated changes that matter to calls at once (the tenant's media bypass
 configuration: the next call sees it, no restart) and serves its management API
-(:mod:`hybridvoice.mgmt.appliance_api`).
+(:mod:`hybridvoice.mgmt.appliance_api`), behind the bearer tokens and audit log of
+:attr:`Appliance.access` (``access.db`` in the state directory, in memory without one).
+Toward the online service it presents its own token (``[Management] OnlineToken``, or
+:attr:`ApplianceOptions.online_token`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 from hybridvoice import __version__
 from hybridvoice.cms.changes import Change
+from hybridvoice.cms.guard import Access
 from hybridvoice.cms.replica import LocalStore
 from hybridvoice.cms.replicator import ApplianceLink, Replicator
 from hybridvoice.cms.settings import Settings
@@ -61,6 +65,9 @@ class ApplianceOptions:
     #: the process's exchange when the appliance shares its process (``hybridvoice up``:
     #: with the online service); None: the appliance makes its own when ``pipes``
     exchange: LocalExchange | None = None
+    #: the bearer token toward the online service's API (``hybridvoice up`` makes one);
+    #: None: ``[Management] OnlineToken``
+    online_token: str | None = None
 
 
 class Appliance:
@@ -74,6 +81,7 @@ class Appliance:
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         self.replica = LocalStore(self.state_dir / "replica.db" if self.state_dir else ":memory:")
+        self.access = Access.open(self.state_dir / "access.db" if self.state_dir else ":memory:")
         self.mediation: MediationRole | None = None
         self.edge: EdgeRole | None = None
         self.replicator: Replicator | None = None
@@ -128,16 +136,18 @@ class Appliance:
             )
             await self.edge.start()
             self._unsubscribe = self.replica.subscribe(self._on_changes)
-            url = s.online.service_url
-            self.replicator = Replicator(self.replica, url, wait=o.replication_wait)
+            url, mg = s.online.service_url, s.management
+            token = o.online_token or mg.online_token
+            self.replicator = Replicator(self.replica, url, wait=o.replication_wait, token=token)
             self.replicator.start()
             self.link = ApplianceLink(
-                url, self.registration(), interval=s.online.heartbeat_seconds, status=self._state
-            )
+                url, self.registration(), interval=s.online.heartbeat_seconds, status=self._state,
+                token=token,
+            )  # fmt: skip
             self.link.start()
             if o.serve_api:
-                mg = s.management
-                self.api = await serve_asgi(create_appliance_api(self), mg.ip, mg.port)
+                api = create_appliance_api(self)
+                self.api = await serve_asgi(api, mg.ip, mg.port, max_body=mg.max_request_bytes)
         except BaseException:
             await self.stop()
             raise
@@ -161,8 +171,9 @@ class Appliance:
             self._unsubscribe = None
 
     def close(self) -> None:
-        """Close the replica (after :meth:`stop`)."""
+        """Close the replica and the token store (after :meth:`stop`)."""
         self.replica.close()
+        self.access.close()
 
     # --- what the online service learns about us --------------------------------------------------
     def registration(self) -> dict[str, Any]:

@@ -24,7 +24,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["register_admin_commands"]
+from .credentials import TOKEN_ENV, current_token, token_file
+
+__all__ = ["api", "auth_headers", "register_admin_commands", "show"]
 
 out = Console()
 err = Console(stderr=True)
@@ -62,7 +64,7 @@ def api(
     """One JSON request; errors become a message with the service's hint and exit 1/2.
     ``missing_ok``: a 404 raises ``LookupError`` instead (the caller creates the thing)."""
     try:
-        with httpx.Client(base_url=base, timeout=10.0) as client:
+        with httpx.Client(base_url=base, timeout=10.0, headers=auth_headers()) as client:
             response = client.request(method, path, json=body)
     except httpx.HTTPError as exc:
         _fail(
@@ -81,10 +83,19 @@ def api(
             detail = detail["detail"]
         error = detail.get("error", detail) if isinstance(detail, dict) else detail
         hint = detail.get("hint") if isinstance(detail, dict) else None
+        if response.status_code == 401:
+            hint = (f"Pass --token, set {TOKEN_ENV}, or start `hybridvoice up` (it saves its lab "
+                    f"admin token in {token_file()}).")  # fmt: skip
         _fail(f"{method} {path}: {response.status_code} {error}", hint)
     if response.status_code == 204 or not response.content:
         return None
     return response.json()
+
+
+def auth_headers() -> dict[str, str]:
+    """``Authorization: Bearer`` with the CLI's token (:mod:`.credentials`), when there is one."""
+    token = current_token()
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def show(data: Any, as_json: bool, columns: Sequence[str] = (), title: str | None = None) -> None:

@@ -101,9 +101,11 @@ async def place_test_call(
     duration: float = 2.0,
     appliance_url: str | None = None,
     timeout: float = 15.0,
+    api_token: str | None = None,
 ) -> TestCallResult:
     """Register ``user@domain`` at ``proxy``, call ``number``, send media for ``duration``
-    seconds, hang up; never raises for a failed call (the result says what went wrong)."""
+    seconds, hang up; never raises for a failed call (the result says what went wrong).
+    ``api_token``: the bearer token for the appliance API at ``appliance_url``."""
     result = TestCallResult(caller=f"sip:{user}@{domain}", number=number)
     endpoint = Endpoint()
     endpoint.trace = lambda way, message: result.ladder.append(_label(way, message))
@@ -160,7 +162,7 @@ async def place_test_call(
             await call.ended(timeout)
         result.rtp_received = rtp.received
         result.tone_intact = rtp.intact > 0 and rtp.intact == rtp.received
-        await _media_path(result, appliance_url)
+        await _media_path(result, appliance_url, api_token)
         result.ok = result.rtp_sent > 0 and result.rtp_received * 2 >= result.rtp_sent
         if not result.ok:
             result.error = (
@@ -220,14 +222,22 @@ async def _send_tone(rtp: _Rtp, remote: tuple[str, int], duration: float) -> int
     return count
 
 
-async def _media_path(result: TestCallResult, appliance_url: str | None) -> None:
+async def _media_path(result: TestCallResult, appliance_url: str | None, token: str | None) -> None:
     """Ask the appliance which media path its mediation role chose for this call."""
     if appliance_url is None or result.call_id is None:
         return
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        async with httpx.AsyncClient(base_url=appliance_url, timeout=5.0) as client:
+        async with httpx.AsyncClient(
+            base_url=appliance_url, timeout=5.0, headers=headers
+        ) as client:
             for _ in range(20):  # the record is written by a background thread
                 response = await client.get(f"/v1/calls/{result.call_id}")
+                if response.status_code in (401, 403):
+                    result.media_reason = (
+                        f"the appliance API refused the token ({response.status_code})"
+                    )
+                    return
                 if response.status_code == 200:
                     record = response.json()
                     if record.get("media_mode"):

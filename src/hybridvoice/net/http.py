@@ -8,6 +8,14 @@ free port) and refuses the wildcard addresses ``0.0.0.0``/``::`` unless asked, s
 meant for one interface is not exposed on all of them by a configuration slip. A bind failure
 (address in use, not local), which uvicorn reports with ``SystemExit``, becomes
 :class:`HttpServeError`.
+
+Request bodies are limited (``max_body``, :data:`DEFAULT_MAX_BODY` unless asked): the server
+shares the event loop with SIP, and reading and parsing a body of tens of megabytes stalls
+every call for seconds. A ``Content-Length`` over the limit is answered 413 (RFC 9110 §15.5.14)
+at once, before the app runs and before any of the body is asked for (uvicorn stops reading a
+connection whose body nobody receives); a chunked body is counted as it arrives and cut off
+when it passes the limit (the app sees the client go away, the client gets the 413). Either
+way the connection is closed after the answer, so the rest of the body is never read.
 """
 
 from __future__ import annotations
@@ -16,14 +24,92 @@ import asyncio
 import contextlib
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, Final
 
 import uvicorn
 
-__all__ = ["AsgiApp", "AsgiServer", "HttpServeError", "serve_asgi"]
+__all__ = ["DEFAULT_MAX_BODY", "AsgiApp", "AsgiServer", "BodyLimit", "HttpServeError",
+           "serve_asgi"]  # fmt: skip
 
 AsgiApp = Callable[..., Awaitable[None]]
 """An ASGI 3 application: ``await app(scope, receive, send)``."""
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+DEFAULT_MAX_BODY: Final = 1 << 20
+"""The largest request body :func:`serve_asgi` lets an app read unless told otherwise: 1 MiB."""
+
+
+class BodyLimit:
+    """ASGI middleware: request bodies over ``max_body`` bytes get 413 and the connection
+    closes (see the module docstring)."""
+
+    __slots__ = ("app", "max_body", "refusal")
+
+    def __init__(self, app: AsgiApp, max_body: int) -> None:
+        if max_body < 0:
+            raise ValueError(f"max_body must be >= 0, got {max_body}")
+        self.app, self.max_body = app, max_body
+        body = (
+            f'{{"error": "request body over {max_body} bytes", "hint": "send less, or raise '
+            f'[Management] MaxRequestBytes"}}'
+        ).encode()
+        self.refusal: Final = (
+            {"type": "http.response.start", "status": 413, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
+                (b"connection", b"close"),
+            ]},
+            {"type": "http.response.body", "body": body},
+        )  # fmt: skip
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and int(value) > self.max_body:  # h11 checked digits
+                await self._refuse(send)
+                return
+        await _Metered(self, receive, send).run(scope)
+
+    async def _refuse(self, send: Send) -> None:
+        for message in self.refusal:
+            await send(message)
+
+
+class _Metered:
+    """One request under :class:`BodyLimit`: counts the body, swaps the answer for 413."""
+
+    __slots__ = ("_limit", "_over", "_receive", "_send", "_started", "_total")
+
+    def __init__(self, limit: BodyLimit, receive: Receive, send: Send) -> None:
+        self._limit, self._receive, self._send = limit, receive, send
+        self._total, self._over, self._started = 0, False, False
+
+    async def run(self, scope: Message) -> None:
+        await self._limit.app(scope, self.receive, self.send)
+        if self._over and not self._started:  # the app answered nothing: we still must
+            await self._limit._refuse(self._send)
+
+    async def receive(self) -> Message:
+        if self._over:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._total += len(message.get("body", b""))
+            if self._total > self._limit.max_body:
+                self._over = True  # tell the app the client left; the client gets 413
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if not self._over:
+            self._started = self._started or message["type"] == "http.response.start"
+            await self._send(message)
+        elif not self._started:  # whatever the app says about a cut body: 413 instead
+            self._started = True
+            await self._limit._refuse(self._send)
 
 
 class HttpServeError(RuntimeError):
@@ -77,14 +163,20 @@ async def _run(server: _EmbeddedServer, where: str) -> None:
 
 
 async def serve_asgi(
-    app: AsgiApp, host: str, port: int, *, allow_wildcard: bool = False, lifespan: bool = False
+    app: AsgiApp,
+    host: str,
+    port: int,
+    *,
+    allow_wildcard: bool = False,
+    lifespan: bool = False,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> AsgiServer:
     """Serve ``app`` on ``host:port`` (``port=0``: any free port) in this event loop.
 
     ``host`` must be an IP address literal; ``0.0.0.0``/``::`` are refused unless
     ``allow_wildcard`` is set; ``lifespan`` runs the app's startup/shutdown events (background
-    tasks such as a sweep). Returns once the socket listens; raises :class:`HttpServeError`
-    when it cannot.
+    tasks such as a sweep); request bodies over ``max_body`` bytes get 413 (:class:`BodyLimit`).
+    Returns once the socket listens; raises :class:`HttpServeError` when it cannot.
     """
     try:
         address = ipaddress.ip_address(host)
@@ -93,8 +185,8 @@ async def serve_asgi(
     if address.is_unspecified and not allow_wildcard:
         raise HttpServeError(f"refusing to bind to the wildcard address {host}")
     config = uvicorn.Config(
-        app, host=host, port=port, lifespan="on" if lifespan else "off", log_config=None,
-        access_log=False, server_header=False, timeout_graceful_shutdown=5,
+        BodyLimit(app, max_body), host=host, port=port, lifespan="on" if lifespan else "off",
+        log_config=None, access_log=False, server_header=False, timeout_graceful_shutdown=5,
     )  # fmt: skip
     server = _EmbeddedServer(config)
     task = asyncio.create_task(_run(server, f"{host}:{port}"))

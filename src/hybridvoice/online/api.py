@@ -34,19 +34,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Annotated, Any, Final, NoReturn, TypeVar
 
 from fastapi import Body, FastAPI, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException
 
+from hybridvoice.cms.audit import masked
+from hybridvoice.cms.guard import (
+    audit_after,
+    audit_change,
+    audit_skip,
+    caller_of,
+    invalid_request,
+    protect,
+    short_text,
+)
 from hybridvoice.net.metrics import proxy_metrics
 from hybridvoice.net.proxy import Proxy
 from hybridvoice.online.models import (
@@ -99,25 +109,11 @@ def _conflict(exc: StoreError, hint: str) -> ApiError:
     return ApiError(409, str(exc), hint)
 
 
-def _invalid(exc: ValidationError | RequestValidationError) -> JSONResponse:
-    details = [
-        {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"]}
-        for err in exc.errors()
-    ]
-    text = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details)
-    body = {
-        "error": f"invalid request: {text}",
-        "hint": "fix the fields listed in details and send the request again",
-        "details": details,
-    }
-    return JSONResponse(body, 422)
-
-
 # --- request bodies ------------------------------------------------------------------------------
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DomainIn(_Body):
@@ -147,8 +143,10 @@ class ApplianceIn(_Body):
 
 
 def _build(model: type[_M], data: Mapping[str, Any]) -> _M:
+    """``model`` from a request body, strictly (JSON types as they are: ``"yes"`` is no
+    boolean, ``"5"`` no integer), as FastAPI validates the ``_Body`` models."""
     try:
-        return model.model_validate(dict(data))
+        return model.model_validate_json(json.dumps(dict(data)), strict=True)
     except ValidationError as exc:
         raise _InvalidBodyError(exc) from exc
 
@@ -173,12 +171,41 @@ def _named(
         if differs:
             raise ApiError(
                 400,
-                f"the body's {field} {given!r} differs from the URL's {path_value!r}",
+                f"the body's {field} {short_text(repr(given))} differs from the URL's "
+                f"{short_text(repr(path_value))}",
                 f"leave {field} out of the body or make it match the URL; to rename, "
                 "create the new one and delete the old one",
             )
     data[field] = path_value
     return data
+
+
+_changed = audit_after
+APPLIANCE_WRITES: Final = (("POST", r"/v1/appliances"), ("POST", r"/v1/appliances/[^/]+/heartbeat"))
+"""The writes an ``appliance`` token may do: register itself, send its heartbeats."""
+
+
+def _short(exc: Exception) -> str:
+    return short_text(str(exc))
+
+
+def _own(request: Request, name: str) -> None:
+    """An appliance token acts for the appliance it is named after, no other."""
+    token = caller_of(request).token
+    if token.scope == "appliance" and token.name != name:
+        raise ApiError(
+            403, f"token {token.id} is appliance {token.name!r}'s, not {short_text(name)!r}'s",
+            "each appliance registers and reports with its own token "
+            "(`hybridvoice token create --scope appliance --name <appliance>`)",
+        )  # fmt: skip
+
+
+def _dump_of(model: BaseModel | None) -> dict[str, Any] | None:
+    return None if model is None else _dump(model)
+
+
+def _rule(store: TenantStore, name: str) -> dict[str, Any] | None:
+    return next((_dump(r) for r in store.dialplan() if r.name == name), None)
 
 
 def _user_out(user: User) -> dict[str, Any]:
@@ -194,7 +221,7 @@ def _aor(sip_uri: str) -> str:
         return canonical_aor(sip_uri)
     except ValueError as exc:
         raise ApiError(
-            422, str(exc), "name the user by SIP URI: /v1/users/sip:alice@contoso.com"
+            422, _short(exc), "name the user by SIP URI: /v1/users/sip:alice@contoso.com"
         ) from exc
 
 
@@ -303,6 +330,7 @@ def create_online_api(
         docs_url=None, redoc_url=None,
     )  # fmt: skip
     app.state.store = store
+    protect(app, store.access, appliance_writes=APPLIANCE_WRITES)
     registry = app.state.metrics = CollectorRegistry(auto_describe=False)
     registry.register(_Collected(lambda: store_metrics(store)))
     if metrics is not None:
@@ -312,13 +340,9 @@ def create_online_api(
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"error": exc.error, "hint": exc.hint}, exc.status)
 
-    @app.exception_handler(RequestValidationError)
-    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _invalid(exc)
-
     @app.exception_handler(_InvalidBodyError)
     async def model_invalid(request: Request, exc: _InvalidBodyError) -> JSONResponse:
-        return _invalid(exc.exc)
+        return invalid_request(exc.exc.errors())
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:
@@ -416,18 +440,21 @@ def _tenant_routes(app: FastAPI, store: TenantStore) -> None:
         return {"domains": store.domains()}
 
     @app.post("/v1/domains", status_code=201)
-    async def add_domain(body: DomainIn) -> dict[str, Any]:
+    async def add_domain(body: DomainIn, request: Request) -> dict[str, Any]:
         try:
             name = canonical_fqdn(body.name, "SIP domain")
         except ValueError as exc:
-            raise ApiError(422, str(exc), "give a DNS name like contoso.com") from exc
+            raise ApiError(422, _short(exc), "give a DNS name like contoso.com") from exc
+        before = {"name": name} if name in store.domains() else None
         store.add_domain(name)
+        audit_change(request, "domain.add", name, before, {"name": name})
         return {"name": name}
 
     @app.delete("/v1/domains/{name}", status_code=204)
-    async def remove_domain(name: str) -> Response:
+    async def remove_domain(name: str, request: Request) -> Response:
         if name.lower().rstrip(".") not in store.domains():
             raise _not_found(f"domain {name!r}", "GET /v1/domains lists the tenant's domains")
+        audit_change(request, "domain.remove", name, {"name": name})
         try:
             store.remove_domain(name)
         except StoreError as exc:
@@ -440,10 +467,11 @@ def _tenant_routes(app: FastAPI, store: TenantStore) -> None:
         return {"sites": [_dump(s) for s in store.sites()]}
 
     @app.post("/v1/sites", status_code=201)
-    async def new_site(body: JsonBody) -> dict[str, Any]:
+    async def new_site(body: JsonBody, request: Request) -> dict[str, Any]:
         site = _build(Site, body)
+        audit_change(request, "site.new", site.name, _dump_of(store.get_site(site.name)))
         try:
-            return _dump(store.new_site(site))
+            return _changed(request, _dump(store.new_site(site)))
         except StoreError as exc:
             raise _conflict(exc, f"change it with PUT /v1/sites/{site.name}") from exc
 
@@ -455,12 +483,14 @@ def _tenant_routes(app: FastAPI, store: TenantStore) -> None:
         return _dump(site)
 
     @app.put("/v1/sites/{name}")
-    async def set_site(name: str, body: JsonBody) -> dict[str, Any]:
+    async def set_site(name: str, body: JsonBody, request: Request) -> dict[str, Any]:
+        audit_change(request, "site.set", name, _dump_of(store.get_site(name)))
         site = _build(Site, _named(body, "name", name, str))
-        return _dump(store.set_site(site))
+        return _changed(request, _dump(store.set_site(site)))
 
     @app.delete("/v1/sites/{name}", status_code=204)
-    async def remove_site(name: str) -> Response:
+    async def remove_site(name: str, request: Request) -> Response:
+        audit_change(request, "site.remove", name, _dump_of(store.get_site(name)))
         if store.get_site(name) is None:
             raise _not_found(f"site {name!r}", "GET /v1/sites lists the sites")
         try:
@@ -484,8 +514,11 @@ def _tenant_routes(app: FastAPI, store: TenantStore) -> None:
         return _user_out(user)
 
     @app.put("/v1/users/{sip_uri}")
-    async def set_user(sip_uri: str, body: JsonBody) -> dict[str, Any]:
+    async def set_user(sip_uri: str, body: JsonBody, request: Request) -> dict[str, Any]:
         aor = _aor(sip_uri)
+        old = store.get_user(aor)
+        audit_change(request, "user.set", aor, None if old is None else _user_out(old),
+                     masked(dict(body)))  # fmt: skip
         data = _named(body, "sip_uri", aor, canonical_aor)
         password = data.pop("password", None)
         if password is not None and (not isinstance(password, str) or not password):
@@ -500,15 +533,17 @@ def _tenant_routes(app: FastAPI, store: TenantStore) -> None:
                                "POST /v1/domains first")  # fmt: skip
             user = user.with_password(password, realms[0])
         try:
-            return _user_out(store.set_user(user))
+            return _changed(request, _user_out(store.set_user(user)))
         except StoreError as exc:
             hint = ("add the domain (POST /v1/domains), create the site (POST /v1/sites) or "
                     "free the line URI, as the error says")  # fmt: skip
             raise _conflict(exc, hint) from exc
 
     @app.delete("/v1/users/{sip_uri}", status_code=204)
-    async def remove_user(sip_uri: str) -> Response:
-        if store.get_user(_aor(sip_uri)) is None:
+    async def remove_user(sip_uri: str, request: Request) -> Response:
+        user = store.get_user(_aor(sip_uri))
+        audit_change(request, "user.remove", sip_uri, None if user is None else _user_out(user))
+        if user is None:
             raise _not_found(f"user {sip_uri!r}", "GET /v1/users lists the users")
         store.remove_user(sip_uri)
         return Response(status_code=204)
@@ -519,29 +554,39 @@ def _tenant_routes(app: FastAPI, store: TenantStore) -> None:
         return _dump(store.hybrid_config())
 
     @app.put("/v1/hybrid-config")
-    async def set_hybrid_config(body: JsonBody) -> dict[str, Any]:
-        return _dump(store.set_hybrid_config(_build(HybridConfig, body)))
+    async def set_hybrid_config(body: JsonBody, request: Request) -> dict[str, Any]:
+        audit_change(request, "tenant.set", "hybrid-config", _dump(store.hybrid_config()))
+        return _changed(request, _dump(store.set_hybrid_config(_build(HybridConfig, body))))
 
     @app.patch("/v1/hybrid-config")
-    async def update_hybrid_config(body: JsonBody) -> dict[str, Any]:
-        merged = {**_dump(store.hybrid_config()), **body}
-        return _dump(store.set_hybrid_config(_build(HybridConfig, merged)))
+    async def update_hybrid_config(body: JsonBody, request: Request) -> dict[str, Any]:
+        before = _dump(store.hybrid_config())
+        audit_change(request, "tenant.update", "hybrid-config", before)
+        merged = _build(HybridConfig, {**before, **body})
+        return _changed(request, _dump(store.set_hybrid_config(merged)))
 
     @app.get("/v1/network-config")
     async def network_config() -> dict[str, Any]:
         return _dump(store.network_config())
 
     @app.put("/v1/network-config")
-    async def set_network_config(body: JsonBody) -> dict[str, Any]:
-        return _dump(store.set_network_config(_build(NetworkConfig, body)))
+    async def set_network_config(body: JsonBody, request: Request) -> dict[str, Any]:
+        audit_change(request, "network.set", "network-config", _dump(store.network_config()))
+        return _changed(request, _dump(store.set_network_config(_build(NetworkConfig, body))))
 
     @app.patch("/v1/network-config")
-    async def update_network_config(body: JsonBody) -> dict[str, Any]:
-        merged = {**_dump(store.network_config()), **body}
-        return _dump(store.set_network_config(_build(NetworkConfig, merged)))
+    async def update_network_config(body: JsonBody, request: Request) -> dict[str, Any]:
+        before = _dump(store.network_config())
+        audit_change(request, "network.update", "network-config", before)
+        merged = _build(NetworkConfig, {**before, **body})
+        return _changed(request, _dump(store.set_network_config(merged)))
 
     @app.post("/v1/network-config/media-bypass/{action}")
-    async def media_bypass(action: str, body: BypassIn | None = None) -> dict[str, Any]:
+    async def media_bypass(
+        action: str, request: Request, body: BypassIn | None = None
+    ) -> dict[str, Any]:
+        before = _dump(store.network_config())
+        audit_change(request, f"bypass.{action}", "network-config", before)
         if action not in ("enable", "disable"):
             hint = "POST /v1/network-config/media-bypass/enable or .../disable"
             raise ApiError(404, f"no media bypass action {action!r}", hint)
@@ -549,7 +594,7 @@ def _tenant_routes(app: FastAPI, store: TenantStore) -> None:
         if body is not None and body.always_bypass is not None:
             update["always_bypass"] = body.always_bypass
         cfg = store.network_config().model_copy(update=update)
-        return _dump(store.set_network_config(cfg))
+        return _changed(request, _dump(store.set_network_config(cfg)))
 
     # --- dial plan ---
     @app.get("/v1/dialplan")
@@ -564,12 +609,14 @@ def _tenant_routes(app: FastAPI, store: TenantStore) -> None:
         raise _not_found(f"dial plan rule {name!r}", "PUT /v1/dialplan/{name} creates it")
 
     @app.put("/v1/dialplan/{name}")
-    async def set_rule(name: str, body: JsonBody) -> dict[str, Any]:
+    async def set_rule(name: str, body: JsonBody, request: Request) -> dict[str, Any]:
+        audit_change(request, "dialplan.set", name, _rule(store, name))
         rule = _build(DialPlanRule, _named(body, "name", name, str))
-        return _dump(store.set_dialplan_rule(rule))
+        return _changed(request, _dump(store.set_dialplan_rule(rule)))
 
     @app.delete("/v1/dialplan/{name}", status_code=204)
-    async def remove_rule(name: str) -> Response:
+    async def remove_rule(name: str, request: Request) -> Response:
+        audit_change(request, "dialplan.remove", name, _rule(store, name))
         if all(rule.name != name for rule in store.dialplan()):
             raise _not_found(f"dial plan rule {name!r}", "GET /v1/dialplan lists the rules")
         store.remove_dialplan_rule(name)
@@ -589,9 +636,12 @@ def _appliance_routes(app: FastAPI, store: TenantStore, clock: Callable[[], floa
         return _dump(appliance)
 
     @app.post("/v1/appliances", status_code=201)
-    async def register(body: ApplianceIn, response: Response) -> dict[str, Any]:
+    async def register(body: ApplianceIn, response: Response, request: Request) -> dict[str, Any]:
+        _own(request, body.name)
         appliance = _build(Appliance, body.model_dump())
-        known = store.get_appliance(appliance.name) is not None
+        old = store.get_appliance(appliance.name)
+        known = old is not None
+        audit_change(request, "appliance.register", appliance.name, _dump_of(old))
         try:
             registered = store.register_appliance(appliance, clock())
         except StoreError as exc:
@@ -600,22 +650,32 @@ def _appliance_routes(app: FastAPI, store: TenantStore, clock: Callable[[], floa
             raise _conflict(exc, hint) from exc
         if known:
             response.status_code = 200
-        return _dump(registered)
+        return _changed(request, _dump(registered))
 
     @app.post("/v1/appliances/{name}/heartbeat")
-    async def heartbeat(name: str, body: HeartbeatIn | None = None) -> dict[str, Any]:
+    async def heartbeat(
+        name: str, request: Request, body: HeartbeatIn | None = None
+    ) -> dict[str, Any]:
+        _own(request, name)
         beat = body or HeartbeatIn()
-        if store.get_appliance(name) is None:
+        old = store.get_appliance(name)
+        if old is None:
             raise _not_found(f"appliance {name!r}", "register it first: POST /v1/appliances")
         try:
-            return _dump(store.heartbeat(name, beat.status, clock(), beat.version))
+            new = store.heartbeat(name, beat.status, clock(), beat.version)
+            if (new.status, new.version) == (old.status, old.version):
+                audit_skip(request)  # a heartbeat that reports what is known changes nothing
+            else:
+                audit_change(request, "appliance.status", name, _dump(old), _dump(new))
+            return _dump(new)
         except StoreError as exc:  # unregistered between the check and the write
             raise _not_found(
                 f"appliance {name!r}", "register it first: POST /v1/appliances"
             ) from exc
 
     @app.delete("/v1/appliances/{name}", status_code=204)
-    async def unregister(name: str) -> Response:
+    async def unregister(name: str, request: Request) -> Response:
+        audit_change(request, "appliance.remove", name, _dump_of(store.get_appliance(name)))
         if store.get_appliance(name) is None:
             raise _not_found(f"appliance {name!r}", "GET /v1/appliances lists them")
         store.remove_appliance(name)

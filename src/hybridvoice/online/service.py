@@ -20,7 +20,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from hybridvoice.cms.settings import Online
 from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.net.http import AsgiServer, serve_asgi
+from hybridvoice.net.http import DEFAULT_MAX_BODY, AsgiServer, serve_asgi
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.proxy import Proxy
 from hybridvoice.net.transport import Transport
@@ -45,6 +45,8 @@ class OnlineOptions:
     )
     api_host: str = "127.0.0.1"
     api_port: int = 8470
+    #: request bodies over this get 413 before they are read (``[Management] MaxRequestBytes``)
+    max_request_bytes: int = DEFAULT_MAX_BODY
     store: Path | str = ":memory:"
     realm: str | None = None  # default: the tenant's first SIP domain
     heartbeat_timeout: float = 5.0  # an appliance silent this long is marked offline
@@ -113,7 +115,9 @@ class OnlineService:
                 heartbeat_timeout=o.heartbeat_timeout,
                 metrics=lambda: sip_metrics(self.registrar, self.proxy) + guard_metrics(self.guard),
             )
-            self.api = await serve_asgi(app, o.api_host, o.api_port, lifespan=True)
+            self.api = await serve_asgi(
+                app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes
+            )
         except BaseException:
             await self.stop()
             raise

@@ -17,6 +17,9 @@ Heartbeats: :meth:`TenantStore.heartbeat` always updates the cached appliance, b
 heartbeat is :data:`HEARTBEAT_PUBLISH_INTERVAL` (30 s) old or more, so steady heartbeats do not
 flood the feed. A restart therefore sees heartbeats at most 30 s old.
 
+The same file keeps the API's bearer tokens (hashed) and audit log (:attr:`TenantStore.access`,
+:mod:`hybridvoice.cms.guard`), in tables of their own that never reach the change feed.
+
 Durability: ``synchronous=NORMAL`` in WAL mode: a process crash loses nothing committed; a
 power loss may lose the last few commits.
 """
@@ -35,6 +38,7 @@ from typing import Any, Final, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from hybridvoice.cms.changes import Change
+from hybridvoice.cms.guard import Access
 
 from .models import (
     Appliance,
@@ -107,6 +111,8 @@ class TenantStore:
                 f"{path} holds tenant {row[0]!r}, not {tenant!r}: open it with tenant={row[0]!r} "
                 "or use another file"
             )
+        self.access = Access(db, self._lock)
+        """The API's tokens and audit log: tables of this file, outside the change feed."""
         self._version = 0
         self._domains: dict[str, None] = {}
         self._users: dict[str, User] = {}
