@@ -34,6 +34,8 @@ from hybridvoice.net.ua import UserAgent
 from hybridvoice.sip.message import REASON_PHRASES, Request, Response
 from hybridvoice.sip.sdp import SessionDescription
 
+from .cli_admin import async_client
+
 __all__ = ["TestCallResult", "place_test_call"]
 
 FRAME = 160  # samples per 20 ms packet at 8 kHz
@@ -53,6 +55,8 @@ class TestCallResult:
     status: int | None = None
     reason: str | None = None
     error: str | None = None
+    #: what to do next, in the command line's terms
+    hint: str | None = None
     setup_ms: float | None = None
     ladder: list[str] = field(default_factory=list)
     rtp_sent: int = 0
@@ -101,9 +105,12 @@ async def place_test_call(
     duration: float = 2.0,
     appliance_url: str | None = None,
     timeout: float = 15.0,
+    user_known: bool | None = None,
 ) -> TestCallResult:
     """Register ``user@domain`` at ``proxy``, call ``number``, send media for ``duration``
-    seconds, hang up; never raises for a failed call (the result says what went wrong)."""
+    seconds, hang up; never raises for a failed call (the result says what went wrong).
+    ``user_known``: whether the online service has this user (None: not asked), to say why
+    a refused registration was refused."""
     result = TestCallResult(caller=f"sip:{user}@{domain}", number=number)
     endpoint = Endpoint()
     endpoint.trace = lambda way, message: result.ladder.append(_label(way, message))
@@ -168,8 +175,8 @@ async def place_test_call(
             )
         return result
     except RegistrationError as exc:
-        result.status, result.reason = exc.status, str(exc)
-        result.error = f"registration failed: {exc}"
+        result.status, result.reason = exc.status, exc.reason
+        result.error, result.hint = _registration_refused(result.caller, exc, user_known, proxy)
         return result
     except (NetError, OSError, TimeoutError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
@@ -182,6 +189,31 @@ async def place_test_call(
             rtp.transport.close()
         ua.close()
         await endpoint.close()
+
+
+def _registration_refused(
+    caller: str, exc: RegistrationError, user_known: bool | None, proxy: Destination
+) -> tuple[str, str]:
+    """Why REGISTER failed and what to do, once and in the user's terms. The registrar
+    answers an unknown user as it answers a wrong password (a challenge, then 403: no user
+    enumeration), so only the admin's view of the tenant tells the two apart."""
+    said = f"{exc.status} {exc.reason}".strip()
+    if exc.status == 408:
+        return (f"the registrar at {proxy.transport.lower()}:{_hostport(proxy)} did not answer",
+                "Is `hybridvoice up` running? Check --proxy.")  # fmt: skip
+    if exc.status not in (401, 403, 404, 407):
+        return f"the registrar refused {caller}: {said}", "The online service's log says why."
+    user = caller.removeprefix("sip:")
+    if user_known is False:
+        name, _, domain = user.partition("@")
+        return (f"{name} is not a user of {domain} (the registrar answered {said})",
+                "`hybridvoice user list` shows the users.")  # fmt: skip
+    if user_known:
+        return (f"the registrar refused the password of {user} ({said})",
+                f"Check --password (or $HYBRIDVOICE_PASSWORD); `hybridvoice user set {caller} "
+                "--password NEW` sets a new one.")  # fmt: skip
+    return (f"the registrar refused {user} ({said}): no such user, or a wrong password",
+            "`hybridvoice user list` shows the users; check --password.")  # fmt: skip
 
 
 def _hostport(destination: Destination) -> str:
@@ -225,7 +257,7 @@ async def _media_path(result: TestCallResult, appliance_url: str | None) -> None
     if appliance_url is None or result.call_id is None:
         return
     try:
-        async with httpx.AsyncClient(base_url=appliance_url, timeout=5.0) as client:
+        async with async_client(appliance_url) as client:
             for _ in range(20):  # the record is written by a background thread
                 response = await client.get(f"/v1/calls/{result.call_id}")
                 if response.status_code == 200:
