@@ -26,6 +26,9 @@ from typer.testing import CliRunner, Result
 
 from hybridvoice.cli import app
 from hybridvoice.cms.settings import Settings
+from hybridvoice.mgmt.testcall import registration_refused
+from hybridvoice.net.register import RegistrationError
+from hybridvoice.net.transport import Destination
 
 WIDE = {"COLUMNS": "250"}  # rich wraps tables at the terminal width
 #: what an error must not show the admin: API calls and the services' internal names
@@ -210,6 +213,16 @@ def calls(admin: Admin, site: str) -> None:
     placed = admin("test-call", "--from", "dave@contoso.example", "--password", "d4ve", "--to",
                    "+15550199", "--proxy", proxy, "--duration", "0.3", "--json")  # fmt: skip
     call_id = json.loads(placed.stdout)["call_id"]
+    stranger = admin("test-call", "--from", "alice2@contoso.example", "--to", "+15550199",
+                     "--proxy", proxy, code=1)  # fmt: skip
+    said = " ".join(stranger.stderr.split())
+    assert said.startswith("alice2 is not a user of contoso.example: `hybridvoice user list`")
+    assert "registration failed" not in said and "appliance" not in said
+    wrong = admin("test-call", "--from", "dave@contoso.example", "--password", "nope", "--to",
+                  "+15550199", "--proxy", proxy, "--json", code=1)  # fmt: skip
+    refused = json.loads(wrong.stdout)
+    assert refused["error"].startswith("the registrar refused the password of dave@")
+    assert "--password" in refused["hint"] and refused["media_path"] is None
     found = admin.json("calls list", "--user", "dave", "--since", "1h", "--result", "answered")
     assert [c["a_call_id"] for c in found] == [call_id]
     assert admin.json("calls list", "--number", "+15550199", "--result", "503") == []
@@ -217,3 +230,20 @@ def calls(admin: Admin, site: str) -> None:
     table = admin("calls list", "--limit", "1").stdout
     assert "answered" in table and call_id in table
     assert "hybridvoice calls list" in admin("calls show", "nope", code=1).stderr
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_refused_registration_is_told_right_whether_or_not_the_user_exists(status: int) -> None:
+    """The registrar answers unknown users as it answers wrong passwords (no enumeration), so
+    without the admin's view the message names both causes; with it, the right one."""
+    proxy = Destination("UDP", "127.0.0.1", 5060)
+    refused = RegistrationError(status, "Forbidden")
+    caller = "sip:alice@contoso.example"
+    unknown, _ = registration_refused(caller, refused, None, proxy)
+    assert "no such user, or a wrong password" in unknown
+    stranger, hint = registration_refused(caller, refused, False, proxy)
+    assert stranger.startswith("alice is not a user of contoso.example")
+    assert "hybridvoice user list" in hint
+    password, hint = registration_refused(caller, refused, True, proxy)
+    assert "password of alice@contoso.example" in password and "--password" in hint
+    assert "registration failed: registration failed" not in unknown + stranger + password

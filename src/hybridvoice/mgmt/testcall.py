@@ -36,7 +36,7 @@ from hybridvoice.sip.sdp import SessionDescription
 
 from .cli_admin import async_client
 
-__all__ = ["TestCallResult", "place_test_call"]
+__all__ = ["TestCallResult", "place_test_call", "registration_refused"]
 
 FRAME = 160  # samples per 20 ms packet at 8 kHz
 TONE = ulaw_tone(1000.0, FRAME)  # a whole number of periods: every packet is the same
@@ -176,7 +176,7 @@ async def place_test_call(
         return result
     except RegistrationError as exc:
         result.status, result.reason = exc.status, exc.reason
-        result.error, result.hint = _registration_refused(result.caller, exc, user_known, proxy)
+        result.error, result.hint = registration_refused(result.caller, exc, user_known, proxy)
         return result
     except (NetError, OSError, TimeoutError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
@@ -191,7 +191,7 @@ async def place_test_call(
         await endpoint.close()
 
 
-def _registration_refused(
+def registration_refused(
     caller: str, exc: RegistrationError, user_known: bool | None, proxy: Destination
 ) -> tuple[str, str]:
     """Why REGISTER failed and what to do, once and in the user's terms. The registrar
