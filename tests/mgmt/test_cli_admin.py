@@ -217,11 +217,12 @@ def calls(admin: Admin, site: str) -> None:
                      "--proxy", proxy, code=1)  # fmt: skip
     said = " ".join(stranger.stderr.split())
     assert said.startswith("alice2 is not a user of contoso.example: `hybridvoice user list`")
-    assert "registration failed" not in said and "appliance" not in said
+    assert "failed: registration failed" not in said and "appliance" not in said
     wrong = admin("test-call", "--from", "dave@contoso.example", "--password", "nope", "--to",
                   "+15550199", "--proxy", proxy, "--json", code=1)  # fmt: skip
     refused = json.loads(wrong.stdout)
-    assert refused["error"].startswith("the registrar refused the password of dave@")
+    assert refused["error"].startswith("the registrar refused the registration of dave@")
+    assert "wrong password" in refused["error"]
     assert "--password" in refused["hint"] and refused["media_path"] is None
     found = admin.json("calls list", "--user", "dave", "--since", "1h", "--result", "answered")
     assert [c["a_call_id"] for c in found] == [call_id]
@@ -245,5 +246,5 @@ def test_a_refused_registration_is_told_right_whether_or_not_the_user_exists(sta
     assert stranger.startswith("alice is not a user of contoso.example")
     assert "hybridvoice user list" in hint
     password, hint = registration_refused(caller, refused, True, proxy)
-    assert "password of alice@contoso.example" in password and "--password" in hint
+    assert "of alice@contoso.example: wrong password" in password and "--password" in hint
     assert "registration failed: registration failed" not in unknown + stranger + password

@@ -199,20 +199,23 @@ def registration_refused(
     enumeration), so only the admin's view of the tenant tells the two apart."""
     said = f"{exc.status} {exc.reason}".strip()
     if exc.status == 408:
-        return (f"the registrar at {proxy.transport.lower()}:{_hostport(proxy)} did not answer",
+        where = f"{proxy.transport.lower()}:{_hostport(proxy)}"
+        return (f"the registrar at {where} did not answer the registration",
                 "Is `hybridvoice up` running? Check --proxy.")  # fmt: skip
     if exc.status not in (401, 403, 404, 407):
-        return f"the registrar refused {caller}: {said}", "The online service's log says why."
+        return (f"the registrar refused the registration of {caller}: {said}",
+                "The online service's log says why.")  # fmt: skip
     user = caller.removeprefix("sip:")
     if user_known is False:
         name, _, domain = user.partition("@")
-        return (f"{name} is not a user of {domain} (the registrar answered {said})",
+        return (f"{name} is not a user of {domain} (registration refused: {said})",
                 "`hybridvoice user list` shows the users.")  # fmt: skip
     if user_known:
-        return (f"the registrar refused the password of {user} ({said})",
+        return (f"the registrar refused the registration of {user}: wrong password ({said})",
                 f"Check --password (or $HYBRIDVOICE_PASSWORD); `hybridvoice user set {caller} "
                 "--password NEW` sets a new one.")  # fmt: skip
-    return (f"the registrar refused {user} ({said}): no such user, or a wrong password",
+    return (f"the registrar refused the registration of {user} ({said}): no such user, or a "
+            "wrong password",
             "`hybridvoice user list` shows the users; check --password.")  # fmt: skip
 
 
