@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -181,7 +182,10 @@ def appliance(admin: Admin) -> None:
     assert admin.json("appliance maintenance", "exit") == {"state": "online"}
     table = admin("appliance status").stdout
     assert "edge/external-side" in table and "edge/internal-side" in table
-    assert [a["status"] for a in admin.json("appliance list")] == ["online"]
+    deadline = time.monotonic() + 10  # the next heartbeat tells the online service
+    while [a["status"] for a in admin.json("appliance list")] != ["online"]:
+        assert time.monotonic() < deadline, admin.json("appliance list")
+        time.sleep(0.1)
 
 
 def gateways(admin: Admin) -> None:

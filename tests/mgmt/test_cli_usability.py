@@ -5,16 +5,12 @@ option they name exists on the command they name), durations for people, and the
 from __future__ import annotations
 
 import ast
-import contextlib
 import inspect
 import json
 import re
 import shlex
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -23,6 +19,7 @@ from typing import Any
 import pytest
 import typer.main
 from ports import free_port
+from test_cli import running
 from test_cli_admin import command_paths, service_commands
 from typer.core import TyperArgument, TyperGroup
 from typer.testing import CliRunner
@@ -173,27 +170,6 @@ def _readme_sip_lines() -> list[str]:
     return [line.split("  #")[0].strip().removeprefix(".venv/bin/") for line in lines]
 
 
-@contextlib.contextmanager
-def _background(words: list[str], port: int) -> Iterator[None]:
-    proc = subprocess.Popen([sys.executable, "-m", *words], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        yield
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_readme_sip_options_examples_work_as_written() -> None:
     """The README's lines, with only the port changed to a free one."""
     lines = _readme_sip_lines()
@@ -202,7 +178,7 @@ def test_readme_sip_options_examples_work_as_written() -> None:
     ] * (len(lines) - 1)
     port = free_port()
     serve, *pings = (shlex.split(line.replace("5062", str(port))) for line in lines)
-    with _background([w for w in serve if w != "&"], port):
+    with running([w for w in serve if w != "&"], port):
         for ping in pings:
             result = subprocess.run([sys.executable, "-m", *ping], capture_output=True,
                                     text=True, timeout=30, check=False)  # fmt: skip

@@ -10,6 +10,7 @@ change the mediation role's gateways while it runs, with the settings file's key
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
@@ -174,59 +175,51 @@ def gateway_health(
     _show_gateway(api("GET", appliance, f"/v1/gateways/{name}", hints=_no_gateway(name)), as_json)
 
 
-@gateway_app.command("add")
-def gateway_add(
-    name: GatewayName,
-    ip: Ip = None,
-    fqdn: Fqdn = None,
-    port: Port = None,
-    protocol: Protocol = None,
-    voice_routes: Routes = None,
-    max_sessions: MaxSessions = None,
-    send_options: Options = None,
-    failover_time: FailoverTime = None,
-    failover_codes: FailoverCodes = None,
-    media_bypass: MediaBypass = None,
-    forward_pai: ForwardPai = None,
-    appliance: ApplianceUrl = APPLIANCE_URL,
-    as_json: Json = False,
-) -> None:
-    """Add a gateway now, without a restart (kept for the next start): it gets calls for its
-    voice routes at once and its OPTIONS health checks start."""
-    body = {"Name": name, **_gateway_keys(
-        ip=ip, fqdn=fqdn, port=port, protocol=protocol, voice_routes=voice_routes,
-        max_sessions=max_sessions, send_options=send_options, failover_time=failover_time,
-        failover_codes=failover_codes, media_bypass=media_bypass, forward_pai=forward_pai,
-    )}  # fmt: skip
-    hints = {409: f"Change it with `hybridvoice gateway set {name}`."}
-    _show_gateway(api("POST", appliance, "/v1/gateways", body, hints=hints), as_json)
+def _gateway_command(*, create: bool) -> Callable[..., None]:
+    """``gateway add`` (``create``) and ``gateway set``: the same options, sent as the
+    settings file's keys; a change sends only the options given."""
+
+    def command(
+        name: GatewayName,
+        ip: Ip = None,
+        fqdn: Fqdn = None,
+        port: Port = None,
+        protocol: Protocol = None,
+        voice_routes: Routes = None,
+        max_sessions: MaxSessions = None,
+        send_options: Options = None,
+        failover_time: FailoverTime = None,
+        failover_codes: FailoverCodes = None,
+        media_bypass: MediaBypass = None,
+        forward_pai: ForwardPai = None,
+        appliance: ApplianceUrl = APPLIANCE_URL,
+        as_json: Json = False,
+    ) -> None:
+        changes = _gateway_keys(
+            ip=ip, fqdn=fqdn, port=port, protocol=protocol, voice_routes=voice_routes,
+            max_sessions=max_sessions, send_options=send_options, failover_time=failover_time,
+            failover_codes=failover_codes, media_bypass=media_bypass, forward_pai=forward_pai,
+        )  # fmt: skip
+        if not create:
+            _gateway_change(appliance, name, changes, as_json)
+            return
+        hints = {409: f"Change it with `hybridvoice gateway set {name}`."}
+        made = api("POST", appliance, "/v1/gateways", {"Name": name, **changes}, hints=hints)
+        _show_gateway(made, as_json)
+
+    return command
 
 
-@gateway_app.command("set")
-def gateway_set(
-    name: GatewayName,
-    ip: Ip = None,
-    fqdn: Fqdn = None,
-    port: Port = None,
-    protocol: Protocol = None,
-    voice_routes: Routes = None,
-    max_sessions: MaxSessions = None,
-    send_options: Options = None,
-    failover_time: FailoverTime = None,
-    failover_codes: FailoverCodes = None,
-    media_bypass: MediaBypass = None,
-    forward_pai: ForwardPai = None,
-    appliance: ApplianceUrl = APPLIANCE_URL,
-    as_json: Json = False,
-) -> None:
-    """Change a gateway now, without a restart (kept for the next start); what is not given
-    stays. Calls in progress keep their gateway."""
-    changes = _gateway_keys(
-        ip=ip, fqdn=fqdn, port=port, protocol=protocol, voice_routes=voice_routes,
-        max_sessions=max_sessions, send_options=send_options, failover_time=failover_time,
-        failover_codes=failover_codes, media_bypass=media_bypass, forward_pai=forward_pai,
-    )  # fmt: skip
-    _gateway_change(appliance, name, changes, as_json)
+gateway_add = gateway_app.command(
+    "add",
+    help="Add a gateway now, without a restart (kept for the next start): it gets calls for "
+    "its voice routes at once and its OPTIONS health checks start.",
+)(_gateway_command(create=True))
+gateway_set = gateway_app.command(
+    "set",
+    help="Change a gateway now, without a restart (kept for the next start); what is not "
+    "given stays. Calls in progress keep their gateway.",
+)(_gateway_command(create=False))
 
 
 @gateway_app.command("enable")
