@@ -13,9 +13,11 @@ from ports import free_port
 
 from hybridvoice.app import LabGateway
 from hybridvoice.cms.settings import Gateway
+from hybridvoice.mediation.health import HealthMonitor
 from hybridvoice.mediation.trunks import Health, TrunkTable
 from hybridvoice.mgmt.appliance import Appliance
 from hybridvoice.mgmt.gateways import GATEWAYS_FILE, GatewayChangeError
+from hybridvoice.net.endpoint import Endpoint
 
 
 def test_a_gateway_added_at_run_time_takes_the_next_call_and_survives_a_restart(
@@ -77,3 +79,20 @@ def test_trunk_put_keeps_calls_and_restarts_health_when_the_address_moves() -> N
     trunks.put(Gateway(name="gw2", ip="127.0.0.1", port=5080))
     assert [g.name for g in trunks] == ["gw1", "gw2"]
     assert trunks.gateway_for_source("127.0.0.1") is trunks["gw2"]
+
+
+def test_an_unreachable_gateway_is_reported_once_without_the_request_line(tmp_path: Path) -> None:
+    """``gateway health`` showed "transport error: OPTIONS sip:...;transport=tcp: transport"."""
+    port = free_port()  # nothing listens there
+
+    async def main() -> str | None:
+        endpoint = Endpoint()
+        await endpoint.listen("TCP", "127.0.0.1", 0)
+        trunks = TrunkTable([Gateway(name="gw", ip="127.0.0.1", port=port, protocol="TCP")])
+        try:
+            await HealthMonitor(endpoint, trunks, interval=5.0).probe(trunks["gw"])
+        finally:
+            await endpoint.close()
+        return trunks["gw"].last_options_error
+
+    assert asyncio.run(main()) == "transport error: refused or unreachable"

@@ -188,6 +188,8 @@ def _reason(exc: Exception) -> str:
     reason = getattr(exc, "reason", None)
     if reason == "timeout":
         return "no answer"
-    if reason == "transport" or isinstance(exc, TransportError | OSError):
+    if reason == "transport":  # the transaction layer's word: the send failed (§18.4)
+        return "transport error: refused or unreachable"
+    if isinstance(exc, TransportError | OSError):
         return f"transport error: {exc}" if str(exc) else "transport error"
     return str(exc) or type(exc).__name__
