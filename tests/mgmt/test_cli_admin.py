@@ -182,6 +182,8 @@ def appliance(admin: Admin) -> None:
     assert admin.json("appliance maintenance", "exit") == {"state": "online"}
     table = admin("appliance status").stdout
     assert "edge/external-side" in table and "edge/internal-side" in table
+    printed = (admin.state.parent / "up.log").read_text()  # `up`'s table says it too
+    assert printed.count("edge/external-side") == printed.count("edge/internal-side") == 1
     deadline = time.monotonic() + 10  # the next heartbeat tells the online service
     while [a["status"] for a in admin.json("appliance list")] != ["online"]:
         assert time.monotonic() < deadline, admin.json("appliance list")
