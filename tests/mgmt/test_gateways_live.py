@@ -13,10 +13,11 @@ from ports import free_port
 
 from hybridvoice.app import LabGateway
 from hybridvoice.cms.settings import Gateway
+from hybridvoice.cms.template import lab_settings
 from hybridvoice.mediation.health import HealthMonitor
 from hybridvoice.mediation.trunks import Health, TrunkTable
 from hybridvoice.mgmt.appliance import Appliance
-from hybridvoice.mgmt.gateways import GATEWAYS_FILE, GatewayChangeError
+from hybridvoice.mgmt.gateways import GATEWAYS_FILE, GatewayChangeError, changed_settings
 from hybridvoice.net.endpoint import Endpoint
 
 
@@ -96,3 +97,14 @@ def test_an_unreachable_gateway_is_reported_once_without_the_request_line(tmp_pa
         return trunks["gw"].last_options_error
 
     assert asyncio.run(main()) == "transport error: refused or unreachable"
+
+
+@pytest.mark.parametrize("loose", ["yes", 1, "true"])
+def test_gateway_flags_take_json_booleans_only(loose: object) -> None:
+    settings = lab_settings()
+    with pytest.raises(GatewayChangeError) as refused:
+        changed_settings(settings, "Gateway1", {"Enabled": loose}, create=False)
+    assert [p.key for p in refused.value.problems] == ["Gateway1.Enabled"]
+    off = changed_settings(settings, "Gateway1", {"enabled": False}, create=False)
+    assert off.gateway("Gateway1").enabled is False
+    assert off.gateway("Gateway1").port == settings.gateway("Gateway1").port

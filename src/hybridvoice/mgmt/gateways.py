@@ -16,7 +16,7 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import tomlkit
 
@@ -52,6 +52,12 @@ class GatewayChangeError(ValueError):
         self.status, self.error, self.problems = status, error, tuple(problems)
 
 
+#: the settings keys of a gateway that hold booleans (strict in API bodies)
+_FLAGS: Final = frozenset(
+    ini_key(n) for n, f in Gateway.model_fields.items() if f.annotation in (bool, bool | None)
+)
+
+
 def _keys(changes: Mapping[str, Any]) -> dict[str, Any]:
     """Field names (``port``) as settings keys (``Port``); settings keys stay as they are."""
     fields = Gateway.model_fields
@@ -65,6 +71,11 @@ def changed_settings(
     settings keys the admin gave, and only those); :class:`GatewayChangeError` otherwise."""
     names = [g.name for g in settings.gateways]
     given = _keys(changes)
+    loose = [Problem(f"{name}.{k}", f"must be true or false, got {type(v).__name__}")
+             for k, v in given.items()
+             if k in _FLAGS and not isinstance(v, bool | None)]  # fmt: skip
+    if loose:  # JSON's true/false only: "yes" or 1 are refused, never taken for true
+        raise GatewayChangeError(422, f"gateway {name} refused", loose)
     if given.pop("Name", name) != name:
         raise GatewayChangeError(422, f"a gateway cannot be renamed ({name})")
     if create and name in names:
