@@ -23,8 +23,8 @@ from rich.console import Console
 
 from hybridvoice.cms.settings import Gateway, Settings
 from hybridvoice.cms.template import LAB_GATEWAY_PORT
-from hybridvoice.mediation.routing import NO_GATEWAY_CONFIGURED
 from hybridvoice.cms.tokens import TokenStore
+from hybridvoice.mediation.routing import NO_GATEWAY_CONFIGURED
 from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.mgmt.credentials import save_token
 from hybridvoice.net.endpoint import Endpoint

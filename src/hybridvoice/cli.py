@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hybridvoice import __version__
-from hybridvoice.mgmt.cli_admin import register_admin_commands
+from hybridvoice.mgmt.cli_admin import PlainHelpGroup, format_duration, register_admin_commands
 from hybridvoice.mgmt.cli_tokens import register_token_commands
 from hybridvoice.mgmt.credentials import current_token, set_token
 
@@ -31,6 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    cls=PlainHelpGroup,
 )
 sip_app = typer.Typer(
     help="Talk SIP directly: OPTIONS pings and a responder for labs.", no_args_is_help=True
@@ -61,6 +62,26 @@ def _global_options(
 def version() -> None:
     """Print the hybridvoice version."""
     out.print(__version__)
+
+
+def _print_version(given: bool) -> None:
+    if given:
+        from importlib.metadata import version as installed  # noqa: PLC0415
+
+        out.print(f"hybridvoice {installed('hybridvoice')}", highlight=False)
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    """hybridvoice: an open hybrid-voice cloud connector."""  # the app's help is shown
 
 
 @sip_app.command("options")
@@ -98,11 +119,13 @@ def sip_options(
         err.print("Give a SIP URI such as sip:gw1.example.com:5060;transport=tcp")
         raise typer.Exit(2) from exc
     except (RequestTimeoutError, TransportError, OSError) as exc:
+        problem = _no_answer(uri, transport, timeout, exc)
         if as_json:
-            out.print_json(json.dumps({"uri": uri, "error": str(exc)}))
+            out.print_json(json.dumps({"uri": uri, "error": problem}))
         else:
-            err.print(f"[red]no answer:[/red] {exc}")
-            err.print("Check the address and port, the transport (;transport=tcp), the peer.")
+            err.print(f"[red]no answer:[/red] {problem}", highlight=False)
+            err.print("Check the address and port, and the transport (the URI's ;transport= "
+                      "or --transport) against what the peer listens on.")  # fmt: skip
         raise typer.Exit(2) from exc
     response = result.response
     if as_json:
@@ -127,6 +150,25 @@ def sip_options(
                 table.add_row(name, value)
         out.print(table)
     raise typer.Exit(0 if 200 <= response.status < 300 else 1)
+
+
+def _no_answer(uri: str, transport: str | None, timeout: float, exc: Exception) -> str:
+    """Why OPTIONS got no answer, with the transport, address and port it went to."""
+    from hybridvoice.net.transport import DEFAULT_PORTS, TransportError  # noqa: PLC0415
+    from hybridvoice.sip.uri import SipUri, parse_uri  # noqa: PLC0415
+
+    target = parse_uri(uri)
+    assert isinstance(target, SipUri)  # ping refused anything else with ValueError
+    kind = (transport or target.transport or ("TLS" if target.secure else "UDP")).upper()
+    where = f"{kind} {target.maddr or target.host}:{target.port or DEFAULT_PORTS[kind]}"
+    reason = getattr(exc, "reason", None)
+    if reason == "timeout":
+        return f"no final response from {where} within {timeout:g} s"
+    if reason == "transport" or isinstance(exc, TransportError | OSError):
+        detail = "" if reason == "transport" else f": {exc}"
+        return (f"could not reach {where} (refused or unreachable{detail}): nothing "
+                f"listens there over {kind}?")  # fmt: skip
+    return f"{where}: {exc}"
 
 
 @sip_app.command("serve")
@@ -317,7 +359,7 @@ def test_call(
     time. Exits 0 only when the call connected and media flowed.
     """
     from hybridvoice.app import parse_listen  # noqa: PLC0415
-    from hybridvoice.mgmt.cli_admin import api  # noqa: PLC0415
+    from hybridvoice.mgmt.cli_admin import api, exists, no_user  # noqa: PLC0415
     from hybridvoice.mgmt.testcall import place_test_call  # noqa: PLC0415
     from hybridvoice.net.transport import Destination  # noqa: PLC0415
 
@@ -335,11 +377,16 @@ def test_call(
     except ValueError as exc:
         err.print(f"[red]--proxy:[/red] {exc}")
         raise typer.Exit(2) from exc
+    known = exists(url, f"/v1/users/sip:{user}@{domain}")
+    if known is False:  # the admin may ask; the registrar answers strangers as it does users
+        err.print(f"[red]{no_user(f'sip:{user}@{domain}')}[/red]", highlight=False)
+        raise typer.Exit(1)
     result = asyncio.run(
         place_test_call(
             user=user, domain=domain, password=password, number=to,
             proxy=Destination(spec.transport, spec.host, spec.port),
-            duration=duration, appliance_url=appliance, api_token=current_token(),
+            duration=duration, appliance_url=appliance, user_known=known,
+            api_token=current_token(),
         )
     )  # fmt: skip
     if as_json:
@@ -350,8 +397,11 @@ def test_call(
         table.add_row("result", f"{result.status or '-'} {result.reason or ''}")
         if result.error:
             table.add_row("error", result.error)
-        table.add_row("setup time", "-" if result.setup_ms is None else f"{result.setup_ms} ms")
-        path = result.media_path or "unknown (no appliance API)"
+        if result.hint:
+            table.add_row("what next", result.hint)
+        setup = result.setup_ms
+        table.add_row("setup time", "-" if setup is None else format_duration(setup))
+        path = result.media_path or ("-" if setup is None else f"unknown ({appliance} did not say)")
         if result.media_reason:
             path += f" ({result.media_reason})"
         table.add_row("media path", path)

@@ -34,23 +34,11 @@ def _run(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
 
 
 @contextlib.contextmanager
-def _serving(*extra: str) -> Iterator[int]:
-    """``hybridvoice sip serve`` on UDP and TCP at a free port, stopped by its PID."""
-    port = free_port()
+def running(argv: list[str], port: int) -> Iterator[None]:
+    """``python -m`` ``argv`` in the background until it accepts TCP on ``port``; stopped
+    by its PID."""
     proc = subprocess.Popen(
-        [
-            *HV,
-            "sip",
-            "serve",
-            "--listen",
-            f"udp:127.0.0.1:{port}",
-            "--listen",
-            f"tcp:127.0.0.1:{port}",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         deadline = time.monotonic() + 15
@@ -59,9 +47,9 @@ def _serving(*extra: str) -> Iterator[int]:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             if proc.poll() is not None:
-                pytest.fail(f"sip serve exited: {proc.stderr.read() if proc.stderr else ''}")
+                pytest.fail(f"{argv} exited: {proc.stderr.read() if proc.stderr else ''}")
             time.sleep(0.05)
-        yield port
+        yield
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         try:
@@ -69,6 +57,15 @@ def _serving(*extra: str) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@contextlib.contextmanager
+def _serving(*extra: str) -> Iterator[int]:
+    """``hybridvoice sip serve`` on UDP and TCP at a free port."""
+    port = free_port()
+    listen = ["--listen", f"udp:127.0.0.1:{port}", "--listen", f"tcp:127.0.0.1:{port}"]
+    with running(["hybridvoice", "sip", "serve", *listen, *extra], port):
+        yield port
 
 
 @pytest.fixture

@@ -134,7 +134,7 @@ def test_admin_commands_change_the_tenant(tmp_path: Path) -> None:
         assert carol["international_calls_allowed"] is False
         assert "ha1_md5" not in carol
         again = hv("site", "new", "Stockholm", "--edge-fqdn", "x.example", *online)
-        assert again.returncode == 1 and "PUT /v1/sites/Stockholm" in again.stderr
+        assert again.returncode == 1 and "hybridvoice site set Stockholm" in again.stderr
         sites = hv("site", "get", *online)
         assert "Stockholm" in sites.stdout and settings.common.site_name in sites.stdout
         busy = hv("site", "remove", "Stockholm", *online)

@@ -201,6 +201,12 @@ class B2BUA:
             self._targets[gateway.name] = found
         return found
 
+    def gateway_changed(self, name: str) -> None:
+        """Gateway ``name`` got a new configuration at run time: build its header policy,
+        target and translator afresh on its next call."""
+        for cache in (self._policies, self._targets, self._translators):
+            cache.pop(name, None)
+
     def translator(self, gateway: GatewayState) -> NumberTranslator:
         found = self._translators.get(gateway.name)
         if found is None:

@@ -130,6 +130,21 @@ class HealthMonitor:
                 task = asyncio.create_task(self._run(gateway), name=f"options-{cfg.name}")
                 self._tasks.append(task)
 
+    async def watch(self, gateway: GatewayState) -> None:
+        """(Re)start the pinger of ``gateway`` after a change at run time (``hybridvoice
+        gateway add/set/enable/disable``): its old pinger stops, a new one starts when the
+        gateway is enabled with ``SendSipOptions``."""
+        name = f"options-{gateway.name}"
+        old = [t for t in self._tasks if t.get_name() == name]
+        self._tasks = [t for t in self._tasks if t.get_name() != name]
+        for task in old:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        cfg = gateway.config
+        if cfg.enabled and cfg.send_sip_options:
+            self._tasks.append(asyncio.create_task(self._run(gateway), name=name))
+
     async def stop(self) -> None:
         """Stop every pinger and wait until they have ended."""
         tasks, self._tasks = self._tasks, []
@@ -173,6 +188,8 @@ def _reason(exc: Exception) -> str:
     reason = getattr(exc, "reason", None)
     if reason == "timeout":
         return "no answer"
-    if reason == "transport" or isinstance(exc, TransportError | OSError):
+    if reason == "transport":  # the transaction layer's word: the send failed (§18.4)
+        return "transport error: refused or unreachable"
+    if isinstance(exc, TransportError | OSError):
         return f"transport error: {exc}" if str(exc) else "transport error"
     return str(exc) or type(exc).__name__

@@ -104,11 +104,8 @@ class GatewayState:
 
     def __init__(self, config: Gateway, addresses: Iterable[str] = ()) -> None:
         self.config = config
-        ips = [normalise_ip(a) for a in addresses]
-        if config.ip is not None:
-            ips.insert(0, normalise_ip(config.ip))
         #: Where the gateway is reached and whence it may send: IP first, then the FQDN's.
-        self.addresses: tuple[str, ...] = tuple(dict.fromkeys(ips))
+        self.addresses = _addresses(config, addresses)
         self.health = Health.UNKNOWN
         self.since: float | None = None
         self.consecutive_failures = 0
@@ -163,6 +160,13 @@ class GatewayState:
         return f"<GatewayState {self.name} {self.health.value} active={self.active_calls}>"
 
 
+def _addresses(config: Gateway, resolved: Iterable[str]) -> tuple[str, ...]:
+    ips = [normalise_ip(a) for a in resolved]
+    if config.ip is not None:
+        ips.insert(0, normalise_ip(config.ip))
+    return tuple(dict.fromkeys(ips))
+
+
 class TrunkTable:
     """Every gateway of the appliance, by name and by source address.
 
@@ -188,6 +192,11 @@ class TrunkTable:
         for gw in gateways:
             state = GatewayState(gw, names.get(gw.fqdn, ()) if gw.fqdn else ())
             self._by_name[gw.name] = state
+        self._index_addresses()
+
+    def _index_addresses(self) -> None:
+        self._by_address = {}
+        for state in self._by_name.values():
             for address in state.addresses:
                 self._by_address.setdefault(address, state)  # the first gateway keeps an IP
 
@@ -209,6 +218,27 @@ class TrunkTable:
 
     def __getitem__(self, name: str) -> GatewayState:
         return self._by_name[name]
+
+    def put(self, config: Gateway, resolved: Iterable[str] = ()) -> GatewayState:
+        """Add a gateway, or give the one of that name a new configuration, at run time
+        (``hybridvoice gateway add/set``); ``resolved``: the addresses its FQDN resolved to.
+
+        A changed gateway keeps its call counters, so calls in progress end on it correctly;
+        its health starts again from ``unknown`` when where it is reached changed.
+        """
+        state = self._by_name.get(config.name)
+        if state is None:
+            state = self._by_name[config.name] = GatewayState(config, resolved)
+        else:
+            old = state.config
+            state.config = config
+            state.addresses = _addresses(config, resolved)
+            if (old.host, old.port, old.protocol) != (config.host, config.port, config.protocol):
+                state.health, state.since, state.consecutive_failures = Health.UNKNOWN, None, 0
+                state.last_options_status = state.last_options_rtt_ms = None
+                state.last_options_error = None
+        self._index_addresses()
+        return state
 
     # --- inbound -------------------------------------------------------------------------------
 

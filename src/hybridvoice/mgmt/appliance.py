@@ -15,6 +15,7 @@ Toward the online service it presents its own token (``[Management] OnlineToken`
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import ssl
@@ -31,8 +32,8 @@ from hybridvoice.cms.replicator import ApplianceLink, Replicator
 from hybridvoice.cms.settings import Settings
 from hybridvoice.edge.role import EdgeOptions, EdgeRole
 from hybridvoice.mediation.bypass import BypassPolicy
+from hybridvoice.mediation.health import resolve_gateways
 from hybridvoice.mediation.role import MediationRole, RoleOptions
-from hybridvoice.mediation.trunks import GatewayStatus
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.http import AsgiServer, serve_asgi
 from hybridvoice.net.pipe import LocalExchange
@@ -42,6 +43,7 @@ from hybridvoice.sip.session import SessionConfig
 from hybridvoice.sip.transaction import TimerConfig
 
 from .appliance_api import create_appliance_api
+from .gateways import GATEWAYS_FILE, changed_settings, gateway_row, load_gateways, save_gateways
 
 __all__ = ["Appliance", "ApplianceOptions"]
 
@@ -80,6 +82,11 @@ class Appliance:
         self.state_dir = Path(state) if state else None
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
+            saved = self.state_dir / GATEWAYS_FILE
+            if saved.exists():
+                self.settings = load_gateways(saved, settings)
+                _log.warning("gateways from %s (changed at run time) replace the settings "
+                             "file's [GatewayN] sections", saved)  # fmt: skip
         self.replica = LocalStore(self.state_dir / "replica.db" if self.state_dir else ":memory:")
         self.access = Access.open(self.state_dir / "access.db" if self.state_dir else ":memory:")
         self.mediation: MediationRole | None = None
@@ -88,6 +95,7 @@ class Appliance:
         self.link: ApplianceLink | None = None
         self.api: AsgiServer | None = None
         self._unsubscribe: Any = None
+        self._gateway_lock = asyncio.Lock()
 
     @property
     def name(self) -> str:
@@ -216,6 +224,57 @@ class Appliance:
             self.mediation.set_bypass(policy)
             _log.info("media bypass now %s", "enabled" if policy.enabled else "disabled")
 
+    # --- gateways at run time (hybridvoice gateway ...) ------------------------------------------
+    def gateways(self) -> list[dict[str, Any]]:
+        """Every gateway: address, enabled, OPTIONS health and RTT, calls."""
+        mediation = self.mediation
+        if mediation is None or mediation.trunks is None:
+            return []
+        return [gateway_row(g) for g in mediation.trunks.status()]
+
+    async def put_gateway(
+        self, name: str, changes: Mapping[str, Any], *, create: bool
+    ) -> dict[str, Any]:
+        """Add gateway ``name`` or change the settings keys in ``changes``, live: the next
+        call, the next inbound request and its OPTIONS pinger see it; calls in progress keep
+        their gateway. Saved in the state directory so that a restart keeps it.
+        :class:`~.gateways.GatewayChangeError` when refused (nothing changes then)."""
+        async with self._gateway_lock:  # one change at a time: none is lost
+            settings = changed_settings(self.settings, name, changes, create=create)
+            gateway = settings.gateway(name)
+            mediation = self.mediation
+            if mediation is not None and mediation.trunks is not None:
+                await self._gateway_transport(gateway.protocol)
+                resolved = await resolve_gateways([gateway])
+                state = mediation.trunks.put(gateway, resolved.get(gateway.fqdn or "", ()))
+                mediation.settings = settings
+                mediation.b2bua.gateway_changed(name)
+                if mediation.health is not None:
+                    await mediation.health.watch(state)
+            self.settings = settings
+        saved = None
+        if self.state_dir is not None:
+            saved = self.state_dir / GATEWAYS_FILE
+            save_gateways(saved, settings.gateways)
+        where = f"saved in {saved}" if saved else "not saved (no state directory)"
+        _log.info("gateway %s %s at run time; %s", name, "added" if create else "changed", where)
+        row = next(g for g in self.gateways() if g["name"] == name) if mediation else {}
+        return {**row, "saved_in": str(saved) if saved else None}
+
+    async def _gateway_transport(self, kind: str) -> None:
+        """A client transport of ``kind`` on the gateway side, for a gateway of a protocol
+        no other gateway used so far (as the mediation role opens them at start)."""
+        mediation = self.mediation
+        assert mediation is not None
+        endpoint = mediation.gateway_endpoint
+        if endpoint is None or kind in mediation.gateway_transports:
+            return
+        client_ssl = self.options.client_ssl if kind == "TLS" else None
+        host = self.settings.mediation_server.ip
+        mediation.gateway_transports[kind] = await endpoint.listen(
+            kind, host, 0, client_ssl=client_ssl
+        )
+
     # --- status for the admin ---------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Roles, listeners, gateways and their health, calls now, the replica's version and
@@ -230,10 +289,9 @@ class Appliance:
             ):
                 listeners += _listeners(side, endpoint)
             calls_now = self.mediation.admission.active
-            if self.mediation.trunks is not None:
-                gateways = [_gateway(g) for g in self.mediation.trunks.status()]
+            gateways = self.gateways()
         if self.edge is not None:
-            listeners += _listeners("edge", self.edge.endpoint)
+            listeners += _edge_listeners(self.edge)
         rep, link = self.replicator, self.link
         return {
             "name": self.name,
@@ -268,13 +326,12 @@ def _listeners(role: str, endpoint: Endpoint | None) -> list[dict[str, Any]]:
     ]
 
 
-def _gateway(g: GatewayStatus) -> dict[str, Any]:
-    return {
-        "name": g.name,
-        "address": f"{g.protocol.lower()}:{g.host}:{g.port}",
-        "health": str(g.health.value),
-        "active_calls": g.active_calls,
-        "calls_total": g.calls_total,
-        "last_options_status": g.last_options_status,
-        "last_options_rtt_ms": g.last_options_rtt_ms,
-    }
+def _edge_listeners(edge: EdgeRole) -> list[dict[str, Any]]:
+    """The edge's listeners by side: external (toward the online service) and internal
+    (toward the mediation role; client-only transports of that side are listed with it)."""
+    rows = _listeners("edge", edge.endpoint)
+    external = edge.external.local if edge.external is not None else None
+    for row in rows:
+        side = "external" if (row["host"], row["port"]) == external else "internal"
+        row["role"] = f"edge/{side}-side"
+    return rows

@@ -34,7 +34,7 @@ from hybridvoice.net.ua import UserAgent
 from hybridvoice.sip.message import REASON_PHRASES, Request, Response
 from hybridvoice.sip.sdp import SessionDescription
 
-__all__ = ["TestCallResult", "place_test_call"]
+__all__ = ["TestCallResult", "place_test_call", "registration_refused"]
 
 FRAME = 160  # samples per 20 ms packet at 8 kHz
 TONE = ulaw_tone(1000.0, FRAME)  # a whole number of periods: every packet is the same
@@ -53,6 +53,8 @@ class TestCallResult:
     status: int | None = None
     reason: str | None = None
     error: str | None = None
+    #: what to do next, in the command line's terms
+    hint: str | None = None
     setup_ms: float | None = None
     ladder: list[str] = field(default_factory=list)
     rtp_sent: int = 0
@@ -101,11 +103,14 @@ async def place_test_call(
     duration: float = 2.0,
     appliance_url: str | None = None,
     timeout: float = 15.0,
+    user_known: bool | None = None,
     api_token: str | None = None,
 ) -> TestCallResult:
     """Register ``user@domain`` at ``proxy``, call ``number``, send media for ``duration``
     seconds, hang up; never raises for a failed call (the result says what went wrong).
-    ``api_token``: the bearer token for the appliance API at ``appliance_url``."""
+    ``user_known``: whether the online service has this user (None: not asked), to say why
+    a refused registration was refused. ``api_token``: the bearer token for the appliance
+    API at ``appliance_url``."""
     result = TestCallResult(caller=f"sip:{user}@{domain}", number=number)
     endpoint = Endpoint()
     endpoint.trace = lambda way, message: result.ladder.append(_label(way, message))
@@ -170,8 +175,8 @@ async def place_test_call(
             )
         return result
     except RegistrationError as exc:
-        result.status, result.reason = exc.status, str(exc)
-        result.error = f"registration failed: {exc}"
+        result.status, result.reason = exc.status, exc.reason
+        result.error, result.hint = registration_refused(result.caller, exc, user_known, proxy)
         return result
     except (NetError, OSError, TimeoutError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
@@ -184,6 +189,34 @@ async def place_test_call(
             rtp.transport.close()
         ua.close()
         await endpoint.close()
+
+
+def registration_refused(
+    caller: str, exc: RegistrationError, user_known: bool | None, proxy: Destination
+) -> tuple[str, str]:
+    """Why REGISTER failed and what to do, once and in the user's terms. The registrar
+    answers an unknown user as it answers a wrong password (a challenge, then 403: no user
+    enumeration), so only the admin's view of the tenant tells the two apart."""
+    said = f"{exc.status} {exc.reason}".strip()
+    if exc.status == 408:
+        where = f"{proxy.transport.lower()}:{_hostport(proxy)}"
+        return (f"the registrar at {where} did not answer the registration",
+                "Is `hybridvoice up` running? Check --proxy.")  # fmt: skip
+    if exc.status not in (401, 403, 404, 407):
+        return (f"the registrar refused the registration of {caller}: {said}",
+                "The online service's log says why.")  # fmt: skip
+    user = caller.removeprefix("sip:")
+    if user_known is False:
+        name, _, domain = user.partition("@")
+        return (f"{name} is not a user of {domain} (registration refused: {said})",
+                "`hybridvoice user list` shows the users.")  # fmt: skip
+    if user_known:
+        return (f"the registrar refused the registration of {user}: wrong password ({said})",
+                f"Check --password (or $HYBRIDVOICE_PASSWORD); `hybridvoice user set {caller} "
+                "--password NEW` sets a new one.")  # fmt: skip
+    return (f"the registrar refused the registration of {user} ({said}): no such user, or a "
+            "wrong password",
+            "`hybridvoice user list` shows the users; check --password.")  # fmt: skip
 
 
 def _hostport(destination: Destination) -> str:
