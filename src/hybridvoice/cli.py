@@ -163,8 +163,10 @@ def init(
     """Write a commented settings file (keys mirror CloudConnector.ini).
 
     Without --ini the file describes a one-machine lab (loopback, a built-in lab gateway);
-    with --ini it carries over a real Cloud Connector Edition CloudConnector.ini and lists
-    every key it could not map, in the output and in the file. Then: hybridvoice up --config.
+    with --ini it carries over a real Cloud Connector Edition CloudConnector.ini, lists
+    every key it could not map, and moves what cannot run on one host (listeners on one
+    address, ports below 1024, TLS between roles without certificates), in the output and in
+    the file's comments. Then: hybridvoice up --config.
     """
     from hybridvoice.cms.ini import import_ini  # noqa: PLC0415
     from hybridvoice.cms.settings import SettingsError  # noqa: PLC0415
@@ -173,12 +175,12 @@ def init(
     if output.exists() and not force:
         err.print(f"[red]{output} exists.[/red] Pass --force to overwrite it, or -o elsewhere.")
         raise typer.Exit(1)
-    unmapped: tuple[str, ...] = ()
+    imported = None
     if ini is None:
         text = render_settings(lab_settings())
     else:
         try:
-            settings, unmapped = import_ini(ini.read_text(encoding="utf-8-sig"))
+            imported = import_ini(ini.read_text(encoding="utf-8-sig"))
         except OSError as exc:
             err.print(f"[red]cannot read {ini}:[/red] {exc.strerror or exc}")
             raise typer.Exit(2) from exc
@@ -188,13 +190,19 @@ def init(
                 err.print(f"  {problem}")
             err.print("Fix these keys in the ini file (or in the written TOML) and try again.")
             raise typer.Exit(2) from exc
-        text = render_settings(settings, source=str(ini), unmapped=unmapped)
+        text = render_settings(
+            imported.settings, source=str(ini), unmapped=imported.unmapped, notes=imported.notes
+        )
     output.write_text(text, encoding="utf-8")
     out.print(f"wrote {output}")
-    if unmapped:
-        out.print(f"{len(unmapped)} key(s) of {ini} have no hybridvoice setting:")
-        for key in unmapped:
-            out.print(f"  {key}")
+    if imported is not None and imported.unmapped:
+        out.print(f"{len(imported.unmapped)} key(s) of {ini} have no hybridvoice setting:")
+        for key in imported.unmapped:
+            out.print(f"  {key}", markup=False, highlight=False)
+    if imported is not None and imported.notes:
+        out.print(f"{len(imported.notes)} value(s) changed to run on one host (also in the file):")
+        for note in imported.notes:
+            out.print(f"  {note}", markup=False, highlight=False)
     out.print(f"next: hybridvoice up --config {output}")
 
 

@@ -399,7 +399,8 @@ CCE_INI = (Path(__file__).parents[1] / "fixtures" / "CloudConnector.ini").read_t
 
 
 def test_import_cloudconnector_ini() -> None:
-    s, unmapped = import_ini(CCE_INI)
+    imported = import_ini(CCE_INI)
+    s, unmapped = imported.settings, imported.unmapped
     assert s.common.sip_domains == ("contoso.com", "fabrikam.com")
     assert s.common.site_name == "Amsterdam" and s.common.max_concurrent_calls == 500
     assert s.common.state is None  # empty = unset

@@ -770,8 +770,11 @@ def problems_of(exc: ValidationError, gateway_names: list[str] | None = None) ->
     return [Problem(_key(tuple(e["loc"]), names), _reason(e)) for e in exc.errors()]
 
 
-def parse_settings(raw: Mapping[str, Any]) -> Settings:
-    """Validate a parsed settings document; raise :class:`SettingsError` with every problem."""
+def parse_settings(raw: Mapping[str, Any], *, cross_checked: bool = True) -> Settings:
+    """Validate a parsed settings document; raise :class:`SettingsError` with every problem.
+
+    ``cross_checked=False`` leaves out :func:`cross_check` (the ini import separates clashing
+    listeners itself, then validates again with it)."""
     data = dict(raw)
     sections = _gateway_sections(data)
     listed = data.get("Gateways", [])
@@ -786,7 +789,7 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
         settings = Settings.model_validate(data, context=context)
     except ValidationError as exc:
         raise SettingsError(problems_of(exc, names)) from None
-    problems = cross_check(settings)
+    problems = cross_check(settings) if cross_checked else []
     if problems:
         raise SettingsError(problems)
     return settings

@@ -10,13 +10,16 @@ tomlkit writes the document so that values are quoted and escaped correctly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import tomlkit
 from tomlkit.items import Table
 
 from .settings import MediationServer, Settings, parse_settings
+
+if TYPE_CHECKING:
+    from .ini import ImportNote
 
 __all__ = ["LAB_GATEWAY_PORT", "lab_settings", "render_settings"]
 
@@ -115,7 +118,10 @@ def _value(value: Any) -> Any:
 
 
 def _table(
-    values: Mapping[str, Any], note: str | None, defaults: Mapping[str, Any] | None = None
+    values: Mapping[str, Any],
+    note: str | None,
+    defaults: Mapping[str, Any] | None = None,
+    changed: Mapping[str, str] | None = None,
 ) -> Table:
     table = tomlkit.table()
     if note:
@@ -126,17 +132,25 @@ def _table(
         if not off and (raw is None or raw in ([], {})):
             continue  # unset: the schema's default applies
         item = tomlkit.item(False if off else _value(raw))  # False: a listener switched off
-        if key in _KEY_NOTES:
+        if changed and key in changed:
+            item.comment(changed[key])  # what the import changed says more than the default
+        elif key in _KEY_NOTES:
             item.comment(_KEY_NOTES[key])
         table.add(key, item)
     return table
 
 
 def render_settings(
-    settings: Settings, *, source: str | None = None, unmapped: Sequence[str] = ()
+    settings: Settings,
+    *,
+    source: str | None = None,
+    unmapped: Sequence[str] = (),
+    notes: Sequence[ImportNote] = (),
 ) -> str:
-    """``settings`` as a commented TOML document; ``source`` and ``unmapped`` (keys of an
-    imported CloudConnector.ini that have no hybridvoice setting) go into the header."""
+    """``settings`` as a commented TOML document; ``source``, ``unmapped`` (keys of an
+    imported CloudConnector.ini that have no hybridvoice setting) and ``notes`` (what the
+    import changed: key, old value, new value, why) go into the header, and each note's
+    old value beside its key too."""
     data = settings.model_dump(by_alias=True, mode="json")
     doc = tomlkit.document()
     doc.add(tomlkit.comment("hybridvoice appliance settings. Keys mirror CloudConnector.ini;"))
@@ -147,20 +161,27 @@ def render_settings(
         doc.add(tomlkit.comment(f"{len(unmapped)} key(s) of the ini file were not carried over:"))
         for key in unmapped:
             doc.add(tomlkit.comment(f"  {key}"))
+    if notes:
+        doc.add(
+            tomlkit.comment(f"{len(notes)} value(s) changed by the import (key: old -> new: why):")
+        )
+        for change in notes:
+            doc.add(tomlkit.comment(f"  {change}"))
     doc.add(tomlkit.nl())
+    changed: dict[str, dict[str, str]] = {}
+    for change in notes:
+        section, _, key = change.key.partition(".")
+        changed.setdefault(section, {})[key] = f"was {change.old} (see the notes at the top)"
     defaults = MediationServer().model_dump(by_alias=True, mode="json")
     sections = ("Common", "EdgeServer", "MediationServer", "Online", "Management")
     for section in (*sections, "TrunkConfiguration"):
         known = defaults if section == "MediationServer" else None
-        doc.add(section, _table(data[section], _SECTION_NOTES.get(section), known))
+        note = _SECTION_NOTES.get(section)
+        doc.add(section, _table(data[section], note, known, changed.get(section)))
     routes = data.get("HybridVoiceRoutes") or {}
     doc.add("HybridVoiceRoutes", _table(routes, _SECTION_NOTES["HybridVoiceRoutes"]))
-    for index, gateway in enumerate(_gateways(data.get("Gateways") or ()), start=1):
+    for index, gateway in enumerate(data.get("Gateways") or (), start=1):
         note = "A PSTN gateway, SBC or IP-PBX." if index == 1 else None
-        doc.add(f"Gateway{index}", _table(gateway, note))
+        values = {k: v for k, v in gateway.items() if k != "Name"}
+        doc.add(f"Gateway{index}", _table(values, note, changed=changed.get(gateway["Name"])))
     return tomlkit.dumps(doc)
-
-
-def _gateways(gateways: Iterable[Mapping[str, Any]]) -> Iterable[dict[str, Any]]:
-    for gateway in gateways:
-        yield {k: v for k, v in gateway.items() if k != "Name"}
