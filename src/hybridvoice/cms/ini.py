@@ -291,10 +291,10 @@ def _free_port(
     """The first port, in order of preference, that no kept listener and no listener of the
     settings holds at the addresses of ``group``."""
     sip = group[0].transport != "HTTP"
-    near = _SIP_PORTS if sip else _HTTP_PORTS
+    near: range = _SIP_PORTS if sip else _HTTP_PORTS
     preferred = _PREFERRED.get(key)
     first: list[int] = [preferred] if preferred else []
-    candidates = [*first, *near, *range(near.stop, 65536)]
+    candidates: list[int] = [*first, *near, *range(near.stop, 65536)]
     busy = [*kept, *(x for x in found if x.key != key)]
     for port in candidates:
         moved = tuple(Listener(x.key, x.transport, x.host, port) for x in group)
