@@ -212,8 +212,21 @@ def up(
         Path | None, typer.Option(help="Settings file (hybridvoice init writes one)")
     ] = None,
     state_dir: Annotated[
-        Path | None,
-        typer.Option(help="Where data lives (tenant, replica, call records); default: a temp dir"),
+        str | None,
+        typer.Option(
+            help="Where data lives (tenant, replica, call records), kept across restarts; "
+            "':memory:' for a throwaway lab. Default: the per-user data directory "
+            "(~/.local/share/hybridvoice/lab, or .../sites/SITENAME with --config)",
+            metavar="DIR",
+        ),
+    ] = None,
+    lab_users: Annotated[
+        bool | None,
+        typer.Option(
+            "--lab-users/--no-lab-users",
+            help="Seed the lab users alice and bob (known password) into a new tenant. "
+            "Default: in the lab (no --config) only",
+        ),
     ] = None,
     lab_gateway: Annotated[
         bool | None,
@@ -243,7 +256,7 @@ def up(
 
     Prints where each piece listens and a line to try. Stop with Ctrl-C.
     """
-    from hybridvoice.app import run_up  # noqa: PLC0415
+    from hybridvoice.app import ListenError, default_state_dir, run_up  # noqa: PLC0415
     from hybridvoice.cms.settings import SettingsError, load_settings  # noqa: PLC0415
     from hybridvoice.cms.template import lab_settings  # noqa: PLC0415
     from hybridvoice.mgmt.logs import LogFormat, LoggingSetupError, configure_logging  # noqa: PLC0415
@@ -264,13 +277,26 @@ def up(
         err.print(f"[red]cannot read {config}:[/red] {exc.strerror or exc}")
         err.print("Write one with: hybridvoice init")
         raise typer.Exit(2) from exc
+    lab = config is None
+    if state_dir == ":memory:":
+        where = None
+    else:
+        where = Path(state_dir) if state_dir else default_state_dir(settings, lab=lab)
+    seed = lab if lab_users is None else lab_users
     try:
-        asyncio.run(run_up(settings, state_dir, console=out, lab_gateway=lab_gateway, wire=wire))
+        asyncio.run(
+            run_up(settings, where, console=out, lab_gateway=lab_gateway, lab_users=seed, wire=wire)
+        )
     except KeyboardInterrupt:
         pass
+    except ListenError as exc:
+        err.print("[red]cannot start:[/red]", end=" ")
+        err.print(str(exc), markup=False, highlight=False)
+        if config is not None:
+            err.print(f"The settings are in {config}.", markup=False, highlight=False)
+        raise typer.Exit(1) from exc
     except (ValueError, OSError) as exc:
         err.print(f"[red]cannot start:[/red] {exc}")
-        err.print("Another hybridvoice up running? Stop it, or change the ports in the settings.")
         raise typer.Exit(1) from exc
 
 
