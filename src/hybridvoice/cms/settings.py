@@ -1,6 +1,6 @@
 """Appliance settings: the schema, its validation, and loading from TOML.
 
-The keys mirror CloudConnector.ini (CCE-REFERENCE.md) so that admins recognise them:
+The keys mirror CloudConnector.ini (docs/reference.md) so that admins recognise them:
 ``[Common]``, ``[MediationServer]``, ``[Gateway1]`` .. ``[GatewayN]``, ``[HybridVoiceRoutes]``
 and ``[TrunkConfiguration]``; gateways also carry the Teams Direct Routing gateway features
 (Enabled, SendSipOptions, MaxConcurrentSessions, FailoverTimeSeconds, FailoverResponseCodes,

@@ -30,7 +30,8 @@ _SECTION_NOTES: Final[Mapping[str, str]] = {
     "Common": "The appliance and its site (CloudConnector.ini [Common]).",
     "EdgeServer": (
         "The access edge: external side toward the online service, internal side toward this\n"
-        "appliance's mediation role. CCE used MTLS on 5061 on both sides; TCP is fine in labs."
+        "appliance's mediation role. CCE used MTLS on 5061 on both sides (one VM each); on one\n"
+        "host no two listeners may share an address (docs/reference.md, Ports). TCP: labs."
     ),
     "MediationServer": (
         "The mediation role: gateway-side listeners (TCP 5068 / TLS 5067, UDP when a gateway\n"
@@ -39,7 +40,8 @@ _SECTION_NOTES: Final[Mapping[str, str]] = {
     ),
     "Online": "How this appliance reaches the online service (registration, heartbeats, "
     "replication).",
-    "Management": "This appliance's management API (status, calls) and its state directory.",
+    "Management": "This appliance's management API (status, calls) and its state directory\n"
+    "(hybridvoice up keeps its state in --state-dir, default the per-user data directory).",
     "TrunkConfiguration": "Trunk-wide behaviour; a gateway's own keys override these.",
     "HybridVoiceRoutes": (
         "Voice routes: name = regular expression on the dialled number (+E.164).\n"
@@ -54,7 +56,7 @@ _KEY_NOTES: Final[Mapping[str, str]] = {
     "InternalServerIPs": "where the edge listens for its mediation role",
     "ExternalSIPIPs": "where the edge listens for the online service",
     "MediationTimeoutSeconds": "no answer from mediation within this: 503 to the cloud",
-    "BypassServicePort": "80 in production; a port >= 1024 runs without privileges",
+    "BypassServicePort": "80 as in the original (needs privilege); >= 1024 runs as any user",
     "InternalSubnets": "clients in these subnets are internal (media bypass applies)",
     "ServiceURL": "the online service's management API",
     "DigestAlgorithms": "MD5 for SIPp and baresip 1.0; 'SHA-256 MD5' for RFC 8760 clients",
