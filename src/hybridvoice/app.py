@@ -236,6 +236,12 @@ class Lab:
             await self.start_online()
             await self.start_appliance()
             await self._ready(timeout)
+        except OSError as exc:  # taken since the check: still name the setting
+            await self.stop()
+            listener = _listener_in(exc, listeners(self.settings))
+            if listener is None:
+                raise
+            raise ListenError(listener, exc) from exc
         except BaseException:
             await self.stop()
             raise
@@ -442,6 +448,12 @@ def _advice(listener: Listener, code: int | None) -> str:
         section = setting.split("]")[0] + "]"
         return f"{listener.host} is not an address of this host: change the IP of {section}"
     return f"check {setting} and the address of its section"
+
+
+def _listener_in(error: OSError, found: Sequence[Listener]) -> Listener | None:
+    """The listener whose address a bind error names (asyncio: ``('127.0.0.1', 5068)``)."""
+    text = str(error)
+    return next((x for x in found if f"'{x.host}', {x.port})" in text), None)
 
 
 def _probe(listener: Listener) -> None:

@@ -323,3 +323,24 @@ def test_tls_between_roles_without_a_certificate_is_refused_naming_the_keys(
     with pytest.raises(ValueError, match="no certificate") as info:
         up.check_listeners()
     assert "[EdgeServer] InternalProtocol, [MediationServer] InternalProtocol" in str(info.value)
+
+
+def test_an_address_taken_after_the_check_is_still_named(tmp_path: Path) -> None:
+    """The check and the bind are not atomic: a port taken in between is named too."""
+
+    class Unchecked(Lab):
+        def check_listeners(self) -> None:  # the port is taken after the check
+            pass
+
+    async def main() -> None:
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", 0))
+            other.listen()
+            port = other.getsockname()[1]
+            settings = settings_on_free_ports(MediationServer={"TCPPort": port})
+            up = Unchecked(settings, tmp_path, lab_gateway=True)
+            with pytest.raises(ListenError, match=rf"\[MediationServer\] TCPPort.*:{port}"):
+                await up.start()
+            assert up.online is None and up.appliance is None
+
+    run(main(), timeout=30)
