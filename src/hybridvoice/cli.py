@@ -255,8 +255,7 @@ def up(
     real gateways, a lab gateway that answers and echoes media — all on this machine.
 
     Prints where its data lives (kept across restarts), where each piece listens and a line
-    to try. Every listen address is checked first: one in use is named with its setting.
-    Stop with Ctrl-C.
+    to try; an address in use is named with its setting. Stop with Ctrl-C.
     """
     from hybridvoice.app import ListenError, default_state_dir, run_up  # noqa: PLC0415
     from hybridvoice.cms.settings import SettingsError, load_settings  # noqa: PLC0415
