@@ -254,8 +254,9 @@ def up(
     """Start the online service, one appliance with every role and, unless the settings name
     real gateways, a lab gateway that answers and echoes media — all on this machine.
 
-    Prints where its data lives (kept across restarts), where each piece listens and a line
-    to try; an address in use is named with its setting. Stop with Ctrl-C.
+    Prints where its data lives (kept across restarts), where each piece listens, a line to try.
+
+    An address in use is named with its setting. Stop with Ctrl-C.
     """
     from hybridvoice.app import ListenError, default_state_dir, run_up  # noqa: PLC0415
     from hybridvoice.cms.settings import SettingsError, load_settings  # noqa: PLC0415
