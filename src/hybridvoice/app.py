@@ -11,7 +11,10 @@ them (RFC 3264 offer/answer) and echoes their RTP until the BYE.
 from __future__ import annotations
 
 import asyncio
+import errno
+import re
 import signal
+import socket
 import ssl
 import urllib.parse
 from collections.abc import Sequence
@@ -21,7 +24,7 @@ from typing import Final
 
 from rich.console import Console
 
-from hybridvoice.cms.settings import Gateway, Settings
+from hybridvoice.cms.settings import PRIVILEGED_PORTS, Gateway, Listener, Settings, listeners
 from hybridvoice.cms.template import LAB_GATEWAY_PORT
 from hybridvoice.cms.tokens import TokenStore
 from hybridvoice.mediation.routing import NO_GATEWAY_CONFIGURED
@@ -38,8 +41,8 @@ from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
 from hybridvoice.online.service import OnlineOptions, OnlineService, auth_limits
 from hybridvoice.online.store import TenantStore
 
-__all__ = ["LAB_PASSWORD", "LAB_PSTN_NUMBER", "LAB_USERS", "Lab", "LabGateway", "ListenSpec",
-           "parse_listen", "run_responder"]  # fmt: skip
+__all__ = ["LAB_PASSWORD", "LAB_PSTN_NUMBER", "LAB_USERS", "Lab", "LabGateway", "ListenError",
+           "ListenSpec", "default_state_dir", "parse_listen", "run_responder"]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,18 +191,23 @@ class Lab:
     def __init__(
         self,
         settings: Settings,
-        state_dir: Path,
+        state_dir: Path | None,
         *,
         lab_gateway: bool | None = None,
+        lab_users: bool = True,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         wire: bool = False,
     ) -> None:
-        management = settings.management.model_copy(
-            update={"state_directory": str(state_dir / "appliance")}
-        )
+        appliance_dir = None if state_dir is None else str(state_dir / "appliance")
+        management = settings.management.model_copy(update={"state_directory": appliance_dir})
         self.settings = settings.model_copy(update={"management": management})
+        #: where the tenant, the replica and the call records live; None: in memory
         self.state_dir = state_dir
+        #: seed :data:`LAB_USERS` (known password) into a new tenant: the lab only
+        self.lab_users = lab_users
+        #: what does not stop the start but an admin should hear (printed by ``up``)
+        self.warnings: list[str] = []
         #: TLS for the listeners and connections the settings ask TLS for (the online
         #: service toward the edge, edge <-> mediation, gateways)
         self.server_ssl = server_ssl
@@ -226,11 +234,21 @@ class Lab:
             self.lab_gateway = gateways[0]
 
     async def start(self, timeout: float = 10.0) -> None:
-        """Everything, in order; ready when the appliance is registered and replicated."""
+        """Everything, in order; ready when the appliance is registered and replicated.
+
+        First every listen address is checked (:meth:`check_listeners`): a clash with another
+        program raises :class:`ListenError` naming the setting, before anything started."""
+        self.check_listeners()
         try:
             await self.start_online()
             await self.start_appliance()
             await self._ready(timeout)
+        except OSError as exc:  # taken since the check: still name the setting
+            await self.stop()
+            listener = _listener_in(exc, listeners(self.settings))
+            if listener is None:
+                raise
+            raise ListenError(listener, exc) from exc
         except BaseException:
             await self.stop()
             raise
@@ -241,7 +259,10 @@ class Lab:
         url = urllib.parse.urlsplit(s.online.service_url)
         host = s.online.sip_addresses[0]
         port = s.online.sip_port
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        store: Path | str = ":memory:"
+        if self.state_dir is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            store = self.state_dir / "online.db"
         self.online = OnlineService(
             OnlineOptions(
                 # clients: UDP and TCP (or TLS, when the appliances reach us over TLS)
@@ -253,7 +274,7 @@ class Lab:
                 client_ssl=self.client_ssl,
                 api_host=url.hostname or "127.0.0.1",
                 api_port=url.port or 80,
-                store=self.state_dir / "online.db",
+                store=store,
                 digest_algorithms=s.online.digest_algorithms,
                 trusted_peers=tuple(str(n) for n in s.online.trusted_peers),
                 auth_limits=auth_limits(s.online),
@@ -270,7 +291,8 @@ class Lab:
         """The lab gateway (when there is one) and the appliance; it registers with the
         online service of the settings, in this process or another."""
         s = self.settings
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.state_dir is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
         gw = self.lab_gateway
         if gw is not None:
             self.gateway = await LabGateway.start(gw.protocol, gw.ip or "127.0.0.1", gw.port)
@@ -300,8 +322,9 @@ class Lab:
             own.adopt(self.admin_token, LAB_ADMIN, "admin")
 
     def _provision(self, store: TenantStore) -> None:
-        """The lab tenant, once: the settings' SIP domains, the site, two users with line
-        numbers, a dial plan for ten-digit numbers, media bypass off."""
+        """The tenant, once (a kept state directory keeps what admins changed): the settings'
+        SIP domains, the site, a dial plan for ten-digit numbers, media bypass off, and in the
+        lab (:attr:`lab_users`) two users with line numbers and a known password."""
         if store.domains():
             return
         s = self.settings
@@ -310,7 +333,7 @@ class Lab:
         realm = s.common.default_domain
         edge_fqdn = s.edge_server.external_sip_pool_name or f"edge.{realm}"  # as it registers
         store.new_site(Site(name=s.common.site_name, edge_fqdn=edge_fqdn, country_code="1"))
-        for user, number in LAB_USERS:
+        for user, number in LAB_USERS if self.lab_users else ():
             store.set_user(
                 User(
                     sip_uri=f"sip:{user}@{realm}",
@@ -326,6 +349,32 @@ class Lab:
         store.set_network_config(
             NetworkConfig(media_bypass_enabled=False, internal_subnets=("127.0.0.0/8",))
         )
+
+    def check_listeners(self) -> None:
+        """Before anything starts: TLS listeners need a certificate (``ValueError`` naming the
+        keys), every listen address must be free (:class:`ListenError` naming the key, the
+        address and the OS reason). The bypass service only warns: without it calls are
+        anchored, as the mediation role decides."""
+        s, found = self.settings, list(listeners(self.settings))
+        if self.lab_gateway is not None:
+            gw = self.lab_gateway
+            found.append(Listener(f"{gw.name}.Port", gw.protocol, gw.ip or "127.0.0.1", gw.port))
+        if self.server_ssl is None:
+            _refuse_tls_without_certificate(found)
+            if s.mediation_server.tls_port is not None:
+                self.warnings.append(
+                    f"[MediationServer] TLSPort {s.mediation_server.tls_port}: not listening, "
+                    "no certificate (gateways on TLS cannot reach this appliance until it has "
+                    "one); set TLSPort = false to say so"
+                )
+            found = [x for x in found if x.transport != "TLS"]
+        for listener in found:
+            try:
+                _probe(listener)
+            except ListenError as exc:
+                if listener.key != "MediationServer.BypassServicePort":
+                    raise
+                self.warnings.append(f"{exc}; calls are anchored without the bypass service")
 
     async def _ready(self, timeout: float) -> None:
         """Until the appliance is registered and its replica holds the tenant."""
@@ -388,26 +437,110 @@ def _hp(address: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+#: the co-hosted hops whose TLS needs a certificate (the listener key -> its protocol key)
+_PROTOCOL_KEYS: Final = {
+    "EdgeServer.ExternalSIPPort": "[EdgeServer] ExternalProtocol",
+    "EdgeServer.InternalPort": "[EdgeServer] InternalProtocol",
+    "MediationServer.InternalPort": "[MediationServer] InternalProtocol",
+    "Online.SIPPort": "[Online] SIPProtocol",
+}
+
+
+def _refuse_tls_without_certificate(found: Sequence[Listener]) -> None:
+    keys = [
+        _PROTOCOL_KEYS[x.key] for x in found if x.transport == "TLS" and x.key in _PROTOCOL_KEYS
+    ]
+    if keys:
+        raise ValueError(
+            f"{', '.join(dict.fromkeys(keys))} = TLS, and the roles have no certificate yet "
+            "(certificates for the roles come with the trust issue): set them to TCP; on one "
+            "host the hops between roles are in-process pipes"
+        )
+
+
+class ListenError(ValueError):
+    """A listen address is not free: the setting, the address, the OS reason and the fix."""
+
+    def __init__(self, listener: Listener, error: OSError) -> None:
+        self.listener = listener
+        self.error = error
+        reason = error.strerror or str(error)
+        code = errno.errorcode.get(error.errno or 0, "")
+        super().__init__(
+            f"{listener.setting}: cannot listen on {listener}: {reason}"
+            f"{f' ({code})' if code else ''}; {_advice(listener, error.errno)}"
+        )
+
+
+def _advice(listener: Listener, code: int | None) -> str:
+    setting = listener.setting
+    if code == errno.EADDRINUSE:
+        return (f"another program (another hybridvoice up?) holds it: stop that, or set "
+                f"{setting} to a free port")  # fmt: skip
+    if code in (errno.EACCES, errno.EPERM) and 0 < listener.port < PRIVILEGED_PORTS:
+        return f"ports below {PRIVILEGED_PORTS} need privilege: set {setting} to one above"
+    if code == errno.EADDRNOTAVAIL:
+        section = setting.split("]")[0] + "]"
+        return f"{listener.host} is not an address of this host: change the IP of {section}"
+    return f"check {setting} and the address of its section"
+
+
+def _listener_in(error: OSError, found: Sequence[Listener]) -> Listener | None:
+    """The listener whose address a bind error names (asyncio: ``('127.0.0.1', 5068)``)."""
+    text = str(error)
+    return next((x for x in found if f"'{x.host}', {x.port})" in text), None)
+
+
+def _probe(listener: Listener) -> None:
+    """Bind ``listener``'s address and let it go, as the role will (TCP with SO_REUSEADDR,
+    as asyncio's servers do); :class:`ListenError` when the OS refuses."""
+    if listener.port == 0:
+        return
+    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+    kind = socket.SOCK_DGRAM if listener.socket_kind == "udp" else socket.SOCK_STREAM
+    try:
+        with socket.socket(family, kind) as probe:
+            if kind == socket.SOCK_STREAM:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((listener.host, listener.port))
+    except OSError as exc:
+        raise ListenError(listener, exc) from exc
+
+
+def default_state_dir(settings: Settings, *, lab: bool) -> Path:
+    """Where ``hybridvoice up`` keeps its data unless told: the per-user data directory
+    (platformdirs: ``~/.local/share/hybridvoice`` on Linux, honouring ``XDG_DATA_HOME``),
+    ``lab/`` for the lab, ``sites/<SiteName>/`` for settings of a site, so that a lab and a
+    real site never share a tenant."""
+    import platformdirs  # noqa: PLC0415 - keep the CLI's start fast
+
+    root = Path(platformdirs.user_data_dir("hybridvoice", appauthor=False))
+    if lab:
+        return root / "lab"
+    return root / "sites" / re.sub(r"[^A-Za-z0-9_.-]", "_", settings.common.site_name)
+
+
 async def run_up(
     settings: Settings,
     state_dir: Path | None,
     *,
     console: Console,
     lab_gateway: bool | None = None,
+    lab_users: bool = True,
     wire: bool = False,
 ) -> None:
-    """``hybridvoice up``: start :class:`Lab`, say where everything is, run until SIGINT/SIGTERM."""
-    import tempfile  # noqa: PLC0415
+    """``hybridvoice up``: start :class:`Lab`, say where everything is, run until SIGINT/SIGTERM.
+
+    ``state_dir`` keeps the tenant, the replica and the call records across restarts (None:
+    in memory, gone at exit); ``lab_users`` seeds alice and bob into a new tenant."""
     import time  # noqa: PLC0415
 
     from rich.table import Table  # noqa: PLC0415
 
     started = time.monotonic()
-    temp = None
-    if state_dir is None:
-        temp = tempfile.TemporaryDirectory(prefix="hybridvoice-")
-        state_dir = Path(temp.name)
-    lab = Lab(settings, state_dir, lab_gateway=lab_gateway, wire=wire)
+    where = "in memory (gone when up stops)" if state_dir is None else str(state_dir)
+    console.print(f"state: {where}")
+    lab = Lab(settings, state_dir, lab_gateway=lab_gateway, lab_users=lab_users, wire=wire)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -419,30 +552,42 @@ async def run_up(
         table = Table(title=f"hybridvoice up: ready in {time.monotonic() - started:.2f} s")
         table.add_column("piece")
         table.add_column("listens on")
-        for piece, where in lab.where():
-            table.add_row(piece, where)
+        for piece, address in lab.where():
+            table.add_row(piece, address)
         console.print(table)
-        if not settings.gateways:  # every PSTN call would be refused: say why, and the fix
+        for warning in lab.warnings:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
+        if not lab.settings.gateways and NO_GATEWAY_CONFIGURED not in lab.warnings:
             console.print(f"[yellow]warning:[/yellow] {NO_GATEWAY_CONFIGURED}")
-        domain = settings.common.default_domain
-        sip_host, sip_port = settings.online.sip_addresses[0], settings.online.sip_port
-        console.print(
-            f"users: {', '.join(f'{u}@{domain} ({n})' for u, n in LAB_USERS)}, "
-            f"password [bold]{LAB_PASSWORD}[/bold]"
-        )
-        console.print(
-            f"try:   hybridvoice test-call --from alice --to {LAB_PSTN_NUMBER}\n"
-            f"or a softphone: user alice, domain {domain}, password {LAB_PASSWORD}, "
-            f"registrar/outbound proxy {sip_host}:{sip_port} (UDP or TCP); dial {LAB_PSTN_NUMBER}"
-        )
+        _print_next_steps(lab, console)
         if lab.admin_token is not None:
             saved = save_token(lab.admin_token)
             console.print(f"admin token (for the CLI and both APIs) in {saved}")
-        console.print(f"data in {state_dir}; stop with Ctrl-C")
+        console.print(f"data in {where}; stop with Ctrl-C")
         await stop.wait()
         if collector is not None:
             collector.cancel()
     finally:
         await lab.stop()
-        if temp is not None:
-            temp.cleanup()
+
+
+def _print_next_steps(lab: Lab, console: Console) -> None:
+    s = lab.settings
+    domain = s.common.default_domain
+    sip_host, sip_port = s.online.sip_addresses[0], s.online.sip_port
+    if not lab.lab_users:
+        console.print(
+            f"no lab users (settings of a real site): add users with "
+            f"hybridvoice user set sip:NAME@{domain} --line-uri tel:+NUMBER --site "
+            f"{s.common.site_name}; registrar/outbound proxy {sip_host}:{sip_port}"
+        )
+        return
+    console.print(
+        f"lab users: {', '.join(f'{u}@{domain} ({n})' for u, n in LAB_USERS)}, "
+        f"password [bold]{LAB_PASSWORD}[/bold] (as seeded into a new tenant)"
+    )
+    console.print(
+        f"try:   hybridvoice test-call --from alice --to {LAB_PSTN_NUMBER}\n"
+        f"or a softphone: user alice, domain {domain}, password {LAB_PASSWORD}, "
+        f"registrar/outbound proxy {sip_host}:{sip_port} (UDP or TCP); dial {LAB_PSTN_NUMBER}"
+    )

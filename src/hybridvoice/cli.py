@@ -222,8 +222,10 @@ def init(
     """Write a commented settings file (keys mirror CloudConnector.ini).
 
     Without --ini the file describes a one-machine lab (loopback, a built-in lab gateway);
-    with --ini it carries over a real Cloud Connector Edition CloudConnector.ini and lists
-    every key it could not map, in the output and in the file. Then: hybridvoice up --config.
+    with --ini it carries over a real Cloud Connector Edition CloudConnector.ini, lists
+    every key it could not map, and moves what cannot run on one host (listeners on one
+    address, ports below 1024, TLS between roles without certificates), in the output and in
+    the file's comments. Then: hybridvoice up --config.
     """
     from hybridvoice.cms.ini import import_ini  # noqa: PLC0415
     from hybridvoice.cms.settings import SettingsError  # noqa: PLC0415
@@ -232,12 +234,12 @@ def init(
     if output.exists() and not force:
         err.print(f"[red]{output} exists.[/red] Pass --force to overwrite it, or -o elsewhere.")
         raise typer.Exit(1)
-    unmapped: tuple[str, ...] = ()
+    imported = None
     if ini is None:
         text = render_settings(lab_settings())
     else:
         try:
-            settings, unmapped = import_ini(ini.read_text(encoding="utf-8-sig"))
+            imported = import_ini(ini.read_text(encoding="utf-8-sig"))
         except OSError as exc:
             err.print(f"[red]cannot read {ini}:[/red] {exc.strerror or exc}")
             raise typer.Exit(2) from exc
@@ -247,13 +249,19 @@ def init(
                 err.print(f"  {problem}")
             err.print("Fix these keys in the ini file (or in the written TOML) and try again.")
             raise typer.Exit(2) from exc
-        text = render_settings(settings, source=str(ini), unmapped=unmapped)
+        text = render_settings(
+            imported.settings, source=str(ini), unmapped=imported.unmapped, notes=imported.notes
+        )
     output.write_text(text, encoding="utf-8")
     out.print(f"wrote {output}")
-    if unmapped:
-        out.print(f"{len(unmapped)} key(s) of {ini} have no hybridvoice setting:")
-        for key in unmapped:
-            out.print(f"  {key}")
+    if imported is not None and imported.unmapped:
+        out.print(f"{len(imported.unmapped)} key(s) of {ini} have no hybridvoice setting:")
+        for key in imported.unmapped:
+            out.print(f"  {key}", markup=False, highlight=False)
+    if imported is not None and imported.notes:
+        out.print(f"{len(imported.notes)} value(s) changed to run on one host (also in the file):")
+        for note in imported.notes:
+            out.print(f"  {note}", markup=False, highlight=False)
     out.print(f"next: hybridvoice up --config {output}")
 
 
@@ -263,8 +271,21 @@ def up(
         Path | None, typer.Option(help="Settings file (hybridvoice init writes one)")
     ] = None,
     state_dir: Annotated[
-        Path | None,
-        typer.Option(help="Where data lives (tenant, replica, call records); default: a temp dir"),
+        str | None,
+        typer.Option(
+            help="Where data lives (tenant, replica, call records), kept across restarts; "
+            "':memory:' for a throwaway lab. Default: the per-user data directory "
+            "(~/.local/share/hybridvoice/lab, or .../sites/SITENAME with --config)",
+            metavar="DIR",
+        ),
+    ] = None,
+    lab_users: Annotated[
+        bool | None,
+        typer.Option(
+            "--lab-users/--no-lab-users",
+            help="Seed the lab users alice and bob (known password) into a new tenant. "
+            "Default: in the lab (no --config) only",
+        ),
     ] = None,
     lab_gateway: Annotated[
         bool | None,
@@ -292,9 +313,11 @@ def up(
     """Start the online service, one appliance with every role and, unless the settings name
     real gateways, a lab gateway that answers and echoes media — all on this machine.
 
-    Prints where each piece listens and a line to try. Stop with Ctrl-C.
+    Prints where its data lives (kept across restarts), where each piece listens, a line to try.
+
+    An address in use is named with its setting. Stop with Ctrl-C.
     """
-    from hybridvoice.app import run_up  # noqa: PLC0415
+    from hybridvoice.app import ListenError, default_state_dir, run_up  # noqa: PLC0415
     from hybridvoice.cms.settings import SettingsError, load_settings  # noqa: PLC0415
     from hybridvoice.cms.template import lab_settings  # noqa: PLC0415
     from hybridvoice.mgmt.logs import LogFormat, LoggingSetupError, configure_logging  # noqa: PLC0415
@@ -315,13 +338,26 @@ def up(
         err.print(f"[red]cannot read {config}:[/red] {exc.strerror or exc}")
         err.print("Write one with: hybridvoice init")
         raise typer.Exit(2) from exc
+    lab = config is None
+    if state_dir == ":memory:":
+        where = None
+    else:
+        where = Path(state_dir) if state_dir else default_state_dir(settings, lab=lab)
+    seed = lab if lab_users is None else lab_users
     try:
-        asyncio.run(run_up(settings, state_dir, console=out, lab_gateway=lab_gateway, wire=wire))
+        asyncio.run(
+            run_up(settings, where, console=out, lab_gateway=lab_gateway, lab_users=seed, wire=wire)
+        )
     except KeyboardInterrupt:
         pass
+    except ListenError as exc:
+        err.print("[red]cannot start:[/red]", end=" ")
+        err.print(str(exc), markup=False, highlight=False)
+        if config is not None:
+            err.print(f"The settings are in {config}.", markup=False, highlight=False)
+        raise typer.Exit(1) from exc
     except (ValueError, OSError) as exc:
         err.print(f"[red]cannot start:[/red] {exc}")
-        err.print("Another hybridvoice up running? Stop it, or change the ports in the settings.")
         raise typer.Exit(1) from exc
 
 

@@ -16,6 +16,8 @@ from hybridvoice.cms.settings import (
     Settings,
     SettingsError,
     TrunkConfiguration,
+    listener_clashes,
+    listeners,
     load_settings,
     parse_settings,
     python_template,
@@ -301,6 +303,50 @@ def test_two_gateways_one_address() -> None:
     assert one_problem(raw) == "Gateway2.IP: 10.0.0.9:5060 is Gateway1's too"
 
 
+def test_defaults_fit_on_one_host() -> None:
+    """Every role with its default listeners on 127.0.0.1: no two on one address."""
+    s = parse_settings(minimal())
+    found = listeners(s)
+    assert listener_clashes(found) == []
+    assert {x.key for x in found} >= {
+        "EdgeServer.ExternalSIPPort", "EdgeServer.InternalPort", "MediationServer.InternalPort",
+        "MediationServer.TCPPort", "MediationServer.TLSPort", "Online.SIPPort",
+        "Online.ServiceURL", "Management.Port", "MediationServer.BypassServicePort",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sections", "key", "other"),
+    [
+        # the original's per-VM ports, written into one file for one host
+        ({"EdgeServer": {"InternalPort": 5061, "ExternalSIPPort": 5061}},
+         "EdgeServer.InternalPort", "[EdgeServer] ExternalSIPPort"),
+        ({"MediationServer": {"InternalPort": 5068, "InternalProtocol": "TCP"}},
+         "MediationServer.TCPPort", "[MediationServer] InternalPort"),
+        # TLS and HTTP share TCP's port space
+        ({"Management": {"Port": 5067}}, "Management.Port", "[MediationServer] TLSPort"),
+        # the wildcard address takes the port on every address of its family
+        ({"MediationServer": {"IP": "0.0.0.0", "UDPPort": 5060}},
+         "Online.SIPPort", "[MediationServer] UDPPort"),
+        ({"Online": {"ServiceURL": "http://127.0.0.1:8472"}},
+         "Management.Port", "[Online] ServiceURL"),
+    ],
+)  # fmt: skip
+def test_listeners_on_one_address_are_refused_naming_both_keys(
+    sections: dict[str, Any], key: str, other: str
+) -> None:
+    problem = one_problem(minimal(**sections))
+    assert problem.startswith(f"{key}: ") and f"is also {other}'s" in problem
+
+
+def test_listeners_that_do_not_clash() -> None:
+    """UDP and TCP on one port, two IPs, two families, port 0 (any free port) are fine."""
+    parse_settings(minimal(MediationServer={"UDPPort": 5068}))
+    parse_settings(minimal(MediationServer={"IP": "127.0.0.2", "InternalPort": 5071}))
+    parse_settings(minimal(MediationServer={"IP": "::", "InternalPort": 5071}))
+    parse_settings(minimal(EdgeServer={"InternalPort": 0}, MediationServer={"InternalPort": 0}))
+
+
 def test_every_problem_is_listed() -> None:
     raw = {
         "Common": {"SIPDomains": "a.com", "SiteName": "", "Colour": "blue"},
@@ -353,7 +399,8 @@ CCE_INI = (Path(__file__).parents[1] / "fixtures" / "CloudConnector.ini").read_t
 
 
 def test_import_cloudconnector_ini() -> None:
-    s, unmapped = import_ini(CCE_INI)
+    imported = import_ini(CCE_INI)
+    s, unmapped = imported.settings, imported.unmapped
     assert s.common.sip_domains == ("contoso.com", "fabrikam.com")
     assert s.common.site_name == "Amsterdam" and s.common.max_concurrent_calls == 500
     assert s.common.state is None  # empty = unset

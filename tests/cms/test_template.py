@@ -22,12 +22,20 @@ def test_lab_settings_round_trip() -> None:
 
 
 def test_imported_ini_round_trip_lists_unmapped_keys() -> None:
-    settings, unmapped = import_ini(CCE_INI)
-    text = render_settings(settings, source="CloudConnector.ini", unmapped=unmapped)
+    imported = import_ini(CCE_INI)
+    settings, unmapped = imported.settings, imported.unmapped
+    text = render_settings(
+        settings, source="CloudConnector.ini", unmapped=unmapped, notes=imported.notes
+    )
     assert parse_settings(tomllib.loads(text)) == settings
     for key in unmapped:
         assert f"#   {key}\n" in text
     assert "[Gateway2]" in text
+    # every change of the import is in the header (key, old, new, why) and beside its key
+    assert imported.notes
+    for note in imported.notes:
+        assert f"#   {note.key}: {note.old} -> {note.new}: {note.why}\n" in text
+    assert "BypassServicePort = 8471 # was 80" in text
 
 
 @pytest.mark.parametrize("value", [False, "off", "OFF"])

@@ -4,10 +4,12 @@ process, talking to it over SIP and HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,10 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomlkit
 from chain_harness import settings_on_free_ports
+from ports import free_port
 
-from hybridvoice.cms.settings import Settings, load_settings
+from hybridvoice.cms.settings import Settings, listeners, load_settings
 from hybridvoice.cms.template import render_settings
+from hybridvoice.net.options import ping
 
 CCE_INI = (Path(__file__).parents[1] / "fixtures" / "CloudConnector.ini").read_text()
 HV = [sys.executable, "-m", "hybridvoice"]
@@ -30,26 +35,51 @@ WIDE = {**os.environ, "COLUMNS": "250", "XDG_CONFIG_HOME": CONFIG_HOME}
 WIDE.pop("HYBRIDVOICE_TOKEN", None)
 
 
+@pytest.fixture(autouse=True)
+def _data_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """platformdirs' per-user data directory in a temporary one: tests never write into the
+    real user's data."""
+    home = tmp_path_factory.mktemp("data-home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home))
+    return home
+
+
+def wide() -> dict[str, str]:
+    return dict(WIDE)
+
+
 def hv(
     *args: str, timeout: float = 30.0, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*HV, *args], capture_output=True, text=True, timeout=timeout, check=False,
-        env={**WIDE, **(env or {})},
+        env={**wide(), **(env or {})},
     )  # fmt: skip
 
 
 @contextlib.contextmanager
-def up(tmp_path: Path) -> Iterator[tuple[Settings, list[str]]]:
-    """`hybridvoice up --config` on free ports; yields the settings and the URL options."""
-    settings = settings_on_free_ports()
-    config = tmp_path / "hybridvoice.toml"
-    config.write_text(render_settings(settings))
-    log = (tmp_path / "up.log").open("wb")
+def up(
+    tmp_path: Path,
+    *extra: str,
+    settings: Settings | None = None,
+    config: Path | None = None,
+    state: bool = True,
+) -> Iterator[tuple[Settings, list[str]]]:
+    """`hybridvoice up --config` on free ports (by default with the lab users, the lab
+    gateway and a state directory under ``tmp_path``); yields the settings and the URL
+    options. ``config``: start this file as it is."""
+    if config is None:
+        settings = settings or settings_on_free_ports()
+        config = tmp_path / "hybridvoice.toml"
+        config.write_text(render_settings(settings))
+        extra = extra or ("--lab-users", "--lab-gateway")
+    settings = load_settings(config)
+    log_path = tmp_path / "up.log"
+    log = log_path.open("wb")
+    where = ["--state-dir", str(tmp_path / "state")] if state else []
     proc = subprocess.Popen(
-        [*HV, "up", "--config", str(config), "--state-dir", str(tmp_path / "state"),
-         "--lab-gateway"],
-        stdout=log, stderr=subprocess.STDOUT, env=WIDE,
+        [*HV, "up", "--config", str(config), *where, *extra],
+        stdout=log, stderr=subprocess.STDOUT, env=wide(),
     )  # fmt: skip
     online = settings.online
     urls = ["--url", online.service_url,
@@ -59,10 +89,10 @@ def up(tmp_path: Path) -> Iterator[tuple[Settings, list[str]]]:
         while time.monotonic() < deadline:
             if hv("appliance", "status", "--json", *urls[2:], timeout=10).returncode == 0:
                 break
-            assert proc.poll() is None, (tmp_path / "up.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
             time.sleep(0.1)
         else:
-            pytest.fail("hybridvoice up did not come up:\n" + (tmp_path / "up.log").read_text())
+            pytest.fail("hybridvoice up did not come up:\n" + log_path.read_text())
         yield settings, urls
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -220,3 +250,99 @@ def test_tokens_and_the_audit_log_from_the_command_line(tmp_path: Path) -> None:
         assert maintenance.returncode == 0, maintenance.stderr
         appliance_log = json.loads(hv("audit", "--json", "--url", urls[3]).stdout)
         assert appliance_log[0]["operation"] == "maintenance.enter"
+
+
+# --- an imported CloudConnector.ini starts on one host -----------------------------------------
+
+
+def _on_free_ports(config: Path) -> None:
+    """Edit the file ``init --ini`` wrote, keeping its comments: every listener on a free
+    loopback port (never the machine's fixed ones), gateways on loopback (nothing leaves the
+    host; an FQDN would be resolved)."""
+    doc = tomlkit.parse(config.read_text())
+    for listener in listeners(load_settings(config)):
+        section, _, key = listener.key.partition(".")
+        if key == "ServiceURL":
+            doc[section][key] = f"http://127.0.0.1:{free_port()}"  # type: ignore[index]
+        else:
+            doc[section][key] = free_port()  # type: ignore[index]
+    for name in ("Gateway1", "Gateway2"):
+        gateway = doc[name]
+        gateway.pop("FQDN", None)  # type: ignore[union-attr]
+        gateway["IP"], gateway["Port"] = "127.0.0.1", free_port()  # type: ignore[index]
+    config.write_text(tomlkit.dumps(doc))
+
+
+def test_an_imported_ini_starts_on_one_host(tmp_path: Path) -> None:
+    ini = tmp_path / "CloudConnector.ini"
+    ini.write_text(CCE_INI.replace("IP=192.168.213.6", "IP=127.0.0.1"))  # one host: loopback
+    config = tmp_path / "imported.toml"
+    made = hv("init", "--ini", str(ini), "--output", str(config))
+    assert made.returncode == 0, made.stderr
+    for line in ("EdgeServer.InternalPort: 5061 -> 5071", "MediationServer.InternalPort: 5061 "
+                 "-> 5062", "MediationServer.BypassServicePort: 80 -> 8471"):  # fmt: skip
+        assert line in made.stdout
+    text = config.read_text()
+    assert "#   EdgeServer.InternalPort: 5061 -> 5071: tcp 127.0.0.1:5061 is also" in text
+    assert 'InternalProtocol = "TCP" # was TLS' in text
+    _on_free_ports(config)
+    with up(tmp_path, config=config) as (settings, urls):
+        answered = {}
+        for listener in listeners(settings):
+            if listener.transport not in ("UDP", "TCP"):
+                continue  # HTTP answered already (status); no certificate: TLS does not listen
+            uri = f"sip:127.0.0.1:{listener.port};transport={listener.transport.lower()}"
+            result = asyncio.run(ping(uri, timeout=5))
+            answered[f"{listener.key} {listener.transport}"] = result.response.status
+        assert set(answered) >= {
+            "EdgeServer.ExternalSIPPort TCP", "EdgeServer.InternalPort TCP",
+            "MediationServer.InternalPort TCP", "MediationServer.TCPPort TCP",
+            "Online.SIPPort UDP", "Online.SIPPort TCP",
+        }  # fmt: skip
+        assert set(answered.values()) == {200}, answered
+        status = json.loads(hv("appliance", "status", "--json", *urls[2:]).stdout)
+        assert status["roles"] == ["edge", "mediation"]
+        users = hv("user", "get", "--json", *urls[:2])
+        assert users.returncode == 0 and json.loads(users.stdout) == []  # no lab users
+    log = (tmp_path / "up.log").read_text()
+    assert "no lab users" in log and "TLSPort" in log  # the TLS listener's warning
+
+
+def test_a_bind_error_names_the_setting_the_address_and_the_fix(tmp_path: Path) -> None:
+    settings = settings_on_free_ports()
+    config = tmp_path / "hybridvoice.toml"
+    config.write_text(render_settings(settings))
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", settings.mediation_server.tcp_port or 0))
+        other.listen()
+        result = hv("up", "--config", str(config), "--state-dir", ":memory:")
+    assert result.returncode == 1
+    message = " ".join(result.stderr.split())
+    port = settings.mediation_server.tcp_port
+    assert f"[MediationServer] TCPPort: cannot listen on tcp 127.0.0.1:{port}" in message
+    assert "Address already in use (EADDRINUSE)" in message
+    assert "set [MediationServer] TCPPort to a free port" in message
+    assert str(config) in message
+    assert "Another hybridvoice up running?" not in message
+
+
+def test_state_lives_in_the_user_data_dir_and_survives_a_restart(
+    tmp_path: Path, _data_home: Path
+) -> None:
+    """No --state-dir: platformdirs' data directory, printed; a second `up` on it finds what
+    the admin did in the first. Settings without --lab-users: no alice/bob."""
+    settings = settings_on_free_ports()
+    where = _data_home / "hybridvoice" / "sites" / settings.common.site_name
+    with up(tmp_path, "--lab-gateway", settings=settings, state=False) as (_, urls):
+        online = urls[:2]
+        assert hv("user", "get", "--json", *online).stdout.strip() == "[]"
+        made = hv("user", "set", "sip:carol@contoso.example", "--line-uri", "tel:+15550142",
+                  "--site", settings.common.site_name, "--enterprise-voice", *online)  # fmt: skip
+        assert made.returncode == 0, made.stderr
+    first_log = (tmp_path / "up.log").read_text()
+    assert f"state: {where}" in " ".join(first_log.split())
+    assert (where / "online.db").exists()
+    with up(tmp_path, "--lab-gateway", "--lab-users", settings=settings, state=False) as (_, urls):
+        users = json.loads(hv("user", "get", "--json", *urls[:2]).stdout)
+        # carol is still there; the tenant is not new, so no lab users with a known password
+        assert [u["sip_uri"] for u in users] == ["sip:carol@contoso.example"]

@@ -7,14 +7,16 @@ Every piece is real (sockets, SIP, RTP); only the ports are free ones instead of
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import httpx
+import pytest
 from chain_harness import DOMAIN, call_once, lab, proxy_of, settings_on_free_ports
 from ports import free_port
 from ua_harness import Phone, run, sdp
 
-from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab
+from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab, ListenError
 from hybridvoice.cms.settings import parse_settings
 from hybridvoice.mgmt.appliance import Appliance
 from hybridvoice.mgmt.testcall import place_test_call
@@ -22,6 +24,7 @@ from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.register import DigestCredentials, Registration
 from hybridvoice.net.transport import Destination
 from hybridvoice.net.ua import UserAgent
+from hybridvoice.online.models import Site
 from hybridvoice.sip.session import Disconnected
 
 
@@ -220,3 +223,129 @@ def test_appliance_stopped_the_caller_gets_a_clear_failure(tmp_path: Path) -> No
             assert "<- 503 Service Unavailable (INVITE)" in again.ladder
 
     run(main(), timeout=60)
+
+
+# --- state across restarts, lab users, start-up checks ----------------------------------------
+
+
+def test_restart_keeps_tenant_changes_and_call_records(tmp_path: Path) -> None:
+    """Two starts on one state directory: what the admin changed and the call records of
+    the first run are there in the second, and the lab users are not seeded again."""
+
+    async def main() -> None:
+        settings = settings_on_free_ports()
+        async with lab(tmp_path, settings) as up:
+            assert up.online is not None
+            store = up.online.store
+            alice = store.get_user(f"sip:alice@{DOMAIN}")
+            assert alice is not None
+            store.set_user(alice.with_password("changed-by-admin", DOMAIN))
+            store.new_site(Site(name="Stockholm", edge_fqdn="edge.sthlm.example"))
+            store.set_network_config(
+                store.network_config().model_copy(update={"media_bypass_enabled": True})
+            )
+            first = await call_once(up, user="bob")
+            assert first.ok, first
+        async with lab(tmp_path, settings) as again:
+            assert again.online is not None and again.appliance is not None
+            store = again.online.store
+            kept = store.get_user(f"sip:alice@{DOMAIN}")
+            assert (
+                kept is not None
+                and kept.ha1_md5 == alice.with_password("changed-by-admin", DOMAIN).ha1_md5
+            )  # not reset to the lab password
+            assert store.get_site("Stockholm") is not None
+            assert store.network_config().media_bypass_enabled is True
+            mediation = again.appliance.mediation
+            assert mediation is not None and mediation.records is not None
+            assert first.call_id is not None
+            assert mediation.records.by_call_id(first.call_id) is not None
+            refused = await call_once(again)  # alice with the lab password: no longer hers
+            assert not refused.ok
+
+    run(main(), timeout=90)
+
+
+def test_lab_users_only_when_asked_and_in_memory_state() -> None:
+    async def main() -> None:
+        settings = settings_on_free_ports()
+        up = Lab(settings, None, lab_gateway=True, lab_users=False)
+        await up.start()
+        try:
+            assert up.online is not None and up.online.store.users() == []
+            assert up.settings.management.state_directory is None  # nothing on disk
+        finally:
+            await up.stop()
+        seeded = Lab(settings_on_free_ports(), None, lab_gateway=True, lab_users=True)
+        await seeded.start()
+        try:
+            assert seeded.online is not None
+            assert {u.sip_uri for u in seeded.online.store.users()} == {
+                f"sip:alice@{DOMAIN}",
+                f"sip:bob@{DOMAIN}",
+            }
+        finally:
+            await seeded.stop()
+
+    run(main(), timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "kind"),
+    [("MediationServer", "TCPPort", socket.SOCK_STREAM),
+     ("MediationServer", "UDPPort", socket.SOCK_DGRAM),
+     ("EdgeServer", "InternalPort", socket.SOCK_STREAM)],
+)  # fmt: skip
+def test_an_address_in_use_is_named_with_its_setting(
+    tmp_path: Path, section: str, key: str, kind: int
+) -> None:
+    async def main() -> None:
+        with socket.socket(socket.AF_INET, kind) as other:
+            other.bind(("127.0.0.1", 0))
+            if kind == socket.SOCK_STREAM:
+                other.listen()
+            port = other.getsockname()[1]
+            up = Lab(settings_on_free_ports(**{section: {key: port}}), tmp_path, lab_gateway=True)
+            with pytest.raises(ListenError) as info:
+                await up.start()
+            message = str(info.value)
+            transport = "udp" if kind == socket.SOCK_DGRAM else "tcp"
+            assert f"[{section}] {key}" in message
+            assert f"{transport} 127.0.0.1:{port}" in message
+            assert "Address already in use" in message and "EADDRINUSE" in message
+            assert f"set [{section}] {key} to a free port" in message
+            assert up.online is None and up.appliance is None  # nothing was started
+
+    run(main(), timeout=30)
+
+
+def test_tls_between_roles_without_a_certificate_is_refused_naming_the_keys(
+    tmp_path: Path,
+) -> None:
+    settings = settings_on_free_ports(EdgeServer={"InternalProtocol": "TLS"},
+                                      MediationServer={"InternalProtocol": "TLS"})  # fmt: skip
+    up = Lab(settings, tmp_path, lab_gateway=True)
+    with pytest.raises(ValueError, match="no certificate") as info:
+        up.check_listeners()
+    assert "[EdgeServer] InternalProtocol, [MediationServer] InternalProtocol" in str(info.value)
+
+
+def test_an_address_taken_after_the_check_is_still_named(tmp_path: Path) -> None:
+    """The check and the bind are not atomic: a port taken in between is named too."""
+
+    class Unchecked(Lab):
+        def check_listeners(self) -> None:  # the port is taken after the check
+            pass
+
+    async def main() -> None:
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", 0))
+            other.listen()
+            port = other.getsockname()[1]
+            settings = settings_on_free_ports(MediationServer={"TCPPort": port})
+            up = Unchecked(settings, tmp_path, lab_gateway=True)
+            with pytest.raises(ListenError, match=rf"\[MediationServer\] TCPPort.*:{port}"):
+                await up.start()
+            assert up.online is None and up.appliance is None
+
+    run(main(), timeout=30)

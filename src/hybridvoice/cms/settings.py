@@ -1,6 +1,6 @@
 """Appliance settings: the schema, its validation, and loading from TOML.
 
-The keys mirror CloudConnector.ini (CCE-REFERENCE.md) so that admins recognise them:
+The keys mirror CloudConnector.ini (docs/reference.md) so that admins recognise them:
 ``[Common]``, ``[MediationServer]``, ``[Gateway1]`` .. ``[GatewayN]``, ``[HybridVoiceRoutes]``
 and ``[TrunkConfiguration]``; gateways also carry the Teams Direct Routing gateway features
 (Enabled, SendSipOptions, MaxConcurrentSessions, FailoverTimeSeconds, FailoverResponseCodes,
@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +41,11 @@ from hybridvoice.net.stream import StreamLimits
 
 __all__ = [
     "HARDWARE_CALL_LIMITS",
+    "PRIVILEGED_PORTS",
     "Common",
     "EdgeServer",
     "Gateway",
+    "Listener",
     "Management",
     "MediationServer",
     "Online",
@@ -54,6 +57,8 @@ __all__ = [
     "TrunkConfiguration",
     "cross_check",
     "ini_key",
+    "listener_clashes",
+    "listeners",
     "load_settings",
     "parse_settings",
     "problems_of",
@@ -282,8 +287,9 @@ class MediationServer(_Section):
     tcp_port: OptionalListenPort = 5068
     tls_port: OptionalListenPort = 5067
     udp_port: OptionalListenPort = None
-    #: the edge side: where the mediation role takes calls from its edge (CCE: MTLS 5061)
-    internal_port: ListenPort = 5061
+    #: the edge side: where the mediation role takes calls from its edge (CCE: MTLS 5061 on
+    #: the mediation VM; 5062 here, so that the defaults of every role fit on one host)
+    internal_port: ListenPort = 5062
     internal_protocol: Annotated[Literal["TCP", "TLS", "UDP"], BeforeValidator(_upper)] = "TLS"
     media_port_start: Port = 49152
     media_port_end: Port = 57500
@@ -329,7 +335,7 @@ class EdgeServer(_Section):
     internal_server_name: str | None = None
     internal_pool_name: HostName | None = None
     internal_server_ips: Annotated[tuple[IPAddress, ...], BeforeValidator(_words)] = ("127.0.0.1",)
-    internal_port: ListenPort = 5061
+    internal_port: ListenPort = 5071  # CCE: 5061 on the edge VM's internal NIC; one host: 5071
     internal_protocol: Annotated[Literal["TCP", "TLS", "UDP"], BeforeValidator(_upper)] = "TLS"
     external_sip_pool_name: HostName | None = None
     external_sip_ips: Annotated[tuple[IPAddress, ...], BeforeValidator(_words)] = ("127.0.0.1",)
@@ -359,7 +365,7 @@ class Online(_Section):
     service_url: str = "http://127.0.0.1:8470"
     appliance_name: str | None = None  # default: [Common] ServerName, else the site name
     sip_addresses: Annotated[tuple[IPAddress, ...], BeforeValidator(_words)] = ("127.0.0.1",)
-    sip_port: Port = 5061
+    sip_port: Port = 5060  # the edge's own external side has 5061 when both run on one host
     sip_protocol: Annotated[Literal["TCP", "TLS", "UDP"], BeforeValidator(_upper)] = "TLS"
     heartbeat_seconds: float = Field(default=1.0, gt=0, le=3600)
     #: what the online service's registrar and proxy challenge with, strongest first
@@ -660,9 +666,108 @@ def _gateway_sections(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {k: raw[k] for _, k in sorted(found)}
 
 
+# --- listeners: every address the settings make this host listen on ---------------------------
+
+#: Ports below this need privilege to bind (root, or CAP_NET_BIND_SERVICE on Linux).
+PRIVILEGED_PORTS: Final = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One address a role listens on, and the settings key that puts it there.
+
+    ``transport`` is UDP, TCP, TLS or HTTP; TCP, TLS and HTTP share the TCP port space."""
+
+    key: str  # dotted, as in Problem: "MediationServer.TCPPort"
+    transport: str
+    host: str
+    port: int
+
+    @property
+    def setting(self) -> str:
+        """The key as an admin finds it in the file: ``[MediationServer] TCPPort``."""
+        section, _, key = self.key.partition(".")
+        return f"[{section}] {key}"
+
+    @property
+    def socket_kind(self) -> str:
+        """The port space: ``udp`` or ``tcp`` (TLS and HTTP run on TCP)."""
+        return "udp" if self.transport == "UDP" else "tcp"
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport.lower()} {host}:{self.port}"
+
+
+def _url_listener(url: str) -> tuple[str, int] | None:
+    """The (IP, port) an ``http(s)://`` URL names, or None when the host is a name."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        host = str(ipaddress.ip_address(parts.hostname or ""))
+    except ValueError:
+        return None
+    return host, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def listeners(settings: Settings) -> tuple[Listener, ...]:
+    """Every listen address of the roles ``hybridvoice up`` runs on one host, in a fixed
+    order (the edge's public side first: earlier listeners keep their port when an import
+    separates clashing ones). Listeners switched off (``false``) are left out."""
+    edge, ms, online = settings.edge_server, settings.mediation_server, settings.online
+    found = [
+        Listener("EdgeServer.ExternalSIPPort", edge.external_protocol,
+                 edge.external_sip_ips[0], edge.external_sip_port),
+        Listener("EdgeServer.InternalPort", edge.internal_protocol,
+                 edge.internal_server_ips[0], edge.internal_port),
+        Listener("MediationServer.InternalPort", ms.internal_protocol, ms.ip, ms.internal_port),
+    ]  # fmt: skip
+    for key, kind, port in (("TCPPort", "TCP", ms.tcp_port), ("TLSPort", "TLS", ms.tls_port),
+                            ("UDPPort", "UDP", ms.udp_port)):  # fmt: skip
+        if port is not None:
+            found.append(Listener(f"MediationServer.{key}", kind, ms.ip, port))
+    # the online service listens for clients on UDP and on TCP (TLS when asked for)
+    stream = "TLS" if online.sip_protocol == "TLS" else "TCP"
+    for kind in ("UDP", stream):
+        found.append(Listener("Online.SIPPort", kind, online.sip_addresses[0], online.sip_port))
+    api = _url_listener(online.service_url)
+    if api is not None:
+        found.append(Listener("Online.ServiceURL", "HTTP", *api))
+    found.append(Listener("Management.Port", "HTTP", settings.management.ip,
+                          settings.management.port))  # fmt: skip
+    host, port = ms.bypass_bind
+    found.append(Listener("MediationServer.BypassServicePort", "HTTP", host, port))
+    return tuple(found)
+
+
+def _same_address(a: Listener, b: Listener) -> bool:
+    """Whether ``a`` and ``b`` would bind the same socket: same port space and port (0 picks
+    a free one, never a clash), same IP or a wildcard of the same family."""
+    if a.socket_kind != b.socket_kind or a.port != b.port or a.port == 0:
+        return False
+    ip_a, ip_b = ipaddress.ip_address(a.host), ipaddress.ip_address(b.host)
+    if ip_a == ip_b:
+        return True
+    return ip_a.version == ip_b.version and (ip_a.is_unspecified or ip_b.is_unspecified)
+
+
+def listener_clashes(found: tuple[Listener, ...]) -> list[tuple[Listener, Listener]]:
+    """Pairs (earlier, later) of listeners on the same address; they cannot both start."""
+    return [
+        (first, later)
+        for i, later in enumerate(found)
+        for first in found[:i]
+        if _same_address(first, later) and first.key != later.key
+    ]
+
+
 def cross_check(settings: Settings) -> list[Problem]:
-    """Problems between sections: unknown routes, two gateways with one name or address."""
+    """Problems between sections: unknown routes, two gateways with one name or address,
+    two listeners on one address (both keys named)."""
     problems: list[Problem] = []
+    for first, later in listener_clashes(listeners(settings)):
+        if not any(p.key == later.key for p in problems):  # one problem per listener
+            reason = f"{later} is also {first.setting}'s ({first}): give one of them another port"
+            problems.append(Problem(later.key, reason))
     seen_names: set[str] = set()
     seen_addr: dict[tuple[str, int], str] = {}
     routes = settings.hybrid_voice_routes
@@ -723,8 +828,11 @@ def problems_of(exc: ValidationError, gateway_names: list[str] | None = None) ->
     return [Problem(_key(tuple(e["loc"]), names), _reason(e)) for e in exc.errors()]
 
 
-def parse_settings(raw: Mapping[str, Any]) -> Settings:
-    """Validate a parsed settings document; raise :class:`SettingsError` with every problem."""
+def parse_settings(raw: Mapping[str, Any], *, cross_checked: bool = True) -> Settings:
+    """Validate a parsed settings document; raise :class:`SettingsError` with every problem.
+
+    ``cross_checked=False`` leaves out :func:`cross_check` (the ini import separates clashing
+    listeners itself, then validates again with it)."""
     data = dict(raw)
     sections = _gateway_sections(data)
     listed = data.get("Gateways", [])
@@ -739,7 +847,7 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
         settings = Settings.model_validate(data, context=context)
     except ValidationError as exc:
         raise SettingsError(problems_of(exc, names)) from None
-    problems = cross_check(settings)
+    problems = cross_check(settings) if cross_checked else []
     if problems:
         raise SettingsError(problems)
     return settings

@@ -10,13 +10,16 @@ tomlkit writes the document so that values are quoted and escaped correctly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import tomlkit
 from tomlkit.items import Table
 
 from .settings import MediationServer, Settings, parse_settings
+
+if TYPE_CHECKING:
+    from .ini import ImportNote
 
 __all__ = ["LAB_GATEWAY_PORT", "lab_settings", "render_settings"]
 
@@ -27,7 +30,8 @@ _SECTION_NOTES: Final[Mapping[str, str]] = {
     "Common": "The appliance and its site (CloudConnector.ini [Common]).",
     "EdgeServer": (
         "The access edge: external side toward the online service, internal side toward this\n"
-        "appliance's mediation role. CCE used MTLS on 5061 on both sides; TCP is fine in labs."
+        "appliance's mediation role. CCE used MTLS on 5061 on both sides (one VM each); on one\n"
+        "host no two listeners may share an address (docs/reference.md, Ports). TCP: labs."
     ),
     "MediationServer": (
         "The mediation role: gateway-side listeners (TCP 5068 / TLS 5067, UDP when a gateway\n"
@@ -36,7 +40,8 @@ _SECTION_NOTES: Final[Mapping[str, str]] = {
     ),
     "Online": "How this appliance reaches the online service (registration, heartbeats, "
     "replication).",
-    "Management": "This appliance's management API (status, calls) and its state directory.",
+    "Management": "This appliance's management API (status, calls) and its state directory\n"
+    "(hybridvoice up keeps its state in --state-dir, default the per-user data directory).",
     "TrunkConfiguration": "Trunk-wide behaviour; a gateway's own keys override these.",
     "SipLimits": (
         "What one peer may hold on the SIP TCP/TLS listeners (slow or hostile peers); every\n"
@@ -55,7 +60,7 @@ _KEY_NOTES: Final[Mapping[str, str]] = {
     "InternalServerIPs": "where the edge listens for its mediation role",
     "ExternalSIPIPs": "where the edge listens for the online service",
     "MediationTimeoutSeconds": "no answer from mediation within this: 503 to the cloud",
-    "BypassServicePort": "80 in production; a port >= 1024 runs without privileges",
+    "BypassServicePort": "80 as in the original (needs privilege); >= 1024 runs as any user",
     "InternalSubnets": "clients in these subnets are internal (media bypass applies)",
     "ServiceURL": "the online service's management API",
     "DigestAlgorithms": "MD5 for SIPp and baresip 1.0; 'SHA-256 MD5' for RFC 8760 clients",
@@ -129,7 +134,10 @@ def _value(value: Any) -> Any:
 
 
 def _table(
-    values: Mapping[str, Any], note: str | None, defaults: Mapping[str, Any] | None = None
+    values: Mapping[str, Any],
+    note: str | None,
+    defaults: Mapping[str, Any] | None = None,
+    changed: Mapping[str, str] | None = None,
 ) -> Table:
     table = tomlkit.table()
     if note:
@@ -140,17 +148,25 @@ def _table(
         if not off and (raw is None or raw in ([], {})):
             continue  # unset: the schema's default applies
         item = tomlkit.item(False if off else _value(raw))  # False: a listener switched off
-        if key in _KEY_NOTES:
+        if changed and key in changed:
+            item.comment(changed[key])  # what the import changed says more than the default
+        elif key in _KEY_NOTES:
             item.comment(_KEY_NOTES[key])
         table.add(key, item)
     return table
 
 
 def render_settings(
-    settings: Settings, *, source: str | None = None, unmapped: Sequence[str] = ()
+    settings: Settings,
+    *,
+    source: str | None = None,
+    unmapped: Sequence[str] = (),
+    notes: Sequence[ImportNote] = (),
 ) -> str:
-    """``settings`` as a commented TOML document; ``source`` and ``unmapped`` (keys of an
-    imported CloudConnector.ini that have no hybridvoice setting) go into the header."""
+    """``settings`` as a commented TOML document; ``source``, ``unmapped`` (keys of an
+    imported CloudConnector.ini that have no hybridvoice setting) and ``notes`` (what the
+    import changed: key, old value, new value, why) go into the header, and each note's
+    old value beside its key too."""
     data = settings.model_dump(by_alias=True, mode="json")
     doc = tomlkit.document()
     doc.add(tomlkit.comment("hybridvoice appliance settings. Keys mirror CloudConnector.ini;"))
@@ -161,21 +177,28 @@ def render_settings(
         doc.add(tomlkit.comment(f"{len(unmapped)} key(s) of the ini file were not carried over:"))
         for key in unmapped:
             doc.add(tomlkit.comment(f"  {key}"))
+    if notes:
+        doc.add(
+            tomlkit.comment(f"{len(notes)} value(s) changed by the import (key: old -> new: why):")
+        )
+        for change in notes:
+            doc.add(tomlkit.comment(f"  {change}"))
     doc.add(tomlkit.nl())
+    changed: dict[str, dict[str, str]] = {}
+    for change in notes:
+        section, _, key = change.key.partition(".")
+        changed.setdefault(section, {})[key] = f"was {change.old} (see the notes at the top)"
     defaults = MediationServer().model_dump(by_alias=True, mode="json")
     sections = ("Common", "EdgeServer", "MediationServer", "Online", "Management")
     for section in (*sections, "TrunkConfiguration"):
         known = defaults if section == "MediationServer" else None
-        doc.add(section, _table(data[section], _SECTION_NOTES.get(section), known))
+        note = _SECTION_NOTES.get(section)
+        doc.add(section, _table(data[section], note, known, changed.get(section)))
     doc.add("SipLimits", _table(data["SipLimits"], _SECTION_NOTES["SipLimits"]))
     routes = data.get("HybridVoiceRoutes") or {}
     doc.add("HybridVoiceRoutes", _table(routes, _SECTION_NOTES["HybridVoiceRoutes"]))
-    for index, gateway in enumerate(_gateways(data.get("Gateways") or ()), start=1):
+    for index, gateway in enumerate(data.get("Gateways") or (), start=1):
         note = "A PSTN gateway, SBC or IP-PBX." if index == 1 else None
-        doc.add(f"Gateway{index}", _table(gateway, note))
+        values = {k: v for k, v in gateway.items() if k != "Name"}
+        doc.add(f"Gateway{index}", _table(values, note, changed=changed.get(gateway["Name"])))
     return tomlkit.dumps(doc)
-
-
-def _gateways(gateways: Iterable[Mapping[str, Any]]) -> Iterable[dict[str, Any]]:
-    for gateway in gateways:
-        yield {k: v for k, v in gateway.items() if k != "Name"}

@@ -12,7 +12,7 @@ Cloud Connector Edition's Access Edge:
 * When the mediation role does not answer (its OPTIONS pings fail, or an INVITE gets no
   provisional response within ``[EdgeServer] MediationTimeoutSeconds``) the edge answers
   503 with Retry-After at once, so that the online service moves on to another appliance of
-  the site. (The original failed such inbound calls; see CCE-REFERENCE.md.)
+  the site. (The original failed such inbound calls; docs/reference.md, "Limits".)
 * OPTIONS addressed to the edge itself (no user part) are answered 200: the online
   service's keep-alive of the appliance.
 """

@@ -1,7 +1,7 @@
 """The online service's routing: who may call, and where each request goes.
 
 The policy of the online service's transaction-stateful proxy (:mod:`hybridvoice.net.proxy`),
-following Cloud Connector Edition's cloud side (CCE-REFERENCE.md):
+following Cloud Connector Edition's cloud side (docs/reference.md):
 
 * ``REGISTER`` goes to the registrar (RFC 3261 §10.3, digest authenticated).
 * Requests from a registered appliance's edge (its top Via sent-by is the edge address the
