@@ -2,7 +2,7 @@
 
 With media bypass the mediation role passes the SDP through unchanged, so RTP flows between the
 client and the gateway directly; otherwise it anchors media on its own relay. The inputs are the
-ones the original system used (``CCE-REFERENCE.md``, "Media bypass"):
+ones the original system used (``docs/reference.md``, "Media bypass"):
 
 - the tenant's network configuration, ``MediaBypassSettings {Enabled, AlwaysBypass}``;
 - the site's internal subnets (IPv4 and IPv6, :mod:`ipaddress`);

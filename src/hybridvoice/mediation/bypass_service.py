@@ -1,4 +1,4 @@
-"""The media bypass web service every mediation role hosts (``CCE-REFERENCE.md``, "Media bypass").
+"""The media bypass web service every mediation role hosts (``docs/reference.md``, "Media bypass").
 
 Clients learn that they are *internal* by reaching ``GET /hybridconfig/hybridconfigservice.svc``
 on the bypass service name, an internal-only DNS name that geo-DNS answers with the client's own
