@@ -222,3 +222,6 @@ async def online_side(up: Lab) -> None:
     assert value(s, "hybridvoice_proxy_local_responses_total", proxy="online", status="407") >= 1
     assert value(s, "hybridvoice_proxy_failovers_total", proxy="online") == 0
     assert "hybridvoice_proxy_provisional_timeouts" in families
+    # the online service's own endpoint: what it took in, and what it dropped by reason
+    assert "hybridvoice_sip_dropped" in families
+    assert "hybridvoice_sip_messages_delivered" in families

@@ -21,6 +21,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from hybridvoice.cms.settings import Online
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.http import DEFAULT_MAX_BODY, AsgiServer, serve_asgi
+from hybridvoice.net.metrics import endpoint_metrics
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.proxy import Proxy
 from hybridvoice.net.transport import Transport
@@ -113,7 +114,11 @@ class OnlineService:
             app = create_online_api(
                 self.store,
                 heartbeat_timeout=o.heartbeat_timeout,
-                metrics=lambda: sip_metrics(self.registrar, self.proxy) + guard_metrics(self.guard),
+                metrics=lambda: (
+                    sip_metrics(self.registrar, self.proxy)
+                    + guard_metrics(self.guard)
+                    + endpoint_metrics([("online", endpoint)])  # messages, drops by reason
+                ),
             )
             self.api = await serve_asgi(
                 app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes
