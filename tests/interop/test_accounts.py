@@ -174,7 +174,8 @@ def test_a_password_guesser_is_blocked_counted_and_the_real_user_unaffected(
                 assert await asyncio.to_thread(attacker.register, LAB_PASSWORD) == 403
                 # ...not from alice's own phone, although alice is under attack
                 assert await asyncio.to_thread(phone.register, LAB_PASSWORD) == 200
-                async with httpx.AsyncClient(base_url=up.online.api.url) as client:
+                read = {"Authorization": f"Bearer {up.admin_token}"}  # the API needs a token
+                async with httpx.AsyncClient(base_url=up.online.api.url, headers=read) as client:
                     text = (await client.get("/metrics")).text
                 assert metric(text, "hybridvoice_online_auth_failures_total") == LIMIT
                 assert metric(text, "hybridvoice_online_auth_blocks_total", "source") == 1
