@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import typer.main
 from ports import free_port
-from test_cli_up import up
+from test_cli_up import CONFIG_HOME, up
 from typer.core import TyperGroup
 from typer.testing import CliRunner, Result
 
@@ -31,7 +31,8 @@ from hybridvoice.mgmt.testcall import registration_refused
 from hybridvoice.net.register import RegistrationError
 from hybridvoice.net.transport import Destination
 
-WIDE = {"COLUMNS": "250"}  # rich wraps tables at the terminal width
+# rich wraps tables at the terminal width; `up` saved its admin token in CONFIG_HOME
+WIDE = {"COLUMNS": "250", "XDG_CONFIG_HOME": CONFIG_HOME}
 #: what an error must not show the admin: API calls and the services' internal names
 API_TERMS = re.compile(r"/v1/|\b(GET|PUT|POST|PATCH|DELETE) /|\b[a-z]+_[a-z_]+\(|\b(remove|add|"
                        r"new|set|register)_(appliance|domain|site|user)\b")  # fmt: skip
@@ -100,10 +101,23 @@ def test_every_service_command_creates_changes_and_reads_against_a_live_lab(admi
     appliance(admin)
     gateways(admin)
     calls(admin, site)
+    tokens(admin)
     admin("appliance remove", admin.json("appliance list")[0]["name"])
     admin("appliance remove", "no-such-appliance", code=1)
     missing = service_commands() - admin.ran
     assert not missing, f"commands without a step in this scenario: {sorted(missing)}"
+
+
+def tokens(admin: Admin) -> None:
+    """A token is shown once, listed without its secret, revoked; the audit log has it."""
+    secret = admin("token create", "--name", "ci-reader", "--scope", "read").stdout.strip()
+    assert secret.startswith("hv_")
+    listed = admin.json("token list")
+    assert secret not in json.dumps(listed)
+    reader = next(t for t in listed if t["name"] == "ci-reader")
+    admin("token revoke", reader["id"])
+    log = admin.json("audit", "--since", "1h")
+    assert [e["operation"] for e in log][:2] == ["token.revoke", "token.create"]
 
 
 def tenant(admin: Admin) -> None:
@@ -230,10 +244,11 @@ def calls(admin: Admin, site: str) -> None:
     assert refused["error"].startswith("the registrar refused the registration of dave@")
     assert "wrong password" in refused["error"]
     assert "--password" in refused["hint"] and refused["media_path"] is None
-    found = admin.json("calls list", "--user", "dave", "--since", "1h", "--result", "answered")
+    found = admin.json("calls list", "--number", "15550142",  # the caller is his E.164 number
+                        "--since", "1h", "--result", "answered")
     assert [c["a_call_id"] for c in found] == [call_id]
     assert admin.json("calls list", "--number", "+15550199", "--result", "503") == []
-    assert admin.json("calls show", call_id)["caller"] == "dave"
+    assert admin.json("calls show", call_id)["caller"] == "+15550142"
     table = admin("calls list", "--limit", "1").stdout
     assert "answered" in table and call_id in table
     assert "hybridvoice calls list" in admin("calls show", "nope", code=1).stderr
