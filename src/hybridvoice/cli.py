@@ -44,20 +44,6 @@ out = Console()
 err = Console(stderr=True)
 
 
-@app.callback()
-def _global_options(
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help="Bearer token for the management APIs (default: $HYBRIDVOICE_TOKEN, else the "
-            "one `hybridvoice up` saved in the user's config directory)",
-        ),
-    ] = None,
-) -> None:
-    set_token(token)
-
-
 @app.command()
 def version() -> None:
     """Print the hybridvoice version."""
@@ -80,8 +66,17 @@ def _main(
             "--version", help="Print the version and exit", is_eager=True, callback=_print_version
         ),
     ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="Bearer token for the management APIs (default: $HYBRIDVOICE_TOKEN, else the "
+            "one `hybridvoice up` saved in the user's config directory)",
+        ),
+    ] = None,
 ) -> None:
     """hybridvoice: an open hybrid-voice cloud connector."""  # the app's help is shown
+    set_token(token)
 
 
 @sip_app.command("options")

@@ -35,7 +35,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from hybridvoice.online.models import SECRET_USER_FIELDS, DialPlanRule, Site, User
 
-from .credentials import current_token
+from .credentials import TOKEN_ENV, current_token, token_file
 
 __all__ = [
     "PlainHelpGroup",
@@ -250,6 +250,9 @@ def _refused(response: httpx.Response, hints: Mapping[int, str]) -> NoReturn:
         detail = {"error": str(detail)}
     error = str(detail.get("error") or detail.get("detail") or response.reason_phrase)
     hint = hints.get(response.status_code) or detail.get("hint")
+    if response.status_code == 401:  # where the CLI's tokens come from
+        hint = (f"Pass --token, set {TOKEN_ENV}, or start `hybridvoice up` (it saves its lab "
+                f"admin token in {token_file()}).")  # fmt: skip
     fail(cli_terms(error), cli_terms(str(hint)) if hint else None)
 
 
