@@ -34,7 +34,6 @@ from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.labgw import Responder, RtpEcho
 from hybridvoice.net.loop import tune_gc
 from hybridvoice.net.pipe import LocalExchange
-from hybridvoice.net.stream import using_stream_limits
 from hybridvoice.net.transport import DEFAULT_PORTS
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
@@ -280,12 +279,12 @@ class Lab:
                 auth_limits=auth_limits(s.online),
                 exchange=self.exchange,
                 max_request_bytes=s.management.max_request_bytes,
+                limits=s.sip_limits.stream_limits,  # [SipLimits] for its listeners
             )
         )
         self._provision(self.online.store)  # first: the registrar takes the realm
         self.admin_token = _fresh_token(self.online.store.access.tokens, LAB_ADMIN, "admin")
-        with using_stream_limits(s.sip_limits.stream_limits):  # [SipLimits] for its listeners
-            await self.online.start()
+        await self.online.start()
 
     async def start_appliance(self) -> None:
         """The lab gateway (when there is one) and the appliance; it registers with the

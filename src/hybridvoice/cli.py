@@ -19,7 +19,7 @@ from rich.table import Table
 from hybridvoice import __version__
 from hybridvoice.mgmt.cli_admin import PlainHelpGroup, format_duration, register_admin_commands
 from hybridvoice.mgmt.cli_tokens import register_token_commands
-from hybridvoice.mgmt.credentials import current_token, set_token
+from hybridvoice.mgmt.credentials import current_token
 
 app = typer.Typer(
     name="hybridvoice",
@@ -76,7 +76,7 @@ def _main(
     ] = None,
 ) -> None:
     """hybridvoice: an open hybrid-voice cloud connector."""  # the app's help is shown
-    set_token(token)
+    # --token is read where it is used (credentials.current_token), from this context
 
 
 @sip_app.command("options")

@@ -244,8 +244,15 @@ def calls(admin: Admin, site: str) -> None:
     assert refused["error"].startswith("the registrar refused the registration of dave@")
     assert "wrong password" in refused["error"]
     assert "--password" in refused["hint"] and refused["media_path"] is None
-    found = admin.json("calls list", "--number", "15550142",  # the caller is his E.164 number
-                        "--since", "1h", "--result", "answered")
+    found = admin.json(
+        "calls list",
+        "--number",
+        "15550142",  # the caller is his E.164 number
+        "--since",
+        "1h",
+        "--result",
+        "answered",
+    )
     assert [c["a_call_id"] for c in found] == [call_id]
     assert admin.json("calls list", "--number", "+15550199", "--result", "503") == []
     assert admin.json("calls show", call_id)["caller"] == "+15550142"

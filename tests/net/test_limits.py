@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
+from chain_harness import lab, settings_on_free_ports
 
 from hybridvoice.cms.settings import SettingsError, SipLimits, parse_settings
 from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.net.stream import (
-    StreamLimits,
-    StreamTransport,
-    current_stream_limits,
-    using_stream_limits,
-)
+from hybridvoice.net.stream import StreamLimits, StreamTransport
 from hybridvoice.net.transport import Source
 from hybridvoice.sip import Request, Response
 
@@ -227,17 +224,33 @@ def test_bad_limits_are_refused_naming_the_key(values: dict[str, object], key: s
         parse_settings(_settings(values))
 
 
-def test_endpoints_made_under_the_settings_limits_use_them() -> None:
+def test_an_endpoint_s_listeners_use_its_limits() -> None:
     async def main() -> None:
         limits = StreamLimits(head_timeout=1.5, idle_timeout=20.0, max_per_source=3)
-        with using_stream_limits(limits):
-            endpoint = Endpoint()
-        assert current_stream_limits() == StreamLimits()  # restored after the block
+        endpoint = Endpoint(limits=limits)
         try:
             transport = await endpoint.listen("TCP", "127.0.0.1", 0)
             assert isinstance(transport, StreamTransport)
             assert transport.limits == limits and transport.idle_timeout == 20.0
         finally:
             await endpoint.close()
+
+    run(main)
+
+
+def test_the_settings_limits_reach_every_role_s_endpoints(tmp_path: Path) -> None:
+    """[SipLimits] is passed to the online service, the edge and both mediation endpoints."""
+    settings = settings_on_free_ports(SipLimits={"HeadTimeoutSeconds": 1.5, "MaxConnections": 70})
+    limits = settings.sip_limits.stream_limits
+    assert limits != StreamLimits()
+
+    async def main() -> None:
+        async with lab(tmp_path, settings) as up:
+            assert up.online is not None and up.appliance is not None
+            edge, mediation = up.appliance.edge, up.appliance.mediation
+            assert edge is not None and mediation is not None
+            endpoints = [up.online.endpoint, edge.endpoint,
+                         mediation.gateway_endpoint, mediation.edge_endpoint]  # fmt: skip
+            assert [e.limits for e in endpoints] == [limits] * 4
 
     run(main)

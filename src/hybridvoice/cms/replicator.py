@@ -37,6 +37,7 @@ import httpx
 
 from hybridvoice.cms.changes import Change
 from hybridvoice.cms.replica import LocalStore, ReplicaError
+from hybridvoice.cms.tokens import bearer
 
 __all__ = [
     "CHANGES_PATH",
@@ -128,7 +129,7 @@ class _Worker:
         token: str | None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._headers = bearer(token)
         self._own_client = client is None
         self._client = client if client is not None else httpx.AsyncClient()
         self._clock = clock

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Final, Literal, get_args
 
-__all__ = ["SCOPES", "Scope", "Token", "TokenError", "TokenStore", "scope_allows"]
+__all__ = ["SCOPES", "Scope", "Token", "TokenError", "TokenStore", "bearer", "scope_allows"]
 
 Scope = Literal["read", "admin", "appliance"]
 SCOPES: Final[tuple[str, ...]] = get_args(Scope)
@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS tokens (
 
 class TokenError(ValueError):
     """A token request that cannot be done (unknown id, bad name or scope)."""
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    """The ``Authorization`` header a client sends with ``token`` (none without one)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def scope_allows(scope: str, need: str) -> bool:

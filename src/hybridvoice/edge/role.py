@@ -16,6 +16,7 @@ from hybridvoice.cms.settings import Settings
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.proxy import Proxy
+from hybridvoice.net.stream import StreamLimits
 from hybridvoice.net.transport import Destination, Transport
 from hybridvoice.sip.transaction import TimerConfig
 
@@ -34,6 +35,8 @@ class EdgeOptions:
     ping_interval: float = 1.0
     #: the process's in-process hops (:mod:`hybridvoice.net.pipe`); None: sockets only
     exchange: LocalExchange | None = None
+    #: TCP/TLS limits of its listeners ([SipLimits]); None: the defaults
+    limits: StreamLimits | None = None
 
 
 class EdgeRole:
@@ -52,7 +55,7 @@ class EdgeRole:
     async def start(self) -> None:
         s, o = self.settings, self.options
         edge, online, ms = s.edge_server, s.online, s.mediation_server
-        endpoint = self.endpoint = Endpoint(timers=o.timers, exchange=o.exchange)
+        endpoint = self.endpoint = Endpoint(timers=o.timers, exchange=o.exchange, limits=o.limits)
         try:
             self.external = await self._listen(
                 edge.external_protocol, edge.external_sip_ips[0], edge.external_sip_port

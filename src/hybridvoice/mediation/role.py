@@ -34,6 +34,7 @@ from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import TaskFailures, run, tune_gc
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.relay import RelayEngine
+from hybridvoice.net.stream import StreamLimits
 from hybridvoice.net.transport import Destination, Transport
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.sip.session import SessionConfig
@@ -130,6 +131,8 @@ class RoleOptions:
     #: the process's in-process hops toward the edge (:mod:`hybridvoice.net.pipe`); None:
     #: sockets only
     exchange: LocalExchange | None = None
+    #: TCP/TLS limits of its listeners ([SipLimits]); None: the defaults
+    limits: StreamLimits | None = None
     options_interval: float | None = None  # default: the settings' OptionsIntervalSeconds
     seed: int | None = None
 
@@ -178,8 +181,10 @@ class MediationRole:
         ms = s.mediation_server
         rng = random.Random(o.seed)
         self.task_failures = TaskFailures.install(asyncio.get_running_loop())
-        gw_ep = self.gateway_endpoint = Endpoint(timers=o.timers)
-        edge_ep = self.edge_endpoint = Endpoint(timers=o.timers, exchange=o.exchange)
+        gw_ep = self.gateway_endpoint = Endpoint(timers=o.timers, limits=o.limits)
+        edge_ep = self.edge_endpoint = Endpoint(
+            timers=o.timers, exchange=o.exchange, limits=o.limits
+        )
         try:
             for kind, port in (("UDP", ms.udp_port), ("TCP", ms.tcp_port), ("TLS", ms.tls_port)):
                 if port is None or (kind == "TLS" and o.server_ssl is None):

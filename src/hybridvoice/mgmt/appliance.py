@@ -37,7 +37,6 @@ from hybridvoice.mediation.role import MediationRole, RoleOptions
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.http import AsgiServer, serve_asgi
 from hybridvoice.net.pipe import LocalExchange
-from hybridvoice.net.stream import using_stream_limits
 from hybridvoice.net.transport import Destination
 from hybridvoice.sip.session import SessionConfig
 from hybridvoice.sip.transaction import TimerConfig
@@ -105,10 +104,6 @@ class Appliance:
     # --- life cycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         """Every role, their SIP listeners under the settings' ``[SipLimits]``."""
-        with using_stream_limits(self.settings.sip_limits.stream_limits):
-            await self._start()
-
-    async def _start(self) -> None:
         s, o = self.settings, self.options
         ms, edge = s.mediation_server, s.edge_server
         exchange = o.exchange
@@ -130,6 +125,7 @@ class Appliance:
                     timers=o.timers,
                     seed=o.seed,
                     exchange=exchange,
+                    limits=s.sip_limits.stream_limits,
                 ),
             )
             await self.mediation.start()
@@ -140,6 +136,7 @@ class Appliance:
                     client_ssl=o.client_ssl,
                     timers=o.timers,
                     exchange=exchange,
+                    limits=s.sip_limits.stream_limits,
                 ),
             )
             await self.edge.start()

@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from hybridvoice.cms.tokens import bearer
 from hybridvoice.online.models import SECRET_USER_FIELDS, DialPlanRule, Site, User
 
 from .credentials import TOKEN_ENV, current_token, token_file
@@ -40,7 +41,6 @@ from .credentials import TOKEN_ENV, current_token, token_file
 __all__ = [
     "PlainHelpGroup",
     "api",
-    "async_client",
     "auth_headers",
     "cell",
     "change",
@@ -181,11 +181,6 @@ def client(base: str) -> httpx.Client:
     return httpx.Client(base_url=base, timeout=10.0, headers=auth_headers())
 
 
-def async_client(base: str) -> httpx.AsyncClient:
-    """:func:`client` for code on an event loop (``test-call``)."""
-    return httpx.AsyncClient(base_url=base, timeout=5.0, headers=auth_headers())
-
-
 def exists(base: str, path: str) -> bool | None:
     """Does the service have ``path``? None when it cannot say (unreachable, an error)."""
     try:
@@ -235,8 +230,7 @@ def api(
 
 def auth_headers() -> dict[str, str]:
     """``Authorization: Bearer`` with the CLI's token (:mod:`.credentials`), when there is one."""
-    token = current_token()
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    return bearer(current_token())
 
 
 def _refused(response: httpx.Response, hints: Mapping[int, str]) -> NoReturn:

@@ -12,12 +12,12 @@ import os
 from pathlib import Path
 from typing import Final
 
+import click
 import platformdirs
 
-__all__ = ["TOKEN_ENV", "current_token", "save_token", "set_token", "token_file"]
+__all__ = ["TOKEN_ENV", "current_token", "save_token", "token_file"]
 
 TOKEN_ENV: Final = "HYBRIDVOICE_TOKEN"
-_given: list[str] = []  # --token of this command line
 
 
 def token_file() -> Path:
@@ -38,15 +38,15 @@ def save_token(token: str) -> Path:
     return path
 
 
-def set_token(token: str | None) -> None:
-    """The ``--token`` of this command line (None: not given)."""
-    _given[:] = [token] if token else []
-
-
 def current_token() -> str | None:
-    """``--token``, else ``$HYBRIDVOICE_TOKEN``, else the token file's, else None."""
-    if _given:
-        return _given[0]
+    """``--token``, else ``$HYBRIDVOICE_TOKEN``, else the token file's, else None.
+
+    ``--token`` is an option of the root command: read from the command line being run
+    (click's current context), so no module keeps it."""
+    context = click.get_current_context(silent=True)
+    given = context.find_root().params.get("token") if context is not None else None
+    if isinstance(given, str) and given:
+        return given
     if os.environ.get(TOKEN_ENV):
         return os.environ[TOKEN_ENV].strip()
     try:

@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import httpx
 
+from hybridvoice.cms.tokens import bearer
 from hybridvoice.media.g711 import PT_PCMU, ulaw_tone
 from hybridvoice.media.rtp import RtpPacket
 from hybridvoice.net.call import CallFailedError
@@ -259,10 +260,9 @@ async def _media_path(result: TestCallResult, appliance_url: str | None, token: 
     """Ask the appliance which media path its mediation role chose for this call."""
     if appliance_url is None or result.call_id is None:
         return
-    headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
         async with httpx.AsyncClient(
-            base_url=appliance_url, timeout=5.0, headers=headers
+            base_url=appliance_url, timeout=5.0, headers=bearer(token)
         ) as client:
             for _ in range(20):  # the record is written by a background thread
                 response = await client.get(f"/v1/calls/{result.call_id}")

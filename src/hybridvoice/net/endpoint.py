@@ -39,7 +39,7 @@ from hybridvoice.sip.transaction import (
 )
 
 from .pipe import LocalExchange
-from .stream import StreamLimits, StreamTransport, current_stream_limits
+from .stream import StreamLimits, StreamTransport
 from .transport import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_MAX_SIZE,
@@ -174,9 +174,8 @@ class Endpoint:
         limits: StreamLimits | None = None,
     ) -> None:
         self.tu = tu
-        #: what a peer may hold on our TCP/TLS listeners; default: the context's
-        #: (:func:`~hybridvoice.net.stream.using_stream_limits`, set from the settings)
-        self.limits = limits if limits is not None else current_stream_limits()
+        #: what a peer may hold on our TCP/TLS listeners (the roles pass [SipLimits])
+        self.limits = limits if limits is not None else StreamLimits()
         #: the stream listeners of this process: requests to them go through pipes
         #: (:mod:`hybridvoice.net.pipe`); None: every hop on sockets
         self.exchange = exchange

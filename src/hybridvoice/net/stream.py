@@ -19,12 +19,9 @@ limit bites it is counted in the drop counter (``head_timeout``, ``source_limit`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -56,8 +53,6 @@ __all__ = [
     "StreamConnection",
     "StreamLimits",
     "StreamTransport",
-    "current_stream_limits",
-    "using_stream_limits",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,27 +78,6 @@ class StreamLimits:
     idle_timeout: float = 300.0
     max_per_source: int = 64
     max_connections: int = 10_000
-
-
-#: The limits an :class:`~hybridvoice.net.endpoint.Endpoint` made without explicit ones uses:
-#: whoever assembles roles from settings sets them (:func:`using_stream_limits`) around the
-#: roles' construction, so the roles need not pass them along.
-_DEFAULT_LIMITS: Final = StreamLimits()
-_LIMITS: Final[ContextVar[StreamLimits]] = ContextVar("sip_stream_limits")
-
-
-def current_stream_limits() -> StreamLimits:
-    return _LIMITS.get(_DEFAULT_LIMITS)
-
-
-@contextlib.contextmanager
-def using_stream_limits(limits: StreamLimits) -> Iterator[StreamLimits]:
-    """Endpoints made inside the block (in this context) default to ``limits``."""
-    token = _LIMITS.set(limits)
-    try:
-        yield limits
-    finally:
-        _LIMITS.reset(token)
 
 
 class StreamConnection(asyncio.Protocol):
@@ -373,7 +347,7 @@ class StreamTransport(BoundTransport):
     ) -> StreamTransport:
         """Listen on ``host:port`` (IP literal; port 0 picks one) for ``kind`` (TCP or TLS).
 
-        ``limits`` default to :func:`current_stream_limits`; ``idle_timeout``, when given,
+        ``limits`` default to :class:`StreamLimits`'s; ``idle_timeout``, when given,
         overrides theirs.
 
         TLS without ``server_ssl`` is a client-only transport: it accepts no connections, its
@@ -387,7 +361,7 @@ class StreamTransport(BoundTransport):
         if kind == "TLS" and client_ssl is None:
             client_ssl = ssl.create_default_context()
         if limits is None:
-            limits = current_stream_limits()
+            limits = StreamLimits()
         self = cls(
             kind,
             sink,

@@ -24,6 +24,7 @@ from hybridvoice.net.http import DEFAULT_MAX_BODY, AsgiServer, serve_asgi
 from hybridvoice.net.metrics import endpoint_metrics
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.proxy import Proxy
+from hybridvoice.net.stream import StreamLimits
 from hybridvoice.net.transport import Transport
 from hybridvoice.sip.transaction import TimerConfig
 
@@ -66,6 +67,8 @@ class OnlineOptions:
     #: the process's in-process hops (:mod:`hybridvoice.net.pipe`): appliances hosted by the
     #: same process (the lab) are reached through pipes; None: sockets only
     exchange: LocalExchange | None = None
+    #: TCP/TLS limits of its listeners ([SipLimits]); None: the defaults
+    limits: StreamLimits | None = None
 
 
 class OnlineService:
@@ -92,7 +95,7 @@ class OnlineService:
     async def start(self) -> None:
         o = self.options
         rng = random.Random(o.seed)
-        endpoint = self.endpoint = Endpoint(timers=o.timers, exchange=o.exchange)
+        endpoint = self.endpoint = Endpoint(timers=o.timers, exchange=o.exchange, limits=o.limits)
         try:
             for kind, host, port in o.sip:
                 server_ssl = o.server_ssl if kind.upper() == "TLS" else None
