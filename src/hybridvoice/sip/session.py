@@ -115,7 +115,8 @@ class InviteSession:
         "_acks", "_bye_pending", "_cancel_sent", "_cancelling", "_config", "_dialog", "_events",
         "_forks", "_glare_retry", "_interval", "_late_ack", "_local_sdp", "_peer_allows_update",
         "_pending_2xx", "_provisional_seen", "_refer", "_refresher", "_refreshing", "_request_in",
-        "_request_out", "_rng", "_timers", "invite", "peer_allow", "role", "state",
+        "_request_out", "_rng", "_timeout_detail", "_timers", "invite", "peer_allow", "role",
+        "state",
     )  # fmt: skip
 
     def __init__(self, role: Role, invite: Request, config: SessionConfig, rng: random.Random):
@@ -137,6 +138,7 @@ class InviteSession:
         self._refresher = self._peer_allows_update = self._bye_pending = False
         self._provisional_seen = self._cancelling = self._cancel_sent = False
         self._refer = ReferState()  # RFC 3515 in this session's dialog
+        self._timeout_detail: str | None = None  # see request_timeout()
         #: the methods the peer's INVITE (UAS) or 2xx (UAC) listed in Allow, upper case
         self.peer_allow: frozenset[str] = frozenset()
 
@@ -515,9 +517,15 @@ class InviteSession:
         elif is_invite_2xx and self._dialog is not None and self._dialog.id.remote_tag == tag:
             self._send_ack(self._dialog, response, None)  # a 2xx we stopped waiting for
 
-    def request_timeout(self, request: Request, now: float) -> None:
-        """The transaction of ``request`` timed out or failed: a 408 (§8.1.3.1)."""
-        self.receive_response(make_response(request, 408), now)
+    def request_timeout(self, request: Request, now: float, detail: str | None = None) -> None:
+        """The transaction of ``request`` timed out or failed: a 408 (§8.1.3.1). ``detail``:
+        the transport's words when it could not send it; a session this ends carries it on
+        :class:`Disconnected`."""
+        self._timeout_detail = detail
+        try:
+            self.receive_response(make_response(request, 408), now)
+        finally:
+            self._timeout_detail = None
 
     def _on_invite_response(self, response: Response, now: float) -> None:
         status = response.status
@@ -809,7 +817,8 @@ class InviteSession:
         self._timers.clear()
         for each in self._dialogs():
             each.terminate()
-        self._emit(Disconnected(cause, status, side))
+        detail = self._timeout_detail if status == 408 else None
+        self._emit(Disconnected(cause, status, side, detail))
 
 
 _UPDATABLE: Final = frozenset({State.EARLY, State.CONNECTING, State.CONFIRMED})
