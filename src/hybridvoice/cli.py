@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, cast
@@ -19,7 +20,7 @@ from rich.table import Table
 from hybridvoice import __version__
 from hybridvoice.mgmt.cli_admin import PlainHelpGroup, format_duration, register_admin_commands
 from hybridvoice.mgmt.cli_tokens import register_token_commands
-from hybridvoice.mgmt.credentials import current_token
+from hybridvoice.mgmt.credentials import TOKEN_ENV, current_token
 
 app = typer.Typer(
     name="hybridvoice",
@@ -76,7 +77,8 @@ def _main(
     ] = None,
 ) -> None:
     """hybridvoice: an open hybrid-voice cloud connector."""  # the app's help is shown
-    # --token is read where it is used (credentials.current_token), from this context
+    if token:  # this command's $HYBRIDVOICE_TOKEN: credentials.current_token reads it there
+        os.environ[TOKEN_ENV] = token
 
 
 @sip_app.command("options")

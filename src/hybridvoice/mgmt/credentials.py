@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Final
 
-import click
 import platformdirs
 
 __all__ = ["TOKEN_ENV", "current_token", "save_token", "token_file"]
@@ -39,14 +38,8 @@ def save_token(token: str) -> Path:
 
 
 def current_token() -> str | None:
-    """``--token``, else ``$HYBRIDVOICE_TOKEN``, else the token file's, else None.
-
-    ``--token`` is an option of the root command: read from the command line being run
-    (click's current context), so no module keeps it."""
-    context = click.get_current_context(silent=True)
-    given = context.find_root().params.get("token") if context is not None else None
-    if isinstance(given, str) and given:
-        return given
+    """``--token`` (the root command puts it in ``$HYBRIDVOICE_TOKEN`` for the command it
+    runs), else ``$HYBRIDVOICE_TOKEN``, else the token file's, else None."""
     if os.environ.get(TOKEN_ENV):
         return os.environ[TOKEN_ENV].strip()
     try:
