@@ -14,6 +14,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",
@@ -208,7 +209,7 @@ class _Algorithm:
         return hashlib.new(self.hash_name, raw).hexdigest()
 
 
-_ALGORITHMS = {
+_ALGORITHMS: Final = {
     a.name.lower(): a
     for a in (
         _Algorithm("SHA-256", "sha256", False, 2),
