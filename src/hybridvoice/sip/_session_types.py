@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, TypedDict
 
 from .errors import LocalProtocolError
-from .message import Request, Response
+from .message import Message, Request, Response
 from .refer import Refer, ReferNotify, ReferResult
 
 __all__ = [
-    "TRANSITIONS", "Action", "Answered", "CallEvent", "Cause", "Confirmed", "Disconnected",
+    "CAPABILITIES", "SDP", "SETUP", "TRANSITIONS", "Action", "Answered", "CallEvent", "Cause",
+    "Confirmed", "Disconnected",
     "EarlyMedia", "Event", "Offer", "OfferAnswered", "OfferRejected", "Refer", "ReferNotify",
     "ReferResult", "Ringing", "Role", "SendCancel", "SendRequest", "SendResponse",
     "SessionConfig", "Side", "State", "Trigger",
@@ -66,6 +67,31 @@ TRANSITIONS: Final[dict[State, dict[Trigger, State]]] = {
     _S.CONFIRMED: {_T.ENDED: _S.DISCONNECTED},
     _S.DISCONNECTED: {},
 }
+
+
+SETUP: Final = frozenset({State.CALLING, State.INCOMING, State.EARLY})
+SDP: Final = "application/sdp"
+_ALLOW: Final = "INVITE, ACK, CANCEL, BYE, UPDATE, OPTIONS, REFER, NOTIFY"
+#: what our requests and 2xx say we can do (§20.5 Allow, RFC 4028 §3 Supported: timer)
+CAPABILITIES: Final = (("Allow", _ALLOW), ("Supported", "timer"))
+
+
+def has_token(message: Message, header: str, token: str) -> bool:
+    return token.lower() in (v.lower() for v in message.headers.values(header))
+
+
+def allow_of(message: Message) -> frozenset[str]:
+    return frozenset(v.strip().upper() for v in message.headers.values("Allow"))
+
+
+class _Body(TypedDict):
+    body: bytes
+    content_type: str | None
+
+
+def body(sdp: bytes | None) -> _Body:
+    """Keyword arguments putting ``sdp`` (or nothing) in a message."""
+    return {"body": sdp or b"", "content_type": SDP if sdp else None}
 
 
 class Role(enum.Enum):
