@@ -22,7 +22,7 @@ from conftest import SCENARIOS, Program, free_port, need_binary, running, sipp_s
 
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import loop_factory
-from hybridvoice.net.transport import Destination, Transport
+from hybridvoice.net.transport import Destination, Source, Transport
 from hybridvoice.sip import Headers, Request, Response, SipUri, make_response, parse_uri
 from hybridvoice.sip.dialog import Dialog
 from hybridvoice.sip.transaction import ClientTransaction, ServerTransaction, TransactionTimeout
@@ -100,7 +100,7 @@ class Uas:
                 self.byes += 1
             endpoint.send_response(transaction, make_response(request, 200))
 
-    def on_ack(self, endpoint: Endpoint, request: Request) -> None:
+    def on_ack(self, endpoint: Endpoint, request: Request, source: Source) -> None:
         self.acks += 1
 
     def on_response(

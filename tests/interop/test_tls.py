@@ -182,7 +182,7 @@ class Uas:
         )
         self.call_arrived.set()
 
-    def on_ack(self, endpoint: Endpoint, request: Request) -> None:
+    def on_ack(self, endpoint: Endpoint, request: Request, source: Source) -> None:
         call = self.dialogs.match_request(request)
         if call is None:
             self.unexpected.append("ACK without dialog")

@@ -19,7 +19,7 @@ from hybridvoice.mediation.health import (
 from hybridvoice.mediation.trunks import Health, HealthChange, TrunkTable
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import loop_factory
-from hybridvoice.net.transport import TransportError
+from hybridvoice.net.transport import Source, TransportError
 from hybridvoice.sip import Request, Response, make_response
 from hybridvoice.sip.transaction import ClientTransaction, ServerTransaction
 
@@ -53,7 +53,7 @@ class Gw:
         if self.status is not None:
             endpoint.send_response(tx, make_response(request, self.status, to_tag="gw"))
 
-    def on_ack(self, endpoint: Endpoint, request: Request) -> None: ...
+    def on_ack(self, endpoint: Endpoint, request: Request, source: Source) -> None: ...
 
     def on_response(
         self, endpoint: Endpoint, tx: ClientTransaction, response: Response

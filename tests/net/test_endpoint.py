@@ -23,7 +23,7 @@ from test_transport import (
 from hybridvoice.net.endpoint import Endpoint, RequestTimeoutError
 from hybridvoice.net.loop import loop_factory
 from hybridvoice.net.options import OptionsResult, ping
-from hybridvoice.net.transport import Destination, Transport, via_host
+from hybridvoice.net.transport import Destination, Source, Transport, via_host
 from hybridvoice.sip import Headers, Request, Response, make_response, parse_message, parse_uri
 from hybridvoice.sip.transaction import (
     ClientTransaction,
@@ -58,6 +58,7 @@ class TU:
         self.status = status
         self.requests: asyncio.Queue[tuple[ServerTransaction, Request]] = asyncio.Queue()
         self.acks: list[Request] = []
+        self.ack_sources: list[Source] = []
         self.responses: list[Response] = []
         self.stray: list[Response] = []
         self.timeouts: list[str] = []
@@ -69,8 +70,9 @@ class TU:
             endpoint.send_response(transaction, make_response(request, self.status, to_tag="t1"))
         self.requests.put_nowait((transaction, request))
 
-    def on_ack(self, endpoint: Endpoint, request: Request) -> None:
+    def on_ack(self, endpoint: Endpoint, request: Request, source: Source) -> None:
         self.acks.append(request)
+        self.ack_sources.append(source)
 
     def on_response(
         self, endpoint: Endpoint, transaction: ClientTransaction, response: Response
@@ -213,6 +215,84 @@ def test_timeout_retransmits_then_fails(run: Callable[[Awaitable[None]], None]) 
                     break
                 await asyncio.sleep(0.01)
             assert silent.queue.qsize() == sent
+        finally:
+            await client.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("kind", ["UDP", "TCP"])
+def test_the_tu_gets_the_ack_s_source_and_sends_a_2xx_back_directly(
+    run: Callable[[Awaitable[None]], None], kind: str
+) -> None:
+    """§13.3.1.4 / RFC 6026 §7.1: the 2xx ACK comes with where it came from, and the TU
+    can send a 2xx outside any transaction back the way a request came."""
+
+    async def main() -> None:
+        tu = TU(200)
+        client, server, listening = await pair(kind, tu)
+        try:
+            port = listening.local[1]
+            invite = new_request("INVITE", f"sip:uas@127.0.0.1:{port}")
+            response = await client.request(invite, Destination(kind, "127.0.0.1", port))
+            assert response.status == 200
+            server_tx, _ = await tu.requests.get()
+            ack = new_request("ACK", f"sip:uas@127.0.0.1:{port}")
+            client.send_stateless(ack, Destination(kind, "127.0.0.1", port))
+            for _ in range(100):
+                if tu.ack_sources:
+                    break
+                await asyncio.sleep(0.01)
+            [source] = tu.ack_sources
+            assert source.transport is listening
+            if kind == "UDP":  # the packet's source address
+                assert (source.host, source.port) == client.transports[0].local
+            else:  # the connection it came on
+                assert source.connection is not None and source.host == "127.0.0.1"
+            # the 2xx again, straight to the INVITE's source (the client transaction, in
+            # Accepted, takes it in: RFC 6026 §7.2)
+            invite_source = server_tx.context
+            assert isinstance(invite_source, Source)
+            server.send_direct(invite_source, response)
+            for _ in range(100):
+                if client.counters.responses_in.get(200) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert client.counters.responses_in == {200: 2}
+            assert server.counters.responses_out == {200: 2}
+        finally:
+            await client.close()
+            await server.close()
+
+    run(main())
+
+
+def test_a_transport_failure_reaches_the_tu_in_words(
+    run: Callable[[Awaitable[None]], None],
+) -> None:
+    """The callback's TransactionTimeout names what the transport said (§17.1.1.2)."""
+
+    async def main() -> None:
+        client = Endpoint(timers=FAST)
+        await client.listen("TCP", "127.0.0.1")
+        closed = await udp_peer()  # a port number nobody listens on with TCP
+        outcomes: list[object] = []
+        try:
+            request = new_request("INVITE", f"sip:x@127.0.0.1:{closed.port}")
+            client.send_request(
+                request,
+                Destination("TCP", "127.0.0.1", closed.port),
+                lambda tx, outcome: outcomes.append(outcome),
+            )
+            for _ in range(200):
+                if outcomes:
+                    break
+                await asyncio.sleep(0.01)
+            [timeout] = outcomes
+            assert isinstance(timeout, TransactionTimeout)
+            assert timeout.reason == "transport"
+            assert timeout.cause is not None
+            assert timeout.cause.startswith(f"TCP connect to 127.0.0.1:{closed.port} failed")
         finally:
             await client.close()
 

@@ -631,7 +631,7 @@ class Strays:
     def on_request(self, endpoint: Endpoint, transaction: object, request: Request) -> None:
         pass
 
-    def on_ack(self, endpoint: Endpoint, request: Request) -> None:
+    def on_ack(self, endpoint: Endpoint, request: Request, source: Source) -> None:
         pass
 
     def on_response(self, endpoint: Endpoint, transaction: object, response: Response) -> None:

@@ -16,7 +16,7 @@ import pytest
 from ua_harness import ANSWER, FAST, OFFER, QUICK, WAIT, run
 
 from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.net.transport import Transport
+from hybridvoice.net.transport import Source, Transport
 from hybridvoice.net.ua import Call, CallFailedError, DigestCredentials, UserAgent
 from hybridvoice.sip import Request, Response
 from hybridvoice.sip.auth import Credentials, DigestServer, Password
@@ -101,9 +101,9 @@ class GuardedUA(UserAgent):
             return
         super().on_request(endpoint, transaction, request)
 
-    def on_ack(self, endpoint: Endpoint, request: Request) -> None:
+    def on_ack(self, endpoint: Endpoint, request: Request, source: Source) -> None:
         self.acks.append(request)
-        super().on_ack(endpoint, request)
+        super().on_ack(endpoint, request, source)
 
 
 @dataclass

@@ -253,6 +253,17 @@ def test_invite_timeout_is_a_408() -> None:
     assert net.app["uac"] == [Disconnected(Cause.TIMEOUT, 408, "remote")]
 
 
+def test_an_invite_the_transport_could_not_send_ends_with_its_words() -> None:
+    """§8.1.3.1: the 408 is our own; ``Disconnected.detail`` says why the transport failed,
+    so the layers above (a B2BUA's call record) need not ask the transport."""
+    net = Net()
+    net.uac.request_timeout(net.uac.invite, 0.5, "TCP connect to 192.0.2.7:5060 failed: refused")
+    net.pump()
+    assert net.app["uac"] == [
+        Disconnected(Cause.TIMEOUT, 408, "remote", "TCP connect to 192.0.2.7:5060 failed: refused")
+    ]
+
+
 def test_cancelled_uas_on_bye_in_early_dialog() -> None:
     """§15.1.2: a BYE in an early dialog ends the INVITE with 487."""
     net = Net()

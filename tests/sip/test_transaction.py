@@ -310,6 +310,21 @@ def test_invite_client_transport_error_is_a_timeout(state: str) -> None:
     assert lay.next_deadline() is None
 
 
+def test_a_transport_error_carries_the_transport_s_words_to_the_tu() -> None:
+    """The TU learns why the transport failed (a TLS certificate refused, a connection
+    refused), not just "transport"; a later timer timeout of another transaction does not."""
+    lay, tx = client()
+    lay.transport_error(tx, 0.2, "TLS handshake with 192.0.2.7:5067 failed: bad certificate")
+    timeout = lay.events()[0]
+    assert timeout == TransactionTimeout(
+        tx, "transport", None, "TLS handshake with 192.0.2.7:5067 failed: bad certificate"
+    )
+    lay2, tx2 = client()
+    lay2.events()
+    lay2.handle_timers(32.0)
+    assert TransactionTimeout(tx2, "timeout", "B", None) in lay2.events()
+
+
 def test_invite_client_transport_error_after_final_response() -> None:
     lay, tx = client()
     lay.receive_response(answer(tx.request, 486), 0.1)

@@ -18,7 +18,7 @@ Outbound (edge -> gateway): the :class:`~.routing.OutboundRouter` picks a gatewa
 failover code, a transport error (seen as a local 408) or no 18x/final in the fast-failover
 time the pending INVITE is cancelled and the next gateway tried; when none is left the caller
 gets the router's status (503) with a Reason. A TLS gateway that could not be reached (a
-local 408) is named from the transport's own failure (:mod:`.tls_check`) so the attempt's
+local 408) is named from the transport's own words (``Disconnected.detail``) so the attempt's
 outcome and the Reason name the cause (an untrusted certificate, a name mismatch). Inbound
 (gateway -> edge): only from a configured gateway's address (else 403), numbers translated per the
 gateway's rules, the Request-URI in + E.164 toward the edge's next hop.
@@ -83,7 +83,6 @@ from .headers_policy import HeaderPolicy, calling_party, e164_request_uri, gatew
 from .health import destination_of
 from .media_plan import INBOUND_PENDING, MediaPlan, RecentMedia
 from .records import CallRecordStore, Direction, DisconnectSide, MediaCounters
-from .tls_check import tls_failure
 from .translate import NumberError, NumberTranslator, number_of
 from .trunks import GatewayState, TrunkTable, normalise_ip
 
@@ -237,8 +236,7 @@ class B2BUA:
         """A new INVITE on ``side`` passed the §8.2 checks: refuse it (403, 503) or bridge it."""
         gateway: GatewayState | None = None
         if side == "gateway":
-            via = call.invite.top_via
-            source = "" if via is None else (via.received or via.host)
+            source = "" if call.source is None else call.source.host
             gateway = self.trunks.gateway_for_source(normalise_ip(source))
             if gateway is None:
                 self.refuse(call, 403, f"{source} is not a configured gateway")
@@ -652,21 +650,16 @@ class Bridge:
         if outbound is None:  # inbound: map the failure through
             self._fail_a(map_failure(status), f"{self._other} leg: {event.cause} {status}")
             return
-        cause = self._tls_cause(status)
+        cause = self._tls_cause(status, event.detail)
         self._attempt_over(b, status, None if cause is None else f"{status} ({cause})")
 
-    def _tls_cause(self, status: int) -> str | None:
+    def _tls_cause(self, status: int, detail: str | None) -> str | None:
         """A 408 from a TLS gateway (a failed connection or handshake reaches the session as a
-        408 of its own, indistinguishable from the gateway's): why, from the failure the
-        gateway-side endpoint kept (:mod:`.tls_check`), else None."""
+        408 of its own): why, in the transport's words the session passed on, else None."""
         gateway = self.gateway
         if status != 408 or gateway is None or gateway.config.protocol != "TLS":
             return None
-        try:
-            destination = self.b2bua.target(gateway).destination
-        except NetError:
-            return None
-        return tls_failure(destination, self.b2bua.gateway_ua.endpoint.last_failure(destination))
+        return detail
 
     def _attempt_over(self, b: Call, status: int, said: str | None) -> None:
         """The pending gateway attempt failed with ``status`` (``said``: the outcome text for

@@ -36,7 +36,7 @@ from hybridvoice.sip.transaction import ClientTransaction, ServerTransaction, Tr
 from hybridvoice.sip.uri import Uri, parse_uri
 
 from .register import DigestAuth
-from .transport import Destination, NetError, Transport
+from .transport import Destination, NetError, Source, Transport
 
 if TYPE_CHECKING:
     from hybridvoice.sip.dialog import DialogId
@@ -106,13 +106,16 @@ class Call:
     __slots__ = (
         "_auth", "_busy", "_bye_headers", "_cancel_asked", "_cursor", "_destination", "_dialog_ids",
         "_invite_tx", "_server_txs", "_timer", "_timer_when", "_ua", "_waiters", "data",
-        "handler", "history", "replaces", "session", "transport",
+        "handler", "history", "replaces", "session", "source", "transport",
     )  # fmt: skip
 
     def __init__(self, ua: UserAgent, session: InviteSession, transport: Transport | None) -> None:
         self._ua = ua
         self.session = session
         self.transport = transport  # where the INVITE came in or went out
+        #: an incoming call: where its INVITE came from (the peer's address as received,
+        #: §18.2.1); None for a call of ours
+        self.source: Source | None = None
         self.handler: CallHandler | None = None
         self.data: object = None
         #: an INVITE with Replaces (RFC 3891): the call it replaces, matched by the UA
@@ -315,7 +318,7 @@ class Call:
                 return
             self.session.receive_response(outcome, ua.now())
         else:
-            self.session.request_timeout(tx.request, ua.now())
+            self.session.request_timeout(tx.request, ua.now(), outcome.cause)
         ua._run(self)
 
     def _authenticate(self, request: Request, response: Response) -> bool:

@@ -14,6 +14,7 @@ fresh ``z9hG4bK`` branch and, on UDP, an empty ``rport`` (RFC 3581 §3).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import ssl
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Final, Protocol
 
+from hybridvoice.sip.errors import ParseError
 from hybridvoice.sip.headers import Via
 from hybridvoice.sip.message import Request, Response
 from hybridvoice.sip.transaction import (
@@ -38,6 +40,7 @@ from hybridvoice.sip.transaction import (
     TransactionTimeout,
 )
 
+from .failures import describe_failure
 from .pipe import LocalExchange
 from .stream import StreamLimits, StreamTransport
 from .transport import (
@@ -54,6 +57,7 @@ from .transport import (
 )
 from .udp import UdpTransport
 
+_log = logging.getLogger(__name__)
 _BRANCH: Final = "branch"
 _RPORT: Final = ("rport", None)
 
@@ -86,8 +90,9 @@ class TransactionUser(Protocol):
     ) -> None:
         """A new request; answer with :meth:`Endpoint.send_response` (now or later)."""
 
-    def on_ack(self, endpoint: Endpoint, request: Request) -> None:
-        """An ACK for a 2xx (§13.2.2.4, §17.2.1): not part of any transaction."""
+    def on_ack(self, endpoint: Endpoint, request: Request, source: Source) -> None:
+        """An ACK for a 2xx (§13.2.2.4, §17.2.1): not part of any transaction; ``source``
+        is where it came from (the transport, the peer's address, the connection)."""
 
     def on_response(
         self, endpoint: Endpoint, transaction: ClientTransaction, response: Response
@@ -128,9 +133,6 @@ KNOWN_METHODS: Final = frozenset(
         "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
     }
 )  # fmt: skip
-
-#: peers whose last transport failure is remembered (cleared when full)
-_MAX_FAILURES: Final = 1024
 
 
 class BranchFactory:
@@ -199,7 +201,6 @@ class Endpoint:
         # retransmission counting: what each live transaction has sent so far
         self._sent_requests: set[ClientTransaction] = set()
         self._last_response: dict[ServerTransaction, Response] = {}
-        self._failures: dict[tuple[str, int], Exception] = {}  # see last_failure()
 
     # --- transports ------------------------------------------------------------------------
 
@@ -433,9 +434,10 @@ class Endpoint:
             case RequestReceived(transaction=tx, request=request):
                 if tu is not None:
                     tu.on_request(self, tx, request)
-            case AckReceived(request=request):
+            case AckReceived(request=request, context=source):
                 if tu is not None:
-                    tu.on_ack(self, request)
+                    assert isinstance(source, Source)
+                    tu.on_ack(self, request, source)
             case ResponseReceived(transaction=tx, response=response):
                 callback = tx.tu_data
                 if callable(callback):
@@ -482,8 +484,6 @@ class Endpoint:
         )
 
     def _send_response(self, tx: ServerTransaction, response: Response, context: object) -> None:
-        """§18.2.2: reliable -> the request's connection, else a new one to received and the
-        sent-by port; unreliable -> maddr, else received + rport or sent-by port."""
         assert isinstance(context, Source)
         if self.trace is not None:
             self.trace("out", response)
@@ -493,41 +493,63 @@ class Endpoint:
             self._last_response[tx] = response
             counts = self.counters.responses_out
             counts[response.status] = counts.get(response.status, 0) + 1
-        transport = context.transport
-        conn = context.connection
+        self._reply(context, response, partial(self._transport_error, tx))
+
+    def send_direct(self, source: Source, response: Response) -> None:
+        """Send ``response`` back the way a request came from ``source``, outside any
+        transaction: a 2xx to an INVITE once its server transaction has left the Accepted
+        state (RFC 6026 §7.1, §13.3.1.4), or a proxy's relay of one (§16.7 step 5). A failure
+        is logged and counted as a transport error; there is no transaction to tell."""
+        if self.trace is not None:
+            self.trace("out", response)
+
+        def failed(exc: Exception | None) -> None:
+            self.counters.transport_errors += 1
+            _log.info("%s not sent to %s:%s: %s", response.status, source.host, source.port, exc)
+
+        try:
+            if not self._reply(source, response, failed):
+                return
+        except (TransportError, ParseError) as exc:
+            failed(exc)
+            return
+        counts = self.counters.responses_out
+        counts[response.status] = counts.get(response.status, 0) + 1
+
+    @staticmethod
+    def _reply(
+        source: Source, response: Response, on_error: Callable[[Exception | None], None]
+    ) -> bool:
+        """§18.2.2: reliable -> the request's connection, else a new one to received and the
+        sent-by port; unreliable -> maddr, else received + rport or sent-by port. False: no
+        address to send to (no Via)."""
+        transport = source.transport
+        conn = source.connection
         if conn is not None and conn.is_open:
             try:
                 conn.write_message(response)
-            except TransportError:
-                self._transport_error(tx, None)
-            return
-        address = context.reply
+            except TransportError as exc:
+                on_error(exc)
+            return True
+        address = source.reply
         if address is None:
             via = response.top_via
             if via is None:
-                return
+                return False
             address = response_address(via, transport.reliable)
-        on_error = partial(self._transport_error, tx)
         transport.send_message(response, address[0], address[1], on_error=on_error)
+        return True
 
     def _transport_error(
         self, tx: ClientTransaction | ServerTransaction, exc: Exception | None
     ) -> None:
         self.counters.transport_errors += 1
         destination = tx.context
+        cause = None
         if exc is not None and isinstance(destination, Destination):
-            failures = self._failures
-            if len(failures) >= _MAX_FAILURES:
-                failures.clear()
-            failures[(destination.host, destination.port)] = exc
-        self.layer.transport_error(tx, self._loop.time())
+            cause = describe_failure(destination, exc)
+        self.layer.transport_error(tx, self._loop.time(), cause)
         self._drain()
-
-    def last_failure(self, destination: Destination) -> Exception | None:
-        """Why the last request to ``destination`` could not be sent (a refused connection, a
-        TLS handshake that failed: ``__cause__`` holds the ``ssl`` error), if it failed; the
-        transaction itself only learns "transport" (§17.1.1.2)."""
-        return self._failures.get((destination.host, destination.port))
 
     def _count_out(self, request: Request) -> None:
         counts = self.counters.requests_out

@@ -72,7 +72,6 @@ from .transport import (
     Transport,
     TransportError,
     bare_host,
-    family_of,
     response_address,
     via_host,
 )
@@ -399,7 +398,7 @@ class Proxy:
         self._tasks.add(task)
         task.add_done_callback(partial(self._routed, ctx))
 
-    def on_ack(self, endpoint: Endpoint, request: Request) -> None:
+    def on_ack(self, endpoint: Endpoint, request: Request, source: Source) -> None:
         """§16.11: an ACK for a 2xx goes on statelessly, by Route or Request-URI."""
         try:
             max_forwards = request.max_forwards
@@ -409,8 +408,7 @@ class Proxy:
             hop = request.uri if route is None else route.uri
             if route is None and self.is_ours(hop):
                 return  # an ACK for us: nothing to forward
-            source = self._source_of(request)
-            if source is None or self.policy.admit(request, source) is not None:
+            if self.policy.admit(request, source) is not None:
                 self.counters.refused += 1
                 return
             destination = _from(destination_of(hop), via)
@@ -796,22 +794,7 @@ class Proxy:
         source = server_tx.context
         if not isinstance(source, Source):
             return
-        data = bytes(response)
-        try:
-            conn = source.connection
-            if conn is not None and conn.is_open:
-                conn.write(data)
-            else:
-                address = source.reply
-                via = response.top_via
-                if address is None and via is not None:
-                    address = response_address(via, source.transport.reliable)
-                if address is None:
-                    return
-                source.transport.send(data, address[0], address[1])
-        except (TransportError, ParseError) as exc:
-            _log.info("2xx not forwarded: %s", exc)
-            return
+        self.endpoint.send_direct(source, response)
         counts = self.counters.responses_forwarded
         counts[response.status] = counts.get(response.status, 0) + 1
 
@@ -889,20 +872,6 @@ class Proxy:
                 headers.pop_first_value("Route")
                 out, rest = second, 2
         return (routes[rest] if len(routes) > rest else None), out
-
-    def _source_of(self, request: Request) -> Source | None:
-        """Where an ACK came from, from its stamped top Via (§18.2.1): the endpoint does not
-        pass the ACK's source to the TU."""
-        via = request.top_via
-        if via is None:
-            return None
-        host = bare_host(via.received or via.host)
-        port = via.rport or via.port or 5060
-        family = family_of(host)
-        for transport in self.endpoint.transports:
-            if transport.kind == via.transport and transport.family == family:
-                return Source(transport, host, port)
-        return None
 
 
 def _from(destination: Destination | None, transport: Transport | None) -> Destination | None:

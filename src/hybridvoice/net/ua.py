@@ -65,7 +65,6 @@ from .endpoint import Endpoint
 from .loop import call_task_name
 from .register import DigestAuth, DigestCredentials
 from .transport import DEFAULT_PORTS, Destination, NetError, Source, Transport, TransportError
-from .transport import response_address as _response_address
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -259,7 +258,7 @@ class UserAgent:
             return
         self._out_of_dialog(transaction, request)
 
-    def on_ack(self, endpoint: Endpoint, request: Request) -> None:
+    def on_ack(self, endpoint: Endpoint, request: Request, source: Source) -> None:
         """The ACK for a 2xx goes to its dialog's session (§13.3.1.4); others are dropped."""
         try:
             call = self.dialogs.match_request(request)
@@ -341,6 +340,7 @@ class UserAgent:
         contact = self.contact(source.transport, user)
         session = InviteSession.incoming(request, tag, contact, config=self.config, rng=self._rng)
         call = Call(self, session, source.transport)
+        call.source = source
         call._server_txs[id(request)] = transaction
         transaction.tu_data = call
         self.calls.add(call)
@@ -525,19 +525,5 @@ class UserAgent:
 
     def _send_direct(self, tx: ServerTransaction, response: Response) -> None:
         source = tx.context
-        if not isinstance(source, Source):
-            return
-        data = bytes(response)
-        conn = source.connection
-        try:
-            if conn is not None and conn.is_open:
-                conn.write(data)
-                return
-            address = source.reply
-            via = response.top_via
-            if address is None and via is not None:
-                address = _response_address(via, source.transport.reliable)
-            if address is not None:
-                source.transport.send(data, address[0], address[1])
-        except TransportError as exc:
-            _log.info("2xx retransmission not sent: %s", exc)
+        if isinstance(source, Source):
+            self.endpoint.send_direct(source, response)

@@ -55,7 +55,7 @@ class SessionCore:
     __slots__ = (
         "_acks", "_bye_pending", "_cancel", "_config", "_dialog", "_events", "_forks",
         "_offers", "_peer_allows_update", "_refer", "_refresh", "_retransmit", "_rng",
-        "invite", "peer_allow", "role", "state",
+        "_timeout_detail", "invite", "peer_allow", "role", "state",
     )  # fmt: skip
 
     def __init__(self, role: Role, invite: Request, config: SessionConfig, rng: random.Random):
@@ -71,6 +71,7 @@ class SessionCore:
         self._cancel = UacCancel()  # §9.1
         self._refer = ReferState()  # RFC 3515 in this session's dialog
         self._peer_allows_update = self._bye_pending = False
+        self._timeout_detail: str | None = None  # see InviteSession.request_timeout()
         #: the methods the peer's INVITE (UAS) or 2xx (UAC) listed in Allow, upper case
         self.peer_allow: frozenset[str] = frozenset()
 
@@ -228,4 +229,5 @@ class SessionCore:
         self._refresh.stop()
         for each in self._dialogs():
             each.terminate()
-        self._emit(Disconnected(cause, status, side))
+        detail = self._timeout_detail if status == 408 else None
+        self._emit(Disconnected(cause, status, side, detail))

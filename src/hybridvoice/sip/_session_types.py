@@ -200,6 +200,9 @@ class Disconnected:
     cause: Cause
     status: int | None
     side: Side
+    #: when a request of ours could not be sent (the 408 of §8.1.3.1 is then our own): what
+    #: the transport said, e.g. "TLS certificate of 192.0.2.7:5067 not accepted ..."
+    detail: str | None = None
 
     def __post_init__(self) -> None:
         if self.side not in ("local", "remote"):

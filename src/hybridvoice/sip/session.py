@@ -313,9 +313,15 @@ class InviteSession(SessionCore):
         elif is_invite_2xx and self._dialog is not None and self._dialog.id.remote_tag == tag:
             self._send_ack(self._dialog, response, None)  # a 2xx we stopped waiting for
 
-    def request_timeout(self, request: Request, now: float) -> None:
-        """The transaction of ``request`` timed out or failed: a 408 (§8.1.3.1)."""
-        self.receive_response(make_response(request, 408), now)
+    def request_timeout(self, request: Request, now: float, detail: str | None = None) -> None:
+        """The transaction of ``request`` timed out or failed: a 408 (§8.1.3.1). ``detail``:
+        the transport's words when it could not send it; a session this ends carries it on
+        :class:`Disconnected`."""
+        self._timeout_detail = detail
+        try:
+            self.receive_response(make_response(request, 408), now)
+        finally:
+            self._timeout_detail = None
 
     # --- checks -----------------------------------------------------------------------------
     def _uas_dialog(self) -> Dialog:

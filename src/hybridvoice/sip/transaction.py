@@ -206,6 +206,9 @@ class TransactionTimeout:
     transaction: ClientTransaction | ServerTransaction
     reason: Literal["timeout", "transport"] = "timeout"
     timer: str | None = None
+    #: what the transport said when ``reason == "transport"`` (a refused connection, a TLS
+    #: certificate not accepted...), in words, as the I/O layer reported it; else None
+    cause: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +257,7 @@ class TransactionLayer:
         "_seq",
         "_servers",
         "_tag_factory",
+        "_transport_cause",
         "config",
     )
 
@@ -275,6 +279,7 @@ class TransactionLayer:
         self._seq = itertools.count()
         self._dead = 0  # cancelled entries still on the heap
         self._aliases = 0  # extra keys of RFC 2543 INVITE server transactions
+        self._transport_cause: str | None = None  # see transport_error()
 
     # --- the API --------------------------------------------------------------------
 
@@ -414,17 +419,25 @@ class TransactionLayer:
             self._alias_for_ack(tx, response)
 
     def transport_error(
-        self, transaction: ClientTransaction | ServerTransaction, now: float
+        self,
+        transaction: ClientTransaction | ServerTransaction,
+        now: float,
+        cause: str | None = None,
     ) -> None:
         """The transport could not send this transaction's last message (§17.1.1.2,
-        §17.1.2.2, §17.2.4): the TU gets ``TransactionTimeout(reason="transport")``.
-        Ignored when the transaction is past the point where it matters."""
+        §17.1.2.2, §17.2.4): the TU gets ``TransactionTimeout(reason="transport")`` carrying
+        ``cause``, the transport's own words for it. Ignored when the transaction is past the
+        point where it matters."""
         if transaction._layer is not self:
             raise LocalProtocolError(f"{transaction!r} is not a transaction of this layer")
-        if isinstance(transaction, ClientTransaction):
-            transaction._handle(ClientInput.TRANSPORT_ERROR, now)
-        else:
-            transaction._handle(ServerInput.TRANSPORT_ERROR, now)
+        self._transport_cause = cause  # read by _finish while the input is handled
+        try:
+            if isinstance(transaction, ClientTransaction):
+                transaction._handle(ClientInput.TRANSPORT_ERROR, now)
+            else:
+                transaction._handle(ServerInput.TRANSPORT_ERROR, now)
+        finally:
+            self._transport_cause = None
 
     def next_deadline(self) -> float | None:
         """When ``handle_timers`` should next be called, or None when no timer runs."""
@@ -567,5 +580,6 @@ class TransactionLayer:
                     del servers[key]
             self._aliases -= len(tx._keys) - 1
         if reason is not None:
-            self._events.append(TransactionTimeout(tx, reason, timer))
+            cause = self._transport_cause if reason == "transport" else None
+            self._events.append(TransactionTimeout(tx, reason, timer, cause))
         self._events.append(TransactionTerminated(tx))
