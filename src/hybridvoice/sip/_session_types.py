@@ -11,19 +11,19 @@ retransmission timers T1/T2), §14.1 (re-INVITE offers and their rejection); RFC
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal, TypedDict
 
 from .errors import LocalProtocolError
 from .message import Message, Request, Response
 from .refer import Refer, ReferNotify, ReferResult
+from .sdp import SdpError, SessionDescription
 
 __all__ = [
     "CAPABILITIES", "SDP", "SETUP", "TRANSITIONS", "Action", "Answered", "CallEvent", "Cause",
-    "Confirmed", "Disconnected",
-    "EarlyMedia", "Event", "Offer", "OfferAnswered", "OfferRejected", "Refer", "ReferNotify",
-    "ReferResult", "Ringing", "Role", "SendCancel", "SendRequest", "SendResponse",
-    "SessionConfig", "Side", "State", "Trigger",
+    "Confirmed", "Disconnected", "EarlyMedia", "Event", "Offer", "OfferAnswered",
+    "OfferRejected", "Refer", "ReferNotify", "ReferResult", "Ringing", "Role", "SendCancel",
+    "SendRequest", "SendResponse", "SessionConfig", "Side", "State", "Trigger", "describe",
 ]  # fmt: skip
 
 
@@ -94,6 +94,17 @@ def body(sdp: bytes | None) -> _Body:
     return {"body": sdp or b"", "content_type": SDP if sdp else None}
 
 
+def describe(sdp: bytes | None) -> SessionDescription | None:
+    """``sdp`` parsed, once, where it arrives (RFC 4566); None when absent or malformed. The
+    bytes stay in the event either way: what a bad body means is the application's call."""
+    if not sdp:
+        return None
+    try:
+        return SessionDescription.parse(sdp)
+    except SdpError:
+        return None
+
+
 class Role(enum.Enum):
     UAC = "uac"
     UAS = "uas"
@@ -148,6 +159,8 @@ class Ringing:
     """A 180 arrived, with its SDP if any."""
 
     sdp: bytes | None
+    #: ``sdp`` parsed once where it arrived (RFC 4566); None without SDP or when malformed
+    description: SessionDescription | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +168,8 @@ class EarlyMedia:
     """Another provisional (usually 183) carried SDP."""
 
     sdp: bytes
+    #: ``sdp`` parsed once where it arrived (RFC 4566); None without SDP or when malformed
+    description: SessionDescription | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +177,8 @@ class Answered:
     """UAC: a 2xx established the session; ``sdp`` is the answer in it."""
 
     sdp: bytes | None
+    #: ``sdp`` parsed once where it arrived (RFC 4566); None without SDP or when malformed
+    description: SessionDescription | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +186,8 @@ class Confirmed:
     """UAS: the ACK arrived; ``sdp`` is the answer in it after an offer-less INVITE."""
 
     sdp: bytes | None
+    #: ``sdp`` parsed once where it arrived (RFC 4566); None without SDP or when malformed
+    description: SessionDescription | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +196,8 @@ class Offer:
     asks for our offer. Answer with ``accept_offer`` or ``reject_offer``."""
 
     sdp: bytes | None
+    #: ``sdp`` parsed once where it arrived (RFC 4566); None without SDP or when malformed
+    description: SessionDescription | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +205,8 @@ class OfferAnswered:
     """Our re-INVITE/UPDATE succeeded; ``sdp`` is the peer's answer."""
 
     sdp: bytes | None
+    #: ``sdp`` parsed once where it arrived (RFC 4566); None without SDP or when malformed
+    description: SessionDescription | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
