@@ -1,7 +1,7 @@
 """The INVITE session's hidden machines, each alone on a fake clock with exact expectations:
 the 2xx retransmission (RFC 3261 §13.3.1.4), the late ACK (§13.2.2.4), offer/answer and the
 glare retry (§14.1, RFC 3311), the RFC 4028 refresher (§10), the caller's CANCEL (§9.1); and
-the SDP of a session's events, parsed once where it arrives (RFC 4566)."""
+the SDP of a session's events, parsed at most once (RFC 4566)."""
 
 from __future__ import annotations
 
@@ -220,7 +220,7 @@ def test_cancel_waits_for_a_provisional_and_goes_out_once() -> None:
     assert not other.provisional_seen
 
 
-# --- SDP parsed once where it arrives -------------------------------------------------------------
+# --- SDP parsed at most once ----------------------------------------------------------------------
 def test_events_carry_the_parsed_sdp() -> None:
     net = Net()
     uas = net.add_uas("b")
@@ -253,6 +253,8 @@ def test_a_malformed_body_keeps_its_bytes_and_has_no_description() -> None:
 
 
 def test_sdp_is_parsed_once_per_offer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session parses nothing the application does not read; an event's SDP is parsed
+    once however many layers read its ``description``."""
     calls: list[bytes | str] = []
     real = SessionDescription.parse.__func__  # type: ignore[attr-defined]
 
@@ -265,13 +267,18 @@ def test_sdp_is_parsed_once_per_offer(monkeypatch: pytest.MonkeyPatch) -> None:
     net = Net()
     uas = net.answered_call()
     calls.clear()
-    net.uac.reinvite(HOLD)  # the offer: parsed by the callee's session, once
+    net.uac.reinvite(HOLD)  # the offer, as the callee's session reports it
     net.pump()
-    assert calls == [HOLD]
-    assert isinstance(last(net, "b"), Offer)
+    offer = last(net, "b")
+    assert isinstance(offer, Offer) and calls == []
+    readers = [offer.description for _ in range(3)]  # e.g. the B2BUA, media plan, bypass
+    assert calls == [HOLD] and readers[0] is readers[1] is readers[2] is not None
     calls.clear()
-    uas.accept_offer(ANSWER, 0.0)  # the answer: parsed by the caller's session, once
+    uas.accept_offer(ANSWER, 0.0)  # the answer, as the caller's session reports it
     net.pump()
+    answer = last(net, "uac")
+    assert isinstance(answer, OfferAnswered)
+    assert answer.description is answer.description is not None
     assert calls == [ANSWER]
     assert uas.state is State.CONFIRMED
 

@@ -35,7 +35,6 @@ from ._session_types import (
     State,
     Trigger,
     allow_of,
-    describe,
     has_token,
 )
 from .dialog import Dialog
@@ -78,10 +77,10 @@ def _on_ack(s: SessionCore, dialog: Dialog, request: Request, now: float) -> Non
     sdp = request.body or None
     if acked is not s.invite:
         if sdp is not None:  # the answer to the offer in our 2xx to an offer-less re-INVITE
-            s._emit(OfferAnswered(sdp, describe(sdp)))
+            s._emit(OfferAnswered(sdp))
         return
     s._move(Trigger.ACKED)
-    s._emit(Confirmed(sdp, describe(sdp)))
+    s._emit(Confirmed(sdp))
     if s._bye_pending:
         s._send_bye()
         s._finish(Cause.NORMAL, None, "local")
@@ -106,7 +105,7 @@ def _on_offer(s: SessionCore, dialog: Dialog, request: Request, now: float) -> N
         s._send_2xx(request, None, now)  # no offer (a session refresh): 200 at once
     else:
         s._offers.receive(request)
-        s._emit(Offer(request.body or None, describe(request.body)))
+        s._emit(Offer(request.body or None))
 
 
 def _on_other(s: SessionCore, dialog: Dialog, request: Request, now: float) -> None:
@@ -205,9 +204,9 @@ def _on_provisional(s: SessionCore, response: Response) -> None:
     s._move(Trigger.PROVISIONAL)
     sdp = response.body or None
     if response.status == 180:
-        s._emit(Ringing(sdp, describe(sdp)))
+        s._emit(Ringing(sdp))
     elif sdp is not None:
-        s._emit(EarlyMedia(sdp, describe(sdp)))
+        s._emit(EarlyMedia(sdp))
 
 
 def _on_invite_2xx(s: SessionCore, response: Response, now: float) -> None:
@@ -238,11 +237,11 @@ def _on_invite_2xx(s: SessionCore, response: Response, now: float) -> None:
     if not s.invite.body and response.body:  # an offer in the 2xx: answer in the ACK
         s._acks.hold(dialog, response)
         s._emit(Answered(None))
-        s._emit(Offer(response.body, describe(response.body)))
+        s._emit(Offer(response.body))
         return
     s._send_ack(dialog, response, None)
     s._move(Trigger.ACKED)
-    s._emit(Answered(response.body or None, describe(response.body)))
+    s._emit(Answered(response.body or None))
 
 
 def _retry_invite(s: SessionCore, response: Response) -> bool:
@@ -284,12 +283,12 @@ def on_request_out_response(
         s._apply_session_timer(response, True, now)
         if request.method == "INVITE" and not request.body and response.body:
             s._acks.hold(dialog, response)  # an offer in the 2xx: answer in the ACK
-            s._emit(Offer(response.body, describe(response.body)))
+            s._emit(Offer(response.body))
             return
         if request.method == "INVITE":
             s._send_ack(dialog, response, None)
         if not refresh:
-            s._emit(OfferAnswered(response.body or None, describe(response.body)))
+            s._emit(OfferAnswered(response.body or None))
     elif status == 422 and (min_se := rfc4028.min_se(response) or 0) > (s._refresh.interval or 0):
         s._refresh.raise_to(min_se)  # RFC 4028 §7.4: ask again with the peer's minimum
         s._send_offer(request.method, request.body or None, refresh=refresh)

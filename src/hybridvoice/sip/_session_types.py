@@ -23,7 +23,7 @@ __all__ = [
     "CAPABILITIES", "SDP", "SETUP", "TRANSITIONS", "Action", "Answered", "CallEvent", "Cause",
     "Confirmed", "Disconnected", "EarlyMedia", "Event", "Offer", "OfferAnswered",
     "OfferRejected", "Refer", "ReferNotify", "ReferResult", "Ringing", "Role", "SendCancel",
-    "SendRequest", "SendResponse", "SessionConfig", "Side", "State", "Trigger", "describe",
+    "SendRequest", "SendResponse", "SessionConfig", "Side", "State", "Trigger",
 ]  # fmt: skip
 
 
@@ -94,17 +94,6 @@ def body(sdp: bytes | None) -> _Body:
     return {"body": sdp or b"", "content_type": SDP if sdp else None}
 
 
-def describe(sdp: bytes | None) -> SessionDescription | None:
-    """``sdp`` parsed, once, where it arrives (RFC 4566); None when absent or malformed. The
-    bytes stay in the event either way: what a bad body means is the application's call."""
-    if not sdp:
-        return None
-    try:
-        return SessionDescription.parse(sdp)
-    except SdpError:
-        return None
-
-
 class Role(enum.Enum):
     UAC = "uac"
     UAS = "uas"
@@ -154,59 +143,81 @@ class SendResponse:
 
 
 # --- outputs: call-control events for the application ----------------------------------------
+class _Unparsed(enum.Enum):
+    TOKEN = "not parsed yet"
+
+
 @dataclass(frozen=True, slots=True)
-class Ringing:
+class _Described:
+    """An event carrying an SDP body: ``sdp`` the bytes as they arrived, ``description`` the
+    same parsed (RFC 4566) at most once, on first use, and kept in the event: every reader
+    shares that one parse, and one that reads only the bytes costs none."""
+
+    _description: SessionDescription | _Unparsed | None = field(
+        default=_Unparsed.TOKEN, init=False, compare=False, repr=False
+    )
+
+    @property
+    def description(self) -> SessionDescription | None:
+        """The SDP parsed; None without a body or when it is not valid SDP (the bytes stay
+        in ``sdp`` either way: what a bad body means is the application's call)."""
+        parsed = self._description
+        if parsed is _Unparsed.TOKEN:
+            parsed = _parse(getattr(self, "sdp", None))
+            object.__setattr__(self, "_description", parsed)  # a cache of a pure function
+        return parsed
+
+
+def _parse(sdp: bytes | None) -> SessionDescription | None:
+    if not sdp:
+        return None
+    try:
+        return SessionDescription.parse(sdp)
+    except SdpError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Ringing(_Described):
     """A 180 arrived, with its SDP if any."""
 
     sdp: bytes | None
-    #: ``sdp`` parsed once where it arrived (RFC 4566); None without SDP or when malformed
-    description: SessionDescription | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
-class EarlyMedia:
+class EarlyMedia(_Described):
     """Another provisional (usually 183) carried SDP."""
 
     sdp: bytes
-    #: ``sdp`` parsed once where it arrived (RFC 4566); None without SDP or when malformed
-    description: SessionDescription | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Answered:
+class Answered(_Described):
     """UAC: a 2xx established the session; ``sdp`` is the answer in it."""
 
     sdp: bytes | None
-    #: ``sdp`` parsed once where it arrived (RFC 4566); None without SDP or when malformed
-    description: SessionDescription | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Confirmed:
+class Confirmed(_Described):
     """UAS: the ACK arrived; ``sdp`` is the answer in it after an offer-less INVITE."""
 
     sdp: bytes | None
-    #: ``sdp`` parsed once where it arrived (RFC 4566); None without SDP or when malformed
-    description: SessionDescription | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Offer:
+class Offer(_Described):
     """The peer offers (re-INVITE, UPDATE, or a 2xx to our offer-less INVITE); ``None``
     asks for our offer. Answer with ``accept_offer`` or ``reject_offer``."""
 
     sdp: bytes | None
-    #: ``sdp`` parsed once where it arrived (RFC 4566); None without SDP or when malformed
-    description: SessionDescription | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
-class OfferAnswered:
+class OfferAnswered(_Described):
     """Our re-INVITE/UPDATE succeeded; ``sdp`` is the peer's answer."""
 
     sdp: bytes | None
-    #: ``sdp`` parsed once where it arrived (RFC 4566); None without SDP or when malformed
-    description: SessionDescription | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

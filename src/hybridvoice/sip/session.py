@@ -3,7 +3,7 @@
 RFC 3261 §13 (INVITE; the ACK for every 2xx of every fork, §13.2.2.4; the UAS's 2xx
 retransmission until the ACK, §13.3.1.4), §9 (CANCEL), §14 (re-INVITE, glare §14.1/§14.2),
 §15 (BYE); RFC 3311 (UPDATE); RFC 4028 (session timers); RFC 3264 offer/answer, the SDP
-carried as bytes and parsed once where it arrives (the events' ``description``, RFC 4566);
+carried as bytes and parsed at most once, on first use (the events' ``description``, RFC 4566);
 RFC 6141 §4 (target refresh); RFC 3515 (REFER and the NOTIFYs of its implicit subscription in
 the confirmed dialog, the state and messages in ``refer``).
 
