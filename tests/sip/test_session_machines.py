@@ -22,7 +22,8 @@ from hybridvoice.sip._session_cancel import CANCEL_TABLE, CancelPhase, UacCancel
 from hybridvoice.sip._session_offer import OFFER_TABLE, OfferAnswer, OfferPhase, glare_delay
 from hybridvoice.sip._session_refresh import REFRESH_TABLE, Refresher, RefreshPhase
 from hybridvoice.sip.dialog import Dialog
-from hybridvoice.sip.headers import CSeq
+from hybridvoice.sip.headers import CSeq, parse_address
+from hybridvoice.sip.refer import NotifierPhase, ReferTo, SubscriberPhase
 from hybridvoice.sip.sdp import SessionDescription
 from hybridvoice.sip.session import (
     Answered,
@@ -295,3 +296,21 @@ def test_confirmed_carries_the_answer_of_an_offerless_invite() -> None:
     confirmed = last(net, "b")
     assert isinstance(confirmed, Confirmed) and confirmed.description is not None
     assert isinstance(net.uac, InviteSession) and net.uac.state is State.CONFIRMED
+
+
+# --- REFER and its subscription (RFC 3515 §2.4) ---------------------------------------------------
+def test_refer_phases_on_both_sides() -> None:
+    net = Net()
+    uas = net.answered_call()
+    net.uac.refer(ReferTo(parse_address("<sip:carol@example.com>")))
+    assert net.uac._refer.subscriber is SubscriberPhase.SENT
+    net.pump()
+    assert uas._refer.notifier is NotifierPhase.PENDING
+    uas.accept_refer()
+    net.pump()
+    assert uas._refer.notifier is NotifierPhase.NOTIFYING
+    assert net.uac._refer.subscriber is SubscriberPhase.SUBSCRIBED
+    uas.notify_refer(200)
+    net.pump()
+    assert uas._refer.notifier is NotifierPhase.IDLE
+    assert net.uac._refer.subscriber is SubscriberPhase.IDLE
