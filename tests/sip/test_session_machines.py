@@ -1,7 +1,8 @@
 """The INVITE session's hidden machines, each alone on a fake clock with exact expectations:
 the 2xx retransmission (RFC 3261 §13.3.1.4), the late ACK (§13.2.2.4), offer/answer and the
-glare retry (§14.1, RFC 3311), the RFC 4028 refresher (§10), the caller's CANCEL (§9.1); and
-the SDP of a session's events, parsed at most once (RFC 4566)."""
+glare retry (§14.1, RFC 3311), the RFC 4028 refresher (§10), the caller's CANCEL (§9.1),
+REFER and its subscription (RFC 3515 §2.4); and the SDP of a session's events, parsed at most
+once (RFC 4566)."""
 
 from __future__ import annotations
 
