@@ -45,12 +45,10 @@ if TYPE_CHECKING:
     from ._session_core import SessionCore
 
 __all__ = [
-    "REQUEST_HANDLERS", "on_expire_timer", "on_glare_timer", "on_invite_response",
-    "on_refresh_timer", "on_request_out_response", "on_retransmit_timer", "send_cancel_if_due",
-    "too_small",
+    "REQUEST_HANDLERS", "on_cancel", "on_expire_timer", "on_glare_timer", "on_invite_response",
+    "on_other", "on_refresh_timer", "on_request_out_response", "on_retransmit_timer",
+    "send_cancel_if_due", "too_small",
 ]  # fmt: skip
-
-_SETUP: Final = SETUP
 
 
 # --- the peer's requests --------------------------------------------------------------------------
@@ -62,7 +60,7 @@ def on_cancel(s: SessionCore, request: Request) -> None:
     if request.cseq is None or dialog is None:
         return
     cancelled = CSeq(request.cseq.seq, "INVITE")
-    if s.role is Role.UAS and s.state in _SETUP and s.invite.cseq == cancelled:
+    if s.role is Role.UAS and s.state in SETUP and s.invite.cseq == cancelled:
         s._emit(SendResponse(dialog.create_response(s.invite, 487), s.invite))
         s._finish(Cause.CANCELLED, 487, "remote")
     elif pending is not None and pending.cseq == cancelled:
@@ -89,9 +87,9 @@ def _on_ack(s: SessionCore, dialog: Dialog, request: Request, now: float) -> Non
 def _on_bye(s: SessionCore, dialog: Dialog, request: Request, now: float) -> None:
     """§15.1.2: answer 200; an unanswered INVITE gets 487 (UAS) or a CANCEL (UAC)."""
     s._emit(SendResponse(dialog.create_response(request, 200), request))
-    if s.state in _SETUP and s.role is Role.UAS:
+    if s.state in SETUP and s.role is Role.UAS:
         s._emit(SendResponse(dialog.create_response(s.invite, 487), s.invite))
-    elif s.state in _SETUP:
+    elif s.state in SETUP:
         send_cancel_if_due(s, s._cancel.want())
     s._finish(Cause.NORMAL, None, "remote")
 
@@ -108,7 +106,7 @@ def _on_offer(s: SessionCore, dialog: Dialog, request: Request, now: float) -> N
         s._emit(Offer(request.body or None))
 
 
-def _on_other(s: SessionCore, dialog: Dialog, request: Request, now: float) -> None:
+def on_other(s: SessionCore, dialog: Dialog, request: Request, now: float) -> None:
     if request.method == "OPTIONS":
         response = dialog.create_response(request, 200, headers=CAPABILITIES)
     else:
@@ -139,9 +137,9 @@ def _conflict(s: SessionCore, dialog: Dialog, request: Request) -> Response | No
     while the peer's previous INVITE or offer is unanswered, 500 with Retry-After."""
     if request.method != "INVITE" and not request.body:
         return None
-    if s._offers.outgoing is not None or (s.role is Role.UAC and s.state in _SETUP):
+    if s._offers.outgoing is not None or (s.role is Role.UAC and s.state in SETUP):
         return dialog.create_response(request, 491)
-    if s._busy() or (s.role is Role.UAS and s.state in _SETUP):
+    if s._busy() or (s.role is Role.UAS and s.state in SETUP):
         retry = [("Retry-After", s._rng.randint(0, 10))]
         return dialog.create_response(request, 500, headers=retry)
     return None
@@ -165,7 +163,6 @@ REQUEST_HANDLERS: Final[dict[str, Handler]] = {
     "INVITE": _on_offer,
     "UPDATE": _on_offer,
 }
-on_other: Final[Handler] = _on_other
 
 
 # --- responses to our INVITE (the caller) ---------------------------------------------------------
@@ -180,7 +177,7 @@ def on_invite_response(s: SessionCore, response: Response, now: float) -> None:
         _on_provisional(s, response)
     elif status < 300:
         _on_invite_2xx(s, response, now)
-    elif s.state in _SETUP and not (status == 422 and _retry_invite(s, response)):
+    elif s.state in SETUP and not (status == 422 and _retry_invite(s, response)):
         for fork in s._forks.values():
             fork.terminate()
         if s._cancel.wanted:
@@ -192,7 +189,7 @@ def on_invite_response(s: SessionCore, response: Response, now: float) -> None:
 def _on_provisional(s: SessionCore, response: Response) -> None:
     send_cancel_if_due(s, s._cancel.provisional())
     tag = None if response.to is None else response.to.tag
-    if response.status == 100 or s.state not in _SETUP:
+    if response.status == 100 or s.state not in SETUP:
         return
     if tag is not None:  # an early dialog per fork (§12.1.2), the latest last
         fork = s._forks.pop(tag, None)
@@ -213,7 +210,7 @@ def _on_invite_2xx(s: SessionCore, response: Response, now: float) -> None:
     tag = "" if response.to is None else response.to.tag or ""
     if s._dialog is not None and s._dialog.id.remote_tag == tag:
         return  # retransmitted while the application prepares the answer for our ACK
-    if s._dialog is not None or s.state not in _SETUP:
+    if s._dialog is not None or s.state not in SETUP:
         # §13.2.2.4: a 2xx from another fork (or after we gave up): ACK it, then BYE
         extra = Dialog.from_uac(s.invite, response)
         s._send_ack(extra, response, None)

@@ -77,7 +77,6 @@ __all__ = [
     "Role", "SendCancel", "SendRequest", "SendResponse", "SessionConfig", "State", "Trigger",
 ]  # fmt: skip
 
-SDP: Final = "application/sdp"
 _UPDATABLE: Final = frozenset({State.EARLY, State.CONNECTING, State.CONFIRMED})
 
 
