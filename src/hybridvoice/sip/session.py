@@ -39,6 +39,7 @@ from . import _session_peer as peer
 from ._session_core import SessionCore
 from ._session_types import (
     CAPABILITIES,
+    SDP,
     SETUP,
     TRANSITIONS,
     Action,
@@ -71,7 +72,7 @@ from .message import Request, Response, make_response
 from .refer import Refer, ReferNotify, ReferResult, ReferTo
 
 __all__ = [
-    "TRANSITIONS", "Action", "Answered", "CallEvent", "Cause", "Confirmed", "Disconnected",
+    "SDP", "TRANSITIONS", "Action", "Answered", "CallEvent", "Cause", "Confirmed", "Disconnected",
     "EarlyMedia", "Event", "InviteSession", "Offer", "OfferAnswered", "OfferRejected", "Refer",
     "ReferNotify", "ReferResult", "Ringing",
     "Role", "SendCancel", "SendRequest", "SendResponse", "SessionConfig", "State", "Trigger",
