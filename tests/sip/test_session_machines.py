@@ -67,8 +67,8 @@ def _invite_and_2xx() -> tuple[object, object]:
 
 def test_2xx_retransmits_at_t1_doubling_capped_at_t2_and_gives_up_at_64_t1() -> None:
     invite, ok = _invite_and_2xx()
-    machine = Retransmit2xx(t1=0.5, t2=4.0)
-    machine.start(ok, invite, 10.0)  # type: ignore[arg-type]
+    machine = Retransmit2xx()
+    machine.start(ok, invite, 10.0, t1=0.5, t2=4.0)  # type: ignore[arg-type]
     fired: list[float] = []
     while machine.deadline is not None:
         now = machine.deadline
@@ -82,8 +82,8 @@ def test_2xx_retransmits_at_t1_doubling_capped_at_t2_and_gives_up_at_64_t1() -> 
 
 def test_the_ack_of_the_invite_stops_the_retransmission() -> None:
     invite, ok = _invite_and_2xx()
-    machine = Retransmit2xx(t1=0.5, t2=4.0)
-    machine.start(ok, invite, 0.0)  # type: ignore[arg-type]
+    machine = Retransmit2xx()
+    machine.start(ok, invite, 0.0, t1=0.5, t2=4.0)  # type: ignore[arg-type]
     assert machine.fire(0.5) is ok and machine.deadline == 1.5
     assert machine.ack(CSeq(2, "ACK")) is None  # not this INVITE's ACK
     assert machine.ack(CSeq(1, "ACK")) is invite

@@ -54,15 +54,15 @@ RETRANSMIT_TABLE: Final[dict[RetransmitPhase, dict[_R, RetransmitPhase]]] = {
 class Retransmit2xx:
     """The UAS's 2xx to an INVITE, retransmitted until its ACK (RFC 3261 §13.3.1.4)."""
 
-    __slots__ = ("_give_up", "_interval", "_t1", "_t2", "deadline", "phase", "request", "response")
+    __slots__ = ("_give_up", "_interval", "_t2", "deadline", "phase", "request", "response")
 
-    def __init__(self, t1: float, t2: float) -> None:
-        self._t1, self._t2 = t1, t2
+    def __init__(self) -> None:
+        self._t2 = 4.0
         self.phase = _IDLE
         self.response: Response | None = None
         self.request: Request | None = None  # the INVITE the 2xx answers
         self.deadline: float | None = None  # the next retransmission (or the give-up)
-        self._interval = t1
+        self._interval = 0.5
         self._give_up = 0.0
 
     @property
@@ -75,12 +75,15 @@ class Retransmit2xx:
             raise LocalProtocolError(f"2xx retransmission: {trigger.value} in {self.phase.value}")
         self.phase = target
 
-    def start(self, response: Response, request: Request, now: float) -> None:
-        """The 2xx was sent at ``now``: retransmit at now+T1, give up at now+64*T1."""
+    def start(
+        self, response: Response, request: Request, now: float, *, t1: float, t2: float
+    ) -> None:
+        """The 2xx was sent at ``now``: retransmit at now+T1, then doubling up to T2, and
+        give up at now+64*T1."""
         self._move(_R.SENT)
         self.response, self.request = response, request
-        self._interval, self._give_up = self._t1, now + 64 * self._t1
-        self.deadline = now + self._t1
+        self._interval, self._t2, self._give_up = t1, t2, now + 64 * t1
+        self.deadline = now + t1
 
     def ack(self, cseq: CSeq | None) -> Request | None:
         """An ACK arrived: the INVITE whose 2xx it acknowledges, or None when it is a

@@ -64,7 +64,7 @@ class SessionCore:
         self._events: list[Event] = []
         self._dialog: Dialog | None = None  # UAS: from the start; UAC: from the first 2xx
         self._forks: dict[str, Dialog] = {}  # UAC early dialogs by To tag, latest last
-        self._retransmit = Retransmit2xx(config.t1, config.t2)  # UAS, §13.3.1.4
+        self._retransmit = Retransmit2xx()  # UAS, §13.3.1.4
         self._acks = AckMemory()  # UAC, §13.2.2.4
         self._offers = OfferAnswer((invite.body or None) if role is Role.UAC else None)
         self._refresh = Refresher()  # RFC 4028
@@ -186,7 +186,8 @@ class SessionCore:
         self._offers.local_sdp = sdp or self._offers.local_sdp
         self._emit(SendResponse(response, request))
         if request.method == "INVITE":
-            self._retransmit.start(response, request, now)
+            config = self._config
+            self._retransmit.start(response, request, now, t1=config.t1, t2=config.t2)
         self._apply_session_timer(response, False, now)
 
     def _send_ack(self, dialog: Dialog, response: Response, sdp: bytes | None) -> None:
