@@ -14,6 +14,8 @@ Both take ``now`` where a timer starts and never read a clock; an illegal transi
 from __future__ import annotations
 
 import enum
+import itertools
+from collections.abc import Callable
 from typing import Final
 
 from .dialog import Dialog
@@ -21,7 +23,10 @@ from .errors import LocalProtocolError
 from .headers import CSeq
 from .message import Request, Response
 
-__all__ = ["AckMemory", "Retransmit2xx", "RetransmitPhase"]
+__all__ = ["AckMemory", "Retransmit2xx", "RetransmitPhase", "Ticket"]
+
+#: Hands out increasing numbers: a timer armed later fires later among equal deadlines.
+Ticket = Callable[[], int]
 
 
 class RetransmitPhase(enum.Enum):
@@ -54,9 +59,14 @@ RETRANSMIT_TABLE: Final[dict[RetransmitPhase, dict[_R, RetransmitPhase]]] = {
 class Retransmit2xx:
     """The UAS's 2xx to an INVITE, retransmitted until its ACK (RFC 3261 §13.3.1.4)."""
 
-    __slots__ = ("_give_up", "_interval", "_t2", "deadline", "phase", "request", "response")
+    __slots__ = (
+        "_give_up", "_interval", "_t2", "_ticket", "armed", "deadline", "phase", "request",
+        "response",
+    )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, ticket: Ticket | None = None) -> None:
+        self._ticket = ticket or itertools.count().__next__
+        self.armed = 0  # when the deadline was set (``ticket``)
         self._t2 = 4.0
         self.phase = _IDLE
         self.response: Response | None = None
@@ -83,7 +93,7 @@ class Retransmit2xx:
         self._move(_R.SENT)
         self.response, self.request = response, request
         self._interval, self._t2, self._give_up = t1, t2, now + 64 * t1
-        self.deadline = now + t1
+        self.deadline, self.armed = now + t1, self._ticket()
 
     def ack(self, cseq: CSeq | None) -> Request | None:
         """An ACK arrived: the INVITE whose 2xx it acknowledges, or None when it is a
@@ -109,6 +119,7 @@ class Retransmit2xx:
         self._move(_R.RESENT)
         self._interval = min(2 * self._interval, self._t2)
         self.deadline = min(now + self._interval, self._give_up)
+        self.armed = self._ticket()
         return response
 
     def stop(self) -> None:

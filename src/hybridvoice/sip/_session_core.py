@@ -16,6 +16,7 @@ are tables of functions in ``_session_peer``; the application's calls are on
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 
@@ -55,7 +56,7 @@ class SessionCore:
     __slots__ = (
         "_acks", "_bye_pending", "_cancel", "_config", "_dialog", "_events", "_forks",
         "_offers", "_peer_allows_update", "_refer", "_refresh", "_retransmit", "_rng",
-        "_timeout_detail", "invite", "peer_allow", "role", "state",
+        "_ticket", "_timeout_detail", "invite", "peer_allow", "role", "state",
     )  # fmt: skip
 
     def __init__(self, role: Role, invite: Request, config: SessionConfig, rng: random.Random):
@@ -64,10 +65,12 @@ class SessionCore:
         self._events: list[Event] = []
         self._dialog: Dialog | None = None  # UAS: from the start; UAC: from the first 2xx
         self._forks: dict[str, Dialog] = {}  # UAC early dialogs by To tag, latest last
-        self._retransmit = Retransmit2xx()  # UAS, §13.3.1.4
+        #: timers armed later fire later among equal deadlines (as §17 timers do)
+        self._ticket = ticket = itertools.count().__next__
+        self._retransmit = Retransmit2xx(ticket)  # UAS, §13.3.1.4
         self._acks = AckMemory()  # UAC, §13.2.2.4
-        self._offers = OfferAnswer((invite.body or None) if role is Role.UAC else None)
-        self._refresh = Refresher()  # RFC 4028
+        self._offers = OfferAnswer((invite.body or None) if role is Role.UAC else None, ticket)
+        self._refresh = Refresher(ticket)  # RFC 4028
         self._cancel = UacCancel()  # §9.1
         self._refer = ReferState()  # RFC 3515 in this session's dialog
         self._peer_allows_update = self._bye_pending = False
@@ -105,23 +108,24 @@ class SessionCore:
     def is_refresher(self) -> bool:
         return self._refresh.is_refresher
 
-    def _timers(self) -> list[tuple[float, Callable[[SessionCore, float], None]]]:
-        """The armed timers, in a fixed order (ties fire in this order)."""
+    def _timers(self) -> list[tuple[float, int, Callable[[SessionCore, float], None]]]:
+        """The armed timers: deadline, when armed, handler."""
+        retransmit, offers, refresh = self._retransmit, self._offers, self._refresh
         armed = (
-            (self._retransmit.deadline, peer.on_retransmit_timer),
-            (self._offers.deadline, peer.on_glare_timer),
-            (self._refresh.refresh_at, peer.on_refresh_timer),
-            (self._refresh.expire_at, peer.on_expire_timer),
+            (retransmit.deadline, retransmit.armed, peer.on_retransmit_timer),
+            (offers.deadline, offers.armed, peer.on_glare_timer),
+            (refresh.refresh_at, refresh.refresh_armed, peer.on_refresh_timer),
+            (refresh.expire_at, refresh.expire_armed, peer.on_expire_timer),
         )
-        return [(due, handler) for due, handler in armed if due is not None]
+        return [(due, seq, handler) for due, seq, handler in armed if due is not None]
 
     def next_deadline(self) -> float | None:
-        return min((due for due, _ in self._timers()), default=None)
+        return min((due for due, _, _ in self._timers()), default=None)
 
     def handle_timer(self, now: float) -> None:
-        """Fire every timer due at ``now``, earliest first."""
+        """Fire every timer due at ``now``, earliest first (the earlier armed on a tie)."""
         while timers := self._timers():
-            due, handler = min(timers, key=lambda item: item[0])
+            due, _, handler = min(timers, key=lambda item: item[:2])
             if due > now:
                 return
             handler(self, now)

@@ -12,9 +12,11 @@ only records which request carries the offer and when to retry.
 from __future__ import annotations
 
 import enum
+import itertools
 import random
 from typing import Final
 
+from ._session_ack import Ticket
 from .errors import LocalProtocolError
 from .message import Request
 
@@ -69,9 +71,14 @@ class GlareRetry:
 class OfferAnswer:
     """The offer in progress in either direction, and the glare retry (§14.1, RFC 3311)."""
 
-    __slots__ = ("deadline", "incoming", "local_sdp", "outgoing", "phase", "refreshing", "retry")
+    __slots__ = (
+        "_ticket", "armed", "deadline", "incoming", "local_sdp", "outgoing", "phase",
+        "refreshing", "retry",
+    )  # fmt: skip
 
-    def __init__(self, local_sdp: bytes | None) -> None:
+    def __init__(self, local_sdp: bytes | None, ticket: Ticket | None = None) -> None:
+        self._ticket = ticket or itertools.count().__next__
+        self.armed = 0  # when the deadline was set (``ticket``)
         self.phase = _P.IDLE
         self.outgoing: Request | None = None  # our re-INVITE/UPDATE in progress
         self.incoming: Request | None = None  # the peer's, awaiting accept/reject_offer
@@ -108,12 +115,12 @@ class OfferAnswer:
         self._move(_O.GLARE)
         self.outgoing, self.refreshing = None, False
         self.retry = GlareRetry(request.method, request.body or None, refresh)
-        self.deadline = due
+        self.deadline, self.armed = due, self._ticket()
 
     def postpone(self, due: float) -> None:
         """The glare timer fired while the dialog is busy: try again at ``due``."""
         assert self.retry is not None, "the timer and the retry go together"
-        self.deadline = due
+        self.deadline, self.armed = due, self._ticket()
 
     def take_retry(self) -> GlareRetry:
         """The glare timer fired and the dialog is idle: the offer to send again."""

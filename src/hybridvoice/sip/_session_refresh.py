@@ -11,9 +11,11 @@ functions of ``_session_timer``; this class keeps the negotiated interval and th
 from __future__ import annotations
 
 import enum
+import itertools
 from typing import Final
 
 from . import _session_timer as rfc4028
+from ._session_ack import Ticket
 from .errors import LocalProtocolError
 
 __all__ = ["REFRESH_TABLE", "RefreshPhase", "Refresher"]
@@ -56,9 +58,14 @@ REFRESH_TABLE: Final[dict[RefreshPhase, dict[_F, RefreshPhase]]] = {
 class Refresher:
     """The negotiated session interval, who refreshes, and the refresh and expiry timers."""
 
-    __slots__ = ("expire_at", "interval", "phase", "refresh_at", "we_refresh")
+    __slots__ = (
+        "_ticket", "expire_armed", "expire_at", "interval", "phase", "refresh_armed",
+        "refresh_at", "we_refresh",
+    )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, ticket: Ticket | None = None) -> None:
+        self._ticket = ticket or itertools.count().__next__
+        self.refresh_armed = self.expire_armed = 0  # when each deadline was set (``ticket``)
         self.phase = _S.OFF
         self.interval: int | None = None  # the RFC 4028 session interval, once negotiated
         self.we_refresh = False
@@ -88,9 +95,11 @@ class Refresher:
         if self.we_refresh:
             self._move(_F.NEGOTIATED_OURS)
             self.refresh_at = rfc4028.refresh_deadline(interval, now)
+            self.refresh_armed = self._ticket()
         else:
             self._move(_F.NEGOTIATED_THEIRS)
         self.expire_at = rfc4028.expiry_deadline(interval, now)
+        self.expire_armed = self._ticket()
 
     def raise_to(self, min_se: int) -> None:
         """A 422 named a larger Min-SE: ask again with it (RFC 4028 §7.4)."""
@@ -104,7 +113,7 @@ class Refresher:
     def postpone(self, due: float) -> None:
         """The refresh timer fired while an offer is in progress: try again at ``due``."""
         self._move(_F.POSTPONED)
-        self.refresh_at = due
+        self.refresh_at, self.refresh_armed = due, self._ticket()
 
     def expired(self) -> None:
         """The expiry timer fired: the session ends with a BYE (RFC 4028 §10)."""
