@@ -11,7 +11,7 @@ import random
 import pytest
 from session_harness import ANSWER, HOLD, Net, last, make_invite
 
-from hybridvoice.sip import LocalProtocolError, make_response
+from hybridvoice.sip import LocalProtocolError, Request, make_response
 from hybridvoice.sip._session_ack import (
     LATE_ACK_TABLE,
     RETRANSMIT_TABLE,
@@ -28,12 +28,15 @@ from hybridvoice.sip.refer import NotifierPhase, ReferTo, SubscriberPhase
 from hybridvoice.sip.sdp import SessionDescription
 from hybridvoice.sip.session import (
     Answered,
+    Cause,
     Confirmed,
+    Disconnected,
     EarlyMedia,
     InviteSession,
     Offer,
     OfferAnswered,
     Ringing,
+    SessionConfig,
     State,
 )
 
@@ -315,3 +318,28 @@ def test_refer_phases_on_both_sides() -> None:
     net.pump()
     assert uas._refer.notifier is NotifierPhase.IDLE
     assert net.uac._refer.subscriber is SubscriberPhase.IDLE
+
+
+def test_a_refresh_postponed_onto_the_expiry_yields_to_it() -> None:
+    """Timers armed later fire later on a tie: the refresh, postponed by T2 while the peer's
+    offer waits (60, 64, ... 88 s), meets the expiry at 120 - 32 = 88 s; the expiry fires
+    first and the session ends with a BYE, no refresh (RFC 4028 §10)."""
+    net = Net(uac_config=SessionConfig(session_expires=120))
+    uas = net.answered_call()
+    net.frozen.add("b")  # the callee's own expiry (at 88 s too) stays out of the way
+    uas.reinvite(HOLD)
+    net.pump()
+    assert isinstance(last(net, "uac"), Offer)
+    net.run_until(87.0)
+    assert net.uac.next_deadline() == 88.0
+    net.uac.reject_offer(488)  # the dialog is idle again
+    net.pump()
+    net.run_until(88.0)
+    assert net.uac.state is State.DISCONNECTED
+    sent = [
+        (when, m.method)
+        for when, who, m in net.log
+        if who == "uac" and when > 0 and isinstance(m, Request)
+    ]
+    assert sent == [(88.0, "BYE")]
+    assert last(net, "uac") == Disconnected(Cause.SESSION_EXPIRED, None, "local")
