@@ -11,18 +11,19 @@ retransmission timers T1/T2), §14.1 (re-INVITE offers and their rejection); RFC
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Final, Literal
+from dataclasses import dataclass, field
+from typing import Final, Literal, TypedDict
 
 from .errors import LocalProtocolError
-from .message import Request, Response
+from .message import Message, Request, Response
 from .refer import Refer, ReferNotify, ReferResult
+from .sdp import SdpError, SessionDescription
 
 __all__ = [
-    "TRANSITIONS", "Action", "Answered", "CallEvent", "Cause", "Confirmed", "Disconnected",
-    "EarlyMedia", "Event", "Offer", "OfferAnswered", "OfferRejected", "Refer", "ReferNotify",
-    "ReferResult", "Ringing", "Role", "SendCancel", "SendRequest", "SendResponse",
-    "SessionConfig", "Side", "State", "Trigger",
+    "CAPABILITIES", "SDP", "SETUP", "TRANSITIONS", "Action", "Answered", "CallEvent", "Cause",
+    "Confirmed", "Disconnected", "EarlyMedia", "Event", "Offer", "OfferAnswered",
+    "OfferRejected", "Refer", "ReferNotify", "ReferResult", "Ringing", "Role", "SendCancel",
+    "SendRequest", "SendResponse", "SessionConfig", "Side", "State", "Trigger",
 ]  # fmt: skip
 
 
@@ -66,6 +67,31 @@ TRANSITIONS: Final[dict[State, dict[Trigger, State]]] = {
     _S.CONFIRMED: {_T.ENDED: _S.DISCONNECTED},
     _S.DISCONNECTED: {},
 }
+
+
+SETUP: Final = frozenset({State.CALLING, State.INCOMING, State.EARLY})
+SDP: Final = "application/sdp"
+_ALLOW: Final = "INVITE, ACK, CANCEL, BYE, UPDATE, OPTIONS, REFER, NOTIFY"
+#: what our requests and 2xx say we can do (§20.5 Allow, RFC 4028 §3 Supported: timer)
+CAPABILITIES: Final = (("Allow", _ALLOW), ("Supported", "timer"))
+
+
+def has_token(message: Message, header: str, token: str) -> bool:
+    return token.lower() in (v.lower() for v in message.headers.values(header))
+
+
+def allow_of(message: Message) -> frozenset[str]:
+    return frozenset(v.strip().upper() for v in message.headers.values("Allow"))
+
+
+class _Body(TypedDict):
+    body: bytes
+    content_type: str | None
+
+
+def body(sdp: bytes | None) -> _Body:
+    """Keyword arguments putting ``sdp`` (or nothing) in a message."""
+    return {"body": sdp or b"", "content_type": SDP if sdp else None}
 
 
 class Role(enum.Enum):
@@ -117,36 +143,70 @@ class SendResponse:
 
 
 # --- outputs: call-control events for the application ----------------------------------------
+class _Unparsed(enum.Enum):
+    TOKEN = "not parsed yet"
+
+
 @dataclass(frozen=True, slots=True)
-class Ringing:
+class _Described:
+    """An event carrying an SDP body: ``sdp`` the bytes as they arrived, ``description`` the
+    same parsed (RFC 4566) at most once, on first use, and kept in the event: every reader
+    shares that one parse, and one that reads only the bytes costs none."""
+
+    _description: SessionDescription | _Unparsed | None = field(
+        default=_Unparsed.TOKEN, init=False, compare=False, repr=False
+    )
+
+    @property
+    def description(self) -> SessionDescription | None:
+        """The SDP parsed; None without a body or when it is not valid SDP (the bytes stay
+        in ``sdp`` either way: what a bad body means is the application's call)."""
+        parsed = self._description
+        if parsed is _Unparsed.TOKEN:
+            parsed = _parse(getattr(self, "sdp", None))
+            object.__setattr__(self, "_description", parsed)  # a cache of a pure function
+        return parsed
+
+
+def _parse(sdp: bytes | None) -> SessionDescription | None:
+    if not sdp:
+        return None
+    try:
+        return SessionDescription.parse(sdp)
+    except SdpError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Ringing(_Described):
     """A 180 arrived, with its SDP if any."""
 
     sdp: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
-class EarlyMedia:
+class EarlyMedia(_Described):
     """Another provisional (usually 183) carried SDP."""
 
     sdp: bytes
 
 
 @dataclass(frozen=True, slots=True)
-class Answered:
+class Answered(_Described):
     """UAC: a 2xx established the session; ``sdp`` is the answer in it."""
 
     sdp: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
-class Confirmed:
+class Confirmed(_Described):
     """UAS: the ACK arrived; ``sdp`` is the answer in it after an offer-less INVITE."""
 
     sdp: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
-class Offer:
+class Offer(_Described):
     """The peer offers (re-INVITE, UPDATE, or a 2xx to our offer-less INVITE); ``None``
     asks for our offer. Answer with ``accept_offer`` or ``reject_offer``."""
 
@@ -154,7 +214,7 @@ class Offer:
 
 
 @dataclass(frozen=True, slots=True)
-class OfferAnswered:
+class OfferAnswered(_Described):
     """Our re-INVITE/UPDATE succeeded; ``sdp`` is the peer's answer."""
 
     sdp: bytes | None

@@ -15,6 +15,7 @@ The call-control events a session emits for REFER (``Refer``, ``ReferResult``,
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,10 @@ from .message import Message, Request, Response
 from .uri import SipUri
 
 __all__ = [
+    "NOTIFIER_TABLE",
     "SIPFRAG",
+    "SUBSCRIBER_TABLE",
+    "NotifierPhase",
     "Refer",
     "ReferError",
     "ReferNotify",
@@ -36,6 +40,7 @@ __all__ = [
     "ReferState",
     "ReferTo",
     "Replaces",
+    "SubscriberPhase",
     "event_is_refer",
     "is_final_notify",
     "match_replaces",
@@ -243,17 +248,74 @@ class ReferError(LocalProtocolError):
     """The application asked for a REFER step the subscription's state does not allow."""
 
 
+class NotifierPhase(enum.Enum):
+    """The peer's REFER as we handle it (RFC 3515 §2.4.4-§2.4.5)."""
+
+    IDLE = "idle"
+    PENDING = "REFER awaiting accept/reject"
+    NOTIFYING = "subscription active: we send NOTIFYs"
+
+
+class SubscriberPhase(enum.Enum):
+    """Our REFER (RFC 3515 §2.4.4-§2.4.5, RFC 4488 §4)."""
+
+    IDLE = "idle"
+    SENT = "REFER sent"
+    SUBSCRIBED = "subscription active: NOTIFYs arrive"
+
+
+class _E(enum.Enum):
+    REFER = "REFER"
+    ACCEPT_SUBSCRIBED = "202 with a subscription"
+    DONE = "answered without a subscription, or the final NOTIFY"
+    ACCEPTED_SUBSCRIBED = "2xx with a subscription"
+    ABANDON = "session over"
+
+
+_NP, _SP = NotifierPhase, SubscriberPhase
+#: Every transition of the peer's REFER on our side (the notifier), and only these.
+NOTIFIER_TABLE: Final[dict[NotifierPhase, dict[_E, NotifierPhase]]] = {
+    _NP.IDLE: {_E.REFER: _NP.PENDING, _E.ABANDON: _NP.IDLE},
+    _NP.PENDING: {
+        _E.ACCEPT_SUBSCRIBED: _NP.NOTIFYING, _E.DONE: _NP.IDLE, _E.ABANDON: _NP.IDLE,
+    },
+    _NP.NOTIFYING: {_E.DONE: _NP.IDLE, _E.ABANDON: _NP.IDLE},
+}  # fmt: skip
+#: Every transition of our REFER (the subscriber), and only these; a final NOTIFY may
+#: overtake the REFER's 2xx (RFC 3515 §2.4.5).
+SUBSCRIBER_TABLE: Final[dict[SubscriberPhase, dict[_E, SubscriberPhase]]] = {
+    _SP.IDLE: {_E.REFER: _SP.SENT},
+    _SP.SENT: {_E.ACCEPTED_SUBSCRIBED: _SP.SUBSCRIBED, _E.DONE: _SP.IDLE},
+    _SP.SUBSCRIBED: {_E.ACCEPTED_SUBSCRIBED: _SP.SUBSCRIBED, _E.DONE: _SP.IDLE},  # a copy
+}
+
+
 class ReferState:
     """One REFER each way at a time in a dialog: the peer's (``incoming``, then the
-    subscription we notify) and ours (``outgoing``, then the NOTIFYs we receive)."""
+    subscription we notify) and ours (``outgoing``, then the NOTIFYs we receive), each a
+    machine with its table (``NOTIFIER_TABLE``, ``SUBSCRIBER_TABLE``)."""
 
-    __slots__ = ("incoming", "notify_seq", "outgoing", "subscribed")
+    __slots__ = ("incoming", "notifier", "notify_seq", "outgoing", "subscribed", "subscriber")
 
     def __init__(self) -> None:
         self.incoming: Request | None = None  # the peer's REFER, awaiting accept/reject
         self.notify_seq: int | None = None  # the CSeq of the REFER we send NOTIFYs for
         self.outgoing: Request | None = None  # our REFER, until its subscription ends
         self.subscribed = False  # our REFER's subscription is active
+        self.notifier = _NP.IDLE
+        self.subscriber = _SP.IDLE
+
+    def _notifier(self, event: _E) -> None:
+        target = NOTIFIER_TABLE[self.notifier].get(event)
+        if target is None:
+            raise ReferError(f"the peer's REFER: {event.value} in {self.notifier.value}")
+        self.notifier = target
+
+    def _subscriber(self, event: _E) -> None:
+        target = SUBSCRIBER_TABLE[self.subscriber].get(event)
+        if target is None:
+            raise ReferError(f"our REFER: {event.value} in {self.subscriber.value}")
+        self.subscriber = target
 
     # --- the peer's REFER -----------------------------------------------------------------
     def receive_refer(self, dialog: Dialog, request: Request) -> Response | Refer:
@@ -265,6 +327,7 @@ class ReferState:
             refer_to = parse_refer_to(request)
         except ParseError as exc:
             return dialog.create_response(request, 400, str(exc)[:80])
+        self._notifier(_E.REFER)
         self.incoming = request
         subscription = wants_subscription(request)
         return Refer(refer_to.target, referred_by(request), refer_to.replaces, subscription)
@@ -275,9 +338,11 @@ class ReferState:
         request = self._pending()
         self.incoming = None
         if not wants_subscription(request):
+            self._notifier(_E.DONE)
             headers = [("Refer-Sub", "false")]
             return dialog.create_response(request, 202, headers=headers), None
         assert request.cseq is not None
+        self._notifier(_E.ACCEPT_SUBSCRIBED)
         self.notify_seq = request.cseq.seq
         return dialog.create_response(request, 202), self.notify(dialog, 100)
 
@@ -285,6 +350,7 @@ class ReferState:
         if not 300 <= status < 700:
             raise ReferError(f"{status} is not a failure status")
         request = self._pending()
+        self._notifier(_E.DONE)
         self.incoming = None
         return dialog.create_response(request, status)
 
@@ -295,6 +361,7 @@ class ReferState:
             raise ReferError("no accepted REFER subscription to notify")
         final = status >= 200
         if final:
+            self._notifier(_E.DONE)
             self.notify_seq = None
         return dialog.create_request(
             "NOTIFY", headers=notify_headers(seq, final), body=sipfrag(status, reason),
@@ -303,6 +370,7 @@ class ReferState:
 
     def abandon(self, dialog: Dialog) -> tuple[Response, Request] | None:
         """The session ends: a REFER still waiting for the application gets 481."""
+        self._notifier(_E.ABANDON)
         request, self.incoming = self.incoming, None
         self.notify_seq = None
         return None if request is None else (dialog.create_response(request, 481), request)
@@ -329,6 +397,7 @@ class ReferState:
             extra.append(("Referred-By", referred_by))
         if not subscription:
             extra.append(("Refer-Sub", "false"))
+        self._subscriber(_E.REFER)
         self.outgoing = dialog.create_request("REFER", headers=[*extra, *headers])
         return self.outgoing
 
@@ -342,6 +411,7 @@ class ReferState:
             200 <= status < 300
             and (response.headers.get("Refer-Sub") or "").strip().lower() != "false"
         )
+        self._subscriber(_E.ACCEPTED_SUBSCRIBED if self.subscribed else _E.DONE)
         if not self.subscribed:
             self.outgoing = None
         return ReferResult(status)
@@ -360,5 +430,6 @@ class ReferState:
             return dialog.create_response(request, 400, str(exc)[:80]), None
         final = is_final_notify(request)
         if final:
+            self._subscriber(_E.DONE)
             self.outgoing, self.subscribed = None, False
         return dialog.create_response(request, 200), ReferNotify(status, final)
