@@ -177,11 +177,12 @@ class ProxyCore(Generic[S]):
 
     # --- output -------------------------------------------------------------------------
 
-    def actions(self) -> list[Action]:
+    def actions(self) -> Sequence[Action]:
         """The actions to carry out, in order (and forget them)."""
         actions = self._actions
-        if actions:
-            self._actions = []
+        if not actions:
+            return ()
+        self._actions = []
         return actions
 
     def next_deadline(self) -> float | None:
