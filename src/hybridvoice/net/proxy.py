@@ -225,8 +225,8 @@ class Proxy:
             timer_c=timer_c,
             cancel_wait=endpoint.layer.config.timer_b,
             rng=rng,
+            listener=self._on_outcome,
         )
-        self.core.listener = self._on_outcome
         self.counters: ProxyCounters = self.core.counters
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
@@ -260,11 +260,11 @@ class Proxy:
     @property
     def timer_c(self) -> float:
         """§16.6 step 11's Timer C, seconds (for the branches forwarded from now on)."""
-        return self.core.timer_c
+        return self.core.forwarder.timer_c
 
     @timer_c.setter
     def timer_c(self, value: float) -> None:
-        self.core.timer_c = value
+        self.core.forwarder.timer_c = value
 
     # --- helpers for policies ------------------------------------------------------------
 

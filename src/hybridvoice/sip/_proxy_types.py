@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from .headers import Via
 from .message import Request, Response
 from .transaction import ClientTransaction, ServerTransaction
 from .uri import Uri
-
-if TYPE_CHECKING:
-    from .proxy import ProxyCore
 
 __all__ = [
     "Action",
@@ -155,13 +152,13 @@ class Context:
 
 class Branch:
     """One forwarded request. The adapter gives it to the branch's client transaction as the
-    callback; calling it hands ``(branch, transaction, outcome)`` to ``core.listener``."""
+    callback; calling it hands ``(branch, transaction, outcome)`` to the core's ``listener``."""
 
-    __slots__ = ("armed", "core", "ctx", "deadline", "done", "invite", "phase", "provisional",
+    __slots__ = ("armed", "ctx", "deadline", "done", "invite", "listener", "phase", "provisional",
                  "server_tx", "tx")  # fmt: skip
 
-    def __init__(self, core: ProxyCore[Any], ctx: Context) -> None:
-        self.core = core
+    def __init__(self, ctx: Context, listener: Listener | None) -> None:
+        self.listener = listener
         self.ctx: Context | None = ctx  # None once the context is over
         self.server_tx = ctx.server_tx  # where a late 2xx goes
         self.invite = ctx.invite
@@ -173,7 +170,7 @@ class Branch:
         self.armed = 0.0  # when its live heap entry is due (0: none)
 
     def __call__(self, tx: ClientTransaction, outcome: object) -> None:
-        listener = self.core.listener
+        listener = self.listener
         if listener is not None:
             listener(self, tx, outcome)
 
