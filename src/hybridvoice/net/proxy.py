@@ -31,7 +31,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from hybridvoice.sip.errors import LocalProtocolError, ParseError
 from hybridvoice.sip.message import Request, Response
@@ -49,7 +49,12 @@ from hybridvoice.sip.proxy import (
     SendRequest,
     SendResponse,
 )
-from hybridvoice.sip.transaction import ClientTransaction, ServerTransaction, TransactionTimeout
+from hybridvoice.sip.transaction import (
+    ClientState,
+    ClientTransaction,
+    ServerTransaction,
+    TransactionTimeout,
+)
 from hybridvoice.sip.uri import SipUri, Uri
 from hybridvoice.sip.validate import UasPolicy
 
@@ -77,6 +82,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger("hybridvoice.net.proxy")
+
+#: client transaction states in which a CANCEL may be created (§9.1)
+_CANCELLABLE: Final = (ClientState.CALLING, ClientState.PROCEEDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,8 +447,9 @@ class Proxy:
         counts[response.status] = counts.get(response.status, 0) + 1
 
     def _cancel(self, action: CancelBranch) -> None:
-        if action.transaction.cancel is None:
-            self.endpoint.cancel(action.transaction)
+        tx = action.transaction
+        if tx.cancel is None and tx.state in _CANCELLABLE:  # as when the core decided
+            self.endpoint.cancel(tx)
 
     def _send_ack(self, action: SendAck) -> None:
         try:
