@@ -99,12 +99,14 @@ class Harness:
         self._branches = 0
 
     # input
-    def invite(self, now: float = T0, method: str = "INVITE", extra: str = "") -> Request:
+    def invite(
+        self, now: float = T0, method: str = "INVITE", extra: str = "", n: int = 1
+    ) -> Request:
         request = message(
             f"{method} sip:bob@example.com SIP/2.0\r\n"
-            "Via: SIP/2.0/TCP 127.0.0.2:5060;branch=z9hG4bKalice1\r\n"
+            f"Via: SIP/2.0/TCP 127.0.0.2:5060;branch=z9hG4bKalice{n}\r\n"
             "Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\n"
-            f"To: <sip:bob@example.com>\r\nCall-ID: c1@example.com\r\nCSeq: 1 {method}\r\n"
+            f"To: <sip:bob@example.com>\r\nCall-ID: c{n}@example.com\r\nCSeq: 1 {method}\r\n"
             f"{extra}Contact: <sip:alice@127.0.0.2>\r\nContent-Length: 0\r\n\r\n"
         )
         assert isinstance(request, Request)
@@ -490,3 +492,18 @@ def test_ack_for_a_2xx_goes_on_statelessly_and_stray_2xx_by_the_next_via() -> No
     h.core.receive_stray(stray, T0)
     (action,) = h.core.actions()
     assert isinstance(action, ForwardStray) and action.via.host == "127.0.0.2"
+
+
+def test_timers_of_finished_contexts_do_not_pile_up() -> None:
+    """Every context over leaves a stale heap entry (Timer C of its branch); they are dropped
+    in bulk, and the live deadlines stay exact."""
+    h = Harness()
+    h.decide = forward(("sip:bob@127.0.0.10",))
+    for n in range(1, 601):
+        h.invite(T0 + n / 1000, n=n)
+        h.respond(n - 1, 486, T0 + n / 1000)
+    assert h.statuses == [486] * 600
+    assert len(h.core.forwarder._heap) < 300  # compacted (internal: the point of the test)
+    h.invite(T0 + 1, n=601)
+    h.respond(600, 180, T0 + 2)
+    assert h.core.next_deadline() == T0 + 2 + 180

@@ -324,9 +324,8 @@ class Forwarder:
     def handle_timers(self, now: float) -> None:
         """Fire every timer due at ``now``: branch timers (provisional timeout, Timer C, the
         wait after a CANCEL) and group timeouts."""
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            when, _, item = heapq.heappop(heap)
+        while self._heap and self._heap[0][0] <= now:  # (a firing may compact the heap)
+            when, _, item = heapq.heappop(self._heap)
             if when != item.armed:
                 self._stale -= 1
                 continue
