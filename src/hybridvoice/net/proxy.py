@@ -31,7 +31,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, Protocol
 
 from hybridvoice.sip.errors import LocalProtocolError, ParseError
 from hybridvoice.sip.message import Request, Response
@@ -140,13 +140,15 @@ class _Network:
     """The core's :class:`~hybridvoice.sip.proxy.ProxyNetwork`: our addresses, our
     Record-Route values, the next hop of in-dialog requests, the policy's admission."""
 
-    __slots__ = ("_ours", "_ours_for", "_record_routes", "_rr_hosts", "endpoint", "policy")
+    __slots__ = ("_ours", "_ours_for", "_record_routes", "_rr_hosts", "admit", "endpoint", "policy")
 
     def __init__(
         self, endpoint: Endpoint, policy: ProxyPolicy, rr_hosts: Mapping[Transport, str]
     ) -> None:
         self.endpoint = endpoint
         self.policy = policy
+        #: the policy's, as it is (an in-dialog request or an ACK: None lets it through)
+        self.admit: Callable[[Request, Source], Response | None] = policy.admit
         self._rr_hosts = dict(rr_hosts)
         self._record_routes: dict[int, str] = {}
         self._ours: dict[tuple[str, int], Transport] = {}
@@ -163,12 +165,9 @@ class _Network:
             port = 5061 if uri.scheme == "sips" or uri.transport == "tls" else 5060
         return self._ours.get((uri.host_bare.lower(), port))
 
-    def admit(self, request: Request, source: Source) -> Response | None:
-        return self.policy.admit(request, source)
-
     def dialog_target(self, uri: Uri, route: Uri | None, via: object | None) -> Target | None:
         """§16.4 then §16.6: to ``route`` (or the Request-URI) from ``via`` when known."""
-        transport = cast("Transport | None", via)
+        transport: Transport | None = via  # type: ignore[assignment]
         destination = None
         if route is not None:
             try:
@@ -240,6 +239,11 @@ class Proxy:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._tasks: set[asyncio.Future[Decision]] = set()
+        self._take = self.core.actions
+        self._next_deadline = self.core.next_deadline
+        self._fw = self.core.forwarder
+        self._pushes = 0  # the core's pushes when the timer was last looked at
+        self._branch_response = self.core.branch_response
         self._handlers: dict[type, Callable[[Any], None]] = {
             SendRequest: self._send_request,
             SendResponse: self._send_response,
@@ -301,7 +305,7 @@ class Proxy:
         self, endpoint: Endpoint, transaction: ServerTransaction, request: Request
     ) -> None:
         """A request in a new server transaction (§16.3, §16.4, §16.10)."""
-        source = cast(Source, transaction.context)
+        source: Source = transaction.context  # type: ignore[assignment]
         self.core.receive_request(transaction, request, source, self._loop.time())
         self._run()
 
@@ -337,7 +341,7 @@ class Proxy:
         if tx.cancels is not None:
             return  # the response to our CANCEL: the INVITE's own response tells (§9.1)
         if type(outcome) is Response:
-            self.core.branch_response(branch, outcome, self._loop.time())
+            self._branch_response(branch, outcome, self._loop.time())
         else:
             assert isinstance(outcome, TransactionTimeout)
             self.core.branch_timeout(branch, outcome.reason, self._loop.time())
@@ -362,21 +366,23 @@ class Proxy:
     # --- the core's actions: out through the endpoint -----------------------------------
 
     def _run(self) -> None:
-        """Carry out the core's actions (those they cause too), then move the timer."""
-        core = self.core
-        actions = core.actions()
-        while actions:
+        """Carry out the core's actions (those they cause too), then move the timer: only
+        ever earlier (a deadline that moved later or went away makes it fire early, and
+        harmlessly), so only when the core pushed a deadline since the last look."""
+        fw = self._fw
+        while fw.out:
             handlers = self._handlers
-            for action in actions:
+            for action in self._take():
                 handlers[type(action)](action)
-            actions = core.actions()
-        deadline = core.next_deadline()
-        timer = self._timer
+        pushes = fw.pushes
+        if pushes == self._pushes and self._timer is not None:
+            return
+        self._pushes = pushes
+        deadline = self._next_deadline()
         if deadline is None:
-            if timer is not None:
-                timer.cancel()
-                self._timer = None
-        elif timer is None or deadline < self._timer_at:
+            return
+        timer = self._timer
+        if timer is None or deadline < self._timer_at:
             if timer is not None:
                 timer.cancel()
             self._timer_at = deadline
@@ -385,7 +391,7 @@ class Proxy:
     def _ask_route(self, action: AskRoute) -> None:
         ctx = action.context
         try:
-            decision = self.policy.route(action.request, cast(Source, action.source))
+            decision = self.policy.route(action.request, action.source)  # type: ignore[arg-type]
         except Exception:  # the policy's bug must not take the proxy down
             _log.exception("routing policy failed on %r", action.request)
             self.core.route_failed(ctx, self._loop.time())
@@ -400,7 +406,7 @@ class Proxy:
     def _send_request(self, action: SendRequest) -> None:
         """§16.6: Record-Route (steps 4, RFC 5658 §4), then a client transaction (step 8)."""
         request = action.request
-        target = cast(Target, action.target)
+        target: Target = action.target  # type: ignore[assignment]
         endpoint = self.endpoint
         try:
             destination = target.destination
@@ -411,7 +417,8 @@ class Proxy:
             if action.record_route:
                 network = self._network
                 out = endpoint.transport_for(destination)
-                inbound = cast(Source, action.source).transport
+                source: Source = action.source  # type: ignore[assignment]
+                inbound = source.transport
                 headers = request.headers
                 if out is not inbound:  # RFC 5658: one for each side, outbound on top
                     headers.prepend("Record-Route", network.record_route(inbound))
@@ -453,7 +460,7 @@ class Proxy:
 
     def _send_ack(self, action: SendAck) -> None:
         try:
-            via = cast("Transport | None", action.via)
+            via: Transport | None = action.via  # type: ignore[assignment]
             destination = _from(destination_of(action.hop), via)
             if destination is None:
                 return

@@ -89,7 +89,8 @@ class Forwarder:
         self.out: list[Action] = []
         self._response = response
         self._heap: list[tuple[float, int, Branch | Context]] = []
-        self._seq = 0
+        #: heap entries pushed so far: a deadline earlier than all seen before comes with one
+        self.pushes = 0
         self._stale = 0  # heap entries known to be stale
 
     # --- forwarding (§16.6) -------------------------------------------------------------
@@ -380,8 +381,8 @@ class Forwarder:
 
     def _push(self, item: Branch | Context, when: float) -> None:
         item.armed = when
-        self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, item))
+        self.pushes += 1
+        heapq.heappush(self._heap, (when, self.pushes, item))
 
     def _compact(self) -> None:
         """Drop the stale heap entries (released contexts keep theirs until due otherwise)."""

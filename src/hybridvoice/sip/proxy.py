@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Generic, TypeVar
 
 from ._proxy_forward import Forwarder
@@ -139,6 +139,33 @@ class ProxyCore(Generic[S]):
             listener=listener,
         )
 
+        fw = self._fw
+        self.next_deadline = fw.next_deadline
+        self.handle_timers = fw.handle_timers
+        self.branch_sent = fw.sent
+        self.branch_failed = fw.failed
+        self.branch_timeout = fw.timed_out
+        self.branch_response = fw.received
+
+    # The timer and branch inputs are the forwarder's own methods (no call in between: they
+    # are on the hot path).
+
+    #: When :meth:`handle_timers` must next be called (exactly), or None.
+    next_deadline: Callable[[], float | None]
+    #: Fire every timer due at ``now``: branch timers (provisional timeout, Timer C, the wait
+    #: after a CANCEL) and group timeouts.
+    handle_timers: Callable[[float], None]
+    #: ``(branch, transaction)``: :class:`SendRequest` went out in client ``transaction``.
+    branch_sent: Callable[[Branch, ClientTransaction], None]
+    #: ``(branch, now)``: :class:`SendRequest` could not go (no transport, no address): a 503
+    #: (§16.9).
+    branch_failed: Callable[[Branch, float], None]
+    #: ``(branch, reason, now)``: the branch's client transaction timed out (``reason``
+    #: "transport": its transport failed): a 408 or a 503 (§16.8, §16.9).
+    branch_timeout: Callable[[Branch, str, float], None]
+    #: ``(branch, response, now)``: a response on the branch's client transaction (§16.7).
+    branch_response: Callable[[Branch, Response, float], None]
+
     @property
     def forwarder(self) -> Forwarder:
         """The response contexts (``forwarder.timer_c`` applies to branches from now on)."""
@@ -154,15 +181,6 @@ class ProxyCore(Generic[S]):
             return ()
         fw.out = []
         return actions
-
-    def next_deadline(self) -> float | None:
-        """When :meth:`handle_timers` must next be called, or None."""
-        return self._fw.next_deadline()
-
-    def handle_timers(self, now: float) -> None:
-        """Fire every timer due at ``now``: branch timers (provisional timeout, Timer C, the
-        wait after a CANCEL) and group timeouts."""
-        self._fw.handle_timers(now)
 
     def response(
         self,
@@ -316,25 +334,6 @@ class ProxyCore(Generic[S]):
         """The policy raised: 500 (§16.7 has nothing better to say)."""
         self.counters.policy_errors += 1
         self.route_decided(ctx, self.response(ctx.request, 500), now)
-
-    # --- input: the branches' outcomes (§16.7, §16.8, §16.9) --------------------------------
-
-    def branch_sent(self, branch: Branch, transaction: ClientTransaction) -> None:
-        """:class:`SendRequest` went out in client ``transaction``."""
-        self._fw.sent(branch, transaction)
-
-    def branch_failed(self, branch: Branch, now: float) -> None:
-        """:class:`SendRequest` could not go (no transport, no address): a 503 (§16.9)."""
-        self._fw.failed(branch, now)
-
-    def branch_timeout(self, branch: Branch, reason: str, now: float) -> None:
-        """The branch's client transaction timed out (``reason`` "transport": its transport
-        failed): a 408 or a 503 (§16.8, §16.9)."""
-        self._fw.timed_out(branch, reason, now)
-
-    def branch_response(self, branch: Branch, response: Response, now: float) -> None:
-        """A response on the branch's client transaction (§16.7)."""
-        self._fw.received(branch, response, now)
 
     def _local(self, server_tx: ServerTransaction, response: Response) -> None:
         self._fw.out.append(SendResponse(server_tx, response, True))
