@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -486,4 +485,5 @@ def _from(destination: Destination | None, transport: Transport | None) -> Desti
     """``destination`` sent from ``transport`` when it is of the same kind."""
     if destination is None or transport is None or transport.kind != destination.transport:
         return destination
-    return dataclasses.replace(destination, local=transport.local)
+    d = destination  # (the constructor: dataclasses.replace costs 5x, on every in-dialog hop)
+    return Destination(d.transport, d.host, d.port, d.server_name, transport.local)
