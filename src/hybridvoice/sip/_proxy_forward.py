@@ -86,6 +86,8 @@ class Forwarder:
         self.cancel_wait = cancel_wait
         self.counters = counters
         self.listener = listener
+        #: the actions not taken yet (:meth:`ProxyCore.actions` takes them; an adapter may
+        #: look whether there are any without taking them)
         self.out: list[Action] = []
         self._response = response
         self._heap: list[tuple[float, int, Branch | Context]] = []
