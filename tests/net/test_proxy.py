@@ -4,7 +4,9 @@ both sides of a :class:`Proxy`, over UDP and TCP.
 Covered: §16.3 (483, OPTIONS with Max-Forwards 0), §16.4 (Route processing, admit), §16.6
 (Record-Route so in-dialog requests cross the proxy both ways, double Record-Route across
 transports), §16.7 (1xx/2xx forwarding, best response, 401 challenge, 486), §16.10 (CANCEL),
-parallel forking, serial failover, group and provisional timeouts, local and async decisions.
+parallel forking, serial failover, the provisional timeout (the adapter's loop timer), local
+and async decisions. The core's timers on a fake clock (Timer C, group timeouts, the wait after
+a CANCEL) are in ``tests/sip/test_proxy_core.py``.
 """
 
 from __future__ import annotations
@@ -256,28 +258,6 @@ def test_serial_failover_after_503() -> None:
     run(main())
 
 
-def test_group_timeout_cancels_the_group_and_tries_the_next() -> None:
-    async def main() -> None:
-        async with network(bobs=2) as net:
-            bob1, bob2 = net.bobs
-            groups = ((net.target(bob1),), (net.target(bob2),))
-            net.policy.route_fn = lambda request, source: Forward(groups, timeout=0.3)
-            a = net.call()
-            b1 = await incoming(bob1)
-            b1.ring()  # and never answers
-            b2 = await incoming(bob2)
-            assert (await b1.ended(WAIT)).cause is Cause.CANCELLED
-            b2.answer(ANSWER)
-            await a.answered(WAIT)
-            counters = net.proxy.counters
-            assert counters.group_timeouts == 1 and counters.failovers == 1
-            assert counters.branches_cancelled == 1
-            a.bye()
-            await b2.ended(WAIT)
-
-    run(main())
-
-
 def test_every_group_fails_the_exhausted_status_is_answered() -> None:
     async def main() -> None:
         async with network(bobs=2) as net:
@@ -389,23 +369,6 @@ def test_6xx_cancels_the_other_branches_and_goes_up() -> None:
             assert ended.cause is Cause.REJECTED and ended.status == 603
             assert net.proxy.counters.failovers == 0
             assert bob1.phone.incoming.empty()
-
-    run(main())
-
-
-def test_timer_c_cancels_a_branch_that_rings_forever() -> None:
-    async def main() -> None:
-        async with network() as net:
-            bob = net.bobs[0]
-            net.proxy.timer_c = 0.3
-            net.policy.route_fn = lambda request, source: Forward(((net.target(bob),),))
-            a = net.call()
-            b = await incoming(bob)
-            b.ring()
-            assert (await b.ended(WAIT)).cause is Cause.CANCELLED
-            assert (await failure(a)).status == 408  # §16.8: counts as a 408
-            assert net.proxy.counters.timer_c == 1
-            assert net.proxy.counters.local_responses == {408: 1}
 
     run(main())
 
