@@ -101,7 +101,17 @@ class UaCore:
     and glare delays.
     """
 
-    __slots__ = ("_contacts", "_heap", "_seq", "config", "dialogs", "policy", "rng", "user")
+    __slots__ = (
+        "_contacts",
+        "_heap",
+        "_live",
+        "_seq",
+        "config",
+        "dialogs",
+        "policy",
+        "rng",
+        "user",
+    )
 
     def __init__(
         self,
@@ -119,6 +129,7 @@ class UaCore:
         self._contacts: dict[tuple[str, int], Address] = {}
         self._heap: list[tuple[float, int, Leg]] = []  # (deadline, order, leg), stale ones too
         self._seq = itertools.count()
+        self._live = 0  # legs with a deadline: the heap's valid entries
 
     def _token(self) -> str:
         return f"{self.rng.getrandbits(64):016x}"
@@ -153,7 +164,7 @@ class UaCore:
             when, _, leg = heapq.heappop(heap)
             if leg.deadline != when:
                 continue
-            leg.deadline = None
+            self._queue(leg, None)
             leg.session.handle_timer(now)
             out += self.drain(leg)
         return out
@@ -409,17 +420,33 @@ class UaCore:
                 dialogs.add(new, leg)
             leg.dialog_ids = ids
         if session.state is State.DISCONNECTED:
-            leg.deadline = None
+            deadline = None
             if not leg.ended:
                 leg.ended = True
                 out.append(CallEnded(leg))
-            return out
-        deadline = session.next_deadline()
+        else:
+            deadline = session.next_deadline()
         if deadline != leg.deadline:
-            leg.deadline = deadline
-            if deadline is not None:
-                heapq.heappush(self._heap, (deadline, next(self._seq), leg))
+            self._queue(leg, deadline)
         return out
+
+    def _queue(self, leg: Leg, deadline: float | None) -> None:
+        """Move ``leg``'s deadline; the heap keeps superseded entries until they surface,
+        or until they are half of it (then it is rebuilt: a call that ended with an RFC 4028
+        refresh due in 15 minutes is not kept that long)."""
+        before = leg.deadline
+        leg.deadline = deadline
+        if before is None:
+            self._live += 1
+        elif deadline is None:
+            self._live -= 1
+        if deadline is None:
+            return
+        heap = self._heap
+        heapq.heappush(heap, (deadline, next(self._seq), leg))
+        if len(heap) > 2 * self._live + 64:
+            heap[:] = [entry for entry in heap if entry[2].deadline == entry[0]]
+            heapq.heapify(heap)
 
     def _send_request(self, leg: Leg, request: Request, out: list[UaAction]) -> None:
         """ACK for a 2xx: stateless (§13.2.2.4, §17.1.1.3); the rest in a client transaction
