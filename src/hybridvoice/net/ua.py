@@ -170,6 +170,7 @@ class UserAgent:
         endpoint.tu = self
         self.application: Application = application or RejectingApplication()
         self.core = UaCore(config=config, policy=policy, user=user, rng=rng)
+        self.config, self.policy, self.user = self.core.config, policy, user  # read-only
         self.resolver = resolver
         self.dialogs = CallDialogs(self.core.dialogs)
         self.calls: set[Call] = set()
@@ -181,26 +182,14 @@ class UserAgent:
             NewTransaction: self._send,
             Deliver: self._deliver,
             SendAck: self._send,
-            RespondDirect: self._respond_direct,
-            CancelInvite: self._cancel,
+            RespondDirect: self._respond,
+            CancelInvite: self._send,
             CallEnded: self._ended,
-            IncomingCall: self._incoming,
-            Unhandled: self._unhandled,
+            IncomingCall: self._offer,
+            Unhandled: self._offer,
         }
         #: calls ended because the application raised while handling them
         self.application_failures = 0
-
-    @property
-    def config(self) -> SessionConfig:
-        return self.core.config
-
-    @property
-    def policy(self) -> UasPolicy:
-        return self.core.policy
-
-    @property
-    def user(self) -> str:
-        return self.core.user
 
     def now(self) -> float:
         return self._loop.time()
@@ -382,7 +371,12 @@ class UserAgent:
         # call_at may fire up to one clock tick early: never pass a time before the deadline
         self._apply(self.core.handle_timers(max(self._loop.time(), when)))
 
-    def _respond(self, call: Call | None, action: Respond) -> None:
+    def _respond(self, call: Call | None, action: Respond | RespondDirect) -> None:
+        """In the server transaction, or directly (RFC 6026 §7.1)."""
+        if isinstance(action, RespondDirect):
+            if isinstance(action.source, Source):
+                self.endpoint.send_direct(action.source, action.response)
+            return
         if action.leg is None:
             self.endpoint.send_response(action.transaction, action.response)
             return
@@ -390,15 +384,6 @@ class UserAgent:
             self.endpoint.send_response(action.transaction, action.response)
         except LocalProtocolError as exc:  # the transaction already ended
             _log.info("%s not sent: %s", action.response.status, exc)
-
-    def _respond_direct(self, call: Call | None, action: RespondDirect) -> None:
-        source = action.source
-        if isinstance(source, Source):
-            self.endpoint.send_direct(source, action.response)
-
-    def _cancel(self, call: Call | None, action: CancelInvite) -> None:
-        if call is not None and call._invite_tx is not None:
-            self.endpoint.cancel(call._invite_tx)
 
     def _deliver(self, call: Call | None, action: Deliver) -> None:
         if call is None:
@@ -416,7 +401,14 @@ class UserAgent:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _incoming(self, call: Call | None, action: IncomingCall) -> None:
+    def _offer(self, call: Call | None, action: IncomingCall | Unhandled) -> None:
+        """A new call for the application, or an out-of-dialog request it may take (else
+        the UA's answer: OPTIONS 200, 481, 405/501)."""
+        if isinstance(action, Unhandled):
+            if not self.application.on_request(action.transaction, action.request):
+                response = self.core.default_response(action.request, action.to_tag)
+                self.endpoint.send_response(action.transaction, response)
+            return
         leg = action.leg
         source = leg.source
         assert isinstance(source, Source)
@@ -429,31 +421,23 @@ class UserAgent:
         except Exception as exc:  # ends this call only
             self.application_failed(new, exc, "new call")
 
-    def _unhandled(self, call: Call | None, action: Unhandled) -> None:
-        if not self.application.on_request(action.transaction, action.request):
-            response = self.core.default_response(action.request, action.to_tag)
-            self.endpoint.send_response(action.transaction, response)
-
     def _ended(self, call: Call | None, action: CallEnded) -> None:
         if call is not None:
             self.calls.discard(call)
             # after the handlers have seen Disconnected: break call <-> transaction cycles
-            self._loop.call_soon(self._release, call)
+            self._loop.call_soon(_release, call)
         else:
             action.leg.release()
 
-    @staticmethod
-    def _release(call: Call) -> None:
-        """Drop this ended call's transaction bookkeeping. Its INVITE client transaction and
-        the server transactions it answered point back at it and live on for up to 64*T1
-        (RFC 3261 §17, RFC 6026): without this, every call would be a reference cycle left
-        to the cyclic collector, whose full passes stall the loop at high call rates."""
-        call._invite_tx = None
-        call._leg.release()
-
     # --- sending requests (§8.1.2, RFC 3263) -----------------------------------------------------
-    def _send(self, call: Call | None, action: NewTransaction | SendAck) -> None:
+    def _send(self, call: Call | None, action: NewTransaction | SendAck | CancelInvite) -> None:
+        """A request of a call: CANCEL of its INVITE (§9.1), or to its destination, else to
+        the hop's (an IP literal, or the resolver's answer: RFC 3263)."""
         if call is None:
+            return
+        if isinstance(action, CancelInvite):
+            if call._invite_tx is not None:
+                self.endpoint.cancel(call._invite_tx)
             return
         if isinstance(action, NewTransaction):
             if action.initial:
@@ -504,3 +488,12 @@ class UserAgent:
             return
         if action.initial:
             call._invite_tx = tx
+
+
+def _release(call: Call) -> None:
+    """Drop an ended call's transaction bookkeeping. Its INVITE client transaction and the
+    server transactions it answered point back at it and live on for up to 64*T1 (RFC 3261
+    §17, RFC 6026): without this, every call would be a reference cycle left to the cyclic
+    collector, whose full passes stall the loop at high call rates."""
+    call._invite_tx = None
+    call._leg.release()
