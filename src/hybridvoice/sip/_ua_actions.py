@@ -23,8 +23,8 @@ from .transaction import ServerTransaction
 from .uri import Uri
 
 if TYPE_CHECKING:
-    from ._session_types import CallEvent, Disconnected
     from ._ua_leg import Leg
+    from .session import CallEvent, Disconnected
 
 __all__ = [
     "Authenticator",

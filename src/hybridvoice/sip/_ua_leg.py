@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from ._session_types import Role, State
 from .refer import ReferTo, Replaces
+from .session import Role, State
 
 if TYPE_CHECKING:
     from ._ua_actions import Authenticator, TransportLike, UaAction

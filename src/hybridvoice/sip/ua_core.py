@@ -35,7 +35,6 @@ import random
 from collections.abc import Sequence
 from typing import Final
 
-from ._session_types import Role, SendCancel, SendRequest, SendResponse, SessionConfig, State
 from ._ua_actions import (
     Authenticator,
     CallEnded,
@@ -57,7 +56,15 @@ from .errors import ParseError
 from .headers import Address, CSeq, Headers, parse_address
 from .message import Request, Response, make_response
 from .refer import match_replaces, replaces_of
-from .session import InviteSession
+from .session import (
+    InviteSession,
+    Role,
+    SendCancel,
+    SendRequest,
+    SendResponse,
+    SessionConfig,
+    State,
+)
 from .transaction import ServerState, ServerTransaction
 from .uri import SipUri, Uri
 from .validate import KNOWN_METHODS, UasPolicy, check_request, options_response
