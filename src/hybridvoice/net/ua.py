@@ -139,11 +139,11 @@ class CallDialogs(DialogTable[Call]):
 
     def get(self, dialog_id: DialogId) -> Call | None:
         leg = self._legs.get(dialog_id)
-        return None if leg is None else cast("Call | None", leg.owner)
+        return None if leg is None else leg.owner
 
     def dialog_set(self, call_id: str, local_tag: str) -> dict[str, Call]:
         forks = self._legs.dialog_set(call_id, local_tag).items()
-        return {tag: cast(Call, leg.owner) for tag, leg in forks if leg.owner is not None}
+        return {tag: leg.owner for tag, leg in forks if leg.owner is not None}
 
 
 class UserAgent:
@@ -318,8 +318,13 @@ class UserAgent:
 
     # --- carrying out the core's actions ---------------------------------------------------------
     def _run(self, call: Call, actions: list[UaAction]) -> None:
-        """Carry out one call's actions in order. A re-entrant command (a handler acting on
-        its call) queues its actions behind the batch in progress, as the session would."""
+        """Carry out one call's actions (a command's, a client transaction's outcome)."""
+        self._batch(call, actions)
+        self._arm()
+
+    def _batch(self, call: Call, actions: list[UaAction]) -> None:
+        """One call's actions in order. A re-entrant command (a handler acting on its call)
+        queues its actions behind the batch in progress, as the session would."""
         if call._busy:
             call._pending += actions
             return
@@ -332,23 +337,22 @@ class UserAgent:
                 actions, call._pending = call._pending, []
         finally:
             call._busy = False
-        self._arm()
 
     def _apply(self, actions: list[UaAction]) -> None:
-        """Carry out actions of the core's inputs: each call's run of actions as one batch."""
+        """Carry out the actions of a core input: each call's run of actions as one batch."""
         n, i, do = len(actions), 0, self._do
         while i < n:
             action = actions[i]
             leg = action.leg
-            call = None if leg is None else leg.owner
-            if not isinstance(call, Call):
+            call: Call | None = None if leg is None else leg.owner
+            if call is None:
                 do[type(action)](None, action)
                 i += 1
                 continue
             j = i + 1
             while j < n and actions[j].leg is leg:
                 j += 1
-            self._run(call, actions if i == 0 and j == n else actions[i:j])
+            self._batch(call, actions if i == 0 and j == n else actions[i:j])
             i = j
         self._arm()
 
@@ -414,7 +418,7 @@ class UserAgent:
         assert isinstance(source, Source)
         new = Call(self, leg, source.transport, source)
         replaced = leg.replaces
-        new.replaces = None if replaced is None else cast("Call | None", replaced.owner)
+        new.replaces = None if replaced is None else replaced.owner
         self.calls.add(new)
         try:
             self.application.on_incoming_call(new)

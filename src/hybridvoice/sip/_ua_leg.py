@@ -11,7 +11,7 @@ produced (``UaCore.drain``), so that the caller carries them out at once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .refer import ReferTo, Replaces
 from .session import Role, State
@@ -50,7 +50,7 @@ class Leg:
         self.session = session
         self.transport = transport  # where the INVITE came in or went out
         self.source = source  # an incoming call: where its INVITE came from
-        self.owner: object = None
+        self.owner: Any = None  # the adapter's call object, whatever its type
         #: an INVITE with Replaces (RFC 3891): the leg it replaces, matched by the core
         self.replaces: Leg | None = None
         self.destination: object = None  # UAC: the initial INVITE's next hop, if given
