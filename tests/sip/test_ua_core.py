@@ -593,3 +593,40 @@ def test_a_challenged_invite_is_sent_again_with_credentials() -> None:
     assert second.call_id == first.call_id == leg.call_id
     net.carry(net.b, second.answer(ANSWER, net.now))
     assert net.a.events(Answered) == [Answered(ANSWER)] and leg.session.state is State.CONFIRMED
+
+
+def test_replaces_of_a_call_already_ended_is_603() -> None:
+    """RFC 3891 §3: the dialog is known but its session has ended. A session's dialogs end
+    with it, so the table drops them in the same step; the rule is pinned here by putting
+    the ended leg back under its dialog ID."""
+    net = Net()
+    a, _ = net.connect()
+    (dialog_id,) = a.session.dialog_ids
+    replaces = replaces_for(a)
+    net.carry(net.a, a.bye())
+    assert a.disconnected and len(net.a.core.dialogs) == 0
+    net.a.core.dialogs.add(dialog_id, a)
+    request = raw("INVITE", net.a.uri(), Replaces=replaces)
+    assert statuses(receive(net.a, request, net.now)) == [603]
+
+
+def test_2xx_retransmitted_directly_once_the_invite_transaction_ended() -> None:
+    """RFC 6026 §7.1: through the INVITE server transaction while it is Accepted (until
+    Timer L, here 8*T1 = 4 s), then by the core itself (``RespondDirect``)."""
+    net = Net()
+    net.b.layer = TransactionLayer(TimerConfig(t1=T1, t2=T2, l_multiplier=8), rng=random.Random(7))
+    net.drop = drop_acks
+    net.call()
+    (b,) = net.b.calls
+    direct: list[float] = []
+    carry = net.carry
+
+    def spy(node: Node, actions: list[UaAction]) -> None:
+        direct.extend(net.now for x in actions if isinstance(x, RespondDirect))
+        carry(node, actions)
+
+    net.carry = spy  # type: ignore[method-assign]
+    net.carry(net.b, b.answer(ANSWER, net.now))
+    net.run_until(111.5)
+    assert sent_at(net.b, "200") == [100.0, 100.5, 101.5, 103.5, 107.5, 111.5]
+    assert direct == [107.5, 111.5]  # Timer L fired at 104.0
