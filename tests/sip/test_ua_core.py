@@ -630,3 +630,27 @@ def test_2xx_retransmitted_directly_once_the_invite_transaction_ended() -> None:
     net.run_until(111.5)
     assert sent_at(net.b, "200") == [100.0, 100.5, 101.5, 103.5, 107.5, 111.5]
     assert direct == [107.5, 111.5]  # Timer L fired at 104.0
+
+
+def test_a_stray_2xx_of_another_fork_is_acked_then_ended() -> None:
+    """§13.2.2.4: a 2xx from a second fork, after the INVITE transaction ended, goes to the
+    leg of its dialog set (Call-ID + From tag): ACK it, then BYE that fork's dialog."""
+    net = Net()
+    a, _ = net.connect()
+    (ok,) = [m for m in net.b.wire if isinstance(m, Response) and m.status == 200]
+    fork = ok.copy()
+    to = fork.to
+    assert to is not None
+    fork.headers.set("To", to.with_tag("fork2"))
+    actions = net.a.core.stray_response(fork, net.now)
+    assert [type(x) for x in actions] == [SendAck, NewTransaction]
+    ack, bye = actions
+    assert isinstance(ack, SendAck) and isinstance(bye, NewTransaction)
+    assert ack.leg is a and bye.leg is a and bye.request.method == "BYE"
+    assert [r.to.tag for r in (ack.request, bye.request) if r.to] == ["fork2", "fork2"]
+    assert a.session.state is State.CONFIRMED  # our call goes on
+    # a 4xx, or a response to anything but the INVITE, is no stray 2xx
+    assert net.a.core.stray_response(fork.copy(), net.now) != []  # the ACK again
+    not_ok = fork.copy()
+    not_ok.status = 486
+    assert net.a.core.stray_response(not_ok, net.now) == []
