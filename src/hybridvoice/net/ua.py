@@ -8,8 +8,8 @@ in the RFC 6026 §7.1 Accepted state, directly afterwards), §9 (CANCEL), §15 (
 §8.1.2 / §18.1.1 (the next hop: first Route, else the Request-URI), RFC 3515 (REFER and its
 NOTIFYs go to the dialog's session) and RFC 3891 §3 (an INVITE with Replaces reaches the
 application with ``Call.replaces`` set to the matched call, or is refused 481/486/603/400),
-§22.2 / §22.3 (a call placed with credentials answers the 401/407 to its INVITE and BYE, see
-:mod:`hybridvoice.net.call`).
+§22.2 / §22.3 (a call placed with credentials answers the 401/407 to its INVITE and BYE, in
+:meth:`~hybridvoice.sip.ua_core.UaCore.response_for`).
 
 :class:`UserAgent` is the endpoint's transaction user and a thin adapter over the sans-IO
 :class:`~hybridvoice.sip.ua_core.UaCore` (where the checks, the dispatch, Replaces matching,
