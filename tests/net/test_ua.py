@@ -329,3 +329,32 @@ def test_ended_calls_are_freed_without_the_cyclic_collector() -> None:
             assert sum(1 for o in gc.get_objects() if isinstance(o, Call)) == before
 
     run(main())
+
+
+def test_one_loop_timer_at_the_cores_earliest_deadline() -> None:
+    """The adapter arms one loop timer for the whole UA, at ``core.next_deadline()`` (the
+    earliest of every session's timers), instead of one per call."""
+
+    async def main() -> None:
+        async with pair("UDP") as (alice, bob):
+            alice.endpoint.send_stateless = lambda request, destination: None  # type: ignore[method-assign]
+            calls = [
+                alice.ua.invite(bob.uri(), from_="<sip:alice@example.com>", sdp=OFFER)
+                for _ in range(3)
+            ]
+            incoming = [await asyncio.wait_for(bob.phone.incoming.get(), WAIT) for _ in calls]
+            for b in incoming:  # three 2xx awaiting their ACK: three session deadlines
+                b.answer(ANSWER)
+            deadlines = [b.session.next_deadline() for b in incoming]
+            assert None not in deadlines
+            assert bob.ua.core.next_deadline() == min(d for d in deadlines if d is not None)
+            assert bob.ua._timer_when == bob.ua.core.next_deadline()
+            for a in calls:
+                await a.answered(WAIT)
+                a.bye()
+            for b in incoming:
+                await b.ended(WAIT)
+            assert bob.ua.core.next_deadline() is None
+            assert_clean(alice, bob)
+
+    run(main())

@@ -1,28 +1,25 @@
-"""Call legs of the UA core (:mod:`hybridvoice.net.ua`) and the application's interface.
+"""Call legs of the UA (:mod:`hybridvoice.net.ua`) and the application's interface.
 
-A :class:`Call` wraps one sans-IO :class:`~hybridvoice.sip.session.InviteSession` (RFC 3261
-§13, §14, §15, RFC 3311, RFC 4028): the application's calls (ring, answer, reject, cancel,
-bye, re-INVITE, UPDATE, offer/answer per RFC 3264) run the session's actions through the
-UA at once, and its call-control events go to a :class:`CallHandler` (sippy's idea: events
-independent of SIP between the two legs of a B2BUA) and into ``history`` for ``await``.
-
-A caller's call with credentials answers a 401/407 to its INVITE by sending the INVITE again
-(RFC 3261 §8.1.3.5, §22.2, §22.3): same Call-ID, From tag and body, CSeq + 1, a new branch,
-the Authorization / Proxy-Authorization of :class:`~hybridvoice.net.register.DigestAuth`,
-once per realm; the application only sees the outcome of the last INVITE. A challenged BYE
-goes again the same way.
+A :class:`Call` is the application's handle on one sans-IO :class:`~hybridvoice.sip.ua_core.Leg`
+(an :class:`~hybridvoice.sip.session.InviteSession`, RFC 3261 §13, §14, §15, RFC 3311,
+RFC 4028): the application's calls (ring, answer, reject, cancel, bye, re-INVITE, UPDATE,
+offer/answer per RFC 3264, REFER per RFC 3515) run the leg's command and the UA carries out
+its actions at once; its call-control events go to a :class:`CallHandler` (sippy's idea:
+events independent of SIP between the two legs of a B2BUA) and into ``history`` for
+``await``. A call placed with credentials answers a 401/407 to its INVITE or BYE (RFC 3261
+§22.2, §22.3) in the core (:meth:`~hybridvoice.sip.ua_core.UaCore.response_for`); the
+application only sees the outcome of the last INVITE.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from hybridvoice.sip.headers import Address, CSeq
-from hybridvoice.sip.message import Request, Response
-from hybridvoice.sip.refer import ReferTo, Replaces
+from hybridvoice.sip.headers import Address
+from hybridvoice.sip.message import Request
+from hybridvoice.sip.refer import Replaces
 from hybridvoice.sip.session import (
     Answered,
     CallEvent,
@@ -32,15 +29,13 @@ from hybridvoice.sip.session import (
     Role,
     State,
 )
-from hybridvoice.sip.transaction import ClientTransaction, ServerTransaction, TransactionTimeout
+from hybridvoice.sip.transaction import ClientTransaction, ServerTransaction
+from hybridvoice.sip.ua_core import Leg, UaAction
 from hybridvoice.sip.uri import Uri, parse_uri
 
-from .register import DigestAuth
-from .transport import Destination, NetError, Source, Transport
+from .transport import NetError, Source, Transport
 
 if TYPE_CHECKING:
-    from hybridvoice.sip.dialog import DialogId
-
     from .ua import UserAgent
 
 __all__ = [
@@ -51,8 +46,6 @@ __all__ = [
     "CallUpdate",
     "RejectingApplication",
 ]
-
-_log = logging.getLogger("hybridvoice.net.ua")
 
 #: What a :class:`CallHandler` receives: a call-control event or the end of the call.
 CallUpdate = CallEvent | Disconnected
@@ -99,117 +92,105 @@ class RejectingApplication:
 
 
 class Call:
-    """One call leg: an :class:`InviteSession` with the UA's bookkeeping and the methods an
-    application uses. ``handler`` gets the events; ``data`` is free for the application
-    (a B2BUA keeps the other leg there)."""
+    """One call leg: the application's side of a sans-IO :class:`~hybridvoice.sip.ua_core.Leg`.
+    ``handler`` gets the events; ``data`` is free for the application (a B2BUA keeps the
+    other leg there). Each method runs the leg's command and carries out its actions at once
+    (``UserAgent._run``)."""
 
     __slots__ = (
-        "_auth", "_busy", "_bye_headers", "_cancel_asked", "_cursor", "_destination", "_dialog_ids",
-        "_invite_tx", "_server_txs", "_timer", "_timer_when", "_ua", "_waiters", "data",
-        "handler", "history", "replaces", "session", "source", "transport",
+        "_busy", "_cursor", "_invite_tx", "_leg", "_pending", "_ua", "_waiters", "data",
+        "handler", "history", "replaces", "source", "transport",
     )  # fmt: skip
 
-    def __init__(self, ua: UserAgent, session: InviteSession, transport: Transport | None) -> None:
+    def __init__(
+        self, ua: UserAgent, leg: Leg, transport: Transport | None, source: Source | None = None
+    ) -> None:
         self._ua = ua
-        self.session = session
+        self._leg = leg
+        leg.owner = self
         self.transport = transport  # where the INVITE came in or went out
         #: an incoming call: where its INVITE came from (the peer's address as received,
         #: §18.2.1); None for a call of ours
-        self.source: Source | None = None
+        self.source = source
         self.handler: CallHandler | None = None
         self.data: object = None
         #: an INVITE with Replaces (RFC 3891): the call it replaces, matched by the UA
         self.replaces: Call | None = None
         self.history: list[CallUpdate] = []
-        self._busy = False
+        self._busy = False  # the UA is carrying out this call's actions
+        self._pending: list[UaAction] = []  # actions of a re-entrant command, run next
         self._cursor: dict[type, int] = {}
         self._waiters: list[asyncio.Future[None]] = []
-        self._destination: Destination | None = None  # UAC: the initial INVITE's next hop
-        self._dialog_ids: tuple[DialogId, ...] = ()  # what the dialog table holds for us
-        self._invite_tx: ClientTransaction | None = None
-        self._server_txs: dict[int, ServerTransaction] = {}  # id(request) -> its transaction
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_when: float | None = None
-        self._auth: DigestAuth | None = None  # UAC: answers 401/407 (§22.2)
-        self._cancel_asked = False  # UAC: cancel() or bye() before the answer
-        self._bye_headers: tuple[tuple[str, object], ...] = ()  # bye(headers=...): on the BYE
+        self._invite_tx: ClientTransaction | None = None  # UAC: what CancelInvite cancels
 
     def __repr__(self) -> str:
         return f"<Call {self.session.role.value} {self.call_id} {self.state.value}>"
 
     @property
+    def session(self) -> InviteSession:
+        """The leg's INVITE session (a new one after an authenticated INVITE, §22.2)."""
+        return self._leg.session
+
+    @property
     def call_id(self) -> str:
-        return self.session.invite.call_id or ""
+        return self._leg.session.invite.call_id or ""
 
     @property
     def state(self) -> State:
-        return self.session.state
+        return self._leg.session.state
 
     @property
     def incoming(self) -> bool:
-        return self.session.role is Role.UAS
+        return self._leg.session.role is Role.UAS
 
     @property
     def invite(self) -> Request:
         """The initial INVITE (received, or as sent)."""
-        return self.session.invite
+        return self._leg.session.invite
 
     @property
     def disconnected(self) -> bool:
-        return self.session.state is State.DISCONNECTED
+        return self._leg.session.state is State.DISCONNECTED
 
     # --- the application's calls (each runs the session's actions at once) --------------------
     def ring(self, sdp: bytes | None = None, *, status: int = 180) -> None:
         """UAS: 180 Ringing, or 183 with early-media ``sdp`` (§13.3.1.1)."""
-        self.session.ring(sdp, status=status)
-        self._ua._run(self)
+        self._ua._run(self, self._leg.ring(sdp, status=status))
 
     def answer(self, sdp: bytes | None) -> None:
         """UAS: 200 with ``sdp``, retransmitted until the ACK (§13.3.1.4)."""
-        self.session.answer(sdp, self._ua.now())
-        self._ua._run(self)
+        self._ua._run(self, self._leg.answer(sdp, self._ua.now()))
 
     def reject(
         self, status: int, reason: str | None = None, *, headers: Sequence[tuple[str, object]] = ()
     ) -> None:
         """UAS: a 3xx-6xx final response (§13.3.1.3)."""
-        self.session.reject(status, reason, headers=headers)
-        self._ua._run(self)
+        self._ua._run(self, self._leg.reject(status, reason, headers=headers))
 
     def cancel(self) -> None:
         """UAC: CANCEL the unanswered INVITE (§9.1)."""
-        self.session.cancel()
-        self._cancel_asked = True
-        self._ua._run(self)
+        self._ua._run(self, self._leg.cancel())
 
     def bye(self, *, headers: Sequence[tuple[str, object]] = ()) -> None:
         """Hang up in any state: CANCEL, 603 or BYE as the state requires (§15). ``headers``
         (a Reason, RFC 3326 §2) go on the BYE."""
-        if not self.incoming and self.state in _SETUP:
-            self._cancel_asked = True
-        self._bye_headers = tuple(headers)
-        self.session.bye()
-        self._ua._run(self)
+        self._ua._run(self, self._leg.bye(headers=headers))
 
     def reinvite(self, sdp: bytes | None) -> None:
         """A re-INVITE offering ``sdp`` (hold/resume, §14.1); ``OfferAnswered`` follows."""
-        self.session.reinvite(sdp)
-        self._ua._run(self)
+        self._ua._run(self, self._leg.reinvite(sdp))
 
     def update(self, sdp: bytes | None = None) -> None:
         """An UPDATE (RFC 3311), with or without an offer."""
-        self.session.update(sdp)
-        self._ua._run(self)
+        self._ua._run(self, self._leg.update(sdp))
 
     def accept_offer(self, sdp: bytes | None) -> None:
         """Answer the peer's ``Offer`` (re-INVITE, UPDATE or an offer in a 2xx)."""
-        self.session.accept_offer(sdp, self._ua.now())
-        self._ua._run(self)
+        self._ua._run(self, self._leg.accept_offer(sdp, self._ua.now()))
 
     def reject_offer(self, status: int = 488) -> None:
         """Refuse the peer's ``Offer``; the session goes on (§14.2)."""
-        self.session.reject_offer(status)
-        self._ua._run(self)
+        self._ua._run(self, self._leg.reject_offer(status))
 
     # --- transfer (RFC 3515 REFER, RFC 3891 Replaces) -------------------------------------------
     def refer(
@@ -225,24 +206,21 @@ class Call:
         address = target if isinstance(target, Address) else Address(
             parse_uri(target) if isinstance(target, str) else target
         )  # fmt: skip
-        self.session.refer(
-            ReferTo(address, replaces), referred_by=referred_by, subscription=subscription
+        actions = self._leg.refer(
+            address, replaces=replaces, referred_by=referred_by, subscription=subscription
         )
-        self._ua._run(self)
+        self._ua._run(self, actions)
 
     def accept_refer(self) -> None:
         """202 to the peer's ``Refer`` and the first NOTIFY (100 Trying)."""
-        self.session.accept_refer()
-        self._ua._run(self)
+        self._ua._run(self, self._leg.accept_refer())
 
     def reject_refer(self, status: int = 603) -> None:
-        self.session.reject_refer(status)
-        self._ua._run(self)
+        self._ua._run(self, self._leg.reject_refer(status))
 
     def notify_refer(self, status: int, reason: str | None = None) -> None:
         """A NOTIFY with the referenced call's status; a final one ends the subscription."""
-        self.session.notify_refer(status, reason)
-        self._ua._run(self)
+        self._ua._run(self, self._leg.notify_refer(status, reason))
 
     # --- waiting (tests, the CLI) -------------------------------------------------------------
     async def wait_for(self, kind: type[E], timeout: float | None = None) -> E:
@@ -278,96 +256,3 @@ class Call:
         last = self.history[-1]
         assert isinstance(last, Disconnected)
         return last
-
-    def _release(self) -> None:
-        """Drop this ended call's transaction bookkeeping. Its INVITE client transaction and
-        the server transactions it answered point back at it (``tu_data``) and live on for
-        up to 64*T1 (RFC 3261 §17, RFC 6026): without this, every call would be a reference
-        cycle left to the cyclic collector, whose full passes stall the loop at high call
-        rates."""
-        self._invite_tx = None
-        for tx in self._server_txs.values():
-            if tx.tu_data is self:
-                tx.tu_data = None
-        self._server_txs.clear()
-
-    def _deliver(self, event: CallUpdate) -> None:
-        self.history.append(event)
-        handler = self.handler
-        if handler is not None:
-            try:
-                handler.on_call_event(self, event)
-            except Exception as exc:  # the application's bug ends this call only
-                self._ua.application_failed(self, exc, f"call handler on {type(event).__name__}")
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _on_client(self, tx: ClientTransaction, outcome: Response | TransactionTimeout) -> None:
-        """Responses and timeouts of our client transactions (the endpoint's callback)."""
-        if tx.method == "CANCEL":
-            return  # the INVITE's 487 (or 2xx) tells the session what happened (§9.1)
-        ua = self._ua
-        if isinstance(outcome, Response):
-            if (
-                outcome.status in (401, 407)
-                and self._auth is not None
-                and self._authenticate(tx.request, outcome)
-            ):
-                return
-            self.session.receive_response(outcome, ua.now())
-        else:
-            self.session.request_timeout(tx.request, ua.now(), outcome.cause)
-        ua._run(self)
-
-    def _authenticate(self, request: Request, response: Response) -> bool:
-        """Send ``request`` again with credentials for ``response``'s challenge (§22.2):
-        the initial INVITE while the call is being set up and not cancelled (the session
-        starts over with the new INVITE, §8.1.3.5), or a BYE. False: the session takes the
-        401/407 as the final response."""
-        auth = self._auth
-        assert auth is not None
-        session = self.session
-        method = request.method
-        if method == "INVITE":
-            if (
-                self.incoming
-                or self._cancel_asked
-                or self.state not in _SETUP
-                or response.cseq != session.invite.cseq
-                or not auth.answer(response)
-            ):
-                return False
-            invite = _next(session.invite)
-            auth.apply(invite)
-            ua = self._ua
-            self.session = InviteSession.outgoing(invite, config=ua.config, rng=ua._rng)
-            self._invite_tx = None
-            ua._run(self)
-            return True
-        if method == "BYE":
-            headers = request.headers
-            if "Authorization" not in headers and "Proxy-Authorization" not in headers:
-                auth.begin()  # a new request: the INVITE's realms may challenge it once
-            if not auth.answer(response):
-                return False
-            bye = _next(request)
-            auth.apply(bye)
-            self._ua._send_request(self, bye)
-            return True
-        return False
-
-
-#: The states of a call being set up (no final response yet).
-_SETUP = frozenset({State.CALLING, State.INCOMING, State.EARLY})
-
-
-def _next(request: Request) -> Request:
-    """The same request with CSeq + 1 and no Via (the endpoint adds one with a new branch)."""
-    cseq = request.cseq
-    assert cseq is not None
-    again = request.copy()
-    again.headers.remove("Via")
-    again.headers.set("CSeq", CSeq(cseq.seq + 1, cseq.method))
-    return again

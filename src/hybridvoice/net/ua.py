@@ -1,4 +1,4 @@
-"""The UA core: transport -> transaction table -> dialog table -> INVITE sessions -> application.
+"""The UA's asyncio adapter: transport -> transaction table -> UA core -> application.
 
 RFC 3261 §8.2 (UAS request checks, via :func:`~hybridvoice.sip.validate.check_request`), §11.2
 (OPTIONS answered by the UA), §12.2.2 (requests inside a dialog, 481 when none matches),
@@ -8,17 +8,18 @@ in the RFC 6026 §7.1 Accepted state, directly afterwards), §9 (CANCEL), §15 (
 §8.1.2 / §18.1.1 (the next hop: first Route, else the Request-URI), RFC 3515 (REFER and its
 NOTIFYs go to the dialog's session) and RFC 3891 §3 (an INVITE with Replaces reaches the
 application with ``Call.replaces`` set to the matched call, or is refused 481/486/603/400),
-§22.2 / §22.3 (a call placed with credentials answers the 401/407 to its INVITE and BYE, see
-:mod:`hybridvoice.net.call`).
+§22.2 / §22.3 (a call placed with credentials answers the 401/407 to its INVITE and BYE, in
+:meth:`~hybridvoice.sip.ua_core.UaCore.response_for`).
 
-:class:`UserAgent` is the endpoint's transaction user. It feeds the sans-IO
-:class:`~hybridvoice.sip.session.InviteSession` of each call, executes the session's actions
-(``SendRequest``, ``SendResponse``, ``SendCancel``), keeps one ``loop.call_at`` handle per
-session for its timers (2xx retransmission, glare retry, RFC 4028 refresh and expiry) and
-delivers the SIP-independent call-control events (``Ringing``, ``EarlyMedia``, ``Answered``,
-``Confirmed``, ``Offer``, ``OfferAnswered``, ``OfferRejected``, ``Disconnected``) to the
-call's :class:`CallHandler`. A B2BUA is two :class:`Call` legs whose handler passes events
-across; nothing SIP-specific crosses between them.
+:class:`UserAgent` is the endpoint's transaction user and a thin adapter over the sans-IO
+:class:`~hybridvoice.sip.ua_core.UaCore` (where the checks, the dispatch, Replaces matching,
+digest retries and the sessions' timers live): it feeds the core with ``now = loop.time()``,
+carries out its actions on the endpoint (``NewTransaction``, ``SendAck``, ``CancelInvite``,
+``Respond``, ``RespondDirect``), keeps ONE ``loop.call_at`` handle for the whole UA at
+``core.next_deadline()``, and delivers the SIP-independent call-control events (``Ringing``,
+``EarlyMedia``, ``Answered``, ``Confirmed``, ``Offer``, ``OfferAnswered``, ``OfferRejected``,
+``Disconnected``) to the call's :class:`CallHandler`. A B2BUA is two :class:`Call` legs whose
+handler passes events across; nothing SIP-specific crosses between them.
 
 Next hops are resolved here when the URI's host is an IP literal. A host name goes to the
 ``resolver`` hook (an ``async`` callable, e.g. one built on :func:`hybridvoice.net.dns.locate`
@@ -32,26 +33,32 @@ import functools
 import ipaddress
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, cast
 
 from hybridvoice.sip.dialog import DialogId, DialogTable
-from hybridvoice.sip.errors import LocalProtocolError, ParseError
-from hybridvoice.sip.headers import Address, CSeq, Headers, parse_address
-from hybridvoice.sip.message import Request, Response, make_response
-from hybridvoice.sip.refer import match_replaces, replaces_of
-from hybridvoice.sip.session import (
-    InviteSession,
-    Role,
-    SendCancel,
-    SendRequest,
-    SendResponse,
-    SessionConfig,
-    State,
+from hybridvoice.sip.errors import LocalProtocolError
+from hybridvoice.sip.headers import Address, parse_address
+from hybridvoice.sip.message import Request, Response
+from hybridvoice.sip.session import SessionConfig, State
+from hybridvoice.sip.transaction import ClientTransaction, ServerTransaction, TransactionTimeout
+from hybridvoice.sip.ua_core import (
+    DEFAULT_POLICY,
+    CallEnded,
+    CancelInvite,
+    Deliver,
+    IncomingCall,
+    Leg,
+    NewTransaction,
+    Respond,
+    RespondDirect,
+    SendAck,
+    UaAction,
+    UaCore,
+    Unhandled,
 )
-from hybridvoice.sip.transaction import ClientTransaction, ServerState, ServerTransaction
 from hybridvoice.sip.uri import SipUri, Uri, parse_uri
-from hybridvoice.sip.validate import KNOWN_METHODS, UasPolicy, check_request, options_response
+from hybridvoice.sip.validate import UasPolicy
 
 from .call import (
     Application,
@@ -84,14 +91,6 @@ _log = logging.getLogger("hybridvoice.net.ua")
 
 #: RFC 3263 hook: the destination of a ``sip:``/``sips:`` URI whose host is a name.
 Resolver = Callable[[SipUri], Awaitable[Destination]]
-#: The methods the UA core handles; OPTIONS names UPDATE and timer (RFC 3311, RFC 4028).
-DEFAULT_POLICY: Final = UasPolicy(
-    allowed_methods=("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "UPDATE", "REFER", "NOTIFY"),
-    supported=("timer", "replaces"),
-)
-#: Requests that only make sense inside a dialog: 481 without one (§12.2.2, RFC 3311 §5.2).
-_NEED_DIALOG: Final = frozenset({"BYE", "UPDATE", "PRACK", "INFO", "REFER", "NOTIFY"})
-_SDP: Final = "application/sdp"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -116,8 +115,39 @@ def destination_of(uri: Uri) -> Destination | None:
     return Destination(kind, host, uri.port or DEFAULT_PORTS.get(kind, 5060))
 
 
+class CallDialogs(DialogTable[Call]):
+    """The core's dialog table (§12) seen with the application's :class:`Call` objects
+    (RFC 3891 ``match_replaces`` on ``UserAgent.dialogs``): a read-only view."""
+
+    __slots__ = ("_legs",)
+
+    def __init__(self, legs: DialogTable[Leg]) -> None:
+        super().__init__()
+        self._legs = legs
+
+    def __len__(self) -> int:
+        return len(self._legs)
+
+    def __iter__(self) -> Iterator[DialogId]:
+        return iter(self._legs)
+
+    def add(self, dialog_id: DialogId, entry: Call) -> None:
+        raise TypeError("the UA core indexes the dialogs of its calls")
+
+    def remove(self, dialog_id: DialogId) -> Call | None:
+        raise TypeError("the UA core indexes the dialogs of its calls")
+
+    def get(self, dialog_id: DialogId) -> Call | None:
+        leg = self._legs.get(dialog_id)
+        return None if leg is None else leg.owner
+
+    def dialog_set(self, call_id: str, local_tag: str) -> dict[str, Call]:
+        forks = self._legs.dialog_set(call_id, local_tag).items()
+        return {tag: leg.owner for tag, leg in forks if leg.owner is not None}
+
+
 class UserAgent:
-    """The UA core over one :class:`Endpoint` (it becomes the endpoint's TU).
+    """The UA over one :class:`Endpoint` (it becomes the endpoint's TU).
 
     ``application`` gets new calls and out-of-dialog requests (default: calls refused 480).
     ``config`` is every session's (timers, RFC 4028 wishes); ``policy`` the §8.2 checks
@@ -139,40 +169,40 @@ class UserAgent:
         self.endpoint = endpoint
         endpoint.tu = self
         self.application: Application = application or RejectingApplication()
-        self.config = config or SessionConfig()
-        self.policy = policy
-        self.user = user
+        self.core = UaCore(config=config, policy=policy, user=user, rng=rng)
+        self.config, self.policy, self.user = self.core.config, policy, user  # read-only
         self.resolver = resolver
-        self.dialogs: DialogTable[Call] = DialogTable()
+        self.dialogs = CallDialogs(self.core.dialogs)
         self.calls: set[Call] = set()
-        self._rng = rng or random.Random()
         self._loop = asyncio.get_running_loop()
-        self._contacts: dict[tuple[str, int], Address] = {}
+        self._timer: asyncio.TimerHandle | None = None  # the one timer, at _timer_when
+        self._timer_when: float | None = None
+        self._do: dict[type, Callable[[Call | None, Any], None]] = {
+            Respond: self._respond,
+            NewTransaction: self._send,
+            Deliver: self._deliver,
+            SendAck: self._send,
+            RespondDirect: self._respond,
+            CancelInvite: self._send,
+            CallEnded: self._ended,
+            IncomingCall: self._offer,
+            Unhandled: self._offer,
+        }
         #: calls ended because the application raised while handling them
         self.application_failures = 0
 
     def now(self) -> float:
         return self._loop.time()
 
-    def _token(self) -> str:
-        return f"{self._rng.getrandbits(64):016x}"
-
     def contact(self, transport: Transport, user: str | None = None) -> Address:
         """Our Contact on ``transport`` (§8.1.1.8): its sent-by, ``transport=`` unless UDP."""
-        user = user or self.user
-        key = (user, id(transport))
-        address = self._contacts.get(key)
-        if address is None:
-            suffix = "" if transport.kind == "UDP" else f";transport={transport.kind.lower()}"
-            address = parse_address(f"<sip:{user}@{transport.sent_by}{suffix}>")
-            self._contacts[key] = address
-        return address
+        return self.core.contact(transport, user)
 
     def close(self) -> None:
-        """Stop every session timer (the endpoint is closed by its owner)."""
-        for call in self.calls:
-            if call._timer is not None:
-                call._timer.cancel()
+        """Stop the sessions' timer (the endpoint is closed by its owner)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timer_when = None
         self.calls.clear()
 
     def respond(self, transaction: ServerTransaction, response: Response) -> None:
@@ -201,8 +231,8 @@ class UserAgent:
         uri = parse_uri(target) if isinstance(target, str) else target
         from_addr = parse_address(from_) if isinstance(from_, str) else from_
         to_addr = Address(uri) if to is None else parse_address(to) if isinstance(to, str) else to
-        routes = [str(v) for name, v in headers if name.lower() == "route"]
         if destination is None:
+            routes = [str(v) for name, v in headers if name.lower() == "route"]
             hop = parse_address(routes[0]).uri if routes else uri
             destination = destination_of(hop)
         if destination is not None:
@@ -210,63 +240,34 @@ class UserAgent:
         else:  # a name: the resolver picks the address; the Contact goes on our UDP/first one
             udp = [t for t in self.endpoint.transports if t.kind == "UDP"]
             transport = (udp or self.endpoint.transports)[0]
-        user = from_addr.uri.user if isinstance(from_addr.uri, SipUri) else None
-        host = transport.advertised[0]
-        h = Headers()
-        h.add("Max-Forwards", 70)
-        h.add("From", from_addr.with_tag(self._token()[:12]))
-        h.add("To", to_addr)
-        h.add("Call-ID", f"{self._token()}{self._token()[:8]}@{host}")
-        h.add("CSeq", CSeq(1, "INVITE"))
-        h.add("Contact", self.contact(transport, user))
-        for name, value in headers:
-            h.add(name, value)
-        request = Request("INVITE", uri, h)
-        request.set_body(sdp or b"", _SDP if sdp else None)
-        session = InviteSession.outgoing(request, config=self.config, rng=self._rng)
-        call = Call(self, session, transport)
+        leg, actions = self.core.invite(
+            uri,
+            from_=from_addr,
+            to=to_addr,
+            sdp=sdp,
+            transport=transport,
+            destination=destination,
+            headers=headers,
+            auth=None if credentials is None else DigestAuth(credentials),
+        )
+        call = Call(self, leg, transport)
         call.handler = handler
-        call._destination = destination
-        if credentials is not None:
-            call._auth = DigestAuth(credentials)
         self.calls.add(call)
-        self._run(call)
+        self._run(call, actions)
         return call
 
     # --- the endpoint's TransactionUser protocol --------------------------------------------------
     def on_request(
         self, endpoint: Endpoint, transaction: ServerTransaction, request: Request
     ) -> None:
-        """Route a new server transaction: CANCEL to the INVITE's call (§9.2), To tag to the
-        dialog (§12.2.2, else 481), otherwise §8.2 checks then a new call or the app."""
-        try:
-            if request.method == "CANCEL":
-                self._on_cancel(transaction, request)
-                return
-            to = request.to
-            if to is not None and to.tag is not None:
-                call = self.dialogs.match_request(request)
-                if call is None or call.disconnected:
-                    endpoint.send_response(transaction, make_response(request, 481))
-                    return
-                call._server_txs[id(request)] = transaction
-                call.session.receive_request(request, self.now())
-                self._run(call)
-                return
-        except ParseError as exc:
-            endpoint.send_response(transaction, make_response(request, 400, str(exc)[:80]))
-            return
-        self._out_of_dialog(transaction, request)
+        """A new server transaction, to the core (§8.2, §9.2, §12.2.2)."""
+        source = transaction.context
+        assert isinstance(source, Source)
+        self._apply(self.core.receive_request(transaction, request, source, self._loop.time()))
 
     def on_ack(self, endpoint: Endpoint, request: Request, source: Source) -> None:
         """The ACK for a 2xx goes to its dialog's session (§13.3.1.4); others are dropped."""
-        try:
-            call = self.dialogs.match_request(request)
-        except ParseError:
-            return
-        if call is not None:
-            call.session.receive_request(request, self.now())
-            self._run(call)
+        self._apply(self.core.receive_ack(request, source, self._loop.time()))
 
     def on_response(
         self, endpoint: Endpoint, transaction: ClientTransaction, response: Response
@@ -274,22 +275,9 @@ class UserAgent:
         """Not used: every request of ours has its call's callback."""
 
     def on_stray_response(self, endpoint: Endpoint, response: Response) -> None:
-        """A 2xx retransmission or a 2xx of another fork after the INVITE transaction ended:
-        to the call of its dialog set (Call-ID + From tag) to ACK it, then BYE (§13.2.2.4)."""
-        try:
-            cseq = response.cseq
-            dialog_id = DialogId.of_response(response)
-        except ParseError:
-            return
-        if cseq is None or cseq.method != "INVITE" or dialog_id is None:
-            return
-        if not 200 <= response.status < 300:
-            return
-        forks = self.dialogs.dialog_set(dialog_id.call_id, dialog_id.local_tag)
-        call = next(iter(forks.values()), None)
-        if call is not None:
-            call.session.receive_response(response, self.now())
-            self._run(call)
+        """A 2xx retransmission or a 2xx of another fork after the INVITE transaction ended
+        (§13.2.2.4): to the core."""
+        self._apply(self.core.stray_response(response, self._loop.time()))
 
     def on_timeout(
         self,
@@ -299,62 +287,15 @@ class UserAgent:
     ) -> None:
         """Timer H (no ACK for our non-2xx final response): nothing to clean up."""
 
-    # --- routing helpers -------------------------------------------------------------------------
-    def _on_cancel(self, transaction: ServerTransaction, request: Request) -> None:
-        invite_tx = transaction.cancels
-        call = None if invite_tx is None else invite_tx.tu_data
-        if isinstance(call, Call) and not call.disconnected:
-            call._server_txs[id(request)] = transaction
-            call.session.receive_request(request, self.now())
-            self._run(call)
-        else:  # the INVITE was answered by us directly: nothing to cancel (§9.2)
-            self.endpoint.send_response(transaction, make_response(request, 200))
-
-    def _out_of_dialog(self, transaction: ServerTransaction, request: Request) -> None:
-        tag = self._token()[:12]
-        respond = functools.partial(self.endpoint.send_response, transaction)
-        error = check_request(request, policy=self.policy, to_tag=tag)
-        method = request.method
-        if error is not None:
-            if method != "ACK":
-                respond(error)
-        elif method == "INVITE":
-            self._incoming(transaction, request, tag)
-        elif method == "ACK":
-            return  # an ACK for nothing we know (§17.2.3): dropped
-        elif self.application.on_request(transaction, request):
-            return
-        elif method == "OPTIONS":
-            respond(options_response(request, policy=self.policy, to_tag=tag))
-        elif method in _NEED_DIALOG:
-            respond(make_response(request, 481, to_tag=tag))
+    def _on_client(
+        self, call: Call, tx: ClientTransaction, outcome: Response | TransactionTimeout
+    ) -> None:
+        """Responses and timeouts of a call's client transactions (the endpoint's callback)."""
+        leg, now = call._leg, self._loop.time()
+        if isinstance(outcome, Response):
+            self._run(call, self.core.response_for(leg, tx.request, outcome, now))
         else:
-            status = 405 if method in KNOWN_METHODS else 501
-            allow = [("Allow", ", ".join(self.policy.allowed_methods))]
-            respond(make_response(request, status, to_tag=tag, headers=allow))
-
-    def _incoming(self, transaction: ServerTransaction, request: Request, tag: str) -> None:
-        source = transaction.context
-        assert isinstance(source, Source)
-        user = request.uri.user if isinstance(request.uri, SipUri) else None
-        contact = self.contact(source.transport, user)
-        session = InviteSession.incoming(request, tag, contact, config=self.config, rng=self._rng)
-        call = Call(self, session, source.transport)
-        call.source = source
-        call._server_txs[id(request)] = transaction
-        transaction.tu_data = call
-        self.calls.add(call)
-        self._run(call)
-        if not call.disconnected and "Replaces" in request.headers:
-            refusal = self._match_replaces(call, request)
-            if refusal is not None:
-                call.reject(refusal)
-                return
-        if not call.disconnected:
-            try:
-                self.application.on_incoming_call(call)
-            except Exception as exc:  # ends this call only
-                self.application_failed(call, exc, "new call")
+            self._run(call, self.core.timeout_for(leg, tx.request, outcome.cause, now))
 
     def application_failed(self, call: Call, exc: Exception, where: str) -> None:
         """The application raised while handling ``call`` (``where``): the last line of the
@@ -375,155 +316,188 @@ class UserAgent:
         except Exception:  # a session already ending: nothing more to do
             _log.exception("call %s: could not be ended", call.call_id)
 
-    def _match_replaces(self, call: Call, request: Request) -> int | None:
-        """RFC 3891 §3: find the dialog an INVITE with Replaces names (``call.replaces``),
-        or the refusal: 400 malformed, 481 no such dialog (or an early one we initiated),
-        603 already ended, 486 a confirmed one for ``early-only``."""
-        try:
-            replaces = replaces_of(request)
-        except ParseError:
-            return 400
-        found = None if replaces is None else match_replaces(self.dialogs, replaces)
-        if replaces is None or found is None or found is call:
-            return 481
-        if found.disconnected:
-            return 603
-        early = found.state is not State.CONFIRMED
-        if early and not found.incoming:
-            return 481
-        if replaces.early_only and not early:
-            return 486
-        call.replaces = found
-        return None
+    # --- carrying out the core's actions ---------------------------------------------------------
+    def _run(self, call: Call, actions: list[UaAction]) -> None:
+        """Carry out one call's actions (a command's, a client transaction's outcome)."""
+        self._batch(call, actions)
+        self._arm()
 
-    # --- executing the session's actions ---------------------------------------------------------
-    def _run(self, call: Call) -> None:
-        """Drain the session's events: actions to the endpoint, call events to the handler.
-        Re-entrant calls (a handler acting on its call) are picked up by the same loop."""
+    def _batch(self, call: Call, actions: list[UaAction]) -> None:
+        """One call's actions in order. A re-entrant command (a handler acting on its call)
+        queues its actions behind the batch in progress, as the session would."""
         if call._busy:
+            call._pending += actions
             return
         call._busy = True
-        try:  # call.session is read each round: an authenticated retry starts a new one
-            while events := call.session.events():
-                for event in events:
-                    if isinstance(event, SendResponse):
-                        self._send_response(call, event.response, event.for_request)
-                    elif isinstance(event, SendRequest):
-                        self._send_request(call, event.request)
-                    elif isinstance(event, SendCancel):
-                        if call._invite_tx is not None:
-                            self.endpoint.cancel(call._invite_tx)
-                    else:
-                        call._deliver(event)
+        do = self._do
+        try:
+            while actions:
+                for action in actions:
+                    do[type(action)](call, action)
+                actions, call._pending = call._pending, []
         finally:
             call._busy = False
-        self._settle(call)
 
-    def _settle(self, call: Call) -> None:
-        """Index the session's dialogs (§12) and keep one timer handle for its deadline."""
-        session = call.session
-        ids = session.dialog_ids
-        if ids != call._dialog_ids:
-            for old in call._dialog_ids:
-                if old not in ids:
-                    self.dialogs.remove(old)
-            for new in ids:
-                self.dialogs.add(new, call)
-            call._dialog_ids = ids
-        deadline = None if session.state is State.DISCONNECTED else session.next_deadline()
-        if deadline != call._timer_when:
-            if call._timer is not None:
-                call._timer.cancel()
-            call._timer_when = deadline
-            call._timer = (
-                None if deadline is None else self._loop.call_at(deadline, self._on_timer, call)
-            )
-        if session.state is State.DISCONNECTED and call in self.calls:
+    def _apply(self, actions: list[UaAction]) -> None:
+        """Carry out the actions of a core input: each call's run of actions as one batch."""
+        n, i, do = len(actions), 0, self._do
+        while i < n:
+            action = actions[i]
+            leg = action.leg
+            call: Call | None = None if leg is None else leg.owner
+            if call is None:
+                do[type(action)](None, action)
+                i += 1
+                continue
+            j = i + 1
+            while j < n and actions[j].leg is leg:
+                j += 1
+            self._batch(call, actions if i == 0 and j == n else actions[i:j])
+            i = j
+        self._arm()
+
+    def _arm(self) -> None:
+        """Keep the one loop timer at (or before) the core's earliest deadline."""
+        deadline = self.core.next_deadline()
+        if deadline is None:
+            return
+        when = self._timer_when
+        if when is not None and when <= deadline:
+            return  # fires first; the core says what is due then
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_when = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        when = self._timer_when or 0.0
+        self._timer = self._timer_when = None
+        # call_at may fire up to one clock tick early: never pass a time before the deadline
+        self._apply(self.core.handle_timers(max(self._loop.time(), when)))
+
+    def _respond(self, call: Call | None, action: Respond | RespondDirect) -> None:
+        """In the server transaction, or directly (RFC 6026 §7.1)."""
+        if isinstance(action, RespondDirect):
+            if isinstance(action.source, Source):
+                self.endpoint.send_direct(action.source, action.response)
+            return
+        if action.leg is None:
+            self.endpoint.send_response(action.transaction, action.response)
+            return
+        try:
+            self.endpoint.send_response(action.transaction, action.response)
+        except LocalProtocolError as exc:  # the transaction already ended
+            _log.info("%s not sent: %s", action.response.status, exc)
+
+    def _deliver(self, call: Call | None, action: Deliver) -> None:
+        if call is None:
+            return  # a call the application never saw (a refused Replaces)
+        event = action.event
+        call.history.append(event)
+        handler = call.handler
+        if handler is not None:
+            try:
+                handler.on_call_event(call, event)
+            except Exception as exc:  # the application's bug ends this call only
+                self.application_failed(call, exc, f"call handler on {type(event).__name__}")
+        waiters, call._waiters = call._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _offer(self, call: Call | None, action: IncomingCall | Unhandled) -> None:
+        """A new call for the application, or an out-of-dialog request it may take (else
+        the UA's answer: OPTIONS 200, 481, 405/501)."""
+        if isinstance(action, Unhandled):
+            if not self.application.on_request(action.transaction, action.request):
+                response = self.core.default_response(action.request, action.to_tag)
+                self.endpoint.send_response(action.transaction, response)
+            return
+        leg = action.leg
+        source = leg.source
+        assert isinstance(source, Source)
+        new = Call(self, leg, source.transport, source)
+        replaced = leg.replaces
+        new.replaces = None if replaced is None else replaced.owner
+        self.calls.add(new)
+        try:
+            self.application.on_incoming_call(new)
+        except Exception as exc:  # ends this call only
+            self.application_failed(new, exc, "new call")
+
+    def _ended(self, call: Call | None, action: CallEnded) -> None:
+        if call is not None:
             self.calls.discard(call)
             # after the handlers have seen Disconnected: break call <-> transaction cycles
-            self._loop.call_soon(call._release)
+            self._loop.call_soon(_release, call)
+        else:
+            action.leg.release()
 
-    def _on_timer(self, call: Call) -> None:
-        when = call._timer_when or 0.0
-        call._timer = None
-        call._timer_when = None
-        # call_at may fire up to one clock tick early: never pass a time before the deadline
-        call.session.handle_timer(max(self.now(), when))
-        self._run(call)
-
-    def _send_request(self, call: Call, request: Request) -> None:
-        """ACK for a 2xx: stateless (§13.2.2.4, §17.1.1.3); the rest in a client transaction
-        (§17.1) to the first Route, else the Request-URI (§8.1.2); the initial INVITE to the
-        call's destination."""
-        if "Via" in request.headers:  # an ACK re-sent for a retransmitted 2xx: a new Via
-            request = request.copy()
-            request.headers.remove("Via")
-        if call._bye_headers and request.method == "BYE":  # bye(headers=...): a Reason
-            for name, value in call._bye_headers:
-                request.headers.add(name, value)
-        to = request.to
-        destination = call._destination if to is None or to.tag is None else None
-        if destination is None:
-            routes = request.route
-            hop = routes[0].uri if routes else request.uri
+    # --- sending requests (§8.1.2, RFC 3263) -----------------------------------------------------
+    def _send(self, call: Call | None, action: NewTransaction | SendAck | CancelInvite) -> None:
+        """A request of a call: CANCEL of its INVITE (§9.1), or to its destination, else to
+        the hop's (an IP literal, or the resolver's answer: RFC 3263)."""
+        if call is None:
+            return
+        if isinstance(action, CancelInvite):
+            if call._invite_tx is not None:
+                self.endpoint.cancel(call._invite_tx)
+            return
+        if isinstance(action, NewTransaction):
+            if action.initial:
+                call._invite_tx = None
+            destination = cast("Destination | None", action.destination)
+            hop = action.hop
+        else:
+            destination, hop = None, action.hop
+        if destination is None and hop is not None:
             try:
                 destination = destination_of(hop)
             except TransportError:
                 destination = None
             if destination is None and self.resolver is not None and isinstance(hop, SipUri):
-                coro = self._resolve_and_send(call, request, hop)
+                coro = self._resolve_and_send(call, action, hop)
                 self._loop.create_task(coro, name=call_task_name(call.call_id))
                 return
-        self._dispatch(call, request, destination)
+        self._dispatch(call, action, destination)
 
-    async def _resolve_and_send(self, call: Call, request: Request, hop: SipUri) -> None:
+    async def _resolve_and_send(
+        self, call: Call, action: NewTransaction | SendAck, hop: SipUri
+    ) -> None:
         assert self.resolver is not None
         try:
             destination: Destination | None = await self.resolver(hop)
         except (NetError, OSError, ValueError) as exc:
             _log.info("cannot resolve %s: %s", hop, exc)
             destination = None
-        self._dispatch(call, request, destination)
-        self._run(call)
+        self._dispatch(call, action, destination)
+        self._arm()
 
-    def _dispatch(self, call: Call, request: Request, destination: Destination | None) -> None:
+    def _dispatch(
+        self, call: Call, action: NewTransaction | SendAck, destination: Destination | None
+    ) -> None:
+        request = action.request
         try:
             if destination is None:
                 raise TransportError(f"no address for {request.uri} (RFC 3263 needs a resolver)")
-            if request.method == "ACK":
+            if isinstance(action, SendAck):
                 self.endpoint.send_stateless(request, destination)
                 return
-            tx = self.endpoint.send_request(request, destination, call._on_client)
+            callback = functools.partial(self._on_client, call)
+            tx = self.endpoint.send_request(request, destination, callback)
         except TransportError as exc:
             _log.info("%s %s not sent: %s", request.method, request.uri, exc)
-            if request.method != "ACK":
-                call.session.request_timeout(request, self.now())
+            if isinstance(action, NewTransaction):
+                self._run(call, self.core.timeout_for(call._leg, request, None, self.now()))
             return
-        if request.method == "INVITE" and call.session.role is Role.UAC:
-            to = request.to
-            if to is None or to.tag is None:
-                call._invite_tx = tx  # the one SendCancel refers to (§9.1)
+        if action.initial:
+            call._invite_tx = tx
 
-    def _send_response(self, call: Call, response: Response, request: Request) -> None:
-        """In the request's server transaction; a 2xx to an INVITE whose transaction has left
-        the Accepted state (RFC 6026 §7.1) goes out directly, as the TU's own (§13.3.1.4)."""
-        key = id(request)
-        tx = call._server_txs.get(key)
-        if tx is None:
-            return
-        status = response.status
-        invite_2xx = tx.is_invite and 200 <= status < 300
-        if status >= 200 and not invite_2xx:
-            del call._server_txs[key]
-        if invite_2xx and tx.state not in (ServerState.PROCEEDING, ServerState.ACCEPTED):
-            self._send_direct(tx, response)
-            return
-        try:
-            self.endpoint.send_response(tx, response)
-        except LocalProtocolError as exc:  # the transaction already ended
-            _log.info("%s for %s not sent: %s", status, request.method, exc)
 
-    def _send_direct(self, tx: ServerTransaction, response: Response) -> None:
-        source = tx.context
-        if isinstance(source, Source):
-            self.endpoint.send_direct(source, response)
+def _release(call: Call) -> None:
+    """Drop an ended call's transaction bookkeeping. Its INVITE client transaction and the
+    server transactions it answered point back at it and live on for up to 64*T1 (RFC 3261
+    §17, RFC 6026): without this, every call would be a reference cycle left to the cyclic
+    collector, whose full passes stall the loop at high call rates."""
+    call._invite_tx = None
+    call._leg.release()
