@@ -61,7 +61,6 @@ calls, by the a-leg's Call-ID, after their relay ports are released.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections import OrderedDict
@@ -84,13 +83,14 @@ from .bypass import (
     client_media_from_sdp,
     decide_bypass,
 )
+from .call_events import NONE, REOFFER, Actions, ArmTimer, BindRelay, Then
 from .media_sdp import anchor, parse_sdp
 from .routing import Attempt
 
 if TYPE_CHECKING:
     from hybridvoice.net.call import Call
 
-    from .b2bua import Bridge
+    from .b2bua import B2BUA, Bridge
     from .trunks import GatewayState
 
 __all__ = [
@@ -101,6 +101,7 @@ __all__ = [
     "MediaPlan",
     "RecentMedia",
     "add_other_law",
+    "after_offer",
     "answer_in_law",
     "decide_at_start",
     "decide_inbound",
@@ -276,36 +277,32 @@ def decide_on_answer(
     return decide_bypass(policy, client=client, via_edge=False, gateway=media)
 
 
-def decide_at_start(bridge: Bridge, gateway: GatewayState | None) -> None:
-    """The media decision of a new call (inbound: maybe :data:`INBOUND_PENDING`), recorded."""
-    b2b = bridge.b2bua
-    relay, body = b2b.relay is not None, bridge.a.invite.body
-    if bridge.side == "gateway" and gateway is not None:
-        bridge.decision = decide_inbound(b2b.bypass, relay, body, gateway.config)
-    else:
-        cfg, target = (None, None) if gateway is None else (gateway.config, gateway.target)
-        bridge.decision = decide_outbound(b2b.bypass, relay, body, cfg, target)
-    bridge.record_media()
+def decide_at_start(
+    policy: BypassPolicy, relay: bool, offer: bytes, gateway: GatewayState | None, inbound: bool
+) -> BypassDecision:
+    """The media decision of a new call (``inbound``: maybe :data:`INBOUND_PENDING`)."""
+    if inbound and gateway is not None:
+        return decide_inbound(policy, relay, offer, gateway.config)
+    cfg, target = (None, None) if gateway is None else (gateway.config, gateway.target)
+    return decide_outbound(policy, relay, offer, cfg, target)
 
 
-def decide_late(bridge: Bridge, answer: bytes) -> None:
-    """An inbound bypass candidate's first answer: bypass (the SDP passes on, the relay held
-    ready goes) or anchor (the gateway is answered the relay's address, the edge leg gets a
-    re-INVITE to the relay once confirmed, :func:`reoffer`)."""
-    b2b, gateway, relay_call = bridge.b2bua, bridge.gateway, bridge.relay_call
+def decide_late(
+    b2b: B2BUA, a: Call, gateway: GatewayState | None, relay_call: RelayCall | None,
+    answer: bytes, *, note: Callable[[str], None],
+) -> tuple[BypassDecision, MediaPlan | None]:  # fmt: skip
+    """An inbound bypass candidate's first answer: bypass (the SDP passes on; the caller
+    gives back the relay call held ready) or anchor: the returned plan answers the gateway
+    the relay's address, and its :attr:`MediaPlan.reoffer` is the edge leg's re-INVITE to
+    the relay (:func:`reoffer`, once that leg's 2xx is in)."""
     assert gateway is not None
-    offer = bridge.a.invite.body
-    bridge.decision = decide_on_answer(b2b.bypass, offer, answer, gateway.config)
-    bridge.record_media()
-    relay = b2b.relay
-    if relay_call is None or relay is None:
-        return
-    if bridge.decision.bypass:
-        bridge.relay_call = None
-        bridge.spawn(lambda: relay.release(relay_call))
-    else:
-        bridge.plan = MediaPlan(relay_call, bridge.record_media)
-        bridge.plan.anchor_late(offer)
+    offer = a.invite.body
+    decision = decide_on_answer(b2b.bypass, offer, answer, gateway.config)
+    if relay_call is None or b2b.relay is None or decision.bypass:
+        return decision, None
+    plan = MediaPlan(relay_call, note)
+    plan.anchor_late(offer)
+    return decision, plan
 
 
 #: The reason recorded when a bypassed call is anchored because the two ends share no codec.
@@ -350,62 +347,65 @@ def _anchor_instead(bridge: Bridge) -> None:
     bridge.record_media()
 
 
-def fallback_on_reject(bridge: Bridge, status: int) -> bool:
+def fallback_on_reject(bridge: Bridge, status: int, now: float) -> Actions | None:
     """The gateway refused a bypassed offer (488): anchor the call and send the same gateway
-    a new INVITE through the relay (transcoding when it answers the other law). True when
-    done (the caller must not treat the refusal as the attempt's end)."""
+    a new INVITE through the relay (transcoding when it answers the other law). The
+    decisions when done (None: the refusal ends the attempt as usual)."""
     if status not in _MISMATCH_STATUSES or not _can_fall_back(bridge):
-        return False
+        return None
     if bridge.a.state not in (State.INCOMING, State.EARLY):
-        return False
+        return None
     b2b, outbound = bridge.b2bua, bridge.outbound
     assert outbound is not None and outbound.current is not None
     gateway = outbound.current
     if bridge.record and b2b.records is not None:
         b2b.records.attempt(bridge.a.call_id, gateway.name, f"{status}: retried anchored")
     _anchor_instead(bridge)
-    attempt: Attempt = outbound.retry(b2b.gateway_ua.now())
+    attempt: Attempt = outbound.retry(now)
     bridge.b = None
-    bridge.after_relay(lambda: bridge.place(attempt))
-    return True
+    return (BindRelay(Then("place", attempt)),)
 
 
-def fallback_on_answer(bridge: Bridge, b: Call, answer: bytes | None) -> bool:
+def fallback_on_answer(bridge: Bridge, b: Call, answer: bytes | None) -> Actions | None:
     """The gateway answered a bypassed offer with no codec of it: anchor the call (the relay
     transcodes), answer the client through the relay, re-INVITE the gateway to the relay.
-    True when under way (the bridge's answer handling runs again once the relay is bound)."""
+    The decisions when under way (the answer is handled again once the relay is bound:
+    :class:`~.call_events.Then` ``answer``); None when not needed."""
     if answer is None or not _can_fall_back(bridge):
-        return False
-    offer = bridge.a.invite.body
-    if shares_codec(offer, answer):
-        return False
+        return None
+    if shares_codec(bridge.a.invite.body, answer):
+        return None
     _anchor_instead(bridge)
-
-    def anchored() -> None:
-        plan = bridge.plan
-        assert plan is not None
-        plan.reoffer_to(offer, Leg.A)  # the client's offer, anchored, for the gateway leg
-        bridge.answered_by(b, answer)
-
-    bridge.after_relay(anchored)
-    return True
+    return (BindRelay(Then("answer", leg=b, sdp=answer)),)
 
 
-def reoffer(bridge: Bridge) -> None:
-    """Re-INVITE the edge leg of a late-anchored inbound call to the relay (RFC 3264 §8);
-    ``bridge.offer_from`` is then the b-leg itself: the offer under way is ours, on b."""
+def reoffer(bridge: Bridge) -> Actions:
+    """Re-INVITE the b-leg to the relay (RFC 3264 §8): a late-anchored inbound call's edge
+    leg, or the gateway leg of the outbound bypass fallback. ``bridge.offer_from`` is then
+    the b-leg itself: the offer under way is ours, on b. With another offer under way it
+    waits for that one to end (:func:`after_offer`), not for a delay."""
     b, plan = bridge.b, bridge.plan
     if b is None or plan is None or plan.reoffer is None or bridge.finished or b.disconnected:
-        return
+        return NONE
     if bridge.offer_from is not None:  # another offer under way: after it
-        asyncio.get_running_loop().call_later(0.2, bridge.guard, reoffer, bridge)
-        return
+        plan.waiting = True
+        return NONE
+    plan.waiting = False
     bridge.offer_from = b
     try:
         b.reinvite(plan.reoffer)
     except LocalProtocolError as exc:
         _log.info("re-INVITE to the relay not sent: %s", exc)
         bridge.offer_from = plan.reoffer = None
+    return NONE
+
+
+def after_offer(bridge: Bridge) -> Actions:
+    """An offer/answer exchange of the call ended: our re-INVITE that waited for it goes."""
+    plan = bridge.plan
+    if plan is None or not plan.waiting or bridge.offer_from is not None:
+        return NONE
+    return reoffer(bridge)
 
 
 #: Wait before trying our re-INVITE again after a 491 (RFC 3261 §14.1: 2.1-4 s for the
@@ -413,33 +413,36 @@ def reoffer(bridge: Bridge) -> None:
 REOFFER_RETRY: Final = 2.5
 
 
-def reoffer_done(bridge: Bridge, event: OfferAnswered | OfferRejected) -> None:
+def reoffer_done(bridge: Bridge, event: OfferAnswered | OfferRejected, now: float) -> Actions:
     """The edge leg answered our re-INVITE (the relay learns the client's address and
-    codec) or refused it: after a 491 (glare) it is tried again, otherwise given up (the
-    media stays as it is: the client may keep sending to the gateway directly)."""
+    codec) or refused it: after a 491 (glare) it is tried again at ``now`` +
+    :data:`REOFFER_RETRY`, otherwise given up (the media stays as it is: the client may
+    keep sending to the gateway directly)."""
     bridge.offer_from = None
     plan = bridge.plan
     if plan is None:
-        return
+        return NONE
     if isinstance(event, OfferAnswered):
         plan.reoffer = None
         if event.sdp is not None:  # the b-leg's relay leg: A inbound (edge), B outbound
             plan.answer(event.sdp, Leg.A if bridge.side == "gateway" else Leg.B)
     elif event.status == 491:
-        asyncio.get_running_loop().call_later(REOFFER_RETRY, bridge.guard, reoffer, bridge)
+        return (ArmTimer(REOFFER, now + REOFFER_RETRY),)
     else:
         _log.info("re-INVITE to the relay refused: %s", event.status)
         plan.reoffer = None
+    return NONE
 
 
 class MediaPlan:
     """SDP rewriting and codec choice for one anchored call (relay leg A faces the edge).
 
     ``reoffer``: an inbound call anchored on the client's answer keeps here the offer the
-    edge leg must get in a re-INVITE (the gateway's offer anchored, version bumped).
+    edge leg must get in a re-INVITE (the gateway's offer anchored, version bumped);
+    ``waiting``: it waits for another offer under way to end.
     """
 
-    __slots__ = ("_bump", "_note", "_offer", "relay_call", "reoffer")
+    __slots__ = ("_bump", "_note", "_offer", "relay_call", "reoffer", "waiting")
 
     def __init__(self, relay_call: RelayCall, note: Callable[[str], None] | None = None) -> None:
         self.relay_call = relay_call
@@ -447,6 +450,7 @@ class MediaPlan:
         self._offer: _PendingOffer | None = None
         self._bump: Leg | None = None  # SDP toward this leg: sess-version + 1 (RFC 3264 §8)
         self.reoffer: bytes | None = None
+        self.waiting = False  # :attr:`reoffer` waits for an offer under way to end
 
     def anchor_late(self, gateway_offer: bytes) -> None:
         """Anchor an inbound call whose edge leg got ``gateway_offer`` unchanged: the relay's
