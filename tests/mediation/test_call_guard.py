@@ -159,8 +159,10 @@ def test_a_few_hundred_bad_invites_do_not_fill_the_appliance(tmp_path: Path) -> 
 # --- a failure injected at every step of call set-up ----------------------------------------
 
 _GUARD = {  # the guard itself and the clean-up it owns: what the injected failures exercise
-    "Bridge.guard", "Bridge.spawn", "Bridge.abort", "Bridge._end_legs", "Bridge.on_call_event",
-    "Bridge._finish", "Bridge._release_slots", "Bridge._release_relay", "Bridge._close_record",
+    "Bridge.guard", "Bridge.abort", "Bridge._end_legs", "Bridge.on_call_event",
+    "Bridge.finish", "Bridge._release_slots", "Bridge._release_relay", "Bridge._close_record",
+    # the adapter's side of it: its tasks' guard, and the clean-up it carries out
+    "LoopAdapter._spawn", "LoopAdapter.cancel_timers", "LoopAdapter.release_relay",
 }  # fmt: skip
 
 

@@ -234,7 +234,7 @@ class B2BUA:
             return
         bridge = Bridge(self, call, side, gateway)
         self.bridges.add(bridge)
-        bridge.guard(bridge.dispatch, None, _START, self.now())
+        bridge.guard(bridge.dispatch, None, _START)
 
 
 class Bridge:
@@ -317,7 +317,7 @@ class Bridge:
             _log.error("call %s failed", call_id, exc_info=exc)
         failures = self.b2bua.stats.failures
         failures[kind] = failures.get(kind, 0) + 1
-        if self.finished:
+        if self.phase is Phase.ENDED:
             return  # a step after the end (a relay release): counted and logged only
         try:
             self.finish(DisconnectSide.LOCAL, status, text)
@@ -347,9 +347,7 @@ class Bridge:
     def on_call_event(self, call: Call, event: CallUpdate) -> None:
         """A leg's event (the UA's :class:`~hybridvoice.net.call.CallHandler` hook), guarded.
         An ended leg is let go once its end is handled (the adapter drops its handler)."""
-        self.guard(self.dispatch, call, event, self.b2bua.now())
-        if isinstance(event, Disconnected):
-            self.b2bua.adapter.release_leg(call)
+        self.guard(self.dispatch, call, event)
 
     def timer_fired(self, name: str, now: float) -> None:
         """The adapter: timer ``name`` fired."""
@@ -357,25 +355,29 @@ class Bridge:
 
     def relay_bound(self, relay_call: RelayCall, then: Then) -> None:
         """The adapter: the relay call asked for is ready."""
-        self.guard(self.dispatch, None, RelayBound(relay_call, then), self.b2bua.now())
+        self.guard(self.dispatch, None, RelayBound(relay_call, then))
 
     def relay_failed(self, error: str) -> None:
         """The adapter: no relay call could be had."""
-        self.guard(self.dispatch, None, RelayFailed(error), self.b2bua.now())
+        self.guard(self.dispatch, None, RelayFailed(error))
 
-    def dispatch(self, leg: Call | None, event: object, now: float) -> None:
-        """One event at ``now``: a transfer's sub-machine first (:func:`.transfer.intercept`),
-        then the transition of :data:`.call_state.TABLE`; its decisions go to the adapter."""
+    def dispatch(self, leg: Call | None, event: object, now: float | None = None) -> None:
+        """One event at ``now`` (default: the B2BUA's clock): a transfer's sub-machine first
+        (:func:`.transfer.intercept`), then the transition of :data:`.call_state.TABLE`; its
+        decisions go to the adapter. An ended leg is let go once its end is handled."""
+        if now is None:
+            now = self.b2bua.now()
         actions = None
         if leg is not None and (self.transfer is not None or type(event) in transfer.EVENTS):
             actions = transfer.intercept(self, leg, event, now)  # type: ignore[arg-type]
         if actions is None:
             handler = handler_for(self.phase, type(event))
-            if handler is None:
-                return
-            actions = handler(self, leg, event, now)
+            if handler is not None:
+                actions = handler(self, leg, event, now)
         if actions:
             self.b2bua.adapter.execute(self, actions)
+        if leg is not None and type(event) is Disconnected:
+            self.b2bua.adapter.release_leg(leg)
 
     # --- what the handlers share ------------------------------------------------------------------
     def record_media(self, note: str = "") -> None:
