@@ -21,6 +21,7 @@ import pytest
 from lab_harness import CALLEE, WAIT, Lab, connect, lab, run, sdp, settle
 
 from hybridvoice import mediation
+from hybridvoice.mediation import call_state
 from hybridvoice.mediation.records import CallState
 from hybridvoice.net.call import Call, CallFailedError
 from hybridvoice.net.loop import TaskFailures
@@ -281,7 +282,8 @@ _armed: list[list[bool]] = []  # the test's injected failure: [False] once it ha
 
 def _inject(monkeypatch: pytest.MonkeyPatch, step: Step) -> None:
     """``step`` raises the next time it runs (then works again, so that what the clean-up
-    needs of it still works), wherever it is looked up (imported names included)."""
+    needs of it still works), wherever it is looked up (imported names included, and the
+    call's transition table)."""
     original = vars(step.owner)[step.name]
     func = original.fget if isinstance(original, property) else original
     armed = [True]
@@ -300,6 +302,9 @@ def _inject(monkeypatch: pytest.MonkeyPatch, step: Step) -> None:
             for name, obj in list(vars(module).items()):
                 if obj is original:
                     monkeypatch.setattr(module, name, replacement)
+        for key, handler in list(call_state.TABLE.items()):  # the transitions, held by value
+            if handler is original:
+                monkeypatch.setitem(call_state.TABLE, key, replacement)
 
 
 def test_a_failure_at_any_set_up_step_costs_only_its_call(

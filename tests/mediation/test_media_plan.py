@@ -18,6 +18,7 @@ from hybridvoice.media import CallStats, Leg, PortBlock, RelayMode, RelaySession
 from hybridvoice.media.relay import transcode_in_place
 from hybridvoice.mediation.bypass import BypassPolicy, MediaMode
 from hybridvoice.mediation.call_events import REOFFER, ArmTimer
+from hybridvoice.mediation.call_flow import reoffer_done
 from hybridvoice.mediation.media_plan import (
     INBOUND_PENDING,
     REOFFER_RETRY,
@@ -29,7 +30,6 @@ from hybridvoice.mediation.media_plan import (
     decide_inbound,
     decide_on_answer,
     decide_outbound,
-    reoffer_done,
 )
 from hybridvoice.net.relay import RelayCall
 from hybridvoice.sip.sdp import SdpError, SessionDescription

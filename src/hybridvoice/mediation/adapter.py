@@ -100,7 +100,11 @@ class LoopAdapter:
             except (OSError, ValueError, NetError) as exc:
                 bridge.relay_failed(str(exc))
                 return
-            bridge.relay_bound(relay_call, then)
+            try:
+                bridge.relay_bound(relay_call, then)
+            except Exception:  # it never reached the call (which the failure ends): free it
+                await relay.release(relay_call)
+                raise
 
         self._spawn(bridge, bind)
 

@@ -354,7 +354,10 @@ class Bridge:
         self.guard(self.dispatch, None, TimerFired(name), now)
 
     def relay_bound(self, relay_call: RelayCall, then: Then) -> None:
-        """The adapter: the relay call asked for is ready."""
+        """The adapter: the relay call asked for is ready. A live call holds it from here on
+        (whatever its handling does, the call's end gives it back)."""
+        if self.phase is not Phase.ENDED:
+            self.relay_call = relay_call
         self.guard(self.dispatch, None, RelayBound(relay_call, then))
 
     def relay_failed(self, error: str) -> None:

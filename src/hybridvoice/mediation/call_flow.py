@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 from hybridvoice.media import Leg
 from hybridvoice.net.transport import NetError
+from hybridvoice.sip.errors import LocalProtocolError
 from hybridvoice.sip.headers import Address
 from hybridvoice.sip.session import (
     Answered,
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from .b2bua import Bridge
 
 __all__ = [
+    "after_offer",
     "answered",
     "answered_by",
     "confirmed",
@@ -79,6 +81,8 @@ __all__ = [
     "relay_bound",
     "relay_failed",
     "relay_unneeded",
+    "reoffer",
+    "reoffer_done",
     "start",
     "timer",
 ]
@@ -150,11 +154,12 @@ def _proceed(bridge: Bridge, then: Then, now: float) -> Actions:
 
 
 def relay_bound(bridge: Bridge, leg: Call | None, event: RelayBound, now: float) -> Actions:
-    """The relay call is ready: anchor (a plan, unless the inbound decision waits for the
-    client's answer) and take the step that waited; a caller gone meanwhile frees it."""
+    """The relay call is ready (the call holds it: :meth:`~.b2bua.Bridge.relay_bound`):
+    anchor (a plan, unless the inbound decision waits for the client's answer) and take the
+    step that waited; a caller gone meanwhile frees it."""
     if bridge.a.disconnected:  # cancelled meanwhile
+        bridge.relay_call = None
         return (ReleaseRelay(event.relay_call),)
-    bridge.relay_call = event.relay_call
     if bridge.decision is not INBOUND_PENDING:
         bridge.plan = MediaPlan(event.relay_call, bridge.record_media)
     return _proceed(bridge, event.then, now)
@@ -243,7 +248,7 @@ def timer(bridge: Bridge, leg: Call | None, event: TimerFired, now: float) -> Ac
     if name == FAILOVER:
         return _fast_failover(bridge, now)
     if name == REOFFER:
-        return media_plan.reoffer(bridge)
+        return reoffer(bridge)
     if name == TRANSFER_FAILOVER:
         return transfer.timer_fired(bridge, now)
     return NONE
@@ -308,9 +313,9 @@ def answered_by(bridge: Bridge, b: Call, sdp: bytes | None, now: float) -> Actio
         return actions
     if sdp is None and not a.invite.body and not bridge.late_offer:
         return actions  # the offer follows as an Offer event
-    fallback = media_plan.fallback_on_answer(bridge, b, sdp)
-    if fallback is not None:
-        return actions + fallback  # anchored now, back here once the relay is bound
+    if media_plan.fallback_on_answer(bridge, sdp):  # anchored now, back once the relay is bound
+        _anchor_instead(bridge)
+        return (*actions, BindRelay(Then("answer", leg=b, sdp=sdp)))
     bridge.answered = True
     if bridge.phase is not Phase.ENDED:
         bridge.phase = Phase.CONNECTED
@@ -324,7 +329,7 @@ def answered_by(bridge: Bridge, b: Call, sdp: bytes | None, now: float) -> Actio
         records.answered(a.call_id)
     plan = bridge.plan
     if plan is not None and plan.reoffer is not None:
-        actions += media_plan.reoffer(bridge)
+        actions += reoffer(bridge)
     return actions
 
 
@@ -356,14 +361,14 @@ def offer_answered(bridge: Bridge, leg: Call | None, event: OfferAnswered, now: 
         bridge.safely(b.accept_offer, bridge.sdp(event.sdp, a))
     elif leg is b:
         if bridge.offer_from is b:  # the answer to our own re-INVITE (late anchoring)
-            return media_plan.reoffer_done(bridge, event, now)
+            return reoffer_done(bridge, event, now)
         if bridge.offer_from is not a:
             return NONE
         bridge.offer_from = None
         bridge.safely(a.accept_offer, bridge.sdp(event.sdp, b))
     else:
         return NONE
-    return media_plan.after_offer(bridge)
+    return after_offer(bridge)
 
 
 def offer_rejected(bridge: Bridge, leg: Call | None, event: OfferRejected, now: float) -> Actions:
@@ -378,14 +383,14 @@ def offer_rejected(bridge: Bridge, leg: Call | None, event: OfferRejected, now: 
         bridge.safely(b.reject_offer, event.status)
     elif leg is b:
         if bridge.offer_from is b:
-            return media_plan.reoffer_done(bridge, event, now)
+            return reoffer_done(bridge, event, now)
         if bridge.offer_from is not a:
             return NONE
         bridge.offer_from = None
         bridge.safely(a.reject_offer, event.status)
     else:
         return NONE
-    return media_plan.after_offer(bridge)
+    return after_offer(bridge)
 
 
 def confirmed(bridge: Bridge, leg: Call | None, event: Confirmed, now: float) -> Actions:
@@ -429,9 +434,15 @@ def _b_ended(bridge: Bridge, b: Call, event: Disconnected, now: float) -> Action
     status = event.status if event.status is not None else 408
     outbound = bridge.outbound
     if outbound is not None:
-        fallback = media_plan.fallback_on_reject(bridge, status, now)
-        if fallback is not None:
-            return _STOP_FAILOVER + fallback  # a bypassed offer refused 488: anchored retry
+        attempt = media_plan.fallback_on_reject(bridge, status, now)
+        if attempt is not None:  # a bypassed offer refused 488: the same gateway, anchored
+            records = bridge.b2bua.records
+            if bridge.record and records is not None:
+                retried = f"{status}: retried anchored"
+                records.attempt(bridge.a.call_id, attempt.gateway.name, retried)
+            _anchor_instead(bridge)
+            bridge.b = None
+            return (*_STOP_FAILOVER, BindRelay(Then("place", attempt)))
     if outbound is None:  # inbound: map the failure through
         bridge.fail_a(map_failure(status), f"{bridge.other} leg: {event.cause} {status}")
         return NONE
@@ -462,4 +473,62 @@ def _attempt_over(
         bridge.attempt_failed(said or str(status))
         bridge.b = None
         return place(bridge, outcome, now)
+    return NONE
+
+
+def _anchor_instead(bridge: Bridge) -> None:
+    """A bypassed call the relay must join (no shared codec): anchored from now on."""
+    bridge.decision = media_plan.ANCHORED_ON_MISMATCH
+    bridge.record_media()
+
+
+# --- our own re-offer to the relay (RFC 3264 §8) --------------------------------------------------
+def reoffer(bridge: Bridge) -> Actions:
+    """Re-INVITE the b-leg to the relay (:attr:`.media_plan.MediaPlan.reoffer`): a
+    late-anchored inbound call's edge leg, or the gateway leg of the outbound bypass
+    fallback. ``bridge.offer_from`` is then the b-leg itself: the offer under way is ours,
+    on b. With another offer under way it waits for that one to end (:func:`after_offer`),
+    not for a delay."""
+    b, plan = bridge.b, bridge.plan
+    if b is None or plan is None or plan.reoffer is None or bridge.finished or b.disconnected:
+        return NONE
+    if bridge.offer_from is not None:  # another offer under way: after it
+        plan.waiting = True
+        return NONE
+    plan.waiting = False
+    bridge.offer_from = b
+    try:
+        b.reinvite(plan.reoffer)
+    except LocalProtocolError as exc:
+        _log.info("re-INVITE to the relay not sent: %s", exc)
+        bridge.offer_from = plan.reoffer = None
+    return NONE
+
+
+def after_offer(bridge: Bridge) -> Actions:
+    """An offer/answer exchange of the call ended: our re-INVITE that waited for it goes."""
+    plan = bridge.plan
+    if plan is None or not plan.waiting or bridge.offer_from is not None:
+        return NONE
+    return reoffer(bridge)
+
+
+def reoffer_done(bridge: Bridge, event: OfferAnswered | OfferRejected, now: float) -> Actions:
+    """The b-leg answered our re-INVITE (the relay learns the client's address and codec)
+    or refused it: after a 491 (glare) it is tried again at ``now`` +
+    :data:`.media_plan.REOFFER_RETRY` (RFC 3261 §14.1), otherwise given up (the media stays
+    as it is: the client may keep sending to the gateway directly)."""
+    bridge.offer_from = None
+    plan = bridge.plan
+    if plan is None:
+        return NONE
+    if isinstance(event, OfferAnswered):
+        plan.reoffer = None
+        if event.sdp is not None:  # the b-leg's relay leg: A inbound (edge), B outbound
+            plan.answer(event.sdp, Leg.A if bridge.side == "gateway" else Leg.B)
+    elif event.status == 491:
+        return (ArmTimer(REOFFER, now + media_plan.REOFFER_RETRY),)
+    else:
+        _log.info("re-INVITE to the relay refused: %s", event.status)
+        plan.reoffer = None
     return NONE

@@ -37,7 +37,8 @@ needs, is known only from its answer, after the gateway's offer has gone on. The
   (an external client, a client outside the internal subnets, AlwaysBypass off and another
   subnet), the gateway is answered the relay's gateway side, and once the edge leg is
   confirmed it gets a re-INVITE offering the relay's edge side (the gateway's offer anchored,
-  ``sess-version`` + 1 on that leg from then on, RFC 3264 §8) (:func:`reoffer`). Until that
+  ``sess-version`` + 1 on that leg from then on, RFC 3264 §8; :func:`.call_flow.reoffer`,
+  on the leg's answer itself: its ACK is out by then). Until that
   re-INVITE is answered the client may still send to the gateway directly: a short clip at
   the start of such calls, the price of deciding without ICE. A hint from the cloud side
   before the offer is not available inbound: the cloud forks to the user's clients only
@@ -71,9 +72,8 @@ from typing import TYPE_CHECKING, Final
 from hybridvoice.cms.settings import Gateway
 from hybridvoice.media import PT_PCMA, PT_PCMU, CallStats, Leg
 from hybridvoice.net.relay import RelayCall
-from hybridvoice.sip.errors import LocalProtocolError
 from hybridvoice.sip.sdp import Attribute, MediaDescription, SessionDescription
-from hybridvoice.sip.session import OfferAnswered, OfferRejected, State
+from hybridvoice.sip.session import State
 
 from .bypass import (
     BypassDecision,
@@ -83,7 +83,6 @@ from .bypass import (
     client_media_from_sdp,
     decide_bypass,
 )
-from .call_events import NONE, REOFFER, Actions, ArmTimer, BindRelay, Then
 from .media_sdp import anchor, parse_sdp
 from .routing import Attempt
 
@@ -94,14 +93,15 @@ if TYPE_CHECKING:
     from .trunks import GatewayState
 
 __all__ = [
+    "ANCHORED_ON_MISMATCH",
     "CODEC_MISMATCH",
     "G711_PT",
     "INBOUND_PENDING",
+    "REOFFER_RETRY",
     "TRANSCODING_NOTE",
     "MediaPlan",
     "RecentMedia",
     "add_other_law",
-    "after_offer",
     "answer_in_law",
     "decide_at_start",
     "decide_inbound",
@@ -110,8 +110,6 @@ __all__ = [
     "decide_outbound",
     "fallback_on_answer",
     "fallback_on_reject",
-    "reoffer",
-    "reoffer_done",
     "shares_codec",
 ]
 
@@ -294,7 +292,7 @@ def decide_late(
     """An inbound bypass candidate's first answer: bypass (the SDP passes on; the caller
     gives back the relay call held ready) or anchor: the returned plan answers the gateway
     the relay's address, and its :attr:`MediaPlan.reoffer` is the edge leg's re-INVITE to
-    the relay (:func:`reoffer`, once that leg's 2xx is in)."""
+    the relay (:func:`.call_flow.reoffer`, once that leg's 2xx is in)."""
     assert gateway is not None
     offer = a.invite.body
     decision = decide_on_answer(b2b.bypass, offer, answer, gateway.config)
@@ -342,96 +340,36 @@ def _can_fall_back(bridge: Bridge) -> bool:
     )  # fmt: skip
 
 
-def _anchor_instead(bridge: Bridge) -> None:
-    bridge.decision = BypassDecision(MediaMode.ANCHORED, CODEC_MISMATCH)
-    bridge.record_media()
+#: The decision of a bypassed call anchored because the two ends share no codec.
+ANCHORED_ON_MISMATCH: Final = BypassDecision(MediaMode.ANCHORED, CODEC_MISMATCH)
 
 
-def fallback_on_reject(bridge: Bridge, status: int, now: float) -> Actions | None:
-    """The gateway refused a bypassed offer (488): anchor the call and send the same gateway
-    a new INVITE through the relay (transcoding when it answers the other law). The
-    decisions when done (None: the refusal ends the attempt as usual)."""
+def fallback_on_reject(bridge: Bridge, status: int, now: float) -> Attempt | None:
+    """The gateway refused a bypassed offer (488): the call is to be anchored
+    (:data:`ANCHORED_ON_MISMATCH`) and the same gateway sent a new INVITE through the relay
+    (transcoding when it answers the other law): the returned attempt, the same routing
+    attempt started again. None: the refusal ends the attempt as usual."""
     if status not in _MISMATCH_STATUSES or not _can_fall_back(bridge):
         return None
     if bridge.a.state not in (State.INCOMING, State.EARLY):
         return None
-    b2b, outbound = bridge.b2bua, bridge.outbound
+    outbound = bridge.outbound
     assert outbound is not None and outbound.current is not None
-    gateway = outbound.current
-    if bridge.record and b2b.records is not None:
-        b2b.records.attempt(bridge.a.call_id, gateway.name, f"{status}: retried anchored")
-    _anchor_instead(bridge)
-    attempt: Attempt = outbound.retry(now)
-    bridge.b = None
-    return (BindRelay(Then("place", attempt)),)
+    return outbound.retry(now)
 
 
-def fallback_on_answer(bridge: Bridge, b: Call, answer: bytes | None) -> Actions | None:
-    """The gateway answered a bypassed offer with no codec of it: anchor the call (the relay
-    transcodes), answer the client through the relay, re-INVITE the gateway to the relay.
-    The decisions when under way (the answer is handled again once the relay is bound:
-    :class:`~.call_events.Then` ``answer``); None when not needed."""
+def fallback_on_answer(bridge: Bridge, answer: bytes | None) -> bool:
+    """Did the gateway answer a bypassed offer with no codec of it? Then the call is to be
+    anchored (:data:`ANCHORED_ON_MISMATCH`; the relay transcodes), the client answered
+    through the relay and the gateway re-INVITEd to it (:meth:`MediaPlan.reoffer_to`)."""
     if answer is None or not _can_fall_back(bridge):
-        return None
-    if shares_codec(bridge.a.invite.body, answer):
-        return None
-    _anchor_instead(bridge)
-    return (BindRelay(Then("answer", leg=b, sdp=answer)),)
-
-
-def reoffer(bridge: Bridge) -> Actions:
-    """Re-INVITE the b-leg to the relay (RFC 3264 §8): a late-anchored inbound call's edge
-    leg, or the gateway leg of the outbound bypass fallback. ``bridge.offer_from`` is then
-    the b-leg itself: the offer under way is ours, on b. With another offer under way it
-    waits for that one to end (:func:`after_offer`), not for a delay."""
-    b, plan = bridge.b, bridge.plan
-    if b is None or plan is None or plan.reoffer is None or bridge.finished or b.disconnected:
-        return NONE
-    if bridge.offer_from is not None:  # another offer under way: after it
-        plan.waiting = True
-        return NONE
-    plan.waiting = False
-    bridge.offer_from = b
-    try:
-        b.reinvite(plan.reoffer)
-    except LocalProtocolError as exc:
-        _log.info("re-INVITE to the relay not sent: %s", exc)
-        bridge.offer_from = plan.reoffer = None
-    return NONE
-
-
-def after_offer(bridge: Bridge) -> Actions:
-    """An offer/answer exchange of the call ended: our re-INVITE that waited for it goes."""
-    plan = bridge.plan
-    if plan is None or not plan.waiting or bridge.offer_from is not None:
-        return NONE
-    return reoffer(bridge)
+        return False
+    return not shares_codec(bridge.a.invite.body, answer)
 
 
 #: Wait before trying our re-INVITE again after a 491 (RFC 3261 §14.1: 2.1-4 s for the
-#: owner of the Call-ID; the edge leg is ours).
+#: owner of the Call-ID; the edge leg is ours): :func:`.call_flow.reoffer_done`.
 REOFFER_RETRY: Final = 2.5
-
-
-def reoffer_done(bridge: Bridge, event: OfferAnswered | OfferRejected, now: float) -> Actions:
-    """The edge leg answered our re-INVITE (the relay learns the client's address and
-    codec) or refused it: after a 491 (glare) it is tried again at ``now`` +
-    :data:`REOFFER_RETRY`, otherwise given up (the media stays as it is: the client may
-    keep sending to the gateway directly)."""
-    bridge.offer_from = None
-    plan = bridge.plan
-    if plan is None:
-        return NONE
-    if isinstance(event, OfferAnswered):
-        plan.reoffer = None
-        if event.sdp is not None:  # the b-leg's relay leg: A inbound (edge), B outbound
-            plan.answer(event.sdp, Leg.A if bridge.side == "gateway" else Leg.B)
-    elif event.status == 491:
-        return (ArmTimer(REOFFER, now + REOFFER_RETRY),)
-    else:
-        _log.info("re-INVITE to the relay refused: %s", event.status)
-        plan.reoffer = None
-    return NONE
 
 
 class MediaPlan:
