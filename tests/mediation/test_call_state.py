@@ -18,6 +18,7 @@ import pytest
 
 from hybridvoice.cms.settings import Gateway, TrunkConfiguration
 from hybridvoice.media import PortBlock, RelaySession
+from hybridvoice.mediation.adapter import place_leg
 from hybridvoice.mediation.b2bua import B2BUA, Bridge
 from hybridvoice.mediation.bypass import BypassPolicy, MediaMode
 from hybridvoice.mediation.call_events import (
@@ -29,6 +30,7 @@ from hybridvoice.mediation.call_events import (
     BindRelay,
     CancelTimer,
     Phase,
+    PlaceLeg,
     ReleaseRelay,
     Then,
 )
@@ -178,7 +180,8 @@ class Clock:
 
 
 class Recorder:
-    """The adapter of the tests: keeps the decisions, arms nothing."""
+    """The adapter of the tests: keeps the decisions, arms nothing; places legs through the
+    fake UAs (the loop adapter's own sans-IO step)."""
 
     def __init__(self) -> None:
         self.actions: list[Any] = []
@@ -187,7 +190,9 @@ class Recorder:
     def execute(self, bridge: Bridge, actions: Actions) -> None:
         for action in actions:
             self.actions.append(action)
-            if isinstance(action, ArmTimer):
+            if isinstance(action, PlaceLeg):
+                bridge.placed(action, place_leg(bridge, action))
+            elif isinstance(action, ArmTimer):
                 self.timers[action.name] = action.at
             elif isinstance(action, CancelTimer):
                 self.timers.pop(action.name, None)
@@ -270,12 +275,17 @@ def test_fast_failover_fires_at_exactly_t0_plus_10_s_and_places_the_next_gateway
     w = world()
     bridge, a = call_out(w)
     (first,) = w.gateway.placed
-    assert w.adapter.actions == [ArmTimer(FAILOVER, T0 + 10.0)]
+    place, arm = w.adapter.actions
+    assert isinstance(place, PlaceLeg) and place.side == "gateway" and place.callee == CALLEE
+    assert place.gateway is not None and bridge.gateway is place.gateway
+    assert arm == ArmTimer(FAILOVER, T0 + 10.0)
     assert bridge.phase is Phase.SETUP
     w.fire(bridge, FAILOVER, T0 + 10.0)
     assert first.names() == ["bye"]  # CANCEL of the unanswered INVITE
     second = w.gateway.placed[-1]
     assert second is not first and bridge.b is second
+    again = w.adapter.actions[-2]
+    assert isinstance(again, PlaceLeg) and again.gateway not in (None, place.gateway)
     assert w.adapter.timers == {FAILOVER: T0 + 20.0}  # the next attempt's own 10 s
     assert w.b2bua.stats.failovers == 1
     w.fire(bridge, FAILOVER, T0 + 20.0)  # no gateway left: the caller hears 503
@@ -307,7 +317,9 @@ def test_a_failover_code_places_the_next_gateway_at_once() -> None:
     w.event(bridge, first, Disconnected(Cause.REJECTED, 503, "remote"))
     second = w.gateway.placed[-1]
     assert second is not first and bridge.b is second
-    assert w.adapter.actions[-2:] == [CancelTimer(FAILOVER), ArmTimer(FAILOVER, T0 + 11.5)]
+    cancel, place, arm = w.adapter.actions[-3:]
+    assert cancel == CancelTimer(FAILOVER) and isinstance(place, PlaceLeg)
+    assert arm == ArmTimer(FAILOVER, T0 + 11.5)
 
 
 # --- media: the re-offer waits for an event, not a delay ------------------------------------------
@@ -326,6 +338,8 @@ def inbound_anchored_late(w: World) -> tuple[Bridge, Leg, Leg]:
     assert w.adapter.actions == [BindRelay(Then("inbound"))]
     bridge.relay_bound(relay_call(), Then("inbound"))
     (b,) = w.edge.placed
+    place = w.adapter.actions[-1]
+    assert isinstance(place, PlaceLeg) and place.side == "edge" and place.role == "b"
     assert b.invite.body == sdp(5000, "10.0.0.9")  # unchanged until the client answers
     return bridge, a, b
 
@@ -379,6 +393,8 @@ def test_a_performed_transfer_places_a_leg_with_failover_then_swaps_it_in() -> N
     assert a.names() == ["answer", "accept_refer"]
     new = w.gateway.placed[-1]
     assert new is not b and w.adapter.timers[TRANSFER_FAILOVER] == T0 + 40.0
+    place = w.adapter.actions[-2]
+    assert isinstance(place, PlaceLeg) and place.role == "transfer"
     w.event(bridge, new, Ringing(None))
     assert TRANSFER_FAILOVER not in w.adapter.timers and a.done[-1] == ("notify_refer", 180)
     w.event(bridge, new, Answered(sdp(9000)))

@@ -1,16 +1,18 @@
 """The mediation role's one asyncio adapter: carries out the calls' decisions on the loop.
 
-RFC 3261 §13.3.1.1 and §17 say which timers a call runs; this module only runs them. The
-mediation call (:mod:`.call_state`, :mod:`.call_flow`) is sans-IO: it returns decisions
-(:class:`~.call_events.ArmTimer`, :class:`~.call_events.CancelTimer`,
-:class:`~.call_events.BindRelay`, :class:`~.call_events.ReleaseRelay`) and takes ``now`` as a
-parameter. :class:`LoopAdapter` arms ``loop.call_at`` timers (one per name per call) and
-feeds their firings back (:meth:`Bridge.timer_fired <.b2bua.Bridge.timer_fired>`), runs the
-relay engine's allocation and release as tasks named after the call (feeding back
-:meth:`~.b2bua.Bridge.relay_bound` or :meth:`~.b2bua.Bridge.relay_failed`; any other failure
-ends the call through :meth:`~.b2bua.Bridge.abort`, never as an unhandled task exception), and
-lets an ended leg go on the next loop turn. It is the only module of ``mediation/`` (with the
-role's own assembly) that touches the event loop for calls.
+RFC 3261 §13.2.1 (the INVITE of a new leg), §13.3.1.1 and §17 say which timers a call runs;
+this module only runs them. The mediation call (:mod:`.call_state`, :mod:`.call_flow`) is
+sans-IO: it returns decisions (:class:`~.call_events.PlaceLeg`,
+:class:`~.call_events.ArmTimer`, :class:`~.call_events.CancelTimer`,
+:class:`~.call_events.BindRelay`, :class:`~.call_events.ReleaseRelay`) and takes ``now`` as
+a parameter. :class:`LoopAdapter` places legs through the UAs (:func:`place_leg`), arms
+``loop.call_at`` timers (one per name per call) and feeds their firings back
+(:meth:`Bridge.timer_fired <.b2bua.Bridge.timer_fired>`), runs the relay engine's allocation
+and release as tasks named after the call (feeding back :meth:`~.b2bua.Bridge.relay_bound`
+or :meth:`~.b2bua.Bridge.relay_failed`; any other failure ends the call through
+:meth:`~.b2bua.Bridge.abort`, never as an unhandled task exception), and lets an ended leg
+go on the next loop turn. It is the only module of ``mediation/`` (besides the role's own
+assembly, health probes and record writer) that touches the event loop.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from hybridvoice.net.loop import call_task_name
 from hybridvoice.net.transport import NetError
 
 from .b2bua_legs import release_leg
-from .call_events import Actions, ArmTimer, BindRelay, CancelTimer, ReleaseRelay, Then
+from .call_events import Actions, ArmTimer, BindRelay, CancelTimer, PlaceLeg, ReleaseRelay, Then
 
 if TYPE_CHECKING:
     from hybridvoice.net.call import Call
@@ -31,7 +33,18 @@ if TYPE_CHECKING:
 
     from .b2bua import Bridge
 
-__all__ = ["LoopAdapter"]
+__all__ = ["LoopAdapter", "place_leg"]
+
+
+def place_leg(bridge: Bridge, action: PlaceLeg) -> Call:
+    """Carry out a :class:`~.call_events.PlaceLeg`: the INVITE goes out through the UA of its
+    side (which queues it and returns the new leg at once), its events to ``bridge``."""
+    b2b = bridge.b2bua
+    ua = b2b.edge_ua if action.side == "edge" else b2b.gateway_ua
+    return ua.invite(
+        action.target, from_=action.from_, to=action.to, sdp=action.sdp,
+        destination=action.destination, headers=action.headers, handler=bridge,
+    )  # fmt: skip
 
 
 class LoopAdapter:
@@ -46,7 +59,9 @@ class LoopAdapter:
     def execute(self, bridge: Bridge, actions: Actions) -> None:
         """Carry out ``actions`` in order."""
         for action in actions:
-            if isinstance(action, ArmTimer):
+            if isinstance(action, PlaceLeg):
+                bridge.placed(action, place_leg(bridge, action))
+            elif isinstance(action, ArmTimer):
                 self._arm(bridge, action.name, action.at)
             elif isinstance(action, CancelTimer):
                 self._cancel(bridge, action.name)

@@ -64,7 +64,17 @@ from . import media_plan, routing, transfer
 from .adapter import LoopAdapter
 from .b2bua_legs import failure_headers, media_counters, reason, warning
 from .bypass import BypassDecision, BypassPolicy
-from .call_events import Adapter, Phase, RelayBound, RelayFailed, Start, SwapLeg, Then, TimerFired
+from .call_events import (
+    Adapter,
+    Phase,
+    PlaceLeg,
+    RelayBound,
+    RelayFailed,
+    Start,
+    SwapLeg,
+    Then,
+    TimerFired,
+)
 from .call_state import handler_for
 from .headers_policy import HeaderPolicy
 from .health import destination_of
@@ -410,15 +420,22 @@ class Bridge:
         leg = Leg.A if (from_call is self.a) == (self.side == "edge") else Leg.B
         return plan.offer(body, leg) if offer else plan.answer(body, leg)
 
-    def set_b(self, b: Call, gateway: GatewayState, callee: str, caller: str) -> None:
-        """``b`` (to ``gateway``, numbers as sent) is the call's callee leg now."""
-        self.b = b
+    def placed(self, action: PlaceLeg, leg: Call) -> None:
+        """The adapter placed ``leg`` as ``action`` decided: the call's callee leg now (to
+        its gateway, the numbers as sent, in the record) or a transfer's target leg."""
+        if action.role == "transfer":
+            transfer.placed(self, leg)
+            return
+        gateway = action.gateway
+        assert gateway is not None
+        self.b = leg
         self.gateway = gateway
         records = self.b2bua.records
         if self.record and records is not None:
             records.route(
                 self.a.call_id, gateway=gateway.name, trunk=gateway.config.host,
-                b_call_id=b.call_id, caller_translated=caller, callee_translated=callee,
+                b_call_id=leg.call_id, caller_translated=action.caller,
+                callee_translated=action.callee,
             )  # fmt: skip
 
     def attempt_failed(self, outcome: str) -> None:

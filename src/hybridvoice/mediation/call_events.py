@@ -11,15 +11,20 @@ handlers return for :mod:`.adapter` to carry out.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 if TYPE_CHECKING:
     from hybridvoice.net.call import Call
     from hybridvoice.net.relay import RelayCall
+    from hybridvoice.net.transport import Destination
+    from hybridvoice.sip.headers import Address
+    from hybridvoice.sip.uri import Uri
 
     from .b2bua import Bridge
     from .routing import Outcome
+    from .trunks import GatewayState
 
 __all__ = [
     "FAILOVER",
@@ -33,6 +38,7 @@ __all__ = [
     "BindRelay",
     "CancelTimer",
     "Phase",
+    "PlaceLeg",
     "RelayBound",
     "RelayFailed",
     "ReleaseRelay",
@@ -102,6 +108,26 @@ class RelayFailed:
 
 # --- decisions ----------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
+class PlaceLeg:
+    """Send a new INVITE (RFC 3261 §13.2.1) from the ``side`` UA to ``target`` (From, To,
+    the SDP offer, the next hop, extra headers); its events come to the call. The new leg is
+    the call's callee leg (``role`` ``b``; to ``gateway`` with the numbers as sent, for the
+    record) or a performed transfer's target leg (``role`` ``transfer``)."""
+
+    side: Literal["edge", "gateway"]
+    target: Uri
+    from_: str | Address
+    to: str | Address
+    sdp: bytes | None
+    destination: Destination
+    headers: Sequence[tuple[str, object]]
+    role: Literal["b", "transfer"] = "b"
+    gateway: GatewayState | None = None
+    callee: str = ""
+    caller: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ArmTimer:
     """Fire :class:`TimerFired` ``name`` at ``at`` (the clock handlers get as ``now``);
     replaces a timer of that name."""
@@ -140,7 +166,7 @@ class SwapLeg:
     new: Call
 
 
-Action = ArmTimer | CancelTimer | BindRelay | ReleaseRelay
+Action = PlaceLeg | ArmTimer | CancelTimer | BindRelay | ReleaseRelay
 Actions = tuple[Action, ...]
 
 #: No decision.

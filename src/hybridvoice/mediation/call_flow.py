@@ -50,6 +50,7 @@ from .call_events import (
     BindRelay,
     CancelTimer,
     Phase,
+    PlaceLeg,
     RelayBound,
     RelayFailed,
     ReleaseRelay,
@@ -145,8 +146,7 @@ def _proceed(bridge: Bridge, then: Then, now: float) -> Actions:
         assert then.outcome is not None
         return place(bridge, then.outcome, now)
     if then.step == "inbound":
-        _inbound(bridge)
-        return NONE
+        return _inbound(bridge)
     plan, b = bridge.plan, then.leg  # the bypass fallback: the client's offer, anchored
     assert plan is not None and b is not None
     plan.reoffer_to(bridge.a.invite.body, Leg.A)  # for the gateway leg
@@ -178,7 +178,7 @@ def relay_failed(bridge: Bridge, leg: Call | None, event: RelayFailed, now: floa
     return NONE
 
 
-def _inbound(bridge: Bridge) -> None:
+def _inbound(bridge: Bridge) -> Actions:
     """Place the edge leg of an inbound call (numbers translated, + E.164 Request-URI)."""
     b2b = bridge.b2bua
     gateway = bridge.gateway
@@ -189,24 +189,21 @@ def _inbound(bridge: Bridge) -> None:
         uri = e164_request_uri(callee, b2b.edge_domain)
     except NumberError as exc:
         bridge.fail_a(404, str(exc))
-        return
+        return NONE
     caller = translate.inbound_caller(bridge.caller)
     b2b.trunks.call_started(gateway.name)
-    b = b2b.edge_ua.invite(
-        uri,
-        from_=f"<sip:{caller}@{b2b.edge_domain};user=phone>",
-        to=f"<{uri}>",
-        sdp=bridge.sdp(bridge.a.invite.body or None, bridge.a, offer=True),
-        destination=b2b.edge_target,
-        headers=b2b.policy(gateway).forwarded(bridge.a.invite),
-        handler=bridge,
-    )
-    bridge.set_b(b, gateway, callee, caller)
+    return (
+        PlaceLeg(
+            "edge", uri, f"<sip:{caller}@{b2b.edge_domain};user=phone>", f"<{uri}>",
+            bridge.sdp(bridge.a.invite.body or None, bridge.a, offer=True), b2b.edge_target,
+            b2b.policy(gateway).forwarded(bridge.a.invite), "b", gateway, callee, caller,
+        ),
+    )  # fmt: skip
 
 
 def place(bridge: Bridge, outcome: routing.Outcome, now: float) -> Actions:
-    """Act on the router's outcome: place an attempt (and arm its fast-failover timer at the
-    outcome's deadline), or fail the caller."""
+    """Act on the router's outcome: place an attempt (:class:`~.call_events.PlaceLeg`, then
+    its fast-failover timer at the outcome's deadline), or fail the caller."""
     b2b = bridge.b2bua
     if isinstance(outcome, routing.NoGatewayLeft):
         bridge.fail_a(outcome.status, outcome.cause)
@@ -226,20 +223,16 @@ def place(bridge: Bridge, outcome: routing.Outcome, now: float) -> Actions:
         actions = place(bridge, outbound.transport_error(now), now)
         _log.info("%s: %s", gateway.name, exc)
         return actions
-    uri = target.uri._replace(user=callee)
-    b = b2b.gateway_ua.invite(
-        uri,
-        from_=gateway_from(target.to, caller, bridge.display),
-        to=Address(target.to._replace(user=callee)),
-        sdp=bridge.sdp(bridge.a.invite.body or None, bridge.a, offer=True),
-        destination=target.destination,
-        headers=b2b.policy(gateway).forwarded(bridge.a.invite),
-        handler=bridge,
-    )
-    bridge.set_b(b, gateway, callee, caller)
+    leg = PlaceLeg(
+        "gateway", target.uri._replace(user=callee),
+        gateway_from(target.to, caller, bridge.display),
+        Address(target.to._replace(user=callee)),
+        bridge.sdp(bridge.a.invite.body or None, bridge.a, offer=True), target.destination,
+        b2b.policy(gateway).forwarded(bridge.a.invite), "b", gateway, callee, caller,
+    )  # fmt: skip
     if outcome.deadline is None:
-        return NONE
-    return (ArmTimer(FAILOVER, outcome.deadline),)
+        return (leg,)
+    return (leg, ArmTimer(FAILOVER, outcome.deadline))
 
 
 def timer(bridge: Bridge, leg: Call | None, event: TimerFired, now: float) -> Actions:

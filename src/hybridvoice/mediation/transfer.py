@@ -64,7 +64,15 @@ from hybridvoice.sip.uri import SipUri, TelUri, Uri
 
 from . import routing
 from .b2bua_legs import map_failure
-from .call_events import NONE, TRANSFER_FAILOVER, Actions, ArmTimer, CancelTimer, SwapLeg
+from .call_events import (
+    NONE,
+    TRANSFER_FAILOVER,
+    Actions,
+    ArmTimer,
+    CancelTimer,
+    PlaceLeg,
+    SwapLeg,
+)
 from .headers_policy import HeaderPolicy, e164_request_uri, gateway_from
 from .translate import NumberError, number_of
 
@@ -76,6 +84,7 @@ __all__ = [
     "TransferState",
     "intercept",
     "peer_supports_refer",
+    "placed",
     "replace",
     "route_of",
     "timer_fired",
@@ -337,12 +346,11 @@ def _place(
             target = e164_request_uri(target.number, b2b.edge_domain)
         if forward and refer.referred_by is not None:
             headers.append(("Referred-By", refer.referred_by))
-        new = b2b.edge_ua.invite(
-            target, from_=f"<sip:{peer_number}@{b2b.edge_domain}>", to=Address(target),
-            sdp=sdp, destination=b2b.edge_target, headers=headers, handler=bridge,
+        from_ = f"<sip:{peer_number}@{b2b.edge_domain}>"
+        return (
+            PlaceLeg("edge", target, from_, Address(target), sdp, b2b.edge_target, headers,
+                     "transfer"),
         )  # fmt: skip
-        performed.new = new
-        return NONE
     if outcome is None:
         performed.outbound, outcome = b2b.router.start(number, now)
     if isinstance(outcome, routing.NoGatewayLeft):
@@ -363,15 +371,21 @@ def _place(
     caller = translate.outbound_caller(peer_number)
     if b2b.policy(gateway).forward_call_history and refer.referred_by is not None:
         headers.append(("Referred-By", refer.referred_by))
-    performed.new = b2b.gateway_ua.invite(
-        gw_target.uri._replace(user=callee),
-        from_=gateway_from(gw_target.to, caller, None),
-        to=Address(gw_target.to._replace(user=callee)),
-        sdp=sdp, destination=gw_target.destination, headers=headers, handler=bridge,
+    leg = PlaceLeg(
+        "gateway", gw_target.uri._replace(user=callee),
+        gateway_from(gw_target.to, caller, None), Address(gw_target.to._replace(user=callee)),
+        sdp, gw_target.destination, headers, "transfer",
     )  # fmt: skip
     if outcome.deadline is None:
-        return NONE
-    return (ArmTimer(TRANSFER_FAILOVER, outcome.deadline),)
+        return (leg,)
+    return (leg, ArmTimer(TRANSFER_FAILOVER, outcome.deadline))
+
+
+def placed(bridge: Bridge, new: Call) -> None:
+    """The adapter placed the performed transfer's leg to its target."""
+    state = bridge.transfer
+    if state is not None and isinstance(state.active, _Performed):
+        state.active.new = new
 
 
 def timer_fired(bridge: Bridge, now: float) -> Actions:
