@@ -293,6 +293,19 @@ def test_fast_failover_fires_at_exactly_t0_plus_10_s_and_places_the_next_gateway
     assert bridge.phase is Phase.ENDED and w.b2bua.admission.active == 0
 
 
+def test_a_fast_failover_timer_fired_early_is_armed_again_for_its_deadline() -> None:
+    """uvloop rounds a timer to the millisecond, often down: the firing is before the
+    deadline, and must neither fail over yet nor be lost."""
+    w = world()
+    bridge, _ = call_out(w)
+    (first,) = w.gateway.placed
+    w.adapter.timers.pop(FAILOVER)
+    bridge.timer_fired(FAILOVER, T0 + 9.9996)
+    assert w.adapter.timers == {FAILOVER: T0 + 10.0} and first.done == []
+    w.fire(bridge, FAILOVER, T0 + 10.0)
+    assert first.names() == ["bye"] and w.gateway.placed[-1] is not first
+
+
 def test_a_provisional_before_the_deadline_cancels_the_fast_failover() -> None:
     w = world()
     bridge, a = call_out(w)
@@ -459,3 +472,19 @@ def test_ending_from_every_phase_frees_the_slot_once(phase: Any) -> None:
         late = relay_call()
         bridge.relay_bound(late, Then("place"))
         assert w.adapter.actions[-1] == ReleaseRelay(late)
+
+
+def test_ending_during_a_transfer_frees_everything_once() -> None:
+    w = world(refer=False)
+    bridge, a, b = connected(w)
+    target = Address(parse_uri("sip:+31207654321@contoso.com;user=phone"))
+    w.event(bridge, a, Refer(target, None, None))
+    new = w.gateway.placed[-1]
+    assert TRANSFER_FAILOVER in w.adapter.timers
+    w.event(bridge, b, Disconnected(Cause.NORMAL, None, "remote"))  # the transferee hangs up
+    assert new.names() == ["bye"] and a.names()[-1] == "bye"
+    assert bridge.phase is Phase.ENDED and w.adapter.timers == {}
+    w.event(bridge, new, Disconnected(Cause.CANCELLED, 487, "remote"))
+    w.event(bridge, a, Disconnected(Cause.NORMAL, None, "local"))
+    assert w.b2bua.admission.active == 0 and w.b2bua.stats.failures == {}
+    assert [g.active_calls for g in w.b2bua.trunks] == [0, 0]

@@ -254,11 +254,21 @@ def _fast_failover(bridge: Bridge, now: float) -> Actions:
         return NONE
     outcome = outbound.timer_fired(now)
     if outcome is None:
-        return NONE
+        return _early(outbound, FAILOVER, now)
     bridge.attempt_failed(outbound.history[-1].outcome)
     bridge.b = None
     b.bye()  # CANCEL (or nothing yet to cancel: the session does it when a 1xx comes)
     return place(bridge, outcome, now)
+
+
+def _early(outbound: routing.OutboundCall, name: str, now: float) -> Actions:
+    """A fast-failover timer that fired before its deadline (uvloop rounds timers to the
+    millisecond, often down) is armed again for it; one made stale by an 18x or a final
+    response is dropped."""
+    deadline = outbound.deadline
+    if deadline is None or outbound.current is None or now >= deadline:
+        return NONE
+    return (ArmTimer(name, deadline),)
 
 
 # --- events from either leg ---------------------------------------------------------------------

@@ -399,8 +399,11 @@ def timer_fired(bridge: Bridge, now: float) -> Actions:
     if new is None or outbound is None:
         return NONE
     outcome = outbound.timer_fired(now)
-    if outcome is None:
-        return NONE
+    if outcome is None:  # stale, or fired before its deadline (then armed again for it)
+        deadline = outbound.deadline
+        if deadline is None or outbound.current is None or now >= deadline:
+            return NONE
+        return (ArmTimer(TRANSFER_FAILOVER, deadline),)
     performed.new = None  # its end (after the CANCEL) is no longer ours
     new.bye()
     return _place(bridge, state, performed, outcome, now)
@@ -430,6 +433,8 @@ def _performed_event(
         return NONE
     if call is transferee and isinstance(event, Disconnected):
         state.active = None  # the call ends: its end stops the transfer's timer too
+        if performed.outbound is not None:  # the attempt's gateway slot goes back
+            performed.outbound.ended()
         if new is not None and not new.disconnected:
             new.bye()
         return None
