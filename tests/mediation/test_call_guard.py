@@ -21,6 +21,7 @@ import pytest
 from lab_harness import CALLEE, WAIT, Lab, connect, lab, run, sdp, settle
 
 from hybridvoice import mediation
+from hybridvoice.mediation import call_state
 from hybridvoice.mediation.records import CallState
 from hybridvoice.net.call import Call, CallFailedError
 from hybridvoice.net.loop import TaskFailures
@@ -159,8 +160,10 @@ def test_a_few_hundred_bad_invites_do_not_fill_the_appliance(tmp_path: Path) -> 
 # --- a failure injected at every step of call set-up ----------------------------------------
 
 _GUARD = {  # the guard itself and the clean-up it owns: what the injected failures exercise
-    "Bridge.guard", "Bridge.spawn", "Bridge.abort", "Bridge._end_legs", "Bridge.on_call_event",
-    "Bridge._finish", "Bridge._release_slots", "Bridge._release_relay", "Bridge._close_record",
+    "Bridge.guard", "Bridge.abort", "Bridge._end_legs", "Bridge.on_call_event",
+    "Bridge.finish", "Bridge._release_slots", "Bridge._release_relay", "Bridge._close_record",
+    # the adapter's side of it: its tasks' guard, and the clean-up it carries out
+    "LoopAdapter._spawn", "LoopAdapter.cancel_timers", "LoopAdapter.release_relay",
 }  # fmt: skip
 
 
@@ -279,7 +282,8 @@ _armed: list[list[bool]] = []  # the test's injected failure: [False] once it ha
 
 def _inject(monkeypatch: pytest.MonkeyPatch, step: Step) -> None:
     """``step`` raises the next time it runs (then works again, so that what the clean-up
-    needs of it still works), wherever it is looked up (imported names included)."""
+    needs of it still works), wherever it is looked up (imported names included, and the
+    call's transition table)."""
     original = vars(step.owner)[step.name]
     func = original.fget if isinstance(original, property) else original
     armed = [True]
@@ -298,6 +302,9 @@ def _inject(monkeypatch: pytest.MonkeyPatch, step: Step) -> None:
             for name, obj in list(vars(module).items()):
                 if obj is original:
                     monkeypatch.setattr(module, name, replacement)
+        for key, handler in list(call_state.TABLE.items()):  # the transitions, held by value
+            if handler is original:
+                monkeypatch.setitem(call_state.TABLE, key, replacement)
 
 
 def test_a_failure_at_any_set_up_step_costs_only_its_call(

@@ -17,8 +17,11 @@ from hybridvoice.cms.settings import Gateway
 from hybridvoice.media import CallStats, Leg, PortBlock, RelayMode, RelaySession
 from hybridvoice.media.relay import transcode_in_place
 from hybridvoice.mediation.bypass import BypassPolicy, MediaMode
+from hybridvoice.mediation.call_events import REOFFER, ArmTimer
+from hybridvoice.mediation.call_flow import reoffer_done
 from hybridvoice.mediation.media_plan import (
     INBOUND_PENDING,
+    REOFFER_RETRY,
     TRANSCODING_NOTE,
     MediaPlan,
     RecentMedia,
@@ -27,7 +30,6 @@ from hybridvoice.mediation.media_plan import (
     decide_inbound,
     decide_on_answer,
     decide_outbound,
-    reoffer_done,
 )
 from hybridvoice.net.relay import RelayCall
 from hybridvoice.sip.sdp import SdpError, SessionDescription
@@ -214,23 +216,20 @@ def test_late_anchoring_reoffers_the_gateway_offer_with_a_new_version() -> None:
 
 
 def test_the_answer_or_refusal_of_our_reinvite() -> None:
-    async def main() -> None:
-        relay = relay_call()
-        plan = MediaPlan(relay)
-        plan.anchor_late(body(7000, "0", PCMU, host="10.0.0.9"))
-        bridge = SimpleNamespace(
-            plan=plan, offer_from=object(), b=None, finished=False, side="gateway",
-            guard=lambda step, *args: step(*args),
-        )  # fmt: skip
-        reoffer_done(bridge, OfferRejected(491))  # glare: tried again later (the timer)
-        assert bridge.offer_from is None and plan.reoffer is not None
-        reoffer_done(bridge, OfferAnswered(body(6002, "0", PCMU, host="192.0.2.7")))
-        assert plan.reoffer is None and relay.remote(Leg.A) == ("192.0.2.7", 6002)
-        plan.reoffer = b"again"
-        reoffer_done(bridge, OfferRejected(488))  # refused: given up
-        assert plan.reoffer is None
-
-    asyncio.run(main())
+    relay = relay_call()
+    plan = MediaPlan(relay)
+    plan.anchor_late(body(7000, "0", PCMU, host="10.0.0.9"))
+    bridge = SimpleNamespace(plan=plan, offer_from=object(), b=None, finished=False, side="gateway")
+    # glare: tried again REOFFER_RETRY later (RFC 3261 §14.1), a timer the adapter arms
+    actions = reoffer_done(bridge, OfferRejected(491), 100.0)  # type: ignore[arg-type]
+    assert actions == (ArmTimer(REOFFER, 100.0 + REOFFER_RETRY),)
+    assert bridge.offer_from is None and plan.reoffer is not None
+    answered = OfferAnswered(body(6002, "0", PCMU, host="192.0.2.7"))
+    assert reoffer_done(bridge, answered, 101.0) == ()  # type: ignore[arg-type]
+    assert plan.reoffer is None and relay.remote(Leg.A) == ("192.0.2.7", 6002)
+    plan.reoffer = b"again"
+    assert reoffer_done(bridge, OfferRejected(488), 102.0) == ()  # type: ignore[arg-type]
+    assert plan.reoffer is None  # refused: given up
 
 
 INTERNAL = BypassPolicy(enabled=True, internal_subnets=(ipaddress.ip_network("10.0.0.0/8"),))

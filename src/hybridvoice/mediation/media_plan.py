@@ -37,7 +37,8 @@ needs, is known only from its answer, after the gateway's offer has gone on. The
   (an external client, a client outside the internal subnets, AlwaysBypass off and another
   subnet), the gateway is answered the relay's gateway side, and once the edge leg is
   confirmed it gets a re-INVITE offering the relay's edge side (the gateway's offer anchored,
-  ``sess-version`` + 1 on that leg from then on, RFC 3264 §8) (:func:`reoffer`). Until that
+  ``sess-version`` + 1 on that leg from then on, RFC 3264 §8; :func:`.call_flow.reoffer`,
+  on the leg's answer itself: its ACK is out by then). Until that
   re-INVITE is answered the client may still send to the gateway directly: a short clip at
   the start of such calls, the price of deciding without ICE. A hint from the cloud side
   before the offer is not available inbound: the cloud forks to the user's clients only
@@ -61,7 +62,6 @@ calls, by the a-leg's Call-ID, after their relay ports are released.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections import OrderedDict
@@ -72,9 +72,8 @@ from typing import TYPE_CHECKING, Final
 from hybridvoice.cms.settings import Gateway
 from hybridvoice.media import PT_PCMA, PT_PCMU, CallStats, Leg
 from hybridvoice.net.relay import RelayCall
-from hybridvoice.sip.errors import LocalProtocolError
 from hybridvoice.sip.sdp import Attribute, MediaDescription, SessionDescription
-from hybridvoice.sip.session import OfferAnswered, OfferRejected, State
+from hybridvoice.sip.session import State
 
 from .bypass import (
     BypassDecision,
@@ -90,13 +89,15 @@ from .routing import Attempt
 if TYPE_CHECKING:
     from hybridvoice.net.call import Call
 
-    from .b2bua import Bridge
+    from .b2bua import B2BUA, Bridge
     from .trunks import GatewayState
 
 __all__ = [
+    "ANCHORED_ON_MISMATCH",
     "CODEC_MISMATCH",
     "G711_PT",
     "INBOUND_PENDING",
+    "REOFFER_RETRY",
     "TRANSCODING_NOTE",
     "MediaPlan",
     "RecentMedia",
@@ -109,8 +110,6 @@ __all__ = [
     "decide_outbound",
     "fallback_on_answer",
     "fallback_on_reject",
-    "reoffer",
-    "reoffer_done",
     "shares_codec",
 ]
 
@@ -276,36 +275,32 @@ def decide_on_answer(
     return decide_bypass(policy, client=client, via_edge=False, gateway=media)
 
 
-def decide_at_start(bridge: Bridge, gateway: GatewayState | None) -> None:
-    """The media decision of a new call (inbound: maybe :data:`INBOUND_PENDING`), recorded."""
-    b2b = bridge.b2bua
-    relay, body = b2b.relay is not None, bridge.a.invite.body
-    if bridge.side == "gateway" and gateway is not None:
-        bridge.decision = decide_inbound(b2b.bypass, relay, body, gateway.config)
-    else:
-        cfg, target = (None, None) if gateway is None else (gateway.config, gateway.target)
-        bridge.decision = decide_outbound(b2b.bypass, relay, body, cfg, target)
-    bridge.record_media()
+def decide_at_start(
+    policy: BypassPolicy, relay: bool, offer: bytes, gateway: GatewayState | None, inbound: bool
+) -> BypassDecision:
+    """The media decision of a new call (``inbound``: maybe :data:`INBOUND_PENDING`)."""
+    if inbound and gateway is not None:
+        return decide_inbound(policy, relay, offer, gateway.config)
+    cfg, target = (None, None) if gateway is None else (gateway.config, gateway.target)
+    return decide_outbound(policy, relay, offer, cfg, target)
 
 
-def decide_late(bridge: Bridge, answer: bytes) -> None:
-    """An inbound bypass candidate's first answer: bypass (the SDP passes on, the relay held
-    ready goes) or anchor (the gateway is answered the relay's address, the edge leg gets a
-    re-INVITE to the relay once confirmed, :func:`reoffer`)."""
-    b2b, gateway, relay_call = bridge.b2bua, bridge.gateway, bridge.relay_call
+def decide_late(
+    b2b: B2BUA, a: Call, gateway: GatewayState | None, relay_call: RelayCall | None,
+    answer: bytes, *, note: Callable[[str], None],
+) -> tuple[BypassDecision, MediaPlan | None]:  # fmt: skip
+    """An inbound bypass candidate's first answer: bypass (the SDP passes on; the caller
+    gives back the relay call held ready) or anchor: the returned plan answers the gateway
+    the relay's address, and its :attr:`MediaPlan.reoffer` is the edge leg's re-INVITE to
+    the relay (:func:`.call_flow.reoffer`, once that leg's 2xx is in)."""
     assert gateway is not None
-    offer = bridge.a.invite.body
-    bridge.decision = decide_on_answer(b2b.bypass, offer, answer, gateway.config)
-    bridge.record_media()
-    relay = b2b.relay
-    if relay_call is None or relay is None:
-        return
-    if bridge.decision.bypass:
-        bridge.relay_call = None
-        bridge.spawn(lambda: relay.release(relay_call))
-    else:
-        bridge.plan = MediaPlan(relay_call, bridge.record_media)
-        bridge.plan.anchor_late(offer)
+    offer = a.invite.body
+    decision = decide_on_answer(b2b.bypass, offer, answer, gateway.config)
+    if relay_call is None or b2b.relay is None or decision.bypass:
+        return decision, None
+    plan = MediaPlan(relay_call, note)
+    plan.anchor_late(offer)
+    return decision, plan
 
 
 #: The reason recorded when a bypassed call is anchored because the two ends share no codec.
@@ -345,101 +340,47 @@ def _can_fall_back(bridge: Bridge) -> bool:
     )  # fmt: skip
 
 
-def _anchor_instead(bridge: Bridge) -> None:
-    bridge.decision = BypassDecision(MediaMode.ANCHORED, CODEC_MISMATCH)
-    bridge.record_media()
+#: The decision of a bypassed call anchored because the two ends share no codec.
+ANCHORED_ON_MISMATCH: Final = BypassDecision(MediaMode.ANCHORED, CODEC_MISMATCH)
 
 
-def fallback_on_reject(bridge: Bridge, status: int) -> bool:
-    """The gateway refused a bypassed offer (488): anchor the call and send the same gateway
-    a new INVITE through the relay (transcoding when it answers the other law). True when
-    done (the caller must not treat the refusal as the attempt's end)."""
+def fallback_on_reject(bridge: Bridge, status: int, now: float) -> Attempt | None:
+    """The gateway refused a bypassed offer (488): the call is to be anchored
+    (:data:`ANCHORED_ON_MISMATCH`) and the same gateway sent a new INVITE through the relay
+    (transcoding when it answers the other law): the returned attempt, the same routing
+    attempt started again. None: the refusal ends the attempt as usual."""
     if status not in _MISMATCH_STATUSES or not _can_fall_back(bridge):
-        return False
+        return None
     if bridge.a.state not in (State.INCOMING, State.EARLY):
-        return False
-    b2b, outbound = bridge.b2bua, bridge.outbound
+        return None
+    outbound = bridge.outbound
     assert outbound is not None and outbound.current is not None
-    gateway = outbound.current
-    if bridge.record and b2b.records is not None:
-        b2b.records.attempt(bridge.a.call_id, gateway.name, f"{status}: retried anchored")
-    _anchor_instead(bridge)
-    attempt: Attempt = outbound.retry(b2b.gateway_ua.now())
-    bridge.b = None
-    bridge.after_relay(lambda: bridge.place(attempt))
-    return True
+    return outbound.retry(now)
 
 
-def fallback_on_answer(bridge: Bridge, b: Call, answer: bytes | None) -> bool:
-    """The gateway answered a bypassed offer with no codec of it: anchor the call (the relay
-    transcodes), answer the client through the relay, re-INVITE the gateway to the relay.
-    True when under way (the bridge's answer handling runs again once the relay is bound)."""
+def fallback_on_answer(bridge: Bridge, answer: bytes | None) -> bool:
+    """Did the gateway answer a bypassed offer with no codec of it? Then the call is to be
+    anchored (:data:`ANCHORED_ON_MISMATCH`; the relay transcodes), the client answered
+    through the relay and the gateway re-INVITEd to it (:meth:`MediaPlan.reoffer_to`)."""
     if answer is None or not _can_fall_back(bridge):
         return False
-    offer = bridge.a.invite.body
-    if shares_codec(offer, answer):
-        return False
-    _anchor_instead(bridge)
-
-    def anchored() -> None:
-        plan = bridge.plan
-        assert plan is not None
-        plan.reoffer_to(offer, Leg.A)  # the client's offer, anchored, for the gateway leg
-        bridge.answered_by(b, answer)
-
-    bridge.after_relay(anchored)
-    return True
-
-
-def reoffer(bridge: Bridge) -> None:
-    """Re-INVITE the edge leg of a late-anchored inbound call to the relay (RFC 3264 §8);
-    ``bridge.offer_from`` is then the b-leg itself: the offer under way is ours, on b."""
-    b, plan = bridge.b, bridge.plan
-    if b is None or plan is None or plan.reoffer is None or bridge.finished or b.disconnected:
-        return
-    if bridge.offer_from is not None:  # another offer under way: after it
-        asyncio.get_running_loop().call_later(0.2, bridge.guard, reoffer, bridge)
-        return
-    bridge.offer_from = b
-    try:
-        b.reinvite(plan.reoffer)
-    except LocalProtocolError as exc:
-        _log.info("re-INVITE to the relay not sent: %s", exc)
-        bridge.offer_from = plan.reoffer = None
+    return not shares_codec(bridge.a.invite.body, answer)
 
 
 #: Wait before trying our re-INVITE again after a 491 (RFC 3261 §14.1: 2.1-4 s for the
-#: owner of the Call-ID; the edge leg is ours).
+#: owner of the Call-ID; the edge leg is ours): :func:`.call_flow.reoffer_done`.
 REOFFER_RETRY: Final = 2.5
-
-
-def reoffer_done(bridge: Bridge, event: OfferAnswered | OfferRejected) -> None:
-    """The edge leg answered our re-INVITE (the relay learns the client's address and
-    codec) or refused it: after a 491 (glare) it is tried again, otherwise given up (the
-    media stays as it is: the client may keep sending to the gateway directly)."""
-    bridge.offer_from = None
-    plan = bridge.plan
-    if plan is None:
-        return
-    if isinstance(event, OfferAnswered):
-        plan.reoffer = None
-        if event.sdp is not None:  # the b-leg's relay leg: A inbound (edge), B outbound
-            plan.answer(event.sdp, Leg.A if bridge.side == "gateway" else Leg.B)
-    elif event.status == 491:
-        asyncio.get_running_loop().call_later(REOFFER_RETRY, bridge.guard, reoffer, bridge)
-    else:
-        _log.info("re-INVITE to the relay refused: %s", event.status)
-        plan.reoffer = None
 
 
 class MediaPlan:
     """SDP rewriting and codec choice for one anchored call (relay leg A faces the edge).
 
     ``reoffer``: an inbound call anchored on the client's answer keeps here the offer the
-    edge leg must get in a re-INVITE (the gateway's offer anchored, version bumped).
+    edge leg must get in a re-INVITE (the gateway's offer anchored, version bumped);
+    ``waiting``: it waits for another offer under way to end.
     """
 
-    __slots__ = ("_bump", "_note", "_offer", "relay_call", "reoffer")
+    __slots__ = ("_bump", "_note", "_offer", "relay_call", "reoffer", "waiting")
 
     def __init__(self, relay_call: RelayCall, note: Callable[[str], None] | None = None) -> None:
         self.relay_call = relay_call
@@ -447,6 +388,7 @@ class MediaPlan:
         self._offer: _PendingOffer | None = None
         self._bump: Leg | None = None  # SDP toward this leg: sess-version + 1 (RFC 3264 §8)
         self.reoffer: bytes | None = None
+        self.waiting = False  # :attr:`reoffer` waits for an offer under way to end
 
     def anchor_late(self, gateway_offer: bytes) -> None:
         """Anchor an inbound call whose edge leg got ``gateway_offer`` unchanged: the relay's

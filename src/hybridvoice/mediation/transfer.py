@@ -40,7 +40,6 @@ follow the outbound router, but the transfer has no overall time limit.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -65,20 +64,38 @@ from hybridvoice.sip.uri import SipUri, TelUri, Uri
 
 from . import routing
 from .b2bua_legs import map_failure
+from .call_events import (
+    NONE,
+    TRANSFER_FAILOVER,
+    Actions,
+    ArmTimer,
+    CancelTimer,
+    PlaceLeg,
+    SwapLeg,
+)
 from .headers_policy import HeaderPolicy, e164_request_uri, gateway_from
-from .records import Direction, DisconnectSide
 from .translate import NumberError, number_of
 
 if TYPE_CHECKING:
     from .b2bua import B2BUA, Bridge
 
-__all__ = ["EVENTS", "TransferState", "intercept", "peer_supports_refer", "replace", "route_of"]
+__all__ = [
+    "EVENTS",
+    "TransferState",
+    "intercept",
+    "peer_supports_refer",
+    "placed",
+    "replace",
+    "route_of",
+    "timer_fired",
+]
 
 _log = logging.getLogger("hybridvoice.mediation.transfer")
 
 #: The call events only this module handles.
 EVENTS: Final = (Refer, ReferResult, ReferNotify)
 _SDP_EVENTS: Final = (Ringing, EarlyMedia, Answered, Confirmed, Offer, OfferAnswered)
+_STOP_FAILOVER: Final[Actions] = (CancelTimer(TRANSFER_FAILOVER),)
 
 
 @dataclass(slots=True)
@@ -100,12 +117,6 @@ class _Performed:
     new: Call | None = None
     outbound: routing.OutboundCall | None = None
     referrer_gone: bool = False
-    timer: asyncio.TimerHandle | None = None  # the fast-failover timer of a gateway attempt
-
-    def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
 
 @dataclass(slots=True)
@@ -130,13 +141,11 @@ class TransferState:
     mapped: dict[int, Call] = field(default_factory=dict)
 
     def abandon(self) -> None:
-        """Give up the transfer under way (its bridge failed; the bridge ends its legs):
-        the gateway attempt's timer and routing slot are released."""
+        """Give up the transfer under way (its bridge failed; the bridge ends its legs and
+        stops its timers): the gateway attempt's routing slot is released."""
         active, self.active = self.active, None
-        if isinstance(active, _Performed):
-            active.cancel_timer()
-            if active.outbound is not None:
-                active.outbound.ended()
+        if isinstance(active, _Performed) and active.outbound is not None:
+            active.outbound.ended()
 
 
 # --- decisions ------------------------------------------------------------------------------
@@ -196,12 +205,12 @@ def _safely(action: str, call: Call, *args: object) -> None:
 
 
 # --- the bridge's hook ------------------------------------------------------------------------
-def intercept(bridge: Bridge, call: Call, event: CallUpdate) -> bool:
-    """Handle ``event`` of ``call`` if it belongs to a transfer; True when the bridge must not
-    see it. Cheap when no transfer is under way."""
+def intercept(bridge: Bridge, call: Call, event: CallUpdate, now: float) -> Actions | None:
+    """Handle ``event`` of ``call`` if it belongs to a transfer: its decisions (timers), or
+    None when the bridge's own transition must see it. Cheap when no transfer is under way."""
     state = bridge.transfer
     if state is None and not isinstance(event, EVENTS):
-        return False
+        return None
     if state is None:
         state = bridge.transfer = TransferState()
     if isinstance(event, Disconnected):
@@ -211,25 +220,28 @@ def intercept(bridge: Bridge, call: Call, event: CallUpdate) -> bool:
     active = state.active
     if isinstance(event, Refer):
         if active is None:
-            _on_refer(bridge, state, call, event)
-        else:
-            _safely("reject_refer", call, 491)
-        return True
+            return _on_refer(bridge, state, call, event, now)
+        _safely("reject_refer", call, 491)
+        return NONE
     if isinstance(active, _Passthrough):
-        return _passthrough_event(state, active, call, event)
-    if isinstance(active, _Performed):
-        return _performed_event(bridge, state, active, call, event)
-    if isinstance(active, _Replacing):
-        return _replacing_event(bridge, state, active, call, event)
-    return isinstance(event, EVENTS)
+        consumed = _passthrough_event(state, active, call, event)
+    elif isinstance(active, _Performed):
+        return _performed_event(bridge, state, active, call, event, now=now)
+    elif isinstance(active, _Replacing):
+        consumed = _replacing_event(bridge, state, active, call, event)
+    else:
+        consumed = isinstance(event, EVENTS)
+    return NONE if consumed else None
 
 
-def _on_refer(bridge: Bridge, state: TransferState, origin: Call, refer: Refer) -> None:
+def _on_refer(
+    bridge: Bridge, state: TransferState, origin: Call, refer: Refer, now: float
+) -> Actions:
     b2b = bridge.b2bua
     other = _other(bridge, origin)
     if other is None or other.state is not State.CONFIRMED or bridge.finished:
         _safely("reject_refer", origin, 603)
-        return
+        return NONE
     if peer_supports_refer(b2b, bridge, other):
         forward = _policy(b2b, bridge).forward_call_history
         refer_to, replaces = refer.refer_to, refer.replaces
@@ -244,13 +256,13 @@ def _on_refer(bridge: Bridge, state: TransferState, origin: Call, refer: Refer) 
         except LocalProtocolError as exc:
             _log.info("REFER not passed on: %s", exc)
             _safely("reject_refer", origin, 491)
-            return
+            return NONE
         state.active = _Passthrough(origin, other, refer.subscription)
-        return
+        return NONE
     _safely("accept_refer", origin)
     performed = _Performed(origin, other, refer)
     state.active = performed
-    _place(bridge, state, performed, None)
+    return _place(bridge, state, performed, None, now)
 
 
 # --- passing the REFER on -------------------------------------------------------------------
@@ -312,14 +324,16 @@ def _place(
     state: TransferState,
     performed: _Performed,
     outcome: routing.Outcome | None,
-) -> None:
-    """Send the new INVITE to the target: the edge side, or a gateway (with failover)."""
+    now: float,
+) -> Actions:
+    """Send the new INVITE to the target: the edge side, or a gateway (with failover: the
+    fast-failover timer at the attempt's deadline)."""
     b2b = bridge.b2bua
     refer, transferee = performed.refer, performed.transferee
     target = refer.refer_to.uri
     if isinstance(target, SipUri) and target.headers:
         target = target._replace(headers=())
-    sdp = bridge._sdp(_last_sdp(transferee), transferee, offer=True)
+    sdp = bridge.sdp(_last_sdp(transferee), transferee, offer=True)
     peer = transferee.invite.from_ if transferee.incoming else transferee.invite.to
     peer_number = (number_of(peer.uri) if peer is not None else None) or "anonymous"
     headers: list[tuple[str, object]] = []
@@ -332,26 +346,23 @@ def _place(
             target = e164_request_uri(target.number, b2b.edge_domain)
         if forward and refer.referred_by is not None:
             headers.append(("Referred-By", refer.referred_by))
-        new = b2b.edge_ua.invite(
-            target, from_=f"<sip:{peer_number}@{b2b.edge_domain}>", to=Address(target),
-            sdp=sdp, destination=b2b.edge_target, headers=headers, handler=bridge,
+        from_ = f"<sip:{peer_number}@{b2b.edge_domain}>"
+        return (
+            PlaceLeg("edge", target, from_, Address(target), sdp, b2b.edge_target, headers,
+                     "transfer"),
         )  # fmt: skip
-        performed.new = new
-        return
-    now = b2b.gateway_ua.now()
     if outcome is None:
         performed.outbound, outcome = b2b.router.start(number, now)
     if isinstance(outcome, routing.NoGatewayLeft):
         _transfer_failed(bridge, state, performed, outcome.status)
-        return
+        return NONE
     gateway = outcome.gateway
     try:
         gw_target = b2b.target(gateway)
     except NetError as exc:
         _log.info("%s: %s", gateway.name, exc)
         assert performed.outbound is not None
-        _place(bridge, state, performed, performed.outbound.transport_error(now))
-        return
+        return _place(bridge, state, performed, performed.outbound.transport_error(now), now)
     translate = b2b.translator(gateway)
     try:
         callee = translate.outbound_callee(number)
@@ -360,77 +371,90 @@ def _place(
     caller = translate.outbound_caller(peer_number)
     if b2b.policy(gateway).forward_call_history and refer.referred_by is not None:
         headers.append(("Referred-By", refer.referred_by))
-    performed.new = b2b.gateway_ua.invite(
-        gw_target.uri._replace(user=callee),
-        from_=gateway_from(gw_target.to, caller, None),
-        to=Address(gw_target.to._replace(user=callee)),
-        sdp=sdp, destination=gw_target.destination, headers=headers, handler=bridge,
+    leg = PlaceLeg(
+        "gateway", gw_target.uri._replace(user=callee),
+        gateway_from(gw_target.to, caller, None), Address(gw_target.to._replace(user=callee)),
+        sdp, gw_target.destination, headers, "transfer",
     )  # fmt: skip
-    if outcome.deadline is not None:
-        loop = asyncio.get_running_loop()
-        performed.timer = loop.call_at(
-            outcome.deadline, bridge.guard, _fast_failover, bridge, state, performed, performed.new
-        )
+    if outcome.deadline is None:
+        return (leg,)
+    return (leg, ArmTimer(TRANSFER_FAILOVER, outcome.deadline))
 
 
-def _fast_failover(bridge: Bridge, state: TransferState, performed: _Performed, new: Call) -> None:
-    """No 18x/final from the gateway in time: give up on it (CANCEL), try the next one."""
-    performed.timer = None
-    outbound = performed.outbound
-    if state.active is not performed or performed.new is not new or outbound is None:
-        return
-    outcome = outbound.timer_fired(bridge.b2bua.gateway_ua.now())
-    if outcome is None:
-        return
+def placed(bridge: Bridge, new: Call) -> None:
+    """The adapter placed the performed transfer's leg to its target."""
+    state = bridge.transfer
+    if state is not None and isinstance(state.active, _Performed):
+        state.active.new = new
+
+
+def timer_fired(bridge: Bridge, now: float) -> Actions:
+    """The fast-failover timer of a performed transfer's gateway attempt: no 18x/final in
+    time, so it is given up (CANCEL) and the next gateway tried."""
+    state = bridge.transfer
+    performed = None if state is None else state.active
+    if state is None or not isinstance(performed, _Performed):
+        return NONE
+    new, outbound = performed.new, performed.outbound
+    if new is None or outbound is None:
+        return NONE
+    outcome = outbound.timer_fired(now)
+    if outcome is None:  # stale, or fired before its deadline (then armed again for it)
+        deadline = outbound.deadline
+        if deadline is None or outbound.current is None or now >= deadline:
+            return NONE
+        return (ArmTimer(TRANSFER_FAILOVER, deadline),)
     performed.new = None  # its end (after the CANCEL) is no longer ours
     new.bye()
-    _place(bridge, state, performed, outcome)
+    return _place(bridge, state, performed, outcome, now)
 
 
 def _performed_event(
-    bridge: Bridge, state: TransferState, performed: _Performed, call: Call, event: CallUpdate
-) -> bool:
+    bridge: Bridge, state: TransferState, performed: _Performed, call: Call, event: CallUpdate,
+    *, now: float,
+) -> Actions | None:  # fmt: skip
     new, referrer, transferee = performed.new, performed.referrer, performed.transferee
     if call is new and new is not None:
         if isinstance(event, Ringing | EarlyMedia):
-            performed.cancel_timer()
             if performed.outbound is not None:
                 status = 180 if isinstance(event, Ringing) else 183
-                performed.outbound.provisional(status, bridge.b2bua.gateway_ua.now())
+                performed.outbound.provisional(status, now)
             if not performed.referrer_gone:
                 _safely("notify_refer", referrer, 180 if isinstance(event, Ringing) else 183)
-        elif isinstance(event, Answered):
-            performed.cancel_timer()
-            _connected(bridge, state, performed, new, event.sdp)
-        elif isinstance(event, Disconnected):
-            performed.cancel_timer()
-            _new_failed(bridge, state, performed, event)
-        return True
+            return _STOP_FAILOVER
+        if isinstance(event, Answered):
+            _connected(bridge, state, performed, new, event.sdp, now=now)
+            return _STOP_FAILOVER
+        if isinstance(event, Disconnected):
+            return _STOP_FAILOVER + _new_failed(bridge, state, performed, event, now)
+        return NONE
     if call is referrer and isinstance(event, Disconnected):
         performed.referrer_gone = True  # the transferee's call goes on with the new leg
-        return True
+        return NONE
     if call is transferee and isinstance(event, Disconnected):
-        state.active = None
-        performed.cancel_timer()
+        state.active = None  # the call ends: its end stops the transfer's timer too
+        if performed.outbound is not None:  # the attempt's gateway slot goes back
+            performed.outbound.ended()
         if new is not None and not new.disconnected:
             new.bye()
-        return False
-    return isinstance(event, EVENTS)
+        return None
+    return NONE if isinstance(event, EVENTS) else None
 
 
 def _connected(
-    bridge: Bridge, state: TransferState, performed: _Performed, new: Call, sdp: bytes | None
-) -> None:
-    """The target answered: the new leg replaces the referrer; media moves; referrer told."""
-    b2b = bridge.b2bua
+    bridge: Bridge, state: TransferState, performed: _Performed, new: Call, sdp: bytes | None,
+    *, now: float,
+) -> None:  # fmt: skip
+    """The target answered: the new leg replaces the referrer (the call applies that
+    decision, :class:`~.call_events.SwapLeg`); media moves; referrer told."""
     outbound = performed.outbound
     if outbound is not None:
-        outbound.final(200, b2b.gateway_ua.now())
+        outbound.final(200, now)
         state.routed[id(new)] = outbound
     state.active = None
     referrer, transferee = performed.referrer, performed.transferee
-    _swap(bridge, referrer, new)
-    body = bridge._sdp(sdp, new)  # anchored: the relay's far side now points at the target
+    bridge.swap(SwapLeg(referrer, new))
+    body = bridge.sdp(sdp, new)  # anchored: the relay's far side now points at the target
     if bridge.relay_call is None and body is not None and not transferee.disconnected:
         _safely("reinvite", transferee, body)
     if not referrer.disconnected:
@@ -439,18 +463,18 @@ def _connected(
 
 
 def _new_failed(
-    bridge: Bridge, state: TransferState, performed: _Performed, event: Disconnected
-) -> None:
+    bridge: Bridge, state: TransferState, performed: _Performed, event: Disconnected, now: float
+) -> Actions:
     status = event.status if event.status is not None else 408
     outbound = performed.outbound
     if outbound is not None:
-        outcome = outbound.final(status, bridge.b2bua.gateway_ua.now())
+        outcome = outbound.final(status, now)
         if isinstance(outcome, routing.Attempt):
-            _place(bridge, state, performed, outcome)
-            return
+            return _place(bridge, state, performed, outcome, now)
         if isinstance(outcome, routing.NoGatewayLeft):
             status = outcome.status
     _transfer_failed(bridge, state, performed, map_failure(status))
+    return NONE
 
 
 def _transfer_failed(
@@ -466,28 +490,6 @@ def _transfer_failed(
             performed.transferee.bye()
         return
     _safely("notify_refer", performed.referrer, status)
-
-
-def _swap(bridge: Bridge, old: Call, new: Call) -> None:
-    """``new`` takes ``old``'s place in the bridge (and in the call records)."""
-    b2b = bridge.b2bua
-    records = b2b.records if bridge.record else None
-    new.handler = bridge
-    if bridge.a is old:
-        bridge.a = new
-        if records is not None:
-            records.ended(old.call_id, side=DisconnectSide.LOCAL, cause="transferred")
-            direction = Direction.OUTBOUND if bridge.side == "edge" else Direction.INBOUND
-            records.start(
-                new.call_id, direction=direction, caller=bridge.caller, callee=bridge.callee
-            )
-            if bridge.decision is not None:
-                records.media(new.call_id, bridge.decision.mode, bridge.decision.reason)
-            records.answered(new.call_id)
-    else:
-        bridge.b = new
-        if records is not None:
-            records.route(bridge.a.call_id, b_call_id=new.call_id)
 
 
 # --- INVITE with Replaces (RFC 3891) --------------------------------------------------------
@@ -515,7 +517,7 @@ def replace(b2b: B2BUA, new: Call) -> None:
         return
     new.handler = bridge
     try:
-        other.reinvite(bridge._sdp(offer, replaced, offer=True))
+        other.reinvite(bridge.sdp(offer, replaced, offer=True))
     except LocalProtocolError as exc:
         _log.info("Replaces: re-INVITE not sent: %s", exc)
         new.reject(491)
@@ -529,8 +531,8 @@ def _replacing_event(
     new, replaced, other = active.new, active.replaced, active.other
     if call is other and isinstance(event, OfferAnswered):
         state.active = None
-        _swap(bridge, replaced, new)
-        _safely("answer", new, bridge._sdp(event.sdp, other))
+        bridge.swap(SwapLeg(replaced, new))
+        _safely("answer", new, bridge.sdp(event.sdp, other))
         if not replaced.disconnected:
             replaced.bye()
         return True

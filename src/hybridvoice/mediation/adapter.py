@@ -1,0 +1,155 @@
+"""The mediation role's one asyncio adapter: carries out the calls' decisions on the loop.
+
+RFC 3261 §13.2.1 (the INVITE of a new leg), §13.3.1.1 and §17 say which timers a call runs;
+this module only runs them. The mediation call (:mod:`.call_state`, :mod:`.call_flow`) is
+sans-IO: it returns decisions (:class:`~.call_events.PlaceLeg`,
+:class:`~.call_events.ArmTimer`, :class:`~.call_events.CancelTimer`,
+:class:`~.call_events.BindRelay`, :class:`~.call_events.ReleaseRelay`) and takes ``now`` as
+a parameter. :class:`LoopAdapter` places legs through the UAs (:func:`place_leg`), arms
+``loop.call_at`` timers (one per name per call) and feeds their firings back
+(:meth:`Bridge.timer_fired <.b2bua.Bridge.timer_fired>`), runs the relay engine's allocation
+and release as tasks named after the call (feeding back :meth:`~.b2bua.Bridge.relay_bound`
+or :meth:`~.b2bua.Bridge.relay_failed`; any other failure ends the call through
+:meth:`~.b2bua.Bridge.abort`, never as an unhandled task exception), and lets an ended leg
+go on the next loop turn. It is the only module of ``mediation/`` (besides the role's own
+assembly, health probes and record writer) that touches the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from hybridvoice.net.loop import call_task_name
+from hybridvoice.net.transport import NetError
+
+from .b2bua_legs import release_leg
+from .call_events import Actions, ArmTimer, BindRelay, CancelTimer, PlaceLeg, ReleaseRelay, Then
+
+if TYPE_CHECKING:
+    from hybridvoice.net.call import Call
+    from hybridvoice.net.relay import RelayCall
+
+    from .b2bua import Bridge
+
+__all__ = ["LoopAdapter", "place_leg"]
+
+
+def place_leg(bridge: Bridge, action: PlaceLeg) -> Call:
+    """Carry out a :class:`~.call_events.PlaceLeg`: the INVITE goes out through the UA of its
+    side (which queues it and returns the new leg at once), its events to ``bridge``."""
+    b2b = bridge.b2bua
+    ua = b2b.edge_ua if action.side == "edge" else b2b.gateway_ua
+    return ua.invite(
+        action.target, from_=action.from_, to=action.to, sdp=action.sdp,
+        destination=action.destination, headers=action.headers, handler=bridge,
+    )  # fmt: skip
+
+
+class LoopAdapter:
+    """Carries out the decisions of every call of one B2BUA on the running event loop."""
+
+    __slots__ = ("_tasks", "_timers")
+
+    def __init__(self) -> None:
+        self._timers: dict[Bridge, dict[str, asyncio.TimerHandle]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def execute(self, bridge: Bridge, actions: Actions) -> None:
+        """Carry out ``actions`` in order."""
+        for action in actions:
+            if isinstance(action, PlaceLeg):
+                bridge.placed(action, place_leg(bridge, action))
+            elif isinstance(action, ArmTimer):
+                self._arm(bridge, action.name, action.at)
+            elif isinstance(action, CancelTimer):
+                self._cancel(bridge, action.name)
+            elif isinstance(action, BindRelay):
+                self._bind(bridge, action.then)
+            elif isinstance(action, ReleaseRelay):
+                self.release_relay(bridge, action.relay_call)
+
+    # --- timers ---------------------------------------------------------------------------------
+    def _arm(self, bridge: Bridge, name: str, at: float) -> None:
+        timers = self._timers.get(bridge)
+        if timers is None:
+            timers = self._timers[bridge] = {}
+        old = timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        timers[name] = loop.call_at(at, self._fire, bridge, name)
+
+    def _fire(self, bridge: Bridge, name: str) -> None:
+        timers = self._timers.get(bridge)
+        if timers is not None:
+            timers.pop(name, None)
+            if not timers:
+                del self._timers[bridge]
+        bridge.timer_fired(name, asyncio.get_running_loop().time())
+
+    def _cancel(self, bridge: Bridge, name: str) -> None:
+        timers = self._timers.get(bridge)
+        if timers is None:
+            return
+        handle = timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+        if not timers:
+            del self._timers[bridge]
+
+    def cancel_timers(self, bridge: Bridge) -> None:
+        """Stop every timer of ``bridge`` (it ended)."""
+        for handle in self._timers.pop(bridge, {}).values():
+            handle.cancel()
+
+    # --- the relay engine (async) -----------------------------------------------------------------
+    def _bind(self, bridge: Bridge, then: Then) -> None:
+        relay = bridge.b2bua.relay
+        assert relay is not None  # BindRelay is decided only with a relay engine
+
+        async def bind() -> None:
+            try:
+                relay_call = await relay.create_call(bridge.a.call_id)
+            except (OSError, ValueError, NetError) as exc:
+                bridge.relay_failed(str(exc))
+                return
+            try:
+                bridge.relay_bound(relay_call, then)
+            except Exception:  # it never reached the call (which the failure ends): free it
+                await relay.release(relay_call)
+                raise
+
+        self._spawn(bridge, bind)
+
+    def release_relay(self, bridge: Bridge, relay_call: RelayCall) -> None:
+        """Give ``relay_call``'s ports back (a task)."""
+        relay = bridge.b2bua.relay
+        if relay is None:
+            return
+
+        async def release() -> None:
+            await relay.release(relay_call)
+
+        self._spawn(bridge, release)
+
+    def _spawn(self, bridge: Bridge, coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run an async step of ``bridge`` and keep a reference until it ends; whatever it
+        raises ends that call (``abort``). Named ``call <Call-ID>`` for the loop's handler."""
+
+        async def guarded() -> None:
+            try:
+                await coro()
+            except Exception as exc:  # the bridge's invariant: any failure ends one call
+                bridge.abort(exc)
+
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(guarded(), name=call_task_name(bridge.a.call_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- legs -------------------------------------------------------------------------------------
+    def release_leg(self, call: Call) -> None:
+        """Let an ended leg go on the next loop turn, once its ``Disconnected`` is handled."""
+        asyncio.get_running_loop().call_soon(release_leg, call)

@@ -1,0 +1,490 @@
+"""The mediation call's state machine on a fake clock: no sockets, no event loop.
+
+The B2BUA is built over fake UAs whose calls record what the call did to them, and an
+adapter that records the decisions (timers, relay ports) instead of carrying them out; the
+test drives the machine with the legs' events, timer firings and the relay's answer, each
+at an explicit ``now`` (RFC 3261 §13, §9, §14.1; RFC 3264 §8; RFC 3515; routing's fast
+failover)."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import random
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pytest
+
+from hybridvoice.cms.settings import Gateway, TrunkConfiguration
+from hybridvoice.media import PortBlock, RelaySession
+from hybridvoice.mediation.adapter import place_leg
+from hybridvoice.mediation.b2bua import B2BUA, Bridge
+from hybridvoice.mediation.bypass import BypassPolicy, MediaMode
+from hybridvoice.mediation.call_events import (
+    FAILOVER,
+    REOFFER,
+    TRANSFER_FAILOVER,
+    Actions,
+    ArmTimer,
+    BindRelay,
+    CancelTimer,
+    Phase,
+    PlaceLeg,
+    ReleaseRelay,
+    Then,
+)
+from hybridvoice.mediation.call_state import TABLE
+from hybridvoice.mediation.media_plan import INBOUND_PENDING, REOFFER_RETRY
+from hybridvoice.mediation.routing import CallAdmission, OutboundRouter
+from hybridvoice.mediation.trunks import TrunkTable
+from hybridvoice.net.relay import RelayCall
+from hybridvoice.net.transport import Destination, Source
+from hybridvoice.sip.headers import Address
+from hybridvoice.sip.message import Request
+from hybridvoice.sip.parser import parse_message
+from hybridvoice.sip.refer import Refer
+from hybridvoice.sip.session import (
+    Answered,
+    Cause,
+    Disconnected,
+    Offer,
+    OfferAnswered,
+    OfferRejected,
+    Ringing,
+    State,
+)
+from hybridvoice.sip.uri import parse_uri
+
+T0 = 1000.0
+CALLEE = "+31201234567"
+_ids = itertools.count(1)
+
+
+def sdp(port: int, host: str = "10.0.0.5", formats: str = "0") -> bytes:
+    lines = [
+        "v=0", f"o=t 1 1 IN IP4 {host}", "s=-", f"c=IN IP4 {host}", "t=0 0",
+        f"m=audio {port} RTP/AVP {formats}", "a=rtpmap:0 PCMU/8000", "a=sendrecv",
+    ]  # fmt: skip
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def invite(uri: str, from_: str, body: bytes | None) -> Request:
+    content = body or b""
+    text = (
+        f"INVITE {uri} SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-test\r\n"
+        f"From: {from_};tag=t{next(_ids)}\r\nTo: <{uri}>\r\nCall-ID: c{next(_ids)}@test\r\n"
+        "CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:test@127.0.0.1:5099>\r\n"
+        + ("Content-Type: application/sdp\r\n" if body else "")
+        + f"Content-Length: {len(content)}\r\n\r\n"
+    )
+    message = parse_message(text.encode() + content)
+    assert isinstance(message, Request)
+    return message
+
+
+@dataclass(eq=False)
+class Leg:
+    """A fake leg: what the call did to it, in order."""
+
+    invite: Request
+    incoming: bool
+    state: State
+    source: Source | None = None
+    done: list[tuple[Any, ...]] = field(default_factory=list)
+    handler: Any = None
+    replaces: Any = None
+    transport: Any = None
+    history: list[Any] = field(default_factory=list)
+    peer_allow: frozenset[str] = frozenset()
+
+    @property
+    def call_id(self) -> str:
+        return self.invite.call_id
+
+    @property
+    def disconnected(self) -> bool:
+        return self.state is State.DISCONNECTED
+
+    @property
+    def session(self) -> Any:
+        return self
+
+    def ring(self, sdp: bytes | None = None, *, status: int = 180) -> None:
+        self.done.append(("ring", status))
+        self.state = State.EARLY
+
+    def answer(self, sdp: bytes | None) -> None:
+        self.done.append(("answer", sdp))
+        self.state = State.CONFIRMED
+
+    def reject(self, status: int, headers: Any = ()) -> None:
+        self.done.append(("reject", status))
+        self.state = State.DISCONNECTED
+
+    def bye(self, *, headers: Any = ()) -> None:
+        self.done.append(("bye",))
+        self.state = State.DISCONNECTED
+
+    def reinvite(self, sdp: bytes | None) -> None:
+        self.done.append(("reinvite", sdp))
+
+    def update(self, sdp: bytes | None = None) -> None:
+        self.done.append(("update", sdp))
+
+    def accept_offer(self, sdp: bytes | None) -> None:
+        self.done.append(("accept_offer", sdp))
+
+    def reject_offer(self, status: int = 488) -> None:
+        self.done.append(("reject_offer", status))
+
+    def accept_refer(self) -> None:
+        self.done.append(("accept_refer",))
+
+    def reject_refer(self, status: int = 603) -> None:
+        self.done.append(("reject_refer", status))
+
+    def notify_refer(self, status: int, reason: str | None = None) -> None:
+        self.done.append(("notify_refer", status))
+
+    def names(self) -> list[str]:
+        return [str(d[0]) for d in self.done]
+
+
+class FakeUA:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.application: Any = None
+        self.calls: list[Leg] = []
+        self.placed: list[Leg] = []
+        self.endpoint = self
+
+    def transport_for(self, destination: Destination) -> None:
+        return None
+
+    def now(self) -> float:
+        return self.clock.now
+
+    def invite(self, target: Any, *, sdp: bytes | None, handler: Any, **_: Any) -> Leg:
+        leg = Leg(invite(str(target), "<sip:b2bua@127.0.0.1>", sdp), False, State.CALLING)
+        leg.handler = handler
+        self.placed.append(leg)
+        self.calls.append(leg)
+        return leg
+
+
+@dataclass
+class Clock:
+    now: float = T0
+
+
+class Recorder:
+    """The adapter of the tests: keeps the decisions, arms nothing; places legs through the
+    fake UAs (the loop adapter's own sans-IO step)."""
+
+    def __init__(self) -> None:
+        self.actions: list[Any] = []
+        self.timers: dict[str, float] = {}
+
+    def execute(self, bridge: Bridge, actions: Actions) -> None:
+        for action in actions:
+            self.actions.append(action)
+            if isinstance(action, PlaceLeg):
+                bridge.placed(action, place_leg(bridge, action))
+            elif isinstance(action, ArmTimer):
+                self.timers[action.name] = action.at
+            elif isinstance(action, CancelTimer):
+                self.timers.pop(action.name, None)
+
+    def cancel_timers(self, bridge: Bridge) -> None:
+        self.timers.clear()
+
+    def release_relay(self, bridge: Bridge, relay_call: RelayCall) -> None:
+        self.actions.append(ReleaseRelay(relay_call))
+
+    def release_leg(self, call: Any) -> None:
+        pass
+
+
+@dataclass
+class World:
+    clock: Clock
+    b2bua: B2BUA
+    adapter: Recorder
+    edge: FakeUA
+    gateway: FakeUA
+
+    def fire(self, bridge: Bridge, name: str, at: float) -> None:
+        """The adapter's timer ``name`` fires at ``at`` (it must have been armed for it)."""
+        assert self.adapter.timers.pop(name) == at
+        self.clock.now = at
+        bridge.timer_fired(name, at)
+
+    def event(self, bridge: Bridge, leg: Leg, event: Any) -> None:
+        if isinstance(event, Disconnected):
+            leg.state = State.DISCONNECTED
+        bridge.on_call_event(cast(Any, leg), event)
+
+
+def world(
+    gateways: int = 2, *, relay: bool = False, bypass: BypassPolicy | None = None,
+    refer: bool = True,
+) -> World:  # fmt: skip
+    clock = Clock()
+    gws = [
+        Gateway(name=f"Gateway{n}", ip=f"127.0.0.{n + 1}", voice_routes=("Any",), media_bypass=True)
+        for n in range(1, gateways + 1)
+    ]
+    trunks = TrunkTable(gws)
+    router = OutboundRouter(trunks, {"Any": ".*"}, rng=random.Random(3))
+    edge, gateway, adapter = FakeUA(clock), FakeUA(clock), Recorder()
+    b2bua = B2BUA(
+        edge_ua=cast(Any, edge), gateway_ua=cast(Any, gateway), trunks=trunks, router=router,
+        admission=CallAdmission(10), trunk_config=TrunkConfiguration(enable_refer_support=refer),
+        edge_target=Destination("UDP", "127.0.0.1", 5061), edge_domain="edge.example",
+        relay=cast(Any, object()) if relay else None, bypass=bypass, adapter=adapter,
+    )  # fmt: skip
+    return World(clock, b2bua, adapter, edge, gateway)
+
+
+def call_out(w: World, body: bytes | None = None) -> tuple[Bridge, Leg]:
+    """The cloud side calls CALLEE at T0."""
+    req = invite(f"sip:{CALLEE}@127.0.0.1", "<sip:+31209876543@contoso.com>", body or sdp(6000))
+    a = Leg(req, True, State.INCOMING)
+    w.edge.calls.append(a)
+    w.b2bua.incoming(cast(Any, a), "edge")
+    (bridge,) = w.b2bua.bridges
+    return bridge, a
+
+
+def relay_call() -> RelayCall:
+    block = PortBlock(40000)
+    session = RelaySession("c1", (block.a_rtp, block.a_rtcp), (block.b_rtp, block.b_rtcp))
+    return RelayCall("c1", "192.0.2.1", block, session)
+
+
+# --- the table ----------------------------------------------------------------------------------
+def test_every_phase_has_its_transitions_in_the_one_table() -> None:
+    assert {phase for phase, _ in TABLE} == set(Phase)
+    assert (Phase.ENDED, ArmTimer) not in TABLE  # decisions are not events
+
+
+# --- fast failover ------------------------------------------------------------------------------
+def test_fast_failover_fires_at_exactly_t0_plus_10_s_and_places_the_next_gateway() -> None:
+    w = world()
+    bridge, a = call_out(w)
+    (first,) = w.gateway.placed
+    place, arm = w.adapter.actions
+    assert isinstance(place, PlaceLeg) and place.side == "gateway" and place.callee == CALLEE
+    assert place.gateway is not None and bridge.gateway is place.gateway
+    assert arm == ArmTimer(FAILOVER, T0 + 10.0)
+    assert bridge.phase is Phase.SETUP
+    w.fire(bridge, FAILOVER, T0 + 10.0)
+    assert first.names() == ["bye"]  # CANCEL of the unanswered INVITE
+    second = w.gateway.placed[-1]
+    assert second is not first and bridge.b is second
+    again = w.adapter.actions[-2]
+    assert isinstance(again, PlaceLeg) and again.gateway not in (None, place.gateway)
+    assert w.adapter.timers == {FAILOVER: T0 + 20.0}  # the next attempt's own 10 s
+    assert w.b2bua.stats.failovers == 1
+    w.fire(bridge, FAILOVER, T0 + 20.0)  # no gateway left: the caller hears 503
+    assert second.names() == ["bye"] and a.done == [("reject", 503)]
+    assert bridge.phase is Phase.ENDED and w.b2bua.admission.active == 0
+
+
+def test_a_fast_failover_timer_fired_early_is_armed_again_for_its_deadline() -> None:
+    """uvloop rounds a timer to the millisecond, often down: the firing is before the
+    deadline, and must neither fail over yet nor be lost."""
+    w = world()
+    bridge, _ = call_out(w)
+    (first,) = w.gateway.placed
+    w.adapter.timers.pop(FAILOVER)
+    bridge.timer_fired(FAILOVER, T0 + 9.9996)
+    assert w.adapter.timers == {FAILOVER: T0 + 10.0} and first.done == []
+    w.fire(bridge, FAILOVER, T0 + 10.0)
+    assert first.names() == ["bye"] and w.gateway.placed[-1] is not first
+
+
+def test_a_provisional_before_the_deadline_cancels_the_fast_failover() -> None:
+    w = world()
+    bridge, a = call_out(w)
+    (b,) = w.gateway.placed
+    w.clock.now = T0 + 9.999
+    w.event(bridge, b, Ringing(None))
+    assert w.adapter.actions[-1] == CancelTimer(FAILOVER) and w.adapter.timers == {}
+    assert bridge.phase is Phase.EARLY and a.done == [("ring", 180)]
+    assert bridge.outbound is not None and bridge.outbound.deadline is None
+    # a stale firing (the loop's handle raced the cancel) changes nothing
+    bridge.timer_fired(FAILOVER, T0 + 10.0)
+    assert w.gateway.placed == [b] and b.done == []
+    w.event(bridge, b, Answered(sdp(7000)))
+    assert bridge.phase is Phase.CONNECTED and a.names() == ["ring", "answer"]
+
+
+def test_a_failover_code_places_the_next_gateway_at_once() -> None:
+    w = world()
+    bridge, _ = call_out(w)
+    (first,) = w.gateway.placed
+    w.clock.now = T0 + 1.5
+    w.event(bridge, first, Disconnected(Cause.REJECTED, 503, "remote"))
+    second = w.gateway.placed[-1]
+    assert second is not first and bridge.b is second
+    cancel, place, arm = w.adapter.actions[-3:]
+    assert cancel == CancelTimer(FAILOVER) and isinstance(place, PlaceLeg)
+    assert arm == ArmTimer(FAILOVER, T0 + 11.5)
+
+
+# --- media: the re-offer waits for an event, not a delay ------------------------------------------
+EXTERNAL = BypassPolicy(enabled=True, internal_subnets=(ipaddress.ip_network("10.0.0.0/8"),))
+
+
+def inbound_anchored_late(w: World) -> tuple[Bridge, Leg, Leg]:
+    """A gateway calls in (bypass possible: decided on the client's answer); the relay
+    binds; the edge leg is placed with the gateway's offer unchanged."""
+    req = invite(f"sip:{CALLEE}@127.0.0.1", "<sip:+31612345678@gw.example>", sdp(5000, "10.0.0.9"))
+    a = Leg(req, True, State.INCOMING, source=Source(cast(Any, None), "127.0.0.2", 5060))
+    w.gateway.calls.append(a)
+    w.b2bua.incoming(cast(Any, a), "gateway")
+    (bridge,) = w.b2bua.bridges
+    assert bridge.decision is INBOUND_PENDING
+    assert w.adapter.actions == [BindRelay(Then("inbound"))]
+    bridge.relay_bound(relay_call(), Then("inbound"))
+    (b,) = w.edge.placed
+    place = w.adapter.actions[-1]
+    assert isinstance(place, PlaceLeg) and place.side == "edge" and place.role == "b"
+    assert b.invite.body == sdp(5000, "10.0.0.9")  # unchanged until the client answers
+    return bridge, a, b
+
+
+def test_the_reoffer_to_the_relay_goes_on_the_answer_itself() -> None:
+    w = world(relay=True, bypass=EXTERNAL)
+    bridge, a, b = inbound_anchored_late(w)
+    b.state = State.CONFIRMED  # the session sent its ACK before it said Answered
+    w.event(bridge, b, Answered(sdp(6000, "198.51.100.7")))  # a client outside: anchor
+    assert bridge.decision is not None and bridge.decision.mode is MediaMode.ANCHORED
+    assert a.names() == ["answer"] and b.names() == ["reinvite"]
+    assert bridge.offer_from is b and not any(isinstance(x, ArmTimer) for x in w.adapter.actions)
+
+
+def test_a_reoffer_refused_491_is_tried_again_after_the_retry_timer() -> None:
+    w = world(relay=True, bypass=EXTERNAL)
+    bridge, a, b = inbound_anchored_late(w)
+    b.state = State.CONFIRMED
+    w.event(bridge, b, Answered(sdp(6000, "198.51.100.7")))
+    w.clock.now = T0 + 1.0
+    w.event(bridge, b, OfferRejected(491))
+    assert w.adapter.timers == {REOFFER: T0 + 1.0 + REOFFER_RETRY}
+    # the gateway re-offers meanwhile: that offer goes first ...
+    a.state = State.CONFIRMED
+    w.event(bridge, a, Offer(sdp(5002)))
+    assert bridge.offer_from is a and b.names() == ["reinvite", "reinvite"]
+    w.fire(bridge, REOFFER, T0 + 1.0 + REOFFER_RETRY)  # ... so ours waits for it to end
+    assert b.names() == ["reinvite", "reinvite"]
+    w.event(bridge, b, OfferAnswered(sdp(6000, "198.51.100.7")))  # the gateway's is answered
+    assert a.names() == ["answer", "accept_offer"]
+    assert b.names() == ["reinvite", "reinvite", "reinvite"]  # ours, on that event
+    assert bridge.offer_from is b
+
+
+# --- transfer (REFER) ---------------------------------------------------------------------------
+def connected(w: World) -> tuple[Bridge, Leg, Leg]:
+    bridge, a = call_out(w)
+    b = w.gateway.placed[-1]
+    w.event(bridge, b, Answered(sdp(7000)))
+    a.state = b.state = State.CONFIRMED
+    assert bridge.phase is Phase.CONNECTED
+    return bridge, a, b
+
+
+def test_a_performed_transfer_places_a_leg_with_failover_then_swaps_it_in() -> None:
+    w = world(refer=False)
+    bridge, a, b = connected(w)
+    w.clock.now = T0 + 30.0
+    target = Address(parse_uri("sip:+31207654321@contoso.com;user=phone"))
+    w.event(bridge, a, Refer(target, None, None))
+    assert a.names() == ["answer", "accept_refer"]
+    new = w.gateway.placed[-1]
+    assert new is not b and w.adapter.timers[TRANSFER_FAILOVER] == T0 + 40.0
+    place = w.adapter.actions[-2]
+    assert isinstance(place, PlaceLeg) and place.role == "transfer"
+    w.event(bridge, new, Ringing(None))
+    assert TRANSFER_FAILOVER not in w.adapter.timers and a.done[-1] == ("notify_refer", 180)
+    w.event(bridge, new, Answered(sdp(9000)))
+    assert bridge.a is new and bridge.b is b  # the new leg took the referrer's place
+    assert a.done[-2:] == [("notify_refer", 200), ("bye",)]
+    w.event(
+        bridge, a, Disconnected(Cause.NORMAL, None, "local")
+    )  # the referrer's end: not the call's
+    assert bridge.phase is Phase.CONNECTED and w.b2bua.bridges == {bridge}
+
+
+def test_a_transfer_attempt_unanswered_fails_over_on_its_own_timer() -> None:
+    w = world(refer=False)
+    bridge, a, _ = connected(w)
+    target = Address(parse_uri("sip:+31207654321@contoso.com;user=phone"))
+    w.event(bridge, a, Refer(target, None, None))
+    first = w.gateway.placed[-1]
+    w.fire(bridge, TRANSFER_FAILOVER, T0 + 10.0)
+    assert first.names() == ["bye"] and w.gateway.placed[-1] is not first
+    assert bridge.a is a and bridge.phase is Phase.CONNECTED
+
+
+# --- the end, from every phase: the slot is freed once ------------------------------------------
+def _setup(w: World) -> tuple[Bridge, Leg]:
+    return call_out(w)
+
+
+def _early(w: World) -> tuple[Bridge, Leg]:
+    bridge, a = call_out(w)
+    w.event(bridge, w.gateway.placed[-1], Ringing(None))
+    return bridge, a
+
+
+def _connected(w: World) -> tuple[Bridge, Leg]:
+    bridge, a, _ = connected(w)
+    return bridge, a
+
+
+def _relay_pending(w: World) -> tuple[Bridge, Leg]:
+    bridge, a = call_out(w, sdp(6000, "198.51.100.7"))  # anchored: waits for its relay
+    assert isinstance(w.adapter.actions[-1], BindRelay) and not w.gateway.placed
+    return bridge, a
+
+
+@pytest.mark.parametrize("phase", [_setup, _early, _connected, _relay_pending])
+def test_ending_from_every_phase_frees_the_slot_once(phase: Any) -> None:
+    w = world(relay=phase is _relay_pending, bypass=EXTERNAL)
+    bridge, a = phase(w)
+    admission, trunks = w.b2bua.admission, w.b2bua.trunks
+    assert admission.active == 1
+    cause = Cause.NORMAL if a.state is State.CONFIRMED else Cause.CANCELLED
+    w.event(bridge, a, Disconnected(cause, None, "remote"))
+    assert bridge.phase is Phase.ENDED and admission.active == 0
+    assert w.adapter.timers == {} and not w.b2bua.bridges
+    assert all(g.active_calls == 0 for g in trunks)
+    for leg in w.gateway.placed:  # the callee's end comes after: nothing freed twice
+        assert leg.names()[-1] == "bye"
+        w.event(bridge, leg, Disconnected(Cause.CANCELLED, 487, "remote"))
+    bridge.timer_fired(FAILOVER, T0 + 10.0)  # a stale timer of an ended call
+    assert admission.active == 0 and w.b2bua.stats.failures == {}
+    if phase is _relay_pending:  # the relay's ports come after the end: straight back
+        late = relay_call()
+        bridge.relay_bound(late, Then("place"))
+        assert w.adapter.actions[-1] == ReleaseRelay(late)
+
+
+def test_ending_during_a_transfer_frees_everything_once() -> None:
+    w = world(refer=False)
+    bridge, a, b = connected(w)
+    target = Address(parse_uri("sip:+31207654321@contoso.com;user=phone"))
+    w.event(bridge, a, Refer(target, None, None))
+    new = w.gateway.placed[-1]
+    assert TRANSFER_FAILOVER in w.adapter.timers
+    w.event(bridge, b, Disconnected(Cause.NORMAL, None, "remote"))  # the transferee hangs up
+    assert new.names() == ["bye"] and a.names()[-1] == "bye"
+    assert bridge.phase is Phase.ENDED and w.adapter.timers == {}
+    w.event(bridge, new, Disconnected(Cause.CANCELLED, 487, "remote"))
+    w.event(bridge, a, Disconnected(Cause.NORMAL, None, "local"))
+    assert w.b2bua.admission.active == 0 and w.b2bua.stats.failures == {}
+    assert [g.active_calls for g in w.b2bua.trunks] == [0, 0]
