@@ -38,13 +38,28 @@ def save_token(token: str) -> Path:
     return path
 
 
+def _given_token() -> object:
+    """``--token`` of the command being run, from click's context or from that of the click
+    copy a newer typer carries (``typer._click``, with its own context stack)."""
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        return context.find_root().params.get("token")
+    try:
+        from typer._click.globals import (  # noqa: PLC0415
+            get_current_context as typer_context,
+        )
+    except ImportError:
+        return None
+    vendored = typer_context(silent=True)
+    return vendored.find_root().params.get("token") if vendored is not None else None
+
+
 def current_token() -> str | None:
     """``--token``, else ``$HYBRIDVOICE_TOKEN``, else the token file's, else None.
 
     ``--token`` is an option of the root command: read from the command line being run
     (click's current context), so no module keeps it."""
-    context = click.get_current_context(silent=True)
-    given = context.find_root().params.get("token") if context is not None else None
+    given = _given_token()
     if isinstance(given, str) and given:
         return given
     if os.environ.get(TOKEN_ENV):
