@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from hybridvoice.cms.settings import Settings
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.transport import Transport
+from hybridvoice.net.udp import share_between
 
 if TYPE_CHECKING:
     from .role import EdgeOptions
@@ -49,6 +50,7 @@ async def open_listeners(settings: Settings, options: EdgeOptions) -> EdgeListen
     except BaseException:
         await endpoint.close()
         raise
+    share_between(endpoint.transports)  # both sides: one value cache, one send batch
     return EdgeListeners(endpoint, external, internal)
 
 

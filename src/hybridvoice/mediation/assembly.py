@@ -23,6 +23,8 @@ from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import TaskFailures
 from hybridvoice.net.relay import RelayEngine
 from hybridvoice.net.transport import Transport
+from hybridvoice.net.udp import SendBatch, share_between
+from hybridvoice.sip.value_cache import ValueCache
 
 if TYPE_CHECKING:
     from .role import RoleOptions
@@ -42,6 +44,10 @@ class MediationSides:
     relay: RelayEngine | None = None
     #: the loop's exception handler (logs and counts what no task handled)
     task_failures: TaskFailures | None = None
+    #: what both sides' UDP transports share: parsed header values and the send batch (the
+    #: sends a datagram on one side causes on the other leave together)
+    values: ValueCache = field(default_factory=ValueCache)
+    batch: SendBatch = field(default_factory=SendBatch)
 
     async def close(self) -> None:
         for endpoint in (self.edge_endpoint, self.gateway_endpoint):
@@ -78,6 +84,7 @@ async def open_sides(settings: Settings, options: RoleOptions) -> MediationSides
         )  # fmt: skip
         if o.edge_target.transport != e.transport:
             await edge_ep.listen(o.edge_target.transport, e.host, 0, client_ssl=o.client_ssl)
+        values, batch = share_between([*gw_ep.transports, *edge_ep.transports])
         relay = None
         if o.relay:
             relay = RelayEngine(ms.ip, (ms.media_port_start, ms.media_port_end))
@@ -92,15 +99,27 @@ async def open_sides(settings: Settings, options: RoleOptions) -> MediationSides
         gateway_transports=gateway_transports,
         relay=relay,
         task_failures=task_failures,
+        values=values,
+        batch=batch,
     )
 
 
 async def open_gateway_transport(
-    endpoint: Endpoint, kind: str, host: str, client_ssl: ssl.SSLContext | None
+    endpoint: Endpoint,
+    kind: str,
+    host: str,
+    client_ssl: ssl.SSLContext | None,
+    sides: MediationSides | None = None,
 ) -> Transport:
     """A client transport of ``kind`` on the gateway side (port 0), for gateways of a protocol
-    no listener speaks; TLS gets the client context."""
-    return await endpoint.listen(kind, host, 0, client_ssl=client_ssl if kind == "TLS" else None)
+    no listener speaks; TLS gets the client context. Opened at run time (``sides`` given), a
+    UDP one shares the sides' value cache and send batch."""
+    transport = await endpoint.listen(
+        kind, host, 0, client_ssl=client_ssl if kind == "TLS" else None
+    )
+    if sides is not None:
+        share_between([transport], sides.values, sides.batch)
+    return transport
 
 
 def bind_refused(host: str, port: int) -> bool:

@@ -268,7 +268,7 @@ class Appliance:
             return
         host = self.settings.mediation_server.ip
         mediation.gateway_transports[kind] = await open_gateway_transport(
-            endpoint, kind, host, self.options.client_ssl
+            endpoint, kind, host, self.options.client_ssl, mediation.sides
         )
 
     # --- status for the admin ---------------------------------------------------------------------

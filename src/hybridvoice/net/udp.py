@@ -18,6 +18,7 @@ import asyncio
 import collections
 import logging
 import socket
+from collections.abc import Iterable
 from typing import Final
 
 from hybridvoice.sip.errors import ParseError
@@ -44,7 +45,7 @@ from .transport import (
     via_is_ours,
 )
 
-__all__ = ["SendBatch", "UdpTransport"]
+__all__ = ["SendBatch", "UdpTransport", "share_between"]
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,17 @@ class UdpTransport(BoundTransport):
         counters.messages_out += 1
         counters.bytes_out += len(data)
 
+    def share(self, *, values: ValueCache | None = None, batch: SendBatch | None = None) -> None:
+        """Use ``values`` and ``batch``, shared with the other transports the assembly wires
+        them to (a B2BUA's two sides: the sends its reading side causes on the other go out
+        together); between events only."""
+        if self._batch.active:
+            raise RuntimeError("a UDP transport changes its send batch only between events")
+        if values is not None:
+            self.values = values
+        if batch is not None:
+            self._batch = batch
+
     def close(self) -> None:
         if self._closed:
             return
@@ -332,3 +344,18 @@ class UdpTransport(BoundTransport):
         target_host, target_port = response_address(via, reliable=False)
         self.counters.error_responses += 1
         self.send(bytes(response), target_host, target_port)
+
+
+def share_between(
+    transports: Iterable[object],
+    values: ValueCache | None = None,
+    batch: SendBatch | None = None,
+) -> tuple[ValueCache, SendBatch]:
+    """Give every UDP transport of ``transports`` one value cache and one send batch (the
+    given ones, or new ones); returns them for transports opened later (the assembly's)."""
+    values = values if values is not None else ValueCache()
+    batch = batch if batch is not None else SendBatch()
+    for transport in transports:
+        if isinstance(transport, UdpTransport):
+            transport.share(values=values, batch=batch)
+    return values, batch

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.transport import Transport
+from hybridvoice.net.udp import share_between
 
 if TYPE_CHECKING:
     from .service import OnlineOptions
@@ -45,4 +46,5 @@ async def open_sip(options: OnlineOptions) -> OnlineSip:
     except BaseException:
         await endpoint.close()
         raise
+    share_between(transports)  # its UDP listeners: one value cache, one send batch
     return OnlineSip(endpoint, tuple(transports))
