@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.transport import Transport
 from hybridvoice.net.udp import share_between
+from hybridvoice.sip.value_cache import ValueCache
 
 if TYPE_CHECKING:
     from .service import OnlineOptions
@@ -28,6 +29,8 @@ class OnlineSip:
 
     endpoint: Endpoint
     transports: tuple[Transport, ...]
+    #: the memo of parsed header values its UDP listeners share (and the registrar uses)
+    values: ValueCache
 
 
 async def open_sip(options: OnlineOptions) -> OnlineSip:
@@ -46,5 +49,5 @@ async def open_sip(options: OnlineOptions) -> OnlineSip:
     except BaseException:
         await endpoint.close()
         raise
-    share_between(transports)  # its UDP listeners: one value cache, one send batch
-    return OnlineSip(endpoint, tuple(transports))
+    values, _ = share_between(transports)  # its UDP listeners: one value cache, one batch
+    return OnlineSip(endpoint, tuple(transports), values)

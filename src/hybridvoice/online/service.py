@@ -112,7 +112,11 @@ class OnlineService:
         self.transports = list(sip.transports)
         try:
             self.registrar = Registrar(
-                self.store, self.realm, algorithms=o.digest_algorithms, guard=self.guard
+                self.store,
+                self.realm,
+                algorithms=o.digest_algorithms,
+                guard=self.guard,
+                values=sip.values,
             )
             self.policy = OnlinePolicy(
                 self.store,

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ValidationError
 
 from hybridvoice.cms.changes import Change
 from hybridvoice.cms.guard import Access
+from hybridvoice.sip.value_cache import ValueCache
 
 from .changes_wait import ChangeWaiters
 from .models import (
@@ -53,6 +54,9 @@ from .store_appliances import HEARTBEAT_PUBLISH_INTERVAL, ApplianceRegistry
 from .store_feed import _SCHEMA, ChangeFeed, StoreError
 
 __all__ = ["HEARTBEAT_PUBLISH_INTERVAL", "StoreError", "TenantStore"]
+
+#: entries per kind of the store's own value cache
+STORE_CACHE_ENTRIES: Final = 1024
 
 _log = logging.getLogger(__name__)
 
@@ -104,6 +108,8 @@ class TenantStore(ApplianceRegistry, ChangeFeed):
         self._network = NetworkConfig()
         self._subscribers: list[Callable[[Change], None]] = []
         self._waiters = ChangeWaiters()
+        #: its memo of parsed addresses of record (lookups by URI text)
+        self._values = ValueCache(STORE_CACHE_ENTRIES)
         self._load(db)
 
     # --- domains ---------------------------------------------------------------------------------
@@ -170,7 +176,7 @@ class TenantStore(ApplianceRegistry, ChangeFeed):
 
     def get_user(self, sip_uri: str) -> User | None:
         try:
-            return self._users.get(canonical_aor(sip_uri))
+            return self._users.get(canonical_aor(sip_uri, self._values))
         except ValueError:
             return None
 
