@@ -12,7 +12,7 @@ successful calls) at that rate and at a common rate every DUT sustains.
 
 DUTs (recipes in ``../shared/peers/``):
 
-- hybridvoice: ``python -m hybridvoice.mediation.role --no-relay`` (its own process, uvloop),
+- hybridvoice: ``hybridvoice mediation serve --no-relay`` (its own process, uvloop),
   one UDP gateway = the SIPp uas; the INVITE goes edge side -> B2BUA -> gateway side.
 - sippy: ``b2bua -f -l 127.0.0.1 -p P -s 127.0.0.1:UAS -u -A 0`` from the sippy package in
   .venv, ``SIPLOG_LVL=ERR``, with the lower-case ``transport=udp`` uas scenario (sippy 2.5.0
@@ -78,7 +78,7 @@ class _Dut:
             cfg = w / "mediation.toml"
             cfg.write_text(MEDIATION_TOML.format(gw_side=free_port(), uas=self.uas))
             args = [
-                str(VENV / "python"), "-m", "hybridvoice.mediation.role", "--config", str(cfg),
+                str(VENV / "hybridvoice"), "mediation", "serve", "--config", str(cfg),
                 "--edge", f"udp:127.0.0.1:{self.port}",
                 "--edge-target", f"udp:127.0.0.1:{self.uas}", "--no-relay",
             ]  # fmt: skip

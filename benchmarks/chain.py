@@ -36,7 +36,7 @@ clean; then the highest clean rate is confirmed with a full ``--seconds`` run (s
 down through the lower rates when the confirmation is not clean). CPU per call is utime+stime
 of the DUT process and its descendants from ``/proc/PID/stat`` over the run divided by the
 successful calls. The same is done in the same run, alternating, for (a) the mediation role
-alone (``benchmarks/b2bua.py``'s ``python -m hybridvoice.mediation.role --no-relay``) and
+alone (``benchmarks/b2bua.py``'s ``hybridvoice mediation serve --no-relay``) and
 (b) sippy's B2BUA (``../shared/peers/`` recipe), ``--repeats`` times. The table gives the best
 clean figures and the spread over the repeats, the ratios chain/mediation and chain/sippy,
 the Lab start-up time and the replication latency (``benchmarks/replication.py``'s

@@ -40,6 +40,7 @@ from collections.abc import Callable
 
 from hybridvoice.sip import parse_message
 from hybridvoice.sip.auth import Credentials
+from hybridvoice.sip.value_cache import ValueCache
 
 SDP_OFFER = (
     "v=0\r\n"
@@ -166,18 +167,22 @@ CORPUS: tuple[bytes, ...] = TEMPLATE  # replaced in main() by make_corpus(--call
 # --- the contestants ------------------------------------------------------------------
 
 
+#: the memo of parsed header values a UDP transport owns and parses with
+VALUES = ValueCache()
+
+
 def hybridvoice_eager(data: bytes) -> bytes:
-    return bytes(parse_message(data))
+    return bytes(parse_message(data, VALUES))
 
 
 def hybridvoice_views(data: bytes) -> bytes:
-    message = parse_message(data)
+    message = parse_message(data, VALUES)
     _ = message.route, message.record_route
     return bytes(message)
 
 
 def hybridvoice_all_views(data: bytes) -> bytes:
-    message = parse_message(data)
+    message = parse_message(data, VALUES)
     _ = message.route, message.record_route
     authorization = message.headers.get("Authorization")
     if authorization is not None:

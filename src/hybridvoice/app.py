@@ -27,21 +27,25 @@ from rich.console import Console
 from hybridvoice.cms.settings import PRIVILEGED_PORTS, Gateway, Listener, Settings, listeners
 from hybridvoice.cms.template import LAB_GATEWAY_PORT
 from hybridvoice.cms.tokens import TokenStore
+from hybridvoice.lab import Responder, RtpEcho
+from hybridvoice.mediation.assembly import open_sides
+from hybridvoice.mediation.role import MediationRole, RoleOptions
 from hybridvoice.mediation.routing import NO_GATEWAY_CONFIGURED
 from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.mgmt.credentials import save_token
 from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.net.labgw import Responder, RtpEcho
 from hybridvoice.net.loop import tune_gc
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.transport import DEFAULT_PORTS
 from hybridvoice.net.ua import UserAgent
+from hybridvoice.online.assembly import open_sip
 from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
 from hybridvoice.online.service import OnlineOptions, OnlineService, auth_limits
 from hybridvoice.online.store import TenantStore
 
 __all__ = ["LAB_PASSWORD", "LAB_PSTN_NUMBER", "LAB_USERS", "Lab", "LabGateway", "ListenError",
-           "ListenSpec", "default_state_dir", "parse_listen", "run_responder"]  # fmt: skip
+           "ListenSpec", "default_state_dir", "parse_listen", "run_mediation",
+           "run_responder"]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,37 @@ async def run_responder(
                 console.print(
                     f"calls: {responder.calls_answered} answered, {responder.calls_ended} ended"
                 )
+
+
+async def run_mediation(
+    settings: Settings,
+    options: RoleOptions,
+    *,
+    gc_interval: float = 600.0,
+    gc_log: bool = False,
+) -> None:
+    """``hybridvoice mediation serve``: the mediation role alone in its own process (benchmarks,
+    demos). Prints ``READY`` with its ports once listening, ``STATS`` with its call counters
+    when SIGTERM/SIGINT stops it."""
+    sides = await open_sides(settings, options)
+    role = MediationRole(settings, options, sides=sides)
+    await role.start()
+    collector = tune_gc(gc_interval, log=gc_log)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    ports = {k: t.local[1] for k, t in sides.gateway_transports.items()}
+    print(f"READY edge={sides.edge_transport.local[1]} gateway={ports}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        if collector is not None:
+            collector.cancel()
+        b = role.b2bua.stats
+        print(f"STATS calls={b.calls} answered={b.answered} refused={b.refused} "
+              f"failovers={b.failovers}", flush=True)  # fmt: skip
+        await role.stop()
 
 
 # --- hybridvoice up: the online service, one appliance and a lab gateway in one process ---------
@@ -262,26 +297,26 @@ class Lab:
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             store = self.state_dir / "online.db"
-        self.online = OnlineService(
-            OnlineOptions(
-                # clients: UDP and TCP (or TLS, when the appliances reach us over TLS)
-                sip=[
-                    ("UDP", host, port),
-                    ("TLS" if s.online.sip_protocol == "TLS" else "TCP", host, port),
-                ],
-                server_ssl=self.server_ssl,
-                client_ssl=self.client_ssl,
-                api_host=url.hostname or "127.0.0.1",
-                api_port=url.port or 80,
-                store=store,
-                digest_algorithms=s.online.digest_algorithms,
-                trusted_peers=tuple(str(n) for n in s.online.trusted_peers),
-                auth_limits=auth_limits(s.online),
-                exchange=self.exchange,
-                max_request_bytes=s.management.max_request_bytes,
-                limits=s.sip_limits.stream_limits,  # [SipLimits] for its listeners
-            )
+        options = OnlineOptions(
+            # clients: UDP and TCP (or TLS, when the appliances reach us over TLS)
+            sip=[
+                ("UDP", host, port),
+                ("TLS" if s.online.sip_protocol == "TLS" else "TCP", host, port),
+            ],
+            server_ssl=self.server_ssl,
+            client_ssl=self.client_ssl,
+            api_host=url.hostname or "127.0.0.1",
+            api_port=url.port or 80,
+            store=store,
+            digest_algorithms=s.online.digest_algorithms,
+            trusted_peers=tuple(str(n) for n in s.online.trusted_peers),
+            auth_limits=auth_limits(s.online),
+            exchange=self.exchange,
+            max_request_bytes=s.management.max_request_bytes,
+            limits=s.sip_limits.stream_limits,  # [SipLimits] for its listeners
         )
+        # its SIP endpoint and listeners first: the service receives them ready
+        self.online = OnlineService(options, sip=await open_sip(options))
         self._provision(self.online.store)  # first: the registrar takes the realm
         self.admin_token = _fresh_token(self.online.store.access.tokens, LAB_ADMIN, "admin")
         await self.online.start()

@@ -38,6 +38,10 @@ sip_app = typer.Typer(
     help="Talk SIP directly: OPTIONS pings and a responder for labs.", no_args_is_help=True
 )
 app.add_typer(sip_app, name="sip")
+mediation_app = typer.Typer(
+    help="Run the mediation role on its own (benchmarks, demos).", no_args_is_help=True
+)
+app.add_typer(mediation_app, name="mediation")
 register_admin_commands(app)
 register_token_commands(app)
 
@@ -203,6 +207,63 @@ def sip_serve(
     except ValueError as exc:
         err.print(f"[red]bad setting:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+@mediation_app.command("serve")
+def mediation_serve(
+    config: Annotated[Path, typer.Option(help="appliance settings (TOML)")],
+    edge: Annotated[str, typer.Option(help="edge-side listener")] = "udp:127.0.0.1:5090",
+    edge_target: Annotated[str, typer.Option(help="inbound next hop")] = "udp:127.0.0.1:5070",
+    edge_domain: Annotated[str | None, typer.Option()] = None,
+    relay: Annotated[
+        bool, typer.Option("--relay/--no-relay", help="anchor media; --no-relay: SDP passes")
+    ] = True,
+    records: Annotated[Path | None, typer.Option(help="call records (SQLite)")] = None,
+    bypass_service: Annotated[
+        bool, typer.Option("--bypass-service/--no-bypass-service", help="media bypass service")
+    ] = True,
+    options_interval: Annotated[float | None, typer.Option()] = None,
+    session_timer: Annotated[
+        bool, typer.Option("--session-timer/--no-session-timer", help="ask for RFC 4028 timers")
+    ] = True,
+    gc_interval: Annotated[
+        float,
+        typer.Option(help="young-generation GC only, a full collection every N s (0: default)"),
+    ] = 600.0,
+    gc_log: Annotated[bool, typer.Option(help="print collector pauses > 20 ms")] = False,
+    profile: Annotated[Path | None, typer.Option(help="write cProfile stats here")] = None,
+) -> None:
+    """Run the mediation role alone: prints READY with its ports once listening, STATS with
+    its call counters on SIGTERM/SIGINT."""
+    import contextlib  # noqa: PLC0415
+
+    from hybridvoice.app import run_mediation  # noqa: PLC0415
+    from hybridvoice.cms.settings import load_settings  # noqa: PLC0415
+    from hybridvoice.mediation.role import RoleOptions, parse_hostport  # noqa: PLC0415
+    from hybridvoice.net.loop import run  # noqa: PLC0415
+    from hybridvoice.sip.session import SessionConfig  # noqa: PLC0415
+
+    options = RoleOptions(
+        edge=parse_hostport(edge),
+        edge_target=parse_hostport(edge_target),
+        edge_domain=edge_domain,
+        relay=relay,
+        bypass_service=bypass_service,
+        records=records,
+        options_interval=options_interval,
+        session=None if session_timer else SessionConfig(session_expires=None),
+    )
+    serve = run_mediation(load_settings(config), options, gc_interval=gc_interval, gc_log=gc_log)
+    if profile is None:
+        with contextlib.suppress(KeyboardInterrupt):
+            run(serve)
+        return
+    import cProfile  # noqa: PLC0415
+
+    profiler = cProfile.Profile()
+    with contextlib.suppress(KeyboardInterrupt):
+        profiler.runcall(run, serve)
+    profiler.dump_stats(profile)
 
 
 @app.command()

@@ -302,7 +302,7 @@ def test_wait_for_change(store: TenantStore) -> None:
         thread.start()
         assert await waiter
         thread.join()
-        assert store._waiters == []
+        assert len(store._waiters) == 0
 
     asyncio.run(main())
 

@@ -14,30 +14,42 @@ used for failover), RFC 3550 §11 (RTP on even ports).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import tomllib
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
-    AfterValidator,
-    AliasGenerator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_pascal
 
 from hybridvoice.net.stream import StreamLimits
+
+from .listeners import PRIVILEGED_PORTS, Listener, listener_clashes, listeners
+from .settings_values import (
+    HostName,
+    IPAddress,
+    ListenPort,
+    OptionalListenPort,
+    Port,
+    Regex,
+    Subnet,
+    Words,
+    _capitalised,
+    _hostname,
+    _Section,
+    _upper,
+    _words,
+    ini_key,
+    python_template,
+)
 
 __all__ = [
     "HARDWARE_CALL_LIMITS",
@@ -68,13 +80,7 @@ __all__ = [
 #: Concurrent calls per appliance by ``[Common] HardwareType`` (CCE: Normal 500, Minimum 50).
 HARDWARE_CALL_LIMITS: Final[Mapping[str, int]] = {"Normal": 500, "Minimum": 50}
 _GATEWAY_SECTION: Final = re.compile(r"Gateway(\d+)")
-_HOSTNAME: Final = re.compile(
-    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
-)
 _ROUTE_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
-# $1, ${1}, ${name} (Direct Routing / .NET style) and $$ for a literal dollar sign
-_DOLLAR_REF: Final = re.compile(r"\$(?:(\d+)|\{(\w+)\}|(\$))")
 
 
 # --- problems ---------------------------------------------------------------------------------
@@ -99,140 +105,6 @@ class SettingsError(ValueError):
         lines = "\n".join(f"  {p}" for p in self.problems)
         count = len(self.problems)
         super().__init__(f"{count} problem{'s' if count != 1 else ''} in the settings:\n{lines}")
-
-
-# --- value checks (each raises ValueError with the reason; pydantic adds the key) --------------
-
-
-def _port(value: int) -> int:
-    if not 1 <= value <= 65535:
-        raise ValueError(f"must be 1-65535, got {value}")
-    return value
-
-
-def _listen_port(value: int) -> int:
-    if not 0 <= value <= 65535:
-        raise ValueError(f"must be 0-65535 (0 = any free port), got {value}")
-    return value
-
-
-def _ip(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ValueError(f"not an IP address, got {value!r}") from None
-
-
-def _hostname(value: str) -> str:
-    if not _HOSTNAME.fullmatch(value):
-        raise ValueError(f"not a valid host name, got {value!r}")
-    return value.rstrip(".").lower()
-
-
-def _network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        return value
-    try:
-        return ipaddress.ip_network(str(value))
-    except ValueError as exc:
-        raise ValueError(f"not a subnet ({exc}), got {value!r}") from None
-
-
-def _regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"regular expression does not compile ({exc}), got {value!r}") from None
-    return value
-
-
-def _words(value: object) -> object:
-    """A list as written in CloudConnector.ini: space or comma separated."""
-    if isinstance(value, str):
-        return [w for w in re.split(r"[\s,;]+", value) if w]
-    return value
-
-
-def _upper(value: object) -> object:
-    return value.upper() if isinstance(value, str) else value
-
-
-def _capitalised(value: object) -> object:
-    return value.capitalize() if isinstance(value, str) else value
-
-
-def python_template(replacement: str) -> str:
-    """A replacement in Python ``re`` syntax: ``$1``/``${1}``/``${name}`` (Direct Routing and
-    .NET style) become ``\\g<1>``/``\\g<name>``; ``$$`` is a literal ``$``; ``\\1`` stays."""
-
-    def convert(m: re.Match[str]) -> str:
-        if m.group(3):
-            return "$"
-        return f"\\g<{m.group(1) or m.group(2)}>"
-
-    return _DOLLAR_REF.sub(convert, replacement)
-
-
-Port = Annotated[int, AfterValidator(_port)]
-ListenPort = Annotated[int, AfterValidator(_listen_port)]
-
-
-def _off(value: object) -> object:
-    """``false`` or ``"off"`` switch an optional listener off (TOML has no null)."""
-    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "")):
-        return None
-    return value
-
-
-OptionalListenPort = Annotated[ListenPort | None, BeforeValidator(_off)]
-IPAddress = Annotated[str, AfterValidator(_ip)]
-HostName = Annotated[str, AfterValidator(_hostname)]
-Regex = Annotated[str, AfterValidator(_regex)]
-Subnet = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_network)]
-Words = Annotated[tuple[str, ...], BeforeValidator(_words)]
-
-
-#: Field names whose CloudConnector.ini key is not simply their PascalCase form.
-_KEYS: Final[Mapping[str, str]] = {
-    "sip_domains": "SIPDomains",
-    "ip": "IP",
-    "fqdn": "FQDN",
-    "tcp_port": "TCPPort",
-    "tls_port": "TLSPort",
-    "udp_port": "UDPPort",
-    "forward_pai": "ForwardPAI",
-    "bypass_service_ip": "BypassServiceIP",
-    "max_concurrent_calls_override": "MaxConcurrentCalls",
-    "internal_server_ips": "InternalServerIPs",
-    "external_sip_ips": "ExternalSIPIPs",
-    "external_sip_pool_name": "ExternalSIPPoolName",
-    "external_sip_port": "ExternalSIPPort",
-    "external_mr_fqdn_pool_name": "ExternalMRFQDNPoolName",
-    "external_mr_ips": "ExternalMRIPs",
-    "external_mr_public_ips": "ExternalMRPublicIPs",
-    "external_mr_port_range": "ExternalMRPortRange",
-    "service_url": "ServiceURL",
-    "sip_addresses": "SIPAddresses",
-    "sip_port": "SIPPort",
-    "sip_protocol": "SIPProtocol",
-}
-
-
-def ini_key(field_name: str) -> str:
-    """The settings-file key of a model field: ``sip_domains`` -> ``SIPDomains``."""
-    return _KEYS.get(field_name) or to_pascal(field_name)
-
-
-class _Section(BaseModel):
-    """Frozen, no unknown keys; read by CloudConnector.ini-style key or by field name (the
-    keys come from an alias generator so that type checkers see the field names)."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        populate_by_name=True,
-        alias_generator=AliasGenerator(validation_alias=ini_key, serialization_alias=ini_key),
-    )
 
 
 # --- sections ---------------------------------------------------------------------------------
@@ -664,100 +536,6 @@ class Settings(_Section):
 def _gateway_sections(raw: Mapping[str, Any]) -> dict[str, Any]:
     found = [(int(m.group(1)), k) for k in raw if (m := _GATEWAY_SECTION.fullmatch(k))]
     return {k: raw[k] for _, k in sorted(found)}
-
-
-# --- listeners: every address the settings make this host listen on ---------------------------
-
-#: Ports below this need privilege to bind (root, or CAP_NET_BIND_SERVICE on Linux).
-PRIVILEGED_PORTS: Final = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Listener:
-    """One address a role listens on, and the settings key that puts it there.
-
-    ``transport`` is UDP, TCP, TLS or HTTP; TCP, TLS and HTTP share the TCP port space."""
-
-    key: str  # dotted, as in Problem: "MediationServer.TCPPort"
-    transport: str
-    host: str
-    port: int
-
-    @property
-    def setting(self) -> str:
-        """The key as an admin finds it in the file: ``[MediationServer] TCPPort``."""
-        section, _, key = self.key.partition(".")
-        return f"[{section}] {key}"
-
-    @property
-    def socket_kind(self) -> str:
-        """The port space: ``udp`` or ``tcp`` (TLS and HTTP run on TCP)."""
-        return "udp" if self.transport == "UDP" else "tcp"
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport.lower()} {host}:{self.port}"
-
-
-def _url_listener(url: str) -> tuple[str, int] | None:
-    """The (IP, port) an ``http(s)://`` URL names, or None when the host is a name."""
-    parts = urllib.parse.urlsplit(url)
-    try:
-        host = str(ipaddress.ip_address(parts.hostname or ""))
-    except ValueError:
-        return None
-    return host, parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def listeners(settings: Settings) -> tuple[Listener, ...]:
-    """Every listen address of the roles ``hybridvoice up`` runs on one host, in a fixed
-    order (the edge's public side first: earlier listeners keep their port when an import
-    separates clashing ones). Listeners switched off (``false``) are left out."""
-    edge, ms, online = settings.edge_server, settings.mediation_server, settings.online
-    found = [
-        Listener("EdgeServer.ExternalSIPPort", edge.external_protocol,
-                 edge.external_sip_ips[0], edge.external_sip_port),
-        Listener("EdgeServer.InternalPort", edge.internal_protocol,
-                 edge.internal_server_ips[0], edge.internal_port),
-        Listener("MediationServer.InternalPort", ms.internal_protocol, ms.ip, ms.internal_port),
-    ]  # fmt: skip
-    for key, kind, port in (("TCPPort", "TCP", ms.tcp_port), ("TLSPort", "TLS", ms.tls_port),
-                            ("UDPPort", "UDP", ms.udp_port)):  # fmt: skip
-        if port is not None:
-            found.append(Listener(f"MediationServer.{key}", kind, ms.ip, port))
-    # the online service listens for clients on UDP and on TCP (TLS when asked for)
-    stream = "TLS" if online.sip_protocol == "TLS" else "TCP"
-    for kind in ("UDP", stream):
-        found.append(Listener("Online.SIPPort", kind, online.sip_addresses[0], online.sip_port))
-    api = _url_listener(online.service_url)
-    if api is not None:
-        found.append(Listener("Online.ServiceURL", "HTTP", *api))
-    found.append(Listener("Management.Port", "HTTP", settings.management.ip,
-                          settings.management.port))  # fmt: skip
-    host, port = ms.bypass_bind
-    found.append(Listener("MediationServer.BypassServicePort", "HTTP", host, port))
-    return tuple(found)
-
-
-def _same_address(a: Listener, b: Listener) -> bool:
-    """Whether ``a`` and ``b`` would bind the same socket: same port space and port (0 picks
-    a free one, never a clash), same IP or a wildcard of the same family."""
-    if a.socket_kind != b.socket_kind or a.port != b.port or a.port == 0:
-        return False
-    ip_a, ip_b = ipaddress.ip_address(a.host), ipaddress.ip_address(b.host)
-    if ip_a == ip_b:
-        return True
-    return ip_a.version == ip_b.version and (ip_a.is_unspecified or ip_b.is_unspecified)
-
-
-def listener_clashes(found: tuple[Listener, ...]) -> list[tuple[Listener, Listener]]:
-    """Pairs (earlier, later) of listeners on the same address; they cannot both start."""
-    return [
-        (first, later)
-        for i, later in enumerate(found)
-        for first in found[:i]
-        if _same_address(first, later) and first.key != later.key
-    ]
 
 
 def cross_check(settings: Settings) -> list[Problem]:

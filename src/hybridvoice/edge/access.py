@@ -19,21 +19,17 @@ Cloud Connector Edition's Access Edge:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
-from hybridvoice.net.endpoint import Endpoint, RequestTimeoutError
-from hybridvoice.net.options import options_request
 from hybridvoice.net.proxy import Forward, Target
-from hybridvoice.net.transport import Destination, Source, Transport, TransportError
+from hybridvoice.net.transport import Destination, Source, Transport
 from hybridvoice.sip.message import Request, Response, make_response
 from hybridvoice.sip.uri import SipUri
 
-__all__ = ["EdgePolicy", "MediationMonitor", "Sides"]
+__all__ = ["EdgePolicy", "Monitor", "Reachability", "Sides"]
 
 _log = logging.getLogger(__name__)
 _AGENT: Final = "hybridvoice-edge"
@@ -57,62 +53,39 @@ class Sides:
     mediation: Destination  # next hop toward the mediation role
 
 
-class MediationMonitor:
-    """OPTIONS to the mediation role every ``interval`` seconds from the internal interface;
-    ``up`` turns False after ``misses`` unanswered pings and True at the next answer."""
+class Reachability:
+    """Whether the mediation role answers, from the outcomes of its OPTIONS pings (RFC 3261
+    §11): ``up`` turns False after ``misses`` unanswered pings in a row and True at the next
+    answer. The sans-IO half of :class:`~hybridvoice.edge.monitor.MediationMonitor`."""
 
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        target: Destination,
-        *,
-        interval: float = 1.0,
-        timeout: float = 1.0,
-        misses: int = 2,
-    ) -> None:
-        self.endpoint = endpoint
-        self.target = target
-        self.interval = interval
-        self.timeout = timeout
+    __slots__ = ("missed", "misses", "up")
+
+    def __init__(self, misses: int = 2) -> None:
         self.misses = misses
         self.up = True  # until proven otherwise: the first call must not wait for a ping
         self.missed = 0
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+    def answered(self) -> bool:
+        """A ping was answered; True when that brings the role back."""
+        back = not self.up
+        self.missed = 0
+        self.up = True
+        return back
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    def unanswered(self) -> bool:
+        """A ping timed out or could not be sent; True when that marks the role down."""
+        self.missed += 1
+        if self.up and self.missed >= self.misses:
+            self.up = False
+            return True
+        return False
 
-    async def check(self) -> bool:
-        """One ping; updates and returns :attr:`up`."""
-        t = self.target
-        try:
-            transport = self.endpoint.transport_for(t)
-            uri = SipUri(t.host, None, None, t.port, (("transport", t.transport.lower()),))
-            request = options_request(uri, transport.local[0], transport.sent_by, t.transport)
-            await self.endpoint.request(request, t, timeout=self.timeout)
-        except (RequestTimeoutError, TransportError):
-            self.missed += 1
-            if self.up and self.missed >= self.misses:
-                _log.warning("mediation %s:%d does not answer: calls get 503", t.host, t.port)
-                self.up = False
-        else:
-            if not self.up:
-                _log.info("mediation %s:%d answers again", t.host, t.port)
-            self.missed = 0
-            self.up = True
-        return self.up
 
-    async def _run(self) -> None:
-        while True:
-            await self.check()
-            await asyncio.sleep(self.interval)
+class Monitor(Protocol):
+    """What the policy asks of the mediation monitor."""
+
+    @property
+    def up(self) -> bool: ...
 
 
 class EdgePolicy:
@@ -123,7 +96,7 @@ class EdgePolicy:
         sides: Sides,
         *,
         mediation_timeout: float = 2.0,
-        monitor: MediationMonitor | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.sides = sides
         self.mediation_timeout = mediation_timeout

@@ -4,13 +4,15 @@ Built from ``[EdgeServer]`` (where each side listens), ``[Online]`` (the online 
 SIP addresses: trusted on the external side and the next hop for inbound calls) and
 ``[MediationServer]`` (the mediation role's edge-side listener: the next hop for outbound
 calls and the only address trusted on the internal side). The media relay (TURN) and MRAS
-parts of the original Edge Server are not here yet.
+parts of the original Edge Server are not here yet. The role receives its endpoint and
+listeners ready (:class:`.assembly.EdgeListeners`; when none are given, :meth:`EdgeRole.start`
+asks :func:`.assembly.open_listeners` for them).
 """
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hybridvoice.cms.settings import Settings
 from hybridvoice.net.endpoint import Endpoint
@@ -20,7 +22,12 @@ from hybridvoice.net.stream import StreamLimits
 from hybridvoice.net.transport import Destination, Transport
 from hybridvoice.sip.transaction import TimerConfig
 
-from .access import EdgePolicy, MediationMonitor, Sides
+from .access import EdgePolicy, Sides
+from .assembly import EdgeListeners, open_listeners
+from .monitor import MediationMonitor
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["EdgeOptions", "EdgeRole"]
 
@@ -42,9 +49,17 @@ class EdgeOptions:
 class EdgeRole:
     """Start with :meth:`start`, stop with :meth:`stop`; ``proxy`` and ``policy`` once started."""
 
-    def __init__(self, settings: Settings, options: EdgeOptions | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        options: EdgeOptions | None = None,
+        *,
+        listeners: EdgeListeners | None = None,
+    ) -> None:
         self.settings = settings
         self.options = options or EdgeOptions()
+        #: its endpoint and listeners (None: opened by :meth:`start`)
+        self.listeners = listeners
         self.endpoint: Endpoint | None = None
         self.external: Transport | None = None
         self.internal: Transport | None = None
@@ -55,14 +70,12 @@ class EdgeRole:
     async def start(self) -> None:
         s, o = self.settings, self.options
         edge, online, ms = s.edge_server, s.online, s.mediation_server
-        endpoint = self.endpoint = Endpoint(timers=o.timers, exchange=o.exchange, limits=o.limits)
+        ready = self.listeners
+        if ready is None:
+            ready = self.listeners = await open_listeners(s, o)
+        endpoint = self.endpoint = ready.endpoint
+        self.external, self.internal = ready.external, ready.internal
         try:
-            self.external = await self._listen(
-                edge.external_protocol, edge.external_sip_ips[0], edge.external_sip_port
-            )
-            self.internal = await self._listen(
-                edge.internal_protocol, edge.internal_server_ips[0], edge.internal_port
-            )
             to_online = Destination(
                 online.sip_protocol,
                 online.sip_addresses[0],
@@ -95,19 +108,6 @@ class EdgeRole:
             await self.stop()
             raise
 
-    async def _listen(self, kind: str, host: str, port: int) -> Transport:
-        assert self.endpoint is not None
-        o = self.options
-        server_ssl = o.server_ssl if kind == "TLS" else None
-        if kind == "TLS" and server_ssl is None:
-            raise ValueError(
-                f"EdgeServer: TLS on {host}:{port} needs a certificate; set the protocol to TCP "
-                "for a lab or give the edge a server certificate"
-            )
-        return await self.endpoint.listen(
-            kind, host, port, server_ssl=server_ssl, client_ssl=o.client_ssl
-        )
-
     async def stop(self) -> None:
         if self.monitor is not None:
             await self.monitor.stop()
@@ -115,6 +115,7 @@ class EdgeRole:
         if self.endpoint is not None:
             await self.endpoint.close()
             self.endpoint = None
+        self.listeners = None
 
 
 def _local_for(kind: str, side: Transport) -> tuple[str, int] | None:

@@ -1,9 +1,11 @@
 """Durable call records (CDRs) of the mediation role: one row per call, in SQLite.
 
-This module is the store: the writer thread and :class:`CallRecordStore`. The record itself
-(what it holds: times, direction, numbers, gateway, failover attempts, media decision, RTP
-counters per leg (RFC 3550 §6.4), who hung up, the Call-IDs of both legs (RFC 3261 §8.1.1.4)),
-the schema and its migrations, and the row encoding live in
+This module is the store, :class:`CallRecordStore`: the live calls and the events that change
+them. Its writer thread and the loop's waits for it are in :mod:`.records_writer` (the
+adapter), its queries in :mod:`.records_query`, its errors in :mod:`.records_errors`. The
+record itself (what it holds: times, direction, numbers, gateway, failover attempts, media
+decision, RTP counters per leg (RFC 3550 §6.4), who hung up, the Call-IDs of both legs
+(RFC 3261 §8.1.1.4)), the schema and its migrations, and the row encoding live in
 :mod:`hybridvoice.mediation.records_model`; every public name there that callers used from here
 is re-exported, so ``from hybridvoice.mediation.records import CallRecord`` keeps working.
 
@@ -47,15 +49,12 @@ use ``asyncio.to_thread``).
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
-import queue
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,8 +64,6 @@ from hybridvoice.mediation.records_model import (
     COLUMNS,
     MIGRATIONS,
     SCHEMA_VERSION,
-    SELECT_SQL,
-    UPSERT_SQL,
     CallCounters,
     CallRecord,
     CallState,
@@ -75,11 +72,17 @@ from hybridvoice.mediation.records_model import (
     FailoverAttempt,
     MediaCounters,
     StoreOptions,
-    from_row,
-    iso_utc,
-    row_of,
-    to_row,
 )
+
+from .records_errors import (
+    DuplicateCallError,
+    RecordStoreError,
+    SchemaVersionError,
+    StoreClosedError,
+    UnknownCallError,
+)
+from .records_query import RecordQueries
+from .records_writer import _FLUSH, _PUT, _STOP, LoopWaits, WriteFuture, _Put, _Writer
 
 __all__ = [
     "MIGRATIONS",
@@ -101,29 +104,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-WriteFuture = concurrent.futures.Future[None]
-
-
-class RecordStoreError(RuntimeError):
-    """The call record store cannot do what was asked."""
-
-
-class SchemaVersionError(RecordStoreError):
-    """The database was written by a newer hybridvoice (its schema version is unknown here)."""
-
-
-class UnknownCallError(RecordStoreError, KeyError):
-    """No live call has that Call-ID."""
-
-
-class DuplicateCallError(RecordStoreError):
-    """A live call already has that Call-ID."""
-
-
-class StoreClosedError(RecordStoreError):
-    """The store was closed."""
-
 
 _INTERRUPTED_CAUSE = "interrupted: the process stopped before the call ended"
 
@@ -164,90 +144,6 @@ def _migrate(conn: sqlite3.Connection) -> int:
     return found
 
 
-_STOP, _FLUSH, _PUT = "stop", "flush", "put"
-#: what is written: a record, or a live call's fields (a copy; the writer makes the row)
-_Put = CallRecord | dict[str, Any]
-_Item = tuple[str, _Put | None, WriteFuture]
-
-
-class _Writer:
-    """The one thread that writes: group commit of whatever is queued, futures resolved after."""
-
-    __slots__ = ("_conn", "_max_batch", "_queue", "_thread", "_window", "commits", "errors")
-
-    def __init__(self, conn: sqlite3.Connection, max_batch: int, window: float) -> None:
-        self._conn = conn  # opened by the caller so open errors surface there; used only here
-        self._max_batch = max_batch
-        self._window = window
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self.errors = 0
-        self.commits = 0
-        self._thread = threading.Thread(target=self._run, name="call-records", daemon=True)
-        self._thread.start()
-
-    def submit(self, kind: str, record: _Put | None = None) -> WriteFuture:
-        future: WriteFuture = concurrent.futures.Future()
-        self._queue.put((kind, record, future))
-        return future
-
-    def pending(self) -> int:
-        return self._queue.qsize()
-
-    def join(self, timeout: float | None) -> None:
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            stop = False
-            while not stop:
-                batch = [self._queue.get()]
-                if self._window and batch[0][0] == _PUT:
-                    time.sleep(self._window)  # let the batch grow: one commit per window
-                while len(batch) < self._max_batch:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                stop = self._write(batch)
-        finally:
-            self._conn.close()
-
-    def _write(self, batch: list[_Item]) -> bool:
-        rows: dict[str, tuple[Any, ...]] = {}
-        failed: dict[int, Exception] = {}
-        for index, (kind, record, _) in enumerate(batch):
-            if kind == _PUT and record is not None:
-                try:
-                    if type(record) is dict:  # the newest snapshot of a record wins
-                        rows[record["record_id"]] = row_of(record)
-                    else:
-                        assert isinstance(record, CallRecord)
-                        rows[record.record_id] = to_row(record)
-                except (ValueError, TypeError) as exc:
-                    failed[index] = exc
-        try:
-            if rows:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(UPSERT_SQL, rows.values())
-                self._conn.execute("COMMIT")
-                self.commits += 1
-        except sqlite3.Error as exc:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            failed.update((i, exc) for i, (kind, _, _) in enumerate(batch) if kind == _PUT)
-        if failed:
-            self.errors += len(failed)
-            log.error(
-                "call records: %d write(s) failed: %s", len(failed), next(iter(failed.values()))
-            )
-        for index, (_, _, future) in enumerate(batch):
-            if index in failed:
-                future.set_exception(failed[index])
-            else:
-                future.set_result(None)
-        return any(kind == _STOP for kind, _, _ in batch)
-
-
 class _Live:
     """A call in progress: its fields (a plain dict, cheap to change), the frozen snapshot
     built from them when needed, and the monotonic marks for the durations."""
@@ -279,7 +175,7 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
-class CallRecordStore:
+class CallRecordStore(LoopWaits, RecordQueries):
     """Call records in one SQLite file, written by a background thread.
 
     ``CallRecordStore(path)`` applies migrations, marks rows a previous process left ``active``
@@ -451,21 +347,6 @@ class CallRecordStore:
             write_errors=self._writer.errors,
         )
 
-    # -- queries (any thread; committed rows) ---------------------------------------------------
-
-    def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        with self._read_lock:
-            if self._closed:
-                raise StoreClosedError(f"{self.path}: call record store is closed")
-            return self._reader.execute(sql, params).fetchall()
-
-    def _records(self, where: str, params: Sequence[Any]) -> list[CallRecord]:
-        return [from_row(row) for row in self._query(f"{SELECT_SQL} {where}", params)]
-
-    def recent(self, limit: int = 50) -> list[CallRecord]:
-        """The newest ``limit`` committed records, newest first."""
-        return self._records("ORDER BY start_utc DESC, rowid DESC LIMIT ?", (limit,))
-
     def by_call_id(self, call_id: str) -> CallRecord | None:
         """The call with this Call-ID on either leg: the live snapshot, else the newest row."""
         for live in list(self._live.values()):  # one C-level copy: safe from other threads
@@ -475,31 +356,12 @@ class CallRecordStore:
         found = self._records(where, (call_id, call_id))
         return found[0] if found else None
 
-    def by_record_id(self, record_id: str) -> CallRecord | None:
-        """The committed row with this record id."""
-        found = self._records("WHERE record_id = ?", (record_id,))
-        return found[0] if found else None
-
-    def between(self, start: datetime, end: datetime) -> list[CallRecord]:
-        """Committed calls that started in ``[start, end)``, oldest first (aware datetimes)."""
-        where = "WHERE start_utc >= ? AND start_utc < ? ORDER BY start_utc, rowid"
-        return self._records(where, (iso_utc(start), iso_utc(end)))
-
-    def schema_version(self) -> int:
-        """The schema version recorded in the file."""
-        return int(self._query("SELECT version FROM schema_version", ())[0][0])
-
     # -- flushing and closing -------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything queued so far is committed (not on the event loop)."""
         if not self._closed:  # a closed store has flushed already
             self._writer.submit(_FLUSH).result(timeout)
-
-    async def aflush(self) -> None:
-        """:meth:`flush` for the event loop: waits without blocking it."""
-        if not self._closed:
-            await asyncio.wrap_future(self._writer.submit(_FLUSH))
 
     def _begin_close(self, interrupt_live: bool) -> WriteFuture | None:
         if self._closed:
@@ -522,13 +384,6 @@ class CallRecordStore:
         if stopped is not None:
             stopped.result(timeout)
             self._writer.join(timeout)
-
-    async def aclose(self, *, interrupt_live: bool = True) -> None:
-        """:meth:`close` for the event loop."""
-        stopped = self._begin_close(interrupt_live)
-        if stopped is not None:
-            await asyncio.wrap_future(stopped)
-            await asyncio.to_thread(self._writer.join, 30.0)
 
     def __enter__(self) -> CallRecordStore:
         return self

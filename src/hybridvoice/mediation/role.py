@@ -9,29 +9,24 @@ endpoint, so gateways see the same address as for calls. The media bypass web se
 (the internal interface) and answers from the tenant network configuration the role holds;
 :meth:`MediationRole.set_bypass` changes it at run time, for the next request and next call.
 
-``python -m hybridvoice.mediation.role --config appliance.toml --edge udp:127.0.0.1:5090
---edge-target udp:127.0.0.1:5070`` runs the role in its own process (benchmarks, demos); it
-prints ``READY`` with its ports once listening and stops on SIGTERM/SIGINT.
+The role receives its endpoints, listeners and relay ready (:class:`.assembly.MediationSides`,
+opened by :func:`.assembly.open_sides`; when none are given, :meth:`MediationRole.start`
+asks the assembly for them). ``hybridvoice mediation serve`` runs the role in its own process
+(:func:`hybridvoice.app.run_mediation`).
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
 import ipaddress
 import logging
 import random
-import signal
-import socket
-import ssl
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hybridvoice.cms.settings import Settings, load_settings
+from hybridvoice.cms.settings import Settings
 from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.net.loop import TaskFailures, run, tune_gc
+from hybridvoice.net.loop import TaskFailures
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.relay import RelayEngine
 from hybridvoice.net.stream import StreamLimits
@@ -40,6 +35,7 @@ from hybridvoice.net.ua import UserAgent
 from hybridvoice.sip.session import SessionConfig
 from hybridvoice.sip.transaction import TimerConfig
 
+from .assembly import MediationSides, bind_refused, open_sides
 from .b2bua import B2BUA
 from .bypass import BypassPolicy
 from .bypass_service import (
@@ -54,12 +50,14 @@ from .records import CallRecordStore
 from .routing import NO_GATEWAY_CONFIGURED, CallAdmission, OutboundRouter
 from .trunks import TrunkTable
 
+if TYPE_CHECKING:
+    import ssl
+
 __all__ = [
     "PRIVILEGED_PORTS",
     "MediationRole",
     "RoleOptions",
     "bind_refused",
-    "main",
     "parse_hostport",
     "privileged_port_advice",
 ]
@@ -78,21 +76,6 @@ def privileged_port_advice(port: int) -> str:
         f"port >= {PRIVILEGED_PORTS} (and point clients' bypass service URL at it) or run "
         "with CAP_NET_BIND_SERVICE"
     )
-
-
-def bind_refused(host: str, port: int) -> bool:
-    """Whether binding TCP ``host:port`` is refused for lack of privilege (EACCES/EPERM).
-    The HTTP server hides why it could not listen; this asks the kernel again."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return False
 
 
 def parse_hostport(text: str, default_kind: str = "UDP") -> Destination:
@@ -140,9 +123,18 @@ class RoleOptions:
 class MediationRole:
     """Start with :meth:`start`, stop with :meth:`stop`. ``b2bua`` is the call core."""
 
-    def __init__(self, settings: Settings, options: RoleOptions | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        options: RoleOptions | None = None,
+        *,
+        sides: MediationSides | None = None,
+    ) -> None:
         self.settings = settings
         self.options = options or RoleOptions()
+        #: the endpoints, listeners and relay it runs on (None: opened by :meth:`start`
+        #: through :func:`.assembly.open_sides`)
+        self.sides = sides
         self.edge_endpoint: Endpoint | None = None
         self.gateway_endpoint: Endpoint | None = None
         self.edge_transport: Transport | None = None
@@ -180,33 +172,16 @@ class MediationRole:
         s, o = self.settings, self.options
         ms = s.mediation_server
         rng = random.Random(o.seed)
-        self.task_failures = TaskFailures.install(asyncio.get_running_loop())
-        gw_ep = self.gateway_endpoint = Endpoint(timers=o.timers, limits=o.limits)
-        edge_ep = self.edge_endpoint = Endpoint(
-            timers=o.timers, exchange=o.exchange, limits=o.limits
-        )
+        sides = self.sides
+        if sides is None:
+            sides = self.sides = await open_sides(s, o)
+        self.task_failures = sides.task_failures
+        gw_ep = self.gateway_endpoint = sides.gateway_endpoint
+        edge_ep = self.edge_endpoint = sides.edge_endpoint
+        self.gateway_transports = sides.gateway_transports
+        self.edge_transport = sides.edge_transport
+        self.relay = sides.relay
         try:
-            for kind, port in (("UDP", ms.udp_port), ("TCP", ms.tcp_port), ("TLS", ms.tls_port)):
-                if port is None or (kind == "TLS" and o.server_ssl is None):
-                    continue
-                self.gateway_transports[kind] = await gw_ep.listen(
-                    kind, ms.ip, port, server_ssl=o.server_ssl if kind == "TLS" else None,
-                    client_ssl=o.client_ssl,
-                )  # fmt: skip
-            kinds = {g.protocol for g in s.gateways} - set(self.gateway_transports)
-            for kind in sorted(kinds):  # a client-only transport to reach such gateways
-                tls = kind == "TLS"
-                self.gateway_transports[kind] = await gw_ep.listen(
-                    kind, ms.ip, 0, client_ssl=o.client_ssl if tls else None
-                )
-            e = o.edge
-            self.edge_transport = await edge_ep.listen(
-                e.transport, e.host, e.port,
-                server_ssl=o.server_ssl if e.transport == "TLS" else None,
-                client_ssl=o.client_ssl,
-            )  # fmt: skip
-            if o.edge_target.transport != e.transport:
-                await edge_ep.listen(o.edge_target.transport, e.host, 0, client_ssl=o.client_ssl)
             if not s.gateways:
                 _log.warning("%s; every PSTN call is refused 503", NO_GATEWAY_CONFIGURED)
             resolved = await resolve_gateways(s.gateways)
@@ -214,8 +189,6 @@ class MediationRole:
             edge_ua = UserAgent(edge_ep, config=o.session, user="mediation", rng=rng)
             gw_ua = UserAgent(gw_ep, config=o.session, user="mediation", rng=rng)
             self._uas = [edge_ua, gw_ua]
-            if o.relay:
-                self.relay = RelayEngine(ms.ip, (ms.media_port_start, ms.media_port_end))
             if o.records is not None:
                 self.records = CallRecordStore(o.records)
             bypass = o.bypass
@@ -283,79 +256,10 @@ class MediationRole:
             await self.health.stop()
         for ua in self._uas:
             ua.close()
-        for endpoint in (self.edge_endpoint, self.gateway_endpoint):
-            if endpoint is not None:
-                await endpoint.close()
-        if self.relay is not None:
-            await self.relay.close()
+        if self.sides is not None:
+            await self.sides.close()
+            self.sides = None
+        self.relay = None
         if self.records is not None:
             await self.records.aclose()
         self.edge_endpoint = self.gateway_endpoint = None
-
-
-def _args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m hybridvoice.mediation.role")
-    p.add_argument("--config", required=True, type=Path, help="appliance settings (TOML)")
-    p.add_argument("--edge", default="udp:127.0.0.1:5090", help="edge-side listener")
-    p.add_argument("--edge-target", default="udp:127.0.0.1:5070", help="inbound next hop")
-    p.add_argument("--edge-domain", default=None)
-    p.add_argument("--no-relay", action="store_true", help="no RTP relay: SDP passes through")
-    p.add_argument("--records", type=Path, default=None, help="call records (SQLite)")
-    p.add_argument("--no-bypass-service", action="store_true", help="no media bypass web service")
-    p.add_argument("--options-interval", type=float, default=None)
-    p.add_argument("--no-session-timer", action="store_true", help="ask for no RFC 4028 timer")
-    p.add_argument(
-        "--gc-interval", type=float, default=600.0,
-        help="young-generation GC only, a full collection every N s (0: Python's default)",
-    )  # fmt: skip
-    p.add_argument("--gc-log", action="store_true", help="print collector pauses > 20 ms")
-    p.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
-    return p.parse_args(argv)
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    options = RoleOptions(
-        edge=parse_hostport(args.edge),
-        edge_target=parse_hostport(args.edge_target),
-        edge_domain=args.edge_domain,
-        relay=not args.no_relay,
-        bypass_service=not args.no_bypass_service,
-        records=args.records,
-        options_interval=args.options_interval,
-        session=SessionConfig(session_expires=None) if args.no_session_timer else None,
-    )
-    role = MediationRole(load_settings(args.config), options)
-    await role.start()
-    collector = tune_gc(args.gc_interval, log=args.gc_log)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    assert role.edge_transport is not None
-    ports = {k: t.local[1] for k, t in role.gateway_transports.items()}
-    print(f"READY edge={role.edge_transport.local[1]} gateway={ports}", flush=True)
-    await stop.wait()
-    if collector is not None:
-        collector.cancel()
-    b = role.b2bua.stats
-    print(f"STATS calls={b.calls} answered={b.answered} refused={b.refused} "
-          f"failovers={b.failovers}", flush=True)  # fmt: skip
-    await role.stop()
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _args(argv)
-    if args.profile is None:
-        run(_serve(args))
-        return 0
-    import cProfile  # noqa: PLC0415
-
-    profiler = cProfile.Profile()
-    with contextlib.suppress(KeyboardInterrupt):
-        profiler.runcall(run, _serve(args))
-    profiler.dump_stats(args.profile)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

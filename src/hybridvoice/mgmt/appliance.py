@@ -30,7 +30,9 @@ from hybridvoice.cms.guard import Access
 from hybridvoice.cms.replica import LocalStore
 from hybridvoice.cms.replicator import ApplianceLink, Replicator
 from hybridvoice.cms.settings import Settings
+from hybridvoice.edge.assembly import open_listeners
 from hybridvoice.edge.role import EdgeOptions, EdgeRole
+from hybridvoice.mediation.assembly import open_gateway_transport, open_sides
 from hybridvoice.mediation.bypass import BypassPolicy
 from hybridvoice.mediation.health import resolve_gateways
 from hybridvoice.mediation.role import MediationRole, RoleOptions
@@ -110,35 +112,33 @@ class Appliance:
         if exchange is None and o.pipes:
             exchange = LocalExchange()
         try:
-            self.mediation = MediationRole(
-                s,
-                RoleOptions(
-                    edge=Destination(ms.internal_protocol, ms.ip, ms.internal_port),
-                    edge_target=Destination(
-                        edge.internal_protocol, edge.internal_server_ips[0], edge.internal_port
-                    ),
-                    server_ssl=o.server_ssl,
-                    client_ssl=o.client_ssl,
-                    bypass=self._bypass_policy(),
-                    records=self.state_dir / "calls.db" if self.state_dir else None,
-                    session=o.session,
-                    timers=o.timers,
-                    seed=o.seed,
-                    exchange=exchange,
-                    limits=s.sip_limits.stream_limits,
+            mediation_options = RoleOptions(
+                edge=Destination(ms.internal_protocol, ms.ip, ms.internal_port),
+                edge_target=Destination(
+                    edge.internal_protocol, edge.internal_server_ips[0], edge.internal_port
                 ),
+                server_ssl=o.server_ssl,
+                client_ssl=o.client_ssl,
+                bypass=self._bypass_policy(),
+                records=self.state_dir / "calls.db" if self.state_dir else None,
+                session=o.session,
+                timers=o.timers,
+                seed=o.seed,
+                exchange=exchange,
+                limits=s.sip_limits.stream_limits,
             )
+            sides = await open_sides(s, mediation_options)
+            self.mediation = MediationRole(s, mediation_options, sides=sides)
             await self.mediation.start()
-            self.edge = EdgeRole(
-                s,
-                EdgeOptions(
-                    server_ssl=o.server_ssl,
-                    client_ssl=o.client_ssl,
-                    timers=o.timers,
-                    exchange=exchange,
-                    limits=s.sip_limits.stream_limits,
-                ),
+            edge_options = EdgeOptions(
+                server_ssl=o.server_ssl,
+                client_ssl=o.client_ssl,
+                timers=o.timers,
+                exchange=exchange,
+                limits=s.sip_limits.stream_limits,
             )
+            listeners = await open_listeners(s, edge_options)
+            self.edge = EdgeRole(s, edge_options, listeners=listeners)
             await self.edge.start()
             self._unsubscribe = self.replica.subscribe(self._on_changes)
             url, mg = s.online.service_url, s.management
@@ -266,10 +266,9 @@ class Appliance:
         endpoint = mediation.gateway_endpoint
         if endpoint is None or kind in mediation.gateway_transports:
             return
-        client_ssl = self.options.client_ssl if kind == "TLS" else None
         host = self.settings.mediation_server.ip
-        mediation.gateway_transports[kind] = await endpoint.listen(
-            kind, host, 0, client_ssl=client_ssl
+        mediation.gateway_transports[kind] = await open_gateway_transport(
+            endpoint, kind, host, self.options.client_ssl, mediation.sides
         )
 
     # --- status for the admin ---------------------------------------------------------------------

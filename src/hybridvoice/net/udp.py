@@ -6,6 +6,10 @@ loop), and sending is ``sock.sendto`` straight away; asyncio's ``DatagramProtoco
 times more per packet (PERFORMANCE.md). A datagram that does not parse is counted and dropped,
 and answered 400/505/513 when its request line and top Via can be read; nothing raised while
 handling a datagram leaves the reader.
+
+No state is shared through the module: each transport parses with its own (or the given)
+:class:`~hybridvoice.sip.value_cache.ValueCache`, and holds its sends in its own (or the
+given) :class:`SendBatch`; transports that share a batch go out together.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import asyncio
 import collections
 import logging
 import socket
-import threading
+from collections.abc import Iterable
 from typing import Final
 
 from hybridvoice.sip.errors import ParseError
 from hybridvoice.sip.message import Request, Response
 from hybridvoice.sip.parser import parse_message
+from hybridvoice.sip.value_cache import ValueCache
 
 from .transport import (
     DEFAULT_BUFFER_SIZE,
@@ -40,7 +45,7 @@ from .transport import (
     via_is_ours,
 )
 
-__all__ = ["UdpTransport"]
+__all__ = ["SendBatch", "UdpTransport", "share_between"]
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +59,15 @@ _KEEPALIVE_START: Final = frozenset((b"\r", b"\n", b"\x00", b""))
 _SEND_QUEUE_LIMIT: Final = 4096
 
 
-class _Held(threading.local):
-    """Datagrams sent while a UDP transport of this thread handles a readable event: they
-    go out together when its drain loop ends, in order. A burst of ``sendto`` wakes the peer
-    once instead of once per datagram (on loopback the waking costs the sender several times
-    the ``sendto`` itself); the messages leave within the same loop iteration."""
+class SendBatch:
+    """Datagrams sent while a UDP transport sharing this batch handles a readable event:
+    they go out together when its drain loop ends, in order. A burst of ``sendto`` wakes the
+    peer once instead of once per datagram (on loopback the waking costs the sender several
+    times the ``sendto`` itself); the messages leave within the same loop iteration. One per
+    transport unless whoever builds the transports gives them one to share (all run on the
+    same loop)."""
+
+    __slots__ = ("active", "items")
 
     def __init__(self) -> None:
         self.active = False
@@ -73,9 +82,6 @@ class _Held(threading.local):
                 except Exception:  # an error callback's bug must not lose the others
                     transport.counters.drop("internal_error")
                     log.exception("error while sending to %s", address)
-
-
-_HELD: Final = _Held()
 
 
 def _set_buffers(sock: socket.socket, size: int) -> None:
@@ -94,6 +100,7 @@ class UdpTransport(BoundTransport):
     """One UDP socket bound to ``host:port`` (an IP literal; port 0 picks a free port)."""
 
     __slots__ = (
+        "_batch",
         "_closed",
         "_loop",
         "_max_size",
@@ -102,6 +109,7 @@ class UdpTransport(BoundTransport):
         "_sock",
         "counters",
         "sent_by",
+        "values",
     )
 
     kind: Final = "UDP"
@@ -116,8 +124,12 @@ class UdpTransport(BoundTransport):
         advertised_host: str | None = None,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         max_size: int = DEFAULT_MAX_SIZE,
+        values: ValueCache | None = None,
+        batch: SendBatch | None = None,
     ) -> None:
-        """Bind and start reading; must be called with the event loop running."""
+        """Bind and start reading; must be called with the event loop running. ``values``:
+        the memo of parsed header values (default: its own); ``batch``: the send batch it
+        shares with other transports of the loop (default: its own)."""
         host = bare_host(host)
         self._family = family_of(host)
         sock = socket.socket(self._family, socket.SOCK_DGRAM)
@@ -139,6 +151,8 @@ class UdpTransport(BoundTransport):
         self._queue: collections.deque[tuple[bytes, tuple[str, int]]] = collections.deque()
         self._closed = False
         self.counters = TransportCounters()
+        self.values = values if values is not None else ValueCache()
+        self._batch = batch if batch is not None else SendBatch()
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._on_readable)
 
@@ -165,9 +179,9 @@ class UdpTransport(BoundTransport):
         server_name: str | None = None,
         on_error: SendErrorCallback | None = None,
     ) -> None:
-        """``sendto`` now, or at the end of the current drain loop (see ``_Held``); when the
-        kernel buffer is full, queue and send when writable."""
-        held = _HELD
+        """``sendto`` now, or at the end of the current drain loop (see :class:`SendBatch`);
+        when the kernel buffer is full, queue and send when writable."""
+        held = self._batch
         if held.active:
             held.items.append((self, data, (host, port), on_error))
             return
@@ -193,6 +207,17 @@ class UdpTransport(BoundTransport):
             return
         counters.messages_out += 1
         counters.bytes_out += len(data)
+
+    def share(self, *, values: ValueCache | None = None, batch: SendBatch | None = None) -> None:
+        """Use ``values`` and ``batch``, shared with the other transports the assembly wires
+        them to (a B2BUA's two sides: the sends its reading side causes on the other go out
+        together); between events only."""
+        if self._batch.active:
+            raise RuntimeError("a UDP transport changes its send batch only between events")
+        if values is not None:
+            self.values = values
+        if batch is not None:
+            self._batch = batch
 
     def close(self) -> None:
         if self._closed:
@@ -241,7 +266,7 @@ class UdpTransport(BoundTransport):
 
     def _on_readable(self) -> None:
         """Drain the socket until EAGAIN (or one batch); never raises."""
-        held = _HELD
+        held = self._batch
         if held.active:  # re-entered (a nested loop): read as before, the outer one flushes
             self._drain()
             return
@@ -281,7 +306,7 @@ class UdpTransport(BoundTransport):
             return
         via = None
         try:
-            message = parse_message(data)
+            message = parse_message(data, self.values)
             if isinstance(message, Request):
                 via = stamp_via(message, host, port)
                 if via is None:
@@ -319,3 +344,18 @@ class UdpTransport(BoundTransport):
         target_host, target_port = response_address(via, reliable=False)
         self.counters.error_responses += 1
         self.send(bytes(response), target_host, target_port)
+
+
+def share_between(
+    transports: Iterable[object],
+    values: ValueCache | None = None,
+    batch: SendBatch | None = None,
+) -> tuple[ValueCache, SendBatch]:
+    """Give every UDP transport of ``transports`` one value cache and one send batch (the
+    given ones, or new ones); returns them for transports opened later (the assembly's)."""
+    values = values if values is not None else ValueCache()
+    batch = batch if batch is not None else SendBatch()
+    for transport in transports:
+        if isinstance(transport, UdpTransport):
+            transport.share(values=values, batch=batch)
+    return values, batch

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hybridvoice.sip.errors import ParseError
 from hybridvoice.sip.uri import SipUri, parse_uri
+from hybridvoice.sip.value_cache import ValueCache
 
 __all__ = [
     "SECRET_USER_FIELDS",
@@ -74,17 +75,18 @@ def canonical_fqdn(value: str, what: str = "host name") -> str:
     return host
 
 
-def canonical_aor(value: str) -> str:
+def canonical_aor(value: str, cache: ValueCache | None = None) -> str:
     """``sip:user@host`` with the host in lower case and no port, parameters or headers.
 
     Accepts ``sips:`` (kept as ``sip:``: one address of record per user) and the bare
     ``user@host`` form. ValueError when there is no user part or the URI is malformed.
+    ``cache``: the caller's memo of parsed values (:mod:`hybridvoice.sip.value_cache`).
     """
     text = value.strip()
     if "@" in text and ":" not in text.partition("@")[0]:
         text = "sip:" + text
     try:
-        uri = parse_uri(text)
+        uri = parse_uri(text, cache)
     except ParseError as exc:
         raise ValueError(f"{value!r} is not a SIP URI like sip:alice@contoso.com") from exc
     if not isinstance(uri, SipUri) or not uri.user:

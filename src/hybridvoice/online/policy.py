@@ -199,7 +199,7 @@ class OnlinePolicy:
         if address is None:
             return None
         try:
-            return self.store.get_user(canonical_aor(str(address.uri)))
+            return self.store.get_user(canonical_aor(str(address.uri), self.registrar.values))
         except ValueError:
             return None
 

@@ -65,6 +65,7 @@ from hybridvoice.sip.errors import ParseError
 from hybridvoice.sip.headers import Address
 from hybridvoice.sip.message import Request, Response, make_response
 from hybridvoice.sip.uri import SipUri, parse_uri, uri_equal
+from hybridvoice.sip.value_cache import ValueCache
 
 from .guard import AuthGuard
 from .models import User, canonical_aor
@@ -137,6 +138,7 @@ class Registrar:
         "min_expires",
         "realm",
         "store",
+        "values",
     )
 
     def __init__(
@@ -153,11 +155,14 @@ class Registrar:
         max_contacts: int = 16,
         algorithms: Sequence[str] = ("SHA-256", "MD5"),
         guard: AuthGuard | None = None,
+        values: ValueCache | None = None,
     ) -> None:
         if not 0 < min_expires <= max_expires:
             raise ValueError("expiry limits must satisfy 0 < min_expires <= max_expires")
         self.store = store
         self.realm = realm
+        #: the memo of parsed values it shares with its transports (:mod:`.assembly`)
+        self.values = values
         #: challenge algorithms, strongest first (RFC 8760 §2.4); ("MD5",) for clients that
         #: give up at the first challenge they cannot answer (SIPp 3.6, libre/baresip 1.0)
         self._algorithms = tuple(algorithms)
@@ -189,7 +194,7 @@ class Registrar:
         A user removed from the store or no longer enabled for enterprise voice has none.
         """
         try:
-            key = canonical_aor(aor)
+            key = canonical_aor(aor, self.values)
         except ValueError:
             return []
         found = self._bindings.get(key)
@@ -282,11 +287,11 @@ class Registrar:
         if to is None or from_ is None:
             raise _RejectedError(self._answer(request, 400, warning="To and From are required"))
         try:
-            aor = canonical_aor(str(to.uri))
+            aor = canonical_aor(str(to.uri), self.values)
         except ValueError as exc:
             raise _RejectedError(self._answer(request, 404, warning=str(exc))) from exc
         try:
-            from_aor = canonical_aor(str(from_.uri))
+            from_aor = canonical_aor(str(from_.uri), self.values)
         except ValueError:
             from_aor = str(from_.uri)
         if from_aor != aor:
@@ -426,7 +431,7 @@ class Registrar:
             if from_ is None:
                 return self._answer(request, 400, warning="From is required")
             try:
-                aor = canonical_aor(str(from_.uri))
+                aor = canonical_aor(str(from_.uri), self.values)
             except ValueError as exc:
                 return self._answer(request, 403, warning=str(exc))
             self._check_credentials(request, self.account(aor), now, proxy=True, source=source)
@@ -469,7 +474,7 @@ class Registrar:
             why = f"credentials of {credentials.username!r} cannot act for {user.sip_uri}"
             raise _RejectedError(self._answer(request, 403, warning=why))
         try:
-            uri_matches = uri_equal(parse_uri(credentials.uri), request.uri)
+            uri_matches = uri_equal(parse_uri(credentials.uri, self.values), request.uri)
         except ParseError:
             uri_matches = False
         if not uri_matches:

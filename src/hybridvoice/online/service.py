@@ -6,15 +6,17 @@ heartbeats, the replication feed). The SIP side is the transaction-stateful prox
 :mod:`hybridvoice.net.proxy` with :class:`~hybridvoice.online.policy.OnlinePolicy`; the
 registrar's realm is the tenant's first SIP domain. Failed Digest authentications are limited
 per source and per user (:mod:`hybridvoice.online.guard`, ``[Online] AuthFailureLimit``...)
-and counted in ``/metrics``.
+and counted in ``/metrics``. The service receives its SIP endpoint and listeners ready
+(:class:`.assembly.OnlineSip`; when none are given, :meth:`OnlineService.start` asks
+:func:`.assembly.open_sip` for them).
 """
 
 from __future__ import annotations
 
 import random
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -29,10 +31,14 @@ from hybridvoice.net.transport import Transport
 from hybridvoice.sip.transaction import TimerConfig
 
 from .api import create_online_api, sip_metrics
+from .assembly import OnlineSip, open_sip
 from .guard import AuthGuard, BlockReason, GuardLimits
 from .policy import OnlinePolicy
 from .registrar import Registrar
 from .store import TenantStore
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["OnlineOptions", "OnlineService", "auth_limits", "guard_metrics"]
 
@@ -74,8 +80,12 @@ class OnlineOptions:
 class OnlineService:
     """Start with :meth:`start`, stop with :meth:`stop`."""
 
-    def __init__(self, options: OnlineOptions | None = None) -> None:
+    def __init__(
+        self, options: OnlineOptions | None = None, *, sip: OnlineSip | None = None
+    ) -> None:
         self.options = options or OnlineOptions()
+        #: its SIP endpoint and listeners (None: opened by :meth:`start`)
+        self.sip = sip
         self.store = TenantStore(self.options.store)
         self.endpoint: Endpoint | None = None
         self.proxy: Proxy | None = None
@@ -95,16 +105,18 @@ class OnlineService:
     async def start(self) -> None:
         o = self.options
         rng = random.Random(o.seed)
-        endpoint = self.endpoint = Endpoint(timers=o.timers, exchange=o.exchange, limits=o.limits)
+        sip = self.sip
+        if sip is None:
+            sip = self.sip = await open_sip(o)
+        endpoint = self.endpoint = sip.endpoint
+        self.transports = list(sip.transports)
         try:
-            for kind, host, port in o.sip:
-                server_ssl = o.server_ssl if kind.upper() == "TLS" else None
-                transport = await endpoint.listen(
-                    kind, host, port, server_ssl=server_ssl, client_ssl=o.client_ssl
-                )
-                self.transports.append(transport)
             self.registrar = Registrar(
-                self.store, self.realm, algorithms=o.digest_algorithms, guard=self.guard
+                self.store,
+                self.realm,
+                algorithms=o.digest_algorithms,
+                guard=self.guard,
+                values=sip.values,
             )
             self.policy = OnlinePolicy(
                 self.store,
@@ -144,6 +156,7 @@ class OnlineService:
         if self.endpoint is not None:
             await self.endpoint.close()
             self.endpoint = None
+        self.sip = None
         self.transports.clear()
         self.store.close()
 

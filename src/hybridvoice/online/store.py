@@ -26,23 +26,22 @@ power loss may lose the last few commits.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from hybridvoice.cms.changes import Change
 from hybridvoice.cms.guard import Access
+from hybridvoice.sip.value_cache import ValueCache
 
+from .changes_wait import ChangeWaiters
 from .models import (
     Appliance,
-    ApplianceStatus,
     DialPlanRule,
     HybridConfig,
     NetworkConfig,
@@ -50,41 +49,24 @@ from .models import (
     User,
     canonical_aor,
     canonical_fqdn,
-    replicated,
 )
+from .store_appliances import HEARTBEAT_PUBLISH_INTERVAL, ApplianceRegistry
+from .store_feed import _SCHEMA, ChangeFeed, StoreError
 
 __all__ = ["HEARTBEAT_PUBLISH_INTERVAL", "StoreError", "TenantStore"]
 
+#: entries per kind of the store's own value cache
+STORE_CACHE_ENTRIES: Final = 1024
+
 _log = logging.getLogger(__name__)
 
-#: a heartbeat that changes nothing else is written at most this often (seconds)
-HEARTBEAT_PUBLISH_INTERVAL: Final = 30.0
 _GLOBAL: Final = "global"
-_STATUSES: Final = ("online", "offline", "maintenance")
 
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS rows (
-    kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, version INTEGER NOT NULL,
-    PRIMARY KEY (kind, key)
-);
-CREATE TABLE IF NOT EXISTS changes (
-    version INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT
-);
-"""
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class StoreError(ValueError):
-    """A write the tenant's data does not allow; the message says what to do instead."""
-
-
-# one row write: (kind, key, stored model or None to delete)
-_Op = tuple[str, str, BaseModel | None]
-
-
-class TenantStore:
+class TenantStore(ApplianceRegistry, ChangeFeed):
     """A tenant's users, sites, configuration, appliances and dial plan, with a change feed."""
 
     def __init__(self, path: str | Path = ":memory:", *, tenant: str = "default") -> None:
@@ -125,87 +107,10 @@ class TenantStore:
         self._hybrid = HybridConfig()
         self._network = NetworkConfig()
         self._subscribers: list[Callable[[Change], None]] = []
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._waiters = ChangeWaiters()
+        #: its memo of parsed addresses of record (lookups by URI text)
+        self._values = ValueCache(STORE_CACHE_ENTRIES)
         self._load(db)
-
-    # --- the feed --------------------------------------------------------------------------------
-
-    @property
-    def version(self) -> int:
-        """The version of the last change, 0 for an empty store."""
-        return self._version
-
-    def changes_since(self, version: int, limit: int = 1000) -> list[Change]:
-        """Changes with a version above `version`, oldest first, at most `limit`."""
-        with self._lock:
-            if version >= self._version or limit <= 0:
-                return []
-            rows = self._conn().execute(
-                "SELECT version, kind, key, value FROM changes WHERE version > ? "
-                "ORDER BY version LIMIT ?",
-                (version, limit),
-            )
-            return [
-                Change(v, k, key, None if j is None else json.loads(j)) for v, k, key, j in rows
-            ]
-
-    async def wait_for_change(self, version: int, timeout: float) -> bool:
-        """True once :attr:`version` exceeds `version` (at once if it already does), False when
-        `timeout` seconds pass first."""
-        if self._version > version:
-            return True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._version <= version:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            event = asyncio.Event()
-            waiter = (loop, event)
-            with self._lock:
-                self._waiters.append(waiter)
-            try:
-                if self._version > version:  # a write slipped in before we registered
-                    return True
-                await asyncio.wait_for(event.wait(), remaining)
-            except TimeoutError:
-                return self._version > version
-            finally:
-                with self._lock:
-                    if waiter in self._waiters:
-                        self._waiters.remove(waiter)
-        return True
-
-    def subscribe(self, callback: Callable[[Change], None]) -> Callable[[], None]:
-        """Call `callback` with each change after it is committed; returns the unsubscriber.
-
-        Callbacks run in the writer's thread; one that raises is logged and skipped.
-        """
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
-
-    def snapshot(self) -> tuple[int, list[Change]]:
-        """(version, every live row as a Change at the version that last wrote it), for a
-        fresh replica that then follows :meth:`changes_since` from that version."""
-        with self._lock:
-            rows = self._conn().execute(
-                "SELECT version, kind, key, value FROM rows ORDER BY version"
-            )
-            out = [Change(v, k, key, _replicated_value(k, json.loads(j))) for v, k, key, j in rows]
-            return self._version, out
-
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
 
     # --- domains ---------------------------------------------------------------------------------
 
@@ -271,7 +176,7 @@ class TenantStore:
 
     def get_user(self, sip_uri: str) -> User | None:
         try:
-            return self._users.get(canonical_aor(sip_uri))
+            return self._users.get(canonical_aor(sip_uri, self._values))
         except ValueError:
             return None
 
@@ -348,98 +253,6 @@ class TenantStore:
                 self._write([("network_config", _GLOBAL, cfg)])
             return cfg
 
-    # --- appliances ------------------------------------------------------------------------------
-
-    def register_appliance(self, appliance: Appliance, now: float) -> Appliance:
-        """Register (or re-register) an appliance; the first one of a site creates the site
-        with the appliance's edge FQDN. `registered_at` and `last_heartbeat` become `now`."""
-        with self._lock:
-            old = self._appliances.get(appliance.name)
-            if old is not None and old.site != appliance.site:
-                raise StoreError(
-                    f"appliance {appliance.name!r} is registered to site {old.site!r}: "
-                    "unregister it (remove_appliance) before registering it to "
-                    f"{appliance.site!r}"
-                )
-            ops: list[_Op] = []
-            site = self._sites.get(appliance.site)
-            if site is None:
-                site = Site(name=appliance.site, edge_fqdn=appliance.edge_fqdn)
-                ops.append(("site", site.name, site))
-            elif site.edge_fqdn != appliance.edge_fqdn:
-                raise StoreError(
-                    f"appliance {appliance.name!r} has edge FQDN {appliance.edge_fqdn} but site "
-                    f"{site.name!r} uses {site.edge_fqdn}: every appliance of a site shares the "
-                    "site's edge pool FQDN; fix the appliance or change the site with set_site"
-                )
-            appliance = appliance.model_copy(update={"registered_at": now, "last_heartbeat": now})
-            ops.append(("appliance", appliance.name, appliance))
-            self._write(ops)
-            return appliance
-
-    def heartbeat(
-        self, name: str, status: str, now: float, version: str | None = None
-    ) -> Appliance:
-        """Record an appliance's status report (see the module docstring on throttling)."""
-        if status not in _STATUSES:
-            raise StoreError(f"status {status!r} must be one of {', '.join(_STATUSES)}")
-        with self._lock:
-            old = self._appliances.get(name)
-            if old is None:
-                raise StoreError(
-                    f"appliance {name!r} is not registered: register it (register_appliance) first"
-                )
-            new = old.model_copy(
-                update={
-                    "status": status,
-                    "last_heartbeat": max(now, old.last_heartbeat),
-                    "version": old.version if version is None else version,
-                }
-            )
-            written = self._written_heartbeat.get(name, old.last_heartbeat)
-            if (
-                new.status != old.status
-                or new.version != old.version
-                or now - written >= HEARTBEAT_PUBLISH_INTERVAL
-            ):
-                self._write([("appliance", name, new)])
-            else:
-                self._appliances[name] = new  # cache only: see the module docstring
-            return new
-
-    def appliances(self, site: str | None = None) -> list[Appliance]:
-        return [a for a in self._appliances.values() if site is None or a.site == site]
-
-    def get_appliance(self, name: str) -> Appliance | None:
-        return self._appliances.get(name)
-
-    def remove_appliance(self, name: str) -> None:
-        if name in self._appliances:
-            self._write([("appliance", name, None)])
-
-    def mark_offline(self, now: float, timeout: float) -> list[str]:
-        """Mark offline every appliance not heard from for more than `timeout` seconds;
-        return their names (those already offline are not repeated)."""
-        with self._lock:
-            stale = [
-                a
-                for a in self._appliances.values()
-                if a.status != "offline" and now - a.last_heartbeat > timeout
-            ]
-            if stale:
-                offline: ApplianceStatus = "offline"
-                self._write(
-                    [("appliance", a.name, a.model_copy(update={"status": offline})) for a in stale]
-                )
-            return [a.name for a in stale]
-
-    def routable_appliances(self, site: str) -> list[Appliance]:
-        """The site's appliances that take new calls (status online), by name."""
-        return sorted(
-            (a for a in self._appliances.values() if a.site == site and a.status == "online"),
-            key=lambda a: a.name,
-        )
-
     # --- dial plan -------------------------------------------------------------------------------
 
     def dialplan(self) -> list[DialPlanRule]:
@@ -461,56 +274,6 @@ class TenantStore:
             self._write([("dialplan", name, None)])
 
     # --- internals -------------------------------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise StoreError("the tenant store is closed: open a new TenantStore")
-        return self._db
-
-    def _write(self, ops: Iterable[_Op]) -> list[Change]:
-        """Apply `ops` in one transaction, each with the next version; then update the caches,
-        tell subscribers and wake waiters."""
-        with self._lock:
-            db = self._conn()
-            version = self._version
-            changes: list[Change] = []
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for kind, key, model in ops:
-                    version += 1
-                    if model is None:
-                        db.execute("DELETE FROM rows WHERE kind = ? AND key = ?", (kind, key))
-                        value = None
-                    else:
-                        stored = model.model_dump_json()
-                        db.execute(
-                            "INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?)",
-                            (kind, key, stored, version),
-                        )
-                        value = replicated(model)
-                    db.execute(
-                        "INSERT INTO changes VALUES (?, ?, ?, ?)",
-                        (version, kind, key, None if value is None else json.dumps(value)),
-                    )
-                    changes.append(Change(version, kind, key, value))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            for kind, key, model in ops:
-                self._cache(kind, key, model)
-            self._version = version
-            subscribers = list(self._subscribers)
-            waiters, self._waiters = self._waiters, []
-        for loop, event in waiters:
-            _wake(loop, event)
-        for change in changes:
-            for callback in subscribers:
-                try:
-                    callback(change)
-                except Exception:
-                    _log.exception("change subscriber %r failed on %s", callback, change)
-        return changes
 
     def _cache(self, kind: str, key: str, model: BaseModel | None) -> None:
         if kind == "domain":
@@ -573,12 +336,6 @@ _MODELS: Final[dict[str, type[BaseModel]]] = {
 _SEPARATORS: Final = str.maketrans("", "", "-.() ")
 
 
-def _replicated_value(kind: str, stored: dict[str, Any]) -> dict[str, Any]:
-    if kind == "user":
-        return replicated(User.model_validate(stored))
-    return stored
-
-
 def _put(cache: dict[str, M], key: str, model: BaseModel | None, model_type: type[M]) -> None:
     if isinstance(model, model_type):
         cache[key] = model
@@ -591,14 +348,3 @@ def _domain(name: str) -> str:
         return canonical_fqdn(name, "SIP domain")
     except ValueError as exc:
         raise StoreError(str(exc)) from exc
-
-
-def _wake(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        event.set()
-    elif not loop.is_closed():
-        loop.call_soon_threadsafe(event.set)

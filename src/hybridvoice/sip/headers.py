@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator
-from typing import Any, Final, NamedTuple, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 from ._abnf import (
     MAX_DELTA_SECONDS,
@@ -39,6 +40,9 @@ from .uri import (
     sip_uri_from_groups,
 )
 
+if TYPE_CHECKING:
+    from .value_cache import ValueCache
+
 __all__ = [
     "COMPACT_FORMS",
     "Address",
@@ -56,28 +60,30 @@ __all__ = [
 ]
 
 #: RFC 3261 §7.3.3 and later RFCs' compact forms (IANA SIP header registry).
-COMPACT_FORMS: Final[dict[str, str]] = {
-    "a": "Accept-Contact",
-    "b": "Referred-By",
-    "c": "Content-Type",
-    "d": "Request-Disposition",
-    "e": "Content-Encoding",
-    "f": "From",
-    "i": "Call-ID",
-    "j": "Reject-Contact",
-    "k": "Supported",
-    "l": "Content-Length",
-    "m": "Contact",
-    "n": "Identity-Info",
-    "o": "Event",
-    "r": "Refer-To",
-    "s": "Subject",
-    "t": "To",
-    "u": "Allow-Events",
-    "v": "Via",
-    "x": "Session-Expires",
-    "y": "Identity",
-}
+COMPACT_FORMS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "a": "Accept-Contact",
+        "b": "Referred-By",
+        "c": "Content-Type",
+        "d": "Request-Disposition",
+        "e": "Content-Encoding",
+        "f": "From",
+        "i": "Call-ID",
+        "j": "Reject-Contact",
+        "k": "Supported",
+        "l": "Content-Length",
+        "m": "Contact",
+        "n": "Identity-Info",
+        "o": "Event",
+        "r": "Refer-To",
+        "s": "Subject",
+        "t": "To",
+        "u": "Allow-Events",
+        "v": "Via",
+        "x": "Session-Expires",
+        "y": "Identity",
+    }
+)
 
 _CANONICAL: Final[tuple[str, ...]] = (
     "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
@@ -95,25 +101,36 @@ _CANONICAL: Final[tuple[str, ...]] = (
 )  # fmt: skip
 
 #: lower-case name (long or compact) -> canonical long name
-_BY_LOWER: Final[dict[str, str]] = {n.lower(): n for n in _CANONICAL}
-_BY_LOWER.update(COMPACT_FORMS)
-#: raw spelling seen on the wire -> (key, canonical name): a fast path for the usual ones
-_RAW_CACHE: dict[str, tuple[str, str]] = {}
+_BY_LOWER: Final[Mapping[str, str]] = MappingProxyType(
+    {**{n.lower(): n for n in _CANONICAL}, **COMPACT_FORMS}
+)
+
+
+def _usual_spellings() -> dict[str, tuple[str, str]]:
+    """Every known name as stacks write it (canonical, lower, upper, capitalised words)."""
+    out: dict[str, tuple[str, str]] = {}
+    for lower, canon in _BY_LOWER.items():
+        result = (canon.lower(), canon)
+        words = "-".join(word.capitalize() for word in lower.split("-"))
+        for spelling in (canon, lower, lower.upper(), words):
+            out[spelling] = result
+    return out
+
+
+#: usual spelling of a known name -> (lookup key, canonical name): the parser's fast path
+_SPELLINGS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(_usual_spellings())
 
 
 def canonical_name(name: str) -> tuple[str, str]:
     """(lookup key, name to emit) for a header name as written; raises on a bad token."""
-    hit = _RAW_CACHE.get(name)
+    hit = _SPELLINGS.get(name)
     if hit is not None:
         return hit
     if not TOKEN.fullmatch(name):
         raise ParseError(f"malformed header name {name!r}")
     lower = name.lower()
     canon = _BY_LOWER.get(lower)
-    result = (canon.lower(), canon) if canon is not None else (lower, name)
-    if len(_RAW_CACHE) < 4096:  # bounded: header names are attacker-chosen
-        _RAW_CACHE[name] = result
-    return result
+    return (canon.lower(), canon) if canon is not None else (lower, name)
 
 
 # --- typed values --------------------------------------------------------------------
@@ -172,22 +189,21 @@ class Via(NamedTuple):
         return f"{self.protocol}/{self.transport} {self.host}{port}{format_params(self.params)}"
 
 
-#: Memo of parsed values by their exact text: typed values are immutable and parsing is a
-#: pure function of the text, and the same From/To/Contact/Via/CSeq text recurs across the
-#: messages of a call (and Contact/CSeq across calls). Failures are never stored. Bounded:
-#: cleared when full (values are attacker-chosen).
-_MEMO_MAX: Final = 8192
-_VIA_MEMO: dict[str, Via] = {}
+# Parsed values are memoised by their exact text in the caller's ValueCache, when it gives
+# one (:mod:`.value_cache`: the transport's); failures are never stored.
 
 
-def _parse_via(text: str) -> Via:
-    via = _VIA_MEMO.get(text)
+def _parse_via(text: str, cache: ValueCache | None) -> Via:
+    if cache is None:
+        return _parse_via_text(text)
+    memo = cache.via
+    via = memo.get(text)
     if via is not None:
         return via
     via = _parse_via_text(text)
-    if len(_VIA_MEMO) >= _MEMO_MAX:
-        _VIA_MEMO.clear()
-    _VIA_MEMO[text] = via
+    if len(memo) >= cache.max_entries:
+        memo.clear()
+    memo[text] = via
     return via
 
 
@@ -234,11 +250,11 @@ def _split(value: str) -> list[str]:
     return split_commas(value) if "," in value else [value.strip(" \t")]
 
 
-def parse_via_list(values: list[str]) -> tuple[Via, ...]:
+def parse_via_list(values: list[str], cache: ValueCache | None = None) -> tuple[Via, ...]:
     """Every Via value of every Via header line, top first."""
     if len(values) == 1 and "," not in values[0]:  # the usual single value
-        return (_parse_via(values[0].strip(" \t")),)
-    return tuple(_parse_via(part) for value in values for part in _split(value))
+        return (_parse_via(values[0].strip(" \t"), cache),)
+    return tuple(_parse_via(part, cache) for value in values for part in _split(value))
 
 
 # name-addr = [ display-name ] LAQUOT addr-spec RAQUOT ; display-name = *(token LWS) / quoted
@@ -295,22 +311,22 @@ class Address(NamedTuple):
         return f"{display}<{self.uri}>{format_params(self.params)}"
 
 
-_ADDRESS_MEMO: dict[str, Address] = {}
-
-
-def parse_address(text: str) -> Address:
+def parse_address(text: str, cache: ValueCache | None = None) -> Address:
     """Parse ``(name-addr / addr-spec) *(SEMI param)``; raise ``ParseError`` if malformed."""
-    address = _ADDRESS_MEMO.get(text)
+    if cache is None:
+        return _parse_address_text(text, None)
+    memo = cache.address
+    address = memo.get(text)
     if address is not None:
         return address
-    address = _parse_address_text(text)
-    if len(_ADDRESS_MEMO) >= _MEMO_MAX:
-        _ADDRESS_MEMO.clear()
-    _ADDRESS_MEMO[text] = address
+    address = _parse_address_text(text, cache)
+    if len(memo) >= cache.max_entries:
+        memo.clear()
+    memo[text] = address
     return address
 
 
-def _parse_address_text(text: str) -> Address:
+def _parse_address_text(text: str, cache: ValueCache | None) -> Address:
     fast = _NAME_ADDR_SIP.match(text)
     if fast is not None:
         display, *uri_groups = fast.groups()
@@ -337,7 +353,7 @@ def _parse_address_text(text: str) -> Address:
         params = parse_params(text, m.end())
     except ValueError as exc:
         raise ParseError(f"malformed address parameters in {text!r}") from exc
-    return Address(parse_uri(uri_text), display, params)
+    return Address(parse_uri(uri_text, cache), display, params)
 
 
 # qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )   (§20.10). The parser only
@@ -346,13 +362,13 @@ def _parse_address_text(text: str) -> Address:
 _QVALUE: Final = re.compile(r"[0-9]{1,3}(?:\.[0-9]{0,3})?")
 
 
-def parse_contact_list(values: list[str]) -> tuple[Address, ...]:
+def parse_contact_list(values: list[str], cache: ValueCache | None = None) -> tuple[Address, ...]:
     """The Contact addresses, their contact-params checked (§20.10): ``q`` is a qvalue and
     ``expires`` delta-seconds, capped at 2**32-1 (the capped value replaces the written
     one in the parsed view). Raises ``ParseError``."""
     if values[0] == "*":
         return ()  # Contact: * (a REGISTER removing every binding, §10.2.2)
-    addresses = parse_address_list(values)
+    addresses = parse_address_list(values, cache)
     if len(addresses) == 1:  # the usual
         address = addresses[0]
         params = _contact_params(address.params) if address.params else address.params
@@ -374,19 +390,19 @@ def _contact_params(params: Params) -> Params:
     return params
 
 
-def parse_address_list(values: list[str]) -> tuple[Address, ...]:
+def parse_address_list(values: list[str], cache: ValueCache | None = None) -> tuple[Address, ...]:
     """Every address of every line of a multi-valued header (Contact, Route...)."""
     if len(values) == 1 and "," not in values[0]:  # the usual single value
         part = values[0].strip(" \t")
         if part == "*":
             raise ParseError("'*' is only allowed as the only Contact value")
-        return (parse_address(part),)
+        return (parse_address(part, cache),)
     out: list[Address] = []
     for value in values:
         for part in _split(value):
             if part == "*":
                 raise ParseError("'*' is only allowed as the only Contact value")
-            out.append(parse_address(part))
+            out.append(parse_address(part, cache))
     return tuple(out)
 
 
@@ -403,14 +419,12 @@ class CSeq(NamedTuple):
 _CSEQ: Final = re.compile(r"([0-9]+)[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
 
 
-_CSEQ_MEMO: dict[str, CSeq] = {}
-
-
-def parse_cseq(values: list[str]) -> CSeq:
+def parse_cseq(values: list[str], cache: ValueCache | None = None) -> CSeq:
     text = values[0]
-    cseq = _CSEQ_MEMO.get(text)
-    if cseq is not None:
-        return cseq
+    if cache is not None:
+        cseq = cache.cseq.get(text)
+        if cseq is not None:
+            return cseq
     m = _CSEQ.fullmatch(text)
     if m is None:
         raise ParseError(f"malformed CSeq {text[:80]!r}")
@@ -419,9 +433,11 @@ def parse_cseq(values: list[str]) -> CSeq:
     if seq >= 2**31:
         seq = parse_number(digits, "CSeq number", 2**31 - 1)
     cseq = CSeq(seq, m.group(2))
-    if len(_CSEQ_MEMO) >= _MEMO_MAX:
-        _CSEQ_MEMO.clear()
-    _CSEQ_MEMO[text] = cseq
+    if cache is not None:
+        memo = cache.cseq
+        if len(memo) >= cache.max_entries:
+            memo.clear()
+        memo[text] = cseq
     return cseq
 
 
@@ -471,11 +487,15 @@ class Headers:
     a parsed view per header; any change to that header drops its cache entry.
     """
 
-    __slots__ = ("_cache", "_items")
+    __slots__ = ("_cache", "_items", "_values")
 
-    def __init__(self, items: list[tuple[str, str, str]] | None = None) -> None:
+    def __init__(
+        self, items: list[tuple[str, str, str]] | None = None, values: ValueCache | None = None
+    ) -> None:
         self._items: list[tuple[str, str, str]] = items if items is not None else []
         self._cache: dict[str, Any] = {}
+        #: the parser's cache of parsed values (:mod:`.value_cache`), for the lazy views
+        self._values = values
 
     @classmethod
     def of(cls, pairs: list[tuple[str, object]]) -> Headers:
@@ -539,7 +559,12 @@ class Headers:
         if cached is not _MISSING:
             return cached  # type: ignore[no-any-return]
         values = [v for k, _, v in self._items if k == key]
-        result = parser(values) if values else None
+        if not values:
+            result = None
+        elif self._values is not None and parser in _WITH_VALUES:
+            result = _WITH_VALUES[parser](values, self._values)
+        else:
+            result = parser(values)
         cache[key] = result
         return result
 
@@ -617,24 +642,30 @@ class Headers:
         return None
 
     def copy(self) -> Headers:
-        h = Headers(list(self._items))
+        h = Headers(list(self._items), self._values)
         h._cache = dict(self._cache)
         return h
 
 
-#: name as passed by code (a small, fixed set) -> lookup key
-_KEY_CACHE: dict[str, str] = {}
+#: usual spelling of a known name -> lookup key
+_KEYS: Final[Mapping[str, str]] = MappingProxyType({n: k for n, (k, _) in _SPELLINGS.items()})
+#: the parsers of typed views that can use the message's ValueCache
+_WITH_VALUES: Final[Mapping[object, Callable[[list[str], ValueCache], Any]]] = MappingProxyType(
+    {
+        parse_via_list: parse_via_list,
+        parse_address_list: parse_address_list,
+        parse_contact_list: parse_contact_list,
+        parse_cseq: parse_cseq,
+    }
+)
 #: headers whose parsed view is a tuple with one entry per comma-separated value, in order
 _VALUE_LISTS: Final = frozenset({"via", "route", "record-route"})
 
 
 def _key(name: str) -> str:
-    key = _KEY_CACHE.get(name)
+    key = _KEYS.get(name)
     if key is not None:
         return key
     lower = name.lower()
     canon = _BY_LOWER.get(lower)
-    key = lower if canon is None else canon.lower()
-    if len(_KEY_CACHE) < 4096:  # bounded: names may come from the network
-        _KEY_CACHE[name] = key
-    return key
+    return lower if canon is None else canon.lower()

@@ -12,14 +12,15 @@ Checks that need application policy (missing headers, unknown schemes, Require) 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 from ._abnf import MAX_DELTA_SECONDS, param_get, parse_number, parse_params
 from .errors import ParseError
 from .headers import (
-    _RAW_CACHE,
+    _SPELLINGS,
     Address,
     Headers,
     canonical_name,
@@ -32,11 +33,21 @@ from .headers import (
 )
 from .message import Message, Request, Response
 from .uri import SipUri, parse_uri
+from .value_cache import ValueCache
 
-__all__ = ["DEFAULT_MAX_SIZE", "KeepAlive", "StreamParser", "parse_message"]
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "STREAM_CACHE_ENTRIES",
+    "KeepAlive",
+    "StreamParser",
+    "ValueCache",
+    "parse_message",
+]
 
 #: The largest message we accept by default (header section plus body).
 DEFAULT_MAX_SIZE: Final = 65535
+#: entries per kind of a stream parser's own value cache (one stream sees few dialogs)
+STREAM_CACHE_ENTRIES: Final = 1024
 
 _FOLD: Final = re.compile(r"\r?\n[ \t]+")
 #: the leading number of a header value: delta-seconds (§25.1) or a sequence number
@@ -70,8 +81,8 @@ def _content_length(values: list[str]) -> int:
         raise ParseError(str(exc), kind="bad_content_length") from None
 
 
-def _first_address(values: list[str]) -> Address:
-    return parse_address(values[0])
+def _first_address(values: list[str], cache: ValueCache | None) -> Address:
+    return parse_address(values[0], cache)
 
 
 def _check_date(values: list[str]) -> str:
@@ -80,7 +91,13 @@ def _check_date(values: list[str]) -> str:
     return values[0]
 
 
-_contacts = parse_contact_list
+def _plain(parse: Callable[[list[str]], object]) -> Callable[[list[str], object], object]:
+    """An eager parser that has no use for the value cache."""
+
+    def eager(values: list[str], _: object) -> object:
+        return parse(values)
+
+    return eager
 
 
 # --- numeric headers: every number is bounded once, here (see _abnf.parse_number) ----------
@@ -146,32 +163,36 @@ def _rack(value: str) -> str:
 #: Numeric headers outside ``_EAGER``, checked on every line while the head is parsed:
 #: lower-case name -> check returning the value to keep. delta-seconds values above
 #: 2**32-1 are capped (§20.19); other numbers out of range are a 400 naming the header.
-_NUMERIC: Final[dict[str, Callable[[str], str]]] = {
-    "expires": _leading_number("Expires", MAX_DELTA_SECONDS, cap=True),
-    "min-expires": _leading_number("Min-Expires", MAX_DELTA_SECONDS, cap=True),
-    "retry-after": _leading_number("Retry-After", MAX_DELTA_SECONDS, cap=True),
-    "session-expires": _leading_number("Session-Expires", MAX_DELTA_SECONDS, cap=True),
-    "min-se": _leading_number("Min-SE", MAX_DELTA_SECONDS, cap=True),
-    "rseq": _leading_number("RSeq", MAX_DELTA_SECONDS, cap=False),
-    "rack": _rack,
-    "subscription-state": _subscription_state,
-}
+_NUMERIC: Final[Mapping[str, Callable[[str], str]]] = MappingProxyType(
+    {
+        "expires": _leading_number("Expires", MAX_DELTA_SECONDS, cap=True),
+        "min-expires": _leading_number("Min-Expires", MAX_DELTA_SECONDS, cap=True),
+        "retry-after": _leading_number("Retry-After", MAX_DELTA_SECONDS, cap=True),
+        "session-expires": _leading_number("Session-Expires", MAX_DELTA_SECONDS, cap=True),
+        "min-se": _leading_number("Min-SE", MAX_DELTA_SECONDS, cap=True),
+        "rseq": _leading_number("RSeq", MAX_DELTA_SECONDS, cap=False),
+        "rack": _rack,
+        "subscription-state": _subscription_state,
+    }
+)
 
 
 #: The headers every role reads, parsed (and so validated) while the message is parsed;
 #: the results go straight into the header list's cache. Multiples of single-valued
 #: headers are the application's problem (RFC 4475 §3.3.8): only the first is parsed.
-_EAGER: Final[dict[str, Callable[[list[str]], object]]] = {
-    "via": parse_via_list,
-    "from": _first_address,
-    "to": _first_address,
-    "call-id": parse_call_id,
-    "cseq": parse_cseq,
-    "max-forwards": _max_forwards,
-    "content-length": _content_length,
-    "contact": _contacts,
-    "date": _check_date,
-}
+_EAGER: Final[Mapping[str, Callable[[list[str], ValueCache | None], object]]] = MappingProxyType(
+    {
+        "via": parse_via_list,
+        "from": _first_address,
+        "to": _first_address,
+        "call-id": _plain(parse_call_id),
+        "cseq": parse_cseq,
+        "max-forwards": _plain(_max_forwards),
+        "content-length": _plain(_content_length),
+        "contact": parse_contact_list,
+        "date": _plain(_check_date),
+    }
+)
 
 
 def _split_bare_lf(head: str) -> list[str]:
@@ -184,7 +205,7 @@ def _split_bare_lf(head: str) -> list[str]:
     return (_FOLD.sub(" ", head) if "\n " in head or "\n\t" in head else head).split("\n")
 
 
-def _parse_head(head: str) -> tuple[Message, int | None]:
+def _parse_head(head: str, values_cache: ValueCache | None) -> tuple[Message, int | None]:
     """Parse the start line and headers; return the message and its Content-Length."""
     lines = head.split("\r\n")
     rest = "".join(lines)  # no CR or LF may be left between the CRLFs: two memchr scans
@@ -195,7 +216,7 @@ def _parse_head(head: str) -> tuple[Message, int | None]:
     items: list[tuple[str, str, str]] = []
     eager: dict[str, list[str]] = {}
     append = items.append
-    known = _RAW_CACHE.get  # canonical_name's cache, inlined for the usual names
+    known = _SPELLINGS.get  # canonical_name's table, inlined for the usual names
     for i in range(1, len(lines)):
         line = lines[i]
         name, colon, value = line.partition(":")
@@ -212,10 +233,10 @@ def _parse_head(head: str) -> tuple[Message, int | None]:
         elif key in _NUMERIC:
             value = _NUMERIC[key](value)
         append((key, canon, value))
-    headers = Headers(items)
+    headers = Headers(items, values_cache)
     cache = headers._cache
     for key, values in eager.items():
-        cache[key] = _EAGER[key](values)
+        cache[key] = _EAGER[key](values, values_cache)
     if "via" not in cache:
         cache["via"] = ()
 
@@ -235,7 +256,7 @@ def _parse_head(head: str) -> tuple[Message, int | None]:
         method, uri_text, version = parts
         if version != "SIP/2.0":
             _check_version(version)
-        uri = parse_uri(uri_text)
+        uri = parse_uri(uri_text, values_cache)
         if type(uri) is SipUri and uri.headers:
             raise ParseError("headers are not allowed in a Request-URI (§19.1.1)")
         cseq = cache.get("cseq")
@@ -255,8 +276,11 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def parse_message(data: bytes) -> Request | Response:
+def parse_message(data: bytes, cache: ValueCache | None = None) -> Request | Response:
     """Parse one message from a datagram (RFC 3261 §18.3).
+
+    ``cache`` (:mod:`.value_cache`): the caller's memo of parsed header values, which the
+    message keeps for its lazy views; None parses every value afresh.
 
     Bytes beyond Content-Length are ignored (RFC 4475 §3.1.1.8); a Content-Length larger
     than the datagram is an error (§3.1.2.2); without Content-Length the body is the rest
@@ -274,7 +298,7 @@ def parse_message(data: bytes) -> Request | Response:
         if end < 0:
             raise ParseError("no empty line after the headers", kind="unparseable")
         body_start = end + 2
-    message, length = _parse_head(_decode(data[head_start:end]))
+    message, length = _parse_head(_decode(data[head_start:end]), cache)
     available = len(data) - body_start
     if length is None:
         length = available
@@ -309,9 +333,11 @@ class StreamParser:
     do), and by every call after it.
     """
 
-    __slots__ = ("_buf", "_error", "_max_size", "_scan")
+    __slots__ = ("_buf", "_error", "_max_size", "_scan", "values")
 
-    def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
+    def __init__(self, max_size: int = DEFAULT_MAX_SIZE, cache: ValueCache | None = None) -> None:
+        #: its memo of parsed header values: the one given (the transport's), else its own
+        self.values = cache if cache is not None else ValueCache(STREAM_CACHE_ENTRIES)
         self._buf = bytearray()
         self._max_size = max_size
         self._scan = 0  # where to resume looking for the end of the header section
@@ -365,7 +391,7 @@ class StreamParser:
                     )
                 self._scan = len(buf)
                 break
-            message, length = _parse_head(_decode(bytes(buf[:end])))
+            message, length = _parse_head(_decode(bytes(buf[:end])), self.values)
             if length is None:
                 length = 0
             elif length < 0:

@@ -11,7 +11,7 @@ Escapes are kept as written: ``str(parse_uri(s)) == s`` for every valid ``s``. T
 from __future__ import annotations
 
 import re
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import unquote as _pct_unquote
 
 from ._abnf import (
@@ -26,6 +26,9 @@ from ._abnf import (
     parse_port,
 )
 from .errors import ParseError
+
+if TYPE_CHECKING:
+    from .value_cache import ValueCache
 
 __all__ = ["AbsoluteUri", "SipUri", "TelUri", "Uri", "parse_uri", "uri_equal"]
 
@@ -169,20 +172,19 @@ def _split_params(text: str) -> Params:
     return tuple(out)
 
 
-#: Memo of parsed URIs by their exact text (values are immutable, parsing is pure; the
-#: Request-URIs of a call and across calls recur). Failures are never stored; bounded.
-_URI_MEMO: dict[str, Uri] = {}
-
-
-def parse_uri(text: str) -> Uri:
-    """Parse an absolute URI; raise ``ParseError`` (400) when it is malformed."""
-    uri = _URI_MEMO.get(text)
+def parse_uri(text: str, cache: ValueCache | None = None) -> Uri:
+    """Parse an absolute URI; raise ``ParseError`` (400) when it is malformed. With a
+    ``cache`` (:mod:`.value_cache`) a text parsed before is not parsed again."""
+    if cache is None:
+        return _parse_uri_text(text)
+    memo = cache.uri
+    uri = memo.get(text)
     if uri is not None:
         return uri
     uri = _parse_uri_text(text)
-    if len(_URI_MEMO) >= 8192:
-        _URI_MEMO.clear()
-    _URI_MEMO[text] = uri
+    if len(memo) >= cache.max_entries:
+        memo.clear()
+    memo[text] = uri
     return uri
 
 

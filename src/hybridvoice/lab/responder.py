@@ -5,16 +5,15 @@ Behind ``hybridvoice sip serve --answer`` and the built-in lab gateway of ``hybr
 OPTIONS are answered 200 by the UA (RFC 3261 §11.2), calls are refused 480 or rung (180) and
 answered (200 with an RFC 3264 §6 answer for PCMU, PCMA and RFC 4733 telephone-event), and
 held until the other side's BYE; re-INVITE/UPDATE offers are answered on the same port.
-With an :class:`RtpEcho` the SDP names the echo's port and every RTP/RTCP packet that
-arrives there goes straight back to where it came from (symmetric RTP, RFC 4961), which is
-what a PSTN test line does and what lets a relay latch on the way back.
+With an echo (:class:`~hybridvoice.lab.echo.RtpEcho`, the socket side) the SDP names the
+echo's port, where media comes straight back (symmetric RTP, RFC 4961). :func:`answer_sdp` is
+the answer itself, without a call or a socket.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from typing import Final, cast
+from typing import Final, Protocol
 
 from hybridvoice.net.ua import Call, CallUpdate
 from hybridvoice.sip.message import Request
@@ -23,49 +22,14 @@ from hybridvoice.sip.sdp import Codec, Origin, SessionDescription
 from hybridvoice.sip.session import Disconnected, Offer
 from hybridvoice.sip.transaction import ServerTransaction
 
-__all__ = ["ANSWER_CODECS", "MEDIA_PORTS", "Responder", "RtpEcho"]
+__all__ = ["ANSWER_CODECS", "MEDIA_PORTS", "MediaPort", "Responder", "answer_sdp"]
 
 
-class RtpEcho(asyncio.DatagramProtocol):
-    """Sends every datagram back to its sender from the same socket; counts what it saw.
-
-    One socket serves every call (each caller is answered at its own address). Open with
-    :meth:`open`, close with :meth:`close`.
-    """
-
-    def __init__(self) -> None:
-        self.packets = 0
-        self.bytes = 0
-        self.transport: asyncio.DatagramTransport | None = None
-
-    @classmethod
-    async def open(cls, host: str = "127.0.0.1", port: int = 0) -> RtpEcho:
-        loop = asyncio.get_running_loop()
-        _, echo = await loop.create_datagram_endpoint(cls, local_addr=(host, port))
-        return echo
+class MediaPort(Protocol):
+    """Where answered media goes (:class:`~hybridvoice.lab.echo.RtpEcho`)."""
 
     @property
-    def port(self) -> int:
-        if self.transport is None:
-            raise RuntimeError("the echo is not open")
-        return int(self.transport.get_extra_info("sockname")[1])
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is no subclass
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.packets += 1
-        self.bytes += len(data)
-        if self.transport is not None:
-            self.transport.sendto(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        pass  # ICMP port unreachable from a caller that hung up: nothing to do
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-            self.transport = None
+    def port(self) -> int: ...
 
 
 #: What ``sip serve --answer`` offers and accepts (RFC 3551 §6, RFC 4733 §7.1.1).
@@ -83,7 +47,7 @@ class Responder:
     names the echo's port (media comes back), otherwise a port from :data:`MEDIA_PORTS`
     where nothing listens."""
 
-    def __init__(self, *, answer: bool = False, echo: RtpEcho | None = None) -> None:
+    def __init__(self, *, answer: bool = False, echo: MediaPort | None = None) -> None:
         self.answer = answer
         self.echo = echo
         self.calls_answered = 0
@@ -126,21 +90,27 @@ class Responder:
         else:
             port = call.data if isinstance(call.data, int) else next(self._ports)
         call.data = port
-        origin = Origin("hybridvoice", str(port), 1, "IN", "IP6" if ":" in host else "IP4", host)
-        if offer_body is None:
-            rtpmaps = "".join(f"a=rtpmap:{c.rtpmap_value()}\r\n" for c in ANSWER_CODECS)
-            formats = " ".join(c.payload_type for c in ANSWER_CODECS)
-            return (
-                f"v=0\r\no={origin}\r\ns=-\r\nc=IN {origin.addrtype} {host}\r\nt=0 0\r\n"
-                f"m=audio {port} RTP/AVP {formats}\r\n{rtpmaps}a=fmtp:101 0-16\r\n"
-            ).encode()
-        try:
-            offer = SessionDescription.parse(offer_body)
-            answer = make_answer(
-                offer, ANSWER_CODECS, origin=origin, address=host, ports=[port] * len(offer.media)
-            )
-        except ValueError:  # SdpError and OfferAnswerError are ValueErrors
-            return None
-        if all(m.rejected for m in answer.media):
-            return None
-        return bytes(answer)
+        return answer_sdp(offer_body, host, port)
+
+
+def answer_sdp(offer_body: bytes | None, host: str, port: int) -> bytes | None:
+    """The lab's answer to ``offer_body`` (RFC 3264 §6: PCMU, PCMA, telephone-event on
+    ``host``:``port``), or its offer when there is none; None: nothing acceptable (488)."""
+    origin = Origin("hybridvoice", str(port), 1, "IN", "IP6" if ":" in host else "IP4", host)
+    if offer_body is None:
+        rtpmaps = "".join(f"a=rtpmap:{c.rtpmap_value()}\r\n" for c in ANSWER_CODECS)
+        formats = " ".join(c.payload_type for c in ANSWER_CODECS)
+        return (
+            f"v=0\r\no={origin}\r\ns=-\r\nc=IN {origin.addrtype} {host}\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP {formats}\r\n{rtpmaps}a=fmtp:101 0-16\r\n"
+        ).encode()
+    try:
+        offer = SessionDescription.parse(offer_body)
+        answer = make_answer(
+            offer, ANSWER_CODECS, origin=origin, address=host, ports=[port] * len(offer.media)
+        )
+    except ValueError:  # SdpError and OfferAnswerError are ValueErrors
+        return None
+    if all(m.rejected for m in answer.media):
+        return None
+    return bytes(answer)
