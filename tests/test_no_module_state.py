@@ -35,17 +35,27 @@ import hybridvoice.sip
 #: Today all of them are constant tables written as plain dicts (``auth._DUMMY_HA1`` is a
 #: cache filled at run time); the files belong to the session, transaction and SDP/auth work.
 PENDING: dict[str, frozenset[str]] = {
+    "hybridvoice.sip._auth_digest": frozenset({"_ALGORITHMS"}),
+    "hybridvoice.sip._proxy_forward": frozenset({"REASON_PHRASES"}),
+    "hybridvoice.sip._sdp_lines": frozenset(
+        {"STATIC_PAYLOAD_TYPES", "_ATTRIBUTE_CHECKS", "_FIELD_CHECKS"}
+    ),
+    "hybridvoice.sip._sdp_media": frozenset({"STATIC_PAYLOAD_TYPES"}),
+    "hybridvoice.sip._session_ack": frozenset({"LATE_ACK_TABLE", "RETRANSMIT_TABLE"}),
+    "hybridvoice.sip._session_cancel": frozenset({"CANCEL_TABLE"}),
+    "hybridvoice.sip._session_core": frozenset({"TRANSITIONS"}),
+    "hybridvoice.sip._session_offer": frozenset({"OFFER_TABLE"}),
+    "hybridvoice.sip._session_peer": frozenset({"REQUEST_HANDLERS"}),
+    "hybridvoice.sip._session_refresh": frozenset({"REFRESH_TABLE", "_NEGOTIATION"}),
     "hybridvoice.sip._session_types": frozenset({"TRANSITIONS", "_SETTING_UP"}),
     "hybridvoice.sip._txn_client": frozenset({"_INVITE_CLIENT", "_NON_INVITE_CLIENT"}),
     "hybridvoice.sip._txn_server": frozenset({"_INVITE_SERVER", "_NON_INVITE_SERVER"}),
     "hybridvoice.sip.auth": frozenset({"_ALGORITHMS", "_DUMMY_HA1"}),
     "hybridvoice.sip.locate": frozenset({"_ADDRESS_RDTYPE", "_SECURE_FORM", "_TRANSPORTS"}),
     "hybridvoice.sip.message": frozenset({"REASON_PHRASES"}),
-    "hybridvoice.sip.refer": frozenset({"_REASONS"}),
-    "hybridvoice.sip.sdp": frozenset(
-        {"STATIC_PAYLOAD_TYPES", "_ATTRIBUTE_CHECKS", "_FIELD_CHECKS"}
-    ),
-    "hybridvoice.sip.session": frozenset({"TRANSITIONS", "_REQUEST_HANDLERS", "_TIMER_HANDLERS"}),
+    "hybridvoice.sip.refer": frozenset({"NOTIFIER_TABLE", "SUBSCRIBER_TABLE", "_REASONS"}),
+    "hybridvoice.sip.sdp": frozenset({"STATIC_PAYLOAD_TYPES"}),
+    "hybridvoice.sip.session": frozenset({"TRANSITIONS"}),
     "hybridvoice.sip.validate": frozenset({"_DEFAULT_PORTS"}),
 }
 
