@@ -27,14 +27,13 @@ from typing import Any
 import httpx
 import pytest
 from conftest import need_binary
+from ports import free_port, free_port_pair
 from test_chain_sipp import DOMAIN, chain, chain_settings, contacts, mediation_of
 from tls_helpers import (
     BaresipControl,
     BaresipPorts,
     Program,
     baresip_argv,
-    free_port,
-    free_port_pair,
     parse_sip_trace,
     running,
     write_baresip_config,

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tls_helpers import Pki, client_context, free_port, make_pki, server_context
+from ports import free_port
+from tls_helpers import Pki, client_context, make_pki, server_context
 from ua_harness import FAST, QUICK, WAIT, Phone
 
 from hybridvoice.cms.settings import parse_settings

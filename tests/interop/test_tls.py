@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_port, free_port_pair
 from tls_helpers import (
     BaresipControl,
     BaresipPorts,
@@ -32,8 +33,6 @@ from tls_helpers import (
     baresip_argv,
     bracketed,
     client_context,
-    free_port,
-    free_port_pair,
     make_pki,
     parse_sip_trace,
     require_binary,

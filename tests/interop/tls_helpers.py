@@ -62,7 +62,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,41 +85,6 @@ def require_binary(name: str, package: str) -> str:
             pytest.fail(f"CI=true and {reason}")
         pytest.skip(reason)
     return path
-
-
-# --- ports ------------------------------------------------------------------------------------
-
-
-def _bindable(kind: int, host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, kind) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free on both TCP and UDP right now (the usual small race remains)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-            s.bind((host, 0))
-            port = int(s.getsockname()[1])
-        if _bindable(socket.SOCK_DGRAM, host, port):
-            return port
-    raise RuntimeError("no free port")
-
-
-def free_port_pair(host: str = "127.0.0.1") -> int:
-    """A port P with P and P+1 free on TCP and UDP (baresip puts TLS on P+1)."""
-    for _ in range(200):
-        port = free_port(host)
-        if port < 65535 and all(
-            _bindable(kind, host, port + 1) for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM)
-        ):
-            return port
-    raise RuntimeError("no free port pair")
 
 
 # --- PKI --------------------------------------------------------------------------------------
