@@ -34,7 +34,7 @@ def test_the_ca_certificate_is_a_five_year_path_length_zero_ca() -> None:
     cert.verify_directly_issued_by(cert)
     assert cert.not_valid_before_utc == NOW - BACKDATE
     assert cert.not_valid_after_utc == NOW + CA_LIFETIME
-    assert CA_LIFETIME == datetime.timedelta(days=1826)  # five years with a leap day
+    assert datetime.timedelta(days=1826) == CA_LIFETIME  # five years with a leap day
     constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
     assert constraints.critical and constraints.value.ca and constraints.value.path_length == 0
     usage = cert.extensions.get_extension_for_class(x509.KeyUsage)

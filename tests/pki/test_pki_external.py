@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from pki_certs import DAY, DOMAINS, NOW, PEM, POOL, chain, certificate, key
+from pki_certs import DAY, DOMAINS, NOW, PEM, POOL, certificate, chain, key
 
 from hybridvoice.pki import (
     RULES,

@@ -39,7 +39,7 @@ def test_a_role_certificate_lives_two_years_with_its_names(ca) -> None:
     assert cred.name == "mediation" and cred.generation == 1
     assert cert.not_valid_before_utc == NOW - BACKDATE
     assert cert.not_valid_after_utc == NOW + SERVER_LIFETIME
-    assert SERVER_LIFETIME == datetime.timedelta(days=730)
+    assert datetime.timedelta(days=730) == SERVER_LIFETIME
     assert cred.dns_names == ("med1.contoso.local", "medpool.contoso.local")
     assert cred.ip_addresses == (
         ipaddress.ip_address("10.0.1.5"),
