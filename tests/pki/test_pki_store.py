@@ -17,10 +17,10 @@ from hybridvoice.pki import (
     TrustError,
     create_ca,
     expiry_report,
+    files,
     issue_server,
     make_lab_external,
 )
-from hybridvoice.pki import files
 from hybridvoice.pki.files import write_atomic
 
 PEM = serialization.Encoding.PEM
