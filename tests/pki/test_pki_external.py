@@ -4,7 +4,8 @@ exactly once and alone; several broken things all reported; PEM and PKCS#12 inpu
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from pki_certs import DAY, DOMAINS, NOW, PEM, POOL, certificate, chain, key
 
@@ -12,6 +13,8 @@ from hybridvoice.pki import (
     RULES,
     CertificateFileError,
     check_external,
+    create_ca,
+    issue_server,
     load_bundle,
     make_lab_external,
 )
@@ -179,3 +182,35 @@ def test_a_file_without_certificates_is_refused() -> None:
         load_bundle(b"-----BEGIN NOTHING-----\n-----END NOTHING-----\n")
     with pytest.raises(CertificateFileError):
         load_bundle(b"\x00garbage")
+
+
+def test_an_issuer_that_is_not_a_ca_or_exceeds_its_path_length() -> None:
+    c = chain()
+    # the "intermediate" is an end-entity certificate
+    not_ca = certificate("Public Issuing CA", c.intermediate_key.public_key(), "Public Root CA",
+                         c.root_key, ca=False)  # fmt: skip
+    problems = check_external(
+        load_bundle(c.pem(certs=[c.leaf, not_ca, c.root])), POOL, DOMAINS, NOW
+    )
+    assert [p.code for p in problems] == ["chain-bad-issuer"]
+    assert "'Public Issuing CA'" in problems[0].message and "not a CA" in problems[0].message
+    # a root that allows no intermediate (path length 0) above one: what openssl refuses too
+    root = create_ca("tight", NOW)  # path length 0
+    leaf_ca = create_ca("middle", NOW)
+    # re-sign "middle" under the tight root: root -> middle (CA) -> leaf
+    middle = (
+        x509.CertificateBuilder()
+        .subject_name(leaf_ca.name)
+        .issuer_name(root.name)
+        .public_key(leaf_ca.key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - DAY)
+        .not_valid_after(NOW + 300 * DAY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(root.key, hashes.SHA256())
+    )
+    edge = issue_server(leaf_ca, POOL, NOW, dns_names=[POOL, "sip.contoso.com", "sip.fabrikam.com"])
+    data = edge.key_pem + edge.cert_pem + middle.public_bytes(PEM) + root.cert_pem
+    problems = check_external(load_bundle(data), POOL, DOMAINS, NOW)
+    assert [p.code for p in problems] == ["chain-bad-issuer"]
+    assert "allows 0 intermediate CA(s) below it, the chain has 1" in problems[0].message

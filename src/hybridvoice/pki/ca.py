@@ -89,10 +89,14 @@ class SiteCa:
     def renewed(self, now: datetime.datetime) -> SiteCa:
         """A new CA certificate for the same key and name, valid :data:`CA_LIFETIME` from
         ``now``: certificates the old one issued keep verifying under the new one."""
-        return SiteCa(_ca_certificate(self.key, self.name, utc(now)), self.key)
+        constraints = self.certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+        path_length = constraints.value.path_length or 0
+        return SiteCa(_ca_certificate(self.key, self.name, utc(now), path_length), self.key)
 
 
-def _ca_certificate(key: SigningKey, name: x509.Name, now: datetime.datetime) -> x509.Certificate:
+def _ca_certificate(
+    key: SigningKey, name: x509.Name, now: datetime.datetime, path_length: int = 0
+) -> x509.Certificate:
     public = key.public_key()
     ski = x509.SubjectKeyIdentifier.from_public_key(public)
     return (
@@ -103,7 +107,7 @@ def _ca_certificate(key: SigningKey, name: x509.Name, now: datetime.datetime) ->
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + CA_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(key_usage(cert_sign=True), critical=True)
         .add_extension(ski, critical=False)
         .add_extension(
@@ -114,9 +118,15 @@ def _ca_certificate(key: SigningKey, name: x509.Name, now: datetime.datetime) ->
 
 
 def create_ca(
-    site: str, now: datetime.datetime, *, kind: KeyKind = "ec", organization: str = "hybridvoice"
+    site: str,
+    now: datetime.datetime,
+    *,
+    kind: KeyKind = "ec",
+    organization: str = "hybridvoice",
+    path_length: int = 0,
 ) -> SiteCa:
-    """A new site CA named ``CN=<site> site CA, O=<organization>``."""
+    """A new site CA named ``CN=<site> site CA, O=<organization>``; ``path_length`` 0 (it
+    signs end entities only) unless it is a root above intermediates (the lab CA)."""
     if not site.strip():
         raise ValueError("the site name of a CA must not be empty")
     name = x509.Name(
@@ -126,7 +136,7 @@ def create_ca(
         ]
     )
     key = generate_key(kind)
-    return SiteCa(_ca_certificate(key, name, utc(now)), key)
+    return SiteCa(_ca_certificate(key, name, utc(now), path_length), key)
 
 
 def export_ca(ca: SiteCa, passphrase: str) -> bytes:

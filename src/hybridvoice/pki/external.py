@@ -8,7 +8,8 @@ public CA. It must (CCE-REFERENCE "Certificates"):
   names (RFC 5280 §4.2.1.6), or a wildcard covering them (RFC 6125 §6.4.3: ``*`` as the whole
   left-most label, matching exactly one label);
 - come with its whole chain: every certificate's issuer is in the file (or among the roots
-  given) and verifies its signature (RFC 5280 §6.1.3 (a)(1)), up to a self-signed root;
+  given) and verifies its signature (RFC 5280 §6.1.3 (a)(1)), up to a self-signed root; every
+  issuer is a CA whose path length constraint holds (§4.2.1.9, §6.1.4 (k), (l));
 - come with the private key that matches it;
 - be valid now, as every certificate of its chain (RFC 5280 §4.1.2.5).
 
@@ -44,6 +45,7 @@ RULES: Final = MappingProxyType(
         "san-missing-sip": "sip.<domain> of a SIP domain is not among the alternative names",
         "chain-incomplete": "the issuer of a certificate of the chain is not in the file",
         "chain-bad-signature": "a certificate's signature does not verify with its issuer's key",
+        "chain-bad-issuer": "an issuer of the chain is not a CA, or its path length is exceeded",
         "key-missing": "the file holds no private key",
         "key-mismatch": "the private key does not belong to the certificate",
         "not-yet-valid": "a certificate of the chain is not valid yet",
@@ -113,39 +115,63 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def _issuer_problems(issuer: x509.Certificate, intermediates_below: int) -> list[Problem]:
+    """What is wrong with ``issuer`` as a CA with ``intermediates_below`` CAs under it."""
+    try:
+        constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    fix = "get the chain the CA publishes"
+    if constraints is None or not constraints.ca:
+        text = f"{_label(issuer)} issued a certificate of the chain but is not a CA certificate"
+        return [Problem("chain-bad-issuer", f"{text}: {fix}")]
+    limit = constraints.path_length
+    if limit is not None and intermediates_below > limit:
+        text = (
+            f"{_label(issuer)} allows {limit} intermediate CA(s) below it, "
+            f"the chain has {intermediates_below}"
+        )
+        return [Problem("chain-bad-issuer", f"{text}: {fix}")]
+    return []
+
+
 def _chain(
     leaf: x509.Certificate, pool: Sequence[x509.Certificate], roots: Sequence[x509.Certificate]
 ) -> tuple[list[x509.Certificate], list[Problem]]:
     """The chain above ``leaf`` (``leaf`` first) and what breaks it."""
+    problems: list[Problem] = []
     chain = [leaf]
     current = leaf
     for _ in range(len(pool) + len(roots) + 1):
         if current in roots:
-            return chain, []
+            return chain, problems
         if current.issuer == current.subject:
-            if _issued_by(current, current):
-                return chain, []
-            return chain, [Problem("chain-bad-signature", f"the self-signature of "
-                                   f"{_label(current)} does not verify: the root is damaged; "
-                                   "get it again from the CA")]  # fmt: skip
+            if not _issued_by(current, current):
+                text = f"the self-signature of {_label(current)} does not verify"
+                problems.append(Problem("chain-bad-signature", f"{text}: get the root again"))
+            return chain, problems
         named = [c for c in (*pool, *roots) if c.subject == current.issuer and c is not current]
-        if not named:
-            return chain, [Problem("chain-incomplete", f"the issuer "
-                                   f"'{current.issuer.rfc4514_string()}' of {_label(current)} is "
-                                   "not in the file: add the CA's intermediate and root "
-                                   "certificates (the full chain)")]  # fmt: skip
         issuer = next((c for c in named if _issued_by(current, c)), None)
+        if not named:
+            text = f"the issuer '{current.issuer.rfc4514_string()}' of {_label(current)}"
+            fix = "add the CA's intermediate and root certificates (the full chain)"
+            problems.append(Problem("chain-incomplete", f"{text} is not in the file: {fix}"))
+            return chain, problems
         if issuer is None:
-            return chain, [Problem("chain-bad-signature", f"the signature of {_label(current)} "
-                                   f"does not verify with the key of {_label(named[0])} in the "
-                                   "file: it is another certificate of that name; add the "
-                                   "chain the CA sent with this certificate")]  # fmt: skip
+            text = (
+                f"the signature of {_label(current)} does not verify with the key of "
+                f"{_label(named[0])} in the file: it is another certificate of that name"
+            )
+            fix = "add the chain the CA sent with this certificate"
+            problems.append(Problem("chain-bad-signature", f"{text}; {fix}"))
+            return chain, problems
         if issuer in chain:
             break
+        problems.extend(_issuer_problems(issuer, intermediates_below=len(chain) - 1))
         chain.append(issuer)
         current = issuer
-    return chain, [Problem("chain-incomplete", "the chain loops without reaching a root: add "
-                           "the CA's root certificate")]  # fmt: skip
+    text = "the chain loops without reaching a root: add the CA's root certificate"
+    return chain, [*problems, Problem("chain-incomplete", text)]
 
 
 def _validity(chain: Iterable[x509.Certificate], now: datetime.datetime) -> list[Problem]:

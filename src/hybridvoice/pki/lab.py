@@ -60,7 +60,7 @@ def make_lab_external(
 ) -> LabExternal:
     """A fresh lab CA chain and an external edge certificate for ``pool_fqdn``."""
     now = utc(now)
-    root = create_ca("hybridvoice lab root", now, organization="hybridvoice lab")
+    root = create_ca("hybridvoice lab root", now, organization="hybridvoice lab", path_length=1)
     issuing = _intermediate(root, now)
     names = [pool_fqdn, *(f"sip.{d.strip().rstrip('.')}" for d in sip_domains if d.strip())]
     edge = issue_server(issuing, pool_fqdn, now, dns_names=names)
