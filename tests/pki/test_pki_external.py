@@ -7,6 +7,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
+from hypothesis import given
+from hypothesis import strategies as st
 from pki_certs import DAY, DOMAINS, NOW, PEM, POOL, certificate, chain, key
 
 from hybridvoice.pki import (
@@ -214,3 +216,16 @@ def test_an_issuer_that_is_not_a_ca_or_exceeds_its_path_length() -> None:
     problems = check_external(load_bundle(data), POOL, DOMAINS, NOW)
     assert [p.code for p in problems] == ["chain-bad-issuer"]
     assert "allows 0 intermediate CA(s) below it, the chain has 1" in problems[0].message
+
+
+_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+
+
+@given(label=_LABEL, other=_LABEL, domain=st.lists(_LABEL, min_size=1, max_size=3))
+def test_a_wildcard_covers_exactly_one_label_more(label: str, other: str, domain) -> None:
+    base = ".".join(domain)
+    assert covers(f"*.{base}", f"{label}.{base}")
+    assert covers(f"*.{base}", f"{label.upper()}.{base}.")
+    assert not covers(f"*.{base}", base)
+    assert not covers(f"*.{base}", f"{other}.{label}.{base}")
+    assert covers(f"{label}.{base}", f"{label}.{base}")

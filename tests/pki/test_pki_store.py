@@ -171,3 +171,11 @@ def test_an_issued_credential_round_trips_through_its_file(tmp_path: Path) -> No
     cred = issue_server(ca, "gw", NOW, dns_names=["gw.contoso.local"], generation=4)
     store.save_credential(cred)
     assert store.load_credential("gw") == cred
+
+
+def test_a_damaged_ca_file_says_how_to_recover(tmp_path: Path) -> None:
+    store = PkiStore(tmp_path)
+    store.ensure_ca("Amsterdam", NOW)
+    store.ca_path.write_bytes(store.ca_path.read_bytes()[:200])
+    with pytest.raises(PkiError, match=r"damaged .* restore the site CA from its export"):
+        store.load_ca()

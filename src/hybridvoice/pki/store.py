@@ -81,7 +81,13 @@ class PkiStore:
                 f"no site CA in {self.directory}: create one on the site's first appliance, "
                 "or import the one exported there"
             ) from exc
-        return SiteCa(x509.load_pem_x509_certificate(data), load_signing_key(data))
+        try:
+            return SiteCa(x509.load_pem_x509_certificate(data), load_signing_key(data))
+        except (ValueError, TypeError) as exc:
+            raise PkiError(
+                f"{self.ca_path} is damaged ({exc}): restore the site CA from its export "
+                "(import it with its passphrase)"
+            ) from exc
 
     def save_ca(self, ca: SiteCa) -> None:
         write_atomic(self.ca_path, ca.key_pem + ca.cert_pem, SECRET)
