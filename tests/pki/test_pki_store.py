@@ -179,3 +179,15 @@ def test_a_damaged_ca_file_says_how_to_recover(tmp_path: Path) -> None:
     store.ca_path.write_bytes(store.ca_path.read_bytes()[:200])
     with pytest.raises(PkiError, match=r"damaged .* restore the site CA from its export"):
         store.load_ca()
+
+
+def test_a_start_within_thirty_days_of_expiry_renews_the_role_certificate(tmp_path: Path) -> None:
+    store = PkiStore(tmp_path)
+    ca = store.ensure_ca("Amsterdam", NOW)
+    first = store.ensure_server(ca, "edge", NOW, dns_names=["edge.contoso.local"])
+    kept = store.ensure_server(ca, "edge", first.not_after - 31 * DAY,
+                               dns_names=["edge.contoso.local"])  # fmt: skip
+    assert kept == first
+    renewed = store.ensure_server(ca, "edge", first.not_after - 30 * DAY,
+                                  dns_names=["edge.contoso.local"])  # fmt: skip
+    assert renewed.generation == 2 and renewed.not_after > first.not_after

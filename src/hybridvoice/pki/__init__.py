@@ -27,11 +27,12 @@ from .expiry import WARN_DAYS, Expiry, expiry_report
 from .external import RULES, Problem, check_external
 from .issue import SERVER_LIFETIME, Credential, issue_from_csr, issue_server, renew
 from .lab import LabExternal, make_lab_external
-from .store import PkiStore
+from .store import RENEW_BEFORE, PkiStore
 from .trust import TrustStore
 
 __all__ = [
     "CA_LIFETIME",
+    "RENEW_BEFORE",
     "RULES",
     "SERVER_LIFETIME",
     "WARN_DAYS",

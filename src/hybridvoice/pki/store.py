@@ -21,13 +21,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
+from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from .bundle import load_bundle
-from .ca import SiteCa, create_ca
+from .ca import SiteCa, create_ca, utc
 from .errors import CertificateFileError, PkiError
 from .external import Problem, check_external
 from .files import PUBLIC, SECRET, checked_name, write_atomic
@@ -35,7 +36,10 @@ from .issue import Credential, IpAddress, general_names, issue_server, renew, sa
 from .keys import KeyKind, key_pem, load_signing_key
 from .trust import TrustStore
 
-__all__ = ["PkiStore"]
+__all__ = ["RENEW_BEFORE", "PkiStore"]
+
+#: a role certificate with this little validity left is re-issued by ``ensure_server``
+RENEW_BEFORE: Final = datetime.timedelta(days=30)
 
 _PEM = serialization.Encoding.PEM
 
@@ -139,15 +143,18 @@ class PkiStore:
         dns_names: Sequence[str] = (),
         ips: Sequence[str | IpAddress] = (),
     ) -> Credential:
-        """The stored credential ``name`` if the site CA issued it for exactly these names;
-        otherwise a new one (one generation later) is issued and stored."""
+        """The stored credential ``name`` if the site CA issued it for exactly these names and
+        more than :data:`RENEW_BEFORE` of its validity is left; otherwise a new one (one
+        generation later) is issued and stored. Called at every start, this renews role
+        certificates before they expire."""
         try:
             old: Credential | None = self.load_credential(name)
         except PkiError:
             old = None
         if old is not None:
             have = set(general_names(*sans_of(old.certificate)))
-            if have == set(general_names(dns_names, ips)) and _signed_by(old, ca):
+            fresh_enough = old.not_after - utc(now) > RENEW_BEFORE
+            if have == set(general_names(dns_names, ips)) and _signed_by(old, ca) and fresh_enough:
                 return old
         generation = old.generation + 1 if old is not None else 1
         fresh = issue_server(ca, name, now, dns_names=dns_names, ips=ips, generation=generation)
