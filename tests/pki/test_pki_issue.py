@@ -79,6 +79,9 @@ def test_a_certificate_never_outlives_its_ca(ca) -> None:
         ((), (), "at least one"),
         (("bad name",), (), "not a DNS name"),
         (("sip:x@y",), (), "not a DNS name"),
+        (("a..b",), (), "not a DNS name"),
+        (("-a.b",), (), "not a DNS name"),
+        (("10.0.0.1",), (), "not a DNS name"),
         ((), ("10.0.0.300",), "not an IP address"),
     ],
 )
@@ -98,11 +101,11 @@ def test_renewal_keeps_the_names_changes_the_key_and_counts(ca) -> None:
     assert renew(ca, new, later).generation == 3
 
 
-def _csr(extra_ca: bool = False):
+def _csr(extra_ca: bool = False, cn: str = "gw1.contoso.local"):
     k = key()
     builder = (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gw1.contoso.local")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
         .add_extension(
             x509.SubjectAlternativeName(
                 [
@@ -140,3 +143,10 @@ def test_a_gateway_certificate_for_a_name(ca) -> None:
 def test_garbage_is_not_a_csr(ca) -> None:
     with pytest.raises(IssueError, match="CERTIFICATE REQUEST"):
         issue_from_csr(ca, b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n", NOW)
+
+
+def test_a_csr_whose_common_name_is_not_a_host_name_uses_its_sans(ca) -> None:
+    _, csr = _csr(cn="Gateway One (AudioCodes)")
+    cred = issue_from_csr(ca, csr.public_bytes(Encoding.PEM), NOW)
+    assert cred.dns_names == ("gw1.contoso.local",)
+    assert cred.certificate.subject.rfc4514_string() == "CN=gw1.contoso.local"

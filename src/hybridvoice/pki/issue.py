@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -35,6 +36,7 @@ __all__ = [
     "Credential",
     "IpAddress",
     "general_names",
+    "is_dns_name",
     "issue_from_csr",
     "issue_server",
     "renew",
@@ -44,6 +46,8 @@ __all__ = [
 #: how long a server or gateway certificate is valid (two years)
 SERVER_LIFETIME: Final = datetime.timedelta(days=2 * 365)
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_LABEL: Final = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_DNS: Final = re.compile(rf"(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,16 @@ def _addresses(san: x509.SubjectAlternativeName) -> tuple[IpAddress, ...]:
     )
 
 
+def is_dns_name(name: str) -> bool:
+    """Whether ``name`` is a host name (RFC 1123 §2.1 labels, a leading ``*.`` allowed) and
+    not an IP address."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return len(name) <= 253 and _DNS.fullmatch(name) is not None
+    return False
+
+
 def general_names(
     dns_names: Iterable[str], ips: Iterable[str | IpAddress]
 ) -> list[x509.GeneralName]:
@@ -116,7 +130,7 @@ def general_names(
     names: list[x509.GeneralName] = []
     for dns in dns_names:
         clean = dns.strip().rstrip(".").lower()
-        if not clean or any(c in clean for c in " /:@"):
+        if not is_dns_name(clean):
             raise IssueError(f"{dns!r} is not a DNS name")
         if x509.DNSName(clean) not in names:
             names.append(x509.DNSName(clean))
@@ -229,7 +243,8 @@ def issue_from_csr(ca: SiteCa, csr_pem: bytes, now: datetime.datetime) -> Creden
         ips = _addresses(requested)
     except x509.ExtensionNotFound:
         dns, ips = [], ()
-    names = general_names([*common[:1], *dns], ips)
+    named = [c for c in common[:1] if is_dns_name(c.strip().rstrip(".").lower())]
+    names = general_names([*named, *dns], ips)
     cert = _sign(ca, _subject(names, "gateway"), csr.public_key(), names, now)
     first = names[0].value if names else "gateway"
     return Credential(
