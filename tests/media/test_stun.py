@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,22 +36,22 @@ from hybridvoice.media.stun import (
 # RFC 5769 §2.1-§2.4 (the bytes of the RFC, written out in hex).
 SAMPLE_REQUEST = bytes.fromhex(
     "000100582112a442b7e7a701bc34d686fa87dfae"
-    "80220010" + "STUN test client".encode().hex() + "002400046e0001ff"
+    "80220010" + b"STUN test client".hex() + "002400046e0001ff"
     "80290008932ff9b151263b36"
-    "00060009" + "evtj:h6vY".encode().hex() + "202020"
+    "00060009" + b"evtj:h6vY".hex() + "202020"
     "000800149aeaa70cbfd8cb56781ef2b5b2d3f249c1b571a2"
     "80280004e57a3bcf"
 )
 SAMPLE_IPV4_RESPONSE = bytes.fromhex(
     "0101003c2112a442b7e7a701bc34d686fa87dfae"
-    "8022000b" + "test vector".encode().hex() + "20"
+    "8022000b" + b"test vector".hex() + "20"
     "002000080001a147e112a643"
     "000800142b91f599fd9e90c38c7489f92af9ba53f06be7d7"
     "80280004c07d4c96"
 )
 SAMPLE_IPV6_RESPONSE = bytes.fromhex(
     "010100482112a442b7e7a701bc34d686fa87dfae"
-    "8022000b" + "test vector".encode().hex() + "20"
+    "8022000b" + b"test vector".hex() + "20"
     "002000140002a1470113a9faa5d3f179bc25f4b5bed2b9d9"
     "00080014a382954e4be67bf11784c97c8292c275bfe3ed41"
     "80280004c8fb0b4c"
@@ -57,7 +59,7 @@ SAMPLE_IPV6_RESPONSE = bytes.fromhex(
 SAMPLE_LONG_TERM = bytes.fromhex(
     "000100602112a44278ad3433c6ad72c029da412e"
     "00060012e3839ee38388e383aae38383e382afe382b90000"
-    "0015001c" + "f//499k954d6OL34oL9FSTvy64sA".encode().hex() + "0014000b"
+    "0015001c" + b"f//499k954d6OL34oL9FSTvy64sA".hex() + "0014000b"
     "6578616d706c652e6f726700"
     "00080014f67024656dd64a3e02b8e0712e85c9a28ca89666"
 )
@@ -285,18 +287,12 @@ def _exercise(data: bytes) -> None:
                 decode_error_code,
                 decode_unknown_attributes,
             ):
-                try:
+                with contextlib.suppress(StunError):
                     decode(value)
-                except StunError:
-                    pass
-            try:
+            with contextlib.suppress(StunError):
                 msg.text(kind)
-            except StunError:
-                pass
-    try:
+    with contextlib.suppress(StunError):
         parse_channel_data(data)
-    except StunError:
-        pass
 
 
 @settings(max_examples=500)
