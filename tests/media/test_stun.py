@@ -198,7 +198,7 @@ def test_channel_data() -> None:
         with pytest.raises(StunError):
             parse_channel_data(bad)
     with pytest.raises(StunError):
-        channel_data(0x5000, b"")
+        channel_data(0x8000, b"")
 
 
 addresses = st.one_of(st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str)).flatmap(

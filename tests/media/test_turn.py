@@ -275,7 +275,17 @@ def test_channel_bind_and_channel_data_both_ways() -> None:
     assert code(w.bind(0x4001, ("203.0.113.10", 1))) == 400
     assert code(w.bind(0x4002)) == 400
     assert code(w.bind(0x3FFF)) == 400
+    assert code(w.bind(0x8000)) == 400
+
+
+def test_channel_range_of_rfc_8656_when_legacy_numbers_are_off() -> None:
+    w = World(legacy_channels=False)
+    w.allocate()
     assert code(w.bind(0x5000)) == 400
+    assert w.bind(0x4FFF).cls == StunClass.SUCCESS
+    legacy = World()
+    legacy.allocate()
+    assert legacy.bind(0x7FFF).cls == StunClass.SUCCESS
     assert w.server.from_client(channel_data(0x4005, b"x"), CLIENT, w.now) == []
     assert w.server.counters["no_channel"] == 1
 

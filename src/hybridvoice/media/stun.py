@@ -13,8 +13,11 @@
 - Address attributes (§14.1, §14.2): MAPPED-ADDRESS, and XOR-MAPPED/XOR-PEER/XOR-RELAYED-ADDRESS
   with the port XOR the cookie's high half and the address XOR the cookie (IPv4) or the
   cookie and the transaction id (IPv6).
-- ChannelData (RFC 8656 §12.4): a channel number 0x4000-0x4FFF, a length, the data; over UDP
-  the datagram may carry padding after the data, which is ignored.
+- ChannelData (RFC 8656 §12.4): a channel number, a length, the data; over UDP the datagram
+  may carry padding after the data, which is ignored. RFC 8656 clients pick channels in
+  0x4000-0x4FFF; RFC 5766 allowed 0x4000-0x7FFF and coturn's clients still use that range, so
+  the codec takes any number whose first two bits are 01 (RFC 8656 §12, demultiplexing) and
+  the server decides which range it binds.
 
 Parsing is strict: anything malformed raises :class:`StunError` (a
 :class:`~hybridvoice.media.errors.MediaParseError`), never another exception.
@@ -37,6 +40,7 @@ __all__ = [
     "ATTRIBUTE_NAMES",
     "CHANNEL_MAX",
     "CHANNEL_MIN",
+    "LEGACY_CHANNEL_MAX",
     "MAGIC_COOKIE",
     "Attr",
     "Method",
@@ -68,6 +72,8 @@ _FINGERPRINT_XOR: Final = 0x5354554E
 HEADER_SIZE: Final = 20
 CHANNEL_MIN: Final = 0x4000
 CHANNEL_MAX: Final = 0x4FFF
+#: The upper end of the RFC 5766 channel range (first two bits 01).
+LEGACY_CHANNEL_MAX: Final = 0x7FFF
 
 _HEADER: Final = struct.Struct("!HHI12s")
 _TLV: Final = struct.Struct("!HH")
@@ -243,8 +249,8 @@ def is_stun(data: bytes) -> bool:
 
 
 def is_channel_data(data: bytes) -> bool:
-    """Whether ``data`` starts like ChannelData (first octet 0x40-0x4F, RFC 8656 §12)."""
-    return len(data) >= 4 and 0x40 <= data[0] <= 0x4F
+    """Whether ``data`` starts like ChannelData (first two bits 01, RFC 8656 §12)."""
+    return len(data) >= 4 and data[0] & 0xC0 == 0x40
 
 
 def parse(data: bytes) -> StunMessage:
@@ -456,7 +462,7 @@ def decode_unknown_attributes(value: bytes) -> tuple[int, ...]:
 
 def channel_data(channel: int, data: bytes) -> bytes:
     """A ChannelData frame (RFC 8656 §12.4), unpadded (as sent over UDP)."""
-    if not CHANNEL_MIN <= channel <= CHANNEL_MAX or len(data) > 0xFFFF:
+    if not CHANNEL_MIN <= channel <= LEGACY_CHANNEL_MAX or len(data) > 0xFFFF:
         raise StunError(f"channel {channel:#x} or length {len(data)} out of range")
     return _TLV.pack(channel, len(data)) + data
 
@@ -466,7 +472,7 @@ def parse_channel_data(data: bytes) -> tuple[int, bytes]:
     if len(data) < 4:
         raise StunError("ChannelData shorter than 4 bytes")
     channel, length = _TLV.unpack_from(data)
-    if not CHANNEL_MIN <= channel <= CHANNEL_MAX:
+    if not CHANNEL_MIN <= channel <= LEGACY_CHANNEL_MAX:
         raise StunError(f"channel number {channel:#x} out of range")
     if 4 + length > len(data):
         raise StunError(f"ChannelData length {length} past the datagram")

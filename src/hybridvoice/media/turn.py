@@ -14,6 +14,8 @@ listening socket, send from a relay socket, open or close a relay port.
 - Send indications (§10.2) and ChannelData (§12.4) go to permitted peers from the relay port;
   peer datagrams go back as ChannelData when a channel is bound, else as Data indications
   (§10.3); from peers without a permission they are dropped (§10.3, §12.5).
+- Channel numbers 0x4000-0x4FFF (RFC 8656 §12), or 0x4000-0x7FFF as RFC 5766 allowed when
+  ``legacy_channels`` is on (the default: coturn's clients use that range).
 - Lifetimes: allocation max(default, min(requested, max)) seconds; permissions 300 s;
   channels 600 s. Expiry is by ``now`` only; :meth:`TurnServer.next_deadline` says when.
 - Security (§21): peer policy (403), per-user allocation quota (486), one allocation per
@@ -34,6 +36,9 @@ from typing import Final
 from .mras import CredentialsRejectedError
 from .stun import (
     ATTRIBUTE_NAMES,
+    CHANNEL_MAX,
+    CHANNEL_MIN,
+    LEGACY_CHANNEL_MAX,
     Attr,
     Method,
     StunClass,
@@ -351,7 +356,8 @@ class TurnServer:
         if number_value is None or peer_value is None:
             raise _RefusedError(400, "bad_request")
         number = int.from_bytes(number_value[:2], "big")
-        if not 0x4000 <= number <= 0x4FFF:
+        top = LEGACY_CHANNEL_MAX if self.config.legacy_channels else CHANNEL_MAX
+        if not CHANNEL_MIN <= number <= top:
             raise _RefusedError(400, "bad_channel")
         peer = self._peer(peer_value, msg.transaction_id)
         bound = alloc.channels.get(number)

@@ -62,6 +62,8 @@ class TurnConfig:
     permission_lifetime: int = PERMISSION_LIFETIME
     channel_lifetime: int = CHANNEL_LIFETIME
     nonce_lifetime: int = NONCE_LIFETIME
+    #: accept RFC 5766 channel numbers 0x5000-0x7FFF too (coturn's turnutils_uclient uses them)
+    legacy_channels: bool = True
     software: str = "hybridvoice"
 
     def __post_init__(self) -> None:
