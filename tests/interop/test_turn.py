@@ -106,7 +106,7 @@ async def _uclient(
     binary = need_binary("turnutils_uclient", "coturn")
     args = [binary, "-c", "-e", HOST, "-r", str(peer_port), "-p", str(port), "-L", HOST,
             "-m", "2", "-n", "20", "-l", "120", "-z", "10", *extra]  # fmt: skip
-    if "-w" not in extra:
+    if "-u" not in extra:
         args += ["-W", secret, "-u", "uclient"]
     process = await asyncio.create_subprocess_exec(
         *args, HOST, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -133,10 +133,15 @@ def echo_peer(tmp_path: Path) -> Iterator[int]:
 
 
 @pytest.mark.parametrize("kind", SERVERS)
-def test_uclient_relays_through_the_server(kind: str, tmp_path: Path, echo_peer: int) -> None:
+@pytest.mark.parametrize("method", ["channels", "send-indications"])
+def test_uclient_relays_through_the_server(
+    kind: str, method: str, tmp_path: Path, echo_peer: int
+) -> None:
+    extra = ("-s",) if method == "send-indications" else ()
+
     async def run() -> tuple[int, str, str, Counter[str] | None]:
         async with turn_server(kind, tmp_path) as server:
-            rc, out = await _uclient(server.port, echo_peer, tmp_path / "uclient.log")
+            rc, out = await _uclient(server.port, echo_peer, tmp_path / "uclient.log", extra=extra)
             return rc, out, server.describe(), server.counters
 
     rc, out, state, counts = asyncio.run(run())

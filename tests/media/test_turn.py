@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hybridvoice.media.mras import MrasCredentials, MrasIssuer, MrasVerifier
 from hybridvoice.media.stun import (
@@ -387,3 +389,72 @@ def test_close_releases_everything() -> None:
     w.allocate(client=("198.51.100.7", 2))
     assert sorted(a.port for a in w.server.close()) == [50000, 50001]  # type: ignore[attr-defined]
     assert w.ports.available == 10
+
+
+def _server_after_setup() -> World:
+    w = World(allow_loopback_peers=True)
+    w.allocate()
+    w.bind(0x4001)
+    w.permit()
+    return w
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=200))
+def test_fuzz_random_datagrams_never_raise(data: bytes) -> None:
+    w = _server_after_setup()
+    for actions in (
+        w.server.from_client(data, CLIENT, w.now),
+        w.server.from_client(b"\x00\x03" + data, CLIENT, w.now),
+        w.server.from_client(b"\x40\x01" + data, CLIENT, w.now),
+        w.server.from_peer(50000, data, PEER, w.now),
+    ):
+        assert all(isinstance(a, (ToClient, ToPeer, OpenRelay, CloseRelay)) for a in actions)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    method=st.sampled_from(
+        [Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND]
+    ),
+    attrs=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    Attr.XOR_PEER_ADDRESS,
+                    Attr.CHANNEL_NUMBER,
+                    Attr.LIFETIME,
+                    Attr.REQUESTED_TRANSPORT,
+                    Attr.REQUESTED_ADDRESS_FAMILY,
+                    Attr.EVEN_PORT,
+                    Attr.DATA,
+                    Attr.USERNAME,
+                ]
+            ),
+            st.binary(max_size=24),
+        ),
+        max_size=5,
+    ),
+)
+def test_fuzz_authenticated_requests_never_raise(
+    method: int, attrs: list[tuple[int, bytes]]
+) -> None:
+    """Well-authenticated requests with arbitrary attribute values get an answer, or are
+    dropped and counted as malformed (a fixed-size attribute of the wrong size); never an
+    exception."""
+    w = _server_after_setup()
+    creds = w.creds["alice"]
+    key = long_term_key(creds.username, REALM, creds.password)
+    auth = (
+        (Attr.USERNAME, creds.username.encode()),
+        (Attr.REALM, REALM.encode()),
+        (Attr.NONCE, w.nonce.encode()),
+    )
+    msg = StunMessage(method, StunClass.REQUEST, w.tid(), (*attrs, *auth))
+    before = w.server.counters["malformed"]
+    actions = w.server.from_client(encode(msg, key), CLIENT, w.now)
+    replies = [parse(a.data) for a in actions if isinstance(a, ToClient)]
+    if not replies:
+        assert w.server.counters["malformed"] == before + 1
+    else:
+        assert replies[-1].transaction_id == msg.transaction_id

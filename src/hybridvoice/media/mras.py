@@ -104,7 +104,7 @@ class MrasVerifier:
     def password(self, username: str) -> str:
         """The password that goes with ``username`` if it has not expired."""
         stamp, sep, user = username.partition(SEPARATOR)
-        if not sep or not user or not stamp.isdigit() or len(stamp) > 12:
+        if not sep or not user or not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
             raise CredentialsRejectedError("malformed", username)
         if int(stamp) < self._wall():
             raise CredentialsRejectedError("expired", username)
