@@ -64,6 +64,7 @@ class Server:
     port: int
     counters: Counter[str] | None
     describe: Callable[[], str]
+    relay: TurnRelay | None = None
 
 
 @contextlib.asynccontextmanager
@@ -79,7 +80,7 @@ async def turn_server(kind: str, tmp_path: Path) -> AsyncIterator[Server]:
         )
         try:
             counters = relay.server.counters
-            yield Server(port, counters, lambda: str(dict(counters)))
+            yield Server(port, counters, lambda: str(dict(counters)), relay)
         finally:
             relay.close()
         return
@@ -221,6 +222,10 @@ def test_aioice_allocates_and_exchanges_data(kind: str, tmp_path: Path) -> None:
             )
             relayed = transport.get_extra_info("sockname")
             assert relayed[0] == HOST
+            if server.relay is not None:  # one relay socket, the timer at the core's deadline
+                assert list(server.relay.sockets.sockets) == [relayed[1]]
+                deadline = server.relay.server.next_deadline()
+                assert deadline is not None and server.relay.timer_deadline == deadline
             for n in range(5):
                 transport.sendto(b"ping %d" % n, peer)
                 data, source = await asyncio.wait_for(client.queue.get(), 5)
@@ -230,9 +235,13 @@ def test_aioice_allocates_and_exchanges_data(kind: str, tmp_path: Path) -> None:
             await asyncio.wait_for(client.lost, 5)
             peer_transport.close()
             counts = server.counters
-            if counts is not None:
+            if counts is not None and server.relay is not None:
                 assert counts["to_peer"] == counts["from_peer"] == 5
                 assert counts["channel_binds"] == 1
+                # the client deleted its allocation (Refresh, lifetime 0): socket and timer gone
+                assert server.relay.server.allocations == 0
+                assert server.relay.sockets.sockets == {}
+                assert server.relay.timer_deadline is None
 
     asyncio.run(run())
 

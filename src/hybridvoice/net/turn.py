@@ -132,6 +132,11 @@ class TurnRelay:
         return cls(loop, server, _udp_socket(*listen), sockets)
 
     @property
+    def timer_deadline(self) -> float | None:
+        """When the loop timer fires next (the core's ``next_deadline()`` when last armed)."""
+        return self._timer_at
+
+    @property
     def address(self) -> Addr:
         host, port = self.listener.getsockname()[:2]
         return str(host), int(port)
