@@ -458,3 +458,54 @@ def test_fuzz_authenticated_requests_never_raise(
         assert w.server.counters["malformed"] == before + 1
     else:
         assert replies[-1].transaction_id == msg.transaction_id
+
+
+def test_even_port_reservation_gives_an_rtp_rtcp_pair() -> None:
+    w = World()
+    w.ports.allocate()  # 50000 taken: the pair must start at the next even port
+    transport = (Attr.REQUESTED_TRANSPORT, b"\x11\0\0\0")
+    rtp, _ = w.request(Method.ALLOCATE, (transport, (Attr.EVEN_PORT, b"\x80")))
+    assert rtp.xor_address(Attr.XOR_RELAYED_ADDRESS) == (EXTERNAL, 50002)
+    token = rtp.get(Attr.RESERVATION_TOKEN)
+    assert token is not None and len(token) == 8
+    assert w.server.next_deadline() == 1030.0  # the reservation waits 30 s
+    other = ("198.51.100.7", 40001)
+    claim = (transport, (Attr.RESERVATION_TOKEN, token))
+    rtcp, actions = w.request(Method.ALLOCATE, claim, client=other)
+    assert rtcp.xor_address(Attr.XOR_RELAYED_ADDRESS) == (EXTERNAL, 50003)
+    assert OpenRelay(50003) in actions
+    again = w.request(Method.ALLOCATE, claim, client=("198.51.100.7", 3))[0]
+    assert code(again) == 508
+    both = (transport, (Attr.RESERVATION_TOKEN, token), (Attr.EVEN_PORT, b"\0"))
+    assert code(w.request(Method.ALLOCATE, both, client=("198.51.100.7", 4))[0]) == 400
+
+
+def test_unclaimed_reservation_is_released_after_30_seconds() -> None:
+    w = World()
+    transport = (Attr.REQUESTED_TRANSPORT, b"\x11\0\0\0")
+    reply, _ = w.request(Method.ALLOCATE, (transport, (Attr.EVEN_PORT, b"\x80")))
+    token = reply.get(Attr.RESERVATION_TOKEN)
+    assert token is not None and w.ports.available == 8
+    w.now += 30
+    assert w.server.expire(w.now) == []
+    assert w.ports.available == 9 and w.server.counters["expired_reservations"] == 1
+    late = (transport, (Attr.RESERVATION_TOKEN, token))
+    assert code(w.request(Method.ALLOCATE, late, client=("198.51.100.7", 2))[0]) == 508
+
+
+def test_even_port_without_reservation() -> None:
+    w = World()
+    w.ports.allocate()
+    transport = (Attr.REQUESTED_TRANSPORT, b"\x11\0\0\0")
+    reply, _ = w.request(Method.ALLOCATE, (transport, (Attr.EVEN_PORT, b"\0")))
+    assert reply.xor_address(Attr.XOR_RELAYED_ADDRESS) == (EXTERNAL, 50002)
+    assert not reply.has(Attr.RESERVATION_TOKEN)
+
+
+def test_expired_allocation_not_yet_swept_is_replaced() -> None:
+    w = World()
+    w.allocate()
+    w.now += 600  # expired, expire() not called yet
+    reply, actions = w.request(Method.ALLOCATE, ((Attr.REQUESTED_TRANSPORT, b"\x11\0\0\0"),))
+    assert reply.cls == StunClass.SUCCESS
+    assert actions[0] == CloseRelay(50000) and OpenRelay(50001) in actions

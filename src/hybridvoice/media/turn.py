@@ -20,6 +20,8 @@ listening socket, send from a relay socket, open or close a relay port.
   channels 600 s. Expiry is by ``now`` only; :meth:`TurnServer.next_deadline` says when.
 - Security (§21): peer policy (403), per-user allocation quota (486), one allocation per
   client address (437), a username fixed per allocation (441), counters for every refusal.
+- EVEN-PORT (§7.2): an even relay port; with the R bit the next port is kept 30 s for the
+  Allocate that presents the RESERVATION-TOKEN returned (an RTP/RTCP pair of allocations).
 
 The relay address advertised is the configured external address. UDP transport only: TCP
 allocations (RFC 6062) and TCP/TLS listeners are not here yet.
@@ -126,6 +128,7 @@ class TurnServer:
         "_per_user",
         "_policy",
         "_random",
+        "_reservations",
         "allocator",
         "config",
         "counters",
@@ -148,6 +151,8 @@ class TurnServer:
         self._by_client: dict[Addr, Allocation] = {}
         self._by_port: dict[int, Allocation] = {}
         self._per_user: Counter[str] = Counter()
+        #: RESERVATION-TOKEN -> (reserved port, expiry)
+        self._reservations: dict[bytes, tuple[int, float]] = {}
         #: refusals and drops by kind, relayed packets and bytes
         self.counters: Counter[str] = Counter()
 
@@ -161,7 +166,9 @@ class TurnServer:
 
     def next_deadline(self) -> float | None:
         """When :meth:`expire` next has something to do (None: nothing allocated)."""
-        return min((a.deadline() for a in self._by_client.values()), default=None)
+        times = [a.deadline() for a in self._by_client.values()]
+        times.extend(expiry for _, expiry in self._reservations.values())
+        return min(times, default=None)
 
     # -- inputs --------------------------------------------------------------------------
     def from_client(self, data: bytes, client: Addr, now: float) -> list[Action]:
@@ -236,10 +243,18 @@ class TurnServer:
                 actions.append(self._delete(alloc))
             else:
                 alloc.prune(now)
+        for token, (port, expiry) in list(self._reservations.items()):
+            if expiry <= now:
+                del self._reservations[token]
+                self.allocator.release(port)
+                self.counters["expired_reservations"] += 1
         return actions
 
     def close(self) -> list[Action]:
-        """Delete every allocation (shutdown)."""
+        """Delete every allocation and reservation (shutdown)."""
+        for port, _ in self._reservations.values():
+            self.allocator.release(port)
+        self._reservations.clear()
         return [self._delete(alloc) for alloc in list(self._by_client.values())]
 
     # -- authentication ------------------------------------------------------------------
@@ -265,7 +280,7 @@ class TurnServer:
         if not integrity_ok(msg, key):
             raise _RefusedError(401, "integrity_failed")
         alloc = self._by_client.get(client)
-        if alloc is not None and alloc.username != username:
+        if alloc is not None and alloc.expires > now and alloc.username != username:
             raise _RefusedError(441, "wrong_credentials")
         return username, key
 
@@ -273,8 +288,11 @@ class TurnServer:
     def _allocate(
         self, msg: StunMessage, client: Addr, username: str, key: bytes, now: float
     ) -> list[Action]:
+        actions: list[Action] = []
         existing = self._by_client.get(client)
-        if existing is not None:
+        if existing is not None and existing.expires <= now:
+            actions.append(self._delete(existing))  # expired, not yet swept
+        elif existing is not None:
             if existing.tid == msg.transaction_id:
                 return [ToClient(existing.response, client)]
             raise _RefusedError(437, "allocation_mismatch")
@@ -284,18 +302,16 @@ class TurnServer:
         if transport[0] != UDP:
             raise _RefusedError(442, "unsupported_transport")
         family = msg.get(Attr.REQUESTED_ADDRESS_FAMILY)
-        if family is not None and msg.has(Attr.RESERVATION_TOKEN):
+        token = msg.get(Attr.RESERVATION_TOKEN)
+        even = msg.get(Attr.EVEN_PORT)
+        if token is not None and (family is not None or even is not None):
             raise _RefusedError(400, "bad_request")
         if family is not None and family[0] != self.config.family:
             raise _RefusedError(440, "address_family")
-        if msg.has(Attr.RESERVATION_TOKEN):
-            raise _RefusedError(508, "reservation_unsupported")
         user = self.credentials.user_of(username)
         if self._per_user[user] >= self.config.user_quota:
             raise _RefusedError(486, "quota")
-        port = self.allocator.allocate(msg.has(Attr.EVEN_PORT))
-        if port is None:
-            raise _RefusedError(508, "insufficient_capacity")
+        port, new_token = self._relay_port(token, even, now)
         relayed = (self.config.external_ip, port)
         alloc = Allocation(client, username, user, key, port=port, relayed=relayed)
         alloc.expires = now + self._lifetime(msg)
@@ -304,15 +320,43 @@ class TurnServer:
         self._per_user[user] += 1
         self.counters["allocations"] += 1
         tid = msg.transaction_id
-        attrs = (
+        attrs: tuple[tuple[int, bytes], ...] = (
             (Attr.XOR_RELAYED_ADDRESS, encode_xor_address(relayed, tid)),
             (Attr.LIFETIME, int(alloc.expires - now).to_bytes(4, "big")),
             (Attr.XOR_MAPPED_ADDRESS, encode_xor_address(client, tid)),
         )
+        if new_token is not None:
+            attrs = (*attrs, (Attr.RESERVATION_TOKEN, new_token))
         answer = self._answer(msg, client, attrs, key)
         alloc.tid = tid
         alloc.response = answer.data
-        return [OpenRelay(port), answer]
+        actions += [OpenRelay(port), answer]
+        return actions
+
+    def _relay_port(
+        self, token: bytes | None, even: bytes | None, now: float
+    ) -> tuple[int, bytes | None]:
+        """The relay port of a new allocation, and the RESERVATION-TOKEN of the next port when
+        EVEN-PORT asked to reserve it (RFC 8656 §7.2 step 5-7)."""
+        if token is not None:
+            reserved = self._reservations.pop(token, None)
+            if reserved is None:
+                raise _RefusedError(508, "reservation_unknown")
+            if reserved[1] <= now:
+                self.allocator.release(reserved[0])
+                raise _RefusedError(508, "reservation_unknown")
+            return reserved[0], None
+        if even is not None and even[0] & 0x80:
+            port = self.allocator.allocate_pair()
+            if port is None:
+                raise _RefusedError(508, "insufficient_capacity")
+            new_token = self._random(8)
+            self._reservations[new_token] = (port + 1, now + self.config.reservation_lifetime)
+            return port, new_token
+        port = self.allocator.allocate(even is not None)
+        if port is None:
+            raise _RefusedError(508, "insufficient_capacity")
+        return port, None
 
     def _refresh(
         self, msg: StunMessage, client: Addr, username: str, key: bytes, now: float

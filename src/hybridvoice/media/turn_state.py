@@ -5,7 +5,9 @@
   expiry, the permissions (§9: one per peer IP, 300 s) and the channel bindings (§12:
   0x4000-0x4FFF, 600 s, each also refreshing the peer's permission).
 - Relay ports come from an injected allocator (:class:`RelayAllocator`); :class:`RelayPortRange`
-  is the plain one over a configured range, least recently used first.
+  is the plain one over a configured range, least recently used first. EVEN-PORT with the R
+  bit (RFC 8656 §7.2, §18.7) takes an even port and keeps the next one for a later Allocate
+  that presents the RESERVATION-TOKEN (§18.9): the RTP/RTCP pair, 2 ports per call.
 - Peer policy (RFC 8656 §21.3, "Relaying to internal addresses"): no loopback, link-local,
   unspecified or multicast peers, and none of the appliance's own addresses, unless allowed.
 - Nonces (RFC 8489 §9.2): stateless, ``<expiry hex>.<HMAC tag>`` under a per-process key
@@ -44,6 +46,8 @@ MAX_LIFETIME: Final = 3600
 PERMISSION_LIFETIME: Final = 300
 CHANNEL_LIFETIME: Final = 600
 NONCE_LIFETIME: Final = 3600
+#: How long a port reserved by EVEN-PORT (R bit) waits for its RESERVATION-TOKEN (§14.6).
+RESERVATION_LIFETIME: Final = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,7 @@ class TurnConfig:
     permission_lifetime: int = PERMISSION_LIFETIME
     channel_lifetime: int = CHANNEL_LIFETIME
     nonce_lifetime: int = NONCE_LIFETIME
+    reservation_lifetime: int = RESERVATION_LIFETIME
     #: accept RFC 5766 channel numbers 0x5000-0x7FFF too (coturn's turnutils_uclient uses them)
     legacy_channels: bool = True
     software: str = "hybridvoice"
@@ -118,6 +123,10 @@ class RelayAllocator(Protocol):
 
     def allocate(self, even: bool = False) -> int | None: ...
 
+    def allocate_pair(self) -> int | None:
+        """An even port P with P+1 reserved too (EVEN-PORT with the R bit)."""
+        ...
+
     def release(self, port: int) -> None: ...
 
 
@@ -151,6 +160,16 @@ class RelayPortRange:
             port = self._free.popleft()
             if not even or port % 2 == 0:
                 self._used.add(port)
+                return port
+            self._free.append(port)
+        return None
+
+    def allocate_pair(self) -> int | None:
+        for _ in range(len(self._free)):
+            port = self._free.popleft()
+            if port % 2 == 0 and port < self.last and port + 1 not in self._used:
+                self._free.remove(port + 1)
+                self._used.update((port, port + 1))
                 return port
             self._free.append(port)
         return None

@@ -80,6 +80,29 @@ class RelaySockets:
             for port in skipped:
                 self._range.release(port)
 
+    def allocate_pair(self) -> int | None:
+        skipped: list[int] = []
+        try:
+            while True:
+                port = self._range.allocate_pair()
+                if port is None:
+                    return None
+                try:
+                    self.sockets[port] = _udp_socket(self.host, port)
+                except OSError:
+                    skipped += (port, port + 1)
+                    continue
+                try:
+                    self.sockets[port + 1] = _udp_socket(self.host, port + 1)
+                except OSError:
+                    self.sockets.pop(port).close()
+                    skipped += (port, port + 1)
+                    continue
+                return port
+        finally:
+            for port in skipped:
+                self._range.release(port)
+
     def release(self, port: int) -> None:
         sock = self.sockets.pop(port, None)
         if sock is not None:
