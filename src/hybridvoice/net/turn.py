@@ -37,9 +37,12 @@ log = logging.getLogger(__name__)
 
 _BATCH: Final = 64
 _RECV_SIZE: Final = 65536
+_LISTENER_BUFFER: Final = 4 << 20
 
 
-def _udp_socket(host: str, port: int) -> socket.socket:
+def _udp_socket(host: str, port: int, buffer: int = 0) -> socket.socket:
+    """A non-blocking UDP socket bound to ``(host, port)``; ``buffer``: kernel buffer size
+    asked for (the listener takes every client's packets: short stalls must not drop)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -48,6 +51,11 @@ def _udp_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     sock.setblocking(False)
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF) if buffer else ():
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, buffer)
+        except OSError:
+            log.warning("cannot set socket buffer option %d to %d", option, buffer)
     return sock
 
 
@@ -152,7 +160,7 @@ class TurnRelay:
         loop = asyncio.get_running_loop()
         sockets = RelaySockets(loop, relay_host, *ports)
         server = TurnServer(config, credentials, sockets, rng or random.Random())
-        return cls(loop, server, _udp_socket(*listen), sockets)
+        return cls(loop, server, _udp_socket(*listen, buffer=_LISTENER_BUFFER), sockets)
 
     @property
     def timer_deadline(self) -> float | None:
