@@ -509,3 +509,13 @@ def test_expired_allocation_not_yet_swept_is_replaced() -> None:
     reply, actions = w.request(Method.ALLOCATE, ((Attr.REQUESTED_TRANSPORT, b"\x11\0\0\0"),))
     assert reply.cls == StunClass.SUCCESS
     assert actions[0] == CloseRelay(50000) and OpenRelay(50001) in actions
+
+
+def test_peer_datagram_too_large_for_a_data_indication_is_dropped() -> None:
+    w = World()
+    w.allocate()
+    w.permit()
+    assert w.server.from_peer(50000, bytes(65500), PEER, w.now) == []
+    assert w.server.counters["oversize"] == 1
+    (out,) = w.server.from_peer(50000, bytes(1400), PEER, w.now)
+    assert isinstance(out, ToClient)

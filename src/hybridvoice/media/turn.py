@@ -75,6 +75,8 @@ from .turn_state import (
 __all__ = ["REASONS", "TurnServer"]
 
 UDP: Final = 17
+#: The most a peer datagram may carry and still fit a Data indication (a 16-bit length).
+MAX_DATA: Final = 0xFFFF - 64
 
 REASONS: Final = types.MappingProxyType(
     {
@@ -219,6 +221,9 @@ class TurnServer:
             return []
         if not alloc.permitted(peer[0], now):
             self.counters["no_permission"] += 1
+            return []
+        if len(data) > MAX_DATA:
+            self.counters["oversize"] += 1
             return []
         self.counters["from_peer"] += 1
         self.counters["from_peer_bytes"] += len(data)
