@@ -1,7 +1,11 @@
 """The TURN relay's asyncio adapter (RFC 8656 over UDP): sockets and one timer, no logic.
 
 One non-blocking UDP listener (3478 in production) and one UDP socket per allocation on a
-port of the relay range, each read with ``loop.add_reader`` and drained a batch at a time.
+port of the relay range. On Linux all of them sit in one level-triggered ``select.epoll``
+whose fd is the only one given to ``loop.add_reader`` (as the RTP relay does,
+:mod:`hybridvoice.net.relay`): each wake-up takes one datagram from every ready socket, so
+the loop's per-callback cost is paid once per batch. Elsewhere each socket has its own
+reader, drained a batch at a time.
 Every datagram goes to the sans-IO core (:class:`hybridvoice.media.turn.TurnServer`) with
 ``loop.time()`` as ``now``; its actions are carried out here (send from the listener, send
 from a relay socket, start reading a relay port). The port allocator given to the core binds
@@ -13,9 +17,12 @@ re-armed after requests and expiry (data never moves a deadline).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
+import select
 import socket
+from collections.abc import Callable
 from typing import Final
 
 from hybridvoice.media.turn import TurnServer
@@ -38,6 +45,8 @@ log = logging.getLogger(__name__)
 _BATCH: Final = 64
 _RECV_SIZE: Final = 65536
 _LISTENER_BUFFER: Final = 4 << 20
+#: Events taken from the epoll per wake-up.
+_MAX_EVENTS: Final = 1024
 
 
 def _udp_socket(host: str, port: int, buffer: int = 0) -> socket.socket:
@@ -59,13 +68,64 @@ def _udp_socket(host: str, port: int, buffer: int = 0) -> socket.socket:
     return sock
 
 
+class _Demux:
+    """Readiness of the relay's sockets: one epoll behind one loop reader, or a reader each."""
+
+    __slots__ = ("_ep", "_handlers", "_loop", "batch")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handlers: dict[int, Callable[[], None]] = {}
+        self._ep = select.epoll() if hasattr(select, "epoll") else None
+        #: datagrams a handler reads per call: one per ready socket with epoll
+        self.batch = 1 if self._ep is not None else _BATCH
+        if self._ep is not None:
+            loop.add_reader(self._ep.fileno(), self._on_ready)
+
+    def watch(self, sock: socket.socket, handler: Callable[[], None]) -> None:
+        fd = sock.fileno()
+        if self._ep is None:
+            self._loop.add_reader(fd, handler)
+            return
+        self._handlers[fd] = handler
+        self._ep.register(fd, select.EPOLLIN)
+
+    def unwatch(self, sock: socket.socket) -> None:
+        fd = sock.fileno()
+        if self._ep is None:
+            self._loop.remove_reader(fd)
+        elif self._handlers.pop(fd, None) is not None:
+            self._ep.unregister(fd)
+
+    def close(self) -> None:
+        if self._ep is not None:
+            self._loop.remove_reader(self._ep.fileno())
+            self._ep.close()
+            self._ep = None
+        self._handlers.clear()
+
+    def _on_ready(self) -> None:
+        ep = self._ep
+        if ep is None:
+            return
+        try:
+            events = ep.poll(0, _MAX_EVENTS)
+        except OSError:
+            return
+        handlers = self._handlers
+        for fd, _ in events:
+            handler = handlers.get(fd)
+            if handler is not None:
+                handler()
+
+
 class RelaySockets:
     """The core's relay port allocator: a port range whose ports are bound UDP sockets."""
 
-    __slots__ = ("_loop", "_range", "host", "relay", "sockets")
+    __slots__ = ("_demux", "_range", "host", "relay", "sockets")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, first: int, last: int):
-        self._loop = loop
+    def __init__(self, demux: _Demux, host: str, first: int, last: int):
+        self._demux = demux
         self._range = RelayPortRange(first, last)
         self.host = host
         self.sockets: dict[int, socket.socket] = {}
@@ -114,7 +174,7 @@ class RelaySockets:
     def release(self, port: int) -> None:
         sock = self.sockets.pop(port, None)
         if sock is not None:
-            self._loop.remove_reader(sock.fileno())
+            self._demux.unwatch(sock)
             sock.close()
         self._range.release(port)
 
@@ -122,7 +182,7 @@ class RelaySockets:
         sock = self.sockets[port]
         relay = self.relay
         assert relay is not None
-        self._loop.add_reader(sock.fileno(), relay._read_relay, port, sock)
+        self._demux.watch(sock, functools.partial(relay._read_relay, port, sock))
 
 
 class TurnRelay:
@@ -134,8 +194,10 @@ class TurnRelay:
         server: TurnServer,
         listener: socket.socket,
         sockets: RelaySockets,
+        demux: _Demux,
     ) -> None:
         self._loop = loop
+        self._demux = demux
         self.server = server
         self.listener = listener
         self.sockets = sockets
@@ -143,7 +205,7 @@ class TurnRelay:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         sockets.relay = self
-        loop.add_reader(listener.fileno(), self._read_listener)
+        demux.watch(listener, self._read_listener)
 
     @classmethod
     async def open(
@@ -158,9 +220,11 @@ class TurnRelay:
     ) -> TurnRelay:
         """Bind the listener on ``listen`` and relay ports on ``relay_host`` in ``ports``."""
         loop = asyncio.get_running_loop()
-        sockets = RelaySockets(loop, relay_host, *ports)
+        listener = _udp_socket(*listen, buffer=_LISTENER_BUFFER)
+        demux = _Demux(loop)
+        sockets = RelaySockets(demux, relay_host, *ports)
         server = TurnServer(config, credentials, sockets, rng or random.Random())
-        return cls(loop, server, _udp_socket(*listen, buffer=_LISTENER_BUFFER), sockets)
+        return cls(loop, server, listener, sockets, demux)
 
     @property
     def timer_deadline(self) -> float | None:
@@ -178,15 +242,16 @@ class TurnRelay:
             self._timer.cancel()
             self._timer = None
         if self.listener.fileno() >= 0:
-            self._loop.remove_reader(self.listener.fileno())
+            self._demux.unwatch(self.listener)
             self.listener.close()
+        self._demux.close()
 
     # -- reading -------------------------------------------------------------------------
     def _read_listener(self) -> None:
         server = self.server
         now = self._loop.time()
         rearm = False
-        for _ in range(_BATCH):
+        for _ in range(self._demux.batch):
             try:
                 data, addr = self.listener.recvfrom(_RECV_SIZE)
             except (BlockingIOError, InterruptedError):
@@ -205,7 +270,7 @@ class TurnRelay:
     def _read_relay(self, port: int, sock: socket.socket) -> None:
         server = self.server
         now = self._loop.time()
-        for _ in range(_BATCH):
+        for _ in range(self._demux.batch):
             try:
                 data, addr = sock.recvfrom(_RECV_SIZE)
             except (BlockingIOError, InterruptedError):
