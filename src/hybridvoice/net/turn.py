@@ -259,7 +259,7 @@ class TurnRelay:
             except OSError as exc:  # ICMP errors surface here on Linux
                 log.debug("TURN listener: %s", exc)
                 continue
-            client = (str(addr[0]), int(addr[1]))
+            client = addr if len(addr) == 2 else addr[:2]  # IPv6: (host, port, flow, scope)
             self._perform(server.from_client(data, client, now))
             # a STUN request (not ChannelData, not an indication) may move a deadline
             if data[:1] < b"\x40" and len(data) > 1 and not (data[1] & 0x10 and not data[0] & 1):
@@ -280,7 +280,8 @@ class TurnRelay:
                 if sock.fileno() < 0:
                     break
                 continue
-            self._perform(server.from_peer(port, data, (str(addr[0]), int(addr[1])), now))
+            peer = addr if len(addr) == 2 else addr[:2]
+            self._perform(server.from_peer(port, data, peer, now))
 
     # -- actions and the timer -----------------------------------------------------------
     def _perform(self, actions: list[Action]) -> None:
