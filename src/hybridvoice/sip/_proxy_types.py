@@ -155,9 +155,9 @@ class Branch:
     callback; calling it hands ``(branch, transaction, outcome)`` to the core's ``listener``."""
 
     __slots__ = ("armed", "ctx", "deadline", "done", "invite", "listener", "phase", "provisional",
-                 "server_tx", "tx")  # fmt: skip
+                 "sent_at", "server_tx", "tx")  # fmt: skip
 
-    def __init__(self, ctx: Context, listener: Listener | None) -> None:
+    def __init__(self, ctx: Context, listener: Listener | None, sent_at: float = 0.0) -> None:
         self.listener = listener
         self.ctx: Context | None = ctx  # None once the context is over
         self.server_tx = ctx.server_tx  # where a late 2xx goes
@@ -168,6 +168,7 @@ class Branch:
         self.phase = 0
         self.deadline = 0.0  # when the branch timer fires (0: none)
         self.armed = 0.0  # when its live heap entry is due (0: none)
+        self.sent_at = sent_at  # when the request was forwarded (Timer C's start, §16.6 step 11)
 
     def __call__(self, tx: ClientTransaction, outcome: object) -> None:
         listener = self.listener
