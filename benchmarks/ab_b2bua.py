@@ -6,7 +6,9 @@ Run: ``.venv/bin/python benchmarks/ab_b2bua.py /work/wt-base . [--rate 200] [--s
 Each tree runs its own ``hybridvoice mediation serve --no-relay`` (from its own ``.venv``; a tree
 before the ``serve`` command runs ``python -m hybridvoice.mediation.role``) under the load of
 ``benchmarks/b2bua.py`` (SIPp uac ``uac_txn.xml`` -> DUT -> SIPp uas, UDP, 127.0.0.1) at one
-fixed rate, the trees alternating run after run, ``--repeats`` times. The machine may be shared:
+fixed rate, the trees alternating run after run (order reversed every repeat), ``--repeats``
+times; with ``--parallel`` the trees run at the same time, each under its own SIPp pair.
+The machine may be shared:
 only same-session ratios mean anything, hence the alternation; the report gives per tree the
 median CPU per call (utime+stime of the DUT over the run / successful calls), min and max, and
 the ratio of the medians to the first tree. ``--profile`` runs each DUT once under cProfile and
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pstats
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,7 +51,8 @@ def run(tree: Path, rate: int, seconds: float, out: Path, profile: Path | None) 
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "mediation.toml"
     cfg.write_text(MEDIATION_TOML.format(gw_side=free_port(), uas=uas))
-    proc = Proc(dut_args(tree, cfg, port, uas, profile), workdir / "dut.out")
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}  # (a tree may borrow a .venv)
+    proc = Proc(dut_args(tree, cfg, port, uas, profile), workdir / "dut.out", env=env)
     try:
         if not proc.wait_for_text("READY", 30):
             raise RuntimeError(f"{tree} did not start: {(workdir / 'dut.out').read_text()[-800:]}")
@@ -84,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=200)
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--parallel", action="store_true", help="the trees' runs at the same time")
     p.add_argument("--profile", action="store_true", help="one cProfile run per tree instead")
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--out", type=Path, default=Path("/tmp/hv-bench-ab"))
@@ -100,12 +106,27 @@ def main(argv: list[str] | None = None) -> int:
         compare_profiles(files, calls, a.top)
         return 0
     figures: dict[Path, list[float]] = {tree: [] for tree in trees}
-    for _ in range(a.repeats):
+    ratios: list[float] = []
+    for i in range(a.repeats):
+        order = trees if i % 2 == 0 else trees[::-1]
+        if a.parallel:  # every tree under load at the same time: the same machine for each
+            with ThreadPoolExecutor(len(order)) as pool:
+                futures = [pool.submit(run, t, a.rate, a.seconds, a.out, None) for t in order]
+                results = dict(zip(order, [f.result() for f in futures], strict=True))
+        else:
+            results = {tree: run(tree, a.rate, a.seconds, a.out, None) for tree in order}
+        row = {}
         for tree in trees:
-            result = run(tree, a.rate, a.seconds, a.out, None)
+            result = results[tree]
             print(json.dumps(result.as_dict()), flush=True)
             if result.clean and result.dut_cpu_ms_per_call is not None:
                 figures[tree].append(result.dut_cpu_ms_per_call)
+                row[tree] = result.dut_cpu_ms_per_call
+        if len(row) == len(trees):
+            ratios.append(row[trees[-1]] / row[trees[0]])
+    if ratios:
+        print(f"ratio last/first per repeat: {' '.join(f'{r:.3f}' for r in ratios)}; median "
+              f"{statistics.median(ratios):.3f}")  # fmt: skip
     ref = statistics.median(figures[trees[0]]) if figures[trees[0]] else None
     for tree, values in figures.items():
         if not values:
