@@ -156,7 +156,10 @@ class Via(NamedTuple):
 
     @property
     def branch(self) -> str | None:
-        return param_get(self.params, "branch")
+        for name, value in self.params:  # param_get inlined: read for every message
+            if name == "branch" or name.lower() == "branch":
+                return value
+        return None
 
     @property
     def received(self) -> str | None:
@@ -282,7 +285,10 @@ class Address(NamedTuple):
 
     @property
     def tag(self) -> str | None:
-        return param_get(self.params, "tag")
+        for name, value in self.params:  # param_get inlined: read many times per message
+            if name == "tag" or name.lower() == "tag":
+                return value
+        return None
 
     @property
     def display_name(self) -> str | None:
