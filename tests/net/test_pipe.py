@@ -16,7 +16,9 @@ from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.pipe import LocalExchange, PipeEnd
 from hybridvoice.net.stream import StreamConnection, StreamTransport
 from hybridvoice.net.transport import Destination, TransportError
+from hybridvoice.net.udp import share_between
 from hybridvoice.sip import Request, make_response
+from hybridvoice.sip.value_cache import ValueCache
 
 
 @contextlib.asynccontextmanager
@@ -159,5 +161,30 @@ def test_the_exchange_knows_listeners_by_kind_and_address() -> None:
         finally:
             await endpoint.close()
         assert len(exchange) == 0
+
+    run(main())
+
+
+def test_share_between_gives_stream_transports_one_value_cache_too() -> None:
+    """The assembly's share_between: a role's UDP and TCP transports parse with one
+    ValueCache (a stream transport's connections, open or opened later, included)."""
+
+    async def main() -> None:
+        tu = TU(200)
+        async with _pair(tu, None) as (client, server, _mine, theirs):
+            udp = await server.listen("UDP", "127.0.0.1", 0)
+            values, _ = share_between(server.transports)
+            assert theirs.values is values and getattr(udp, "values", None) is values
+            request = new_request("OPTIONS", f"sip:uas@127.0.0.1:{theirs.local[1]}")
+            destination = Destination("TCP", "127.0.0.1", theirs.local[1])
+            assert (await client.request(request, destination, timeout=WAIT)).status == 200
+            _transaction, received = await tu.requests.get()
+            assert received.headers.value_cache is values
+            other = ValueCache()
+            share_between([theirs], other)  # the connection open now follows
+            request = new_request("OPTIONS", f"sip:uas@127.0.0.1:{theirs.local[1]}", cseq=2)
+            assert (await client.request(request, destination, timeout=WAIT)).status == 200
+            _transaction, received = await tu.requests.get()
+            assert received.headers.value_cache is other
 
     run(main())

@@ -265,10 +265,28 @@ def test_without_any_response_timer_b_ends_the_branch_first() -> None:
     assert h.core.counters.timer_c == 0 and h.core.next_deadline() is None
 
 
-def test_every_provisional_response_restarts_timer_c() -> None:
+def test_a_100_does_not_restart_timer_c() -> None:
+    """§16.7 step 2: only 101-199 reset Timer C; it runs from when the INVITE was forwarded
+    (§16.6 step 11), so a 100 at t0+100 s leaves the CANCEL at t0+180 s."""
     h = fork(1)
-    h.respond(0, 100, T0 + 1)
-    assert h.core.next_deadline() == T0 + 181
+    h.respond(0, 100, T0 + 100)
+    assert h.core.next_deadline() == T0 + 180
+    h.tick(T0 + 179.999)
+    assert h.cancelled == []
+    h.tick(T0 + 180)
+    assert h.cancelled == [0] and h.core.counters.timer_c == 1 and h.local == [408]
+
+
+def test_a_101_to_199_restarts_timer_c_and_a_later_100_does_not() -> None:
+    h = fork(1)
+    h.respond(0, 183, T0 + 50)
+    assert h.core.next_deadline() == T0 + 230
+    h.respond(0, 100, T0 + 60)
+    assert h.core.next_deadline() == T0 + 230
+    h.tick(T0 + 229.999)
+    assert h.cancelled == []
+    h.tick(T0 + 230)
+    assert h.cancelled == [0] and h.core.counters.timer_c == 1
 
 
 def test_timer_c_is_reset_by_a_180() -> None:
@@ -415,8 +433,26 @@ def test_provisional_timeout_then_timer_c() -> None:
     assert h.core.next_deadline() == T0 + 2
     h.tick(T0 + 2)
     assert h.core.counters.provisional_timeouts == 1 and len(h.sent) == 2
-    h.respond(1, 100, T0 + 3)  # any response stops it: Timer C from there
-    assert h.core.next_deadline() == T0 + 3 + 180
+    h.respond(1, 100, T0 + 3)  # any response stops it; Timer C from when it was sent
+    assert h.core.next_deadline() == T0 + 2 + 180
+    h.tick(T0 + 4)  # the provisional timeout (T0+2+2) no longer applies
+    assert h.core.counters.provisional_timeouts == 1 and h.cancelled == [0]
+    h.respond(1, 180, T0 + 10)  # a 180 restarts it
+    assert h.core.next_deadline() == T0 + 10 + 180
+    h.tick(T0 + 190)
+    assert h.core.counters.timer_c == 1 and h.cancelled == [0, 1] and h.local == [408]
+
+
+def test_a_100_in_the_failover_wait_keeps_timer_c_from_the_forwarding() -> None:
+    h = Harness()
+    h.decide = forward(("sip:b0@127.0.0.10",), ("sip:b1@127.0.0.11",), provisional_timeout=2.0)
+    h.invite(T0)
+    h.respond(0, 100, T0 + 1)  # alive: no failover, Timer C from T0
+    assert h.core.next_deadline() == T0 + 180
+    h.tick(T0 + 2)
+    assert h.core.counters.provisional_timeouts == 0 and len(h.sent) == 1
+    h.tick(T0 + 180)
+    assert h.core.counters.timer_c == 1 and h.cancelled == [0] and len(h.sent) == 2
 
 
 def test_a_branch_that_could_not_be_sent_counts_as_503() -> None:

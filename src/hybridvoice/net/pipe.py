@@ -133,7 +133,7 @@ class PipeEnd:
         if not data.strip(b"\r\n"):
             return  # a keep-alive: a pipe needs none
         try:
-            message = parse_message(data)
+            message = parse_message(data, self.owner.values)
         except ParseError as exc:  # our own bytes: a bug, but never a crash
             self.owner.counters.drop("internal_error")
             raise TransportError(f"unparsable message for {self.host}:{self.port}") from exc

@@ -28,6 +28,7 @@ from typing import Final, cast
 from hybridvoice.sip.errors import ParseError
 from hybridvoice.sip.message import Request, Response
 from hybridvoice.sip.parser import KeepAlive, StreamParser
+from hybridvoice.sip.value_cache import ValueCache
 
 from .pipe import LocalExchange, PipeEnd
 from .transport import (
@@ -102,7 +103,7 @@ class StreamConnection(asyncio.Protocol):
         self.incoming = incoming
         #: when the first byte of the message being received came; 0.0: between messages
         self.partial_since = 0.0
-        self._parser = StreamParser(owner.max_size)
+        self._parser = StreamParser(owner.max_size, owner.values)
         # A copy of the bytes the parser holds, for the 400 when parsing fails (see _feed).
         self._bad = bytearray()
         #: the bytes the parser holds were counted as dropped (parse error, head timeout)
@@ -288,6 +289,7 @@ class StreamTransport(BoundTransport):
         "max_size",
         "sent_by",
         "sink",
+        "values",
     )
 
     reliable: Final = True
@@ -312,6 +314,8 @@ class StreamTransport(BoundTransport):
         self.connect_timeout = connect_timeout
         self.loop = asyncio.get_running_loop()
         self.counters = TransportCounters()
+        #: the parsed-value cache of its connections' parsers (:meth:`share` may replace it)
+        self.values = ValueCache()
         self._connections: dict[tuple[str, int], StreamConnection | PipeEnd] = {}
         #: every open connection, also those no longer the newest to their place
         self._all: set[StreamConnection | PipeEnd] = set()
@@ -495,6 +499,15 @@ class StreamTransport(BoundTransport):
             return
         counters.messages_in += 1
         self.sink.on_response(item, Source(self, conn.host, conn.port, conn))
+
+    def share(self, *, values: ValueCache | None = None, batch: object = None) -> None:
+        """Use ``values`` (shared with the other transports the assembly wires it to) for its
+        connections, those open and those to come; a stream transport has no send batch."""
+        if values is not None:
+            self.values = values
+            for conn in self._all:
+                if type(conn) is StreamConnection:
+                    conn._parser.values = values
 
     def close(self) -> None:
         """Stop listening, close every connection and cancel pending connects."""

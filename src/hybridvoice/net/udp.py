@@ -351,11 +351,13 @@ def share_between(
     values: ValueCache | None = None,
     batch: SendBatch | None = None,
 ) -> tuple[ValueCache, SendBatch]:
-    """Give every UDP transport of ``transports`` one value cache and one send batch (the
-    given ones, or new ones); returns them for transports opened later (the assembly's)."""
+    """Give every transport of ``transports`` one value cache, and the UDP ones one send batch
+    (the given ones, or new ones; a stream transport's connections use the cache too, pipes
+    the cache of the sender); returns them for transports opened later (the assembly's)."""
     values = values if values is not None else ValueCache()
     batch = batch if batch is not None else SendBatch()
     for transport in transports:
-        if isinstance(transport, UdpTransport):
-            transport.share(values=values, batch=batch)
+        share = getattr(transport, "share", None)
+        if share is not None:
+            share(values=values, batch=batch)
     return values, batch

@@ -128,7 +128,7 @@ class Forwarder:
         headers.set("Max-Forwards", ctx.max_forwards)
         for name, value in forward.headers:
             headers.add(name, value)
-        branch = Branch(ctx, self.listener)
+        branch = Branch(ctx, self.listener, now)
         ctx.branches.append(branch)
         ctx.pending += 1
         if ctx.invite:
@@ -179,9 +179,16 @@ class Forwarder:
             if ctx is None or branch.done:
                 return
             branch.provisional = True
-            if branch.phase in (_TIMER_C, _WAIT_1XX):
-                branch.phase = _TIMER_C  # step 11: reset by every provisional response
-                self._arm(branch, now + self.timer_c)
+            phase = branch.phase
+            if status != 100:
+                if phase in (_TIMER_C, _WAIT_1XX):
+                    branch.phase = _TIMER_C  # §16.7 step 2: a 101-199 resets Timer C
+                    self._arm(branch, now + self.timer_c)
+            elif phase == _WAIT_1XX:
+                # a 100 proves the next hop alive but does not reset Timer C, which runs
+                # from when the request was forwarded (§16.6 step 11)
+                branch.phase = _TIMER_C
+                self._arm(branch, branch.sent_at + self.timer_c)
             if status != 100 and not ctx.final:
                 response.headers.pop_first_value("Via")
                 self.out.append(SendResponse(ctx.server_tx, response, False))

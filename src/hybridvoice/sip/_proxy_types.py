@@ -155,9 +155,9 @@ class Branch:
     callback; calling it hands ``(branch, transaction, outcome)`` to the core's ``listener``."""
 
     __slots__ = ("armed", "ctx", "deadline", "done", "invite", "listener", "phase", "provisional",
-                 "server_tx", "tx")  # fmt: skip
+                 "sent_at", "server_tx", "tx")  # fmt: skip
 
-    def __init__(self, ctx: Context, listener: Listener | None) -> None:
+    def __init__(self, ctx: Context, listener: Listener | None, sent_at: float = 0.0) -> None:
         self.listener = listener
         self.ctx: Context | None = ctx  # None once the context is over
         self.server_tx = ctx.server_tx  # where a late 2xx goes
@@ -168,6 +168,7 @@ class Branch:
         self.phase = 0
         self.deadline = 0.0  # when the branch timer fires (0: none)
         self.armed = 0.0  # when its live heap entry is due (0: none)
+        self.sent_at = sent_at  # when the request was forwarded (Timer C's start, §16.6 step 11)
 
     def __call__(self, tx: ClientTransaction, outcome: object) -> None:
         listener = self.listener
@@ -176,9 +177,11 @@ class Branch:
 
 
 # --- actions --------------------------------------------------------------------------------
+# Slotted dataclasses, read-only by contract but not frozen: several are built for every
+# message, and a frozen dataclass's __init__ costs 3.5 times as much (object.__setattr__ per field).
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AskRoute:
     """Ask the routing policy about an initial request; answer with
     :meth:`ProxyCore.route_decided` (or :meth:`ProxyCore.route_failed`)."""
@@ -188,7 +191,7 @@ class AskRoute:
     source: object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendRequest:
     """Send ``request`` (already a copy: new Request-URI, Max-Forwards, the policy's headers)
     to ``target`` in a new client transaction whose callback is ``branch``; then tell the core
@@ -203,7 +206,7 @@ class SendRequest:
     source: object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendResponse:
     """Send ``response`` through server ``transaction``; ``local``: our own, not forwarded."""
 
@@ -212,7 +215,7 @@ class SendResponse:
     local: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendDirect:
     """A 2xx to an INVITE whose server transaction is over: back to ``source`` directly."""
 
@@ -220,14 +223,14 @@ class SendDirect:
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelBranch:
     """CANCEL the INVITE of ``transaction`` (§9.1, §16.10)."""
 
     transaction: ClientTransaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendAck:
     """§16.11: send an ACK for a 2xx statelessly to the next hop ``hop`` (the top Route or the
     Request-URI), from interface ``via`` when known."""
@@ -237,7 +240,7 @@ class SendAck:
     via: object | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ForwardStray:
     """§16.11: send a stray 2xx (our Via removed) statelessly as its top ``via`` says."""
 

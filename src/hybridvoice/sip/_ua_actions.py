@@ -7,7 +7,9 @@ RFC 3261 §17.1 (a request goes out in a new client transaction), §13.2.2.4 / �
 the TU outside any transaction), §8.2 / §11 (an out-of-dialog request the application may
 answer itself), §13.3.1 (a new call for the application).
 
-Every action is a frozen, slotted dataclass. Actions about one call name its :class:`Leg`
+Every action is a slotted dataclass, read-only by contract but not frozen: several are built
+for every message, and a frozen dataclass's ``__init__`` costs 3.5 times as much (one
+``object.__setattr__`` call per field). Actions about one call name its :class:`Leg`
 (``leg``); the adapter keeps the events of one leg in order and runs a re-entrant
 command's actions after the batch in progress. Import these names from
 ``hybridvoice.sip.ua_core``, which re-exports them.
@@ -79,7 +81,7 @@ class Authenticator(Protocol):
         """Put the credentials on a request about to be sent."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewTransaction:
     """Send ``request`` in a new client transaction (§17.1): to ``destination`` (opaque,
     the adapter's; the initial INVITE's next hop when the application gave one), else to
@@ -94,7 +96,7 @@ class NewTransaction:
     initial: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendAck:
     """Send the ACK for a 2xx statelessly (§13.2.2.4, §17.1.1.3) to ``hop``."""
 
@@ -103,14 +105,14 @@ class SendAck:
     hop: Uri
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelInvite:
     """CANCEL the leg's initial INVITE client transaction (§9.1)."""
 
     leg: Leg
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Respond:
     """Send ``response`` in its server ``transaction`` (§17.2). ``leg`` is None for a
     request outside any call (checks, OPTIONS, 481, CANCEL of nothing)."""
@@ -120,7 +122,7 @@ class Respond:
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RespondDirect:
     """Send a 2xx to an INVITE directly to ``source`` (opaque, where the INVITE came from):
     its server transaction has left the Accepted state (RFC 6026 §7.1, §13.3.1.4)."""
@@ -130,7 +132,7 @@ class RespondDirect:
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Deliver:
     """A call-control event of the leg, for the application's handler (in order)."""
 
@@ -138,7 +140,7 @@ class Deliver:
     event: CallEvent | Disconnected
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IncomingCall:
     """A new INVITE passed the §8.2 checks (and RFC 3891 matching): offer the call to the
     application (``leg.replaces``: the leg it replaces)."""
@@ -146,14 +148,14 @@ class IncomingCall:
     leg: Leg
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallEnded:
     """The leg is disconnected and forgotten by the core (after its ``Disconnected``)."""
 
     leg: Leg
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Unhandled:
     """An out-of-dialog request other than INVITE/ACK passed the checks: the application may
     answer it; if it does not, the adapter sends ``UaCore.default_response(request, tag)``

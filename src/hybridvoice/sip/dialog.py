@@ -22,12 +22,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 from .errors import SipError
 from .headers import Address, CSeq, Headers
 from .message import Message, Request, Response, make_response
 from .uri import SipUri, Uri
+
+if TYPE_CHECKING:
+    from .value_cache import ValueCache
 
 __all__ = [
     "TARGET_REFRESH_METHODS",
@@ -126,6 +129,7 @@ class Dialog:
         "route_set",
         "secure",
         "state",
+        "values",
     )
 
     def __init__(
@@ -141,6 +145,7 @@ class Dialog:
         local_seq: int | None = None,
         remote_seq: int | None = None,
         secure: bool = False,
+        values: ValueCache | None = None,
     ) -> None:
         self.id = dialog_id
         self.state = state
@@ -156,6 +161,9 @@ class Dialog:
         self.secure = secure
         #: CSeq number of the last INVITE we sent: ACK and CANCEL reuse it (§13.2.2.4, §9.1)
         self.invite_seq: int | None = None
+        #: the parsed-value cache of the messages that made the dialog (the transport's):
+        #: the requests built here carry it, so their typed views hit it too
+        self.values = values
 
     def __repr__(self) -> str:
         return f"<Dialog {self.state.value} {self.id}>"
@@ -187,6 +195,7 @@ class Dialog:
             route_set=tuple(reversed(response.record_route)),
             local_seq=cseq.seq,
             secure=_is_sips(request.uri),
+            values=response.headers.value_cache or request.headers.value_cache,
         )
         if request.method == "INVITE":
             dialog.invite_seq = cseq.seq
@@ -211,6 +220,7 @@ class Dialog:
             route_set=request.record_route,
             remote_seq=cseq.seq,
             secure=_is_sips(request.uri),
+            values=request.headers.value_cache,
         )
 
     @property
@@ -273,7 +283,7 @@ class Dialog:
 
     def _build(self, method: str, seq: int, extra: Sequence[tuple[str, object]]) -> Request:
         uri, routes = self._target_and_routes()
-        h = Headers()
+        h = Headers(None, self.values)
         for route in routes:
             h.add("Route", route)
         h.add("Max-Forwards", MAX_FORWARDS)

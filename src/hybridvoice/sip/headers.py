@@ -50,6 +50,7 @@ __all__ = [
     "Headers",
     "Via",
     "canonical_name",
+    "first_address",
     "parse_address",
     "parse_address_list",
     "parse_call_id",
@@ -123,9 +124,10 @@ _SPELLINGS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(_usual_spell
 
 def canonical_name(name: str) -> tuple[str, str]:
     """(lookup key, name to emit) for a header name as written; raises on a bad token."""
-    hit = _SPELLINGS.get(name)
-    if hit is not None:
-        return hit
+    try:  # (a subscript: a mapping proxy's get() costs twice as much)
+        return _SPELLINGS[name]
+    except KeyError:
+        pass
     if not TOKEN.fullmatch(name):
         raise ParseError(f"malformed header name {name!r}")
     lower = name.lower()
@@ -154,7 +156,10 @@ class Via(NamedTuple):
 
     @property
     def branch(self) -> str | None:
-        return param_get(self.params, "branch")
+        for name, value in self.params:  # param_get inlined: read for every message
+            if name == "branch" or name.lower() == "branch":
+                return value
+        return None
 
     @property
     def received(self) -> str | None:
@@ -280,7 +285,10 @@ class Address(NamedTuple):
 
     @property
     def tag(self) -> str | None:
-        return param_get(self.params, "tag")
+        for name, value in self.params:  # param_get inlined: read many times per message
+            if name == "tag" or name.lower() == "tag":
+                return value
+        return None
 
     @property
     def display_name(self) -> str | None:
@@ -354,6 +362,11 @@ def _parse_address_text(text: str, cache: ValueCache | None) -> Address:
     except ValueError as exc:
         raise ParseError(f"malformed address parameters in {text!r}") from exc
     return Address(parse_uri(uri_text, cache), display, params)
+
+
+def first_address(values: list[str], cache: ValueCache | None = None) -> Address:
+    """The typed view of From and To: the first line's address."""
+    return parse_address(values[0], cache)
 
 
 # qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )   (§20.10). The parser only
@@ -531,6 +544,11 @@ class Headers:
     def __repr__(self) -> str:
         return f"Headers({list(self)!r})"
 
+    @property
+    def value_cache(self) -> ValueCache | None:
+        """The cache of parsed values the lazy views use (the parser's, or the builder's)."""
+        return self._values
+
     def get(self, name: str, default: str | None = None) -> str | None:
         """The raw value of the first line of ``name``."""
         key = _key(name)
@@ -591,7 +609,7 @@ class Headers:
                 cache[key] = (value, *cached)
             else:
                 with contextlib.suppress(ParseError):  # else parsed (and reported) when read
-                    cache[key] = parse_via_list([text]) + cached
+                    cache[key] = parse_via_list([text], self._values) + cached
 
     def set(self, name: str, value: object) -> None:
         """Replace every line of ``name`` by one line, where the first one stood."""
@@ -653,6 +671,7 @@ _KEYS: Final[Mapping[str, str]] = MappingProxyType({n: k for n, (k, _) in _SPELL
 _WITH_VALUES: Final[Mapping[object, Callable[[list[str], ValueCache], Any]]] = MappingProxyType(
     {
         parse_via_list: parse_via_list,
+        first_address: first_address,
         parse_address_list: parse_address_list,
         parse_contact_list: parse_contact_list,
         parse_cseq: parse_cseq,
@@ -663,9 +682,10 @@ _VALUE_LISTS: Final = frozenset({"via", "route", "record-route"})
 
 
 def _key(name: str) -> str:
-    key = _KEYS.get(name)
-    if key is not None:
-        return key
+    try:  # (a subscript: a mapping proxy's get() costs twice as much)
+        return _KEYS[name]
+    except KeyError:
+        pass
     lower = name.lower()
     canon = _BY_LOWER.get(lower)
     return lower if canon is None else canon.lower()

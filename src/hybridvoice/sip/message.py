@@ -18,7 +18,7 @@ from .headers import (
     CSeq,
     Headers,
     Via,
-    parse_address,
+    first_address,
     parse_address_list,
     parse_call_id,
     parse_cseq,
@@ -193,8 +193,7 @@ class Message:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _first_address(values: list[str]) -> Address:
-    return parse_address(values[0])
+_first_address = first_address  # the view that hits the headers' value cache
 
 
 class Request(Message):
@@ -274,7 +273,7 @@ def make_response(
     ``to_tag`` unless it already has one (100 Trying never gets a tag, §8.2.6.2); for
     dialog-forming 1xx/2xx the Record-Route set is copied (§12.1.1).
     """
-    out = Headers()
+    out = Headers(None, request.headers._values)
     for key, name, value in request.headers._items:
         if key in _COPIED_TO_RESPONSE:
             out._items.append((key, name, value))

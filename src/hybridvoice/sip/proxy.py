@@ -23,7 +23,8 @@ request).
   (70 when absent), the policy's headers; :class:`SendRequest` says whether to Record-Route
   (step 4: the values name our interfaces, which the adapter knows; two of them when the
   request leaves on another interface than it came in on, RFC 5658 §4). Timer C (step 11) runs
-  per INVITE branch and is reset by every provisional response.
+  per INVITE branch from when it is forwarded and is reset by every provisional response but
+  a 100 (§16.7 step 2: 101-199).
 * §16.7 responses: 1xx (not 100) forwarded at once, every 2xx forwarded at once (step 5, later
   ones straight back the way the INVITE came, §16.11), the best final response otherwise (step
   6: 6xx, then the lowest class, 401/407/415/420/484 preferred among 4xx; a branch's 503 goes
@@ -33,7 +34,7 @@ request).
   (only statuses in ``failover``, timeouts, transport errors; §16.8 and §16.9 count the last two
   as 408 and 503) moves on to the next group; when none is left the core answers ``exhausted``.
   ``timeout`` cancels a group without a final response in time, ``provisional_timeout`` a
-  branch without any response.
+  branch without any response (a 100 is one; Timer C then runs on from the forwarding).
 * §16.8 Timer C: on expiry the branch is cancelled and counts as a 408.
 * §16.10 CANCEL: answered 200, every pending branch cancelled; the INVITE gets the branches'
   final response (487), or a local 487 when none comes within ``cancel_wait`` (64*T1), at once

@@ -195,7 +195,9 @@ class UaCore:
         offer-less INVITE. With ``auth`` a 401/407 is answered once per realm (§22.2)."""
         user = from_.uri.user if isinstance(from_.uri, SipUri) else None
         host = transport.advertised[0]
-        h = Headers()
+        # the transport's cache of parsed values (when it has one): the typed views of the
+        # INVITE, and of the requests of its dialog, hit what its messages parse
+        h = Headers(None, getattr(transport, "values", None))
         h.add("Max-Forwards", 70)
         h.add("From", from_.with_tag(self._token()[:12]))
         h.add("To", to)
