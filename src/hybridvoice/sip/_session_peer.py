@@ -11,7 +11,8 @@ RFC 4028 §7.4, §8, §10 (422 and Min-SE, the refresh, the expiry); RFC 3515 (R
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from . import _session_timer as rfc4028
@@ -155,14 +156,16 @@ def too_small(s: SessionCore, dialog: Dialog, request: Request) -> Response | No
 
 Handler = Callable[["SessionCore", Dialog, Request, float], None]
 #: The peer's in-dialog requests by method; others get ``on_other`` (CANCEL comes first).
-REQUEST_HANDLERS: Final[dict[str, Handler]] = {
-    "ACK": _on_ack,
-    "NOTIFY": _on_notify,
-    "REFER": _on_refer,
-    "BYE": _on_bye,
-    "INVITE": _on_offer,
-    "UPDATE": _on_offer,
-}
+REQUEST_HANDLERS: Final[Mapping[str, Handler]] = MappingProxyType(
+    {
+        "ACK": _on_ack,
+        "NOTIFY": _on_notify,
+        "REFER": _on_refer,
+        "BYE": _on_bye,
+        "INVITE": _on_offer,
+        "UPDATE": _on_offer,
+    }
+)
 
 
 # --- responses to our INVITE (the caller) ---------------------------------------------------------

@@ -10,8 +10,9 @@ runtime import chain is one way, ``transaction`` -> ``_txn_client``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from .errors import LocalProtocolError
@@ -297,47 +298,51 @@ def _non_invite_completed(tx: ClientTransaction, now: float, msg: Response | Non
 _S = ClientState
 _I = ClientInput
 
-Table = dict[tuple[ClientState, ClientInput], tuple[ClientState, Handler]]
+Table = Mapping[tuple[ClientState, ClientInput], tuple[ClientState, Handler]]
 
 #: INVITE client transaction, RFC 3261 Figure 5 as amended by RFC 6026 Figure 5.
-_INVITE_CLIENT: Final[Table] = {
-    (_S.INIT, _I.SEND): (_S.CALLING, _invite_start),
-    (_S.CALLING, _I.TIMER_A): (_S.CALLING, _invite_retransmit),
-    (_S.CALLING, _I.TIMER_B): (_S.TERMINATED, _timeout),
-    (_S.CALLING, _I.R1XX): (_S.PROCEEDING, _invite_provisional),
-    (_S.CALLING, _I.R2XX): (_S.ACCEPTED, _invite_accepted),
-    (_S.CALLING, _I.R3XX_6XX): (_S.COMPLETED, _invite_completed),
-    (_S.CALLING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
-    (_S.PROCEEDING, _I.R1XX): (_S.PROCEEDING, _invite_provisional),
-    (_S.PROCEEDING, _I.R2XX): (_S.ACCEPTED, _invite_accepted),
-    (_S.PROCEEDING, _I.R3XX_6XX): (_S.COMPLETED, _invite_completed),
-    (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
-    (_S.COMPLETED, _I.R3XX_6XX): (_S.COMPLETED, _invite_resend_ack),
-    (_S.COMPLETED, _I.TIMER_D): (_S.TERMINATED, _terminate),
-    # the ACK could not be sent: the TU already has the final response (§17.1.1.2)
-    (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _terminate),
-    (_S.ACCEPTED, _I.R2XX): (_S.ACCEPTED, _deliver),  # RFC 6026 §8.4: 2xx go to the TU
-    (_S.ACCEPTED, _I.TIMER_M): (_S.TERMINATED, _terminate),
-}
+_INVITE_CLIENT: Final[Table] = MappingProxyType(
+    {
+        (_S.INIT, _I.SEND): (_S.CALLING, _invite_start),
+        (_S.CALLING, _I.TIMER_A): (_S.CALLING, _invite_retransmit),
+        (_S.CALLING, _I.TIMER_B): (_S.TERMINATED, _timeout),
+        (_S.CALLING, _I.R1XX): (_S.PROCEEDING, _invite_provisional),
+        (_S.CALLING, _I.R2XX): (_S.ACCEPTED, _invite_accepted),
+        (_S.CALLING, _I.R3XX_6XX): (_S.COMPLETED, _invite_completed),
+        (_S.CALLING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
+        (_S.PROCEEDING, _I.R1XX): (_S.PROCEEDING, _invite_provisional),
+        (_S.PROCEEDING, _I.R2XX): (_S.ACCEPTED, _invite_accepted),
+        (_S.PROCEEDING, _I.R3XX_6XX): (_S.COMPLETED, _invite_completed),
+        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
+        (_S.COMPLETED, _I.R3XX_6XX): (_S.COMPLETED, _invite_resend_ack),
+        (_S.COMPLETED, _I.TIMER_D): (_S.TERMINATED, _terminate),
+        # the ACK could not be sent: the TU already has the final response (§17.1.1.2)
+        (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _terminate),
+        (_S.ACCEPTED, _I.R2XX): (_S.ACCEPTED, _deliver),  # RFC 6026 §8.4: 2xx go to the TU
+        (_S.ACCEPTED, _I.TIMER_M): (_S.TERMINATED, _terminate),
+    }
+)
 
 #: non-INVITE client transaction, RFC 3261 Figure 6; ``INIT``/``ABANDON`` for CANCEL.
-_NON_INVITE_CLIENT: Final[Table] = {
-    (_S.INIT, _I.SEND): (_S.TRYING, _non_invite_start),
-    (_S.INIT, _I.ABANDON): (_S.TERMINATED, _terminate),
-    (_S.TRYING, _I.TIMER_E): (_S.TRYING, _non_invite_retransmit),
-    (_S.TRYING, _I.TIMER_F): (_S.TERMINATED, _timeout),
-    (_S.TRYING, _I.R1XX): (_S.PROCEEDING, _deliver),
-    (_S.TRYING, _I.R2XX): (_S.COMPLETED, _non_invite_completed),
-    (_S.TRYING, _I.R3XX_6XX): (_S.COMPLETED, _non_invite_completed),
-    (_S.TRYING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
-    (_S.PROCEEDING, _I.TIMER_E): (_S.PROCEEDING, _non_invite_retransmit_t2),
-    (_S.PROCEEDING, _I.TIMER_F): (_S.TERMINATED, _timeout),
-    (_S.PROCEEDING, _I.R1XX): (_S.PROCEEDING, _deliver),
-    (_S.PROCEEDING, _I.R2XX): (_S.COMPLETED, _non_invite_completed),
-    (_S.PROCEEDING, _I.R3XX_6XX): (_S.COMPLETED, _non_invite_completed),
-    (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
-    (_S.COMPLETED, _I.R1XX): (_S.COMPLETED, _absorb),
-    (_S.COMPLETED, _I.R2XX): (_S.COMPLETED, _absorb),
-    (_S.COMPLETED, _I.R3XX_6XX): (_S.COMPLETED, _absorb),
-    (_S.COMPLETED, _I.TIMER_K): (_S.TERMINATED, _terminate),
-}
+_NON_INVITE_CLIENT: Final[Table] = MappingProxyType(
+    {
+        (_S.INIT, _I.SEND): (_S.TRYING, _non_invite_start),
+        (_S.INIT, _I.ABANDON): (_S.TERMINATED, _terminate),
+        (_S.TRYING, _I.TIMER_E): (_S.TRYING, _non_invite_retransmit),
+        (_S.TRYING, _I.TIMER_F): (_S.TERMINATED, _timeout),
+        (_S.TRYING, _I.R1XX): (_S.PROCEEDING, _deliver),
+        (_S.TRYING, _I.R2XX): (_S.COMPLETED, _non_invite_completed),
+        (_S.TRYING, _I.R3XX_6XX): (_S.COMPLETED, _non_invite_completed),
+        (_S.TRYING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
+        (_S.PROCEEDING, _I.TIMER_E): (_S.PROCEEDING, _non_invite_retransmit_t2),
+        (_S.PROCEEDING, _I.TIMER_F): (_S.TERMINATED, _timeout),
+        (_S.PROCEEDING, _I.R1XX): (_S.PROCEEDING, _deliver),
+        (_S.PROCEEDING, _I.R2XX): (_S.COMPLETED, _non_invite_completed),
+        (_S.PROCEEDING, _I.R3XX_6XX): (_S.COMPLETED, _non_invite_completed),
+        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
+        (_S.COMPLETED, _I.R1XX): (_S.COMPLETED, _absorb),
+        (_S.COMPLETED, _I.R2XX): (_S.COMPLETED, _absorb),
+        (_S.COMPLETED, _I.R3XX_6XX): (_S.COMPLETED, _absorb),
+        (_S.COMPLETED, _I.TIMER_K): (_S.TERMINATED, _terminate),
+    }
+)
