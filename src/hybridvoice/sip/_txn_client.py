@@ -132,7 +132,14 @@ class ClientTransaction:
         return f"<ClientTransaction {self.method} {self.branch} {self.state}>"
 
     # the single entry point of the state machine
-    def _handle(self, inp: ClientInput, now: float, msg: Response | None = None) -> None:
+    def _handle(
+        self,
+        inp: ClientInput,
+        now: float,
+        msg: Response | None = None,
+        cause: str | None = None,
+    ) -> None:
+        """Move by the table; ``cause``: the transport's words for a ``TRANSPORT_ERROR``."""
         entry = self._table.get((self.state, inp))
         if entry is None:
             if inp in _OURS:
@@ -140,7 +147,7 @@ class ClientTransaction:
             _log.debug("%r: %s ignored in state %s", self, inp, self.state)
             return
         self.state, handler = entry
-        handler(self, now, msg)
+        handler(self, now, msg, cause)
 
     # helpers used by the handlers
     def _timer(self, inp: ClientInput, now: float, delay: float) -> None:
@@ -170,41 +177,46 @@ class ClientTransaction:
             cancel._handle(ClientInput.ABANDON, now)
 
 
-# --- handlers: (transaction, now, response or None); the table sets the new state first --
+# --- handlers: (transaction, now, response or None, transport cause or None); the table sets
+# the new state first
 
-Handler = Callable[[ClientTransaction, float, Response | None], None]
+Handler = Callable[[ClientTransaction, float, Response | None, str | None], None]
 
 
-def _absorb(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _absorb(tx: ClientTransaction, now: float, msg: Response | None, cause: str | None) -> None:
     """A retransmission the RFC says to absorb."""
 
 
-def _deliver(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _deliver(tx: ClientTransaction, now: float, msg: Response | None, cause: str | None) -> None:
     assert msg is not None
     tx._deliver(msg)
 
 
-def _terminate(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _terminate(tx: ClientTransaction, now: float, msg: Response | None, cause: str | None) -> None:
     tx._drop_held_cancel(now)
     tx._layer._finish(tx)
 
 
-def _timeout(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _timeout(tx: ClientTransaction, now: float, msg: Response | None, cause: str | None) -> None:
     """Timer B (§17.1.1.2) or F (§17.1.2.2): inform the TU, terminate."""
     tx._drop_held_cancel(now)
     tx._layer._finish(tx, "timeout", "B" if tx.is_invite else "F")
 
 
-def _transport_failed(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _transport_failed(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """§17.1.1.2 / §17.1.2.2: a transport failure is reported to the TU as a timeout."""
     tx._drop_held_cancel(now)
-    tx._layer._finish(tx, "transport")
+    tx._layer._finish(tx, "transport", cause=cause)
 
 
 # INVITE client transaction (§17.1.1, RFC 6026 §7.2)
 
 
-def _invite_start(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _invite_start(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """Enter Calling: send the INVITE, Timer A = T1 on unreliable transports, Timer B."""
     cfg = tx._layer.config
     tx._send(tx.request)
@@ -214,14 +226,18 @@ def _invite_start(tx: ClientTransaction, now: float, msg: Response | None) -> No
     tx._layer._set_timer(tx, ClientInput.TIMER_B, now + cfg.timer_b)
 
 
-def _invite_retransmit(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _invite_retransmit(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """Timer A fired: retransmit and double the interval (no cap, §17.1.1.2)."""
     tx._send(tx.request)
     tx._interval *= 2.0
     tx._layer._set_timer(tx, ClientInput.TIMER_A, now + tx._interval)
 
 
-def _invite_provisional(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _invite_provisional(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """1xx: stop retransmitting, pass it up; a held CANCEL may now be sent (§9.1)."""
     assert msg is not None
     tx._stop_retransmitting(now)
@@ -231,7 +247,9 @@ def _invite_provisional(tx: ClientTransaction, now: float, msg: Response | None)
         cancel._handle(ClientInput.SEND, now)
 
 
-def _invite_accepted(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _invite_accepted(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """2xx: to the TU, which sends the ACK itself; Accepted for Timer M (RFC 6026 §8.4)."""
     assert msg is not None
     tx._stop_retransmitting(now)
@@ -240,7 +258,9 @@ def _invite_accepted(tx: ClientTransaction, now: float, msg: Response | None) ->
     tx._timer(ClientInput.TIMER_M, now, tx._layer.config.timer_m)
 
 
-def _invite_completed(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _invite_completed(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """300-699: the transaction sends the ACK (§17.1.1.3), passes the response up and
     waits Timer D for retransmissions (32 s unreliable, 0 reliable)."""
     assert msg is not None
@@ -252,7 +272,9 @@ def _invite_completed(tx: ClientTransaction, now: float, msg: Response | None) -
     tx._timer(ClientInput.TIMER_D, now, 0.0 if tx.reliable else tx._layer.config.timer_d)
 
 
-def _invite_resend_ack(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _invite_resend_ack(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """A retransmitted final response in Completed: ACK again, not to the TU."""
     assert tx._ack is not None
     tx._send(tx._ack)
@@ -261,7 +283,9 @@ def _invite_resend_ack(tx: ClientTransaction, now: float, msg: Response | None) 
 # non-INVITE client transaction (§17.1.2)
 
 
-def _non_invite_start(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _non_invite_start(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """Enter Trying: send, Timer E = T1 on unreliable transports, Timer F = 64*T1."""
     cfg = tx._layer.config
     tx._send(tx.request)
@@ -271,21 +295,27 @@ def _non_invite_start(tx: ClientTransaction, now: float, msg: Response | None) -
     tx._layer._set_timer(tx, ClientInput.TIMER_F, now + cfg.timer_f)
 
 
-def _non_invite_retransmit(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _non_invite_retransmit(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """Timer E in Trying: retransmit, interval MIN(2*interval, T2)."""
     tx._send(tx.request)
     tx._interval = min(2.0 * tx._interval, tx._layer.config.t2)
     tx._layer._set_timer(tx, ClientInput.TIMER_E, now + tx._interval)
 
 
-def _non_invite_retransmit_t2(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _non_invite_retransmit_t2(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """Timer E in Proceeding: retransmit, interval T2."""
     tx._send(tx.request)
     tx._interval = tx._layer.config.t2
     tx._layer._set_timer(tx, ClientInput.TIMER_E, now + tx._interval)
 
 
-def _non_invite_completed(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _non_invite_completed(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """Final response: to the TU; Timer K = T4 (unreliable) or 0 absorbs retransmissions."""
     assert msg is not None
     tx._stop_retransmitting(now)

@@ -190,8 +190,9 @@ def _terminate(
 def _transport_failed(
     tx: ServerTransaction, now: float, msg: Request | Response | None, ctx: object
 ) -> None:
-    """§17.2.4: the response could not be sent (after §18.2.2 failover): inform the TU."""
-    tx._layer._finish(tx, "transport")
+    """§17.2.4: the response could not be sent (after §18.2.2 failover): inform the TU; the
+    input's context is the transport's words for it (``TransactionLayer.transport_error``)."""
+    tx._layer._finish(tx, "transport", cause=ctx if isinstance(ctx, str) else None)
 
 
 # INVITE server transaction (§17.2.1, RFC 6026 §7.1)
