@@ -65,8 +65,10 @@ def _immutable(value: object, depth: int = 0) -> bool:
         )
     if isinstance(value, types.BuiltinFunctionType):  # ``len``, or a bound ``{}.get``
         receiver = value.__self__
-        return receiver is None or isinstance(receiver, types.ModuleType) or _immutable(
-            receiver, depth + 1
+        return (
+            receiver is None
+            or isinstance(receiver, types.ModuleType)
+            or _immutable(receiver, depth + 1)
         )
     if isinstance(value, (types.FunctionType, type)):
         return True  # code, not state (cached functions are caught before)
