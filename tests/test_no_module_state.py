@@ -5,7 +5,8 @@ Every module of both packages is imported and each of its globals is checked: a 
 set, bytearray or deque, an instance of a class whose instances can change (anything but
 numbers, strings, bytes, tuples and frozensets of such, ``types.MappingProxyType`` views of
 such, ranges, compiled patterns, enum members, frozen dataclasses, loggers), or a function
-with a cache (``functools.lru_cache``) is module state: two endpoints in one process would
+with a cache (``functools.lru_cache``), or a method bound to any of these (``{}.get``,
+``random.Random().random``) is module state: two endpoints in one process would
 share it, and a test could not start from a clean slate. Constant tables are wrapped
 (``MappingProxyType``, ``frozenset``, tuples); caches are objects the assembly builds and
 passes in (:class:`hybridvoice.sip.value_cache.ValueCache`).

@@ -140,13 +140,14 @@ class ClientTransaction:
         cause: str | None = None,
     ) -> None:
         """Move by the table; ``cause``: the transport's words for a ``TRANSPORT_ERROR``."""
-        entry = self._table.get((self.state, inp))
-        if entry is None:
+        try:  # a hit is the rule: [] on the read-only table costs less than .get
+            self.state, handler = self._table[self.state, inp]
+        except KeyError:
             if inp in _OURS:
-                raise LocalProtocolError(f"{inp} is not allowed in state {self.state} of {self}")
+                text = f"{inp} is not allowed in state {self.state} of {self}"
+                raise LocalProtocolError(text) from None
             _log.debug("%r: %s ignored in state %s", self, inp, self.state)
             return
-        self.state, handler = entry
         handler(self, now, msg, cause)
 
     # helpers used by the handlers

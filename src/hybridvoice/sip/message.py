@@ -235,7 +235,12 @@ class Response(Message):
     ) -> None:
         super().__init__(headers, body)
         self.status = status
-        self.reason = REASON_PHRASES.get(status, "") if reason is None else reason
+        if reason is None:
+            try:  # [] on the read-only table costs less than .get
+                reason = REASON_PHRASES[status]
+            except KeyError:
+                reason = ""
+        self.reason = reason
 
     def _start_line(self) -> str:
         line = f"SIP/2.0 {self.status} {self.reason}"
