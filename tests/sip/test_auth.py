@@ -689,3 +689,32 @@ def test_an_unknown_user_costs_the_same_digest_work_as_a_wrong_password(
         assert server.verify(credentials, method="REGISTER", now=1.0, lookup=ha1_lookup) is expected
         assert len(computed) == 1
         assert len(computed[0]) == (32 if algorithm == "MD5" else 64)  # an HA1's length
+
+
+def test_the_dummy_ha1_is_the_server_s_own() -> None:
+    """The HA1 an unknown user is checked against belongs to the server (keyed by its
+    secret, built with it), not to the module: two servers do not share it, one server keeps
+    it, and an unknown user still costs one digest computation."""
+    import hybridvoice.sip.auth as auth  # noqa: PLC0415
+
+    seen: list[str] = []
+    real = auth._digest
+
+    def counting(algo: auth._Algorithm, ha1: str, **kw: object) -> str:
+        seen.append(ha1)
+        return real(algo, ha1, **kw)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth, "_digest", counting)
+        for server in (
+            DigestServer("example.com", SECRET),
+            DigestServer("example.com", SECRET),
+            DigestServer("example.com", b"another secret of 32 bytes......"),
+        ):
+            challenge = server.challenges(0.0)[0]
+            for _ in range(2):
+                credentials = sign(challenge, username="mallory")
+                result = server.verify(credentials, method="REGISTER", now=1.0, lookup=ha1_lookup)
+                assert result is VerifyResult.UNKNOWN_USER
+    assert len(seen) == 6 and all(len(ha1) == 64 for ha1 in seen)  # SHA-256 offered first
+    assert seen[0] == seen[1] == seen[2] == seen[3] != seen[4] == seen[5]

@@ -256,6 +256,22 @@ def test_reinvite_answered_481_or_408_ends_the_call(status: int, cause: Cause, b
     assert uas.state is (State.DISCONNECTED if bye else State.CONFIRMED)
 
 
+def test_a_reinvite_the_transport_could_not_send_ends_the_call_with_its_words() -> None:
+    """The 408 of a failed re-INVITE carries the transport's words to ``Disconnected``; a
+    481 from the peer carries none."""
+    net = Net()
+    net.answered_call()
+    net.uac.reinvite(HOLD)
+    net.pump()
+    reinvite = net.requests("uac", "INVITE")[-1][1]
+    assert isinstance(reinvite, Request)
+    net.uac.request_timeout(reinvite, net.now, "TLS handshake with 192.0.2.7:5061 failed")
+    net.pump()
+    assert last(net, "uac") == Disconnected(
+        Cause.TIMEOUT, 408, "remote", "TLS handshake with 192.0.2.7:5061 failed"
+    )
+
+
 def test_late_2xx_to_a_reinvite_we_gave_up_on_is_still_acked() -> None:
     net = Net()
     uas = net.answered_call()

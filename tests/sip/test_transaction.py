@@ -323,6 +323,13 @@ def test_a_transport_error_carries_the_transport_s_words_to_the_tu() -> None:
     lay2.events()
     lay2.handle_timers(32.0)
     assert TransactionTimeout(tx2, "timeout", "B", None) in lay2.events()
+    lay3, tx3 = server()
+    lay3.send_response(tx3, make_response(tx3.request, 486, to_tag="x"), 0.1)
+    lay3.events()
+    lay3.transport_error(tx3, 0.2, "connection to 192.0.2.9:5060 refused")
+    assert lay3.events()[0] == TransactionTimeout(
+        tx3, "transport", None, "connection to 192.0.2.9:5060 refused"
+    )
 
 
 def test_invite_client_transport_error_after_final_response() -> None:

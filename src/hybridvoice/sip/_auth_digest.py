@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 __all__ = [
@@ -209,15 +210,17 @@ class _Algorithm:
         return hashlib.new(self.hash_name, raw).hexdigest()
 
 
-_ALGORITHMS: Final = {
-    a.name.lower(): a
-    for a in (
-        _Algorithm("SHA-256", "sha256", False, 2),
-        _Algorithm("SHA-256-sess", "sha256", True, 2),
-        _Algorithm("MD5", "md5", False, 1),
-        _Algorithm("MD5-sess", "md5", True, 1),
-    )
-}
+_ALGORITHMS: Final[Mapping[str, _Algorithm]] = MappingProxyType(
+    {
+        a.name.lower(): a
+        for a in (
+            _Algorithm("SHA-256", "sha256", False, 2),
+            _Algorithm("SHA-256-sess", "sha256", True, 2),
+            _Algorithm("MD5", "md5", False, 1),
+            _Algorithm("MD5-sess", "md5", True, 1),
+        )
+    }
+)
 SUPPORTED_ALGORITHMS: tuple[str, ...] = tuple(a.name for a in _ALGORITHMS.values())
 
 

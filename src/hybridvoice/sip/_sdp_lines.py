@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import ClassVar, Final
 
 from ._sdp_write import faithful as _faithful
@@ -131,13 +132,15 @@ def _check_rtcp(value: str) -> None:
 
 
 #: The attributes we interpret, and their value's grammar; ``None``: a value is required.
-_ATTRIBUTE_CHECKS: Final[dict[str, Callable[[str], None]]] = {
-    "rtpmap": _check_rtpmap,
-    "fmtp": _check_fmtp,
-    "ptime": _check_ptime,
-    "maxptime": _check_ptime,
-    "rtcp": _check_rtcp,
-}
+_ATTRIBUTE_CHECKS: Final[Mapping[str, Callable[[str], None]]] = MappingProxyType(
+    {
+        "rtpmap": _check_rtpmap,
+        "fmtp": _check_fmtp,
+        "ptime": _check_ptime,
+        "maxptime": _check_ptime,
+        "rtcp": _check_rtcp,
+    }
+)
 #: Property attributes (no value) we interpret: directions (§6.7), rtcp-mux (RFC 5761).
 _PROPERTY_ATTRIBUTES = frozenset({"sendrecv", "sendonly", "recvonly", "inactive", "rtcp-mux"})
 
@@ -178,11 +181,13 @@ def _check_t(value: str) -> None:
 
 
 #: Field lines whose grammar is checked (the others are kept verbatim, unchecked).
-_FIELD_CHECKS: Final[dict[str, Callable[[str], None]]] = {
-    "v": _check_v,
-    "b": _check_b,
-    "t": _check_t,
-}
+_FIELD_CHECKS: Final[Mapping[str, Callable[[str], None]]] = MappingProxyType(
+    {
+        "v": _check_v,
+        "b": _check_b,
+        "t": _check_t,
+    }
+)
 #: How much of a bad line an error repeats.
 _QUOTE = 80
 
@@ -417,32 +422,34 @@ class RtpMap:
     channels: int = 1
 
 
-STATIC_PAYLOAD_TYPES: Final[dict[str, RtpMap]] = {
-    "0": RtpMap("PCMU", 8000),
-    "3": RtpMap("GSM", 8000),
-    "4": RtpMap("G723", 8000),
-    "5": RtpMap("DVI4", 8000),
-    "6": RtpMap("DVI4", 16000),
-    "7": RtpMap("LPC", 8000),
-    "8": RtpMap("PCMA", 8000),
-    "9": RtpMap("G722", 8000),
-    "10": RtpMap("L16", 44100, 2),
-    "11": RtpMap("L16", 44100),
-    "12": RtpMap("QCELP", 8000),
-    "13": RtpMap("CN", 8000),
-    "14": RtpMap("MPA", 90000),
-    "15": RtpMap("G728", 8000),
-    "16": RtpMap("DVI4", 11025),
-    "17": RtpMap("DVI4", 22050),
-    "18": RtpMap("G729", 8000),
-    "25": RtpMap("CelB", 90000),
-    "26": RtpMap("JPEG", 90000),
-    "28": RtpMap("nv", 90000),
-    "31": RtpMap("H261", 90000),
-    "32": RtpMap("MPV", 90000),
-    "33": RtpMap("MP2T", 90000),
-    "34": RtpMap("H263", 90000),
-}
+STATIC_PAYLOAD_TYPES: Final[Mapping[str, RtpMap]] = MappingProxyType(
+    {
+        "0": RtpMap("PCMU", 8000),
+        "3": RtpMap("GSM", 8000),
+        "4": RtpMap("G723", 8000),
+        "5": RtpMap("DVI4", 8000),
+        "6": RtpMap("DVI4", 16000),
+        "7": RtpMap("LPC", 8000),
+        "8": RtpMap("PCMA", 8000),
+        "9": RtpMap("G722", 8000),
+        "10": RtpMap("L16", 44100, 2),
+        "11": RtpMap("L16", 44100),
+        "12": RtpMap("QCELP", 8000),
+        "13": RtpMap("CN", 8000),
+        "14": RtpMap("MPA", 90000),
+        "15": RtpMap("G728", 8000),
+        "16": RtpMap("DVI4", 11025),
+        "17": RtpMap("DVI4", 22050),
+        "18": RtpMap("G729", 8000),
+        "25": RtpMap("CelB", 90000),
+        "26": RtpMap("JPEG", 90000),
+        "28": RtpMap("nv", 90000),
+        "31": RtpMap("H261", 90000),
+        "32": RtpMap("MPV", 90000),
+        "33": RtpMap("MP2T", 90000),
+        "34": RtpMap("H263", 90000),
+    }
+)
 """RFC 3551 §6 tables 4 and 5: payload types usable without an ``a=rtpmap``."""
 
 

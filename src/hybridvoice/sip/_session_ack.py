@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
+from ._tables import frozen_table
 from .dialog import Dialog
 from .errors import LocalProtocolError
 from .headers import CSeq
@@ -44,16 +45,18 @@ class _R(enum.Enum):
 
 _IDLE, _WAITING = RetransmitPhase.IDLE, RetransmitPhase.WAITING
 #: Every transition of the UAS's 2xx retransmission (§13.3.1.4), and only these.
-RETRANSMIT_TABLE: Final[dict[RetransmitPhase, dict[_R, RetransmitPhase]]] = {
-    _IDLE: {_R.SENT: _WAITING, _R.STOPPED: _IDLE},
-    _WAITING: {
-        _R.SENT: _WAITING,  # a new 2xx replaces the one we retransmit
-        _R.ACKED: _IDLE,
-        _R.RESENT: _WAITING,
-        _R.GAVE_UP: _IDLE,
-        _R.STOPPED: _IDLE,
-    },
-}
+RETRANSMIT_TABLE: Final[Mapping[RetransmitPhase, Mapping[_R, RetransmitPhase]]] = frozen_table(
+    {
+        _IDLE: {_R.SENT: _WAITING, _R.STOPPED: _IDLE},
+        _WAITING: {
+            _R.SENT: _WAITING,  # a new 2xx replaces the one we retransmit
+            _R.ACKED: _IDLE,
+            _R.RESENT: _WAITING,
+            _R.GAVE_UP: _IDLE,
+            _R.STOPPED: _IDLE,
+        },
+    }
+)
 
 
 class Retransmit2xx:
@@ -143,10 +146,12 @@ class _L(enum.Enum):
 
 _NONE, _AWAITING = LatePhase.NONE, LatePhase.AWAITING_ANSWER
 #: Every transition of the UAC's late ACK (RFC 3264 §5, RFC 3261 §13.2.2.4).
-LATE_ACK_TABLE: Final[dict[LatePhase, dict[_L, LatePhase]]] = {
-    _NONE: {_L.OFFER_IN_2XX: _AWAITING, _L.STOPPED: _NONE},
-    _AWAITING: {_L.ANSWERED: _NONE, _L.STOPPED: _NONE},
-}
+LATE_ACK_TABLE: Final[Mapping[LatePhase, Mapping[_L, LatePhase]]] = frozen_table(
+    {
+        _NONE: {_L.OFFER_IN_2XX: _AWAITING, _L.STOPPED: _NONE},
+        _AWAITING: {_L.ANSWERED: _NONE, _L.STOPPED: _NONE},
+    }
+)
 
 
 class AckMemory:

@@ -9,8 +9,10 @@ INVITE (RFC 4028 §7.4) is a new transaction: it needs its own provisional first
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Final
 
+from ._tables import frozen_table
 from .errors import LocalProtocolError
 
 __all__ = ["CANCEL_TABLE", "CancelPhase", "UacCancel"]
@@ -29,11 +31,13 @@ class _C(enum.Enum):
 
 _N, _W, _S = CancelPhase.NONE, CancelPhase.WANTED, CancelPhase.SENT
 #: Every transition of the caller's CANCEL (§9.1), and only these.
-CANCEL_TABLE: Final[dict[CancelPhase, dict[_C, CancelPhase]]] = {
-    _N: {_C.WANT: _W},
-    _W: {_C.WANT: _W, _C.SEND: _S},
-    _S: {_C.WANT: _S},
-}
+CANCEL_TABLE: Final[Mapping[CancelPhase, Mapping[_C, CancelPhase]]] = frozen_table(
+    {
+        _N: {_C.WANT: _W},
+        _W: {_C.WANT: _W, _C.SEND: _S},
+        _S: {_C.WANT: _S},
+    }
+)
 
 
 class UacCancel:

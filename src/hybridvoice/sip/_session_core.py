@@ -56,7 +56,7 @@ class SessionCore:
     __slots__ = (
         "_acks", "_bye_pending", "_cancel", "_config", "_dialog", "_events", "_forks",
         "_offers", "_peer_allows_update", "_refer", "_refresh", "_retransmit", "_rng",
-        "_ticket", "_timeout_detail", "invite", "peer_allow", "role", "state",
+        "_ticket", "invite", "peer_allow", "role", "state",
     )  # fmt: skip
 
     def __init__(self, role: Role, invite: Request, config: SessionConfig, rng: random.Random):
@@ -74,7 +74,6 @@ class SessionCore:
         self._cancel = UacCancel()  # §9.1
         self._refer = ReferState()  # RFC 3515 in this session's dialog
         self._peer_allows_update = self._bye_pending = False
-        self._timeout_detail: str | None = None  # see InviteSession.request_timeout()
         #: the methods the peer's INVITE (UAS) or 2xx (UAC) listed in Allow, upper case
         self.peer_allow: frozenset[str] = frozenset()
 
@@ -220,8 +219,11 @@ class SessionCore:
         if self.state not in SETUP:
             self._refresh.negotiated(rfc4028.session_expires(message), we_requested, now)
 
-    def _finish(self, cause: Cause, status: int | None, side: Side) -> None:
-        """To DISCONNECTED: a pending request gets 487 (§15.1.2), timers stop, dialogs end."""
+    def _finish(
+        self, cause: Cause, status: int | None, side: Side, detail: str | None = None
+    ) -> None:
+        """To DISCONNECTED: a pending request gets 487 (§15.1.2), timers stop, dialogs end.
+        ``detail``: the transport's words when a request of ours could not be sent."""
         self._move(Trigger.FAILED if self.state in SETUP else Trigger.ENDED)
         pending, dialog = self._offers.incoming, self._dialog
         if pending is not None and dialog is not None:
@@ -234,5 +236,4 @@ class SessionCore:
         self._refresh.stop()
         for each in self._dialogs():
             each.terminate()
-        detail = self._timeout_detail if status == 408 else None
         self._emit(Disconnected(cause, status, side, detail))

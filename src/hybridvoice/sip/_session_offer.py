@@ -14,9 +14,11 @@ from __future__ import annotations
 import enum
 import itertools
 import random
+from collections.abc import Mapping
 from typing import Final
 
 from ._session_ack import Ticket
+from ._tables import frozen_table
 from .errors import LocalProtocolError
 from .message import Request
 
@@ -43,13 +45,15 @@ class _O(enum.Enum):
 
 _P = OfferPhase
 #: Every transition of a session's offer/answer exchange (§14, RFC 3311), and only these.
-OFFER_TABLE: Final[dict[OfferPhase, dict[_O, OfferPhase]]] = {
-    _P.IDLE: {_O.SEND: _P.SENT, _O.RECEIVE: _P.RECEIVED, _O.RESET: _P.IDLE},
-    _P.SENT: {_O.FINAL: _P.IDLE, _O.GLARE: _P.GLARE, _O.RESET: _P.IDLE},
-    _P.RECEIVED: {_O.REPLIED: _P.IDLE, _O.RESET: _P.IDLE},
-    _P.GLARE: {_O.RETRY: _P.SENT, _O.RECEIVE: _P.GLARE_RECEIVED, _O.RESET: _P.IDLE},
-    _P.GLARE_RECEIVED: {_O.REPLIED: _P.GLARE, _O.RESET: _P.IDLE},
-}
+OFFER_TABLE: Final[Mapping[OfferPhase, Mapping[_O, OfferPhase]]] = frozen_table(
+    {
+        _P.IDLE: {_O.SEND: _P.SENT, _O.RECEIVE: _P.RECEIVED, _O.RESET: _P.IDLE},
+        _P.SENT: {_O.FINAL: _P.IDLE, _O.GLARE: _P.GLARE, _O.RESET: _P.IDLE},
+        _P.RECEIVED: {_O.REPLIED: _P.IDLE, _O.RESET: _P.IDLE},
+        _P.GLARE: {_O.RETRY: _P.SENT, _O.RECEIVE: _P.GLARE_RECEIVED, _O.RESET: _P.IDLE},
+        _P.GLARE_RECEIVED: {_O.REPLIED: _P.GLARE, _O.RESET: _P.IDLE},
+    }
+)
 
 
 def glare_delay(owns_call_id: bool, rng: random.Random) -> float:

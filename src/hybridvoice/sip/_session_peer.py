@@ -11,7 +11,8 @@ RFC 4028 §7.4, §8, §10 (422 and Min-SE, the refresh, the expiry); RFC 3515 (R
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from . import _session_timer as rfc4028
@@ -155,14 +156,16 @@ def too_small(s: SessionCore, dialog: Dialog, request: Request) -> Response | No
 
 Handler = Callable[["SessionCore", Dialog, Request, float], None]
 #: The peer's in-dialog requests by method; others get ``on_other`` (CANCEL comes first).
-REQUEST_HANDLERS: Final[dict[str, Handler]] = {
-    "ACK": _on_ack,
-    "NOTIFY": _on_notify,
-    "REFER": _on_refer,
-    "BYE": _on_bye,
-    "INVITE": _on_offer,
-    "UPDATE": _on_offer,
-}
+REQUEST_HANDLERS: Final[Mapping[str, Handler]] = MappingProxyType(
+    {
+        "ACK": _on_ack,
+        "NOTIFY": _on_notify,
+        "REFER": _on_refer,
+        "BYE": _on_bye,
+        "INVITE": _on_offer,
+        "UPDATE": _on_offer,
+    }
+)
 
 
 # --- responses to our INVITE (the caller) ---------------------------------------------------------
@@ -171,7 +174,10 @@ def send_cancel_if_due(s: SessionCore, due: bool) -> None:
         s._emit(SendCancel(s.invite))
 
 
-def on_invite_response(s: SessionCore, response: Response, now: float) -> None:
+def on_invite_response(
+    s: SessionCore, response: Response, now: float, detail: str | None = None
+) -> None:
+    """``detail``: the transport's words when the response is the 408 of a failed send."""
     status = response.status
     if status < 200:
         _on_provisional(s, response)
@@ -181,9 +187,10 @@ def on_invite_response(s: SessionCore, response: Response, now: float) -> None:
         for fork in s._forks.values():
             fork.terminate()
         if s._cancel.wanted:
-            s._finish(Cause.CANCELLED, status, "local")
+            s._finish(Cause.CANCELLED, status, "local", detail)
         else:
-            s._finish(Cause.TIMEOUT if status == 408 else Cause.REJECTED, status, "remote")
+            cause = Cause.TIMEOUT if status == 408 else Cause.REJECTED
+            s._finish(cause, status, "remote", detail)
 
 
 def _on_provisional(s: SessionCore, response: Response) -> None:
@@ -259,7 +266,7 @@ def _retry_invite(s: SessionCore, response: Response) -> bool:
 
 # --- responses to our re-INVITE / UPDATE ----------------------------------------------------------
 def on_request_out_response(
-    s: SessionCore, request: Request, response: Response, now: float
+    s: SessionCore, request: Request, response: Response, now: float, detail: str | None = None
 ) -> None:
     status, dialog = response.status, s._current_dialog()
     if status < 200 or dialog is None:
@@ -273,7 +280,8 @@ def on_request_out_response(
     if status in (408, 481):  # the dialog is gone (§12.2.1.2, RFC 4028 §10)
         if status == 408:
             s._send_bye()
-        s._finish(Cause.TIMEOUT if status == 408 else Cause.DIALOG_GONE, status, "remote")
+        cause = Cause.TIMEOUT if status == 408 else Cause.DIALOG_GONE
+        s._finish(cause, status, "remote", detail)
         return
     dialog.receive_response(response)
     if 200 <= status < 300:

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import enum
 import itertools
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
 from . import _session_timer as rfc4028
 from ._session_ack import Ticket
+from ._tables import frozen_table
 from .errors import LocalProtocolError
 
 __all__ = ["REFRESH_TABLE", "RefreshPhase", "Refresher"]
@@ -39,20 +42,24 @@ class _F(enum.Enum):
 
 
 _S = RefreshPhase
-_NEGOTIATION: Final = {
-    _F.NEGOTIATED_OURS: _S.REFRESHER,
-    _F.NEGOTIATED_THEIRS: _S.WATCHER,
-    _F.NEGOTIATED_NONE: _S.OFF,
-    _F.EXPIRED: _S.OFF,
-    _F.STOPPED: _S.OFF,
-}
+_NEGOTIATION: Final[Mapping[_F, RefreshPhase]] = MappingProxyType(
+    {
+        _F.NEGOTIATED_OURS: _S.REFRESHER,
+        _F.NEGOTIATED_THEIRS: _S.WATCHER,
+        _F.NEGOTIATED_NONE: _S.OFF,
+        _F.EXPIRED: _S.OFF,
+        _F.STOPPED: _S.OFF,
+    }
+)
 #: Every transition of the RFC 4028 refresher, and only these.
-REFRESH_TABLE: Final[dict[RefreshPhase, dict[_F, RefreshPhase]]] = {
-    _S.OFF: _NEGOTIATION,
-    _S.REFRESHER: {**_NEGOTIATION, _F.REFRESH_DUE: _S.REFRESHING, _F.POSTPONED: _S.REFRESHER},
-    _S.WATCHER: _NEGOTIATION,
-    _S.REFRESHING: _NEGOTIATION,
-}
+REFRESH_TABLE: Final[Mapping[RefreshPhase, Mapping[_F, RefreshPhase]]] = frozen_table(
+    {
+        _S.OFF: _NEGOTIATION,
+        _S.REFRESHER: {**_NEGOTIATION, _F.REFRESH_DUE: _S.REFRESHING, _F.POSTPONED: _S.REFRESHER},
+        _S.WATCHER: _NEGOTIATION,
+        _S.REFRESHING: _NEGOTIATION,
+    }
+)
 
 
 class Refresher:

@@ -11,9 +11,12 @@ retransmission timers T1/T2), §14.1 (re-INVITE offers and their rejection); RFC
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Final, Literal, TypedDict
 
+from ._tables import frozen_table
 from .errors import LocalProtocolError
 from .message import Message, Request, Response
 from .refer import Refer, ReferNotify, ReferResult
@@ -52,21 +55,25 @@ class Trigger(enum.Enum):
 
 
 _T, _S = Trigger, State
-_SETTING_UP: Final = {
-    _T.PROVISIONAL: _S.EARLY,
-    _T.ACCEPTED: _S.CONNECTING,
-    _T.FAILED: _S.DISCONNECTED,
-}
+_SETTING_UP: Final[Mapping[Trigger, State]] = MappingProxyType(
+    {
+        _T.PROVISIONAL: _S.EARLY,
+        _T.ACCEPTED: _S.CONNECTING,
+        _T.FAILED: _S.DISCONNECTED,
+    }
+)
 #: Every transition of an INVITE session, and only these.
-TRANSITIONS: Final[dict[State, dict[Trigger, State]]] = {
-    _S.NULL: {_T.SEND_INVITE: _S.CALLING, _T.RECV_INVITE: _S.INCOMING},
-    _S.CALLING: _SETTING_UP,
-    _S.INCOMING: _SETTING_UP,
-    _S.EARLY: _SETTING_UP,
-    _S.CONNECTING: {_T.ACKED: _S.CONFIRMED, _T.ENDED: _S.DISCONNECTED},
-    _S.CONFIRMED: {_T.ENDED: _S.DISCONNECTED},
-    _S.DISCONNECTED: {},
-}
+TRANSITIONS: Final[Mapping[State, Mapping[Trigger, State]]] = frozen_table(
+    {
+        _S.NULL: {_T.SEND_INVITE: _S.CALLING, _T.RECV_INVITE: _S.INCOMING},
+        _S.CALLING: _SETTING_UP,
+        _S.INCOMING: _SETTING_UP,
+        _S.EARLY: _SETTING_UP,
+        _S.CONNECTING: {_T.ACKED: _S.CONFIRMED, _T.ENDED: _S.DISCONNECTED},
+        _S.CONFIRMED: {_T.ENDED: _S.DISCONNECTED},
+        _S.DISCONNECTED: {},
+    }
+)
 
 
 SETUP: Final = frozenset({State.CALLING, State.INCOMING, State.EARLY})

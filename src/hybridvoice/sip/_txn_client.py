@@ -10,8 +10,9 @@ runtime import chain is one way, ``transaction`` -> ``_txn_client``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from .errors import LocalProtocolError
@@ -131,15 +132,23 @@ class ClientTransaction:
         return f"<ClientTransaction {self.method} {self.branch} {self.state}>"
 
     # the single entry point of the state machine
-    def _handle(self, inp: ClientInput, now: float, msg: Response | None = None) -> None:
-        entry = self._table.get((self.state, inp))
-        if entry is None:
+    def _handle(
+        self,
+        inp: ClientInput,
+        now: float,
+        msg: Response | None = None,
+        cause: str | None = None,
+    ) -> None:
+        """Move by the table; ``cause``: the transport's words for a ``TRANSPORT_ERROR``."""
+        try:  # a hit is the rule: [] on the read-only table costs less than .get
+            self.state, handler = self._table[self.state, inp]
+        except KeyError:
             if inp in _OURS:
-                raise LocalProtocolError(f"{inp} is not allowed in state {self.state} of {self}")
+                text = f"{inp} is not allowed in state {self.state} of {self}"
+                raise LocalProtocolError(text) from None
             _log.debug("%r: %s ignored in state %s", self, inp, self.state)
             return
-        self.state, handler = entry
-        handler(self, now, msg)
+        handler(self, now, msg, cause)
 
     # helpers used by the handlers
     def _timer(self, inp: ClientInput, now: float, delay: float) -> None:
@@ -169,41 +178,46 @@ class ClientTransaction:
             cancel._handle(ClientInput.ABANDON, now)
 
 
-# --- handlers: (transaction, now, response or None); the table sets the new state first --
+# --- handlers: (transaction, now, response or None, transport cause or None); the table sets
+# the new state first
 
-Handler = Callable[[ClientTransaction, float, Response | None], None]
+Handler = Callable[[ClientTransaction, float, Response | None, str | None], None]
 
 
-def _absorb(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _absorb(tx: ClientTransaction, now: float, msg: Response | None, cause: str | None) -> None:
     """A retransmission the RFC says to absorb."""
 
 
-def _deliver(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _deliver(tx: ClientTransaction, now: float, msg: Response | None, cause: str | None) -> None:
     assert msg is not None
     tx._deliver(msg)
 
 
-def _terminate(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _terminate(tx: ClientTransaction, now: float, msg: Response | None, cause: str | None) -> None:
     tx._drop_held_cancel(now)
     tx._layer._finish(tx)
 
 
-def _timeout(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _timeout(tx: ClientTransaction, now: float, msg: Response | None, cause: str | None) -> None:
     """Timer B (§17.1.1.2) or F (§17.1.2.2): inform the TU, terminate."""
     tx._drop_held_cancel(now)
     tx._layer._finish(tx, "timeout", "B" if tx.is_invite else "F")
 
 
-def _transport_failed(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _transport_failed(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """§17.1.1.2 / §17.1.2.2: a transport failure is reported to the TU as a timeout."""
     tx._drop_held_cancel(now)
-    tx._layer._finish(tx, "transport")
+    tx._layer._finish(tx, "transport", cause=cause)
 
 
 # INVITE client transaction (§17.1.1, RFC 6026 §7.2)
 
 
-def _invite_start(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _invite_start(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """Enter Calling: send the INVITE, Timer A = T1 on unreliable transports, Timer B."""
     cfg = tx._layer.config
     tx._send(tx.request)
@@ -213,14 +227,18 @@ def _invite_start(tx: ClientTransaction, now: float, msg: Response | None) -> No
     tx._layer._set_timer(tx, ClientInput.TIMER_B, now + cfg.timer_b)
 
 
-def _invite_retransmit(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _invite_retransmit(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """Timer A fired: retransmit and double the interval (no cap, §17.1.1.2)."""
     tx._send(tx.request)
     tx._interval *= 2.0
     tx._layer._set_timer(tx, ClientInput.TIMER_A, now + tx._interval)
 
 
-def _invite_provisional(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _invite_provisional(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """1xx: stop retransmitting, pass it up; a held CANCEL may now be sent (§9.1)."""
     assert msg is not None
     tx._stop_retransmitting(now)
@@ -230,7 +248,9 @@ def _invite_provisional(tx: ClientTransaction, now: float, msg: Response | None)
         cancel._handle(ClientInput.SEND, now)
 
 
-def _invite_accepted(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _invite_accepted(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """2xx: to the TU, which sends the ACK itself; Accepted for Timer M (RFC 6026 §8.4)."""
     assert msg is not None
     tx._stop_retransmitting(now)
@@ -239,7 +259,9 @@ def _invite_accepted(tx: ClientTransaction, now: float, msg: Response | None) ->
     tx._timer(ClientInput.TIMER_M, now, tx._layer.config.timer_m)
 
 
-def _invite_completed(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _invite_completed(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """300-699: the transaction sends the ACK (§17.1.1.3), passes the response up and
     waits Timer D for retransmissions (32 s unreliable, 0 reliable)."""
     assert msg is not None
@@ -251,7 +273,9 @@ def _invite_completed(tx: ClientTransaction, now: float, msg: Response | None) -
     tx._timer(ClientInput.TIMER_D, now, 0.0 if tx.reliable else tx._layer.config.timer_d)
 
 
-def _invite_resend_ack(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _invite_resend_ack(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """A retransmitted final response in Completed: ACK again, not to the TU."""
     assert tx._ack is not None
     tx._send(tx._ack)
@@ -260,7 +284,9 @@ def _invite_resend_ack(tx: ClientTransaction, now: float, msg: Response | None) 
 # non-INVITE client transaction (§17.1.2)
 
 
-def _non_invite_start(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _non_invite_start(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """Enter Trying: send, Timer E = T1 on unreliable transports, Timer F = 64*T1."""
     cfg = tx._layer.config
     tx._send(tx.request)
@@ -270,21 +296,27 @@ def _non_invite_start(tx: ClientTransaction, now: float, msg: Response | None) -
     tx._layer._set_timer(tx, ClientInput.TIMER_F, now + cfg.timer_f)
 
 
-def _non_invite_retransmit(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _non_invite_retransmit(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """Timer E in Trying: retransmit, interval MIN(2*interval, T2)."""
     tx._send(tx.request)
     tx._interval = min(2.0 * tx._interval, tx._layer.config.t2)
     tx._layer._set_timer(tx, ClientInput.TIMER_E, now + tx._interval)
 
 
-def _non_invite_retransmit_t2(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _non_invite_retransmit_t2(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """Timer E in Proceeding: retransmit, interval T2."""
     tx._send(tx.request)
     tx._interval = tx._layer.config.t2
     tx._layer._set_timer(tx, ClientInput.TIMER_E, now + tx._interval)
 
 
-def _non_invite_completed(tx: ClientTransaction, now: float, msg: Response | None) -> None:
+def _non_invite_completed(
+    tx: ClientTransaction, now: float, msg: Response | None, cause: str | None
+) -> None:
     """Final response: to the TU; Timer K = T4 (unreliable) or 0 absorbs retransmissions."""
     assert msg is not None
     tx._stop_retransmitting(now)
@@ -297,47 +329,51 @@ def _non_invite_completed(tx: ClientTransaction, now: float, msg: Response | Non
 _S = ClientState
 _I = ClientInput
 
-Table = dict[tuple[ClientState, ClientInput], tuple[ClientState, Handler]]
+Table = Mapping[tuple[ClientState, ClientInput], tuple[ClientState, Handler]]
 
 #: INVITE client transaction, RFC 3261 Figure 5 as amended by RFC 6026 Figure 5.
-_INVITE_CLIENT: Final[Table] = {
-    (_S.INIT, _I.SEND): (_S.CALLING, _invite_start),
-    (_S.CALLING, _I.TIMER_A): (_S.CALLING, _invite_retransmit),
-    (_S.CALLING, _I.TIMER_B): (_S.TERMINATED, _timeout),
-    (_S.CALLING, _I.R1XX): (_S.PROCEEDING, _invite_provisional),
-    (_S.CALLING, _I.R2XX): (_S.ACCEPTED, _invite_accepted),
-    (_S.CALLING, _I.R3XX_6XX): (_S.COMPLETED, _invite_completed),
-    (_S.CALLING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
-    (_S.PROCEEDING, _I.R1XX): (_S.PROCEEDING, _invite_provisional),
-    (_S.PROCEEDING, _I.R2XX): (_S.ACCEPTED, _invite_accepted),
-    (_S.PROCEEDING, _I.R3XX_6XX): (_S.COMPLETED, _invite_completed),
-    (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
-    (_S.COMPLETED, _I.R3XX_6XX): (_S.COMPLETED, _invite_resend_ack),
-    (_S.COMPLETED, _I.TIMER_D): (_S.TERMINATED, _terminate),
-    # the ACK could not be sent: the TU already has the final response (§17.1.1.2)
-    (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _terminate),
-    (_S.ACCEPTED, _I.R2XX): (_S.ACCEPTED, _deliver),  # RFC 6026 §8.4: 2xx go to the TU
-    (_S.ACCEPTED, _I.TIMER_M): (_S.TERMINATED, _terminate),
-}
+_INVITE_CLIENT: Final[Table] = MappingProxyType(
+    {
+        (_S.INIT, _I.SEND): (_S.CALLING, _invite_start),
+        (_S.CALLING, _I.TIMER_A): (_S.CALLING, _invite_retransmit),
+        (_S.CALLING, _I.TIMER_B): (_S.TERMINATED, _timeout),
+        (_S.CALLING, _I.R1XX): (_S.PROCEEDING, _invite_provisional),
+        (_S.CALLING, _I.R2XX): (_S.ACCEPTED, _invite_accepted),
+        (_S.CALLING, _I.R3XX_6XX): (_S.COMPLETED, _invite_completed),
+        (_S.CALLING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
+        (_S.PROCEEDING, _I.R1XX): (_S.PROCEEDING, _invite_provisional),
+        (_S.PROCEEDING, _I.R2XX): (_S.ACCEPTED, _invite_accepted),
+        (_S.PROCEEDING, _I.R3XX_6XX): (_S.COMPLETED, _invite_completed),
+        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
+        (_S.COMPLETED, _I.R3XX_6XX): (_S.COMPLETED, _invite_resend_ack),
+        (_S.COMPLETED, _I.TIMER_D): (_S.TERMINATED, _terminate),
+        # the ACK could not be sent: the TU already has the final response (§17.1.1.2)
+        (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _terminate),
+        (_S.ACCEPTED, _I.R2XX): (_S.ACCEPTED, _deliver),  # RFC 6026 §8.4: 2xx go to the TU
+        (_S.ACCEPTED, _I.TIMER_M): (_S.TERMINATED, _terminate),
+    }
+)
 
 #: non-INVITE client transaction, RFC 3261 Figure 6; ``INIT``/``ABANDON`` for CANCEL.
-_NON_INVITE_CLIENT: Final[Table] = {
-    (_S.INIT, _I.SEND): (_S.TRYING, _non_invite_start),
-    (_S.INIT, _I.ABANDON): (_S.TERMINATED, _terminate),
-    (_S.TRYING, _I.TIMER_E): (_S.TRYING, _non_invite_retransmit),
-    (_S.TRYING, _I.TIMER_F): (_S.TERMINATED, _timeout),
-    (_S.TRYING, _I.R1XX): (_S.PROCEEDING, _deliver),
-    (_S.TRYING, _I.R2XX): (_S.COMPLETED, _non_invite_completed),
-    (_S.TRYING, _I.R3XX_6XX): (_S.COMPLETED, _non_invite_completed),
-    (_S.TRYING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
-    (_S.PROCEEDING, _I.TIMER_E): (_S.PROCEEDING, _non_invite_retransmit_t2),
-    (_S.PROCEEDING, _I.TIMER_F): (_S.TERMINATED, _timeout),
-    (_S.PROCEEDING, _I.R1XX): (_S.PROCEEDING, _deliver),
-    (_S.PROCEEDING, _I.R2XX): (_S.COMPLETED, _non_invite_completed),
-    (_S.PROCEEDING, _I.R3XX_6XX): (_S.COMPLETED, _non_invite_completed),
-    (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
-    (_S.COMPLETED, _I.R1XX): (_S.COMPLETED, _absorb),
-    (_S.COMPLETED, _I.R2XX): (_S.COMPLETED, _absorb),
-    (_S.COMPLETED, _I.R3XX_6XX): (_S.COMPLETED, _absorb),
-    (_S.COMPLETED, _I.TIMER_K): (_S.TERMINATED, _terminate),
-}
+_NON_INVITE_CLIENT: Final[Table] = MappingProxyType(
+    {
+        (_S.INIT, _I.SEND): (_S.TRYING, _non_invite_start),
+        (_S.INIT, _I.ABANDON): (_S.TERMINATED, _terminate),
+        (_S.TRYING, _I.TIMER_E): (_S.TRYING, _non_invite_retransmit),
+        (_S.TRYING, _I.TIMER_F): (_S.TERMINATED, _timeout),
+        (_S.TRYING, _I.R1XX): (_S.PROCEEDING, _deliver),
+        (_S.TRYING, _I.R2XX): (_S.COMPLETED, _non_invite_completed),
+        (_S.TRYING, _I.R3XX_6XX): (_S.COMPLETED, _non_invite_completed),
+        (_S.TRYING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
+        (_S.PROCEEDING, _I.TIMER_E): (_S.PROCEEDING, _non_invite_retransmit_t2),
+        (_S.PROCEEDING, _I.TIMER_F): (_S.TERMINATED, _timeout),
+        (_S.PROCEEDING, _I.R1XX): (_S.PROCEEDING, _deliver),
+        (_S.PROCEEDING, _I.R2XX): (_S.COMPLETED, _non_invite_completed),
+        (_S.PROCEEDING, _I.R3XX_6XX): (_S.COMPLETED, _non_invite_completed),
+        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
+        (_S.COMPLETED, _I.R1XX): (_S.COMPLETED, _absorb),
+        (_S.COMPLETED, _I.R2XX): (_S.COMPLETED, _absorb),
+        (_S.COMPLETED, _I.R3XX_6XX): (_S.COMPLETED, _absorb),
+        (_S.COMPLETED, _I.TIMER_K): (_S.TERMINATED, _terminate),
+    }
+)

@@ -9,8 +9,9 @@ Like the client side, a transaction holds state and acts through its ``Transacti
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from .errors import LocalProtocolError
@@ -136,13 +137,14 @@ class ServerTransaction:
         msg: Request | Response | None = None,
         context: object = None,
     ) -> None:
-        entry = self._table.get((self.state, inp))
-        if entry is None:
+        try:  # a hit is the rule: [] on the read-only table costs less than .get
+            self.state, handler = self._table[self.state, inp]
+        except KeyError:
             if inp in _OURS:
-                raise LocalProtocolError(f"{inp} is not allowed in state {self.state} of {self}")
+                text = f"{inp} is not allowed in state {self.state} of {self}"
+                raise LocalProtocolError(text) from None
             _log.debug("%r: %s ignored in state %s", self, inp, self.state)
             return
-        self.state, handler = entry
         handler(self, now, msg, context)
 
     # helpers used by the handlers
@@ -189,8 +191,9 @@ def _terminate(
 def _transport_failed(
     tx: ServerTransaction, now: float, msg: Request | Response | None, ctx: object
 ) -> None:
-    """§17.2.4: the response could not be sent (after §18.2.2 failover): inform the TU."""
-    tx._layer._finish(tx, "transport")
+    """§17.2.4: the response could not be sent (after §18.2.2 failover): inform the TU; the
+    input's context is the transport's words for it (``TransactionLayer.transport_error``)."""
+    tx._layer._finish(tx, "transport", cause=ctx if isinstance(ctx, str) else None)
 
 
 # INVITE server transaction (§17.2.1, RFC 6026 §7.1)
@@ -308,45 +311,49 @@ def _non_invite_completed(
 _S = ServerState
 _I = ServerInput
 
-Table = dict[tuple[ServerState, ServerInput], tuple[ServerState, Handler]]
+Table = Mapping[tuple[ServerState, ServerInput], tuple[ServerState, Handler]]
 
 #: INVITE server transaction, RFC 3261 Figure 7 as amended by RFC 6026 Figure 7.
-_INVITE_SERVER: Final[Table] = {
-    (_S.INIT, _I.REQUEST): (_S.PROCEEDING, _invite_start),
-    (_S.PROCEEDING, _I.TIMER_TRYING): (_S.PROCEEDING, _invite_trying),
-    (_S.PROCEEDING, _I.REQUEST): (_S.PROCEEDING, _invite_retransmission),
-    (_S.PROCEEDING, _I.TU_1XX): (_S.PROCEEDING, _invite_provisional),
-    (_S.PROCEEDING, _I.TU_2XX): (_S.ACCEPTED, _invite_accepted),
-    (_S.PROCEEDING, _I.TU_3XX_6XX): (_S.COMPLETED, _invite_completed),
-    (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
-    (_S.COMPLETED, _I.REQUEST): (_S.COMPLETED, _resend_last),
-    (_S.COMPLETED, _I.TIMER_G): (_S.COMPLETED, _invite_retransmit_final),
-    (_S.COMPLETED, _I.TIMER_H): (_S.TERMINATED, _invite_timeout),
-    (_S.COMPLETED, _I.ACK): (_S.CONFIRMED, _invite_confirmed),
-    (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
-    (_S.CONFIRMED, _I.REQUEST): (_S.CONFIRMED, _absorb),
-    (_S.CONFIRMED, _I.ACK): (_S.CONFIRMED, _absorb),
-    (_S.CONFIRMED, _I.TIMER_I): (_S.TERMINATED, _terminate),
-    (_S.ACCEPTED, _I.REQUEST): (_S.ACCEPTED, _absorb),
-    (_S.ACCEPTED, _I.ACK): (_S.ACCEPTED, _invite_ack_to_tu),
-    (_S.ACCEPTED, _I.TU_2XX): (_S.ACCEPTED, _send),  # 2xx retransmissions by the TU
-    (_S.ACCEPTED, _I.TIMER_L): (_S.TERMINATED, _terminate),
-    (_S.ACCEPTED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
-}
+_INVITE_SERVER: Final[Table] = MappingProxyType(
+    {
+        (_S.INIT, _I.REQUEST): (_S.PROCEEDING, _invite_start),
+        (_S.PROCEEDING, _I.TIMER_TRYING): (_S.PROCEEDING, _invite_trying),
+        (_S.PROCEEDING, _I.REQUEST): (_S.PROCEEDING, _invite_retransmission),
+        (_S.PROCEEDING, _I.TU_1XX): (_S.PROCEEDING, _invite_provisional),
+        (_S.PROCEEDING, _I.TU_2XX): (_S.ACCEPTED, _invite_accepted),
+        (_S.PROCEEDING, _I.TU_3XX_6XX): (_S.COMPLETED, _invite_completed),
+        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
+        (_S.COMPLETED, _I.REQUEST): (_S.COMPLETED, _resend_last),
+        (_S.COMPLETED, _I.TIMER_G): (_S.COMPLETED, _invite_retransmit_final),
+        (_S.COMPLETED, _I.TIMER_H): (_S.TERMINATED, _invite_timeout),
+        (_S.COMPLETED, _I.ACK): (_S.CONFIRMED, _invite_confirmed),
+        (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
+        (_S.CONFIRMED, _I.REQUEST): (_S.CONFIRMED, _absorb),
+        (_S.CONFIRMED, _I.ACK): (_S.CONFIRMED, _absorb),
+        (_S.CONFIRMED, _I.TIMER_I): (_S.TERMINATED, _terminate),
+        (_S.ACCEPTED, _I.REQUEST): (_S.ACCEPTED, _absorb),
+        (_S.ACCEPTED, _I.ACK): (_S.ACCEPTED, _invite_ack_to_tu),
+        (_S.ACCEPTED, _I.TU_2XX): (_S.ACCEPTED, _send),  # 2xx retransmissions by the TU
+        (_S.ACCEPTED, _I.TIMER_L): (_S.TERMINATED, _terminate),
+        (_S.ACCEPTED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
+    }
+)
 
 #: non-INVITE server transaction, RFC 3261 Figure 8.
-_NON_INVITE_SERVER: Final[Table] = {
-    (_S.INIT, _I.REQUEST): (_S.TRYING, _absorb),
-    (_S.TRYING, _I.REQUEST): (_S.TRYING, _absorb),
-    (_S.TRYING, _I.TU_1XX): (_S.PROCEEDING, _send),
-    (_S.TRYING, _I.TU_2XX): (_S.COMPLETED, _non_invite_completed),
-    (_S.TRYING, _I.TU_3XX_6XX): (_S.COMPLETED, _non_invite_completed),
-    (_S.PROCEEDING, _I.REQUEST): (_S.PROCEEDING, _resend_last),
-    (_S.PROCEEDING, _I.TU_1XX): (_S.PROCEEDING, _send),
-    (_S.PROCEEDING, _I.TU_2XX): (_S.COMPLETED, _non_invite_completed),
-    (_S.PROCEEDING, _I.TU_3XX_6XX): (_S.COMPLETED, _non_invite_completed),
-    (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
-    (_S.COMPLETED, _I.REQUEST): (_S.COMPLETED, _resend_last),
-    (_S.COMPLETED, _I.TIMER_J): (_S.TERMINATED, _terminate),
-    (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
-}
+_NON_INVITE_SERVER: Final[Table] = MappingProxyType(
+    {
+        (_S.INIT, _I.REQUEST): (_S.TRYING, _absorb),
+        (_S.TRYING, _I.REQUEST): (_S.TRYING, _absorb),
+        (_S.TRYING, _I.TU_1XX): (_S.PROCEEDING, _send),
+        (_S.TRYING, _I.TU_2XX): (_S.COMPLETED, _non_invite_completed),
+        (_S.TRYING, _I.TU_3XX_6XX): (_S.COMPLETED, _non_invite_completed),
+        (_S.PROCEEDING, _I.REQUEST): (_S.PROCEEDING, _resend_last),
+        (_S.PROCEEDING, _I.TU_1XX): (_S.PROCEEDING, _send),
+        (_S.PROCEEDING, _I.TU_2XX): (_S.COMPLETED, _non_invite_completed),
+        (_S.PROCEEDING, _I.TU_3XX_6XX): (_S.COMPLETED, _non_invite_completed),
+        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
+        (_S.COMPLETED, _I.REQUEST): (_S.COMPLETED, _resend_last),
+        (_S.COMPLETED, _I.TIMER_J): (_S.TERMINATED, _terminate),
+        (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _transport_failed),
+    }
+)

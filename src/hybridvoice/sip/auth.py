@@ -28,8 +28,9 @@ import hmac
 import math
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Protocol
 
 from ._auth_digest import (
@@ -119,12 +120,6 @@ class VerifyResult(enum.Enum):
         return self is VerifyResult.OK
 
 
-#: the HA1 verify checks against for a user it cannot find: a random-looking value no
-#: password hashes to in practice, of the stored HA1s' length, so the work is the same
-_DUMMY_HA1 = {
-    name: hashlib.new(name.replace("-", "").lower(), b"hybridvoice:no such user").hexdigest()
-    for name in ("MD5", "SHA-256")
-}
 _NONCE_PAYLOAD = struct.Struct(">dQ")  # issued-at (now), serial: unique per challenge
 _NONCE_SHAPE = re.compile(r"[A-Za-z0-9_-]{64}")  # base64url of 16 + 32 bytes
 _WINDOW = 64  # nc values tracked below the highest seen, for requests arriving out of order
@@ -161,6 +156,7 @@ class DigestServer:
     """
 
     __slots__ = (
+        "_dummy_ha1",
         "_floor",
         "_next_sweep",
         "_secret",
@@ -199,6 +195,17 @@ class DigestServer:
         self.nonce_lifetime = nonce_lifetime
         self.max_nonces = max_nonces
         self._secret = secret
+        #: the HA1 verify checks against for a user it cannot find, per hash: of the stored
+        #: HA1s' length, so the work is the same; keyed by this server's secret, so no
+        #: password hashes to it in practice and no other server has the same one
+        self._dummy_ha1: Mapping[str, str] = MappingProxyType(
+            {
+                a.base: hmac.new(
+                    secret, b"no such user:" + a.base.encode(), a.hash_name
+                ).hexdigest()
+                for a in _ALGORITHMS.values()
+            }
+        )
         self._serial = 0
         self._uses: dict[str, _NonceUse] = {}
         self._floor = -math.inf  # nonces issued at or before this answer STALE
@@ -259,7 +266,7 @@ class DigestServer:
             return VerifyResult.BAD_URI
         secret = lookup(credentials.username, self.realm, algo.base)
         if secret is None:  # the same work as a wrong password: no timing tells them apart
-            ha1 = _DUMMY_HA1[algo.base]
+            ha1 = self._dummy_ha1[algo.base]
         elif isinstance(secret, HA1):
             ha1 = secret.digest.lower()
         else:

@@ -33,9 +33,10 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
+from types import MappingProxyType
 from typing import ClassVar, Final, TypeAlias, TypeVar
 
 DEFAULT_TRANSPORTS: Final = ("udp", "tcp", "tls")
@@ -170,20 +171,24 @@ class _Transport:
     default_port: int
 
 
-_TRANSPORTS: Final = {
-    # transport: NAPTR service, SRV prefix, secure, reliable, default port.
-    # The order is the preference for the default transport (RFC 3263 §4.1).
-    "udp": _Transport("SIP+D2U", "_sip._udp", False, False, 5060),
-    "tcp": _Transport("SIP+D2T", "_sip._tcp", False, True, 5060),
-    "tls": _Transport("SIPS+D2T", "_sips._tcp", True, True, 5061),
-    "sctp": _Transport("SIP+D2S", "_sip._sctp", False, True, 5060),
-    "tls-sctp": _Transport("SIPS+D2S", "_sips._sctp", True, True, 5061),
-    "ws": _Transport("SIP+D2W", None, False, True, 80),
-    "wss": _Transport("SIPS+D2W", None, True, True, 443),
-}
-_SECURE_FORM: Final = {"tcp": "tls", "sctp": "tls-sctp", "ws": "wss"}
+_TRANSPORTS: Final[Mapping[str, _Transport]] = MappingProxyType(
+    {
+        # transport: NAPTR service, SRV prefix, secure, reliable, default port.
+        # The order is the preference for the default transport (RFC 3263 §4.1).
+        "udp": _Transport("SIP+D2U", "_sip._udp", False, False, 5060),
+        "tcp": _Transport("SIP+D2T", "_sip._tcp", False, True, 5060),
+        "tls": _Transport("SIPS+D2T", "_sips._tcp", True, True, 5061),
+        "sctp": _Transport("SIP+D2S", "_sip._sctp", False, True, 5060),
+        "tls-sctp": _Transport("SIPS+D2S", "_sips._sctp", True, True, 5061),
+        "ws": _Transport("SIP+D2W", None, False, True, 80),
+        "wss": _Transport("SIPS+D2W", None, True, True, 443),
+    }
+)
+_SECURE_FORM: Final[Mapping[str, str]] = MappingProxyType(
+    {"tcp": "tls", "sctp": "tls-sctp", "ws": "wss"}
+)
 _SRV_PREFERENCE: Final = ("tls", "tcp", "udp", "tls-sctp", "sctp")
-_ADDRESS_RDTYPE: Final = {4: RdType.A, 6: RdType.AAAA}
+_ADDRESS_RDTYPE: Final[Mapping[int, RdType]] = MappingProxyType({4: RdType.A, 6: RdType.AAAA})
 
 
 def default_port(transport: str) -> int:

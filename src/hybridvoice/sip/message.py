@@ -8,7 +8,8 @@ demand and are cached in the header list. ``make_response`` follows §8.2.6.2 an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Final
 
 from .errors import LocalProtocolError
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 #: Default reason phrases (RFC 3261 §21 and later RFCs).
-REASON_PHRASES: Final[dict[int, str]] = {
+REASON_PHRASES: Final[Mapping[int, str]] = MappingProxyType({
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
     183: "Session Progress", 199: "Early Dialog Terminated",
     200: "OK", 202: "Accepted", 204: "No Notification",
@@ -63,7 +64,7 @@ REASON_PHRASES: Final[dict[int, str]] = {
     513: "Message Too Large", 580: "Precondition Failure",
     600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
     606: "Not Acceptable", 607: "Unwanted",
-}  # fmt: skip
+})  # fmt: skip
 
 _max_forwards = parse_uint(255, "Max-Forwards")
 _content_length = parse_uint(2**31 - 1, "Content-Length")
@@ -233,7 +234,12 @@ class Response(Message):
     ) -> None:
         super().__init__(headers, body)
         self.status = status
-        self.reason = REASON_PHRASES.get(status, "") if reason is None else reason
+        if reason is None:
+            try:  # [] on the read-only table costs less than .get
+                reason = REASON_PHRASES[status]
+            except KeyError:
+                reason = ""
+        self.reason = reason
 
     def _start_line(self) -> str:
         line = f"SIP/2.0 {self.status} {self.reason}"

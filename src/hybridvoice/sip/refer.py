@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final, TypeVar
 from urllib.parse import quote, unquote
 
+from ._tables import frozen_table
 from .dialog import Dialog, DialogId, DialogTable
 from .errors import LocalProtocolError, ParseError
 from .headers import Address, parse_address
@@ -59,13 +61,13 @@ SIPFRAG: Final = "message/sipfrag;version=2.0"
 #: How long the implicit subscription lives unless told otherwise (RFC 3515 §2.4.5).
 _EXPIRES: Final = 60
 _STATUS_LINE: Final = re.compile(r"SIP/2\.0\s+([1-6]\d\d)(?:\s+(.*))?", re.IGNORECASE)
-_REASONS: Final = {
+_REASONS: Final[Mapping[int, str]] = MappingProxyType({
     100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 202: "Accepted",
     403: "Forbidden", 404: "Not Found", 408: "Request Timeout", 480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist", 486: "Busy Here", 487: "Request Terminated",
     488: "Not Acceptable Here", 500: "Server Internal Error", 503: "Service Unavailable",
     603: "Decline",
-}  # fmt: skip
+})  # fmt: skip
 
 T = TypeVar("T")
 
@@ -274,20 +276,22 @@ class _E(enum.Enum):
 
 _NP, _SP = NotifierPhase, SubscriberPhase
 #: Every transition of the peer's REFER on our side (the notifier), and only these.
-NOTIFIER_TABLE: Final[dict[NotifierPhase, dict[_E, NotifierPhase]]] = {
+NOTIFIER_TABLE: Final[Mapping[NotifierPhase, Mapping[_E, NotifierPhase]]] = frozen_table({
     _NP.IDLE: {_E.REFER: _NP.PENDING, _E.ABANDON: _NP.IDLE},
     _NP.PENDING: {
         _E.ACCEPT_SUBSCRIBED: _NP.NOTIFYING, _E.DONE: _NP.IDLE, _E.ABANDON: _NP.IDLE,
     },
     _NP.NOTIFYING: {_E.DONE: _NP.IDLE, _E.ABANDON: _NP.IDLE},
-}  # fmt: skip
+})  # fmt: skip
 #: Every transition of our REFER (the subscriber), and only these; a final NOTIFY may
 #: overtake the REFER's 2xx (RFC 3515 §2.4.5).
-SUBSCRIBER_TABLE: Final[dict[SubscriberPhase, dict[_E, SubscriberPhase]]] = {
-    _SP.IDLE: {_E.REFER: _SP.SENT},
-    _SP.SENT: {_E.ACCEPTED_SUBSCRIBED: _SP.SUBSCRIBED, _E.DONE: _SP.IDLE},
-    _SP.SUBSCRIBED: {_E.ACCEPTED_SUBSCRIBED: _SP.SUBSCRIBED, _E.DONE: _SP.IDLE},  # a copy
-}
+SUBSCRIBER_TABLE: Final[Mapping[SubscriberPhase, Mapping[_E, SubscriberPhase]]] = frozen_table(
+    {
+        _SP.IDLE: {_E.REFER: _SP.SENT},
+        _SP.SENT: {_E.ACCEPTED_SUBSCRIBED: _SP.SUBSCRIBED, _E.DONE: _SP.IDLE},
+        _SP.SUBSCRIBED: {_E.ACCEPTED_SUBSCRIBED: _SP.SUBSCRIBED, _E.DONE: _SP.IDLE},  # a copy
+    }
+)
 
 
 class ReferState:

@@ -294,6 +294,16 @@ class InviteSession(SessionCore):
 
     def receive_response(self, response: Response, now: float) -> None:
         """A response to a request of this session, stray 2xx retransmissions included."""
+        self._on_response(response, now, None)
+
+    def request_timeout(self, request: Request, now: float, detail: str | None = None) -> None:
+        """The transaction of ``request`` timed out or failed: a 408 (§8.1.3.1). ``detail``:
+        the transport's words when it could not send it; a session this ends carries it on
+        :class:`Disconnected`."""
+        self._on_response(make_response(request, 408), now, detail)
+
+    def _on_response(self, response: Response, now: float, detail: str | None) -> None:
+        """``detail``: the transport's words for a 408 of ``request_timeout``, else None."""
         cseq, status = response.cseq, response.status
         if cseq is None or response.to is None:
             return  # no dialog can be found or formed (§8.1.3.3)
@@ -308,21 +318,11 @@ class InviteSession(SessionCore):
         if ack is not None:  # §13.2.2.4: every retransmission of a 2xx is ACKed
             self._emit(SendRequest(ack))
         elif out is not None and out.cseq == cseq:
-            peer.on_request_out_response(self, out, response, now)
+            peer.on_request_out_response(self, out, response, now, detail)
         elif self.role is Role.UAC and cseq == self.invite.cseq:
-            peer.on_invite_response(self, response, now)
+            peer.on_invite_response(self, response, now, detail)
         elif is_invite_2xx and self._dialog is not None and self._dialog.id.remote_tag == tag:
             self._send_ack(self._dialog, response, None)  # a 2xx we stopped waiting for
-
-    def request_timeout(self, request: Request, now: float, detail: str | None = None) -> None:
-        """The transaction of ``request`` timed out or failed: a 408 (§8.1.3.1). ``detail``:
-        the transport's words when it could not send it; a session this ends carries it on
-        :class:`Disconnected`."""
-        self._timeout_detail = detail
-        try:
-            self.receive_response(make_response(request, 408), now)
-        finally:
-            self._timeout_detail = None
 
     # --- checks -----------------------------------------------------------------------------
     def _uas_dialog(self) -> Dialog:

@@ -257,7 +257,6 @@ class TransactionLayer:
         "_seq",
         "_servers",
         "_tag_factory",
-        "_transport_cause",
         "config",
     )
 
@@ -279,7 +278,6 @@ class TransactionLayer:
         self._seq = itertools.count()
         self._dead = 0  # cancelled entries still on the heap
         self._aliases = 0  # extra keys of RFC 2543 INVITE server transactions
-        self._transport_cause: str | None = None  # see transport_error()
 
     # --- the API --------------------------------------------------------------------
 
@@ -430,14 +428,10 @@ class TransactionLayer:
         point where it matters."""
         if transaction._layer is not self:
             raise LocalProtocolError(f"{transaction!r} is not a transaction of this layer")
-        self._transport_cause = cause  # read by _finish while the input is handled
-        try:
-            if isinstance(transaction, ClientTransaction):
-                transaction._handle(ClientInput.TRANSPORT_ERROR, now)
-            else:
-                transaction._handle(ServerInput.TRANSPORT_ERROR, now)
-        finally:
-            self._transport_cause = None
+        if isinstance(transaction, ClientTransaction):
+            transaction._handle(ClientInput.TRANSPORT_ERROR, now, None, cause)
+        else:
+            transaction._handle(ServerInput.TRANSPORT_ERROR, now, None, cause)
 
     def next_deadline(self) -> float | None:
         """When ``handle_timers`` should next be called, or None when no timer runs."""
@@ -563,8 +557,11 @@ class TransactionLayer:
         tx: ClientTransaction | ServerTransaction,
         reason: Literal["timeout", "transport"] | None = None,
         timer: str | None = None,
+        *,
+        cause: str | None = None,
     ) -> None:
-        """Enter Terminated: stop the timers, leave the tables, tell the TU."""
+        """Enter Terminated: stop the timers, leave the tables, tell the TU (``cause``: the
+        transport's words when ``reason`` is "transport")."""
         for entry in tx._timers.values():
             entry[2] = None
             self._dead += 1
@@ -580,6 +577,5 @@ class TransactionLayer:
                     del servers[key]
             self._aliases -= len(tx._keys) - 1
         if reason is not None:
-            cause = self._transport_cause if reason == "transport" else None
             self._events.append(TransactionTimeout(tx, reason, timer, cause))
         self._events.append(TransactionTerminated(tx))

@@ -414,7 +414,11 @@ class UaCore:
             if isinstance(event, SendResponse):
                 self._send_response(leg, event.response, event.for_request, out)
             elif isinstance(event, SendRequest):
-                self._send_request(leg, event.request, out)
+                request = event.request
+                if leg.bye_headers and request.method == "BYE":  # bye(headers=...): a Reason,
+                    for name, value in leg.bye_headers:  # once: a challenged BYE's copy has it
+                        request.headers.add(name, value)
+                self._send_request(leg, request, out)
             elif isinstance(event, SendCancel):
                 out.append(CancelInvite(leg))
             else:
@@ -465,9 +469,6 @@ class UaCore:
             request = request.copy()
             request.headers.remove("Via")
         method = request.method
-        if leg.bye_headers and method == "BYE":  # bye(headers=...): a Reason
-            for name, value in leg.bye_headers:
-                request.headers.add(name, value)
         to = request.to
         initial = to is None or to.tag is None
         destination = leg.destination if initial else None

@@ -31,8 +31,9 @@ address (RFC 4475 §3.3.10).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 from ._abnf import param_get, parse_params
@@ -74,7 +75,7 @@ _NO_REQUIRE: Final = frozenset({"ACK", "CANCEL"})
 #: Dialog-creating methods: exactly one Contact (§8.1.1.8).
 _DIALOG_CREATING: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 
-_DEFAULT_PORTS: Final = {"TLS": 5061, "WSS": 443, "WS": 80}
+_DEFAULT_PORTS: Final[Mapping[str, int]] = MappingProxyType({"TLS": 5061, "WSS": 443, "WS": 80})
 
 
 @dataclass(frozen=True, slots=True)
