@@ -18,7 +18,7 @@ import pytest
 
 from hybridvoice.cms.settings import Gateway, TrunkConfiguration
 from hybridvoice.media import PortBlock, RelaySession
-from hybridvoice.mediation.adapter import place_leg
+from hybridvoice.mediation.adapter import leg_action, place_leg
 from hybridvoice.mediation.b2bua import B2BUA, Bridge
 from hybridvoice.mediation.bypass import BypassPolicy, MediaMode
 from hybridvoice.mediation.call_events import (
@@ -29,11 +29,15 @@ from hybridvoice.mediation.call_events import (
     ArmTimer,
     BindRelay,
     CancelTimer,
+    LegAction,
     Phase,
     PlaceLeg,
+    ReleaseLeg,
     ReleaseRelay,
     Then,
+    WriteRecord,
 )
+from hybridvoice.mediation.call_events import Source as EventSource
 from hybridvoice.mediation.call_state import TABLE
 from hybridvoice.mediation.media_plan import INBOUND_PENDING, REOFFER_RETRY
 from hybridvoice.mediation.routing import CallAdmission, OutboundRouter
@@ -119,7 +123,7 @@ class Leg:
         self.done.append(("answer", sdp))
         self.state = State.CONFIRMED
 
-    def reject(self, status: int, headers: Any = ()) -> None:
+    def reject(self, status: int, reason: str | None = None, *, headers: Any = ()) -> None:
         self.done.append(("reject", status))
         self.state = State.DISCONNECTED
 
@@ -181,16 +185,27 @@ class Clock:
 
 class Recorder:
     """The adapter of the tests: keeps the decisions, arms nothing; places legs through the
-    fake UAs (the loop adapter's own sans-IO step)."""
+    fake UAs and carries the leg decisions out on the fake legs (the loop adapter's own
+    sans-IO steps), which record them."""
 
     def __init__(self) -> None:
         self.actions: list[Any] = []
         self.timers: dict[str, float] = {}
+        self.records: list[WriteRecord] = []
+        self.leg_actions: list[Any] = []  # the decisions on legs (ReleaseLeg included)
 
-    def execute(self, bridge: Bridge, actions: Actions) -> None:
+    def execute(self, bridge: Bridge | None, actions: Actions) -> None:
         for action in actions:
-            self.actions.append(action)
-            if isinstance(action, PlaceLeg):
+            if isinstance(action, LegAction | ReleaseLeg):
+                self.leg_actions.append(action)
+            elif not isinstance(action, WriteRecord):
+                self.actions.append(action)
+            if isinstance(action, LegAction):
+                leg_action(action)
+            elif isinstance(action, WriteRecord):
+                self.records.append(action)
+            elif isinstance(action, PlaceLeg):
+                assert bridge is not None
                 bridge.placed(action, place_leg(bridge, action))
             elif isinstance(action, ArmTimer):
                 self.timers[action.name] = action.at
@@ -203,8 +218,6 @@ class Recorder:
     def release_relay(self, bridge: Bridge, relay_call: RelayCall) -> None:
         self.actions.append(ReleaseRelay(relay_call))
 
-    def release_leg(self, call: Any) -> None:
-        pass
 
 
 @dataclass
@@ -266,8 +279,10 @@ def relay_call() -> RelayCall:
 
 # --- the table ----------------------------------------------------------------------------------
 def test_every_phase_has_its_transitions_in_the_one_table() -> None:
-    assert {phase for phase, _ in TABLE} == set(Phase)
-    assert (Phase.ENDED, ArmTimer) not in TABLE  # decisions are not events
+    assert {phase for phase, _, _ in TABLE} == set(Phase)
+    assert all(kind is not ArmTimer for _, kind, _ in TABLE)  # decisions are not events
+    # a leg's events are keyed by the leg they come from, sorted once by the dispatch
+    assert {source for _, _, source in TABLE} == set(EventSource)
 
 
 # --- fast failover ------------------------------------------------------------------------------
