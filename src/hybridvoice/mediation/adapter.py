@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
     from .b2bua import Bridge
 
-__all__ = ["LoopAdapter", "leg_action", "place_leg", "write_record"]
+__all__ = ["LoopAdapter", "leg_action", "leg_step", "place_leg", "write_record"]
 
 _log = logging.getLogger("hybridvoice.mediation.b2bua")
 
@@ -110,6 +110,21 @@ def leg_action(action: LegAction) -> None:
         )  # fmt: skip
 
 
+def leg_step(bridge: Bridge | None, action: LegAction) -> None:
+    """Carry out ``action`` (:func:`leg_action`); one its leg refuses at once (a race with
+    the peer) goes back to the call when it matters (an offer or a REFER to pass on:
+    :meth:`Bridge.leg_op_failed <.b2bua.Bridge.leg_op_failed>`), else is logged."""
+    try:
+        leg_action(action)
+    except LocalProtocolError as exc:
+        if bridge is None:
+            raise
+        if isinstance(action, SendOffer | PassRefer):
+            bridge.leg_op_failed(action, str(exc))
+        else:
+            _log.info("%s not done: %s", type(action).__name__, exc)
+
+
 def write_record(bridge: Bridge, action: WriteRecord) -> None:
     """Carry out a :class:`~.call_events.WriteRecord` on the B2BUA's record store."""
     records = bridge.b2bua.records
@@ -136,15 +151,7 @@ class LoopAdapter:
         """Carry out ``actions`` in order (``bridge`` None: a refusal before any call)."""
         for action in actions:
             if isinstance(action, _LEG_ACTIONS):
-                try:
-                    leg_action(action)
-                except LocalProtocolError as exc:  # a race with the peer: the call decides
-                    if bridge is None:
-                        raise
-                    if isinstance(action, SendOffer | PassRefer):
-                        bridge.leg_op_failed(action, str(exc))
-                    else:
-                        _log.info("%s not done: %s", type(action).__name__, exc)
+                leg_step(bridge, action)
                 continue
             if isinstance(action, ReleaseLeg):
                 release_leg(action.leg)

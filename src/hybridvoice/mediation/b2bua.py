@@ -254,7 +254,8 @@ class B2BUA:
                 self.adapter.execute(None, (refusal,))
                 return
         if call.replaces is not None:  # RFC 3891: it takes a bridged leg's place
-            found, actions = transfer.replace(self, call)
+            named, call.replaces = call.replaces, None  # no reference kept to that leg
+            found, actions = transfer.replace(self, call, named)
             if found is not None:
                 call.handler = found
             self.adapter.execute(found, actions)

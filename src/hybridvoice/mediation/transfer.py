@@ -497,10 +497,9 @@ def _transfer_failed(
 
 
 # --- INVITE with Replaces (RFC 3891) --------------------------------------------------------
-def replace(b2b: B2BUA, new: Call) -> tuple[Bridge | None, Actions]:
-    """``new`` (an INVITE with Replaces) takes the place of the bridged leg it names: the
-    bridge that takes ``new``'s events from now on (None: refused) and the decisions."""
-    named, new.replaces = new.replaces, None  # no reference kept to the replaced leg
+def replace(b2b: B2BUA, new: Call, named: Call | None) -> tuple[Bridge | None, Actions]:
+    """``new`` (an INVITE with Replaces) takes the place of the bridged leg it ``named``:
+    the bridge that takes ``new``'s events from now on (None: refused) and the decisions."""
     bridge = next((b for b in b2b.bridges if named is b.a or named is b.b), None)
     if bridge is None or named is None or not bridge.answered or bridge.finished:
         return None, (Reject(new, 481),)
