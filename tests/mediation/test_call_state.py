@@ -33,9 +33,12 @@ from hybridvoice.mediation.call_events import (
     ArmTimer,
     BindRelay,
     CancelTimer,
+    Hangup,
     Phase,
     PlaceLeg,
+    ReleaseLeg,
     ReleaseRelay,
+    SendOffer,
     Then,
 )
 from hybridvoice.mediation.call_events import Source as EventSource
@@ -283,3 +286,43 @@ def test_ending_during_a_transfer_frees_everything_once() -> None:
     w.event(bridge, a, Disconnected(Cause.NORMAL, None, "local"))
     assert w.b2bua.admission.active == 0 and w.b2bua.stats.failures == {}
     assert [g.active_calls for g in w.b2bua.trunks] == [0, 0]
+
+
+# --- leg decisions: carried out by the adapter, in order; a refusal comes back -------------
+def test_an_offer_the_other_leg_refuses_at_once_is_refused_to_the_offerer() -> None:
+    """The callee's session cannot take a re-INVITE now (a race): the caller's offer gets
+    488 (491 while the callee leg is still setting up), the call goes on, and the next
+    offer passes (RFC 3261 §14.2)."""
+    w = world()
+    bridge, a, b = connected(w)
+    b.busy = True
+    w.event(bridge, a, Offer(sdp(6002)))
+    assert "reinvite" not in b.names() and a.done[-1] == ("reject_offer", 488)
+    failed = [x for x in w.adapter.leg_actions if isinstance(x, SendOffer)]
+    assert failed == [SendOffer(cast(Any, b), sdp(6002), False, cast(Any, a))]
+    assert bridge.offer_from is None and bridge.phase is Phase.CONNECTED
+    b.busy = False
+    w.event(bridge, a, Offer(sdp(6004)))
+    assert b.done[-1] == ("reinvite", sdp(6004)) and bridge.offer_from is a
+
+
+def test_our_reoffer_to_the_relay_refused_at_once_is_given_up() -> None:
+    w = world(relay=True, bypass=EXTERNAL)
+    bridge, a, b = inbound_anchored_late(w)
+    b.state, b.busy = State.CONFIRMED, True
+    w.event(bridge, b, Answered(sdp(6000, "198.51.100.7")))
+    assert a.names() == ["answer"] and "reinvite" not in b.names()
+    assert bridge.offer_from is None and bridge.plan is not None and bridge.plan.reoffer is None
+    assert bridge.phase is Phase.CONNECTED and w.b2bua.stats.failures == {}
+
+
+def test_a_legs_release_is_the_last_decision_of_its_end() -> None:
+    """No next-loop-turn callback: the ended leg is let go (its handler dropped) right after
+    the decisions its end made, in the same batch."""
+    w = world()
+    bridge, a, b = connected(w)
+    w.event(bridge, a, Disconnected(Cause.NORMAL, None, "remote"))
+    assert w.adapter.leg_actions[-2:] == [Hangup(cast(Any, b)), ReleaseLeg(cast(Any, a))]
+    assert a.handler is None and b.handler is bridge  # b's own end releases it
+    w.event(bridge, b, Disconnected(Cause.NORMAL, None, "local"))
+    assert b.handler is None and w.b2bua.stats.failures == {}

@@ -4,8 +4,12 @@ RFC 7092 §3.1 (a B2BUA's two dialogs joined by call-control events), RFC 3261 �
 session's set-up, early and confirmed phases), §14.1 (the 491 retry timer), RFC 3264 §8.
 
 Frozen, slotted dataclasses: the events a call takes besides its legs' own
-:data:`~hybridvoice.net.call.CallUpdate` values, and the decisions (:data:`Actions`) its
-handlers return for :mod:`.adapter` to carry out.
+:data:`~hybridvoice.net.call.CallUpdate` values (a leg's refusal of a decision,
+:class:`LegOpFailed`, included), and the decisions (:data:`Actions`) its handlers return for
+:mod:`.adapter` to carry out: a new leg, every operation on a leg (:data:`LegAction`: ring,
+answer, refuse, hang up, offer, answer or refuse an offer, answer or NOTIFY a REFER, pass a
+REFER on), the release of an ended leg, a record write, timers and relay ports. A decision
+names the leg it is for; a handler never calls one.
 """
 
 from __future__ import annotations
