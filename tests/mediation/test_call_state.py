@@ -29,6 +29,7 @@ from hybridvoice.mediation.bypass import BypassPolicy, MediaMode
 from hybridvoice.mediation.call_events import (
     FAILOVER,
     REOFFER,
+    SOURCES,
     TRANSFER_FAILOVER,
     ArmTimer,
     BindRelay,
@@ -41,7 +42,6 @@ from hybridvoice.mediation.call_events import (
     SendOffer,
     Then,
 )
-from hybridvoice.mediation.call_events import Source as EventSource
 from hybridvoice.mediation.call_state import TABLE
 from hybridvoice.mediation.media_plan import INBOUND_PENDING, REOFFER_RETRY
 from hybridvoice.net.transport import Source
@@ -65,7 +65,7 @@ def test_every_phase_has_its_transitions_in_the_one_table() -> None:
     assert {phase for phase, _, _ in TABLE} == set(Phase)
     assert all(kind is not ArmTimer for _, kind, _ in TABLE)  # decisions are not events
     # a leg's events are keyed by the leg they come from, sorted once by the dispatch
-    assert {source for _, _, source in TABLE} == set(EventSource)
+    assert {source for _, _, source in TABLE} == set(SOURCES)
 
 
 # --- fast failover ------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
 
 from hybridvoice.net.loop import call_task_name
 from hybridvoice.net.transport import NetError
@@ -75,39 +76,46 @@ def place_leg(bridge: Bridge, action: PlaceLeg) -> Call:
     )  # fmt: skip
 
 
+def _refer(action: PassRefer) -> None:
+    action.leg.refer(
+        action.refer_to, replaces=action.replaces, referred_by=action.referred_by,
+        subscription=action.subscription,
+    )  # fmt: skip
+
+
+def _reply_refer(action: ReferReply) -> None:
+    if action.status == 202:
+        action.leg.accept_refer()
+    else:
+        action.leg.reject_refer(action.status)
+
+
+def _offer(action: SendOffer) -> None:
+    if action.update:
+        action.leg.update(action.sdp)
+    else:
+        action.leg.reinvite(action.sdp)
+
+
+#: Each leg decision's UA core call, by the decision's type (one lookup per decision).
+_LEG_OPS: Final[Mapping[type, Callable[[Any], None]]] = MappingProxyType({
+    Ring: lambda x: x.leg.ring(x.sdp, status=x.status),
+    Answer: lambda x: x.leg.answer(x.sdp),
+    Hangup: lambda x: x.leg.bye(headers=x.headers),
+    Reject: lambda x: x.leg.reject(x.status, x.text, headers=x.headers),
+    SendOffer: _offer,
+    AnswerOffer: lambda x: x.leg.accept_offer(x.sdp),
+    RefuseOffer: lambda x: x.leg.reject_offer(x.status),
+    ReferReply: _reply_refer,
+    Notify: lambda x: x.leg.notify_refer(x.status),
+    PassRefer: _refer,
+})  # fmt: skip
+
+
 def leg_action(action: LegAction) -> None:
     """Carry out a decision on a leg through its UA core call (which queues the messages and
     never waits). LocalProtocolError: the leg's session forbids it now."""
-    leg = action.leg
-    if isinstance(action, Ring):
-        leg.ring(action.sdp, status=action.status)
-    elif isinstance(action, Answer):
-        leg.answer(action.sdp)
-    elif isinstance(action, Hangup):
-        leg.bye(headers=action.headers)
-    elif isinstance(action, Reject):
-        leg.reject(action.status, action.text, headers=action.headers)
-    elif isinstance(action, SendOffer):
-        if action.update:
-            leg.update(action.sdp)
-        else:
-            leg.reinvite(action.sdp)
-    elif isinstance(action, AnswerOffer):
-        leg.accept_offer(action.sdp)
-    elif isinstance(action, RefuseOffer):
-        leg.reject_offer(action.status)
-    elif isinstance(action, ReferReply):
-        if action.status == 202:
-            leg.accept_refer()
-        else:
-            leg.reject_refer(action.status)
-    elif isinstance(action, Notify):
-        leg.notify_refer(action.status)
-    else:
-        leg.refer(
-            action.refer_to, replaces=action.replaces, referred_by=action.referred_by,
-            subscription=action.subscription,
-        )  # fmt: skip
+    _LEG_OPS[type(action)](action)
 
 
 def leg_step(bridge: Bridge | None, action: LegAction) -> None:
@@ -132,12 +140,6 @@ def write_record(bridge: Bridge, action: WriteRecord) -> None:
         getattr(records, action.op)(action.call_id, **action.fields)
 
 
-_LEG_ACTIONS = (
-    Ring, Answer, Hangup, Reject, SendOffer, AnswerOffer, RefuseOffer, ReferReply, Notify,
-    PassRefer,
-)  # fmt: skip
-
-
 class LoopAdapter:
     """Carries out the decisions of every call of one B2BUA on the running event loop."""
 
@@ -150,11 +152,12 @@ class LoopAdapter:
     def execute(self, bridge: Bridge | None, actions: Actions) -> None:
         """Carry out ``actions`` in order (``bridge`` None: a refusal before any call)."""
         for action in actions:
-            if isinstance(action, _LEG_ACTIONS):
-                leg_step(bridge, action)
+            kind = type(action)
+            if kind in _LEG_OPS:
+                leg_step(bridge, action)  # type: ignore[arg-type]
                 continue
-            if isinstance(action, ReleaseLeg):
-                release_leg(action.leg)
+            if kind is ReleaseLeg:
+                release_leg(action.leg)  # type: ignore[union-attr]
                 continue
             assert bridge is not None  # the rest is a call's own
             if isinstance(action, WriteRecord):

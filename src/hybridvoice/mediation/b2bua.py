@@ -67,6 +67,9 @@ from .adapter import LoopAdapter
 from .b2bua_legs import failure_headers, media_counters, reason, warning
 from .bypass import BypassDecision, BypassPolicy
 from .call_events import (
+    FROM_A,
+    FROM_B,
+    FROM_CALL,
     Action,
     Actions,
     Adapter,
@@ -80,14 +83,13 @@ from .call_events import (
     RelayFailed,
     ReleaseLeg,
     ReleaseRelay,
-    Source,
     Start,
     SwapLeg,
     Then,
     TimerFired,
     WriteRecord,
 )
-from .call_state import handler_for
+from .call_state import TABLE
 from .headers_policy import HeaderPolicy
 from .health import destination_of
 from .media_plan import INBOUND_PENDING, MediaPlan, RecentMedia
@@ -412,22 +414,23 @@ class Bridge:
         failing handler's decisions made so far still go out (then :meth:`abort`)."""
         if now is None:
             now = self.b2bua.now()
+        kind = type(event)
         try:
             actions = None
-            if leg is not None and (self.transfer is not None or type(event) in transfer.EVENTS):
+            if leg is not None and (self.transfer is not None or kind in transfer.EVENTS):
                 actions = transfer.intercept(self, leg, event, now)  # type: ignore[arg-type]
             if actions is None:
                 source = (
-                    Source.CALL if leg is None else Source.A if leg is self.a
-                    else Source.B if leg is self.b else None
+                    FROM_CALL if leg is None else FROM_A if leg is self.a
+                    else FROM_B if leg is self.b else None
                 )  # fmt: skip
-                handler = None if source is None else handler_for(self.phase, type(event), source)
+                handler = None if source is None else TABLE.get((self.phase, kind, source))
                 if handler is not None:
                     actions = handler(self, event, now)
             if actions:
                 self._out.extend(actions)
         finally:
-            if leg is not None and type(event) is Disconnected:
+            if kind is Disconnected and leg is not None:
                 self._out.append(ReleaseLeg(leg))
             self.flush()
 

@@ -33,8 +33,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAILOVER",
+    "FROM_A",
+    "FROM_B",
+    "FROM_CALL",
     "NONE",
     "REOFFER",
+    "SOURCES",
     "TRANSFER_FAILOVER",
     "Action",
     "Actions",
@@ -78,14 +82,15 @@ class Phase(enum.Enum):
     ENDED = "ended"
 
 
-class Source(enum.Enum):
-    """Where an event comes from: the caller leg ``a``, the callee leg ``b``, or the call
-    itself (its start, its timers, the relay's answer, a leg's refusal of a decision).
-    :meth:`~.b2bua.Bridge.dispatch` sorts each event once; the table is keyed by it."""
-
-    A = "a"
-    B = "b"
-    CALL = "call"
+#: Where an event comes from: the caller leg ``a``, the callee leg ``b``, or the ``call``
+#: itself (its start, its timers, the relay's answer, a leg's refusal of a decision).
+#: :meth:`~.b2bua.Bridge.dispatch` sorts each event once; the table is keyed by it. (Plain
+#: strings: an enum member's hash is Python code, and the key is hashed on every event.)
+Source = Literal["a", "b", "call"]
+FROM_A: Final[Source] = "a"
+FROM_B: Final[Source] = "b"
+FROM_CALL: Final[Source] = "call"
+SOURCES: Final[tuple[Source, ...]] = (FROM_A, FROM_B, FROM_CALL)
 
 
 #: The timers of a call, by name: the fast failover of the pending gateway attempt (routing,

@@ -8,8 +8,8 @@ on one leg becomes an offer on the other), RFC 3326 (a Reason on the failures we
 As in h11's ``_state.py``, everything that moves a call lives here: :data:`TABLE` maps
 ``(phase, event type, source)`` to the handler (in :mod:`.call_flow`) that decides what
 happens. The events are the legs' :data:`~hybridvoice.net.call.CallUpdate` values, sorted once
-by :meth:`~.b2bua.Bridge.dispatch` into those of the caller leg (:attr:`Source.A`) and of the
-callee leg (:attr:`Source.B`), and the call's own (:attr:`Source.CALL`): the new call
+by :meth:`~.b2bua.Bridge.dispatch` into those of the caller leg (``"a"``, :data:`Source`) and of the
+callee leg (``"b"``), and the call's own (``"call"``): the new call
 (:class:`Start`), timer firings (:class:`TimerFired`), the relay's answer
 (:class:`RelayBound`, :class:`RelayFailed`) and a leg's refusal of a decision
 (:class:`LegOpFailed`). Handlers return, or queue on the call, decisions only: what the call
@@ -46,6 +46,9 @@ from hybridvoice.sip.session import (
 
 from . import call_flow as flow
 from .call_events import (
+    FROM_A,
+    FROM_B,
+    FROM_CALL,
     Actions,
     LegOpFailed,
     Phase,
@@ -65,7 +68,7 @@ __all__ = ["TABLE", "Handler", "handler_for"]
 #: ``bridge.b`` as the key's :class:`Source` says).
 Handler = Callable[["Bridge", Any, float], Actions]
 
-A, B, CALL = Source.A, Source.B, Source.CALL
+A, B, CALL = FROM_A, FROM_B, FROM_CALL
 
 _LIVE: Final = (Phase.SETUP, Phase.EARLY, Phase.CONNECTED)
 
