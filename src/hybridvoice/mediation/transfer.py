@@ -514,8 +514,8 @@ def replace(b2b: B2BUA, new: Call, named: Call | None) -> tuple[Bridge | None, A
     offer = new.invite.body or None
     if offer is None:
         return None, (Reject(new, 488, text="an INVITE with Replaces needs an offer here"),)
+    body = bridge.sdp(offer, replaced, offer=True)  # SdpError: the UA refuses it, nothing held
     state.active = _Replacing(new, replaced, other)
-    body = bridge.sdp(offer, replaced, offer=True)
     return bridge, (SendOffer(other, body, origin=new, why="replaces"),)
 
 
