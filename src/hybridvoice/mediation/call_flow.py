@@ -410,7 +410,7 @@ def leg_op_failed(bridge: Bridge, event: LegOpFailed, now: float) -> Actions:
         if bridge.offer_from is action.leg:
             bridge.offer_from = None
         if bridge.plan is not None:
-            bridge.plan.reoffer = None
+            bridge.plan.reoffer_over()
         return NONE
     if isinstance(action, SendOffer) and action.why == "offer" and action.origin is not None:
         _log.info("offer not passed on: %s", event.error)
@@ -569,9 +569,9 @@ def reoffer(bridge: Bridge) -> Actions:
     if b is None or plan is None or plan.reoffer is None or bridge.finished or b.disconnected:
         return NONE
     if bridge.offer_from is not None:  # another offer under way: after it
-        plan.waiting = True
+        plan.wait(True)
         return NONE
-    plan.waiting = False
+    plan.wait(False)
     bridge.offer_from = b
     return (SendOffer(b, plan.reoffer, why="relay"),)
 
@@ -594,12 +594,12 @@ def reoffer_done(bridge: Bridge, event: OfferAnswered | OfferRejected, now: floa
     if plan is None:
         return NONE
     if isinstance(event, OfferAnswered):
-        plan.reoffer = None
+        plan.reoffer_over()
         if event.sdp is not None:  # the b-leg's relay leg: A inbound (edge), B outbound
             plan.answer(event.sdp, Leg.A if bridge.side == "gateway" else Leg.B)
     elif event.status == 491:
         return (ArmTimer(REOFFER, now + media_plan.REOFFER_RETRY),)
     else:
         _log.info("re-INVITE to the relay refused: %s", event.status)
-        plan.reoffer = None
+        plan.reoffer_over()
     return NONE

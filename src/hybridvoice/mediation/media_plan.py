@@ -382,6 +382,15 @@ class MediaPlan:
         self._bump = Leg.A
         self.reoffer = self._bumped(self.reoffer, Leg.A)
 
+    def wait(self, waiting: bool) -> None:
+        """:attr:`reoffer` waits for the offer under way to end (True), or goes now."""
+        self.waiting = waiting
+
+    def reoffer_over(self) -> None:
+        """Our re-INVITE to the relay was answered, or given up: nothing more to re-offer."""
+        self.reoffer = None
+        self.waiting = False
+
     def reoffer_to(self, offer: bytes, from_leg: Leg) -> None:
         """Anchor a call whose other leg got ``offer`` unchanged (bypassed): :attr:`reoffer`
         is ``offer`` anchored for the other leg, version bumped there from now on (the

@@ -32,6 +32,13 @@ our legs (the referrer's consultation call through us) is rewritten to name that
 leg as the transferee's side sees it, with our Contact as Refer-To; the transferee's INVITE with
 Replaces then takes the referrer's leg's place in the consultation call.
 
+Like the call's own transitions (:mod:`.call_flow`), this sub-machine touches no leg: the
+REFER's 202 or refusal, its NOTIFYs, the REFER passed on, the new leg, the transferee's
+re-INVITE and the hang-ups are decisions (:mod:`.call_events`) queued on the call
+(:meth:`~.b2bua.Bridge.emit`) or returned; the leg swap is the call's own
+(:meth:`~.b2bua.Bridge.swap`). A leg that refuses a REFER or a re-INVITE at once comes back
+through :func:`op_failed`.
+
 Not done: a Replaces inside a *performed* transfer's Refer-To is put on the new INVITE as it is
 (right when the target is reached directly, not when it names one of our own legs); an
 offer-less INVITE with Replaces is refused 488; the new leg's fast-failover timer and failover
