@@ -202,7 +202,8 @@ class CallMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.live()))
     @rule(data=st.data())
     def leg_turns_busy(self, data: st.DataObject) -> None:
-        """A leg's session will refuse the next offer or REFER at once (a race)."""
+        """A leg's session starts (or stops) refusing offers and REFERs at once (a race),
+        and its peer does or does not take REFER (passed on, or performed by us)."""
         leg = data.draw(st.sampled_from(self.live()))
         leg.busy = not leg.busy
         leg.peer_allow = frozenset({"REFER"}) if data.draw(st.booleans()) else frozenset()

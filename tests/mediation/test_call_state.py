@@ -47,6 +47,7 @@ from hybridvoice.mediation.media_plan import INBOUND_PENDING, REOFFER_RETRY
 from hybridvoice.net.transport import Source
 from hybridvoice.sip.headers import Address
 from hybridvoice.sip.refer import Refer
+from hybridvoice.sip.sdp import SdpError
 from hybridvoice.sip.session import (
     Answered,
     Cause,
@@ -326,3 +327,26 @@ def test_a_legs_release_is_the_last_decision_of_its_end() -> None:
     assert a.handler is None and b.handler is bridge  # b's own end releases it
     w.event(bridge, b, Disconnected(Cause.NORMAL, None, "local"))
     assert b.handler is None and w.b2bua.stats.failures == {}
+
+
+def test_an_invite_with_replaces_and_bad_sdp_holds_no_transfer() -> None:
+    """RFC 3891: the new leg's offer goes to the other leg through the relay; SDP we cannot
+    parse is refused (the UA answers the failure) and the call is free for the next transfer
+    (not stuck answering 491)."""
+    w = world(relay=True, bypass=EXTERNAL)
+    bridge, a = call_out(w, sdp(6000, "198.51.100.7"))  # anchored: waits for its relay
+    bind = w.adapter.actions[-1]
+    assert isinstance(bind, BindRelay)
+    bridge.relay_bound(relay_call(), bind.then)
+    b = w.gateway.placed[-1]
+    b.state = State.CONFIRMED
+    w.event(bridge, b, Answered(sdp(7000)))
+    a.state = State.CONFIRMED
+    assert bridge.plan is not None and bridge.phase is Phase.CONNECTED
+    bad = invite(f"sip:{CALLEE}@127.0.0.1", "<sip:+31209876543@contoso.com>", b"v=0\r\nbad\r\n")
+    new = Leg(bad, True, State.INCOMING, replaces=a)
+    with pytest.raises(SdpError):
+        w.b2bua.incoming(cast(Any, new), "edge")
+    assert bridge.transfer is not None and bridge.transfer.active is None
+    w.event(bridge, a, Refer(Address(parse_uri("sip:alice@contoso.com")), None, None))
+    assert a.done[-1] != ("reject_refer", 491)
