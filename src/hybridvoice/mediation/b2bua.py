@@ -78,6 +78,7 @@ from .call_events import (
     LegOpFailed,
     Phase,
     PlaceLeg,
+    RecordOp,
     Reject,
     RelayBound,
     RelayFailed,
@@ -454,11 +455,11 @@ class Bridge:
             out.clear()
             self.b2bua.adapter.execute(self, actions)
 
-    def write(self, op: str, call_id: str | None = None, **fields: object) -> None:
+    def write(self, op: RecordOp, call_id: str | None = None, **fields: object) -> None:
         """Queue a change of the call's record (:class:`~.call_events.WriteRecord`), if it
         has an open one: ``op`` of the store for ``call_id`` (default: the a-leg's)."""
         if self.record and self.b2bua.records is not None:
-            self._out.append(WriteRecord(op, call_id or self.a.call_id, fields))  # type: ignore[arg-type]
+            self._out.append(WriteRecord(op, call_id or self.a.call_id, fields))
 
     def record_media(self, note: str = "") -> None:
         """The media decision and its reason (plus ``note``: transcoding) in the record."""

@@ -55,6 +55,7 @@ __all__ = [
     "PassRefer",
     "Phase",
     "PlaceLeg",
+    "RecordOp",
     "ReferReply",
     "RefuseOffer",
     "Reject",
@@ -314,12 +315,16 @@ class ReleaseLeg:
     leg: Call
 
 
+#: What a :class:`WriteRecord` does: the record store's method of that name.
+RecordOp = Literal["start", "route", "attempt", "media", "ringing", "answered", "ended"]
+
+
 @dataclass(frozen=True, slots=True)
 class WriteRecord:
     """A change of the call record of ``call_id``: the store's ``op`` (``start``,
     ``route``, ``attempt``, ``media``, ``ringing``, ``answered``, ``ended``) with ``fields``."""
 
-    op: Literal["start", "route", "attempt", "media", "ringing", "answered", "ended"]
+    op: RecordOp
     call_id: str
     fields: Mapping[str, object]
 
