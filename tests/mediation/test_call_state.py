@@ -9,41 +9,45 @@ failover)."""
 from __future__ import annotations
 
 import ipaddress
-import itertools
-import random
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
+from call_fakes import (
+    CALLEE,
+    T0,
+    Leg,
+    World,
+    call_out,
+    invite,
+    relay_call,
+    sdp,
+    world,
+)
 
-from hybridvoice.cms.settings import Gateway, TrunkConfiguration
-from hybridvoice.media import PortBlock, RelaySession
-from hybridvoice.mediation.adapter import place_leg
-from hybridvoice.mediation.b2bua import B2BUA, Bridge
+from hybridvoice.mediation.b2bua import Bridge
 from hybridvoice.mediation.bypass import BypassPolicy, MediaMode
 from hybridvoice.mediation.call_events import (
     FAILOVER,
     REOFFER,
+    SOURCES,
     TRANSFER_FAILOVER,
-    Actions,
     ArmTimer,
     BindRelay,
     CancelTimer,
+    Hangup,
     Phase,
     PlaceLeg,
+    ReleaseLeg,
     ReleaseRelay,
+    SendOffer,
     Then,
 )
 from hybridvoice.mediation.call_state import TABLE
 from hybridvoice.mediation.media_plan import INBOUND_PENDING, REOFFER_RETRY
-from hybridvoice.mediation.routing import CallAdmission, OutboundRouter
-from hybridvoice.mediation.trunks import TrunkTable
-from hybridvoice.net.relay import RelayCall
-from hybridvoice.net.transport import Destination, Source
+from hybridvoice.net.transport import Source
 from hybridvoice.sip.headers import Address
-from hybridvoice.sip.message import Request
-from hybridvoice.sip.parser import parse_message
 from hybridvoice.sip.refer import Refer
+from hybridvoice.sip.sdp import SdpError
 from hybridvoice.sip.session import (
     Answered,
     Cause,
@@ -56,218 +60,13 @@ from hybridvoice.sip.session import (
 )
 from hybridvoice.sip.uri import parse_uri
 
-T0 = 1000.0
-CALLEE = "+31201234567"
-_ids = itertools.count(1)
-
-
-def sdp(port: int, host: str = "10.0.0.5", formats: str = "0") -> bytes:
-    lines = [
-        "v=0", f"o=t 1 1 IN IP4 {host}", "s=-", f"c=IN IP4 {host}", "t=0 0",
-        f"m=audio {port} RTP/AVP {formats}", "a=rtpmap:0 PCMU/8000", "a=sendrecv",
-    ]  # fmt: skip
-    return ("\r\n".join(lines) + "\r\n").encode()
-
-
-def invite(uri: str, from_: str, body: bytes | None) -> Request:
-    content = body or b""
-    text = (
-        f"INVITE {uri} SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-test\r\n"
-        f"From: {from_};tag=t{next(_ids)}\r\nTo: <{uri}>\r\nCall-ID: c{next(_ids)}@test\r\n"
-        "CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:test@127.0.0.1:5099>\r\n"
-        + ("Content-Type: application/sdp\r\n" if body else "")
-        + f"Content-Length: {len(content)}\r\n\r\n"
-    )
-    message = parse_message(text.encode() + content)
-    assert isinstance(message, Request)
-    return message
-
-
-@dataclass(eq=False)
-class Leg:
-    """A fake leg: what the call did to it, in order."""
-
-    invite: Request
-    incoming: bool
-    state: State
-    source: Source | None = None
-    done: list[tuple[Any, ...]] = field(default_factory=list)
-    handler: Any = None
-    replaces: Any = None
-    transport: Any = None
-    history: list[Any] = field(default_factory=list)
-    peer_allow: frozenset[str] = frozenset()
-
-    @property
-    def call_id(self) -> str:
-        return self.invite.call_id
-
-    @property
-    def disconnected(self) -> bool:
-        return self.state is State.DISCONNECTED
-
-    @property
-    def session(self) -> Any:
-        return self
-
-    def ring(self, sdp: bytes | None = None, *, status: int = 180) -> None:
-        self.done.append(("ring", status))
-        self.state = State.EARLY
-
-    def answer(self, sdp: bytes | None) -> None:
-        self.done.append(("answer", sdp))
-        self.state = State.CONFIRMED
-
-    def reject(self, status: int, headers: Any = ()) -> None:
-        self.done.append(("reject", status))
-        self.state = State.DISCONNECTED
-
-    def bye(self, *, headers: Any = ()) -> None:
-        self.done.append(("bye",))
-        self.state = State.DISCONNECTED
-
-    def reinvite(self, sdp: bytes | None) -> None:
-        self.done.append(("reinvite", sdp))
-
-    def update(self, sdp: bytes | None = None) -> None:
-        self.done.append(("update", sdp))
-
-    def accept_offer(self, sdp: bytes | None) -> None:
-        self.done.append(("accept_offer", sdp))
-
-    def reject_offer(self, status: int = 488) -> None:
-        self.done.append(("reject_offer", status))
-
-    def accept_refer(self) -> None:
-        self.done.append(("accept_refer",))
-
-    def reject_refer(self, status: int = 603) -> None:
-        self.done.append(("reject_refer", status))
-
-    def notify_refer(self, status: int, reason: str | None = None) -> None:
-        self.done.append(("notify_refer", status))
-
-    def names(self) -> list[str]:
-        return [str(d[0]) for d in self.done]
-
-
-class FakeUA:
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.application: Any = None
-        self.calls: list[Leg] = []
-        self.placed: list[Leg] = []
-        self.endpoint = self
-
-    def transport_for(self, destination: Destination) -> None:
-        return None
-
-    def now(self) -> float:
-        return self.clock.now
-
-    def invite(self, target: Any, *, sdp: bytes | None, handler: Any, **_: Any) -> Leg:
-        leg = Leg(invite(str(target), "<sip:b2bua@127.0.0.1>", sdp), False, State.CALLING)
-        leg.handler = handler
-        self.placed.append(leg)
-        self.calls.append(leg)
-        return leg
-
-
-@dataclass
-class Clock:
-    now: float = T0
-
-
-class Recorder:
-    """The adapter of the tests: keeps the decisions, arms nothing; places legs through the
-    fake UAs (the loop adapter's own sans-IO step)."""
-
-    def __init__(self) -> None:
-        self.actions: list[Any] = []
-        self.timers: dict[str, float] = {}
-
-    def execute(self, bridge: Bridge, actions: Actions) -> None:
-        for action in actions:
-            self.actions.append(action)
-            if isinstance(action, PlaceLeg):
-                bridge.placed(action, place_leg(bridge, action))
-            elif isinstance(action, ArmTimer):
-                self.timers[action.name] = action.at
-            elif isinstance(action, CancelTimer):
-                self.timers.pop(action.name, None)
-
-    def cancel_timers(self, bridge: Bridge) -> None:
-        self.timers.clear()
-
-    def release_relay(self, bridge: Bridge, relay_call: RelayCall) -> None:
-        self.actions.append(ReleaseRelay(relay_call))
-
-    def release_leg(self, call: Any) -> None:
-        pass
-
-
-@dataclass
-class World:
-    clock: Clock
-    b2bua: B2BUA
-    adapter: Recorder
-    edge: FakeUA
-    gateway: FakeUA
-
-    def fire(self, bridge: Bridge, name: str, at: float) -> None:
-        """The adapter's timer ``name`` fires at ``at`` (it must have been armed for it)."""
-        assert self.adapter.timers.pop(name) == at
-        self.clock.now = at
-        bridge.timer_fired(name, at)
-
-    def event(self, bridge: Bridge, leg: Leg, event: Any) -> None:
-        if isinstance(event, Disconnected):
-            leg.state = State.DISCONNECTED
-        bridge.on_call_event(cast(Any, leg), event)
-
-
-def world(
-    gateways: int = 2, *, relay: bool = False, bypass: BypassPolicy | None = None,
-    refer: bool = True,
-) -> World:  # fmt: skip
-    clock = Clock()
-    gws = [
-        Gateway(name=f"Gateway{n}", ip=f"127.0.0.{n + 1}", voice_routes=("Any",), media_bypass=True)
-        for n in range(1, gateways + 1)
-    ]
-    trunks = TrunkTable(gws)
-    router = OutboundRouter(trunks, {"Any": ".*"}, rng=random.Random(3))
-    edge, gateway, adapter = FakeUA(clock), FakeUA(clock), Recorder()
-    b2bua = B2BUA(
-        edge_ua=cast(Any, edge), gateway_ua=cast(Any, gateway), trunks=trunks, router=router,
-        admission=CallAdmission(10), trunk_config=TrunkConfiguration(enable_refer_support=refer),
-        edge_target=Destination("UDP", "127.0.0.1", 5061), edge_domain="edge.example",
-        relay=cast(Any, object()) if relay else None, bypass=bypass, adapter=adapter,
-    )  # fmt: skip
-    return World(clock, b2bua, adapter, edge, gateway)
-
-
-def call_out(w: World, body: bytes | None = None) -> tuple[Bridge, Leg]:
-    """The cloud side calls CALLEE at T0."""
-    req = invite(f"sip:{CALLEE}@127.0.0.1", "<sip:+31209876543@contoso.com>", body or sdp(6000))
-    a = Leg(req, True, State.INCOMING)
-    w.edge.calls.append(a)
-    w.b2bua.incoming(cast(Any, a), "edge")
-    (bridge,) = w.b2bua.bridges
-    return bridge, a
-
-
-def relay_call() -> RelayCall:
-    block = PortBlock(40000)
-    session = RelaySession("c1", (block.a_rtp, block.a_rtcp), (block.b_rtp, block.b_rtcp))
-    return RelayCall("c1", "192.0.2.1", block, session)
-
 
 # --- the table ----------------------------------------------------------------------------------
 def test_every_phase_has_its_transitions_in_the_one_table() -> None:
-    assert {phase for phase, _ in TABLE} == set(Phase)
-    assert (Phase.ENDED, ArmTimer) not in TABLE  # decisions are not events
+    assert {phase for phase, _, _ in TABLE} == set(Phase)
+    assert all(kind is not ArmTimer for _, kind, _ in TABLE)  # decisions are not events
+    # a leg's events are keyed by the leg they come from, sorted once by the dispatch
+    assert {source for _, _, source in TABLE} == set(SOURCES)
 
 
 # --- fast failover ------------------------------------------------------------------------------
@@ -488,3 +287,66 @@ def test_ending_during_a_transfer_frees_everything_once() -> None:
     w.event(bridge, a, Disconnected(Cause.NORMAL, None, "local"))
     assert w.b2bua.admission.active == 0 and w.b2bua.stats.failures == {}
     assert [g.active_calls for g in w.b2bua.trunks] == [0, 0]
+
+
+# --- leg decisions: carried out by the adapter, in order; a refusal comes back -------------
+def test_an_offer_the_other_leg_refuses_at_once_is_refused_to_the_offerer() -> None:
+    """The callee's session cannot take a re-INVITE now (a race): the caller's offer gets
+    488 (491 while the callee leg is still setting up), the call goes on, and the next
+    offer passes (RFC 3261 §14.2)."""
+    w = world()
+    bridge, a, b = connected(w)
+    b.busy = True
+    w.event(bridge, a, Offer(sdp(6002)))
+    assert "reinvite" not in b.names() and a.done[-1] == ("reject_offer", 488)
+    failed = [x for x in w.adapter.leg_actions if isinstance(x, SendOffer)]
+    assert failed == [SendOffer(cast(Any, b), sdp(6002), False, cast(Any, a))]
+    assert bridge.offer_from is None and bridge.phase is Phase.CONNECTED
+    b.busy = False
+    w.event(bridge, a, Offer(sdp(6004)))
+    assert b.done[-1] == ("reinvite", sdp(6004)) and bridge.offer_from is a
+
+
+def test_our_reoffer_to_the_relay_refused_at_once_is_given_up() -> None:
+    w = world(relay=True, bypass=EXTERNAL)
+    bridge, a, b = inbound_anchored_late(w)
+    b.state, b.busy = State.CONFIRMED, True
+    w.event(bridge, b, Answered(sdp(6000, "198.51.100.7")))
+    assert a.names() == ["answer"] and "reinvite" not in b.names()
+    assert bridge.offer_from is None and bridge.plan is not None and bridge.plan.reoffer is None
+    assert bridge.phase is Phase.CONNECTED and w.b2bua.stats.failures == {}
+
+
+def test_a_legs_release_is_the_last_decision_of_its_end() -> None:
+    """No next-loop-turn callback: the ended leg is let go (its handler dropped) right after
+    the decisions its end made, in the same batch."""
+    w = world()
+    bridge, a, b = connected(w)
+    w.event(bridge, a, Disconnected(Cause.NORMAL, None, "remote"))
+    assert w.adapter.leg_actions[-2:] == [Hangup(cast(Any, b)), ReleaseLeg(cast(Any, a))]
+    assert a.handler is None and b.handler is bridge  # b's own end releases it
+    w.event(bridge, b, Disconnected(Cause.NORMAL, None, "local"))
+    assert b.handler is None and w.b2bua.stats.failures == {}
+
+
+def test_an_invite_with_replaces_and_bad_sdp_holds_no_transfer() -> None:
+    """RFC 3891: the new leg's offer goes to the other leg through the relay; SDP we cannot
+    parse is refused (the UA answers the failure) and the call is free for the next transfer
+    (not stuck answering 491)."""
+    w = world(relay=True, bypass=EXTERNAL)
+    bridge, a = call_out(w, sdp(6000, "198.51.100.7"))  # anchored: waits for its relay
+    bind = w.adapter.actions[-1]
+    assert isinstance(bind, BindRelay)
+    bridge.relay_bound(relay_call(), bind.then)
+    b = w.gateway.placed[-1]
+    b.state = State.CONFIRMED
+    w.event(bridge, b, Answered(sdp(7000)))
+    a.state = State.CONFIRMED
+    assert bridge.plan is not None and bridge.phase is Phase.CONNECTED
+    bad = invite(f"sip:{CALLEE}@127.0.0.1", "<sip:+31209876543@contoso.com>", b"v=0\r\nbad\r\n")
+    new = Leg(bad, True, State.INCOMING, replaces=a)
+    with pytest.raises(SdpError):
+        w.b2bua.incoming(cast(Any, new), "edge")
+    assert bridge.transfer is not None and bridge.transfer.active is None
+    w.event(bridge, a, Refer(Address(parse_uri("sip:alice@contoso.com")), None, None))
+    assert a.done[-1] != ("reject_refer", 491)

@@ -13,10 +13,13 @@ side) and the *gateway* UA (PSTN gateways, SBCs, IP-PBXs). A :class:`Bridge` is 
 ``CallHandler`` of both legs and passes the SIP-independent events (``Ringing``,
 ``EarlyMedia``, ``Answered``, ``Offer``, ``OfferAnswered``, ``OfferRejected``,
 ``Disconnected``) across; nothing SIP-specific crosses. The bridge is the call's state
-machine: each event goes through :data:`.call_state.TABLE` (phase, event type) to its handler
-in :mod:`.call_flow`; the decisions handlers return (timers, relay ports) are carried out by
-the one asyncio adapter, :mod:`.adapter`, which feeds timer firings and the relay's answer
-back as events.
+machine: :meth:`Bridge.dispatch` sorts each event once by where it came from (the caller leg
+``a``, the callee leg ``b``, the call itself) and :data:`.call_state.TABLE` (phase, event
+type, source) gives its handler in :mod:`.call_flow`. Handlers never touch a leg, a timer, the
+relay or the record store: every decision (ring, answer, offer, hang up, NOTIFY, a record
+write, a timer, relay ports) is queued on the call (:meth:`Bridge.emit`) or returned, and the
+one adapter, :mod:`.adapter`, carries out each event's decisions in order, feeding timer
+firings, the relay's answer and a leg's refusal back as events.
 
 Outbound (edge -> gateway): the :class:`~.routing.OutboundRouter` picks a gateway; on a
 failover code, a transport error (seen as a local 408) or no 18x/final in the fast-failover
@@ -53,7 +56,6 @@ from hybridvoice.net.call import Call, CallUpdate
 from hybridvoice.net.relay import RelayCall, RelayEngine
 from hybridvoice.net.transport import Destination, via_host
 from hybridvoice.net.ua import UserAgent
-from hybridvoice.sip.errors import LocalProtocolError
 from hybridvoice.sip.message import Request
 from hybridvoice.sip.sdp import SdpError
 from hybridvoice.sip.session import Disconnected, State
@@ -65,17 +67,30 @@ from .adapter import LoopAdapter
 from .b2bua_legs import failure_headers, media_counters, reason, warning
 from .bypass import BypassDecision, BypassPolicy
 from .call_events import (
+    FROM_A,
+    FROM_B,
+    FROM_CALL,
+    Action,
+    Actions,
     Adapter,
+    Hangup,
+    LegAction,
+    LegOpFailed,
     Phase,
     PlaceLeg,
+    RecordOp,
+    Reject,
     RelayBound,
     RelayFailed,
+    ReleaseLeg,
+    ReleaseRelay,
     Start,
     SwapLeg,
     Then,
     TimerFired,
+    WriteRecord,
 )
-from .call_state import handler_for
+from .call_state import TABLE
 from .headers_policy import HeaderPolicy
 from .health import destination_of
 from .media_plan import INBOUND_PENDING, MediaPlan, RecentMedia
@@ -220,14 +235,15 @@ class B2BUA:
     def refuse(
         self, call: Call, status: int, text: str, retry_after: int | None = None,
         warning: tuple[str, str] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> Reject:  # fmt: skip
+        """The decision refusing ``call`` with ``status`` and a Reason of ``text`` (counted)."""
         headers = [reason(status, text)]
         if retry_after is not None:
             headers.append(("Retry-After", str(retry_after)))
         if warning is not None:
             headers.append(warning)
         self.stats.refused[status] = self.stats.refused.get(status, 0) + 1
-        call.reject(status, headers=headers)
+        return Reject(call, status, tuple(headers))
 
     # --- new calls --------------------------------------------------------------------------
     def incoming(self, call: Call, side: Side) -> None:
@@ -237,10 +253,15 @@ class B2BUA:
             source = "" if call.source is None else call.source.host
             gateway = self.trunks.gateway_for_source(normalise_ip(source))
             if gateway is None:
-                self.refuse(call, 403, f"{source} is not a configured gateway")
+                refusal = self.refuse(call, 403, f"{source} is not a configured gateway")
+                self.adapter.execute(None, (refusal,))
                 return
         if call.replaces is not None:  # RFC 3891: it takes a bridged leg's place
-            transfer.replace(self, call)
+            named, call.replaces = call.replaces, None  # no reference kept to that leg
+            found, actions = transfer.replace(self, call, named)
+            if found is not None:
+                call.handler = found
+            self.adapter.execute(found, actions)
             return
         bridge = Bridge(self, call, side, gateway)
         self.bridges.add(bridge)
@@ -253,6 +274,7 @@ class Bridge:
     (:data:`.call_state.TABLE`)."""
 
     __slots__ = (
+        "_out",
         "a",
         "admitted",
         "answered",
@@ -293,6 +315,7 @@ class Bridge:
         self.record = False  # its call record is open: closed by finish
         self.caller = self.callee = ""
         self.display: str | None = None  # outbound: the caller's display name, for the gateway
+        self._out: list[Action] = []  # decisions of the event being handled, in order
         a.handler = self
 
     @property
@@ -329,6 +352,8 @@ class Bridge:
         failures[kind] = failures.get(kind, 0) + 1
         if self.phase is Phase.ENDED:
             return  # a step after the end (a relay release): counted and logged only
+        # decisions a failing flush left: only what gives something back still goes
+        self._out[:] = [x for x in self._out if isinstance(x, ReleaseRelay | ReleaseLeg)]
         try:
             self.finish(DisconnectSide.LOCAL, status, text)
         finally:
@@ -345,11 +370,13 @@ class Bridge:
         for leg in sorted(legs, key=lambda c: c is not self.a):  # the caller first
             if leg.disconnected:
                 continue
+            end: LegAction
+            if leg.incoming and leg.state in (State.INCOMING, State.EARLY):
+                end = self.b2bua.refuse(leg, status, text, warning=headers[1])
+            else:
+                end = Hangup(leg, headers[:1])
             try:  # every leg whose events come here, whatever the bridge's bookkeeping says
-                if leg.incoming and leg.state in (State.INCOMING, State.EARLY):
-                    self.b2bua.refuse(leg, status, text, warning=headers[1])
-                else:
-                    leg.bye(headers=headers[:1])
+                b2b.adapter.execute(self, (end,))
             except Exception:  # the other legs must still be ended
                 _log.exception("call %s: could not end %r", self.a.call_id, leg)
 
@@ -374,30 +401,70 @@ class Bridge:
         """The adapter: no relay call could be had."""
         self.guard(self.dispatch, None, RelayFailed(error))
 
+    def leg_op_failed(self, action: LegAction, error: str) -> None:
+        """The adapter: a leg refused ``action`` (its session's state forbids it now)."""
+        self.guard(self.dispatch, None, LegOpFailed(action, error))
+
     def dispatch(self, leg: Call | None, event: object, now: float | None = None) -> None:
         """One event at ``now`` (default: the B2BUA's clock): a transfer's sub-machine first
-        (:func:`.transfer.intercept`), then the transition of :data:`.call_state.TABLE`; its
-        decisions go to the adapter. An ended leg is let go once its end is handled."""
+        (:func:`.transfer.intercept`), then the transition of :data:`.call_state.TABLE` for
+        the phase, the event's type and where it came from (the ``a`` leg, the ``b`` leg, the
+        call itself; another leg's event that no transfer took is ignored). The decisions go
+        to the adapter in the order decided, the handler's queued ones (:meth:`emit`) then
+        its returned ones, and last, for a leg's end, :class:`~.call_events.ReleaseLeg`. A
+        failing handler's decisions made so far still go out (then :meth:`abort`)."""
         if now is None:
             now = self.b2bua.now()
-        actions = None
-        if leg is not None and (self.transfer is not None or type(event) in transfer.EVENTS):
-            actions = transfer.intercept(self, leg, event, now)  # type: ignore[arg-type]
-        if actions is None:
-            handler = handler_for(self.phase, type(event))
-            if handler is not None:
-                actions = handler(self, leg, event, now)
-        if actions:
-            self.b2bua.adapter.execute(self, actions)
-        if leg is not None and type(event) is Disconnected:
-            self.b2bua.adapter.release_leg(leg)
+        kind = type(event)
+        try:
+            actions = None
+            if leg is not None and (self.transfer is not None or kind in transfer.EVENTS):
+                actions = transfer.intercept(self, leg, event, now)  # type: ignore[arg-type]
+            if actions is None:
+                source = (
+                    FROM_CALL if leg is None else FROM_A if leg is self.a
+                    else FROM_B if leg is self.b else None
+                )  # fmt: skip
+                handler = None if source is None else TABLE.get((self.phase, kind, source))
+                if handler is not None:
+                    actions = handler(self, event, now)
+            if actions:
+                self._out.extend(actions)
+        finally:
+            if kind is Disconnected and leg is not None:
+                self._out.append(ReleaseLeg(leg))
+            self.flush()
 
     # --- what the handlers share ------------------------------------------------------------------
+    def transfers(self) -> transfer.TransferState:
+        """The call's transfer state (:mod:`.transfer`), made on first use."""
+        state = self.transfer
+        if state is None:
+            state = self.transfer = transfer.TransferState()
+        return state
+
+    def emit(self, *actions: Action) -> None:
+        """Queue decisions of the event being handled (the adapter gets them after it)."""
+        self._out.extend(actions)
+
+    def flush(self) -> None:
+        """Hand the queued decisions to the adapter, in order."""
+        out = self._out
+        if out:
+            actions: Actions = tuple(out)
+            out.clear()
+            self.b2bua.adapter.execute(self, actions)
+
+    def write(self, op: RecordOp, call_id: str | None = None, **fields: object) -> None:
+        """Queue a change of the call's record (:class:`~.call_events.WriteRecord`), if it
+        has an open one: ``op`` of the store for ``call_id`` (default: the a-leg's)."""
+        if self.record and self.b2bua.records is not None:
+            self._out.append(WriteRecord(op, call_id or self.a.call_id, fields))
+
     def record_media(self, note: str = "") -> None:
         """The media decision and its reason (plus ``note``: transcoding) in the record."""
-        if self.record and self.b2bua.records is not None and self.decision is not None:
-            reason = self.decision.reason + note
-            self.b2bua.records.media(self.a.call_id, self.decision.mode, reason)
+        if self.decision is not None:
+            self.write("media", mode=self.decision.mode, reason=self.decision.reason + note)
 
     def sdp(self, body: bytes | None, from_call: Call, offer: bool = False) -> bytes | None:
         """``body`` (an answer, or an ``offer``) from ``from_call``, as it goes to the other
@@ -413,7 +480,7 @@ class Bridge:
                 self.plan = plan
             elif relay_call is not None and self.decision.bypass:  # the ports held ready go
                 self.relay_call = None
-                self.b2bua.adapter.release_relay(self, relay_call)
+                self._out.append(ReleaseRelay(relay_call))
         plan = self.plan
         if body is None or plan is None:
             return body
@@ -430,79 +497,34 @@ class Bridge:
         assert gateway is not None
         self.b = leg
         self.gateway = gateway
-        records = self.b2bua.records
-        if self.record and records is not None:
-            records.route(
-                self.a.call_id, gateway=gateway.name, trunk=gateway.config.host,
-                b_call_id=leg.call_id, caller_translated=action.caller,
-                callee_translated=action.callee,
-            )  # fmt: skip
-
-    def attempt_failed(self, outcome: str) -> None:
-        """The pending gateway attempt is over (``outcome``): counted and recorded."""
-        self.b2bua.stats.failovers += 1
-        records = self.b2bua.records
-        if self.record and records is not None and self.gateway is not None:
-            records.attempt(self.a.call_id, self.gateway.name, outcome)
+        self.write(
+            "route", gateway=gateway.name, trunk=gateway.config.host, b_call_id=leg.call_id,
+            caller_translated=action.caller, callee_translated=action.callee,
+        )  # fmt: skip
+        self.flush()  # the route before whatever the leg's events decide
 
     def swap(self, decision: SwapLeg) -> None:
         """Apply a transfer's decision: ``new`` takes ``old``'s place (and its record)."""
         old, new = decision.old, decision.new
-        records = self.b2bua.records if self.record else None
         new.handler = self
         if self.a is old:
             self.a = new
-            if records is not None:
-                records.ended(old.call_id, side=DisconnectSide.LOCAL, cause="transferred")
-                direction = Direction.OUTBOUND if self.side == "edge" else Direction.INBOUND
-                records.start(
-                    new.call_id, direction=direction, caller=self.caller, callee=self.callee
-                )
-                if self.decision is not None:
-                    records.media(new.call_id, self.decision.mode, self.decision.reason)
-                records.answered(new.call_id)
+            self.write("ended", old.call_id, side=DisconnectSide.LOCAL, cause="transferred")
+            direction = Direction.OUTBOUND if self.side == "edge" else Direction.INBOUND
+            self.write("start", new.call_id, direction=direction, caller=self.caller,
+                       callee=self.callee)  # fmt: skip
+            if self.decision is not None:
+                self.write("media", new.call_id, mode=self.decision.mode,
+                           reason=self.decision.reason)  # fmt: skip
+            self.write("answered", new.call_id)
         else:
             self.b = new
-            if records is not None:
-                records.route(self.a.call_id, b_call_id=new.call_id)
+            self.write("route", b_call_id=new.call_id)
 
     @property
     def other(self) -> str:
         """The side the b-leg faces."""
         return "gateway" if self.side == "edge" else "edge"
-
-    def pass_offer(self, origin: Call, other: Call, sdp: bytes | None) -> bool:
-        """An offer on ``origin`` (re-INVITE/UPDATE) becomes an offer on ``other``; one with
-        SDP we cannot use is refused 488 and the session goes on (RFC 3261 §14.2). True when
-        the offer is under way."""
-        if self.offer_from is not None:
-            self.safely(origin.reject_offer, 491)  # one offer at a time (RFC 3261 §14.2)
-            return False
-        try:
-            body = self.sdp(sdp, origin, offer=True)
-        except SdpError as exc:  # a bad re-offer costs only itself: 488, the call goes on
-            _log.warning("call %s: offer refused: bad SDP: %s", self.a.call_id, exc)
-            self.safely(origin.reject_offer, 488)
-            return False
-        self.offer_from = origin
-        try:
-            if other.state is State.CONFIRMED:
-                other.reinvite(body)
-            else:
-                other.update(body)
-        except LocalProtocolError as exc:
-            _log.info("offer not passed on: %s", exc)
-            self.offer_from = None
-            self.safely(origin.reject_offer, 491 if other.state is State.CONNECTING else 488)
-            return False
-        return True
-
-    def safely(self, action: Callable[..., None], *args: object) -> None:
-        """A leg's call that the other leg's timing may make illegal (a race): log it."""
-        try:
-            action(*args)
-        except LocalProtocolError as exc:
-            _log.info("%s not done: %s", getattr(action, "__name__", action), exc)
 
     # --- the end ----------------------------------------------------------------------------
     def fail_a(self, status: int, text: str) -> None:
@@ -512,13 +534,14 @@ class Bridge:
         a = self.a
         self.finish(DisconnectSide.LOCAL, status, text)
         if not a.disconnected and a.state in (State.INCOMING, State.EARLY):
-            self.b2bua.refuse(a, status, text, warning=warning(a, text))
+            self.emit(self.b2bua.refuse(a, status, text, warning=warning(a, text)))
 
     def finish(self, side: DisconnectSide, status: int | None, cause: str) -> None:
         """Enter :attr:`Phase.ENDED`: give back everything the call holds (its timers, call
         slot, gateway slot, relay ports) and close its record with ``cause``. Each step runs
         whatever the others do: a failing one is logged and the rest still happen (nothing
-        may leak)."""
+        may leak). The end is carried out at once (the adapter), after the decisions queued
+        before it: a record's start goes before its end."""
         if self.phase is Phase.ENDED:
             return
         self.phase = Phase.ENDED
@@ -526,7 +549,7 @@ class Bridge:
         media: list[MediaCounters | None] = [None, None]
         steps: tuple[Callable[[], None], ...] = (
             lambda: self.b2bua.adapter.cancel_timers(self), self._release_slots,
-            lambda: self._release_relay(media),
+            lambda: self._release_relay(media), self.flush,
             lambda: self._close_record(side, status, cause, media),
         )  # fmt: skip
         for step in steps:
@@ -559,10 +582,8 @@ class Bridge:
         self, side: DisconnectSide, status: int | None, cause: str,
         media: list[MediaCounters | None],
     ) -> None:  # fmt: skip
-        records = self.b2bua.records
-        if self.record and records is not None:
+        if self.record and self.b2bua.records is not None:
             self.record = False
-            records.ended(
-                self.a.call_id, side=side, sip_status=status, cause=cause,
-                a_media=media[0], b_media=media[1],
-            )  # fmt: skip
+            fields = {"side": side, "sip_status": status, "cause": cause,
+                      "a_media": media[0], "b_media": media[1]}  # fmt: skip
+            self.b2bua.adapter.execute(self, (WriteRecord("ended", self.a.call_id, fields),))

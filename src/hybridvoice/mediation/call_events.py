@@ -4,14 +4,18 @@ RFC 7092 §3.1 (a B2BUA's two dialogs joined by call-control events), RFC 3261 �
 session's set-up, early and confirmed phases), §14.1 (the 491 retry timer), RFC 3264 §8.
 
 Frozen, slotted dataclasses: the events a call takes besides its legs' own
-:data:`~hybridvoice.net.call.CallUpdate` values, and the decisions (:data:`Actions`) its
-handlers return for :mod:`.adapter` to carry out.
+:data:`~hybridvoice.net.call.CallUpdate` values (a leg's refusal of a decision,
+:class:`LegOpFailed`, included), and the decisions (:data:`Actions`) its handlers return for
+:mod:`.adapter` to carry out: a new leg, every operation on a leg (:data:`LegAction`: ring,
+answer, refuse, hang up, offer, answer or refuse an offer, answer or NOTIFY a REFER, pass a
+REFER on), the release of an ended leg, a record write, timers and relay ports. A decision
+names the leg it is for; a handler never calls one.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
     from hybridvoice.net.relay import RelayCall
     from hybridvoice.net.transport import Destination
     from hybridvoice.sip.headers import Address
+    from hybridvoice.sip.refer import Replaces
     from hybridvoice.sip.uri import Uri
 
     from .b2bua import Bridge
@@ -28,24 +33,44 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAILOVER",
+    "FROM_A",
+    "FROM_B",
+    "FROM_CALL",
     "NONE",
     "REOFFER",
+    "SOURCES",
     "TRANSFER_FAILOVER",
     "Action",
     "Actions",
     "Adapter",
+    "Answer",
+    "AnswerOffer",
     "ArmTimer",
     "BindRelay",
     "CancelTimer",
+    "Hangup",
+    "LegAction",
+    "LegOpFailed",
+    "Notify",
+    "PassRefer",
     "Phase",
     "PlaceLeg",
+    "RecordOp",
+    "ReferReply",
+    "RefuseOffer",
+    "Reject",
     "RelayBound",
     "RelayFailed",
+    "ReleaseLeg",
     "ReleaseRelay",
+    "Ring",
+    "SendOffer",
+    "Source",
     "Start",
     "SwapLeg",
     "Then",
     "TimerFired",
+    "WriteRecord",
 ]
 
 
@@ -56,6 +81,17 @@ class Phase(enum.Enum):
     EARLY = "early"
     CONNECTED = "connected"
     ENDED = "ended"
+
+
+#: Where an event comes from: the caller leg ``a``, the callee leg ``b``, or the ``call``
+#: itself (its start, its timers, the relay's answer, a leg's refusal of a decision).
+#: :meth:`~.b2bua.Bridge.dispatch` sorts each event once; the table is keyed by it. (Plain
+#: strings: an enum member's hash is Python code, and the key is hashed on every event.)
+Source = Literal["a", "b", "call"]
+FROM_A: Final[Source] = "a"
+FROM_B: Final[Source] = "b"
+FROM_CALL: Final[Source] = "call"
+SOURCES: Final[tuple[Source, ...]] = (FROM_A, FROM_B, FROM_CALL)
 
 
 #: The timers of a call, by name: the fast failover of the pending gateway attempt (routing,
@@ -159,6 +195,15 @@ class ReleaseRelay:
 
 
 @dataclass(frozen=True, slots=True)
+class LegOpFailed:
+    """The leg refused ``action`` (its session's state forbids it now: a race with the
+    peer, RFC 3261 §14.1, §14.2): ``error`` in the session's words."""
+
+    action: LegAction
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class SwapLeg:
     """A transfer's decision: ``new`` takes ``old``'s place in the call (and its record)."""
 
@@ -166,7 +211,133 @@ class SwapLeg:
     new: Call
 
 
-Action = PlaceLeg | ArmTimer | CancelTimer | BindRelay | ReleaseRelay
+# --- decisions on a leg (its UA core call, carried out by the adapter) ----------------------------
+@dataclass(frozen=True, slots=True)
+class Ring:
+    """UAS: 180 Ringing, or 183 with early-media ``sdp`` (RFC 3261 §13.3.1.1)."""
+
+    leg: Call
+    sdp: bytes | None
+    status: int = 180
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """UAS: 200 with ``sdp`` (RFC 3261 §13.3.1.4)."""
+
+    leg: Call
+    sdp: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """UAS: a final failure ``status`` (RFC 3261 §13.3.1.3) with ``headers`` (Reason,
+    Retry-After, Warning) or a reason phrase ``text``."""
+
+    leg: Call
+    status: int
+    headers: Sequence[tuple[str, object]] = ()
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    """End the leg in any state: CANCEL, 603 or BYE (RFC 3261 §15), ``headers`` on it."""
+
+    leg: Call
+    headers: Sequence[tuple[str, object]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SendOffer:
+    """A re-INVITE (``update``: an UPDATE, RFC 3311) offering ``sdp`` on ``leg``, ``why``:
+    passing on ``origin``'s ``offer``; our own re-offer to the ``relay`` (RFC 3264 §8);
+    moving a ``transfer``'s transferee to its target; the offer of an INVITE with
+    ``replaces`` (``origin``). Refused at once, a :class:`LegOpFailed` follows."""
+
+    leg: Call
+    sdp: bytes | None
+    update: bool = False
+    origin: Call | None = None
+    why: Literal["offer", "relay", "transfer", "replaces"] = "offer"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerOffer:
+    """Answer the offer ``leg``'s peer made (RFC 3264 §6) with ``sdp``."""
+
+    leg: Call
+    sdp: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class RefuseOffer:
+    """Refuse the offer ``leg``'s peer made with ``status`` (491, 488; RFC 3261 §14.2)."""
+
+    leg: Call
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReferReply:
+    """Answer ``leg``'s REFER (RFC 3515 §2.4.2): 202 (and NOTIFY 100) or a refusal."""
+
+    leg: Call
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """A NOTIFY on ``leg``'s REFER subscription with the referenced call's ``status``
+    (RFC 3515 §2.4.4, a ``message/sipfrag`` body)."""
+
+    leg: Call
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class PassRefer:
+    """Send a REFER on ``leg`` (RFC 3515 §2.4.1), passing on ``origin``'s; refused at once, a
+    :class:`LegOpFailed` follows."""
+
+    leg: Call
+    refer_to: Address
+    replaces: Replaces | None
+    referred_by: Address | None
+    subscription: bool
+    origin: Call
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLeg:
+    """``leg`` ended and its end is handled: drop its handler (the leg -> call -> leg cycle)."""
+
+    leg: Call
+
+
+#: What a :class:`WriteRecord` does: the record store's method of that name.
+RecordOp = Literal["start", "route", "attempt", "media", "ringing", "answered", "ended"]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRecord:
+    """A change of the call record of ``call_id``: the store's ``op`` (``start``,
+    ``route``, ``attempt``, ``media``, ``ringing``, ``answered``, ``ended``) with ``fields``."""
+
+    op: RecordOp
+    call_id: str
+    fields: Mapping[str, object]
+
+
+LegAction = (
+    Ring | Answer | Reject | Hangup | SendOffer | AnswerOffer | RefuseOffer | ReferReply | Notify
+    | PassRefer
+)  # fmt: skip
+
+Action = (
+    PlaceLeg | ArmTimer | CancelTimer | BindRelay | ReleaseRelay | LegAction | ReleaseLeg
+    | WriteRecord
+)  # fmt: skip
 Actions = tuple[Action, ...]
 
 #: No decision.
@@ -176,17 +347,14 @@ NONE: Final[Actions] = ()
 class Adapter(Protocol):
     """What carries out a call's decisions (:mod:`.adapter` on the event loop; a test's
     recorder on a fake clock). It feeds back :meth:`Bridge.timer_fired`,
-    :meth:`Bridge.relay_bound`, :meth:`Bridge.relay_failed` and, for a failing task of its
-    own, :meth:`Bridge.abort`."""
+    :meth:`Bridge.relay_bound`, :meth:`Bridge.relay_failed`, :meth:`Bridge.leg_op_failed`
+    and, for a failing task of its own, :meth:`Bridge.abort`."""
 
-    def execute(self, bridge: Bridge, actions: Actions) -> None:
-        """Carry out ``actions`` in order."""
+    def execute(self, bridge: Bridge | None, actions: Actions) -> None:
+        """Carry out ``actions`` in order (``bridge`` None: a refusal before any call)."""
 
     def cancel_timers(self, bridge: Bridge) -> None:
         """Stop every timer of ``bridge`` (it ended)."""
 
     def release_relay(self, bridge: Bridge, relay_call: RelayCall) -> None:
         """Give ``relay_call``'s ports back."""
-
-    def release_leg(self, call: Call) -> None:
-        """Let an ended leg go once its end is handled (break its handler reference)."""

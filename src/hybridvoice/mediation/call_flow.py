@@ -6,10 +6,14 @@ becomes an offer on the other, its answer goes back, RFC 3264 §8), §15 (BYE fr
 side), §21.5.4/§20.33 (503 with Retry-After when over the call limit or draining), RFC 3326
 (a Reason on the failures we decide), RFC 3891/3515 (transfer, :mod:`.transfer`).
 
-Each handler takes the call (:class:`~.b2bua.Bridge`), the leg the event came from (None for
-the call's own events), the event and ``now``, drives the legs through their UA core calls
-(which queue messages and never wait), and returns its decisions (timers, relay ports) for
-the adapter. Outbound failover follows :class:`.routing.OutboundCall`'s outcomes: an
+Each handler takes the call (:class:`~.b2bua.Bridge`), the event and ``now``; which leg the
+event came from is its key in the table (the dispatch sorted it: ``bridge.a`` or
+``bridge.b``). It touches no leg: it returns its decisions (:data:`~.call_events.Actions`), or
+queues them on the call (:meth:`~.b2bua.Bridge.emit`: ring, answer, pass an offer, hang up,
+write the record), and the adapter carries them out in order; a leg that refuses a decision
+(a race with its peer) comes back as :class:`~.call_events.LegOpFailed`.
+
+Outbound failover follows :class:`.routing.OutboundCall`'s outcomes: an
 :class:`~.routing.Attempt` places a leg and arms the fast-failover timer at its ``deadline``;
 a provisional (18x) or final response cancels it; its firing abandons the attempt (CANCEL)
 for the next gateway. The media decision (:mod:`.media_plan`) comes at the start; an
@@ -24,8 +28,8 @@ from typing import TYPE_CHECKING, Final
 
 from hybridvoice.media import Leg
 from hybridvoice.net.transport import NetError
-from hybridvoice.sip.errors import LocalProtocolError
 from hybridvoice.sip.headers import Address
+from hybridvoice.sip.sdp import SdpError
 from hybridvoice.sip.session import (
     Answered,
     Confirmed,
@@ -46,14 +50,22 @@ from .call_events import (
     REOFFER,
     TRANSFER_FAILOVER,
     Actions,
+    Answer,
+    AnswerOffer,
     ArmTimer,
     BindRelay,
     CancelTimer,
+    Hangup,
+    LegOpFailed,
+    PassRefer,
     Phase,
     PlaceLeg,
+    RefuseOffer,
     RelayBound,
     RelayFailed,
     ReleaseRelay,
+    Ring,
+    SendOffer,
     Start,
     Then,
     TimerFired,
@@ -69,14 +81,21 @@ if TYPE_CHECKING:
     from .b2bua import Bridge
 
 __all__ = [
+    "a_ended",
     "after_offer",
     "answered",
     "answered_by",
+    "attempt_failed",
+    "b_ended",
     "confirmed",
-    "disconnected",
-    "offer",
-    "offer_answered",
-    "offer_rejected",
+    "leg_op_failed",
+    "offer_answered_by_a",
+    "offer_answered_by_b",
+    "offer_from_a",
+    "offer_from_b",
+    "offer_rejected_by_a",
+    "offer_rejected_by_b",
+    "pass_offer",
     "place",
     "provisional",
     "relay_bound",
@@ -94,7 +113,7 @@ _STOP_FAILOVER: Final[Actions] = (CancelTimer(FAILOVER),)
 
 
 # --- set-up -------------------------------------------------------------------------------------
-def start(bridge: Bridge, leg: Call | None, event: Start, now: float) -> Actions:
+def start(bridge: Bridge, event: Start, now: float) -> Actions:
     """Admission (503 + Retry-After when full or draining, RFC 3261 §21.5.4), then the
     record, the route and the media decision. Everything a call holds is taken here or later,
     so that :meth:`~.b2bua.Bridge.finish` gives it all back."""
@@ -103,8 +122,7 @@ def start(bridge: Bridge, leg: Call | None, event: Start, now: float) -> Actions
     if refusal is not None:
         bridge.phase = Phase.ENDED
         b2b.bridges.discard(bridge)
-        b2b.refuse(bridge.a, refusal.status, refusal.reason, refusal.retry_after)
-        return NONE
+        return (b2b.refuse(bridge.a, refusal.status, refusal.reason, refusal.retry_after),)
     bridge.admitted = True
     b2b.stats.calls += 1
     invite = bridge.a.invite
@@ -118,9 +136,7 @@ def start(bridge: Bridge, leg: Call | None, event: Start, now: float) -> Actions
     if b2b.records is not None:
         direction = Direction.OUTBOUND if bridge.side == "edge" else Direction.INBOUND
         bridge.record = True  # before: a record half made by a failing start is closed too
-        b2b.records.start(
-            bridge.a.call_id, direction=direction, caller=bridge.caller, callee=bridge.callee
-        )
+        bridge.write("start", direction=direction, caller=bridge.caller, callee=bridge.callee)
     relay, body = b2b.relay is not None, invite.body
     if bridge.side == "edge":
         bridge.outbound, outcome = b2b.router.start(bridge.callee, now)
@@ -153,7 +169,7 @@ def _proceed(bridge: Bridge, then: Then, now: float) -> Actions:
     return answered_by(bridge, b, then.sdp, now)
 
 
-def relay_bound(bridge: Bridge, leg: Call | None, event: RelayBound, now: float) -> Actions:
+def relay_bound(bridge: Bridge, event: RelayBound, now: float) -> Actions:
     """The relay call is ready (the call holds it: :meth:`~.b2bua.Bridge.relay_bound`):
     anchor (a plan, unless the inbound decision waits for the client's answer) and take the
     step that waited; a caller gone meanwhile frees it."""
@@ -165,16 +181,16 @@ def relay_bound(bridge: Bridge, leg: Call | None, event: RelayBound, now: float)
     return _proceed(bridge, event.then, now)
 
 
-def relay_unneeded(bridge: Bridge, leg: Call | None, event: RelayBound, now: float) -> Actions:
+def relay_unneeded(bridge: Bridge, event: RelayBound, now: float) -> Actions:
     """The relay call came after the call ended: its ports go straight back."""
     return (ReleaseRelay(event.relay_call),)
 
 
-def relay_failed(bridge: Bridge, leg: Call | None, event: RelayFailed, now: float) -> Actions:
+def relay_failed(bridge: Bridge, event: RelayFailed, now: float) -> Actions:
     """No media ports: the caller gets 503 + Retry-After (its end finishes the call)."""
     _log.warning("no relay for %s: %s", bridge.a.call_id, event.error)
     if not bridge.a.disconnected:
-        bridge.b2bua.refuse(bridge.a, 503, f"no media ports: {event.error}", 10)
+        return (bridge.b2bua.refuse(bridge.a, 503, f"no media ports: {event.error}", 10),)
     return NONE
 
 
@@ -235,7 +251,7 @@ def place(bridge: Bridge, outcome: routing.Outcome, now: float) -> Actions:
     return (leg, ArmTimer(FAILOVER, outcome.deadline))
 
 
-def timer(bridge: Bridge, leg: Call | None, event: TimerFired, now: float) -> Actions:
+def timer(bridge: Bridge, event: TimerFired, now: float) -> Actions:
     """A timer of the call fired: fast failover, our re-INVITE's retry, or a transfer's."""
     name = event.name
     if name == FAILOVER:
@@ -255,9 +271,10 @@ def _fast_failover(bridge: Bridge, now: float) -> Actions:
     outcome = outbound.timer_fired(now)
     if outcome is None:
         return _early(outbound, FAILOVER, now)
-    bridge.attempt_failed(outbound.history[-1].outcome)
+    attempt_failed(bridge, outbound.history[-1].outcome)
     bridge.b = None
-    b.bye()  # CANCEL (or nothing yet to cancel: the session does it when a 1xx comes)
+    # CANCEL (or nothing yet to cancel: the session does it when a 1xx comes)
+    bridge.emit(Hangup(b))
     return place(bridge, outcome, now)
 
 
@@ -271,16 +288,19 @@ def _early(outbound: routing.OutboundCall, name: str, now: float) -> Actions:
     return (ArmTimer(name, deadline),)
 
 
+def attempt_failed(bridge: Bridge, outcome: str) -> None:
+    """The pending gateway attempt is over (``outcome``): counted and recorded."""
+    bridge.b2bua.stats.failovers += 1
+    if bridge.gateway is not None:
+        bridge.write("attempt", gateway=bridge.gateway.name, outcome=outcome)
+
+
 # --- events from either leg ---------------------------------------------------------------------
-def provisional(
-    bridge: Bridge, leg: Call | None, event: Ringing | EarlyMedia, now: float
-) -> Actions:
+def provisional(bridge: Bridge, event: Ringing | EarlyMedia, now: float) -> Actions:
     """The callee rings (180) or sends early media (183): the fast-failover timer stops, the
     caller hears it."""
-    b = bridge.b
-    if leg is not b or b is None:
-        return NONE
-    a = bridge.a
+    a, b = bridge.a, bridge.b
+    assert b is not None
     status = 180 if isinstance(event, Ringing) else 183
     actions = NONE
     outbound = bridge.outbound
@@ -289,25 +309,22 @@ def provisional(
         actions = _STOP_FAILOVER
     if bridge.phase is Phase.SETUP:
         bridge.phase = Phase.EARLY
-    if bridge.record and bridge.b2bua.records is not None:
-        bridge.b2bua.records.ringing(a.call_id)
+    bridge.write("ringing")
     if a.state in (State.INCOMING, State.EARLY):
-        bridge.safely(lambda: a.ring(bridge.sdp(event.sdp, b), status=status))
+        return (*actions, Ring(a, bridge.sdp(event.sdp, b), status))
     return actions
 
 
-def answered(bridge: Bridge, leg: Call | None, event: Answered, now: float) -> Actions:
+def answered(bridge: Bridge, event: Answered, now: float) -> Actions:
     """The callee answered (its 2xx)."""
-    b = bridge.b
-    if leg is not b or b is None:
-        return NONE
-    return answered_by(bridge, b, event.sdp, now)
+    assert bridge.b is not None
+    return answered_by(bridge, bridge.b, event.sdp, now)
 
 
 def answered_by(bridge: Bridge, b: Call, sdp: bytes | None, now: float) -> Actions:
     """``b`` answered with ``sdp``: the caller is answered (``Phase.CONNECTED``); a
-    late-anchored call re-INVITEs its edge leg to the relay at once (:func:`.media_plan.reoffer`:
-    the leg's ACK went out before its ``Answered``)."""
+    late-anchored call re-INVITEs its edge leg to the relay at once (:func:`reoffer`: the
+    leg's ACK went out before its ``Answered``)."""
     actions = _STOP_FAILOVER
     a = bridge.a
     if bridge.outbound is not None and not bridge.answered:
@@ -316,133 +333,189 @@ def answered_by(bridge: Bridge, b: Call, sdp: bytes | None, now: float) -> Actio
         return actions
     if sdp is None and not a.invite.body and not bridge.late_offer:
         return actions  # the offer follows as an Offer event
-    if media_plan.fallback_on_answer(bridge, sdp):  # anchored now, back once the relay is bound
-        _anchor_instead(bridge)
+    if _can_fall_back(bridge) and media_plan.fallback_on_answer(a.invite.body, sdp):
+        _anchor_instead(bridge)  # anchored now, back once the relay is bound
         return (*actions, BindRelay(Then("answer", leg=b, sdp=sdp)))
     bridge.answered = True
     if bridge.phase is not Phase.ENDED:
         bridge.phase = Phase.CONNECTED
     bridge.b2bua.stats.answered += 1
     if a.disconnected:
-        b.bye()
-        return actions
-    bridge.safely(a.answer, bridge.sdp(sdp, b, offer=bridge.late_offer))
-    records = bridge.b2bua.records
-    if bridge.record and records is not None:
-        records.answered(a.call_id)
+        return (*actions, Hangup(b))
+    bridge.emit(*actions, Answer(a, bridge.sdp(sdp, b, offer=bridge.late_offer)))
+    bridge.write("answered")
     plan = bridge.plan
     if plan is not None and plan.reoffer is not None:
-        actions += reoffer(bridge)
-    return actions
-
-
-def offer(bridge: Bridge, leg: Call | None, event: Offer, now: float) -> Actions:
-    """A leg offers (re-INVITE, UPDATE; or the 2xx to our offer-less INVITE)."""
-    a, b = bridge.a, bridge.b
-    if b is None:
-        return NONE
-    if leg is a:
-        if not b.disconnected:
-            bridge.pass_offer(a, b, event.sdp)
-    elif leg is b:
-        if not bridge.answered:  # the 2xx to an offer-less INVITE carried the offer
-            bridge.late_offer = True
-            return answered_by(bridge, b, event.sdp, now)
-        bridge.pass_offer(b, a, event.sdp)
+        return reoffer(bridge)
     return NONE
 
 
-def offer_answered(bridge: Bridge, leg: Call | None, event: OfferAnswered, now: float) -> Actions:
-    """A leg answered the offer we passed on: the answer goes back to the offerer."""
-    a, b = bridge.a, bridge.b
-    if b is None:
+def _can_fall_back(bridge: Bridge) -> bool:
+    """May a bypassed outbound call still be anchored (:func:`.media_plan.fallback_on_reject`,
+    :func:`.media_plan.fallback_on_answer`)? Its gateway attempt is pending, its caller
+    unanswered, and a relay engine is there."""
+    decision, b2b, outbound = bridge.decision, bridge.b2bua, bridge.outbound
+    return (
+        bridge.side == "edge" and decision is not None and decision.bypass
+        and b2b.relay is not None and bridge.plan is None and bool(bridge.a.invite.body)
+        and outbound is not None and outbound.current is not None
+        and not bridge.finished and not bridge.a.disconnected
+    )  # fmt: skip
+
+
+def offer_from_a(bridge: Bridge, event: Offer, now: float) -> Actions:
+    """The caller offers (re-INVITE, UPDATE): the offer goes to the callee."""
+    b = bridge.b
+    if b is not None and not b.disconnected:
+        pass_offer(bridge, bridge.a, b, event.sdp)
+    return NONE
+
+
+def offer_from_b(bridge: Bridge, event: Offer, now: float) -> Actions:
+    """The callee offers (re-INVITE, UPDATE; or the 2xx to our offer-less INVITE)."""
+    b = bridge.b
+    assert b is not None
+    if not bridge.answered:  # the 2xx to an offer-less INVITE carried the offer
+        bridge.late_offer = True
+        return answered_by(bridge, b, event.sdp, now)
+    pass_offer(bridge, b, bridge.a, event.sdp)
+    return NONE
+
+
+def pass_offer(bridge: Bridge, origin: Call, other: Call, sdp: bytes | None) -> None:
+    """An offer on ``origin`` (re-INVITE/UPDATE) becomes an offer on ``other``; one with
+    SDP we cannot use is refused 488 and the session goes on (RFC 3261 §14.2). One the other
+    leg refuses at once comes back as :class:`~.call_events.LegOpFailed`."""
+    if bridge.offer_from is not None:
+        bridge.emit(RefuseOffer(origin, 491))  # one offer at a time (RFC 3261 §14.2)
+        return
+    try:
+        body = bridge.sdp(sdp, origin, offer=True)
+    except SdpError as exc:  # a bad re-offer costs only itself: 488, the call goes on
+        _log.warning("call %s: offer refused: bad SDP: %s", bridge.a.call_id, exc)
+        bridge.emit(RefuseOffer(origin, 488))
+        return
+    bridge.offer_from = origin
+    bridge.emit(SendOffer(other, body, other.state is not State.CONFIRMED, origin))
+
+
+def leg_op_failed(bridge: Bridge, event: LegOpFailed, now: float) -> Actions:
+    """A leg refused a decision at once (its session's state forbids it: a race). Passing an
+    offer on: the offerer hears 491 (the other leg still setting up) or 488; our own
+    re-offer to the relay: given up; a REFER or a Replaces' re-INVITE: :mod:`.transfer`.
+    Anything else is only logged (the other leg's timing made it moot)."""
+    action = event.action
+    if isinstance(action, SendOffer) and action.why == "relay":  # ours (late anchoring)
+        _log.info("re-INVITE to the relay not sent: %s", event.error)
+        if bridge.offer_from is action.leg:
+            bridge.offer_from = None
+        if bridge.plan is not None:
+            bridge.plan.reoffer_over()
         return NONE
-    if leg is a:
-        if b.disconnected or bridge.offer_from is not b:
-            return NONE
-        bridge.offer_from = None
-        bridge.safely(b.accept_offer, bridge.sdp(event.sdp, a))
-    elif leg is b:
-        if bridge.offer_from is b:  # the answer to our own re-INVITE (late anchoring)
-            return reoffer_done(bridge, event, now)
-        if bridge.offer_from is not a:
-            return NONE
-        bridge.offer_from = None
-        bridge.safely(a.accept_offer, bridge.sdp(event.sdp, b))
-    else:
+    if isinstance(action, SendOffer) and action.why == "offer" and action.origin is not None:
+        _log.info("offer not passed on: %s", event.error)
+        if bridge.offer_from is action.origin:
+            bridge.offer_from = None
+        status = 491 if action.leg.state is State.CONNECTING else 488
+        return (RefuseOffer(action.origin, status),)
+    if isinstance(action, SendOffer | PassRefer):
+        return transfer.op_failed(bridge, action, event.error)
+    _log.info("%s not done: %s", type(action).__name__, event.error)
+    return NONE
+
+
+def offer_answered_by_a(bridge: Bridge, event: OfferAnswered, now: float) -> Actions:
+    """The caller answered the callee's offer we passed on: the answer goes back."""
+    b = bridge.b
+    if b is None or b.disconnected or bridge.offer_from is not b:
         return NONE
+    bridge.offer_from = None
+    bridge.emit(AnswerOffer(b, bridge.sdp(event.sdp, bridge.a)))
     return after_offer(bridge)
 
 
-def offer_rejected(bridge: Bridge, leg: Call | None, event: OfferRejected, now: float) -> Actions:
-    """A leg refused the offer we passed on: the offerer hears the status."""
-    a, b = bridge.a, bridge.b
-    if b is None:
+def offer_answered_by_b(bridge: Bridge, event: OfferAnswered, now: float) -> Actions:
+    """The callee answered the caller's offer we passed on (the answer goes back), or our
+    own re-INVITE (late anchoring)."""
+    b = bridge.b
+    if bridge.offer_from is b:
+        return reoffer_done(bridge, event, now)
+    if bridge.offer_from is not bridge.a:
         return NONE
-    if leg is a:
-        if b.disconnected or bridge.offer_from is not b:
-            return NONE
-        bridge.offer_from = None
-        bridge.safely(b.reject_offer, event.status)
-    elif leg is b:
-        if bridge.offer_from is b:
-            return reoffer_done(bridge, event, now)
-        if bridge.offer_from is not a:
-            return NONE
-        bridge.offer_from = None
-        bridge.safely(a.reject_offer, event.status)
-    else:
-        return NONE
+    assert b is not None
+    bridge.offer_from = None
+    bridge.emit(AnswerOffer(bridge.a, bridge.sdp(event.sdp, b)))
     return after_offer(bridge)
 
 
-def confirmed(bridge: Bridge, leg: Call | None, event: Confirmed, now: float) -> Actions:
+def offer_rejected_by_a(bridge: Bridge, event: OfferRejected, now: float) -> Actions:
+    """The caller refused the callee's offer we passed on: the callee hears the status."""
+    b = bridge.b
+    if b is None or b.disconnected or bridge.offer_from is not b:
+        return NONE
+    bridge.offer_from = None
+    bridge.emit(RefuseOffer(b, event.status))
+    return after_offer(bridge)
+
+
+def offer_rejected_by_b(bridge: Bridge, event: OfferRejected, now: float) -> Actions:
+    """The callee refused the caller's offer we passed on (the caller hears the status), or
+    our own re-INVITE."""
+    if bridge.offer_from is bridge.b:
+        return reoffer_done(bridge, event, now)
+    if bridge.offer_from is not bridge.a:
+        return NONE
+    bridge.offer_from = None
+    bridge.emit(RefuseOffer(bridge.a, event.status))
+    return after_offer(bridge)
+
+
+def confirmed(bridge: Bridge, event: Confirmed, now: float) -> Actions:
     """The caller's ACK: after an offer-less INVITE it carries the answer for the callee."""
     b = bridge.b
-    if leg is not bridge.a or b is None or b.disconnected:
+    if b is None or b.disconnected:
         return NONE
     if bridge.late_offer and event.sdp is not None:
         bridge.late_offer = False
-        bridge.safely(b.accept_offer, bridge.sdp(event.sdp, bridge.a))
+        return (AnswerOffer(b, bridge.sdp(event.sdp, bridge.a)),)
     return NONE
 
 
-def disconnected(bridge: Bridge, leg: Call | None, event: Disconnected, now: float) -> Actions:
-    """A leg ended: the call ends (the other leg gets BYE/CANCEL), or, for a failed gateway
-    attempt, the next gateway is tried; a leg we gave up on (failover) needs nothing."""
+def a_ended(bridge: Bridge, event: Disconnected, now: float) -> Actions:
+    """The caller leg ended: the call ends, the other leg gets BYE/CANCEL."""
     b = bridge.b
-    if leg is bridge.a:
-        side = DisconnectSide.CALLER if bridge.side == "edge" else DisconnectSide.CALLEE
-        if event.side == "local":
-            side = DisconnectSide.LOCAL
-        bridge.finish(side, event.status, f"{event.cause} ({bridge.side} leg)")
-        if b is not None and not b.disconnected:
-            b.bye()
-        return NONE
-    if leg is b and b is not None:
-        return _b_ended(bridge, b, event, now)
+    side = DisconnectSide.CALLER if bridge.side == "edge" else DisconnectSide.CALLEE
+    if event.side == "local":
+        side = DisconnectSide.LOCAL
+    bridge.finish(side, event.status, f"{event.cause} ({bridge.side} leg)")
+    if b is not None and not b.disconnected:
+        return (Hangup(b),)
     return NONE
 
 
-def _b_ended(bridge: Bridge, b: Call, event: Disconnected, now: float) -> Actions:
-    a = bridge.a
+def b_ended(bridge: Bridge, event: Disconnected, now: float) -> Actions:
+    """The callee leg ended: the call ends (the caller gets BYE), or, for a failed gateway
+    attempt, the next gateway is tried (or the bypassed offer again, anchored)."""
+    a, b = bridge.a, bridge.b
+    assert b is not None
     if bridge.answered or a.disconnected:
         side = DisconnectSide.CALLEE if bridge.side == "edge" else DisconnectSide.CALLER
         if event.side == "local":
             side = DisconnectSide.LOCAL
         bridge.finish(side, event.status, f"{event.cause} ({bridge.other} leg)")
         if not a.disconnected:
-            a.bye()
+            return (Hangup(a), *_STOP_FAILOVER)
         return _STOP_FAILOVER
     status = event.status if event.status is not None else 408
     outbound = bridge.outbound
     if outbound is not None:
-        attempt = media_plan.fallback_on_reject(bridge, status, now)
+        attempt = None
+        if _can_fall_back(bridge) and a.state in (State.INCOMING, State.EARLY):
+            attempt = media_plan.fallback_on_reject(outbound, status, now)
         if attempt is not None:  # a bypassed offer refused 488: the same gateway, anchored
-            records = bridge.b2bua.records
-            if bridge.record and records is not None:
-                retried = f"{status}: retried anchored"
-                records.attempt(bridge.a.call_id, attempt.gateway.name, retried)
+            bridge.write(
+                "attempt", gateway=attempt.gateway.name, outcome=f"{status}: retried anchored"
+            )
             _anchor_instead(bridge)
             bridge.b = None
             return (*_STOP_FAILOVER, BindRelay(Then("place", attempt)))
@@ -473,7 +546,7 @@ def _attempt_over(
         bridge.b = None
         bridge.fail_a(map_failure(status), f"gateway {outcome.gateway.name}: {said or status}")
     elif isinstance(outcome, routing.Attempt | routing.NoGatewayLeft):
-        bridge.attempt_failed(said or str(status))
+        attempt_failed(bridge, said or str(status))
         bridge.b = None
         return place(bridge, outcome, now)
     return NONE
@@ -496,16 +569,11 @@ def reoffer(bridge: Bridge) -> Actions:
     if b is None or plan is None or plan.reoffer is None or bridge.finished or b.disconnected:
         return NONE
     if bridge.offer_from is not None:  # another offer under way: after it
-        plan.waiting = True
+        plan.wait(True)
         return NONE
-    plan.waiting = False
+    plan.wait(False)
     bridge.offer_from = b
-    try:
-        b.reinvite(plan.reoffer)
-    except LocalProtocolError as exc:
-        _log.info("re-INVITE to the relay not sent: %s", exc)
-        bridge.offer_from = plan.reoffer = None
-    return NONE
+    return (SendOffer(b, plan.reoffer, why="relay"),)
 
 
 def after_offer(bridge: Bridge) -> Actions:
@@ -526,12 +594,12 @@ def reoffer_done(bridge: Bridge, event: OfferAnswered | OfferRejected, now: floa
     if plan is None:
         return NONE
     if isinstance(event, OfferAnswered):
-        plan.reoffer = None
+        plan.reoffer_over()
         if event.sdp is not None:  # the b-leg's relay leg: A inbound (edge), B outbound
             plan.answer(event.sdp, Leg.A if bridge.side == "gateway" else Leg.B)
     elif event.status == 491:
         return (ArmTimer(REOFFER, now + media_plan.REOFFER_RETRY),)
     else:
         _log.info("re-INVITE to the relay refused: %s", event.status)
-        plan.reoffer = None
+        plan.reoffer_over()
     return NONE

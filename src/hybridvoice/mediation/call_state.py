@@ -6,22 +6,26 @@ session's set-up, early and confirmed phases), §9 (CANCEL), §15 (BYE), RFC 326
 on one leg becomes an offer on the other), RFC 3326 (a Reason on the failures we decide).
 
 As in h11's ``_state.py``, everything that moves a call lives here: :data:`TABLE` maps
-``(phase, event type)`` to the handler (in :mod:`.call_flow`) that decides what happens. The
-events are the legs' :data:`~hybridvoice.net.call.CallUpdate` values (the handler is told
-which leg sent it: the caller ``a``, the callee ``b``, or a leg of a transfer), timer firings
-(:class:`TimerFired`), the relay's answer (:class:`RelayBound`, :class:`RelayFailed`) and the
-new call itself (:class:`Start`). Handlers return decisions (:data:`Actions`): what the call
-needs from the world outside (arm or cancel a timer at an absolute ``now``-based time, bind
-or release relay ports). :mod:`.adapter` carries them out on the event loop and feeds the
-results back as events. The call's legs are driven through their UA core calls (ring,
-answer, re-INVITE, BYE), which queue messages and never wait.
+``(phase, event type, source)`` to the handler (in :mod:`.call_flow`) that decides what
+happens. The events are the legs' :data:`~hybridvoice.net.call.CallUpdate` values, sorted once
+by :meth:`~.b2bua.Bridge.dispatch` into those of the caller leg (``"a"``, :data:`Source`) and of the
+callee leg (``"b"``), and the call's own (``"call"``): the new call
+(:class:`Start`), timer firings (:class:`TimerFired`), the relay's answer
+(:class:`RelayBound`, :class:`RelayFailed`) and a leg's refusal of a decision
+(:class:`LegOpFailed`). Handlers return, or queue on the call, decisions only: what the call
+needs from the world outside, the legs included (place a leg; ring, answer, refuse or hang up
+one; pass an offer, its answer or refusal; answer or NOTIFY a REFER; arm or cancel a timer at
+an absolute ``now``-based time; bind or release relay ports; write the call record). Nothing
+here or in :mod:`.call_flow` calls a leg: :mod:`.adapter` carries the decisions out on the
+event loop and feeds the results back as events.
 
 The phases: ``SETUP`` (admitted; routing, relay binding, a gateway attempt under way, no
 18x yet), ``EARLY`` (the callee rang or sent early media), ``CONNECTED`` (answered),
 ``ENDED`` (everything the call held is given back; late events of its legs are still
 answered, nothing new is started). A transfer (REFER, Replaces) is a sub-machine of its own
 in :mod:`.transfer`: while a call has one, each leg event goes to it first
-(:func:`.transfer.intercept`), and only what it leaves comes to this table.
+(:func:`.transfer.intercept`), and only what it leaves comes to this table. A leg that is
+neither ``a`` nor ``b`` (a gateway attempt given up, a transfer's leg) has no transitions here.
 """
 
 from __future__ import annotations
@@ -41,46 +45,66 @@ from hybridvoice.sip.session import (
 )
 
 from . import call_flow as flow
-from .call_events import Actions, Phase, RelayBound, RelayFailed, Start, TimerFired
+from .call_events import (
+    FROM_A,
+    FROM_B,
+    FROM_CALL,
+    Actions,
+    LegOpFailed,
+    Phase,
+    RelayBound,
+    RelayFailed,
+    Source,
+    Start,
+    TimerFired,
+)
 
 if TYPE_CHECKING:
-    from hybridvoice.net.call import Call
-
     from .b2bua import Bridge
 
 __all__ = ["TABLE", "Handler", "handler_for"]
 
-#: A transition: the call, the leg the event came from (None: not a leg's), the event, now.
-Handler = Callable[["Bridge", "Call | None", Any, float], Actions]
+#: A transition: the call, the event, now (the leg it came from is ``bridge.a`` or
+#: ``bridge.b`` as the key's :class:`Source` says).
+Handler = Callable[["Bridge", Any, float], Actions]
+
+A, B, CALL = FROM_A, FROM_B, FROM_CALL
 
 _LIVE: Final = (Phase.SETUP, Phase.EARLY, Phase.CONNECTED)
 
-#: Every transition: (phase, event type) -> handler. A pair not listed is ignored (a timer
-#: or relay answer of a call that has moved on). Leg events are handled in every phase, the
-#: ended one included: a leg's late end, or a 2xx that raced our CANCEL, still needs its BYE.
-TABLE: Final[dict[tuple[Phase, type], Handler]] = {
-    (Phase.SETUP, Start): flow.start,
-    **{(phase, TimerFired): flow.timer for phase in _LIVE},
-    **{(phase, RelayBound): flow.relay_bound for phase in _LIVE},
-    (Phase.ENDED, RelayBound): flow.relay_unneeded,
-    **{(phase, RelayFailed): flow.relay_failed for phase in Phase},
+#: Every transition: (phase, event type, source) -> handler. A key not listed is ignored (a
+#: timer or relay answer of a call that has moved on, a 180 from the caller). Leg events are
+#: handled in every phase, the ended one included: a leg's late end, or a 2xx that raced our
+#: CANCEL, still needs its BYE.
+TABLE: Final[dict[tuple[Phase, type, Source], Handler]] = {
+    (Phase.SETUP, Start, CALL): flow.start,
+    **{(phase, TimerFired, CALL): flow.timer for phase in _LIVE},
+    **{(phase, RelayBound, CALL): flow.relay_bound for phase in _LIVE},
+    (Phase.ENDED, RelayBound, CALL): flow.relay_unneeded,
+    **{(phase, RelayFailed, CALL): flow.relay_failed for phase in Phase},
+    **{(phase, LegOpFailed, CALL): flow.leg_op_failed for phase in Phase},
     **{
-        (phase, kind): handler
+        (phase, kind, source): handler
         for phase in Phase
-        for kind, handler in (
-            (Ringing, flow.provisional),
-            (EarlyMedia, flow.provisional),
-            (Answered, flow.answered),
-            (Offer, flow.offer),
-            (OfferAnswered, flow.offer_answered),
-            (OfferRejected, flow.offer_rejected),
-            (Confirmed, flow.confirmed),
-            (Disconnected, flow.disconnected),
+        for kind, source, handler in (
+            (Ringing, B, flow.provisional),
+            (EarlyMedia, B, flow.provisional),
+            (Answered, B, flow.answered),
+            (Offer, A, flow.offer_from_a),
+            (Offer, B, flow.offer_from_b),
+            (OfferAnswered, A, flow.offer_answered_by_a),
+            (OfferAnswered, B, flow.offer_answered_by_b),
+            (OfferRejected, A, flow.offer_rejected_by_a),
+            (OfferRejected, B, flow.offer_rejected_by_b),
+            (Confirmed, A, flow.confirmed),
+            (Disconnected, A, flow.a_ended),
+            (Disconnected, B, flow.b_ended),
         )
     },
 }
 
 
-def handler_for(phase: Phase, kind: type) -> Handler | None:
-    """The transition for an event of type ``kind`` in ``phase`` (None: ignored)."""
-    return TABLE.get((phase, kind))
+def handler_for(phase: Phase, kind: type, source: Source) -> Handler | None:
+    """The transition for an event of type ``kind`` from ``source`` in ``phase`` (None:
+    ignored)."""
+    return TABLE.get((phase, kind, source))

@@ -73,7 +73,6 @@ from hybridvoice.cms.settings import Gateway
 from hybridvoice.media import PT_PCMA, PT_PCMU, CallStats, Leg
 from hybridvoice.net.relay import RelayCall
 from hybridvoice.sip.sdp import Attribute, MediaDescription, SessionDescription
-from hybridvoice.sip.session import State
 
 from .bypass import (
     BypassDecision,
@@ -84,12 +83,12 @@ from .bypass import (
     decide_bypass,
 )
 from .media_sdp import anchor, parse_sdp
-from .routing import Attempt
+from .routing import Attempt, OutboundCall
 
 if TYPE_CHECKING:
     from hybridvoice.net.call import Call
 
-    from .b2bua import B2BUA, Bridge
+    from .b2bua import B2BUA
     from .trunks import GatewayState
 
 __all__ = [
@@ -330,41 +329,27 @@ def shares_codec(offer: bytes, answer: bytes) -> bool:
     return bool(offered & answered)
 
 
-def _can_fall_back(bridge: Bridge) -> bool:
-    decision, b2b = bridge.decision, bridge.b2bua
-    return (
-        bridge.side == "edge" and decision is not None and decision.bypass
-        and b2b.relay is not None and bridge.plan is None and bool(bridge.a.invite.body)
-        and bridge.outbound is not None and bridge.outbound.current is not None
-        and not bridge.finished and not bridge.a.disconnected
-    )  # fmt: skip
-
-
 #: The decision of a bypassed call anchored because the two ends share no codec.
 ANCHORED_ON_MISMATCH: Final = BypassDecision(MediaMode.ANCHORED, CODEC_MISMATCH)
 
 
-def fallback_on_reject(bridge: Bridge, status: int, now: float) -> Attempt | None:
-    """The gateway refused a bypassed offer (488): the call is to be anchored
+def fallback_on_reject(outbound: OutboundCall, status: int, now: float) -> Attempt | None:
+    """The gateway refused a bypassed offer (488) while the call may still fall back
+    (:func:`.call_flow._can_fall_back`): the call is to be anchored
     (:data:`ANCHORED_ON_MISMATCH`) and the same gateway sent a new INVITE through the relay
-    (transcoding when it answers the other law): the returned attempt, the same routing
-    attempt started again. None: the refusal ends the attempt as usual."""
-    if status not in _MISMATCH_STATUSES or not _can_fall_back(bridge):
+    (transcoding when it answers the other law): the returned attempt, ``outbound``'s
+    current one started again. None: the refusal ends the attempt as usual."""
+    if status not in _MISMATCH_STATUSES or outbound.current is None:
         return None
-    if bridge.a.state not in (State.INCOMING, State.EARLY):
-        return None
-    outbound = bridge.outbound
-    assert outbound is not None and outbound.current is not None
     return outbound.retry(now)
 
 
-def fallback_on_answer(bridge: Bridge, answer: bytes | None) -> bool:
-    """Did the gateway answer a bypassed offer with no codec of it? Then the call is to be
-    anchored (:data:`ANCHORED_ON_MISMATCH`; the relay transcodes), the client answered
-    through the relay and the gateway re-INVITEd to it (:meth:`MediaPlan.reoffer_to`)."""
-    if answer is None or not _can_fall_back(bridge):
-        return False
-    return not shares_codec(bridge.a.invite.body, answer)
+def fallback_on_answer(offer: bytes, answer: bytes | None) -> bool:
+    """Did the gateway answer a bypassed ``offer`` with no codec of it (``answer``)? Then
+    the call is to be anchored (:data:`ANCHORED_ON_MISMATCH`; the relay transcodes), the
+    client answered through the relay and the gateway re-INVITEd to it
+    (:meth:`MediaPlan.reoffer_to`)."""
+    return answer is not None and not shares_codec(offer, answer)
 
 
 #: Wait before trying our re-INVITE again after a 491 (RFC 3261 §14.1: 2.1-4 s for the
@@ -396,6 +381,15 @@ class MediaPlan:
         self.reoffer = self.offer(gateway_offer, Leg.B)
         self._bump = Leg.A
         self.reoffer = self._bumped(self.reoffer, Leg.A)
+
+    def wait(self, waiting: bool) -> None:
+        """:attr:`reoffer` waits for the offer under way to end (True), or goes now."""
+        self.waiting = waiting
+
+    def reoffer_over(self) -> None:
+        """Our re-INVITE to the relay was answered, or given up: nothing more to re-offer."""
+        self.reoffer = None
+        self.waiting = False
 
     def reoffer_to(self, offer: bytes, from_leg: Leg) -> None:
         """Anchor a call whose other leg got ``offer`` unchanged (bypassed): :attr:`reoffer`

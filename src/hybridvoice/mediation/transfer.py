@@ -32,6 +32,13 @@ our legs (the referrer's consultation call through us) is rewritten to name that
 leg as the transferee's side sees it, with our Contact as Refer-To; the transferee's INVITE with
 Replaces then takes the referrer's leg's place in the consultation call.
 
+Like the call's own transitions (:mod:`.call_flow`), this sub-machine touches no leg: the
+REFER's 202 or refusal, its NOTIFYs, the REFER passed on, the new leg, the transferee's
+re-INVITE and the hang-ups are decisions (:mod:`.call_events`) queued on the call
+(:meth:`~.b2bua.Bridge.emit`) or returned; the leg swap is the call's own
+(:meth:`~.b2bua.Bridge.swap`). A leg that refuses a REFER or a re-INVITE at once comes back
+through :func:`op_failed`.
+
 Not done: a Replaces inside a *performed* transfer's Refer-To is put on the new INVITE as it is
 (right when the target is reached directly, not when it names one of our own legs); an
 offer-less INVITE with Replaces is refused 488; the new leg's fast-failover timer and failover
@@ -46,7 +53,6 @@ from typing import TYPE_CHECKING, Final
 
 from hybridvoice.net.call import Call, CallUpdate
 from hybridvoice.net.transport import NetError
-from hybridvoice.sip.errors import LocalProtocolError
 from hybridvoice.sip.headers import Address
 from hybridvoice.sip.refer import Refer, ReferNotify, ReferResult, Replaces, match_replaces
 from hybridvoice.sip.session import (
@@ -68,9 +74,16 @@ from .call_events import (
     NONE,
     TRANSFER_FAILOVER,
     Actions,
+    Answer,
     ArmTimer,
     CancelTimer,
+    Hangup,
+    Notify,
+    PassRefer,
     PlaceLeg,
+    ReferReply,
+    Reject,
+    SendOffer,
     SwapLeg,
 )
 from .headers_policy import HeaderPolicy, e164_request_uri, gateway_from
@@ -83,6 +96,7 @@ __all__ = [
     "EVENTS",
     "TransferState",
     "intercept",
+    "op_failed",
     "peer_supports_refer",
     "placed",
     "replace",
@@ -197,13 +211,6 @@ def _last_sdp(call: Call) -> bytes | None:
     return (call.invite.body or None) if call.incoming else None
 
 
-def _safely(action: str, call: Call, *args: object) -> None:
-    try:
-        getattr(call, action)(*args)
-    except LocalProtocolError as exc:
-        _log.info("%s on %s not done: %s", action, call.call_id, exc)
-
-
 # --- the bridge's hook ------------------------------------------------------------------------
 def intercept(bridge: Bridge, call: Call, event: CallUpdate, now: float) -> Actions | None:
     """Handle ``event`` of ``call`` if it belongs to a transfer: its decisions (timers), or
@@ -211,8 +218,7 @@ def intercept(bridge: Bridge, call: Call, event: CallUpdate, now: float) -> Acti
     state = bridge.transfer
     if state is None and not isinstance(event, EVENTS):
         return None
-    if state is None:
-        state = bridge.transfer = TransferState()
+    state = bridge.transfers()
     if isinstance(event, Disconnected):
         outbound = state.routed.pop(id(call), None)
         if outbound is not None:
@@ -221,10 +227,9 @@ def intercept(bridge: Bridge, call: Call, event: CallUpdate, now: float) -> Acti
     if isinstance(event, Refer):
         if active is None:
             return _on_refer(bridge, state, call, event, now)
-        _safely("reject_refer", call, 491)
-        return NONE
+        return (ReferReply(call, 491),)
     if isinstance(active, _Passthrough):
-        consumed = _passthrough_event(state, active, call, event)
+        consumed = _passthrough_event(bridge, state, active, call, event)
     elif isinstance(active, _Performed):
         return _performed_event(bridge, state, active, call, event, now=now)
     elif isinstance(active, _Replacing):
@@ -240,29 +245,39 @@ def _on_refer(
     b2b = bridge.b2bua
     other = _other(bridge, origin)
     if other is None or other.state is not State.CONFIRMED or bridge.finished:
-        _safely("reject_refer", origin, 603)
-        return NONE
+        return (ReferReply(origin, 603),)
     if peer_supports_refer(b2b, bridge, other):
         forward = _policy(b2b, bridge).forward_call_history
         refer_to, replaces = refer.refer_to, refer.replaces
         if replaces is not None:
             refer_to, replaces = _map_replaces(b2b, origin, refer_to, replaces)
-        try:
-            other.refer(
-                refer_to, replaces=replaces,
-                referred_by=refer.referred_by if forward else None,
-                subscription=refer.subscription,
-            )  # fmt: skip
-        except LocalProtocolError as exc:
-            _log.info("REFER not passed on: %s", exc)
-            _safely("reject_refer", origin, 491)
-            return NONE
         state.active = _Passthrough(origin, other, refer.subscription)
-        return NONE
-    _safely("accept_refer", origin)
+        referred_by = refer.referred_by if forward else None
+        return (PassRefer(other, refer_to, replaces, referred_by, refer.subscription, origin),)
     performed = _Performed(origin, other, refer)
     state.active = performed
+    bridge.emit(ReferReply(origin, 202))
     return _place(bridge, state, performed, None, now)
+
+
+def op_failed(bridge: Bridge, action: SendOffer | PassRefer, error: str) -> Actions:
+    """A leg refused a transfer's decision at once: a REFER not passed on (the referrer
+    hears 491), an INVITE with Replaces whose re-INVITE could not go (491 to it), or the
+    transferee's re-INVITE to the target (logged: its media stays)."""
+    state = bridge.transfer
+    active = None if state is None else state.active
+    if isinstance(action, PassRefer):
+        _log.info("REFER not passed on: %s", error)
+        if state is not None and isinstance(active, _Passthrough) and active.other is action.leg:
+            state.active = None
+        return (ReferReply(action.origin, 491),)
+    if action.why == "replaces" and action.origin is not None:
+        _log.info("Replaces: re-INVITE not sent: %s", error)
+        if state is not None and isinstance(active, _Replacing) and active.new is action.origin:
+            state.active = None
+        return (Reject(action.origin, 491),)
+    _log.info("re-INVITE on %s not done: %s", action.leg.call_id, error)
+    return NONE
 
 
 # --- passing the REFER on -------------------------------------------------------------------
@@ -283,10 +298,7 @@ def _map_replaces(
     dialog = None if far is None else far.session.dialog
     if far is None or dialog is None or far.disconnected:
         return refer_to, replaces
-    state = found.transfer
-    if state is None:
-        state = found.transfer = TransferState()
-    state.mapped[id(far)] = leg
+    found.transfers().mapped[id(far)] = leg
     ours = dialog.id  # the INVITE's recipient is us: to-tag = our tag (RFC 3891 §3)
     return Address(dialog.local_contact.uri), Replaces(
         ours.call_id, ours.local_tag, ours.remote_tag
@@ -294,22 +306,22 @@ def _map_replaces(
 
 
 def _passthrough_event(
-    state: TransferState, active: _Passthrough, call: Call, event: CallUpdate
+    bridge: Bridge, state: TransferState, active: _Passthrough, call: Call, event: CallUpdate
 ) -> bool:
     origin, other = active.origin, active.other
     if isinstance(event, ReferResult) and call is other:
         if 200 <= event.status < 300:
-            _safely("accept_refer", origin)
+            bridge.emit(ReferReply(origin, 202))
             if not active.subscription:
                 state.active = None
         else:
             status = event.status if event.status >= 300 else 500
-            _safely("reject_refer", origin, status)
+            bridge.emit(ReferReply(origin, status))
             state.active = None
         return True
     if isinstance(event, ReferNotify) and call is other:
         if event.status > 100 or event.final:
-            _safely("notify_refer", origin, event.status)
+            bridge.emit(Notify(origin, event.status))
         if event.final:
             state.active = None
         return True
@@ -405,7 +417,7 @@ def timer_fired(bridge: Bridge, now: float) -> Actions:
             return NONE
         return (ArmTimer(TRANSFER_FAILOVER, deadline),)
     performed.new = None  # its end (after the CANCEL) is no longer ours
-    new.bye()
+    bridge.emit(Hangup(new))
     return _place(bridge, state, performed, outcome, now)
 
 
@@ -420,7 +432,7 @@ def _performed_event(
                 status = 180 if isinstance(event, Ringing) else 183
                 performed.outbound.provisional(status, now)
             if not performed.referrer_gone:
-                _safely("notify_refer", referrer, 180 if isinstance(event, Ringing) else 183)
+                bridge.emit(Notify(referrer, 180 if isinstance(event, Ringing) else 183))
             return _STOP_FAILOVER
         if isinstance(event, Answered):
             _connected(bridge, state, performed, new, event.sdp, now=now)
@@ -436,7 +448,7 @@ def _performed_event(
         if performed.outbound is not None:  # the attempt's gateway slot goes back
             performed.outbound.ended()
         if new is not None and not new.disconnected:
-            new.bye()
+            bridge.emit(Hangup(new))
         return None
     return NONE if isinstance(event, EVENTS) else None
 
@@ -456,10 +468,9 @@ def _connected(
     bridge.swap(SwapLeg(referrer, new))
     body = bridge.sdp(sdp, new)  # anchored: the relay's far side now points at the target
     if bridge.relay_call is None and body is not None and not transferee.disconnected:
-        _safely("reinvite", transferee, body)
+        bridge.emit(SendOffer(transferee, body, why="transfer"))
     if not referrer.disconnected:
-        _safely("notify_refer", referrer, 200)
-        referrer.bye()
+        bridge.emit(Notify(referrer, 200), Hangup(referrer))
 
 
 def _new_failed(
@@ -487,42 +498,32 @@ def _transfer_failed(
     state.active = None
     if performed.referrer_gone or performed.referrer.disconnected:
         if not performed.transferee.disconnected:
-            performed.transferee.bye()
+            bridge.emit(Hangup(performed.transferee))
         return
-    _safely("notify_refer", performed.referrer, status)
+    bridge.emit(Notify(performed.referrer, status))
 
 
 # --- INVITE with Replaces (RFC 3891) --------------------------------------------------------
-def replace(b2b: B2BUA, new: Call) -> None:
-    """``new`` (an INVITE with Replaces) takes the place of the bridged leg it names."""
-    named, new.replaces = new.replaces, None  # no reference kept to the replaced leg
+def replace(b2b: B2BUA, new: Call, named: Call | None) -> tuple[Bridge | None, Actions]:
+    """``new`` (an INVITE with Replaces) takes the place of the bridged leg it ``named``:
+    the bridge that takes ``new``'s events from now on (None: refused) and the decisions."""
     bridge = next((b for b in b2b.bridges if named is b.a or named is b.b), None)
     if bridge is None or named is None or not bridge.answered or bridge.finished:
-        new.reject(481)
-        return
-    state = bridge.transfer
-    if state is None:
-        state = bridge.transfer = TransferState()
+        return None, (Reject(new, 481),)
+    state = bridge.transfers()
     replaced: Call = named
     mapped = state.mapped.pop(id(named), None)
     if mapped is not None and mapped in (bridge.a, bridge.b) and not mapped.disconnected:
         replaced = mapped  # our own translated Replaces: the referrer's leg goes
     other = _other(bridge, replaced)
     if other is None or other.disconnected or state.active is not None:
-        new.reject(491 if state.active is not None else 481)
-        return
+        return None, (Reject(new, 491 if state.active is not None else 481),)
     offer = new.invite.body or None
     if offer is None:
-        new.reject(488, "an INVITE with Replaces needs an offer here")
-        return
-    new.handler = bridge
-    try:
-        other.reinvite(bridge.sdp(offer, replaced, offer=True))
-    except LocalProtocolError as exc:
-        _log.info("Replaces: re-INVITE not sent: %s", exc)
-        new.reject(491)
-        return
+        return None, (Reject(new, 488, text="an INVITE with Replaces needs an offer here"),)
+    body = bridge.sdp(offer, replaced, offer=True)  # SdpError: the UA refuses it, nothing held
     state.active = _Replacing(new, replaced, other)
+    return bridge, (SendOffer(other, body, origin=new, why="replaces"),)
 
 
 def _replacing_event(
@@ -532,26 +533,26 @@ def _replacing_event(
     if call is other and isinstance(event, OfferAnswered):
         state.active = None
         bridge.swap(SwapLeg(replaced, new))
-        _safely("answer", new, bridge.sdp(event.sdp, other))
+        bridge.emit(Answer(new, bridge.sdp(event.sdp, other)))
         if not replaced.disconnected:
-            replaced.bye()
+            bridge.emit(Hangup(replaced))
         return True
     if call is other and isinstance(event, OfferRejected):
         state.active = None
-        _safely("reject", new, event.status if event.status >= 300 else 488)
+        bridge.emit(Reject(new, event.status if event.status >= 300 else 488))
         if active.replaced_gone and not other.disconnected:
-            other.bye()
+            bridge.emit(Hangup(other))
         return True
     if call is new and isinstance(event, Disconnected):
         state.active = None  # cancelled meanwhile
         if active.replaced_gone and not other.disconnected:
-            other.bye()
+            bridge.emit(Hangup(other))
         return True
     if call is replaced and isinstance(event, Disconnected):
         active.replaced_gone = True
         return True
     if call is other and isinstance(event, Disconnected):
         state.active = None
-        _safely("reject", new, 487)
+        bridge.emit(Reject(new, 487))
         return False
     return call is new or isinstance(event, EVENTS)
