@@ -61,10 +61,13 @@ def _common(context: ssl.SSLContext, material: TlsMaterial) -> ssl.SSLContext:
     return context
 
 
-def server_context(material: TlsMaterial) -> ssl.SSLContext:
+def server_context(material: TlsMaterial, *, require_client: bool = True) -> ssl.SSLContext:
     """A listener's context: presents the credential, requires a client certificate that
-    chains to a trusted root."""
+    chains to a trusted root (``require_client`` False: verifies one when the client sends it,
+    for a listener that softphones reach too)."""
     context = _common(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), material)
+    if not require_client:
+        context.verify_mode = ssl.CERT_OPTIONAL
     context.num_tickets = 0  # sipsak and other SIP stacks stumble on TLS 1.3 tickets
     return context
 
@@ -81,13 +84,14 @@ class MtlsContexts:
     """The server and client context of a process's TLS listeners and connections, following
     the generation of the credential they are built from (see the module docstring)."""
 
-    __slots__ = ("_current", "_load", "client", "material", "reloads", "server")
+    __slots__ = ("_current", "_load", "client", "material", "reloads", "require_client", "server")
 
-    def __init__(self, load: Callable[[], TlsMaterial]) -> None:
+    def __init__(self, load: Callable[[], TlsMaterial], *, require_client: bool = True) -> None:
         self._load = load
         self.material = load()
+        self.require_client = require_client
         #: what listeners hold for their whole life; it hands each handshake the newest context
-        self.server = server_context(self.material)
+        self.server = server_context(self.material, require_client=require_client)
         self.server.sni_callback = self._pick
         self._current = self.server
         #: what transports connect with; renewed in place
@@ -112,7 +116,7 @@ class MtlsContexts:
         old = self.material
         if material.generation == old.generation and material.cadata == old.cadata:
             return False
-        self._current = server_context(material)
+        self._current = server_context(material, require_client=self.require_client)
         self.client.load_cert_chain(material.cert_file)
         self.client.load_verify_locations(cadata=material.cadata.decode("ascii"))
         self.material = material
