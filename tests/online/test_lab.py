@@ -7,6 +7,7 @@ Every piece is real (sockets, SIP, RTP); only the ports are free ones instead of
 from __future__ import annotations
 
 import asyncio
+import datetime
 import socket
 from pathlib import Path
 
@@ -319,15 +320,35 @@ def test_an_address_in_use_is_named_with_its_setting(
     run(main(), timeout=30)
 
 
-def test_tls_between_roles_without_a_certificate_is_refused_naming_the_keys(
+def test_tls_between_roles_gets_certificates_from_the_site_ca_and_survives_a_renewal(
     tmp_path: Path,
 ) -> None:
+    """No certificate given: the site CA in <state>/pki issues the roles' certificates, the
+    hops handshake MTLS on loopback sockets (wire), and a renewal taken while running leaves
+    calls working."""
     settings = settings_on_free_ports(EdgeServer={"InternalProtocol": "TLS"},
                                       MediationServer={"InternalProtocol": "TLS"})  # fmt: skip
-    up = Lab(settings, tmp_path, lab_gateway=True)
-    with pytest.raises(ValueError, match="no certificate") as info:
-        up.check_listeners()
-    assert "[EdgeServer] InternalProtocol, [MediationServer] InternalProtocol" in str(info.value)
+
+    async def main() -> None:
+        up = Lab(settings, tmp_path, lab_gateway=True, wire=True)
+        await up.start()
+        try:
+            assert up.tls is not None
+            assert (tmp_path / "pki" / "certs" / "appliance.pem").exists()
+            first = await call_once(up)
+            assert first.ok, first
+            internal = up.appliance.edge.internal  # type: ignore[union-attr]
+            assert internal.kind == "TLS"
+            up.tls.store.renew("appliance", datetime.datetime.now(datetime.UTC))
+            assert up.tls.contexts["appliance"].reload()
+            assert up.tls.contexts["appliance"].material.generation == 2
+            second = await call_once(up)
+            assert second.ok, second
+        finally:
+            await up.stop()
+        assert up.tls is None
+
+    run(main(), timeout=60)
 
 
 def test_an_address_taken_after_the_check_is_still_named(tmp_path: Path) -> None:
