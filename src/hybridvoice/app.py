@@ -250,7 +250,6 @@ class SiteTls:
         for task in self._watchers:
             task.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
-        self._watchers = []
         if self._temp is not None:
             self._temp.cleanup()
             self._temp = None
@@ -323,8 +322,7 @@ class Lab:
         #: service toward the edge, edge <-> mediation, gateways)
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
-        #: without contexts given, and when a hop between the roles speaks TLS: the site CA
-        #: (``<state_dir>/pki``) and the roles' MTLS contexts, made at :meth:`start`
+        #: no contexts given and a hop between roles speaks TLS: the site CA, made at start
         self.tls: SiteTls | None = None
         self.tls_reload = tls_reload
         #: SIP between the online service, edge and mediation (one process) goes through
@@ -547,6 +545,8 @@ class Lab:
             for t in self.gateway.endpoint.transports:
                 rows.append(("lab gateway", f"{t.kind.lower()}:{_hp(t.local)}"))
             rows.append(("lab gateway media echo", f"udp:127.0.0.1:{self.gateway.echo.port}"))
+        if self.tls is not None:  # MTLS between the roles: `hybridvoice ca status`
+            rows.append(("site CA (certificates for MTLS)", str(self.tls.store.directory)))
         return rows
 
 
