@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import socket
+import ssl
 from pathlib import Path
 
 import httpx
 import pytest
 from chain_harness import DOMAIN, call_once, lab, proxy_of, settings_on_free_ports
+from cryptography import x509
 from ports import free_port
 from ua_harness import Phone, run, sdp
 
@@ -26,6 +28,7 @@ from hybridvoice.net.register import DigestCredentials, Registration
 from hybridvoice.net.transport import Destination
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.online.models import Site
+from hybridvoice.pki import PkiStore
 from hybridvoice.sip.session import Disconnected
 
 
@@ -320,6 +323,18 @@ def test_an_address_in_use_is_named_with_its_setting(
     run(main(), timeout=30)
 
 
+async def _served_serial(port: int, store: PkiStore) -> int:
+    """The serial of the certificate a TLS listener on 127.0.0.1:``port`` presents to a peer
+    holding the appliance's site certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=store.root_pem().decode())
+    context.load_cert_chain(store.credential_path("appliance"))
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    return x509.load_der_x509_certificate(der).serial_number
+
+
 def test_tls_between_roles_gets_certificates_from_the_site_ca_and_survives_a_renewal(
     tmp_path: Path,
 ) -> None:
@@ -339,11 +354,20 @@ def test_tls_between_roles_gets_certificates_from_the_site_ca_and_survives_a_ren
             assert first.ok, first
             internal = up.appliance.edge.internal  # type: ignore[union-attr]
             assert internal.kind == "TLS"
-            up.tls.store.renew("appliance", datetime.datetime.now(datetime.UTC))
+            to_mediation = ("127.0.0.1", settings.mediation_server.internal_port)
+            open_before = internal.connection_to(*to_mediation)
+            assert open_before is not None  # the edge's MTLS connection to mediation
+            store = up.tls.store
+            before = await _served_serial(settings.edge_server.internal_port, store)
+            store.renew("appliance", datetime.datetime.now(datetime.UTC))
             assert up.tls.contexts["appliance"].reload()
             assert up.tls.contexts["appliance"].material.generation == 2
-            second = await call_once(up)
+            second = await call_once(up)  # the connections between the roles go on
             assert second.ok, second
+            assert internal.connection_to(*to_mediation) is open_before
+            after = await _served_serial(settings.edge_server.internal_port, store)
+            renewed = store.load_credential("appliance").certificate.serial_number
+            assert after == renewed != before  # the next handshake: the new certificate
         finally:
             await up.stop()
         assert up.tls is None
