@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from hybridvoice.net.tls import MtlsContexts, TlsMaterial, client_context
+from hybridvoice.net.tls import MtlsContexts, TlsMaterial, client_context, watch
 from hybridvoice.pki import PkiStore
 
 WAIT = 10.0  # bounds a broken test, asserts nothing
@@ -135,3 +135,33 @@ async def _renewal(site: PkiStore) -> None:
         assert await echoed(reader2, writer2, b"new") == b"new"
         writer.close()
         writer2.close()
+
+
+def test_watch_takes_a_new_generation_and_survives_a_broken_read(
+    site: PkiStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    load = loader(site, "mediation")
+    answers: list[Callable[[], TlsMaterial]] = []
+    contexts = MtlsContexts(lambda: answers.pop(0)() if answers else load())
+
+    def broken() -> TlsMaterial:
+        raise OSError("the file is being replaced")
+
+    async def main() -> None:
+        answers.append(broken)
+        task = asyncio.create_task(watch(contexts, 0))
+        try:
+            while answers:  # the broken read happened
+                await asyncio.sleep(0)
+            assert contexts.reloads == 0
+            site.renew("mediation", now())
+            async with asyncio.timeout(WAIT):
+                while contexts.reloads == 0:
+                    await asyncio.sleep(0)
+        finally:
+            task.cancel()
+        assert contexts.material.generation == 2
+        assert contexts.current_server is not contexts.server
+
+    asyncio.run(main())
+    assert "cannot reload: the file is being replaced" in caplog.text
