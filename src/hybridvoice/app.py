@@ -45,7 +45,7 @@ from hybridvoice.online.assembly import open_sip
 from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
 from hybridvoice.online.service import OnlineOptions, OnlineService, auth_limits
 from hybridvoice.online.store import TenantStore
-from hybridvoice.pki import PkiStore
+from hybridvoice.pki import PkiError, PkiStore
 
 __all__ = ["LAB_PASSWORD", "LAB_PSTN_NUMBER", "LAB_USERS", "Lab", "LabGateway", "ListenError",
            "ListenSpec", "SiteTls", "default_state_dir", "parse_listen", "run_mediation",
@@ -233,8 +233,7 @@ class SiteTls:
     def ensure(cls, settings: Settings, directory: Path | None) -> SiteTls:
         temp = None if directory else tempfile.TemporaryDirectory(prefix="hybridvoice-pki-")
         store = PkiStore(Path(temp.name) if temp is not None else Path(directory or "."))
-        now = datetime.datetime.now(datetime.UTC)
-        ca = store.ensure_ca(settings.common.site_name, now)
+        ca = store.ensure_ca(settings.common.site_name, now := datetime.datetime.now(datetime.UTC))
         contexts = {}
         for name, (dns_names, ips) in tls_names(settings).items():
             store.ensure_server(ca, name, now, dns_names=dns_names, ips=ips)
@@ -244,7 +243,8 @@ class SiteTls:
 
     def watch(self, interval: float) -> None:
         """Reload every context each ``interval`` seconds (new handshakes, new certificate)."""
-        self._watchers = [asyncio.create_task(watch(c, interval)) for c in self.contexts.values()]
+        self._watchers = [asyncio.create_task(watch(c, interval, tolerate=(PkiError,)))
+                          for c in self.contexts.values()]  # fmt: skip
 
     async def stop(self) -> None:
         for task in self._watchers:

@@ -129,12 +129,19 @@ class MtlsContexts:
         return True
 
 
-async def watch(contexts: MtlsContexts, interval: float = RELOAD_INTERVAL) -> None:
+async def watch(
+    contexts: MtlsContexts,
+    interval: float = RELOAD_INTERVAL,
+    *,
+    tolerate: tuple[type[Exception], ...] = (),
+) -> None:
     """Reload ``contexts`` every ``interval`` seconds until cancelled; a loader failure (a
-    file being replaced by hand, say) is logged and the contexts stay as they are."""
+    file being replaced by hand, say; ``tolerate``: the loader's own errors too) is logged and
+    the contexts stay as they are."""
+    errors: tuple[type[Exception], ...] = (OSError, ValueError, KeyError, ssl.SSLError, *tolerate)
     while True:
         await asyncio.sleep(interval)
         try:
             contexts.reload()
-        except (OSError, ValueError, ssl.SSLError) as exc:
+        except errors as exc:
             _log.warning("TLS: keeping the current certificate, cannot reload: %s", exc)
