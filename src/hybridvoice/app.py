@@ -11,13 +11,15 @@ them (RFC 3264 offer/answer) and echoes their RTP until the BYE.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import errno
 import re
 import signal
 import socket
 import ssl
+import tempfile
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -36,16 +38,18 @@ from hybridvoice.mgmt.credentials import save_token
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import tune_gc
 from hybridvoice.net.pipe import LocalExchange
+from hybridvoice.net.tls import RELOAD_INTERVAL, MtlsContexts, TlsMaterial, watch
 from hybridvoice.net.transport import DEFAULT_PORTS
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.online.assembly import open_sip
 from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
 from hybridvoice.online.service import OnlineOptions, OnlineService, auth_limits
 from hybridvoice.online.store import TenantStore
+from hybridvoice.pki import PkiError, PkiStore
 
 __all__ = ["LAB_PASSWORD", "LAB_PSTN_NUMBER", "LAB_USERS", "Lab", "LabGateway", "ListenError",
-           "ListenSpec", "default_state_dir", "parse_listen", "run_mediation",
-           "run_responder"]  # fmt: skip
+           "ListenSpec", "SiteTls", "default_state_dir", "parse_listen", "run_mediation",
+           "run_responder", "speaks_tls"]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +184,77 @@ async def run_mediation(
         await role.stop()
 
 
+# --- the site CA in use: MTLS between the roles (docs/pki.md) -----------------------------------
+
+
+def speaks_tls(settings: Settings) -> bool:
+    """Whether a hop between the roles speaks TLS: the site CA then issues their certificates."""
+    s, edge = settings, settings.edge_server
+    return "TLS" in (s.online.sip_protocol, edge.external_protocol, edge.internal_protocol,
+                     s.mediation_server.internal_protocol)  # fmt: skip
+
+
+def tls_names(settings: Settings) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Credential name -> (DNS names, IPs): ``online`` (the federation FQDN the edge checks,
+    its SIP addresses), ``appliance`` (edge and mediation FQDNs and addresses: one process,
+    one certificate on every listener of both roles)."""
+    c, edge, ms = settings.common, settings.edge_server, settings.mediation_server
+    vm = f".{c.virtual_machine_domain}" if c.virtual_machine_domain else ""
+    hosts = (edge.internal_server_name, ms.server_name)
+
+    def unique(*names: str | None) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(n.lower() for n in names if n))
+
+    dns = unique(edge.external_sip_pool_name or f"edge.{c.default_domain}", edge.internal_pool_name,
+                 ms.pool_name, *(h if "." in h else h + vm for h in hosts if h and vm))  # fmt: skip
+    ips = unique(*edge.internal_server_ips, *edge.external_sip_ips, ms.ip)
+    online = (unique(c.online_sip_federation_fqdn), unique(*settings.online.sip_addresses))
+    return {"online": online, "appliance": (dns, ips)}
+
+
+def _material(store: PkiStore, name: str) -> Callable[[], TlsMaterial]:
+    return lambda: TlsMaterial(store.credential_path(name), store.trust_store().bundle_pem(),
+                               store.load_credential(name).generation)  # fmt: skip
+
+
+class SiteTls:
+    """The site CA in use: made on first start, the credentials of :func:`tls_names` issued
+    (renewed 30 days before expiry), their MTLS contexts reloaded when the store changes
+    (``hybridvoice ca renew``). No state directory: a temporary one, gone at :meth:`stop`."""
+
+    __slots__ = ("_temp", "_watchers", "contexts", "store")
+
+    def __init__(self, store: PkiStore, contexts: dict[str, MtlsContexts],
+                 temp: tempfile.TemporaryDirectory[str] | None = None) -> None:  # fmt: skip
+        self.store, self.contexts, self._temp = store, contexts, temp
+        self._watchers: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def ensure(cls, settings: Settings, directory: Path | None) -> SiteTls:
+        temp = None if directory else tempfile.TemporaryDirectory(prefix="hybridvoice-pki-")
+        store = PkiStore(Path(temp.name) if temp is not None else Path(directory or "."))
+        ca = store.ensure_ca(settings.common.site_name, now := datetime.datetime.now(datetime.UTC))
+        contexts = {}
+        for name, (dns_names, ips) in tls_names(settings).items():
+            store.ensure_server(ca, name, now, dns_names=dns_names, ips=ips)
+            # the online listener takes softphones too: their certificate is optional there
+            contexts[name] = MtlsContexts(_material(store, name), require_client=name != "online")
+        return cls(store, contexts, temp)
+
+    def watch(self, interval: float) -> None:
+        """Reload every context each ``interval`` seconds (new handshakes, new certificate)."""
+        self._watchers = [asyncio.create_task(watch(c, interval, tolerate=(PkiError,)))
+                          for c in self.contexts.values()]  # fmt: skip
+
+    async def stop(self) -> None:
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        if self._temp is not None:
+            self._temp.cleanup()
+            self._temp = None
+
+
 # --- hybridvoice up: the online service, one appliance and a lab gateway in one process ---------
 
 #: the lab tenant's users: (user part, line number); every one gets :data:`LAB_PASSWORD`
@@ -232,6 +307,7 @@ class Lab:
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         wire: bool = False,
+        tls_reload: float = RELOAD_INTERVAL,
     ) -> None:
         appliance_dir = None if state_dir is None else str(state_dir / "appliance")
         management = settings.management.model_copy(update={"state_directory": appliance_dir})
@@ -246,6 +322,9 @@ class Lab:
         #: service toward the edge, edge <-> mediation, gateways)
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
+        #: no contexts given and a hop between roles speaks TLS: the site CA, made at start
+        self.tls: SiteTls | None = None
+        self.tls_reload = tls_reload
         #: SIP between the online service, edge and mediation (one process) goes through
         #: in-process pipes (:mod:`hybridvoice.net.pipe`); ``wire``: on loopback sockets,
         #: where a packet capture sees it
@@ -271,9 +350,15 @@ class Lab:
         """Everything, in order; ready when the appliance is registered and replicated.
 
         First every listen address is checked (:meth:`check_listeners`): a clash with another
-        program raises :class:`ListenError` naming the setting, before anything started."""
-        self.check_listeners()
+        program raises :class:`ListenError` naming the setting, before anything started.
+        When a hop between the roles speaks TLS the site CA and the roles' certificates are
+        made (or renewed) first, in ``<state_dir>/pki`` (:class:`SiteTls`)."""
+        if self.server_ssl is None and self.tls is None and speaks_tls(self.settings):
+            pki = None if self.state_dir is None else self.state_dir / "pki"
+            self.tls = SiteTls.ensure(self.settings, pki)
+            self.tls.watch(self.tls_reload)
         try:
+            self.check_listeners()
             await self.start_online()
             await self.start_appliance()
             await self._ready(timeout)
@@ -303,8 +388,8 @@ class Lab:
                 ("UDP", host, port),
                 ("TLS" if s.online.sip_protocol == "TLS" else "TCP", host, port),
             ],
-            server_ssl=self.server_ssl,
-            client_ssl=self.client_ssl,
+            server_ssl=self._ssl("online")[0],
+            client_ssl=self._ssl("online")[1],
             api_host=url.hostname or "127.0.0.1",
             api_port=url.port or 80,
             store=store,
@@ -333,14 +418,19 @@ class Lab:
         self.appliance = Appliance(
             s,
             ApplianceOptions(
-                server_ssl=self.server_ssl,
-                client_ssl=self.client_ssl,
+                server_ssl=self._ssl("appliance")[0],
+                client_ssl=self._ssl("appliance")[1],
                 pipes=self.exchange is not None,
                 exchange=self.exchange,
             ),
         )
         self._appliance_tokens(self.appliance)
         await self.appliance.start()
+
+    def _ssl(self, part: str) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+        """The server and client context of ``part`` (``online``, ``appliance``)."""
+        tls = None if self.tls is None else self.tls.contexts[part]
+        return (self.server_ssl, self.client_ssl) if tls is None else (tls.server, tls.client)
 
     def _appliance_tokens(self, appliance: Appliance) -> None:
         """The appliance's own token toward the online service of this process, and the lab
@@ -393,8 +483,7 @@ class Lab:
         if self.lab_gateway is not None:
             gw = self.lab_gateway
             found.append(Listener(f"{gw.name}.Port", gw.protocol, gw.ip or "127.0.0.1", gw.port))
-        if self.server_ssl is None:
-            _refuse_tls_without_certificate(found)
+        if self.server_ssl is None and self.tls is None:  # no TLS hop between the roles
             if s.mediation_server.tls_port is not None:
                 self.warnings.append(
                     f"[MediationServer] TLSPort {s.mediation_server.tls_port}: not listening, "
@@ -431,6 +520,9 @@ class Lab:
         if self.online is not None:
             await self.online.stop()
             self.online = None
+        if self.tls is not None:
+            await self.tls.stop()
+            self.tls = None
 
     def where(self) -> list[tuple[str, str]]:
         """(piece, address) rows: where everything listens."""
@@ -453,6 +545,8 @@ class Lab:
             for t in self.gateway.endpoint.transports:
                 rows.append(("lab gateway", f"{t.kind.lower()}:{_hp(t.local)}"))
             rows.append(("lab gateway media echo", f"udp:127.0.0.1:{self.gateway.echo.port}"))
+        if self.tls is not None:  # MTLS between the roles: `hybridvoice ca status`
+            rows.append(("site CA (certificates for MTLS)", str(self.tls.store.directory)))
         return rows
 
 
@@ -469,27 +563,6 @@ def _fresh_token(tokens: TokenStore, name: str, scope: str) -> str:
 def _hp(address: tuple[str, int]) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-#: the co-hosted hops whose TLS needs a certificate (the listener key -> its protocol key)
-_PROTOCOL_KEYS: Final = {
-    "EdgeServer.ExternalSIPPort": "[EdgeServer] ExternalProtocol",
-    "EdgeServer.InternalPort": "[EdgeServer] InternalProtocol",
-    "MediationServer.InternalPort": "[MediationServer] InternalProtocol",
-    "Online.SIPPort": "[Online] SIPProtocol",
-}
-
-
-def _refuse_tls_without_certificate(found: Sequence[Listener]) -> None:
-    keys = [
-        _PROTOCOL_KEYS[x.key] for x in found if x.transport == "TLS" and x.key in _PROTOCOL_KEYS
-    ]
-    if keys:
-        raise ValueError(
-            f"{', '.join(dict.fromkeys(keys))} = TLS, and the roles have no certificate yet "
-            "(certificates for the roles come with the trust issue): set them to TCP; on one "
-            "host the hops between roles are in-process pipes"
-        )
 
 
 class ListenError(ValueError):

@@ -18,6 +18,7 @@ from hybridvoice.cms.settings import (
     listener_clashes,
     listeners,
 )
+from hybridvoice.cms.template import render_settings
 
 CCE_INI = (Path(__file__).parents[1] / "fixtures" / "CloudConnector.ini").read_text()
 #: the fixture with every role on one address, as on one host
@@ -42,16 +43,15 @@ def test_the_fixture_imports_to_listeners_that_fit_one_host() -> None:
     assert import_ini(ONE_HOST) == imported  # deterministic
 
 
-def test_tls_between_co_hosted_roles_falls_back_to_tcp_with_a_note() -> None:
+def test_tls_between_co_hosted_roles_is_kept_for_the_site_ca() -> None:
     imported = import_ini(CCE_INI)
     s = imported.settings
     hops = (s.online.sip_protocol, s.edge_server.external_protocol,
             s.edge_server.internal_protocol, s.mediation_server.internal_protocol)  # fmt: skip
-    assert hops == ("TCP",) * 4
-    tls = {n.key for n in imported.notes if (n.old, n.new) == ("TLS", "TCP")}
-    assert tls == {"Online.SIPProtocol", "EdgeServer.ExternalProtocol",
-                   "EdgeServer.InternalProtocol", "MediationServer.InternalProtocol"}  # fmt: skip
-    assert all("trust" in n.why for n in imported.notes if n.key in tls)
+    assert hops == ("TLS",) * 4  # MTLS as in the original: hybridvoice up issues certificates
+    assert not [n for n in imported.notes if (n.old, n.new) == ("TLS", "TCP")]
+    text = render_settings(s, notes=imported.notes)
+    assert "the site CA issues the" in text and "hybridvoice ca status" in text
     # a gateway's own TLS is its business: kept
     assert s.gateway("Gateway2").protocol == "TLS"
 

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomlkit
@@ -25,6 +28,7 @@ from ports import free_port
 from hybridvoice.cms.settings import Settings, listeners, load_settings
 from hybridvoice.cms.template import render_settings
 from hybridvoice.net.options import ping
+from hybridvoice.pki import PkiStore
 
 CCE_INI = (Path(__file__).parents[1] / "fixtures" / "CloudConnector.ini").read_text()
 HV = [sys.executable, "-m", "hybridvoice"]
@@ -278,7 +282,34 @@ def _on_free_ports(config: Path) -> None:
     config.write_text(tomlkit.dumps(doc))
 
 
-def test_an_imported_ini_starts_on_one_host(tmp_path: Path) -> None:
+def _handshake(port: int, cert_file: Path | None, cadata: bytes) -> Any:
+    """A TLS client toward 127.0.0.1:``port`` presenting ``cert_file`` (None: no certificate),
+    trusting ``cadata``; sends an OPTIONS and returns the server's certificate. Raises what
+    the refusal raises (TLS 1.3: the server's alert arrives after the handshake)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=cadata.decode())
+    if cert_file is not None:
+        context.load_cert_chain(cert_file)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        peer = tls.getpeercert()
+        tls.sendall(
+            b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKtls1\r\n"
+            b"From: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: tls-probe\r\n"
+            b"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+        answer = tls.recv(4096)
+        if not answer:
+            raise ConnectionResetError("closed without an answer")
+        assert answer.startswith(b"SIP/2.0 "), answer
+        return peer
+
+
+def test_an_imported_ini_starts_with_mtls_between_the_roles_and_a_call_passes(
+    tmp_path: Path,
+) -> None:
     ini = tmp_path / "CloudConnector.ini"
     ini.write_text(CCE_INI.replace("IP=192.168.213.6", "IP=127.0.0.1"))  # one host: loopback
     config = tmp_path / "imported.toml"
@@ -288,29 +319,49 @@ def test_an_imported_ini_starts_on_one_host(tmp_path: Path) -> None:
                  "-> 5062", "MediationServer.BypassServicePort: 80 -> 8471"):  # fmt: skip
         assert line in made.stdout
     text = config.read_text()
-    assert "#   EdgeServer.InternalPort: 5061 -> 5071: tcp 127.0.0.1:5061 is also" in text
-    assert 'InternalProtocol = "TCP" # was TLS' in text
+    assert "#   EdgeServer.InternalPort: 5061 -> 5071: tls 127.0.0.1:5061 is also" in text
+    assert 'InternalProtocol = "TLS"' in text and "was TLS" not in text
+    assert "the site CA issues the" in text
     _on_free_ports(config)
-    with up(tmp_path, config=config) as (settings, urls):
-        answered = {}
-        for listener in listeners(settings):
-            if listener.transport not in ("UDP", "TCP"):
-                continue  # HTTP answered already (status); no certificate: TLS does not listen
-            uri = f"sip:127.0.0.1:{listener.port};transport={listener.transport.lower()}"
-            result = asyncio.run(ping(uri, timeout=5))
-            answered[f"{listener.key} {listener.transport}"] = result.response.status
-        assert set(answered) >= {
-            "EdgeServer.ExternalSIPPort TCP", "EdgeServer.InternalPort TCP",
-            "MediationServer.InternalPort TCP", "MediationServer.TCPPort TCP",
-            "Online.SIPPort UDP", "Online.SIPPort TCP",
-        }  # fmt: skip
-        assert set(answered.values()) == {200}, answered
+    state = tmp_path / "state"
+    # --wire: every hop between the roles on a loopback socket, so each one handshakes
+    with up(tmp_path, "--lab-users", "--lab-gateway", "--wire", config=config) as (s, urls):
+        pki = state / "pki"
+        cadata = (pki / "root.pem").read_bytes()
+        assert {p.name for p in (pki / "certs").glob("*.pem")} == {"online.pem", "appliance.pem"}
+        edge, ms = s.edge_server, s.mediation_server
+        tls_hops = {"EdgeServer.InternalPort": edge.internal_port,
+                    "EdgeServer.ExternalSIPPort": edge.external_sip_port,
+                    "MediationServer.InternalPort": ms.internal_port,
+                    "Online.SIPPort": s.online.sip_port}  # fmt: skip
+        for key, port in tls_hops.items():  # a peer holding a site certificate is served
+            peer = _handshake(port, pki / "certs" / "appliance.pem", cadata)
+            issuer = {pair for rdn in peer["issuer"] for pair in rdn}
+            assert ("commonName", "Amsterdam site CA") in issuer, key
+        for listener in listeners(s):
+            if listener.transport == "UDP":
+                uri = f"sip:127.0.0.1:{listener.port};transport=udp"
+                assert asyncio.run(ping(uri, timeout=5)).response.status == 200, listener
+
+        # a certificate from a foreign CA is refused at the edge's internal listener, and so
+        # is a peer without any
+        foreign = PkiStore(tmp_path / "foreign")
+        now = datetime.datetime.now(datetime.UTC)
+        foreign.ensure_server(foreign.ensure_ca("Elsewhere", now), "intruder", now,
+                              ips=["127.0.0.1"])  # fmt: skip
+        for cert in (foreign.credential_path("intruder"), None):
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                _handshake(edge.internal_port, cert, cadata)
+
+        proxy = f"udp:127.0.0.1:{s.online.sip_port}"
+        call = hv("test-call", "--from", "alice@contoso.com", "--to", "+31201234567",
+                  "--proxy", proxy, "--duration", "0.4", "--json", *urls)  # fmt: skip
+        assert call.returncode == 0, call.stdout + call.stderr
+        assert json.loads(call.stdout)["ok"] is True
         status = json.loads(hv("appliance", "status", "--json", *urls[2:]).stdout)
         assert status["roles"] == ["edge", "mediation"]
-        users = hv("user", "get", "--json", *urls[:2])
-        assert users.returncode == 0 and json.loads(users.stdout) == []  # no lab users
     log = (tmp_path / "up.log").read_text()
-    assert "no lab users" in log and "TLSPort" in log  # the TLS listener's warning
+    assert "lab users" in log
 
 
 def test_a_bind_error_names_the_setting_the_address_and_the_fix(tmp_path: Path) -> None:

@@ -7,12 +7,15 @@ Every piece is real (sockets, SIP, RTP); only the ports are free ones instead of
 from __future__ import annotations
 
 import asyncio
+import datetime
 import socket
+import ssl
 from pathlib import Path
 
 import httpx
 import pytest
 from chain_harness import DOMAIN, call_once, lab, proxy_of, settings_on_free_ports
+from cryptography import x509
 from ports import free_port
 from ua_harness import Phone, run, sdp
 
@@ -25,6 +28,7 @@ from hybridvoice.net.register import DigestCredentials, Registration
 from hybridvoice.net.transport import Destination
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.online.models import Site
+from hybridvoice.pki import PkiStore
 from hybridvoice.sip.session import Disconnected
 
 
@@ -319,15 +323,56 @@ def test_an_address_in_use_is_named_with_its_setting(
     run(main(), timeout=30)
 
 
-def test_tls_between_roles_without_a_certificate_is_refused_naming_the_keys(
+async def _served_serial(port: int, store: PkiStore) -> int:
+    """The serial of the certificate a TLS listener on 127.0.0.1:``port`` presents to a peer
+    holding the appliance's site certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=store.root_pem().decode())
+    context.load_cert_chain(store.credential_path("appliance"))
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_tls_between_roles_gets_certificates_from_the_site_ca_and_survives_a_renewal(
     tmp_path: Path,
 ) -> None:
+    """No certificate given: the site CA in <state>/pki issues the roles' certificates, the
+    hops handshake MTLS on loopback sockets (wire), and a renewal taken while running leaves
+    calls working."""
     settings = settings_on_free_ports(EdgeServer={"InternalProtocol": "TLS"},
                                       MediationServer={"InternalProtocol": "TLS"})  # fmt: skip
-    up = Lab(settings, tmp_path, lab_gateway=True)
-    with pytest.raises(ValueError, match="no certificate") as info:
-        up.check_listeners()
-    assert "[EdgeServer] InternalProtocol, [MediationServer] InternalProtocol" in str(info.value)
+
+    async def main() -> None:
+        up = Lab(settings, tmp_path, lab_gateway=True, wire=True)
+        await up.start()
+        try:
+            assert up.tls is not None
+            assert (tmp_path / "pki" / "certs" / "appliance.pem").exists()
+            first = await call_once(up)
+            assert first.ok, first
+            internal = up.appliance.edge.internal  # type: ignore[union-attr]
+            assert internal.kind == "TLS"
+            to_mediation = ("127.0.0.1", settings.mediation_server.internal_port)
+            open_before = internal.connection_to(*to_mediation)
+            assert open_before is not None  # the edge's MTLS connection to mediation
+            store = up.tls.store
+            before = await _served_serial(settings.edge_server.internal_port, store)
+            store.renew("appliance", datetime.datetime.now(datetime.UTC))
+            assert up.tls.contexts["appliance"].reload()
+            assert up.tls.contexts["appliance"].material.generation == 2
+            second = await call_once(up)  # the connections between the roles go on
+            assert second.ok, second
+            assert internal.connection_to(*to_mediation) is open_before
+            after = await _served_serial(settings.edge_server.internal_port, store)
+            renewed = store.load_credential("appliance").certificate.serial_number
+            assert after == renewed != before  # the next handshake: the new certificate
+        finally:
+            await up.stop()
+        assert up.tls is None
+
+    run(main(), timeout=60)
 
 
 def test_an_address_taken_after_the_check_is_still_named(tmp_path: Path) -> None:

@@ -20,10 +20,11 @@ edge's two sides and the mediation role's edge side all on 5061, the gateway sid
 ports and then separates every pair of listeners on one address (all roles, IP, port and
 port space: :func:`hybridvoice.cms.settings.listeners`), moving the later one to a free
 well-known alternative, and moves ports below 1024 (the bypass service's 80) up. The hops
-between the roles that one host runs together (online <-> edge, edge <-> mediation) use TCP
-where the original used MTLS: certificates for imported roles come with the trust issue, and
-in one process those hops are in-process pipes anyway. Every change is an :class:`ImportNote`
-(key, old value, new value, why) that ``hybridvoice init`` writes into the file.
+between the roles (online <-> edge, edge <-> mediation) keep the original's MTLS (RFC 5630
+§3): ``hybridvoice up`` makes the site CA at its first start and issues the roles'
+certificates (``docs/pki.md``), as the original's deployment did. Every change is an
+:class:`ImportNote` (key, old value, new value, why) that ``hybridvoice init`` writes into the
+file.
 
 The result is validated like a TOML settings file: :class:`SettingsError` lists every problem.
 """
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import configparser
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -110,18 +111,6 @@ _CCE_PORTS: Final[Mapping[tuple[str, str], int]] = {
     ("MediationServer", "BypassServicePort"): 80,
     ("Online", "SIPPort"): 5061,  # the online service's federation edge (sipfed...:5061)
 }
-#: the hops between roles that ``hybridvoice up`` runs in one process: MTLS in the original
-_CO_HOSTED_HOPS: Final = (
-    ("Online", "SIPProtocol"),
-    ("EdgeServer", "ExternalProtocol"),
-    ("EdgeServer", "InternalProtocol"),
-    ("MediationServer", "InternalProtocol"),
-)
-_TLS_FALLBACK: Final = (
-    "the original used MTLS between the roles' VMs; the roles share this host (in-process "
-    "pipes), and certificates for imported roles come with the trust issue: set TLS again "
-    "once the roles have certificates"
-)
 #: first choices when a listener must move (the ports `hybridvoice init` gives a lab), then
 #: the rest of the SIP (5060-5099) or HTTP (8470-8499) neighbourhood, then anything upward
 _PREFERRED: Final[Mapping[str, int]] = {
@@ -237,19 +226,8 @@ def import_ini(text: str) -> IniImport:
     raw, notes = mapper.raw, mapper.notes
     for (section, key), port in _CCE_PORTS.items():
         raw.setdefault(section, {}).setdefault(key, port)
-    notes += _co_hosted_tcp(raw)
     notes += _separate(raw)
     return IniImport(parse_settings(raw), tuple(mapper.unmapped), tuple(notes))
-
-
-def _co_hosted_tcp(raw: dict[str, dict[str, Any]]) -> Iterator[ImportNote]:
-    """TCP instead of TLS on the hops between roles that share the host."""
-    checked = parse_settings(raw, cross_checked=False)
-    dumped = checked.model_dump(by_alias=True, mode="json")
-    for section, key in _CO_HOSTED_HOPS:
-        if dumped[section][key] == "TLS":
-            raw.setdefault(section, {})[key] = "TCP"
-            yield ImportNote(f"{section}.{key}", "TLS", "TCP", _TLS_FALLBACK)
 
 
 def _separate(raw: dict[str, dict[str, Any]]) -> list[ImportNote]:

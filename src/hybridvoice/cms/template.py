@@ -31,7 +31,8 @@ _SECTION_NOTES: Final[Mapping[str, str]] = {
     "EdgeServer": (
         "The access edge: external side toward the online service, internal side toward this\n"
         "appliance's mediation role. CCE used MTLS on 5061 on both sides (one VM each); on one\n"
-        "host no two listeners may share an address (docs/reference.md, Ports). TCP: labs."
+        "host no two listeners may share an address (docs/reference.md, Ports). TLS: MTLS with\n"
+        "certificates the site CA issues (docs/pki.md). TCP: labs."
     ),
     "MediationServer": (
         "The mediation role: gateway-side listeners (TCP 5068 / TLS 5067, UDP when a gateway\n"
@@ -183,6 +184,8 @@ def render_settings(
         )
         for change in notes:
             doc.add(tomlkit.comment(f"  {change}"))
+    for line in _tls_header(settings):
+        doc.add(tomlkit.comment(line))
     doc.add(tomlkit.nl())
     changed: dict[str, dict[str, str]] = {}
     for change in notes:
@@ -202,3 +205,21 @@ def render_settings(
         values = {k: v for k, v in gateway.items() if k != "Name"}
         doc.add(f"Gateway{index}", _table(values, note, changed=changed.get(gateway["Name"])))
     return tomlkit.dumps(doc)
+
+
+def _tls_header(settings: Settings) -> tuple[str, ...]:
+    """What the header says about certificates when a hop between the roles speaks TLS."""
+    s, edge = settings, settings.edge_server
+    hops = {"Online.SIPProtocol": s.online.sip_protocol,
+            "EdgeServer.ExternalProtocol": edge.external_protocol,
+            "EdgeServer.InternalProtocol": edge.internal_protocol,
+            "MediationServer.InternalProtocol": s.mediation_server.internal_protocol}  # fmt: skip
+    tls = [key for key, protocol in hops.items() if protocol == "TLS"]
+    if not tls:
+        return ()
+    return (
+        f"MTLS between the roles ({', '.join(tls)} = TLS): the site CA issues the",
+        "certificates. `hybridvoice up` creates the CA at its first start (in <state dir>/pki,",
+        "shared by the site's appliances: hybridvoice ca backup / restore) and issues each",
+        "role's certificate for the FQDNs and IPs of these settings; hybridvoice ca status.",
+    )

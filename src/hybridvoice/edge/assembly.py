@@ -66,7 +66,7 @@ async def _listen(
     server = server_ssl if kind == "TLS" else None
     if kind == "TLS" and server is None:
         raise ValueError(
-            f"EdgeServer: TLS on {host}:{port} needs a certificate; set the protocol to TCP "
-            "for a lab or give the edge a server certificate"
+            f"EdgeServer: TLS on {host}:{port} needs a certificate: hybridvoice up issues one "
+            "from the site CA; a role started on its own needs its TLS contexts given"
         )
     return await endpoint.listen(kind, host, port, server_ssl=server, client_ssl=client_ssl)
