@@ -95,8 +95,14 @@ class SessionCore:
 
     @property
     def dialog_ids(self) -> tuple[DialogId, ...]:
-        """The live dialogs' IDs, to index this session in a ``DialogTable``."""
-        return tuple(d.id for d in self._dialogs())
+        """The live dialogs' IDs, to index this session in a ``DialogTable`` (read after
+        every message: without forks, no list is built)."""
+        if self._forks:
+            return tuple([d.id for d in self._dialogs()])
+        dialog = self._dialog
+        if dialog is None or dialog.state is DialogState.TERMINATED:
+            return ()
+        return (dialog.id,)
 
     @property
     def session_interval(self) -> int | None:
@@ -119,7 +125,15 @@ class SessionCore:
         return [(due, seq, handler) for due, seq, handler in armed if due is not None]
 
     def next_deadline(self) -> float | None:
-        return min((due for due, _, _ in self._timers()), default=None)
+        """The earliest armed deadline (read after every message: no list of handlers)."""
+        refresh = self._refresh
+        armed = (
+            self._retransmit.deadline,
+            self._offers.deadline,
+            refresh.refresh_at,
+            refresh.expire_at,
+        )
+        return min([due for due in armed if due is not None], default=None)
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``, earliest first (the earlier armed on a tie)."""
@@ -131,10 +145,11 @@ class SessionCore:
 
     # --- state ------------------------------------------------------------------------------
     def _check(self, trigger: Trigger) -> State:
-        target = TRANSITIONS[self.state].get(trigger)
-        if target is None:
-            raise LocalProtocolError(f"{trigger.value} is not allowed in state {self.state.value}")
-        return target
+        try:
+            return TRANSITIONS[self.state][trigger]
+        except KeyError:
+            msg = f"{trigger.value} is not allowed in state {self.state.value}"
+            raise LocalProtocolError(msg) from None
 
     def _move(self, trigger: Trigger) -> None:
         self.state = self._check(trigger)
