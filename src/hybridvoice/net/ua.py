@@ -34,7 +34,7 @@ import ipaddress
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 from hybridvoice.sip.dialog import DialogId, DialogTable
 from hybridvoice.sip.errors import LocalProtocolError
@@ -446,7 +446,8 @@ class UserAgent:
         if isinstance(action, NewTransaction):
             if action.initial:
                 call._invite_tx = None
-            destination = cast("Destination | None", action.destination)
+            destination = action.destination  # what invite() gave the core (no cast(): a call)
+            assert destination is None or isinstance(destination, Destination)
             hop = action.hop
         else:
             destination, hop = None, action.hop

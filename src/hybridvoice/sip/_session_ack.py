@@ -13,12 +13,11 @@ Both take ``now`` where a timer starts and never read a clock; an illegal transi
 
 from __future__ import annotations
 
-import enum
 import itertools
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from ._tables import frozen_table
+from ._tables import TableKey, frozen_table
 from .dialog import Dialog
 from .errors import LocalProtocolError
 from .headers import CSeq
@@ -30,12 +29,12 @@ __all__ = ["AckMemory", "Retransmit2xx", "RetransmitPhase", "Ticket"]
 Ticket = Callable[[], int]
 
 
-class RetransmitPhase(enum.Enum):
+class RetransmitPhase(TableKey):
     IDLE = "idle"
     WAITING = "waiting for the ACK"
 
 
-class _R(enum.Enum):
+class _R(TableKey):
     SENT = "2xx sent"
     ACKED = "ACK received"
     RESENT = "retransmitted"
@@ -83,10 +82,12 @@ class Retransmit2xx:
         return self.phase is _WAITING
 
     def _move(self, trigger: _R) -> None:
-        target = RETRANSMIT_TABLE[self.phase].get(trigger)
-        if target is None:
-            raise LocalProtocolError(f"2xx retransmission: {trigger.value} in {self.phase.value}")
-        self.phase = target
+        try:  # a mappingproxy's subscript is C; its .get() a method call
+            self.phase = RETRANSMIT_TABLE[self.phase][trigger]
+        except KeyError:
+            raise LocalProtocolError(
+                f"2xx retransmission: {trigger.value} in {self.phase.value}"
+            ) from None
 
     def start(
         self, response: Response, request: Request, now: float, *, t1: float, t2: float
@@ -133,12 +134,12 @@ class Retransmit2xx:
         self.response = self.request = self.deadline = None
 
 
-class LatePhase(enum.Enum):
+class LatePhase(TableKey):
     NONE = "no late ACK"
     AWAITING_ANSWER = "a 2xx offer awaits our answer"
 
 
-class _L(enum.Enum):
+class _L(TableKey):
     OFFER_IN_2XX = "offer in a 2xx"
     ANSWERED = "ACK sent"
     STOPPED = "session over"
@@ -166,10 +167,10 @@ class AckMemory:
         self.phase = _NONE
 
     def _move(self, trigger: _L) -> None:
-        target = LATE_ACK_TABLE[self.phase].get(trigger)
-        if target is None:
-            raise LocalProtocolError(f"late ACK: {trigger.value} in {self.phase.value}")
-        self.phase = target
+        try:  # a mappingproxy's subscript is C; its .get() a method call
+            self.phase = LATE_ACK_TABLE[self.phase][trigger]
+        except KeyError:
+            raise LocalProtocolError(f"late ACK: {trigger.value} in {self.phase.value}") from None
 
     def remember(self, tag: str, seq: int, ack: Request) -> None:
         """The ACK sent for the 2xx of CSeq ``seq`` from the fork ``tag`` (the latest only)."""

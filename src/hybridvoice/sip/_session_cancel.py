@@ -8,23 +8,22 @@ INVITE (RFC 4028 §7.4) is a new transaction: it needs its own provisional first
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from typing import Final
 
-from ._tables import frozen_table
+from ._tables import TableKey, frozen_table
 from .errors import LocalProtocolError
 
 __all__ = ["CANCEL_TABLE", "CancelPhase", "UacCancel"]
 
 
-class CancelPhase(enum.Enum):
+class CancelPhase(TableKey):
     NONE = "no cancel wanted"
     WANTED = "cancel wanted, waiting for a provisional"
     SENT = "CANCEL sent"
 
 
-class _C(enum.Enum):
+class _C(TableKey):
     WANT = "cancel"
     SEND = "provisional seen"
 
@@ -50,10 +49,10 @@ class UacCancel:
         self.provisional_seen = False  # for the current INVITE transaction
 
     def _move(self, trigger: _C) -> None:
-        target = CANCEL_TABLE[self.phase].get(trigger)
-        if target is None:
-            raise LocalProtocolError(f"CANCEL: {trigger.value} in {self.phase.value}")
-        self.phase = target
+        try:  # a mappingproxy's subscript is C; its .get() a method call
+            self.phase = CANCEL_TABLE[self.phase][trigger]
+        except KeyError:
+            raise LocalProtocolError(f"CANCEL: {trigger.value} in {self.phase.value}") from None
 
     @property
     def wanted(self) -> bool:

@@ -95,8 +95,14 @@ class SessionCore:
 
     @property
     def dialog_ids(self) -> tuple[DialogId, ...]:
-        """The live dialogs' IDs, to index this session in a ``DialogTable``."""
-        return tuple(d.id for d in self._dialogs())
+        """The live dialogs' IDs, to index this session in a ``DialogTable`` (read after
+        every message: without forks, no list is built)."""
+        if self._forks:
+            return tuple([d.id for d in self._dialogs()])
+        dialog = self._dialog
+        if dialog is None or dialog.state is DialogState.TERMINATED:
+            return ()
+        return (dialog.id,)
 
     @property
     def session_interval(self) -> int | None:
@@ -119,7 +125,15 @@ class SessionCore:
         return [(due, seq, handler) for due, seq, handler in armed if due is not None]
 
     def next_deadline(self) -> float | None:
-        return min((due for due, _, _ in self._timers()), default=None)
+        """The earliest armed deadline (read after every message: no list of handlers)."""
+        refresh = self._refresh
+        armed = (
+            self._retransmit.deadline,
+            self._offers.deadline,
+            refresh.refresh_at,
+            refresh.expire_at,
+        )
+        return min([due for due in armed if due is not None], default=None)
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``, earliest first (the earlier armed on a tie)."""
@@ -131,16 +145,14 @@ class SessionCore:
 
     # --- state ------------------------------------------------------------------------------
     def _check(self, trigger: Trigger) -> State:
-        target = TRANSITIONS[self.state].get(trigger)
-        if target is None:
-            raise LocalProtocolError(f"{trigger.value} is not allowed in state {self.state.value}")
-        return target
+        try:
+            return TRANSITIONS[self.state][trigger]
+        except KeyError:
+            msg = f"{trigger.value} is not allowed in state {self.state.value}"
+            raise LocalProtocolError(msg) from None
 
     def _move(self, trigger: Trigger) -> None:
         self.state = self._check(trigger)
-
-    def _emit(self, event: Event) -> None:
-        self._events.append(event)
 
     def _dialogs(self) -> list[Dialog]:
         dialog = self._dialog
@@ -174,7 +186,7 @@ class SessionCore:
         se = rfc4028.request_headers(refresher.interval, refresher.we_refresh, self._config.min_se)
         request = dialog.create_request(method, headers=[*CAPABILITIES, *se], **body(sdp))
         self._offers.send(request, sdp, refresh)
-        self._emit(SendRequest(request))
+        self._events.append(SendRequest(request))
 
     def _send_2xx(self, request: Request, sdp: bytes | None, now: float) -> None:
         """A 2xx (§13.3.1.4 retransmitted when it answers an INVITE) with the session timer
@@ -187,7 +199,7 @@ class SessionCore:
         se = rfc4028.response_headers(request, wanted, imposed)
         response = dialog.create_response(request, 200, headers=[*CAPABILITIES, *se], **body(sdp))
         self._offers.local_sdp = sdp or self._offers.local_sdp
-        self._emit(SendResponse(response, request))
+        self._events.append(SendResponse(response, request))
         if request.method == "INVITE":
             config = self._config
             self._retransmit.start(response, request, now, t1=config.t1, t2=config.t2)
@@ -200,7 +212,7 @@ class SessionCore:
         credentials = ack_credentials(self.invite) if cseq == self.invite.cseq else []
         ack = dialog.create_ack(cseq.seq, headers=credentials, **body(sdp))
         self._acks.remember(dialog.id.remote_tag, cseq.seq, ack)
-        self._emit(SendRequest(ack))
+        self._events.append(SendRequest(ack))
 
     def _ack_late(self, sdp: bytes | None) -> None:
         dialog, response = self._acks.take()
@@ -211,7 +223,7 @@ class SessionCore:
     def _send_bye(self) -> None:
         dialog = self._dialog
         if dialog is not None and dialog.state is not DialogState.TERMINATED:
-            self._emit(SendRequest(dialog.create_request("BYE")))
+            self._events.append(SendRequest(dialog.create_request("BYE")))
 
     def _apply_session_timer(self, message: Message, we_requested: bool, now: float) -> None:
         """RFC 4028 §10, from the 2xx that (re)negotiated it. Timers start with the
@@ -227,13 +239,13 @@ class SessionCore:
         self._move(Trigger.FAILED if self.state in SETUP else Trigger.ENDED)
         pending, dialog = self._offers.incoming, self._dialog
         if pending is not None and dialog is not None:
-            self._emit(SendResponse(dialog.create_response(pending, 487), pending))
+            self._events.append(SendResponse(dialog.create_response(pending, 487), pending))
         if dialog is not None and (refused := self._refer.abandon(dialog)) is not None:
-            self._emit(SendResponse(*refused))
+            self._events.append(SendResponse(*refused))
         self._offers.reset()
         self._retransmit.stop()
         self._acks.stop()
         self._refresh.stop()
         for each in self._dialogs():
             each.terminate()
-        self._emit(Disconnected(cause, status, side, detail))
+        self._events.append(Disconnected(cause, status, side, detail))

@@ -11,21 +11,20 @@ only records which request carries the offer and when to retry.
 
 from __future__ import annotations
 
-import enum
 import itertools
 import random
 from collections.abc import Mapping
 from typing import Final
 
 from ._session_ack import Ticket
-from ._tables import frozen_table
+from ._tables import TableKey, frozen_table
 from .errors import LocalProtocolError
 from .message import Request
 
 __all__ = ["GlareRetry", "OfferAnswer", "OfferPhase", "glare_delay"]
 
 
-class OfferPhase(enum.Enum):
+class OfferPhase(TableKey):
     IDLE = "idle"
     SENT = "our offer sent"  # our re-INVITE/UPDATE awaits its final response
     RECEIVED = "the peer's offer received"  # awaiting accept_offer / reject_offer
@@ -33,7 +32,7 @@ class OfferPhase(enum.Enum):
     GLARE_RECEIVED = "glare, and the peer's offer received"
 
 
-class _O(enum.Enum):
+class _O(TableKey):
     SEND = "send an offer"
     FINAL = "final response to our offer"
     GLARE = "491 to our offer"
@@ -92,10 +91,12 @@ class OfferAnswer:
         self.local_sdp = local_sdp  # our latest SDP, offered again by a refresh re-INVITE
 
     def _move(self, trigger: _O) -> None:
-        target = OFFER_TABLE[self.phase].get(trigger)
-        if target is None:
-            raise LocalProtocolError(f"offer/answer: {trigger.value} in {self.phase.value}")
-        self.phase = target
+        try:  # a mappingproxy's subscript is C; its .get() a method call
+            self.phase = OFFER_TABLE[self.phase][trigger]
+        except KeyError:
+            raise LocalProtocolError(
+                f"offer/answer: {trigger.value} in {self.phase.value}"
+            ) from None
 
     @property
     def glare_pending(self) -> bool:

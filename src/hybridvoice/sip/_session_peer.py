@@ -57,16 +57,16 @@ def on_cancel(s: SessionCore, request: Request) -> None:
     """§9.2: the CANCEL gets 200, the INVITE it cancels 487 if still unanswered."""
     dialog, pending = s._dialog, s._offers.incoming
     ok = make_response(request, 200, to_tag=None if dialog is None else dialog.id.local_tag)
-    s._emit(SendResponse(ok, request))
+    s._events.append(SendResponse(ok, request))
     if request.cseq is None or dialog is None:
         return
     cancelled = CSeq(request.cseq.seq, "INVITE")
     if s.role is Role.UAS and s.state in SETUP and s.invite.cseq == cancelled:
-        s._emit(SendResponse(dialog.create_response(s.invite, 487), s.invite))
+        s._events.append(SendResponse(dialog.create_response(s.invite, 487), s.invite))
         s._finish(Cause.CANCELLED, 487, "remote")
     elif pending is not None and pending.cseq == cancelled:
         s._offers.reply()
-        s._emit(SendResponse(dialog.create_response(pending, 487), pending))
+        s._events.append(SendResponse(dialog.create_response(pending, 487), pending))
 
 
 def _on_ack(s: SessionCore, dialog: Dialog, request: Request, now: float) -> None:
@@ -76,10 +76,10 @@ def _on_ack(s: SessionCore, dialog: Dialog, request: Request, now: float) -> Non
     sdp = request.body or None
     if acked is not s.invite:
         if sdp is not None:  # the answer to the offer in our 2xx to an offer-less re-INVITE
-            s._emit(OfferAnswered(sdp))
+            s._events.append(OfferAnswered(sdp))
         return
     s._move(Trigger.ACKED)
-    s._emit(Confirmed(sdp))
+    s._events.append(Confirmed(sdp))
     if s._bye_pending:
         s._send_bye()
         s._finish(Cause.NORMAL, None, "local")
@@ -87,9 +87,9 @@ def _on_ack(s: SessionCore, dialog: Dialog, request: Request, now: float) -> Non
 
 def _on_bye(s: SessionCore, dialog: Dialog, request: Request, now: float) -> None:
     """§15.1.2: answer 200; an unanswered INVITE gets 487 (UAS) or a CANCEL (UAC)."""
-    s._emit(SendResponse(dialog.create_response(request, 200), request))
+    s._events.append(SendResponse(dialog.create_response(request, 200), request))
     if s.state in SETUP and s.role is Role.UAS:
-        s._emit(SendResponse(dialog.create_response(s.invite, 487), s.invite))
+        s._events.append(SendResponse(dialog.create_response(s.invite, 487), s.invite))
     elif s.state in SETUP:
         send_cancel_if_due(s, s._cancel.want())
     s._finish(Cause.NORMAL, None, "remote")
@@ -99,12 +99,12 @@ def _on_offer(s: SessionCore, dialog: Dialog, request: Request, now: float) -> N
     """re-INVITE (§14.2) and UPDATE (RFC 3311 §5.2)."""
     refusal = _conflict(s, dialog, request) or too_small(s, dialog, request)
     if refusal is not None:
-        s._emit(SendResponse(refusal, request))
+        s._events.append(SendResponse(refusal, request))
     elif request.method == "UPDATE" and not request.body:
         s._send_2xx(request, None, now)  # no offer (a session refresh): 200 at once
     else:
         s._offers.receive(request)
-        s._emit(Offer(request.body or None))
+        s._events.append(Offer(request.body or None))
 
 
 def on_other(s: SessionCore, dialog: Dialog, request: Request, now: float) -> None:
@@ -112,25 +112,25 @@ def on_other(s: SessionCore, dialog: Dialog, request: Request, now: float) -> No
         response = dialog.create_response(request, 200, headers=CAPABILITIES)
     else:
         response = dialog.create_response(request, 501)
-    s._emit(SendResponse(response, request))
+    s._events.append(SendResponse(response, request))
 
 
 def _on_refer(s: SessionCore, dialog: Dialog, request: Request, now: float) -> None:
     if s.state is not State.CONFIRMED:
-        s._emit(SendResponse(dialog.create_response(request, 403), request))
+        s._events.append(SendResponse(dialog.create_response(request, 403), request))
         return
     outcome = s._refer.receive_refer(dialog, request)
     if isinstance(outcome, Refer):
-        s._emit(outcome)
+        s._events.append(outcome)
     else:
-        s._emit(SendResponse(outcome, request))
+        s._events.append(SendResponse(outcome, request))
 
 
 def _on_notify(s: SessionCore, dialog: Dialog, request: Request, now: float) -> None:
     response, progress = s._refer.receive_notify(dialog, request)
-    s._emit(SendResponse(response, request))
+    s._events.append(SendResponse(response, request))
     if progress is not None:
-        s._emit(progress)
+        s._events.append(progress)
 
 
 def _conflict(s: SessionCore, dialog: Dialog, request: Request) -> Response | None:
@@ -171,7 +171,7 @@ REQUEST_HANDLERS: Final[Mapping[str, Handler]] = MappingProxyType(
 # --- responses to our INVITE (the caller) ---------------------------------------------------------
 def send_cancel_if_due(s: SessionCore, due: bool) -> None:
     if due:
-        s._emit(SendCancel(s.invite))
+        s._events.append(SendCancel(s.invite))
 
 
 def on_invite_response(
@@ -208,9 +208,9 @@ def _on_provisional(s: SessionCore, response: Response) -> None:
     s._move(Trigger.PROVISIONAL)
     sdp = response.body or None
     if response.status == 180:
-        s._emit(Ringing(sdp))
+        s._events.append(Ringing(sdp))
     elif sdp is not None:
-        s._emit(EarlyMedia(sdp))
+        s._events.append(EarlyMedia(sdp))
 
 
 def _on_invite_2xx(s: SessionCore, response: Response, now: float) -> None:
@@ -221,7 +221,7 @@ def _on_invite_2xx(s: SessionCore, response: Response, now: float) -> None:
         # §13.2.2.4: a 2xx from another fork (or after we gave up): ACK it, then BYE
         extra = Dialog.from_uac(s.invite, response)
         s._send_ack(extra, response, None)
-        s._emit(SendRequest(extra.create_request("BYE")))
+        s._events.append(SendRequest(extra.create_request("BYE")))
         return
     dialog = s._forks.pop(tag, None) or Dialog.from_uac(s.invite, response)
     dialog.receive_response(response)
@@ -240,12 +240,12 @@ def _on_invite_2xx(s: SessionCore, response: Response, now: float) -> None:
     s._apply_session_timer(response, True, now)
     if not s.invite.body and response.body:  # an offer in the 2xx: answer in the ACK
         s._acks.hold(dialog, response)
-        s._emit(Answered(None))
-        s._emit(Offer(response.body))
+        s._events.append(Answered(None))
+        s._events.append(Offer(response.body))
         return
     s._send_ack(dialog, response, None)
     s._move(Trigger.ACKED)
-    s._emit(Answered(response.body or None))
+    s._events.append(Answered(response.body or None))
 
 
 def _retry_invite(s: SessionCore, response: Response) -> bool:
@@ -260,7 +260,7 @@ def _retry_invite(s: SessionCore, response: Response) -> bool:
     s.invite.headers.set("Min-SE", min_se)
     s._forks.clear()
     s._cancel.new_transaction()
-    s._emit(SendRequest(s.invite))
+    s._events.append(SendRequest(s.invite))
     return True
 
 
@@ -288,17 +288,17 @@ def on_request_out_response(
         s._apply_session_timer(response, True, now)
         if request.method == "INVITE" and not request.body and response.body:
             s._acks.hold(dialog, response)  # an offer in the 2xx: answer in the ACK
-            s._emit(Offer(response.body))
+            s._events.append(Offer(response.body))
             return
         if request.method == "INVITE":
             s._send_ack(dialog, response, None)
         if not refresh:
-            s._emit(OfferAnswered(response.body or None))
+            s._events.append(OfferAnswered(response.body or None))
     elif status == 422 and (min_se := rfc4028.min_se(response) or 0) > (s._refresh.interval or 0):
         s._refresh.raise_to(min_se)  # RFC 4028 §7.4: ask again with the peer's minimum
         s._send_offer(request.method, request.body or None, refresh=refresh)
     elif not refresh:
-        s._emit(OfferRejected(status))
+        s._events.append(OfferRejected(status))
 
 
 # --- timers ---------------------------------------------------------------------------------------
@@ -310,7 +310,7 @@ def on_retransmit_timer(s: SessionCore, now: float) -> None:
         return
     request = s._retransmit.request
     assert request is not None
-    s._emit(SendResponse(response, request))
+    s._events.append(SendResponse(response, request))
 
 
 def on_glare_timer(s: SessionCore, now: float) -> None:

@@ -10,7 +10,6 @@ functions of ``_session_timer``; this class keeps the negotiated interval and th
 
 from __future__ import annotations
 
-import enum
 import itertools
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -18,20 +17,20 @@ from typing import Final
 
 from . import _session_timer as rfc4028
 from ._session_ack import Ticket
-from ._tables import frozen_table
+from ._tables import TableKey, frozen_table
 from .errors import LocalProtocolError
 
 __all__ = ["REFRESH_TABLE", "RefreshPhase", "Refresher"]
 
 
-class RefreshPhase(enum.Enum):
+class RefreshPhase(TableKey):
     OFF = "no session timer"
     REFRESHER = "we refresh"  # refresh and expiry timers run
     WATCHER = "the peer refreshes"  # the expiry timer runs
     REFRESHING = "our refresh is out"  # the expiry timer runs until the refresh's 2xx
 
 
-class _F(enum.Enum):
+class _F(TableKey):
     NEGOTIATED_OURS = "interval negotiated, we refresh"
     NEGOTIATED_THEIRS = "interval negotiated, the peer refreshes"
     NEGOTIATED_NONE = "no Session-Expires"
@@ -80,10 +79,12 @@ class Refresher:
         self.expire_at: float | None = None
 
     def _move(self, trigger: _F) -> None:
-        target = REFRESH_TABLE[self.phase].get(trigger)
-        if target is None:
-            raise LocalProtocolError(f"session timer: {trigger.value} in {self.phase.value}")
-        self.phase = target
+        try:  # a mappingproxy's subscript is C; its .get() a method call
+            self.phase = REFRESH_TABLE[self.phase][trigger]
+        except KeyError:
+            raise LocalProtocolError(
+                f"session timer: {trigger.value} in {self.phase.value}"
+            ) from None
 
     @property
     def is_refresher(self) -> bool:

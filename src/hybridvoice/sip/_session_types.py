@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal, TypedDict
 
-from ._tables import frozen_table
+from ._tables import TableKey, frozen_table
 from .errors import LocalProtocolError
 from .message import Message, Request, Response
 from .refer import Refer, ReferNotify, ReferResult
@@ -30,7 +30,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-class State(enum.Enum):
+class State(TableKey):
     """PJSIP's INVITE session states."""
 
     NULL = "null"
@@ -42,7 +42,7 @@ class State(enum.Enum):
     DISCONNECTED = "disconnected"
 
 
-class Trigger(enum.Enum):
+class Trigger(TableKey):
     """What moves a session from one state to the next (``TRANSITIONS``)."""
 
     SEND_INVITE = "send INVITE"
@@ -101,7 +101,7 @@ def body(sdp: bytes | None) -> _Body:
     return {"body": sdp or b"", "content_type": SDP if sdp else None}
 
 
-class Role(enum.Enum):
+class Role(TableKey):
     UAC = "uac"
     UAS = "uas"
 

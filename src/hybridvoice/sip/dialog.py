@@ -19,11 +19,11 @@ and every entry of a dialog set (same Call-ID and local tag: the forks of one IN
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
+from ._tables import TableKey
 from .errors import SipError
 from .headers import Address, CSeq, Headers
 from .message import Message, Request, Response, make_response
@@ -56,7 +56,7 @@ class DialogError(SipError):
     """A message cannot create or belong to a dialog (missing tag, Call-ID, CSeq...)."""
 
 
-class DialogState(enum.Enum):
+class DialogState(TableKey):
     """§12: a dialog is early (1xx) or confirmed (2xx); terminated is our end marker."""
 
     EARLY = "early"

@@ -91,15 +91,6 @@ def _check_date(values: list[str]) -> str:
     return values[0]
 
 
-def _plain(parse: Callable[[list[str]], object]) -> Callable[[list[str], object], object]:
-    """An eager parser that has no use for the value cache."""
-
-    def eager(values: list[str], _: object) -> object:
-        return parse(values)
-
-    return eager
-
-
 # --- numeric headers: every number is bounded once, here (see _abnf.parse_number) ----------
 
 
@@ -180,19 +171,28 @@ _NUMERIC: Final[Mapping[str, Callable[[str], str]]] = MappingProxyType(
 #: The headers every role reads, parsed (and so validated) while the message is parsed;
 #: the results go straight into the header list's cache. Multiples of single-valued
 #: headers are the application's problem (RFC 4475 §3.3.8): only the first is parsed.
-_EAGER: Final[Mapping[str, Callable[[list[str], ValueCache | None], object]]] = MappingProxyType(
+#: Those whose parser takes the value cache:
+_EAGER_CACHED: Final[Mapping[str, Callable[[list[str], ValueCache | None], object]]] = (
+    MappingProxyType(
+        {
+            "via": parse_via_list,
+            "from": _first_address,
+            "to": _first_address,
+            "cseq": parse_cseq,
+            "contact": parse_contact_list,
+        }
+    )
+)
+#: ... and those whose parser has no use for it (called directly: no forwarding wrapper)
+_EAGER_PLAIN: Final[Mapping[str, Callable[[list[str]], object]]] = MappingProxyType(
     {
-        "via": parse_via_list,
-        "from": _first_address,
-        "to": _first_address,
-        "call-id": _plain(parse_call_id),
-        "cseq": parse_cseq,
-        "max-forwards": _plain(_max_forwards),
-        "content-length": _plain(_content_length),
-        "contact": parse_contact_list,
-        "date": _plain(_check_date),
+        "call-id": parse_call_id,
+        "max-forwards": _max_forwards,
+        "content-length": _content_length,
+        "date": _check_date,
     }
 )
+_EAGER: Final = frozenset(_EAGER_CACHED) | frozenset(_EAGER_PLAIN)
 
 
 def _split_bare_lf(head: str) -> list[str]:
@@ -216,14 +216,17 @@ def _parse_head(head: str, values_cache: ValueCache | None) -> tuple[Message, in
     items: list[tuple[str, str, str]] = []
     eager: dict[str, list[str]] = {}
     append = items.append
-    known = _SPELLINGS.get  # canonical_name's table, inlined for the usual names
+    spellings = _SPELLINGS  # canonical_name's table, inlined for the usual names
     for i in range(1, len(lines)):
         line = lines[i]
         name, colon, value = line.partition(":")
         if not colon:
             raise ParseError(f"header line without a colon: {line[:80]!r}")
-        names = known(name)
-        key, canon = names if names is not None else canonical_name(name.rstrip(" \t"))
+        # (in and a subscript: a mapping proxy's get() is a method call, twice as slow)
+        if name in spellings:
+            key, canon = spellings[name]
+        else:
+            key, canon = canonical_name(name.rstrip(" \t"))
         value = value.strip(" \t")
         if key in _EAGER:
             if key in eager:
@@ -236,7 +239,10 @@ def _parse_head(head: str, values_cache: ValueCache | None) -> tuple[Message, in
     headers = Headers(items, values_cache)
     cache = headers._cache
     for key, values in eager.items():
-        cache[key] = _EAGER[key](values, values_cache)
+        if key in _EAGER_PLAIN:
+            cache[key] = _EAGER_PLAIN[key](values)
+        else:
+            cache[key] = _EAGER_CACHED[key](values, values_cache)
     if "via" not in cache:
         cache["via"] = ()
 

@@ -15,7 +15,6 @@ The call-control events a session emits for REFER (``Refer``, ``ReferResult``,
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from types import MappingProxyType
 from typing import Final, TypeVar
 from urllib.parse import quote, unquote
 
-from ._tables import frozen_table
+from ._tables import TableKey, frozen_table
 from .dialog import Dialog, DialogId, DialogTable
 from .errors import LocalProtocolError, ParseError
 from .headers import Address, parse_address
@@ -250,7 +249,7 @@ class ReferError(LocalProtocolError):
     """The application asked for a REFER step the subscription's state does not allow."""
 
 
-class NotifierPhase(enum.Enum):
+class NotifierPhase(TableKey):
     """The peer's REFER as we handle it (RFC 3515 §2.4.4-§2.4.5)."""
 
     IDLE = "idle"
@@ -258,7 +257,7 @@ class NotifierPhase(enum.Enum):
     NOTIFYING = "subscription active: we send NOTIFYs"
 
 
-class SubscriberPhase(enum.Enum):
+class SubscriberPhase(TableKey):
     """Our REFER (RFC 3515 §2.4.4-§2.4.5, RFC 4488 §4)."""
 
     IDLE = "idle"
@@ -266,7 +265,7 @@ class SubscriberPhase(enum.Enum):
     SUBSCRIBED = "subscription active: NOTIFYs arrive"
 
 
-class _E(enum.Enum):
+class _E(TableKey):
     REFER = "REFER"
     ACCEPT_SUBSCRIBED = "202 with a subscription"
     DONE = "answered without a subscription, or the final NOTIFY"
@@ -310,16 +309,16 @@ class ReferState:
         self.subscriber = _SP.IDLE
 
     def _notifier(self, event: _E) -> None:
-        target = NOTIFIER_TABLE[self.notifier].get(event)
-        if target is None:
-            raise ReferError(f"the peer's REFER: {event.value} in {self.notifier.value}")
-        self.notifier = target
+        try:  # a mappingproxy's subscript is C; its .get() a method call
+            self.notifier = NOTIFIER_TABLE[self.notifier][event]
+        except KeyError:
+            raise ReferError(f"the peer's REFER: {event.value} in {self.notifier.value}") from None
 
     def _subscriber(self, event: _E) -> None:
-        target = SUBSCRIBER_TABLE[self.subscriber].get(event)
-        if target is None:
-            raise ReferError(f"our REFER: {event.value} in {self.subscriber.value}")
-        self.subscriber = target
+        try:  # a mappingproxy's subscript is C; its .get() a method call
+            self.subscriber = SUBSCRIBER_TABLE[self.subscriber][event]
+        except KeyError:
+            raise ReferError(f"our REFER: {event.value} in {self.subscriber.value}") from None
 
     # --- the peer's REFER -----------------------------------------------------------------
     def receive_refer(self, dialog: Dialog, request: Request) -> Response | Refer:

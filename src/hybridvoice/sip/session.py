@@ -112,7 +112,7 @@ class InviteSession(SessionCore):
             invite.headers.add("Min-SE", config.min_se)
         session = cls(Role.UAC, invite, config, rng or random.Random())
         session._move(Trigger.SEND_INVITE)
-        session._emit(SendRequest(invite))
+        session._events.append(SendRequest(invite))
         return session
 
     @classmethod
@@ -139,12 +139,12 @@ class InviteSession(SessionCore):
             session._dialog = dialog = Dialog.from_uas(invite, local_tag, contact)
         except DialogError as exc:
             bad = make_response(invite, 400, str(exc), to_tag=local_tag)
-            session._emit(SendResponse(bad, invite))
+            session._events.append(SendResponse(bad, invite))
             session._finish(Cause.REJECTED, 400, "local")
             return session
         too_small = peer.too_small(session, dialog, invite)
         if too_small is not None:
-            session._emit(SendResponse(too_small, invite))
+            session._events.append(SendResponse(too_small, invite))
             session._finish(Cause.REJECTED, 422, "local")
         return session
 
@@ -156,7 +156,7 @@ class InviteSession(SessionCore):
             raise LocalProtocolError(f"{status} is not a provisional status")
         self._move(Trigger.PROVISIONAL)
         response = dialog.create_response(self.invite, status, **body(sdp))
-        self._emit(SendResponse(response, self.invite))
+        self._events.append(SendResponse(response, self.invite))
 
     def answer(self, sdp: bytes | None, now: float) -> None:
         """UAS: send the 2xx, retransmitted until the ACK arrives (§13.3.1.4)."""
@@ -173,7 +173,7 @@ class InviteSession(SessionCore):
             raise LocalProtocolError(f"{status} is not a failure status")
         self._check(Trigger.FAILED)
         response = dialog.create_response(self.invite, status, reason, headers=headers)
-        self._emit(SendResponse(response, self.invite))
+        self._events.append(SendResponse(response, self.invite))
         self._finish(Cause.REJECTED, status, "local")
 
     def cancel(self) -> None:
@@ -237,7 +237,7 @@ class InviteSession(SessionCore):
             raise LocalProtocolError("there is no offer to reject")
         else:
             self._offers.reply()
-            self._emit(SendResponse(dialog.create_response(request, status), request))
+            self._events.append(SendResponse(dialog.create_response(request, status), request))
 
     # --- REFER (RFC 3515, RFC 4488; the state and messages are in ``refer``) -----------------
     def refer(
@@ -250,7 +250,7 @@ class InviteSession(SessionCore):
     ) -> None:
         """Send a REFER in the confirmed dialog; ``ReferResult`` then ``ReferNotify`` follow."""
         dialog = self._confirmed_dialog()
-        self._emit(SendRequest(self._refer.send_refer(
+        self._events.append(SendRequest(self._refer.send_refer(
             dialog, refer_to, referred_by=referred_by, subscription=subscription, headers=headers,
         )))  # fmt: skip
 
@@ -260,20 +260,22 @@ class InviteSession(SessionCore):
         pending = self._refer.incoming
         response, notify = self._refer.accept(dialog)
         assert pending is not None
-        self._emit(SendResponse(response, pending))
+        self._events.append(SendResponse(response, pending))
         if notify is not None:
-            self._emit(SendRequest(notify))
+            self._events.append(SendRequest(notify))
 
     def reject_refer(self, status: int = 603) -> None:
         dialog = self._confirmed_dialog()
         pending = self._refer.incoming
         response = self._refer.reject(dialog, status)
         assert pending is not None
-        self._emit(SendResponse(response, pending))
+        self._events.append(SendResponse(response, pending))
 
     def notify_refer(self, status: int, reason: str | None = None) -> None:
         """Report the referenced request's progress; a final ``status`` ends the subscription."""
-        self._emit(SendRequest(self._refer.notify(self._confirmed_dialog(), status, reason)))
+        self._events.append(
+            SendRequest(self._refer.notify(self._confirmed_dialog(), status, reason))
+        )
 
     # --- what comes in ----------------------------------------------------------------------
     def receive_request(self, request: Request, now: float) -> None:
@@ -284,11 +286,11 @@ class InviteSession(SessionCore):
         dialog = self._dialog_for(request)
         if dialog is None:
             if request.method != "ACK":
-                self._emit(SendResponse(make_response(request, 481), request))
+                self._events.append(SendResponse(make_response(request, 481), request))
             return
         error = dialog.receive_request(request)
         if error is not None:
-            self._emit(SendResponse(error, request))
+            self._events.append(SendResponse(error, request))
             return
         peer.REQUEST_HANDLERS.get(request.method, peer.on_other)(self, dialog, request, now)
 
@@ -310,13 +312,13 @@ class InviteSession(SessionCore):
         tag = response.to.tag or ""
         if cseq.method in ("REFER", "NOTIFY"):
             if (result := self._refer.receive_response(response)) is not None:
-                self._emit(result)
+                self._events.append(result)
             return
         is_invite_2xx = cseq.method == "INVITE" and 200 <= status < 300
         ack = self._acks.sent(tag, cseq.seq) if is_invite_2xx else None
         out = self._offers.outgoing
         if ack is not None:  # §13.2.2.4: every retransmission of a 2xx is ACKed
-            self._emit(SendRequest(ack))
+            self._events.append(SendRequest(ack))
         elif out is not None and out.cseq == cseq:
             peer.on_request_out_response(self, out, response, now, detail)
         elif self.role is Role.UAC and cseq == self.invite.cseq:
