@@ -75,7 +75,11 @@ __all__ = [
 
 
 class Phase(enum.Enum):
-    """Where a mediation call is (see the module docstring)."""
+    """Where a mediation call is (see the module docstring). Hashed by identity in C, as
+    ``sip._tables.TableKey`` does: it keys :data:`.call_state.TABLE`, looked up on every event,
+    and ``Enum.__hash__`` is Python code."""
+
+    __hash__ = object.__hash__
 
     SETUP = "setup"
     EARLY = "early"
