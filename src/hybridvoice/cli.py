@@ -20,6 +20,7 @@ from rich.table import Table
 from hybridvoice import __version__
 from hybridvoice.mgmt.cli_admin import PlainHelpGroup, format_duration, register_admin_commands
 from hybridvoice.mgmt.cli_tokens import register_token_commands
+from hybridvoice.mgmt.cli_turn import register_turn_commands
 from hybridvoice.mgmt.credentials import TOKEN_ENV, current_token
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ mediation_app = typer.Typer(
 app.add_typer(mediation_app, name="mediation")
 register_admin_commands(app)
 register_token_commands(app)
+register_turn_commands(app)
 
 out = Console()
 err = Console(stderr=True)
