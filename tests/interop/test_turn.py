@@ -62,9 +62,13 @@ class Server:
     """A running TURN server: its port, our relay's counters (None for coturn), its log."""
 
     port: int
-    counters: Counter[str] | None
     describe: Callable[[], str]
     relay: TurnRelay | None = None
+
+    @property
+    def counters(self) -> Counter[str] | None:
+        """Our relay's counters now (a snapshot), None for coturn."""
+        return None if self.relay is None else self.relay.server.counters
 
 
 @contextlib.asynccontextmanager
@@ -79,8 +83,7 @@ async def turn_server(kind: str, tmp_path: Path) -> AsyncIterator[Server]:
             config, verifier, listen=(HOST, port), relay_host=HOST, ports=(first, last)
         )
         try:
-            counters = relay.server.counters
-            yield Server(port, counters, lambda: str(dict(counters)), relay)
+            yield Server(port, lambda: str(dict(relay.server.counters)), relay)
         finally:
             relay.close()
         return
@@ -96,7 +99,7 @@ async def turn_server(kind: str, tmp_path: Path) -> AsyncIterator[Server]:
     )  # fmt: skip
     try:
         await _answers_stun(port, time.monotonic() + 10)
-        yield Server(port, None, lambda: log.read_text(errors="replace")[-2000:])
+        yield Server(port, lambda: log.read_text(errors="replace")[-2000:])
     finally:
         server.stop()
 

@@ -72,7 +72,7 @@ def serve(
             listen=_hostport(listen),
             relay_host=relay_host,
             ports=(int(first), int(last or first)),
-            **({"tcp": True} if tcp else {}),
+            tcp=tcp,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
