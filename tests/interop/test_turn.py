@@ -72,15 +72,15 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def turn_server(kind: str, tmp_path: Path) -> AsyncIterator[Server]:
-    """Our relay or coturn's turnserver on a free loopback port."""
+async def turn_server(kind: str, tmp_path: Path, *, tcp: bool = False) -> AsyncIterator[Server]:
+    """Our relay or coturn's turnserver on a free loopback port (and TCP with ``tcp``)."""
     port = free_port()
     first, last = _port_range()
     if kind == "ours":
         config = TurnConfig(realm=REALM, external_ip=HOST, allow_loopback_peers=True)
         verifier = MrasVerifier(SECRET.encode(), wall=time.time)
         relay = await TurnRelay.open(
-            config, verifier, listen=(HOST, port), relay_host=HOST, ports=(first, last)
+            config, verifier, listen=(HOST, port), relay_host=HOST, ports=(first, last), tcp=tcp
         )
         try:
             yield Server(port, lambda: str(dict(relay.server.counters)), relay)
@@ -94,7 +94,7 @@ async def turn_server(kind: str, tmp_path: Path) -> AsyncIterator[Server]:
          f"--relay-ip={HOST}", f"--min-port={first}", f"--max-port={last}", "--no-tls",
          "--no-dtls", "--no-cli", "--use-auth-secret", f"--static-auth-secret={SECRET}",
          f"--realm={REALM}", "--allow-loopback-peers", f"--log-file={log}", "--simple-log",
-         f"--pidfile={tmp_path / 'turnserver.pid'}"],
+         f"--pidfile={tmp_path / 'turnserver.pid'}", *([] if tcp else ["--no-tcp"])],
         tmp_path / "turnserver.out",
     )  # fmt: skip
     try:
@@ -155,6 +155,35 @@ def test_uclient_relays_through_the_server(
     if counts is not None:
         assert counts["to_peer"] == counts["from_peer"] == 40
         assert counts["allocations"] >= 3  # two RTP and at least one reserved RTCP port
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_uclient_over_tcp(kind: str, tmp_path: Path, echo_peer: int) -> None:
+    """``uclient -t``: the client side over TCP (RFC 8656 §3.1), the relayed side UDP;
+    closing the connections ends the allocations."""
+
+    async def run() -> tuple[int, str, str, Server]:
+        async with turn_server(kind, tmp_path, tcp=True) as server:
+            rc, out = await _uclient(
+                server.port, echo_peer, tmp_path / "uclient.log", extra=("-t",)
+            )
+            if server.relay is not None:  # the connections closed: allocations deleted
+                for _ in range(50):
+                    if server.relay.server.allocations == 0:
+                        break
+                    await asyncio.sleep(0.1)
+                assert server.relay.stream_clients == 0
+                assert server.relay.server.allocations == 0  # (reserved RTCP ports wait 30 s)
+            return rc, out, server.describe(), server
+
+    rc, out, state, server = asyncio.run(run())
+    assert rc == 0, out[-3000:] + state
+    assert "tot_send_msgs=40, tot_recv_msgs=40" in out, out[-3000:]
+    assert "Total lost packets 0 (0.000000%)" in out
+    counts = server.counters
+    if counts is not None:
+        assert counts["to_peer"] == counts["from_peer"] == 40
+        assert counts["allocations"] >= 2 and counts["closed_allocations"] >= 1
 
 
 @pytest.mark.parametrize("kind", SERVERS)
