@@ -307,3 +307,31 @@ def test_turn_server_answers_binding_requests(tmp_path: Path) -> None:
             await _answers_stun(server.port, time.monotonic() + 5)
 
     asyncio.run(run())
+
+
+def test_tcp_framing_split_and_joined_messages(tmp_path: Path) -> None:
+    """Over TCP a message may arrive in pieces or several in one read (RFC 8489 §6.2.2):
+    each is answered once; a stream that is neither STUN nor ChannelData is cut off."""
+
+    async def run() -> None:
+        async with turn_server("ours", tmp_path, tcp=True) as server:
+            reader, writer = await asyncio.open_connection(HOST, server.port)
+            tids = [b"tcp-framing%d" % n for n in range(3)]
+            requests = [encode(StunMessage(Method.BINDING, StunClass.REQUEST, tid)) for tid in tids]
+            writer.write(requests[0][:7])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(requests[0][7:] + requests[1] + requests[2])
+            await writer.drain()
+            for tid in tids:
+                header = await asyncio.wait_for(reader.readexactly(20), 5)
+                body = await asyncio.wait_for(
+                    reader.readexactly(int.from_bytes(header[2:4], "big")), 5
+                )
+                reply = parse(header + body)
+                assert (reply.cls, reply.transaction_id) == (StunClass.SUCCESS, tid)
+            writer.write(b"\xff" * 8)
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+            writer.close()
+
+    asyncio.run(run())
