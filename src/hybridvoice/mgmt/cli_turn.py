@@ -3,7 +3,8 @@
 For benchmarks and labs: UDP (and with ``--tcp`` TCP, RFC 8656 §3.1) on ``--listen``, relay
 ports on ``--relay-host`` in ``--ports``, MRAS credentials (the TURN REST scheme, coturn's
 ``use-auth-secret``) from ``--secret``. Prints ``READY`` with its address once listening and
-``STATS`` with the core's counters (JSON) on SIGTERM/SIGINT. Runs on uvloop when installed.
+``STATS`` with the core's counters (JSON) on SIGTERM/SIGINT. Runs on uvloop when installed,
+with :func:`hybridvoice.net.loop.tune_gc`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def serve(
     tcp: Annotated[bool, typer.Option("--tcp/--no-tcp", help="listen on TCP too")] = False,
     allow_loopback_peers: Annotated[bool, typer.Option(help="relay to 127.0.0.0/8")] = False,
     user_quota: Annotated[int, typer.Option(help="allocations per user")] = 10,
+    demux: Annotated[
+        str | None, typer.Option(help="epoll (Linux default), reader or reader1 (benchmarks)")
+    ] = None,
     profile: Annotated[Path | None, typer.Option(help="write cProfile stats here")] = None,
 ) -> None:
     """Run the TURN relay until SIGTERM/SIGINT."""
@@ -53,7 +57,7 @@ def serve(
 
     from hybridvoice.media.mras import MrasVerifier  # noqa: PLC0415
     from hybridvoice.media.turn_state import TurnConfig  # noqa: PLC0415
-    from hybridvoice.net.loop import run, uvloop_available  # noqa: PLC0415
+    from hybridvoice.net.loop import run, tune_gc, uvloop_available  # noqa: PLC0415
     from hybridvoice.net.turn import TurnRelay  # noqa: PLC0415
 
     first, _, last = ports.partition("-")
@@ -66,6 +70,7 @@ def serve(
     verifier = MrasVerifier(secret.encode(), wall=time.time)
 
     async def main() -> None:
+        tune_gc()  # young-generation passes only on the data path; a full one every 600 s
         relay = await TurnRelay.open(
             config,
             verifier,
@@ -73,6 +78,7 @@ def serve(
             relay_host=relay_host,
             ports=(int(first), int(last or first)),
             tcp=tcp,
+            demux=demux,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

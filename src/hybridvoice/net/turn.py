@@ -3,9 +3,10 @@
 One non-blocking UDP listener (3478 in production), optionally a TCP listener on the same
 port, and one UDP socket per allocation on a port of the relay range. On Linux all of the
 UDP sockets sit in one level-triggered ``select.epoll`` whose fd is the only one given to
-``loop.add_reader`` (as the RTP relay does, :mod:`hybridvoice.net.relay`): each wake-up takes one datagram from every ready socket, so
-the loop's per-callback cost is paid once per batch. Elsewhere each socket has its own
-reader, drained a batch at a time.
+``loop.add_reader`` (as the RTP relay does, :mod:`hybridvoice.net.relay`): each wake-up
+takes one datagram from every ready socket, so the loop's per-callback cost is paid once per
+batch. Elsewhere (or with ``demux="reader"``) each socket has its own reader, drained a batch
+at a time; ``"reader1"`` reads one datagram per call (measured slower: benchmarks only).
 Every datagram goes to the sans-IO core (:class:`hybridvoice.media.turn.TurnServer`) with
 ``loop.time()`` as ``now``; its actions are carried out here (send from the listener, send
 from a relay socket, start reading a relay port). The port allocator given to the core binds
@@ -93,12 +94,15 @@ class _Demux:
 
     __slots__ = ("_ep", "_handlers", "_loop", "batch")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, mode: str | None = None) -> None:
         self._loop = loop
         self._handlers: dict[int, Callable[[], None]] = {}
-        self._ep = select.epoll() if hasattr(select, "epoll") else None
-        #: datagrams a handler reads per call: one per ready socket with epoll
-        self.batch = 1 if self._ep is not None else _BATCH
+        if mode is None:
+            mode = "epoll" if hasattr(select, "epoll") else "reader"
+        self._ep = select.epoll() if mode == "epoll" else None
+        #: datagrams a handler reads per call: one per ready socket with epoll, and with
+        #: "reader1" (a loop reader per socket, level-triggered: called again while data waits)
+        self.batch = _BATCH if mode == "reader" else 1
         if self._ep is not None:
             loop.add_reader(self._ep.fileno(), self._on_ready)
 
@@ -304,15 +308,18 @@ class TurnRelay:
         ports: tuple[int, int],
         rng: random.Random | None = None,
         tcp: bool = False,
+        demux: str | None = None,
     ) -> TurnRelay:
         """Bind the listener on ``listen`` (UDP, and TCP on the same port when ``tcp``) and
-        relay ports on ``relay_host`` in ``ports``."""
+        relay ports on ``relay_host`` in ``ports``. ``demux``: "epoll" (Linux default), "reader"
+        (a loop reader per socket, drained a batch at a time) or "reader1" (one datagram per
+        reader call)."""
         loop = asyncio.get_running_loop()
         listener = _udp_socket(*listen, buffer=_LISTENER_BUFFER)
-        demux = _Demux(loop)
-        sockets = RelaySockets(demux, relay_host, *ports)
+        watcher = _Demux(loop, demux)
+        sockets = RelaySockets(watcher, relay_host, *ports)
         server = TurnServer(config, credentials, sockets, rng or random.Random())
-        relay = cls(loop, server, listener, sockets, demux)
+        relay = cls(loop, server, listener, sockets, watcher)
         if tcp:
             try:
                 relay._tcp = await loop.create_server(
