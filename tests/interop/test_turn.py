@@ -27,6 +27,8 @@ from conftest import Program, free_port, need_binary
 from hybridvoice.media.mras import MrasIssuer, MrasVerifier
 from hybridvoice.media.stun import Method, StunClass, StunMessage, encode, parse
 from hybridvoice.media.turn_state import TurnConfig
+from hybridvoice.net.loop import run as run_loop
+from hybridvoice.net.loop import uvloop_available
 from hybridvoice.net.turn import TurnRelay
 
 pytestmark = pytest.mark.interop
@@ -157,10 +159,13 @@ def test_uclient_relays_through_the_server(
         assert counts["allocations"] >= 3  # two RTP and at least one reserved RTCP port
 
 
-@pytest.mark.parametrize("kind", SERVERS)
-def test_uclient_over_tcp(kind: str, tmp_path: Path, echo_peer: int) -> None:
+@pytest.mark.parametrize(("kind", "uvloop"), [("ours", False), ("ours", True), ("coturn", False)])
+def test_uclient_over_tcp(kind: str, uvloop: bool, tmp_path: Path, echo_peer: int) -> None:
     """``uclient -t``: the client side over TCP (RFC 8656 §3.1), the relayed side UDP;
-    closing the connections ends the allocations."""
+    closing the connections ends the allocations. On asyncio's loop and uvloop's (whose
+    transports are not ``asyncio.Transport`` subclasses)."""
+    if uvloop and not uvloop_available():
+        pytest.skip("uvloop is not installed")
 
     async def run() -> tuple[int, str, str, Server]:
         async with turn_server(kind, tmp_path, tcp=True) as server:
@@ -176,7 +181,7 @@ def test_uclient_over_tcp(kind: str, tmp_path: Path, echo_peer: int) -> None:
                 assert server.relay.server.allocations == 0  # (reserved RTCP ports wait 30 s)
             return rc, out, server.describe(), server
 
-    rc, out, state, server = asyncio.run(run())
+    rc, out, state, server = run_loop(run(), use_uvloop=uvloop)
     assert rc == 0, out[-3000:] + state
     assert "tot_send_msgs=40, tot_recv_msgs=40" in out, out[-3000:]
     assert "Total lost packets 0 (0.000000%)" in out

@@ -41,7 +41,7 @@ import select
 import socket
 import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Final, cast
 
 from hybridvoice.media.turn import TurnServer
 from hybridvoice.media.turn_state import (
@@ -219,8 +219,8 @@ class _Stream(asyncio.Protocol):
         self.client: Addr = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses; they have its methods
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = (str(peer[0]), int(peer[1]))
         self._relay._streams[self.client] = self
