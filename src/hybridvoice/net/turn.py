@@ -437,7 +437,20 @@ class TurnRelay:
 
     # -- TCP clients ---------------------------------------------------------------------
     def _from_stream(self, data: bytes, client: Addr) -> None:
-        self._perform(self.server.from_client(data, client, self._loop.time()))
+        now = self._loop.time()
+        if data[0] & 0xC0 == 0x40:  # ChannelData: the fast path, as over UDP
+            length = len(data) - 4
+            route = self.server.channel_route(client, data[0] << 8 | data[1], length, now)
+            if route is not None:
+                sock = self.sockets.sockets.get(route[0])
+                try:
+                    if sock is not None:
+                        sock.sendto(memoryview(data)[4:], route[1])
+                except OSError as exc:
+                    self.send_errors += 1
+                    log.debug("TURN send failed: %s", exc)
+                return
+        self._perform(self.server.from_client(data, client, now))
         if data[0] < 0x40:
             self._rearm()
 
