@@ -120,6 +120,14 @@ class _RefusedError(Exception):
         self.counter = counter
 
 
+def _lifetime(config: TurnConfig, msg: StunMessage) -> int:
+    """An allocation's lifetime: max(default, min(requested, max)) seconds (RFC 8656 §7.2)."""
+    requested = msg.uint32(Attr.LIFETIME)
+    if requested is None:
+        return config.default_lifetime
+    return max(config.default_lifetime, min(requested, config.max_lifetime))
+
+
 def _family(host: str) -> int:
     return 2 if ":" in host else 1
 
@@ -389,7 +397,7 @@ class TurnServer:
         port, new_token = self._relay_port(token, even, now)
         relayed = (self.config.external_ip, port)
         alloc = Allocation(client, username, user, key, port=port, relayed=relayed)
-        alloc.expires = now + self._lifetime(msg)
+        alloc.expires = now + _lifetime(self.config, msg)
         self._by_client[client] = alloc
         self._by_port[port] = alloc
         self._per_user[user] += 1
@@ -446,7 +454,7 @@ class TurnServer:
             actions.append(self._delete(alloc))
             lifetime = 0
         else:
-            lifetime = self._lifetime(msg)
+            lifetime = _lifetime(self.config, msg)
             alloc.expires = now + lifetime
         attrs = ((Attr.LIFETIME, lifetime.to_bytes(4, "big")),)
         actions.append(self._answer(msg, client, attrs, key))
@@ -536,13 +544,6 @@ class TurnServer:
         if alloc is None or alloc.expires <= now:
             raise _RefusedError(437, "allocation_mismatch")
         return alloc
-
-    def _lifetime(self, msg: StunMessage) -> int:
-        requested = msg.uint32(Attr.LIFETIME)
-        config = self.config
-        if requested is None:
-            return config.default_lifetime
-        return max(config.default_lifetime, min(requested, config.max_lifetime))
 
     def _peer(self, value: bytes, tid: bytes) -> Addr:
         """A peer address of a request, refused (403/443) by the policy."""
