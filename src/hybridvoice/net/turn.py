@@ -27,8 +27,8 @@ plus its length) and ChannelData (4-byte header plus its length, padded to 4 oct
 §6.2.2 and RFC 8656 §12.5), each handed to the core as a datagram from the connection's
 address; answers and ChannelData to the client go back on the connection (ChannelData
 padded). A closed connection ends its allocation (:meth:`TurnServer.client_gone`). The
-relayed side stays UDP. A client is known by its address alone, so a TCP and a UDP client
-with the same address and port would be confused (not possible from one host).
+relayed side stays UDP. A client is known by its address alone: a UDP client with the
+address and port of a TCP client that has an allocation gets 437 from the core.
 """
 
 from __future__ import annotations
