@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -340,3 +342,37 @@ def test_tcp_framing_split_and_joined_messages(tmp_path: Path) -> None:
             writer.close()
 
     asyncio.run(run())
+
+
+def test_turn_serve_process_relays_uclient_over_udp_and_tcp(tmp_path: Path, echo_peer: int) -> None:
+    """``hybridvoice turn serve --tcp`` (the benchmark's DUT) in its own process: READY,
+    uclient over UDP and TCP through it, STATS with the counters on SIGTERM."""
+    port = free_port()
+    first, last = _port_range()
+    server = Program(
+        [sys.executable, "-m", "hybridvoice", "turn", "serve", "--secret", SECRET,
+         "--listen", f"{HOST}:{port}", "--relay-host", HOST, "--ports", f"{first}-{last}",
+         "--realm", REALM, "--allow-loopback-peers", "--tcp"],
+        tmp_path / "serve.out",
+    )  # fmt: skip
+    try:
+        for _ in range(200):
+            if "READY" in server.output() or server.returncode is not None:
+                break
+            time.sleep(0.05)
+        assert f"READY {HOST}:{port} tcp=True" in server.output(), server.output()
+
+        async def run() -> list[tuple[int, str]]:
+            return [
+                await _uclient(port, echo_peer, tmp_path / f"uclient{n}.log", extra=extra)
+                for n, extra in enumerate(((), ("-t",)))
+            ]
+
+        for rc, out in asyncio.run(run()):
+            assert rc == 0 and "tot_send_msgs=40, tot_recv_msgs=40" in out, out[-2000:]
+    finally:
+        assert server.stop() == 0
+    stats = [line for line in server.output().splitlines() if line.startswith("STATS ")]
+    counts = json.loads(stats[-1][len("STATS ") :])
+    assert counts["to_peer"] == counts["from_peer"] == 80
+    assert counts["send_errors"] == 0
