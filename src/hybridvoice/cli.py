@@ -21,6 +21,7 @@ from hybridvoice import __version__
 from hybridvoice.mgmt.cli_admin import PlainHelpGroup, format_duration, register_admin_commands
 from hybridvoice.mgmt.cli_ca import register_ca_commands
 from hybridvoice.mgmt.cli_tokens import register_token_commands
+from hybridvoice.mgmt.cli_turn import register_turn_commands
 from hybridvoice.mgmt.credentials import TOKEN_ENV, current_token
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ app.add_typer(mediation_app, name="mediation")
 register_admin_commands(app)
 register_token_commands(app)
 register_ca_commands(app)
+register_turn_commands(app)
 
 out = Console()
 err = Console(stderr=True)

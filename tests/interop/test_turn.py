@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,6 +29,8 @@ from conftest import Program, free_port, need_binary
 from hybridvoice.media.mras import MrasIssuer, MrasVerifier
 from hybridvoice.media.stun import Method, StunClass, StunMessage, encode, parse
 from hybridvoice.media.turn_state import TurnConfig
+from hybridvoice.net.loop import run as run_loop
+from hybridvoice.net.loop import uvloop_available
 from hybridvoice.net.turn import TurnRelay
 
 pytestmark = pytest.mark.interop
@@ -62,25 +66,28 @@ class Server:
     """A running TURN server: its port, our relay's counters (None for coturn), its log."""
 
     port: int
-    counters: Counter[str] | None
     describe: Callable[[], str]
     relay: TurnRelay | None = None
 
+    @property
+    def counters(self) -> Counter[str] | None:
+        """Our relay's counters now (a snapshot), None for coturn."""
+        return None if self.relay is None else self.relay.server.counters
+
 
 @contextlib.asynccontextmanager
-async def turn_server(kind: str, tmp_path: Path) -> AsyncIterator[Server]:
-    """Our relay or coturn's turnserver on a free loopback port."""
+async def turn_server(kind: str, tmp_path: Path, *, tcp: bool = False) -> AsyncIterator[Server]:
+    """Our relay or coturn's turnserver on a free loopback port (and TCP with ``tcp``)."""
     port = free_port()
     first, last = _port_range()
     if kind == "ours":
         config = TurnConfig(realm=REALM, external_ip=HOST, allow_loopback_peers=True)
         verifier = MrasVerifier(SECRET.encode(), wall=time.time)
         relay = await TurnRelay.open(
-            config, verifier, listen=(HOST, port), relay_host=HOST, ports=(first, last)
+            config, verifier, listen=(HOST, port), relay_host=HOST, ports=(first, last), tcp=tcp
         )
         try:
-            counters = relay.server.counters
-            yield Server(port, counters, lambda: str(dict(counters)), relay)
+            yield Server(port, lambda: str(dict(relay.server.counters)), relay)
         finally:
             relay.close()
         return
@@ -91,12 +98,12 @@ async def turn_server(kind: str, tmp_path: Path) -> AsyncIterator[Server]:
          f"--relay-ip={HOST}", f"--min-port={first}", f"--max-port={last}", "--no-tls",
          "--no-dtls", "--no-cli", "--use-auth-secret", f"--static-auth-secret={SECRET}",
          f"--realm={REALM}", "--allow-loopback-peers", f"--log-file={log}", "--simple-log",
-         f"--pidfile={tmp_path / 'turnserver.pid'}"],
+         f"--pidfile={tmp_path / 'turnserver.pid'}", *([] if tcp else ["--no-tcp"])],
         tmp_path / "turnserver.out",
     )  # fmt: skip
     try:
         await _answers_stun(port, time.monotonic() + 10)
-        yield Server(port, None, lambda: log.read_text(errors="replace")[-2000:])
+        yield Server(port, lambda: log.read_text(errors="replace")[-2000:])
     finally:
         server.stop()
 
@@ -152,6 +159,38 @@ def test_uclient_relays_through_the_server(
     if counts is not None:
         assert counts["to_peer"] == counts["from_peer"] == 40
         assert counts["allocations"] >= 3  # two RTP and at least one reserved RTCP port
+
+
+@pytest.mark.parametrize(("kind", "uvloop"), [("ours", False), ("ours", True), ("coturn", False)])
+def test_uclient_over_tcp(kind: str, uvloop: bool, tmp_path: Path, echo_peer: int) -> None:
+    """``uclient -t``: the client side over TCP (RFC 8656 §3.1), the relayed side UDP;
+    closing the connections ends the allocations. On asyncio's loop and uvloop's (whose
+    transports are not ``asyncio.Transport`` subclasses)."""
+    if uvloop and not uvloop_available():
+        pytest.skip("uvloop is not installed")
+
+    async def run() -> tuple[int, str, str, Server]:
+        async with turn_server(kind, tmp_path, tcp=True) as server:
+            rc, out = await _uclient(
+                server.port, echo_peer, tmp_path / "uclient.log", extra=("-t",)
+            )
+            if server.relay is not None:  # the connections closed: allocations deleted
+                for _ in range(50):
+                    if server.relay.server.allocations == 0:
+                        break
+                    await asyncio.sleep(0.1)
+                assert server.relay.stream_clients == 0
+                assert server.relay.server.allocations == 0  # (reserved RTCP ports wait 30 s)
+            return rc, out, server.describe(), server
+
+    rc, out, state, server = run_loop(run(), use_uvloop=uvloop)
+    assert rc == 0, out[-3000:] + state
+    assert "tot_send_msgs=40, tot_recv_msgs=40" in out, out[-3000:]
+    assert "Total lost packets 0 (0.000000%)" in out
+    counts = server.counters
+    if counts is not None:
+        assert counts["to_peer"] == counts["from_peer"] == 40
+        assert counts["allocations"] >= 2 and counts["closed_allocations"] >= 1
 
 
 @pytest.mark.parametrize("kind", SERVERS)
@@ -275,3 +314,65 @@ def test_turn_server_answers_binding_requests(tmp_path: Path) -> None:
             await _answers_stun(server.port, time.monotonic() + 5)
 
     asyncio.run(run())
+
+
+def test_tcp_framing_split_and_joined_messages(tmp_path: Path) -> None:
+    """Over TCP a message may arrive in pieces or several in one read (RFC 8489 §6.2.2):
+    each is answered once; a stream that is neither STUN nor ChannelData is cut off."""
+
+    async def run() -> None:
+        async with turn_server("ours", tmp_path, tcp=True) as server:
+            reader, writer = await asyncio.open_connection(HOST, server.port)
+            tids = [b"tcp-framing%d" % n for n in range(3)]
+            requests = [encode(StunMessage(Method.BINDING, StunClass.REQUEST, tid)) for tid in tids]
+            writer.write(requests[0][:7])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(requests[0][7:] + requests[1] + requests[2])
+            await writer.drain()
+            for tid in tids:
+                header = await asyncio.wait_for(reader.readexactly(20), 5)
+                body = await asyncio.wait_for(
+                    reader.readexactly(int.from_bytes(header[2:4], "big")), 5
+                )
+                reply = parse(header + body)
+                assert (reply.cls, reply.transaction_id) == (StunClass.SUCCESS, tid)
+            writer.write(b"\xff" * 8)
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+            writer.close()
+
+    asyncio.run(run())
+
+
+def test_turn_serve_process_relays_uclient_over_udp_and_tcp(tmp_path: Path, echo_peer: int) -> None:
+    """``hybridvoice turn serve --tcp`` (the benchmark's DUT) in its own process: READY,
+    uclient over UDP and TCP through it, STATS with the counters on SIGTERM."""
+    port = free_port()
+    first, last = _port_range()
+    server = Program(
+        [sys.executable, "-m", "hybridvoice", "turn", "serve", "--secret", SECRET,
+         "--listen", f"{HOST}:{port}", "--relay-host", HOST, "--ports", f"{first}-{last}",
+         "--realm", REALM, "--allow-loopback-peers", "--tcp"],
+        tmp_path / "serve.out",
+    )  # fmt: skip
+    try:
+        for _ in range(200):
+            if "READY" in server.output() or server.returncode is not None:
+                break
+            time.sleep(0.05)
+        assert f"READY {HOST}:{port} tcp=True" in server.output(), server.output()
+
+        async def run() -> list[tuple[int, str]]:
+            return [
+                await _uclient(port, echo_peer, tmp_path / f"uclient{n}.log", extra=extra)
+                for n, extra in enumerate(((), ("-t",)))
+            ]
+
+        for rc, out in asyncio.run(run()):
+            assert rc == 0 and "tot_send_msgs=40, tot_recv_msgs=40" in out, out[-2000:]
+    finally:
+        assert server.stop() == 0
+    stats = [line for line in server.output().splitlines() if line.startswith("STATS ")]
+    counts = json.loads(stats[-1][len("STATS ") :])
+    assert counts["to_peer"] == counts["from_peer"] == 80
+    assert counts["send_errors"] == 0

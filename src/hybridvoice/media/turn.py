@@ -23,8 +23,12 @@ listening socket, send from a relay socket, open or close a relay port.
 - EVEN-PORT (§7.2): an even relay port; with the R bit the next port is kept 30 s for the
   Allocate that presents the RESERVATION-TOKEN returned (an RTP/RTCP pair of allocations).
 
-The relay address advertised is the configured external address. UDP transport only: TCP
-allocations (RFC 6062) and TCP/TLS listeners are not here yet.
+The relay address advertised is the configured external address. Clients reach the server
+over UDP or TCP (RFC 8656 §3.1; the adapter frames the stream, and :meth:`TurnServer.client_gone`
+ends an allocation with its connection); relayed transport is UDP only: TCP allocations
+(RFC 6062) and TLS listeners are not here yet. ChannelData has a fast path both ways
+(:meth:`TurnServer.channel_route`, :meth:`TurnServer.peer_route`): the adapter parses the
+4-byte header and asks only where the payload goes.
 """
 
 from __future__ import annotations
@@ -116,6 +120,14 @@ class _RefusedError(Exception):
         self.counter = counter
 
 
+def _lifetime(config: TurnConfig, msg: StunMessage) -> int:
+    """An allocation's lifetime: max(default, min(requested, max)) seconds (RFC 8656 §7.2)."""
+    requested = msg.uint32(Attr.LIFETIME)
+    if requested is None:
+        return config.default_lifetime
+    return max(config.default_lifetime, min(requested, config.max_lifetime))
+
+
 def _family(host: str) -> int:
     return 2 if ":" in host else 1
 
@@ -126,14 +138,18 @@ class TurnServer:
     __slots__ = (
         "_by_client",
         "_by_port",
+        "_counters",
+        "_from_peer",
+        "_from_peer_bytes",
         "_nonces",
         "_per_user",
         "_policy",
         "_random",
         "_reservations",
+        "_to_peer",
+        "_to_peer_bytes",
         "allocator",
         "config",
-        "counters",
         "credentials",
     )
 
@@ -155,10 +171,25 @@ class TurnServer:
         self._per_user: Counter[str] = Counter()
         #: RESERVATION-TOKEN -> (reserved port, expiry)
         self._reservations: dict[bytes, tuple[int, float]] = {}
-        #: refusals and drops by kind, relayed packets and bytes
-        self.counters: Counter[str] = Counter()
+        self._counters: Counter[str] = Counter()
+        #: the data path's counts, plain integers (folded into :attr:`counters`)
+        self._to_peer = self._to_peer_bytes = self._from_peer = self._from_peer_bytes = 0
 
     # -- queries -------------------------------------------------------------------------
+    @property
+    def counters(self) -> Counter[str]:
+        """Refusals and drops by kind, relayed packets and bytes (a snapshot)."""
+        counts = Counter(self._counters)
+        for name, value in (
+            ("to_peer", self._to_peer),
+            ("to_peer_bytes", self._to_peer_bytes),
+            ("from_peer", self._from_peer),
+            ("from_peer_bytes", self._from_peer_bytes),
+        ):
+            if value:
+                counts[name] = value
+        return counts
+
     @property
     def allocations(self) -> int:
         return len(self._by_client)
@@ -180,12 +211,12 @@ class TurnServer:
         try:
             msg = parse(data)
         except StunError:
-            self.counters["malformed"] += 1
+            self._counters["malformed"] += 1
             return []
         if msg.cls == StunClass.INDICATION:
             return self._send_indication(msg, client, now)
         if msg.cls != StunClass.REQUEST:
-            self.counters["unexpected"] += 1
+            self._counters["unexpected"] += 1
             return []
         if msg.method == Method.BINDING:
             mapped = encode_xor_address(client, msg.transaction_id)
@@ -217,16 +248,16 @@ class TurnServer:
         """A datagram from ``peer`` that reached relay ``port``."""
         alloc = self._by_port.get(port)
         if alloc is None or alloc.expires <= now:
-            self.counters["no_allocation"] += 1
+            self._counters["no_allocation"] += 1
             return []
         if not alloc.permitted(peer[0], now):
-            self.counters["no_permission"] += 1
+            self._counters["no_permission"] += 1
             return []
         if len(data) > MAX_DATA:
-            self.counters["oversize"] += 1
+            self._counters["oversize"] += 1
             return []
-        self.counters["from_peer"] += 1
-        self.counters["from_peer_bytes"] += len(data)
+        self._from_peer += 1
+        self._from_peer_bytes += len(data)
         number = alloc.channel_to(peer, now)
         if number is not None:
             return [ToClient(channel_data(number, data), alloc.client)]
@@ -239,12 +270,59 @@ class TurnServer:
         )
         return [ToClient(encode(indication), alloc.client)]
 
+    # -- the data fast path (ChannelData both ways, RFC 8656 §12.4-§12.5) ---------------------
+    def channel_route(
+        self, client: Addr, number: int, size: int, now: float
+    ) -> tuple[int, Addr] | None:
+        """Where ChannelData of ``size`` payload bytes on channel ``number`` from ``client``
+        goes: ``(relay port, peer)``, counted; None when :meth:`from_client` must decide
+        (no allocation, channel or permission: it drops and counts). The adapter parses the
+        4-byte header itself and sends the payload without building a message."""
+        alloc = self._by_client.get(client)
+        if alloc is None:
+            return None
+        bound = alloc.channels.get(number)
+        if bound is None or bound[1] <= now:
+            return None
+        peer = bound[0]
+        expiry = alloc.permissions.get(peer[0])
+        if expiry is None or expiry <= now:
+            return None
+        self._to_peer += 1
+        self._to_peer_bytes += size
+        return alloc.port, peer
+
+    def peer_route(self, port: int, peer: Addr, size: int, now: float) -> tuple[int, Addr] | None:
+        """How ``size`` bytes from ``peer`` on relay ``port`` go back: ``(channel number,
+        client)`` as ChannelData, counted; None when :meth:`from_peer` must decide (no live
+        allocation, permission or channel: a Data indication, or a drop)."""
+        alloc = self._by_port.get(port)
+        if alloc is None or alloc.expires <= now or size > MAX_DATA:
+            return None
+        number = alloc.peer_channels.get(peer)
+        if number is None or alloc.channels[number][1] <= now:
+            return None
+        expiry = alloc.permissions.get(peer[0])
+        if expiry is None or expiry <= now:
+            return None
+        self._from_peer += 1
+        self._from_peer_bytes += size
+        return number, alloc.client
+
+    def client_gone(self, client: Addr) -> list[Action]:
+        """The client's connection closed (TCP, RFC 8656 §3.1): its allocation goes too."""
+        alloc = self._by_client.get(client)
+        if alloc is None:
+            return []
+        self._counters["closed_allocations"] += 1
+        return [self._delete(alloc)]
+
     def expire(self, now: float) -> list[Action]:
         """Delete expired allocations, permissions and channel bindings."""
         actions: list[Action] = []
         for alloc in list(self._by_client.values()):
             if alloc.expires <= now:
-                self.counters["expired_allocations"] += 1
+                self._counters["expired_allocations"] += 1
                 actions.append(self._delete(alloc))
             else:
                 alloc.prune(now)
@@ -252,7 +330,7 @@ class TurnServer:
             if expiry <= now:
                 del self._reservations[token]
                 self.allocator.release(port)
-                self.counters["expired_reservations"] += 1
+                self._counters["expired_reservations"] += 1
         return actions
 
     def close(self) -> list[Action]:
@@ -319,11 +397,11 @@ class TurnServer:
         port, new_token = self._relay_port(token, even, now)
         relayed = (self.config.external_ip, port)
         alloc = Allocation(client, username, user, key, port=port, relayed=relayed)
-        alloc.expires = now + self._lifetime(msg)
+        alloc.expires = now + _lifetime(self.config, msg)
         self._by_client[client] = alloc
         self._by_port[port] = alloc
         self._per_user[user] += 1
-        self.counters["allocations"] += 1
+        self._counters["allocations"] += 1
         tid = msg.transaction_id
         attrs: tuple[tuple[int, bytes], ...] = (
             (Attr.XOR_RELAYED_ADDRESS, encode_xor_address(relayed, tid)),
@@ -376,7 +454,7 @@ class TurnServer:
             actions.append(self._delete(alloc))
             lifetime = 0
         else:
-            lifetime = self._lifetime(msg)
+            lifetime = _lifetime(self.config, msg)
             alloc.expires = now + lifetime
         attrs = ((Attr.LIFETIME, lifetime.to_bytes(4, "big")),)
         actions.append(self._answer(msg, client, attrs, key))
@@ -393,7 +471,7 @@ class TurnServer:
             raise _RefusedError(400, "bad_request")
         for host, _ in peers:
             alloc.permissions[host] = now + self.config.permission_lifetime
-        self.counters["permissions"] += len(peers)
+        self._counters["permissions"] += len(peers)
         return [self._answer(msg, client, (), key)]
 
     def _channel_bind(
@@ -418,14 +496,14 @@ class TurnServer:
         alloc.channels[number] = (peer, now + self.config.channel_lifetime)
         alloc.peer_channels[peer] = number
         alloc.permissions[peer[0]] = now + self.config.permission_lifetime
-        self.counters["channel_binds"] += 1
+        self._counters["channel_binds"] += 1
         return [self._answer(msg, client, (), key)]
 
     # -- data ----------------------------------------------------------------------------
     def _send_indication(self, msg: StunMessage, client: Addr, now: float) -> list[Action]:
         alloc = self._by_client.get(client)
         if msg.method != Method.SEND or alloc is None or alloc.expires <= now:
-            self.counters["dropped_indication"] += 1
+            self._counters["dropped_indication"] += 1
             return []
         peer_value = msg.get(Attr.XOR_PEER_ADDRESS)
         data = msg.get(Attr.DATA)
@@ -436,13 +514,13 @@ class TurnServer:
         except StunError:
             peer = None
         if peer is None or data is None:
-            self.counters["dropped_indication"] += 1
+            self._counters["dropped_indication"] += 1
             return []
         if not alloc.permitted(peer[0], now):
-            self.counters["no_permission"] += 1
+            self._counters["no_permission"] += 1
             return []
-        self.counters["to_peer"] += 1
-        self.counters["to_peer_bytes"] += len(data)
+        self._to_peer += 1
+        self._to_peer_bytes += len(data)
         return [ToPeer(alloc.port, data, peer)]
 
     def _channel_data(self, data: bytes, client: Addr, now: float) -> list[Action]:
@@ -450,14 +528,14 @@ class TurnServer:
         try:
             number, payload = parse_channel_data(data)
         except StunError:
-            self.counters["malformed"] += 1
+            self._counters["malformed"] += 1
             return []
         peer = None if alloc is None else alloc.channel_peer(number, now)
         if alloc is None or peer is None or not alloc.permitted(peer[0], now):
-            self.counters["no_channel"] += 1
+            self._counters["no_channel"] += 1
             return []
-        self.counters["to_peer"] += 1
-        self.counters["to_peer_bytes"] += len(payload)
+        self._to_peer += 1
+        self._to_peer_bytes += len(payload)
         return [ToPeer(alloc.port, payload, peer)]
 
     # -- helpers -------------------------------------------------------------------------
@@ -466,13 +544,6 @@ class TurnServer:
         if alloc is None or alloc.expires <= now:
             raise _RefusedError(437, "allocation_mismatch")
         return alloc
-
-    def _lifetime(self, msg: StunMessage) -> int:
-        requested = msg.uint32(Attr.LIFETIME)
-        config = self.config
-        if requested is None:
-            return config.default_lifetime
-        return max(config.default_lifetime, min(requested, config.max_lifetime))
 
     def _peer(self, value: bytes, tid: bytes) -> Addr:
         """A peer address of a request, refused (403/443) by the policy."""
@@ -517,6 +588,6 @@ class TurnServer:
         *,
         attrs: tuple[tuple[int, bytes], ...] = (),
     ) -> ToClient:
-        self.counters[counter] += 1
+        self._counters[counter] += 1
         error = ((Attr.ERROR_CODE, encode_error_code(code, REASONS.get(code, "Error"))),)
         return self._answer(msg, client, (*error, *attrs), key, StunClass.ERROR)
