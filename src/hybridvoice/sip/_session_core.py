@@ -136,13 +136,11 @@ class SessionCore:
     def next_deadline(self) -> float | None:
         """The earliest armed deadline (read after every message: no list of handlers)."""
         refresh = self._refresh
-        armed = (
-            self._retransmit.deadline,
-            self._offers.deadline,
-            refresh.refresh_at,
-            refresh.expire_at,
-        )
-        return min([due for due in armed if due is not None], default=None)
+        first = self._retransmit.deadline
+        for due in (self._offers.deadline, refresh.refresh_at, refresh.expire_at):
+            if due is not None and (first is None or due < first):
+                first = due
+        return first
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``, earliest first (the earlier armed on a tie)."""
