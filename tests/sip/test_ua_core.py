@@ -527,6 +527,30 @@ def test_the_deadlines_of_several_calls_are_one_deadline() -> None:
     ]
 
 
+def test_earliest_new_tells_the_adapter_when_its_timer_may_be_late() -> None:
+    """``earliest_new``: the earliest deadline queued since the adapter last took it (set
+    back to None); after timers fired, the deadlines still queued are news again."""
+    net = Net()
+    net.drop = drop_acks
+    net.call()
+    net.now = 100.2
+    net.call()
+    b1, b2 = net.b.calls
+    core = net.b.core
+    core.earliest_new = None
+    net.carry(net.b, b1.answer(ANSWER, 100.0))
+    assert core.earliest_new == 100.5
+    net.carry(net.b, b2.answer(ANSWER, 100.2))
+    assert core.earliest_new == 100.5  # a later one does not move it
+    core.earliest_new = None
+    assert core.handle_timers(100.49) == []
+    assert core.earliest_new == 100.5  # still queued: the adapter's timer had fired
+    core.earliest_new = None
+    net.carry(net.b, core.handle_timers(100.5))
+    assert core.earliest_new == pytest.approx(100.7)  # b2's, and b1's next is later
+    assert core.next_deadline() == pytest.approx(100.7)
+
+
 def test_session_refresh_at_half_the_interval() -> None:
     """RFC 4028 §10: the caller asked for the timer, so it refreshes (offer-less UPDATE, the
     callee allows it) at half the interval after the 2xx, again after each refresh."""

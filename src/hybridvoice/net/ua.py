@@ -357,13 +357,22 @@ class UserAgent:
         self._arm()
 
     def _arm(self) -> None:
-        """Keep the one loop timer at (or before) the core's earliest deadline."""
-        deadline = self.core.next_deadline()
+        """Keep the one loop timer at (or before) the core's earliest deadline. Only a
+        deadline queued since the last look can need an earlier timer (a superseded one
+        makes it fire early, harmlessly: the core says what is due then)."""
+        core = self.core
+        new = core.earliest_new
+        if new is None:
+            return
+        core.earliest_new = None
+        when = self._timer_when
+        if when is not None and when <= new:
+            return  # fires first
+        deadline = core.next_deadline()
         if deadline is None:
             return
-        when = self._timer_when
         if when is not None and when <= deadline:
-            return  # fires first; the core says what is due then
+            return
         if self._timer is not None:
             self._timer.cancel()
         self._timer_when = deadline

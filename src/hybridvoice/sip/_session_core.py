@@ -55,7 +55,7 @@ class SessionCore:
 
     __slots__ = (
         "_acks", "_bye_pending", "_cancel", "_config", "_dialog", "_events", "_forks",
-        "_offers", "_peer_allows_update", "_refer", "_refresh", "_retransmit", "_rng",
+        "_offers", "_peer_allows_update", "_refer_state", "_refresh", "_retransmit", "_rng",
         "_ticket", "invite", "peer_allow", "role", "state",
     )  # fmt: skip
 
@@ -72,10 +72,19 @@ class SessionCore:
         self._offers = OfferAnswer((invite.body or None) if role is Role.UAC else None, ticket)
         self._refresh = Refresher(ticket)  # RFC 4028
         self._cancel = UacCancel()  # §9.1
-        self._refer = ReferState()  # RFC 3515 in this session's dialog
+        self._refer_state: ReferState | None = None  # RFC 3515: made at its first use
         self._peer_allows_update = self._bye_pending = False
         #: the methods the peer's INVITE (UAS) or 2xx (UAC) listed in Allow, upper case
         self.peer_allow: frozenset[str] = frozenset()
+
+    @property
+    def _refer(self) -> ReferState:
+        """The REFER state of this session's dialog (RFC 3515), made when first needed: most
+        sessions never see a REFER, and a fresh one abandons as a no-op."""
+        refer = self._refer_state
+        if refer is None:
+            refer = self._refer_state = ReferState()
+        return refer
 
     # --- outputs and timers -----------------------------------------------------------------
     def events(self) -> list[Event]:
@@ -127,13 +136,11 @@ class SessionCore:
     def next_deadline(self) -> float | None:
         """The earliest armed deadline (read after every message: no list of handlers)."""
         refresh = self._refresh
-        armed = (
-            self._retransmit.deadline,
-            self._offers.deadline,
-            refresh.refresh_at,
-            refresh.expire_at,
-        )
-        return min([due for due in armed if due is not None], default=None)
+        first = self._retransmit.deadline
+        for due in (self._offers.deadline, refresh.refresh_at, refresh.expire_at):
+            if due is not None and (first is None or due < first):
+                first = due
+        return first
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``, earliest first (the earlier armed on a tie)."""
@@ -240,7 +247,8 @@ class SessionCore:
         pending, dialog = self._offers.incoming, self._dialog
         if pending is not None and dialog is not None:
             self._events.append(SendResponse(dialog.create_response(pending, 487), pending))
-        if dialog is not None and (refused := self._refer.abandon(dialog)) is not None:
+        refer = self._refer_state
+        if dialog is not None and refer is not None and (refused := refer.abandon(dialog)):
             self._events.append(SendResponse(*refused))
         self._offers.reset()
         self._retransmit.stop()

@@ -115,6 +115,7 @@ class UaCore:
         "_seq",
         "config",
         "dialogs",
+        "earliest_new",
         "policy",
         "rng",
         "user",
@@ -137,6 +138,9 @@ class UaCore:
         self._heap: list[tuple[float, int, Leg]] = []  # (deadline, order, leg), stale ones too
         self._seq = itertools.count()
         self._live = 0  # legs with a deadline: the heap's valid entries
+        #: the earliest deadline queued since the adapter last looked (it sets this back to
+        #: None): while None, the loop timer it armed at ``next_deadline()`` still stands
+        self.earliest_new: float | None = None
 
     def _token(self) -> str:
         return f"{self.rng.getrandbits(64):016x}"
@@ -174,6 +178,11 @@ class UaCore:
             self._queue(leg, None)
             leg.session.handle_timer(now)
             out += self.drain(leg)
+        if heap:  # the adapter's timer has fired: the deadlines still queued are news to it
+            first = heap[0][0]
+            new = self.earliest_new
+            if new is None or first < new:
+                self.earliest_new = first
         return out
 
     # --- outgoing calls (§8.1.1, §13.2.1) -------------------------------------------------
@@ -455,6 +464,9 @@ class UaCore:
             self._live -= 1
         if deadline is None:
             return
+        new = self.earliest_new
+        if new is None or deadline < new:
+            self.earliest_new = deadline
         heap = self._heap
         heapq.heappush(heap, (deadline, next(self._seq), leg))
         if len(heap) > 2 * self._live + 64:
