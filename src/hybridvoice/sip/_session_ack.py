@@ -17,9 +17,8 @@ import itertools
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from ._tables import TableKey, frozen_table
+from ._tables import TableKey, frozen_table, step
 from .dialog import Dialog
-from .errors import LocalProtocolError
 from .headers import CSeq
 from .message import Request, Response
 
@@ -82,12 +81,7 @@ class Retransmit2xx:
         return self.phase is _WAITING
 
     def _move(self, trigger: _R) -> None:
-        try:  # a mappingproxy's subscript is C; its .get() a method call
-            self.phase = RETRANSMIT_TABLE[self.phase][trigger]
-        except KeyError:
-            raise LocalProtocolError(
-                f"2xx retransmission: {trigger.value} in {self.phase.value}"
-            ) from None
+        self.phase = step(RETRANSMIT_TABLE, self.phase, trigger, "2xx retransmission")
 
     def start(
         self, response: Response, request: Request, now: float, *, t1: float, t2: float
@@ -167,10 +161,7 @@ class AckMemory:
         self.phase = _NONE
 
     def _move(self, trigger: _L) -> None:
-        try:  # a mappingproxy's subscript is C; its .get() a method call
-            self.phase = LATE_ACK_TABLE[self.phase][trigger]
-        except KeyError:
-            raise LocalProtocolError(f"late ACK: {trigger.value} in {self.phase.value}") from None
+        self.phase = step(LATE_ACK_TABLE, self.phase, trigger, "late ACK")
 
     def remember(self, tag: str, seq: int, ack: Request) -> None:
         """The ACK sent for the 2xx of CSeq ``seq`` from the fork ``tag`` (the latest only)."""

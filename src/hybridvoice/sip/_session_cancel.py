@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from ._tables import TableKey, frozen_table
-from .errors import LocalProtocolError
+from ._tables import TableKey, frozen_table, step
 
 __all__ = ["CANCEL_TABLE", "CancelPhase", "UacCancel"]
 
@@ -49,10 +48,7 @@ class UacCancel:
         self.provisional_seen = False  # for the current INVITE transaction
 
     def _move(self, trigger: _C) -> None:
-        try:  # a mappingproxy's subscript is C; its .get() a method call
-            self.phase = CANCEL_TABLE[self.phase][trigger]
-        except KeyError:
-            raise LocalProtocolError(f"CANCEL: {trigger.value} in {self.phase.value}") from None
+        self.phase = step(CANCEL_TABLE, self.phase, trigger, "CANCEL")
 
     @property
     def wanted(self) -> bool:

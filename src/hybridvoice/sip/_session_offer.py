@@ -17,8 +17,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from ._session_ack import Ticket
-from ._tables import TableKey, frozen_table
-from .errors import LocalProtocolError
+from ._tables import TableKey, frozen_table, step
 from .message import Request
 
 __all__ = ["GlareRetry", "OfferAnswer", "OfferPhase", "glare_delay"]
@@ -91,12 +90,7 @@ class OfferAnswer:
         self.local_sdp = local_sdp  # our latest SDP, offered again by a refresh re-INVITE
 
     def _move(self, trigger: _O) -> None:
-        try:  # a mappingproxy's subscript is C; its .get() a method call
-            self.phase = OFFER_TABLE[self.phase][trigger]
-        except KeyError:
-            raise LocalProtocolError(
-                f"offer/answer: {trigger.value} in {self.phase.value}"
-            ) from None
+        self.phase = step(OFFER_TABLE, self.phase, trigger, "offer/answer")
 
     @property
     def glare_pending(self) -> bool:

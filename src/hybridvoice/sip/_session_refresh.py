@@ -17,8 +17,7 @@ from typing import Final
 
 from . import _session_timer as rfc4028
 from ._session_ack import Ticket
-from ._tables import TableKey, frozen_table
-from .errors import LocalProtocolError
+from ._tables import TableKey, frozen_table, step
 
 __all__ = ["REFRESH_TABLE", "RefreshPhase", "Refresher"]
 
@@ -79,12 +78,7 @@ class Refresher:
         self.expire_at: float | None = None
 
     def _move(self, trigger: _F) -> None:
-        try:  # a mappingproxy's subscript is C; its .get() a method call
-            self.phase = REFRESH_TABLE[self.phase][trigger]
-        except KeyError:
-            raise LocalProtocolError(
-                f"session timer: {trigger.value} in {self.phase.value}"
-            ) from None
+        self.phase = step(REFRESH_TABLE, self.phase, trigger, "session timer")
 
     @property
     def is_refresher(self) -> bool:

@@ -13,11 +13,15 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TypeVar
 
-__all__ = ["TableKey", "frozen_table"]
+from .errors import LocalProtocolError
+
+__all__ = ["TableKey", "frozen_table", "step"]
 
 _K = TypeVar("_K")
 _I = TypeVar("_I")
 _V = TypeVar("_V")
+_S = TypeVar("_S", bound="TableKey")
+_T = TypeVar("_T", bound="TableKey")
 
 
 class TableKey(enum.Enum):
@@ -32,3 +36,19 @@ class TableKey(enum.Enum):
 def frozen_table(table: Mapping[_K, Mapping[_I, _V]]) -> Mapping[_K, Mapping[_I, _V]]:
     """``table`` as a read-only mapping of read-only mappings (each row copied once)."""
     return MappingProxyType({key: MappingProxyType(dict(row)) for key, row in table.items()})
+
+
+def step(
+    table: Mapping[_S, Mapping[_T, _S]],
+    state: _S,
+    trigger: _T,
+    machine: str,
+    error: type[LocalProtocolError] = LocalProtocolError,
+) -> _S:
+    """The state ``trigger`` leads to from ``state`` in ``table``; a pair the table does not
+    list raises ``error`` naming the ``machine``, the trigger and the state (a mappingproxy's
+    subscript is C, its ``.get()`` a method call: a hit is the rule)."""
+    try:
+        return table[state][trigger]
+    except KeyError:
+        raise error(f"{machine}: {trigger.value} in {state.value}") from None

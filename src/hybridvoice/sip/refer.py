@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Final, TypeVar
 from urllib.parse import quote, unquote
 
-from ._tables import TableKey, frozen_table
+from ._tables import TableKey, frozen_table, step
 from .dialog import Dialog, DialogId, DialogTable
 from .errors import LocalProtocolError, ParseError
 from .headers import Address, parse_address
@@ -309,16 +309,10 @@ class ReferState:
         self.subscriber = _SP.IDLE
 
     def _notifier(self, event: _E) -> None:
-        try:  # a mappingproxy's subscript is C; its .get() a method call
-            self.notifier = NOTIFIER_TABLE[self.notifier][event]
-        except KeyError:
-            raise ReferError(f"the peer's REFER: {event.value} in {self.notifier.value}") from None
+        self.notifier = step(NOTIFIER_TABLE, self.notifier, event, "the peer's REFER", ReferError)
 
     def _subscriber(self, event: _E) -> None:
-        try:  # a mappingproxy's subscript is C; its .get() a method call
-            self.subscriber = SUBSCRIBER_TABLE[self.subscriber][event]
-        except KeyError:
-            raise ReferError(f"our REFER: {event.value} in {self.subscriber.value}") from None
+        self.subscriber = step(SUBSCRIBER_TABLE, self.subscriber, event, "our REFER", ReferError)
 
     # --- the peer's REFER -----------------------------------------------------------------
     def receive_refer(self, dialog: Dialog, request: Request) -> Response | Refer:
