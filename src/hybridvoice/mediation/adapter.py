@@ -118,15 +118,12 @@ def leg_action(action: LegAction) -> None:
     _LEG_OPS[type(action)](action)
 
 
-def leg_step(
-    bridge: Bridge | None, action: LegAction, op: Callable[[Any], None] | None = None
-) -> None:
-    """Carry out ``action`` (:func:`leg_action`; ``op``: its UA core call, when the caller
-    has looked it up already); one its leg refuses at once (a race with the peer) goes back
-    to the call when it matters (an offer or a REFER to pass on:
+def leg_step(bridge: Bridge | None, action: LegAction) -> None:
+    """Carry out ``action`` (:func:`leg_action`); one its leg refuses at once (a race with
+    the peer) goes back to the call when it matters (an offer or a REFER to pass on:
     :meth:`Bridge.leg_op_failed <.b2bua.Bridge.leg_op_failed>`), else is logged."""
     try:
-        (op or _LEG_OPS[type(action)])(action)
+        leg_action(action)
     except LocalProtocolError as exc:
         if bridge is None:
             raise
@@ -156,9 +153,8 @@ class LoopAdapter:
         """Carry out ``actions`` in order (``bridge`` None: a refusal before any call)."""
         for action in actions:
             kind = type(action)
-            op = _LEG_OPS.get(kind)
-            if op is not None:
-                leg_step(bridge, action, op)  # type: ignore[arg-type]
+            if kind in _LEG_OPS:
+                leg_step(bridge, action)  # type: ignore[arg-type]
                 continue
             if kind is ReleaseLeg:
                 release_leg(action.leg)  # type: ignore[union-attr]
