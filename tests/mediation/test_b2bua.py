@@ -190,7 +190,7 @@ def test_failover_to_the_second_gateway_on_503(tmp_path: Path) -> None:
 
 def test_failover_on_the_no_answer_timer_then_503_with_reason(tmp_path: Path) -> None:
     async def main() -> None:
-        async with lab(tmp_path, 2) as lab_:
+        async with lab(tmp_path, 2, no_answer=0.5) as lab_:
             a = lab_.call_out()
             calls = [await g.next_call() for g in lab_.gateways]  # neither answers in 0.5 s
             for b in calls:

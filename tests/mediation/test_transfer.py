@@ -16,6 +16,7 @@ import pytest
 from lab_harness import (
     ANSWER,
     CALLEE,
+    NO_ANSWER,
     OFFER,
     WAIT,
     Peer,
@@ -76,7 +77,7 @@ async def lab(
         },
         "Gateway1": {
             "IP": "127.0.0.1", "Port": gateway.port, "Protocol": "UDP", "VoiceRoutes": "All",
-            "SendSipOptions": False, "FailoverTimeSeconds": 2,
+            "SendSipOptions": False, "FailoverTimeSeconds": NO_ANSWER,
         },
     }  # fmt: skip
     async with running_role(tmp_path, raw, cloud, [gateway], relay=relay) as role:
