@@ -70,6 +70,9 @@ class TurnConfig:
     #: accept RFC 5766 channel numbers 0x5000-0x7FFF too (coturn's turnutils_uclient uses them)
     legacy_channels: bool = True
     software: str = "hybridvoice"
+    #: STUN requests per second per source IP (0: no limit) and the burst above that rate
+    requests_per_second: float = 0.0
+    request_burst: int = 50
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.external_ip)
