@@ -30,6 +30,7 @@ from hybridvoice.media.stun import (
     long_term_key,
     parse,
 )
+from hybridvoice.mgmt.metrics_turn import turn_metrics
 
 HOST = "127.0.0.1"
 PUBLIC = "192.0.2.44"  # advertised only, never used as an address
@@ -130,6 +131,15 @@ def test_mras_credentials_allocate_on_the_edge_relay(tmp_path: Path) -> None:
             assert counts["allocations"] == 1 and counts["integrity_failed"] == 1
             assert counts["credentials_expired"] == 1 and counts["peer_loopback"] >= 1
             assert media.mras_counters["issued"] == 1
+            samples = {
+                (x.name, tuple(sorted(x.labels.values()))): x.value
+                for family in turn_metrics(media)
+                for x in family.samples
+            }
+            assert samples[("hybridvoice_turn_refused_total", ("credentials_expired",))] == 1
+            assert samples[("hybridvoice_turn_refused_total", ("integrity_failed",))] == 1
+            assert samples[("hybridvoice_turn_allocations", ())] == 1
+            assert samples[("hybridvoice_mras_requests_total", ("issued",))] == 1
         finally:
             await edge.stop()
 

@@ -1,0 +1,64 @@
+"""Prometheus families of the edge's media relay (TURN, RFC 8656) and MRAS, at scrape time.
+
+- ``hybridvoice_turn_refused_total{reason}``: requests and data the relay refused or
+  dropped, by reason: ``forbidden`` peers (``peer_loopback``, ``peer_link_local``,
+  ``peer_own``, ...), ``quota``, ``rate_limited``, ``credentials_expired``,
+  ``credentials_malformed``, ``integrity_failed``, ``stale_nonce``, ``malformed``,
+  ``stream_garbage``, ``stream_source_limit``, ...
+- ``hybridvoice_turn_relayed_packets_total{direction}`` and ``..._bytes_total``
+  (``to_peer``, ``from_peer``), ``hybridvoice_turn_allocations`` (now) and
+  ``hybridvoice_turn_allocations_total``;
+- ``hybridvoice_mras_requests_total{result}``: MRAS answers (``issued``,
+  ``refused_untrusted``, ``refused_invalid``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from hybridvoice.edge.media_relay import EdgeMedia
+
+__all__ = ["turn_metrics"]
+
+#: Counters of the relay that are not refusals.
+_ACTIVITY: Final = frozenset({
+    "to_peer", "to_peer_bytes", "from_peer", "from_peer_bytes", "allocations", "permissions",
+    "channel_binds", "closed_allocations", "expired_allocations", "expired_reservations",
+    "challenged",
+})  # fmt: skip
+
+
+def turn_metrics(media: EdgeMedia | None) -> list[Metric]:
+    """The relay's and MRAS's families; none when the relay does not run."""
+    if media is None:
+        return []
+    counts = media.relay.counters
+    refused = CounterMetricFamily(
+        "hybridvoice_turn_refused", "TURN requests and data refused or dropped, by reason",
+        labels=["reason"],
+    )  # fmt: skip
+    for reason in sorted(counts):
+        if reason not in _ACTIVITY:
+            refused.add_metric([reason], counts[reason])
+    packets = CounterMetricFamily(
+        "hybridvoice_turn_relayed_packets", "Packets relayed", labels=["direction"]
+    )
+    data = CounterMetricFamily(
+        "hybridvoice_turn_relayed_bytes", "Payload bytes relayed", labels=["direction"]
+    )
+    for direction in ("to_peer", "from_peer"):
+        packets.add_metric([direction], counts.get(direction, 0))
+        data.add_metric([direction], counts.get(f"{direction}_bytes", 0))
+    now = GaugeMetricFamily("hybridvoice_turn_allocations", "TURN allocations now")
+    now.add_metric([], media.relay.server.allocations)
+    made = CounterMetricFamily("hybridvoice_turn_allocations_made", "TURN allocations made")
+    made.add_metric([], counts.get("allocations", 0))
+    mras = CounterMetricFamily(
+        "hybridvoice_mras_requests", "MRAS credential requests by result", labels=["result"]
+    )
+    for result in ("issued", "refused_untrusted", "refused_invalid"):
+        mras.add_metric([result], media.mras_counters.get(result, 0))
+    return [refused, packets, data, now, made, mras]
