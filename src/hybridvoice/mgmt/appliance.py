@@ -194,6 +194,7 @@ class Appliance:
             "edge_sip_host": edge.external_sip_ips[0],
             "edge_sip_port": edge.external_sip_port,
             "edge_sip_transport": edge.external_protocol,
+            "mras_url": self.edge.media.mras_url if self.edge and self.edge.media else "",
             "version": __version__,
         }
 
