@@ -20,19 +20,30 @@ import os
 import secrets
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybridvoice.cms.settings import Settings
 from hybridvoice.cms.settings_edge import relay_addresses
+from hybridvoice.media import LatchPolicy
 from hybridvoice.media.mras import MrasIssuer, MrasVerifier
 from hybridvoice.media.turn_state import TurnConfig
 from hybridvoice.net.http import AsgiServer, serve_asgi
+from hybridvoice.net.relay import RelayEngine
+from hybridvoice.net.transport import Transport
 from hybridvoice.net.turn import TurnRelay
 
+from .anchor_io import EdgeAnchoring
 from .mras_api import create_mras_api
 
-__all__ = ["EdgeMedia", "MediaRelayError", "open_media_relay", "site_secret"]
+__all__ = [
+    "EdgeMedia",
+    "MediaRelayError",
+    "edge_relay_addresses",
+    "open_media_relay",
+    "site_secret",
+]
 
 SECRET_FILE = "mras.secret"
 
@@ -51,6 +62,8 @@ class EdgeMedia:
     uris: tuple[str, ...]
     #: MRAS answers: issued, refused_untrusted, refused_invalid
     mras_counters: Counter[str] = field(default_factory=Counter)
+    #: media anchoring for clients on the internet (:mod:`.anchor_io`)
+    anchoring: EdgeAnchoring | None = None
 
     @property
     def mras_url(self) -> str:
@@ -58,6 +71,8 @@ class EdgeMedia:
 
     async def close(self) -> None:
         self.relay.close()
+        if self.anchoring is not None:
+            await self.anchoring.close()
         await self.mras.stop()
 
 
@@ -115,8 +130,11 @@ def relay_config(settings: Settings) -> TurnConfig:
     )
 
 
-async def open_media_relay(settings: Settings) -> EdgeMedia | None:
-    """The relay and MRAS listening, or None when ``[MediaRelay]`` leaves the relay off."""
+async def open_media_relay(
+    settings: Settings, external: Collection[Transport] = ()
+) -> EdgeMedia | None:
+    """The relay, MRAS and media anchoring (for calls through the ``external`` listeners),
+    or None when ``[MediaRelay]`` leaves the relay off."""
     mr, edge = settings.media_relay, settings.edge_server
     on, host, public, mras_host = relay_addresses(mr, edge)
     if not on:
@@ -142,7 +160,16 @@ async def open_media_relay(settings: Settings) -> EdgeMedia | None:
     except BaseException:
         relay.close()
         raise
-    return EdgeMedia(relay, mras, issuer, tuple(uris), counters)
+    engine = RelayEngine(host, (int(first), int(last)), latch=LatchPolicy(same_ip=False))
+    subnets = tuple(settings.mediation_server.internal_subnets)
+    anchoring = EdgeAnchoring(engine, external, subnets, public)
+    return EdgeMedia(relay, mras, issuer, tuple(uris), counters, anchoring)
+
+
+def edge_relay_addresses(settings: Settings) -> frozenset[str]:
+    """The addresses the edge's anchored media is offered on (none: the relay is off)."""
+    on, host, public, _ = relay_addresses(settings.media_relay, settings.edge_server)
+    return frozenset({host, public}) if on else frozenset()
 
 
 def _uri_host(host: str) -> str:

@@ -105,9 +105,14 @@ class EdgeRole:
             self.policy = EdgePolicy(
                 sides, mediation_timeout=edge.mediation_timeout_seconds, monitor=self.monitor
             )
-            self.proxy = Proxy(endpoint, self.policy)
+            self.media = await open_media_relay(s, [self.external])
+            anchoring = None if self.media is None else self.media.anchoring
+            if anchoring is None:
+                self.proxy = Proxy(endpoint, self.policy)
+            else:  # media of clients on the internet through the edge's relay
+                self.proxy = Proxy(endpoint, anchoring.policy(self.policy))
+                self.proxy.forward_hook = anchoring.hook
             self.monitor.start()
-            self.media = await open_media_relay(s)
         except BaseException:
             await self.stop()
             raise

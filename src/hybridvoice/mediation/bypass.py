@@ -119,6 +119,9 @@ class BypassPolicy:
     enabled: bool
     always_bypass: bool = True
     internal_subnets: tuple[IPNetwork, ...] = ()
+    #: the edge's media relay addresses: a client whose SDP names one is on the internet,
+    #: its media anchored at the edge (``docs/edge-media.md``), and never bypasses
+    edge_relays: frozenset[str] = frozenset()
 
     def subnet_of(self, address: str) -> IPNetwork | None:
         """The internal subnet holding ``address`` (an IP literal), else ``None``."""
@@ -206,7 +209,7 @@ def decide_bypass(
     """
     if not policy.enabled:
         return _anchor("bypass disabled in tenant network configuration")
-    if via_edge:
+    if via_edge or (client is not None and client.address in policy.edge_relays):
         return _anchor("external client via edge")
     if not gateway.media_bypass:
         return _anchor(f"gateway {gateway.name} has media bypass off")
