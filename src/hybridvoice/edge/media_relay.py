@@ -11,14 +11,17 @@ link-local and the appliance's own addresses unless ``AllowInternalPeers`` (RFC 
 holds ``UserQuota`` allocations per user and ``RequestsPerSecond`` per source.
 
 The MRAS service (:mod:`.mras_api`) listens on ``MRASIP:MRASPort`` for the online service
-(``[Online] SIPAddresses``) only.
+(``[Online] SIPAddresses`` and the ``ServiceURL`` host) only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import secrets
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -153,7 +156,7 @@ async def open_media_relay(
             uris.append(f"turn:{_uri_host(public)}:{tcp[1]}?transport=tcp")
         issuer = MrasIssuer(secret, ttl=mr.credential_lifetime_seconds)
         counters: Counter[str] = Counter()
-        trusted = frozenset(settings.online.sip_addresses)
+        trusted = online_addresses(settings)
         app = create_mras_api(issuer, tuple(uris), trusted=trusted, wall=time.time,
                               counters=counters)  # fmt: skip
         mras = await serve_asgi(app, mras_host, mr.mras_port, max_body=4096)
@@ -164,6 +167,16 @@ async def open_media_relay(
     subnets = tuple(settings.mediation_server.internal_subnets)
     anchoring = EdgeAnchoring(engine, external, subnets, public)
     return EdgeMedia(relay, mras, issuer, tuple(uris), counters, anchoring)
+
+
+def online_addresses(settings: Settings) -> frozenset[str]:
+    """Where the online service asks MRAS from: ``[Online] SIPAddresses`` and the host of
+    ``[Online] ServiceURL`` when it is an IP address."""
+    found = set(settings.online.sip_addresses)
+    host = urllib.parse.urlsplit(settings.online.service_url).hostname or ""
+    with contextlib.suppress(ValueError):
+        found.add(str(ipaddress.ip_address(host)))
+    return frozenset(found)
 
 
 def edge_relay_addresses(settings: Settings) -> frozenset[str]:

@@ -5,8 +5,8 @@ credentials for that user in the TURN REST scheme (draft-uberti-behave-turn-rest
 RFC 8489 §9.2 long-term credentials): ``username`` ``"<expiry>:<user>"``, ``password``
 ``base64(HMAC-SHA1(secret, username))``, ``ttl`` and ``expires`` (Unix seconds), and ``uris``
 (RFC 7065 ``turn:`` URIs of the relay's external address, UDP and TCP). Only the online
-service asks: a request from any other address (``[Online] SIPAddresses``, the hosts the edge
-trusts on its external side) gets 403. ``GET /mras/v1/health`` says whether it runs.
+service asks: a request from any other address (``[Online] SIPAddresses`` and the host of
+``[Online] ServiceURL``) gets 403. ``GET /mras/v1/health`` says whether it runs.
 
 Every answer is counted in :attr:`MrasCounters` (issued, refused by reason). The
 secret never leaves the process. Wall time is injected (``wall``: Unix seconds).
@@ -63,7 +63,7 @@ def create_mras_api(
             counters["refused_untrusted"] += 1
             return JSONResponse(
                 {"error": f"MRAS answers the online service only, not {source or 'unknown'}",
-                 "hint": "the online service's addresses are [Online] SIPAddresses"},
+                 "hint": "MRAS trusts [Online] SIPAddresses and the [Online] ServiceURL host"},
                 403,
             )  # fmt: skip
         return await call_next(request)
