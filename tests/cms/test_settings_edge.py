@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hybridvoice.cms.ini import import_ini
 from hybridvoice.cms.listeners import listeners
 from hybridvoice.cms.settings import SettingsError, parse_settings
 from hybridvoice.cms.settings_edge import relay_addresses
+from hybridvoice.cms.template import render_settings
 
 
 def _raw(relay: dict[str, Any] | None = None, **edge: Any) -> dict[str, Any]:
@@ -84,3 +88,21 @@ def test_relay_ports_clash_with_other_listeners() -> None:
     found = _problems(_raw({"Enabled": True, "MRASPort": 8472, "TCPPort": 5061}))
     assert "[Management] Port" in found["MediaRelay.MRASPort"]
     assert "[EdgeServer] ExternalSIPPort" in found["MediaRelay.TCPPort"]
+
+
+def test_an_imported_ini_with_a_media_relay_moves_tcp_443_and_round_trips() -> None:
+    fixture = Path(__file__).parents[1] / "fixtures" / "CloudConnector.ini"
+    text = fixture.read_text().replace(
+        "ExternalMRPortRange=50000 59999", "ExternalMRPortRange=50000 59999\nExternalMRIPs=10.9.9.9"
+    )
+    imported = import_ini(text)
+    moved = {n.key: (n.old, n.new) for n in imported.notes}
+    assert moved["MediaRelay.TCPPort"] == ("443", "3478")  # privileged: TCP beside UDP 3478
+    s = imported.settings
+    found = {x.key: x for x in listeners(s)}
+    assert (found["MediaRelay.UDPPort"].host, found["MediaRelay.TCPPort"].port) == (
+        "10.9.9.9",
+        3478,
+    )
+    again = parse_settings(tomllib.loads(render_settings(s)))
+    assert again.media_relay == s.media_relay and again == s
