@@ -7,8 +7,10 @@ The namespace hangs off a veth pair on a 10.254.x.0/30 the test creates: the hos
 (``[EdgeServer] ExternalMRIPs``); the client (``.2``) is outside ``[MediationServer]
 InternalSubnets`` (127.0.0.0/8), so the edge anchors its media (``docs/edge-media.md``).
 SIPp plays 50 G.711 packets; the gateway (SIPp ``-rtp_echo`` on loopback) sends them back;
-both relays count 100. Then coturn's ``turnutils_uclient`` in the namespace allocates through
-the edge relay with credentials the online service fetched from the edge's MRAS, relays to a
+both relays count 100. The other way, bob registers from the namespace and a SIPp gateway
+calls his number: anchored at the edge too (a call toward a user), 100 more at both relays.
+Then coturn's ``turnutils_uclient`` in the namespace allocates through the edge relay
+with credentials the online service fetched from the edge's MRAS, relays to a
 ``turnutils_peer`` in the namespace, and expired and forged credentials are refused.
 
 Skipped (with the reason) where namespaces cannot be made (no CAP_NET_ADMIN). Every program
@@ -33,7 +35,7 @@ from test_chain_sipp import chain_settings, gateway, settle
 from test_mediation_sipp import stop_uas
 from test_sipp import sipp_common, wait_exit
 
-from hybridvoice.app import LAB_PSTN_NUMBER, Lab
+from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, LAB_USERS, Lab
 from hybridvoice.cms.settings import Settings, parse_settings
 from hybridvoice.media.mras import MrasIssuer
 
@@ -41,6 +43,7 @@ pytestmark = pytest.mark.interop
 
 PACKETS = 50  # in pcap/g711_pcmu.pcap
 CALL_MS = 2000
+BOB_NUMBER = dict(LAB_USERS)["bob"]
 
 
 def _ip(*args: str) -> None:
@@ -135,6 +138,7 @@ def test_internet_client_media_through_edge_and_mediation_and_turn_with_mras(
             await up.start()
             try:
                 await call_through_the_edge(up)
+                await call_toward_the_user(up)
                 await turn_through_the_edge(up)
             finally:
                 await up.stop()
@@ -166,6 +170,47 @@ def test_internet_client_media_through_edge_and_mediation_and_turn_with_mras(
             mediation_packets = mediation.relay.stats().packets
             # client -> edge -> mediation -> gateway and the echo back: both relays carry all
             counts = (edge_packets, mediation_packets)
+            assert counts == (2 * PACKETS, 2 * PACKETS), counts
+
+        async def call_toward_the_user(up: Lab) -> None:
+            """A PSTN call to bob, registered from the namespace: gateway -> mediation ->
+            edge (anchored: toward a user) -> online -> bob, RTP echoed by bob."""
+            assert up.appliance is not None and up.appliance.edge is not None
+            media = up.appliance.edge.media
+            mediation = up.appliance.mediation
+            assert media is not None and media.anchoring is not None and mediation is not None
+            assert mediation.relay is not None
+            before = (media.anchoring.engine.stats().packets, mediation.relay.stats().packets)
+            bob_port = free_port()
+            target = f"{host_ip}:{settings.online.sip_port}"
+            common = sipp_common(bob_port, tmp_path, "bob_reg")
+            common[common.index("-i") + 1] = ns_ip
+            register = in_ns(ns, sipp, target, "-sf", str(SCENARIOS / "chain_register.xml"),
+                             "-key", "user", "bob", "-key", "domain", DOMAIN, "-au", "bob",
+                             "-ap", LAB_PASSWORD, "-auth_uri", DOMAIN, "-m", "1",
+                             *common)  # fmt: skip
+            with running(register, tmp_path / "bob_reg.out") as reg:
+                assert await wait_exit(reg, 30) == 0, reg.output()[-2000:]
+            common = sipp_common(bob_port, tmp_path, "bob")
+            common[common.index("-i") + 1] = ns_ip
+            bob_args = in_ns(ns, sipp, "-sf", str(SCENARIOS / "chain_uas.xml"), "-rtp_echo",
+                             "-mi", ns_ip, "-mp", str(free_port()), *common)  # fmt: skip
+            with running(bob_args, tmp_path / "bob.out") as bob:
+                await asyncio.sleep(0.3)
+                side = settings.mediation_server.udp_port
+                pstn = [sipp, f"127.0.0.1:{side}", "-sf", str(SCENARIOS / "uac_rtp.xml"),
+                        "-s", BOB_NUMBER, "-m", "1", "-d", str(CALL_MS),
+                        "-mi", "127.0.0.1", "-mp", str(free_port()),
+                        *sipp_common(gw_port, tmp_path, "pstn")]  # fmt: skip
+                with running(pstn, tmp_path / "pstn.out") as caller:
+                    code = await wait_exit(caller, 60)
+                await settle(mediation)
+                await stop_uas(bob)
+            assert code == 0, caller.output()[-3000:]
+            assert media.anchoring.counters.from_internal == 1
+            assert media.anchoring.counters.released == 2
+            after = (media.anchoring.engine.stats().packets, mediation.relay.stats().packets)
+            counts = (after[0] - before[0], after[1] - before[1])
             assert counts == (2 * PACKETS, 2 * PACKETS), counts
 
         async def turn_through_the_edge(up: Lab) -> None:
