@@ -131,6 +131,9 @@ def test_mras_credentials_allocate_on_the_edge_relay(tmp_path: Path) -> None:
             assert counts["allocations"] == 1 and counts["integrity_failed"] == 1
             assert counts["credentials_expired"] == 1 and counts["peer_loopback"] >= 1
             assert media.mras_counters["issued"] == 1
+            rows = {(r["role"], r["transport"]): r["port"] for r in media.listener_rows()}
+            assert rows == {("edge/media-relay", "UDP"): udp, ("edge/media-relay", "TCP"): tcp[1],
+                            ("edge/mras", "HTTP"): media.mras.port}  # fmt: skip
             samples = {
                 (x.name, tuple(sorted(x.labels.values()))): x.value
                 for family in turn_metrics(media)

@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hybridvoice.cms.settings import Settings
 from hybridvoice.cms.settings_edge import relay_addresses
@@ -67,6 +68,17 @@ class EdgeMedia:
     mras_counters: Counter[str] = field(default_factory=Counter)
     #: media anchoring for clients on the internet (:mod:`.anchor_io`)
     anchoring: EdgeAnchoring | None = None
+
+    def listener_rows(self) -> list[dict[str, Any]]:
+        """The relay's listeners as ``hybridvoice appliance status`` lists them."""
+        rows = [("UDP", self.relay.address), ("TCP", self.relay.tcp_address),
+                ("HTTP", (self.mras.host, self.mras.port))]  # fmt: skip
+        return [
+            {"role": "edge/media-relay" if kind != "HTTP" else "edge/mras", "transport": kind,
+             "host": where[0], "port": where[1]}
+            for kind, where in rows
+            if where is not None
+        ]  # fmt: skip
 
     @property
     def mras_url(self) -> str:

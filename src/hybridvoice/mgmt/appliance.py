@@ -333,4 +333,4 @@ def _edge_listeners(edge: EdgeRole) -> list[dict[str, Any]]:
     for row in rows:
         side = "external" if (row["host"], row["port"]) == external else "internal"
         row["role"] = f"edge/{side}-side"
-    return rows
+    return rows + (edge.media.listener_rows() if edge.media is not None else [])
