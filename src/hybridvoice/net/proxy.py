@@ -240,8 +240,9 @@ class Proxy:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._tasks: set[asyncio.Future[Decision]] = set()
-        #: called with every request and response the proxy sends on (not its own answers)
-        #: and the transport it leaves on, before it is sent: the edge rewrites SDP there
+        #: called with every request the proxy sends on and every response it sends (its
+        #: own answers too) and the transport it leaves on, before it is sent: the edge
+        #: rewrites SDP there and frees a call's relay ports at its end
         #: (media anchoring, :mod:`hybridvoice.edge.anchor_io`); None: nothing
         self.forward_hook: ForwardHook | None = None
         self._take = self.core.actions
@@ -451,7 +452,7 @@ class Proxy:
 
     def _send_response(self, action: SendResponse) -> None:
         response = action.response
-        if self.forward_hook is not None and not action.local:
+        if self.forward_hook is not None:  # local answers too: a 408/503 ends what it began
             source = action.transaction.context
             self._hooked(response, source.transport if isinstance(source, Source) else None)
         try:
