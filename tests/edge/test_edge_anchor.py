@@ -60,3 +60,11 @@ def test_media_anchored_at_the_edge_never_bypasses() -> None:
     inside = decide_bypass(policy, client=ClientMedia("10.1.2.3", 4000), via_edge=False,
                            gateway=gateway)  # fmt: skip
     assert inside.bypass
+    ranged = BypassPolicy(
+        enabled=True, internal_subnets=INTERNAL, edge_relays=frozenset({"127.0.0.1"}),
+        edge_relay_ports=(50000, 50099),
+    )  # fmt: skip
+    lab_client = ClientMedia("127.0.0.1", 40000)  # a lab client on the relay's host
+    assert decide_bypass(ranged, client=lab_client, via_edge=False, gateway=gateway).bypass
+    relayed = ClientMedia("127.0.0.1", 50010)
+    assert not decide_bypass(ranged, client=relayed, via_edge=False, gateway=gateway).bypass

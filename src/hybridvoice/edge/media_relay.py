@@ -45,6 +45,7 @@ __all__ = [
     "EdgeMedia",
     "MediaRelayError",
     "edge_relay_addresses",
+    "edge_relay_ports",
     "open_media_relay",
     "site_secret",
 ]
@@ -195,6 +196,12 @@ def edge_relay_addresses(settings: Settings) -> frozenset[str]:
     """The addresses the edge's anchored media is offered on (none: the relay is off)."""
     on, host, public, _ = relay_addresses(settings.media_relay, settings.edge_server)
     return frozenset({host, public}) if on else frozenset()
+
+
+def edge_relay_ports(settings: Settings) -> tuple[int, int]:
+    """``[EdgeServer] ExternalMRPortRange`` as (first, last)."""
+    first, _, last = settings.edge_server.external_mr_port_range.partition("-")
+    return int(first), int(last)
 
 
 def _uri_host(host: str) -> str:

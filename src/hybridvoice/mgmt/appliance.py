@@ -31,7 +31,7 @@ from hybridvoice.cms.replica import LocalStore
 from hybridvoice.cms.replicator import ApplianceLink, Replicator
 from hybridvoice.cms.settings import Settings
 from hybridvoice.edge.assembly import open_listeners
-from hybridvoice.edge.media_relay import edge_relay_addresses
+from hybridvoice.edge.media_relay import edge_relay_addresses, edge_relay_ports
 from hybridvoice.edge.role import EdgeOptions, EdgeRole
 from hybridvoice.mediation.assembly import open_gateway_transport, open_sides
 from hybridvoice.mediation.bypass import BypassPolicy
@@ -216,6 +216,7 @@ class Appliance:
             always_bypass=bool(cfg.get("always_bypass", True)),
             internal_subnets=networks or tuple(self.settings.mediation_server.internal_subnets),
             edge_relays=edge_relay_addresses(self.settings),
+            edge_relay_ports=edge_relay_ports(self.settings),
         )
 
     def _on_changes(self, changes: Sequence[Change]) -> None:
