@@ -38,6 +38,7 @@ from test_sipp import sipp_common, wait_exit
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, LAB_USERS, Lab
 from hybridvoice.cms.settings import Settings, parse_settings
 from hybridvoice.media.mras import MrasIssuer
+from hybridvoice.mgmt.metrics_turn import turn_metrics
 
 pytestmark = pytest.mark.interop
 
@@ -171,6 +172,13 @@ def test_internet_client_media_through_edge_and_mediation_and_turn_with_mras(
             # client -> edge -> mediation -> gateway and the echo back: both relays carry all
             counts = (edge_packets, mediation_packets)
             assert counts == (2 * PACKETS, 2 * PACKETS), counts
+            scraped = {
+                (x.name, tuple(x.labels.values())): x.value
+                for family in turn_metrics(media)
+                for x in family.samples
+            }
+            assert scraped[("hybridvoice_edge_relay_packets_total", ())] == 2 * PACKETS
+            assert scraped[("hybridvoice_edge_anchored_calls_total", ("external",))] == 1
 
         async def call_toward_the_user(up: Lab) -> None:
             """A PSTN call to bob, registered from the namespace: gateway -> mediation ->

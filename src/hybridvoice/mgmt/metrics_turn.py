@@ -9,7 +9,10 @@
   (``to_peer``, ``from_peer``), ``hybridvoice_turn_allocations`` (now) and
   ``hybridvoice_turn_allocations_total``;
 - ``hybridvoice_mras_requests_total{result}``: MRAS answers (``issued``,
-  ``refused_untrusted``, ``refused_invalid``).
+  ``refused_untrusted``, ``refused_invalid``);
+- media anchored at the edge: ``hybridvoice_edge_anchored_calls_total{side}``,
+  ``..._calls_now``, ``hybridvoice_edge_relay_packets_total``, ``..._dropped_packets_total``,
+  ``hybridvoice_edge_anchor_failures_total`` (no relay ports).
 """
 
 from __future__ import annotations
@@ -61,4 +64,32 @@ def turn_metrics(media: EdgeMedia | None) -> list[Metric]:
     )
     for result in ("issued", "refused_untrusted", "refused_invalid"):
         mras.add_metric([result], media.mras_counters.get(result, 0))
-    return [refused, packets, data, now, made, mras]
+    return [refused, packets, data, now, made, mras, *_anchoring(media)]
+
+
+def _anchoring(media: EdgeMedia) -> list[Metric]:
+    """The calls whose media the edge anchors (clients on the internet) and their packets."""
+    anchoring = media.anchoring
+    if anchoring is None:
+        return []
+    c = anchoring.counters
+    calls = CounterMetricFamily(
+        "hybridvoice_edge_anchored_calls", "Calls whose media the edge anchored, by the side "
+        "the INVITE came from", labels=["side"],
+    )  # fmt: skip
+    calls.add_metric(["external"], c.from_external)
+    calls.add_metric(["internal"], c.from_internal)
+    stats = anchoring.engine.stats()
+    active = GaugeMetricFamily("hybridvoice_edge_anchored_calls_now", "Calls anchored now")
+    active.add_metric([], stats.calls)
+    relayed = CounterMetricFamily("hybridvoice_edge_relay_packets", "RTP packets the edge relayed")
+    relayed.add_metric([], stats.packets)
+    dropped = CounterMetricFamily(
+        "hybridvoice_edge_relay_dropped_packets", "RTP packets the edge's relay dropped"
+    )
+    dropped.add_metric([], stats.dropped)
+    no_ports = CounterMetricFamily(
+        "hybridvoice_edge_anchor_failures", "Calls left unanchored: no relay ports"
+    )
+    no_ports.add_metric([], c.no_ports)
+    return [calls, active, relayed, dropped, no_ports]
