@@ -16,7 +16,7 @@ import pytest
 from ports import free_port
 
 from hybridvoice.cms.settings import Settings, parse_settings
-from hybridvoice.edge.media_relay import MediaRelayError, site_secret
+from hybridvoice.edge.media_relay import MediaRelayError, relay_config, site_secret
 from hybridvoice.edge.role import EdgeOptions, EdgeRole
 from hybridvoice.media.mras import MrasIssuer
 from hybridvoice.media.stun import (
@@ -200,3 +200,16 @@ def test_secret_problems_name_the_setting(tmp_path: Path) -> None:
     made = site_secret(settings(tmp_path))  # made once in the state directory, then kept
     assert made == site_secret(settings(tmp_path)) and len(made) >= 32
     assert (tmp_path / "mras.secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_relay_config_follows_the_settings(tmp_path: Path) -> None:
+    chosen = {"UserQuota": 3, "AllowInternalPeers": True, "RequestsPerSecond": 5,
+              "RequestBurst": 7, "Realm": "lab.example"}  # fmt: skip
+    lab = relay_config(settings(tmp_path, **chosen))
+    assert (lab.user_quota, lab.requests_per_second, lab.request_burst) == (3, 5.0, 7)
+    assert lab.allow_loopback_peers and lab.allow_link_local_peers and lab.allow_own_peers
+    assert (lab.realm, lab.external_ip) == ("lab.example", PUBLIC)
+    strict = relay_config(settings(tmp_path))
+    assert not (strict.allow_loopback_peers or strict.allow_link_local_peers
+                or strict.allow_own_peers)  # fmt: skip
+    assert strict.realm == "contoso.example" and {HOST, PUBLIC} <= strict.own_addresses
