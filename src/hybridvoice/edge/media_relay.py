@@ -131,7 +131,7 @@ def _own_addresses(settings: Settings) -> frozenset[str]:
 def relay_config(settings: Settings) -> TurnConfig:
     """The TURN core's configuration from ``[MediaRelay]`` and ``[EdgeServer]``."""
     mr, edge = settings.media_relay, settings.edge_server
-    _, _, public, _ = relay_addresses(mr, edge)
+    _, host, public, _ = relay_addresses(mr, edge)
     lab = mr.allow_internal_peers
     return TurnConfig(
         realm=mr.realm or settings.common.default_domain,
@@ -143,6 +143,10 @@ def relay_config(settings: Settings) -> TurnConfig:
         user_quota=mr.user_quota,
         requests_per_second=mr.requests_per_second,
         request_burst=mr.request_burst,
+        # a client's TURN allocation may reach the edge's anchoring ports (an ICE relay
+        # candidate toward the anchored address), no other port of the appliance
+        media_peers=frozenset({host, public}),
+        media_peer_ports=edge_relay_ports(settings),
     )
 
 

@@ -498,6 +498,9 @@ class TurnServer:
         if not CHANNEL_MIN <= number <= top:
             raise _RefusedError(400, "bad_channel")
         peer = self._peer(peer_value, msg.transaction_id)
+        off_ports = self._policy.port_refusal(peer)
+        if off_ports is not None:
+            raise _RefusedError(403, off_ports)
         bound = alloc.channels.get(number)
         if bound is not None and bound[0] != peer:
             raise _RefusedError(400, "channel_in_use")
@@ -529,6 +532,10 @@ class TurnServer:
             return []
         if not alloc.permitted(peer[0], now):
             self._counters["no_permission"] += 1
+            return []
+        off_ports = self._policy.port_refusal(peer)
+        if off_ports is not None:
+            self._counters[off_ports] += 1
             return []
         self._to_peer += 1
         self._to_peer_bytes += len(data)
