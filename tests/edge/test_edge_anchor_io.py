@@ -87,3 +87,25 @@ def test_failure_answers_release_and_internal_clients_are_not_anchored() -> None
         await a.close()
 
     asyncio.run(run())
+
+
+def test_idle_calls_are_released_by_the_next_anchored_call() -> None:
+    async def run() -> None:
+        now = [1000.0]
+        first = free_port()
+        engine = RelayEngine("127.0.0.1", (first - first % 2, first - first % 2 + 40))
+        a = EdgeAnchoring(engine, [EXTERNAL], SUBNETS, "192.0.2.99", idle_timeout=600,
+                          clock=lambda: now[0])  # fmt: skip
+        source = Source(EXTERNAL, "203.0.113.5", 5060)
+        await a.prepare(invite("203.0.113.5", "old"), source)
+        assert a.sweep() == 0  # seen now
+        now[0] += 599
+        await a.prepare(invite("203.0.113.5", "new"), source)
+        assert set(a.calls) == {"old", "new"}
+        a.calls["new"].session.a.packets += 1  # "new" carries media, "old" does not
+        now[0] += 1
+        assert a.sweep() == 1 and set(a.calls) == {"new"}
+        assert a.counters.idle_released == 1
+        await a.close()
+
+    asyncio.run(run())

@@ -8,14 +8,18 @@ side; latching on each, RFC 4961). :meth:`EdgeAnchoring.hook` is the proxy's for
 each SDP of an anchored call that crosses the edge names the relay ports of the side it
 leaves on (the external side's as ``ExternalMRPublicIPs``), and the SDP's own address
 becomes the remote of the side it came from. A BYE, or a failure answer to the INVITE
-before any 2xx, releases the ports; :meth:`EdgeAnchoring.close` releases the rest.
+before any 2xx, releases the ports; a call whose relay carried nothing for an hour is
+released by the sweep each new anchored call runs; :meth:`EdgeAnchoring.close` releases
+the rest.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Collection
-from dataclasses import dataclass, field
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Final
 
 from hybridvoice.media import Leg
 from hybridvoice.net.proxy import Decision, Forward, ProxyPolicy
@@ -29,17 +33,21 @@ __all__ = ["AnchorCounters", "EdgeAnchoring"]
 
 _log = logging.getLogger(__name__)
 
+#: A call whose relay carried nothing for an hour is over (its BYE never crossed the edge).
+IDLE_TIMEOUT: Final = 3600.0
+
 
 @dataclass(slots=True)
 class AnchorCounters:
-    """Calls anchored by the side they came from, released, refused (no ports), SDPs rewritten."""
+    """Calls anchored by the side they came from, released (idle: by the sweep), left
+    unanchored (no ports), SDPs rewritten."""
 
     from_external: int = 0
     from_internal: int = 0
     released: int = 0
+    idle_released: int = 0
     no_ports: int = 0
     rewritten: int = 0
-    by_reason: dict[str, int] = field(default_factory=dict)
 
 
 class EdgeAnchoring:
@@ -51,6 +59,9 @@ class EdgeAnchoring:
         external: Collection[Transport],
         internal_subnets: tuple[IPNetwork, ...],
         public_host: str,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.external = external
@@ -59,6 +70,12 @@ class EdgeAnchoring:
         self.calls: dict[str, RelayCall] = {}
         self._answered: set[str] = set()
         self.counters = AnchorCounters()
+        #: a call whose relay carried no packet for this long is released at the next sweep
+        #: (its BYE never crossed the edge); sweeps run when a new call is anchored
+        self.idle_timeout = idle_timeout
+        self._clock = clock
+        #: Call-ID -> (packets at the last sweep that saw them move, when)
+        self._seen: dict[str, tuple[int, float]] = {}
 
     def policy(self, inner: ProxyPolicy) -> ProxyPolicy:
         return _AnchoringPolicy(self, inner)
@@ -71,10 +88,28 @@ class EdgeAnchoring:
             return offer_from_outside(request.body, self.internal_subnets)
         return True  # toward a user: the client may be anywhere
 
+    def sweep(self) -> int:
+        """Release the calls whose relay carried nothing for :attr:`idle_timeout` seconds;
+        how many were released."""
+        now, gone = self._clock(), []
+        for call_id, call in self.calls.items():
+            a, b = call.session.a, call.session.b
+            total = a.packets + b.packets + a.rtcp_packets + b.rtcp_packets
+            seen = self._seen.get(call_id)
+            if seen is None or seen[0] != total:
+                self._seen[call_id] = (total, now)
+            elif now - seen[1] >= self.idle_timeout:
+                gone.append(call_id)
+        for call_id in gone:
+            self.release(call_id)
+        self.counters.idle_released += len(gone)
+        return len(gone)
+
     async def prepare(self, request: Request, source: Source) -> None:
         call_id = request.call_id
         if call_id is None or call_id in self.calls:
             return
+        self.sweep()
         try:
             call = await self.engine.create_call(call_id)
         except Exception as exc:  # no ports: the call goes on unanchored, counted
@@ -123,6 +158,7 @@ class EdgeAnchoring:
     def release(self, call_id: str) -> None:
         call = self.calls.pop(call_id, None)
         self._answered.discard(call_id)
+        self._seen.pop(call_id, None)
         if call is not None:
             self.engine._drop(call)  # release() is this, as a coroutine
             self.counters.released += 1
