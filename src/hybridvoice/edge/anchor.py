@@ -107,9 +107,8 @@ def rewrite_sdp(body: bytes, host: str, port: int, rtcp_port: int) -> bytes | No
             new = new.with_rtcp(rtcp_port)
         new = _without_ice(new)
         sdp = sdp.with_media(index, new)
-    for name in _ICE:
-        sdp = sdp.without_attributes(name)
-    return bytes(sdp.with_connection(host))
+    lines = tuple(x for x in sdp.lines if not (isinstance(x, Attribute) and x.name in _ICE))
+    return bytes(dataclasses.replace(sdp, lines=lines).with_connection(host))
 
 
 def _without_ice(media: MediaDescription) -> MediaDescription:
