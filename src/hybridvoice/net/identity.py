@@ -15,6 +15,7 @@ label values for ``hybridvoice_tls_refused_total{peer,reason}``, never text from
 from __future__ import annotations
 
 import ipaddress
+import logging
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,11 +25,18 @@ from typing import Any, Final, Literal
 from cryptography import x509
 
 __all__ = [
+    "MAX_REFUSED_PEERS",
     "REFUSAL_REASONS",
     "PeerIdentity",
     "RefusalReason",
+    "count_refusal",
     "refusal_reason",
 ]
+
+_log = logging.getLogger("hybridvoice.net.tls")
+
+#: distinct ``peer`` labels of one transport's refusal counter; more count as "other"
+MAX_REFUSED_PEERS: Final = 256
 
 #: Why a TLS peer was refused (the ``reason`` label): ``untrusted-chain`` (no trusted root
 #: signs it), ``name-mismatch`` (its certificate does not name the host we asked for, or the
@@ -97,6 +105,18 @@ def refusal_reason(exc: BaseException) -> RefusalReason:
             return "handshake-timeout"
         cause = cause.__cause__ or cause.__context__
     return "handshake-failed"
+
+
+def count_refusal(
+    refused: dict[tuple[str, str], int], peer: str, reason: RefusalReason, detail: str
+) -> None:
+    """Count a refused TLS peer in ``refused`` (a transport's ``counters.tls_refused``) under
+    (``peer``, ``reason``) and log why."""
+    key = (peer, reason)
+    if key not in refused and len({p for p, _ in refused}) >= MAX_REFUSED_PEERS:
+        key = ("other", reason)
+    refused[key] = refused.get(key, 0) + 1
+    _log.warning("TLS peer %s refused (%s): %s", peer, reason, detail)
 
 
 def _ip(text: str) -> str | None:

@@ -40,9 +40,10 @@ from hybridvoice.sip.message import Request, Response
 from hybridvoice.sip.parser import KeepAlive, StreamParser
 from hybridvoice.sip.value_cache import ValueCache
 
-from .identity import PeerIdentity, RefusalReason, refusal_reason
+from .identity import PeerIdentity, RefusalReason, count_refusal, refusal_reason
 from .pipe import LocalExchange, PipeEnd
-from .stream_tls import TlsAccept, count_refusal
+from .stream_tls import TlsAccept
+from .tls import identity_of
 from .transport import (
     DEFAULT_MAX_SIZE,
     BoundTransport,
@@ -300,6 +301,7 @@ class StreamTransport(BoundTransport):
         "connect_timeout",
         "counters",
         "exchange",
+        "identity",
         "idle_timeout",
         "kind",
         "limits",
@@ -357,6 +359,8 @@ class StreamTransport(BoundTransport):
         #: the ``peer`` label of a refused incoming TLS connection from an address (a
         #: gateway's name); default: the address
         self.peer_label: Callable[[str], str] | None = None
+        #: the identity of the certificate this transport presents (TLS; pipes carry it)
+        self.identity: PeerIdentity | None = None
 
     @classmethod
     async def listen(
@@ -424,6 +428,7 @@ class StreamTransport(BoundTransport):
             self._local = (host, bound)
             self._advertised = (advertised, bound)
             self.sent_by = f"{via_host(advertised)}:{bound}"
+        self.identity = identity_of(server_ssl) or identity_of(client_ssl)
         self._arm_idle()
         if exchange is not None:
             self.exchange = exchange
@@ -489,6 +494,11 @@ class StreamTransport(BoundTransport):
                 self.send(bytes(message), host, port, server_name=server_name, on_error=on_error)
                 return
             assert exchange is not None
+            refused = exchange.refusal(self, server, server_name or host)
+            if refused is not None:
+                self.tls_refused(server_name or host, "name-mismatch", refused)
+                self._failed(TransportError(refused), on_error)
+                return
             conn = exchange.connect(self, server)
             self._connections[key] = conn
         try:
@@ -566,7 +576,7 @@ class StreamTransport(BoundTransport):
         """Count and log a TLS peer refused (``peer``: an address or a name, labelled by
         ``peer_label``)."""
         label = peer if self.peer_label is None else self.peer_label(peer)
-        count_refusal(self.counters, label, reason, detail)
+        count_refusal(self.counters.tls_refused, label, reason, detail)
 
     def _admit(self, host: str) -> bool:
         """Whether a connection just accepted from ``host`` may stay (the caps of

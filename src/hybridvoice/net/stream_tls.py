@@ -15,35 +15,16 @@ asyncio's loop and on uvloop (asyncio's TLS protocol over uvloop's TCP transport
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 from asyncio import sslproto
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, cast
 
-from .identity import RefusalReason, refusal_reason
-from .transport import TransportCounters
+from .identity import refusal_reason
 
 if TYPE_CHECKING:
     from .stream import StreamTransport
 
-__all__ = ["MAX_REFUSED_PEERS", "TlsAccept", "count_refusal"]
-
-log = logging.getLogger("hybridvoice.net.stream")
-
-#: distinct ``peer`` labels of the TLS refusal counter per transport; more count as "other"
-MAX_REFUSED_PEERS: Final = 256
-
-
-def count_refusal(
-    counters: TransportCounters, peer: str, reason: RefusalReason, detail: str
-) -> None:
-    """Count a refused TLS peer under (``peer``, ``reason``) and log why."""
-    refused = counters.tls_refused
-    key = (peer, reason)
-    if key not in refused and len({p for p, _ in refused}) >= MAX_REFUSED_PEERS:
-        key = ("other", reason)
-    refused[key] = refused.get(key, 0) + 1
-    log.warning("TLS peer %s refused (%s): %s", peer, reason, detail)
+__all__ = ["TlsAccept"]
 
 
 class TlsAccept(sslproto.SSLProtocol):

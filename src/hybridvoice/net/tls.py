@@ -16,6 +16,10 @@ it for every ClientHello, with or without SNI) so every new handshake presents t
 certificate, while connections already up keep their session. The client context is renewed in
 place: OpenSSL copies the certificate into each connection when it starts, so open connections
 keep theirs and the next one presents the new one. :func:`watch` polls the loader.
+
+Every context built here is a :class:`SiteContext`: it knows the identity of the certificate
+it presents (:class:`~hybridvoice.net.identity.PeerIdentity`), which an in-process pipe
+carries to the other side in place of a handshake (:mod:`.pipe`).
 """
 
 from __future__ import annotations
@@ -28,11 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from .identity import PeerIdentity
+
 __all__ = [
     "RELOAD_INTERVAL",
     "MtlsContexts",
+    "SiteContext",
     "TlsMaterial",
     "client_context",
+    "identity_of",
     "server_context",
     "watch",
 ]
@@ -53,7 +61,19 @@ class TlsMaterial:
     generation: int
 
 
-def _common(context: ssl.SSLContext, material: TlsMaterial) -> ssl.SSLContext:
+class SiteContext(ssl.SSLContext):
+    """An ``SSLContext`` that knows whose certificate it presents (None: none loaded)."""
+
+    identity: PeerIdentity | None = None
+
+
+def identity_of(context: ssl.SSLContext | None) -> PeerIdentity | None:
+    """The identity ``context`` presents, when it is a :class:`SiteContext` that knows it."""
+    return context.identity if isinstance(context, SiteContext) else None
+
+
+def _common(context: SiteContext, material: TlsMaterial) -> SiteContext:
+    context.identity = PeerIdentity.from_pem_file(material.cert_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # 1.3 is negotiated when both can
     context.load_cert_chain(material.cert_file)
     context.load_verify_locations(cadata=material.cadata.decode("ascii"))
@@ -61,21 +81,21 @@ def _common(context: ssl.SSLContext, material: TlsMaterial) -> ssl.SSLContext:
     return context
 
 
-def server_context(material: TlsMaterial, *, require_client: bool = True) -> ssl.SSLContext:
+def server_context(material: TlsMaterial, *, require_client: bool = True) -> SiteContext:
     """A listener's context: presents the credential, requires a client certificate that
     chains to a trusted root (``require_client`` False: verifies one when the client sends it,
     for a listener that softphones reach too)."""
-    context = _common(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), material)
+    context = _common(SiteContext(ssl.PROTOCOL_TLS_SERVER), material)
     if not require_client:
         context.verify_mode = ssl.CERT_OPTIONAL
     context.num_tickets = 0  # sipsak and other SIP stacks stumble on TLS 1.3 tickets
     return context
 
 
-def client_context(material: TlsMaterial) -> ssl.SSLContext:
+def client_context(material: TlsMaterial) -> SiteContext:
     """A connecting side's context: presents the credential, verifies the server's chain and
     its name (or IP address)."""
-    context = _common(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), material)
+    context = _common(SiteContext(ssl.PROTOCOL_TLS_CLIENT), material)
     context.check_hostname = True
     return context
 
@@ -117,6 +137,7 @@ class MtlsContexts:
         if material.generation == old.generation and material.cadata == old.cadata:
             return False
         self._current = server_context(material, require_client=self.require_client)
+        self.server.identity = self.client.identity = self._current.identity
         self.client.load_cert_chain(material.cert_file)
         self.client.load_verify_locations(cadata=material.cadata.decode("ascii"))
         self.material = material
