@@ -28,7 +28,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -104,7 +104,16 @@ class MtlsContexts:
     """The server and client context of a process's TLS listeners and connections, following
     the generation of the credential they are built from (see the module docstring)."""
 
-    __slots__ = ("_current", "_load", "client", "material", "reloads", "require_client", "server")
+    __slots__ = (
+        "_current",
+        "_derived",
+        "_load",
+        "client",
+        "material",
+        "reloads",
+        "require_client",
+        "server",
+    )
 
     def __init__(self, load: Callable[[], TlsMaterial], *, require_client: bool = True) -> None:
         self._load = load
@@ -118,6 +127,22 @@ class MtlsContexts:
         self.client = client_context(self.material)
         #: how many times a new generation (or new trust) was taken
         self.reloads = 0
+        #: contexts from the same credential with more roots (:meth:`widened`), reloaded
+        #: with these
+        self._derived: list[MtlsContexts] = []
+
+    def widened(self, roots: bytes, *, require_client: bool) -> MtlsContexts:
+        """Contexts from the same credential that also trust ``roots`` (PEM; a listener that
+        gateways with their own chains reach), reloaded whenever these are."""
+        load = self._load
+
+        def widened_load() -> TlsMaterial:
+            material = load()
+            return replace(material, cadata=material.cadata + roots)
+
+        derived = MtlsContexts(widened_load, require_client=require_client)
+        self._derived.append(derived)
+        return derived
 
     @property
     def current_server(self) -> ssl.SSLContext:
@@ -132,6 +157,8 @@ class MtlsContexts:
 
     def reload(self) -> bool:
         """Take the loader's material when its generation or its roots changed; True then."""
+        for derived in self._derived:
+            derived.reload()
         material = self._load()
         old = self.material
         if material.generation == old.generation and material.cadata == old.cadata:
