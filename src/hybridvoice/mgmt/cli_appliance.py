@@ -26,6 +26,7 @@ from .cli_admin import (
     api,
     cell,
     change,
+    err,
     fail,
     given,
     out,
@@ -66,10 +67,14 @@ def appliance_remove(
     out.print(f"appliance {name} unregistered")
 
 
+CERTIFICATE_COLUMNS: Final = ("name", "subject", "not_after", "days_left")
+
+
 @appliance_app.command("status")
 def appliance_status(appliance: ApplianceUrl = APPLIANCE_URL, as_json: Json = False) -> None:
     """This appliance: roles, listeners, gateways and their health, calls now, replica version
-    and lag (Get-CcApplianceStatus)."""
+    and lag, certificates with their days left (Get-CcApplianceStatus). Warns 30 days before
+    a certificate expires."""
     data = api("GET", appliance, "/v1/status")
     if as_json:
         show(data, True)
@@ -90,6 +95,10 @@ def appliance_status(appliance: ApplianceUrl = APPLIANCE_URL, as_json: Json = Fa
     out.print(summary)
     show(data["listeners"], False, ("role", "transport", "host", "port"), "listeners")
     show(data["gateways"], False, GATEWAY_COLUMNS, "gateways")
+    if data.get("certificates"):
+        show(data["certificates"], False, CERTIFICATE_COLUMNS, "certificates (site PKI)")
+    for warning in data.get("warnings", ()):
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
 
 @appliance_app.command("maintenance")
