@@ -132,3 +132,40 @@ def test_a_call_survives_rotation_and_new_connections_get_the_new_certificate(
                 await endpoint.close()
 
     run(main())
+
+
+def test_a_credential_file_replaced_by_hand_reaches_the_next_handshake(
+    site: PkiStore, tmp_path: Path
+) -> None:
+    """No ``ca renew``: an admin copies a new key and certificate over the file (same
+    generation); the next reload takes it because the file's content changed."""
+
+    async def main() -> None:
+        bob_tls = contexts(site, "bob")
+        _, _, bob_ep, bob_t = await side(bob_tls)
+        carol_ep = Endpoint(timers=FAST)
+        try:
+            assert bob_tls.reload() is False  # nothing changed yet
+            other = PkiStore(tmp_path / "elsewhere")
+            other.save_ca(site.load_ca())
+            fresh = other.ensure_server(site.load_ca(), "bob", now(), ips=["127.0.0.1"])
+            path = site.credential_path("bob")
+            path.write_bytes(fresh.bundle_pem)  # by hand: the .json generation stays
+            assert site.load_credential("bob").generation == 1
+            assert bob_tls.reload() is True
+            carol = await carol_ep.listen(
+                "TLS", "127.0.0.1", 0, client_ssl=contexts(site, "carol").client
+            )
+            assert isinstance(carol, StreamTransport)
+            port = bob_t.local[1]
+            carol.send(b"\r\n\r\n", "127.0.0.1", port)  # a keep-alive opens the connection
+            async with asyncio.timeout(WAIT):
+                while carol.connection_to("127.0.0.1", port) is None:
+                    await asyncio.sleep(0.01)
+            serial = fresh.certificate.serial_number
+            assert presented(carol.connection_to("127.0.0.1", port)) == serial
+        finally:
+            await bob_ep.close()
+            await carol_ep.close()
+
+    run(main())

@@ -25,6 +25,7 @@ carries to the other side in place of a handshake (:mod:`.pipe`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import ssl
 from collections.abc import Callable
@@ -107,6 +108,7 @@ class MtlsContexts:
     __slots__ = (
         "_current",
         "_derived",
+        "_digest",
         "_load",
         "client",
         "material",
@@ -118,6 +120,7 @@ class MtlsContexts:
     def __init__(self, load: Callable[[], TlsMaterial], *, require_client: bool = True) -> None:
         self._load = load
         self.material = load()
+        self._digest = _digest(self.material.cert_file)
         self.require_client = require_client
         #: what listeners hold for their whole life; it hands each handshake the newest context
         self.server = server_context(self.material, require_client=require_client)
@@ -156,18 +159,25 @@ class MtlsContexts:
             connection.context = self._current
 
     def reload(self) -> bool:
-        """Take the loader's material when its generation or its roots changed; True then."""
+        """Take the loader's material when its generation, its roots or the credential file's
+        content changed (``hybridvoice ca renew``, or the file replaced by hand); True then."""
         for derived in self._derived:
             derived.reload()
         material = self._load()
         old = self.material
-        if material.generation == old.generation and material.cadata == old.cadata:
+        digest = _digest(material.cert_file)
+        if (material.generation, material.cadata, digest) == (
+            old.generation,
+            old.cadata,
+            self._digest,
+        ):
             return False
         self._current = server_context(material, require_client=self.require_client)
         self.server.identity = self.client.identity = self._current.identity
         self.client.load_cert_chain(material.cert_file)
         self.client.load_verify_locations(cadata=material.cadata.decode("ascii"))
         self.material = material
+        self._digest = digest
         self.reloads += 1
         _log.info(
             "TLS: %s generation %d for new handshakes",
@@ -175,6 +185,12 @@ class MtlsContexts:
             material.generation,
         )
         return True
+
+
+def _digest(path: Path) -> bytes:
+    """What the credential file holds, in 32 bytes (a file replaced by hand is new material
+    although its generation stayed)."""
+    return hashlib.sha256(path.read_bytes()).digest()
 
 
 async def watch(
