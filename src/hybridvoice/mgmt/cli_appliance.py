@@ -123,7 +123,9 @@ GatewayName = Annotated[str, typer.Argument(metavar="NAME", help="The gateway's 
 Ip = Annotated[str | None, typer.Option("--ip", help="IP (settings key IP)")]
 Fqdn = Annotated[str | None, typer.Option("--fqdn", help="FQDN, resolved at each change")]
 Port = Annotated[int | None, typer.Option(help="Port (default 5060, 5061 for TLS)")]
-Protocol = Annotated[str | None, typer.Option(help="UDP, TCP or TLS")]
+Protocol = Annotated[
+    str | None, typer.Option(help="UDP, TCP, TLS or MTLS (TLS with certificates both ways, 5067)")
+]
 Routes = Annotated[
     str | None,
     typer.Option(help="VoiceRoutes: route names of [HybridVoiceRoutes], space separated"),
@@ -138,6 +140,14 @@ FailoverCodes = Annotated[
 ]
 MediaBypass = Annotated[bool | None, typer.Option(help="MediaBypass toward this gateway")]
 ForwardPai = Annotated[bool | None, typer.Option(help="ForwardPAI (P-Asserted-Identity)")]
+MutualTls = Annotated[
+    bool | None,
+    typer.Option(help="MutualTls: the gateway must present a certificate naming it (TLS)"),
+]
+TrustedRoots = Annotated[
+    str | None,
+    typer.Option(help="TrustedRootsFile: PEM roots of the gateway's own chain (on the appliance)"),
+]
 
 
 def _no_gateway(name: str) -> dict[int, str]:
@@ -151,7 +161,8 @@ def _gateway_keys(**options: Any) -> dict[str, Any]:
             "voice_routes": "VoiceRoutes", "max_sessions": "MaxConcurrentSessions",
             "send_options": "SendSipOptions", "failover_time": "FailoverTimeSeconds",
             "failover_codes": "FailoverResponseCodes", "media_bypass": "MediaBypass",
-            "forward_pai": "ForwardPAI", "enabled": "Enabled"}  # fmt: skip
+            "forward_pai": "ForwardPAI", "enabled": "Enabled", "mutual_tls": "MutualTls",
+            "trusted_roots_file": "TrustedRootsFile"}  # fmt: skip
     return {keys[k]: v for k, v in options.items() if v is not None}
 
 
@@ -201,6 +212,8 @@ def _gateway_command(*, create: bool) -> Callable[..., None]:
         failover_codes: FailoverCodes = None,
         media_bypass: MediaBypass = None,
         forward_pai: ForwardPai = None,
+        mutual_tls: MutualTls = None,
+        trusted_roots_file: TrustedRoots = None,
         appliance: ApplianceUrl = APPLIANCE_URL,
         as_json: Json = False,
     ) -> None:
@@ -208,6 +221,7 @@ def _gateway_command(*, create: bool) -> Callable[..., None]:
             ip=ip, fqdn=fqdn, port=port, protocol=protocol, voice_routes=voice_routes,
             max_sessions=max_sessions, send_options=send_options, failover_time=failover_time,
             failover_codes=failover_codes, media_bypass=media_bypass, forward_pai=forward_pai,
+            mutual_tls=mutual_tls, trusted_roots_file=trusted_roots_file,
         )  # fmt: skip
         if not create:
             _gateway_change(appliance, name, changes, as_json)
