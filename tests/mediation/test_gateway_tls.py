@@ -28,15 +28,15 @@ from ports import free_port
 from ua_harness import FAST, QUICK, WAIT, Phone
 
 from hybridvoice.cms.settings import parse_settings
-from hybridvoice.mediation.health import build_options, destination_of
 from hybridvoice.mediation.role import MediationRole, RoleOptions
 from hybridvoice.net import loop as hv_loop
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.stream import StreamTransport
 from hybridvoice.net.tls import MtlsContexts, TlsMaterial
-from hybridvoice.net.transport import Destination
+from hybridvoice.net.transport import Destination, Source
 from hybridvoice.net.ua import Call, UserAgent
 from hybridvoice.pki import PkiStore
+from hybridvoice.sip.message import Request
 from hybridvoice.sip.session import Disconnected
 
 CALLEE = "+31201234567"
@@ -98,6 +98,8 @@ class Peer:
     phone: Phone
     endpoint: Endpoint
     transport: StreamTransport
+    #: every request that arrived, as it came off the wire
+    seen: list[Request]
 
     async def next_call(self) -> Call:
         return await asyncio.wait_for(self.phone.incoming.get(), WAIT)
@@ -111,7 +113,15 @@ async def peer(tls: MtlsContexts) -> Peer:
         "TLS", "127.0.0.1", 0, server_ssl=tls.server, client_ssl=tls.client
     )
     assert isinstance(transport, StreamTransport)
-    return Peer(ua, phone, endpoint, transport)
+    seen: list[Request] = []
+    original = endpoint.on_request
+
+    def spy(request: Request, source: Source) -> None:
+        seen.append(request)
+        original(request, source)
+
+    endpoint.on_request = spy  # type: ignore[method-assign]
+    return Peer(ua, phone, endpoint, transport, seen)
 
 
 @dataclass
@@ -196,7 +206,10 @@ async def refused(lab_: Lab, call: Call) -> int:
 
 def test_toward_a_tls_gateway_our_fqdn_and_its_name_checked(tmp_path: Path, site: PkiStore) -> None:
     async def main() -> None:
-        good = (contexts(site, "sbc1"), {"Protocol": "TLS", "FQDN": "sbc1.contoso.test"})
+        good = (
+            contexts(site, "sbc1"),
+            {"Protocol": "TLS", "FQDN": "sbc1.contoso.test", "SendSipOptions": True},
+        )
         # sbc1's certificate configured as sbc2: its name does not verify
         wrong = (contexts(site, "sbc1"), {"Protocol": "TLS", "FQDN": "sbc2.contoso.test"})
         async with lab(tmp_path, site, [wrong, good]) as lab_:
@@ -219,12 +232,14 @@ def test_toward_a_tls_gateway_our_fqdn_and_its_name_checked(tmp_path: Path, site
             b.reject(486)
             assert await refused(lab_, a) == 486
 
-            # OPTIONS toward the gateway carries the FQDN too (what health sends)
-            state = lab_.role.trunks["Gateway2"]  # type: ignore[index]
-            endpoint = lab_.role.gateway_endpoint
-            assert endpoint is not None
-            options = build_options(endpoint, state, destination_of(state))
+            # the OPTIONS ping the gateway got carries the FQDN too
+            async with asyncio.timeout(WAIT):
+                while not any(r.method == "OPTIONS" for r in lab_.gateways[1].seen):
+                    await asyncio.sleep(0.01)
+            options = next(r for r in lab_.gateways[1].seen if r.method == "OPTIONS")
+            assert options.top_via is not None and options.top_via.host == OUR_FQDN
             assert f"@{OUR_FQDN}" in str(options.headers.get("From"))
+            assert "127.0.0.1" not in str(options.headers.get("Contact") or "")
 
     run(main)
 
