@@ -263,3 +263,15 @@ def test_identity_matching_follows_rfc_5922() -> None:
     cert = {"subject": ((("commonName", "cn.example.com"),),), "subjectAltName": ()}
     assert PeerIdentity.from_peercert(cert) == PeerIdentity.of(["cn.example.com"])
     assert PeerIdentity.from_peercert({}) is None
+
+
+def test_refusal_reasons_from_errors() -> None:
+    slow = ConnectionAbortedError(
+        "SSL handshake is taking longer than 10.0 seconds: aborting the connection"
+    )
+    assert refusal_reason(slow) == "handshake-timeout"
+    assert refusal_reason(TimeoutError()) == "handshake-timeout"
+    assert refusal_reason(ConnectionResetError()) == "handshake-failed"
+    wrapped = OSError("connect failed")
+    wrapped.__cause__ = ssl.SSLError(1, "x")
+    assert refusal_reason(wrapped) == "handshake-failed"

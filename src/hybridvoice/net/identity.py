@@ -100,8 +100,11 @@ def refusal_reason(exc: BaseException) -> RefusalReason:
         if isinstance(cause, ssl.SSLCertVerificationError):
             return _VERIFY_CODES.get(cause.verify_code, "untrusted-chain")
         if isinstance(cause, ssl.SSLError):
-            return _REASONS.get(str(cause.reason), "handshake-failed")
-        if isinstance(cause, TimeoutError):
+            return _REASONS.get(str(getattr(cause, "reason", "")), "handshake-failed")
+        if isinstance(cause, TimeoutError) or (
+            # asyncio's words when ssl_handshake_timeout expires
+            isinstance(cause, ConnectionAbortedError) and "taking longer" in str(cause)
+        ):
             return "handshake-timeout"
         cause = cause.__cause__ or cause.__context__
     return "handshake-failed"
