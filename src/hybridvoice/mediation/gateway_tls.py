@@ -64,7 +64,7 @@ def refuse_inbound(gateway: GatewayState, source: Source | None) -> str | None:
 
 def peer_trust(gateways: Iterable[Gateway]) -> list[PeerTrust]:
     """The TLS gateways with roots of their own, by the name their certificate is checked for
-    (the file is read now: a renewed root reaches the next connection after a reload)."""
+    (each file is read now: at start and at every ``gateway add|set``)."""
     return [
         PeerTrust(gw.tls_name, read_roots(gw.trusted_roots_file))
         for gw in gateways
