@@ -51,10 +51,11 @@ def inbound_refusal(
 def refuse_inbound(gateway: GatewayState, source: Source | None) -> str | None:
     """:func:`inbound_refusal` for a request from ``source``, counted on its transport under
     the gateway's name; the Reason text of the 403, or None to go on."""
-    if source is None:
-        return None
+    config = gateway.config
+    if source is None or config.protocol != "TLS" or not config.mutual_tls:
+        return None  # the common case, decided before looking at the connection
     identity = getattr(source.connection, "peer_identity", None)
-    refusal = inbound_refusal(gateway.config, source.transport.kind, identity)
+    refusal = inbound_refusal(config, source.transport.kind, identity)
     if refusal is None:
         return None
     reason, text = refusal
