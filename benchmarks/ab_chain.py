@@ -9,7 +9,9 @@ gateway; see ``benchmarks/chain.py``) from its own ``.venv`` with ``PYTHONPATH``
 ``src``, under ``chain.py``'s SIPp uac scenario at one fixed rate, for each ``--auth`` mode
 (``trusted``: one INVITE per call; ``digest``: 407, ACK and the INVITE again with
 credentials). The trees alternate run after run (order reversed every repeat), ``--repeats``
-times per mode. CPU per call is utime+stime of the chain process over the run divided by the
+times per mode; with ``--parallel`` both trees run at the same time, each under its own SIPp
+pair (the same machine for each: the ratio's spread is smaller on a shared machine). CPU per
+call is utime+stime of the chain process over the run divided by the
 successful calls (``_harness.sipp_load``). The machine may be shared: only same-session ratios
 mean anything, hence the alternation; the report gives per mode and tree the median CPU per
 call (min, max) and the per-repeat ratios last/first with their median and spread.
@@ -23,6 +25,7 @@ import os
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--auth", default="trusted,digest", help="comma-separated: trusted,digest")
+    p.add_argument("--parallel", action="store_true", help="the trees' runs at the same time")
     p.add_argument("--out", type=Path, default=Path("/tmp/hv-bench-ab-chain"))
     a = p.parse_args(argv)
     trees = [t.resolve() for t in a.trees]
@@ -79,16 +83,23 @@ def main(argv: list[str] | None = None) -> int:
         order = trees if i % 2 == 0 else trees[::-1]
         for mode in modes:
             row: dict[Path, float] = {}
-            for tree in order:
-                result = run(tree, mode == "trusted", a.rate, a.seconds, a.out)
+            trust = mode == "trusted"
+            if a.parallel:
+                with ThreadPoolExecutor(len(order)) as pool:
+                    futures = [pool.submit(run, t, trust, a.rate, a.seconds, a.out) for t in order]
+                    results = [f.result() for f in futures]
+            else:
+                results = [run(tree, trust, a.rate, a.seconds, a.out) for tree in order]
+            for tree, result in zip(order, results, strict=True):
                 print(json.dumps(result.as_dict()), flush=True)
                 if result.clean and result.dut_cpu_ms_per_call is not None:
                     figures[(mode, tree)].append(result.dut_cpu_ms_per_call)
                     row[tree] = result.dut_cpu_ms_per_call
             if len(row) == len(trees):
                 ratios[mode].append(row[trees[1]] / row[trees[0]])
+    how = "at the same time" if a.parallel else "alternating"
     print(f"\nchain at {a.rate} calls/s, {a.seconds:g} s runs, {a.repeats} repeats, trees "
-          f"alternating; ratio = {trees[1].name} / {trees[0].name}")  # fmt: skip
+          f"{how}; ratio = {trees[1].name} / {trees[0].name}")  # fmt: skip
     for mode in modes:
         for tree in trees:
             values = figures[(mode, tree)]
