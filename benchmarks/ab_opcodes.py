@@ -2,7 +2,7 @@
 does not depend on the machine's load.
 
 Run: ``.venv/bin/python benchmarks/ab_opcodes.py /work/wt-base . [--rate 4] [--seconds 10]
-[--top 40]``
+[--top 40] [--chain trusted|digest]``
 
 CPU time on a shared machine moves by several percent from run to run; a difference of 1-3%
 between two trees takes many alternating runs to see (``ab_b2bua.py``), and cProfile's
@@ -13,8 +13,10 @@ from after ``READY`` to the end of a SIPp load (``uac_txn.xml``, as ``b2bua.py``
 rate (tracing costs about 50x; at ``--rate`` 4 nothing is retransmitted). The report gives
 instructions and Python function calls per call for each tree, then the files and the
 functions whose instructions per call differ most. Instructions are not time (a C call or a
-frozen dataclass's ``object.__setattr__`` is one instruction), but their count is exact and
-the same run after run: it says where a tree does more work, and by how much.
+frozen dataclass's ``object.__setattr__`` is one instruction), but their count is nearly
+the same run after run (within about 0.2%, with the timers that happen to fire): it says
+where a tree does more work, and by how much. ``--chain`` counts the whole chain instead
+(each tree's ``benchmarks/chain.py serve``, its uac as there).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import Proc, free_port, sipp_load
 from ab_b2bua import dut_args
 from b2bua import MEDIATION_TOML, UAC
+from chain import NUMBER, uac_scenario
 
 #: run in the DUT's interpreter: counts instructions per code object between SIGUSR1 and
 #: SIGUSR2, then writes them as JSON to $OPCOUNT_OUT
@@ -62,32 +65,48 @@ def stop(signum, frame):
 signal.signal(signal.SIGUSR1, start)
 signal.signal(signal.SIGUSR2, stop)
 sys.argv = sys.argv[1:]
-runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+if sys.argv[0].endswith(".py"):
+    runpy.run_path(sys.argv[0], run_name="__main__")
+else:
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
 
 
-def count(tree: Path, rate: int, seconds: float, out: Path) -> tuple[Path, int]:
+def count(tree: Path, rate: int, seconds: float, out: Path, chain: str) -> tuple[Path, int]:
     """Run ``tree``'s DUT traced under load; the counts file and the successful calls."""
     port, uas = free_port(), free_port()
     workdir = out / f"{tree.name}_{int(time.time() * 1000)}"
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = workdir / "mediation.toml"
-    cfg.write_text(MEDIATION_TOML.format(gw_side=free_port(), uas=uas))
     tracer = workdir / "tracer.py"
     tracer.write_text(TRACER)
-    args = dut_args(tree, cfg, port, uas, None)
-    assert args[1] == "-m"
     counts = workdir / "opcodes.json"
     env = {**os.environ, "PYTHONPATH": str(tree / "src"), "OPCOUNT_OUT": str(counts)}
-    proc = Proc([args[0], str(tracer), *args[2:]], workdir / "dut.out", env=env)
+    python = str(tree / ".venv" / "bin" / "python")
+    uac, extra, ready = UAC, [], "READY"
+    if chain:  # the tree's own chain.py serve: online proxy -> edge -> mediation
+        trust = chain == "trusted"
+        args = [str(tree / "benchmarks" / "chain.py"), "serve", "--gateway-port", str(uas),
+                "--state", str(workdir / "state"), *(["--trust"] if trust else [])]  # fmt: skip
+        uac, ready = workdir / "uac.xml", "ready proxy="
+        uac.write_text(uac_scenario(auth=not trust))
+    else:
+        cfg = workdir / "mediation.toml"
+        cfg.write_text(MEDIATION_TOML.format(gw_side=free_port(), uas=uas))
+        args = dut_args(tree, cfg, port, uas, None)[2:]
+    proc = Proc([python, str(tracer), *args], workdir / "dut.out", env=env)
     try:
-        if not proc.wait_for_text("READY", 30):
+        if not proc.wait_for_text(ready, 60):
             raise RuntimeError(f"{tree} did not start: {(workdir / 'dut.out').read_text()[-800:]}")
+        target = f"127.0.0.1:{port}"
+        if chain:
+            target = (workdir / "dut.out").read_text().split(ready, 1)[1].split()[0]
+            extra = [] if chain == "trusted" else ["-auth_uri", f"{NUMBER}@{target}"]
         os.kill(proc.pid, signal.SIGUSR1)
         time.sleep(0.3)
         result = sipp_load(
-            label=tree.name, target=f"127.0.0.1:{port}", rate=rate, seconds=seconds,
-            uas_port=uas, workdir=workdir, uac_sf=UAC, dut_pid=proc.pid,
+            label=tree.name, target=target, rate=rate, seconds=seconds, uas_port=uas,
+            workdir=workdir, uac_sf=uac, dut_pid=proc.pid, extra_uac=extra,
+            service=NUMBER if chain else "+31201234567",
         )  # fmt: skip
         os.kill(proc.pid, signal.SIGUSR2)
         deadline = time.monotonic() + 20
@@ -119,10 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=4)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--top", type=int, default=40)
+    p.add_argument("--chain", choices=("trusted", "digest"), default=None,
+                   help="count the whole chain (each tree's chain.py serve) instead")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("/tmp/hv-bench-ab-opcodes"))
     a = p.parse_args(argv)
     trees = [t.resolve() for t in a.trees]
-    runs = [load(*count(tree, a.rate, a.seconds, a.out)) for tree in trees]
+    runs = [load(*count(tree, a.rate, a.seconds, a.out, a.chain or "")) for tree in trees]
     (files0, funcs0, calls0), (files1, funcs1, calls1) = runs
     total0, total1 = sum(files0.values()), sum(files1.values())
     ratio = total1 / total0
