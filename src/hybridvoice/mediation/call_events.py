@@ -106,20 +106,25 @@ REOFFER: Final = "reoffer"
 TRANSFER_FAILOVER: Final = "transfer-failover"
 
 
+# Events and decisions are slotted dataclasses, read-only by contract but not frozen (as the UA's
+# and the proxy's actions): several are built for every call, and a frozen dataclass's __init__
+# costs about 3.5 times as much (object.__setattr__ per field).
+
+
 # --- events (besides the legs' own CallUpdates) -----------------------------------------------
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Start:
     """A new INVITE passed the UA's checks: admit, route and decide the media."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimerFired:
     """The call's timer ``name`` fired (armed by an :class:`ArmTimer`)."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Then:
     """The step a call takes once its relay ports are bound: ``place`` the routing
     ``outcome``, place the ``inbound`` call's edge leg, or ``answer`` with ``leg``'s ``sdp``
@@ -131,7 +136,7 @@ class Then:
     sdp: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RelayBound:
     """The relay call asked for by :class:`BindRelay` is ready: anchor, then ``then``."""
 
@@ -139,7 +144,7 @@ class RelayBound:
     then: Then
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RelayFailed:
     """No relay ports could be had (the engine's own words)."""
 
@@ -147,7 +152,7 @@ class RelayFailed:
 
 
 # --- decisions ----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PlaceLeg:
     """Send a new INVITE (RFC 3261 §13.2.1) from the ``side`` UA to ``target`` (From, To,
     the SDP offer, the next hop, extra headers); its events come to the call. The new leg is
@@ -167,7 +172,7 @@ class PlaceLeg:
     caller: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ArmTimer:
     """Fire :class:`TimerFired` ``name`` at ``at`` (the clock handlers get as ``now``);
     replaces a timer of that name."""
@@ -176,14 +181,14 @@ class ArmTimer:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelTimer:
     """Stop timer ``name`` if armed."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BindRelay:
     """Allocate a relay call (ports) for this call; :class:`RelayBound` or
     :class:`RelayFailed` follows."""
@@ -191,14 +196,14 @@ class BindRelay:
     then: Then
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReleaseRelay:
     """Give ``relay_call``'s ports back to the pool."""
 
     relay_call: RelayCall
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LegOpFailed:
     """The leg refused ``action`` (its session's state forbids it now: a race with the
     peer, RFC 3261 §14.1, §14.2): ``error`` in the session's words."""
@@ -207,7 +212,7 @@ class LegOpFailed:
     error: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SwapLeg:
     """A transfer's decision: ``new`` takes ``old``'s place in the call (and its record)."""
 
@@ -216,7 +221,7 @@ class SwapLeg:
 
 
 # --- decisions on a leg (its UA core call, carried out by the adapter) ----------------------------
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ring:
     """UAS: 180 Ringing, or 183 with early-media ``sdp`` (RFC 3261 §13.3.1.1)."""
 
@@ -225,7 +230,7 @@ class Ring:
     status: int = 180
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """UAS: 200 with ``sdp`` (RFC 3261 §13.3.1.4)."""
 
@@ -233,7 +238,7 @@ class Answer:
     sdp: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reject:
     """UAS: a final failure ``status`` (RFC 3261 §13.3.1.3) with ``headers`` (Reason,
     Retry-After, Warning) or a reason phrase ``text``."""
@@ -244,7 +249,7 @@ class Reject:
     text: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hangup:
     """End the leg in any state: CANCEL, 603 or BYE (RFC 3261 §15), ``headers`` on it."""
 
@@ -252,7 +257,7 @@ class Hangup:
     headers: Sequence[tuple[str, object]] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendOffer:
     """A re-INVITE (``update``: an UPDATE, RFC 3311) offering ``sdp`` on ``leg``, ``why``:
     passing on ``origin``'s ``offer``; our own re-offer to the ``relay`` (RFC 3264 §8);
@@ -266,7 +271,7 @@ class SendOffer:
     why: Literal["offer", "relay", "transfer", "replaces"] = "offer"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AnswerOffer:
     """Answer the offer ``leg``'s peer made (RFC 3264 §6) with ``sdp``."""
 
@@ -274,7 +279,7 @@ class AnswerOffer:
     sdp: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RefuseOffer:
     """Refuse the offer ``leg``'s peer made with ``status`` (491, 488; RFC 3261 §14.2)."""
 
@@ -282,7 +287,7 @@ class RefuseOffer:
     status: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReferReply:
     """Answer ``leg``'s REFER (RFC 3515 §2.4.2): 202 (and NOTIFY 100) or a refusal."""
 
@@ -290,7 +295,7 @@ class ReferReply:
     status: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Notify:
     """A NOTIFY on ``leg``'s REFER subscription with the referenced call's ``status``
     (RFC 3515 §2.4.4, a ``message/sipfrag`` body)."""
@@ -299,7 +304,7 @@ class Notify:
     status: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PassRefer:
     """Send a REFER on ``leg`` (RFC 3515 §2.4.1), passing on ``origin``'s; refused at once, a
     :class:`LegOpFailed` follows."""
@@ -312,7 +317,7 @@ class PassRefer:
     origin: Call
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReleaseLeg:
     """``leg`` ended and its end is handled: drop its handler (the leg -> call -> leg cycle)."""
 
@@ -323,7 +328,7 @@ class ReleaseLeg:
 RecordOp = Literal["start", "route", "attempt", "media", "ringing", "answered", "ended"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WriteRecord:
     """A change of the call record of ``call_id``: the store's ``op`` (``start``,
     ``route``, ``attempt``, ``media``, ``ringing``, ``answered``, ``ended``) with ``fields``."""

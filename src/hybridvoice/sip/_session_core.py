@@ -134,12 +134,19 @@ class SessionCore:
         return [(due, seq, handler) for due, seq, handler in armed if due is not None]
 
     def next_deadline(self) -> float | None:
-        """The earliest armed deadline (read after every message: no list of handlers)."""
-        refresh = self._refresh
+        """The earliest armed deadline (read after every message: no list of handlers, no
+        tuple to loop over)."""
         first = self._retransmit.deadline
-        for due in (self._offers.deadline, refresh.refresh_at, refresh.expire_at):
-            if due is not None and (first is None or due < first):
-                first = due
+        due = self._offers.deadline
+        if due is not None and (first is None or due < first):
+            first = due
+        refresh = self._refresh
+        due = refresh.refresh_at
+        if due is not None and (first is None or due < first):
+            first = due
+        due = refresh.expire_at
+        if due is not None and (first is None or due < first):
+            first = due
         return first
 
     def handle_timer(self, now: float) -> None:

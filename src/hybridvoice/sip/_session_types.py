@@ -122,21 +122,26 @@ Side = Literal["local", "remote"]
 
 
 # --- outputs: actions for the endpoint ----------------------------------------------------
-@dataclass(frozen=True, slots=True)
+# Slotted dataclasses, read-only by contract but not frozen (as the UA core's actions): one is
+# built for every message a session sends, and a frozen __init__ pays object.__setattr__ per
+# field.
+
+
+@dataclass(slots=True)
 class SendRequest:
     """Send ``request``: an ACK outside any transaction, others in a client transaction."""
 
     request: Request
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendCancel:
     """Cancel the client transaction of ``invite`` (§9.1)."""
 
     invite: Request
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendResponse:
     """Send ``response`` in the server transaction of ``for_request``."""
 
