@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from cryptography import x509
 
@@ -55,17 +55,7 @@ RefusalReason = Literal[
     "handshake-timeout",
     "handshake-failed",
 ]
-REFUSAL_REASONS: Final[tuple[RefusalReason, ...]] = (
-    "untrusted-chain",
-    "name-mismatch",
-    "expired",
-    "not-yet-valid",
-    "no-certificate",
-    "refused-by-peer",
-    "protocol-version",
-    "handshake-timeout",
-    "handshake-failed",
-)
+REFUSAL_REASONS: Final[tuple[RefusalReason, ...]] = get_args(RefusalReason)
 
 # OpenSSL's X509_V_ERR_* codes (x509_vfy.h) that say more than "untrusted"
 _VERIFY_CODES: Final[Mapping[int, RefusalReason]] = {
