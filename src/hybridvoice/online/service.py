@@ -31,6 +31,7 @@ from hybridvoice.net.transport import Transport
 from hybridvoice.sip.transaction import TimerConfig
 
 from .api import create_online_api, sip_metrics
+from .api_mtls import ApplianceAuth
 from .assembly import OnlineSip, open_sip
 from .guard import AuthGuard, BlockReason, GuardLimits
 from .policy import OnlinePolicy
@@ -75,6 +76,11 @@ class OnlineOptions:
     exchange: LocalExchange | None = None
     #: TCP/TLS limits of its listeners ([SipLimits]); None: the defaults
     limits: StreamLimits | None = None
+    #: the API over HTTPS (``[Online] ServiceURL`` https): its server context, which asks
+    #: for a client certificate, and the site roots appliances authenticate with
+    #: (:mod:`.api_mtls`); None: plain HTTP, appliances send bearer tokens
+    api_ssl: ssl.SSLContext | None = None
+    appliance_auth: ApplianceAuth | None = None
 
 
 class OnlineService:
@@ -84,6 +90,8 @@ class OnlineService:
         self, options: OnlineOptions | None = None, *, sip: OnlineSip | None = None
     ) -> None:
         self.options = options or OnlineOptions()
+        if self.options.appliance_auth is not None and self.options.api_ssl is None:
+            raise ValueError("appliance_auth needs api_ssl: certificates come over HTTPS only")
         #: its SIP endpoint and listeners (None: opened by :meth:`start`)
         self.sip = sip
         self.store = TenantStore(self.options.store)
@@ -134,10 +142,13 @@ class OnlineService:
                     + guard_metrics(self.guard)
                     + endpoint_metrics([("online", endpoint)])  # messages, drops by reason
                 ),
+                appliance_auth=o.appliance_auth,
             )
+            auth = o.appliance_auth
             self.api = await serve_asgi(
-                app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes
-            )
+                app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes,
+                ssl_context=o.api_ssl, on_tls_refused=auth.tls_refused if auth else None,
+            )  # fmt: skip
         except BaseException:
             await self.stop()
             raise
