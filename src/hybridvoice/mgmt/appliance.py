@@ -9,20 +9,26 @@ applies replicated changes that matter to calls at once (the tenant's media bypa
 configuration: the next call sees it, no restart) and serves its management API
 (:mod:`hybridvoice.mgmt.appliance_api`), behind the bearer tokens and audit log of
 :attr:`Appliance.access` (``access.db`` in the state directory, in memory without one).
-Toward the online service it presents its own token (``[Management] OnlineToken``, or
-:attr:`ApplianceOptions.online_token`).
+Toward the online service it presents its client certificate from the site CA when
+``[Online] ServiceURL`` is https (:mod:`.online_tls`: made on first start), else its own
+token (``[Management] OnlineToken``, or :attr:`ApplianceOptions.online_token`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import ipaddress
 import logging
+import shutil
 import ssl
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from hybridvoice import __version__
 from hybridvoice.cms.changes import Change
@@ -40,11 +46,13 @@ from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.http import AsgiServer, serve_asgi
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.transport import Destination
+from hybridvoice.pki import PkiStore
 from hybridvoice.sip.session import SessionConfig
 from hybridvoice.sip.transaction import TimerConfig
 
 from .appliance_api import create_appliance_api
 from .gateways import GATEWAYS_FILE, changed_settings, gateway_row, load_gateways, save_gateways
+from .online_tls import appliance_client_context, uses_https
 
 __all__ = ["Appliance", "ApplianceOptions"]
 
@@ -71,6 +79,10 @@ class ApplianceOptions:
     #: the bearer token toward the online service's API (``hybridvoice up`` makes one);
     #: None: ``[Management] OnlineToken``
     online_token: str | None = None
+    #: the site PKI its client certificate toward an https ServiceURL comes from
+    #: (``hybridvoice up``: the site's); None: ``<state directory>/pki`` (a temporary one
+    #: without a state directory)
+    pki: PkiStore | None = None
 
 
 class Appliance:
@@ -95,6 +107,10 @@ class Appliance:
         self.replicator: Replicator | None = None
         self.link: ApplianceLink | None = None
         self.api: AsgiServer | None = None
+        #: the HTTPS client toward the online API (an https ServiceURL), its PKI store
+        self.online_http: httpx.AsyncClient | None = None
+        self.pki: PkiStore | None = self.options.pki
+        self._temp_pki: str | None = None
         self._unsubscribe: Any = None
         self._gateway_lock = asyncio.Lock()
 
@@ -143,11 +159,16 @@ class Appliance:
             self._unsubscribe = self.replica.subscribe(self._on_changes)
             url, mg = s.online.service_url, s.management
             token = o.online_token or mg.online_token
-            self.replicator = Replicator(self.replica, url, wait=o.replication_wait, token=token)
+            http = self.online_http = self._online_client()
+            if http is not None:
+                token = None  # the certificate speaks for the appliance
+            self.replicator = Replicator(
+                self.replica, url, wait=o.replication_wait, token=token, client=http
+            )
             self.replicator.start()
             self.link = ApplianceLink(
                 url, self.registration(), interval=s.online.heartbeat_seconds, status=self._state,
-                token=token,
+                token=token, client=http,
             )  # fmt: skip
             self.link.start()
             if o.serve_api:
@@ -165,6 +186,9 @@ class Appliance:
             if worker is not None:
                 await worker.stop()
         self.link = self.replicator = None
+        if self.online_http is not None:
+            await self.online_http.aclose()
+            self.online_http = None
         if self.edge is not None:
             await self.edge.stop()
             self.edge = None
@@ -179,6 +203,24 @@ class Appliance:
         """Close the replica and the token store (after :meth:`stop`)."""
         self.replica.close()
         self.access.close()
+        if self._temp_pki is not None:
+            shutil.rmtree(self._temp_pki, ignore_errors=True)
+            self._temp_pki = None
+
+    def _online_client(self) -> httpx.AsyncClient | None:
+        """With an https ServiceURL: the HTTPS client presenting the appliance's certificate
+        from the site PKI (made or renewed first); None for http."""
+        if not uses_https(self.settings):
+            return None
+        if self.pki is None:
+            if self.state_dir is None:
+                self._temp_pki = tempfile.mkdtemp(prefix="hybridvoice-pki-")
+                self.pki = PkiStore(Path(self._temp_pki))
+            else:
+                self.pki = PkiStore(self.state_dir / "pki")
+        now = datetime.datetime.now(datetime.UTC)
+        context = appliance_client_context(self.pki, self.settings, self.name, now)
+        return httpx.AsyncClient(verify=context)
 
     # --- what the online service learns about us --------------------------------------------------
     def registration(self) -> dict[str, Any]:
