@@ -402,7 +402,7 @@ class Lab:
 
     def _ssl(self, part: str) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
         """The server and client context of ``part`` (``online``, ``appliance``)."""
-        tls = None if self.tls is None else self.tls.contexts[part]
+        tls = None if self.tls is None or self.server_ssl else self.tls.contexts[part]
         return (self.server_ssl, self.client_ssl) if tls is None else (tls.server, tls.client)
 
     def _appliance_tokens(self, appliance: Appliance) -> None:

@@ -38,6 +38,7 @@ def test_up_with_an_https_service_url_authenticates_the_appliance_by_certificate
             assert lab.online.api is not None and lab.online.api.url.startswith("https://")
             status = lab.appliance.status()
             assert status["online"]["registered"] and status["replica"]["connected"]
+            assert status["online"]["auth"] == "certificate"
             store = PkiStore(tmp_path / "pki")
             names = set(store.names())
             assert {"online-api", "online-client"} <= names

@@ -65,7 +65,17 @@ def pki(tmp_path: Path) -> dict[str, Any]:
     }
 
 
-def test_https_hands_the_verified_certificate_to_the_app(pki: dict[str, Any]) -> None:
+def run_on(loop: str, main: Any) -> Any:
+    """``main()`` on asyncio's loop or on uvloop's (what ``hybridvoice up`` runs on)."""
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main())
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_https_hands_the_verified_certificate_to_the_app(pki: dict[str, Any], loop: str) -> None:
     refused: list[tuple[str, str, str]] = []
 
     async def main() -> tuple[str, str, str]:
@@ -82,7 +92,7 @@ def test_https_hands_the_verified_certificate_to_the_app(pki: dict[str, Any]) ->
             await server.stop()
         return with_cert, again, without
 
-    assert asyncio.run(main()) == ("1 https", "1 https", "0 https")
+    assert run_on(loop, main) == ("1 https", "1 https", "0 https")
     assert refused == []
 
 
@@ -98,9 +108,10 @@ def test_plain_http_has_no_tls_extension() -> None:
     assert asyncio.run(main()) == "none"
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 @pytest.mark.parametrize(("client", "reason"), [("other", "untrusted"), ("expired", "expired")])
 def test_refused_handshake_is_reported_and_the_client_gets_no_answer(
-    pki: dict[str, Any], client: str, reason: str
+    pki: dict[str, Any], client: str, reason: str, loop: str
 ) -> None:
     refused: list[tuple[str, str, str]] = []
 
@@ -117,7 +128,7 @@ def test_refused_handshake_is_reported_and_the_client_gets_no_answer(
         finally:
             await server.stop()
 
-    asyncio.run(main())
+    run_on(loop, main)
     assert [r[0] for r in refused] == [reason]
     assert refused[0][1].startswith(f"{HOST}:")
 
@@ -155,3 +166,26 @@ def test_refusal_reasons_by_verify_code() -> None:
     assert refusal_reason(verify_error(20))[0] == "untrusted"
     assert refusal_reason(verify_error(26))[0] == "bad-certificate"
     assert refusal_reason(TimeoutError())[0] == "handshake-timeout"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_client_that_never_finishes_its_handshake_is_cut_off_and_reported(
+    pki: dict[str, Any], loop: str
+) -> None:
+    refused: list[str] = []
+
+    async def main() -> bytes:
+        server = await serve_asgi(echo_tls, HOST, 0, ssl_context=pki["server"],
+                                  on_tls_refused=lambda r, *_: refused.append(r),
+                                  tls_handshake_timeout=2.0)  # fmt: skip
+        try:
+            reader, writer = await asyncio.open_connection(HOST, server.port)
+            writer.write(b"\x16\x03\x01")  # the start of a ClientHello, and then nothing
+            data = await asyncio.wait_for(reader.read(), 60)  # the server closes
+            writer.close()
+            return data
+        finally:
+            await server.stop()
+
+    assert run_on(loop, main) == b""
+    assert refused == ["handshake-timeout"]

@@ -349,6 +349,7 @@ class Appliance:
             },
             "online": {
                 "url": self.settings.online.service_url,
+                "auth": "certificate" if self.online_http is not None else "token",
                 "registered": link.registered if link else False,
                 "heartbeats": link.heartbeats if link else 0,
             },

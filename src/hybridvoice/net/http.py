@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import uvicorn
 
-from .http_tls import ServerTls, TlsRefused, tls_protocol
+from .http_tls import HANDSHAKE_TIMEOUT, ServerTls, TlsRefused, tls_protocol
 
 if TYPE_CHECKING:
     import ssl
@@ -188,6 +188,7 @@ async def serve_asgi(
     max_body: int = DEFAULT_MAX_BODY,
     ssl_context: ssl.SSLContext | None = None,
     on_tls_refused: TlsRefused | None = None,
+    tls_handshake_timeout: float = HANDSHAKE_TIMEOUT,
 ) -> AsgiServer:
     """Serve ``app`` on ``host:port`` (``port=0``: any free port) in this event loop.
 
@@ -195,7 +196,8 @@ async def serve_asgi(
     ``allow_wildcard`` is set; ``lifespan`` runs the app's startup/shutdown events (background
     tasks such as a sweep); request bodies over ``max_body`` bytes get 413 (:class:`BodyLimit`).
     With ``ssl_context`` it serves HTTPS (the context decides whether a client certificate
-    is asked for); each refused handshake is logged and reported to ``on_tls_refused``.
+    is asked for); each refused handshake (not finished within ``tls_handshake_timeout``
+    seconds, too) is logged and reported to ``on_tls_refused``.
     Returns once the socket listens; raises :class:`HttpServeError` when it cannot.
     """
     try:
@@ -204,7 +206,9 @@ async def serve_asgi(
         raise HttpServeError(f"bind address must be an IP address, not {host!r}") from exc
     if address.is_unspecified and not allow_wildcard:
         raise HttpServeError(f"refusing to bind to the wildcard address {host}")
-    tls = None if ssl_context is None else ServerTls(ssl_context, on_tls_refused)
+    tls = None
+    if ssl_context is not None:
+        tls = ServerTls(ssl_context, on_tls_refused, tls_handshake_timeout)
     config = uvicorn.Config(
         BodyLimit(app, max_body), host=host, port=port, lifespan="on" if lifespan else "off",
         log_config=None, access_log=False, server_header=False, timeout_graceful_shutdown=5,

@@ -28,7 +28,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -143,9 +143,10 @@ class _TlsFirst(asyncio.Protocol):
         self._inner: H11Protocol | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()  # start_tls resumes it with the TLS protocol in place
-        task = self._loop.create_task(self._handshake(transport))
+        # asyncio's or uvloop's transport (uvloop's is no subclass of asyncio.Transport)
+        stream = cast("asyncio.Transport", transport)
+        stream.pause_reading()  # start_tls resumes it with the TLS protocol in place
+        task = self._loop.create_task(self._handshake(stream))
         self._tls.pending.add(task)
         task.add_done_callback(self._tls.pending.discard)
 
@@ -160,8 +161,11 @@ class _TlsFirst(asyncio.Protocol):
             self._tls.refused(exc, peer)
             transport.abort()
             return
-        except (OSError, EOFError) as exc:  # gone before the end of the handshake: no refusal
-            _log.debug("TLS handshake from %s ended: %r", peer, exc)
+        except (OSError, EOFError) as exc:
+            if isinstance(exc, ConnectionAbortedError) and "longer than" in str(exc):
+                self._tls.refused(TimeoutError(), peer)  # asyncio ends a slow handshake so
+            else:  # gone before the end of the handshake: no refusal
+                _log.debug("TLS handshake from %s ended: %r", peer, exc)
             transport.abort()
             return
         except asyncio.CancelledError:
