@@ -4,8 +4,11 @@ certificate handed to the app (ASGI TLS extension), refused handshakes reported 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import socket
 import ssl
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +192,71 @@ def test_a_client_that_never_finishes_its_handshake_is_cut_off_and_reported(
 
     assert run_on(loop, main) == b""
     assert refused == ["handshake-timeout"]
+
+
+def _early_client(port: int, context: ssl.SSLContext, sent: threading.Event) -> bytes:
+    """A TLS client whose ClientHello is on the wire before the server's loop has even
+    accepted the connection (``sent`` is set then); returns the HTTP answer."""
+    with socket.create_connection((HOST, port), timeout=30) as sock:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing, server_hostname=HOST)
+
+        def flush() -> None:
+            if data := outgoing.read():
+                sock.sendall(data)
+
+        def pull() -> bool:
+            chunk = sock.recv(65536)
+            incoming.write(chunk)
+            return bool(chunk)
+
+        with contextlib.suppress(ssl.SSLWantReadError):
+            tls.do_handshake()
+        flush()
+        sent.set()
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                flush()
+                assert pull(), "closed during the handshake"
+        flush()
+        tls.write(b"GET /early HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        flush()
+        answer = b""
+        while True:
+            try:
+                chunk = tls.read(65536)
+            except ssl.SSLWantReadError:
+                if not pull():
+                    return answer
+            except ssl.SSLZeroReturnError:
+                return answer
+            else:
+                if not chunk:  # the server's close_notify
+                    return answer
+                answer += chunk
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_client_hello_read_before_the_handshake_starts_is_not_lost(
+    pki: dict[str, Any], loop: str
+) -> None:
+    """uvloop reads a new connection after connection_made even when it was paused there:
+    the first bytes reach the server before its TLS layer does, and must still count."""
+
+    async def main() -> bytes:
+        server = await serve_asgi(echo_tls, HOST, 0, ssl_context=pki["server"])
+        sent = threading.Event()
+        try:
+            answer = asyncio.get_running_loop().run_in_executor(
+                None, _early_client, server.port, pki["good"], sent
+            )
+            assert sent.wait(30)  # blocks this loop: the accept and the ClientHello wait
+            return await asyncio.wait_for(answer, 60)
+        finally:
+            await server.stop()
+
+    answer = run_on(loop, main)
+    assert answer.startswith(b"HTTP/1.1 200") and b"\r\n1 https\r\n" in answer

@@ -243,3 +243,30 @@ def test_admin_tokens_keep_the_admin_routes_and_metrics_count_refusals(world: Wo
             assert (await http.get("/v1/users")).status_code == 401
 
     serve(world, test)
+
+
+def test_the_app_checks_what_the_handshake_may_not_have(world: World) -> None:
+    """Defence in depth: validity by the service's clock, an identity, a readable
+    certificate (the handshake already refuses expired and unknown chains)."""
+    from hybridvoice.online.api_mtls import ApplianceRefusedError  # noqa: PLC0415
+
+    def scope(pem: bytes | str) -> dict[str, Any]:
+        text = pem.decode() if isinstance(pem, bytes) else pem
+        return {"extensions": {"tls": {"client_cert_chain": [text]}}}
+
+    good = issue_appliance(world.seattle, "a1", NOW).cert_pem
+    assert world.auth.verify(scope(good)).identity == ApplianceIdentity("Seattle", "a1")
+    cases = [
+        (ApplianceAuth({"Seattle": world.seattle.certificate},
+                       clock=(NOW + 3 * YEAR).timestamp), good, "expired"),
+        (ApplianceAuth({"Seattle": world.seattle.certificate},
+                       clock=(NOW - YEAR).timestamp), good, "not-yet-valid"),
+        (world.auth, issue_server(world.seattle, "x", NOW, ips=[HOST]).cert_pem, "no-identity"),
+        (world.auth, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+         "bad-certificate"),
+    ]  # fmt: skip
+    for auth, pem, reason in cases:
+        with pytest.raises(ApplianceRefusedError) as refused:
+            auth.verify(scope(pem))
+        assert refused.value.reason == reason
+        assert refused.value.hint and refused.value.status in (401, 403)

@@ -1,7 +1,8 @@
 """HTTPS for :func:`hybridvoice.net.http.serve_asgi`: the TLS handshake done here, so that a
 refused one is seen, and the verified peer certificate handed to the app.
 
-uvicorn, given an ``ssl`` context, lets the event loop do the handshake: a client certificate
+uvicorn (0.55) tells the app nothing about the peer's certificate (its scope has no TLS
+extension) and, given an ``ssl`` context, lets the event loop do the handshake: a client certificate
 that does not verify (another CA, expired) ends the connection inside asyncio's SSL protocol,
 and nobody above hears of it. Python's ``ssl`` has no per-connection verify callback either.
 So the server listens in the clear and each connection starts with
@@ -138,14 +139,15 @@ class _TlsFirst(asyncio.Protocol):
             tls, config, server_state, app_state,
         )  # fmt: skip
         self._loop = _loop or asyncio.get_running_loop()
-        self._early: list[bytes] = []
+        self._raw: list[bytes] | None = []  # read before the TLS layer took over
+        self._early: list[bytes] = []  # decrypted before the HTTP protocol took over
         self._eof = False
         self._inner: H11Protocol | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio's or uvloop's transport (uvloop's is no subclass of asyncio.Transport)
         stream = cast("asyncio.Transport", transport)
-        stream.pause_reading()  # start_tls resumes it with the TLS protocol in place
+        stream.pause_reading()  # asyncio honours this; uvloop starts reading all the same
         task = self._loop.create_task(self._handshake(stream))
         self._tls.pending.add(task)
         task.add_done_callback(self._tls.pending.discard)
@@ -153,10 +155,7 @@ class _TlsFirst(asyncio.Protocol):
     async def _handshake(self, transport: asyncio.Transport) -> None:
         peer = _peer(transport)
         try:
-            secure = await self._loop.start_tls(
-                transport, self, self._tls.context, server_side=True,
-                ssl_handshake_timeout=self._tls.timeout,
-            )  # fmt: skip
+            secure = await self._start_tls(transport)
         except (ssl.SSLError, TimeoutError) as exc:
             self._tls.refused(exc, peer)
             transport.abort()
@@ -184,9 +183,52 @@ class _TlsFirst(asyncio.Protocol):
         if self._eof:
             inner.eof_received()
 
-    # the TLS transport reports here until the HTTP protocol takes over
+    async def _start_tls(self, transport: asyncio.Transport) -> asyncio.Transport | None:
+        """``loop.start_tls``, with the bytes read before it in the TLS layer's input.
+
+        uvloop starts reading a new connection after ``connection_made`` whatever it said,
+        so a client's first bytes (its ClientHello) may have come here, in the clear, before
+        the TLS layer took the transport. start_tls swaps the protocols before its first
+        wait: its first step is run here, and what was read is handed to the TLS protocol
+        right after that protocol's ``connection_made`` (scheduled by that step, before any
+        further read).
+        """
+        start = self._loop.start_tls(
+            transport, self, self._tls.context, server_side=True,
+            ssl_handshake_timeout=self._tls.timeout,
+        )  # fmt: skip
+        try:
+            waiting = start.send(None)
+        except StopIteration as done:  # finished without waiting: nothing was read
+            self._raw = None
+            return cast("asyncio.Transport | None", done.value)
+        raw, self._raw = b"".join(self._raw or ()), None  # from now on: decrypted data
+        if raw:
+            self._loop.call_soon(_feed, transport.get_protocol(), raw)
+        while True:  # the rest of start_tls, each future it waits for awaited here
+            try:
+                if waiting is None:
+                    await asyncio.sleep(0)
+                else:  # as a task does with what a coroutine yields: take it, then wait
+                    waiting._asyncio_future_blocking = False
+                    await waiting
+            except BaseException as exc:  # handed to start_tls, which cleans up and re-raises
+                try:
+                    waiting = start.throw(exc)
+                except StopIteration as done:
+                    return cast("asyncio.Transport | None", done.value)
+                continue
+            try:
+                waiting = start.send(None)
+            except StopIteration as done:
+                return cast("asyncio.Transport | None", done.value)
+
+    # the raw transport reports here before start_tls, the TLS transport after, until the
+    # HTTP protocol takes over
     def data_received(self, data: bytes) -> None:
-        if self._inner is not None:
+        if self._raw is not None:
+            self._raw.append(data)
+        elif self._inner is not None:
             self._inner.data_received(data)
         else:
             self._early.append(data)
@@ -194,13 +236,24 @@ class _TlsFirst(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self._inner is not None:
             self._inner.eof_received()
-        else:
+        elif self._raw is None:
             self._eof = True
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._inner is not None:
             self._inner.connection_lost(exc)
+
+
+def _feed(protocol: Any, data: bytes) -> None:
+    """``data`` into a TLS protocol (asyncio's and uvloop's are buffered protocols)."""
+    view = memoryview(data)
+    while view:
+        buffer = protocol.get_buffer(len(view))
+        n = min(len(buffer), len(view))
+        buffer[:n] = view[:n]
+        protocol.buffer_updated(n)
+        view = view[n:]
 
 
 def _peer(transport: asyncio.BaseTransport) -> str:

@@ -93,6 +93,8 @@ _HINTS: Final[Mapping[str, tuple[int, str]]] = {
     "wrong-appliance": (403, "an appliance registers and reports as itself only: use the name "
                         "in its certificate ([Online] ApplianceName, else [Common] ServerName)"),
     "expired": (401, f"the client certificate is out of its validity. {_RENEW}"),
+    "bad-certificate": (403, "delete certs/online-client.pem in the appliance's pki directory "
+                        "and restart it: a new certificate is made from the site CA"),
     "not-yet-valid": (401, "the client certificate is not valid yet: check the clocks of the "
                       "appliance and the online service"),
 }  # fmt: skip
@@ -158,8 +160,13 @@ class ApplianceAuth:
             raise ApplianceRefusedError(
                 "no-certificate", "no client certificate: this route needs the appliance's"
             )
-        cert = x509.load_pem_x509_certificate(str(chain[0]).encode("ascii"))
-        identity = identity_of(cert)
+        try:
+            cert = x509.load_pem_x509_certificate(str(chain[0]).encode("ascii"))
+            identity = identity_of(cert)
+        except ValueError as exc:  # OpenSSL took it, cryptography cannot read it
+            raise ApplianceRefusedError(
+                "bad-certificate", f"the client certificate cannot be read: {exc}"
+            ) from exc
         if identity is None:
             raise ApplianceRefusedError(
                 "no-identity", f"the client certificate ({cert.subject.rfc4514_string()[:80]}) "
