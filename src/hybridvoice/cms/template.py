@@ -79,8 +79,7 @@ _KEY_NOTES: Final[Mapping[str, str]] = {
     "MaxConnectionsPerSource": "accepted connections from one IP address at a time",
     "MaxConnections": "accepted connections of one listener at a time",
     "MaxRequestBytes": "larger API request bodies get 413 before they are read",
-    "OnlineToken": "bearer token for an http ServiceURL: hybridvoice token create --scope "
-    "appliance (https: the appliance's certificate instead)",
+    "OnlineToken": "bearer token for ServiceURL: hybridvoice token create --scope appliance",
 }
 
 

@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from hybridvoice.cms.settings import Online
 from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.net.http import DEFAULT_MAX_BODY, AsgiServer, serve_asgi
+from hybridvoice.net.http import DEFAULT_MAX_BODY, AsgiServer, TlsRefused, serve_asgi
 from hybridvoice.net.metrics import endpoint_metrics
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.proxy import Proxy
@@ -144,14 +144,18 @@ class OnlineService:
                 ),
                 appliance_auth=o.appliance_auth,
             )
-            auth = o.appliance_auth
             self.api = await serve_asgi(
                 app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes,
-                ssl_context=o.api_ssl, on_tls_refused=auth.tls_refused if auth else None,
+                ssl_context=o.api_ssl, on_tls_refused=self._tls_refused(),
             )  # fmt: skip
         except BaseException:
             await self.stop()
             raise
+
+    def _tls_refused(self) -> TlsRefused | None:
+        """Who counts refused HTTPS handshakes: the appliance check, when there is one."""
+        auth = self.options.appliance_auth
+        return None if auth is None else auth.tls_refused
 
     def sip_address(self, kind: str = "UDP") -> tuple[str, int]:
         """Where the SIP listener of ``kind`` is bound."""
