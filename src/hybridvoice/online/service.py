@@ -136,13 +136,13 @@ class OnlineService:
             self.proxy = Proxy(endpoint, self.policy)
             app = create_online_api(
                 self.store,
+                appliance_auth=o.appliance_auth,  # appliances by certificate (HTTPS)
                 heartbeat_timeout=o.heartbeat_timeout,
                 metrics=lambda: (
                     sip_metrics(self.registrar, self.proxy)
                     + guard_metrics(self.guard)
                     + endpoint_metrics([("online", endpoint)])  # messages, drops by reason
                 ),
-                appliance_auth=o.appliance_auth,
             )
             self.api = await serve_asgi(
                 app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes,
