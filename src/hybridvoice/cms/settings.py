@@ -33,6 +33,8 @@ from pydantic import (
 from hybridvoice.net.stream import StreamLimits
 
 from .listeners import PRIVILEGED_PORTS, Listener, listener_clashes, listeners
+from .settings_edge import MediaRelay
+from .settings_tls import GatewayTls
 from .settings_values import (
     HostName,
     IPAddress,
@@ -59,6 +61,7 @@ __all__ = [
     "Gateway",
     "Listener",
     "Management",
+    "MediaRelay",
     "MediationServer",
     "Online",
     "Problem",
@@ -349,8 +352,9 @@ class TranslationRule(_Section):
 Rules = tuple[TranslationRule, ...]
 
 
-class Gateway(_Section):
-    """``[GatewayN]``: a PSTN gateway, SBC or IP-PBX (CCE keys + Direct Routing features)."""
+class Gateway(GatewayTls):
+    """``[GatewayN]``: a PSTN gateway, SBC or IP-PBX (CCE keys + Direct Routing features; TLS
+    keys ``Protocol = "MTLS"``, ``MutualTls``, ``TrustedRootsFile``: ``.settings_tls``)."""
 
     name: str
     fqdn: HostName | None = None
@@ -492,6 +496,7 @@ class Settings(_Section):
     hybrid_voice_routes: Mapping[str, Regex] = Field(default_factory=dict)
     trunk_configuration: TrunkConfiguration = Field(default_factory=TrunkConfiguration)
     sip_limits: SipLimits = Field(default_factory=SipLimits)
+    media_relay: MediaRelay = Field(default_factory=MediaRelay)
 
     @model_validator(mode="before")
     @classmethod

@@ -17,7 +17,6 @@ token (``[Management] OnlineToken``, or :attr:`ApplianceOptions.online_token`).
 from __future__ import annotations
 
 import asyncio
-import datetime
 import ipaddress
 import logging
 import shutil
@@ -25,6 +24,7 @@ import ssl
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +37,24 @@ from hybridvoice.cms.replica import LocalStore
 from hybridvoice.cms.replicator import ApplianceLink, Replicator
 from hybridvoice.cms.settings import Settings
 from hybridvoice.edge.assembly import open_listeners
+from hybridvoice.edge.media_relay import edge_relay_addresses, edge_relay_ports
 from hybridvoice.edge.role import EdgeOptions, EdgeRole
 from hybridvoice.mediation.assembly import open_gateway_transport, open_sides
 from hybridvoice.mediation.bypass import BypassPolicy
+from hybridvoice.mediation.gateway_tls import peer_trust
 from hybridvoice.mediation.health import resolve_gateways
 from hybridvoice.mediation.role import MediationRole, RoleOptions
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.http import AsgiServer, serve_asgi
 from hybridvoice.net.pipe import LocalExchange
+from hybridvoice.net.tls import MtlsContexts
 from hybridvoice.net.transport import Destination
 from hybridvoice.pki import PkiStore
 from hybridvoice.sip.session import SessionConfig
 from hybridvoice.sip.transaction import TimerConfig
 
 from .appliance_api import create_appliance_api
+from .cert_status import certificate_rows, warnings
 from .gateways import GATEWAYS_FILE, changed_settings, gateway_row, load_gateways, save_gateways
 from .online_tls import appliance_client_context, uses_https
 
@@ -65,6 +69,11 @@ class ApplianceOptions:
 
     server_ssl: ssl.SSLContext | None = None
     client_ssl: ssl.SSLContext | None = None
+    #: the site contexts the two above come from (per-gateway TLS trust follows renewals)
+    site_tls: MtlsContexts | None = None
+    #: the site PKI directory (``appliance status`` warns 30 days before a certificate
+    #: expires); None: no site CA in use
+    pki_dir: Path | None = None
     timers: TimerConfig | None = None
     session: SessionConfig | None = None
     replication_wait: float = 25.0
@@ -79,10 +88,6 @@ class ApplianceOptions:
     #: the bearer token toward the online service's API (``hybridvoice up`` makes one);
     #: None: ``[Management] OnlineToken``
     online_token: str | None = None
-    #: the site PKI its client certificate toward an https ServiceURL comes from
-    #: (``hybridvoice up``: the site's); None: ``<state directory>/pki`` (a temporary one
-    #: without a state directory)
-    pki: PkiStore | None = None
 
 
 class Appliance:
@@ -109,7 +114,11 @@ class Appliance:
         self.api: AsgiServer | None = None
         #: the HTTPS client toward the online API (an https ServiceURL), its PKI store
         self.online_http: httpx.AsyncClient | None = None
-        self.pki: PkiStore | None = self.options.pki
+        #: its client certificate toward an https ServiceURL comes from the site PKI of
+        #: ``pki_dir`` (``hybridvoice up``: the site's); else ``<state directory>/pki`` (a
+        #: temporary one without a state directory)
+        pki_dir = self.options.pki_dir
+        self.pki: PkiStore | None = None if pki_dir is None else PkiStore(pki_dir)
         self._temp_pki: str | None = None
         self._unsubscribe: Any = None
         self._gateway_lock = asyncio.Lock()
@@ -135,6 +144,7 @@ class Appliance:
                 ),
                 server_ssl=o.server_ssl,
                 client_ssl=o.client_ssl,
+                site_tls=o.site_tls,
                 bypass=self._bypass_policy(),
                 records=self.state_dir / "calls.db" if self.state_dir else None,
                 session=o.session,
@@ -218,7 +228,7 @@ class Appliance:
                 self.pki = PkiStore(Path(self._temp_pki))
             else:
                 self.pki = PkiStore(self.state_dir / "pki")
-        now = datetime.datetime.now(datetime.UTC)
+        now = datetime.now(UTC)
         context = appliance_client_context(self.pki, self.settings, self.name, now)
         return httpx.AsyncClient(verify=context)
 
@@ -236,6 +246,7 @@ class Appliance:
             "edge_sip_host": edge.external_sip_ips[0],
             "edge_sip_port": edge.external_sip_port,
             "edge_sip_transport": edge.external_protocol,
+            "mras_url": self.edge.media.mras_url if self.edge and self.edge.media else "",
             "version": __version__,
         }
 
@@ -255,6 +266,8 @@ class Appliance:
             enabled=bool(cfg.get("media_bypass_enabled", False)),
             always_bypass=bool(cfg.get("always_bypass", True)),
             internal_subnets=networks or tuple(self.settings.mediation_server.internal_subnets),
+            edge_relays=edge_relay_addresses(self.settings),
+            edge_relay_ports=edge_relay_ports(self.settings),
         )
 
     def _on_changes(self, changes: Sequence[Change]) -> None:
@@ -287,6 +300,8 @@ class Appliance:
                 resolved = await resolve_gateways([gateway])
                 state = mediation.trunks.put(gateway, resolved.get(gateway.fqdn or "", ()))
                 mediation.settings = settings
+                if mediation.sides is not None and mediation.sides.peer_tls is not None:
+                    mediation.sides.peer_tls.set(peer_trust(settings.gateways))
                 mediation.b2bua.gateway_changed(name)
                 if mediation.health is not None:
                     await mediation.health.watch(state)
@@ -331,6 +346,7 @@ class Appliance:
         if self.edge is not None:
             listeners += _edge_listeners(self.edge)
         rep, link = self.replicator, self.link
+        certificates = certificate_rows(self.options.pki_dir, datetime.now(UTC))
         return {
             "name": self.name,
             "site": self.settings.common.site_name,
@@ -353,6 +369,8 @@ class Appliance:
                 "registered": link.registered if link else False,
                 "heartbeats": link.heartbeats if link else 0,
             },
+            "certificates": certificates,
+            "warnings": warnings(certificates),
         }
 
 
@@ -373,4 +391,4 @@ def _edge_listeners(edge: EdgeRole) -> list[dict[str, Any]]:
     for row in rows:
         side = "external" if (row["host"], row["port"]) == external else "internal"
         row["role"] = f"edge/{side}-side"
-    return rows
+    return rows + (edge.media.listener_rows() if edge.media is not None else [])
