@@ -11,12 +11,12 @@ them (RFC 3264 offer/answer) and echoes their RTP until the BYE.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import errno
 import re
 import signal
 import socket
 import ssl
-import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +33,13 @@ from hybridvoice.mediation.role import MediationRole, RoleOptions
 from hybridvoice.mediation.routing import NO_GATEWAY_CONFIGURED
 from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.mgmt.credentials import save_token
+from hybridvoice.mgmt.listen_spec import ListenSpec, parse_listen
+from hybridvoice.mgmt.online_tls import api_bind, online_api_tls, uses_https
 from hybridvoice.mgmt.site_tls import SiteTls, speaks_tls
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import tune_gc
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.tls import RELOAD_INTERVAL
-from hybridvoice.net.transport import DEFAULT_PORTS
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.online.assembly import open_sip
 from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
@@ -48,40 +49,6 @@ from hybridvoice.online.store import TenantStore
 __all__ = ["LAB_PASSWORD", "LAB_PSTN_NUMBER", "LAB_USERS", "Lab", "LabGateway", "ListenError",
            "ListenSpec", "SiteTls", "default_state_dir", "parse_listen", "run_mediation",
            "run_responder", "speaks_tls"]  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class ListenSpec:
-    """One ``transport:host:port`` listen address."""
-
-    transport: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport.lower()}:{host}:{self.port}"
-
-
-def parse_listen(text: str) -> ListenSpec:
-    """Parse ``udp:127.0.0.1:5060``, ``tls:[::1]:5061`` or ``tcp:127.0.0.1`` (default port).
-
-    Raises ``ValueError`` naming the setting and what is wrong with it.
-    """
-    kind, sep, rest = text.partition(":")
-    kind = kind.upper()
-    if not sep or kind not in DEFAULT_PORTS:
-        raise ValueError(f"listen {text!r}: start with udp:, tcp: or tls:")
-    if rest.startswith("["):
-        host, _, port_text = rest[1:].partition("]")
-        port_text = port_text.removeprefix(":")
-    else:
-        host, _, port_text = rest.partition(":")
-    if not host:
-        raise ValueError(f"listen {text!r}: no host")
-    if port_text and (not port_text.isdigit() or not 0 <= int(port_text) <= 65535):
-        raise ValueError(f"listen {text!r}: port must be a number from 0 to 65535")
-    return ListenSpec(kind, host, int(port_text) if port_text else DEFAULT_PORTS[kind])
 
 
 def _server_context(cert: str | None, key: str | None) -> ssl.SSLContext:
@@ -280,7 +247,8 @@ class Lab:
         program raises :class:`ListenError` naming the setting, before anything started.
         When a hop between the roles speaks TLS the site CA and the roles' certificates are
         made (or renewed) first, in ``<state_dir>/pki`` (:class:`SiteTls`)."""
-        if self.server_ssl is None and self.tls is None and speaks_tls(self.settings):
+        https = uses_https(self.settings)  # the online API over HTTPS: site certificates too
+        if self.tls is None and (https or (self.server_ssl is None and speaks_tls(self.settings))):
             pki = None if self.state_dir is None else self.state_dir / "pki"
             self.tls = SiteTls.ensure(self.settings, pki)
             self.tls.watch(self.tls_reload)
@@ -302,7 +270,10 @@ class Lab:
     async def start_online(self) -> None:
         """The online service, with the lab tenant provisioned (once per state directory)."""
         s = self.settings
-        url = urllib.parse.urlsplit(s.online.service_url)
+        api_host, api_port = api_bind(s)  # the management interface, never the wildcard
+        api_ssl, auth = (None, None)
+        if self.tls is not None and uses_https(s):
+            api_ssl, auth = online_api_tls(self.tls.store, s, datetime.datetime.now(datetime.UTC))
         host = s.online.sip_addresses[0]
         port = s.online.sip_port
         store: Path | str = ":memory:"
@@ -317,8 +288,10 @@ class Lab:
             ],
             server_ssl=self._ssl("online")[0],
             client_ssl=self._ssl("online")[1],
-            api_host=url.hostname or "127.0.0.1",
-            api_port=url.port or 80,
+            api_host=api_host,
+            api_port=api_port,
+            api_ssl=api_ssl,
+            appliance_auth=auth,
             store=store,
             digest_algorithms=s.online.digest_algorithms,
             trusted_peers=tuple(str(n) for n in s.online.trusted_peers),
@@ -358,7 +331,7 @@ class Lab:
 
     def _ssl(self, part: str) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
         """The server and client context of ``part`` (``online``, ``appliance``)."""
-        tls = None if self.tls is None else self.tls.contexts[part]
+        tls = None if self.tls is None or self.server_ssl else self.tls.contexts[part]
         return (self.server_ssl, self.client_ssl) if tls is None else (tls.server, tls.client)
 
     def _appliance_tokens(self, appliance: Appliance) -> None:

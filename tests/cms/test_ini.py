@@ -158,3 +158,13 @@ def test_import_problems_still_name_the_ini_key() -> None:
     with pytest.raises(SettingsError) as info:
         import_ini(CCE_INI.replace("[MediationServer]", "[MediationServer]\nTCPPort=70000"))
     assert [p.key for p in info.value.problems] == [f"MediationServer.{ini_key('tcp_port')}"]
+
+
+def test_an_imported_ini_reaches_the_online_api_over_https() -> None:
+    """Appliances authenticate with site certificates: the imported ServiceURL is https on
+    the management interface, and survives the settings file."""
+    imported = import_ini(ONE_HOST)
+    assert imported.settings.online.service_url == "https://127.0.0.1:8470"
+    rendered = render_settings(imported.settings)
+    assert 'ServiceURL = "https://127.0.0.1:8470"' in rendered
+    assert "client certificate from the site CA" in rendered

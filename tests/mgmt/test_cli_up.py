@@ -271,8 +271,9 @@ def _on_free_ports(config: Path) -> None:
     doc = tomlkit.parse(config.read_text())
     for listener in listeners(load_settings(config)):
         section, _, key = listener.key.partition(".")
-        if key == "ServiceURL":
-            doc[section][key] = f"http://127.0.0.1:{free_port()}"  # type: ignore[index]
+        if key == "ServiceURL":  # keeps its scheme: init --ini writes https
+            scheme = str(doc[section][key]).partition(":")[0]  # type: ignore[index]
+            doc[section][key] = f"{scheme}://127.0.0.1:{free_port()}"  # type: ignore[index]
         else:
             doc[section][key] = free_port()  # type: ignore[index]
     for name in ("Gateway1", "Gateway2"):
@@ -328,7 +329,19 @@ def test_an_imported_ini_starts_with_mtls_between_the_roles_and_a_call_passes(
     with up(tmp_path, "--lab-users", "--lab-gateway", "--wire", config=config) as (s, urls):
         pki = state / "pki"
         cadata = (pki / "root.pem").read_bytes()
-        assert {p.name for p in (pki / "certs").glob("*.pem")} == {"online.pem", "appliance.pem"}
+        assert {p.name for p in (pki / "certs").glob("*.pem")} == {
+            "online.pem",
+            "appliance.pem",
+            "online-api.pem",
+            "online-client.pem",
+        }  # the roles' certificates, and the online API's and the appliance's toward it
+        assert s.online.service_url.startswith("https://")
+        users = hv(
+            "user", "get", "--json", *urls[:2], env={"HYBRIDVOICE_CA": str(pki / "root.pem")}
+        )
+        assert users.returncode == 0 and "alice" in users.stdout, users.stderr
+        status = json.loads(hv("appliance", "status", "--json", *urls[2:]).stdout)
+        assert status["online"]["registered"] is True
         edge, ms = s.edge_server, s.mediation_server
         tls_hops = {"EdgeServer.InternalPort": edge.internal_port,
                     "EdgeServer.ExternalSIPPort": edge.external_sip_port,

@@ -172,7 +172,8 @@ class _Guard:
             return
         client = scope.get("client")
         source = str(client[0]) if client else "-"
-        token = self._token(scope)
+        preset = scope.get("state", {}).get("caller")  # authenticated in front (mutual TLS)
+        token = preset.token if isinstance(preset, Caller) else self._token(scope)
         if token is None:
             await self._refuse(scope, receive, send, source)
             return

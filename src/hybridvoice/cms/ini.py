@@ -228,6 +228,11 @@ def import_ini(text: str) -> IniImport:
     raw, notes = mapper.raw, mapper.notes
     for (section, key), port in _CCE_PORTS.items():
         raw.setdefault(section, {}).setdefault(key, port)
+    # appliances authenticate to the online API with site certificates (made on first start)
+    management_ip = raw.get("Management", {}).get("IP", "127.0.0.1")
+    raw["Online"].setdefault(
+        "ServiceURL", f"https://{management_ip}:{_PREFERRED['Online.ServiceURL']}"
+    )
     notes += _separate(raw)
     return IniImport(parse_settings(raw), tuple(mapper.unmapped), tuple(notes))
 

@@ -67,7 +67,8 @@ _KEY_NOTES: Final[Mapping[str, str]] = {
     "MediationTimeoutSeconds": "no answer from mediation within this: 503 to the cloud",
     "BypassServicePort": "80 as in the original (needs privilege); >= 1024 runs as any user",
     "InternalSubnets": "clients in these subnets are internal (media bypass applies)",
-    "ServiceURL": "the online service's management API",
+    "ServiceURL": "the online service's API; https: appliances authenticate with a client "
+    "certificate from the site CA (made on first start), bearer tokens are for admins",
     "DigestAlgorithms": "MD5 for SIPp and baresip 1.0; 'SHA-256 MD5' for RFC 8760 clients",
     "TrustedPeers": "networks not challenged (an SBC that authenticates its own users)",
     "AuthFailureLimit": "failed logins per source or per user before a block (0: off)",

@@ -9,8 +9,9 @@ applies replicated changes that matter to calls at once (the tenant's media bypa
 configuration: the next call sees it, no restart) and serves its management API
 (:mod:`hybridvoice.mgmt.appliance_api`), behind the bearer tokens and audit log of
 :attr:`Appliance.access` (``access.db`` in the state directory, in memory without one).
-Toward the online service it presents its own token (``[Management] OnlineToken``, or
-:attr:`ApplianceOptions.online_token`).
+Toward the online service it presents its client certificate from the site CA when
+``[Online] ServiceURL`` is https (:mod:`.online_tls`: made on first start), else its own
+token (``[Management] OnlineToken``, or :attr:`ApplianceOptions.online_token`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import shutil
 import ssl
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from hybridvoice import __version__
 from hybridvoice.cms.changes import Change
@@ -44,12 +49,14 @@ from hybridvoice.net.http import AsgiServer, serve_asgi
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.tls import MtlsContexts
 from hybridvoice.net.transport import Destination
+from hybridvoice.pki import PkiStore
 from hybridvoice.sip.session import SessionConfig
 from hybridvoice.sip.transaction import TimerConfig
 
 from .appliance_api import create_appliance_api
 from .cert_status import certificate_rows, warnings
 from .gateways import GATEWAYS_FILE, changed_settings, gateway_row, load_gateways, save_gateways
+from .online_tls import appliance_client_context, uses_https
 
 __all__ = ["Appliance", "ApplianceOptions"]
 
@@ -105,6 +112,14 @@ class Appliance:
         self.replicator: Replicator | None = None
         self.link: ApplianceLink | None = None
         self.api: AsgiServer | None = None
+        #: the HTTPS client toward the online API (an https ServiceURL), its PKI store
+        self.online_http: httpx.AsyncClient | None = None
+        #: its client certificate toward an https ServiceURL comes from the site PKI of
+        #: ``pki_dir`` (``hybridvoice up``: the site's); else ``<state directory>/pki`` (a
+        #: temporary one without a state directory)
+        pki_dir = self.options.pki_dir
+        self.pki: PkiStore | None = None if pki_dir is None else PkiStore(pki_dir)
+        self._temp_pki: str | None = None
         self._unsubscribe: Any = None
         self._gateway_lock = asyncio.Lock()
 
@@ -154,11 +169,16 @@ class Appliance:
             self._unsubscribe = self.replica.subscribe(self._on_changes)
             url, mg = s.online.service_url, s.management
             token = o.online_token or mg.online_token
-            self.replicator = Replicator(self.replica, url, wait=o.replication_wait, token=token)
+            http = self.online_http = self._online_client()
+            if http is not None:
+                token = None  # the certificate speaks for the appliance
+            self.replicator = Replicator(
+                self.replica, url, wait=o.replication_wait, token=token, client=http
+            )
             self.replicator.start()
             self.link = ApplianceLink(
                 url, self.registration(), interval=s.online.heartbeat_seconds, status=self._state,
-                token=token,
+                token=token, client=http,
             )  # fmt: skip
             self.link.start()
             if o.serve_api:
@@ -176,6 +196,9 @@ class Appliance:
             if worker is not None:
                 await worker.stop()
         self.link = self.replicator = None
+        if self.online_http is not None:
+            await self.online_http.aclose()
+            self.online_http = None
         if self.edge is not None:
             await self.edge.stop()
             self.edge = None
@@ -190,6 +213,24 @@ class Appliance:
         """Close the replica and the token store (after :meth:`stop`)."""
         self.replica.close()
         self.access.close()
+        if self._temp_pki is not None:
+            shutil.rmtree(self._temp_pki, ignore_errors=True)
+            self._temp_pki = None
+
+    def _online_client(self) -> httpx.AsyncClient | None:
+        """With an https ServiceURL: the HTTPS client presenting the appliance's certificate
+        from the site PKI (made or renewed first); None for http."""
+        if not uses_https(self.settings):
+            return None
+        if self.pki is None:
+            if self.state_dir is None:
+                self._temp_pki = tempfile.mkdtemp(prefix="hybridvoice-pki-")
+                self.pki = PkiStore(Path(self._temp_pki))
+            else:
+                self.pki = PkiStore(self.state_dir / "pki")
+        now = datetime.now(UTC)
+        context = appliance_client_context(self.pki, self.settings, self.name, now)
+        return httpx.AsyncClient(verify=context)
 
     # --- what the online service learns about us --------------------------------------------------
     def registration(self) -> dict[str, Any]:
@@ -324,6 +365,7 @@ class Appliance:
             },
             "online": {
                 "url": self.settings.online.service_url,
+                "auth": "certificate" if self.online_http is not None else "token",
                 "registered": link.registered if link else False,
                 "heartbeats": link.heartbeats if link else 0,
             },

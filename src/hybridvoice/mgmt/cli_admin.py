@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Final, NoReturn
 
@@ -178,7 +179,25 @@ def fail(message: str, hint: str | None, code: int = 1) -> NoReturn:
 
 def client(base: str) -> httpx.Client:
     """The HTTP client of every command (one place for what each request carries)."""
-    return httpx.Client(base_url=base, timeout=10.0, headers=auth_headers())
+    return httpx.Client(base_url=base, timeout=10.0, headers=auth_headers(), verify=trust())
+
+
+def trust() -> ssl.SSLContext | bool:
+    """HTTPS: the system's roots, plus the PEM file named by ``$HYBRIDVOICE_CA`` (the site
+    root, ``hybridvoice ca export-root``, for an online API whose certificate the site CA
+    issued)."""
+    path = os.environ.get(CA_ENV)
+    if not path:
+        return True
+    try:
+        return ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        fail(f"{CA_ENV}: cannot load {path}: {exc}", "name a PEM file of CA certificates, "
+             "e.g. the site root from `hybridvoice ca export-root --output root.pem`")  # fmt: skip
+
+
+#: the environment variable naming extra trusted roots for HTTPS
+CA_ENV: Final = "HYBRIDVOICE_CA"
 
 
 def exists(base: str, path: str) -> bool | None:

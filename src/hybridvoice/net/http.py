@@ -16,6 +16,10 @@ at once, before the app runs and before any of the body is asked for (uvicorn st
 connection whose body nobody receives); a chunked body is counted as it arrives and cut off
 when it passes the limit (the app sees the client go away, the client gets the 413). Either
 way the connection is closed after the answer, so the rest of the body is never read.
+
+HTTPS (``ssl_context``): the server does each handshake itself (:mod:`.http_tls`) so that a
+refused client certificate is logged and reported to ``on_tls_refused`` with its reason, and
+the app sees the verified peer certificate in the ASGI TLS extension.
 """
 
 from __future__ import annotations
@@ -24,12 +28,17 @@ import asyncio
 import contextlib
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import uvicorn
 
+from .http_tls import HANDSHAKE_TIMEOUT, ServerTls, TlsRefused, tls_protocol
+
+if TYPE_CHECKING:
+    import ssl
+
 __all__ = ["DEFAULT_MAX_BODY", "AsgiApp", "AsgiServer", "BodyLimit", "HttpServeError",
-           "serve_asgi"]  # fmt: skip
+           "TlsRefused", "serve_asgi"]  # fmt: skip
 
 AsgiApp = Callable[..., Awaitable[None]]
 """An ASGI 3 application: ``await app(scope, receive, send)``."""
@@ -135,24 +144,31 @@ class _EmbeddedServer(uvicorn.Server):
 class AsgiServer:
     """A running HTTP server: where it listens, and :meth:`stop`."""
 
-    __slots__ = ("_server", "_task", "host", "port")
+    __slots__ = ("_server", "_task", "_tls", "host", "port")
 
-    def __init__(self, server: _EmbeddedServer, task: asyncio.Task[None], host: str, port: int):
+    def __init__(
+        self, server: _EmbeddedServer, task: asyncio.Task[None], host: str, port: int,
+        tls: ServerTls | None = None,
+    ) -> None:  # fmt: skip
         self._server = server
         self._task = task
+        self._tls = tls
         self.host = host
         self.port = port
 
     @property
     def url(self) -> str:
-        """``http://host:port`` on the bound address (IPv6 in brackets), no trailing slash."""
+        """``http(s)://host:port`` on the bound address (IPv6 in brackets), no trailing
+        slash."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{host}:{self.port}"
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish, close the socket."""
         self._server.should_exit = True
         await self._task
+        if self._tls is not None:
+            await self._tls.close()
 
 
 async def _run(server: _EmbeddedServer, where: str) -> None:
@@ -170,12 +186,18 @@ async def serve_asgi(
     allow_wildcard: bool = False,
     lifespan: bool = False,
     max_body: int = DEFAULT_MAX_BODY,
+    ssl_context: ssl.SSLContext | None = None,
+    on_tls_refused: TlsRefused | None = None,
+    tls_handshake_timeout: float = HANDSHAKE_TIMEOUT,
 ) -> AsgiServer:
     """Serve ``app`` on ``host:port`` (``port=0``: any free port) in this event loop.
 
     ``host`` must be an IP address literal; ``0.0.0.0``/``::`` are refused unless
     ``allow_wildcard`` is set; ``lifespan`` runs the app's startup/shutdown events (background
     tasks such as a sweep); request bodies over ``max_body`` bytes get 413 (:class:`BodyLimit`).
+    With ``ssl_context`` it serves HTTPS (the context decides whether a client certificate
+    is asked for); each refused handshake (not finished within ``tls_handshake_timeout``
+    seconds, too) is logged and reported to ``on_tls_refused``.
     Returns once the socket listens; raises :class:`HttpServeError` when it cannot.
     """
     try:
@@ -184,10 +206,15 @@ async def serve_asgi(
         raise HttpServeError(f"bind address must be an IP address, not {host!r}") from exc
     if address.is_unspecified and not allow_wildcard:
         raise HttpServeError(f"refusing to bind to the wildcard address {host}")
+    tls = None
+    if ssl_context is not None:
+        tls = ServerTls(ssl_context, on_tls_refused, tls_handshake_timeout)
     config = uvicorn.Config(
         BodyLimit(app, max_body), host=host, port=port, lifespan="on" if lifespan else "off",
         log_config=None, access_log=False, server_header=False, timeout_graceful_shutdown=5,
     )  # fmt: skip
+    if tls is not None:  # uvicorn builds each connection's protocol with this
+        config.http = cast("type[asyncio.Protocol]", tls_protocol(tls))
     server = _EmbeddedServer(config)
     task = asyncio.create_task(_run(server, f"{host}:{port}"))
     listening = asyncio.create_task(server.listening.wait())
@@ -198,4 +225,4 @@ async def serve_asgi(
         raise HttpServeError(f"HTTP server stopped during startup on {host}:{port}")
     sockets = server.servers[0].sockets
     bound_port = int(sockets[0].getsockname()[1]) if sockets else port
-    return AsgiServer(server, task, host, bound_port)
+    return AsgiServer(server, task, host, bound_port, tls)

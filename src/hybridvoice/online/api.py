@@ -59,6 +59,7 @@ from hybridvoice.cms.guard import (
 )
 from hybridvoice.net.metrics import proxy_metrics
 from hybridvoice.net.proxy import Proxy
+from hybridvoice.online.api_mtls import ApplianceAuth, own_certificate, require_certificates
 from hybridvoice.online.models import (
     Appliance,
     ApplianceStatus,
@@ -190,8 +191,11 @@ def _short(exc: Exception) -> str:
     return short_text(str(exc))
 
 
-def _own(request: Request, name: str) -> None:
-    """An appliance token acts for the appliance it is named after, no other."""
+def _own(request: Request, name: str, site: str | None = None) -> None:
+    """An appliance acts for itself only: its certificate (:mod:`.api_mtls`), or the token
+    named after it."""
+    if own_certificate(request, name, site):
+        return
     token = caller_of(request).token
     if token.scope == "appliance" and token.name != name:
         raise ApiError(
@@ -310,9 +314,11 @@ def create_online_api(
     heartbeat_timeout: float = 5.0,
     clock: Callable[[], float] = time.time,
     metrics: MetricsSource | None = None,
+    appliance_auth: ApplianceAuth | None = None,
 ) -> FastAPI:
     """The online service's REST API on ``store``; ``clock`` gives epoch seconds; ``metrics``
-    adds families to ``GET /metrics`` (read at each scrape)."""
+    adds families to ``GET /metrics`` (read at each scrape); ``appliance_auth``: appliances
+    authenticate with their site certificate, not a token (served over HTTPS)."""
     if heartbeat_timeout <= 0:
         raise ValueError(f"heartbeat_timeout must be > 0, got {heartbeat_timeout}")
 
@@ -336,6 +342,9 @@ def create_online_api(
     registry.register(_Collected(lambda: store_metrics(store)))
     if metrics is not None:
         registry.register(_Collected(metrics))
+    if appliance_auth is not None:
+        require_certificates(app, appliance_auth, store)
+        registry.register(_Collected(appliance_auth.metrics))
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -638,7 +647,7 @@ def _appliance_routes(app: FastAPI, store: TenantStore, clock: Callable[[], floa
 
     @app.post("/v1/appliances", status_code=201)
     async def register(body: ApplianceIn, response: Response, request: Request) -> dict[str, Any]:
-        _own(request, body.name)
+        _own(request, body.name, body.site)
         appliance = _build(Appliance, body.model_dump())
         old = store.get_appliance(appliance.name)
         known = old is not None
@@ -657,9 +666,9 @@ def _appliance_routes(app: FastAPI, store: TenantStore, clock: Callable[[], floa
     async def heartbeat(
         name: str, request: Request, body: HeartbeatIn | None = None
     ) -> dict[str, Any]:
-        _own(request, name)
         beat = body or HeartbeatIn()
         old = store.get_appliance(name)
+        _own(request, name, old.site if old else None)
         if old is None:
             raise _not_found(f"appliance {name!r}", "register it first: POST /v1/appliances")
         try:

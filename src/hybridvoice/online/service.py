@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from hybridvoice.cms.settings import Online
 from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.net.http import DEFAULT_MAX_BODY, AsgiServer, serve_asgi
+from hybridvoice.net.http import DEFAULT_MAX_BODY, AsgiServer, TlsRefused, serve_asgi
 from hybridvoice.net.metrics import endpoint_metrics
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.proxy import Proxy
@@ -31,6 +31,7 @@ from hybridvoice.net.transport import Transport
 from hybridvoice.sip.transaction import TimerConfig
 
 from .api import create_online_api, sip_metrics
+from .api_mtls import ApplianceAuth
 from .api_turn import add_turn_routes
 from .assembly import OnlineSip, open_sip
 from .guard import AuthGuard, BlockReason, GuardLimits
@@ -76,6 +77,11 @@ class OnlineOptions:
     exchange: LocalExchange | None = None
     #: TCP/TLS limits of its listeners ([SipLimits]); None: the defaults
     limits: StreamLimits | None = None
+    #: the API over HTTPS (``[Online] ServiceURL`` https): its server context, which asks
+    #: for a client certificate, and the site roots appliances authenticate with
+    #: (:mod:`.api_mtls`); None: plain HTTP, appliances send bearer tokens
+    api_ssl: ssl.SSLContext | None = None
+    appliance_auth: ApplianceAuth | None = None
 
 
 class OnlineService:
@@ -85,6 +91,8 @@ class OnlineService:
         self, options: OnlineOptions | None = None, *, sip: OnlineSip | None = None
     ) -> None:
         self.options = options or OnlineOptions()
+        if self.options.appliance_auth is not None and self.options.api_ssl is None:
+            raise ValueError("appliance_auth needs api_ssl: certificates come over HTTPS only")
         #: its SIP endpoint and listeners (None: opened by :meth:`start`)
         self.sip = sip
         self.store = TenantStore(self.options.store)
@@ -129,6 +137,7 @@ class OnlineService:
             self.proxy = Proxy(endpoint, self.policy)
             app = create_online_api(
                 self.store,
+                appliance_auth=o.appliance_auth,  # appliances by certificate (HTTPS)
                 heartbeat_timeout=o.heartbeat_timeout,
                 metrics=lambda: (
                     sip_metrics(self.registrar, self.proxy)
@@ -138,11 +147,17 @@ class OnlineService:
             )
             add_turn_routes(app, self.store)  # TURN credentials from the site's edge (MRAS)
             self.api = await serve_asgi(
-                app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes
-            )
+                app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes,
+                ssl_context=o.api_ssl, on_tls_refused=self._tls_refused(),
+            )  # fmt: skip
         except BaseException:
             await self.stop()
             raise
+
+    def _tls_refused(self) -> TlsRefused | None:
+        """Who counts refused HTTPS handshakes: the appliance check, when there is one."""
+        auth = self.options.appliance_auth
+        return None if auth is None else auth.tls_refused
 
     def sip_address(self, kind: str = "UDP") -> tuple[str, int]:
         """Where the SIP listener of ``kind`` is bound."""
