@@ -198,7 +198,9 @@ class SrtpStream:
     ``auth_failures``, ``replays`` and ``errors`` count the packets dropped for each reason.
     """
 
-    __slots__ = ("_session", "auth_failures", "errors", "outbound", "replays", "suite")
+    __slots__ = (
+        "_session", "auth_failures", "errors", "last_error", "outbound", "replays", "suite",
+    )  # fmt: skip
 
     def __init__(self, crypto: CryptoAttribute, *, outbound: bool) -> None:
         policy = pylibsrtp.Policy(key=crypto.key, srtp_profile=crypto.suite.profile)
@@ -213,19 +215,21 @@ class SrtpStream:
         self.auth_failures = 0
         self.replays = 0
         self.errors = 0
+        self.last_error = ""  # libsrtp's words for the last dropped packet
 
     def _run(self, func: Callable[[bytes], bytes], packet: bytes) -> bytes | None:
         try:
             return func(packet)
         except pylibsrtp.Error as exc:
-            reason = str(exc)
+            reason = self.last_error = str(exc)
             if reason == _AUTH_FAILURE:
                 self.auth_failures += 1
             elif reason.startswith(_REPLAY):
                 self.replays += 1
             else:
                 self.errors += 1
-        except ValueError:  # too long for libsrtp's buffer
+        except ValueError as exc:  # too long for libsrtp's buffer
+            self.last_error = str(exc)
             self.errors += 1
         return None
 

@@ -1,0 +1,103 @@
+"""SDES across an anchored call (mediation/media_srtp.py): what each leg is offered and
+answered per MediaEncryption, the keys handed to the relay, refusals with their reasons."""
+
+from __future__ import annotations
+
+import base64
+import random
+
+import pytest
+
+from hybridvoice.media import CryptoAttribute, Leg
+from hybridvoice.mediation.media_srtp import SrtpConfig, SrtpPlan, bypass_blocked
+from hybridvoice.sip.sdp import SdpError, SessionDescription
+
+KEY = base64.b64encode(bytes(range(30))).decode()
+CRYPTO = f"a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:{KEY}\r\n"
+
+
+def body(proto: str = "RTP/AVP", crypto: str = "", port: int = 6000) -> SessionDescription:
+    return SessionDescription.parse(
+        (
+            f"v=0\r\no=hv 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {port} {proto} 0\r\na=rtpmap:0 PCMU/8000\r\n{crypto}"
+        ).encode()
+    )
+
+
+def plan(client: str = "Optional", gateway: str = "RTP") -> SrtpPlan:
+    return SrtpPlan(SrtpConfig(client, random.Random(5).randbytes), gateway)  # type: ignore[arg-type]
+
+
+def cryptos(sdp: SessionDescription) -> list[CryptoAttribute]:
+    return [CryptoAttribute.parse(a.value or "") for a in sdp.media[0].attributes_named("crypto")]
+
+
+def test_srtp_client_to_rtp_gateway() -> None:
+    p = plan()
+    to_gw = p.offer(body("RTP/SAVP", CRYPTO), Leg.A)
+    assert to_gw.media[0].proto == "RTP/AVP" and cryptos(to_gw) == []
+    to_client = p.answer(body(), Leg.B)
+    assert to_client.media[0].proto == "RTP/SAVP"
+    (ours,) = cryptos(to_client)
+    assert ours.tag == 3 and ours.suite == "AES_CM_128_HMAC_SHA1_32"  # the offer's tag/suite
+    a = p.keys[Leg.A]
+    assert a is not None and a.send == ours and a.recv.key == bytes(range(30))
+    assert p.keys[Leg.B] is None
+
+
+def test_rtp_client_to_srtp_gateway() -> None:
+    p = plan(gateway="SRTP")
+    to_gw = p.offer(body(), Leg.A)
+    assert to_gw.media[0].proto == "RTP/SAVP"
+    (ours,) = cryptos(to_gw)
+    assert (ours.tag, ours.suite) == (1, "AES_CM_128_HMAC_SHA1_80")
+    gw_key = base64.b64encode(bytes(30)).decode()
+    to_client = p.answer(
+        body("RTP/SAVP", f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{gw_key}\r\n"), Leg.B
+    )
+    assert to_client.media[0].proto == "RTP/AVP" and cryptos(to_client) == []
+    b = p.keys[Leg.B]
+    assert b is not None and b.send == ours and b.recv.key == bytes(30)
+    assert p.keys[Leg.A] is None
+
+
+def test_optional_offers_best_effort_and_falls_back_to_rtp() -> None:
+    p = plan(gateway="Optional")
+    to_gw = p.offer(body(), Leg.A)
+    assert to_gw.media[0].proto == "RTP/AVP" and len(cryptos(to_gw)) == 1
+    p.answer(body(), Leg.B)  # the gateway ignored the key: plain RTP
+    assert p.keys == {Leg.A: None, Leg.B: None}
+
+
+def test_inbound_offer_to_the_client_and_a_re_offer_keeps_our_key() -> None:
+    p = plan(client="SRTP")
+    to_client = p.offer(body(), Leg.B)
+    assert to_client.media[0].proto == "RTP/SAVP"
+    (first,) = cryptos(to_client)
+    again = p.offer(body(), Leg.B)
+    assert cryptos(again) == [first]
+
+
+def test_refusals_name_the_reason() -> None:
+    with pytest.raises(SdpError, match="offer from the client has no usable a=crypto"):
+        plan().offer(body("RTP/SAVP"), Leg.A)
+    bad = f"a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:{KEY}\r\n"
+    with pytest.raises(SdpError, match="AES_256_CM_HMAC_SHA1_80' is not supported"):
+        plan().offer(body("RTP/SAVP", bad), Leg.A)
+    with pytest.raises(SdpError, match="offer from the gateway has no usable a=crypto"):
+        plan(gateway="SRTP").offer(body(), Leg.B)
+    p = plan(gateway="SRTP")
+    p.offer(body(), Leg.A)
+    with pytest.raises(SdpError, match="answer from the gateway has no usable a=crypto"):
+        p.answer(body(), Leg.B)
+
+
+def test_bypass_needs_both_ends_to_agree() -> None:
+    savp, best_effort, plain = body("RTP/SAVP", CRYPTO), body("RTP/AVP", CRYPTO), body()
+    assert bypass_blocked(savp, "gw1", "SRTP") is None
+    assert bypass_blocked(savp, "gw1", "Optional") is None
+    assert "MediaEncryption RTP" in (bypass_blocked(savp, "gw1", "RTP") or "")
+    assert bypass_blocked(best_effort, "gw1", "RTP") is None
+    assert "requires SRTP" in (bypass_blocked(plain, "gw1", "SRTP") or "")
+    assert bypass_blocked(plain, "gw1", "RTP") is None
