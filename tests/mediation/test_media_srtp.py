@@ -8,7 +8,10 @@ import random
 
 import pytest
 
+from hybridvoice.cms.settings import Gateway
 from hybridvoice.media import CryptoAttribute, Leg
+from hybridvoice.mediation.bypass import BypassPolicy, parse_subnets
+from hybridvoice.mediation.media_plan import INBOUND_PENDING, decide_inbound, decide_outbound
 from hybridvoice.mediation.media_srtp import SrtpConfig, SrtpPlan, bypass_blocked
 from hybridvoice.sip.sdp import SdpError, SessionDescription
 
@@ -101,3 +104,33 @@ def test_bypass_needs_both_ends_to_agree() -> None:
     assert bypass_blocked(best_effort, "gw1", "RTP") is None
     assert "requires SRTP" in (bypass_blocked(plain, "gw1", "SRTP") or "")
     assert bypass_blocked(plain, "gw1", "RTP") is None
+
+
+def _gateway(setting: str, bypass: bool = True) -> Gateway:
+    raw = {"Name": "gw1", "IP": "10.0.0.9", "MediaBypass": bypass, "MediaEncryption": setting}
+    return Gateway.model_validate(raw)
+
+
+def test_bypass_decision_anchors_when_the_ends_disagree_on_srtp() -> None:
+    policy = BypassPolicy(enabled=True, internal_subnets=parse_subnets(["10.0.0.0/8"]))
+    config = SrtpConfig("Optional", random.Random(1).randbytes)
+    savp = bytes(body("RTP/SAVP", CRYPTO)).replace(b"127.0.0.1", b"10.0.0.5")
+    plain = bytes(body()).replace(b"127.0.0.1", b"10.0.0.5")
+    blocked = decide_outbound(policy, True, savp, _gateway("RTP"), "10.0.0.9", srtp=config)
+    assert not blocked.bypass
+    assert blocked.reason == "SRTP: the client offers RTP/SAVP, gateway gw1 has MediaEncryption RTP"
+    assert decide_outbound(policy, True, savp, _gateway("SRTP"), "10.0.0.9", srtp=config).bypass
+    needs = decide_outbound(policy, True, plain, _gateway("SRTP"), "10.0.0.9", srtp=config)
+    assert not needs.bypass and "requires SRTP" in needs.reason
+    # inbound: clients set to SRTP, the gateway offers plain RTP -> anchored from the start
+    strict = SrtpConfig("SRTP", random.Random(1).randbytes)
+    inbound = decide_inbound(policy, True, plain, _gateway("RTP"), srtp=strict)
+    assert not inbound.bypass and inbound.reason.startswith("SRTP: clients require SRTP")
+    assert decide_inbound(policy, True, plain, _gateway("RTP"), srtp=config) is INBOUND_PENDING
+
+
+def test_media_encryption_setting_is_checked() -> None:
+    assert _gateway("srtp").media_encryption == "SRTP"
+    assert _gateway("optional").media_encryption == "Optional"
+    with pytest.raises(ValueError, match="must be RTP, SRTP or Optional, got 'aes'"):
+        _gateway("aes")
