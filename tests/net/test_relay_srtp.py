@@ -18,6 +18,7 @@ from hybridvoice.media import (
     CryptoAttribute,
     Leg,
     LegCrypto,
+    RelaySession,
     SrtpStream,
     generate_crypto,
 )
@@ -192,3 +193,20 @@ def test_rekey_keeps_the_counters(go: Callable[[Body], None]) -> None:
         gateway.close()
 
     go(body)
+
+
+def test_leg_state_keys_follow_mirroring_and_rekeys() -> None:
+    """The core alone: streams made, dropped and remade as keys and mirroring change."""
+    session = RelaySession("c", (1000, 1001), (1002, 1003))
+    a_keys = LegCrypto(recv=CLIENT_KEY, send=RELAY_KEY)
+    b_keys = LegCrypto(recv=RELAY_KEY, send=CLIENT_KEY)
+    session.set_crypto(a_keys, b_keys)  # mirrored: nothing to do
+    assert not session.converts_srtp
+    session.set_crypto(a_keys, None)  # same keys on A, B plain now: A converts
+    assert session.a.srtp_in is not None and session.b.srtp_in is None
+    assert session.converts_srtp
+    stream = session.a.srtp_in
+    session.set_crypto(a_keys, None)  # the same again (an 18x then the 200): kept
+    assert session.a.srtp_in is stream
+    session.set_crypto(None, None)
+    assert not session.converts_srtp and session.a.srtp_keys is None

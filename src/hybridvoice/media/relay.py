@@ -169,19 +169,21 @@ class LegState:
     def set_crypto(self, keys: LegCrypto | None, *, convert: bool = True) -> None:
         """SRTP keys of this leg (None: plain RTP). ``convert`` False: the keys are known but
         the packets pass undecrypted (the other leg holds the same keys)."""
-        if keys != self.srtp_keys:
-            old = self.srtp_in
-            if old is not None:
-                self.srtp_base[0] += old.auth_failures
-                self.srtp_base[1] += old.replays
-                self.srtp_base[2] += old.errors
-            self.srtp_in = self.srtp_out = None
-            if keys is not None:
-                self.srtp_in = SrtpStream(keys.recv, outbound=False)
-                self.srtp_out = SrtpStream(keys.send, outbound=True)
-            self.srtp_keys = keys
-        if not convert:
-            self.srtp_in = self.srtp_out = None
+        if keys != self.srtp_keys or keys is None or not convert:
+            self._retire()
+        self.srtp_keys = keys
+        if keys is not None and convert and self.srtp_in is None:
+            self.srtp_in = SrtpStream(keys.recv, outbound=False)
+            self.srtp_out = SrtpStream(keys.send, outbound=True)
+
+    def _retire(self) -> None:
+        """Drop the streams, keeping what their receiving side counted."""
+        old = self.srtp_in
+        if old is not None:
+            self.srtp_base[0] += old.auth_failures
+            self.srtp_base[1] += old.replays
+            self.srtp_base[2] += old.errors
+        self.srtp_in = self.srtp_out = None
 
     def srtp_counts(self) -> tuple[int, int, int]:
         """(auth failures, replays, other errors) of SRTP/SRTCP received on this leg."""
