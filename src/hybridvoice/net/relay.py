@@ -117,15 +117,19 @@ class _Path:
         self.slow = self.rtcp or self.inp.srtp_in is not None or self.out.srtp_out is not None
 
     def on_slow(self) -> None:
+        """The epoll demux: RTCP drains its socket; SRTP takes one datagram, as the hot path
+        does (level-triggered: a socket with more queued is ready again on the next pass,
+        and no EAGAIN is raised per packet)."""
         if self.rtcp:
             self.on_rtcp()
         else:
-            self.on_srtp()
+            self.on_srtp(1)
 
-    def on_srtp(self) -> None:
-        """Drain the RTP socket of ``inp`` when either leg speaks SRTP: unprotect with
-        ``inp``'s keys, transcode, protect with ``out``'s keys. Failures are counted by the
-        legs' streams (authentication, replay) and the packet dropped."""
+    def on_srtp(self, reads: int = 0) -> None:
+        """Read up to ``reads`` datagrams (0: the engine's batch, draining) from the RTP
+        socket of ``inp`` when either leg speaks SRTP: unprotect with ``inp``'s keys,
+        transcode, protect with ``out``'s keys. Failures are counted by the legs' streams
+        (authentication, replay) and the packet dropped."""
         engine = self.engine
         recv = self.recv
         send = self.send
@@ -135,7 +139,7 @@ class _Path:
         inp = self.inp
         out = self.out
         now = engine._clock()
-        for _ in range(engine.reads_per_wakeup):
+        for _ in range(reads or engine.reads_per_wakeup):
             try:
                 n, src = recv(buf)
             except BlockingIOError:
