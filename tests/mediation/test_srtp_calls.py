@@ -89,6 +89,13 @@ def test_srtp_client_through_the_relay_to_an_rtp_gateway(tmp_path: Path) -> None
             a.bye()
             await b.ended(WAIT)
             await settle(lab_)
+            records = role.records
+            assert records is not None
+            await records.aflush()
+            record = records.by_call_id(a.call_id)
+            assert record is not None and record.a_media is not None
+            assert record.a_media.srtp and record.a_media.srtp_auth_failures == 1
+            assert record.b_media is not None and not record.b_media.srtp
 
     run(main())
 
