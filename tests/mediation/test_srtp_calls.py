@@ -10,11 +10,15 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from lab_harness import WAIT, Lab, peer, run, running_role, sdp, settings, settle
+from lab_harness import FAST, QUICK, WAIT, Lab, peer, run, running_role, sdp, settings, settle
 from rtp_harness import MediaEnd, media_end
 
+from hybridvoice.cms.settings import parse_settings
 from hybridvoice.media import CryptoAttribute, Leg, SrtpStream, generate_crypto
+from hybridvoice.mediation.bypass import BypassPolicy, parse_subnets
 from hybridvoice.mediation.media_sdp import parse_sdp
+from hybridvoice.mediation.role import MediationRole, RoleOptions
+from hybridvoice.net.transport import Destination
 from hybridvoice.net.ua import CallFailedError
 from hybridvoice.sip.session import Answered
 
@@ -160,5 +164,67 @@ def test_a_gateway_set_to_srtp_answering_without_a_key_ends_the_call(tmp_path: P
             await b.ended(WAIT)
             assert lab_.role.call_failures()["sdp"] == 1
             await settle(lab_)
+
+    run(main())
+
+
+async def _bypass_call(tmp_path: Path, setting: str) -> tuple[bytes, int, str | None]:
+    """An internal client offering RTP/SAVP with its key to a gateway with MediaBypass on and
+    ``MediaEncryption = setting``: what the gateway is offered, the relay's calls, the
+    record's media reason."""
+    cloud, gw = await peer(), await peer()
+    raw = settings([gw])
+    raw["Gateway1"].update(MediaBypass=True, MediaEncryption=setting)
+    options = RoleOptions(
+        edge=Destination("UDP", "127.0.0.1", 0),
+        edge_target=Destination("UDP", "127.0.0.1", cloud.port), relay=True,
+        bypass=BypassPolicy(enabled=True, internal_subnets=parse_subnets(["127.0.0.0/8"])),
+        bypass_service=False, records=tmp_path / "calls.db", session=QUICK, timers=FAST, seed=1,
+    )  # fmt: skip
+    role = MediationRole(parse_settings(raw), options)
+    await role.start()
+    try:
+        async with media_end() as client:
+            lab_ = Lab(role, cloud, [gw])
+            a = lab_.call_out(offer=srtp_sdp(client.port, CLIENT_KEY))
+            b = await gw.next_call()
+            offered = b.invite.body
+            assert role.relay is not None
+            relayed = len(role.relay.calls)
+            b.answer(srtp_sdp(client.port + 2, GATEWAY_KEY))
+            await a.answered(WAIT)
+            a.bye()
+            await b.ended(WAIT)
+            await settle(lab_)
+            assert role.records is not None
+            await role.records.aflush()
+            record = role.records.by_call_id(a.call_id)
+            assert record is not None
+            return offered, relayed, record.media_reason
+    finally:
+        await role.stop()
+        for p in (cloud, gw):
+            p.ua.close()
+            await p.endpoint.close()
+
+
+def test_bypass_passes_the_crypto_lines_end_to_end(tmp_path: Path) -> None:
+    async def main() -> None:
+        offered, relayed, _ = await _bypass_call(tmp_path, "SRTP")
+        assert relayed == 0  # bypass: the relay holds nothing
+        assert crypto_of(offered) == CLIENT_KEY  # the client's own key, untouched
+        assert parse_sdp(offered).media[0].proto == "RTP/SAVP"
+
+    run(main())
+
+
+def test_bypass_to_a_gateway_set_to_rtp_anchors_an_srtp_client(tmp_path: Path) -> None:
+    async def main() -> None:
+        offered, relayed, reason = await _bypass_call(tmp_path, "RTP")
+        assert relayed == 1 and crypto_of(offered) is None
+        assert parse_sdp(offered).media[0].proto == "RTP/AVP"
+        assert (
+            reason == "SRTP: the client offers RTP/SAVP, gateway Gateway1 has MediaEncryption RTP"
+        )
 
     run(main())
