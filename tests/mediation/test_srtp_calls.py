@@ -228,3 +228,55 @@ def test_bypass_to_a_gateway_set_to_rtp_anchors_an_srtp_client(tmp_path: Path) -
         )
 
     run(main())
+
+
+def test_inbound_srtp_gateway_to_an_srtp_client(tmp_path: Path) -> None:
+    """An SRTP gateway calls in; the client (best effort, ``Optional``) is offered RTP/AVP
+    with the relay's key, answers with its own: SRTP on both legs, each with its own keys,
+    media both ways decrypted and encrypted again at the relay."""
+
+    async def main() -> None:
+        cloud, gw, role_cm = await with_lab(tmp_path, {"MediaEncryption": "SRTP"}, {})
+        async with role_cm as role, media_end() as client, media_end() as gateway:
+            lab_ = Lab(role, cloud, [gw])
+            port = lab_.gateway_side
+            b = gw.ua.invite(
+                f"sip:0201234567@127.0.0.1:{port}", from_="<sip:0612345678@gw.example>",
+                sdp=srtp_sdp(gateway.port, GATEWAY_KEY),
+                destination=Destination("UDP", "127.0.0.1", port),
+            )  # fmt: skip
+            a = await cloud.next_call()
+            offered = parse_sdp(a.invite.body).media[0]
+            assert offered.proto == "RTP/AVP"  # Optional: best effort toward the client
+            to_client = crypto_of(a.invite.body)
+            assert to_client is not None and to_client.key != GATEWAY_KEY.key
+            a.answer(srtp_sdp(client.port, CLIENT_KEY, proto="RTP/AVP"))
+            answered = await b.answered(WAIT)
+            assert isinstance(answered, Answered) and answered.sdp is not None
+            to_gateway = crypto_of(answered.sdp)
+            assert to_gateway is not None and to_gateway.tag == GATEWAY_KEY.tag
+            assert parse_sdp(answered.sdp).media[0].proto == "RTP/SAVP"
+            relay = role.relay
+            assert relay is not None
+            (relayed,) = relay.calls.values()
+            edge_rtp, gw_rtp = relayed.local(Leg.A)[1], relayed.local(Leg.B)[1]
+            client_tx = SrtpStream(CLIENT_KEY, outbound=True)
+            gateway_tx = SrtpStream(GATEWAY_KEY, outbound=True)
+            client_rx = SrtpStream(to_client, outbound=False)
+            gateway_rx = SrtpStream(to_gateway, outbound=False)
+            for n in range(10):
+                client.rtp.sendto(client_tx.rtp(rtp(client, n)) or b"", ("127.0.0.1", edge_rtp))
+                gateway.rtp.sendto(gateway_tx.rtp(rtp(gateway, n)) or b"", ("127.0.0.1", gw_rtp))
+            for _ in range(10):
+                at_gateway = gateway_rx.rtp(await _recv(gateway))
+                at_client = client_rx.rtp(await _recv(client))
+                assert at_gateway is not None and at_gateway.endswith(SILENCE)
+                assert at_client is not None and at_client.endswith(SILENCE)
+            stats = relayed.stats()
+            assert (stats.a.srtp, stats.b.srtp) == (True, True)
+            assert (stats.a.packets, stats.b.packets) == (10, 10)
+            b.bye()
+            await a.ended(WAIT)
+            await settle(lab_)
+
+    run(main())
