@@ -134,3 +134,16 @@ def test_media_encryption_setting_is_checked() -> None:
     assert _gateway("optional").media_encryption == "Optional"
     with pytest.raises(ValueError, match="must be RTP, SRTP or Optional, got 'aes'"):
         _gateway("aes")
+
+
+def test_a_leg_that_speaks_srtp_keeps_it_in_later_offers() -> None:
+    """A gateway set to RTP that called in with RTP/SAVP is re-offered RTP/SAVP with our key
+    (the client's re-INVITE), not plain RTP it may refuse."""
+    p = plan(gateway="RTP")
+    p.offer(body("RTP/SAVP", CRYPTO), Leg.B)  # the gateway's own SRTP offer
+    p.answer(body(), Leg.A)
+    assert p.keys[Leg.B] is not None
+    again = p.offer(body(), Leg.A)  # the client re-offers (hold, resume...)
+    assert again.media[0].proto == "RTP/SAVP"
+    (ours,) = cryptos(again)
+    assert ours.key == p.keys[Leg.B].send.key  # type: ignore[union-attr]

@@ -103,13 +103,14 @@ class _Pending:
 class SrtpPlan:
     """The SDES keys of one anchored call (leg A: the client/edge side, B: the gateway)."""
 
-    __slots__ = ("_ours", "_pending", "_random", "keys", "settings")
+    __slots__ = ("_ours", "_pending", "_random", "_savp", "keys", "settings")
 
     def __init__(self, config: SrtpConfig, gateway: Encryption = "RTP") -> None:
         self.settings: dict[Leg, Encryption] = {Leg.A: config.client, Leg.B: gateway}
         self._random = config.random_bytes
         self._ours: dict[Leg, bytes] = {}  # our master key||salt toward each leg
         self._pending: _Pending | None = None
+        self._savp: dict[Leg, bool] = {Leg.A: False, Leg.B: False}  # the leg's last proto
         #: the keys the relay uses per leg (None: plain RTP on that leg)
         self.keys: dict[Leg, LegCrypto | None] = {Leg.A: None, Leg.B: None}
 
@@ -136,13 +137,14 @@ class SrtpPlan:
         crypto, reasons = _crypto(media)
         if crypto is None and (_secure(media) or self.settings[from_leg] == "SRTP"):
             raise _refuse(self._name(from_leg), "the offer", reasons)
+        self._savp[from_leg] = _secure(media)
         to = from_leg.other
         setting = self.settings[to]
-        sent = None if setting == "RTP" else self._our_key(to, 1, _SUITE)
+        secured = self.keys[to] is not None  # a leg speaking SRTP keeps it (RFC 4568 §7.1.4)
+        sent = None if setting == "RTP" and not secured else self._our_key(to, 1, _SUITE)
+        savp = setting == "SRTP" or (secured and self._savp[to])
         out = dataclasses.replace(
-            media.without_attributes("crypto"),
-            proto=_SAVP if setting == "SRTP" else _AVP,
-            raw=None,
+            media.without_attributes("crypto"), proto=_SAVP if savp else _AVP, raw=None
         )
         if sent is not None:
             out = out.with_attribute(Attribute("crypto", str(sent)))
@@ -162,6 +164,7 @@ class SrtpPlan:
             raise _refuse(self._name(from_leg), "the answer", reasons)
         sent = pending.sent
         self.keys[from_leg] = None if crypto is None or sent is None else LegCrypto(crypto, sent)
+        self._savp[from_leg] = _secure(media)
         out = dataclasses.replace(media.without_attributes("crypto"), proto=pending.proto, raw=None)
         theirs = pending.crypto
         if theirs is None:
