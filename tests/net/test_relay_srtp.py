@@ -107,6 +107,11 @@ def test_forged_and_replayed_packets_are_counted_and_dropped(go: Callable[[Body]
         assert (stats.srtp_auth_failures, stats.srtp_replays) == (2, 1)
         assert stats.remote == client.getsockname()  # nothing forged moved the latch
         assert (stats.packets, stats.relatched) == (2, 0)
+        totals = engine.stats()
+        assert (totals.srtp_auth_failures, totals.srtp_replays) == (2, 1)
+        await engine.release(call)  # the totals keep released calls' counts
+        totals = engine.stats()
+        assert (totals.srtp_auth_failures, totals.srtp_replays) == (2, 1)
         for s in (client, gateway, intruder):
             s.close()
 

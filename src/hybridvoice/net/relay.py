@@ -92,6 +92,9 @@ class EngineStats:
     dropped: int
     send_errors: int
     rtcp_packets: int
+    #: SRTP/SRTCP packets dropped: failed authentication, replayed (RFC 3711 §3.3)
+    srtp_auth_failures: int = 0
+    srtp_replays: int = 0
 
 
 class _Path:
@@ -336,7 +339,7 @@ class RelayEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.send_errors = 0
         self.recv_errors = 0
-        self._released = [0, 0, 0, 0, 0]  # packets, bytes, dropped, rtcp, (spare)
+        self._released = [0, 0, 0, 0, 0, 0]  # packets, bytes, dropped, rtcp, srtp auth, replays
 
     @property
     def calls(self) -> dict[str, RelayCall]:
@@ -451,6 +454,9 @@ class RelayEngine:
             self._released[1] += leg.bytes
             self._released[2] += leg.dropped
             self._released[3] += leg.rtcp_packets
+            auth, replays, _ = leg.srtp_counts()
+            self._released[4] += auth
+            self._released[5] += replays
 
     async def close(self) -> None:
         """Release every call and stop watching the media sockets."""
@@ -509,13 +515,17 @@ class RelayEngine:
 
     def stats(self) -> EngineStats:
         """Totals over live and released calls; ``packets`` counts RTP accepted on any leg."""
-        packets, nbytes, dropped, rtcp = self._released[:4]
+        packets, nbytes, dropped, rtcp, auth, replays = self._released
         for call in self._calls.values():
             for leg in (call.session.a, call.session.b):
                 packets += leg.packets
                 nbytes += leg.bytes
                 dropped += leg.dropped
                 rtcp += leg.rtcp_packets
+                if leg.srtp_keys is not None:
+                    leg_auth, leg_replays, _ = leg.srtp_counts()
+                    auth += leg_auth
+                    replays += leg_replays
         return EngineStats(
             calls=len(self._calls),
             ports_available=4 * self.pool.available,
@@ -524,4 +534,6 @@ class RelayEngine:
             dropped=dropped,
             send_errors=self.send_errors,
             rtcp_packets=rtcp,
+            srtp_auth_failures=auth,
+            srtp_replays=replays,
         )
