@@ -7,9 +7,11 @@ import base64
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hybridvoice.cms.settings import Gateway
-from hybridvoice.media import CryptoAttribute, Leg
+from hybridvoice.media import CryptoAttribute, CryptoSuite, Leg
 from hybridvoice.mediation.bypass import BypassPolicy, parse_subnets
 from hybridvoice.mediation.media_plan import INBOUND_PENDING, decide_inbound, decide_outbound
 from hybridvoice.mediation.media_srtp import SrtpConfig, SrtpPlan, bypass_blocked
@@ -147,3 +149,52 @@ def test_a_leg_that_speaks_srtp_keeps_it_in_later_offers() -> None:
     assert again.media[0].proto == "RTP/SAVP"
     (ours,) = cryptos(again)
     assert ours.key == p.keys[Leg.B].send.key  # type: ignore[union-attr]
+
+
+SETTINGS = st.sampled_from(["RTP", "SRTP", "Optional"])
+KINDS = st.sampled_from(["plain", "best-effort", "savp"])
+
+
+def _sdp_of(kind: str, key: CryptoAttribute) -> SessionDescription:
+    if kind == "plain":
+        return body()
+    return body("RTP/SAVP" if kind == "savp" else "RTP/AVP", f"a=crypto:{key}\r\n")
+
+
+@given(client=SETTINGS, gateway=SETTINGS, offer_kind=KINDS, answer_crypto=st.booleans(),
+       from_client=st.booleans())  # fmt: skip
+def test_one_offer_answer_keeps_sdp_and_relay_keys_consistent(
+    client: str, gateway: str, offer_kind: str, answer_crypto: bool, from_client: bool
+) -> None:
+    """Whatever the settings and what each end sends: the refusals are the documented ones,
+    and otherwise each leg is told a key exactly when the relay holds keys for it, the
+    relay decrypts with the key that leg sent, and the answer keeps the offer's proto."""
+    p = plan(client, gateway)
+    offerer = Leg.A if from_client else Leg.B
+    theirs = CryptoAttribute(4, CryptoSuite.AES_CM_128_HMAC_SHA1_80, bytes(range(30)))
+    answerer_key = CryptoAttribute(1, CryptoSuite.AES_CM_128_HMAC_SHA1_80, bytes(30))
+    offer = _sdp_of(offer_kind, theirs)
+    try:
+        out = p.offer(offer, offerer)
+    except SdpError:
+        assert offer_kind == "plain" and p.settings[offerer] == "SRTP"
+        return
+    sent = cryptos(out)
+    assert bool(sent) == (p.settings[offerer.other] != "RTP")
+    assert (out.media[0].proto == "RTP/SAVP") == (p.settings[offerer.other] == "SRTP")
+    proto = "RTP/SAVP" if p.settings[offerer.other] == "SRTP" else "RTP/AVP"
+    answer = body(proto, f"a=crypto:{answerer_key}\r\n" if answer_crypto else "")
+    try:
+        back = p.answer(answer, offerer.other)
+    except SdpError:
+        assert p.settings[offerer.other] == "SRTP" and not answer_crypto
+        return
+    assert back.media[0].proto == offer.media[0].proto
+    for leg, told, key in ((offerer, cryptos(back), theirs), (offerer.other, sent, answerer_key)):
+        held = p.keys[leg]
+        if held is None:
+            assert leg is offerer.other or not told
+        else:
+            assert held.recv == key and held.send in told
+    assert (p.keys[offerer] is not None) == (offer_kind != "plain")
+    assert (p.keys[offerer.other] is not None) == (bool(sent) and answer_crypto)
