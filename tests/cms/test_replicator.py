@@ -197,6 +197,32 @@ def test_appliance_registers_heartbeats_and_goes_offline_when_silent() -> None:
     asyncio.run(main())
 
 
+def test_a_status_change_reaches_the_cloud_at_once_not_at_the_next_heartbeat() -> None:
+    """Maintenance entered or left is told at once (``beat_now``): with a 60 s heartbeat the
+    cloud would otherwise keep routing new calls to a draining appliance for up to a minute."""
+    store = cloud()
+
+    async def main() -> None:
+        server = await serve(store)
+        status = "online"
+        link = ApplianceLink(server.url, APPLIANCE, interval=60, status=lambda: status, token=TOKEN)
+        link.start()
+        try:
+            await until(lambda: link.heartbeats == 1)
+            status = "maintenance"
+            link.beat_now()
+            await until(lambda: _status(store) == "maintenance", limit=10)
+            status = "online"
+            link.beat_now()
+            await until(lambda: _status(store) == "online", limit=10)
+            assert link.heartbeats == 3
+        finally:
+            await link.stop()
+            await server.stop()
+
+    asyncio.run(main())
+
+
 def test_appliance_link_rides_out_an_unreachable_cloud() -> None:
     store = cloud()
 

@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 from api_harness import bearer, client, reads, send, writes
 from chain_harness import lab, settings_on_free_ports
 from ua_harness import run
@@ -71,6 +72,37 @@ def test_maintenance_is_audited_and_the_lab_token_works_on_both_apis(tmp_path: P
                 ("lab-admin", "admin"), (up.appliance.name, "appliance"),
             }  # fmt: skip
             assert up.appliance.link is not None and up.appliance.link.registered
+
+    run(main(), timeout=60)
+
+
+def test_maintenance_reaches_the_cloud_at_once_not_at_the_next_heartbeat(tmp_path: Path) -> None:
+    """A draining appliance must leave the cloud's routing now: with a one-minute heartbeat the
+    status the cloud holds changes within seconds of ``maintenance/enter`` and ``exit``."""
+    settings = settings_on_free_ports(Online={"HeartbeatSeconds": 60})
+
+    async def main() -> None:
+        async with lab(tmp_path, settings) as up:
+            assert up.admin_token and up.appliance is not None and up.online is not None
+            assert up.appliance.api is not None
+            name = up.appliance.name
+
+            async def cloud_sees(status: str) -> None:
+                assert up.online is not None
+                for _ in range(200):
+                    appliance = up.online.store.get_appliance(name)
+                    if appliance is not None and appliance.status == status:
+                        return
+                    await asyncio.sleep(0.05)
+                pytest.fail(f"the cloud never saw the appliance {status}")
+
+            await cloud_sees("online")
+            admin = bearer(up.admin_token)
+            async with httpx.AsyncClient(base_url=up.appliance.api.url, headers=admin) as http:
+                assert (await http.post("/v1/maintenance/enter")).status_code == 200
+                await cloud_sees("maintenance")
+                assert (await http.post("/v1/maintenance/exit")).status_code == 200
+                await cloud_sees("online")
 
     run(main(), timeout=60)
 

@@ -121,6 +121,8 @@ _PREFERRED: Final[Mapping[str, int]] = {
     "Online.ServiceURL": 8470,
     "MediationServer.BypassServicePort": 8471,
     "Management.Port": 8472,
+    "MediaRelay.TCPPort": 3478,  # TURN over TCP beside UDP 3478 (RFC 8656 §3.1)
+    "MediaRelay.MRASPort": 8474,
 }
 _SIP_PORTS: Final = range(5060, 5100)
 _HTTP_PORTS: Final = range(8470, 8500)

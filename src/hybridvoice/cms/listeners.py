@@ -13,6 +13,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from .settings_edge import relay_addresses
+
 if TYPE_CHECKING:
     from .settings import Settings
 
@@ -86,7 +88,21 @@ def listeners(settings: Settings) -> tuple[Listener, ...]:
                           settings.management.port))  # fmt: skip
     host, port = ms.bypass_bind
     found.append(Listener("MediationServer.BypassServicePort", "HTTP", host, port))
+    found += _relay_listeners(settings)
     return tuple(found)
+
+
+def _relay_listeners(settings: Settings) -> list[Listener]:
+    """The edge's media relay (``[MediaRelay]``, when it runs): TURN on UDP and TCP, MRAS."""
+    edge, mr = settings.edge_server, settings.media_relay
+    on, host, _, mras_host = relay_addresses(mr, edge)
+    if not on:
+        return []
+    found = [Listener("MediaRelay.UDPPort", "UDP", host, mr.udp_port)]
+    if mr.tcp_port is not None:
+        found.append(Listener("MediaRelay.TCPPort", "TCP", host, mr.tcp_port))
+    found.append(Listener("MediaRelay.MRASPort", "HTTP", mras_host, mr.mras_port))
+    return found
 
 
 def _same_address(a: Listener, b: Listener) -> bool:

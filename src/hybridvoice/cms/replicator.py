@@ -304,8 +304,8 @@ class ApplianceLink(_Worker):
     """Registers the appliance with the online service and sends its heartbeats."""
 
     __slots__ = (
-        "_status", "appliance", "heartbeats", "interval", "last_heartbeat", "registered",
-        "registrations",
+        "_status", "_wake", "appliance", "heartbeats", "interval", "last_heartbeat",
+        "registered", "registrations",
     )  # fmt: skip
 
     def __init__(
@@ -327,6 +327,7 @@ class ApplianceLink(_Worker):
         self.appliance = dict(appliance)
         self.interval = interval
         self._status = status
+        self._wake = asyncio.Event()
         self.registered = False
         """Whether the online service acknowledged the registration and the last heartbeat."""
         self.registrations = 0
@@ -371,6 +372,11 @@ class ApplianceLink(_Worker):
         self.heartbeats += 1
         self.last_heartbeat = self._clock()
 
+    def beat_now(self) -> None:
+        """Send the next heartbeat at once instead of after the interval: the appliance's
+        status changed (maintenance entered or left), and the cloud spreads new calls by it."""
+        self._wake.set()
+
     def _current_status(self) -> str:
         try:
             return self._status()
@@ -387,4 +393,6 @@ class ApplianceLink(_Worker):
             except Exception as exc:  # a bug must not end the heartbeats
                 _log.exception("%r: unexpected error", self)
                 self._failed("heartbeat", exc)
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()

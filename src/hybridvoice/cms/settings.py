@@ -33,6 +33,7 @@ from pydantic import (
 from hybridvoice.net.stream import StreamLimits
 
 from .listeners import PRIVILEGED_PORTS, Listener, listener_clashes, listeners
+from .settings_edge import MediaRelay
 from .settings_media import MediaEncryption
 from .settings_values import (
     HostName,
@@ -60,6 +61,7 @@ __all__ = [
     "Gateway",
     "Listener",
     "Management",
+    "MediaRelay",
     "MediationServer",
     "Online",
     "Problem",
@@ -495,6 +497,7 @@ class Settings(_Section):
     hybrid_voice_routes: Mapping[str, Regex] = Field(default_factory=dict)
     trunk_configuration: TrunkConfiguration = Field(default_factory=TrunkConfiguration)
     sip_limits: SipLimits = Field(default_factory=SipLimits)
+    media_relay: MediaRelay = Field(default_factory=MediaRelay)
 
     @model_validator(mode="before")
     @classmethod

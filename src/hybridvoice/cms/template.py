@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 import tomlkit
 from tomlkit.items import Table
 
-from .settings import MediationServer, Settings, parse_settings
+from .settings import MediaRelay, MediationServer, Settings, parse_settings
 
 if TYPE_CHECKING:
     from .ini import ImportNote
@@ -47,6 +47,10 @@ _SECTION_NOTES: Final[Mapping[str, str]] = {
     "SipLimits": (
         "What one peer may hold on the SIP TCP/TLS listeners (slow or hostile peers); every\n"
         "time a limit bites it is counted in hybridvoice_sip_dropped_total."
+    ),
+    "MediaRelay": (
+        "The edge's media relay (TURN: UDP 3478, TCP 443 in production) and MRAS, on when\n"
+        "[EdgeServer] ExternalMRIPs is set or Enabled = true (docs/edge-media.md)."
     ),
     "HybridVoiceRoutes": (
         "Voice routes: name = regular expression on the dialled number (+E.164).\n"
@@ -79,6 +83,8 @@ _KEY_NOTES: Final[Mapping[str, str]] = {
     "MaxConnections": "accepted connections of one listener at a time",
     "MaxRequestBytes": "larger API request bodies get 413 before they are read",
     "OnlineToken": "bearer token for ServiceURL: hybridvoice token create --scope appliance",
+    "MRASPort": "TURN credentials for the online service (POST /mras/v1/credentials)",
+    "AllowInternalPeers": "labs: relay to loopback, link-local and this appliance's addresses",
 }
 
 
@@ -198,6 +204,9 @@ def render_settings(
         note = _SECTION_NOTES.get(section)
         doc.add(section, _table(data[section], note, known, changed.get(section)))
     doc.add("SipLimits", _table(data["SipLimits"], _SECTION_NOTES["SipLimits"]))
+    relay_defaults = MediaRelay().model_dump(by_alias=True, mode="json")
+    doc.add("MediaRelay", _table(data["MediaRelay"], _SECTION_NOTES["MediaRelay"], relay_defaults,
+                                 changed.get("MediaRelay")))  # fmt: skip
     routes = data.get("HybridVoiceRoutes") or {}
     doc.add("HybridVoiceRoutes", _table(routes, _SECTION_NOTES["HybridVoiceRoutes"]))
     for index, gateway in enumerate(data.get("Gateways") or (), start=1):

@@ -3,10 +3,10 @@
 Built from ``[EdgeServer]`` (where each side listens), ``[Online]`` (the online service's
 SIP addresses: trusted on the external side and the next hop for inbound calls) and
 ``[MediationServer]`` (the mediation role's edge-side listener: the next hop for outbound
-calls and the only address trusted on the internal side). The media relay (TURN) and MRAS
-parts of the original Edge Server are not here yet. The role receives its endpoint and
-listeners ready (:class:`.assembly.EdgeListeners`; when none are given, :meth:`EdgeRole.start`
-asks :func:`.assembly.open_listeners` for them).
+calls and the only address trusted on the internal side). With ``[MediaRelay]`` on, it also
+runs the media relay (TURN) and MRAS (:mod:`.media_relay`, ``docs/edge-media.md``). The
+role receives its endpoint and listeners ready (:class:`.assembly.EdgeListeners`; when none
+are given, :meth:`EdgeRole.start` asks :func:`.assembly.open_listeners` for them).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from hybridvoice.sip.transaction import TimerConfig
 
 from .access import EdgePolicy, Sides
 from .assembly import EdgeListeners, open_listeners
+from .media_relay import EdgeMedia, open_media_relay
 from .monitor import MediationMonitor
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ class EdgeRole:
         self.proxy: Proxy | None = None
         self.policy: EdgePolicy | None = None
         self.monitor: MediationMonitor | None = None
+        #: the media relay and MRAS (None: ``[MediaRelay]`` off, or not started)
+        self.media: EdgeMedia | None = None
 
     async def start(self) -> None:
         s, o = self.settings, self.options
@@ -102,13 +105,22 @@ class EdgeRole:
             self.policy = EdgePolicy(
                 sides, mediation_timeout=edge.mediation_timeout_seconds, monitor=self.monitor
             )
-            self.proxy = Proxy(endpoint, self.policy)
+            self.media = await open_media_relay(s, [self.external])
+            anchoring = None if self.media is None else self.media.anchoring
+            if anchoring is None:
+                self.proxy = Proxy(endpoint, self.policy)
+            else:  # media of clients on the internet through the edge's relay
+                self.proxy = Proxy(endpoint, anchoring.policy(self.policy))
+                self.proxy.forward_hook = anchoring.hook
             self.monitor.start()
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
+        if self.media is not None:
+            await self.media.close()
+            self.media = None
         if self.monitor is not None:
             await self.monitor.stop()
             self.monitor = None

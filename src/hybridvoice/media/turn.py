@@ -19,7 +19,8 @@ listening socket, send from a relay socket, open or close a relay port.
 - Lifetimes: allocation max(default, min(requested, max)) seconds; permissions 300 s;
   channels 600 s. Expiry is by ``now`` only; :meth:`TurnServer.next_deadline` says when.
 - Security (§21): peer policy (403), per-user allocation quota (486), one allocation per
-  client address (437), a username fixed per allocation (441), counters for every refusal.
+  client address (437), a username fixed per allocation (441), a request rate limit per
+  source IP (:mod:`.turn_limits`, dropped unanswered), counters for every refusal.
 - EVEN-PORT (§7.2): an even relay port; with the R bit the next port is kept 30 s for the
   Allocate that presents the RESERVATION-TOKEN returned (an RTP/RTCP pair of allocations).
 
@@ -61,6 +62,7 @@ from .stun import (
     parse,
     parse_channel_data,
 )
+from .turn_limits import SourceRateLimit
 from .turn_state import (
     Action,
     Addr,
@@ -141,6 +143,7 @@ class TurnServer:
         "_counters",
         "_from_peer",
         "_from_peer_bytes",
+        "_limit",
         "_nonces",
         "_per_user",
         "_policy",
@@ -166,6 +169,11 @@ class TurnServer:
         self._random: Callable[[int], bytes] = rng.randbytes
         self._nonces = NonceBook(rng.randbytes(16), config.nonce_lifetime)
         self._policy = PeerPolicy.of(config)
+        self._limit = (
+            SourceRateLimit(config.requests_per_second, config.request_burst)
+            if config.requests_per_second > 0
+            else None
+        )
         self._by_client: dict[Addr, Allocation] = {}
         self._by_port: dict[int, Allocation] = {}
         self._per_user: Counter[str] = Counter()
@@ -217,6 +225,9 @@ class TurnServer:
             return self._send_indication(msg, client, now)
         if msg.cls != StunClass.REQUEST:
             self._counters["unexpected"] += 1
+            return []
+        if self._limit is not None and not self._limit.allow(client[0], now):
+            self._counters["rate_limited"] += 1  # dropped: the client retransmits later
             return []
         if msg.method == Method.BINDING:
             mapped = encode_xor_address(client, msg.transaction_id)
@@ -487,6 +498,9 @@ class TurnServer:
         if not CHANNEL_MIN <= number <= top:
             raise _RefusedError(400, "bad_channel")
         peer = self._peer(peer_value, msg.transaction_id)
+        off_ports = self._policy.port_refusal(peer)
+        if off_ports is not None:
+            raise _RefusedError(403, off_ports)
         bound = alloc.channels.get(number)
         if bound is not None and bound[0] != peer:
             raise _RefusedError(400, "channel_in_use")
@@ -518,6 +532,10 @@ class TurnServer:
             return []
         if not alloc.permitted(peer[0], now):
             self._counters["no_permission"] += 1
+            return []
+        off_ports = self._policy.port_refusal(peer)
+        if off_ports is not None:
+            self._counters[off_ports] += 1
             return []
         self._to_peer += 1
         self._to_peer_bytes += len(data)

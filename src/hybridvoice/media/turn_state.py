@@ -70,6 +70,13 @@ class TurnConfig:
     #: accept RFC 5766 channel numbers 0x5000-0x7FFF too (coturn's turnutils_uclient uses them)
     legacy_channels: bool = True
     software: str = "hybridvoice"
+    #: STUN requests per second per source IP (0: no limit) and the burst above that rate
+    requests_per_second: float = 0.0
+    request_burst: int = 50
+    #: own addresses a client may relay to on ``media_peer_ports`` only: the edge's media
+    #: anchoring relay, which a client's TURN allocation must reach (an ICE relay candidate)
+    media_peers: frozenset[str] = frozenset()
+    media_peer_ports: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.external_ip)
@@ -188,16 +195,30 @@ class PeerPolicy:
     allow_link_local: bool = False
     allow_own: bool = False
     own: frozenset[str] = field(default_factory=frozenset)
+    #: own addresses allowed as peers on ``media_ports`` only (:attr:`TurnConfig.media_peers`)
+    media: frozenset[str] = field(default_factory=frozenset)
+    media_ports: tuple[int, int] = (0, 0)
 
     @classmethod
     def of(cls, config: TurnConfig) -> PeerPolicy:
         own = frozenset(str(ipaddress.ip_address(a)) for a in config.own_addresses)
+        media = frozenset(str(ipaddress.ip_address(a)) for a in config.media_peers)
         return cls(
             config.allow_loopback_peers,
             config.allow_link_local_peers,
             config.allow_own_peers,
             own | {str(ipaddress.ip_address(config.external_ip))},
+            media,
+            config.media_peer_ports,
         )
+
+    def port_refusal(self, peer: tuple[str, int]) -> str | None:
+        """A media peer address (allowed by :meth:`refusal` for its IP) off its ports:
+        ``peer_own``; None otherwise."""
+        if peer[0] not in self.media or self.allow_own:
+            return None
+        first, last = self.media_ports
+        return None if first <= peer[1] <= last else "peer_own"
 
     def refusal(self, host: str) -> str | None:
         """The counter name of the reason ``host`` is refused, or None when it is allowed."""
@@ -207,6 +228,8 @@ class PeerPolicy:
             return "peer_invalid"
         if ip.is_unspecified or ip.is_multicast:
             return "peer_invalid"
+        if str(ip) in self.media:
+            return None  # by port: port_refusal
         if ip.is_loopback:
             return None if self.allow_loopback else "peer_loopback"
         if ip.is_link_local:

@@ -119,6 +119,20 @@ class BypassPolicy:
     enabled: bool
     always_bypass: bool = True
     internal_subnets: tuple[IPNetwork, ...] = ()
+    #: the edge's media relay addresses and port range: a client whose SDP names one of them
+    #: (and a port of the range) is on the internet, its media anchored at the edge
+    #: (``docs/edge-media.md``), and never bypasses
+    edge_relays: frozenset[str] = frozenset()
+    edge_relay_ports: tuple[int, int] = (0, 65535)
+
+    def at_edge_relay(self, client: ClientMedia | None) -> bool:
+        """Whether ``client``'s media is the edge's relay (an internet client, anchored)."""
+        first, last = self.edge_relay_ports
+        return (
+            client is not None
+            and client.address in self.edge_relays
+            and (first <= client.port <= last)
+        )
 
     def subnet_of(self, address: str) -> IPNetwork | None:
         """The internal subnet holding ``address`` (an IP literal), else ``None``."""
@@ -206,7 +220,7 @@ def decide_bypass(
     """
     if not policy.enabled:
         return _anchor("bypass disabled in tenant network configuration")
-    if via_edge:
+    if via_edge or policy.at_edge_relay(client):
         return _anchor("external client via edge")
     if not gateway.media_bypass:
         return _anchor(f"gateway {gateway.name} has media bypass off")

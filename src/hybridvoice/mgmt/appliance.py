@@ -31,6 +31,7 @@ from hybridvoice.cms.replica import LocalStore
 from hybridvoice.cms.replicator import ApplianceLink, Replicator
 from hybridvoice.cms.settings import Settings
 from hybridvoice.edge.assembly import open_listeners
+from hybridvoice.edge.media_relay import edge_relay_addresses, edge_relay_ports
 from hybridvoice.edge.role import EdgeOptions, EdgeRole
 from hybridvoice.mediation.assembly import open_gateway_transport, open_sides
 from hybridvoice.mediation.bypass import BypassPolicy
@@ -194,6 +195,7 @@ class Appliance:
             "edge_sip_host": edge.external_sip_ips[0],
             "edge_sip_port": edge.external_sip_port,
             "edge_sip_transport": edge.external_protocol,
+            "mras_url": self.edge.media.mras_url if self.edge and self.edge.media else "",
             "version": __version__,
         }
 
@@ -213,6 +215,8 @@ class Appliance:
             enabled=bool(cfg.get("media_bypass_enabled", False)),
             always_bypass=bool(cfg.get("always_bypass", True)),
             internal_subnets=networks or tuple(self.settings.mediation_server.internal_subnets),
+            edge_relays=edge_relay_addresses(self.settings),
+            edge_relay_ports=edge_relay_ports(self.settings),
         )
 
     def _on_changes(self, changes: Sequence[Change]) -> None:
@@ -330,4 +334,4 @@ def _edge_listeners(edge: EdgeRole) -> list[dict[str, Any]]:
     for row in rows:
         side = "external" if (row["host"], row["port"]) == external else "internal"
         row["role"] = f"edge/{side}-side"
-    return rows
+    return rows + (edge.media.listener_rows() if edge.media is not None else [])

@@ -138,6 +138,8 @@ def create_appliance_api(appliance: Appliance) -> FastAPI:
         else:
             raise _error(404, f"unknown action {short_text(action)!r}", "use enter or exit")
         after = {"state": "maintenance" if mediation.admission.maintenance else "online"}
+        if appliance.link is not None:  # the cloud learns it now, not at the next heartbeat
+            appliance.link.beat_now()
         audit_change(request, f"maintenance.{action}", appliance.name, before, after)
         return after
 

@@ -24,6 +24,8 @@ from hybridvoice.mediation.trunks import Health
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.metrics import endpoint_metrics, proxy_metrics
 
+from .metrics_turn import turn_metrics
+
 if TYPE_CHECKING:
     from hybridvoice.mediation.role import MediationRole
 
@@ -166,7 +168,7 @@ class ApplianceCollector:
             )
         if edge.proxy is not None:
             out += proxy_metrics([("edge", edge.proxy.counters)])
-        return out
+        return out + turn_metrics(edge.media)
 
     def _cloud(self) -> Iterable[Metric]:
         a = self._appliance

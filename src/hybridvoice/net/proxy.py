@@ -120,6 +120,8 @@ class Forward:
 
 #: What the policy decides for an initial request: forward it, or answer it with a Response.
 Decision = Forward | Response
+#: ``hook(message, transport it leaves on)``: may change the message before it is sent
+ForwardHook = Callable[[Request | Response, Transport | None], None]
 
 
 class ProxyPolicy(Protocol):
@@ -238,6 +240,11 @@ class Proxy:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._tasks: set[asyncio.Future[Decision]] = set()
+        #: called with every request the proxy sends on and every response it sends (its
+        #: own answers too) and the transport it leaves on, before it is sent: the edge
+        #: rewrites SDP there and frees a call's relay ports at its end
+        #: (media anchoring, :mod:`hybridvoice.edge.anchor_io`); None: nothing
+        self.forward_hook: ForwardHook | None = None
         self._take = self.core.actions
         self._next_deadline = self.core.next_deadline
         self._fw = self.core.forwarder
@@ -413,6 +420,8 @@ class Proxy:
                 destination = destination_of(target.uri)
                 if destination is None:
                     raise TransportError(f"no address for {target.uri} (needs DNS)")
+            if self.forward_hook is not None:
+                self._hooked(request, endpoint.transport_for(destination))
             if action.record_route:
                 network = self._network
                 out = endpoint.transport_for(destination)
@@ -431,8 +440,21 @@ class Proxy:
         counts = self.counters.requests_forwarded
         counts[request.method] = counts.get(request.method, 0) + 1
 
+    def _hooked(self, message: Request | Response, out: Transport | None) -> None:
+        """The forward hook on ``message``; a hook that fails leaves the message as it was."""
+        hook = self.forward_hook
+        if hook is None:
+            return
+        try:
+            hook(message, out)
+        except Exception:
+            _log.exception("forward hook failed on %s", getattr(message, "method", message))
+
     def _send_response(self, action: SendResponse) -> None:
         response = action.response
+        if self.forward_hook is not None:  # local answers too: a 408/503 ends what it began
+            source = action.transaction.context
+            self._hooked(response, source.transport if isinstance(source, Source) else None)
         try:
             self.endpoint.send_response(action.transaction, response)
         except LocalProtocolError as exc:
@@ -448,6 +470,8 @@ class Proxy:
         if not isinstance(source, Source):
             return
         response = action.response
+        if self.forward_hook is not None:
+            self._hooked(response, source.transport)
         self.endpoint.send_direct(source, response)
         counts = self.counters.responses_forwarded
         counts[response.status] = counts.get(response.status, 0) + 1
@@ -474,6 +498,8 @@ class Proxy:
         try:
             host, port = response_address(via, via.transport in RELIABLE)
             transport = self.endpoint.transport_for(Destination(via.transport, host, port))
+            if self.forward_hook is not None:
+                self._hooked(action.response, transport)
             transport.send_message(action.response, host, port)
         except (ParseError, TransportError) as exc:
             _log.info("stray 2xx not forwarded: %s", exc)

@@ -223,7 +223,15 @@ class _Stream(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = (str(peer[0]), int(peer[1]))
-        self._relay._streams[self.client] = self
+        relay = self._relay
+        per_source = relay._per_source
+        if per_source.get(self.client[0], 0) >= relay.max_streams_per_source:
+            relay._count("stream_source_limit")
+            self.client = ("", 0)  # never registered: connection_lost leaves the others alone
+            transport.close()
+            return
+        per_source[self.client[0]] = per_source.get(self.client[0], 0) + 1
+        relay._streams[self.client] = self
 
     def data_received(self, data: bytes) -> None:
         pending = self._pending
@@ -238,7 +246,7 @@ class _Stream(asyncio.Protocol):
             elif first < 0x40:  # STUN: a 20-byte header and its attributes
                 size = frame = 20 + length
             else:
-                relay._counters["stream_garbage"] += 1
+                relay._count("stream_garbage")
                 self.close()
                 return
             if len(pending) < frame:
@@ -247,6 +255,7 @@ class _Stream(asyncio.Protocol):
             del pending[:frame]
             relay._from_stream(message, self.client)
         if len(pending) > _MAX_STREAM_BUFFER:
+            relay._count("stream_overflow")
             self.close()
 
     def send(self, data: bytes | memoryview) -> None:
@@ -292,8 +301,11 @@ class TurnRelay:
         self._payload = self._view[4:]
         self._streams: dict[Addr, _Stream] = {}
         self._tcp: asyncio.Server | None = None
-        #: the adapter's own counts (stream framing errors)
+        #: the adapter's own counts (stream framing errors, connections over the limit)
         self._counters: dict[str, int] = {}
+        #: TCP connections a source IP may hold at once; more are closed at once
+        self.max_streams_per_source = 16
+        self._per_source: dict[str, int] = {}
         sockets.relay = self
         demux.watch(listener, self._read_listener)
 
@@ -308,10 +320,12 @@ class TurnRelay:
         ports: tuple[int, int],
         rng: random.Random | None = None,
         tcp: bool = False,
+        tcp_port: int | None = None,
         demux: str | None = None,
     ) -> TurnRelay:
         """Bind the listener on ``listen`` (UDP, and TCP on the same port when ``tcp``) and
-        relay ports on ``relay_host`` in ``ports``. ``demux``: "epoll" (Linux default), "reader"
+        relay ports on ``relay_host`` in ``ports``; ``tcp_port``: another port for TCP (the
+        edge: 443, RFC 8656 §3.1; 0 any free one). ``demux``: "epoll" (Linux default), "reader"
         (a loop reader per socket, drained a batch at a time) or "reader1" (one datagram per
         reader call)."""
         loop = asyncio.get_running_loop()
@@ -323,7 +337,9 @@ class TurnRelay:
         if tcp:
             try:
                 relay._tcp = await loop.create_server(
-                    lambda: _Stream(relay), relay.address[0], relay.address[1]
+                    lambda: _Stream(relay),
+                    relay.address[0],
+                    relay.address[1] if tcp_port is None else tcp_port,
                 )
             except OSError:
                 relay.close()
@@ -338,6 +354,27 @@ class TurnRelay:
     @property
     def address(self) -> Addr:
         host, port = self.listener.getsockname()[:2]
+        return str(host), int(port)
+
+    def _count(self, name: str) -> None:
+        self._counters[name] = self._counters.get(name, 0) + 1
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The core's counters with the adapter's (stream errors, send errors)."""
+        counts = dict(self.server.counters)
+        for name, value in self._counters.items():
+            counts[name] = counts.get(name, 0) + value
+        if self.send_errors:
+            counts["send_errors"] = self.send_errors
+        return counts
+
+    @property
+    def tcp_address(self) -> Addr | None:
+        """Where the TCP listener is bound (None: no TCP)."""
+        if self._tcp is None or not self._tcp.sockets:
+            return None
+        host, port = self._tcp.sockets[0].getsockname()[:2]
         return str(host), int(port)
 
     @property
@@ -457,6 +494,11 @@ class TurnRelay:
     def _stream_lost(self, client: Addr, stream: _Stream) -> None:
         if self._streams.get(client) is stream:
             del self._streams[client]
+            left = self._per_source.get(client[0], 1) - 1
+            if left > 0:
+                self._per_source[client[0]] = left
+            else:
+                self._per_source.pop(client[0], None)
             self._perform(self.server.client_gone(client))
             self._rearm()
 

@@ -139,6 +139,7 @@ class ApplianceIn(_Body):
     edge_sip_host: str
     edge_sip_port: int = 5061
     edge_sip_transport: str = "TLS"
+    mras_url: str = ""
     version: str = ""
 
 

@@ -338,6 +338,8 @@ class Appliance(_Model):
     edge_sip_host: str  # where the online service sends SIP: a host name or an IP address
     edge_sip_port: int = Field(default=5061, ge=1, le=65535)
     edge_sip_transport: Literal["TLS", "TCP", "UDP"] = "TLS"
+    #: the edge's MRAS service (TURN credentials, ``docs/edge-media.md``); "": no media relay
+    mras_url: str = Field(default="", max_length=300, pattern=r"^(https?://\S+)?$")
     version: str = ""
     status: ApplianceStatus = "online"
     last_heartbeat: float = 0.0  # epoch seconds

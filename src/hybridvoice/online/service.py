@@ -31,6 +31,7 @@ from hybridvoice.net.transport import Transport
 from hybridvoice.sip.transaction import TimerConfig
 
 from .api import create_online_api, sip_metrics
+from .api_turn import add_turn_routes
 from .assembly import OnlineSip, open_sip
 from .guard import AuthGuard, BlockReason, GuardLimits
 from .policy import OnlinePolicy
@@ -135,6 +136,7 @@ class OnlineService:
                     + endpoint_metrics([("online", endpoint)])  # messages, drops by reason
                 ),
             )
+            add_turn_routes(app, self.store)  # TURN credentials from the site's edge (MRAS)
             self.api = await serve_asgi(
                 app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes
             )

@@ -1,0 +1,95 @@
+"""Prometheus families of the edge's media relay (TURN, RFC 8656) and MRAS, at scrape time.
+
+- ``hybridvoice_turn_refused_total{reason}``: requests and data the relay refused or
+  dropped, by reason: ``forbidden`` peers (``peer_loopback``, ``peer_link_local``,
+  ``peer_own``, ...), ``quota``, ``rate_limited``, ``credentials_expired``,
+  ``credentials_malformed``, ``integrity_failed``, ``stale_nonce``, ``malformed``,
+  ``stream_garbage``, ``stream_source_limit``, ...
+- ``hybridvoice_turn_relayed_packets_total{direction}`` and ``..._bytes_total``
+  (``to_peer``, ``from_peer``), ``hybridvoice_turn_allocations`` (now) and
+  ``hybridvoice_turn_allocations_total``;
+- ``hybridvoice_mras_requests_total{result}``: MRAS answers (``issued``,
+  ``refused_untrusted``, ``refused_invalid``);
+- media anchored at the edge: ``hybridvoice_edge_anchored_calls_total{side}``,
+  ``..._calls_now``, ``hybridvoice_edge_relay_packets_total``, ``..._dropped_packets_total``,
+  ``hybridvoice_edge_anchor_failures_total`` (no relay ports).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from hybridvoice.edge.media_relay import EdgeMedia
+
+__all__ = ["turn_metrics"]
+
+#: Counters of the relay that are not refusals.
+_ACTIVITY: Final = frozenset({
+    "to_peer", "to_peer_bytes", "from_peer", "from_peer_bytes", "allocations", "permissions",
+    "channel_binds", "closed_allocations", "expired_allocations", "expired_reservations",
+    "challenged",
+})  # fmt: skip
+
+
+def turn_metrics(media: EdgeMedia | None) -> list[Metric]:
+    """The relay's and MRAS's families; none when the relay does not run."""
+    if media is None:
+        return []
+    counts = media.relay.counters
+    refused = CounterMetricFamily(
+        "hybridvoice_turn_refused", "TURN requests and data refused or dropped, by reason",
+        labels=["reason"],
+    )  # fmt: skip
+    for reason in sorted(counts):
+        if reason not in _ACTIVITY:
+            refused.add_metric([reason], counts[reason])
+    packets = CounterMetricFamily(
+        "hybridvoice_turn_relayed_packets", "Packets relayed", labels=["direction"]
+    )
+    data = CounterMetricFamily(
+        "hybridvoice_turn_relayed_bytes", "Payload bytes relayed", labels=["direction"]
+    )
+    for direction in ("to_peer", "from_peer"):
+        packets.add_metric([direction], counts.get(direction, 0))
+        data.add_metric([direction], counts.get(f"{direction}_bytes", 0))
+    now = GaugeMetricFamily("hybridvoice_turn_allocations", "TURN allocations now")
+    now.add_metric([], media.relay.server.allocations)
+    made = CounterMetricFamily("hybridvoice_turn_allocations_made", "TURN allocations made")
+    made.add_metric([], counts.get("allocations", 0))
+    mras = CounterMetricFamily(
+        "hybridvoice_mras_requests", "MRAS credential requests by result", labels=["result"]
+    )
+    for result in ("issued", "refused_untrusted", "refused_invalid"):
+        mras.add_metric([result], media.mras_counters.get(result, 0))
+    return [refused, packets, data, now, made, mras, *_anchoring(media)]
+
+
+def _anchoring(media: EdgeMedia) -> list[Metric]:
+    """The calls whose media the edge anchors (clients on the internet) and their packets."""
+    anchoring = media.anchoring
+    if anchoring is None:
+        return []
+    c = anchoring.counters
+    calls = CounterMetricFamily(
+        "hybridvoice_edge_anchored_calls", "Calls whose media the edge anchored, by the side "
+        "the INVITE came from", labels=["side"],
+    )  # fmt: skip
+    calls.add_metric(["external"], c.from_external)
+    calls.add_metric(["internal"], c.from_internal)
+    stats = anchoring.engine.stats()
+    active = GaugeMetricFamily("hybridvoice_edge_anchored_calls_now", "Calls anchored now")
+    active.add_metric([], stats.calls)
+    relayed = CounterMetricFamily("hybridvoice_edge_relay_packets", "RTP packets the edge relayed")
+    relayed.add_metric([], stats.packets)
+    dropped = CounterMetricFamily(
+        "hybridvoice_edge_relay_dropped_packets", "RTP packets the edge's relay dropped"
+    )
+    dropped.add_metric([], stats.dropped)
+    no_ports = CounterMetricFamily(
+        "hybridvoice_edge_anchor_failures", "Calls left unanchored: no relay ports"
+    )
+    no_ports.add_metric([], c.no_ports)
+    return [calls, active, relayed, dropped, no_ports]

@@ -1,0 +1,87 @@
+"""``GET /v1/users/{sip_uri}/turn-credentials``: TURN credentials for a user's client.
+
+A client on the internet reaches its site's edge media relay (TURN, RFC 8656) with
+long-term credentials (RFC 8489 §9.2) that the edge's MRAS issues. The online service asks
+the MRAS of an online appliance of the user's ``hybrid_pstn_site`` (the ``mras_url`` the
+appliance registered with) and hands the answer on: ``username``, ``password``, ``ttl``,
+``expires``, ``uris`` (RFC 7065), plus ``site`` and ``appliance``. Any valid token may read
+it (a GET, :mod:`hybridvoice.cms.guard`).
+
+Errors, each with a hint: 404 no such user; 409 the user has no hybrid PSTN site; 503 no
+online appliance of the site runs a media relay; 502 every MRAS asked failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from .api import ApiError
+from .models import canonical_aor
+from .store import TenantStore
+
+__all__ = ["MrasFetch", "add_turn_routes", "fetch_from_mras"]
+
+_log = logging.getLogger(__name__)
+
+#: ``await fetch(mras_url, user)`` -> the MRAS answer (raises on any failure)
+MrasFetch = Callable[[str, str], Awaitable[dict[str, Any]]]
+_FIELDS = ("username", "password", "ttl", "expires", "uris")
+
+
+async def fetch_from_mras(url: str, user: str) -> dict[str, Any]:
+    """POST the user to an edge's MRAS (``docs/edge-media.md``) and return its answer."""
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        answer = await client.post(url, json={"user": user})
+        answer.raise_for_status()
+        body = answer.json()
+    if not isinstance(body, dict) or any(k not in body for k in _FIELDS):
+        raise ValueError(f"MRAS at {url} answered without {', '.join(_FIELDS)}")
+    return {k: body[k] for k in _FIELDS}
+
+
+def add_turn_routes(app: FastAPI, store: TenantStore, fetch: MrasFetch = fetch_from_mras) -> None:
+    """Add the TURN credentials route to the online API ``app``."""
+
+    @app.get("/v1/users/{sip_uri}/turn-credentials")
+    async def turn_credentials(sip_uri: str) -> dict[str, Any]:
+        try:
+            aor = canonical_aor(sip_uri)
+        except ValueError as exc:
+            raise ApiError(
+                422, str(exc)[:200], "name the user by SIP URI: /v1/users/sip:alice@contoso.com"
+            ) from exc
+        user = store.get_user(aor)
+        if user is None:
+            raise ApiError(404, f"no user {aor!r}", "PUT /v1/users/{sip_uri} creates it")
+        site = user.hybrid_pstn_site
+        if site is None:
+            raise ApiError(
+                409, f"user {aor!r} has no hybrid PSTN site: no edge relays its media",
+                "PUT /v1/users/{sip_uri} with hybrid_pstn_site set to the user's site",
+            )  # fmt: skip
+        relays = [a for a in store.appliances(site) if a.status == "online" and a.mras_url]
+        if not relays:
+            raise ApiError(
+                503, f"no online appliance of site {site!r} runs a media relay",
+                "start an appliance of the site with [MediaRelay] on (or [EdgeServer] "
+                "ExternalMRIPs set); GET /v1/appliances?site=... shows what registered",
+            )  # fmt: skip
+        failures = []
+        for appliance in relays:
+            try:
+                answer = await fetch(appliance.mras_url, aor)
+            except (httpx.HTTPError, ValueError) as exc:
+                _log.warning("MRAS of %s at %s failed: %s", appliance.name, appliance.mras_url, exc)
+                failures.append(f"{appliance.name}: {str(exc)[:120]}")
+                continue
+            return {**answer, "site": site, "appliance": appliance.name}
+        raise ApiError(
+            502, f"every MRAS of site {site!r} failed ({'; '.join(failures)})",
+            "check the appliances' [MediaRelay] MRASPort and that the online service's "
+            "address is in their [Online] SIPAddresses",
+        )  # fmt: skip
