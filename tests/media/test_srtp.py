@@ -103,6 +103,9 @@ def test_auth_failure_and_replay_are_counted_not_raised() -> None:
     assert wrong.auth_failures == 1
     assert rx.rtp(b"\x80") is None  # too short: an error, counted
     assert rx.errors == 1
+    assert rx.rtp(_rtp(9, b"\0" * 1600)) is None  # longer than libsrtp's buffer: counted too
+    assert tx.rtp(_rtp(9, b"\0" * 1600)) is None
+    assert (rx.errors, tx.errors, tx.last_error) == (2, 1, "packet is too long")
 
 
 def test_srtcp_round_trip() -> None:

@@ -199,7 +199,7 @@ class SrtpStream:
     """
 
     __slots__ = (
-        "_session", "auth_failures", "errors", "last_error", "outbound", "replays", "suite",
+        "_rtcp", "_rtp", "auth_failures", "errors", "last_error", "outbound", "replays", "suite",
     )  # fmt: skip
 
     def __init__(self, crypto: CryptoAttribute, *, outbound: bool) -> None:
@@ -209,7 +209,10 @@ class SrtpStream:
             policy.allow_repeat_tx = True  # a retransmitted packet is not a replay we make
         else:
             policy.ssrc_type = pylibsrtp.Policy.SSRC_ANY_INBOUND
-        self._session = pylibsrtp.Session(policy)
+        session = pylibsrtp.Session(policy)
+        # the direction's two calls, bound once (the relay calls them per packet)
+        self._rtp = session.protect if outbound else session.unprotect
+        self._rtcp = session.protect_rtcp if outbound else session.unprotect_rtcp
         self.outbound = outbound
         self.suite = crypto.suite
         self.auth_failures = 0
@@ -217,28 +220,31 @@ class SrtpStream:
         self.errors = 0
         self.last_error = ""  # libsrtp's words for the last dropped packet
 
-    def _run(self, func: Callable[[bytes], bytes], packet: bytes) -> bytes | None:
-        try:
-            return func(packet)
-        except pylibsrtp.Error as exc:
-            reason = self.last_error = str(exc)
-            if reason == _AUTH_FAILURE:
-                self.auth_failures += 1
-            elif reason.startswith(_REPLAY):
-                self.replays += 1
-            else:
-                self.errors += 1
-        except ValueError as exc:  # too long for libsrtp's buffer
-            self.last_error = str(exc)
+    def _failed(self, reason: str) -> None:
+        self.last_error = reason
+        if reason == _AUTH_FAILURE:
+            self.auth_failures += 1
+        elif reason.startswith(_REPLAY):
+            self.replays += 1
+        else:
             self.errors += 1
-        return None
 
     def rtp(self, packet: bytes) -> bytes | None:
         """Protect (outbound) or unprotect an RTP/SRTP packet; None: dropped and counted."""
-        session = self._session
-        return self._run(session.protect if self.outbound else session.unprotect, packet)
+        try:
+            return self._rtp(packet)
+        except pylibsrtp.Error as exc:
+            self._failed(str(exc))
+        except ValueError as exc:  # too long for libsrtp's buffer
+            self._failed(str(exc))
+        return None
 
     def rtcp(self, packet: bytes) -> bytes | None:
         """The same for RTCP/SRTCP (RFC 3711 §3.4)."""
-        session = self._session
-        return self._run(session.protect_rtcp if self.outbound else session.unprotect_rtcp, packet)
+        try:
+            return self._rtcp(packet)
+        except pylibsrtp.Error as exc:
+            self._failed(str(exc))
+        except ValueError as exc:
+            self._failed(str(exc))
+        return None
