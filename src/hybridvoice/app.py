@@ -11,15 +11,13 @@ them (RFC 3264 offer/answer) and echoes their RTP until the BYE.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import errno
 import re
 import signal
 import socket
 import ssl
-import tempfile
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -35,17 +33,17 @@ from hybridvoice.mediation.role import MediationRole, RoleOptions
 from hybridvoice.mediation.routing import NO_GATEWAY_CONFIGURED
 from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.mgmt.credentials import save_token
+from hybridvoice.mgmt.site_tls import SiteTls, speaks_tls
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import tune_gc
 from hybridvoice.net.pipe import LocalExchange
-from hybridvoice.net.tls import RELOAD_INTERVAL, MtlsContexts, TlsMaterial, watch
+from hybridvoice.net.tls import RELOAD_INTERVAL
 from hybridvoice.net.transport import DEFAULT_PORTS
 from hybridvoice.net.ua import UserAgent
 from hybridvoice.online.assembly import open_sip
 from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
 from hybridvoice.online.service import OnlineOptions, OnlineService, auth_limits
 from hybridvoice.online.store import TenantStore
-from hybridvoice.pki import PkiError, PkiStore
 
 __all__ = ["LAB_PASSWORD", "LAB_PSTN_NUMBER", "LAB_USERS", "Lab", "LabGateway", "ListenError",
            "ListenSpec", "SiteTls", "default_state_dir", "parse_listen", "run_mediation",
@@ -182,77 +180,6 @@ async def run_mediation(
         print(f"STATS calls={b.calls} answered={b.answered} refused={b.refused} "
               f"failovers={b.failovers}", flush=True)  # fmt: skip
         await role.stop()
-
-
-# --- the site CA in use: MTLS between the roles (docs/pki.md) -----------------------------------
-
-
-def speaks_tls(settings: Settings) -> bool:
-    """Whether a hop between the roles speaks TLS: the site CA then issues their certificates."""
-    s, edge = settings, settings.edge_server
-    return "TLS" in (s.online.sip_protocol, edge.external_protocol, edge.internal_protocol,
-                     s.mediation_server.internal_protocol)  # fmt: skip
-
-
-def tls_names(settings: Settings) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-    """Credential name -> (DNS names, IPs): ``online`` (the federation FQDN the edge checks,
-    its SIP addresses), ``appliance`` (edge and mediation FQDNs and addresses: one process,
-    one certificate on every listener of both roles)."""
-    c, edge, ms = settings.common, settings.edge_server, settings.mediation_server
-    vm = f".{c.virtual_machine_domain}" if c.virtual_machine_domain else ""
-    hosts = (edge.internal_server_name, ms.server_name)
-
-    def unique(*names: str | None) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(n.lower() for n in names if n))
-
-    dns = unique(edge.external_sip_pool_name or f"edge.{c.default_domain}", edge.internal_pool_name,
-                 ms.pool_name, *(h if "." in h else h + vm for h in hosts if h and vm))  # fmt: skip
-    ips = unique(*edge.internal_server_ips, *edge.external_sip_ips, ms.ip)
-    online = (unique(c.online_sip_federation_fqdn), unique(*settings.online.sip_addresses))
-    return {"online": online, "appliance": (dns, ips)}
-
-
-def _material(store: PkiStore, name: str) -> Callable[[], TlsMaterial]:
-    return lambda: TlsMaterial(store.credential_path(name), store.trust_store().bundle_pem(),
-                               store.load_credential(name).generation)  # fmt: skip
-
-
-class SiteTls:
-    """The site CA in use: made on first start, the credentials of :func:`tls_names` issued
-    (renewed 30 days before expiry), their MTLS contexts reloaded when the store changes
-    (``hybridvoice ca renew``). No state directory: a temporary one, gone at :meth:`stop`."""
-
-    __slots__ = ("_temp", "_watchers", "contexts", "store")
-
-    def __init__(self, store: PkiStore, contexts: dict[str, MtlsContexts],
-                 temp: tempfile.TemporaryDirectory[str] | None = None) -> None:  # fmt: skip
-        self.store, self.contexts, self._temp = store, contexts, temp
-        self._watchers: list[asyncio.Task[None]] = []
-
-    @classmethod
-    def ensure(cls, settings: Settings, directory: Path | None) -> SiteTls:
-        temp = None if directory else tempfile.TemporaryDirectory(prefix="hybridvoice-pki-")
-        store = PkiStore(Path(temp.name) if temp is not None else Path(directory or "."))
-        ca = store.ensure_ca(settings.common.site_name, now := datetime.datetime.now(datetime.UTC))
-        contexts = {}
-        for name, (dns_names, ips) in tls_names(settings).items():
-            store.ensure_server(ca, name, now, dns_names=dns_names, ips=ips)
-            # the online listener takes softphones too: their certificate is optional there
-            contexts[name] = MtlsContexts(_material(store, name), require_client=name != "online")
-        return cls(store, contexts, temp)
-
-    def watch(self, interval: float) -> None:
-        """Reload every context each ``interval`` seconds (new handshakes, new certificate)."""
-        self._watchers = [asyncio.create_task(watch(c, interval, tolerate=(PkiError,)))
-                          for c in self.contexts.values()]  # fmt: skip
-
-    async def stop(self) -> None:
-        for task in self._watchers:
-            task.cancel()
-        await asyncio.gather(*self._watchers, return_exceptions=True)
-        if self._temp is not None:
-            self._temp.cleanup()
-            self._temp = None
 
 
 # --- hybridvoice up: the online service, one appliance and a lab gateway in one process ---------
@@ -420,6 +347,8 @@ class Lab:
             ApplianceOptions(
                 server_ssl=self._ssl("appliance")[0],
                 client_ssl=self._ssl("appliance")[1],
+                site_tls=None if self.tls is None else self.tls.contexts["appliance"],
+                pki_dir=None if self.tls is None else self.tls.store.directory,
                 pipes=self.exchange is not None,
                 exchange=self.exchange,
             ),

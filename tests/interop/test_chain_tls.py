@@ -72,3 +72,37 @@ def test_an_edge_certificate_from_an_unknown_ca_fails_the_call_cleanly(tmp_path:
             await up.stop()
 
     run(main(), timeout=60)
+
+
+@pytest.mark.parametrize("wire", [False, True], ids=["pipes", "sockets"])
+def test_site_ca_tls_hops_carry_identities_over_pipes_as_over_sockets(
+    tmp_path: Path, wire: bool
+) -> None:
+    """``up`` making its own site CA (no contexts given): the roles' certificates name what
+    each hop checks, over in-process pipes (the listener's identity carried) as over sockets;
+    a call passes and no TLS peer is refused."""
+
+    async def main() -> None:
+        up = Lab(settings_on_free_ports(**TLS_HOPS), tmp_path / "lab", lab_gateway=True,
+                 wire=wire)  # fmt: skip
+        await up.start()
+        try:
+            assert up.tls is not None  # the site CA is in use
+            result = await call_once(up)
+            assert result.ok, result
+            assert up.appliance is not None and up.appliance.edge is not None
+            endpoints = [up.appliance.edge.endpoint]
+            mediation = up.appliance.mediation
+            assert mediation is not None
+            endpoints += [mediation.edge_endpoint, mediation.gateway_endpoint]
+            assert up.online is not None
+            for endpoint in [*endpoints, up.online.endpoint]:
+                assert endpoint is not None
+                for transport in endpoint.transports:
+                    assert transport.counters.tls_refused == {}, transport
+            exchange = up.exchange
+            assert (exchange is not None and exchange.pipes_opened > 0) is not wire
+        finally:
+            await up.stop()
+
+    run(main(), timeout=60)

@@ -119,3 +119,28 @@ def test_backup_and_restore_share_the_ca(state: Path, tmp_path: Path) -> None:
 def test_no_ca_yet_says_who_makes_it(tmp_path: Path) -> None:
     code, _, err = ca("status", state=tmp_path / "empty")
     assert code == 1 and "hybridvoice up makes it" in err
+
+
+def test_issue_gateway_writes_a_site_certificate_for_its_names(state: Path, tmp_path: Path) -> None:
+    out_file = tmp_path / "gw1.pem"
+    code, out, err = ca("issue-gateway", "--fqdn", "sbc1.contoso.com", "--ip", "127.0.0.1",
+                        "--out", str(out_file), state=state)  # fmt: skip
+    assert code == 0, err
+    assert "sbc1.contoso.com, 127.0.0.1" in out and "export-root" in out
+    data = out_file.read_bytes()
+    assert b"PRIVATE KEY" in data and out_file.stat().st_mode & 0o777 == 0o600
+    leaf, chain = x509.load_pem_x509_certificates(data)
+    root = PkiStore(state / "pki").load_ca().certificate
+    assert chain == root and leaf.issuer == root.subject
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["sbc1.contoso.com"]
+    leaf.verify_directly_issued_by(root)
+
+
+def test_issue_gateway_refuses_bad_names_and_no_names(state: Path, tmp_path: Path) -> None:
+    code, _, err = ca("issue-gateway", "--out", str(tmp_path / "x.pem"), state=state)
+    assert code == 2 and "--fqdn" in err
+    code, _, err = ca("issue-gateway", "--ip", "not-an-ip", "--out", str(tmp_path / "x.pem"),
+                      state=state)  # fmt: skip
+    assert code == 1 and "'not-an-ip' is not an IP address" in err
+    assert not (tmp_path / "x.pem").exists()

@@ -360,6 +360,9 @@ def test_an_imported_ini_starts_with_mtls_between_the_roles_and_a_call_passes(
         assert json.loads(call.stdout)["ok"] is True
         status = json.loads(hv("appliance", "status", "--json", *urls[2:]).stdout)
         assert status["roles"] == ["edge", "mediation"]
+        # the site PKI's certificates with their days left; none near expiry
+        names = {c["name"] for c in status["certificates"]}
+        assert {"ca", "cert:appliance", "cert:online"} <= names and status["warnings"] == []
     log = (tmp_path / "up.log").read_text()
     assert "lab users" in log
 

@@ -35,6 +35,7 @@ from hybridvoice.net.stream import StreamLimits
 from .listeners import PRIVILEGED_PORTS, Listener, listener_clashes, listeners
 from .settings_edge import MediaRelay
 from .settings_media import MediaEncryption
+from .settings_tls import GatewayTls
 from .settings_values import (
     HostName,
     IPAddress,
@@ -353,8 +354,9 @@ class TranslationRule(_Section):
 Rules = tuple[TranslationRule, ...]
 
 
-class Gateway(_Section):
-    """``[GatewayN]``: a PSTN gateway, SBC or IP-PBX (CCE keys + Direct Routing features)."""
+class Gateway(GatewayTls):
+    """``[GatewayN]``: a PSTN gateway, SBC or IP-PBX (CCE keys + Direct Routing features; TLS
+    keys ``Protocol = "MTLS"``, ``MutualTls``, ``TrustedRootsFile``: ``.settings_tls``)."""
 
     name: str
     fqdn: HostName | None = None

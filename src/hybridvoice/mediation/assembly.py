@@ -8,6 +8,14 @@ and a client-only transport for every other protocol a gateway speaks. Edge side
 listener (``RoleOptions.edge``) and a client transport toward the edge's next hop when it
 speaks another protocol. The RTP relay (RFC 3550) binds ``[MediationServer] MediaPort*``.
 This is a named adapter of the import rules: it may touch the loop, sockets and TLS.
+
+TLS toward gateways (:mod:`.gateway_tls`, RFC 5922, RFC 5630): the gateway-side TLS transports
+advertise our FQDN from our certificate (``[MediationServer] PoolName`` when the certificate
+holds it, else its first DNS name) in Via, Contact and OPTIONS, never a bare IP; they take a
+gateway's own roots for its name (``peer_ssl``) and label refusals with the gateway's name.
+With site contexts (``RoleOptions.site_tls``) the TLS listener trusts the gateways' own roots
+too, and requires a client certificate unless a TLS gateway is not MTLS (whose connections
+then come without one; MTLS gateways are still held to theirs, request by request).
 """
 
 from __future__ import annotations
@@ -15,16 +23,24 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hybridvoice.cms.settings import Settings
 from hybridvoice.net.endpoint import Endpoint
+from hybridvoice.net.identity import PeerIdentity
 from hybridvoice.net.loop import TaskFailures
 from hybridvoice.net.relay import RelayEngine
+from hybridvoice.net.stream import StreamTransport
+from hybridvoice.net.tls import identity_of
+from hybridvoice.net.tls_peers import PeerContexts
 from hybridvoice.net.transport import Transport
 from hybridvoice.net.udp import SendBatch, share_between
 from hybridvoice.sip.value_cache import ValueCache
+
+from .gateway_tls import peer_trust
+from .trunks import normalise_ip
 
 if TYPE_CHECKING:
     from .role import RoleOptions
@@ -48,6 +64,11 @@ class MediationSides:
     #: sends a datagram on one side causes on the other leave together)
     values: ValueCache = field(default_factory=ValueCache)
     batch: SendBatch = field(default_factory=SendBatch)
+    #: the client contexts toward gateways with their own roots (``set`` them again when the
+    #: gateways change at run time)
+    peer_tls: PeerContexts | None = None
+    #: the FQDN the gateway-side TLS transports advertise (None: their IP)
+    tls_host: str | None = None
 
     async def close(self) -> None:
         for endpoint in (self.edge_endpoint, self.gateway_endpoint):
@@ -62,20 +83,33 @@ async def open_sides(settings: Settings, options: RoleOptions) -> MediationSides
     task_failures = TaskFailures.install(asyncio.get_running_loop())
     gw_ep = Endpoint(timers=o.timers, limits=o.limits)
     edge_ep = Endpoint(timers=o.timers, exchange=o.exchange, limits=o.limits)
+    peers = PeerContexts(o.site_tls, peer_trust(settings.gateways))
+    gateway_server = o.server_ssl
+    if o.site_tls is not None:
+        tls_gateways = [g for g in settings.gateways if g.protocol == "TLS"]
+        extra = b"".join(peers.roots.values())
+        require = all(g.mutual_tls for g in tls_gateways)
+        if extra or not require:
+            gateway_server = o.site_tls.widened(extra, require_client=require).server
+    tls_host = our_fqdn(identity_of(o.server_ssl or o.client_ssl), settings)
     try:
         gateway_transports: dict[str, Transport] = {}
         for kind, port in (("UDP", ms.udp_port), ("TCP", ms.tcp_port), ("TLS", ms.tls_port)):
             if port is None or (kind == "TLS" and o.server_ssl is None):
                 continue
             gateway_transports[kind] = await gw_ep.listen(
-                kind, ms.ip, port, server_ssl=o.server_ssl if kind == "TLS" else None,
-                client_ssl=o.client_ssl,
+                kind, ms.ip, port, server_ssl=gateway_server if kind == "TLS" else None,
+                client_ssl=o.client_ssl, advertised_host=tls_host if kind == "TLS" else None,
             )  # fmt: skip
         kinds = {g.protocol for g in settings.gateways} - set(gateway_transports)
         for kind in sorted(kinds):  # a client-only transport to reach such gateways
             gateway_transports[kind] = await open_gateway_transport(
-                gw_ep, kind, ms.ip, o.client_ssl
+                gw_ep, kind, ms.ip, o.client_ssl, advertised_host=tls_host
             )
+        tls = gateway_transports.get("TLS")
+        if isinstance(tls, StreamTransport):
+            tls.peer_ssl = peers
+            tls.peer_label = gateway_names(settings)
         e = o.edge
         edge_transport = await edge_ep.listen(
             e.transport, e.host, e.port,
@@ -101,7 +135,34 @@ async def open_sides(settings: Settings, options: RoleOptions) -> MediationSides
         task_failures=task_failures,
         values=values,
         batch=batch,
+        peer_tls=peers,
+        tls_host=tls_host,
     )
+
+
+def gateway_names(settings: Settings) -> Callable[[str], str]:
+    """The ``peer`` label of a TLS refusal: the gateway's name for its IP or FQDN (the
+    address or name itself for others)."""
+    names: dict[str, str] = {}
+    for gw in settings.gateways:
+        for key in (gw.fqdn, gw.ip):
+            if key:
+                names.setdefault(normalise_ip(key).lower(), gw.name)
+    return lambda peer: names.get(normalise_ip(peer).lower(), peer)
+
+
+def our_fqdn(identity: PeerIdentity | None, settings: Settings) -> str | None:
+    """The FQDN the gateway side advertises over TLS: ``[MediationServer] PoolName`` (or
+    ``ServerName``) when our certificate holds it, else the certificate's first DNS name
+    (sorted); None without a certificate that names one."""
+    if identity is None or not identity.names:
+        return None
+    ms = settings.mediation_server
+    for name in (ms.pool_name, ms.server_name):
+        if name and identity.matches(name):
+            return name.lower()
+    names = sorted(n for n in identity.names if "*" not in n)
+    return names[0] if names else None
 
 
 async def open_gateway_transport(
@@ -110,15 +171,23 @@ async def open_gateway_transport(
     host: str,
     client_ssl: ssl.SSLContext | None,
     sides: MediationSides | None = None,
+    *,
+    advertised_host: str | None = None,
 ) -> Transport:
     """A client transport of ``kind`` on the gateway side (port 0), for gateways of a protocol
     no listener speaks; TLS gets the client context. Opened at run time (``sides`` given), a
     UDP one shares the sides' value cache and send batch."""
+    tls = kind == "TLS"
+    if sides is not None and advertised_host is None:
+        advertised_host = sides.tls_host
     transport = await endpoint.listen(
-        kind, host, 0, client_ssl=client_ssl if kind == "TLS" else None
-    )
+        kind, host, 0, client_ssl=client_ssl if tls else None,
+        advertised_host=advertised_host if tls else None,
+    )  # fmt: skip
     if sides is not None:
         share_between([transport], sides.values, sides.batch)
+        if tls and isinstance(transport, StreamTransport):
+            transport.peer_ssl = sides.peer_tls
     return transport
 
 

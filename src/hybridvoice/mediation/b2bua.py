@@ -62,7 +62,7 @@ from hybridvoice.sip.session import Disconnected, State
 from hybridvoice.sip.transaction import ServerTransaction
 from hybridvoice.sip.uri import SipUri
 
-from . import media_plan, routing, transfer
+from . import gateway_tls, media_plan, routing, transfer
 from .adapter import LoopAdapter
 from .b2bua_legs import failure_headers, media_counters, reason, warning
 from .bypass import BypassDecision, BypassPolicy
@@ -258,6 +258,10 @@ class B2BUA:
             if gateway is None:
                 refusal = self.refuse(call, 403, f"{source} is not a configured gateway")
                 self.adapter.execute(None, (refusal,))
+                return
+            tls_refused = gateway_tls.refuse_inbound(gateway, call.source)
+            if tls_refused is not None:
+                self.adapter.execute(None, (self.refuse(call, 403, tls_refused),))
                 return
         if call.replaces is not None:  # RFC 3891: it takes a bridged leg's place
             named, call.replaces = call.replaces, None  # no reference kept to that leg

@@ -55,6 +55,8 @@ from .trunks import TrunkTable
 if TYPE_CHECKING:
     import ssl
 
+    from hybridvoice.net.tls import MtlsContexts
+
 __all__ = [
     "PRIVILEGED_PORTS",
     "MediationRole",
@@ -101,6 +103,10 @@ class RoleOptions:
     edge_domain: str | None = None
     server_ssl: ssl.SSLContext | None = None
     client_ssl: ssl.SSLContext | None = None
+    #: the site contexts ``server_ssl``/``client_ssl`` come from: per-gateway trust
+    #: (``TrustedRootsFile``) and the gateway-side TLS listener follow their renewals
+    #: (:mod:`.gateway_tls`); None: the two contexts as given
+    site_tls: MtlsContexts | None = None
     #: anchor media through an RTP relay on ``[MediationServer] MediaPort*``
     relay: bool = True
     #: the tenant's network configuration (None: bypass off, the settings' internal subnets);

@@ -21,6 +21,7 @@ import logging
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +36,19 @@ from hybridvoice.edge.media_relay import edge_relay_addresses, edge_relay_ports
 from hybridvoice.edge.role import EdgeOptions, EdgeRole
 from hybridvoice.mediation.assembly import open_gateway_transport, open_sides
 from hybridvoice.mediation.bypass import BypassPolicy
+from hybridvoice.mediation.gateway_tls import peer_trust
 from hybridvoice.mediation.health import resolve_gateways
 from hybridvoice.mediation.role import MediationRole, RoleOptions
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.http import AsgiServer, serve_asgi
 from hybridvoice.net.pipe import LocalExchange
+from hybridvoice.net.tls import MtlsContexts
 from hybridvoice.net.transport import Destination
 from hybridvoice.sip.session import SessionConfig
 from hybridvoice.sip.transaction import TimerConfig
 
 from .appliance_api import create_appliance_api
+from .cert_status import certificate_rows, warnings
 from .gateways import GATEWAYS_FILE, changed_settings, gateway_row, load_gateways, save_gateways
 
 __all__ = ["Appliance", "ApplianceOptions"]
@@ -58,6 +62,11 @@ class ApplianceOptions:
 
     server_ssl: ssl.SSLContext | None = None
     client_ssl: ssl.SSLContext | None = None
+    #: the site contexts the two above come from (per-gateway TLS trust follows renewals)
+    site_tls: MtlsContexts | None = None
+    #: the site PKI directory (``appliance status`` warns 30 days before a certificate
+    #: expires); None: no site CA in use
+    pki_dir: Path | None = None
     timers: TimerConfig | None = None
     session: SessionConfig | None = None
     replication_wait: float = 25.0
@@ -120,6 +129,7 @@ class Appliance:
                 ),
                 server_ssl=o.server_ssl,
                 client_ssl=o.client_ssl,
+                site_tls=o.site_tls,
                 bypass=self._bypass_policy(),
                 records=self.state_dir / "calls.db" if self.state_dir else None,
                 session=o.session,
@@ -249,6 +259,8 @@ class Appliance:
                 resolved = await resolve_gateways([gateway])
                 state = mediation.trunks.put(gateway, resolved.get(gateway.fqdn or "", ()))
                 mediation.settings = settings
+                if mediation.sides is not None and mediation.sides.peer_tls is not None:
+                    mediation.sides.peer_tls.set(peer_trust(settings.gateways))
                 mediation.b2bua.gateway_changed(name)
                 if mediation.health is not None:
                     await mediation.health.watch(state)
@@ -293,6 +305,7 @@ class Appliance:
         if self.edge is not None:
             listeners += _edge_listeners(self.edge)
         rep, link = self.replicator, self.link
+        certificates = certificate_rows(self.options.pki_dir, datetime.now(UTC))
         return {
             "name": self.name,
             "site": self.settings.common.site_name,
@@ -314,6 +327,8 @@ class Appliance:
                 "registered": link.registered if link else False,
                 "heartbeats": link.heartbeats if link else 0,
             },
+            "certificates": certificates,
+            "warnings": warnings(certificates),
         }
 
 

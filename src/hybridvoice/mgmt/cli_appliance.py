@@ -26,6 +26,7 @@ from .cli_admin import (
     api,
     cell,
     change,
+    err,
     fail,
     given,
     out,
@@ -66,10 +67,14 @@ def appliance_remove(
     out.print(f"appliance {name} unregistered")
 
 
+CERTIFICATE_COLUMNS: Final = ("name", "subject", "not_after", "days_left")
+
+
 @appliance_app.command("status")
 def appliance_status(appliance: ApplianceUrl = APPLIANCE_URL, as_json: Json = False) -> None:
     """This appliance: roles, listeners, gateways and their health, calls now, replica version
-    and lag (Get-CcApplianceStatus)."""
+    and lag, certificates with their days left (Get-CcApplianceStatus). Warns 30 days before
+    a certificate expires."""
     data = api("GET", appliance, "/v1/status")
     if as_json:
         show(data, True)
@@ -90,6 +95,10 @@ def appliance_status(appliance: ApplianceUrl = APPLIANCE_URL, as_json: Json = Fa
     out.print(summary)
     show(data["listeners"], False, ("role", "transport", "host", "port"), "listeners")
     show(data["gateways"], False, GATEWAY_COLUMNS, "gateways")
+    if data.get("certificates"):
+        show(data["certificates"], False, CERTIFICATE_COLUMNS, "certificates (site PKI)")
+    for warning in data.get("warnings", ()):
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
 
 @appliance_app.command("maintenance")
@@ -114,7 +123,9 @@ GatewayName = Annotated[str, typer.Argument(metavar="NAME", help="The gateway's 
 Ip = Annotated[str | None, typer.Option("--ip", help="IP (settings key IP)")]
 Fqdn = Annotated[str | None, typer.Option("--fqdn", help="FQDN, resolved at each change")]
 Port = Annotated[int | None, typer.Option(help="Port (default 5060, 5061 for TLS)")]
-Protocol = Annotated[str | None, typer.Option(help="UDP, TCP or TLS")]
+Protocol = Annotated[
+    str | None, typer.Option(help="UDP, TCP, TLS or MTLS (TLS with certificates both ways, 5067)")
+]
 Routes = Annotated[
     str | None,
     typer.Option(help="VoiceRoutes: route names of [HybridVoiceRoutes], space separated"),
@@ -132,6 +143,14 @@ MediaEncryption = Annotated[
     str | None, typer.Option(help="MediaEncryption toward this gateway: RTP, SRTP or Optional")
 ]
 ForwardPai = Annotated[bool | None, typer.Option(help="ForwardPAI (P-Asserted-Identity)")]
+MutualTls = Annotated[
+    bool | None,
+    typer.Option(help="MutualTls: the gateway must present a certificate naming it (TLS)"),
+]
+TrustedRoots = Annotated[
+    str | None,
+    typer.Option(help="TrustedRootsFile: PEM roots of the gateway's own chain (on the appliance)"),
+]
 
 
 def _no_gateway(name: str) -> dict[int, str]:
@@ -146,7 +165,8 @@ def _gateway_keys(**options: Any) -> dict[str, Any]:
             "send_options": "SendSipOptions", "failover_time": "FailoverTimeSeconds",
             "failover_codes": "FailoverResponseCodes", "media_bypass": "MediaBypass",
             "media_encryption": "MediaEncryption",
-            "forward_pai": "ForwardPAI", "enabled": "Enabled"}  # fmt: skip
+            "forward_pai": "ForwardPAI", "enabled": "Enabled", "mutual_tls": "MutualTls",
+            "trusted_roots_file": "TrustedRootsFile"}  # fmt: skip
     return {keys[k]: v for k, v in options.items() if v is not None}
 
 
@@ -197,6 +217,8 @@ def _gateway_command(*, create: bool) -> Callable[..., None]:
         media_bypass: MediaBypass = None,
         media_encryption: MediaEncryption = None,
         forward_pai: ForwardPai = None,
+        mutual_tls: MutualTls = None,
+        trusted_roots_file: TrustedRoots = None,
         appliance: ApplianceUrl = APPLIANCE_URL,
         as_json: Json = False,
     ) -> None:
@@ -204,6 +226,7 @@ def _gateway_command(*, create: bool) -> Callable[..., None]:
             ip=ip, fqdn=fqdn, port=port, protocol=protocol, voice_routes=voice_routes,
             max_sessions=max_sessions, send_options=send_options, failover_time=failover_time,
             failover_codes=failover_codes, media_bypass=media_bypass, forward_pai=forward_pai,
+            mutual_tls=mutual_tls, trusted_roots_file=trusted_roots_file,
             media_encryption=media_encryption,
         )  # fmt: skip
         if not create:

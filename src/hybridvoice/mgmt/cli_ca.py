@@ -9,7 +9,9 @@ The commands of the original's CA cmdlets, on the files ``hybridvoice up`` keeps
 - ``ca renew [ROLE]`` (Renew-CcServerCertificate / Update-CcServerCertificate) and
   ``ca renew --ca`` (Update-CcCertificationAuthority): a running ``up`` takes the new
   certificate for its next handshakes without a restart;
-- ``ca status``: every certificate with its days left, warning 30 days before expiry.
+- ``ca status``: every certificate with its days left, warning 30 days before expiry;
+- ``ca issue-gateway``: a certificate for a gateway (MTLS on 5067) from the site CA, with a
+  new key or for the gateway's own certificate request.
 
 The state directory is ``--state-dir`` (what ``up --state-dir`` was given) or the per-user
 default ``up`` picks for ``--config`` (the lab without it).
@@ -232,6 +234,54 @@ def status(
                 )
     if any(e.expired for e in report):
         raise typer.Exit(1)
+
+
+@ca_app.command("issue-gateway")
+def issue_gateway(
+    output: Annotated[
+        Path, typer.Option("--out", help="Write key, certificate and chain here (PEM, 0600)")
+    ],
+    fqdn: Annotated[
+        list[str] | None, typer.Option(help="A DNS name of the gateway (repeat for more)")
+    ] = None,
+    ip: Annotated[list[str] | None, typer.Option(help="An IP address of the gateway")] = None,
+    csr: Annotated[
+        Path | None,
+        typer.Option(help="The gateway's own certificate request (PEM): its key stays there"),
+    ] = None,
+    state_dir: StateDir = None,
+    config: Config = None,
+) -> None:
+    """A gateway certificate from the site CA (2 years, serverAuth and clientAuth), for a
+    gateway that speaks TLS or MTLS with the mediation role. Give the gateway this file and
+    the site root (hybridvoice ca export-root)."""
+    from hybridvoice.pki import PkiError, issue_from_csr, issue_server  # noqa: PLC0415
+
+    if not fqdn and not ip and csr is None:
+        raise _fail("give --fqdn (the gateway's FQDN, checked by RFC 5922) or --ip, or --csr", 2)
+    store, now = _store(state_dir, config), _now()
+    try:
+        site_ca = store.load_ca()
+        if csr is not None:
+            credential = issue_from_csr(site_ca, csr.read_bytes(), now)
+            data = credential.full_chain_pem
+        else:
+            first = (fqdn or ip or ["gateway"])[0]
+            credential = issue_server(site_ca, first, now, dns_names=fqdn or (), ips=ip or ())
+            data = credential.bundle_pem
+    except OSError as exc:
+        raise _fail(f"cannot read {csr}: {exc.strerror or exc}", 2) from exc
+    except (PkiError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    output.write_bytes(data)
+    output.chmod(0o600)
+    names = ", ".join([*credential.dns_names, *map(str, credential.ip_addresses)])
+    out.print(
+        f"gateway certificate for {names} written to {output}, valid until "
+        f"{credential.not_after:%Y-%m-%d}; the gateway trusts the site root: "
+        "hybridvoice ca export-root",
+        highlight=False,
+    )
 
 
 def register_ca_commands(app: typer.Typer) -> None:

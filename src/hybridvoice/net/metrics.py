@@ -100,6 +100,10 @@ def transport_metrics(endpoints: Iterable[tuple[str, Endpoint]]) -> list[Metric]
     refused with an error response (400, 505, 513...). Then the messages delivered, the
     keep-alives and the connections closed idle, so that what came in can be accounted for:
     received = delivered + dropped (+ keep-alives, which carry no message).
+
+    ``hybridvoice_tls_refused_total{endpoint, peer, reason}``: TLS peers refused (a client
+    by the listener, a server by the connecting side), by
+    :data:`~hybridvoice.net.identity.RefusalReason`.
     """
     dropped = CounterMetricFamily(
         "hybridvoice_sip_dropped",
@@ -110,6 +114,18 @@ def transport_metrics(endpoints: Iterable[tuple[str, Endpoint]]) -> list[Metric]
         CounterMetricFamily(f"hybridvoice_sip_{metric}", text, labels=["endpoint", "transport"])
         for _, metric, text in _TRANSPORT_SCALARS
     ]
+    refused = CounterMetricFamily(
+        "hybridvoice_tls_refused",
+        "TLS peers refused: chain, name, certificate or version did not verify, by reason",
+        labels=["endpoint", "peer", "reason"],
+    )
+    for name, endpoint in endpoints:
+        refusals: dict[tuple[str, str], int] = {}
+        for transport in endpoint.transports:
+            for peer_reason, n in transport.counters.tls_refused.items():
+                refusals[peer_reason] = refusals.get(peer_reason, 0) + n
+        for (peer, reason), n in sorted(refusals.items()):
+            refused.add_metric([name, peer, reason], n)
     for name, endpoint in endpoints:
         drops: dict[tuple[str, str, str], int] = {}
         totals: dict[tuple[str, str], int] = {}
@@ -129,7 +145,7 @@ def transport_metrics(endpoints: Iterable[tuple[str, Endpoint]]) -> list[Metric]
             for (kind, f), n in sorted(totals.items()):
                 if f == field:
                     family.add_metric([name, kind], n)
-    return [dropped, *scalars]
+    return [dropped, refused, *scalars]
 
 
 _TRANSPORT_SCALARS: Final[Sequence[_Scalar]] = (

@@ -16,8 +16,16 @@ never inside the sender's call. The receiving transport treats it like a message
 a connection (Via ``received`` stamping, §18.1.2 Via check on responses, counters), and its
 :class:`~hybridvoice.net.transport.Source` is the pipe, so responses go back the same way
 (§18.2.2). Both ends share the transport kind (TCP or TLS): in one process there is no wire for
-TLS to protect. Bytes written to a pipe (an error answer, a stateless forward) are parsed
-first, so every way of sending works on it.
+TLS to protect, but there are still identities to check. A TLS pipe carries, in place of the
+handshake, the identity of the certificate each side's context presents
+(:func:`~hybridvoice.net.tls.identity_of`): the client's end gets the identity of the listener
+it reached, the listener's end the client's, as ``peer_identity`` (what a TLS connection
+learns from the peer's certificate). The client checks the listener's identity for the name it
+connects to as a handshake would (RFC 5922 §7.2; a mismatch is refused and counted as
+``name-mismatch``), and the roles check the peer identity of a pipe as of a socket.
+
+Bytes written to a pipe (an error answer, a stateless forward) are parsed first, so every way
+of sending works on it.
 
 Nothing crosses a pipe that a socket would not carry; what is lost is the view from outside:
 a packet capture shows no SIP between roles of one process. ``hybridvoice up --wire`` (no
@@ -36,6 +44,7 @@ from hybridvoice.sip.parser import parse_message
 from .transport import TransportError
 
 if TYPE_CHECKING:
+    from .identity import PeerIdentity
     from .stream import StreamTransport
 
 __all__ = ["LocalExchange", "PipeEnd"]
@@ -64,6 +73,15 @@ class LocalExchange:
         """The listener of ``kind`` at (host, port) in this process, if any."""
         return self._listeners.get((kind, host, port))
 
+    def refusal(self, client: StreamTransport, server: StreamTransport, name: str) -> str | None:
+        """Why ``client`` may not open a TLS pipe to ``server`` for ``name`` (the listener's
+        certificate does not hold it, RFC 5922 §7.2), or None; a listener whose identity is
+        unknown is taken as it is."""
+        identity = server.identity
+        if client.kind != "TLS" or identity is None or identity.matches(name):
+            return None
+        return f"pipe to {name}: the certificate holds {identity}"
+
     def connect(self, client: StreamTransport, server: StreamTransport) -> PipeEnd:
         """A pipe between two transports: returns the client's end; the server's end is
         registered with the server as a connection from the client's address."""
@@ -71,6 +89,8 @@ class LocalExchange:
         ours = PipeEnd(client, server.local, loop)
         theirs = PipeEnd(server, client.local, loop)
         ours.peer, theirs.peer = theirs, ours
+        if client.kind == "TLS":  # each end learns who the other is, as from a handshake
+            ours.peer_identity, theirs.peer_identity = server.identity, client.identity
         server._register(theirs)
         client._register(ours)
         self.pipes_opened += 1
@@ -93,6 +113,7 @@ class PipeEnd:
         "owner",
         "partial_since",
         "peer",
+        "peer_identity",
         "port",
     )
 
@@ -105,6 +126,8 @@ class PipeEnd:
         self.owner = owner
         self.host, self.port = remote
         self.peer: PipeEnd | None = None
+        #: TLS: the identity of the other end's certificate (see the module docstring)
+        self.peer_identity: PeerIdentity | None = None
         self.last_active = loop.time()
         self.partial_since = 0.0
         self._loop = loop

@@ -14,6 +14,15 @@ complete ``head_timeout`` seconds after its first byte (a peer sending one byte 
 closed), and accepted connections are capped per source address and in total. Every time a
 limit bites it is counted in the drop counter (``head_timeout``, ``source_limit``,
 ``connection_limit``).
+
+TLS (RFC 5630 §3, RFC 5922): a TLS listener accepts TCP and runs the handshake itself
+(``loop.start_tls``), so that a client refused by it (no certificate when one is required, an
+untrusted chain, TLS below 1.2) is logged and counted with its reason
+(``counters.tls_refused``, :func:`~hybridvoice.net.identity.refusal_reason`) instead of
+vanishing in asyncio's debug log; connections it opens are refused and counted the same way
+when the server's chain or name does not verify. ``peer_ssl`` gives the client context per
+peer name (a gateway's own trust, with or without our certificate); every connection keeps
+its peer's :class:`~hybridvoice.net.identity.PeerIdentity` (``peer_identity``).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -30,7 +40,10 @@ from hybridvoice.sip.message import Request, Response
 from hybridvoice.sip.parser import KeepAlive, StreamParser
 from hybridvoice.sip.value_cache import ValueCache
 
+from .identity import PeerIdentity, RefusalReason, count_refusal, refusal_reason
 from .pipe import LocalExchange, PipeEnd
+from .stream_tls import TlsAccept
+from .tls import identity_of
 from .transport import (
     DEFAULT_MAX_SIZE,
     BoundTransport,
@@ -94,6 +107,7 @@ class StreamConnection(asyncio.Protocol):
         "incoming",
         "last_active",
         "partial_since",
+        "peer_identity",
         "port",
     )
 
@@ -112,6 +126,8 @@ class StreamConnection(asyncio.Protocol):
         self.host = ""
         self.port = 0
         self.last_active = 0.0
+        #: what the peer's verified certificate says (TLS), None without one
+        self.peer_identity: PeerIdentity | None = None
 
     # --- Connection protocol ---------------------------------------------------------------
 
@@ -161,6 +177,9 @@ class StreamConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.host, self.port = peer[0], peer[1]
         self.last_active = self._owner.loop.time()
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            self.peer_identity = PeerIdentity.from_peercert(tls.getpeercert())
         if self.incoming and not self._owner._admit(self.host):
             self.incoming = False  # never counted: nothing to release
             self._transport = None
@@ -282,11 +301,14 @@ class StreamTransport(BoundTransport):
         "connect_timeout",
         "counters",
         "exchange",
+        "identity",
         "idle_timeout",
         "kind",
         "limits",
         "loop",
         "max_size",
+        "peer_label",
+        "peer_ssl",
         "sent_by",
         "sink",
         "values",
@@ -331,6 +353,14 @@ class StreamTransport(BoundTransport):
         #: accepted connections in total and by source IP (the caps of ``limits``)
         self._incoming = 0
         self._per_source: dict[str, int] = {}
+        #: the client context toward a peer by the name it is checked for (a gateway's own
+        #: trust, with or without our certificate); None or None returned: ``client_ssl``
+        self.peer_ssl: Callable[[str], ssl.SSLContext | None] | None = None
+        #: the ``peer`` label of a refused incoming TLS connection from an address (a
+        #: gateway's name); default: the address
+        self.peer_label: Callable[[str], str] | None = None
+        #: the identity of the certificate this transport presents (TLS; pipes carry it)
+        self.identity: PeerIdentity | None = None
 
     @classmethod
     async def listen(
@@ -383,13 +413,14 @@ class StreamTransport(BoundTransport):
             self._advertised = (advertised, 0)
             self.sent_by = via_host(advertised)
         else:
+            tls_context = server_ssl
             self._server = await self.loop.create_server(
-                lambda: StreamConnection(self, incoming=True),
+                (lambda: StreamConnection(self, incoming=True))
+                if tls_context is None
+                else (lambda: TlsAccept(self, StreamConnection(self, incoming=True), tls_context)),
                 host,
                 port,
                 family=self._family,
-                ssl=server_ssl,
-                ssl_handshake_timeout=limits.head_timeout if server_ssl is not None else None,
                 reuse_address=True,
                 backlog=1024,
             )
@@ -397,6 +428,7 @@ class StreamTransport(BoundTransport):
             self._local = (host, bound)
             self._advertised = (advertised, bound)
             self.sent_by = f"{via_host(advertised)}:{bound}"
+        self.identity = identity_of(server_ssl) or identity_of(client_ssl)
         self._arm_idle()
         if exchange is not None:
             self.exchange = exchange
@@ -462,6 +494,11 @@ class StreamTransport(BoundTransport):
                 self.send(bytes(message), host, port, server_name=server_name, on_error=on_error)
                 return
             assert exchange is not None
+            refused = exchange.refusal(self, server, server_name or host)
+            if refused is not None:
+                self.tls_refused(server_name or host, "name-mismatch", refused)
+                self._failed(TransportError(refused), on_error)
+                return
             conn = exchange.connect(self, server)
             self._connections[key] = conn
         try:
@@ -535,6 +572,12 @@ class StreamTransport(BoundTransport):
 
     # --- connections -----------------------------------------------------------------------
 
+    def tls_refused(self, peer: str, reason: RefusalReason, detail: str) -> None:
+        """Count and log a TLS peer refused (``peer``: an address or a name, labelled by
+        ``peer_label``)."""
+        label = peer if self.peer_label is None else self.peer_label(peer)
+        count_refusal(self.counters.tls_refused, label, reason, detail)
+
     def _admit(self, host: str) -> bool:
         """Whether a connection just accepted from ``host`` may stay (the caps of
         ``limits``); counted as a drop when it may not. Admitted ones are counted until
@@ -582,6 +625,11 @@ class StreamTransport(BoundTransport):
         self, key: tuple[str, int], server_name: str | None, pending: _PendingConnect
     ) -> None:
         host, port = key
+        tls = self.kind == "TLS"
+        name = server_name or host
+        context = self.client_ssl
+        if tls and self.peer_ssl is not None:
+            context = self.peer_ssl(name) or context
         try:
             try:
                 _, proto = await asyncio.wait_for(
@@ -589,13 +637,16 @@ class StreamTransport(BoundTransport):
                         lambda: StreamConnection(self),
                         host,
                         port,
-                        ssl=self.client_ssl if self.kind == "TLS" else None,
-                        server_hostname=(server_name or host) if self.kind == "TLS" else None,
+                        ssl=context if tls else None,
+                        server_hostname=name if tls else None,
+                        ssl_handshake_timeout=self.limits.head_timeout if tls else None,
                     ),
                     self.connect_timeout,
                 )
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 log.info("%s connect to %s:%d failed: %s", self.kind, host, port, exc)
+                if tls and isinstance(exc, ssl.SSLError):
+                    self.tls_refused(name, refusal_reason(exc), f"{host}:{port}: {exc}")
                 failure = TransportError(f"connect to {host}:{port}: {exc}")
                 failure.__cause__ = exc  # the TLS verdict, for whoever reports the failure
                 for _, on_error in pending.queue:

@@ -275,6 +275,8 @@ class TransportCounters:
     idle_closed: int = 0
     drops: dict[str, int] = field(default_factory=dict)
     answered: dict[str, int] = field(default_factory=dict)
+    #: TLS peers refused, by (peer, :data:`~hybridvoice.net.identity.RefusalReason`)
+    tls_refused: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def drop(self, reason: DropReason, *, answered: bool = False) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
