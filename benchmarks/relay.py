@@ -15,13 +15,24 @@ process from ``/proc/PID/stat`` over the send window, divided by the packets tha
   ``../shared/peers/rtpengine/start.sh``), driven with ng offer/answer like rtp_load.py.
 
 Each DUT is started fresh for each run and stopped by its PID; runs alternate between the
-two; every run is bounded in time. The table reports the median over repeats.
+two; every run is bounded in time. The table reports the median over repeats, and the ratio's
+spread (lowest and highest of the per-repeat ratios, each run paired with the other DUT's run
+of the same repeat).
+
+``--srtp``: SRTP (SDES, AES_CM_128_HMAC_SHA1_80, RFC 3711 / RFC 4568) on leg A, plain RTP on
+leg B, so the relay decrypts A -> B and encrypts B -> A. The A endpoints encrypt what they
+send with their own key (in the forked senders, outside the DUT's CPU). hybridvoice gets the
+keys with ``RelayCall.set_crypto``; rtpengine is offered ``RTP/SAVP`` with A's ``a=crypto``
+and ``transport-protocol=RTP/AVP`` toward B (its SDES bridging), the answer comes back
+``RTP/SAVP`` with rtpengine's own key. The receivers count packets and bytes (``avg_size``:
+182-byte SRTP toward A, 172-byte RTP toward B, 177 on average when both work).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -64,7 +75,7 @@ def udp_rcvbuf_errors() -> int:
 def serve(args: argparse.Namespace) -> None:
     """The relay process: a RelayEngine plus a JSON-over-UDP control socket."""
     sys.path.insert(0, str(HERE.parents[1] / "src"))
-    from hybridvoice.media import Leg  # noqa: PLC0415
+    from hybridvoice.media import CryptoAttribute, CryptoSuite, Leg, LegCrypto  # noqa: PLC0415
     from hybridvoice.net.loop import run, uvloop_available  # noqa: PLC0415
     from hybridvoice.net.relay import RelayEngine  # noqa: PLC0415
 
@@ -84,15 +95,34 @@ def serve(args: argparse.Namespace) -> None:
         async def handle(req: dict[str, Any]) -> dict[str, Any]:
             if req["cmd"] == "create":
                 out = []
+                keys = req.get("srtp")  # [A's key, the relay's key toward A], hex
                 for cid, pa, pb in req["calls"]:
                     call = await engine.create_call(cid)
                     call.set_remote(Leg.A, "127.0.0.1", pa)
                     call.set_remote(Leg.B, "127.0.0.1", pb)
+                    if keys:
+                        recv, send = (
+                            CryptoAttribute(
+                                1, CryptoSuite.AES_CM_128_HMAC_SHA1_80, bytes.fromhex(k)
+                            )
+                            for k in keys
+                        )
+                        call.set_crypto(LegCrypto(recv=recv, send=send), None)
                     out.append([call.local(Leg.A)[1], call.local(Leg.B)[1]])
                 return {"ports": out}
             if req["cmd"] == "stats":
                 s = engine.stats()
-                return {"packets": s.packets, "dropped": s.dropped, "send_errors": s.send_errors}
+                srtp = [0, 0, 0]  # auth failures, replays, errors over live calls
+                for live in engine.calls.values():
+                    for leg in (live.session.a, live.session.b):
+                        for i, count in enumerate(leg.srtp_counts()):
+                            srtp[i] += count
+                return {
+                    "packets": s.packets,
+                    "dropped": s.dropped,
+                    "send_errors": s.send_errors,
+                    "srtp_failures": srtp,
+                }
             if req["cmd"] == "release":
                 await engine.close()
                 return {"ok": True}
@@ -189,11 +219,16 @@ class Ng:
                 return result
 
 
-def sdp(port: int, sess: int) -> str:
-    return (
+def sdp(port: int, sess: int, crypto: bytes | None = None) -> str:
+    proto = "RTP/AVP" if crypto is None else "RTP/SAVP"
+    body = (
         f"v=0\r\no=- {sess} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+        f"m=audio {port} {proto} 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
     )
+    if crypto is not None:
+        key = base64.b64encode(crypto).decode()
+        body += f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n"
+    return body
 
 
 def sdp_port(body: bytes) -> int:
@@ -203,7 +238,9 @@ def sdp_port(body: bytes) -> int:
     raise ValueError("no m=audio")
 
 
-def setup_rtpengine(n: int, base: int) -> tuple[list[CALL], Callable[[], None]]:
+def setup_rtpengine(
+    n: int, base: int, srtp_key: bytes | None = None
+) -> tuple[list[CALL], Callable[[], None]]:
     ng = Ng()
     assert ng.cmd({"command": "ping"}).get("result") == b"pong"
     tag = f"{int(time.time())}"
@@ -211,16 +248,22 @@ def setup_rtpengine(n: int, base: int) -> tuple[list[CALL], Callable[[], None]]:
     for i in range(n):
         pa, pb = base + 4 * i, base + 4 * i + 2
         cid = f"load-{tag}-{i}"
-        opts = {"replace": ["origin", "session-connection"], "ICE": "remove"}
-        r = ng.cmd(
-            {"command": "offer", "call-id": cid, "from-tag": f"A{i}", "sdp": sdp(pa, i)} | opts
-        )
+        opts: dict[str, Any] = {"replace": ["origin", "session-connection"], "ICE": "remove"}
+        offer = {"command": "offer", "call-id": cid, "from-tag": f"A{i}"}
+        offer["sdp"] = sdp(pa, i, srtp_key)
+        if srtp_key is not None:
+            offer["transport-protocol"] = "RTP/AVP"  # plain toward B: rtpengine bridges SDES
+        r = ng.cmd(offer | opts)
+        if srtp_key is not None and b"RTP/AVP" not in r["sdp"]:
+            raise RuntimeError(f"rtpengine did not offer plain RTP toward B: {r['sdp']!r}")
         x_for_b = sdp_port(r["sdp"])
         r = ng.cmd(
             {"command": "answer", "call-id": cid, "from-tag": f"A{i}", "to-tag": f"B{i}"}
             | {"sdp": sdp(pb, i + 100000)}
             | opts
         )
+        if srtp_key is not None and b"a=crypto:" not in r["sdp"]:
+            raise RuntimeError(f"rtpengine did not answer A with SDES: {r['sdp']!r}")
         calls.append((cid, pa, pb, sdp_port(r["sdp"]), x_for_b))
 
     def teardown() -> None:
@@ -230,13 +273,16 @@ def setup_rtpengine(n: int, base: int) -> tuple[list[CALL], Callable[[], None]]:
     return calls, teardown
 
 
-def setup_hybridvoice(n: int, base: int, control: int) -> tuple[list[CALL], Callable[[], None]]:
+def setup_hybridvoice(
+    n: int, base: int, control: int, srtp_key: bytes | None = None
+) -> tuple[list[CALL], Callable[[], None]]:
     calls: list[CALL] = []
+    keys = None if srtp_key is None else [srtp_key.hex(), os.urandom(30).hex()]
     for start in range(0, n, 200):
         chunk: list[tuple[str, int, int]] = [
             (f"c{i}", base + 4 * i, base + 4 * i + 2) for i in range(start, min(n, start + 200))
         ]
-        ports = ctl_cmd(control, {"cmd": "create", "calls": chunk})["ports"]
+        ports = ctl_cmd(control, {"cmd": "create", "calls": chunk, "srtp": keys})["ports"]
         for (cid, pa, pb), (a_local, b_local) in zip(chunk, ports, strict=True):
             # A sends to the relay's leg-A port (relayed to B), B to the leg-B port.
             calls.append((cid, pa, pb, a_local, b_local))
@@ -253,28 +299,37 @@ def receiver(socks: list[socket.socket], stop_at: float, wfd: int) -> None:
         s.setblocking(False)
         ep.register(s.fileno(), select.EPOLLIN)
         fdmap[s.fileno()] = s
-    cnt = 0
+    cnt = nbytes = 0
     while time.time() < stop_at:
         for fd, _ in ep.poll(0.2):
             s = fdmap[fd]
             while True:
                 try:
-                    s.recv(2048)
+                    nbytes += len(s.recv(2048))
                 except BlockingIOError:
                     break
                 cnt += 1
-    os.write(wfd, json.dumps({"recv": cnt, "rx_cpu_s": time.process_time()}).encode())
+    result = {"recv": cnt, "recv_bytes": nbytes, "rx_cpu_s": time.process_time()}
+    os.write(wfd, json.dumps(result).encode())
     os._exit(0)
 
 
 def sender(
-    mine: list[tuple[socket.socket, int]],
+    mine: list[tuple[socket.socket, int, bytes | None]],
     pps: int,
     size: int,
     start_at: float,
     stop_at: float,
     wfd: int,
 ) -> None:
+    from hybridvoice.media import CryptoAttribute, CryptoSuite, SrtpStream  # noqa: PLC0415
+
+    def stream(key: bytes | None) -> SrtpStream | None:
+        if key is None:
+            return None
+        crypto = CryptoAttribute(1, CryptoSuite.AES_CM_128_HMAC_SHA1_80, key)
+        return SrtpStream(crypto, outbound=True)
+
     payload = b"\xff" * (size - 12)
     hdrs: list[list[Any]] = [
         [
@@ -283,11 +338,28 @@ def sender(
             random.getrandbits(32),
             random.getrandbits(16),
             random.getrandbits(32),
+            stream(key),
         ]
-        for s, dp in mine
+        for s, dp, key in mine
     ]
     period = 1.0 / pps
     sent = late = tick = 0
+    # SRTP endpoints encrypt their whole run before it starts, so that every tick sends its
+    # burst as fast as in the plain runs (the DUT sees the same batching either way)
+    ticks_total = int((stop_at - start_at) * pps) + 2
+    ready: list[list[bytes] | None] = []
+    for h in hdrs:
+        s, dst, ssrc, seq, ts, srtp = h
+        if srtp is None:
+            ready.append(None)
+            continue
+        ready.append([
+            srtp.rtp(
+                struct.pack("!BBHII", 0x80, 0, (seq + k) & 0xFFFF, (ts + 160 * k) & 0xFFFFFFFF,
+                            ssrc) + payload
+            ) or b""
+            for k in range(ticks_total)
+        ])  # fmt: skip
     while time.time() < start_at:
         time.sleep(0.001)
     while True:
@@ -299,9 +371,12 @@ def sender(
             time.sleep(due - now)
         elif now - due > period:
             late += 1
-        for h in hdrs:
-            s, dst, ssrc, seq, ts = h
-            pkt = struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
+        for h, pre in zip(hdrs, ready, strict=True):
+            s, dst, ssrc, seq, ts, _ = h
+            if pre is None:
+                pkt = struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
+            else:
+                pkt = pre[tick]
             s.sendto(pkt, dst)
             h[3] = seq + 1
             h[4] = ts + 160
@@ -331,21 +406,22 @@ def free_base(n: int, start: int) -> int:
 
 
 def load(
-    calls: list[CALL], pid: int, pps: int, size: int, duration: float, senders: int
-) -> dict[str, Any]:
-    socks: list[tuple[socket.socket, int]] = []
+    calls: list[CALL], pid: int, pps: int, size: int, duration: float, senders: int,
+    srtp_key: bytes | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    socks: list[tuple[socket.socket, int, bytes | None]] = []
     for _cid, pa, pb, xa, xb in calls:
-        for lp, dp in ((pa, xa), (pb, xb)):
+        for lp, dp, key in ((pa, xa, srtp_key), (pb, xb, None)):  # A encrypts with its key
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             s.bind(("127.0.0.1", lp))
-            socks.append((s, dp))
-    start_at = time.time() + 0.5
+            socks.append((s, dp, key))
+    start_at = time.time() + (3.0 if srtp_key else 0.5)  # SRTP: time to encrypt ahead
     stop_at = start_at + duration
     rfd, wfd = os.pipe()
     rpid = os.fork()
     if rpid == 0:
-        receiver([s for s, _ in socks], stop_at + 1.0, wfd)
+        receiver([s for s, _, _ in socks], stop_at + 1.0, wfd)
     sr, sw = os.pipe()
     spids = []
     for k in range(senders):
@@ -367,7 +443,7 @@ def load(
     rres = json.loads(os.read(rfd, 1 << 16).decode())
     for fd in (rfd, wfd, sr, sw):
         os.close(fd)
-    for s, _ in socks:
+    for s, _, _ in socks:
         s.close()
     sent = sum(r["sent"] for r in sres)
     cpu_s = (c1 - c0) / TCK
@@ -381,6 +457,7 @@ def load(
         "relayed_pps": recv / wall,
         "cpu_pct": 100.0 * cpu_s / wall,
         "us_per_pkt": 1e6 * cpu_s / max(1, recv),
+        "avg_size": rres["recv_bytes"] / max(1, recv),
         "late_ticks": sum(r["late"] for r in sres),
         "rcvbuf_errors": udp_rcvbuf_errors() - rb0,
     }
@@ -419,11 +496,14 @@ def run_hybridvoice(n: int, a: argparse.Namespace) -> dict[str, Any]:
         line = proc.stdout.readline().decode().strip()
         if not line.startswith("ready"):
             raise RuntimeError(f"relay runner did not start: {line!r}")
-        calls, _ = setup_hybridvoice(n, free_base(n, a.base_port), control)
-        res = load(calls, proc.pid, a.pps, a.size, a.duration, a.senders)
+        key = os.urandom(30) if a.srtp else None
+        calls, _ = setup_hybridvoice(n, free_base(n, a.base_port), control, key)
+        res = load(calls, proc.pid, a.pps, a.size, a.duration, a.senders, key)
         st = ctl_cmd(control, {"cmd": "stats"})
         res["dut_dropped"] = st["dropped"]
         res["dut_send_errors"] = st["send_errors"]
+        res["dut_srtp_failures"] = st["srtp_failures"]
+        res["dut_packets"] = st["packets"]
         res["loop"] = line
         ctl_cmd(control, {"cmd": "quit"})
         proc.wait(5)
@@ -456,8 +536,9 @@ def run_rtpengine(n: int, a: argparse.Namespace) -> dict[str, Any]:
         time.sleep(1.5)
         if proc.poll() is not None:
             raise RuntimeError("rtpengine exited; see /tmp/hv_bench_rtpengine.log")
-        calls, teardown = setup_rtpengine(n, free_base(n, a.base_port))
-        res = load(calls, proc.pid, a.pps, a.size, a.duration, a.senders)
+        key = os.urandom(30) if a.srtp else None
+        calls, teardown = setup_rtpengine(n, free_base(n, a.base_port), key)
+        res = load(calls, proc.pid, a.pps, a.size, a.duration, a.senders, key)
         teardown()
     finally:
         stop_pid(proc)
@@ -482,6 +563,7 @@ def main() -> None:
     ap.add_argument("--senders", type=int, default=1)
     ap.add_argument("--base-port", type=int, default=20000)
     ap.add_argument("--only", choices=("hybridvoice", "rtpengine"))
+    ap.add_argument("--srtp", action="store_true", help="SRTP on leg A, RTP on leg B")
     ap.add_argument("--serve-args", default="", help="extra arguments for the relay process")
     ap.add_argument("--json", action="store_true", help="print every run as a JSON line")
     a = ap.parse_args()
@@ -506,9 +588,17 @@ def main() -> None:
         rows = results.get((who, n))
         return statistics.median(r[key] for r in rows) if rows else None
 
+    def spread(n: int) -> str:
+        """The lowest and highest ratio of the runs paired by repeat."""
+        ours, theirs = results.get(("hybridvoice", n), []), results.get(("rtpengine", n), [])
+        pairs = zip(ours, theirs, strict=False)
+        ratios = [h["us_per_pkt"] / r["us_per_pkt"] for h, r in pairs if r["us_per_pkt"]]
+        return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+
+    mode = "SRTP on leg A, RTP on leg B" if a.srtp else "RTP on both legs"
     print(
-        f"\n{'calls':>6} {'DUT':<12} {'relayed pkt/s':>13} {'loss %':>8} {'CPU %':>7} "
-        f"{'us/pkt':>8} {'ratio':>7}"
+        f"\n{mode}\n{'calls':>6} {'DUT':<12} {'relayed pkt/s':>13} {'loss %':>8} {'CPU %':>7} "
+        f"{'us/pkt':>8} {'bytes':>6} {'ratio':>7} {'spread':>10}"
     )
     for n in sorted({k[1] for k in results}):
         ref = med("rtpengine", n, "us_per_pkt")
@@ -520,7 +610,8 @@ def main() -> None:
             print(
                 f"{n:>6} {who:<12} {med(who, n, 'relayed_pps'):>13.0f} "
                 f"{med(who, n, 'loss_pct'):>8.3f} {med(who, n, 'cpu_pct'):>7.1f} "
-                f"{us:>8.2f} {ratio:>7}"
+                f"{us:>8.2f} {med(who, n, 'avg_size'):>6.1f} {ratio:>7} "
+                f"{spread(n) if who == 'hybridvoice' else '':>10}"
             )
 
 

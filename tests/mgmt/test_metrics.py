@@ -185,6 +185,8 @@ async def appliance_side(up: Lab) -> None:
     assert value(s, "hybridvoice_relay_packets_total") > 0
     assert value(s, "hybridvoice_relay_bytes_total") > value(s, "hybridvoice_relay_packets_total")
     assert value(s, "hybridvoice_relay_dropped_packets_total") >= 0
+    assert value(s, "hybridvoice_relay_srtp_auth_failures_total") == 0
+    assert value(s, "hybridvoice_relay_srtp_replays_total") == 0
     invite = {"method": "INVITE"}
     sent = "hybridvoice_sip_requests_sent_total"
     received = "hybridvoice_sip_requests_received_total"

@@ -34,6 +34,7 @@ from hybridvoice.net.stream import StreamLimits
 
 from .listeners import PRIVILEGED_PORTS, Listener, listener_clashes, listeners
 from .settings_edge import MediaRelay
+from .settings_media import MediaEncryption
 from .settings_tls import GatewayTls
 from .settings_values import (
     HostName,
@@ -172,6 +173,7 @@ class MediationServer(_Section):
     bypass_service_port: ListenPort = 80
     internal_subnets: Annotated[tuple[Subnet, ...], BeforeValidator(_words)] = ()
     retry_after_seconds: int = Field(default=10, ge=0, le=86400)
+    client_media_encryption: MediaEncryption = "Optional"  # SRTP toward clients (settings_media)
 
     @field_validator("media_port_start")
     @classmethod
@@ -372,6 +374,7 @@ class Gateway(GatewayTls):
     forward_pai: bool | None = None
     forward_call_history: bool | None = None
     media_bypass: bool = False
+    media_encryption: MediaEncryption = "RTP"  # RTP, SRTP or Optional (settings_media)
     #: pass REFER on to this gateway (None: ``[TrunkConfiguration] EnableReferSupport``)
     enable_refer_support: bool | None = None
     inbound_caller_rules: Rules = ()

@@ -2,8 +2,8 @@
 
 RTP (RFC 3550 §5.1, RFC 4733 §2.3), RTCP (RFC 3550 §6.4-§6.6), receive statistics (RFC 3550
 A.1/A.3/A.8), G.711 mu-law <-> A-law tables (ITU-T G.711 Tables 3/4), the media port pool
-(RFC 3550 §11) and relay bookkeeping with latching (RFC 4961). Imports nothing of ours and
-never asyncio or socket.
+(RFC 3550 §11), relay bookkeeping with latching (RFC 4961) and SDES-SRTP (RFC 4568,
+RFC 3711). Imports nothing of ours and never asyncio or socket.
 """
 
 from .errors import MediaError, MediaParseError, PortsExhaustedError
@@ -45,6 +45,15 @@ from .rtp import (
     rtp_timestamp,
     set_payload_type,
 )
+from .srtp import (
+    CryptoAttribute,
+    CryptoError,
+    CryptoSuite,
+    LegCrypto,
+    SrtpStream,
+    generate_crypto,
+    pick_crypto,
+)
 from .stats import ReceiveStats
 
 __all__ = [
@@ -58,8 +67,12 @@ __all__ = [
     "Addr",
     "Bye",
     "CallStats",
+    "CryptoAttribute",
+    "CryptoError",
+    "CryptoSuite",
     "LatchPolicy",
     "Leg",
+    "LegCrypto",
     "LegState",
     "LegStats",
     "MediaError",
@@ -77,12 +90,15 @@ __all__ = [
     "SdesChunk",
     "SenderReport",
     "SourceDescription",
+    "SrtpStream",
     "TelephoneEvent",
     "Transcoder",
     "UnknownRtcp",
     "alaw_to_ulaw",
+    "generate_crypto",
     "is_rtcp",
     "parse_rtcp",
+    "pick_crypto",
     "rtp_header_size",
     "rtp_payload_type",
     "rtp_sequence",

@@ -15,6 +15,11 @@ Sans-IO: the socket loop (``hybridvoice.net.relay``) owns the sockets and calls 
   (RFC 3550 A.1/A.3/A.8, :mod:`.stats`); what the far end reports in RTCP (§6.4).
 - Modes: passthrough, or transcode between PCMU and PCMA (G.711 tables, payload type 0<->8
   rewritten); any other payload type (RFC 4733 telephone-event, comfort noise) passes as is.
+- SRTP per leg (RFC 3711, SDES keys of RFC 4568, :mod:`.srtp`): a leg with keys decrypts what
+  it receives and encrypts what it sends, so SRTP on one leg and RTP on the other are joined.
+  When both legs carry the same keys mirrored (the SDES lines passed end to end), nothing is
+  decrypted: the packets pass as they are. Failed authentication and replays are counted per
+  leg and the packet dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .errors import MediaParseError
 from .g711 import PT_PCMA, PT_PCMU, transcode_table
 from .rtcp import ReceiverReport, ReportBlock, SenderReport, parse_rtcp
 from .rtp import RTP_HEADER_SIZE, rtp_header_size
+from .srtp import LegCrypto, SrtpStream
 from .stats import ReceiveStats
 
 __all__ = [
@@ -122,6 +128,10 @@ class LegState:
         "rtp_port",
         "rtp_remote",
         "sdp_remote",
+        "srtp_base",
+        "srtp_in",
+        "srtp_keys",
+        "srtp_out",
         "stats",
         "transcoder",
     )
@@ -148,6 +158,42 @@ class LegState:
         self.reported: ReportBlock | None = None
         #: Applied to RTP received on this leg before it goes out the other leg.
         self.transcoder: Transcoder | None = None
+        #: SRTP: ``srtp_in`` unprotects what this leg receives, ``srtp_out`` protects what is
+        #: sent on it (None: plain RTP); ``srtp_keys`` the SDES keys they were made from.
+        self.srtp_in: SrtpStream | None = None
+        self.srtp_out: SrtpStream | None = None
+        self.srtp_keys: LegCrypto | None = None
+        #: auth failures, replays, errors of streams replaced by a re-key
+        self.srtp_base = [0, 0, 0]
+
+    def set_crypto(self, keys: LegCrypto | None, *, convert: bool = True) -> None:
+        """SRTP keys of this leg (None: plain RTP). ``convert`` False: the keys are known but
+        the packets pass undecrypted (the other leg holds the same keys)."""
+        if keys != self.srtp_keys or keys is None or not convert:
+            self._retire()
+        self.srtp_keys = keys
+        if keys is not None and convert and self.srtp_in is None:
+            self.srtp_in = SrtpStream(keys.recv, outbound=False)
+            self.srtp_out = SrtpStream(keys.send, outbound=True)
+
+    def _retire(self) -> None:
+        """Drop the streams, keeping what their receiving side counted."""
+        old = self.srtp_in
+        if old is not None:
+            self.srtp_base[0] += old.auth_failures
+            self.srtp_base[1] += old.replays
+            self.srtp_base[2] += old.errors
+        self.srtp_in = self.srtp_out = None
+
+    def srtp_counts(self) -> tuple[int, int, int]:
+        """(auth failures, replays, other errors) of SRTP/SRTCP received on this leg."""
+        auth, replays, errors = self.srtp_base
+        stream = self.srtp_in
+        if stream is not None:
+            auth += stream.auth_failures
+            replays += stream.replays
+            errors += stream.errors
+        return auth, replays, errors
 
     def set_remote(self, host: str, port: int, rtcp_port: int | None = None) -> None:
         """The remote address from SDP (RTCP on ``port + 1`` unless given, RFC 3550 §11)."""
@@ -203,6 +249,7 @@ class LegState:
     def snapshot(self) -> LegStats:
         s = self.stats
         r = self.reported
+        auth, replays, errors = self.srtp_counts()
         return LegStats(
             leg=self.leg,
             rtp_port=self.rtp_port,
@@ -221,6 +268,10 @@ class LegState:
             reported_fraction_lost=None if r is None else r.loss_ratio,
             reported_cumulative_lost=None if r is None else r.cumulative_lost,
             reported_jitter_ms=None if r is None else 1000.0 * r.jitter / s.clock_rate,
+            srtp=self.srtp_in is not None,
+            srtp_auth_failures=auth,
+            srtp_replays=replays,
+            srtp_errors=errors,
         )
 
 
@@ -231,6 +282,8 @@ class LegStats:
     ``packets``/``bytes`` are RTP accepted from the leg's far end; ``expected``/``lost``/
     ``jitter_ms`` come from their sequence numbers (RFC 3550 A.3, A.8); the ``reported_*``
     fields are the far end's own view of what it receives from us (RTCP report block, §6.4.1).
+    ``srtp``: the relay decrypts/encrypts this leg; ``srtp_*``: SRTP/SRTCP packets received
+    on it and dropped for a failed authentication tag, a replay, or another libsrtp error.
     """
 
     leg: Leg
@@ -250,6 +303,10 @@ class LegStats:
     reported_fraction_lost: float | None
     reported_cumulative_lost: int | None
     reported_jitter_ms: float | None
+    srtp: bool = False
+    srtp_auth_failures: int = 0
+    srtp_replays: int = 0
+    srtp_errors: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +355,18 @@ class RelaySession:
         self.mode = RelayMode.TRANSCODE
         self.a.transcoder = Transcoder(a_pt, b_pt, a_to_b)
         self.b.transcoder = Transcoder(b_pt, a_pt, b_to_a)
+
+    def set_crypto(self, a: LegCrypto | None, b: LegCrypto | None) -> None:
+        """SDES keys of each leg (None: plain RTP on it). The relay decrypts and encrypts
+        unless both legs hold the same keys mirrored (end-to-end SRTP): then it forwards."""
+        mirrored = a is not None and b is not None and (a.recv, a.send) == (b.send, b.recv)
+        self.a.set_crypto(a, convert=not mirrored)
+        self.b.set_crypto(b, convert=not mirrored)
+
+    @property
+    def converts_srtp(self) -> bool:
+        """Does any packet need SRTP work (the relay's slow path)?"""
+        return any(leg.srtp_in is not None for leg in (self.a, self.b))
 
     def stats(self) -> CallStats:
         return CallStats(self.call_id, self.mode, self.a.snapshot(), self.b.snapshot())

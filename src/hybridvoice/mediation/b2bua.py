@@ -94,6 +94,7 @@ from .call_state import TABLE
 from .headers_policy import HeaderPolicy
 from .health import destination_of
 from .media_plan import INBOUND_PENDING, MediaPlan, RecentMedia
+from .media_srtp import SrtpConfig
 from .records import CallRecordStore, Direction, DisconnectSide, MediaCounters
 from .translate import NumberTranslator
 from .trunks import GatewayState, TrunkTable, normalise_ip
@@ -168,6 +169,7 @@ class B2BUA:
         bypass: BypassPolicy | None = None,
         records: CallRecordStore | None = None,
         adapter: Adapter | None = None,
+        srtp: SrtpConfig | None = None,
     ) -> None:
         self.edge_ua = edge_ua
         self.gateway_ua = gateway_ua
@@ -180,6 +182,7 @@ class B2BUA:
         self.relay = relay
         self.bypass = bypass or BypassPolicy(enabled=False)
         self.records = records
+        self.srtp = srtp  # SDES-SRTP per leg on anchored calls (None: crypto lines untouched)
         self.stats = B2BUAStats()
         self.recent = RecentMedia()  # relay counters of ended anchored calls
         self.bridges: set[Bridge] = set()

@@ -80,7 +80,8 @@ def media_counters(relay_call: RelayCall, side: Side) -> tuple[MediaCounters, Me
             rtcp_packets=leg.rtcp_packets,
             reported_fraction_lost=leg.reported_fraction_lost,
             reported_packets_lost=leg.reported_cumulative_lost,
-            reported_jitter_ms=leg.reported_jitter_ms,
+            reported_jitter_ms=leg.reported_jitter_ms, srtp=leg.srtp,
+            srtp_auth_failures=leg.srtp_auth_failures, srtp_replays=leg.srtp_replays,
         )  # fmt: skip
 
     a, b = (edge, gateway) if side == "edge" else (gateway, edge)

@@ -141,10 +141,14 @@ def start(bridge: Bridge, event: Start, now: float) -> Actions:
     if bridge.side == "edge":
         bridge.outbound, outcome = b2b.router.start(bridge.callee, now)
         gateway = outcome.gateway if isinstance(outcome, routing.Attempt) else None
-        bridge.decision = media_plan.decide_at_start(b2b.bypass, relay, body, gateway, False)
+        bridge.decision = media_plan.decide_at_start(
+            b2b.bypass, relay, body, gateway, False, srtp=b2b.srtp
+        )
         bridge.record_media()
         return _after_relay(bridge, Then("place", outcome), now)
-    bridge.decision = media_plan.decide_at_start(b2b.bypass, relay, body, bridge.gateway, True)
+    bridge.decision = media_plan.decide_at_start(
+        b2b.bypass, relay, body, bridge.gateway, True, srtp=b2b.srtp
+    )
     bridge.record_media()
     return _after_relay(bridge, Then("inbound"), now)
 
@@ -177,7 +181,10 @@ def relay_bound(bridge: Bridge, event: RelayBound, now: float) -> Actions:
         bridge.relay_call = None
         return (ReleaseRelay(event.relay_call),)
     if bridge.decision is not INBOUND_PENDING:
-        bridge.plan = MediaPlan(event.relay_call, bridge.record_media)
+        outcome = event.then.outcome
+        gateway = outcome.gateway if isinstance(outcome, routing.Attempt) else bridge.gateway
+        srtp = media_plan.srtp_plan(bridge.b2bua.srtp, gateway)
+        bridge.plan = MediaPlan(event.relay_call, bridge.record_media, srtp)
     return _proceed(bridge, event.then, now)
 
 
@@ -230,6 +237,8 @@ def place(bridge: Bridge, outcome: routing.Outcome, now: float) -> Actions:
         outbound.ended()
         return NONE
     gateway = outcome.gateway
+    if bridge.plan is not None:
+        bridge.plan.for_gateway(gateway.config)  # its MediaEncryption, before the offer
     translate = b2b.translator(gateway)
     callee = translate.outbound_callee(bridge.callee)
     caller = translate.outbound_caller(bridge.caller)

@@ -56,6 +56,12 @@ on that leg, RFC 3264 §8). Either way the decision becomes anchored with the re
 passed to the client, and inbound calls (the client answers the gateway's offer: no mismatch
 to repair but the client's own refusal).
 
+SRTP (:mod:`.media_srtp`): with an :class:`~.media_srtp.SrtpConfig` (the role always has
+one) each offer and answer also gets its ``a=crypto`` lines and proto per leg, and the relay
+call the keys of both legs (:meth:`RelayCall.set_crypto`) after every answer. A bypass
+candidate whose two ends cannot agree on SRTP (:func:`.media_srtp.bypass_blocked`) is
+anchored, the relay converting.
+
 :class:`RecentMedia` keeps the relay's :class:`~hybridvoice.media.CallStats` of the last
 calls, by the a-leg's Call-ID, after their relay ports are released.
 """
@@ -83,6 +89,7 @@ from .bypass import (
     decide_bypass,
 )
 from .media_sdp import anchor, parse_sdp
+from .media_srtp import SrtpConfig, SrtpPlan, bypass_blocked, offered_srtp
 from .routing import Attempt, OutboundCall
 
 if TYPE_CHECKING:
@@ -231,8 +238,9 @@ def _gateway_media(gateway: Gateway, address: str | None) -> GatewayMedia:
 
 
 def decide_outbound(
-    policy: BypassPolicy, relay: bool, offer: bytes, gateway: Gateway | None, target: str | None
-) -> BypassDecision:
+    policy: BypassPolicy, relay: bool, offer: bytes, gateway: Gateway | None, target: str | None,
+    *, srtp: SrtpConfig | None = None,
+) -> BypassDecision:  # fmt: skip
     """An outbound call (the client's offer in hand): bypass or anchor, with the reason."""
     if not relay:
         return BypassDecision(MediaMode.BYPASS, "no relay engine")
@@ -240,26 +248,43 @@ def decide_outbound(
         return BypassDecision(MediaMode.ANCHORED, "no SDP offer in the INVITE")
     if gateway is None:
         return BypassDecision(MediaMode.ANCHORED, "no gateway")
-    client = client_media_from_sdp(parse_sdp(offer))
-    return decide_bypass(
+    sdp = parse_sdp(offer)
+    client = client_media_from_sdp(sdp)
+    decision = decide_bypass(
         policy, client=client, via_edge=False, gateway=_gateway_media(gateway, target)
     )
+    if decision.bypass and srtp is not None:
+        blocked = bypass_blocked(sdp, gateway.name, gateway.media_encryption)
+        if blocked is not None:
+            return BypassDecision(MediaMode.ANCHORED, blocked)
+    return decision
 
 
 def decide_inbound(
-    policy: BypassPolicy, relay: bool, offer: bytes, gateway: Gateway
-) -> BypassDecision:
+    policy: BypassPolicy, relay: bool, offer: bytes, gateway: Gateway,
+    *, srtp: SrtpConfig | None = None,
+) -> BypassDecision:  # fmt: skip
     """An inbound call, before its offer goes on: :data:`INBOUND_PENDING` when bypass is
     possible (tenant bypass on, gateway MediaBypass on), else the final decision."""
     if not relay:
         return BypassDecision(MediaMode.BYPASS, "no relay engine")
     if not offer:
         return BypassDecision(MediaMode.ANCHORED, "no SDP offer in the INVITE")
-    parse_sdp(offer)  # checked now (SdpError: 488), even when it goes on unchanged
+    sdp = parse_sdp(offer)  # checked now (SdpError: 488), even when it goes on unchanged
     if not policy.enabled:
         return BypassDecision(MediaMode.ANCHORED, "bypass disabled in tenant network configuration")
     if not gateway.media_bypass:
         return BypassDecision(MediaMode.ANCHORED, f"gateway {gateway.name} has media bypass off")
+    if srtp is not None:
+        crypto, savp = offered_srtp(sdp)
+        if srtp.client == "SRTP" and not crypto:
+            return BypassDecision(
+                MediaMode.ANCHORED, f"SRTP: clients require SRTP, gateway {gateway.name} offers RTP"
+            )
+        if srtp.client == "RTP" and savp:
+            return BypassDecision(
+                MediaMode.ANCHORED, f"SRTP: gateway {gateway.name} offers RTP/SAVP, clients RTP"
+            )
     return INBOUND_PENDING
 
 
@@ -275,13 +300,21 @@ def decide_on_answer(
 
 
 def decide_at_start(
-    policy: BypassPolicy, relay: bool, offer: bytes, gateway: GatewayState | None, inbound: bool
-) -> BypassDecision:
+    policy: BypassPolicy, relay: bool, offer: bytes, gateway: GatewayState | None, inbound: bool,
+    *, srtp: SrtpConfig | None = None,
+) -> BypassDecision:  # fmt: skip
     """The media decision of a new call (``inbound``: maybe :data:`INBOUND_PENDING`)."""
     if inbound and gateway is not None:
-        return decide_inbound(policy, relay, offer, gateway.config)
+        return decide_inbound(policy, relay, offer, gateway.config, srtp=srtp)
     cfg, target = (None, None) if gateway is None else (gateway.config, gateway.target)
-    return decide_outbound(policy, relay, offer, cfg, target)
+    return decide_outbound(policy, relay, offer, cfg, target, srtp=srtp)
+
+
+def srtp_plan(config: SrtpConfig | None, gateway: GatewayState | None) -> SrtpPlan | None:
+    """The SDES plan of a call to or from ``gateway`` (None without an SRTP config)."""
+    if config is None:
+        return None
+    return SrtpPlan(config, "RTP" if gateway is None else gateway.config.media_encryption)
 
 
 def decide_late(
@@ -297,7 +330,7 @@ def decide_late(
     decision = decide_on_answer(b2b.bypass, offer, answer, gateway.config)
     if relay_call is None or b2b.relay is None or decision.bypass:
         return decision, None
-    plan = MediaPlan(relay_call, note)
+    plan = MediaPlan(relay_call, note, srtp_plan(b2b.srtp, gateway))
     plan.anchor_late(offer)
     return decision, plan
 
@@ -365,10 +398,16 @@ class MediaPlan:
     ``waiting``: it waits for another offer under way to end.
     """
 
-    __slots__ = ("_bump", "_note", "_offer", "relay_call", "reoffer", "waiting")
+    __slots__ = ("_bump", "_note", "_offer", "relay_call", "reoffer", "srtp", "waiting")
 
-    def __init__(self, relay_call: RelayCall, note: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        relay_call: RelayCall,
+        note: Callable[[str], None] | None = None,
+        srtp: SrtpPlan | None = None,
+    ) -> None:
         self.relay_call = relay_call
+        self.srtp = srtp  # SDES keys per leg (None: SDP crypto lines pass untouched)
         self._note = note  # told TRANSCODING_NOTE when transcoding starts, "" when it stops
         self._offer: _PendingOffer | None = None
         self._bump: Leg | None = None  # SDP toward this leg: sess-version + 1 (RFC 3264 §8)
@@ -381,6 +420,11 @@ class MediaPlan:
         self.reoffer = self.offer(gateway_offer, Leg.B)
         self._bump = Leg.A
         self.reoffer = self._bumped(self.reoffer, Leg.A)
+
+    def for_gateway(self, gateway: Gateway) -> None:
+        """The gateway of the attempt about to be offered (its ``MediaEncryption``)."""
+        if self.srtp is not None:
+            self.srtp.set_gateway(gateway.media_encryption)
 
     def wait(self, waiting: bool) -> None:
         """:attr:`reoffer` waits for the offer under way to end (True), or goes now."""
@@ -410,13 +454,20 @@ class MediaPlan:
 
     def offer(self, body: bytes, from_leg: Leg) -> bytes:
         """An offer from ``from_leg``, as it goes to the other leg."""
-        sdp, own, added = add_other_law(anchor(parse_sdp(body), self.relay_call, from_leg))
+        sdp = anchor(parse_sdp(body), self.relay_call, from_leg)
+        if self.srtp is not None:
+            sdp = self.srtp.offer(sdp, from_leg)
+        sdp, own, added = add_other_law(sdp)
         self._offer = None if own is None or added is None else _PendingOffer(from_leg, own, added)
         return self._bumped(bytes(sdp), from_leg.other)
 
     def answer(self, body: bytes, from_leg: Leg) -> bytes:
         """An answer from ``from_leg`` (to the last offer of the other leg), as it goes back."""
         sdp = anchor(parse_sdp(body), self.relay_call, from_leg)
+        srtp = self.srtp
+        if srtp is not None:
+            sdp = srtp.answer(sdp, from_leg)
+            self.relay_call.set_crypto(srtp.keys[Leg.A], srtp.keys[Leg.B])
         offer = self._offer
         if offer is None or offer.leg is from_leg:
             return self._bumped(bytes(sdp), from_leg.other)

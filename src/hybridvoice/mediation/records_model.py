@@ -94,6 +94,11 @@ class MediaCounters:
     reported_fraction_lost: float | None = None
     reported_packets_lost: int | None = None
     reported_jitter_ms: float | None = None
+    #: SRTP on this leg (the relay decrypted/encrypted it), and the SRTP/SRTCP packets from
+    #: its far end dropped for a failed authentication tag or a replay (RFC 3711 §3.3)
+    srtp: bool = False
+    srtp_auth_failures: int = 0
+    srtp_replays: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ from .bypass_service import (
     serve_bypass,
 )
 from .health import HealthMonitor, resolve_gateways
+from .media_srtp import SrtpConfig
 from .records import CallRecordStore
 from .routing import NO_GATEWAY_CONFIGURED, CallAdmission, OutboundRouter
 from .trunks import TrunkTable
@@ -207,6 +209,7 @@ class MediationRole:
                 admission=self.admission, trunk_config=s.trunk_configuration,
                 edge_target=o.edge_target, edge_domain=o.edge_domain or s.common.default_domain,
                 relay=self.relay, bypass=bypass, records=self.records,
+                srtp=SrtpConfig(ms.client_media_encryption, os.urandom),
             )  # fmt: skip
             interval = o.options_interval or s.trunk_configuration.options_interval_seconds
             self.health = HealthMonitor(gw_ep, trunks, interval=interval)

@@ -139,6 +139,9 @@ FailoverCodes = Annotated[
     str | None, typer.Option(help="FailoverResponseCodes, space separated, e.g. '408 503 504'")
 ]
 MediaBypass = Annotated[bool | None, typer.Option(help="MediaBypass toward this gateway")]
+MediaEncryption = Annotated[
+    str | None, typer.Option(help="MediaEncryption toward this gateway: RTP, SRTP or Optional")
+]
 ForwardPai = Annotated[bool | None, typer.Option(help="ForwardPAI (P-Asserted-Identity)")]
 MutualTls = Annotated[
     bool | None,
@@ -161,6 +164,7 @@ def _gateway_keys(**options: Any) -> dict[str, Any]:
             "voice_routes": "VoiceRoutes", "max_sessions": "MaxConcurrentSessions",
             "send_options": "SendSipOptions", "failover_time": "FailoverTimeSeconds",
             "failover_codes": "FailoverResponseCodes", "media_bypass": "MediaBypass",
+            "media_encryption": "MediaEncryption",
             "forward_pai": "ForwardPAI", "enabled": "Enabled", "mutual_tls": "MutualTls",
             "trusted_roots_file": "TrustedRootsFile"}  # fmt: skip
     return {keys[k]: v for k, v in options.items() if v is not None}
@@ -211,6 +215,7 @@ def _gateway_command(*, create: bool) -> Callable[..., None]:
         failover_time: FailoverTime = None,
         failover_codes: FailoverCodes = None,
         media_bypass: MediaBypass = None,
+        media_encryption: MediaEncryption = None,
         forward_pai: ForwardPai = None,
         mutual_tls: MutualTls = None,
         trusted_roots_file: TrustedRoots = None,
@@ -222,6 +227,7 @@ def _gateway_command(*, create: bool) -> Callable[..., None]:
             max_sessions=max_sessions, send_options=send_options, failover_time=failover_time,
             failover_codes=failover_codes, media_bypass=media_bypass, forward_pai=forward_pai,
             mutual_tls=mutual_tls, trusted_roots_file=trusted_roots_file,
+            media_encryption=media_encryption,
         )  # fmt: skip
         if not create:
             _gateway_change(appliance, name, changes, as_json)

@@ -140,6 +140,16 @@ class ApplianceCollector:
             _counter("hybridvoice_relay_dropped_packets", "RTP packets dropped", s.dropped),
             _counter("hybridvoice_relay_rtcp_packets", "RTCP packets relayed", s.rtcp_packets),
             _counter("hybridvoice_relay_send_errors", "Relay sends that failed", s.send_errors),
+            _counter(
+                "hybridvoice_relay_srtp_auth_failures",
+                "SRTP/SRTCP packets dropped: authentication failed",
+                s.srtp_auth_failures,
+            ),
+            _counter(
+                "hybridvoice_relay_srtp_replays",
+                "SRTP/SRTCP packets dropped: replayed",
+                s.srtp_replays,
+            ),
             _gauge("hybridvoice_relay_ports_available", "Free media ports", s.ports_available),
         ]
 

@@ -18,6 +18,11 @@ address (RFC 4961). The bytes sent are a pre-made ``memoryview`` slice of that b
 one per length, so relaying allocates nothing beyond what the kernel API forces (the
 ``(n, address)`` tuple); transcoding translates the payload in place. The bookkeeping
 (latching, counters, sequence statistics, RTCP reports) is :mod:`hybridvoice.media.relay`.
+
+SRTP (RFC 3711): a path whose leg decrypts or encrypts (:meth:`RelayCall.set_crypto`) is a
+"slow" path like RTCP's: the packet is copied out of the buffer, unprotected with the
+receiving leg's keys before it may latch (a forged packet moves nothing), and protected with
+the sending leg's keys. RTP <-> RTP paths keep the allocation-free hot path above.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from hybridvoice.media import (
     CallStats,
     LatchPolicy,
     Leg,
+    LegCrypto,
     LegState,
     PortBlock,
     PortPool,
@@ -86,12 +92,15 @@ class EngineStats:
     dropped: int
     send_errors: int
     rtcp_packets: int
+    #: SRTP/SRTCP packets dropped: failed authentication, replayed (RFC 3711 §3.3)
+    srtp_auth_failures: int = 0
+    srtp_replays: int = 0
 
 
 class _Path:
     """One direction out of one socket: packets read on ``inp``'s socket go out ``out``'s."""
 
-    __slots__ = ("engine", "inp", "out", "recv", "rtcp", "send", "session", "sock")
+    __slots__ = ("engine", "inp", "out", "recv", "rtcp", "send", "session", "slow", "sock")
 
     def __init__(
         self, engine: RelayEngine, session: RelaySession, inp: LegState, out: LegState
@@ -104,9 +113,78 @@ class _Path:
         self.send: Callable[..., int] | None = None
         self.recv: Callable[[bytearray], tuple[int, Addr]] | None = None
         self.rtcp = False
+        self.slow = False  # RTCP, or RTP with SRTP work on either leg: :meth:`on_slow`
+
+    def update(self) -> None:
+        """Pick the hot or the slow path after the legs' SRTP keys changed."""
+        self.slow = self.rtcp or self.inp.srtp_in is not None or self.out.srtp_out is not None
+
+    def on_slow(self) -> None:
+        """The epoll demux: RTCP drains its socket; SRTP takes one datagram, as the hot path
+        does (level-triggered: a socket with more queued is ready again on the next pass,
+        and no EAGAIN is raised per packet)."""
+        if self.rtcp:
+            self.on_rtcp()
+        else:
+            self.on_srtp(1)
+
+    def on_srtp(self, reads: int = 0) -> None:
+        """Read up to ``reads`` datagrams (0: the engine's batch, draining) from the RTP
+        socket of ``inp`` when either leg speaks SRTP: unprotect with ``inp``'s keys,
+        transcode, protect with ``out``'s keys. Failures are counted by the legs' streams
+        (authentication, replay) and the packet dropped."""
+        engine = self.engine
+        recv = self.recv
+        send = self.send
+        assert recv is not None and send is not None
+        buf = engine._buf
+        view = engine._view
+        inp = self.inp
+        out = self.out
+        now = engine._clock()
+        for _ in range(reads or engine.reads_per_wakeup):
+            try:
+                n, src = recv(buf)
+            except BlockingIOError:
+                return
+            except OSError:
+                engine.recv_errors += 1
+                return
+            packet = bytes(view[:n])
+            srtp_in = inp.srtp_in
+            if srtp_in is not None:
+                plain = srtp_in.rtp(packet)
+                if plain is None:
+                    continue
+                packet = plain
+            if src != inp.rtp_remote and not inp.latch_rtp(src):
+                continue
+            inp.on_rtp(packet, n, now)
+            dst = out.rtp_remote
+            if dst is None:
+                inp.dropped += 1
+                continue
+            if inp.transcoder is not None:
+                changed = bytearray(packet)
+                transcode_in_place(changed, len(changed), inp.transcoder)
+                packet = bytes(changed)
+            srtp_out = out.srtp_out
+            if srtp_out is not None:
+                protected = srtp_out.rtp(packet)
+                if protected is None:
+                    inp.dropped += 1
+                    continue
+                packet = protected
+            try:
+                send(packet, dst)
+            except OSError:
+                engine.send_errors += 1
 
     def on_rtp(self) -> None:
         """Drain the RTP socket of ``inp`` and forward to ``out`` (the hot path)."""
+        if self.slow:
+            self.on_srtp()
+            return
         engine = self.engine
         recv = self.sock.recvfrom_into  # type: ignore[union-attr]
         send = self.send
@@ -159,6 +237,11 @@ class _Path:
             except OSError:
                 engine.recv_errors += 1
                 return
+            if inp.srtp_in is not None:
+                plain = inp.srtp_in.rtcp(data)
+                if plain is None:
+                    continue
+                data = plain
             if src != inp.rtcp_remote and not inp.latch_rtcp(src):
                 continue
             inp.on_rtcp(data)
@@ -166,6 +249,13 @@ class _Path:
             if dst is None:
                 inp.rtcp_dropped += 1
                 continue
+            srtp_out = self.out.srtp_out
+            if srtp_out is not None:
+                protected = srtp_out.rtcp(data)
+                if protected is None:
+                    inp.rtcp_dropped += 1
+                    continue
+                data = protected
             try:
                 self.send(data, dst)
             except OSError:
@@ -175,7 +265,7 @@ class _Path:
 class RelayCall:
     """One anchored call: four sockets, two legs (A: cloud/edge side, B: gateway side)."""
 
-    __slots__ = ("_fds", "_socks", "block", "call_id", "host", "session")
+    __slots__ = ("_fds", "_paths", "_socks", "block", "call_id", "host", "session")
 
     def __init__(self, call_id: str, host: str, block: PortBlock, session: RelaySession) -> None:
         self.call_id = call_id
@@ -184,6 +274,7 @@ class RelayCall:
         self.session = session
         self._socks: list[socket.socket] = []
         self._fds: list[int] = []
+        self._paths: list[_Path] = []
 
     def local(self, leg: Leg) -> tuple[str, int, int]:
         """(host, RTP port, RTCP port) to put in the SDP sent on ``leg``."""
@@ -197,6 +288,13 @@ class RelayCall:
     def set_codecs(self, a_pt: int, b_pt: int) -> None:
         """G.711 payload type spoken on each leg: different types turn on transcoding."""
         self.session.set_codecs(a_pt, b_pt)
+
+    def set_crypto(self, a: LegCrypto | None, b: LegCrypto | None) -> None:
+        """SDES-SRTP keys of each leg (None: plain RTP): the relay decrypts and encrypts where
+        the legs differ (:meth:`hybridvoice.media.RelaySession.set_crypto`)."""
+        self.session.set_crypto(a, b)
+        for path in self._paths:
+            path.update()
 
     def remote(self, leg: Leg) -> Addr | None:
         return self.session.leg(leg).rtp_remote
@@ -241,7 +339,7 @@ class RelayEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.send_errors = 0
         self.recv_errors = 0
-        self._released = [0, 0, 0, 0, 0]  # packets, bytes, dropped, rtcp, (spare)
+        self._released = [0, 0, 0, 0, 0, 0]  # packets, bytes, dropped, rtcp, srtp auth, replays
 
     @property
     def calls(self) -> dict[str, RelayCall]:
@@ -320,6 +418,8 @@ class RelayEngine:
             path.recv = sock_in.recvfrom_into
             path.send = sock_out.sendto
             path.rtcp = rtcp
+            path.update()
+            call._paths.append(path)
             fd = sock_in.fileno()
             if self.demux == "epoll":
                 if self._ep is None:
@@ -347,12 +447,16 @@ class RelayEngine:
             sock.close()
         call._fds.clear()
         call._socks.clear()
+        call._paths.clear()
         self.pool.release(call.block)
         for leg in (call.session.a, call.session.b):
             self._released[0] += leg.packets
             self._released[1] += leg.bytes
             self._released[2] += leg.dropped
             self._released[3] += leg.rtcp_packets
+            auth, replays, _ = leg.srtp_counts()
+            self._released[4] += auth
+            self._released[5] += replays
 
     async def close(self) -> None:
         """Release every call and stop watching the media sockets."""
@@ -383,8 +487,8 @@ class RelayEngine:
             path = paths.get(fd)
             if path is None:
                 continue
-            if path.rtcp:
-                path.on_rtcp()
+            if path.slow:
+                path.on_slow()
                 continue
             try:
                 n, src = path.recv(buf)  # type: ignore[misc]
@@ -411,13 +515,17 @@ class RelayEngine:
 
     def stats(self) -> EngineStats:
         """Totals over live and released calls; ``packets`` counts RTP accepted on any leg."""
-        packets, nbytes, dropped, rtcp = self._released[:4]
+        packets, nbytes, dropped, rtcp, auth, replays = self._released
         for call in self._calls.values():
             for leg in (call.session.a, call.session.b):
                 packets += leg.packets
                 nbytes += leg.bytes
                 dropped += leg.dropped
                 rtcp += leg.rtcp_packets
+                if leg.srtp_keys is not None:
+                    leg_auth, leg_replays, _ = leg.srtp_counts()
+                    auth += leg_auth
+                    replays += leg_replays
         return EngineStats(
             calls=len(self._calls),
             ports_available=4 * self.pool.available,
@@ -426,4 +534,6 @@ class RelayEngine:
             dropped=dropped,
             send_errors=self.send_errors,
             rtcp_packets=rtcp,
+            srtp_auth_failures=auth,
+            srtp_replays=replays,
         )
