@@ -549,10 +549,11 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The raw value of the first line of ``name``."""
-        items = self._items
-        keys = list(map(itemgetter(0), items))  # (two scans in C beat one in Python)
         key = _key(name)
-        return items[keys.index(key)][2] if key in keys else default
+        for k, _, v in self._items:
+            if k == key:
+                return v
+        return default
 
     def get_all(self, name: str) -> list[str]:
         """The raw values of every line of ``name``, in order."""
