@@ -33,7 +33,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from operator import itemgetter
 from types import MappingProxyType
 from typing import Final
 
@@ -106,25 +105,25 @@ def _list_values(request: Request, name: str) -> list[str]:
 #: :func:`_malformed` counts, with the name to report
 _MANDATORY_KEYS: Final = tuple((name.lower(), name) for name in _MANDATORY)
 _SINGLE_KEYS: Final = tuple((name.lower(), name) for name in SINGLE_VALUE_HEADERS)
-_MANDATORY_SET: Final = frozenset(key for key, _ in _MANDATORY_KEYS)
-_SINGLE_SET: Final = frozenset(key for key, _ in _SINGLE_KEYS)
+_COUNTED: Final = frozenset(key for key, _ in (*_MANDATORY_KEYS, *_SINGLE_KEYS, ("contact", "")))
 
 
 def _malformed(request: Request) -> str | None:
     """The reason phrase of a 400 when mandatory or single-value headers are wrong.
 
-    This runs for every request a proxy or UAS takes: the header lines are scanned in C
-    (``map``, ``filter``, set and list methods), the usual request costs no loop in Python."""
-    headers = request.headers
-    keys = list(map(itemgetter(0), headers._items))
-    if not _MANDATORY_SET.issubset(keys):
-        return "Missing " + ", ".join(name for key, name in _MANDATORY_KEYS if key not in keys)
-    single = list(filter(_SINGLE_SET.__contains__, keys))
-    repeated = []
-    if len(set(single)) < len(single):  # some single-value header on several lines
-        repeated = [name for key, name in _SINGLE_KEYS if single.count(key) > 1]
-    lines = keys.count("contact")
-    contact = (headers.get("Contact") or "") if lines == 1 else ""
+    One pass over the header lines (this runs for every request a proxy or UAS takes)."""
+    counts: dict[str, int] = {}
+    contact = ""
+    for key, _, value in request.headers._items:
+        if key in _COUNTED:
+            counts[key] = counts.get(key, 0) + 1
+            if key == "contact":
+                contact = value
+    missing = [name for key, name in _MANDATORY_KEYS if key not in counts]
+    if missing:
+        return "Missing " + ", ".join(missing)
+    repeated = [name for key, name in _SINGLE_KEYS if counts.get(key, 0) > 1]
+    lines = counts.get("contact", 0)
     if (
         (lines > 1 or (lines == 1 and "," in contact))  # else one value: no need to split
         and request.method in _DIALOG_CREATING
