@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator, Mapping
-from itertools import compress
-from operator import itemgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
@@ -530,7 +528,11 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        return _key(name) in map(itemgetter(0), self._items)
+        key = _key(name)
+        for k, _, _ in self._items:  # noqa: SIM110 - no generator on the hot path
+            if k == key:
+                return True
+        return False
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -557,14 +559,16 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """The raw values of every line of ``name``, in order."""
-        return _values_of(self._items, _key(name))
+        key = _key(name)
+        return [v for k, _, v in self._items if k == key]
 
     def values(self, name: str) -> list[str]:
         """Every comma-separated value of every line of ``name`` (for list headers)."""
         return [part for v in self.get_all(name) for part in split_commas(v)]
 
     def count(self, name: str) -> int:
-        return list(map(itemgetter(0), self._items)).count(_key(name))
+        key = _key(name)
+        return sum(1 for k, _, _ in self._items if k == key)
 
     def typed(self, key: str, parser: Callable[[list[str]], T]) -> T | None:
         """Parsed view of header ``key`` (lower-case long name), cached; None if absent."""
@@ -572,10 +576,7 @@ class Headers:
         cached = cache.get(key, _MISSING)
         if cached is not _MISSING:
             return cached  # type: ignore[no-any-return]
-        items = self._items  # (the scan of _values_of, inlined: typed is the hottest reader)
-        values = list(
-            compress(map(itemgetter(2), items), map(key.__eq__, map(itemgetter(0), items)))
-        )
+        values = [v for k, _, v in self._items if k == key]
         if not values:
             result = None
         elif self._values is not None and parser in _WITH_VALUES:
@@ -598,8 +599,7 @@ class Headers:
         """Insert a line before the first line of the same header, or at the top."""
         key, canon = canonical_name(name)
         items = self._items
-        keys = list(map(itemgetter(0), items))
-        index = keys.index(key) if key in keys else 0
+        index = next((i for i, (k, _, _) in enumerate(items) if k == key), 0)
         text = line_safe(value if type(value) is str else str(value))
         items.insert(index, (key, canon, text))
         cache = self._cache
@@ -616,14 +616,11 @@ class Headers:
         key, canon = canonical_name(name)
         items = self._items
         line = (key, canon, line_safe(value if type(value) is str else str(value)))
-        keys = list(map(itemgetter(0), items))
-        found = keys.count(key)
-        if found == 1:  # the usual case: replace the one line in place
-            items[keys.index(key)] = line
-        elif not found:
-            items.append(line)
+        found = [i for i, it in enumerate(items) if it[0] == key]
+        if len(found) == 1:  # the usual case: replace the one line in place
+            items[found[0]] = line
         else:
-            index = keys.index(key)
+            index = found[0] if found else len(items)
             items[:] = [it for it in items if it[0] != key]
             items.insert(min(index, len(items)), line)
         self._cache.pop(key, None)
@@ -632,7 +629,10 @@ class Headers:
         """Remove every line of ``name``; return how many were removed."""
         key = _key(name)
         before = len(self._items)
-        if key not in map(itemgetter(0), self._items):  # absent: nothing to rebuild
+        for k, _, _ in self._items:
+            if k == key:
+                break
+        else:  # absent: nothing to rebuild
             self._cache.pop(key, None)
             return 0
         self._items[:] = [it for it in self._items if it[0] != key]
@@ -679,12 +679,6 @@ _WITH_VALUES: Final[Mapping[object, Callable[[list[str], ValueCache], Any]]] = M
 )
 #: headers whose parsed view is a tuple with one entry per comma-separated value, in order
 _VALUE_LISTS: Final = frozenset({"via", "route", "record-route"})
-
-
-def _values_of(items: list[tuple[str, str, str]], key: str) -> list[str]:
-    """The values of the lines of ``key``, in order (the scan runs in C: no bytecode per
-    line; the header list is scanned several times per message)."""
-    return list(compress(map(itemgetter(2), items), map(key.__eq__, map(itemgetter(0), items))))
 
 
 def _key(name: str) -> str:
