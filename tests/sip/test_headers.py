@@ -331,3 +331,49 @@ def test_parsed_via_and_route_views_follow_prepends_and_pops(ops: list[tuple[str
         assert (h.typed("route", parse_address_list) or ()) == (
             parse_address_list(routes) if routes else ()
         )
+
+
+_NAMES = ["Via", "v", "Route", "X-Thing", "x-thing", "Subject"]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["add", "prepend", "set", "remove"]),
+            st.sampled_from(_NAMES),
+            st.integers(0, 9),
+        ),
+        max_size=16,
+    )
+)
+def test_line_operations_match_a_plain_list_model(ops: list[tuple[str, str, int]]) -> None:
+    """The scans of the header list (run in C, issue 10's performance work) keep the
+    documented behaviour: a plain list of (key, value) lines, changed one obvious way."""
+    h, model = Headers(), []  # model: [key, value] in order
+
+    def key(name: str) -> str:
+        return {"v": "via", "x-thing": "x-thing", "X-Thing": "x-thing"}.get(name, name.lower())
+
+    for op, name, n in ops:
+        k, value = key(name), f"SIP/2.0/UDP h{n}" if key(name) == "via" else f"<sip:h{n}>"
+        keys = [mk for mk, _ in model]
+        if op == "add":
+            h.add(name, value)
+            model.append((k, value))
+        elif op == "prepend":
+            h.prepend(name, value)
+            model.insert(keys.index(k) if k in keys else 0, (k, value))
+        elif op == "set":
+            h.set(name, value)
+            at = keys.index(k) if k in keys else len(model)
+            model = [line for line in model if line[0] != k]
+            model.insert(min(at, len(model)), (k, value))
+        else:
+            assert h.remove(name) == keys.count(k)
+            model = [line for line in model if line[0] != k]
+        for probe in _NAMES:
+            pk = key(probe)
+            assert h.get_all(probe) == [v for mk, v in model if mk == pk]
+            assert h.count(probe) == [mk for mk, _ in model].count(pk)
+            assert (probe in h) == any(mk == pk for mk, _ in model)
+        assert [v for _, v in h] == [v for _, v in model]

@@ -67,9 +67,11 @@ class ForwardLike(Protocol):
     def record_route(self) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InDialog:
-    """The plan of an in-dialog request (§16.4 then §16.6): one target, no Record-Route."""
+    """The plan of an in-dialog request (§16.4 then §16.6): one target, no Record-Route.
+    Read-only by contract but not frozen: one is built for every in-dialog request (see the
+    actions below)."""
 
     groups: Sequence[Sequence[TargetLike]]
     failover: frozenset[int] = frozenset({408, 503, 504})
