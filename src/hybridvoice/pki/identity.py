@@ -28,10 +28,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .ca import BACKDATE, SiteCa, key_usage, utc
+from .ca import SiteCa, utc
 from .errors import IssueError, PkiError
-from .issue import SERVER_LIFETIME, Credential
-from .keys import KeyKind, generate_key, key_kind, key_pem, signature_hash
+from .issue import SERVER_LIFETIME, Credential, sign_leaf
+from .keys import KeyKind, generate_key, key_kind, key_pem
 from .store import RENEW_BEFORE, PkiStore
 
 __all__ = [
@@ -115,40 +115,14 @@ def issue_appliance(
     if not appliance.strip():
         raise IssueError("the appliance of a client certificate needs a name")
     identity = ApplianceIdentity(site, appliance.strip())
-    now = utc(now)
-    not_after = min(now + lifetime, ca.not_after)
-    if not_after <= now:
-        raise IssueError(
-            f"the site CA expired on {ca.not_after:%Y-%m-%d}: renew it (Renew-CcCACertificate)"
-        )
     key = generate_key(kind or key_kind(ca.key))
-    public = key.public_key()
-    ca_ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     subject = x509.Name([
         x509.NameAttribute(NameOID.COMMON_NAME, identity.appliance[:64]),
         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, identity.site[:64]),
     ])  # fmt: skip
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca.name)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(key_usage(cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity.uri)]),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
-        )
-        .sign(ca.key, signature_hash())
-    )
+    uri: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity.uri)]
+    cert = sign_leaf(ca, subject, key.public_key(), uri, now,
+                     usages=(ExtendedKeyUsageOID.CLIENT_AUTH,), lifetime=lifetime)  # fmt: skip
     return Credential(
         name=CLIENT_CREDENTIAL,
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),

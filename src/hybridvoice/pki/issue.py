@@ -144,15 +144,25 @@ def general_names(
     return names
 
 
-def _sign(
+#: what a role's or a gateway's certificate may be used for: both ends of a TLS connection
+SERVER_AND_CLIENT: Final = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def sign_leaf(
     ca: SiteCa,
     subject: x509.Name,
     public: CertificatePublicKeyTypes,
     names: list[x509.GeneralName],
     now: datetime.datetime,
+    *,
+    usages: tuple[x509.ObjectIdentifier, ...] = SERVER_AND_CLIENT,
+    lifetime: datetime.timedelta = SERVER_LIFETIME,
 ) -> x509.Certificate:
+    """An end-entity certificate signed by the site CA: ``names`` as its SANs, ``usages`` as
+    its extended key usage, valid from now (backdated) for ``lifetime`` or until the CA
+    expires, whichever comes first. An RSA key that may serve TLS also gets keyEncipherment."""
     now = utc(now)
-    not_after = min(now + SERVER_LIFETIME, ca.not_after)
+    not_after = min(now + lifetime, ca.not_after)
     if not_after <= now:
         raise IssueError(
             f"the site CA expired on {ca.not_after:%Y-%m-%d}: renew it (Renew-CcCACertificate)"
@@ -160,8 +170,8 @@ def _sign(
     if not names:
         raise IssueError("a certificate needs at least one DNS name or IP address")
     ca_ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
-    rsa_key = isinstance(public, rsa.RSAPublicKey)
+    eku = x509.ExtendedKeyUsage(list(usages))
+    rsa_key = isinstance(public, rsa.RSAPublicKey) and ExtendedKeyUsageOID.SERVER_AUTH in usages
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -202,7 +212,7 @@ def issue_server(
     FQDN) with the given SANs; the key is of the CA's kind unless ``kind`` says otherwise."""
     names = general_names(dns_names, ips)
     key = generate_key(kind or key_kind(ca.key))
-    cert = _sign(ca, _subject(names, name), key.public_key(), names, now)
+    cert = sign_leaf(ca, _subject(names, name), key.public_key(), names, now)
     return Credential(
         name=name,
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),
@@ -245,7 +255,7 @@ def issue_from_csr(ca: SiteCa, csr_pem: bytes, now: datetime.datetime) -> Creden
         dns, ips = [], ()
     named = [c for c in common[:1] if is_dns_name(c.strip().rstrip(".").lower())]
     names = general_names([*named, *dns], ips)
-    cert = _sign(ca, _subject(names, "gateway"), csr.public_key(), names, now)
+    cert = sign_leaf(ca, _subject(names, "gateway"), csr.public_key(), names, now)
     first = names[0].value if names else "gateway"
     return Credential(
         name=str(first),
