@@ -7,6 +7,7 @@ failure: CI must not pass by not running the interop tests.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import os
@@ -45,6 +46,23 @@ def need_binary(name: str, package: str) -> str:
             pytest.fail(message + ": required in CI", pytrace=False)
         pytest.skip(message)
     return path
+
+
+async def run_logged(args: Sequence[str], log: Path, timeout: float = 45) -> tuple[int, str]:
+    """Run ``args`` to its end (killed after ``timeout`` seconds), stdout and stderr together;
+    the command line and its output are written to ``log``. Returns (exit code, output)."""
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        out, _ = await process.communicate()
+    text = out.decode(errors="replace")
+    log.write_text(" ".join(args) + "\n" + text)
+    return process.returncode if process.returncode is not None else -1, text
 
 
 class Program:

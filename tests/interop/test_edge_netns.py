@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 from chain_harness import DOMAIN
-from conftest import SCENARIOS, Program, free_port, need_binary, running
+from conftest import SCENARIOS, Program, free_port, need_binary, run_logged, running
 from test_chain_sipp import chain_settings, gateway, settle
 from test_mediation_sipp import stop_uas
 from test_sipp import sipp_common, wait_exit
@@ -110,19 +110,7 @@ def _client_args(sipp: str, ns: str, ns_ip: str, target: str, tmp: Path) -> list
 
 
 async def _uclient(ns: str, args: list[str], log: Path) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        *in_ns(ns, need_binary("turnutils_uclient", "coturn"), *args),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        stdin=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), 45)
-    except TimeoutError:
-        process.kill()
-        out, _ = await process.communicate()
-    text = out.decode(errors="replace")
-    log.write_text(" ".join(args) + "\n" + text)
-    return process.returncode if process.returncode is not None else -1, text
+    return await run_logged(in_ns(ns, need_binary("turnutils_uclient", "coturn"), *args), log)
 
 
 def test_internet_client_media_through_edge_and_mediation_and_turn_with_mras(

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from chain_harness import DOMAIN, lab, settings_on_free_ports
-from conftest import Program, need_binary
+from conftest import Program, need_binary, run_logged
 from ports import free_port
 
 from hybridvoice.app import Lab
@@ -29,18 +29,7 @@ async def _uclient(port: int, peer: int, user: str, password: str, log: Path) ->
     binary = need_binary("turnutils_uclient", "coturn")
     args = [binary, "-e", HOST, "-r", str(peer), "-p", str(port), "-L", HOST, "-m", "2",
             "-n", "20", "-l", "120", "-z", "10", "-u", user, "-w", password, HOST]  # fmt: skip
-    process = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        stdin=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), 45)
-    except TimeoutError:
-        process.kill()
-        out, _ = await process.communicate()
-    text = out.decode(errors="replace")
-    log.write_text(" ".join(args) + "\n" + text)
-    return process.returncode if process.returncode is not None else -1, text
+    return await run_logged(args, log)
 
 
 async def _registered_relay(up: Lab) -> None:

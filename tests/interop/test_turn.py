@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from aioice import stun as aioice_stun
 from aioice.turn import create_turn_endpoint
-from conftest import Program, free_port, need_binary
+from conftest import Program, free_port, need_binary, run_logged
 
 from hybridvoice.media.mras import MrasIssuer, MrasVerifier
 from hybridvoice.media.stun import Method, StunClass, StunMessage, encode, parse
@@ -116,18 +116,7 @@ async def _uclient(
             "-m", "2", "-n", "20", "-l", "120", "-z", "10", *extra]  # fmt: skip
     if "-u" not in extra:
         args += ["-W", secret, "-u", "uclient"]
-    process = await asyncio.create_subprocess_exec(
-        *args, HOST, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        stdin=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), 45)
-    except TimeoutError:
-        process.kill()
-        out, _ = await process.communicate()
-    text = out.decode(errors="replace")
-    log.write_text(" ".join(args) + "\n" + text)
-    return process.returncode if process.returncode is not None else -1, text
+    return await run_logged([*args, HOST], log)
 
 
 @pytest.fixture

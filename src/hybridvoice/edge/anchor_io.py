@@ -160,7 +160,7 @@ class EdgeAnchoring:
         self._answered.discard(call_id)
         self._seen.pop(call_id, None)
         if call is not None:
-            self.engine._drop(call)  # release() is this, as a coroutine
+            self.engine.drop(call)
             self.counters.released += 1
 
     async def close(self) -> None:

@@ -420,11 +420,14 @@ class Proxy:
                 destination = destination_of(target.uri)
                 if destination is None:
                     raise TransportError(f"no address for {target.uri} (needs DNS)")
+            out = None
             if self.forward_hook is not None:
-                self._hooked(request, endpoint.transport_for(destination))
+                out = endpoint.transport_for(destination)
+                self._hooked(request, out)
             if action.record_route:
                 network = self._network
-                out = endpoint.transport_for(destination)
+                if out is None:
+                    out = endpoint.transport_for(destination)
                 source: Source = action.source  # type: ignore[assignment]
                 inbound = source.transport
                 headers = request.headers
@@ -441,12 +444,11 @@ class Proxy:
         counts[request.method] = counts.get(request.method, 0) + 1
 
     def _hooked(self, message: Request | Response, out: Transport | None) -> None:
-        """The forward hook on ``message``; a hook that fails leaves the message as it was."""
-        hook = self.forward_hook
-        if hook is None:
-            return
+        """The forward hook (set: the callers look) on ``message``; a hook that fails leaves
+        the message as it was."""
+        assert self.forward_hook is not None
         try:
-            hook(message, out)
+            self.forward_hook(message, out)
         except Exception:
             _log.exception("forward hook failed on %s", getattr(message, "method", message))
 

@@ -394,7 +394,7 @@ class RelayEngine:
                     sock.close()
                 self.pool.release(block)
             else:
-                self._drop(call)
+                self.drop(call)
             raise
         return call
 
@@ -433,9 +433,10 @@ class RelayEngine:
 
     async def release(self, call: RelayCall) -> None:
         """Stop relaying, close the sockets and give the ports back (idempotent)."""
-        self._drop(call)
+        self.drop(call)
 
-    def _drop(self, call: RelayCall) -> None:
+    def drop(self, call: RelayCall) -> None:
+        """:meth:`release` for callers outside a coroutine (a proxy hook): nothing in it waits."""
         if self._calls.pop(call.call_id, None) is None:
             return
         for fd in call._fds:
