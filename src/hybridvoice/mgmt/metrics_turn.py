@@ -12,7 +12,8 @@
   ``refused_untrusted``, ``refused_invalid``);
 - media anchored at the edge: ``hybridvoice_edge_anchored_calls_total{side}``,
   ``..._calls_now``, ``hybridvoice_edge_relay_packets_total``, ``..._dropped_packets_total``,
-  ``hybridvoice_edge_anchor_failures_total`` (no relay ports).
+  ``hybridvoice_edge_anchor_failures_total`` (no relay ports),
+  ``hybridvoice_edge_anchor_idle_released_total`` (no media for an hour, no BYE seen).
 """
 
 from __future__ import annotations
@@ -92,4 +93,9 @@ def _anchoring(media: EdgeMedia) -> list[Metric]:
         "hybridvoice_edge_anchor_failures", "Calls left unanchored: no relay ports"
     )
     no_ports.add_metric([], c.no_ports)
-    return [calls, active, relayed, dropped, no_ports]
+    idle = CounterMetricFamily(
+        "hybridvoice_edge_anchor_idle_released",
+        "Anchored calls released after an hour without media (their BYE never crossed the edge)",
+    )
+    idle.add_metric([], c.idle_released)
+    return [calls, active, relayed, dropped, no_ports, idle]
