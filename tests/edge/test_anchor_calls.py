@@ -9,8 +9,10 @@ import pytest
 from hybridvoice.edge.anchor import MediaAddress, sdp_media
 from hybridvoice.edge.anchor_calls import AnchoredCall, IdleSweep, cross
 from hybridvoice.media import Leg
+from hybridvoice.media.ice_lite import IceCredentials
 from hybridvoice.sip.message import Request, Response, make_ack, make_response
 from hybridvoice.sip.parser import parse_message
+from hybridvoice.sip.sdp import SessionDescription
 
 EXTERNAL = MediaAddress("198.51.100.10", 50000, 50001)  # what the client is told
 INTERNAL = MediaAddress("10.0.0.5", 50002, 50003)  # what the mediation role is told
@@ -111,3 +113,51 @@ def test_idle_sweep_deadlines_on_a_fake_clock() -> None:
     assert sweep.next_deadline() is None
     with pytest.raises(ValueError, match="positive"):
         IdleSweep(idle_timeout=0)
+
+
+ICE = IceCredentials("edge0001", "0123456789abcdef012345ab")
+
+
+def ice_sdp(address: str, port: int = 4000, mux: bool = False) -> bytes:
+    lines = sdp(address, port).decode()
+    lines += "a=ice-ufrag:clnt\r\na=ice-pwd:clientpassword0123456789\r\n"
+    lines += f"a=candidate:1 1 UDP 2130706431 {address} {port} typ host\r\n"
+    return (lines + ("a=rtcp-mux\r\n" if mux else "")).encode()
+
+
+def test_toward_the_client_the_edge_is_an_ice_lite_agent() -> None:
+    state = AnchoredCall("call-1", EXTERNAL, INTERNAL, ice=ICE)
+    invite = request("INVITE", ice_sdp(CLIENT))
+    decision = cross(state, invite, toward_external=False)
+    assert decision.remote_ice == IceCredentials("clnt", "clientpassword0123456789")
+    assert decision.body is not None and b"ice-" not in decision.body  # none toward mediation
+    assert b"candidate" not in decision.body
+    ok = answer(invite, 200, sdp(MEDIATION, 6000))
+    decision = cross(state, ok, toward_external=True)
+    assert decision.body is not None
+    parsed = SessionDescription.parse(decision.body)
+    assert parsed.attribute("ice-lite") is not None  # session level (RFC 8839 §5.3)
+    (audio,) = parsed.media
+    assert audio.attribute("ice-ufrag").value == ICE.ufrag  # type: ignore[union-attr]
+    assert audio.attribute("ice-pwd").value == ICE.pwd  # type: ignore[union-attr]
+    assert [a.value for a in audio.attributes_named("candidate")] == [
+        "1 1 UDP 2130706431 198.51.100.10 50000 typ host",
+        "1 2 UDP 2130706430 198.51.100.10 50001 typ host",
+    ]
+
+
+def test_rtcp_mux_has_one_component_and_a_client_without_ice_gets_none() -> None:
+    state = AnchoredCall("call-1", EXTERNAL, INTERNAL, ice=ICE)
+    invite = request("INVITE", ice_sdp(CLIENT, mux=True))
+    cross(state, invite, toward_external=False)
+    muxed = answer(invite, 200, sdp(MEDIATION, 6000) + b"a=rtcp-mux\r\n")
+    body = cross(state, muxed, toward_external=True).body or b""
+    assert b"a=rtcp-mux" in body and body.count(b"a=candidate:") == 1
+    plain = AnchoredCall("call-2", EXTERNAL, INTERNAL, ice=ICE)
+    invite = request("INVITE", sdp(CLIENT))
+    assert cross(plain, invite, toward_external=False).remote_ice is None
+    body = cross(plain, answer(invite, 200, sdp(MEDIATION)), toward_external=True).body or b""
+    assert b"ice" not in body and b"candidate" not in body  # RFC 8839: no ICE in the answer
+    late = AnchoredCall("call-3", EXTERNAL, INTERNAL, ice=ICE)  # a late offer: ICE offered
+    body = cross(late, answer(request("INVITE"), 200, sdp(MEDIATION)), True).body or b""
+    assert b"a=ice-lite" in body and b"a=ice-ufrag:edge0001" in body

@@ -174,6 +174,10 @@ def test_internet_client_media_through_edge_and_mediation_and_turn_with_mras(
             }
             assert scraped[("hybridvoice_edge_relay_packets_total", ())] == 2 * PACKETS
             assert scraped[("hybridvoice_edge_anchored_calls_total", ("external",))] == 1
+            # SIPp offers no ICE: no checks, and no STUN on the relay ports
+            assert scraped[("hybridvoice_edge_ice_checks_total", ("answered",))] == 0
+            assert scraped[("hybridvoice_edge_relay_stun_dropped_total", ())] == 0
+            assert scraped[("hybridvoice_edge_anchor_idle_released_total", ())] == 0
 
         async def call_toward_the_user(up: Lab) -> None:
             """A PSTN call to bob, registered from the namespace: gateway -> mediation ->

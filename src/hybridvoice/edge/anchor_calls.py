@@ -10,6 +10,10 @@ such a call and says what to do with it:
   an offer-less INVITE gets its offer in the 2xx and its answer in the ACK), names the
   relay ports of the side it leaves on (:func:`.anchor.rewrite_sdp`), and its own address
   becomes the remote of the side it came from;
+- toward the client, the SDP carries the edge's ICE-lite credentials and candidates
+  (:func:`.anchor.rewrite_sdp`), unless the client's own last SDP had no ICE (RFC 8839
+  §4.2.1: an answer to an offer without ICE carries none); an SDP from the client hands its
+  ``ice-ufrag`` to the relay's agent (checks must name it, RFC 8445 §7.3);
 - a BYE, or a failure answer to the INVITE before any 2xx, releases the ports.
 
 :class:`IdleSweep` finds the calls whose BYE never crossed the edge: every ``interval``
@@ -23,9 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hybridvoice.media import Leg
+from hybridvoice.media.ice_lite import IceCredentials
 from hybridvoice.sip.message import Request, Response
 
-from .anchor import MediaAddress, rewrite_sdp, sdp_media
+from .anchor import MediaAddress, ice_credentials, rewrite_sdp, sdp_media
 
 __all__ = ["AnchoredCall", "Crossing", "IdleSweep", "cross"]
 
@@ -33,23 +38,29 @@ __all__ = ["AnchoredCall", "Crossing", "IdleSweep", "cross"]
 @dataclass(slots=True)
 class AnchoredCall:
     """One anchored call: where each side of the relay receives (the external side as the
-    client is told: the public address), and whether the INVITE was answered."""
+    client is told: the public address), whether the INVITE was answered, the edge's ICE
+    credentials toward the client (None: no ICE) and whether the client's last SDP had ICE
+    (None: no SDP from it yet)."""
 
     call_id: str
     external: MediaAddress
     internal: MediaAddress
     answered: bool = False
+    ice: IceCredentials | None = None
+    client_ice: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Crossing:
     """The decision for one message: its new body (None: leave it), the side it came from
-    and that side's media address from its SDP (the relay sends there), or the call's end."""
+    and that side's media address from its SDP (the relay sends there), the client's ICE
+    credentials from its SDP, or the call's end."""
 
     body: bytes | None = None
     came_from: Leg | None = None
     remote: MediaAddress | None = None
     release: bool = False
+    remote_ice: IceCredentials | None = None
 
 
 _NOTHING = Crossing()
@@ -76,9 +87,17 @@ def cross(call: AnchoredCall, message: Request | Response, toward_external: bool
                 return _RELEASE
     if not _is_sdp(message):
         return _NOTHING
-    came_from, goes_to = (Leg.B, call.external) if toward_external else (Leg.A, call.internal)
-    body = rewrite_sdp(message.body, goes_to.address, goes_to.port, goes_to.rtcp_port)
-    return Crossing(body, came_from, sdp_media(message.body))
+    body = message.body
+    if toward_external:
+        to = call.external
+        ice = call.ice if call.client_ice is not False else None
+        new = rewrite_sdp(body, to.address, to.port, to.rtcp_port, ice)
+        return Crossing(new, Leg.B, sdp_media(body))
+    theirs = ice_credentials(body)
+    call.client_ice = theirs is not None
+    to = call.internal
+    new = rewrite_sdp(body, to.address, to.port, to.rtcp_port)
+    return Crossing(new, Leg.A, sdp_media(body), remote_ice=theirs)
 
 
 class IdleSweep:

@@ -11,19 +11,23 @@ the external side, leg B: the mediation side; latching on each, RFC 4961).
 :func:`.anchor_calls.cross` decides for each message of an anchored call (SDP rewritten,
 remote address set, ports released). A call whose relay carried nothing for an hour (its BYE
 never crossed the edge) is released by :class:`.anchor_calls.IdleSweep` on its own loop timer;
-:meth:`EdgeAnchoring.close` releases the rest.
+:meth:`EdgeAnchoring.close` releases the rest. Each call's external side has an ICE-lite agent
+(:class:`~hybridvoice.media.ice_lite.IceLite`, fresh ``ice-ufrag``/``ice-pwd`` per call) that
+answers the client's connectivity checks on the relay's ports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Final, Protocol
 
 from hybridvoice.media import Leg
+from hybridvoice.media.ice_lite import IceCounters, IceCredentials, IceLite
 from hybridvoice.net.proxy import Decision, Forward, ProxyPolicy
 from hybridvoice.net.relay import RelayCall, RelayEngine
 from hybridvoice.net.transport import Source, Transport
@@ -77,6 +81,7 @@ class EdgeAnchoring:
         sweep_interval: float = SWEEP_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
         call_later: CallLater | None = None,
+        token: Callable[[int], str] = secrets.token_hex,
     ) -> None:
         self.engine = engine
         self.external = external
@@ -84,7 +89,11 @@ class EdgeAnchoring:
         self.public_host = public_host
         self.calls: dict[str, RelayCall] = {}
         self._state: dict[str, AnchoredCall] = {}
+        self._agents: dict[str, IceLite] = {}
         self.counters = AnchorCounters()
+        #: the ICE-lite agents' checks answered, refused, nominations (every call's)
+        self.ice_counters = IceCounters()
+        self._token = token  # ICE credentials: token(4) the ufrag, token(12) the pwd (hex)
         #: a call whose relay carried no packet for ``idle_timeout`` seconds is released
         #: (its BYE never crossed the edge), looked at every ``sweep_interval`` seconds
         self.idle = IdleSweep(idle_timeout, sweep_interval)
@@ -152,10 +161,14 @@ class EdgeAnchoring:
         self.calls[call_id] = call
         _, a_rtp, a_rtcp = call.local(Leg.A)
         host, b_rtp, b_rtcp = call.local(Leg.B)
+        ice = IceCredentials(self._token(4), self._token(12))
+        agent = self._agents[call_id] = IceLite(ice, self.ice_counters)
+        call.set_ice(Leg.A, agent)  # the client's checks reach the external side
         self._state[call_id] = AnchoredCall(
             call_id,
             external=MediaAddress(self.public_host, a_rtp, a_rtcp),
             internal=MediaAddress(host, b_rtp, b_rtcp),
+            ice=ice,
         )
         self.idle.add(call_id, self._clock())
         self._arm()
@@ -176,6 +189,8 @@ class EdgeAnchoring:
             return
         call = self.calls[state.call_id]
         remote = decision.remote
+        if decision.remote_ice is not None:
+            self._agents[state.call_id].set_remote(decision.remote_ice.ufrag)
         if decision.came_from is not None and remote is not None:
             call.set_remote(decision.came_from, remote.address, remote.port, remote.rtcp_port)
         if decision.body is not None:
@@ -185,6 +200,7 @@ class EdgeAnchoring:
     def release(self, call_id: str) -> None:
         call = self.calls.pop(call_id, None)
         self._state.pop(call_id, None)
+        self._agents.pop(call_id, None)
         self.idle.remove(call_id)
         if call is not None:
             self.engine.drop(call)
