@@ -5,6 +5,8 @@ kind of bad check refused with the right code or dropped."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hybridvoice.media.ice_lite import IceCounters, IceCredentials, IceLite, host_priority
 from hybridvoice.media.stun import (
@@ -114,3 +116,25 @@ def test_credentials_and_priorities() -> None:
     with pytest.raises(ValueError, match="ice-ufrag"):
         IceCredentials("ab:cd", "0123456789abcdef012345")
     assert host_priority(1) == 2130706431 and host_priority(2) == 2130706430
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_give_an_answer_or_nothing_never_an_exception(data: bytes) -> None:
+    agent = IceLite(OURS)
+    reply, nominated = agent.on_stun(data, SOURCE, 1)
+    assert not nominated and agent.selected == {}
+    if reply is not None:
+        assert parse(reply).cls == StunClass.ERROR
+
+
+@given(st.integers(min_value=0), st.integers(min_value=0, max_value=255))
+def test_a_flipped_byte_never_nominates(where: int, mask: int) -> None:
+    valid = bytearray(check(f"edge:{THEIRS}", OURS.pwd.encode(), (Attr.USE_CANDIDATE, b"")))
+    index = where % (len(valid) - 8)  # what MESSAGE-INTEGRITY covers (FINGERPRINT: the rest)
+    if mask == 0 or index < 2:  # unchanged, or another message type altogether
+        return
+    valid[index] ^= mask
+    agent = IceLite(OURS)
+    agent.set_remote(THEIRS)
+    _, nominated = agent.on_stun(bytes(valid), SOURCE, 1)
+    assert not nominated
