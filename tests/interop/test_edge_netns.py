@@ -37,8 +37,11 @@ from test_sipp import sipp_common, wait_exit
 
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, LAB_USERS, Lab
 from hybridvoice.cms.settings import Settings, parse_settings
+from hybridvoice.edge.anchor import sdp_media
 from hybridvoice.media.mras import MrasIssuer
 from hybridvoice.mgmt.metrics_turn import turn_metrics
+from hybridvoice.net.transport import Transport
+from hybridvoice.sip.message import Request, Response
 
 pytestmark = pytest.mark.interop
 
@@ -100,13 +103,16 @@ def in_ns(ns: str, *args: str) -> list[str]:
     return ["ip", "netns", "exec", ns, *args]
 
 
-def _client_args(sipp: str, ns: str, ns_ip: str, target: str, tmp: Path) -> list[str]:
-    common = sipp_common(free_port(), tmp, "client")
+def _client_args(
+    sipp: str, ns: str, ns_ip: str, target: str, tmp: Path, name: str = "client",
+    scenario: str = "edge_uac_rtp.xml",
+) -> list[str]:  # fmt: skip
+    common = sipp_common(free_port(), tmp, name)
     common[common.index("-i") + 1] = ns_ip
-    return in_ns(ns, sipp, target, "-sf", str(SCENARIOS / "edge_uac_rtp.xml"),
+    return in_ns(ns, sipp, target, "-sf", str(SCENARIOS / scenario),
                  "-s", LAB_PSTN_NUMBER, "-key", "user", "alice", "-key", "domain", DOMAIN,
                  "-m", "1", "-d", str(CALL_MS), "-mi", ns_ip, "-mp", str(free_port()),
-                 "-trace_logs", "-log_file", str(tmp / "client_log.txt"), *common)  # fmt: skip
+                 "-trace_logs", "-log_file", str(tmp / f"{name}_log.txt"), *common)  # fmt: skip
 
 
 async def _uclient(ns: str, args: list[str], log: Path) -> tuple[int, str]:
@@ -128,6 +134,7 @@ def test_internet_client_media_through_edge_and_mediation_and_turn_with_mras(
             try:
                 await call_through_the_edge(up)
                 await call_toward_the_user(up)
+                await late_offer_through_the_edge(up)
                 await turn_through_the_edge(up)
             finally:
                 await up.stop()
@@ -167,6 +174,10 @@ def test_internet_client_media_through_edge_and_mediation_and_turn_with_mras(
             }
             assert scraped[("hybridvoice_edge_relay_packets_total", ())] == 2 * PACKETS
             assert scraped[("hybridvoice_edge_anchored_calls_total", ("external",))] == 1
+            # SIPp offers no ICE: no checks, and no STUN on the relay ports
+            assert scraped[("hybridvoice_edge_ice_checks_total", ("answered",))] == 0
+            assert scraped[("hybridvoice_edge_relay_stun_dropped_total", ())] == 0
+            assert scraped[("hybridvoice_edge_anchor_idle_released_total", ())] == 0
 
         async def call_toward_the_user(up: Lab) -> None:
             """A PSTN call to bob, registered from the namespace: gateway -> mediation ->
@@ -206,6 +217,53 @@ def test_internet_client_media_through_edge_and_mediation_and_turn_with_mras(
             assert media.anchoring.counters.from_internal == 1
             assert media.anchoring.counters.released == 2
             after = (media.anchoring.engine.stats().packets, mediation.relay.stats().packets)
+            counts = (after[0] - before[0], after[1] - before[1])
+            assert counts == (2 * PACKETS, 2 * PACKETS), counts
+
+        async def late_offer_through_the_edge(up: Lab) -> None:
+            """The client's INVITE has no SDP: the offer comes back in the 200, the answer
+            goes in the ACK (RFC 3261 §13.2.1); both are rewritten at the edge and the media
+            crosses both relays."""
+            assert up.appliance is not None and up.appliance.edge is not None
+            media = up.appliance.edge.media
+            mediation = up.appliance.mediation
+            assert media is not None and media.anchoring is not None and mediation is not None
+            assert mediation.relay is not None
+            anchoring = media.anchoring
+            before = (anchoring.engine.stats().packets, mediation.relay.stats().packets)
+            rewritten = anchoring.counters.rewritten
+            proxy = up.appliance.edge.proxy
+            assert proxy is not None and proxy.forward_hook is not None
+            hook, acks = proxy.forward_hook, []
+
+            def recording(message: Request | Response, out: Transport | None) -> None:
+                hook(message, out)
+                if isinstance(message, Request) and message.method == "ACK" and message.body:
+                    acks.append(message.body)  # as it leaves the edge
+
+            proxy.forward_hook = recording
+            gw_args = [sipp, "-sf", str(SCENARIOS / "uas_rtp.xml"), "-rtp_echo",
+                       "-mi", "127.0.0.1", "-mp", str(free_port()),
+                       *sipp_common(gw_port, tmp_path, "gw_late")]  # fmt: skip
+            with running(gw_args, tmp_path / "gw_late.out") as gw:
+                await asyncio.sleep(0.3)
+                target = f"{host_ip}:{settings.online.sip_port}"
+                args = _client_args(sipp, ns, ns_ip, target, tmp_path, "late",
+                                    "edge_uac_late_rtp.xml")  # fmt: skip
+                with running(args, tmp_path / "late.out") as client:
+                    code = await wait_exit(client, 60)
+                await settle(mediation)
+                await stop_uas(gw)
+            log = (tmp_path / "late_log.txt").read_text(errors="replace")
+            assert code == 0, client.output()[-3000:] + log[-2000:]
+            assert f"offer c={host_ip} " in log  # the offer in the 200 names the edge
+            proxy.forward_hook = hook
+            # the answer in the ACK names the edge's relay toward mediation, not the client
+            told = [sdp_media(body) for body in acks]
+            assert [x.address if x else None for x in told] == [host_ip], acks
+            assert anchoring.counters.rewritten - rewritten == 2  # the 200 and the ACK
+            assert anchoring.counters.from_external == 2 and anchoring.counters.released == 3
+            after = (anchoring.engine.stats().packets, mediation.relay.stats().packets)
             counts = (after[0] - before[0], after[1] - before[1])
             assert counts == (2 * PACKETS, 2 * PACKETS), counts
 

@@ -14,11 +14,15 @@ when:
 
 Every SDP of an anchored call that crosses the edge is rewritten (:func:`rewrite_sdp`): the
 address and ports become the edge's relay ports of the side it leaves on, RFC 3605 ``a=rtcp``
-follows, ICE attributes (RFC 8839 ``candidate``, ``ice-ufrag``, ``ice-pwd``, ``ice-options``,
-``end-of-candidates``) are dropped (the edge's address is the only candidate: an ICE client
-falls back to ``c=``/``m=``; its TURN allocation comes from MRAS). The relay latches each side
-to the source of its packets (RFC 4961 symmetric RTP; clients behind NAT). The mediation
-role sees the edge's relay address as the client's and never bypasses for it.
+follows, the other side's ICE attributes (RFC 8839 ``candidate``, ``ice-ufrag``, ``ice-pwd``,
+``ice-options``, ``end-of-candidates``...) are dropped. Toward the client the edge is an
+ICE-lite agent (RFC 8445 §2.5, as Direct Routing SBCs are): the SDP carries ``a=ice-lite``,
+the call's own ``a=ice-ufrag``/``a=ice-pwd`` and one host candidate per component on the
+relay's public address (RFC 8839 §5.1; no RTCP component with ``a=rtcp-mux``); the relay
+answers the client's checks (:mod:`hybridvoice.media.ice_lite`). A client without ICE ignores
+them, and the relay latches each side to the source of its packets (RFC 4961 symmetric RTP;
+clients behind NAT). The mediation role sees the edge's relay address as the client's and
+never bypasses for it.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from hybridvoice.media.ice_lite import IceCredentials, host_priority
 from hybridvoice.sip.sdp import Attribute, MediaDescription, SessionDescription
 
-__all__ = ["MediaAddress", "offer_from_outside", "rewrite_sdp", "sdp_media"]
+__all__ = ["MediaAddress", "ice_credentials", "offer_from_outside", "rewrite_sdp", "sdp_media"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _ICE: Final = frozenset(
@@ -87,10 +92,33 @@ def offer_from_outside(body: bytes, internal_subnets: Iterable[IPNetwork]) -> bo
     return not any(address.version == net.version and address in net for net in internal_subnets)
 
 
-def rewrite_sdp(body: bytes, host: str, port: int, rtcp_port: int) -> bytes | None:
+def ice_credentials(body: bytes) -> IceCredentials | None:
+    """The first audio stream's ``a=ice-ufrag``/``a=ice-pwd`` (media level over session
+    level), or None (no ICE, or not SDP, or credentials RFC 8839 does not allow)."""
+    sdp = _parse(body)
+    if sdp is None:
+        return None
+    for media in sdp.media:
+        if media.media != "audio" or media.port == 0:
+            continue
+        ufrag = media.attribute("ice-ufrag") or sdp.attribute("ice-ufrag")
+        pwd = media.attribute("ice-pwd") or sdp.attribute("ice-pwd")
+        if ufrag is None or pwd is None or ufrag.value is None or pwd.value is None:
+            return None
+        try:
+            return IceCredentials(ufrag.value.strip(), pwd.value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def rewrite_sdp(
+    body: bytes, host: str, port: int, rtcp_port: int, ice: IceCredentials | None = None
+) -> bytes | None:
     """``body`` with every audio stream on ``host``:``port`` (RTCP ``rtcp_port``), other
-    streams refused (port 0: the relay carries audio only), ICE attributes dropped, the
-    ``o=`` version bumped (RFC 3264 §8). None when ``body`` is not SDP."""
+    streams refused (port 0: the relay carries audio only), ICE attributes dropped (with
+    ``ice``: ours instead, an ICE-lite agent with a host candidate per component on
+    ``host``), the ``o=`` version bumped (RFC 3264 §8). None when ``body`` is not SDP."""
     sdp = _parse(body)
     if sdp is None:
         return None
@@ -106,9 +134,26 @@ def rewrite_sdp(body: bytes, host: str, port: int, rtcp_port: int) -> bytes | No
         if not media.rtcp_mux:
             new = new.with_rtcp(rtcp_port)
         new = _without_ice(new)
+        if ice is not None:
+            new = _with_ice(new, ice, host, port, None if media.rtcp_mux else rtcp_port)
         sdp = sdp.with_media(index, new)
     lines = tuple(x for x in sdp.lines if not (isinstance(x, Attribute) and x.name in _ICE))
-    return bytes(dataclasses.replace(sdp, lines=lines).with_connection(host))
+    sdp = dataclasses.replace(sdp, lines=lines)
+    if ice is not None and audio_done:
+        sdp = sdp.with_attribute(Attribute("ice-lite"))  # RFC 8839 §5.3, session level
+    return bytes(sdp.with_connection(host))
+
+
+def _with_ice(
+    media: MediaDescription, ice: IceCredentials, host: str, port: int, rtcp_port: int | None
+) -> MediaDescription:
+    """RFC 8839 §5.1 and §5.4: our credentials and a host candidate per component."""
+    lines = [Attribute("ice-ufrag", ice.ufrag), Attribute("ice-pwd", ice.pwd)]
+    for component, where in ((1, port), (2, rtcp_port)):
+        if where is not None:
+            value = f"1 {component} UDP {host_priority(component)} {host} {where} typ host"
+            lines.append(Attribute("candidate", value))
+    return dataclasses.replace(media, lines=(*media.lines, *lines), raw=None)
 
 
 def _without_ice(media: MediaDescription) -> MediaDescription:

@@ -1,33 +1,40 @@
-"""The edge's media anchoring on the loop: relay ports per call and the proxy's SDP hook.
+"""The edge's media anchoring on the loop: relay ports per call, the proxy's SDP hook, the
+idle sweep's timer.
 
-The adapter of :mod:`.anchor`. :class:`EdgeAnchoring` wraps the edge's proxy policy: when an
-initial INVITE is to be anchored (:func:`.anchor.offer_from_outside` from the external side,
-always from the internal side) the routing step takes a relay call from the edge's
-:class:`~hybridvoice.net.relay.RelayEngine` (leg A: the external side, leg B: the mediation
-side; latching on each, RFC 4961). :meth:`EdgeAnchoring.hook` is the proxy's forward hook:
-each SDP of an anchored call that crosses the edge names the relay ports of the side it
-leaves on (the external side's as ``ExternalMRPublicIPs``), and the SDP's own address
-becomes the remote of the side it came from. A BYE, or a failure answer to the INVITE
-before any 2xx, releases the ports; a call whose relay carried nothing for an hour is
-released by the sweep each new anchored call runs; :meth:`EdgeAnchoring.close` releases
-the rest.
+The adapter of :mod:`.anchor` and :mod:`.anchor_calls`. :class:`EdgeAnchoring` wraps the
+edge's proxy policy: when an initial INVITE is to be anchored (:func:`.anchor.offer_from_outside`
+from the external side, always from the internal side, always when the INVITE has no offer:
+the client's address is known only from its answer in the ACK, RFC 3261 §13.2.1) the routing
+step takes a relay call from the edge's :class:`~hybridvoice.net.relay.RelayEngine` (leg A:
+the external side, leg B: the mediation side; latching on each, RFC 4961).
+:meth:`EdgeAnchoring.hook` is the proxy's forward hook: it carries out what
+:func:`.anchor_calls.cross` decides for each message of an anchored call (SDP rewritten,
+remote address set, ports released). A call whose relay carried nothing for an hour (its BYE
+never crossed the edge) is released by :class:`.anchor_calls.IdleSweep` on its own loop timer;
+:meth:`EdgeAnchoring.close` releases the rest. Each call's external side has an ICE-lite agent
+(:class:`~hybridvoice.media.ice_lite.IceLite`, fresh ``ice-ufrag``/``ice-pwd`` per call) that
+answers the client's connectivity checks on the relay's ports.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from hybridvoice.media import Leg
+from hybridvoice.media.ice_lite import IceCounters, IceCredentials, IceLite
 from hybridvoice.net.proxy import Decision, Forward, ProxyPolicy
 from hybridvoice.net.relay import RelayCall, RelayEngine
 from hybridvoice.net.transport import Source, Transport
 from hybridvoice.sip.message import Request, Response
 
-from .anchor import IPNetwork, offer_from_outside, rewrite_sdp, sdp_media
+from .anchor import IPNetwork, MediaAddress, offer_from_outside
+from .anchor_calls import AnchoredCall, IdleSweep, cross
 
 __all__ = ["AnchorCounters", "EdgeAnchoring"]
 
@@ -35,6 +42,8 @@ _log = logging.getLogger(__name__)
 
 #: A call whose relay carried nothing for an hour is over (its BYE never crossed the edge).
 IDLE_TIMEOUT: Final = 3600.0
+#: How often the idle sweep looks while calls are anchored.
+SWEEP_INTERVAL: Final = 60.0
 
 
 @dataclass(slots=True)
@@ -50,6 +59,14 @@ class AnchorCounters:
     rewritten: int = 0
 
 
+class _Handle(Protocol):
+    def cancel(self) -> None: ...
+
+
+#: ``call_later(delay, callback)``: arms one loop timer (default: the running loop's)
+CallLater = Callable[[float, Callable[[], None]], _Handle]
+
+
 class EdgeAnchoring:
     """Relay calls by Call-ID; :meth:`policy` wraps the routing, :meth:`hook` the SDP."""
 
@@ -61,55 +78,80 @@ class EdgeAnchoring:
         public_host: str,
         *,
         idle_timeout: float = IDLE_TIMEOUT,
+        sweep_interval: float = SWEEP_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        call_later: CallLater | None = None,
+        token: Callable[[int], str] = secrets.token_hex,
     ) -> None:
         self.engine = engine
         self.external = external
         self.internal_subnets = internal_subnets
         self.public_host = public_host
         self.calls: dict[str, RelayCall] = {}
-        self._answered: set[str] = set()
+        self._state: dict[str, AnchoredCall] = {}
+        self._agents: dict[str, IceLite] = {}
         self.counters = AnchorCounters()
-        #: a call whose relay carried no packet for this long is released at the next sweep
-        #: (its BYE never crossed the edge); sweeps run when a new call is anchored
-        self.idle_timeout = idle_timeout
+        #: the ICE-lite agents' checks answered, refused, nominations (every call's)
+        self.ice_counters = IceCounters()
+        self._token = token  # ICE credentials: token(4) the ufrag, token(12) the pwd (hex)
+        #: a call whose relay carried no packet for ``idle_timeout`` seconds is released
+        #: (its BYE never crossed the edge), looked at every ``sweep_interval`` seconds
+        self.idle = IdleSweep(idle_timeout, sweep_interval)
         self._clock = clock
-        #: Call-ID -> (packets at the last sweep that saw them move, when)
-        self._seen: dict[str, tuple[int, float]] = {}
+        self._call_later = call_later
+        self._timer: _Handle | None = None
+        self._timer_at: float | None = None
 
     def policy(self, inner: ProxyPolicy) -> ProxyPolicy:
         return _AnchoringPolicy(self, inner)
 
     def wants(self, request: Request, source: Source) -> bool:
         """Whether this initial request's media is anchored at the edge."""
-        if request.method != "INVITE" or not request.body:
+        if request.method != "INVITE":
             return False
-        if source.transport in self.external:
+        if request.body and source.transport in self.external:
             return offer_from_outside(request.body, self.internal_subnets)
-        return True  # toward a user: the client may be anywhere
+        # toward a user (the client may be anywhere), or an offer-less INVITE (the client's
+        # address comes in its answer, in the ACK: too late to choose)
+        return True
 
     def sweep(self) -> int:
-        """Release the calls whose relay carried nothing for :attr:`idle_timeout` seconds;
-        how many were released."""
-        now, gone = self._clock(), []
-        for call_id, call in self.calls.items():
-            a, b = call.session.a, call.session.b
-            total = a.packets + b.packets + a.rtcp_packets + b.rtcp_packets
-            seen = self._seen.get(call_id)
-            if seen is None or seen[0] != total:
-                self._seen[call_id] = (total, now)
-            elif now - seen[1] >= self.idle_timeout:
-                gone.append(call_id)
+        """Release the calls the idle sweep finds silent (when it is due); how many."""
+        packets = {call_id: _packets(call) for call_id, call in self.calls.items()}
+        gone = self.idle.due(self._clock(), packets)
         for call_id in gone:
             self.release(call_id)
         self.counters.idle_released += len(gone)
+        self._arm()
         return len(gone)
+
+    def _arm(self) -> None:
+        """Keep one loop timer at the idle sweep's deadline (none without anchored calls)."""
+        deadline = self.idle.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timer_at = None
+        if deadline is None:
+            return
+        call_later = self._call_later
+        if call_later is None:
+            call_later = asyncio.get_running_loop().call_later
+        self._timer = call_later(max(0.0, deadline - self._clock()), self._on_timer)
+        self._timer_at = deadline
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        try:
+            self.sweep()
+        except Exception:  # a bug here must not stop the loop; the next call re-arms
+            _log.exception("edge anchoring: idle sweep failed")
 
     async def prepare(self, request: Request, source: Source) -> None:
         call_id = request.call_id
         if call_id is None or call_id in self.calls:
             return
-        self.sweep()
         try:
             call = await self.engine.create_call(call_id)
         except Exception as exc:  # no ports: the call goes on unanchored, counted
@@ -117,6 +159,19 @@ class EdgeAnchoring:
             _log.warning("no edge relay ports for call %s: %s", call_id, exc)
             return
         self.calls[call_id] = call
+        _, a_rtp, a_rtcp = call.local(Leg.A)
+        host, b_rtp, b_rtcp = call.local(Leg.B)
+        ice = IceCredentials(self._token(4), self._token(12))
+        agent = self._agents[call_id] = IceLite(ice, self.ice_counters)
+        call.set_ice(Leg.A, agent)  # the client's checks reach the external side
+        self._state[call_id] = AnchoredCall(
+            call_id,
+            external=MediaAddress(self.public_host, a_rtp, a_rtcp),
+            internal=MediaAddress(host, b_rtp, b_rtcp),
+            ice=ice,
+        )
+        self.idle.add(call_id, self._clock())
+        self._arm()
         if source.transport in self.external:
             self.counters.from_external += 1
         else:
@@ -125,48 +180,42 @@ class EdgeAnchoring:
     def hook(self, message: Request | Response, out: Transport | None) -> None:
         """The proxy's forward hook (:attr:`hybridvoice.net.proxy.Proxy.forward_hook`)."""
         call_id = message.call_id
-        call = self.calls.get(call_id) if call_id is not None else None
-        if call is None or call_id is None:
+        state = self._state.get(call_id) if call_id is not None else None
+        if state is None:
             return
-        if isinstance(message, Request):
-            if message.method == "BYE":
-                self.release(call_id)
-                return
-        else:
-            cseq = message.headers.get("CSeq") or ""
-            if cseq.rstrip().upper().endswith("INVITE"):
-                if 200 <= message.status < 300:
-                    self._answered.add(call_id)
-                elif message.status >= 300 and call_id not in self._answered:
-                    self.release(call_id)
-                    return
-        body = message.body
-        content_type = (message.headers.get("Content-Type") or "").lower()
-        if not body or not content_type.startswith("application/sdp"):
+        decision = cross(state, message, out in self.external)
+        if decision.release:
+            self.release(state.call_id)
             return
-        toward_external = out in self.external
-        came_from, goes_to = (Leg.B, Leg.A) if toward_external else (Leg.A, Leg.B)
-        found = sdp_media(body)
-        if found is not None:
-            call.set_remote(came_from, found.address, found.port, found.rtcp_port)
-        host, rtp, rtcp = call.local(goes_to)
-        new = rewrite_sdp(body, self.public_host if toward_external else host, rtp, rtcp)
-        if new is not None:
-            message.body = new
+        call = self.calls[state.call_id]
+        remote = decision.remote
+        if decision.remote_ice is not None:
+            self._agents[state.call_id].set_remote(decision.remote_ice.ufrag)
+        if decision.came_from is not None and remote is not None:
+            call.set_remote(decision.came_from, remote.address, remote.port, remote.rtcp_port)
+        if decision.body is not None:
+            message.body = decision.body
             self.counters.rewritten += 1
 
     def release(self, call_id: str) -> None:
         call = self.calls.pop(call_id, None)
-        self._answered.discard(call_id)
-        self._seen.pop(call_id, None)
+        self._state.pop(call_id, None)
+        self._agents.pop(call_id, None)
+        self.idle.remove(call_id)
         if call is not None:
             self.engine.drop(call)
             self.counters.released += 1
+        self._arm()
 
     async def close(self) -> None:
         for call_id in list(self.calls):
             self.release(call_id)
         await self.engine.close()
+
+
+def _packets(call: RelayCall) -> int:
+    a, b = call.session.a, call.session.b
+    return a.packets + b.packets + a.rtcp_packets + b.rtcp_packets
 
 
 class _AnchoringPolicy:

@@ -12,7 +12,10 @@
   ``refused_untrusted``, ``refused_invalid``);
 - media anchored at the edge: ``hybridvoice_edge_anchored_calls_total{side}``,
   ``..._calls_now``, ``hybridvoice_edge_relay_packets_total``, ``..._dropped_packets_total``,
-  ``hybridvoice_edge_anchor_failures_total`` (no relay ports).
+  ``hybridvoice_edge_anchor_failures_total`` (no relay ports),
+  ``hybridvoice_edge_anchor_idle_released_total`` (no media for an hour, no BYE seen),
+  ``hybridvoice_edge_ice_checks_total{result}``, ``hybridvoice_edge_ice_nominations_total``,
+  ``hybridvoice_edge_relay_stun_dropped_total`` (the anchor's ICE-lite agent).
 """
 
 from __future__ import annotations
@@ -92,4 +95,24 @@ def _anchoring(media: EdgeMedia) -> list[Metric]:
         "hybridvoice_edge_anchor_failures", "Calls left unanchored: no relay ports"
     )
     no_ports.add_metric([], c.no_ports)
-    return [calls, active, relayed, dropped, no_ports]
+    idle = CounterMetricFamily(
+        "hybridvoice_edge_anchor_idle_released",
+        "Anchored calls released after an hour without media (their BYE never crossed the edge)",
+    )
+    idle.add_metric([], c.idle_released)
+    ice = anchoring.ice_counters
+    checks = CounterMetricFamily(
+        "hybridvoice_edge_ice_checks", "ICE connectivity checks the edge's anchor answered "
+        "(answered) or refused (refused: 400/401/487 or dropped)", labels=["result"],
+    )  # fmt: skip
+    checks.add_metric(["answered"], ice.answered)
+    checks.add_metric(["refused"], ice.refused)
+    nominations = CounterMetricFamily(
+        "hybridvoice_edge_ice_nominations", "ICE checks with USE-CANDIDATE: media moved there"
+    )
+    nominations.add_metric([], ice.nominations)
+    stun = CounterMetricFamily(
+        "hybridvoice_edge_relay_stun_dropped", "STUN packets on relay ports without ICE"
+    )
+    stun.add_metric([], stats.stun_dropped)
+    return [calls, active, relayed, dropped, no_ports, idle, checks, nominations, stun]

@@ -489,6 +489,8 @@ class Proxy:
             destination = _from(destination_of(action.hop), via)
             if destination is None:
                 return
+            if self.forward_hook is not None:  # an ACK may carry the answer (late offer)
+                self._hooked(action.request, self.endpoint.transport_for(destination))
             self.endpoint.send_stateless(action.request, destination)
         except (ParseError, TransportError) as exc:
             _log.info("ACK not forwarded: %s", exc)

@@ -19,6 +19,12 @@ one per length, so relaying allocates nothing beyond what the kernel API forces 
 ``(n, address)`` tuple); transcoding translates the payload in place. The bookkeeping
 (latching, counters, sequence statistics, RTCP reports) is :mod:`hybridvoice.media.relay`.
 
+STUN (RFC 7983: first byte 0..3): never relayed. On a leg with an ICE-lite agent
+(:meth:`RelayCall.set_ice`, :class:`hybridvoice.media.ice_lite.IceLite`; the edge's anchor)
+a Binding request is answered from the socket it reached, and a nominating check latches the
+component to its source; elsewhere it is dropped and counted (``stun_dropped``). The test is
+one byte compare per packet, before latching; everything else of the hot path is unchanged.
+
 SRTP (RFC 3711): a path whose leg decrypts or encrypts (:meth:`RelayCall.set_crypto`) is a
 "slow" path like RTCP's: the packet is copied out of the buffer, unprotected with the
 receiving leg's keys before it may latch (a forged packet moves nothing), and protected with
@@ -51,6 +57,7 @@ from hybridvoice.media import (
     RelaySession,
     transcode_in_place,
 )
+from hybridvoice.media.ice_lite import IceLite
 
 __all__ = ["EngineStats", "RelayCall", "RelayEngine"]
 
@@ -95,12 +102,16 @@ class EngineStats:
     #: SRTP/SRTCP packets dropped: failed authentication, replayed (RFC 3711 §3.3)
     srtp_auth_failures: int = 0
     srtp_replays: int = 0
+    #: STUN packets that reached a leg without an ICE agent (RFC 7983: never relayed)
+    stun_dropped: int = 0
 
 
 class _Path:
     """One direction out of one socket: packets read on ``inp``'s socket go out ``out``'s."""
 
-    __slots__ = ("engine", "inp", "out", "recv", "rtcp", "send", "session", "slow", "sock")
+    __slots__ = (
+        "engine", "ice", "inp", "out", "recv", "rtcp", "send", "session", "slow", "sock"
+    )  # fmt: skip
 
     def __init__(
         self, engine: RelayEngine, session: RelaySession, inp: LegState, out: LegState
@@ -114,6 +125,35 @@ class _Path:
         self.recv: Callable[[bytearray], tuple[int, Addr]] | None = None
         self.rtcp = False
         self.slow = False  # RTCP, or RTP with SRTP work on either leg: :meth:`on_slow`
+        self.ice: IceLite | None = None  # answers STUN checks on ``inp``'s socket
+
+    def on_stun(self, data: bytes, src: Addr) -> None:
+        """A STUN packet (RFC 7983) on ``inp``'s socket: answered by the leg's ICE agent from
+        this socket, never relayed; a nominating check latches the component to ``src``."""
+        ice = self.ice
+        if ice is None:
+            self.engine.stun_dropped += 1
+            return
+        component = 2 if self.rtcp else 1
+        reply, nominated = ice.on_stun(data, src, component)
+        if reply is not None:
+            try:
+                self.sock.sendto(reply, src)  # type: ignore[union-attr]
+            except OSError:
+                self.engine.send_errors += 1
+        if nominated:
+            self.select(src)
+
+    def select(self, src: Addr) -> None:
+        """Send this component's media to ``src`` (ICE nomination); RTP from elsewhere no
+        longer moves it (the latching window is spent)."""
+        inp = self.inp
+        if self.rtcp:
+            inp.rtcp_remote = src
+            inp.rtcp_mark = inp.rtcp_packets - inp.policy.window
+        else:
+            inp.rtp_remote = src
+            inp.rtp_mark = inp.packets - inp.policy.window
 
     def update(self) -> None:
         """Pick the hot or the slow path after the legs' SRTP keys changed."""
@@ -151,6 +191,9 @@ class _Path:
                 engine.recv_errors += 1
                 return
             packet = bytes(view[:n])
+            if buf[0] < 4:  # STUN (RFC 7983)
+                self.on_stun(packet, src)
+                continue
             srtp_in = inp.srtp_in
             if srtp_in is not None:
                 plain = srtp_in.rtp(packet)
@@ -205,6 +248,9 @@ class _Path:
             except OSError:
                 engine.recv_errors += 1
                 return
+            if buf[0] < 4:  # STUN (RFC 7983)
+                self.on_stun(bytes(engine._view[:n]), src)
+                continue
             if src != inp.rtp_remote and not inp.latch_rtp(src):
                 continue
             inp.packets += 1
@@ -237,6 +283,9 @@ class _Path:
             except OSError:
                 engine.recv_errors += 1
                 return
+            if data and data[0] < 4:  # STUN (RFC 7983)
+                self.on_stun(data, src)
+                continue
             if inp.srtp_in is not None:
                 plain = inp.srtp_in.rtcp(data)
                 if plain is None:
@@ -282,8 +331,21 @@ class RelayCall:
         return (self.host, state.rtp_port, state.rtcp_port)
 
     def set_remote(self, leg: Leg, addr: str, port: int, rtcp_port: int | None = None) -> None:
-        """The remote media address of ``leg`` from its SDP (c= and m= lines, RFC 4566)."""
+        """The remote media address of ``leg`` from its SDP (c= and m= lines, RFC 4566); a
+        component ICE nominated keeps its nominated address."""
         self.session.set_remote(leg, addr, port, rtcp_port)
+        for path in self._paths:
+            ice = path.ice
+            if ice is not None and path.inp.leg is leg:
+                selected = ice.selected.get(2 if path.rtcp else 1)
+                if selected is not None:
+                    path.select(selected)
+
+    def set_ice(self, leg: Leg, agent: IceLite | None) -> None:
+        """The ICE-lite agent answering STUN checks on ``leg``'s sockets (None: dropped)."""
+        for path in self._paths:
+            if path.inp.leg is leg:
+                path.ice = agent
 
     def set_codecs(self, a_pt: int, b_pt: int) -> None:
         """G.711 payload type spoken on each leg: different types turn on transcoding."""
@@ -339,6 +401,7 @@ class RelayEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.send_errors = 0
         self.recv_errors = 0
+        self.stun_dropped = 0
         self._released = [0, 0, 0, 0, 0, 0]  # packets, bytes, dropped, rtcp, srtp auth, replays
 
     @property
@@ -495,6 +558,9 @@ class RelayEngine:
                 n, src = path.recv(buf)  # type: ignore[misc]
             except OSError:  # EAGAIN included: another reader emptied it
                 continue
+            if buf[0] < 4:  # STUN (RFC 7983): answered or dropped, never relayed
+                path.on_stun(bytes(self._view[:n]), src)
+                continue
             inp = path.inp
             if src != inp.rtp_remote and not inp.latch_rtp(src):
                 continue
@@ -537,4 +603,5 @@ class RelayEngine:
             rtcp_packets=rtcp,
             srtp_auth_failures=auth,
             srtp_replays=replays,
+            stun_dropped=self.stun_dropped,
         )
