@@ -35,7 +35,7 @@ from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.mgmt.credentials import save_token
 from hybridvoice.mgmt.listen_spec import ListenSpec, parse_listen
 from hybridvoice.mgmt.online_tls import api_bind, online_api_tls, uses_https
-from hybridvoice.mgmt.site_tls import SiteTls, speaks_tls
+from hybridvoice.mgmt.site_tls import SiteTls, runs_mras, speaks_tls
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import tune_gc
 from hybridvoice.net.pipe import LocalExchange
@@ -247,7 +247,8 @@ class Lab:
         program raises :class:`ListenError` naming the setting, before anything started.
         When a hop between the roles speaks TLS the site CA and the roles' certificates are
         made (or renewed) first, in ``<state_dir>/pki`` (:class:`SiteTls`)."""
-        https = uses_https(self.settings)  # the online API over HTTPS: site certificates too
+        # the online API over HTTPS, or MRAS (always MTLS): site certificates too
+        https = uses_https(self.settings) or runs_mras(self.settings)
         if self.tls is None and (https or (self.server_ssl is None and speaks_tls(self.settings))):
             pki = None if self.state_dir is None else self.state_dir / "pki"
             self.tls = SiteTls.ensure(self.settings, pki)
@@ -292,6 +293,8 @@ class Lab:
             api_port=api_port,
             api_ssl=api_ssl,
             appliance_auth=auth,
+            # toward the edges' MRAS: the certificate the edge knows the online service by
+            mras_ssl=None if self.tls is None else self.tls.contexts["online"].client,
             store=store,
             digest_algorithms=s.online.digest_algorithms,
             trusted_peers=tuple(str(n) for n in s.online.trusted_peers),

@@ -1,5 +1,6 @@
 """The edge's media relay and MRAS on loopback: ``[MediaRelay]`` opens TURN (UDP and TCP) and
-the MRAS service; the online service's address gets credentials, others get 403; the
+the MRAS service (mutual TLS, site certificates: ``test_mras_tls.py`` for the refusals); the
+online service's certificate gets credentials, an appliance's gets 403; the
 credentials allocate a relay advertised as the external address; expired and forged ones
 get 401; peers on loopback are refused unless ``AllowInternalPeers``."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from hybridvoice.media.stun import (
     parse,
 )
 from hybridvoice.mgmt.metrics_turn import turn_metrics
+from hybridvoice.mgmt.site_tls import SiteTls
 
 HOST = "127.0.0.1"
 PUBLIC = "192.0.2.44"  # advertised only, never used as an address
@@ -90,25 +93,34 @@ async def allocate(
         return 0, reply, await _ask(sock, encode(msg, key, fingerprint=True), port)
 
 
-async def credentials(url: str, user: str, local: str = HOST) -> httpx.Response:
-    transport = httpx.AsyncHTTPTransport(local_address=local)
-    async with httpx.AsyncClient(transport=transport, timeout=10) as client:
+def edge_role(s: Settings, tmp_path: Path) -> tuple[EdgeRole, SiteTls]:
+    """The edge role with MRAS on the site certificate of ``tmp_path/pki`` (made here)."""
+    tls = SiteTls.ensure(s, tmp_path / "pki")
+    server = tls.contexts["appliance"].server
+    return EdgeRole(s, EdgeOptions(ping_interval=5, mras_ssl=server)), tls
+
+
+async def credentials(url: str, user: str, context: ssl.SSLContext) -> httpx.Response:
+    """Ask MRAS with ``context`` (the online service's: ``tls.contexts["online"].client``)."""
+    async with httpx.AsyncClient(verify=context, timeout=10) as client:
         return await client.post(url, json={"user": user})
 
 
 def test_mras_credentials_allocate_on_the_edge_relay(tmp_path: Path) -> None:
     async def run() -> None:
-        edge = EdgeRole(settings(tmp_path), EdgeOptions(ping_interval=5))
+        edge, tls = edge_role(settings(tmp_path), tmp_path)
         await edge.start()
         try:
             media = edge.media
             assert media is not None
+            online = tls.contexts["online"].client
             udp = media.relay.address[1]
             tcp = media.relay.tcp_address
             assert tcp is not None and tcp[1] != udp
             assert media.uris == (f"turn:{PUBLIC}:{udp}?transport=udp",
                                   f"turn:{PUBLIC}:{tcp[1]}?transport=tcp")  # fmt: skip
-            answer = await credentials(media.mras_url, "sip:alice@contoso.example")
+            assert media.mras_url.startswith("https://")
+            answer = await credentials(media.mras_url, "sip:alice@contoso.example", online)
             assert answer.status_code == 200, answer.text
             body = answer.json()
             assert body["username"].endswith(":sip:alice@contoso.example")
@@ -133,7 +145,7 @@ def test_mras_credentials_allocate_on_the_edge_relay(tmp_path: Path) -> None:
             assert media.mras_counters["issued"] == 1
             rows = {(r["role"], r["transport"]): r["port"] for r in media.listener_rows()}
             assert rows == {("edge/media-relay", "UDP"): udp, ("edge/media-relay", "TCP"): tcp[1],
-                            ("edge/mras", "HTTP"): media.mras.port}  # fmt: skip
+                            ("edge/mras", "HTTPS"): media.mras.port}  # fmt: skip
             samples = {
                 (x.name, tuple(sorted(x.labels.values()))): x.value
                 for family in turn_metrics(media)
@@ -151,14 +163,17 @@ def test_mras_credentials_allocate_on_the_edge_relay(tmp_path: Path) -> None:
 
 def test_mras_refuses_strangers_and_bad_requests(tmp_path: Path) -> None:
     async def run() -> None:
-        edge = EdgeRole(settings(tmp_path), EdgeOptions(ping_interval=5))
+        edge, tls = edge_role(settings(tmp_path), tmp_path)
         await edge.start()
         try:
             media = edge.media
             assert media is not None
-            stranger = await credentials(media.mras_url, "sip:a@contoso.example", "127.0.0.9")
-            assert stranger.status_code == 403 and "127.0.0.9" in stranger.json()["error"]
-            bad = await credentials(media.mras_url, "")
+            # the appliance's own site certificate verifies, but it is not the online service's
+            appliance = tls.contexts["appliance"].client
+            stranger = await credentials(media.mras_url, "sip:a@contoso.example", appliance)
+            assert stranger.status_code == 403, stranger.text
+            assert "not a certificate for" in stranger.json()["error"]
+            bad = await credentials(media.mras_url, "", tls.contexts["online"].client)
             assert bad.status_code == 422 and "user" in bad.json()["error"]
             assert media.mras_counters == {"refused_untrusted": 1, "refused_invalid": 1}
         finally:
@@ -173,7 +188,7 @@ def test_allow_internal_peers_and_a_shared_secret_file(tmp_path: Path) -> None:
 
     async def run() -> None:
         s = settings(tmp_path, AllowInternalPeers=True, SecretFile=str(secret), TCPPort=False)
-        edge = EdgeRole(s, EdgeOptions(ping_interval=5))
+        edge, _ = edge_role(s, tmp_path)
         await edge.start()
         try:
             media = edge.media

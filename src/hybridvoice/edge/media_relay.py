@@ -10,23 +10,23 @@ on first start, or a random one in memory for a lab). The relay refuses peers on
 link-local and the appliance's own addresses unless ``AllowInternalPeers`` (RFC 8656 §21.3),
 holds ``UserQuota`` allocations per user and ``RequestsPerSecond`` per source.
 
-The MRAS service (:mod:`.mras_api`) listens on ``MRASIP:MRASPort`` for the online service
-(``[Online] SIPAddresses`` and the ``ServiceURL`` host) only.
+The MRAS service (:mod:`.mras_api`) listens on ``MRASIP:MRASPort`` over mutual TLS with the
+appliance's site certificate, for the online service's certificate only
+(:mod:`.mras_trust`); a refused handshake is logged and counted by peer and reason
+(:attr:`EdgeMedia.tls_refused`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
+import functools
 import os
 import secrets
 import time
-import urllib.parse
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hybridvoice.cms.settings import Settings
 from hybridvoice.cms.settings_edge import relay_addresses
@@ -34,16 +34,22 @@ from hybridvoice.media import LatchPolicy
 from hybridvoice.media.mras import MrasIssuer, MrasVerifier
 from hybridvoice.media.turn_state import TurnConfig
 from hybridvoice.net.http import AsgiServer, serve_asgi
+from hybridvoice.net.identity import MAX_REFUSED_PEERS
 from hybridvoice.net.relay import RelayEngine
 from hybridvoice.net.transport import Transport
 from hybridvoice.net.turn import TurnRelay
 
 from .anchor_io import EdgeAnchoring
 from .mras_api import create_mras_api
+from .mras_trust import OnlineNames
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "EdgeMedia",
     "MediaRelayError",
+    "count_mras_refusal",
     "edge_relay_addresses",
     "edge_relay_ports",
     "open_media_relay",
@@ -69,13 +75,15 @@ class EdgeMedia:
     mras_counters: Counter[str] = field(default_factory=Counter)
     #: media anchoring for clients on the internet (:mod:`.anchor_io`)
     anchoring: EdgeAnchoring | None = None
+    #: MRAS handshakes refused, by (peer address, reason)
+    tls_refused: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def listener_rows(self) -> list[dict[str, Any]]:
         """The relay's listeners as ``hybridvoice appliance status`` lists them."""
         rows = [("UDP", self.relay.address), ("TCP", self.relay.tcp_address),
-                ("HTTP", (self.mras.host, self.mras.port))]  # fmt: skip
+                ("HTTPS", (self.mras.host, self.mras.port))]  # fmt: skip
         return [
-            {"role": "edge/media-relay" if kind != "HTTP" else "edge/mras", "transport": kind,
+            {"role": "edge/media-relay" if kind != "HTTPS" else "edge/mras", "transport": kind,
              "host": where[0], "port": where[1]}
             for kind, where in rows
             if where is not None
@@ -151,14 +159,24 @@ def relay_config(settings: Settings) -> TurnConfig:
 
 
 async def open_media_relay(
-    settings: Settings, external: Collection[Transport] = ()
+    settings: Settings,
+    external: Collection[Transport] = (),
+    *,
+    mras_ssl: ssl.SSLContext | None = None,
 ) -> EdgeMedia | None:
     """The relay, MRAS and media anchoring (for calls through the ``external`` listeners),
-    or None when ``[MediaRelay]`` leaves the relay off."""
+    or None when ``[MediaRelay]`` leaves the relay off. ``mras_ssl``: MRAS's server context
+    (the appliance's site certificate, a client certificate required)."""
     mr, edge = settings.media_relay, settings.edge_server
     on, host, public, mras_host = relay_addresses(mr, edge)
     if not on:
         return None
+    if mras_ssl is None:
+        raise MediaRelayError(
+            "[MediaRelay]: MRAS serves the online service over mutual TLS and needs the "
+            "appliance's site certificate: start the appliance with `hybridvoice up` (it makes "
+            "the site CA), or give the edge role its site contexts (EdgeOptions.mras_ssl)"
+        )
     secret = site_secret(settings)
     first, _, last = edge.external_mr_port_range.partition("-")
     relay = await TurnRelay.open(
@@ -173,27 +191,32 @@ async def open_media_relay(
             uris.append(f"turn:{_uri_host(public)}:{tcp[1]}?transport=tcp")
         issuer = MrasIssuer(secret, ttl=mr.credential_lifetime_seconds)
         counters: Counter[str] = Counter()
-        trusted = online_addresses(settings)
-        app = create_mras_api(issuer, tuple(uris), trusted=trusted, wall=time.time,
-                              counters=counters)  # fmt: skip
-        mras = await serve_asgi(app, mras_host, mr.mras_port, max_body=4096)
+        app = create_mras_api(issuer, tuple(uris), online=OnlineNames.of(settings),
+                              wall=time.time, counters=counters)  # fmt: skip
+        refused: dict[tuple[str, str], int] = {}
+        mras = await serve_asgi(
+            app, mras_host, mr.mras_port, max_body=4096, ssl_context=mras_ssl,
+            on_tls_refused=functools.partial(count_mras_refusal, refused),
+        )  # fmt: skip
     except BaseException:
         relay.close()
         raise
     engine = RelayEngine(host, (int(first), int(last)), latch=LatchPolicy(same_ip=False))
     subnets = tuple(settings.mediation_server.internal_subnets)
     anchoring = EdgeAnchoring(engine, external, subnets, public)
-    return EdgeMedia(relay, mras, issuer, tuple(uris), counters, anchoring)
+    return EdgeMedia(relay, mras, issuer, tuple(uris), counters, anchoring, refused)
 
 
-def online_addresses(settings: Settings) -> frozenset[str]:
-    """Where the online service asks MRAS from: ``[Online] SIPAddresses`` and the host of
-    ``[Online] ServiceURL`` when it is an IP address."""
-    found = set(settings.online.sip_addresses)
-    host = urllib.parse.urlsplit(settings.online.service_url).hostname or ""
-    with contextlib.suppress(ValueError):
-        found.add(str(ipaddress.ip_address(host)))
-    return frozenset(found)
+def count_mras_refusal(
+    refused: dict[tuple[str, str], int], reason: str, peer: str, detail: str
+) -> None:
+    """Count a refused MRAS handshake under (peer address, reason); the HTTPS server logged
+    it already. At most :data:`MAX_REFUSED_PEERS` addresses, more count as ``other``."""
+    host = peer.rpartition(":")[0] or peer
+    key = (host, reason)
+    if key not in refused and len({p for p, _ in refused}) >= MAX_REFUSED_PEERS:
+        key = ("other", reason)
+    refused[key] = refused.get(key, 0) + 1
 
 
 def edge_relay_addresses(settings: Settings) -> frozenset[str]:

@@ -5,8 +5,9 @@ credentials for that user in the TURN REST scheme (draft-uberti-behave-turn-rest
 RFC 8489 §9.2 long-term credentials): ``username`` ``"<expiry>:<user>"``, ``password``
 ``base64(HMAC-SHA1(secret, username))``, ``ttl`` and ``expires`` (Unix seconds), and ``uris``
 (RFC 7065 ``turn:`` URIs of the relay's external address, UDP and TCP). Only the online
-service asks: a request from any other address (``[Online] SIPAddresses`` and the host of
-``[Online] ServiceURL``) gets 403. ``GET /mras/v1/health`` says whether it runs.
+service asks, over mutual TLS: the HTTPS server requires a client certificate from the site's
+trusted roots, and a certificate that does not name the online service
+(:class:`~.mras_trust.OnlineNames`) gets 403. ``GET /mras/v1/health`` says whether it runs.
 
 Every answer is counted in :attr:`MrasCounters` (issued, refused by reason). The
 secret never leaves the process. Wall time is injected (``wall``: Unix seconds).
@@ -25,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hybridvoice.media.mras import MrasIssuer
 
+from .mras_trust import OnlineNames, client_identity
+
 __all__ = ["CredentialsIn", "create_mras_api"]
 
 
@@ -40,11 +43,11 @@ def create_mras_api(
     issuer: MrasIssuer,
     uris: tuple[str, ...],
     *,
-    trusted: frozenset[str],
+    online: OnlineNames,
     wall: Callable[[], float],
     counters: Counter[str],
 ) -> FastAPI:
-    """The MRAS app: credentials from ``issuer`` for requests from ``trusted`` addresses."""
+    """The MRAS app: credentials from ``issuer`` for the online service's certificate."""
     app = FastAPI(title="hybridvoice MRAS", version="1", docs_url=None, redoc_url=None,
                   openapi_url=None)  # fmt: skip
 
@@ -58,12 +61,14 @@ def create_mras_api(
 
     @app.middleware("http")
     async def only_trusted(request: Request, call_next: Any) -> Any:
-        source = request.client.host if request.client is not None else ""
-        if source not in trusted:
+        identity = client_identity(request.scope)
+        if not online.admits(identity):
             counters["refused_untrusted"] += 1
+            who = f"a certificate for {identity}" if identity else "no client certificate"
             return JSONResponse(
-                {"error": f"MRAS answers the online service only, not {source or 'unknown'}",
-                 "hint": "MRAS trusts [Online] SIPAddresses and the [Online] ServiceURL host"},
+                {"error": f"MRAS answers the online service only ({online}), not {who}",
+                 "hint": "the online service asks with the site CA's `online` certificate, "
+                 "which names [Common] OnlineSipFederationFqdn (else [Online] SIPAddresses)"},
                 403,
             )  # fmt: skip
         return await call_next(request)

@@ -45,6 +45,9 @@ class EdgeOptions:
     exchange: LocalExchange | None = None
     #: TCP/TLS limits of its listeners ([SipLimits]); None: the defaults
     limits: StreamLimits | None = None
+    #: MRAS's server context (the site certificate, a client certificate required); the
+    #: media relay does not start without it (``docs/edge-media.md``)
+    mras_ssl: ssl.SSLContext | None = None
 
 
 class EdgeRole:
@@ -105,7 +108,7 @@ class EdgeRole:
             self.policy = EdgePolicy(
                 sides, mediation_timeout=edge.mediation_timeout_seconds, monitor=self.monitor
             )
-            self.media = await open_media_relay(s, [self.external])
+            self.media = await open_media_relay(s, [self.external], mras_ssl=o.mras_ssl)
             anchoring = None if self.media is None else self.media.anchoring
             if anchoring is None:
                 self.proxy = Proxy(endpoint, self.policy)

@@ -162,6 +162,8 @@ class Appliance:
                 timers=o.timers,
                 exchange=exchange,
                 limits=s.sip_limits.stream_limits,
+                # MRAS: mutual TLS with the site certificate (a client certificate required)
+                mras_ssl=None if o.site_tls is None else o.site_tls.server,
             )
             listeners = await open_listeners(s, edge_options)
             self.edge = EdgeRole(s, edge_options, listeners=listeners)

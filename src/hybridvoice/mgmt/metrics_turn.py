@@ -9,7 +9,9 @@
   (``to_peer``, ``from_peer``), ``hybridvoice_turn_allocations`` (now) and
   ``hybridvoice_turn_allocations_total``;
 - ``hybridvoice_mras_requests_total{result}``: MRAS answers (``issued``,
-  ``refused_untrusted``, ``refused_invalid``);
+  ``refused_untrusted``: a verified certificate that is not the online service's,
+  ``refused_invalid``); ``hybridvoice_mras_tls_refused_total{peer, reason}``: MRAS
+  handshakes refused (the reasons of ``hybridvoice_tls_refused_total``);
 - media anchored at the edge: ``hybridvoice_edge_anchored_calls_total{side}``,
   ``..._calls_now``, ``hybridvoice_edge_relay_packets_total``, ``..._dropped_packets_total``,
   ``hybridvoice_edge_anchor_failures_total`` (no relay ports),
@@ -67,7 +69,14 @@ def turn_metrics(media: EdgeMedia | None) -> list[Metric]:
     )
     for result in ("issued", "refused_untrusted", "refused_invalid"):
         mras.add_metric([result], media.mras_counters.get(result, 0))
-    return [refused, packets, data, now, made, mras, *_anchoring(media)]
+    tls = CounterMetricFamily(
+        "hybridvoice_mras_tls_refused",
+        "MRAS handshakes refused: chain, certificate or version did not verify, by reason",
+        labels=["peer", "reason"],
+    )
+    for (peer, reason), n in sorted(media.tls_refused.items()):
+        tls.add_metric([peer, reason], n)
+    return [refused, packets, data, now, made, mras, tls, *_anchoring(media)]
 
 
 def _anchoring(media: EdgeMedia) -> list[Metric]:

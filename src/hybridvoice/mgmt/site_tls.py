@@ -17,10 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hybridvoice.cms.settings import Settings
+from hybridvoice.cms.settings_edge import relay_addresses
+from hybridvoice.edge.mras_trust import OnlineNames
 from hybridvoice.net.tls import MtlsContexts, TlsMaterial, watch
 from hybridvoice.pki import PkiError, PkiStore
 
-__all__ = ["SiteTls", "speaks_tls", "tls_names"]
+__all__ = ["SiteTls", "runs_mras", "speaks_tls", "tls_names"]
 
 
 def speaks_tls(settings: Settings) -> bool:
@@ -28,6 +30,12 @@ def speaks_tls(settings: Settings) -> bool:
     s, edge = settings, settings.edge_server
     return "TLS" in (s.online.sip_protocol, edge.external_protocol, edge.internal_protocol,
                      s.mediation_server.internal_protocol)  # fmt: skip
+
+
+def runs_mras(settings: Settings) -> bool:
+    """Whether the edge runs its media relay and MRAS: the online service asks MRAS over
+    mutual TLS, so the site CA issues the certificates of both ends."""
+    return relay_addresses(settings.media_relay, settings.edge_server)[0]
 
 
 def tls_names(settings: Settings) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -43,8 +51,11 @@ def tls_names(settings: Settings) -> dict[str, tuple[tuple[str, ...], tuple[str,
 
     dns = unique(edge.external_sip_pool_name or f"edge.{c.default_domain}", edge.internal_pool_name,
                  ms.pool_name, *(h if "." in h else h + vm for h in hosts if h and vm))  # fmt: skip
-    ips = unique(*edge.internal_server_ips, *edge.external_sip_ips, ms.ip)
-    online = (unique(c.online_sip_federation_fqdn), unique(*settings.online.sip_addresses))
+    relay_on, _, _, mras_host = relay_addresses(settings.media_relay, edge)
+    mras = (mras_host,) if relay_on else ()  # MRAS serves the online service with it
+    ips = unique(*edge.internal_server_ips, *edge.external_sip_ips, ms.ip, *mras)
+    # the name the edge's MRAS checks too (the federation FQDN, else online.<domain>)
+    online = (unique(OnlineNames.of(settings).fqdn), unique(*settings.online.sip_addresses))
     return {"online": online, "appliance": (dns, ips)}
 
 

@@ -149,7 +149,12 @@ class PeerIdentity:
     @classmethod
     def from_pem_file(cls, path: Path) -> PeerIdentity:
         """The identity of the first certificate in a PEM file (key, certificate, chain)."""
-        cert = x509.load_pem_x509_certificates(_certificates_only(path.read_bytes()))[0]
+        return cls.from_pem(path.read_bytes())
+
+    @classmethod
+    def from_pem(cls, data: bytes) -> PeerIdentity:
+        """The identity of the first certificate in PEM ``data`` (``ValueError``: none)."""
+        cert = x509.load_pem_x509_certificates(_certificates_only(data))[0]
         try:
             san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except x509.ExtensionNotFound:

@@ -3,9 +3,11 @@
 A client on the internet reaches its site's edge media relay (TURN, RFC 8656) with
 long-term credentials (RFC 8489 §9.2) that the edge's MRAS issues. The online service asks
 the MRAS of an online appliance of the user's ``hybrid_pstn_site`` (the ``mras_url`` the
-appliance registered with) and hands the answer on: ``username``, ``password``, ``ttl``,
-``expires``, ``uris`` (RFC 7065), plus ``site`` and ``appliance``. Any valid token may read
-it (a GET, :mod:`hybridvoice.cms.guard`).
+appliance registered with, ``https://``) over mutual TLS: it presents its own site
+certificate (the one the edge knows it by on SIP) and verifies the edge's against the site
+roots and the URL's host (:func:`mras_fetch`). It hands the answer on: ``username``,
+``password``, ``ttl``, ``expires``, ``uris`` (RFC 7065), plus ``site`` and ``appliance``.
+Any valid token may read it (a GET, :mod:`hybridvoice.cms.guard`).
 
 Errors, each with a hint: 404 no such user; 409 the user has no hybrid PSTN site; 503 no
 online appliance of the site runs a media relay; 502 every MRAS asked failed.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI
@@ -24,7 +26,10 @@ from .api import ApiError
 from .models import canonical_aor
 from .store import TenantStore
 
-__all__ = ["MrasFetch", "add_turn_routes", "fetch_from_mras"]
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = ["MrasFetch", "add_turn_routes", "fetch_from_mras", "mras_fetch"]
 
 _log = logging.getLogger(__name__)
 
@@ -33,9 +38,27 @@ MrasFetch = Callable[[str, str], Awaitable[dict[str, Any]]]
 _FIELDS = ("username", "password", "ttl", "expires", "uris")
 
 
-async def fetch_from_mras(url: str, user: str) -> dict[str, Any]:
-    """POST the user to an edge's MRAS (``docs/edge-media.md``) and return its answer."""
-    async with httpx.AsyncClient(timeout=10.0) as client:
+def mras_fetch(context: ssl.SSLContext | None) -> MrasFetch:
+    """The fetch that asks MRAS with ``context`` (the online service's client certificate and
+    the site roots); None: an online service without a site certificate, which MRAS refuses:
+    every fetch fails with a message saying so."""
+
+    async def fetch(url: str, user: str) -> dict[str, Any]:
+        if context is None:
+            raise ValueError(
+                "the online service has no site certificate to present to MRAS (mutual TLS)"
+            )
+        return await fetch_from_mras(url, user, context)
+
+    return fetch
+
+
+async def fetch_from_mras(
+    url: str, user: str, context: ssl.SSLContext | bool = True
+) -> dict[str, Any]:
+    """POST the user to an edge's MRAS (``docs/edge-media.md``) and return its answer;
+    ``context``: the TLS client context (``httpx``'s ``verify``)."""
+    async with httpx.AsyncClient(timeout=10.0, verify=context) as client:
         answer = await client.post(url, json={"user": user})
         answer.raise_for_status()
         body = answer.json()
@@ -44,7 +67,7 @@ async def fetch_from_mras(url: str, user: str) -> dict[str, Any]:
     return {k: body[k] for k in _FIELDS}
 
 
-def add_turn_routes(app: FastAPI, store: TenantStore, fetch: MrasFetch = fetch_from_mras) -> None:
+def add_turn_routes(app: FastAPI, store: TenantStore, fetch: MrasFetch) -> None:
     """Add the TURN credentials route to the online API ``app``."""
 
     @app.get("/v1/users/{sip_uri}/turn-credentials")
@@ -82,6 +105,7 @@ def add_turn_routes(app: FastAPI, store: TenantStore, fetch: MrasFetch = fetch_f
             return {**answer, "site": site, "appliance": appliance.name}
         raise ApiError(
             502, f"every MRAS of site {site!r} failed ({'; '.join(failures)})",
-            "check the appliances' [MediaRelay] MRASPort and that the online service's "
-            "address is in their [Online] SIPAddresses",
+            "check the appliances' [MediaRelay] MRASPort and that they trust the online "
+            "service's site certificate (MRAS is mutual TLS; the appliance log says why a "
+            "handshake was refused)",
         )  # fmt: skip

@@ -32,7 +32,7 @@ from hybridvoice.sip.transaction import TimerConfig
 
 from .api import create_online_api, sip_metrics
 from .api_mtls import ApplianceAuth
-from .api_turn import add_turn_routes
+from .api_turn import add_turn_routes, mras_fetch
 from .assembly import OnlineSip, open_sip
 from .guard import AuthGuard, BlockReason, GuardLimits
 from .policy import OnlinePolicy
@@ -82,6 +82,9 @@ class OnlineOptions:
     #: (:mod:`.api_mtls`); None: plain HTTP, appliances send bearer tokens
     api_ssl: ssl.SSLContext | None = None
     appliance_auth: ApplianceAuth | None = None
+    #: the client context toward the edges' MRAS (mutual TLS: the online service's site
+    #: certificate, the edge's verified against the site roots); None: no TURN credentials
+    mras_ssl: ssl.SSLContext | None = None
 
 
 class OnlineService:
@@ -145,7 +148,8 @@ class OnlineService:
                     + endpoint_metrics([("online", endpoint)])  # messages, drops by reason
                 ),
             )
-            add_turn_routes(app, self.store)  # TURN credentials from the site's edge (MRAS)
+            # TURN credentials from the site's edge (MRAS, over mutual TLS)
+            add_turn_routes(app, self.store, mras_fetch(o.mras_ssl))
             self.api = await serve_asgi(
                 app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes,
                 ssl_context=o.api_ssl, on_tls_refused=self._tls_refused(),
