@@ -274,7 +274,9 @@ class Lab:
         api_host, api_port = api_bind(s)  # the management interface, never the wildcard
         api_ssl, auth = (None, None)
         if self.tls is not None and uses_https(s):
-            api_ssl, auth = online_api_tls(self.tls.store, s, datetime.datetime.now(datetime.UTC))
+            api_tls, auth = online_api_tls(self.tls.store, s, datetime.datetime.now(datetime.UTC))
+            api_ssl = api_tls.server  # renewed without a restart, as the SIP listeners' are
+            self.tls.follow(api_tls, self.tls_reload)
         host = s.online.sip_addresses[0]
         port = s.online.sip_port
         store: Path | str = ":memory:"

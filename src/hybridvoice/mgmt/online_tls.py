@@ -24,7 +24,7 @@ import ssl
 import urllib.parse
 
 from hybridvoice.cms.settings import Settings
-from hybridvoice.net.tls import TlsMaterial, client_context, server_context
+from hybridvoice.net.tls import MtlsContexts, TlsMaterial, client_context
 from hybridvoice.online.api_mtls import ApplianceAuth
 from hybridvoice.pki import PkiStore
 from hybridvoice.pki.identity import CLIENT_CREDENTIAL, ensure_appliance
@@ -75,18 +75,28 @@ def appliance_client_context(
 
 def online_api_tls(
     store: PkiStore, settings: Settings, now: datetime.datetime
-) -> tuple[ssl.SSLContext, ApplianceAuth]:
-    """The online API's server context (a certificate for the ServiceURL's host from the
-    site CA; a client certificate asked for, verified against the site root when sent) and
-    the appliance check that trusts this site's root for this site."""
+) -> tuple[MtlsContexts, ApplianceAuth]:
+    """The online API's server contexts (a certificate for the ServiceURL's host from the
+    site CA; a client certificate asked for, verified when sent against the site root and
+    the roots added for other sites) and the appliance check that trusts this site's root for
+    this site. The server context (``.server``) follows renewals of the certificate
+    (:meth:`MtlsContexts.reload`, polled by :func:`hybridvoice.net.tls.watch`) and every
+    change of the added roots (at once): new handshakes use the new material, connections
+    already up keep theirs."""
     ca = store.ensure_ca(settings.common.site_name, now)
     host = urllib.parse.urlsplit(settings.online.service_url).hostname or api_bind(settings)[0]
     try:
         ips, dns = [str(ipaddress.ip_address(host))], []
     except ValueError:
         ips, dns = [], [host]
-    credential = store.ensure_server(ca, API_CREDENTIAL, now, dns_names=dns, ips=ips)
-    material = TlsMaterial(store.credential_path(API_CREDENTIAL), ca.cert_pem,
-                           credential.generation)  # fmt: skip
-    context = server_context(material, require_client=False)
-    return context, ApplianceAuth({settings.common.site_name: ca.certificate})
+    store.ensure_server(ca, API_CREDENTIAL, now, dns_names=dns, ips=ips)
+    auth = ApplianceAuth({settings.common.site_name: ca.certificate})
+
+    def load() -> TlsMaterial:
+        return TlsMaterial(store.credential_path(API_CREDENTIAL),
+                           store.root_pem() + auth.roots_pem(),
+                           store.load_credential(API_CREDENTIAL).generation)  # fmt: skip
+
+    contexts = MtlsContexts(load, require_client=False)
+    auth.on_change(contexts.reload)
+    return contexts, auth

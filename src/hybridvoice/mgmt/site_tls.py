@@ -93,6 +93,12 @@ class SiteTls:
         self._watchers = [asyncio.create_task(watch(c, interval, tolerate=(PkiError,)))
                           for c in self.contexts.values()]  # fmt: skip
 
+    def follow(self, contexts: MtlsContexts, interval: float) -> None:
+        """Reload ``contexts`` (another credential of the store, such as the online API's)
+        each ``interval`` seconds too, until :meth:`stop`."""
+        self._watchers.append(asyncio.create_task(watch(contexts, interval,
+                                                        tolerate=(PkiError,))))  # fmt: skip
+
     async def stop(self) -> None:
         for task in self._watchers:
             task.cancel()

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
@@ -87,7 +88,8 @@ _HINTS: Final[Mapping[str, tuple[int, str]]] = {
     "no-identity": (403, "use the appliance's own client certificate, the one whose subject "
                     "alternative name is urn:hybridvoice:appliance:<site>:<appliance>"),
     "unknown-site": (403, "the online service trusts the root of each site it serves: give it "
-                     "this site's root (`hybridvoice ca export-root` on the site's appliance)"),
+                     "this site's root (`hybridvoice ca export-root` on the site's appliance, "
+                     "then `hybridvoice online trust-site --site SITE --root root.pem`)"),
     "wrong-site": (403, "an appliance speaks for its own site only: use the certificate its "
                    "own site CA issued, and register it with that site"),
     "wrong-appliance": (403, "an appliance registers and reports as itself only: use the name "
@@ -117,9 +119,10 @@ class _Verified:
 
 class ApplianceAuth:
     """The site roots the online service trusts for appliances (site name -> CA
-    certificate) and the refusal counters; ``clock`` gives epoch seconds."""
+    certificate: ``site_cas`` from its own site PKI, fixed; ``added`` by an admin at run
+    time, :mod:`.site_roots`) and the refusal counters; ``clock`` gives epoch seconds."""
 
-    __slots__ = ("clock", "refused", "site_cas")
+    __slots__ = ("_listeners", "added", "clock", "refused", "site_cas")
 
     def __init__(
         self,
@@ -127,9 +130,31 @@ class ApplianceAuth:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.site_cas = dict(site_cas)
+        self.added: dict[str, x509.Certificate] = {}
         self.clock = clock
         #: refusals by reason since start
         self.refused: Counter[str] = Counter(dict.fromkeys(REASONS, 0))
+        self._listeners: list[Callable[[], object]] = []
+
+    # --- the roots ------------------------------------------------------------------------
+    def root_for(self, site: str) -> x509.Certificate | None:
+        """The CA trusted for ``site``'s appliances (its own settings' first)."""
+        return self.site_cas.get(site) or self.added.get(site)
+
+    def roots_pem(self) -> bytes:
+        """Every added root in PEM, by site (the HTTPS context trusts them too)."""
+        return b"".join(self.added[site].public_bytes(Encoding.PEM) for site in sorted(self.added))
+
+    def on_change(self, listener: Callable[[], object]) -> None:
+        """Call ``listener`` after every change of the added roots (the HTTPS server's
+        context is rebuilt from them)."""
+        self._listeners.append(listener)
+
+    def set_added(self, roots: Mapping[str, x509.Certificate]) -> None:
+        """Trust exactly ``roots`` as the added sites' roots, then tell the listeners."""
+        self.added = dict(roots)
+        for listener in self._listeners:
+            listener()
 
     # --- counting -------------------------------------------------------------------------
     def count(self, reason: str, source: str, detail: str) -> None:
@@ -183,7 +208,7 @@ class ApplianceAuth:
                 "not-yet-valid", f"the certificate of {identity} is valid from "
                 f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
             )  # fmt: skip
-        ca = self.site_cas.get(identity.site)
+        ca = self.root_for(identity.site)
         if ca is None:
             raise ApplianceRefusedError(
                 "unknown-site", f"no CA is trusted for site {short_text(identity.site, 64)!r}"

@@ -50,6 +50,7 @@ from .models import (
     canonical_aor,
     canonical_fqdn,
 )
+from .site_roots import SiteRoots
 from .store_appliances import HEARTBEAT_PUBLISH_INTERVAL, ApplianceRegistry
 from .store_feed import _SCHEMA, ChangeFeed, StoreError
 
@@ -95,6 +96,8 @@ class TenantStore(ApplianceRegistry, ChangeFeed):
             )
         self.access = Access(db, self._lock)
         """The API's tokens and audit log: tables of this file, outside the change feed."""
+        self.site_roots = SiteRoots(db, self._lock)
+        """The roots of the sites an admin added (``hybridvoice online trust-site``)."""
         self._version = 0
         self._domains: dict[str, None] = {}
         self._users: dict[str, User] = {}
