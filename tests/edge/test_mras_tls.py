@@ -2,6 +2,8 @@
 certificate gets credentials; a stranger's certificate (another CA), no certificate and an
 expired certificate from the site CA are refused in the handshake, logged and counted by
 reason; the appliance's own site certificate verifies but is not the online service's (403).
+A renewed site certificate is taken without a restart: a keep-alive connection goes on with
+the old one, the next handshake presents the new one.
 Without a site certificate the relay does not start. Loopback only."""
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from served_cert import served_certificate
 from test_edge_media import credentials, edge_role, settings
 
 from hybridvoice.edge.media_relay import EdgeMedia, MediaRelayError
@@ -23,6 +26,7 @@ from hybridvoice.net.tls import TlsMaterial, client_context
 from hybridvoice.pki import PkiStore, issue_server
 
 USER = "sip:alice@contoso.example"
+NOW = datetime.datetime.now(datetime.UTC)
 
 
 def _client(store: PkiStore, name: str, trust: bytes) -> ssl.SSLContext:
@@ -87,5 +91,34 @@ def test_the_relay_needs_the_site_certificate(tmp_path: Path) -> None:
         edge = EdgeRole(settings(tmp_path), EdgeOptions(ping_interval=5))
         with pytest.raises(MediaRelayError, match="mutual TLS"):
             await edge.start()
+
+    asyncio.run(run())
+
+
+def test_mras_certificate_renewed_while_a_keep_alive_connection_is_open(tmp_path: Path) -> None:
+    async def run() -> None:
+        edge, tls = edge_role(settings(tmp_path), tmp_path)
+        await edge.start()
+        try:
+            media = edge.media
+            assert media is not None and media.mras.host == "127.0.0.1"
+            online = tls.contexts["online"].client
+            body = {"user": "sip:alice@contoso.example"}
+            async with httpx.AsyncClient(verify=online, timeout=20) as kept:
+                first = await kept.post(media.mras_url, json=body)
+                assert first.status_code == 200, first.text
+                old = served_certificate(first)
+                tls.store.renew("appliance", NOW)
+                assert tls.contexts["appliance"].reload()
+                again = await kept.post(media.mras_url, json=body)
+                assert again.status_code == 200
+                assert served_certificate(again).serial_number == old.serial_number
+                async with httpx.AsyncClient(verify=online, timeout=20) as new:
+                    fresh = await new.post(media.mras_url, json=body)
+                assert fresh.status_code == 200
+                assert served_certificate(fresh).serial_number != old.serial_number
+            assert media.mras_counters["issued"] == 3
+        finally:
+            await edge.stop()
 
     asyncio.run(run())
