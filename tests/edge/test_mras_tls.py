@@ -64,7 +64,7 @@ def test_mras_refuses_strangers_no_certificate_and_expired(tmp_path: Path) -> No
         try:
             media = edge.media
             assert media is not None
-            await _refused(media, _client(other, "online", site_root), "untrusted")
+            await _refused(media, _client(other, "online", site_root), "untrusted-chain")
             bare = ssl.create_default_context(cadata=site_root.decode("ascii"))
             await _refused(media, bare, "no-certificate")
             await _refused(media, _client(old, "online", site_root), "expired")
@@ -77,7 +77,7 @@ def test_mras_refuses_strangers_no_certificate_and_expired(tmp_path: Path) -> No
                 for family in turn_metrics(media)
                 for x in family.samples
             }
-            for reason in ("untrusted", "no-certificate", "expired"):
+            for reason in ("untrusted-chain", "no-certificate", "expired"):
                 key = (("peer", "127.0.0.1"), ("reason", reason))
                 assert samples[("hybridvoice_mras_tls_refused_total", key)] == 1
         finally:

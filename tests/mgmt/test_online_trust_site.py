@@ -94,11 +94,11 @@ class Sites:
 
 async def _untrusted(sites: Sites) -> None:
     """paris-1 is refused in the handshake (no trusted CA issued its certificate)."""
-    before = sites.auth.refused["untrusted"]
+    before = sites.auth.refused["untrusted-chain"]
     with pytest.raises(httpx.TransportError):
         await sites.register()
     for _ in range(200):
-        if sites.auth.refused["untrusted"] > before:
+        if sites.auth.refused["untrusted-chain"] > before:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"no untrusted refusal counted: {sites.auth.refused}")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from hybridvoice.net.http import serve_asgi
-from hybridvoice.net.http_tls import refusal_reason
+from hybridvoice.net.identity import REFUSAL_REASONS, refusal_reason
 from hybridvoice.pki import Credential, create_ca, issue_server
 from hybridvoice.pki.identity import issue_appliance
 
@@ -112,7 +112,9 @@ def test_plain_http_has_no_tls_extension() -> None:
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-@pytest.mark.parametrize(("client", "reason"), [("other", "untrusted"), ("expired", "expired")])
+@pytest.mark.parametrize(
+    ("client", "reason"), [("other", "untrusted-chain"), ("expired", "expired")]
+)
 def test_refused_handshake_is_reported_and_the_client_gets_no_answer(
     pki: dict[str, Any], client: str, reason: str, loop: str
 ) -> None:
@@ -132,7 +134,8 @@ def test_refused_handshake_is_reported_and_the_client_gets_no_answer(
             await server.stop()
 
     run_on(loop, main)
-    assert [r[0] for r in refused] == [reason]
+    assert [r[0] for r in refused] == [reason]  # the labels of the SIP listeners' refusals
+    assert refused[0][0] in REFUSAL_REASONS
     assert refused[0][1].startswith(f"{HOST}:")
 
 
@@ -164,11 +167,26 @@ def test_refusal_reasons_by_verify_code() -> None:
         exc.verify_code, exc.verify_message = code, f"code {code}"
         return exc
 
-    assert refusal_reason(verify_error(10))[0] == "expired"
-    assert refusal_reason(verify_error(9))[0] == "not-yet-valid"
-    assert refusal_reason(verify_error(20))[0] == "untrusted"
-    assert refusal_reason(verify_error(26))[0] == "bad-certificate"
-    assert refusal_reason(TimeoutError())[0] == "handshake-timeout"
+    assert refusal_reason(verify_error(10)) == "expired"
+    assert refusal_reason(verify_error(9)) == "not-yet-valid"
+    assert refusal_reason(verify_error(20)) == "untrusted-chain"
+    assert refusal_reason(verify_error(19)) == "untrusted-chain"
+    assert refusal_reason(verify_error(62)) == "name-mismatch"
+    assert refusal_reason(verify_error(26)) == "bad-certificate"  # INVALID_PURPOSE
+    assert refusal_reason(verify_error(7)) == "bad-certificate"  # CERT_SIGNATURE_FAILURE
+    assert refusal_reason(TimeoutError()) == "handshake-timeout"
+
+    def ssl_error(reason: str) -> ssl.SSLError:
+        exc = ssl.SSLError(1, reason)
+        exc.reason = reason
+        return exc
+
+    assert refusal_reason(ssl_error("PEER_DID_NOT_RETURN_A_CERTIFICATE")) == "no-certificate"
+    assert refusal_reason(ssl_error("TLSV1_ALERT_UNKNOWN_CA")) == "refused-by-peer"
+    assert refusal_reason(ssl_error("SSLV3_ALERT_UNSUPPORTED_CERTIFICATE")) == "refused-by-peer"
+    assert refusal_reason(ssl_error("UNSUPPORTED_PROTOCOL")) == "protocol-version"
+    assert refusal_reason(ssl_error("CERTIFICATE_VERIFY_FAILED")) == "bad-certificate"
+    assert refusal_reason(ssl_error("HTTP_REQUEST")) == "handshake-failed"
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])

@@ -171,7 +171,9 @@ def test_no_certificate_or_a_token_only_is_refused_with_a_hint(world: World) -> 
     assert world.refused() == {"no-certificate": 12}
 
 
-@pytest.mark.parametrize(("which", "reason"), [("rogue", "untrusted"), ("expired", "expired")])
+@pytest.mark.parametrize(
+    ("which", "reason"), [("rogue", "untrusted-chain"), ("expired", "expired")]
+)
 def test_a_certificate_the_handshake_refuses_is_counted(
     world: World, which: str, reason: str
 ) -> None:
@@ -237,7 +239,9 @@ def test_admin_tokens_keep_the_admin_routes_and_metrics_count_refusals(world: Wo
             text = (await http.get("/metrics")).text
         assert ('hybridvoice_online_appliance_auth_refused_total{reason="no-certificate"} 1.0'
                 in text)  # fmt: skip
-        assert 'hybridvoice_online_appliance_auth_refused_total{reason="untrusted"} 0.0' in text
+        assert (
+            'hybridvoice_online_appliance_auth_refused_total{reason="untrusted-chain"} 0.0' in text
+        )
         # an appliance certificate is no admin token: admin routes still need one
         async with world.http(issue_appliance(world.seattle, "a1", NOW)) as http:
             assert (await http.get("/v1/users")).status_code == 401

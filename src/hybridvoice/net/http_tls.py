@@ -7,9 +7,10 @@ that does not verify (another CA, expired) ends the connection inside asyncio's 
 and nobody above hears of it. Python's ``ssl`` has no per-connection verify callback either.
 So the server listens in the clear and each connection starts with
 :meth:`asyncio.loop.start_tls` here (RFC 8446 §4; §4.3.2 CertificateRequest when the context
-asks for a client certificate): a failure is classified (:func:`refusal_reason`: ``expired``,
-``not-yet-valid``, ``untrusted``, ``bad-certificate``, ``no-certificate``,
-``handshake-failed``, ``handshake-timeout``), logged and reported to ``on_refused``; a success
+asks for a client certificate): a failure is classified by the project's one classifier
+(:func:`hybridvoice.net.identity.refusal_reason`, the labels of
+:data:`~hybridvoice.net.identity.RefusalReason`: ``untrusted-chain``, ``expired``,
+``no-certificate``...), logged and reported to ``on_refused``; a success
 hands the TLS transport to uvicorn's HTTP/1.1 protocol, whose app then sees the ASGI TLS
 extension (``scope["extensions"]["tls"]``, ASGI spec 2.3 "TLS"): ``client_cert_chain`` holds
 the peer's certificate in PEM when it sent one (the context verified it against its trusted
@@ -33,41 +34,18 @@ from typing import Any, Final, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["HANDSHAKE_TIMEOUT", "ServerTls", "TlsRefused", "refusal_reason", "tls_protocol"]
+from .identity import RefusalReason, refusal_detail, refusal_reason
+
+__all__ = ["HANDSHAKE_TIMEOUT", "ServerTls", "TlsRefused", "tls_protocol"]
 
 _log = logging.getLogger(__name__)
 
-TlsRefused = Callable[[str, str, str], None]
+TlsRefused = Callable[[RefusalReason, str, str], None]
 """Told of each refused handshake: ``(reason, peer "ip:port", detail)``."""
 
 #: the longest a client may take to finish its handshake, in seconds
 HANDSHAKE_TIMEOUT: Final = 20.0
 _VERSIONS: Final = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
-# X509_V_ERR_* codes (OpenSSL x509_vfy.h) that mean "no trusted CA issued this chain"
-_UNTRUSTED: Final = frozenset({2, 18, 19, 20, 21, 27, 30, 31, 32})
-_EXPIRED: Final = 10
-_NOT_YET_VALID: Final = 9
-
-
-def refusal_reason(exc: BaseException) -> tuple[str, str]:
-    """``(reason, detail)`` for a failed server-side handshake (see the module docstring)."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        code, message = exc.verify_code, str(exc.verify_message or exc.reason)
-        if code == _EXPIRED:
-            return "expired", message
-        if code == _NOT_YET_VALID:
-            return "not-yet-valid", message
-        if code in _UNTRUSTED:
-            return "untrusted", message
-        return "bad-certificate", message
-    if isinstance(exc, TimeoutError):
-        return "handshake-timeout", f"no handshake within {HANDSHAKE_TIMEOUT:g} s"
-    reason = str(getattr(exc, "reason", "") or exc)
-    if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in reason.upper():
-        return "no-certificate", reason
-    if "CERTIFICATE" in reason.upper():
-        return "bad-certificate", reason
-    return "handshake-failed", reason
 
 
 @dataclass(slots=True)
@@ -80,7 +58,7 @@ class ServerTls:
     pending: set[asyncio.Task[None]] = field(default_factory=set)
 
     def refused(self, exc: BaseException, peer: str) -> None:
-        reason, detail = refusal_reason(exc)
+        reason, detail = refusal_reason(exc), refusal_detail(exc, self.timeout)
         _log.warning("TLS handshake from %s refused (%s): %s", peer, reason, detail)
         if self.on_refused is not None:
             try:

@@ -9,7 +9,11 @@ says for SIP: exact, case-insensitive, no wildcards; an IP literal against the I
 listener it reached (:mod:`.pipe`), so that the same check runs as over a socket.
 
 :func:`refusal_reason` names why a handshake failed, from the ``ssl`` error: a fixed set of
-label values for ``hybridvoice_tls_refused_total{peer,reason}``, never text from the wire.
+label values (:data:`RefusalReason`), never text from the wire. It is the one classifier of
+the project: SIP listeners and connections (``hybridvoice_tls_refused_total``), the HTTPS
+servers (:mod:`.http_tls`: the online API's
+``hybridvoice_online_appliance_auth_refused_total``, MRAS's
+``hybridvoice_mras_tls_refused_total``) all count with it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ __all__ = [
     "PeerIdentity",
     "RefusalReason",
     "count_refusal",
+    "refusal_detail",
     "refusal_reason",
 ]
 
@@ -39,13 +44,16 @@ _log = logging.getLogger("hybridvoice.net.tls")
 MAX_REFUSED_PEERS: Final = 256
 
 #: Why a TLS peer was refused (the ``reason`` label): ``untrusted-chain`` (no trusted root
-#: signs it), ``name-mismatch`` (its certificate does not name the host we asked for, or the
-#: gateway it claims to be), ``expired`` / ``not-yet-valid``, ``no-certificate`` (MTLS: the
-#: peer sent none), ``refused-by-peer`` (the peer's alert: it did not accept ours),
+#: signs it), ``bad-certificate`` (a chain that fails otherwise: a bad signature, a key usage
+#: or purpose that does not allow this use, a certificate OpenSSL cannot use),
+#: ``name-mismatch`` (its certificate does not name the host we asked for, or the gateway it
+#: claims to be), ``expired`` / ``not-yet-valid``, ``no-certificate`` (MTLS: the peer sent
+#: none), ``refused-by-peer`` (the peer's alert: it did not accept ours),
 #: ``protocol-version`` (below TLS 1.2), ``handshake-timeout``, ``handshake-failed`` (any
-#: other handshake error).
+#: other handshake error: a plain TCP client on a TLS port, a reset).
 RefusalReason = Literal[
     "untrusted-chain",
+    "bad-certificate",
     "name-mismatch",
     "expired",
     "not-yet-valid",
@@ -57,10 +65,19 @@ RefusalReason = Literal[
 ]
 REFUSAL_REASONS: Final[tuple[RefusalReason, ...]] = get_args(RefusalReason)
 
-# OpenSSL's X509_V_ERR_* codes (x509_vfy.h) that say more than "untrusted"
+# OpenSSL's X509_V_ERR_* codes (x509_vfy.h); any other verify error is "bad-certificate"
 _VERIFY_CODES: Final[Mapping[int, RefusalReason]] = {
+    2: "untrusted-chain",  # UNABLE_TO_GET_ISSUER_CERT
     9: "not-yet-valid",  # CERT_NOT_YET_VALID
     10: "expired",  # CERT_HAS_EXPIRED
+    18: "untrusted-chain",  # DEPTH_ZERO_SELF_SIGNED_CERT
+    19: "untrusted-chain",  # SELF_SIGNED_CERT_IN_CHAIN
+    20: "untrusted-chain",  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    21: "untrusted-chain",  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
+    27: "untrusted-chain",  # CERT_UNTRUSTED
+    30: "untrusted-chain",  # AKID_SKID_MISMATCH
+    31: "untrusted-chain",  # AKID_ISSUER_SERIAL_MISMATCH
+    32: "untrusted-chain",  # KEYUSAGE_NO_CERTSIGN
     62: "name-mismatch",  # HOSTNAME_MISMATCH
     63: "name-mismatch",  # EMAIL_MISMATCH
     64: "name-mismatch",  # IP_ADDRESS_MISMATCH
@@ -81,23 +98,55 @@ _REASONS: Final[Mapping[str, RefusalReason]] = {
 }
 
 
-def refusal_reason(exc: BaseException) -> RefusalReason:
-    """The label value for a failed handshake (``exc`` or the ``ssl`` error behind it)."""
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the errors behind it, outermost first."""
     seen: set[int] = set()
+    found: list[BaseException] = []
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return _VERIFY_CODES.get(cause.verify_code, "untrusted-chain")
-        if isinstance(cause, ssl.SSLError):
-            return _REASONS.get(str(getattr(cause, "reason", "")), "handshake-failed")
-        if isinstance(cause, TimeoutError) or (
-            # asyncio's words when ssl_handshake_timeout expires
-            isinstance(cause, ConnectionAbortedError) and "taking longer" in str(cause)
-        ):
-            return "handshake-timeout"
+        found.append(cause)
         cause = cause.__cause__ or cause.__context__
+    return found
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # asyncio's words when ssl_handshake_timeout expires
+    return isinstance(exc, TimeoutError) or (
+        isinstance(exc, ConnectionAbortedError) and "taking longer" in str(exc)
+    )
+
+
+def refusal_reason(exc: BaseException) -> RefusalReason:
+    """The label value for a failed handshake (``exc`` or the ``ssl`` error behind it), on
+    either side of the connection."""
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return _VERIFY_CODES.get(cause.verify_code, "bad-certificate")
+        if isinstance(cause, ssl.SSLError):
+            reason = str(getattr(cause, "reason", "") or "")
+            known = _REASONS.get(reason)
+            if known is not None:
+                return known
+            if "ALERT" in reason:  # the peer's alert: it did not accept the handshake
+                return "refused-by-peer"
+            return "bad-certificate" if "CERTIFICATE" in reason else "handshake-failed"
+        if _timed_out(cause):
+            return "handshake-timeout"
     return "handshake-failed"
+
+
+def refusal_detail(exc: BaseException, timeout: float | None = None) -> str:
+    """What the log line says about a failed handshake: OpenSSL's verify message or reason,
+    else the error (a timeout: the limit, when known)."""
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return str(cause.verify_message or cause.reason)
+        if isinstance(cause, ssl.SSLError):
+            return str(getattr(cause, "reason", "") or cause)
+        if _timed_out(cause) and timeout is not None:
+            return f"no handshake within {timeout:g} s"
+    return str(exc) or type(exc).__name__
 
 
 def count_refusal(

@@ -18,8 +18,10 @@ The HTTP server hands the verified certificate to the app in the ASGI TLS extens
   about (the body's ``site`` at registration, the registered site afterwards): 403
   ``wrong-site``; naming another appliance than the request's: 403 ``wrong-appliance``;
   outside its validity: 401 ``expired`` / ``not-yet-valid``.
-- a client certificate the handshake refuses (another CA: ``untrusted``; ``expired``...) is
-  counted by :meth:`ApplianceAuth.tls_refused`, which the server adapter calls.
+- a client certificate the handshake refuses (another CA: ``untrusted-chain``; ``expired``...:
+  the reasons of :data:`hybridvoice.net.identity.RefusalReason`, as every TLS listener
+  counts them) is counted by :meth:`ApplianceAuth.tls_refused`, which the server adapter
+  calls.
 
 Every refusal is logged with its reason and the peer's address and counted in
 ``hybridvoice_online_appliance_auth_refused_total{reason=...}``; the JSON answer says what to
@@ -47,6 +49,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
 from hybridvoice.cms.guard import Caller, short_text
 from hybridvoice.cms.tokens import Token
+from hybridvoice.net.identity import REFUSAL_REASONS
 from hybridvoice.pki.identity import ApplianceIdentity, identity_of, issued_by
 
 from .store import TenantStore
@@ -71,12 +74,12 @@ APPLIANCE_ROUTES: Final = (
     ("GET", re.compile(r"/v1/changes")),
     ("GET", re.compile(r"/v1/snapshot")),
 )
-#: every refusal reason, counted from 0 (the handshake's first, then the app's)
-REASONS: Final = (
-    "untrusted", "expired", "not-yet-valid", "bad-certificate", "handshake-failed",
-    "handshake-timeout", "no-certificate", "no-identity", "unknown-site", "wrong-site",
-    "wrong-appliance",
-)  # fmt: skip
+#: every refusal reason, counted from 0: the handshake's (the TLS vocabulary of every
+#: listener, :data:`~hybridvoice.net.identity.RefusalReason`), then the app's own
+REASONS: Final = tuple(dict.fromkeys((
+    *(r for r in REFUSAL_REASONS if r != "name-mismatch"),  # a server checks no client name
+    "no-identity", "unknown-site", "wrong-site", "wrong-appliance",
+)))  # fmt: skip
 _RENEW: Final = (
     "the appliance makes its certificate from the site CA at start when [Online] ServiceURL "
     "is https (certs/online-client.pem in its pki directory): restart it"
