@@ -42,7 +42,7 @@ from hybridvoice.sip.value_cache import ValueCache
 
 from .identity import PeerIdentity, RefusalReason, count_refusal, refusal_reason
 from .pipe import LocalExchange, PipeEnd
-from .stream_tls import TlsAccept
+from .stream_tls import sip_accept
 from .tls import identity_of
 from .transport import (
     DEFAULT_MAX_SIZE,
@@ -417,7 +417,7 @@ class StreamTransport(BoundTransport):
             self._server = await self.loop.create_server(
                 (lambda: StreamConnection(self, incoming=True))
                 if tls_context is None
-                else (lambda: TlsAccept(self, StreamConnection(self, incoming=True), tls_context)),
+                else (lambda: sip_accept(self, StreamConnection(self, incoming=True), tls_context)),
                 host,
                 port,
                 family=self._family,
