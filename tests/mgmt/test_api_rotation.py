@@ -12,9 +12,12 @@ import ssl
 from pathlib import Path
 
 import httpx
+from chain_harness import settings_on_free_ports
+from ports import free_port
 from served_cert import served_certificate
-from test_online_trust_site import Sites
+from test_online_trust_site import HOST, Sites
 
+from hybridvoice.app import Lab
 from hybridvoice.mgmt.online_tls import API_CREDENTIAL
 
 NOW = datetime.datetime.now(datetime.UTC)
@@ -51,5 +54,36 @@ def test_online_api_certificate_renewed_while_a_keep_alive_connection_is_open(
                 assert (await kept.get(f"{sites.url}/v1/site-roots")).status_code == 200
         finally:
             await sites.service.stop()
+
+    asyncio.run(run())
+
+
+def test_hybridvoice_up_watches_the_online_api_certificate(tmp_path: Path) -> None:
+    """In ``hybridvoice up`` the store watcher reloads the online API's certificate too: a
+    renewal shows on the next connection, with no call to reload from the test."""
+    settings = settings_on_free_ports(Online={"ServiceURL": f"https://{HOST}:{free_port()}"})
+
+    async def run() -> None:
+        up = Lab(settings, tmp_path, lab_gateway=True, tls_reload=0.5)
+        await up.start()
+        try:
+            assert up.tls is not None and up.online is not None and up.online.api is not None
+            url = f"{up.online.api.url}/v1/site-roots"
+            trust = ssl.create_default_context(cadata=up.tls.store.root_pem().decode("ascii"))
+            headers = {"Authorization": f"Bearer {up.admin_token}"}
+
+            async def served() -> int:
+                async with httpx.AsyncClient(verify=trust, headers=headers, timeout=20) as http:
+                    answer = await http.get(url)
+                assert answer.status_code == 200, answer.text
+                return served_certificate(answer).serial_number
+
+            old = await served()
+            up.tls.store.renew(API_CREDENTIAL, NOW)
+            async with asyncio.timeout(60):  # bounds a broken test; the watcher polls
+                while await served() == old:
+                    await asyncio.sleep(0.2)
+        finally:
+            await up.stop()
 
     asyncio.run(run())
