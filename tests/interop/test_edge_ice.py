@@ -31,6 +31,7 @@ from hybridvoice.cms.settings import Settings, parse_settings
 from hybridvoice.edge.anchor_io import EdgeAnchoring
 from hybridvoice.edge.media_relay import open_media_relay
 from hybridvoice.media import LatchPolicy, Leg
+from hybridvoice.mgmt.site_tls import SiteTls
 from hybridvoice.net.relay import RelayCall, RelayEngine
 from hybridvoice.net.transport import Source, Transport
 from hybridvoice.sip.message import Request, make_response
@@ -184,7 +185,10 @@ def test_a_relayed_candidate_on_the_edges_turn_reaches_the_anchor(tmp_path: Path
     and the RTP goes client -> TURN -> anchor -> echo and back."""
 
     async def main() -> None:
-        media = await open_media_relay(edge_settings(tmp_path), [EXTERNAL])
+        settings = edge_settings(tmp_path)
+        site = SiteTls.ensure(settings, tmp_path / "pki")  # MRAS is mutual TLS: site certificates
+        mras_ssl = site.contexts["appliance"].server
+        media = await open_media_relay(settings, [EXTERNAL], mras_ssl=mras_ssl)
         assert media is not None and media.anchoring is not None
         anchoring = media.anchoring
         loop = asyncio.get_running_loop()
