@@ -68,3 +68,17 @@ def test_media_anchored_at_the_edge_never_bypasses() -> None:
     assert decide_bypass(ranged, client=lab_client, via_edge=False, gateway=gateway).bypass
     relayed = ClientMedia("127.0.0.1", 50010)
     assert not decide_bypass(ranged, client=relayed, via_edge=False, gateway=gateway).bypass
+
+
+def test_rewrite_hides_the_far_ends_address_in_the_origin() -> None:
+    """The o= line names the relay, not the internal host that made the SDP (topology
+    hiding: an internet client must not learn the site's internal addresses); the session
+    id and version stay the far end's, so a repeated offer is still recognised (RFC 3264 §8)."""
+    new = rewrite_sdp(INSIDE, "192.0.2.9", 50010, 50011)
+    assert new is not None
+    origin = SessionDescription.parse(new).origin
+    assert (origin.addrtype, origin.address) == ("IP4", "192.0.2.9")
+    assert (origin.sess_id, origin.sess_version) == ("1", 1)
+    assert b"10.1.2.3" not in new
+    v6 = rewrite_sdp(INSIDE, "2001:db8::9", 50010, 50011)
+    assert v6 is not None and SessionDescription.parse(v6).origin.addrtype == "IP6"

@@ -118,10 +118,19 @@ def rewrite_sdp(
     """``body`` with every audio stream on ``host``:``port`` (RTCP ``rtcp_port``), other
     streams refused (port 0: the relay carries audio only), ICE attributes dropped (with
     ``ice``: ours instead, an ICE-lite agent with a host candidate per component on
-    ``host``), the ``o=`` version bumped (RFC 3264 §8). None when ``body`` is not SDP."""
+    ``host``), the ``o=`` address ``host`` too (the far end's address, often internal, is
+    not shown to the other side). The ``o=`` session id and version stay the far end's: the
+    rewrite is the same for the same body, so a repeated offer keeps its version and a
+    changed one has the far end's bump (RFC 3264 §8). None when ``body`` is not SDP."""
     sdp = _parse(body)
     if sdp is None:
         return None
+    addrtype = "IP6" if ":" in host else "IP4"
+    origin = sdp.origin
+    if (origin.addrtype, origin.address) != (addrtype, host):
+        sdp = sdp.with_origin(
+            dataclasses.replace(origin, addrtype=addrtype, address=host, raw=None)
+        )
     audio_done = False
     for index, media in enumerate(sdp.media):
         if media.port == 0:
