@@ -98,6 +98,10 @@ class OnlinePolicy:
         self._rng = rng or random.Random()
         self._clock = clock
         self._edges: dict[tuple[str, int], Appliance] = {}  # edge SIP address -> appliance
+        #: (edge FQDN, source host, port) -> appliance: an edge that names itself over TLS
+        self._named_edges: dict[tuple[str, str, int], Appliance] = {}
+        #: edge FQDN -> the address of an appliance of its pool (:meth:`edge_address`)
+        self._edge_names: dict[str, str] = {}
         self._edges_version = -1
         #: Call-IDs of the dialogs this proxy routed, least recently used first (admit)
         self._dialogs: OrderedDict[str, None] = OrderedDict()
@@ -177,12 +181,36 @@ class OnlinePolicy:
         """The registered appliance whose edge sent ``request``: its top Via sent-by is the
         edge address the appliance registered and the packet came from that host."""
         via = request.top_via
-        if via is None or via.host != source.host:
+        if via is None:
             return None
         if self._edges_version != self.store.version:  # rebuilt when the tenant changes
-            self._edges = {(a.edge_sip_host, a.edge_sip_port): a for a in self.store.appliances()}
-            self._edges_version = self.store.version
+            self._index_edges()
+        if via.host != source.host:  # over TLS the edge names itself by its FQDN (RFC 5922)
+            key = (via.host.lower(), source.host, via.port or 5061)
+            return self._named_edges.get(key) if self._named_edges else None
         return self._edges.get((via.host, via.port or 5060))
+
+    def _index_edges(self) -> None:
+        appliances = self.store.appliances()
+        self._edges = {(a.edge_sip_host, a.edge_sip_port): a for a in appliances}
+        self._named_edges = {
+            (a.edge_fqdn.lower(), a.edge_sip_host, a.edge_sip_port): a for a in appliances
+        }
+        names: dict[str, str] = {}
+        for a in sorted(appliances, key=lambda a: a.status != "online"):  # online ones first
+            if _is_ip(a.edge_sip_host):
+                names.setdefault(a.edge_fqdn.lower(), a.edge_sip_host)
+        self._edge_names = names
+        self._edges_version = self.store.version
+
+    def edge_address(self, name: str) -> str | None:
+        """The address of an appliance whose edge is ``name`` (its pool FQDN, lowercase): where
+        in-dialog requests routed by an edge's Record-Route over TLS go (the proxy's
+        ``names``). A pool of several appliances maps to the first registered one that is
+        online (the in-dialog requests of a call through another of them then miss it)."""
+        if self._edges_version != self.store.version:
+            self._index_edges()
+        return self._edge_names.get(name)
 
     def _inbound(self, request: Request) -> Forward | Response:
         number = e164_of(str(request.uri))
