@@ -39,7 +39,7 @@ from hybridvoice.net.transport import Transport
 from hybridvoice.net.turn import TurnRelay
 
 from .anchor_io import EdgeAnchoring
-from .mras_api import create_mras_api
+from .mras_api import BODY_HINT, MAX_BODY, REQUEST_TIMEOUT, create_mras_api
 
 __all__ = [
     "EdgeMedia",
@@ -176,7 +176,10 @@ async def open_media_relay(
         trusted = online_addresses(settings)
         app = create_mras_api(issuer, tuple(uris), trusted=trusted, wall=time.time,
                               counters=counters)  # fmt: skip
-        mras = await serve_asgi(app, mras_host, mr.mras_port, max_body=4096)
+        mras = await serve_asgi(
+            app, mras_host, mr.mras_port, max_body=MAX_BODY,
+            request_timeout=REQUEST_TIMEOUT, body_limit_hint=BODY_HINT,
+        )  # fmt: skip
     except BaseException:
         relay.close()
         raise
