@@ -134,6 +134,10 @@ def test_edge_names_itself_by_fqdn_on_tls_and_dialogs_still_route(
             gateway_leg.bye()
             await call.ended(15)
             await gateway_leg.ended(15)
+            async with asyncio.timeout(30):  # and one of the edge's OPTIONS pings (every 1 s)
+                while not any(w == "edge" and way == "out" and getattr(m, "method", "") ==
+                              "OPTIONS" for w, way, m in captured):  # fmt: skip
+                    await asyncio.sleep(0.05)
             await asyncio.sleep(0.2)  # the last responses reach every trace
         finally:
             if ua is not None:

@@ -53,4 +53,4 @@ def test_a_tls_lab_gateway_listens_on_its_port_and_takes_calls(
 def test_a_tls_lab_gateway_without_the_site_ca_is_refused_naming_the_key() -> None:
     gw = settings_on_free_ports().gateways[0].model_copy(update={"protocol": "TLS"})
     with pytest.raises(ValueError, match=r"^Gateway1\.Protocol: the built-in lab gateway"):
-        lab_gateway_context(None, gw)
+        lab_gateway_context(None, gw)  # (server, client)
