@@ -89,7 +89,8 @@ def _hosts(values: list[str]) -> list[str]:
     out = []
     for value in values:
         text = value.split("<sip:", 1)[-1] if "<" in value else value.split(" ", 1)[-1]
-        out.append(text.split(";", 1)[0].split(">", 1)[0].rsplit(":", 1)[0])
+        hostport = text.split(";", 1)[0].split(">", 1)[0].rpartition("@")[2]
+        out.append(hostport.rsplit(":", 1)[0])
     return out
 
 
@@ -165,9 +166,12 @@ def _check(captured: Captured) -> None:
     # both of its Record-Route entries (RFC 5658), by name, on every dialog-creating request
     for request in requests:
         if request.method == "INVITE" and _to_tag(request) is None:
-            routes = _hosts(request.headers.get_all("Record-Route"))
+            values = request.headers.get_all("Record-Route")
+            routes = _hosts(values)
             assert {EXTERNAL, INTERNAL} <= set(routes), routes
             assert not {"127.0.0.1"} & set(routes[:2]), routes
+            # outside, which appliance of the pool: its name as the user part
+            assert any(f"<sip:appliance1@{EXTERNAL}:" in v for v in values), values
     # the peers saw the same on their TLS legs
     for where in ("mediation", "online"):
         got = [m for w, way, m in captured if w == where and way == "in"]

@@ -12,15 +12,22 @@ to the edge's addresses without asking the edge (:func:`edge_name_map`):
 
 The side uses the first of them its certificate holds (:func:`pick`); when it holds none, the
 side keeps advertising its IP address.
+
+The appliances of a site share the pool FQDN, so the external Record-Route carries the
+appliance's name as its user part (:func:`record_route_user`,
+``<sip:appliance1@ap.contoso.com:5061;transport=tls;lr>``): the online service sends an
+in-dialog request routed by it to that appliance, not to any of the pool.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from urllib.parse import quote
 
 from .settings import Settings
 
-__all__ = ["edge_name_map", "external_names", "internal_names", "pick"]
+__all__ = ["appliance_name", "edge_name_map", "external_names", "internal_names", "pick",
+           "record_route_user"]  # fmt: skip
 
 
 def external_names(settings: Settings) -> tuple[str, ...]:
@@ -55,3 +62,15 @@ def edge_name_map(settings: Settings) -> dict[str, str]:
     mediation role's in-dialog requests, routed by the edge's Record-Route)."""
     address = settings.edge_server.internal_server_ips[0]
     return dict.fromkeys(internal_names(settings), address)
+
+
+def appliance_name(settings: Settings) -> str:
+    """The name the appliance registers with the online service: ``[Online] ApplianceName``,
+    else ``[Common] ServerName``, else ``<site>-1``."""
+    c = settings.common
+    return settings.online.appliance_name or c.server_name or f"{c.site_name}-1"
+
+
+def record_route_user(settings: Settings) -> str:
+    """The appliance's name as the user part of a SIP URI (RFC 3261 §25.1: escaped)."""
+    return quote(appliance_name(settings), safe="-_.!~*'()")

@@ -24,8 +24,9 @@ from .transport import DEFAULT_PORTS, Destination, TransportError
 
 __all__ = ["NameLookup", "NameResolver", "named_destination"]
 
-#: a lowercase host name -> the IP address it stands for, or None when unknown
-NameLookup = Callable[[str], str | None]
+#: a SIP URI whose host is a name -> the IP address it stands for, or None when unknown (the
+#: user part may say which of several hosts sharing the name: an appliance of a pool)
+NameLookup = Callable[[SipUri], str | None]
 
 
 def _parts(uri: SipUri) -> tuple[str, str, int]:
@@ -40,7 +41,7 @@ def named_destination(uri: Uri, lookup: NameLookup | None) -> Destination | None
     if lookup is None or type(uri) is not SipUri:
         return None
     host, kind, port = _parts(uri)
-    address = lookup(host)
+    address = lookup(uri)
     return None if address is None else Destination(kind, address, port, host)
 
 

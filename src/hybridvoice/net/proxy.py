@@ -209,8 +209,9 @@ class _Network:
             for host, port in (transport.local, transport.advertised):
                 ours.setdefault((bare_host(host).lower(), port), transport)
             rr_host = self._rr_hosts.get(transport)
-            if rr_host is not None:
-                ours.setdefault((bare_host(rr_host).lower(), transport.advertised[1]), transport)
+            if rr_host is not None:  # "user@host": the host is ours
+                host = bare_host(rr_host.rpartition("@")[2]).lower()
+                ours.setdefault((host, transport.advertised[1]), transport)
         self._ours = ours
         self._ours_for = len(self.endpoint.transports)
 
@@ -219,12 +220,13 @@ class Proxy:
     """A transaction-stateful proxy over ``endpoint`` (it becomes the endpoint's TU).
 
     ``record_route_hosts`` overrides the host written in our Record-Route per transport
-    (default: the transport's advertised address); those hosts are also recognised as ours
-    in Route headers. ``names`` maps the FQDNs of peers that record-route by name (RFC
-    5922: a TLS peer's certificate name) to their addresses, for in-dialog requests and ACKs
-    routed to them. ``checks`` is what §16.3 validates against. ``timer_c`` is §16.6 step
-    11's Timer C (more than 3 minutes by the RFC; 180 s by default). ``rng`` makes the To
-    tags of local responses reproducible. ``core`` is the sans-IO proxy core it drives.
+    (default: the transport's advertised address), optionally with a user part
+    (``user@host``); those hosts are also recognised as ours in Route headers. ``names``
+    maps the FQDNs of peers that record-route by name (RFC 5922: a TLS peer's certificate
+    name) to their addresses, for in-dialog requests and ACKs routed to them. ``checks`` is
+    what §16.3 validates against. ``timer_c`` is §16.6 step 11's Timer C (more than 3
+    minutes by the RFC; 180 s by default). ``rng`` makes the To tags of local responses
+    reproducible. ``core`` is the sans-IO proxy core it drives.
     """
 
     def __init__(

@@ -39,6 +39,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Final
+from urllib.parse import unquote
 
 from hybridvoice.net.proxy import Forward, Target
 from hybridvoice.net.transport import Destination, Source
@@ -102,6 +103,8 @@ class OnlinePolicy:
         self._named_edges: dict[tuple[str, str, int], Appliance] = {}
         #: edge FQDN -> the address of an appliance of its pool (:meth:`edge_address`)
         self._edge_names: dict[str, str] = {}
+        #: (edge FQDN, appliance name) -> that appliance's address
+        self._edge_named: dict[tuple[str, str], str] = {}
         self._edges_version = -1
         #: Call-IDs of the dialogs this proxy routed, least recently used first (admit)
         self._dialogs: OrderedDict[str, None] = OrderedDict()
@@ -201,16 +204,23 @@ class OnlinePolicy:
             if _is_ip(a.edge_sip_host):
                 names.setdefault(a.edge_fqdn.lower(), a.edge_sip_host)
         self._edge_names = names
+        self._edge_named = {(a.edge_fqdn.lower(), a.name): a.edge_sip_host
+                            for a in appliances if _is_ip(a.edge_sip_host)}  # fmt: skip
         self._edges_version = self.store.version
 
-    def edge_address(self, name: str) -> str | None:
-        """The address of an appliance whose edge is ``name`` (its pool FQDN, lowercase): where
-        in-dialog requests routed by an edge's Record-Route over TLS go (the proxy's
-        ``names``). A pool of several appliances maps to the first registered one that is
-        online (the in-dialog requests of a call through another of them then miss it)."""
+    def edge_address(self, uri: SipUri) -> str | None:
+        """Where an in-dialog request routed by an edge's Record-Route over TLS goes (the
+        proxy's ``names``): the appliance the URI's user part names (the edge puts its
+        appliance's name there, ``cms.edge_names``) among those whose edge pool FQDN is its
+        host; without one, the first online appliance of that pool."""
         if self._edges_version != self.store.version:
             self._index_edges()
-        return self._edge_names.get(name)
+        host = uri.host_bare.rstrip(".").lower()
+        if uri.user:
+            named = self._edge_named.get((host, unquote(uri.user)))
+            if named is not None:
+                return named
+        return self._edge_names.get(host)
 
     def _inbound(self, request: Request) -> Forward | Response:
         number = e164_of(str(request.uri))
