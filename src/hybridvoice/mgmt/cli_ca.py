@@ -102,16 +102,16 @@ def _pki_failed(exc: Exception, state_dir: Path | None, config: Path | None) -> 
         up = f"hybridvoice up --config {config or 'SETTINGS.toml'}"
         up += f" --state-dir {state_dir}" if state_dir else ""
         hint = (
-            f"On the site's first appliance, make it: {up} (the first start makes the CA when a "
+            f"On the site's first appliance, make it: `{up}` (the first start makes the CA when a "
             "hop between the roles or a gateway speaks TLS). On another appliance of the site, "
             f"copy that one: `{backup}` there, then `hybridvoice ca restore site-ca.p12 "
             f"--passphrase-file PASSFILE{where}` here."
         )
     elif isinstance(exc, SiteCaDamagedError):
-        hint = (f"Restore it from a backup: hybridvoice ca restore site-ca.p12 "
-                f"--passphrase-file PASSFILE --force{where} (made with `{backup}`).")  # fmt: skip
+        hint = (f"Restore it from a backup: `hybridvoice ca restore site-ca.p12 "
+                f"--passphrase-file PASSFILE --force{where}` (made with `{backup}`).")  # fmt: skip
     elif isinstance(exc, CaImportError):
-        hint = f"Make the file again on the site's first appliance: {backup}"
+        hint = f"Make the file again on the site's first appliance: `{backup}`"
     else:
         hint = None
     return _fail(str(exc), hint=hint)
