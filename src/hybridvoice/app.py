@@ -33,6 +33,7 @@ from hybridvoice.mediation.role import MediationRole, RoleOptions
 from hybridvoice.mediation.routing import NO_GATEWAY_CONFIGURED
 from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.mgmt.credentials import save_token
+from hybridvoice.mgmt.lab_tls import lab_gateway_context, lab_gateway_resolver
 from hybridvoice.mgmt.listen_spec import ListenSpec, parse_listen
 from hybridvoice.mgmt.online_tls import api_bind, online_api_tls, uses_https
 from hybridvoice.mgmt.site_tls import SiteTls, runs_mras, speaks_tls
@@ -168,13 +169,16 @@ class LabGateway:
     responder: Responder
 
     @classmethod
-    async def start(cls, kind: str, host: str, port: int) -> LabGateway:
+    async def start(
+        cls, kind: str, host: str, port: int, server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+    ) -> LabGateway:  # fmt: skip
         echo = await RtpEcho.open(host)
         responder = Responder(answer=True, echo=echo)
         endpoint = Endpoint()
         ua = UserAgent(endpoint, responder, user="labgw")
         try:
-            await endpoint.listen(kind, host, port)
+            await endpoint.listen(kind, host, port, server_ssl=server_ssl, client_ssl=client_ssl)
         except OSError as exc:
             echo.close()
             await endpoint.close()
@@ -319,7 +323,8 @@ class Lab:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         gw = self.lab_gateway
         if gw is not None:
-            self.gateway = await LabGateway.start(gw.protocol, gw.ip or "127.0.0.1", gw.port)
+            tls = lab_gateway_context(self.tls, gw) if gw.protocol == "TLS" else (None, None)
+            self.gateway = await LabGateway.start(gw.protocol, gw.ip or "127.0.0.1", gw.port, *tls)
         self.appliance = Appliance(
             s,
             ApplianceOptions(
@@ -333,6 +338,9 @@ class Lab:
         )
         self._appliance_tokens(self.appliance)
         await self.appliance.start()
+        sides = None if self.appliance.mediation is None else self.appliance.mediation.sides
+        if self.gateway is not None and sides is not None:  # it reaches the role by its FQDN
+            self.gateway.ua.resolver = lab_gateway_resolver(s, sides.tls_host)
 
     def _ssl(self, part: str) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
         """The server and client context of ``part`` (``online``, ``appliance``)."""

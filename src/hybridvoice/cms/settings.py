@@ -35,6 +35,7 @@ from hybridvoice.net.stream import StreamLimits
 from .listeners import PRIVILEGED_PORTS, Listener, listener_clashes, listeners
 from .settings_edge import MediaRelay
 from .settings_media import MediaEncryption
+from .settings_needs import unmet_needs
 from .settings_tls import GatewayTls
 from .settings_values import (
     HostName,
@@ -548,7 +549,8 @@ def _gateway_sections(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def cross_check(settings: Settings) -> list[Problem]:
     """Problems between sections: unknown routes, two gateways with one name or address,
-    two listeners on one address (both keys named)."""
+    two listeners on one address (both keys named), a gateway whose listener is off
+    (:mod:`.settings_needs`)."""
     problems: list[Problem] = []
     for first, later in listener_clashes(listeners(settings)):
         if not any(p.key == later.key for p in problems):  # one problem per listener
@@ -570,6 +572,7 @@ def cross_check(settings: Settings) -> list[Problem]:
             other = seen_addr.setdefault((host, gw.port), gw.name)
             if other != gw.name:
                 problems.append(Problem(f"{gw.name}.{key}", f"{host}:{gw.port} is {other}'s too"))
+    problems += [Problem(key, reason) for key, reason in unmet_needs(settings)]
     return problems
 
 

@@ -4,8 +4,10 @@ The assembly half of the edge (``docs/dev/CONVENTIONS.md``, "Core, adapter, asse
 :func:`open_listeners` opens what :class:`~hybridvoice.edge.role.EdgeRole` receives ready,
 ``[EdgeServer] ExternalSIPIPs``/``ExternalSIPPort`` toward the online service and
 ``InternalServerIPs``/``InternalPort`` toward the mediation role (RFC 3261 §18.2.1). A TLS
-listener needs the edge's server certificate (RFC 5630 §3). A named adapter of the import
-rules: it holds TLS contexts.
+listener needs the edge's server certificate (RFC 5630 §3), and advertises the FQDN that
+certificate holds for its side (:mod:`hybridvoice.cms.edge_names`: the access edge pool FQDN
+outside, the internal FQDN inside) in Via and Record-Route, never its IP (RFC 5922 §7). A
+named adapter of the import rules: it holds TLS contexts.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hybridvoice.cms.edge_names import external_names, internal_names, pick
 from hybridvoice.cms.settings import Settings
 from hybridvoice.net.endpoint import Endpoint
+from hybridvoice.net.tls import identity_of
 from hybridvoice.net.transport import Transport
 from hybridvoice.net.udp import share_between
 
@@ -38,14 +42,18 @@ async def open_listeners(settings: Settings, options: EdgeOptions) -> EdgeListen
     """The edge's endpoint listening on both sides; closed again when one side fails."""
     edge, o = settings.edge_server, options
     endpoint = Endpoint(timers=o.timers, exchange=o.exchange, limits=o.limits)
+    identity = identity_of(o.server_ssl)
+    holds = None if identity is None else identity.matches
     try:
         external = await _listen(
             endpoint, o.server_ssl, o.client_ssl, kind=edge.external_protocol,
             host=edge.external_sip_ips[0], port=edge.external_sip_port,
+            name=pick(external_names(settings), holds),
         )  # fmt: skip
         internal = await _listen(
             endpoint, o.server_ssl, o.client_ssl, kind=edge.internal_protocol,
             host=edge.internal_server_ips[0], port=edge.internal_port,
+            name=pick(internal_names(settings), holds),
         )  # fmt: skip
     except BaseException:
         await endpoint.close()
@@ -62,6 +70,7 @@ async def _listen(
     kind: str,
     host: str,
     port: int,
+    name: str | None,
 ) -> Transport:
     server = server_ssl if kind == "TLS" else None
     if kind == "TLS" and server is None:
@@ -69,4 +78,7 @@ async def _listen(
             f"EdgeServer: TLS on {host}:{port} needs a certificate: hybridvoice up issues one "
             "from the site CA; a role started on its own needs its TLS contexts given"
         )
-    return await endpoint.listen(kind, host, port, server_ssl=server, client_ssl=client_ssl)
+    return await endpoint.listen(
+        kind, host, port, server_ssl=server, client_ssl=client_ssl,
+        advertised_host=name if kind == "TLS" else None,  # over UDP/TCP: its address
+    )  # fmt: skip

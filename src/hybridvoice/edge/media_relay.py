@@ -40,7 +40,7 @@ from hybridvoice.net.transport import Transport
 from hybridvoice.net.turn import TurnRelay
 
 from .anchor_io import EdgeAnchoring
-from .mras_api import create_mras_api
+from .mras_api import BODY_HINT, MAX_BODY, REQUEST_TIMEOUT, create_mras_api
 from .mras_trust import OnlineNames
 
 if TYPE_CHECKING:
@@ -195,8 +195,9 @@ async def open_media_relay(
                               wall=time.time, counters=counters)  # fmt: skip
         refused: dict[tuple[str, str], int] = {}
         mras = await serve_asgi(
-            app, mras_host, mr.mras_port, max_body=4096, ssl_context=mras_ssl,
+            app, mras_host, mr.mras_port, max_body=MAX_BODY, ssl_context=mras_ssl,
             on_tls_refused=functools.partial(count_mras_refusal, refused),
+            request_timeout=REQUEST_TIMEOUT, body_limit_hint=BODY_HINT,
         )  # fmt: skip
     except BaseException:
         relay.close()

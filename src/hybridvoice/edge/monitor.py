@@ -68,7 +68,8 @@ class MediationMonitor:
         try:
             transport = self.endpoint.transport_for(t)
             uri = SipUri(t.host, None, None, t.port, (("transport", t.transport.lower()),))
-            request = options_request(uri, transport.local[0], transport.sent_by, t.transport)
+            # From and Contact name us as the mediation role sees us: our FQDN over TLS
+            request = options_request(uri, transport.advertised[0], transport.sent_by, t.transport)
             await self.endpoint.request(request, t, timeout=self.timeout)
         except (RequestTimeoutError, TransportError):
             if self.state.unanswered():

@@ -11,6 +11,13 @@ trusted roots, and a certificate that does not name the online service
 
 Every answer is counted in :attr:`MrasCounters` (issued, refused by reason). The
 secret never leaves the process. Wall time is injected (``wall``: Unix seconds).
+
+Input limits (what the listener takes from a peer that is not the online service, or a
+broken one): a body of at most :data:`MAX_BODY` bytes (413 before it is read); a POST that is
+not ``Content-Type: application/json`` gets 415, a body that is not UTF-8 JSON 400, both in
+the ``{"error", "hint"}`` form and counted as ``refused_invalid``; a connection that takes
+longer than :data:`REQUEST_TIMEOUT` seconds to deliver its request (or sends nothing) is
+closed (``hybridvoice.net.http``, ``request_timeout``).
 """
 
 from __future__ import annotations
@@ -23,12 +30,24 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
 from hybridvoice.media.mras import MrasIssuer
 
 from .mras_trust import OnlineNames, client_identity
 
-__all__ = ["CredentialsIn", "create_mras_api"]
+__all__ = ["BODY_HINT", "MAX_BODY", "MAX_USER", "REQUEST_TIMEOUT", "CredentialsIn",
+           "create_mras_api"]  # fmt: skip
+
+#: the longest ``user`` MRAS issues credentials for (the online service checks it first)
+MAX_USER = 256
+#: the largest request body the MRAS listener reads
+MAX_BODY = 4096
+#: seconds a connection may take to deliver its whole request
+REQUEST_TIMEOUT = 10.0
+_HINT = 'send {"user": "<the user\'s SIP URI>"} (printable, at most 256 characters)'
+#: what a 413 says
+BODY_HINT = f"MRAS takes one small JSON object: {_HINT}"
 
 
 class CredentialsIn(BaseModel):
@@ -36,7 +55,7 @@ class CredentialsIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user: str = Field(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")
+    user: str = Field(min_length=1, max_length=MAX_USER, pattern=r"^[\x21-\x7e]+$")
 
 
 def create_mras_api(
@@ -56,8 +75,27 @@ def create_mras_api(
         counters["refused_invalid"] += 1
         fields = [".".join(str(x) for x in e["loc"][1:]) or "body" for e in exc.errors()]
         reasons = "; ".join(f"{f}: {e['msg']}" for f, e in zip(fields, exc.errors(), strict=True))
-        hint = 'send {"user": "<the user\'s SIP URI>"} (printable, at most 256 characters)'
-        return JSONResponse({"error": f"invalid request: {reasons}", "hint": hint}, 422)
+        return JSONResponse({"error": f"invalid request: {reasons}", "hint": _HINT}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def refused(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body that does not decode
+            counters["refused_invalid"] += 1
+        error = f"{request.method} {request.url.path}: {exc.detail}"[:200]
+        hint = f"POST /mras/v1/credentials: {_HINT}"
+        return JSONResponse({"error": error, "hint": hint}, exc.status_code, exc.headers)
+
+    @app.middleware("http")
+    async def json_only(request: Request, call_next: Any) -> Any:
+        kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if request.method == "POST" and kind != "application/json":
+            counters["refused_invalid"] += 1
+            return JSONResponse(
+                {"error": f"Content-Type {kind or '(none)'} is not application/json"[:200],
+                 "hint": f"set Content-Type: application/json and {_HINT}"},
+                415,
+            )  # fmt: skip
+        return await call_next(request)
 
     @app.middleware("http")
     async def only_trusted(request: Request, call_next: Any) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hybridvoice.cms.edge_names import record_route_user
 from hybridvoice.cms.settings import Settings
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.pipe import LocalExchange
@@ -110,10 +111,11 @@ class EdgeRole:
             )
             self.media = await open_media_relay(s, [self.external], mras_ssl=o.mras_ssl)
             anchoring = None if self.media is None else self.media.anchoring
+            rr = _record_route_hosts(s, self.external)
             if anchoring is None:
-                self.proxy = Proxy(endpoint, self.policy)
+                self.proxy = Proxy(endpoint, self.policy, record_route_hosts=rr)
             else:  # media of clients on the internet through the edge's relay
-                self.proxy = Proxy(endpoint, anchoring.policy(self.policy))
+                self.proxy = Proxy(endpoint, anchoring.policy(self.policy), record_route_hosts=rr)
                 self.proxy.forward_hook = anchoring.hook
             self.monitor.start()
         except BaseException:
@@ -131,6 +133,16 @@ class EdgeRole:
             await self.endpoint.close()
             self.endpoint = None
         self.listeners = None
+
+
+def _record_route_hosts(settings: Settings, external: Transport) -> dict[Transport, str]:
+    """The external side named by the pool FQDN (TLS): its Record-Route carries the
+    appliance's name too (``appliance1@ap.contoso.com``), so that the online service routes
+    the dialog's requests to this appliance of the pool (``cms.edge_names``)."""
+    host = external.advertised[0]
+    if host.replace(".", "").isdigit() or ":" in host:  # an address: nothing to say
+        return {}
+    return {external: f"{record_route_user(settings)}@{host}"}
 
 
 def _local_for(kind: str, side: Transport) -> tuple[str, int] | None:

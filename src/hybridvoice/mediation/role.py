@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hybridvoice.cms.edge_names import edge_name_map
 from hybridvoice.cms.settings import Settings
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import TaskFailures
+from hybridvoice.net.names import NameResolver
 from hybridvoice.net.pipe import LocalExchange
 from hybridvoice.net.relay import RelayEngine
 from hybridvoice.net.stream import StreamLimits
@@ -194,7 +196,10 @@ class MediationRole:
                 _log.warning("%s; every PSTN call is refused 503", NO_GATEWAY_CONFIGURED)
             resolved = await resolve_gateways(s.gateways)
             trunks = self.trunks = TrunkTable.from_settings(s, resolved)
-            edge_ua = UserAgent(edge_ep, config=o.session, user="mediation", rng=rng)
+            edge_ua = UserAgent(
+                edge_ep, config=o.session, user="mediation", rng=rng,
+                resolver=NameResolver(edge_name_map(s)),  # the edge's Record-Route over TLS
+            )  # fmt: skip
             gw_ua = UserAgent(gw_ep, config=o.session, user="mediation", rng=rng)
             self._uas = [edge_ua, gw_ua]
             if o.records is not None:

@@ -32,6 +32,7 @@ import httpx
 
 from hybridvoice import __version__
 from hybridvoice.cms.changes import Change
+from hybridvoice.cms.edge_names import appliance_name
 from hybridvoice.cms.guard import Access
 from hybridvoice.cms.replica import LocalStore
 from hybridvoice.cms.replicator import ApplianceLink, Replicator
@@ -125,8 +126,7 @@ class Appliance:
 
     @property
     def name(self) -> str:
-        c = self.settings.common
-        return self.settings.online.appliance_name or c.server_name or f"{c.site_name}-1"
+        return appliance_name(self.settings)
 
     # --- life cycle -------------------------------------------------------------------------------
     async def start(self) -> None:

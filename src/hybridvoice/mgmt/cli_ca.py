@@ -78,9 +78,43 @@ def _store(state_dir: Path | None, config: Path | None) -> PkiStore:
     return PkiStore(state_dir / "pki")
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
+def _fail(message: str, code: int = 1, hint: str | None = None) -> typer.Exit:
     err.print(f"[red]{message}[/red]", highlight=False)
+    if hint:
+        err.print(hint, highlight=False, markup=False)
     return typer.Exit(code)
+
+
+def _where(state_dir: Path | None, config: Path | None) -> str:
+    """The options that name this state directory again, as the user gave them."""
+    return "".join(f" {flag} {value}" for flag, value in
+                   (("--config", config), ("--state-dir", state_dir)) if value)  # fmt: skip
+
+
+def _pki_failed(exc: Exception, state_dir: Path | None, config: Path | None) -> typer.Exit:
+    """``exc`` from the site PKI, with what to type next when the CA is missing or damaged,
+    or a backup file cannot be restored."""
+    from hybridvoice.pki import CaImportError, NoSiteCaError, SiteCaDamagedError  # noqa: PLC0415
+
+    where = _where(state_dir, config)
+    backup = "hybridvoice ca backup --output site-ca.p12 --passphrase-file PASSFILE"
+    if isinstance(exc, NoSiteCaError):
+        up = f"hybridvoice up --config {config or 'SETTINGS.toml'}"
+        up += f" --state-dir {state_dir}" if state_dir else ""
+        hint = (
+            f"On the site's first appliance, make it: `{up}` (the first start makes the CA when a "
+            "hop between the roles or a gateway speaks TLS). On another appliance of the site, "
+            f"copy that one: `{backup}` there, then `hybridvoice ca restore site-ca.p12 "
+            f"--passphrase-file PASSFILE{where}` here."
+        )
+    elif isinstance(exc, SiteCaDamagedError):
+        hint = (f"Restore it from a backup: `hybridvoice ca restore site-ca.p12 "
+                f"--passphrase-file PASSFILE --force{where}` (made with `{backup}`).")  # fmt: skip
+    elif isinstance(exc, CaImportError):
+        hint = f"Make the file again on the site's first appliance: `{backup}`"
+    else:
+        hint = None
+    return _fail(str(exc), hint=hint)
 
 
 def _passphrase(path: Path) -> str:
@@ -104,7 +138,7 @@ def export_root(
     try:
         pem = _store(state_dir, config).root_pem()
     except PkiError as exc:
-        raise _fail(str(exc)) from exc
+        raise _pki_failed(exc, state_dir, config) from exc
     if output is None:
         out.print(pem.decode(), end="", markup=False, highlight=False)
     else:
@@ -128,7 +162,7 @@ def backup(
     try:
         data = export_ca(_store(state_dir, config).load_ca(), _passphrase(passphrase_file))
     except (PkiError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise _pki_failed(exc, state_dir, config) from exc
     output.write_bytes(data)
     output.chmod(0o600)
     out.print(f"site CA backed up to {output}")
@@ -152,7 +186,7 @@ def restore(
     except OSError as exc:
         raise _fail(f"cannot read {backup_file}: {exc.strerror or exc}", 2) from exc
     except CaImportError as exc:
-        raise _fail(str(exc)) from exc
+        raise _pki_failed(exc, state_dir, config) from exc
     if store.has_ca() and store.load_ca().cert_pem != ca.cert_pem and not force:
         raise _fail(
             f"{store.directory} already has another site CA: give --force to replace it "
@@ -179,6 +213,8 @@ def renew(
 
     store, now = _store(state_dir, config), _now()
     try:
+        if not store.has_ca():  # nothing to renew is no success
+            store.load_ca()
         if ca:
             renewed_ca = store.load_ca().renewed(now)
             store.save_ca(renewed_ca)
@@ -191,6 +227,8 @@ def renew(
                 f"{credential.not_after:%Y-%m-%d}"
             )
     except PkiError as exc:
+        if not store.has_ca():
+            raise _pki_failed(exc, state_dir, config) from exc
         raise _fail(f"{exc} (known: {', '.join(store.names()) or 'none'})") from exc
 
 
@@ -206,7 +244,9 @@ def status(
 
     store = _store(state_dir, config)
     if not store.has_ca():
-        raise _fail(f"no site CA in {store.directory}: hybridvoice up makes it (TLS between roles)")
+        from hybridvoice.pki import NoSiteCaError  # noqa: PLC0415
+
+        raise _pki_failed(NoSiteCaError(f"no site CA in {store.directory}"), state_dir, config)
     report = expiry_report(store.certificates(), _now())
     if as_json:
         rows = [
@@ -272,7 +312,7 @@ def issue_gateway(
     except OSError as exc:
         raise _fail(f"cannot read {csr}: {exc.strerror or exc}", 2) from exc
     except (PkiError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise _pki_failed(exc, state_dir, config) from exc
     output.write_bytes(data)
     output.chmod(0o600)
     names = ", ".join([*credential.dns_names, *map(str, credential.ip_addresses)])

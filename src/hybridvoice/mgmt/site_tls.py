@@ -26,10 +26,13 @@ __all__ = ["SiteTls", "runs_mras", "speaks_tls", "tls_names"]
 
 
 def speaks_tls(settings: Settings) -> bool:
-    """Whether a hop between the roles speaks TLS: the site CA then issues their certificates."""
+    """Whether a hop between the roles, or toward an enabled gateway, speaks TLS: the site CA
+    then issues their certificates (a TLS gateway needs the mediation role's TLSPort listening
+    with one)."""
     s, edge = settings, settings.edge_server
     return "TLS" in (s.online.sip_protocol, edge.external_protocol, edge.internal_protocol,
-                     s.mediation_server.internal_protocol)  # fmt: skip
+                     s.mediation_server.internal_protocol,
+                     *(g.protocol for g in s.gateways if g.enabled))  # fmt: skip
 
 
 def runs_mras(settings: Settings) -> bool:

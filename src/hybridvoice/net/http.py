@@ -17,6 +17,14 @@ connection whose body nobody receives); a chunked body is counted as it arrives 
 when it passes the limit (the app sees the client go away, the client gets the 413). Either
 way the connection is closed after the answer, so the rest of the body is never read.
 
+Slow clients (``request_timeout``, off unless asked): uvicorn times out only an idle
+keep-alive connection, so a client that connects and sends nothing, or half a request head,
+or a ``Content-Length`` and then a trickle of the body, holds its connection (and a file
+descriptor) for ever; a few thousand of them (slowloris) starve the server. With a
+``request_timeout`` a sweep closes every connection that has been waiting that long for the
+rest of a request (head or body) without progress to the next phase; a request the app is
+answering (a long poll) is never cut.
+
 HTTPS (``ssl_context``): the server does each handshake itself (:mod:`.http_tls`) so that a
 refused client certificate is logged and reported to ``on_tls_refused`` with its reason, and
 the app sees the verified peer certificate in the ASGI TLS extension.
@@ -27,6 +35,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -36,6 +46,8 @@ from .http_tls import HANDSHAKE_TIMEOUT, ServerTls, TlsRefused, tls_protocol
 
 if TYPE_CHECKING:
     import ssl
+
+_log = logging.getLogger("hybridvoice.net.http")
 
 __all__ = ["DEFAULT_MAX_BODY", "AsgiApp", "AsgiServer", "BodyLimit", "HttpServeError",
            "TlsRefused", "serve_asgi"]  # fmt: skip
@@ -56,14 +68,13 @@ class BodyLimit:
 
     __slots__ = ("app", "max_body", "refusal")
 
-    def __init__(self, app: AsgiApp, max_body: int) -> None:
+    def __init__(self, app: AsgiApp, max_body: int, hint: str | None = None) -> None:
         if max_body < 0:
             raise ValueError(f"max_body must be >= 0, got {max_body}")
         self.app, self.max_body = app, max_body
-        body = (
-            f'{{"error": "request body over {max_body} bytes", "hint": "send less, or raise '
-            f'[Management] MaxRequestBytes"}}'
-        ).encode()
+        hint = hint or "send less, or raise [Management] MaxRequestBytes"
+        text = json.dumps({"error": f"request body over {max_body} bytes", "hint": hint})
+        body = text.encode()
         self.refusal: Final = (
             {"type": "http.response.start", "status": 413, "headers": [
                 (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
@@ -121,6 +132,53 @@ class _Metered:
             await self._limit._refuse(self._send)
 
 
+class _Sweep:
+    """Closes connections waiting longer than ``timeout`` for the rest of a request: the
+    whole head, or the body the app is reading (see the module docstring). It looks every
+    ``timeout / 2`` seconds; a connection is closed at the first look at least ``timeout``
+    after it was first seen waiting in the same phase of the same request."""
+
+    __slots__ = ("closed", "server", "timeout")
+
+    def __init__(self, server: uvicorn.Server, timeout: float) -> None:
+        self.server, self.timeout = server, timeout
+        self.closed = 0  # connections closed for being too slow
+
+    @staticmethod
+    def _waiting(connection: Any) -> tuple[str, object] | None:
+        cycle = getattr(connection, "cycle", None)
+        if cycle is None or cycle.response_complete:
+            return ("head", cycle)  # nothing yet, or the next request's head
+        if cycle.more_body and not cycle.response_started:
+            return ("body", cycle)
+        return None  # the app is answering
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        seen: dict[Any, tuple[tuple[str, object], float]] = {}
+        while True:
+            await asyncio.sleep(self.timeout / 2)
+            now = loop.time()
+            live = self.server.server_state.connections
+            for connection in list(live):
+                state = self._waiting(connection)
+                mark = seen.get(connection)
+                if state is None:
+                    seen.pop(connection, None)
+                elif mark is None or mark[0] != state:
+                    seen[connection] = (state, now)
+                elif now - mark[1] >= self.timeout:
+                    transport = getattr(connection, "transport", None)
+                    if transport is not None and not transport.is_closing():
+                        self.closed += 1
+                        _log.info("HTTP client %s too slow (%s): closed",
+                                  getattr(connection, "client", None), state[0])  # fmt: skip
+                        transport.close()
+                    seen.pop(connection, None)
+            for connection in [c for c in seen if c not in live]:
+                del seen[connection]
+
+
 class HttpServeError(RuntimeError):
     """The HTTP server could not start (bad bind address, wildcard refused, address in use)."""
 
@@ -144,17 +202,20 @@ class _EmbeddedServer(uvicorn.Server):
 class AsgiServer:
     """A running HTTP server: where it listens, and :meth:`stop`."""
 
-    __slots__ = ("_server", "_task", "_tls", "host", "port")
+    __slots__ = ("_server", "_sweep", "_task", "_tls", "host", "port", "sweep")
 
     def __init__(
         self, server: _EmbeddedServer, task: asyncio.Task[None], host: str, port: int,
-        tls: ServerTls | None = None,
+        tls: ServerTls | None = None, *, sweep: _Sweep | None = None,
     ) -> None:  # fmt: skip
         self._server = server
         self._task = task
         self._tls = tls
         self.host = host
         self.port = port
+        #: closes slow clients (``request_timeout``); its ``closed`` counts them
+        self.sweep = sweep
+        self._sweep = None if sweep is None else asyncio.create_task(sweep.run())
 
     @property
     def url(self) -> str:
@@ -166,6 +227,10 @@ class AsgiServer:
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish, close the socket."""
         self._server.should_exit = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep
         await self._task
         if self._tls is not None:
             await self._tls.close()
@@ -189,6 +254,8 @@ async def serve_asgi(
     ssl_context: ssl.SSLContext | None = None,
     on_tls_refused: TlsRefused | None = None,
     tls_handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    request_timeout: float | None = None,
+    body_limit_hint: str | None = None,
 ) -> AsgiServer:
     """Serve ``app`` on ``host:port`` (``port=0``: any free port) in this event loop.
 
@@ -197,7 +264,9 @@ async def serve_asgi(
     tasks such as a sweep); request bodies over ``max_body`` bytes get 413 (:class:`BodyLimit`).
     With ``ssl_context`` it serves HTTPS (the context decides whether a client certificate
     is asked for); each refused handshake (not finished within ``tls_handshake_timeout``
-    seconds, too) is logged and reported to ``on_tls_refused``.
+    seconds, too) is logged and reported to ``on_tls_refused``. ``request_timeout``: close a
+    connection that waits that many seconds for the rest of a request (:class:`_Sweep`).
+    ``body_limit_hint``: what the 413 tells the client to do.
     Returns once the socket listens; raises :class:`HttpServeError` when it cannot.
     """
     try:
@@ -210,7 +279,8 @@ async def serve_asgi(
     if ssl_context is not None:
         tls = ServerTls(ssl_context, on_tls_refused, tls_handshake_timeout)
     config = uvicorn.Config(
-        BodyLimit(app, max_body), host=host, port=port, lifespan="on" if lifespan else "off",
+        BodyLimit(app, max_body, body_limit_hint), host=host, port=port,
+        lifespan="on" if lifespan else "off",
         log_config=None, access_log=False, server_header=False, timeout_graceful_shutdown=5,
     )  # fmt: skip
     if tls is not None:  # uvicorn builds each connection's protocol with this
@@ -225,4 +295,5 @@ async def serve_asgi(
         raise HttpServeError(f"HTTP server stopped during startup on {host}:{port}")
     sockets = server.servers[0].sockets
     bound_port = int(sockets[0].getsockname()[1]) if sockets else port
-    return AsgiServer(server, task, host, bound_port, tls)
+    sweep = None if request_timeout is None else _Sweep(server, request_timeout)
+    return AsgiServer(server, task, host, bound_port, tls, sweep=sweep)

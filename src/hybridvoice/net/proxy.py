@@ -58,6 +58,7 @@ from hybridvoice.sip.uri import SipUri, Uri
 from hybridvoice.sip.validate import UasPolicy
 
 from .endpoint import Endpoint
+from .names import NameLookup, named_destination
 from .transport import (
     RELIABLE,
     Destination,
@@ -141,13 +142,22 @@ class _Network:
     """The core's :class:`~hybridvoice.sip.proxy.ProxyNetwork`: our addresses, our
     Record-Route values, the next hop of in-dialog requests, the policy's admission."""
 
-    __slots__ = ("_ours", "_ours_for", "_record_routes", "_rr_hosts", "admit", "endpoint", "policy")
+    __slots__ = (
+        "_ours", "_ours_for", "_record_routes", "_rr_hosts", "admit", "endpoint", "names",
+        "policy",
+    )  # fmt: skip
 
     def __init__(
-        self, endpoint: Endpoint, policy: ProxyPolicy, rr_hosts: Mapping[Transport, str]
+        self,
+        endpoint: Endpoint,
+        policy: ProxyPolicy,
+        rr_hosts: Mapping[Transport, str],
+        names: NameLookup | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.policy = policy
+        #: the peers' FQDNs we may route in-dialog requests to without DNS (None: none)
+        self.names = names
         #: the policy's, as it is (an in-dialog request or an ACK: None lets it through)
         self.admit: Callable[[Request, Source], Response | None] = policy.admit
         self._rr_hosts = dict(rr_hosts)
@@ -175,11 +185,13 @@ class _Network:
                 destination = destination_of(route)
             except TransportError:
                 destination = None
-            if destination is None:  # a name, or not a SIP URI: no resolver here
-                return None
+            if destination is None:  # a name: ours to map, else no resolver here
+                destination = named_destination(route, self.names)
+                if destination is None:
+                    return None
         if destination is None and transport is not None:
             with contextlib.suppress(TransportError):  # a name: the branch reports it
-                destination = destination_of(uri)
+                destination = destination_of(uri) or named_destination(uri, self.names)
         return Target(uri, _from(destination, transport))
 
     def record_route(self, transport: Transport) -> str:
@@ -197,8 +209,9 @@ class _Network:
             for host, port in (transport.local, transport.advertised):
                 ours.setdefault((bare_host(host).lower(), port), transport)
             rr_host = self._rr_hosts.get(transport)
-            if rr_host is not None:
-                ours.setdefault((bare_host(rr_host).lower(), transport.advertised[1]), transport)
+            if rr_host is not None:  # "user@host": the host is ours
+                host = bare_host(rr_host.rpartition("@")[2]).lower()
+                ours.setdefault((host, transport.advertised[1]), transport)
         self._ours = ours
         self._ours_for = len(self.endpoint.transports)
 
@@ -207,10 +220,13 @@ class Proxy:
     """A transaction-stateful proxy over ``endpoint`` (it becomes the endpoint's TU).
 
     ``record_route_hosts`` overrides the host written in our Record-Route per transport
-    (default: the transport's advertised address); those hosts are also recognised as ours
-    in Route headers. ``checks`` is what §16.3 validates against. ``timer_c`` is §16.6 step
-    11's Timer C (more than 3 minutes by the RFC; 180 s by default). ``rng`` makes the To
-    tags of local responses reproducible. ``core`` is the sans-IO proxy core it drives.
+    (default: the transport's advertised address), optionally with a user part
+    (``user@host``); those hosts are also recognised as ours in Route headers. ``names``
+    maps the FQDNs of peers that record-route by name (RFC 5922: a TLS peer's certificate
+    name) to their addresses, for in-dialog requests and ACKs routed to them. ``checks`` is
+    what §16.3 validates against. ``timer_c`` is §16.6 step 11's Timer C (more than 3
+    minutes by the RFC; 180 s by default). ``rng`` makes the To tags of local responses
+    reproducible. ``core`` is the sans-IO proxy core it drives.
     """
 
     def __init__(
@@ -219,6 +235,7 @@ class Proxy:
         policy: ProxyPolicy,
         *,
         record_route_hosts: Mapping[Transport, str] | None = None,
+        names: NameLookup | None = None,
         checks: UasPolicy = DEFAULT_CHECKS,
         timer_c: float = 180.0,
         rng: random.Random | None = None,
@@ -226,7 +243,7 @@ class Proxy:
         self.endpoint = endpoint
         endpoint.tu = self
         self.policy = policy
-        self._network = _Network(endpoint, policy, record_route_hosts or {})
+        self._network = _Network(endpoint, policy, record_route_hosts or {}, names)
         self.core: ProxyCore[Source] = ProxyCore(
             self._network,
             checks=checks,
@@ -486,7 +503,8 @@ class Proxy:
     def _send_ack(self, action: SendAck) -> None:
         try:
             via: Transport | None = action.via  # type: ignore[assignment]
-            destination = _from(destination_of(action.hop), via)
+            hop = destination_of(action.hop) or named_destination(action.hop, self._network.names)
+            destination = _from(hop, via)
             if destination is None:
                 return
             if self.forward_hook is not None:  # an ACK may carry the answer (late offer)

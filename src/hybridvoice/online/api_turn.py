@@ -9,8 +9,10 @@ roots and the URL's host (:func:`mras_fetch`). It hands the answer on: ``usernam
 ``password``, ``ttl``, ``expires``, ``uris`` (RFC 7065), plus ``site`` and ``appliance``.
 Any valid token may read it (a GET, :mod:`hybridvoice.cms.guard`).
 
-Errors, each with a hint: 404 no such user; 409 the user has no hybrid PSTN site; 503 no
-online appliance of the site runs a media relay; 502 every MRAS asked failed.
+Errors, each with a hint: 422 not a SIP URI, or longer than :data:`MAX_URI` characters (what
+an edge's MRAS issues credentials for: asking it would only fail); 404 no such user; 409 the
+user has no hybrid PSTN site; 503 no online appliance of the site runs a media relay; 502
+every MRAS asked failed. Errors quote at most 60 characters of what was asked.
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ _log = logging.getLogger(__name__)
 #: ``await fetch(mras_url, user)`` -> the MRAS answer (raises on any failure)
 MrasFetch = Callable[[str, str], Awaitable[dict[str, Any]]]
 _FIELDS = ("username", "password", "ttl", "expires", "uris")
+#: the longest SIP URI credentials are asked for (``edge.mras_api.MAX_USER``)
+MAX_URI = 256
+_BY_URI = "name the user by SIP URI: /v1/users/sip:alice@contoso.com"
+
+
+def _quoted(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
 def mras_fetch(context: ssl.SSLContext | None) -> MrasFetch:
@@ -72,15 +81,20 @@ def add_turn_routes(app: FastAPI, store: TenantStore, fetch: MrasFetch) -> None:
 
     @app.get("/v1/users/{sip_uri}/turn-credentials")
     async def turn_credentials(sip_uri: str) -> dict[str, Any]:
+        if len(sip_uri) > MAX_URI:  # before parsing it: bounded work for any input
+            raise ApiError(
+                422, f"the SIP URI {_quoted(sip_uri)} is {len(sip_uri)} characters, over "
+                f"{MAX_URI}: no edge issues TURN credentials for it", _BY_URI,
+            )  # fmt: skip
         try:
             aor = canonical_aor(sip_uri)
         except ValueError as exc:
-            raise ApiError(
-                422, str(exc)[:200], "name the user by SIP URI: /v1/users/sip:alice@contoso.com"
-            ) from exc
+            raise ApiError(422, str(exc)[:200], _BY_URI) from exc
+        if len(aor) > MAX_URI:  # "alice@..." grew a "sip:"
+            raise ApiError(422, f"{_quoted(aor)} is over {MAX_URI} characters", _BY_URI)
         user = store.get_user(aor)
         if user is None:
-            raise ApiError(404, f"no user {aor!r}", "PUT /v1/users/{sip_uri} creates it")
+            raise ApiError(404, f"no user {_quoted(aor)}", "PUT /v1/users/{sip_uri} creates it")
         site = user.hybrid_pstn_site
         if site is None:
             raise ApiError(

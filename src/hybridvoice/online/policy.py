@@ -39,6 +39,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Final
+from urllib.parse import unquote
 
 from hybridvoice.net.proxy import Forward, Target
 from hybridvoice.net.transport import Destination, Source
@@ -98,6 +99,12 @@ class OnlinePolicy:
         self._rng = rng or random.Random()
         self._clock = clock
         self._edges: dict[tuple[str, int], Appliance] = {}  # edge SIP address -> appliance
+        #: (edge FQDN, source host, port) -> appliance: an edge that names itself over TLS
+        self._named_edges: dict[tuple[str, str, int], Appliance] = {}
+        #: edge FQDN -> the address of an appliance of its pool (:meth:`edge_address`)
+        self._edge_names: dict[str, str] = {}
+        #: (edge FQDN, appliance name) -> that appliance's address
+        self._edge_named: dict[tuple[str, str], str] = {}
         self._edges_version = -1
         #: Call-IDs of the dialogs this proxy routed, least recently used first (admit)
         self._dialogs: OrderedDict[str, None] = OrderedDict()
@@ -177,12 +184,43 @@ class OnlinePolicy:
         """The registered appliance whose edge sent ``request``: its top Via sent-by is the
         edge address the appliance registered and the packet came from that host."""
         via = request.top_via
-        if via is None or via.host != source.host:
+        if via is None:
             return None
         if self._edges_version != self.store.version:  # rebuilt when the tenant changes
-            self._edges = {(a.edge_sip_host, a.edge_sip_port): a for a in self.store.appliances()}
-            self._edges_version = self.store.version
+            self._index_edges()
+        if via.host != source.host:  # over TLS the edge names itself by its FQDN (RFC 5922)
+            key = (via.host.lower(), source.host, via.port or 5061)
+            return self._named_edges.get(key) if self._named_edges else None
         return self._edges.get((via.host, via.port or 5060))
+
+    def _index_edges(self) -> None:
+        appliances = self.store.appliances()
+        self._edges = {(a.edge_sip_host, a.edge_sip_port): a for a in appliances}
+        self._named_edges = {
+            (a.edge_fqdn.lower(), a.edge_sip_host, a.edge_sip_port): a for a in appliances
+        }
+        names: dict[str, str] = {}
+        for a in sorted(appliances, key=lambda a: a.status != "online"):  # online ones first
+            if _is_ip(a.edge_sip_host):
+                names.setdefault(a.edge_fqdn.lower(), a.edge_sip_host)
+        self._edge_names = names
+        self._edge_named = {(a.edge_fqdn.lower(), a.name): a.edge_sip_host
+                            for a in appliances if _is_ip(a.edge_sip_host)}  # fmt: skip
+        self._edges_version = self.store.version
+
+    def edge_address(self, uri: SipUri) -> str | None:
+        """Where an in-dialog request routed by an edge's Record-Route over TLS goes (the
+        proxy's ``names``): the appliance the URI's user part names (the edge puts its
+        appliance's name there, ``cms.edge_names``) among those whose edge pool FQDN is its
+        host; without one, the first online appliance of that pool."""
+        if self._edges_version != self.store.version:
+            self._index_edges()
+        host = uri.host_bare.rstrip(".").lower()
+        if uri.user:
+            named = self._edge_named.get((host, unquote(uri.user)))
+            if named is not None:
+                return named
+        return self._edge_names.get(host)
 
     def _inbound(self, request: Request) -> Forward | Response:
         number = e164_of(str(request.uri))

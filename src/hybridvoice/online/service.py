@@ -138,7 +138,7 @@ class OnlineService:
                 rng=rng,
                 trusted_peers=o.trusted_peers,
             )
-            self.proxy = Proxy(endpoint, self.policy)
+            self.proxy = Proxy(endpoint, self.policy, names=self.policy.edge_address)
             app = create_online_api(
                 self.store,
                 appliance_auth=o.appliance_auth,  # appliances by certificate (HTTPS)

@@ -20,7 +20,9 @@ from .errors import (
     CaPassphraseError,
     CertificateFileError,
     IssueError,
+    NoSiteCaError,
     PkiError,
+    SiteCaDamagedError,
     TrustError,
 )
 from .expiry import WARN_DAYS, Expiry, expiry_report
@@ -45,10 +47,12 @@ __all__ = [
     "Expiry",
     "IssueError",
     "LabExternal",
+    "NoSiteCaError",
     "PkiError",
     "PkiStore",
     "Problem",
     "SiteCa",
+    "SiteCaDamagedError",
     "TrustError",
     "TrustStore",
     "check_external",

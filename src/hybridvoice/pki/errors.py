@@ -15,13 +15,23 @@ __all__ = [
     "CaPassphraseError",
     "CertificateFileError",
     "IssueError",
+    "NoSiteCaError",
     "PkiError",
+    "SiteCaDamagedError",
     "TrustError",
 ]
 
 
 class PkiError(Exception):
     """Something the site PKI could not do."""
+
+
+class NoSiteCaError(PkiError):
+    """The state directory has no site CA (made by the first start with TLS, or restored)."""
+
+
+class SiteCaDamagedError(PkiError):
+    """The site CA file of the state directory cannot be read."""
 
 
 class CaImportError(PkiError):

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .bundle import load_bundle
 from .ca import SiteCa, create_ca, utc
-from .errors import CertificateFileError, PkiError
+from .errors import CertificateFileError, NoSiteCaError, PkiError, SiteCaDamagedError
 from .external import Problem, check_external
 from .files import PUBLIC, SECRET, checked_name, write_atomic
 from .issue import Credential, IpAddress, general_names, issue_server, renew, sans_of
@@ -81,14 +81,14 @@ class PkiStore:
         try:
             data = self.ca_path.read_bytes()
         except FileNotFoundError as exc:
-            raise PkiError(
+            raise NoSiteCaError(
                 f"no site CA in {self.directory}: create one on the site's first appliance, "
                 "or import the one exported there"
             ) from exc
         try:
             return SiteCa(x509.load_pem_x509_certificate(data), load_signing_key(data))
         except (ValueError, TypeError) as exc:
-            raise PkiError(
+            raise SiteCaDamagedError(
                 f"{self.ca_path} is damaged ({exc}): restore the site CA from its export "
                 "(import it with its passphrase)"
             ) from exc
