@@ -1,7 +1,9 @@
 """The MRAS listener against oversized and malformed input: bodies over its limit get 413
 with a hint about MRAS (not another service's setting), a POST that is not JSON 415, a body
 that is not UTF-8 400, all in the {"error", "hint"} form and counted; slow clients (nothing
-sent, half a head, half a body) are closed (``net.http`` ``request_timeout``)."""
+sent, half a head, half a body) are closed (``net.http`` ``request_timeout``). Every client
+here is the online service (its site certificate, MRAS's mutual TLS): the limits hold for a
+peer that passed the handshake."""
 
 from __future__ import annotations
 
@@ -9,23 +11,23 @@ import asyncio
 from pathlib import Path
 
 import httpx
-from test_edge_media import HOST, settings
+from test_edge_media import HOST, edge_role, settings
 
 from hybridvoice.edge.mras_api import MAX_BODY, REQUEST_TIMEOUT
-from hybridvoice.edge.role import EdgeOptions, EdgeRole
 
 POST_ASIDE = b'{"user": "sip:alice@contoso.example"}'
 
 
 def test_mras_refuses_bad_input_in_its_own_terms(tmp_path: Path) -> None:
     async def run() -> None:
-        edge = EdgeRole(settings(tmp_path), EdgeOptions(ping_interval=5))
+        edge, tls = edge_role(settings(tmp_path), tmp_path)
         await edge.start()
         try:
             media = edge.media
             assert media is not None
             url = media.mras_url
-            async with httpx.AsyncClient(timeout=10) as http:
+            online = tls.contexts["online"].client
+            async with httpx.AsyncClient(verify=online, timeout=10) as http:
                 answers = {
                     "text": await http.post(url, content=POST_ASIDE,
                                             headers={"content-type": "text/plain"}),
@@ -57,11 +59,12 @@ def test_mras_refuses_bad_input_in_its_own_terms(tmp_path: Path) -> None:
 
 def test_mras_closes_clients_that_never_finish_a_request(tmp_path: Path) -> None:
     async def run() -> None:
-        edge = EdgeRole(settings(tmp_path), EdgeOptions(ping_interval=5))
+        edge, tls = edge_role(settings(tmp_path), tmp_path)
         await edge.start()
         try:
             media = edge.media
             assert media is not None and media.mras.sweep is not None
+            online = tls.contexts["online"].client
             port = media.mras.port
             starts = (
                 b"",  # connects, says nothing
@@ -69,7 +72,7 @@ def test_mras_closes_clients_that_never_finish_a_request(tmp_path: Path) -> None
                 b"POST /mras/v1/credentials HTTP/1.1\r\nHost: x\r\nContent-Type: "
                 b'application/json\r\nContent-Length: 200\r\n\r\n{"us',  # half a body
             )
-            streams = [await asyncio.open_connection(HOST, port) for _ in starts]
+            streams = [await asyncio.open_connection(HOST, port, ssl=online) for _ in starts]
             for (_, writer), data in zip(streams, starts, strict=True):
                 writer.write(data)
                 await writer.drain()
