@@ -192,7 +192,7 @@ class GeoDns:
 
     # --- one query ----------------------------------------------------------------------------
 
-    def answer(self, data: bytes, source: str, *, tcp: bool = False) -> bytes | None:
+    def answer(self, data: bytes, source: str, tcp: bool = False) -> bytes | None:
         """The response to the query ``data`` received from ``source`` (an IP address), or
         ``None`` when nothing is to be sent (no header, or a response rather than a query)."""
         if len(data) < _HEADER:
