@@ -68,7 +68,7 @@ def test_mediation_addresses_from_appliance_settings_files(tmp_path: Path) -> No
             f'[Common]\nSIPDomains = "adatum.biz"\nSiteName = "Seattle"\nServerName = "sea{n}"\n'
             f'[MediationServer]\nIP = "10.10.1.{n}"\n'
         )
-        apps += ["--appliance", str(path)]
+        apps += ["--appliance-config", str(path)]
     shown = hv("dns", "show", str(geo), *apps, "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["sites"][1]["mediation_ips"] == SEATTLE

@@ -4,7 +4,7 @@
 answers the name as an authoritative server (UDP and TCP), ``dns export --format
 bind|windows`` writes the same policy for BIND 9 (views) or Windows DNS Server (policies, the
 original's recommended setup). Each reads the ``[GeoDns]`` policy file and, with
-``--appliance``, the appliance settings files its sites' mediation addresses come from.
+``--appliance-config``, the appliance settings files its sites' mediation addresses come from.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ PolicyArg = Annotated[
 AppliancesOpt = Annotated[
     list[Path] | None,
     typer.Option(
-        "--appliance",
+        "--appliance-config",
         help="an appliance settings file: its [Common] SiteName and [MediationServer] "
         "BypassServiceIP (else IP) add a mediation address to that site; repeat per appliance",
     ),
