@@ -74,6 +74,14 @@ def test_client_subnet_option_picks_the_site_and_is_echoed_with_a_scope() -> Non
     assert addresses(ask(geo, ecs="2001:db8:1:42::/64")) == sorted(AMSTERDAM)
 
 
+def test_client_subnet_scope_is_zero_for_answers_that_are_the_same_for_everyone() -> None:
+    geo = core()
+    for name, rdtype in (("adatum.biz", "SOA"), ("www.adatum.biz", "A"), ("example.org", "A")):
+        reply = ask(geo, name=name, rdtype=rdtype, ecs="192.168.1.0/24")
+        (echo,) = reply.options
+        assert (echo.srclen, echo.scopelen) == (24, 0), name
+
+
 def test_client_subnet_of_length_zero_falls_back_to_the_source_address() -> None:
     reply = ask(core(), source="127.0.0.3", ecs="0.0.0.0/0")
     assert addresses(reply) == sorted(SEATTLE)

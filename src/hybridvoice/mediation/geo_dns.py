@@ -234,7 +234,9 @@ class GeoDns:
         if edns is not None:
             opts = []
             if client.ecs is not None:
-                opts.append(EDNSOption(_ECS, _ecs_echo(client, self.policy)))
+                asked = str(request.q.qname).rstrip(".").lower()
+                tailored = asked == self.policy.name  # only its answer depends on the subnet
+                opts.append(EDNSOption(_ECS, _ecs_echo(client, self.policy, tailored=tailored)))
             reply.add_ar(EDNS0(udp_len=MAX_UDP_PAYLOAD, opts=opts))
             if (edns.ttl >> 16) & 0xFF != 0:  # VERSION (RFC 6891 §6.1.3)
                 reply.ar[-1].ttl = _BADVERS_EXT << 24
@@ -368,13 +370,14 @@ def _parse_ecs(data: bytes) -> tuple[int, int, IPNetwork]:
     return family, source_len, ipaddress.IPv6Network((padded, source_len))
 
 
-def _ecs_echo(client: _Client, policy: GeoPolicy) -> bytes:
-    """The option sent back: the query's, with the SCOPE PREFIX-LENGTH the answer holds for."""
+def _ecs_echo(client: _Client, policy: GeoPolicy, *, tailored: bool) -> bytes:
+    """The option sent back: the query's, with the SCOPE PREFIX-LENGTH the answer holds for
+    (0 for an answer that is the same for every client, RFC 7871 §7.2.1)."""
     assert client.ecs is not None and client.ecs_net is not None
     family, source_len, raw = client.ecs
     net = client.ecs_net
     scope = source_len
-    if source_len:
+    if source_len and tailored:
         for site in policy.sites:
             for sub in site.subnets:
                 if sub.version != net.version:
