@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import dns.message
@@ -87,8 +88,9 @@ def test_serve_answers_each_site_and_takes_the_down_file_on_sighup(tmp_path: Pat
     geo = policy_file(tmp_path)
     down = tmp_path / "down.txt"
     down.write_text("# none down yet\n")
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     argv = [*HV, "dns", "serve", str(geo), "--listen", f"127.0.0.1:{port}"]
+    argv += ["--metrics", f"127.0.0.1:{metrics_port}"]
     proc = subprocess.Popen(
         [*argv, "--down-file", str(down)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
@@ -97,6 +99,7 @@ def test_serve_answers_each_site_and_takes_the_down_file_on_sighup(tmp_path: Pat
         assert proc.stdout is not None
         ready = proc.stdout.readline()
         assert ready.startswith(f"READY 127.0.0.1:{port}"), ready + proc.stderr.read()
+        assert f"metrics=http://127.0.0.1:{metrics_port}/metrics" in ready
         query = dns.message.make_query(NAME, "A")
         for source, expected in (("127.0.0.2", AMSTERDAM), ("127.0.0.3", SEATTLE)):
             udp = dns.query.udp(query, "127.0.0.1", port=port, source=source, timeout=TIMEOUT)
@@ -109,6 +112,12 @@ def test_serve_answers_each_site_and_takes_the_down_file_on_sighup(tmp_path: Pat
         assert proc.stdout.readline().startswith("RELOADED down=['10.10.1.9']")
         reply = dns.query.udp(query, "127.0.0.1", port=port, source="127.0.0.3", timeout=TIMEOUT)
         assert addresses(reply) == ["10.10.1.10", "10.10.1.8"]
+        scraped = urllib.request.urlopen(
+            f"http://127.0.0.1:{metrics_port}/metrics", timeout=TIMEOUT
+        )
+        text = scraped.read().decode()
+        assert 'hybridvoice_geo_dns_queries_total{result="answer",site="Seattle"} 3.0' in text
+        assert "hybridvoice_geo_dns_down_addresses 1.0" in text
         down.write_text("10.10.1.999\n")
         proc.send_signal(signal.SIGHUP)
         assert "down.txt:1: not an IP address" in proc.stdout.readline()

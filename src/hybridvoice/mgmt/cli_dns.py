@@ -140,6 +140,10 @@ def serve(
         Path | None,
         typer.Option(help="mediation addresses not to hand out, one a line (re-read on SIGHUP)"),
     ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT to serve Prometheus metrics on (/metrics); default: none"),
+    ] = None,
 ) -> None:
     """Answer the bypass service name per site until SIGTERM/SIGINT (READY, then STATS)."""
     import contextlib  # noqa: PLC0415
@@ -152,12 +156,19 @@ def serve(
     if not host or not port.isdigit() or int(port) > 65535:
         err.print(f"[red]bad --listen:[/red] {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:5353")
         raise typer.Exit(2)
+    metrics_at = None
+    if metrics is not None:
+        m_host, _, m_port = metrics.rpartition(":")
+        if not m_host or not m_port.isdigit() or int(m_port) > 65535:
+            err.print(f"[red]bad --metrics:[/red] {metrics!r}: expected HOST:PORT")
+            raise typer.Exit(2)
+        metrics_at = (m_host.strip("[]"), int(m_port))
     try:
         with contextlib.suppress(KeyboardInterrupt):
             run(
                 serve_geo_dns(
                     policy, appliance or [], host.strip("[]"), int(port), tcp=tcp,
-                    down_file=down_file,
+                    down_file=down_file, metrics=metrics_at,
                 )
             )  # fmt: skip
     except SettingsError as exc:
