@@ -141,3 +141,31 @@ def test_a_handler_that_raises_leaves_the_server_serving() -> None:
             await server.close()
 
     asyncio.run(main())
+
+
+def test_tcp_connections_beyond_the_limit_are_closed_and_the_first_still_served() -> None:
+    core = GeoDns(policy_from_settings(parse_geo_dns(seed_raw())))
+
+    async def main() -> None:
+        server = await DnsServer.open(core.answer, "127.0.0.1", free_port(), max_connections=1)
+        try:
+            host, port = server.address
+            first_reader, first = await asyncio.open_connection(host, port, local_addr=(
+                "127.0.0.2", 0))  # fmt: skip
+            query = dns.message.make_query(NAME, "A").to_wire()
+            first.write(len(query).to_bytes(2, "big") + query)
+            await first.drain()
+            size = int.from_bytes(await first_reader.readexactly(2), "big")
+            reply = dns.message.from_wire(await first_reader.readexactly(size))
+            assert addresses(reply) == sorted(AMSTERDAM)
+            second_reader, second = await asyncio.open_connection(host, port)
+            assert await asyncio.wait_for(second_reader.read(), TIMEOUT) == b""  # closed
+            second.close()
+            first.write(len(query).to_bytes(2, "big") + query)  # the first one goes on
+            size = int.from_bytes(await first_reader.readexactly(2), "big")
+            assert addresses(dns.message.from_wire(await first_reader.readexactly(size)))
+            first.close()
+        finally:
+            await server.close()
+
+    asyncio.run(main())
