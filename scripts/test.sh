@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh Debian machine, then run the whole suite:
-# Debian packages (real peers: SIPp, sipsak, baresip, tshark, openssl, coturn), a virtualenv with the
+# Debian packages (real peers: SIPp, sipsak, baresip, tshark, openssl, coturn, BIND), a virtualenv with the
 # project and its dev tools, the static checks (ruff, mypy strict, import contracts), pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(sip-tester sipsak baresip tshark openssl coturn iproute2)
+debs=(sip-tester sipsak baresip tshark openssl coturn iproute2 bind9 bind9-utils)
 if command -v apt-get >/dev/null 2>&1; then
     missing=()
     for pkg in "${debs[@]}"; do
