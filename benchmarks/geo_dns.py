@@ -45,12 +45,15 @@ def queries() -> list[tuple[bytes, list[str]]]:
     return made
 
 
-def core_rate(count: int) -> float:
+def core_rate(count: int, *, cached: bool) -> float:
+    """Answers/s of the core: from its cache (the same questions again) or computed each time
+    (a new core's first answer: parse, decide, write with dnslib)."""
     core = GeoDns(policy_from_settings(parse_geo_dns(seed_raw())))
     made = queries()
+    answer = core.answer if cached else core._answer
     start = time.perf_counter()
     for i in range(count):
-        core.answer(made[i % 2][0], "127.0.0.1")
+        answer(made[i % 2][0], "127.0.0.1", False)
     return count / (time.perf_counter() - start)
 
 
@@ -82,14 +85,17 @@ def server_rate(count: int, window: int) -> tuple[float, float, float]:
             while sent < min(window, count):
                 sock.send(made[sent % 2][0])
                 sent += 1
+            checked: set[bytes] = set()  # answers (after the ID) parsed and checked once
             while answered < sent:
                 try:
                     data = sock.recv(4096)
                 except TimeoutError:
                     break
-                reply = dns.message.from_wire(data)
-                got = sorted(rr.to_text() for rrset in reply.answer for rr in rrset)
-                assert got in (sorted(AMSTERDAM), sorted(SEATTLE)), got
+                if data[2:] not in checked:
+                    reply = dns.message.from_wire(data)
+                    got = sorted(rr.to_text() for rrset in reply.answer for rr in rrset)
+                    assert got in (sorted(AMSTERDAM), sorted(SEATTLE)), got
+                    checked.add(data[2:])
                 answered += 1
                 if sent < count:
                     sock.send(made[sent % 2][0])
@@ -111,7 +117,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20000)
     parser.add_argument("--window", type=int, default=32)
     args = parser.parse_args()
-    print(f"core: {core_rate(args.queries):,.0f} answers/s (one process, ECS queries)")
+    fresh, cached = core_rate(args.queries, cached=False), core_rate(args.queries, cached=True)
+    print(f"core: {fresh:,.0f} answers/s computed, {cached:,.0f} answers/s from its cache")
     rate, share, cpu = server_rate(args.queries, args.window)
     print(
         f"dns serve over UDP: {rate:,.0f} answers/s, {share:.1%} answered, "

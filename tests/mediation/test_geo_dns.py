@@ -222,3 +222,45 @@ def test_mangled_real_queries_never_crash_the_core(tail: bytes, cut: int) -> Non
     data = query[: len(query) - cut] + tail
     reply = core().answer(data, "127.0.0.2")
     assert reply is None or reply[:2] == data[:2]
+
+
+def test_repeated_queries_are_answered_alike_and_counted_and_health_changes_apply() -> None:
+    geo = core()
+    first = ask(geo, source="127.0.0.2")
+    again = ask(geo, source="127.0.0.2")  # another ID, the same question: from the cache
+    assert addresses(first) == addresses(again) == sorted(AMSTERDAM)
+    assert geo.stats["Amsterdam", "answer"] == 2
+    geo.set_down(["192.168.1.45"])
+    assert "192.168.1.45" not in addresses(ask(geo, source="127.0.0.2"))
+    geo.policy = core(Unmatched="all").policy
+    assert len(addresses(ask(geo, source="127.0.0.1"))) == 6  # all sites, one still down
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["127.0.0.1", "127.0.0.2", "127.0.0.3"]),
+            st.sampled_from([NAME, "adatum.biz", "www.adatum.biz", "HYBRIDVOICE.adatum.biz"]),
+            st.sampled_from(["A", "AAAA", "SOA", "ANY"]),
+            st.sampled_from([None, "192.168.1.0/24", "10.10.1.0/24", "8.8.8.0/24"]),
+            st.sampled_from([(), ("192.168.1.45",), tuple(SEATTLE)]),
+        ),
+        max_size=30,
+    )
+)
+def test_the_cache_never_changes_an_answer(
+    steps: list[tuple[str, str, str, str | None, tuple[str, ...]]],
+) -> None:
+    cached = core()
+    for source, name, rdtype, ecs, down in steps:
+        cached.set_down(down)
+        fresh = core()
+        fresh.set_down(down)
+        options = [dns.edns.ECSOption.from_text(ecs)] if ecs else []
+        query = dns.message.make_query(name, rdtype, use_edns=0 if ecs else -1, options=options)
+        wire = query.to_wire()
+        assert cached.answer(wire, source) == fresh.answer(wire, source)
+        assert cached.answer(wire, source) == fresh.answer(wire, source)
+    total = sum(cached.stats.values())
+    assert total == 2 * len(steps)

@@ -73,6 +73,8 @@ _ECS: Final = 8  # the EDNS Client Subnet option code (RFC 7871 §6)
 _CLASS_IN: Final = 1
 _CLASS_ANY: Final = 255
 _HEADER: Final = 12
+_CACHE_SIZE: Final = 4096  # answers kept; emptied when full
+_CACHED: Final = frozenset({"answer", "nodata", "nxdomain", "refused", "truncated"})
 _BADVERS_EXT: Final = 1  # extended RCODE 16 = (1 << 4) | 0 (RFC 6891 §6.1.3)
 
 
@@ -168,6 +170,12 @@ class GeoDns:
     policy: GeoPolicy
     down: frozenset[IPAddress] = frozenset()
     stats: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: answers by (query bytes after the ID, source, tcp), valid for one policy and down set
+    _cache: dict[tuple[bytes, str, bool], tuple[bytes, tuple[tuple[str, str], ...]]] = field(
+        default_factory=dict
+    )
+    _cached_for: tuple[object, object] = (None, None)
+    _counted: list[tuple[str, str]] = field(default_factory=list)
 
     def set_down(self, addresses: Iterable[str | IPAddress]) -> None:
         """The mediation addresses not to hand out (the fleet's health view); replaces the set."""
@@ -194,32 +202,60 @@ class GeoDns:
 
     def answer(self, data: bytes, source: str, tcp: bool = False) -> bytes | None:
         """The response to the query ``data`` received from ``source`` (an IP address), or
-        ``None`` when nothing is to be sent (no header, or a response rather than a query)."""
+        ``None`` when nothing is to be sent (no header, or a response rather than a query).
+
+        The same query again (all but its ID, from the same source over the same transport)
+        is answered from a cache of well-formed answers, counted as the first one was; a new
+        policy or down set empties it."""
+        if self._cached_for[0] is not self.policy or self._cached_for[1] is not self.down:
+            self._cache.clear()
+            self._cached_for = (self.policy, self.down)
+        key = (data[2:], source, tcp)
+        hit = self._cache.get(key)
+        if hit is not None:
+            reply, counted = hit
+            for item in counted:
+                self.stats[item] += 1
+            return data[:2] + reply[2:]
+        self._counted = []
+        fresh = self._answer(data, source, tcp)
+        counted = tuple(self._counted)
+        if fresh is not None and all(result in _CACHED for _, result in counted):
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = (fresh, counted)
+        return fresh
+
+    def _bump(self, label: str, result: str) -> None:
+        self.stats[label, result] += 1
+        self._counted.append((label, result))
+
+    def _answer(self, data: bytes, source: str, tcp: bool) -> bytes | None:
         if len(data) < _HEADER:
-            self.stats["-", "dropped"] += 1
+            self._bump("-", "dropped")
             return None
         try:
             header = DNSHeader.parse(Buffer(data))
         except (DNSError, ValueError, IndexError, TypeError):  # pragma: no cover - 12 bytes parse
-            self.stats["-", "dropped"] += 1
+            self._bump("-", "dropped")
             return None
         if header.qr:  # a response sent to us: never answer it (no loops between servers)
-            self.stats["-", "dropped"] += 1
+            self._bump("-", "dropped")
             return None
         try:
             request = DNSRecord.parse(data)
             if header.opcode != OPCODE.QUERY:
-                self.stats["-", "notimp"] += 1
+                self._bump("-", "notimp")
                 return self._bare(header, RCODE.NOTIMP)
             if len(request.questions) != 1:
                 raise _FormatError("one question per query (RFC 9619)")
             edns = _edns_of(request)
             client = _client_of(source, edns)
         except _FormatError:
-            self.stats["-", "formerr"] += 1
+            self._bump("-", "formerr")
             return self._bare(header, RCODE.FORMERR)
         except Exception:  # dnslib raises many kinds on bad wire data
-            self.stats["-", "formerr"] += 1
+            self._bump("-", "formerr")
             return self._bare(header, RCODE.FORMERR)
         reply = self._reply(request, edns, client)
         return self._fit(reply, edns, tcp=tcp)
@@ -240,7 +276,7 @@ class GeoDns:
             reply.add_ar(EDNS0(udp_len=MAX_UDP_PAYLOAD, opts=opts))
             if (edns.ttl >> 16) & 0xFF != 0:  # VERSION (RFC 6891 §6.1.3)
                 reply.ar[-1].ttl = _BADVERS_EXT << 24
-                self.stats["-", "badvers"] += 1
+                self._bump("-", "badvers")
                 return reply
         question = request.q
         qname = str(question.qname).rstrip(".").lower()
@@ -303,7 +339,7 @@ class GeoDns:
         return self._count(reply, label, result)
 
     def _count(self, reply: DNSRecord, label: str, result: str) -> DNSRecord:
-        self.stats[label, result] += 1
+        self._bump(label, result)
         return reply
 
     def _fit(self, reply: DNSRecord, edns: RR | None, *, tcp: bool) -> bytes:
@@ -313,7 +349,7 @@ class GeoDns:
             return packed
         reply.rr, reply.auth = [], []  # RFC 2181 §9: TC=1 and no partial RRset; retry over TCP
         reply.header.tc = 1
-        self.stats["-", "truncated"] += 1
+        self._bump("-", "truncated")
         return bytes(reply.pack())
 
 
