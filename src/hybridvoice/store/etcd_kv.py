@@ -114,8 +114,8 @@ class EtcdStore:
                 said.append(f"{self._name(i)}: {exc}")
                 if write:
                     raise StoreUnavailableError(
-                        "etcd: the write may or may not have been applied (read the key to "
-                        f"know): {'; '.join(said)}"
+                        "etcd: no answer in time (the cluster may have lost quorum); the write "
+                        f"may or may not have been applied, read the key to know: {'; '.join(said)}"
                     ) from None
                 continue
             self._current = i
