@@ -233,6 +233,8 @@ def test_compacted_history_sends_the_watcher_to_a_snapshot(kv: Backend) -> None:
         (lambda s: s.put("k/x", "text"), "must be bytes"),
         (lambda s: s.get("k/" + "x" * 2000), "longer than"),
         (lambda s: s.grant(0), "lease ttl 0"),
+        (lambda s: s.put("k/big", b"x" * (1024 * 1024 + 1)), "over the 1048576 allowed"),
+        (lambda s: s.put_if("k/big", b"x" * (2 << 20), mod_revision=0), "k/big"),
     ],
 )
 def test_bad_input_is_refused_naming_what_and_why(kv: Backend, call: object, named: str) -> None:

@@ -36,6 +36,7 @@ from .kv import (
     StoreUnavailableError,
     TxnResult,
     check_key,
+    check_value,
     prefix_end,
 )
 
@@ -154,7 +155,7 @@ class EtcdStore:
 
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
         raw = check_key(key)
-        data = _value(key, value)
+        data = check_value(key, value)
         try:
             put = await self._call(lambda c: c.put(raw, data, lease=lease or None), write=True)
         except LeaseNotFoundError:
@@ -170,7 +171,7 @@ class EtcdStore:
         self, key: str, value: bytes, *, mod_revision: int, lease: int = 0
     ) -> TxnResult:
         raw = check_key(key)
-        data = _value(key, value)
+        data = check_value(key, value)
         op = etcd_rpc.RequestOp(request_put=etcd_rpc.PutRequest(key=raw, value=data, lease=lease))
         try:
             return await self._txn(raw, mod_revision, op)
@@ -284,7 +285,7 @@ class _UnknownOutcomeError(Exception):
 async def _mapped(call: Awaitable[T]) -> T:
     try:
         return await call
-    except (aetcd_errors.RevisionCompactedError, aetcd_errors.DuplicateLeaseError):
+    except aetcd_errors.RevisionCompactedError:
         raise
     except (aetcd_errors.ClientError, AioRpcError) as exc:
         raise _classify(exc) from None
@@ -332,12 +333,6 @@ def _kv(kv: Any) -> KeyValue:
 def _event(ev: Any) -> Event:
     kind = EventKind.PUT if ev.kind == "PUT" else EventKind.DELETE
     return Event(kind, bytes(ev.kv.key).decode(), bytes(ev.kv.value), int(ev.kv.mod_revision))
-
-
-def _value(key: str, value: bytes) -> bytes:
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise StoreError(f"key {key!r}: the value must be bytes, not {type(value).__name__}")
-    return bytes(value)
 
 
 def _conforms(store: EtcdStore) -> KeyValueStore:  # mypy checks EtcdStore against the interface

@@ -39,10 +39,12 @@ __all__ = [
     "StoreUnavailableError",
     "TxnResult",
     "check_key",
+    "check_value",
     "prefix_end",
 ]
 
 MAX_KEY_BYTES = 1024
+MAX_VALUE_BYTES = 1024 * 1024  # etcd refuses requests over 1.5 MiB by default; both refuse this
 
 
 class StoreError(Exception):
@@ -156,7 +158,9 @@ class KeyValueStore(Protocol):
 
     def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[Event]:
         """Every change under ``prefix`` from ``start_revision`` on, in order, until the
-        iterator is closed (``aclose``); raises :class:`CompactedError` as described above."""
+        iterator is closed (``aclose``); raises :class:`CompactedError` as described above.
+        ``start_revision=0``: from the revision current when the iteration begins (the first
+        ``__anext__``); to miss nothing, pass the revision after a read."""
         ...
 
     async def compact(self, revision: int) -> None:
@@ -182,6 +186,17 @@ def check_key(key: str, what: str = "key") -> bytes:
     if len(raw) > MAX_KEY_BYTES:
         raise StoreError(f"{what} {key[:40]!r}...: longer than {MAX_KEY_BYTES} bytes")
     return raw
+
+
+def check_value(key: str, value: object) -> bytes:
+    """The value as bytes; :class:`StoreError` naming the key when it cannot be one."""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise StoreError(f"key {key!r}: the value must be bytes, not {type(value).__name__}")
+    if len(value) > MAX_VALUE_BYTES:
+        raise StoreError(
+            f"key {key!r}: a value of {len(value)} bytes is over the {MAX_VALUE_BYTES} allowed"
+        )
+    return bytes(value)
 
 
 def prefix_end(prefix: bytes) -> bytes:

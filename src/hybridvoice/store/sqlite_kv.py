@@ -34,6 +34,7 @@ from .kv import (
     StoreError,
     TxnResult,
     check_key,
+    check_value,
     prefix_end,
 )
 from .leases import LeaseClock
@@ -131,7 +132,7 @@ class SqliteStore:
         raw = _key(key)
         self._expire()
         self._check_lease(lease)
-        return self._put(raw, _value(key, value), lease)
+        return self._put(raw, check_value(key, value), lease)
 
     async def delete(self, key: str) -> int | None:
         raw = _key(key)
@@ -142,7 +143,7 @@ class SqliteStore:
         self, key: str, value: bytes, *, mod_revision: int, lease: int = 0
     ) -> TxnResult:
         raw = _key(key)
-        data = _value(key, value)
+        data = check_value(key, value)
         self._expire()
         if self._mod_rev(raw) != mod_revision:
             return TxnResult(False, self._rev)
@@ -311,12 +312,6 @@ def _key(key: str, what: str = "key") -> bytes:
         return check_key(key, what)
     except UnicodeEncodeError as exc:
         raise StoreError(f"{what} {key!r}: not valid text ({exc.reason})") from None
-
-
-def _value(key: str, value: bytes) -> bytes:
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise StoreError(f"key {key!r}: the value must be bytes, not {type(value).__name__}")
-    return bytes(value)
 
 
 def _kv(row: Any) -> KeyValue:
