@@ -1,19 +1,22 @@
 """A 3-member etcd cluster started by the test, members killed by PID: one down, the store
 reads, writes and watches on; two down, requests fail with a clear error (no quorum) and work
-again when a member comes back."""
+again when a member comes back; all down, a mirror answers from its copy and catches up."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from etcd_cluster import EtcdCluster
 
 from hybridvoice.store.etcd_kv import EtcdStore
+from hybridvoice.store.follow import follow
 from hybridvoice.store.kv import Event, EventKind, StoreError, StoreUnavailableError
+from hybridvoice.store.mirror import Mirror
 
 
 @pytest.fixture
@@ -112,3 +115,38 @@ async def _take(watch: AsyncIterator[Event], n: int) -> AsyncIterator[Event]:
         count += 1
         if count == n:
             return
+
+
+def test_a_mirror_serves_while_the_whole_cluster_is_down_and_catches_up(
+    cluster: EtcdCluster,
+) -> None:
+    async def main() -> None:
+        store = EtcdStore(cluster.endpoints, timeout=5.0)
+        mirror = Mirror("site/")
+        task = asyncio.create_task(follow(store, mirror, retry=0.5, cap=2.0))
+        try:
+            await store.put("site/gw1", b"10.0.0.1")
+            await _until(lambda: mirror.rows.get("site/gw1") == b"10.0.0.1")
+            for i in range(3):
+                cluster.kill(i)
+            await asyncio.sleep(3)  # the follower finds no member and keeps retrying
+            assert mirror.rows == {"site/gw1": b"10.0.0.1"}  # still answering from its copy
+            assert not task.done()
+            cluster.start()
+            await until_written(store, "site/gw2", b"10.0.0.2")
+            await store.delete("site/gw1")
+            await _until(lambda: mirror.rows == {"site/gw2": b"10.0.0.2"})
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await store.close()
+
+    asyncio.run(asyncio.wait_for(main(), 300))
+
+
+async def _until(check: Callable[[], bool], limit: float = 120.0) -> None:
+    give_up = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < give_up, "never happened"
+        await asyncio.sleep(0.1)
