@@ -114,3 +114,21 @@ async def _first(events: AsyncIterator[Event], n: int) -> AsyncIterator[Event]:
         count += 1
         if count == n:
             return
+
+
+def test_a_lease_with_more_keys_than_a_revision_holds_ends_in_several(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "kv.db")
+        store._per_revision = 2  # 1 << 20 in use; small here to see the split
+        lease = await store.grant(10)
+        for n in range(5):
+            await store.put(f"reg/{n}", b"x", lease=lease)
+        before = await store.revision()
+        await store.revoke(lease)
+        events = [e async for e in _first(store.watch("reg/", start_revision=before + 1), 5)]
+        assert [e.key for e in events] == [f"reg/{n}" for n in range(5)]
+        assert [e.revision - before for e in events] == [1, 1, 2, 2, 3]
+        assert (await store.range("reg/")).kvs == ()
+        await store.close()
+
+    asyncio.run(main())

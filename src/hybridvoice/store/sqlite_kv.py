@@ -48,10 +48,8 @@ CREATE TABLE IF NOT EXISTS kv (
 );
 CREATE INDEX IF NOT EXISTS kv_lease ON kv (lease) WHERE lease != 0;
 CREATE TABLE IF NOT EXISTS history (
-    seq INTEGER PRIMARY KEY, rev INTEGER NOT NULL, put INTEGER NOT NULL, key BLOB NOT NULL,
-    value BLOB NOT NULL
+    seq INTEGER PRIMARY KEY, put INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS history_rev ON history (rev);
 CREATE TABLE IF NOT EXISTS leases (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -60,7 +58,10 @@ _PUT: Final = (
     "value = excluded.value, mod_rev = excluded.mod_rev, version = version + 1, "
     "lease = excluded.lease"
 )
-_LOG: Final = "INSERT INTO history (rev, put, key, value) VALUES (?, ?, ?, ?)"
+_LOG: Final = "INSERT INTO history VALUES (?, ?, ?, ?)"
+# a history row's seq is its revision << _SHIFT | its place in the revision (a lease's expiry
+# deletes its keys in one revision): revision order is rowid order, no index to keep
+_SHIFT: Final = 20
 _BATCH: Final = 500  # history rows a watch reads at a time
 _IDLE_WAKE: Final = 1.0  # with leases, a waiting watch looks for expired ones this often (s)
 
@@ -87,14 +88,15 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
         meta = dict(self._db.execute("SELECT name, value FROM meta").fetchall())
-        (last,) = self._db.execute("SELECT max(rev) FROM history").fetchone()
-        self._rev: int = max(int(last or 0), int(meta.get("revision", 1)))
+        (last,) = self._db.execute("SELECT max(seq) FROM history").fetchone()
+        self._rev: int = max(int(last or 0) >> _SHIFT, int(meta.get("revision", 1)))
         self._compacted: int = int(meta.get("compacted", 0))
         self._leases = LeaseClock()
         now = clock()
         for lease, ttl in self._db.execute("SELECT id, ttl FROM leases"):
             self._leases.grant(int(lease), int(ttl), now)
         self._wakers: set[asyncio.Event] = set()
+        self._per_revision = 1 << _SHIFT  # the most changes one revision's history can hold
         self._closed = False
 
     # -- reads
@@ -197,7 +199,7 @@ class SqliteStore:
         if start_revision < 0:
             raise StoreError(f"start_revision {start_revision}: must be 0 (from now) or more")
         nxt = start_revision or self._rev + 1
-        seq = -1  # history rows up to this one are delivered
+        seq = (nxt << _SHIFT) - 1  # history rows up to this one are delivered
         waker = asyncio.Event()
         self._wakers.add(waker)
         try:
@@ -206,15 +208,15 @@ class SqliteStore:
                 if nxt < self._compacted:
                     raise CompactedError(nxt, self._compacted)
                 waker.clear()
-                rows = self._history(lo, end, nxt, seq)
-                nxt = rows[-1][1] if len(rows) == _BATCH else self._rev + 1
+                rows = self._history(lo, end, seq)
+                nxt = rows[-1][0] >> _SHIFT if len(rows) == _BATCH else self._rev + 1
                 for row in rows:
                     seq = row[0]
                     yield Event(
-                        EventKind.PUT if row[2] else EventKind.DELETE,
-                        bytes(row[3]).decode(),
-                        bytes(row[4]),
-                        int(row[1]),
+                        EventKind.PUT if row[1] else EventKind.DELETE,
+                        bytes(row[2]).decode(),
+                        bytes(row[3]),
+                        seq >> _SHIFT,
                     )
                 if rows:
                     continue
@@ -234,11 +236,9 @@ class SqliteStore:
 
     # -- the work
 
-    def _history(self, lo: bytes, end: bytes, nxt: int, seq: int) -> list[Any]:
-        sql = "SELECT seq, rev, put, key, value FROM history WHERE "
-        sql += "seq > ? " if seq >= 0 else "rev >= ? "
-        args: tuple[object, ...] = (seq if seq >= 0 else nxt, lo)
-        sql += "AND key >= ? "
+    def _history(self, lo: bytes, end: bytes, seq: int) -> list[Any]:
+        sql = "SELECT seq, put, key, value FROM history WHERE seq > ? AND key >= ? "
+        args: tuple[object, ...] = (seq, lo)
         if end != b"\x00":
             sql += "AND key < ? "
             args += (end,)
@@ -256,7 +256,7 @@ class SqliteStore:
         rev = self._rev + 1
         with self._db:
             self._db.execute(_PUT, (raw, value, rev, lease))
-            self._db.execute(_LOG, (rev, 1, raw, value))
+            self._db.execute(_LOG, (rev << _SHIFT, 1, raw, value))
         self._wrote(rev)
         return rev
 
@@ -266,7 +266,8 @@ class SqliteStore:
             gone = [
                 k for k in keys if self._db.execute("DELETE FROM kv WHERE key = ?", (k,)).rowcount
             ]
-            self._db.executemany(_LOG, [(rev, 0, k, b"") for k in gone])
+            base = rev << _SHIFT
+            self._db.executemany(_LOG, [(base + i, 0, k, b"") for i, k in enumerate(gone)])
             if lease:
                 self._db.execute("DELETE FROM leases WHERE id = ?", (lease,))
         if not gone:
@@ -276,7 +277,12 @@ class SqliteStore:
 
     def _end_lease(self, lease: int) -> None:
         rows = self._db.execute("SELECT key FROM kv WHERE lease = ? ORDER BY key", (lease,))
-        self._delete([bytes(k) for (k,) in rows], lease)
+        keys = [bytes(k) for (k,) in rows]
+        step = self._per_revision
+        chunks = [keys[at : at + step] for at in range(0, len(keys), step)] or [[]]
+        for chunk in chunks[:-1]:
+            self._delete(chunk)
+        self._delete(chunks[-1], lease)
 
     def _expire(self) -> None:
         if self._closed:
@@ -292,7 +298,7 @@ class SqliteStore:
 
     def _compact(self, revision: int) -> None:
         with self._db:
-            self._db.execute("DELETE FROM history WHERE rev < ?", (revision,))
+            self._db.execute("DELETE FROM history WHERE seq < ?", (revision << _SHIFT,))
             self._db.executemany(
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                 [("compacted", revision), ("revision", self._rev)],
