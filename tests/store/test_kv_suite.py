@@ -243,3 +243,18 @@ def test_bad_input_is_refused_naming_what_and_why(kv: Backend, call: object, nam
             await call(store)  # type: ignore[operator]
 
     kv.run(body)
+
+
+def test_an_ended_lease_id_is_never_handed_out_again(kv: Backend) -> None:
+    """SQLite reused the id of the newest lease once it was revoked (INTEGER PRIMARY KEY
+    without AUTOINCREMENT): an old registration's keep-alive then kept someone else's alive."""
+
+    async def body(store: KeyValueStore) -> None:
+        old = await store.grant(60)
+        await store.revoke(old)
+        new = await store.grant(60)
+        assert new != old
+        with pytest.raises(LeaseNotFoundError):
+            await store.keep_alive(old)
+
+    kv.run(body)
