@@ -64,17 +64,23 @@ async def bench(store: KeyValueStore, ops: int, watchers: int) -> None:
     start_rev = await store.revision() + 1
 
     async def follow(events: AsyncIterator[Event], out: list[float], n: int) -> None:
+        count = 0
         async for _ in events:
             out.append(time.perf_counter())
-            if len(out) == n:
+            count += 1
+            if count == n:
                 return
 
     changes = min(ops // 10, 1000)
     tasks = [
-        asyncio.create_task(follow(store.watch(p, start_revision=start_rev), seen[w], changes))
+        asyncio.create_task(follow(store.watch(p, start_revision=start_rev), seen[w], changes + 1))
         for w in range(watchers)
     ]
-    await asyncio.sleep(0.2)
+    await store.put(f"{p}ready", b"")  # timing starts once every watch has seen this one
+    while not all(seen):
+        await asyncio.sleep(0.01)
+    for times in seen:
+        times.clear()
     sent: list[float] = []
     for i in range(changes):
         sent.append(time.perf_counter())
@@ -103,7 +109,7 @@ async def main() -> None:
         finally:
             await sqlite.close()
     if args.etcd:
-        ops = max(args.ops // 20, 100)
+        ops = max(args.ops // 20, 1000)  # at least the 1000 keys the range reads
         print(f"etcd ({args.etcd}), {ops} operations each:")
         etcd = EtcdStore(args.etcd.split(","))
         try:
