@@ -1,5 +1,6 @@
 """Differential check: one random sequence of operations on a fresh SQLite store and a fresh
-3-member etcd cluster gives the same answers, revisions included, and the same history."""
+3-member etcd cluster gives the same answers, revisions included, the same history and the
+same answer to a watch from before a compaction."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from etcd_cluster import EtcdCluster
 
 from hybridvoice.store.etcd_kv import EtcdStore
-from hybridvoice.store.kv import KeyValueStore, LeaseNotFoundError
+from hybridvoice.store.kv import CompactedError, KeyValueStore, LeaseNotFoundError
 from hybridvoice.store.sqlite_kv import SqliteStore
 
 
@@ -80,6 +81,13 @@ async def script(store: KeyValueStore, seed: int, n: int) -> list[object]:
         if event.revision == last:
             break
     out.append(history)
+    await store.compact(last - 10)
+    try:
+        async for event in store.watch("a/", start_revision=last - 11):
+            out.append(("not compacted", event))
+            break
+    except CompactedError as exc:
+        out.append(("compacted", exc.requested, exc.compact_revision))
     return out
 
 
@@ -94,6 +102,7 @@ async def _run(store: KeyValueStore, seed: int, n: int) -> list[object]:
 def test_sqlite_and_etcd_agree(cluster: EtcdCluster, tmp_path: Path, seed: int) -> None:
     sqlite = asyncio.run(_run(SqliteStore(tmp_path / f"kv{seed}.db"), seed, 200))
     etcd = asyncio.run(_run(EtcdStore(cluster.endpoints), seed, 200))
+    assert isinstance(sqlite[-1], tuple) and sqlite[-1][0] == "compacted"
     assert len(sqlite) == len(etcd)
     for n, (a, b) in enumerate(zip(sqlite, etcd, strict=True)):
         assert a == b, f"operation {n // 2}: {a} != {b}; before: {sqlite[max(0, n - 12) : n]}"
