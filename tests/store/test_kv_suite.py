@@ -235,6 +235,13 @@ def test_compacted_history_sends_the_watcher_to_a_snapshot(kv: Backend) -> None:
         (lambda s: s.grant(0), "lease ttl 0"),
         (lambda s: s.put("k/big", b"x" * (1024 * 1024 + 1)), "over the 1048576 allowed"),
         (lambda s: s.put_if("k/big", b"x" * (2 << 20), mod_revision=0), "k/big"),
+        (lambda s: s.put_if("k/x", b"v", mod_revision="5"), "mod_revision '5'"),
+        (lambda s: s.delete_if("k/x", mod_revision=-1), "mod_revision -1"),
+        (lambda s: s.put("k/x", b"v", lease=-3), "lease -3"),
+        (lambda s: s.keep_alive("7"), "lease '7'"),
+        (lambda s: s.range("k/", limit=1.5), "limit 1.5"),
+        (lambda s: s.compact(0), "compact revision 0"),
+        (lambda s: s.watch("k/", start_revision="1").__anext__(), "start_revision '1'"),
     ],
 )
 def test_bad_input_is_refused_naming_what_and_why(kv: Backend, call: object, named: str) -> None:

@@ -36,6 +36,7 @@ from .kv import (
     StoreUnavailableError,
     TxnResult,
     check_key,
+    check_number,
     check_value,
     prefix_end,
 )
@@ -135,8 +136,9 @@ class EtcdStore:
 
     async def range(self, prefix: str, *, limit: int = 0) -> Range:
         lo = check_key(prefix, "prefix")
+        limit = check_number("limit", limit, 0)
         got = await self._range(
-            etcd_rpc.RangeRequest(key=lo or b"\x00", range_end=prefix_end(lo), limit=max(limit, 0))
+            etcd_rpc.RangeRequest(key=lo or b"\x00", range_end=prefix_end(lo), limit=limit)
         )
         return Range(tuple(_kv(kv) for kv in got.kvs), int(got.header.revision))
 
@@ -156,6 +158,7 @@ class EtcdStore:
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
         raw = check_key(key)
         data = check_value(key, value)
+        check_number("lease", lease, 0)
         try:
             put = await self._call(lambda c: c.put(raw, data, lease=lease or None), write=True)
         except LeaseNotFoundError:
@@ -172,6 +175,8 @@ class EtcdStore:
     ) -> TxnResult:
         raw = check_key(key)
         data = check_value(key, value)
+        check_number("mod_revision", mod_revision, 0)
+        check_number("lease", lease, 0)
         op = etcd_rpc.RequestOp(request_put=etcd_rpc.PutRequest(key=raw, value=data, lease=lease))
         try:
             return await self._txn(raw, mod_revision, op)
@@ -180,6 +185,7 @@ class EtcdStore:
 
     async def delete_if(self, key: str, *, mod_revision: int) -> TxnResult:
         raw = check_key(key)
+        check_number("mod_revision", mod_revision, 0)
         op = etcd_rpc.RequestOp(request_delete_range=etcd_rpc.DeleteRangeRequest(key=raw))
         return await self._txn(raw, mod_revision, op)
 
@@ -200,17 +206,18 @@ class EtcdStore:
         return TxnResult(bool(got.succeeded), int(got.header.revision))
 
     async def compact(self, revision: int) -> None:
+        check_number("compact revision", revision, 1)
         await self._call(lambda c: c.compact(revision), write=True)
 
     # -- leases
 
     async def grant(self, ttl: int) -> int:
-        if not isinstance(ttl, int) or ttl < 1:
-            raise StoreError(f"lease ttl {ttl!r}: must be a whole number of seconds, 1 or more")
+        check_number("lease ttl", ttl, 1)
         lease = await self._call(lambda c: c.lease(ttl), write=True)
         return int(lease.id)
 
     async def keep_alive(self, lease: int) -> None:
+        check_number("lease", lease, 1)
         try:
             reply = await self._call(lambda c: c.refresh_lease(lease), write=False)
         except LeaseNotFoundError:
@@ -219,6 +226,7 @@ class EtcdStore:
             raise LeaseNotFoundError(lease)
 
     async def revoke(self, lease: int) -> None:
+        check_number("lease", lease, 1)
         try:
             await self._call(lambda c: c.revoke_lease(lease), write=True)
         except LeaseNotFoundError:
@@ -228,8 +236,7 @@ class EtcdStore:
 
     async def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[Event]:
         lo = check_key(prefix, "prefix")
-        if start_revision < 0:
-            raise StoreError(f"start_revision {start_revision}: must be 0 (from now) or more")
+        check_number("start_revision", start_revision, 0)
         nxt = start_revision or await self.revision() + 1
         seen = 0  # events of revision nxt already delivered (a lease expiry has several)
         said: list[str] = []

@@ -39,6 +39,7 @@ __all__ = [
     "StoreUnavailableError",
     "TxnResult",
     "check_key",
+    "check_number",
     "check_value",
     "prefix_end",
 ]
@@ -186,6 +187,16 @@ def check_key(key: str, what: str = "key") -> bytes:
     if len(raw) > MAX_KEY_BYTES:
         raise StoreError(f"{what} {key[:40]!r}...: longer than {MAX_KEY_BYTES} bytes")
     return raw
+
+
+def check_number(name: str, value: object, minimum: int) -> int:
+    """A revision, lease id, TTL or limit: a whole number, at least ``minimum``; otherwise a
+    :class:`StoreError` naming it (etcd's client crashed on text, SQLite compared it silently)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StoreError(f"{name} {value!r}: must be a whole number, not {type(value).__name__}")
+    if value < minimum:
+        raise StoreError(f"{name} {value!r}: must be {minimum} or more")
+    return value
 
 
 def check_value(key: str, value: object) -> bytes:

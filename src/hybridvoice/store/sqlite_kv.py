@@ -34,6 +34,7 @@ from .kv import (
     StoreError,
     TxnResult,
     check_key,
+    check_number,
     check_value,
     prefix_end,
 )
@@ -119,7 +120,7 @@ class SqliteStore:
             sql += " AND key < ?"
             args += (end,)
         sql += " ORDER BY key"
-        if limit > 0:
+        if check_number("limit", limit, 0):
             sql += " LIMIT ?"
             args += (limit,)
         return Range(tuple(map(_kv, self._db.execute(sql, args))), self._rev)
@@ -132,6 +133,7 @@ class SqliteStore:
 
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
         raw = _key(key)
+        check_number("lease", lease, 0)
         self._expire()
         self._check_lease(lease)
         return self._put(raw, check_value(key, value), lease)
@@ -146,6 +148,8 @@ class SqliteStore:
     ) -> TxnResult:
         raw = _key(key)
         data = check_value(key, value)
+        check_number("mod_revision", mod_revision, 0)
+        check_number("lease", lease, 0)
         self._expire()
         if self._mod_rev(raw) != mod_revision:
             return TxnResult(False, self._rev)
@@ -154,6 +158,7 @@ class SqliteStore:
 
     async def delete_if(self, key: str, *, mod_revision: int) -> TxnResult:
         raw = _key(key)
+        check_number("mod_revision", mod_revision, 0)
         self._expire()
         if self._mod_rev(raw) != mod_revision:
             return TxnResult(False, self._rev)
@@ -161,6 +166,7 @@ class SqliteStore:
         return TxnResult(True, self._rev if rev is None else rev)
 
     async def compact(self, revision: int) -> None:
+        check_number("compact revision", revision, 1)
         if revision <= self._compacted:
             raise StoreError(f"compact {revision}: already compacted up to {self._compacted}")
         if revision > self._rev:
@@ -170,8 +176,7 @@ class SqliteStore:
     # -- leases
 
     async def grant(self, ttl: int) -> int:
-        if not isinstance(ttl, int) or ttl < 1:
-            raise StoreError(f"lease ttl {ttl!r}: must be a whole number of seconds, 1 or more")
+        check_number("lease ttl", ttl, 1)
         self._expire()
         with self._db:
             lease = self._db.execute("INSERT INTO leases (ttl) VALUES (?)", (ttl,)).lastrowid
@@ -180,11 +185,13 @@ class SqliteStore:
         return lease
 
     async def keep_alive(self, lease: int) -> None:
+        check_number("lease", lease, 1)
         self._expire()
         if not self._leases.keep_alive(lease, self._clock()):
             raise LeaseNotFoundError(lease)
 
     async def revoke(self, lease: int) -> None:
+        check_number("lease", lease, 1)
         self._expire()
         if lease not in self._leases:
             raise LeaseNotFoundError(lease)
@@ -196,8 +203,7 @@ class SqliteStore:
     async def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[Event]:
         lo = _key(prefix, "prefix")
         end = prefix_end(lo)
-        if start_revision < 0:
-            raise StoreError(f"start_revision {start_revision}: must be 0 (from now) or more")
+        check_number("start_revision", start_revision, 0)
         nxt = start_revision or self._rev + 1
         seq = (nxt << _SHIFT) - 1  # history rows up to this one are delivered
         waker = asyncio.Event()
