@@ -150,3 +150,25 @@ async def _until(check: Callable[[], bool], limit: float = 120.0) -> None:
     while not check():
         assert time.monotonic() < give_up, "never happened"
         await asyncio.sleep(0.1)
+
+
+def test_a_watch_on_a_member_that_loses_quorum_ends_with_a_clear_error(
+    cluster: EtcdCluster,
+) -> None:
+    """Without etcd's "require leader" flag a watch on a member cut off from the majority
+    stays open and silent: the appliance would never know its settings stopped flowing."""
+
+    async def main() -> None:
+        store = EtcdStore(cluster.endpoints)
+        try:
+            start = await store.put("site/a", b"1")
+            watch = store.watch("site/", start_revision=start)
+            assert (await anext(watch)).key == "site/a"  # on member 0, the first listed
+            cluster.kill(1)
+            cluster.kill(2)
+            with pytest.raises(StoreUnavailableError, match="no member answered"):
+                await asyncio.wait_for(anext(watch), 120)
+        finally:
+            await store.close()
+
+    asyncio.run(asyncio.wait_for(main(), 240))
