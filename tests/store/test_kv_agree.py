@@ -61,7 +61,7 @@ async def script(store: KeyValueStore, seed: int, n: int) -> list[object]:
             result = await store.put_if(key, b"C%d" % i, mod_revision=mod + stale)
             out.append(("put_if", result.succeeded, result.revision))
         elif op == 5:
-            result = await store.delete_if(key, mod_revision=mod - (rng.random() < 0.4))
+            result = await store.delete_if(key, mod_revision=mod + (rng.random() < 0.4))
             out.append(("delete_if", result.succeeded, result.revision))
         elif op == 6:
             got = await store.range(rng.choice(["a/", "a", "b/", ""]), limit=rng.choice([0, 2]))
