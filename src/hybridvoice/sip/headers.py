@@ -498,8 +498,7 @@ class Headers:
 
     Raw values are strings as received (unfolded, trimmed). ``typed(key, parser)`` caches
     a parsed view per header; any change to that header drops its cache entry. The lines'
-    lookup keys are also kept as a list of their own, in order (every change updates both):
-    a lookup is a scan in C (``in``, ``index``, ``count``), not a Python loop over the lines.
+    lookup keys are kept in order in a list of their own too: lookups scan it in C.
     """
 
     __slots__ = ("_cache", "_items", "_keys", "_values")
@@ -508,9 +507,8 @@ class Headers:
         self, items: list[tuple[str, str, str]] | None = None, values: ValueCache | None = None,
         keys: list[str] | None = None,  # the keys of ``items`` in order, when the caller has them
     ) -> None:  # fmt: skip
-        items = [] if items is None else items
-        self._items: list[tuple[str, str, str]] = items
-        self._keys: list[str] = [it[0] for it in items] if keys is None else keys
+        self._items: list[tuple[str, str, str]] = [] if items is None else items
+        self._keys = [it[0] for it in items] if items and keys is None else keys or []
         self._cache: dict[str, Any] = {}
         #: the parser's cache of parsed values (:mod:`.value_cache`), for the lazy views
         self._values = values
@@ -563,9 +561,13 @@ class Headers:
     def _values_of(self, key: str) -> list[str]:
         keys, items = self._keys, self._items
         n = keys.count(key)
-        if n == 1:  # the usual case: one line
-            return [items[keys.index(key)][2]]
-        return [items[j][2] for j in range(len(keys)) if keys[j] == key] if n else []
+        if n < 2:  # the usual cases: absent, one line
+            return [items[keys.index(key)][2]] if n else []
+        out, i = [], -1
+        for _ in range(n):  # each line found by a scan in C
+            i = keys.index(key, i + 1)
+            out.append(items[i][2])
+        return out
 
     def values(self, name: str) -> list[str]:
         """Every comma-separated value of every line of ``name`` (for list headers)."""
@@ -596,9 +598,7 @@ class Headers:
         key, canon = canonical_name(name)
         self._items.append((key, canon, line_safe(value if type(value) is str else str(value))))
         self._keys.append(key)
-        cache = self._cache
-        if key in cache:
-            del cache[key]
+        self._cache.pop(key, None)
 
     def prepend(self, name: str, value: object) -> None:
         """Insert a line before the first line of the same header, or at the top."""
