@@ -415,51 +415,44 @@ class Endpoint:
 
     def _handle(self, event: object) -> None:
         tu = self.tu
-        # the usual events first, without the match's chain of isinstance checks
+        # exact types, the usual first: no chain of isinstance checks (nor a match's)
         if type(event) is SendRequest:
             self._send_request(event.transaction, event.request, event.context)
-            return
-        if type(event) is SendResponse:
+        elif type(event) is SendResponse:
             self._send_response(event.transaction, event.response, event.context)
-            return
-        if type(event) is RequestReceived:
+        elif type(event) is RequestReceived:
             if tu is not None:
                 tu.on_request(self, event.transaction, event.request)
-            return
-        match event:
-            case SendRequest(transaction=tx, request=request, context=destination):
-                self._send_request(tx, request, destination)
-            case SendResponse(transaction=tx, response=response, context=source):
-                self._send_response(tx, response, source)
-            case RequestReceived(transaction=tx, request=request):
-                if tu is not None:
-                    tu.on_request(self, tx, request)
-            case AckReceived(request=request, context=source):
-                if tu is not None:
-                    assert isinstance(source, Source)
-                    tu.on_ack(self, request, source)
-            case ResponseReceived(transaction=tx, response=response):
-                callback = tx.tu_data
-                if callable(callback):
-                    callback(tx, response)
-                elif tu is not None:
-                    tu.on_response(self, tx, response)
-            case StrayResponse(response=response):
-                self.counters.stray_responses += 1
-                if tu is not None:
-                    tu.on_stray_response(self, response)
-            case TransactionTimeout(transaction=tx, reason=reason):
-                self.counters.timeouts += 1
-                callback = tx.tu_data if isinstance(tx, ClientTransaction) else None
-                if callable(callback):
-                    callback(tx, event)
-                elif tu is not None:
-                    tu.on_timeout(self, tx, reason)
-            case TransactionTerminated(transaction=tx):
-                if isinstance(tx, ClientTransaction):
-                    self._sent_requests.discard(tx)
-                else:
-                    self._last_response.pop(tx, None)
+        elif type(event) is ResponseReceived:
+            tx, response = event.transaction, event.response
+            callback = tx.tu_data
+            if callable(callback):
+                callback(tx, response)
+            elif tu is not None:
+                tu.on_response(self, tx, response)
+        elif type(event) is TransactionTerminated:
+            done = event.transaction
+            if isinstance(done, ClientTransaction):
+                self._sent_requests.discard(done)
+            else:
+                self._last_response.pop(done, None)
+        elif type(event) is AckReceived:
+            source = event.context
+            if tu is not None:
+                assert isinstance(source, Source)
+                tu.on_ack(self, event.request, source)
+        elif type(event) is StrayResponse:
+            self.counters.stray_responses += 1
+            if tu is not None:
+                tu.on_stray_response(self, event.response)
+        elif type(event) is TransactionTimeout:
+            self.counters.timeouts += 1
+            failed = event.transaction
+            callback = failed.tu_data if isinstance(failed, ClientTransaction) else None
+            if callable(callback):
+                callback(failed, event)
+            elif tu is not None:
+                tu.on_timeout(self, failed, event.reason)
 
     def _send_request(self, tx: ClientTransaction, request: Request, destination: object) -> None:
         assert isinstance(destination, Destination)

@@ -87,7 +87,9 @@ _log = logging.getLogger("hybridvoice.net.proxy")
 _CANCELLABLE: Final = (ClientState.CALLING, ClientState.PROCEEDING)
 
 
-@dataclass(frozen=True, slots=True)
+# Target and Forward: slotted, read-only by contract but not frozen (a policy builds them for
+# every initial request; a frozen dataclass's __init__ pays object.__setattr__ per field).
+@dataclass(slots=True)
 class Target:
     """One branch: the new Request-URI and the next hop (None: from the URI, which then needs
     an IP host; ``transport=`` and the port are honoured, RFC 3263 §4 without DNS)."""
@@ -96,7 +98,7 @@ class Target:
     destination: Destination | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Forward:
     """Forward the request: ``groups`` are tried one after another, the targets within a
     group in parallel (§16.6 parallel forking).

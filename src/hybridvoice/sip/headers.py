@@ -497,15 +497,18 @@ class Headers:
     """An ordered header list; lookups are by name, case-insensitive, compact forms folded.
 
     Raw values are strings as received (unfolded, trimmed). ``typed(key, parser)`` caches
-    a parsed view per header; any change to that header drops its cache entry.
+    a parsed view per header; any change to that header drops its cache entry. The lines'
+    lookup keys are kept in order in a list of their own too: lookups scan it in C.
     """
 
-    __slots__ = ("_cache", "_items", "_values")
+    __slots__ = ("_cache", "_items", "_keys", "_values")
 
     def __init__(
-        self, items: list[tuple[str, str, str]] | None = None, values: ValueCache | None = None
-    ) -> None:
-        self._items: list[tuple[str, str, str]] = items if items is not None else []
+        self, items: list[tuple[str, str, str]] | None = None, values: ValueCache | None = None,
+        keys: list[str] | None = None,  # the keys of ``items`` in order, when the caller has them
+    ) -> None:  # fmt: skip
+        self._items: list[tuple[str, str, str]] = [] if items is None else items
+        self._keys = [it[0] for it in items] if items and keys is None else keys or []
         self._cache: dict[str, Any] = {}
         #: the parser's cache of parsed values (:mod:`.value_cache`), for the lazy views
         self._values = values
@@ -526,13 +529,7 @@ class Headers:
         return len(self._items)
 
     def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        key = _key(name)
-        for k, _, _ in self._items:  # noqa: SIM110 - no generator on the hot path
-            if k == key:
-                return True
-        return False
+        return isinstance(name, str) and _key(name) in self._keys
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -552,23 +549,32 @@ class Headers:
     def get(self, name: str, default: str | None = None) -> str | None:
         """The raw value of the first line of ``name``."""
         key = _key(name)
-        for k, _, v in self._items:
-            if k == key:
-                return v
+        keys = self._keys
+        if key in keys:
+            return self._items[keys.index(key)][2]
         return default
 
     def get_all(self, name: str) -> list[str]:
         """The raw values of every line of ``name``, in order."""
-        key = _key(name)
-        return [v for k, _, v in self._items if k == key]
+        return self._values_of(_key(name))
+
+    def _values_of(self, key: str) -> list[str]:
+        keys, items = self._keys, self._items
+        n = keys.count(key)
+        if n < 2:  # the usual cases: absent, one line
+            return [items[keys.index(key)][2]] if n else []
+        out, i = [], -1
+        for _ in range(n):  # each line found by a scan in C
+            i = keys.index(key, i + 1)
+            out.append(items[i][2])
+        return out
 
     def values(self, name: str) -> list[str]:
         """Every comma-separated value of every line of ``name`` (for list headers)."""
         return [part for v in self.get_all(name) for part in split_commas(v)]
 
     def count(self, name: str) -> int:
-        key = _key(name)
-        return sum(1 for k, _, _ in self._items if k == key)
+        return self._keys.count(_key(name))
 
     def typed(self, key: str, parser: Callable[[list[str]], T]) -> T | None:
         """Parsed view of header ``key`` (lower-case long name), cached; None if absent."""
@@ -576,7 +582,7 @@ class Headers:
         cached = cache.get(key, _MISSING)
         if cached is not _MISSING:
             return cached  # type: ignore[no-any-return]
-        values = [v for k, _, v in self._items if k == key]
+        values = self._values_of(key)
         if not values:
             result = None
         elif self._values is not None and parser in _WITH_VALUES:
@@ -591,17 +597,17 @@ class Headers:
         """Append a header line."""
         key, canon = canonical_name(name)
         self._items.append((key, canon, line_safe(value if type(value) is str else str(value))))
-        cache = self._cache
-        if key in cache:
-            del cache[key]
+        self._keys.append(key)
+        self._cache.pop(key, None)
 
     def prepend(self, name: str, value: object) -> None:
         """Insert a line before the first line of the same header, or at the top."""
         key, canon = canonical_name(name)
-        items = self._items
-        index = next((i for i, (k, _, _) in enumerate(items) if k == key), 0)
+        keys = self._keys
+        index = keys.index(key) if key in keys else 0
         text = line_safe(value if type(value) is str else str(value))
-        items.insert(index, (key, canon, text))
+        self._items.insert(index, (key, canon, text))
+        keys.insert(index, key)
         cache = self._cache
         cached = cache.pop(key, None)
         if key == "via" and cached is not None:  # a proxy adds its Via: keep the parsed rest
@@ -614,53 +620,56 @@ class Headers:
     def set(self, name: str, value: object) -> None:
         """Replace every line of ``name`` by one line, where the first one stood."""
         key, canon = canonical_name(name)
-        items = self._items
+        items, keys = self._items, self._keys
         line = (key, canon, line_safe(value if type(value) is str else str(value)))
-        found = [i for i, it in enumerate(items) if it[0] == key]
-        if len(found) == 1:  # the usual case: replace the one line in place
-            items[found[0]] = line
+        n = keys.count(key)
+        if n == 1:  # the usual case: replace the one line in place
+            items[keys.index(key)] = line
+        elif n == 0:
+            items.append(line)
+            keys.append(key)
         else:
-            index = found[0] if found else len(items)
+            index = keys.index(key)
             items[:] = [it for it in items if it[0] != key]
-            items.insert(min(index, len(items)), line)
+            items.insert(index, line)
+            keys[:] = [it[0] for it in items]
         self._cache.pop(key, None)
 
     def remove(self, name: str) -> int:
         """Remove every line of ``name``; return how many were removed."""
         key = _key(name)
-        before = len(self._items)
-        for k, _, _ in self._items:
-            if k == key:
-                break
-        else:  # absent: nothing to rebuild
-            self._cache.pop(key, None)
-            return 0
-        self._items[:] = [it for it in self._items if it[0] != key]
+        keys = self._keys
+        n = keys.count(key)
         self._cache.pop(key, None)
-        return before - len(self._items)
+        if n:  # (absent: nothing to rebuild)
+            items = self._items
+            items[:] = [it for it in items if it[0] != key]
+            keys[:] = [it[0] for it in items]
+        return n
 
     def pop_first_value(self, name: str) -> str | None:
         """Remove the first comma-separated value of ``name`` (the top Via, the first Route)."""
         key = _key(name)
-        for i, (k, n, v) in enumerate(self._items):
-            if k == key:
-                if "," not in v:  # the usual line holding one value: no split needed
-                    del self._items[i]
-                    cached = self._cache.pop(key, None)
-                    if key in _VALUE_LISTS and cached:  # the parsed values, minus the first
-                        self._cache[key] = cached[1:]
-                    return v.strip(" \t")
-                parts = split_commas(v)
-                if len(parts) == 1:
-                    del self._items[i]
-                else:
-                    self._items[i] = (k, n, ", ".join(parts[1:]))
-                self._cache.pop(key, None)
-                return parts[0]
-        return None
+        keys = self._keys
+        if key not in keys:
+            return None
+        i = keys.index(key)
+        k, n, v = self._items[i]
+        cached = self._cache.pop(key, None)
+        if "," not in v:  # the usual line holding one value: no split needed
+            del self._items[i], keys[i]
+            if key in _VALUE_LISTS and cached:  # the parsed values, minus the first
+                self._cache[key] = cached[1:]
+            return v.strip(" \t")
+        parts = split_commas(v)
+        if len(parts) == 1:
+            del self._items[i], keys[i]
+        else:
+            self._items[i] = (k, n, ", ".join(parts[1:]))
+        return parts[0]
 
     def copy(self) -> Headers:
-        h = Headers(list(self._items), self._values)
+        h = Headers(list(self._items), self._values, list(self._keys))
         h._cache = dict(self._cache)
         return h
 

@@ -280,9 +280,10 @@ def make_response(
     dialog-forming 1xx/2xx the Record-Route set is copied (§12.1.1).
     """
     out = Headers(None, request.headers._values)
-    for key, name, value in request.headers._items:
-        if key in _COPIED_TO_RESPONSE:
-            out._items.append((key, name, value))
+    for line in request.headers._items:
+        if line[0] in _COPIED_TO_RESPONSE:
+            out._items.append(line)
+            out._keys.append(line[0])
     to = request.headers.get("To")
     if to is not None:
         if to_tag is not None and status != 100:

@@ -214,8 +214,9 @@ def _parse_head(head: str, values_cache: ValueCache | None) -> tuple[Message, in
     elif "\n " in head or "\n\t" in head:  # folded lines (§7.3.1)
         lines = _FOLD.sub(" ", head).split("\r\n")
     items: list[tuple[str, str, str]] = []
+    keys: list[str] = []  # the lines' lookup keys, in order (Headers keeps both)
     eager: dict[str, list[str]] = {}
-    append = items.append
+    append, append_key = items.append, keys.append
     spellings = _SPELLINGS  # canonical_name's table, inlined for the usual names
     for i in range(1, len(lines)):
         line = lines[i]
@@ -236,7 +237,8 @@ def _parse_head(head: str, values_cache: ValueCache | None) -> tuple[Message, in
         elif key in _NUMERIC:
             value = _NUMERIC[key](value)
         append((key, canon, value))
-    headers = Headers(items, values_cache)
+        append_key(key)
+    headers = Headers(items, values_cache, keys)
     cache = headers._cache
     for key, values in eager.items():
         if key in _EAGER_PLAIN:

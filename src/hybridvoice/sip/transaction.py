@@ -141,9 +141,12 @@ class TimerConfig:
 
 
 # --- events (docs/dev/TRANSACTION_API.md) ---------------------------------------------
+# Slotted dataclasses, read-only by contract but not frozen: several are built for every
+# message, and a frozen dataclass's __init__ costs 3.5 times as much (object.__setattr__
+# per field; precedent 04e60d0).
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendRequest:
     """Put ``request`` on the wire to ``context`` (the request, a retransmission, or the
     ACK of a non-2xx final response, §17.1.1.3)."""
@@ -153,7 +156,7 @@ class SendRequest:
     context: object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendResponse:
     """Send ``response``; route it by its top Via (§18.2.2); ``context`` is where the
     request came from."""
@@ -163,7 +166,7 @@ class SendResponse:
     context: object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestReceived:
     """A new server transaction for the TU (§17.2). For a CANCEL,
     ``transaction.cancels`` is the INVITE server transaction it matches (§9.2)."""
@@ -172,7 +175,7 @@ class RequestReceived:
     request: Request
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AckReceived:
     """An ACK for a 2xx: not part of any transaction (§17.2.3, RFC 6026 §7.1); for the
     dialog. ``context`` is where it came from."""
@@ -181,7 +184,7 @@ class AckReceived:
     context: object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseReceived:
     """A response for the TU of ``transaction`` (retransmissions are absorbed, except 2xx
     to an INVITE, which the TU acknowledges itself, RFC 6026 §8.4)."""
@@ -190,7 +193,7 @@ class ResponseReceived:
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StrayResponse:
     """A response matching no client transaction (§18.1.2): typically a 2xx
     retransmission after Timer M, for the dialog layer."""
@@ -198,7 +201,7 @@ class StrayResponse:
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransactionTimeout:
     """The transaction failed: ``reason`` is ``"timeout"`` (``timer`` B, F or H) or
     ``"transport"`` (§17.1.1.2, §17.1.2.2, §17.2.4). ``TransactionTerminated`` follows."""
@@ -211,7 +214,7 @@ class TransactionTimeout:
     cause: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransactionTerminated:
     """The transaction reached Terminated and left the layer's tables."""
 

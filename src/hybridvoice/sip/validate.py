@@ -102,33 +102,33 @@ def _list_values(request: Request, name: str) -> list[str]:
 
 
 #: lookup keys (lower-case canonical names, as ``Headers`` stores them) of the headers
-#: :func:`_malformed` counts, with the name to report
+#: :func:`_malformed` checks, with the name to report
 _MANDATORY_KEYS: Final = tuple((name.lower(), name) for name in _MANDATORY)
 _SINGLE_KEYS: Final = tuple((name.lower(), name) for name in SINGLE_VALUE_HEADERS)
-_COUNTED: Final = frozenset(key for key, _ in (*_MANDATORY_KEYS, *_SINGLE_KEYS, ("contact", "")))
+_SINGLE: Final = frozenset(key for key, _ in _SINGLE_KEYS)
 
 
 def _malformed(request: Request) -> str | None:
     """The reason phrase of a 400 when mandatory or single-value headers are wrong.
 
-    One pass over the header lines (this runs for every request a proxy or UAS takes)."""
-    counts: dict[str, int] = {}
-    contact = ""
-    for key, _, value in request.headers._items:
-        if key in _COUNTED:
-            counts[key] = counts.get(key, 0) + 1
-            if key == "contact":
-                contact = value
-    missing = [name for key, name in _MANDATORY_KEYS if key not in counts]
+    This runs for every request a proxy or UAS takes: the mandatory ones are found by scans
+    in C of the header list's keys, the single-value ones by one pass over the keys (then
+    counted only when one of them is there twice)."""
+    headers = request.headers
+    keys = headers._keys
+    missing = [name for key, name in _MANDATORY_KEYS if key not in keys]
     if missing:
         return "Missing " + ", ".join(missing)
-    repeated = [name for key, name in _SINGLE_KEYS if counts.get(key, 0) > 1]
-    lines = counts.get("contact", 0)
+    single = [key for key in keys if key in _SINGLE]
+    repeated = []
+    if len(set(single)) != len(single):
+        repeated = [name for key, name in _SINGLE_KEYS if single.count(key) > 1]
+    lines = keys.count("contact")
     if (
-        (lines > 1 or (lines == 1 and "," in contact))  # else one value: no need to split
-        and request.method in _DIALOG_CREATING
+        (lines > 1 or (lines == 1 and "," in headers._items[keys.index("contact")][2]))
+        and request.method in _DIALOG_CREATING  # (else one value: no need to split)
         and not request.contact_star
-        and len(request.headers.values("Contact")) > 1
+        and len(headers.values("Contact")) > 1
     ):
         repeated.append("Contact")
     if repeated:
