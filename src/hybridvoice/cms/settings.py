@@ -34,7 +34,7 @@ from hybridvoice.net.stream import StreamLimits
 
 from .listeners import PRIVILEGED_PORTS, Listener, listener_clashes, listeners
 from .settings_edge import MediaRelay
-from .settings_health import GatewayHealthKeys, TrunkHealthKeys
+from .settings_health import GatewayHealthKeys, HealthMonitor, TrunkHealthKeys
 from .settings_media import MediaEncryption
 from .settings_needs import unmet_needs
 from .settings_tls import GatewayTls
@@ -500,6 +500,7 @@ class Settings(_Section):
     trunk_configuration: TrunkConfiguration = Field(default_factory=TrunkConfiguration)
     sip_limits: SipLimits = Field(default_factory=SipLimits)
     media_relay: MediaRelay = Field(default_factory=MediaRelay)
+    health_monitor: HealthMonitor = Field(default_factory=HealthMonitor)
 
     @model_validator(mode="before")
     @classmethod

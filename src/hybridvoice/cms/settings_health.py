@@ -17,7 +17,7 @@ from pydantic import Field
 
 from .settings_values import _Section
 
-__all__ = ["GatewayHealthKeys", "TrunkHealthKeys"]
+__all__ = ["GatewayHealthKeys", "HealthMonitor", "TrunkHealthKeys"]
 
 
 class GatewayHealthKeys(_Section):
@@ -38,3 +38,19 @@ class TrunkHealthKeys(_Section):
     unhealthy_after_missed: int = Field(default=3, ge=1, le=1000)
     healthy_after_answered: int = Field(default=1, ge=1, le=1000)
     try_unhealthy_gateways_last: bool = True
+
+
+class HealthMonitor(_Section):
+    """``[HealthMonitor]`` (hybridvoice): the appliance's own health monitor
+    (``mgmt.self_health``). Every ``IntervalSeconds`` it checks its roles, listeners, gateways
+    and certificates; on a failure it drains the appliance and marks it offline at the cloud,
+    then checks again after ``RetrySeconds`` ``Retries`` times, then at doubling intervals up
+    to ``MaxRetrySeconds`` (CCE: 60 s; 10 s x 3; 1 h), and brings it back when all pass."""
+
+    enabled: bool = True
+    interval_seconds: float = Field(default=10.0, ge=0.5, le=3600)
+    retry_seconds: float = Field(default=10.0, ge=0.5, le=3600)
+    retries: int = Field(default=3, ge=0, le=100)
+    max_retry_seconds: float = Field(default=3600.0, ge=0.5, le=86400)
+    #: a listener that does not accept a connection in this time fails the check
+    connect_timeout_seconds: float = Field(default=2.0, ge=0.1, le=60)

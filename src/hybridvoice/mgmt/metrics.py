@@ -24,7 +24,7 @@ from hybridvoice.mediation.trunks import Health
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.metrics import endpoint_metrics, proxy_metrics
 
-from .metrics_health import gateway_transitions
+from .metrics_health import gateway_transitions, self_health_metrics
 from .metrics_turn import turn_metrics
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ class ApplianceCollector:
             yield from endpoint_metrics(endpoints)
         yield from self._edge()
         yield from self._cloud()
+        yield from self_health_metrics(a.self_health)
 
     def _calls(self) -> Iterable[Metric]:
         mediation = self._appliance.mediation
