@@ -6,7 +6,9 @@ open again."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -15,7 +17,10 @@ from chain_harness import lab, settings_on_free_ports
 from ua_harness import run
 
 from hybridvoice.cms.settings import SettingsError, parse_settings
+from hybridvoice.mediation.routing import CallAdmission
 from hybridvoice.mgmt.self_health import CheckResult, SelfHealth, backoff
+from hybridvoice.mgmt.self_health_io import SelfHealthMonitor
+from hybridvoice.pki import PkiStore
 
 OK = [CheckResult("roles", True), CheckResult("listeners", True)]
 BAD = [CheckResult("roles", True), CheckResult("listeners", False, "not accepting: x:1")]
@@ -113,3 +118,63 @@ def test_a_closed_listener_takes_the_appliance_offline_and_back(tmp_path: Path) 
             assert appliance.self_health.core.transitions == {"drain": 1, "restore": 1}
 
     run(main(), timeout=120)
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.beats = 0
+
+    def beat_now(self) -> None:
+        self.beats += 1
+
+
+def test_a_certificate_expiring_on_the_fake_clock_drains_and_renewal_restores(
+    tmp_path: Path,
+) -> None:
+    """The adapter's checks on a stand-in appliance: the wall clock moves past the site
+    certificate's notAfter (2 years), the appliance is drained and the cloud told; back
+    before it (a renewed certificate), restored. An admin's maintenance is left alone."""
+    store = PkiStore(tmp_path / "pki")
+    start = datetime.datetime.now(datetime.UTC)
+    ca = store.ensure_ca("AMS", start)
+    store.ensure_server(ca, "appliance", start, dns_names=["ms.contoso.test"])
+    admission = CallAdmission(10)
+    mediation = SimpleNamespace(
+        admission=admission, trunks=None, edge_endpoint=None, gateway_endpoint=None,
+        enter_maintenance=admission.enter_maintenance, exit_maintenance=admission.exit_maintenance,
+    )  # fmt: skip
+    link = FakeLink()
+    appliance = SimpleNamespace(
+        edge=SimpleNamespace(endpoint=None), mediation=mediation, link=link,
+        options=SimpleNamespace(pki_dir=store.directory),
+    )  # fmt: skip
+    wall = [start]
+    clock = [100.0]
+
+    async def main() -> None:
+        monitor = SelfHealthMonitor(
+            appliance,  # type: ignore[arg-type]
+            SelfHealth(interval=5, retry=10),
+            clock=lambda: clock[0],
+            wall=lambda: wall[0],
+        )
+        assert (await monitor.check_once()).action == "none"
+        wall[0] = start + datetime.timedelta(days=800)  # past the server certificate
+        verdict = await monitor.check_once()
+        assert (verdict.action, verdict.next_check) == ("drain", 110.0)
+        assert verdict.failing[0].name == "certificates"
+        assert "expired: cert:appliance" in verdict.failing[0].detail
+        assert admission.maintenance and monitor.drained and link.beats == 1
+        assert monitor.status()["failing"][0]["check"] == "certificates"
+        wall[0] = start
+        clock[0] = 110.0
+        assert (await monitor.check_once()).action == "restore"
+        assert not admission.maintenance and link.beats == 2
+        admission.enter_maintenance()  # the admin's maintenance
+        wall[0] = start + datetime.timedelta(days=800)
+        assert (await monitor.check_once()).action == "drain" and not monitor.drained
+        wall[0] = start
+        assert (await monitor.check_once()).action == "restore"
+        assert admission.maintenance  # still the admin's
+
+    asyncio.run(main())
