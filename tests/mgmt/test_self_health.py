@@ -18,6 +18,7 @@ from ua_harness import run
 
 from hybridvoice.cms.settings import SettingsError, parse_settings
 from hybridvoice.mediation.routing import CallAdmission
+from hybridvoice.mgmt.cli_health import health_line
 from hybridvoice.mgmt.self_health import CheckResult, SelfHealth, backoff
 from hybridvoice.mgmt.self_health_io import SelfHealthMonitor
 from hybridvoice.pki import PkiStore
@@ -178,3 +179,16 @@ def test_a_certificate_expiring_on_the_fake_clock_drains_and_renewal_restores(
         assert admission.maintenance  # still the admin's
 
     asyncio.run(main())
+
+
+def test_status_line_says_state_failing_checks_and_next_retry() -> None:
+    online = {"state": "online", "last_check_seconds_ago": 2.1, "failing": [],
+              "failures_in_a_row": 0, "next_check_in_seconds": 7.9}  # fmt: skip
+    assert health_line(online) == "online, last check 2.1 s ago, next in 7.9 s"
+    offline = {**online, "state": "offline", "failures_in_a_row": 4,
+               "failing": [{"check": "listeners", "detail": "not accepting: 127.0.0.1:5061"}],
+               "next_check_in_seconds": 20}  # fmt: skip
+    assert health_line(offline) == (
+        "OFFLINE (listeners: not accepting: 127.0.0.1:5061), last check 2.1 s ago, "
+        "4 failures in a row, next retry in 20 s"
+    )
