@@ -237,7 +237,9 @@ def test_from_settings_and_helpers(run: Callable[[Awaitable[None]], None]) -> No
         ep = await mediation("TCP")
         try:
             monitor = HealthMonitor.from_settings(ep, trunks, s)
-            assert (monitor.interval, monitor.timeout) == (0.5, 0.5)
+            assert (monitor.interval, monitor.timeout) == (None, None)  # each gateway's own
+            policy = trunks["Gateway1"].monitor.policy
+            assert (policy.interval, policy.timeout) == (0.5, 0.5)
             gw1 = trunks["Gateway1"]
             dest = destination_of(gw1)
             assert (dest.transport, dest.port, dest.server_name) == ("TCP", 5099, "localhost")

@@ -73,7 +73,7 @@ def test_down_after_n_misses_up_on_first_answer() -> None:
     assert gw.healthy and gw.consecutive_failures == 2
     down = t.options_failed("Gateway1", 4.0, "transport error")
     assert down is not None and down.health is Health.DOWN
-    assert "3 OPTIONS without an answer (last: transport error)" in down.reason
+    assert "3 OPTIONS or calls without an answer (last: transport error)" in down.reason
     assert not healthy(gw) and gw.since == 4.0
     assert t.options_failed("Gateway1", 5.0, "no answer") is None  # already down
     up = t.options_answered("Gateway1", 6.0, 404, 1.0)  # any final response is alive

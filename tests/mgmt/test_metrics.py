@@ -177,6 +177,12 @@ async def appliance_side(up: Lab) -> None:
         assert value(s, "hybridvoice_call_failures_total", cause=cause) == 0
     assert value(s, "hybridvoice_unhandled_exceptions_total") == 0
     assert value(s, "hybridvoice_gateway_up", gateway=gateway) == 1
+    transitions = "hybridvoice_gateway_health_transitions_total"
+    assert value(s, transitions, gateway=gateway, to="up") == 1
+    assert value(s, transitions, gateway=gateway, to="down") == 0
+    assert value(s, "hybridvoice_appliance_health_offline") == 0
+    assert value(s, "hybridvoice_appliance_health_check_failing", check="listeners") == 0
+    assert value(s, "hybridvoice_appliance_health_transitions_total", action="drain") == 0
     assert value(s, "hybridvoice_gateway_calls_total", gateway=gateway) == 1
     assert value(s, "hybridvoice_gateway_calls_failed_total", gateway=gateway) == 0
     assert value(s, "hybridvoice_gateway_calls_active", gateway=gateway) == 0

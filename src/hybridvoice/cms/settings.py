@@ -34,6 +34,7 @@ from hybridvoice.net.stream import StreamLimits
 
 from .listeners import PRIVILEGED_PORTS, Listener, listener_clashes, listeners
 from .settings_edge import MediaRelay
+from .settings_health import GatewayHealthKeys, HealthMonitor, TrunkHealthKeys
 from .settings_media import MediaEncryption
 from .settings_needs import unmet_needs
 from .settings_tls import GatewayTls
@@ -355,7 +356,7 @@ class TranslationRule(_Section):
 Rules = tuple[TranslationRule, ...]
 
 
-class Gateway(GatewayTls):
+class Gateway(GatewayTls, GatewayHealthKeys):
     """``[GatewayN]``: a PSTN gateway, SBC or IP-PBX (CCE keys + Direct Routing features; TLS
     keys ``Protocol = "MTLS"``, ``MutualTls``, ``TrustedRootsFile``: ``.settings_tls``)."""
 
@@ -445,16 +446,14 @@ def _unknown_routes(unknown: list[str], routes: Mapping[str, object]) -> str:
     return f"unknown route {names} (HybridVoiceRoutes has: {known})"
 
 
-class TrunkConfiguration(_Section):
-    """``[TrunkConfiguration]``: trunk behaviour shared by every gateway."""
+class TrunkConfiguration(TrunkHealthKeys):
+    """``[TrunkConfiguration]``: trunk behaviour shared by every gateway (health keys:
+    ``.settings_health``)."""
 
     enable_refer_support: bool = True
     enable_fast_failover_timer: bool = True
     forward_call_history: bool = False
     forward_pai: bool = False
-    options_interval_seconds: float = Field(default=60.0, ge=0.05, le=3600)
-    unhealthy_after_missed: int = Field(default=3, ge=1, le=1000)
-    try_unhealthy_gateways_last: bool = False
 
 
 class SipLimits(_Section):
@@ -501,6 +500,7 @@ class Settings(_Section):
     trunk_configuration: TrunkConfiguration = Field(default_factory=TrunkConfiguration)
     sip_limits: SipLimits = Field(default_factory=SipLimits)
     media_relay: MediaRelay = Field(default_factory=MediaRelay)
+    health_monitor: HealthMonitor = Field(default_factory=HealthMonitor)
 
     @model_validator(mode="before")
     @classmethod

@@ -1,14 +1,16 @@
 """Gateway health: an OPTIONS pinger per gateway (RFC 3261 §11) feeding the trunk table.
 
-:class:`HealthMonitor` runs one asyncio task per enabled gateway with ``SendSipOptions``.
-Every ``interval`` seconds the task sends OPTIONS through the mediation role's own
+:class:`HealthMonitor` runs one asyncio task per enabled gateway, the adapter of the health
+core (``.gateway_health``): when the core says a probe is due (every
+``OptionsIntervalSeconds`` with ``SendSipOptions``; else only while the gateway is down; and
+at once after a call to it failed) the task sends OPTIONS through the mediation role's own
 :class:`~hybridvoice.net.endpoint.Endpoint` (so the gateway sees the same address and
-transport as for calls) and waits up to ``timeout`` seconds (default: the interval) for the
-final response. Any final response, even 404 or 405, shows the gateway is alive (§11.2); no
-answer or a transport error (§18.4) is a miss. ``UnhealthyAfterMissed`` consecutive misses
-mark the gateway down, the first answer marks it up again (:class:`~.trunks.TrunkTable`).
-The detection window is therefore at most ``UnhealthyAfterMissed x interval`` plus one
-timeout.
+transport as for calls) and waits up to ``OptionsTimeoutSeconds`` (default: the interval) for
+the final response. Any final response, even 404 or 405, shows the gateway is alive (§11.2);
+no answer or a transport error (§18.4) is a miss. ``UnhealthyAfterMissed`` consecutive misses
+mark the gateway down, ``HealthyAfterAnswered`` answers up again. The detection window by
+probes alone is at most ``UnhealthyAfterMissed x interval`` plus one timeout; an INVITE that
+times out or cannot be sent counts as a miss at once.
 
 The request is the one ``hybridvoice sip options`` sends, built by
 ``net.options.options_request``.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -77,33 +80,44 @@ def build_options(endpoint: Endpoint, gateway: GatewayState, destination: Destin
 
 
 class HealthMonitor:
-    """OPTIONS pingers for every enabled gateway with ``SendSipOptions``; start, then stop.
+    """OPTIONS pingers for every enabled gateway; start, then stop.
 
-    ``on_change`` hears every up/down change. ``clock`` is the monotonic clock handed to the
-    trunk table as ``now`` (default: the event loop's).
+    Each gateway is probed when its health core (``.gateway_health``) says a probe is due:
+    every ``OptionsIntervalSeconds`` with ``SendSipOptions``, else only while it is down;
+    and at once when a call to it timed out or could not be sent (the trunk table's
+    ``on_probe_due`` wakes its pinger). ``interval`` and ``timeout`` given here override every
+    gateway's own (tests, ``RoleOptions.options_interval``). ``on_change`` hears every up/down
+    change. ``clock`` is the monotonic clock handed to the cores as ``now`` (default: the
+    event loop's).
     """
 
-    __slots__ = ("_clock", "_tasks", "endpoint", "interval", "on_change", "timeout", "trunks")
+    __slots__ = (
+        "_by_name", "_clock", "_wakes", "endpoint", "interval", "on_change", "timeout", "trunks",
+    )  # fmt: skip
 
     def __init__(
         self,
         endpoint: Endpoint,
         trunks: TrunkTable,
         *,
-        interval: float,
+        interval: float | None = None,
         timeout: float | None = None,
         on_change: ChangeCallback | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if interval <= 0:
+        if interval is not None and interval <= 0:
             raise ValueError(f"interval must be > 0, got {interval}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
         self.endpoint = endpoint
         self.trunks = trunks
         self.interval = interval
         self.timeout = interval if timeout is None else timeout
         self.on_change = on_change
         self._clock = clock or asyncio.get_running_loop().time
-        self._tasks: list[asyncio.Task[None]] = []
+        self._by_name: dict[str, asyncio.Task[None]] = {}
+        self._wakes: dict[str, asyncio.Event] = {}
+        trunks.on_probe_due = self._wake
 
     @classmethod
     def from_settings(
@@ -113,41 +127,60 @@ class HealthMonitor:
         settings: Settings,
         on_change: ChangeCallback | None = None,
     ) -> HealthMonitor:
-        interval = settings.trunk_configuration.options_interval_seconds
-        return cls(endpoint, trunks, interval=interval, on_change=on_change)
+        """Every gateway on its own keys (``OptionsIntervalSeconds`` ... ``[GatewayN]``)."""
+        del settings  # the table holds each gateway's policy
+        return cls(endpoint, trunks, on_change=on_change)
+
+    @property
+    def _tasks(self) -> list[asyncio.Task[None]]:
+        """The pingers now."""
+        return list(self._by_name.values())
 
     @property
     def running(self) -> bool:
         return any(not t.done() for t in self._tasks)
 
     def start(self) -> None:
-        """Start one pinger per monitored gateway (idempotent)."""
-        if self._tasks:
+        """Start one pinger per enabled gateway (idempotent)."""
+        if self._by_name:
             return
         for gateway in self.trunks:
-            cfg = gateway.config
-            if cfg.enabled and cfg.send_sip_options:
-                task = asyncio.create_task(self._run(gateway), name=f"options-{cfg.name}")
-                self._tasks.append(task)
+            self._spawn(gateway)
+
+    def _spawn(self, gateway: GatewayState) -> None:
+        if not gateway.config.enabled:
+            return
+        policy = gateway.monitor.policy  # our overrides over the gateway's own keys
+        if self.interval is not None:
+            policy = dataclasses.replace(policy, interval=self.interval)
+        if self.timeout is not None:
+            policy = dataclasses.replace(policy, timeout=self.timeout)
+        gateway.monitor.policy = policy
+        name = gateway.name
+        self._wakes[name] = asyncio.Event()
+        self._by_name[name] = asyncio.create_task(self._run(gateway), name=f"options-{name}")
+
+    def _wake(self, name: str) -> None:
+        event = self._wakes.get(name)
+        if event is not None:
+            event.set()
 
     async def watch(self, gateway: GatewayState) -> None:
         """(Re)start the pinger of ``gateway`` after a change at run time (``hybridvoice
         gateway add/set/enable/disable``): its old pinger stops, a new one starts when the
-        gateway is enabled with ``SendSipOptions``."""
-        name = f"options-{gateway.name}"
-        old = [t for t in self._tasks if t.get_name() == name]
-        self._tasks = [t for t in self._tasks if t.get_name() != name]
-        for task in old:
+        gateway is enabled."""
+        task = self._by_name.pop(gateway.name, None)
+        self._wakes.pop(gateway.name, None)
+        if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        cfg = gateway.config
-        if cfg.enabled and cfg.send_sip_options:
-            self._tasks.append(asyncio.create_task(self._run(gateway), name=name))
+        self._spawn(gateway)
 
     async def stop(self) -> None:
         """Stop every pinger and wait until they have ended."""
-        tasks, self._tasks = self._tasks, []
+        tasks = self._tasks
+        self._by_name, self._wakes = {}, {}
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -157,11 +190,13 @@ class HealthMonitor:
     async def probe(self, gateway: GatewayState) -> HealthChange | None:
         """Send one OPTIONS to ``gateway`` and record the outcome; the change, if any."""
         name = gateway.name
+        gateway.monitor.probing(self._clock())
         try:
             destination = destination_of(gateway)
             request = build_options(self.endpoint, gateway, destination)
             start = time.perf_counter()  # loop.time() is ms-grained on uvloop
-            response = await self.endpoint.request(request, destination, timeout=self.timeout)
+            timeout = self.timeout or gateway.monitor.policy.timeout
+            response = await self.endpoint.request(request, destination, timeout=timeout)
             rtt_ms = (time.perf_counter() - start) * 1000.0
         except (NetError, OSError) as exc:
             change = self.trunks.options_failed(name, self._clock(), _reason(exc))
@@ -172,16 +207,18 @@ class HealthMonitor:
         return change
 
     async def _run(self, gateway: GatewayState) -> None:
-        """Probe at a fixed rate; a slow probe delays the next one, never doubles it up."""
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        """Probe when the core says so; a slow probe delays the next one, never doubles it."""
+        wake = self._wakes[gateway.name]
         while True:
-            await self.probe(gateway)
-            next_at += self.interval
-            delay = next_at - loop.time()
-            if delay < 0:
-                next_at, delay = loop.time(), 0.0
-            await asyncio.sleep(delay)
+            due = gateway.monitor.next_probe()
+            now = self._clock()
+            if due is not None and now >= due:
+                await self.probe(gateway)
+                continue
+            wait = None if due is None else due - now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), wait)
+            wake.clear()
 
 
 def _reason(exc: Exception) -> str:

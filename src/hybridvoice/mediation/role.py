@@ -216,8 +216,8 @@ class MediationRole:
                 relay=self.relay, bypass=bypass, records=self.records,
                 srtp=SrtpConfig(ms.client_media_encryption, os.urandom),
             )  # fmt: skip
-            interval = o.options_interval or s.trunk_configuration.options_interval_seconds
-            self.health = HealthMonitor(gw_ep, trunks, interval=interval)
+            # each gateway on its own keys unless the options override them all
+            self.health = HealthMonitor(gw_ep, trunks, interval=o.options_interval)
             self.health.start()
             if o.bypass_service:
                 await self._start_bypass_service()

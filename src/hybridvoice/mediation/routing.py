@@ -7,10 +7,11 @@ when it is enabled and one of its ``VoiceRoutes`` matches.
 
 Choosing the next gateway (done afresh at every attempt, so health and load are current):
 
-1. healthy gateways only (up, or not yet probed): a gateway its OPTIONS pings mark down gets
-   no calls until it answers again (the CCE behaviour, and the default). With
-   ``TryUnhealthyGatewaysLast`` on, gateways marked down are tried after every healthy one,
-   as Teams Direct Routing does;
+1. healthy gateways first (up, or not yet probed). A gateway marked down (by its OPTIONS
+   probes, or at once by an INVITE that timed out or could not be sent: ``.gateway_health``)
+   is tried after every healthy one (``TryUnhealthyGatewaysLast``, default true, as Teams
+   Direct Routing does); with it false, a down gateway gets no calls until it answers again
+   (the CCE behaviour);
 2. a gateway at its ``MaxConcurrentSessions`` is skipped;
 3. among the rest, the fewest active calls wins; ties are broken at random (the injected
    ``random.Random``). Least-active-calls keeps long calls even across gateways, the random
@@ -224,6 +225,7 @@ class OutboundCall:
         """A 1xx from the gateway: 101-199 stop the fast-failover timer, 100 does not."""
         if status > 100 and self.current is not None:
             self._deadline = None
+            self.router.trunks.invite_answered(self.current.name, now, status)
 
     def final(
         self, status: int, now: float, outcome: str | None = None
@@ -231,6 +233,10 @@ class OutboundCall:
         """A final response to the pending INVITE (``outcome``: what the attempt's history
         says, default the status; e.g. a 408 with the TLS failure behind it)."""
         gateway = self._pending()
+        if status == 408:  # Timer B or a failed send (our own 408, §8.1.3.1): a miss at once
+            self.router.trunks.invite_failed(gateway.name, now, outcome or "408 (no answer)")
+        else:
+            self.router.trunks.invite_answered(gateway.name, now, status)
         if 200 <= status < 300:
             self._deadline = None
             self.answered = True
@@ -253,7 +259,8 @@ class OutboundCall:
 
     def transport_error(self, now: float) -> Outcome:
         """The INVITE could not be sent, or the connection broke before a final response."""
-        self._pending()
+        gateway = self._pending()
+        self.router.trunks.invite_failed(gateway.name, now, "transport error")
         return self._fail("transport error", now)
 
     def timer_fired(self, now: float) -> Outcome | None:

@@ -1,11 +1,12 @@
-"""Gateways at run time: health from OPTIONS, call counters, inbound source matching (sans-IO).
+"""Gateways at run time: health from OPTIONS and calls, call counters, inbound source matching
+(sans-IO).
 
 :class:`TrunkTable` holds one :class:`GatewayState` per configured ``[GatewayN]``. Health is fed
-by the OPTIONS pinger (``hybridvoice.mediation.health``): any final response to OPTIONS means
-the gateway is alive (RFC 3261 §11.2: a UAS answers OPTIONS as it would an INVITE, so 404 or
-405 count too); ``UnhealthyAfterMissed`` consecutive probes without one (no answer, a transport
-error) mark it down; the first answer marks it up again. A gateway that is not probed
-(``SendSipOptions = false``) stays ``unknown``, which routing treats as healthy.
+by the OPTIONS pinger (``hybridvoice.mediation.health``) and by outbound calls (passive:
+``invite_answered``, ``invite_failed``); the state machine and its thresholds are in
+``.gateway_health`` (RFC 3261 §11.2: any final response to OPTIONS means alive). A gateway
+that is not probed (``SendSipOptions = false``) stays ``unknown``, which routing treats as
+healthy, until a call to it fails; it is then probed until it answers.
 
 Inbound requests are accepted only from a configured gateway's address (its ``IP`` and the
 addresses its ``FQDN`` resolved to at start); certificate-based trust replaces this with MTLS.
@@ -14,39 +15,26 @@ Time is a parameter (``now``, monotonic seconds); nothing here does I/O.
 
 from __future__ import annotations
 
-import enum
 import ipaddress
-from collections.abc import Iterable, Iterator, Mapping
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from hybridvoice.cms.settings import Gateway, Settings
+from hybridvoice.cms.settings import Gateway, Settings, TrunkConfiguration
+
+from .gateway_health import GatewayHealth, Health, HealthChange, HealthPolicy
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "GatewayState",
     "GatewayStatus",
     "Health",
     "HealthChange",
+    "HealthPolicy",
     "TrunkTable",
     "normalise_ip",
 ]
-
-
-class Health(enum.Enum):
-    """A gateway's health as its OPTIONS probes see it."""
-
-    UNKNOWN = "unknown"  # not probed yet, or never (SendSipOptions = false): treated as up
-    UP = "up"
-    DOWN = "down"
-
-
-@dataclass(frozen=True, slots=True)
-class HealthChange:
-    """A gateway went up or down at ``at``; ``reason`` says why (for logs and events)."""
-
-    gateway: str
-    health: Health
-    at: float
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,21 +82,20 @@ class GatewayState:
         "calls_failed",
         "calls_total",
         "config",
-        "consecutive_failures",
-        "health",
         "last_options_error",
         "last_options_rtt_ms",
         "last_options_status",
-        "since",
+        "monitor",
     )
 
-    def __init__(self, config: Gateway, addresses: Iterable[str] = ()) -> None:
+    def __init__(
+        self, config: Gateway, addresses: Iterable[str] = (), policy: HealthPolicy | None = None
+    ) -> None:
         self.config = config
         #: Where the gateway is reached and whence it may send: IP first, then the FQDN's.
         self.addresses = _addresses(config, addresses)
-        self.health = Health.UNKNOWN
-        self.since: float | None = None
-        self.consecutive_failures = 0
+        #: the health state machine (``.gateway_health``)
+        self.monitor = GatewayHealth(config.name, policy or HealthPolicy.of(config))
         self.last_options_status: int | None = None
         self.last_options_rtt_ms: float | None = None
         self.last_options_error: str | None = None
@@ -121,9 +108,22 @@ class GatewayState:
         return self.config.name
 
     @property
+    def health(self) -> Health:
+        return self.monitor.state
+
+    @property
+    def since(self) -> float | None:
+        """When the health last changed."""
+        return self.monitor.since
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self.monitor.misses
+
+    @property
     def healthy(self) -> bool:
         """Up, or not known to be down."""
-        return self.health is not Health.DOWN
+        return self.monitor.healthy
 
     @property
     def has_capacity(self) -> bool:
@@ -174,25 +174,38 @@ class TrunkTable:
     resolves; see ``hybridvoice.mediation.health.resolve_gateways``).
     """
 
-    __slots__ = ("_by_address", "_by_name", "unhealthy_after")
+    __slots__ = ("_by_address", "_by_name", "on_probe_due", "trunk", "unhealthy_after")
 
     def __init__(
         self,
         gateways: Iterable[Gateway],
         *,
-        unhealthy_after: int = 3,
+        unhealthy_after: int | None = None,
         resolved: Mapping[str, Iterable[str]] | None = None,
+        trunk: TrunkConfiguration | None = None,
     ) -> None:
-        if unhealthy_after < 1:
+        if unhealthy_after is not None and unhealthy_after < 1:
             raise ValueError(f"unhealthy_after must be >= 1, got {unhealthy_after}")
-        self.unhealthy_after = unhealthy_after
+        if trunk is None:
+            trunk = TrunkConfiguration()
+        if unhealthy_after is not None:  # the table's own word over [TrunkConfiguration]'s
+            trunk = trunk.model_copy(update={"unhealthy_after_missed": unhealthy_after})
+        self.trunk = trunk
+        self.unhealthy_after = trunk.unhealthy_after_missed
+        #: called with a gateway's name when a call's failure asks for a probe at once (the
+        #: OPTIONS pinger sets it; the table only calls it)
+        self.on_probe_due: Callable[[str], None] | None = None
         names = resolved or {}
         self._by_name: dict[str, GatewayState] = {}
         self._by_address: dict[str, GatewayState] = {}
         for gw in gateways:
-            state = GatewayState(gw, names.get(gw.fqdn, ()) if gw.fqdn else ())
-            self._by_name[gw.name] = state
+            addresses = names.get(gw.fqdn, ()) if gw.fqdn else ()
+            self._by_name[gw.name] = GatewayState(gw, addresses, self.policy(gw))
         self._index_addresses()
+
+    def policy(self, gateway: Gateway) -> HealthPolicy:
+        """How ``gateway`` is watched: its own health keys, else the trunk's."""
+        return HealthPolicy.of(gateway, self.trunk)
 
     def _index_addresses(self) -> None:
         self._by_address = {}
@@ -204,11 +217,7 @@ class TrunkTable:
     def from_settings(
         cls, settings: Settings, resolved: Mapping[str, Iterable[str]] | None = None
     ) -> TrunkTable:
-        return cls(
-            settings.gateways,
-            unhealthy_after=settings.trunk_configuration.unhealthy_after_missed,
-            resolved=resolved,
-        )
+        return cls(settings.gateways, resolved=resolved, trunk=settings.trunk_configuration)
 
     def __iter__(self) -> Iterator[GatewayState]:
         return iter(self._by_name.values())
@@ -227,16 +236,19 @@ class TrunkTable:
         its health starts again from ``unknown`` when where it is reached changed.
         """
         state = self._by_name.get(config.name)
+        policy = self.policy(config)
         if state is None:
-            state = self._by_name[config.name] = GatewayState(config, resolved)
+            state = self._by_name[config.name] = GatewayState(config, resolved, policy)
         else:
             old = state.config
             state.config = config
             state.addresses = _addresses(config, resolved)
             if (old.host, old.port, old.protocol) != (config.host, config.port, config.protocol):
-                state.health, state.since, state.consecutive_failures = Health.UNKNOWN, None, 0
+                state.monitor = GatewayHealth(config.name, policy)
                 state.last_options_status = state.last_options_rtt_ms = None
                 state.last_options_error = None
+            else:
+                state.monitor.policy = policy
         self._index_addresses()
         return state
 
@@ -249,36 +261,43 @@ class TrunkTable:
             return None
         return state
 
-    # --- health (fed by the OPTIONS pinger) ---------------------------------------------------
+    # --- health (fed by the OPTIONS pinger and by calls) --------------------------------------
 
     def options_answered(
         self, name: str, now: float, status: int, rtt_ms: float
     ) -> HealthChange | None:
-        """A final response to OPTIONS came: the gateway is up (RFC 3261 §11.2)."""
+        """A final response to OPTIONS came: the gateway is alive (RFC 3261 §11.2)."""
         state = self._by_name[name]
-        state.consecutive_failures = 0
         state.last_options_status = status
         state.last_options_rtt_ms = rtt_ms
         state.last_options_error = None
-        if state.health is Health.UP:
-            return None
-        state.health = Health.UP
-        state.since = now
-        return HealthChange(name, Health.UP, now, f"OPTIONS answered {status}")
+        return state.monitor.answered(now, f"OPTIONS answered {status}")
 
     def options_failed(self, name: str, now: float, reason: str) -> HealthChange | None:
         """An OPTIONS probe got no final response (timeout, transport error)."""
         state = self._by_name[name]
-        state.consecutive_failures += 1
         state.last_options_status = None
         state.last_options_rtt_ms = None
         state.last_options_error = reason
-        if state.health is Health.DOWN or state.consecutive_failures < self.unhealthy_after:
+        return state.monitor.missed(now, reason)
+
+    def invite_answered(self, name: str, now: float, status: int) -> HealthChange | None:
+        """The gateway responded to an INVITE (a 18x or a final response of its own)."""
+        state = self._by_name.get(name)
+        if state is None:
             return None
-        state.health = Health.DOWN
-        state.since = now
-        why = f"{state.consecutive_failures} OPTIONS without an answer (last: {reason})"
-        return HealthChange(name, Health.DOWN, now, why)
+        return _logged(state.monitor.answered(now, f"INVITE answered {status}"))
+
+    def invite_failed(self, name: str, now: float, reason: str) -> HealthChange | None:
+        """An INVITE to the gateway timed out (Timer B) or could not be sent: a miss at once,
+        and a probe is asked for at once (:attr:`on_probe_due`)."""
+        state = self._by_name.get(name)
+        if state is None:
+            return None
+        change = state.monitor.missed(now, f"INVITE: {reason}", passive=True)
+        if self.on_probe_due is not None:
+            self.on_probe_due(name)
+        return _logged(change)
 
     # --- calls ----------------------------------------------------------------------------------
 
@@ -298,3 +317,10 @@ class TrunkTable:
     def status(self) -> tuple[GatewayStatus, ...]:
         """Every gateway's status, in configuration order."""
         return tuple(state.status() for state in self._by_name.values())
+
+
+def _logged(change: HealthChange | None) -> HealthChange | None:
+    """A change seen by a call (the pinger logs its own): said in the log."""
+    if change is not None:
+        _log.warning("gateway %s is %s: %s", change.gateway, change.health.value, change.reason)
+    return change

@@ -58,6 +58,7 @@ from .appliance_api import create_appliance_api
 from .cert_status import certificate_rows, warnings
 from .gateways import GATEWAYS_FILE, changed_settings, gateway_row, load_gateways, save_gateways
 from .online_tls import appliance_client_context, uses_https
+from .self_health_io import SelfHealthMonitor, start_self_health
 
 __all__ = ["Appliance", "ApplianceOptions"]
 
@@ -112,6 +113,8 @@ class Appliance:
         self.edge: EdgeRole | None = None
         self.replicator: Replicator | None = None
         self.link: ApplianceLink | None = None
+        #: the appliance's own health monitor (``[HealthMonitor]``; mgmt.self_health_io)
+        self.self_health: SelfHealthMonitor | None = None
         self.api: AsgiServer | None = None
         #: the HTTPS client toward the online API (an https ServiceURL), its PKI store
         self.online_http: httpx.AsyncClient | None = None
@@ -183,6 +186,7 @@ class Appliance:
                 token=token, client=http,
             )  # fmt: skip
             self.link.start()
+            self.self_health = start_self_health(self)
             if o.serve_api:
                 api = create_appliance_api(self)
                 self.api = await serve_asgi(api, mg.ip, mg.port, max_body=mg.max_request_bytes)
@@ -191,6 +195,9 @@ class Appliance:
             raise
 
     async def stop(self) -> None:
+        if self.self_health is not None:
+            await self.self_health.stop()
+            self.self_health = None
         if self.api is not None:
             await self.api.stop()
             self.api = None
@@ -253,6 +260,8 @@ class Appliance:
         }
 
     def _state(self) -> str:
+        if self.self_health is not None and self.self_health.core.offline:
+            return "offline"
         if self.mediation is not None and self.mediation.admission.maintenance:
             return "maintenance"
         return "online"
@@ -373,6 +382,7 @@ class Appliance:
             },
             "certificates": certificates,
             "warnings": warnings(certificates),
+            "health": None if self.self_health is None else self.self_health.status(),
         }
 
 

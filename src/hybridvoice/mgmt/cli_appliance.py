@@ -32,6 +32,7 @@ from .cli_admin import (
     out,
     show,
 )
+from .cli_health import health_line
 
 __all__ = ["appliance_app", "calls_app", "gateway_app"]
 
@@ -92,6 +93,8 @@ def appliance_status(appliance: ApplianceUrl = APPLIANCE_URL, as_json: Json = Fa
     link = data["online"]
     summary.add_row("online service", f"{link['url']} "
                     f"({'registered' if link['registered'] else 'not registered'})")  # fmt: skip
+    if data.get("health"):
+        summary.add_row("health monitor", health_line(data["health"]))
     out.print(summary)
     show(data["listeners"], False, ("role", "transport", "host", "port"), "listeners")
     show(data["gateways"], False, GATEWAY_COLUMNS, "gateways")

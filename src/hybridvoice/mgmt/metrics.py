@@ -24,6 +24,7 @@ from hybridvoice.mediation.trunks import Health
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.metrics import endpoint_metrics, proxy_metrics
 
+from .metrics_health import gateway_transitions, self_health_metrics
 from .metrics_turn import turn_metrics
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class ApplianceCollector:
             yield from endpoint_metrics(endpoints)
         yield from self._edge()
         yield from self._cloud()
+        yield from self_health_metrics(a.self_health)
 
     def _calls(self) -> Iterable[Metric]:
         mediation = self._appliance.mediation
@@ -126,7 +128,7 @@ class ApplianceCollector:
             failed.add_metric([g.name], g.calls_failed)
             if g.last_options_rtt_ms is not None:
                 rtt.add_metric([g.name], g.last_options_rtt_ms / 1000)
-        return [up, enabled, active, total, failed, rtt]
+        return [up, enabled, active, total, failed, rtt, gateway_transitions(mediation.trunks)]
 
     def _relay(self) -> Iterable[Metric]:
         mediation = self._appliance.mediation
