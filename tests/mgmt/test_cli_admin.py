@@ -9,6 +9,7 @@ sends only what the admin gave, so everything else stays as it was.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import time
@@ -30,6 +31,7 @@ from hybridvoice.cms.settings import Settings
 from hybridvoice.mgmt.testcall import registration_refused
 from hybridvoice.net.register import RegistrationError
 from hybridvoice.net.transport import Destination
+from hybridvoice.pki import PkiStore
 
 # rich wraps tables at the terminal width; `up` saved its admin token in CONFIG_HOME
 WIDE = {"COLUMNS": "250", "XDG_CONFIG_HOME": CONFIG_HOME}
@@ -102,6 +104,7 @@ def test_every_service_command_creates_changes_and_reads_against_a_live_lab(admi
     gateways(admin)
     calls(admin, site)
     tokens(admin)
+    site_trust(admin)
     admin("appliance remove", admin.json("appliance list")[0]["name"])
     admin("appliance remove", "no-such-appliance", code=1)
     missing = service_commands() - admin.ran
@@ -118,6 +121,25 @@ def tokens(admin: Admin) -> None:
     admin("token revoke", reader["id"])
     log = admin.json("audit", "--since", "1h")
     assert [e["operation"] for e in log][:2] == ["token.revoke", "token.create"]
+
+
+def site_trust(admin: Admin) -> None:
+    """The lab's online API is plain http: it checks no certificates, so it has no site
+    roots to list, add or remove; each command says so and what to do (serve it over https).
+    The https case runs in tests/mgmt/test_online_trust_site.py."""
+    store = PkiStore(admin.state.parent / "paris-pki")
+    store.ensure_ca("Paris", datetime.datetime.now(datetime.UTC))
+    root = admin.state.parent / "paris-root.pem"
+    root.write_bytes(store.root_pem())
+    for words, *args in (
+        ("online trusted-sites",),
+        ("online trust-site", "--site", "Paris", "--root", str(root)),
+        ("online untrust-site", "--site", "Paris"),
+    ):
+        refused = admin(words, *args, code=1)
+        assert "ServiceURL https://" in refused.stderr, (words, refused.stderr)
+    missing = admin("online trust-site", "--site", "Paris", "--root", str(root) + ".x", code=1)
+    assert "ca export-root" in missing.stderr
 
 
 def tenant(admin: Admin) -> None:

@@ -48,7 +48,8 @@ def trust_site(
              "appliance of the site.")  # fmt: skip
     hints = {
         409: "The online service's own site is trusted from its site PKI; an http "
-        "online API checks no certificates (make its ServiceURL https)."
+        "online API checks no certificates: serve it over https ([Online] ServiceURL "
+        "https://...) to authenticate appliances with their site certificates."
     }
     row = api("PUT", url, _path(site), {"root": pem}, hints=hints)
     if as_json:
