@@ -217,6 +217,18 @@ def _candidates() -> dict[int, Step]:
     return {key: step for key, step in found.items() if key not in shared | held}
 
 
+async def _refused_before_the_far_end(lab_: Lab, a: Call) -> None:
+    """Returns once ``a`` has ended and the role holds no bridge: an INVITE toward the far end
+    went out before ``a``'s final response, so it has reached the far end's queue by now (one
+    loop, loopback); without one the far end would wait in vain (it waited 2 s each time)."""
+    await a.ended()
+    b2bua = lab_.role.b2bua
+    while b2bua.bridges or lab_.role.admission.active:
+        await asyncio.sleep(0.01)
+    for _ in range(10):  # let a datagram already read reach the far end's queue
+        await asyncio.sleep(0)
+
+
 async def _good_call(lab_: Lab, outbound: bool) -> tuple[Call, asyncio.Task[Call | None]]:
     """A call through the role (the cloud calls out, or the gateway calls in); the far end
     rings and answers it if it arrives."""
@@ -224,10 +236,14 @@ async def _good_call(lab_: Lab, outbound: bool) -> tuple[Call, asyncio.Task[Call
     far = lab_.gateways[0] if outbound else lab_.cloud
 
     async def answer() -> Call | None:
-        try:
-            b = await asyncio.wait_for(far.phone.incoming.get(), 2.0)
-        except TimeoutError:
+        get = asyncio.ensure_future(far.phone.incoming.get())
+        gone = asyncio.ensure_future(_refused_before_the_far_end(lab_, a))
+        await asyncio.wait({get, gone}, timeout=2.0, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if not get.done():
+            get.cancel()
             return None
+        b = get.result()
         with contextlib.suppress(LocalProtocolError):
             b.ring()
             b.answer(sdp(7000))
