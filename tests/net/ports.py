@@ -10,8 +10,8 @@ races that are ours to close are closed here:
 - pytest-xdist runs several test processes side by side: each worker (``PYTEST_XDIST_WORKER``
   ``gwN`` of ``PYTEST_XDIST_WORKER_COUNT``) takes its ports from its own slice of the pool, so
   two workers never name the same port;
-- two listeners of one settings file must not get one port: a process never returns a port
-  twice (until it has handed out half its slice; by then the old test is long finished);
+- two listeners of one settings file must not get one port: a process walks its slice and
+  names a port again only after going round all of it (by then the old test is long over);
 - ranges (a relay's port range, a media block) are handed out whole with
   :func:`free_port_block`, so no later :func:`free_port` names a port inside them;
 - programs bind neighbours of the port they are given (coturn its alternate port P+1, SIPp
@@ -43,9 +43,8 @@ def _pool() -> tuple[int, int]:
 
 POOL = _pool()  # inclusive
 GUARD = 3
-_handed_out: dict[int, None] = {}  # insertion-ordered: the oldest are forgotten first
 _rng = random.Random()
-_cursor = [0]  # the next port to try; 0: not started
+_cursor: list[int] = []  # the next port to try; empty: not started
 
 
 def worker_slice(
@@ -75,8 +74,6 @@ def _bindable(family: socket.AddressFamily, kind: socket.SocketKind, host: str, 
 
 
 def _free(hosts: Sequence[str], port: int) -> bool:
-    if port in _handed_out:
-        return False
     for host in hosts:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
@@ -85,36 +82,33 @@ def _free(hosts: Sequence[str], port: int) -> bool:
     return True
 
 
-def _remember(ports: range) -> None:
-    low, high = worker_slice()
-    for port in ports:
-        _handed_out[port] = None
-    while len(_handed_out) > (high - low + 1) // 2:
-        del _handed_out[next(iter(_handed_out))]
-
-
 def free_port_block(count: int, host: str | Sequence[str] = "127.0.0.1", align: int = 2) -> int:
     """The first port P of ``count`` consecutive ports P..P+count-1, each free for TCP and UDP
-    on every host in ``host`` now and not handed out before; P is a multiple of ``align``.
+    on every host in ``host`` now; P is a multiple of ``align``.
 
     A cursor walks the slice from a random start (another test run on the machine starts
-    elsewhere) and wraps around at its end, so what was handed out stays in one run behind it."""
+    elsewhere), hands out the ports it passes and wraps around at the slice's end: a port is
+    named again only after the walk went round the whole slice (hundreds of tests later)."""
     hosts = [host] if isinstance(host, str) else list(host)
     low, high = worker_slice()
-    if high - low + 1 < 2 * (count + align):
+    size = high - low + 1
+    if count + align + GUARD > size // 2:
         raise RuntimeError(f"no block of {count} ports in the slice {low}-{high}")
-    if _cursor[0] == 0 or not low <= _cursor[0] <= high:
-        _cursor[0] = _rng.randrange(low, high + 1)
-    for _ in range(high - low + 1):
-        port = -(-_cursor[0] // align) * align
+    if not _cursor:
+        _cursor.append(_rng.randrange(low, high + 1))
+    walked = 0
+    while walked < 2 * size:
+        start = _cursor[0] if low <= _cursor[0] <= high else low
+        port = -(-start // align) * align
         if port + count - 1 > high:
+            walked += high + 1 - start
             _cursor[0] = low
             continue
         taken = next((p for p in range(port, port + count) if not _free(hosts, p)), None)
         if taken is None:
-            _remember(range(port, port + count))
             _cursor[0] = port + count + GUARD
             return port
+        walked += taken + 1 - start
         _cursor[0] = taken + 1
     raise RuntimeError(f"no free block of {count} ports on {', '.join(hosts)} in {low}-{high}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import ports
 import pytest
 from ports import POOL, free_port, free_port_block, free_port_pair, worker_slice
 
@@ -44,3 +45,16 @@ def test_a_block_is_handed_out_whole() -> None:
     assert first % 2 == 0
     later = {free_port() for _ in range(600)}
     assert not later & set(range(first, first + 64))
+
+
+def test_a_large_block_after_many_single_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relay range of 400 after two thousand single ports (a long run of one of 4 workers):
+    what was handed out long ago must not pepper the slice so that no range fits (a CI run
+    failed that way)."""
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "4")
+    low, high = worker_slice()
+    monkeypatch.setattr(ports, "_cursor", [low])  # the walk starts at the slice's start
+    singles = [free_port() for _ in range(2000)]
+    first = free_port_block(400)
+    assert all(low <= p <= high for p in [*singles, first, first + 399])
