@@ -31,6 +31,8 @@ from hybridvoice.cli import app
 from hybridvoice.mgmt import cli_admin, cli_appliance, testcall
 from hybridvoice.mgmt.cli_admin import cli_terms, format_duration
 
+pytestmark = pytest.mark.live  # `sip serve` and `--version` as processes, like test_cli
+
 RUNNER = CliRunner()
 WIDE = {"COLUMNS": "250"}
 TYPE_LABEL = re.compile(r"<[a-z][a-z_|\[\], ]*>")  # <str>, <bool>, <list[str]>, <int|str>
