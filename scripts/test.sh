@@ -32,4 +32,29 @@ echo "== installing hybridvoice with its dev tools into .venv"
 echo "== ruff";          .venv/bin/ruff check src tests benchmarks
 echo "== mypy --strict"; .venv/bin/mypy
 echo "== import contracts"; .venv/bin/lint-imports
-echo "== pytest";        .venv/bin/pytest -q "$@"
+# Most of the suite's time is waiting (real programs starting, real-time SIP timers), not CPU:
+# pytest-xdist runs it in parallel, in two phases (docs/dev/TESTING.md):
+#   1. the unit and role tests (CPU-bound): twice as many workers as cores, 4 to 8;
+#   2. the tests with real programs and real-time SIP (-m "interop or live"): one worker a core
+#      (at least 2), so that no CPU-bound test starves their timers;
+#   3. the SIPp load runs (-m load), in one process, with nothing else of ours running.
+# Tests that must not overlap carry an xdist_group mark (--dist loadgroup: one worker a group).
+# HV_TEST_WORKERS=N sets the first phase's workers (0: no xdist). Arguments (a file, -k ...)
+# run those tests once, with the first phase's workers.
+cores=$(nproc 2>/dev/null || echo 2)
+workers=${HV_TEST_WORKERS:-$(( cores * 2 < 4 ? 4 : (cores * 2 > 8 ? 8 : cores * 2) ))}
+live_workers=$(( workers == 0 ? 0 : (cores < 2 ? 2 : (cores > workers ? workers : cores)) ))
+if [ $# -gt 0 ]; then
+    echo "== pytest ($workers workers)"
+    .venv/bin/pytest -q -n "$workers" --dist loadgroup "$@"
+    exit
+fi
+status=0
+echo "== pytest: unit and role tests ($workers workers)"
+.venv/bin/pytest -q -n "$workers" --dist loadgroup -m "not interop and not live" || status=$?
+echo "== pytest: real programs and real-time SIP ($live_workers workers)"
+.venv/bin/pytest -q -n "$live_workers" --dist loadgroup -m "(interop or live) and not load" ||
+    status=$?
+echo "== pytest: SIPp load runs (alone)"
+.venv/bin/pytest -q -m load || status=$?
+exit $status

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from ports import free_port
+from ports import free_port, free_port_block
 
 from hybridvoice.cms.settings import Settings, parse_settings
 from hybridvoice.edge.media_relay import MediaRelayError, relay_config, site_secret
@@ -40,7 +40,7 @@ PUBLIC = "192.0.2.44"  # advertised only, never used as an address
 
 
 def settings(tmp_path: Path, **relay: Any) -> Settings:
-    first = free_port()
+    first = free_port_block(21)
     return parse_settings(
         {
             "Common": {"SIPDomains": "contoso.example", "SiteName": "Lab"},

@@ -2,7 +2,7 @@
 ``hybridvoice up``'s chain (:class:`hybridvoice.app.Lab`): online proxy -> edge -> mediation ->
 gateway, with the media anchored at the edge's relay and then at the mediation relay.
 
-The namespace hangs off a veth pair on a 10.254.x.0/30 the test creates: the host side
+The namespace hangs off a veth pair on a /30 of 10.254.0.0/16 the test creates: the host side
 (``.1``) carries the online service's SIP listener and the edge's media relay
 (``[EdgeServer] ExternalMRIPs``); the client (``.2``) is outside ``[MediationServer]
 InternalSubnets`` (127.0.0.0/8), so the edge anchors its media (``docs/edge-media.md``).
@@ -31,6 +31,7 @@ import httpx
 import pytest
 from chain_harness import DOMAIN
 from conftest import SCENARIOS, Program, free_port, need_binary, run_logged, running
+from ports import free_port_block
 from test_chain_sipp import chain_settings, gateway, settle
 from test_mediation_sipp import stop_uas
 from test_sipp import sipp_common, wait_exit
@@ -56,12 +57,15 @@ def _ip(*args: str) -> None:
 
 @contextlib.contextmanager
 def namespace() -> Iterator[tuple[str, str, str]]:
-    """A namespace and a veth pair on 10.254.N.0/30: (namespace, host side, client side)."""
+    """A namespace and a veth pair on a /30 of 10.254.0.0/16 picked by this process's PID (test
+    processes side by side, pytest-xdist workers, get their own): (namespace, host side,
+    client side)."""
     if need_binary("ip", "iproute2") is None:  # pragma: no cover - need_binary skips
         pytest.skip("no ip command")
-    n = os.getpid() % 250 + 1
+    n = os.getpid() % 16384
     ns, host_if, ns_if = f"hvedge{n}", f"hve{n}h", f"hve{n}c"
-    host_ip, ns_ip = f"10.254.{n}.1", f"10.254.{n}.2"
+    net = f"10.254.{n >> 6}"
+    host_ip, ns_ip = f"{net}.{(n & 63) * 4 + 1}", f"{net}.{(n & 63) * 4 + 2}"
     with contextlib.suppress(subprocess.CalledProcessError):
         _ip("netns", "del", ns)  # left over from a killed run
     try:
@@ -88,7 +92,7 @@ def edge_settings(host_ip: str, ns_ip: str, gw_port: int, tmp: Path) -> Settings
     raw = chain_settings(gateway(1, gw_port), keep_lab_gateway=False).model_dump(
         by_alias=True, mode="json", exclude_none=True
     )
-    first = free_port()
+    first = free_port_block(61)
     raw["Online"].update(SIPAddresses=host_ip, TrustedPeers=f"{ns_ip}/32")
     raw["MediationServer"]["InternalSubnets"] = "127.0.0.0/8"
     raw["EdgeServer"].update(ExternalMRIPs=host_ip, ExternalMRPortRange=f"{first}-{first + 60}")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from chain_harness import DOMAIN, lab, settings_on_free_ports
 from conftest import Program, need_binary, run_logged
-from ports import free_port
+from ports import free_port, free_port_block
 
 from hybridvoice.app import Lab
 from hybridvoice.media.mras import MrasIssuer
@@ -51,7 +51,7 @@ def test_uclient_allocates_through_the_edge_with_credentials_from_the_online_ser
     peer = Program([peer_binary, "-L", HOST, "-p", str(peer_port)], tmp_path / "peer.out")
     secret = tmp_path / "mras.secret"
     secret.write_text(SECRET + "\n")
-    first = free_port()
+    first = free_port_block(41)
     settings = settings_on_free_ports(
         EdgeServer={"ExternalMRIPs": HOST, "ExternalMRPortRange": f"{first}-{first + 40}"},
         MediaRelay={

@@ -38,7 +38,6 @@ import ipaddress
 import random
 import re
 import signal
-import socket
 import struct
 import subprocess
 from collections import Counter
@@ -49,6 +48,7 @@ from typing import Any
 
 import pytest
 from conftest import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
+from ports import free_port_block
 from test_sipp import assert_clean, sipp_common, wait_exit
 
 from hybridvoice.cms.settings import parse_settings
@@ -136,20 +136,7 @@ class MediaPorts:
 
     @classmethod
     def free(cls) -> MediaPorts:
-        for _ in range(200):
-            base = random.randrange(20000, 30000, 16)
-            if all(_udp_free(host, base + n) for n in range(16) for host in (HOST, CLIENT)):
-                return cls(base)
-        raise RuntimeError("no free block of 16 UDP ports")
-
-
-def _udp_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+        return cls(free_port_block(16, (HOST, CLIENT), align=16))
 
 
 class Capture:

@@ -35,7 +35,8 @@ from hybridvoice.sip import Headers, Request, Response, parse_uri
 from hybridvoice.sip.headers import CSeq
 from hybridvoice.sip.transaction import ClientTransaction
 
-pytestmark = pytest.mark.interop
+# SIPp load runs (hundreds of calls a second): alone, after the other tests (scripts/test.sh)
+pytestmark = [pytest.mark.interop, pytest.mark.load, pytest.mark.xdist_group("sipp-load")]
 
 CALLS = 1000
 RATE = 250

@@ -25,7 +25,8 @@ from hybridvoice.net.proxy import Forward, Proxy, Target
 from hybridvoice.net.transport import Source
 from hybridvoice.sip import Request, Response, parse_uri
 
-pytestmark = pytest.mark.interop
+# SIPp load runs (hundreds of calls a second): alone, after the other tests (scripts/test.sh)
+pytestmark = [pytest.mark.interop, pytest.mark.load, pytest.mark.xdist_group("sipp-load")]
 
 CALLS = 300
 RATE = 100

@@ -25,6 +25,7 @@ import pytest
 from aioice import stun as aioice_stun
 from aioice.turn import create_turn_endpoint
 from conftest import Program, free_port, need_binary, run_logged
+from ports import free_port_block
 
 from hybridvoice.media.mras import MrasIssuer, MrasVerifier
 from hybridvoice.media.stun import Method, StunClass, StunMessage, encode, parse
@@ -42,8 +43,8 @@ SERVERS = ["ours", "coturn"]
 
 
 def _port_range() -> tuple[int, int]:
-    base = free_port()
-    return base, min(base + 64, 65535)
+    base = free_port_block(65)
+    return base, base + 64
 
 
 async def _answers_stun(port: int, deadline: float) -> None:

@@ -10,6 +10,8 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from ports import free_port_block
+
 from hybridvoice.media import RtpPacket
 from hybridvoice.media.rtcp import RtcpPacket, parse_rtcp, serialize_rtcp
 
@@ -17,9 +19,8 @@ __all__ = ["MediaEnd", "media_end"]
 
 
 def _pair(host: str) -> tuple[socket.socket, socket.socket]:
-    rng = random.Random()
     for _ in range(200):
-        port = rng.randrange(20000, 30000, 2)
+        port = free_port_block(2, host)
         rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:

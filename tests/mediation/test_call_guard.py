@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import importlib
 import inspect
+import json
+import os
 import pkgutil
 import sys
 import tempfile
@@ -22,6 +25,7 @@ from lab_harness import CALLEE, WAIT, Lab, connect, lab, run, sdp, settle
 
 from hybridvoice import mediation
 from hybridvoice.mediation import call_state
+from hybridvoice.mediation.b2bua import Bridge
 from hybridvoice.mediation.records import CallState
 from hybridvoice.net.call import Call, CallFailedError
 from hybridvoice.net.loop import TaskFailures
@@ -29,7 +33,13 @@ from hybridvoice.net.transport import Destination
 from hybridvoice.sip import Headers, Request, Response, parse_uri
 from hybridvoice.sip.errors import LocalProtocolError
 from hybridvoice.sip.headers import CSeq
-from hybridvoice.sip.session import Disconnected, Offer, OfferAnswered, OfferRejected
+from hybridvoice.sip.session import (
+    Confirmed,
+    Disconnected,
+    Offer,
+    OfferAnswered,
+    OfferRejected,
+)
 from hybridvoice.sip.transaction import ClientTransaction
 
 #: a syntactically valid INVITE body whose rtpmap has a clock rate that is not a number
@@ -217,6 +227,18 @@ def _candidates() -> dict[int, Step]:
     return {key: step for key, step in found.items() if key not in shared | held}
 
 
+async def _refused_before_the_far_end(lab_: Lab, a: Call) -> None:
+    """Returns once ``a`` has ended and the role holds no bridge: an INVITE toward the far end
+    went out before ``a``'s final response, so it has reached the far end's queue by now (one
+    loop, loopback); without one the far end would wait in vain (it waited 2 s each time)."""
+    await a.ended()
+    b2bua = lab_.role.b2bua
+    while b2bua.bridges or lab_.role.admission.active:
+        await asyncio.sleep(0.01)
+    for _ in range(10):  # let a datagram already read reach the far end's queue
+        await asyncio.sleep(0)
+
+
 async def _good_call(lab_: Lab, outbound: bool) -> tuple[Call, asyncio.Task[Call | None]]:
     """A call through the role (the cloud calls out, or the gateway calls in); the far end
     rings and answers it if it arrives."""
@@ -224,16 +246,50 @@ async def _good_call(lab_: Lab, outbound: bool) -> tuple[Call, asyncio.Task[Call
     far = lab_.gateways[0] if outbound else lab_.cloud
 
     async def answer() -> Call | None:
-        try:
-            b = await asyncio.wait_for(far.phone.incoming.get(), 2.0)
-        except TimeoutError:
+        get = asyncio.ensure_future(far.phone.incoming.get())
+        gone = asyncio.ensure_future(_refused_before_the_far_end(lab_, a))
+        await asyncio.wait({get, gone}, timeout=2.0, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if not get.done():
+            get.cancel()
             return None
+        b = get.result()
         with contextlib.suppress(LocalProtocolError):
             b.ring()
             b.answer(sdp(7000))
         return b
 
     return a, asyncio.get_running_loop().create_task(answer())
+
+
+async def _role_confirmed(bridges: set[Bridge]) -> None:
+    """Until the role has the caller's ACK too (it may come after the callee's): the traced
+    steps must not depend on which came first."""
+    for _ in range(int(WAIT * 100)):
+        if all(any(isinstance(e, Confirmed) for e in br.a.history) for br in bridges):
+            break
+        await asyncio.sleep(0.01)
+    for _ in range(10):  # the event's handlers run on the next turns of the loop
+        await asyncio.sleep(0)
+
+
+def _steps(outbound: bool) -> list[Step]:
+    """The steps, the same in every pytest-xdist worker of a run (xdist requires each to
+    collect the same tests): the first worker to get here traces them, the others read its
+    list from a file named by the run's id."""
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run_id is None:
+        return _discover(outbound)
+    path = Path(tempfile.gettempdir()) / f"hybridvoice-call-guard-{run_id}-{outbound}.json"
+    with path.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            names = json.loads(path.read_text())
+        else:
+            names = [str(step) for step in _discover(outbound)]
+            path.write_text(json.dumps(names))
+    by_name = {str(step): step for step in _candidates().values()}
+    return [by_name[name] for name in names]
 
 
 def _discover(outbound: bool) -> list[Step]:
@@ -250,6 +306,7 @@ def _discover(outbound: bool) -> list[Step]:
                 if step is not None and str(step) not in _GUARD:
                     seen.setdefault(str(step), step)
 
+            bridges = lab_.role.b2bua.bridges  # looked up before the trace starts
             sys.setprofile(profile)
             try:
                 a, far = await _good_call(lab_, outbound)
@@ -257,6 +314,7 @@ def _discover(outbound: bool) -> list[Step]:
                 b = await far
                 assert b is not None
                 await b.answered(WAIT)
+                await _role_confirmed(bridges)
             finally:
                 sys.setprofile(None)
             a.bye()
@@ -272,7 +330,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         params = [
             pytest.param(outbound, step, id=f"{'out' if outbound else 'in'}-{step}")
             for outbound in (True, False)
-            for step in _discover(outbound)
+            for step in _steps(outbound)
         ]
         metafunc.parametrize(("outbound", "injected"), params)
 

@@ -24,6 +24,8 @@ from hybridvoice.net.ua import CallFailedError, UserAgent
 from hybridvoice.sip.sdp import SessionDescription
 from hybridvoice.sip.session import Answered, Cause, Disconnected, Ringing
 
+pytestmark = pytest.mark.live  # `hybridvoice sip serve` and friends as processes
+
 HV = [sys.executable, "-m", "hybridvoice"]
 
 

@@ -33,6 +33,9 @@ from hybridvoice.net.register import RegistrationError
 from hybridvoice.net.transport import Destination
 from hybridvoice.pki import PkiStore
 
+# a live `hybridvoice up` for some tests: in the same group as test_cli_up
+pytestmark = [pytest.mark.live, pytest.mark.xdist_group("hybridvoice-up")]
+
 # rich wraps tables at the terminal width; `up` saved its admin token in CONFIG_HOME
 WIDE = {"COLUMNS": "250", "XDG_CONFIG_HOME": CONFIG_HOME}
 #: what an error must not show the admin: API calls and the services' internal names

@@ -5,6 +5,7 @@ option they name exists on the command they name), durations for people, and the
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import json
 import re
@@ -20,7 +21,8 @@ import pytest
 import typer.main
 from ports import free_port
 from test_cli import running
-from test_cli_admin import command_paths, service_commands
+from test_cli_admin import command_paths as build_command_paths
+from test_cli_admin import service_commands
 from typer.core import TyperArgument, TyperGroup
 from typer.testing import CliRunner
 
@@ -29,6 +31,8 @@ from hybridvoice.cli import app
 from hybridvoice.mgmt import cli_admin, cli_appliance, testcall
 from hybridvoice.mgmt.cli_admin import cli_terms, format_duration
 
+pytestmark = pytest.mark.live  # `sip serve` and `--version` as processes, like test_cli
+
 RUNNER = CliRunner()
 WIDE = {"COLUMNS": "250"}
 TYPE_LABEL = re.compile(r"<[a-z][a-z_|\[\], ]*>")  # <str>, <bool>, <list[str]>, <int|str>
@@ -36,6 +40,12 @@ OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
 #: "hybridvoice user set sip:... --password NEW": a command and the options given to it
 REFERENCE = re.compile(r"hybridvoice((?: [a-z][a-z-]*)+)([^`\n]*)")
 CLI_MODULES = (cli, cli_admin, cli_appliance, testcall)
+
+
+@functools.cache
+def command_paths() -> dict[tuple[str, ...], Any]:
+    """Every leaf command by its words, built once (typer builds the whole tree each time)."""
+    return build_command_paths()
 
 
 def groups(group: Any = None, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

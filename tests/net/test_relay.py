@@ -8,6 +8,7 @@ import struct
 from collections.abc import Awaitable, Callable
 
 import pytest
+from ports import free_port_block
 
 from hybridvoice.media import ULAW_TO_ALAW, Leg, ReceiverReport, ReportBlock, serialize_rtcp
 from hybridvoice.net.loop import loop_factory, uvloop_available
@@ -44,21 +45,9 @@ async def receive(s: socket.socket, count: int, timeout: float = 5.0) -> list[by
 
 
 def free_range() -> tuple[int, int]:
-    """A 400-port range on loopback that is currently free (probe its first ports)."""
-    for base in range(58000, 64000, 400):
-        try:
-            probes = []
-            for p in range(base, base + 8):
-                t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                probes.append(t)
-                t.bind((HOST, p))
-        except OSError:
-            continue
-        finally:
-            for t in probes:
-                t.close()
-        return (base, base + 399)
-    raise RuntimeError("no free port range")
+    """A 400-port range on loopback that is currently free and handed out whole."""
+    base = free_port_block(400)
+    return (base, base + 399)
 
 
 @pytest.fixture(params=[(lp, d) for lp in LOOPS for d in ("epoll", "reader")], ids=str)

@@ -8,7 +8,7 @@ import asyncio
 import random
 import time
 
-from ports import free_port
+from ports import free_port_block
 
 from hybridvoice.media.mras import MrasVerifier
 from hybridvoice.media.stun import Method, StunClass, StunMessage, encode, parse
@@ -19,7 +19,7 @@ HOST = "127.0.0.1"
 
 
 async def _relay() -> TurnRelay:
-    first = free_port()
+    first = free_port_block(9)
     return await TurnRelay.open(
         TurnConfig(realm="r", external_ip=HOST),
         MrasVerifier(b"secret", wall=time.time),
