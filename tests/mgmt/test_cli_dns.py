@@ -14,11 +14,14 @@ from pathlib import Path
 import dns.message
 import dns.query
 import dns.rcode
+import pytest
 from geo_dns_seed import AMSTERDAM, NAME, SEATTLE, SEED_TOML
 from ports import free_port
 
 HV = [sys.executable, "-m", "hybridvoice"]
 TIMEOUT = 10.0
+
+pytestmark = pytest.mark.live  # `hybridvoice dns serve` as its own process
 
 
 def hv(*args: str) -> subprocess.CompletedProcess[str]:

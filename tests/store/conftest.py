@@ -81,7 +81,12 @@ def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdClust
         cluster.stop()
 
 
-@pytest.fixture(params=["sqlite", "etcd"])
+#: etcd is a real program with real-time leases and elections: the interop phase
+#: (docs/dev/TESTING.md), its tests on one worker so that one cluster per module serves them
+_ETCD = pytest.param("etcd", marks=(pytest.mark.interop, pytest.mark.xdist_group("etcd")))
+
+
+@pytest.fixture(params=["sqlite", _ETCD])
 def kv(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     cluster = request.getfixturevalue("etcd_cluster") if request.param == "etcd" else None
     return Backend(request.param, tmp_path, cluster)

@@ -18,6 +18,8 @@ from hybridvoice.store.follow import follow
 from hybridvoice.store.kv import Event, EventKind, StoreError, StoreUnavailableError
 from hybridvoice.store.mirror import Mirror
 
+pytestmark = [pytest.mark.interop, pytest.mark.xdist_group("etcd")]
+
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[EtcdCluster]:

@@ -16,6 +16,8 @@ from hybridvoice.store.etcd_kv import EtcdStore
 from hybridvoice.store.kv import CompactedError, KeyValueStore, LeaseNotFoundError
 from hybridvoice.store.sqlite_kv import SqliteStore
 
+pytestmark = [pytest.mark.interop, pytest.mark.xdist_group("etcd")]
+
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
