@@ -119,7 +119,9 @@ def contacts(up: Lab, user: str) -> set[int]:
 
 
 async def settle(role: MediationRole) -> None:
-    for _ in range(500):
+    """Until no call is bridged. The bound only ends a stuck test: a leg toward a gateway
+    killed mid-call ends by Timer B or F (64*T1 = 32 s) at the latest."""
+    for _ in range(2000):
         if not role.b2bua.bridges and role.admission.active == 0:
             return
         await asyncio.sleep(0.02)
