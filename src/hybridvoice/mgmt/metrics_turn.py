@@ -60,10 +60,14 @@ def turn_metrics(media: EdgeMedia | None) -> list[Metric]:
     for direction in ("to_peer", "from_peer"):
         packets.add_metric([direction], counts.get(direction, 0))
         data.add_metric([direction], counts.get(f"{direction}_bytes", 0))
-    now = GaugeMetricFamily("hybridvoice_turn_allocations", "TURN allocations now")
-    now.add_metric([], media.relay.server.allocations)
-    made = CounterMetricFamily("hybridvoice_turn_allocations_made", "TURN allocations made")
-    made.add_metric([], counts.get("allocations", 0))
+    now = GaugeMetricFamily(
+        "hybridvoice_turn_allocations", "TURN allocations now", value=media.relay.server.allocations
+    )
+    made = CounterMetricFamily(
+        "hybridvoice_turn_allocations_made",
+        "TURN allocations made",
+        value=counts.get("allocations", 0),
+    )
     mras = CounterMetricFamily(
         "hybridvoice_mras_requests", "MRAS credential requests by result", labels=["result"]
     )
@@ -92,23 +96,27 @@ def _anchoring(media: EdgeMedia) -> list[Metric]:
     calls.add_metric(["external"], c.from_external)
     calls.add_metric(["internal"], c.from_internal)
     stats = anchoring.engine.stats()
-    active = GaugeMetricFamily("hybridvoice_edge_anchored_calls_now", "Calls anchored now")
-    active.add_metric([], stats.calls)
-    relayed = CounterMetricFamily("hybridvoice_edge_relay_packets", "RTP packets the edge relayed")
-    relayed.add_metric([], stats.packets)
+    active = GaugeMetricFamily(
+        "hybridvoice_edge_anchored_calls_now", "Calls anchored now", value=stats.calls
+    )
+    relayed = CounterMetricFamily(
+        "hybridvoice_edge_relay_packets", "RTP packets the edge relayed", value=stats.packets
+    )
     dropped = CounterMetricFamily(
-        "hybridvoice_edge_relay_dropped_packets", "RTP packets the edge's relay dropped"
+        "hybridvoice_edge_relay_dropped_packets",
+        "RTP packets the edge's relay dropped",
+        value=stats.dropped,
     )
-    dropped.add_metric([], stats.dropped)
     no_ports = CounterMetricFamily(
-        "hybridvoice_edge_anchor_failures", "Calls left unanchored: no relay ports"
+        "hybridvoice_edge_anchor_failures",
+        "Calls left unanchored: no relay ports",
+        value=c.no_ports,
     )
-    no_ports.add_metric([], c.no_ports)
     idle = CounterMetricFamily(
         "hybridvoice_edge_anchor_idle_released",
         "Anchored calls released after an hour without media (their BYE never crossed the edge)",
+        value=c.idle_released,
     )
-    idle.add_metric([], c.idle_released)
     ice = anchoring.ice_counters
     checks = CounterMetricFamily(
         "hybridvoice_edge_ice_checks", "ICE connectivity checks the edge's anchor answered "
@@ -117,11 +125,13 @@ def _anchoring(media: EdgeMedia) -> list[Metric]:
     checks.add_metric(["answered"], ice.answered)
     checks.add_metric(["refused"], ice.refused)
     nominations = CounterMetricFamily(
-        "hybridvoice_edge_ice_nominations", "ICE checks with USE-CANDIDATE: media moved there"
+        "hybridvoice_edge_ice_nominations",
+        "ICE checks with USE-CANDIDATE: media moved there",
+        value=ice.nominations,
     )
-    nominations.add_metric([], ice.nominations)
     stun = CounterMetricFamily(
-        "hybridvoice_edge_relay_stun_dropped", "STUN packets on relay ports without ICE"
+        "hybridvoice_edge_relay_stun_dropped",
+        "STUN packets on relay ports without ICE",
+        value=stats.stun_dropped,
     )
-    stun.add_metric([], stats.stun_dropped)
     return [calls, active, relayed, dropped, no_ports, idle, checks, nominations, stun]
