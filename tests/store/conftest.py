@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from etcd_cluster import EtcdCluster
+from etcd_cluster import EtcdCluster, running_cluster
 
 from hybridvoice.store.etcd_kv import EtcdStore
 from hybridvoice.store.kv import KeyValueStore
@@ -72,13 +72,8 @@ class Backend:
 
 @pytest.fixture(scope="module")
 def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"))
-    cluster.start()
-    try:
-        cluster.wait_healthy()
+    with running_cluster(tmp_path_factory.mktemp("etcd")) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 #: etcd is a real program with real-time leases and elections: the interop phase

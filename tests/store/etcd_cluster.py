@@ -8,6 +8,7 @@ Timers are generous for a loaded 2-core machine: heartbeat 250 ms, election time
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,12 +16,13 @@ import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from ports import free_port
 
-__all__ = ["EtcdCluster", "etcd_binary"]
+__all__ = ["EtcdCluster", "etcd_binary", "running_cluster"]
 
 
 def etcd_binary() -> str:
@@ -112,3 +114,15 @@ class EtcdCluster:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
                 self.processes[i] = None
+
+
+@contextlib.contextmanager
+def running_cluster(tmp: Path) -> Iterator[EtcdCluster]:
+    """A healthy cluster under ``tmp`` for the ``with`` block, stopped by PID after it."""
+    cluster = EtcdCluster(tmp)
+    cluster.start()
+    try:
+        cluster.wait_healthy()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from etcd_cluster import EtcdCluster
+from etcd_cluster import EtcdCluster, running_cluster
 
 from hybridvoice.store.etcd_kv import EtcdStore
 from hybridvoice.store.follow import follow
@@ -23,13 +23,8 @@ pytestmark = [pytest.mark.interop, pytest.mark.xdist_group("etcd")]
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(tmp_path)
-    cluster.start()
-    try:
-        cluster.wait_healthy()
+    with running_cluster(tmp_path) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 async def until_written(store: EtcdStore, key: str, value: bytes, limit: float = 120.0) -> int:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from etcd_cluster import EtcdCluster
+from etcd_cluster import EtcdCluster, running_cluster
 
 from hybridvoice.store.etcd_kv import EtcdStore
 from hybridvoice.store.kv import CompactedError, KeyValueStore, LeaseNotFoundError
@@ -21,13 +21,8 @@ pytestmark = [pytest.mark.interop, pytest.mark.xdist_group("etcd")]
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(tmp_path)
-    cluster.start()
-    try:
-        cluster.wait_healthy()
+    with running_cluster(tmp_path) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 async def script(store: KeyValueStore, seed: int, n: int) -> list[object]:
