@@ -20,11 +20,12 @@ KINDS: Final = frozenset(
     {
         "domain",  # key: the SIP domain; value: {}
         "user",  # key: the SIP URI (sip:alice@example.com); value: the user's fields
-        "site",  # key: the site name; value: edge FQDN, update windows
+        "site",  # key: the site name; value: edge FQDN, auto update, its update windows
         "hybrid_config",  # key: "global"; value: HybridConfigServiceInternalUrl, PeerDestination
         "network_config",  # key: "global"; value: media bypass Enabled, AlwaysBypass, subnets
         "appliance",  # key: the appliance name; value: site, FQDNs, version, status, heartbeat
         "dialplan",  # key: the rule name; value: pattern, translation, priority
+        "update_window",  # key: the window's name; value: recurrence, start, duration, zone
     }
 )
 

@@ -34,6 +34,7 @@ from .api import create_online_api, sip_metrics
 from .api_mtls import ApplianceAuth
 from .api_trust import add_trust_routes
 from .api_turn import add_turn_routes, mras_fetch
+from .api_updates import add_update_routes
 from .assembly import OnlineSip, open_sip
 from .guard import AuthGuard, BlockReason, GuardLimits
 from .policy import OnlinePolicy
@@ -152,6 +153,7 @@ class OnlineService:
             # TURN credentials from the site's edge (MRAS, over mutual TLS)
             add_turn_routes(app, self.store, mras_fetch(o.mras_ssl))
             add_trust_routes(app, self.store, o.appliance_auth)  # other sites' roots
+            add_update_routes(app, self.store)  # tenant update windows
             self.api = await serve_asgi(
                 app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes,
                 ssl_context=o.api_ssl, on_tls_refused=self._tls_refused(),
