@@ -3,10 +3,18 @@ changed, listed, assigned to a site, refused with the option and the reason, rem
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
+
+from hybridvoice import __version__
+from hybridvoice.cms.settings import Settings
+from hybridvoice.cms.template import render_settings
 
 
 class Admin(Protocol):
+    settings: Settings
+    state: Path
+
     def __call__(self, words: str, *args: str, code: int = 0) -> Any: ...
 
     def json(self, words: str, *args: str) -> Any: ...
@@ -44,3 +52,29 @@ def update_windows(admin: Admin, site: str) -> None:
     admin("update-window remove", "Night")
     assert admin.json("update-window list") == []
     assert "no update window Night" in admin("update-window remove", "Night", code=1).stderr
+
+
+def rolling_update(admin: Admin, site: str) -> None:
+    """The lab's appliance in a site file; no version installed beside it, so every rollout
+    is refused before anything changes (the real ones: tests/interop/test_rolling_update.py)."""
+    tmp = admin.state.parent / "update"
+    tmp.mkdir()
+    (tmp / "lab.toml").write_text(render_settings(admin.settings))
+    site_file = tmp / "site.toml"
+    site_file.write_text(f'Site = "{site}"\nVersionsDirectory = "versions"\n[[Appliances]]\n'
+                         'Config = "lab.toml"\nStateDirectory = "lab-state"\n')  # fmt: skip
+    args = ("--site-file", str(site_file), "--version", "9.9")
+    plan = admin("update plan", *args, code=1)
+    assert f"update {__version__} -> 9.9" in plan.stdout, plan.stdout
+    assert "blocked: version 9.9 is not installed" in plan.stdout
+    refused = admin("update start", *args, "--now", code=1)
+    assert "rollout refused: appliance1 is not ready for an update: its version " in refused.stdout
+    assert "is not installed, so it could not be rolled back; nothing was" in refused.stdout
+    admin("site set-updates", site, "--no-auto-update")
+    off = admin("update start", *args, code=1)
+    assert f"auto update is off for site {site}" in off.stderr
+    admin("site set-updates", site, "--auto-update")
+    status = admin("update status", "--site-file", str(site_file))
+    assert "last rollout to 9.9: refused" in status.stdout and __version__ in status.stdout
+    bad = admin("update status", "--site-file", str(tmp / "nope.toml"), code=1)
+    assert "cannot read it" in bad.stderr

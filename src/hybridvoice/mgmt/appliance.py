@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import shutil
 import ssl
 import tempfile
@@ -362,6 +363,7 @@ class Appliance:
             "name": self.name,
             "site": self.settings.common.site_name,
             "version": __version__,
+            "pid": os.getpid(),  # what a rolling update stops (mgmt.update_run)
             "state": self._state(),
             "roles": [r for r, up in (("edge", self.edge), ("mediation", self.mediation)) if up],
             "listeners": listeners,
