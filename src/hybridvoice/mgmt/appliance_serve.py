@@ -72,6 +72,9 @@ def admin_token(appliance: Appliance, token: str | None, state_dir: Path | None)
     (mode 0600). Returns the file written, else None."""
     tokens = appliance.access.tokens
     if token is not None:
+        known = tokens.verify(token)
+        if known is not None and known.scope == "admin":  # adopted at an earlier start
+            return None
         tokens.revoke_named(SITE_ADMIN)
         tokens.adopt(token, SITE_ADMIN, "admin")
         return None
