@@ -28,6 +28,7 @@ from hybridvoice.net.loop import tune_gc
 
 from .appliance import Appliance
 from .appliance_setup import appliance_options, appliance_rows, site_tls_for
+from .site_link import SiteConfig, open_site_store
 
 __all__ = ["ServeOptions", "admin_token", "appliance_state_dir", "run_appliance", "with_state_dir"]
 
@@ -108,7 +109,12 @@ async def run_appliance(
     try:
         if tls is not None:
             tls.watch(60.0)
-        appliance = Appliance(settings, appliance_options(tls, online_token=options.online_token))
+        built = appliance_options(tls, online_token=options.online_token)
+        site = SiteConfig.load(state_dir)
+        if site is not None:  # a site on etcd: its store, followed by the appliance
+            built.site, built.site_store = site, open_site_store(site.etcd)
+            console.print(f"site {site.site} on etcd {', '.join(site.etcd)}")
+        appliance = Appliance(settings, built)
         where = admin_token(appliance, options.admin_token, state_dir)
         if where is not None:
             console.print(f"admin token for this appliance's API in {where}")

@@ -111,6 +111,49 @@ def serve(
         raise typer.Exit(1) from exc
 
 
+JOIN_TOKEN_ENV = "HYBRIDVOICE_JOIN_TOKEN"
+
+
+def join(
+    etcd: Annotated[
+        list[str], typer.Option(help="An etcd member of the site, host:port (repeat for each)")
+    ],
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="The site's join token, SITE:SECRET (printed by --new-site)", envvar=JOIN_TOKEN_ENV
+        ),
+    ] = None,
+    new_site: Annotated[
+        bool,
+        typer.Option(
+            "--new-site",
+            help="Make the site in etcd from --config (first "
+            "appliance); prints the join token once",
+        ),
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="This appliance's settings file (name, addresses, ports). Default on "
+            "a join: the site's settings, written to <state-dir>/appliance.toml"
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="This appliance's state directory (as for serve)", metavar="DIR"),
+    ] = None,
+) -> None:
+    """Join this appliance to a site on etcd (Register-CcAppliance): it receives the site's
+    settings and CA, has the CA issue its certificate, and its next `appliance serve`
+    follows the site store and registers with the cloud. A wrong token is refused before
+    anything is written. --new-site makes the site first (from --config)."""
+    from .cli_site import run_join  # noqa: PLC0415
+
+    run_join(etcd, token, new_site=new_site, config=config, state_dir=state_dir)
+
+
 def register_appliance_serve(app: typer.Typer) -> None:
-    """Add ``serve`` to the ``appliance`` command group."""
+    """Add ``serve`` and ``join`` to the ``appliance`` command group."""
     app.command("serve")(serve)
+    app.command("join")(join)
