@@ -32,14 +32,15 @@ from hybridvoice.cms.site_secret import new_join_token
 from hybridvoice.mgmt.testcall import place_test_call
 from hybridvoice.net.transport import Destination
 from hybridvoice.store.etcd_kv import EtcdStore
+from hybridvoice.store.keys import site_prefix
 
 pytestmark = [pytest.mark.interop, pytest.mark.live, pytest.mark.xdist_group("etcd")]
 
 
-async def _hv(*args: str) -> tuple[int, str]:
+async def _hv(*args: str, token: str = "") -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         *HV, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "250"},
+        env={**os.environ, "COLUMNS": "250", "HYBRIDVOICE_TOKEN": token},
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
@@ -183,6 +184,19 @@ def test_site_on_etcd_three_appliances(tmp_path: Path) -> None:
 
             await _until(arrived, "the change written after etcd came back", timeout=120)
             await call()
+            # appliance remove: drained, out of the site store and the cloud
+            code, removed = await _hv("appliance", "remove", "appliance3", "--appliance",
+                                      procs[2].api, "--url", settings[0].online.service_url,
+                                      token=admin)  # fmt: skip
+            assert code == 0, removed
+            direct = EtcdStore(cluster.endpoints)
+            try:
+                members = await direct.range(site_prefix(site, "appliance"))
+            finally:
+                await direct.close()
+            assert sorted(kv.key.rsplit("/", 1)[1] for kv in members.kvs) == [
+                "appliance1", "appliance2"]  # fmt: skip
+            assert {a.name for a in store.appliances()} == {"appliance1", "appliance2"}
         for p in procs:
             assert await p.stop() == 0, p.log()
 

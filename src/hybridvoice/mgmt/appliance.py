@@ -302,6 +302,21 @@ class Appliance:
             await asyncio.sleep(poll)
         return mediation.admission.active
 
+    async def leave(self) -> dict[str, Any]:
+        """Leave the site (``appliance remove``, after the drain): no more heartbeats (they
+        would register it again), its record deleted from the site store; it stays in
+        maintenance until its process is stopped. :class:`~.site_link.SiteUnavailableError`
+        when the site store cannot take the delete."""
+        if self.mediation is not None:
+            self.mediation.enter_maintenance()
+        if self.link is not None:
+            await self.link.stop()
+            self.link = None
+        revision = None
+        if self.site is not None:
+            revision = await self.site.delete("appliance", self.name)
+        return {"name": self.name, "site_store_revision": revision, "state": self._state()}
+
     def close(self) -> None:
         """Close the replica and the token store (after :meth:`stop`)."""
         self.replica.close()
