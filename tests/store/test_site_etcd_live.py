@@ -106,9 +106,10 @@ def test_site_on_etcd_three_appliances(tmp_path: Path) -> None:
                                      "--state-dir", str(p.state_dir))  # fmt: skip
             assert code == 0, joined
             assert (p.state_dir / "pki" / "certs" / "appliance.pem").exists()
+        args = {p.name: ("--online-token", tokens.create(p.name, "appliance")[1],
+                         "--admin-token", admin) for p in procs}  # fmt: skip
         for p in procs:
-            await p.start("--online-token", tokens.create(p.name, "appliance")[1],
-                          "--admin-token", admin)  # fmt: skip
+            await p.start(*args[p.name])
         for p in procs:
             await p.ready()
         store = lab.online.store if lab.online else None
@@ -163,6 +164,13 @@ def test_site_on_etcd_three_appliances(tmp_path: Path) -> None:
             )  # fmt: skip
             assert reply.status_code == 503, reply.text
             assert "site store" in reply.text and "nothing was changed" in reply.text
+            await call()
+            # an appliance restarted while etcd is down runs on its replica's gateways
+            assert await procs[0].stop() == 0
+            await procs[0].start(*args[procs[0].name])
+            await procs[0].ready()
+            assert await _sessions(client, procs[0], admin, gw) == 200
+            await _until(registered, "the restarted appliance registered again")
             await call()
             # back: a change written in etcd (by the cloud side, another admin) arrives
             for i in range(3):

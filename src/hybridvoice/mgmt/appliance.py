@@ -150,6 +150,7 @@ class Appliance:
         self._unsubscribe: Any = None
         self._site_unsubscribe: Any = None
         self._site_tasks: set[asyncio.Task[None]] = set()
+        self._site_member: asyncio.Task[None] | None = None
         self._gateway_lock = asyncio.Lock()
 
     @property
@@ -230,8 +231,17 @@ class Appliance:
         self.site = SiteLink(o.site, o.site_store, replica)
         self._site_unsubscribe = self.site_replica.subscribe(self._on_site_changes)
         self.site.start()
-        with contextlib.suppress(SiteUnavailableError):  # written again at the next start
-            await self.site.put("appliance", self.name, self.registration())
+        self._site_member = asyncio.create_task(self._site_record(self.site))
+
+    async def _site_record(self, site: SiteLink) -> None:
+        """This appliance's record in the site store, written as soon as the store takes it
+        (in the background: an appliance starting while etcd is down serves calls at once)."""
+        while True:
+            try:
+                await site.put("appliance", self.name, self.registration())
+                return
+            except SiteUnavailableError as exc:
+                _log.warning("site record of %s not written yet: %s", self.name, exc)
 
     def _on_site_changes(self, changes: Sequence[Change]) -> None:
         for change in changes:
@@ -255,6 +265,11 @@ class Appliance:
                   self.site.replica.revision if self.site else "?")  # fmt: skip
 
     async def stop(self) -> None:
+        if self._site_member is not None:
+            self._site_member.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._site_member
+            self._site_member = None
         if self.site is not None:
             await self.site.stop()
             self.site = None

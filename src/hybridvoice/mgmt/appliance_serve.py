@@ -24,6 +24,7 @@ from rich.table import Table
 
 from hybridvoice.cms.edge_names import appliance_name
 from hybridvoice.cms.settings import Settings
+from hybridvoice.cms.tokens import TokenError
 from hybridvoice.net.loop import tune_gc
 
 from .appliance import Appliance
@@ -73,8 +74,18 @@ def admin_token(appliance: Appliance, token: str | None, state_dir: Path | None)
     (mode 0600). Returns the file written, else None."""
     tokens = appliance.access.tokens
     if token is not None:
-        tokens.revoke_named(SITE_ADMIN)
-        tokens.adopt(token, SITE_ADMIN, "admin")
+        known = tokens.verify(token)
+        if known is not None and known.scope == "admin":
+            return None  # adopted at an earlier start: kept
+        for old in tokens.tokens():
+            if old.name == SITE_ADMIN and old.active:
+                tokens.revoke(old.id)
+        try:
+            tokens.adopt(token, SITE_ADMIN, "admin")
+        except TokenError as exc:
+            revoked = "it was revoked on this appliance: give a new one"
+            why = revoked if "exists" in str(exc) else exc
+            raise ValueError(f"--admin-token: {why}") from None
         return None
     if state_dir is None or any(t.scope == "admin" and t.active for t in tokens.tokens()):
         return None

@@ -113,6 +113,9 @@ def appliance_status(appliance: ApplianceUrl = APPLIANCE_URL, as_json: Json = Fa
                     f"({'registered' if link['registered'] else 'not registered'})")  # fmt: skip
     if data.get("health"):
         summary.add_row("health monitor", health_line(data["health"]))
+    if site := data.get("site_store"):
+        summary.add_row("site store", f"{site['site']} on etcd {', '.join(site['etcd'])}, "
+                        f"revision {site['revision']} applied")  # fmt: skip
     out.print(summary)
     show(data["listeners"], False, ("role", "transport", "host", "port"), "listeners")
     show(data["gateways"], False, GATEWAY_COLUMNS, "gateways")

@@ -20,10 +20,10 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hybridvoice.cms.site_records import SiteReplica, encode, record_key
 from hybridvoice.store.follow import follow
@@ -32,6 +32,7 @@ from hybridvoice.store.kv import Event, KeyValueStore, StoreError, StoreUnavaila
 __all__ = ["SITE_FILE", "SiteConfig", "SiteLink", "SiteUnavailableError", "open_site_store"]
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SITE_FILE = "site.json"
 """In the state directory: the site's name and etcd members (``appliance join`` writes it)."""
@@ -89,7 +90,7 @@ def open_site_store(members: Sequence[str], timeout: float = 5.0) -> KeyValueSto
 class SiteLink:
     """The appliance's watch of its site and its writes to it."""
 
-    __slots__ = ("_changed", "_task", "config", "replica", "store", "writes")
+    __slots__ = ("_changed", "_task", "config", "patience", "replica", "store", "writes")
 
     def __init__(
         self,
@@ -97,8 +98,12 @@ class SiteLink:
         store: KeyValueStore,
         replica: SiteReplica,
         changed: Callable[[Event], None] | None = None,
+        patience: float = 10.0,
     ) -> None:
         self.config, self.store, self.replica = config, store, replica
+        #: seconds a write is tried again while the store cannot commit (an etcd election
+        #: takes a few election timeouts) before the admin's change is refused
+        self.patience = patience
         self._changed = changed
         self._task: asyncio.Task[None] | None = None
         self.writes = 0
@@ -110,26 +115,36 @@ class SiteLink:
         await follow(self.store, self.replica, changed=self._changed, retry=0.5, cap=5.0)
 
     async def put(self, kind: str, name: str, value: Mapping[str, Any]) -> int:
-        """Write one record; its revision. :class:`SiteUnavailableError` when the store cannot
-        commit it (the change is refused: nothing is queued)."""
-        key = record_key(self.config.site, kind, name)
-        try:
-            revision = await self.store.put(key, encode(value))
-        except StoreUnavailableError as exc:
-            raise SiteUnavailableError(
-                f"site store (etcd {', '.join(self.config.etcd)}) cannot take the change to "
-                f"{kind} {name}: {exc}; nothing was changed, calls go on with the settings "
-                "every appliance holds; try again when etcd has quorum"
-            ) from None
+        """Write one record; its revision. While the store cannot commit (an election after a
+        member was lost, or no quorum) the write is tried again for :attr:`patience` seconds
+        (a put of a whole record is idempotent: sent twice, it holds the same value), then
+        :class:`SiteUnavailableError`: the change is refused, nothing is queued."""
+        key, data = record_key(self.config.site, kind, name), encode(value)
+        revision = await self._patiently(lambda: self.store.put(key, data), f"the change to "
+                                         f"{kind} {name}")  # fmt: skip
         self.writes += 1
         return revision
 
     async def delete(self, kind: str, name: str) -> int | None:
         key = record_key(self.config.site, kind, name)
-        try:
-            return await self.store.delete(key)
-        except StoreUnavailableError as exc:
-            raise SiteUnavailableError(f"site store cannot delete {kind} {name}: {exc}") from None
+        return await self._patiently(lambda: self.store.delete(key), f"deleting {kind} {name}")
+
+    async def _patiently(self, write: Callable[[], Awaitable[_T]], what: str) -> _T:
+        loop = asyncio.get_running_loop()
+        end, delay = loop.time() + self.patience, 0.25
+        while True:
+            try:
+                return await write()
+            except StoreUnavailableError as exc:
+                if loop.time() + delay > end:
+                    raise SiteUnavailableError(
+                        f"site store (etcd {', '.join(self.config.etcd)}) cannot take {what} "
+                        f"(tried for {self.patience:g} s): {exc}; nothing was changed, calls go "
+                        "on with the settings every appliance holds; try again when etcd has "
+                        "quorum"
+                    ) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     async def applied(self, revision: int, timeout: float = 10.0) -> bool:
         """Until the replica holds ``revision`` (the watch delivered it); False on timeout."""
