@@ -154,7 +154,17 @@ def test_site_on_etcd_three_appliances(tmp_path: Path) -> None:
             await call()
             # one member down: written and read as before
             cluster.kill(0)
-            await change(procs[1], 200)
+            await change(procs[1], 199)
+            # the command an admin types, against another appliance
+            code, typed = await _hv("gateway", "set", gw, "--max-sessions", "200",
+                                    "--appliance", procs[2].api, token=admin)  # fmt: skip
+            assert code == 0, typed
+
+            async def typed_everywhere() -> bool:
+                got = await asyncio.gather(*(_sessions(client, p, admin, gw) for p in procs))
+                return all(v == 200 for v in got)
+
+            await _until(typed_everywhere, "the typed change on every appliance")
             # every member down: a change is refused, calls go on from the replicas
             cluster.kill(1)
             cluster.kill(2)
