@@ -210,11 +210,15 @@ def test_site_on_etcd_three_appliances(tmp_path: Path) -> None:
             direct = EtcdStore(cluster.endpoints)
             try:
                 members = await direct.range(site_prefix(site, "appliance"))
+                pushed = await direct.range(site_prefix(site, "pushed"))
             finally:
                 await direct.close()
             assert sorted(kv.key.rsplit("/", 1)[1] for kv in members.kvs) == [
                 "appliance1", "appliance2"]  # fmt: skip
             assert {a.name for a in store.appliances()} == {"appliance1", "appliance2"}
+            # the tenant settings the appliances took from the cloud, kept in the site store
+            names = {kv.key.rsplit("/", 1)[1] for kv in pushed.kvs}
+            assert "network_config:global" in names, names
         for p in procs:
             assert await p.stop() == 0, p.log()
 

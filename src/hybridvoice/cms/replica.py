@@ -107,6 +107,11 @@ class LocalStore:
     # -- reads -------------------------------------------------------------------------------
 
     @property
+    def kinds(self) -> frozenset[str]:
+        """The row kinds this replica holds."""
+        return self._kinds
+
+    @property
     def version(self) -> int:
         """The version of the last change applied (0: nothing yet)."""
         return self._version

@@ -26,7 +26,7 @@ from .changes import Change
 from .replica import LocalStore, ReplicaError
 
 __all__ = ["SITE_KINDS", "SiteChange", "SiteRecordError", "SiteReplica", "decode", "encode",
-           "record_key"]  # fmt: skip
+           "pushed_name", "pushed_record", "pushed_snapshot", "record_key"]  # fmt: skip
 
 SITE_KINDS: Final = frozenset(
     {
@@ -75,6 +75,36 @@ def decode(key: str, raw: bytes) -> dict[str, Any]:
         raise SiteRecordError(f"site record {key}: a JSON object expected, not "
                               f"{type(value).__name__}")  # fmt: skip
     return value
+
+
+def pushed_name(change: Change) -> str:
+    """The ``pushed/`` record name of a tenant setting: ``<kind>:<key>``."""
+    return f"{change.kind}:{change.key}"
+
+
+def pushed_record(change: Change) -> dict[str, Any]:
+    """A tenant setting as pushed from the cloud: its feed version and value (None: deleted)."""
+    return {"version": change.version,
+            "value": None if change.value is None else dict(change.value)}  # fmt: skip
+
+
+def pushed_snapshot(rows: Mapping[str, Mapping[str, Any]]) -> tuple[int, list[Change]]:
+    """The tenant settings the site store holds (``pushed/`` records by name) as a snapshot
+    for a tenant replica that has none: (version, live rows). Records that do not parse are
+    left out (a newer version's kinds)."""
+    version, changes = 0, []
+    for name, record in rows.items():
+        kind, colon, key = name.partition(":")
+        number, value = record.get("version"), record.get("value")
+        if not colon or not isinstance(number, int) or number < 1:
+            continue
+        version = max(version, number)
+        if isinstance(value, dict):
+            try:
+                changes.append(Change(number, kind, key, value))
+            except ValueError:
+                continue
+    return version, changes
 
 
 class SiteReplica(Mirror):

@@ -71,6 +71,7 @@ from .gateways import (
 from .online_tls import appliance_client_context, uses_https
 from .self_health_io import SelfHealthMonitor, start_self_health
 from .site_link import SiteConfig, SiteLink, SiteUnavailableError
+from .site_pushed import PushedSettings, pushed_kinds
 
 __all__ = ["Appliance", "ApplianceOptions"]
 
@@ -151,6 +152,8 @@ class Appliance:
         self._site_unsubscribe: Any = None
         self._site_tasks: set[asyncio.Task[None]] = set()
         self._site_member: asyncio.Task[None] | None = None
+        #: tenant settings pushed from the cloud, kept in the site store too (mgmt.site_pushed)
+        self.pushed: PushedSettings | None = None
         self._gateway_lock = asyncio.Lock()
 
     @property
@@ -232,6 +235,8 @@ class Appliance:
         self._site_unsubscribe = self.site_replica.subscribe(self._on_site_changes)
         self.site.start()
         self._site_member = asyncio.create_task(self._site_record(self.site))
+        self.pushed = PushedSettings(self.site, self.replica)
+        self.pushed.start()
 
     async def _site_record(self, site: SiteLink) -> None:
         """This appliance's record in the site store, written as soon as the store takes it
@@ -244,6 +249,8 @@ class Appliance:
                 _log.warning("site record of %s not written yet: %s", self.name, exc)
 
     def _on_site_changes(self, changes: Sequence[Change]) -> None:
+        if self.pushed is not None and self.site_replica is not None and pushed_kinds(changes):
+            self.pushed.seed(self.site_replica)
         for change in changes:
             if change.kind == "gateway" and change.value is not None:
                 task = asyncio.create_task(self._take_site_gateway(change.key, change.value))
@@ -265,6 +272,9 @@ class Appliance:
                   self.site.replica.revision if self.site else "?")  # fmt: skip
 
     async def stop(self) -> None:
+        if self.pushed is not None:
+            await self.pushed.stop()
+            self.pushed = None
         if self._site_member is not None:
             self._site_member.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -527,7 +537,13 @@ class Appliance:
             "certificates": certificates,
             "warnings": warnings(certificates),
             "health": None if self.self_health is None else self.self_health.status(),
-            "site_store": None if self.site is None else self.site.status(),
+            "site_store": None
+            if self.site is None
+            else {
+                **self.site.status(),
+                "pushed": self.pushed.pushed if self.pushed else 0,
+                "seeded_version": self.pushed.seeded if self.pushed else 0,
+            },
         }
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hybridvoice.cms.site_records import SiteReplica, encode, record_key
+from hybridvoice.cms.site_records import SiteReplica, decode, encode, record_key
 from hybridvoice.store.follow import follow
 from hybridvoice.store.kv import Event, KeyValueStore, StoreError, StoreUnavailableError
 
@@ -124,6 +124,23 @@ class SiteLink:
                                          f"{kind} {name}")  # fmt: skip
         self.writes += 1
         return revision
+
+    async def put_newer(self, kind: str, name: str, value: Mapping[str, Any]) -> bool:
+        """Write a record carrying a ``version`` unless the store holds that version or a newer
+        one (every appliance of the site pushes the same settings: the first wins, the others
+        find it there); compare-and-swap, so an older write never replaces a newer one."""
+        key, data = record_key(self.config.site, kind, name), encode(value)
+        while True:
+            found = await self.store.get(key)
+            if found is not None:
+                with contextlib.suppress(ValueError, TypeError):  # not ours: replaced
+                    if int(decode(key, found.value).get("version", 0)) >= int(value["version"]):
+                        return False
+            held = await self.store.put_if(key, data, mod_revision=found.mod_revision if found
+                                           else 0)  # fmt: skip
+            if held.succeeded:
+                self.writes += 1
+                return True
 
     async def delete(self, kind: str, name: str) -> int | None:
         key = record_key(self.config.site, kind, name)
