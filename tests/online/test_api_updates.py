@@ -4,6 +4,7 @@ audit log, and the change feed that carries them to appliances' replicas."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -168,4 +169,22 @@ def test_windows_reach_the_replica_and_survive_a_restart(tmp_path: Path) -> None
     again.new_site(Site(name="S", edge_fqdn="e.contoso.com", update_time_windows=("Night",)))
     with pytest.raises(StoreError, match="assigned to site"):
         again.remove_update_window("Night")
+    again.close()
+
+
+def test_a_tenant_stored_by_the_version_before_windows_still_opens(tmp_path: Path) -> None:
+    """Every site row written before tenant windows holds ``"update_windows": []``."""
+    path = tmp_path / "online.db"
+    store = TenantStore(path)
+    store.new_site(Site(name="Amsterdam", edge_fqdn="edge.contoso.com"))
+    store.close()
+    db = sqlite3.connect(path)
+    old = ('{"name":"Amsterdam","edge_fqdn":"edge.contoso.com","country_code":null,'
+           '"update_windows":[],"description":""}')  # fmt: skip
+    db.execute("UPDATE rows SET value = ? WHERE kind = 'site'", (old,))
+    db.commit()
+    db.close()
+    again = TenantStore(path)  # refused before: "stored site 'Amsterdam' is invalid"
+    site = again.get_site("Amsterdam")
+    assert site is not None and site.update_time_windows == () and site.enable_auto_update
     again.close()

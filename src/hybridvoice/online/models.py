@@ -216,6 +216,14 @@ class Site(_Model):
     enable_auto_update: bool = True
     #: -TenantUpdateTimeWindow: names of the tenant's update windows (:mod:`.update_windows`)
     update_time_windows: tuple[str, ...] = ()
+    #: sites stored before tenant windows hold ``update_windows`` (inline windows, never acted
+    #: on, always written): read, then dropped (never written again)
+    update_windows: tuple[object, ...] | None = Field(default=None, exclude=True, repr=False)
+
+    @field_validator("update_windows")
+    @classmethod
+    def _stored_before_windows(cls, value: object) -> None:
+        return None  # read and forgotten: see the field
 
     @field_validator("name")
     @classmethod
