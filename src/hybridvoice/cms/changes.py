@@ -15,7 +15,8 @@ from typing import Any, Final
 
 __all__ = ["KINDS", "Change"]
 
-#: what the feed carries; an appliance refuses a change of any other kind
+#: what the feed carries; an appliance skips a change of any other kind (a newer online
+#: service's, :mod:`.replicator`), and :class:`Change` refuses one
 KINDS: Final = frozenset(
     {
         "domain",  # key: the SIP domain; value: {}

@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 import httpx
 
-from hybridvoice.cms.changes import Change
+from hybridvoice.cms.changes import KINDS, Change
 from hybridvoice.cms.replica import LocalStore, ReplicaError
 from hybridvoice.cms.tokens import bearer
 
@@ -101,9 +101,15 @@ def _changes(data: Mapping[str, Any]) -> tuple[int, list[Change]]:
     if not isinstance(version, int) or not isinstance(items, list):
         raise FeedError("feed answer needs an integer 'version' and a 'changes' list")
     try:
-        return version, [Change.from_json(item) for item in items]
+        return version, [Change.from_json(item) for item in items if _known(item)]
     except ValueError as exc:
         raise FeedError(f"feed answer holds a bad change: {exc}") from exc
+
+
+def _known(item: Any) -> bool:
+    """False for a change of a kind this version does not know: a newer online service's
+    setting (an appliance not updated yet skips it rather than stalling its replica)."""
+    return not isinstance(item, Mapping) or item.get("kind") in KINDS
 
 
 def _error_text(response: httpx.Response) -> str:
