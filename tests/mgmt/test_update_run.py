@@ -22,7 +22,13 @@ from hybridvoice.cms.settings import Settings, parse_settings
 from hybridvoice.cms.template import lab_settings, render_settings
 from hybridvoice.mgmt.update_plan import Rollout, RolloutTimers
 from hybridvoice.mgmt.update_procs import ProcessController, is_appliance_process
-from hybridvoice.mgmt.update_run import RolloutDriver, read_views
+from hybridvoice.mgmt.update_run import (
+    RolloutBusyError,
+    RolloutDriver,
+    read_views,
+    rollout_lock,
+    rollout_owner,
+)
 from hybridvoice.mgmt.update_site import (
     Installation,
     SiteAppliance,
@@ -329,3 +335,32 @@ def test_plan_views(tmp_path: Path, settings: Settings) -> None:
                                    transport=httpx.MockTransport(fake.handle)))  # fmt: skip
     assert views["appliance1"].healthy("1.0") is None
     assert views["appliance2"].healthy() == "its API does not answer (connection refused)"
+
+
+def test_one_rollout_of_a_site_at_a_time(tmp_path: Path) -> None:
+    state = tmp_path / "rollout-Lab.json"
+    assert rollout_owner(state) is None
+    with rollout_lock(state):
+        assert rollout_owner(state) == os.getpid()
+        with pytest.raises(RolloutBusyError, match=f"another rollout of this site runs \\(pid "
+                           f"{os.getpid()}\\)"), rollout_lock(state):  # fmt: skip
+            pass
+    assert rollout_owner(state) is None
+    with rollout_lock(state):  # free again
+        pass
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(state) + '.lock'!r}, os.O_RDWR)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\nos.write(fd, b'424242')\nprint('held', flush=True)\n"
+        "time.sleep(60)\n"
+    )], stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        with pytest.raises(RolloutBusyError) as busy, rollout_lock(state):
+            pass
+        assert busy.value.pid is not None
+    finally:
+        holder.kill()
+        holder.wait()
+    with rollout_lock(state):  # the kernel released it with the process
+        pass

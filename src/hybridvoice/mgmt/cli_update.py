@@ -136,7 +136,7 @@ def update_start(
     (or --now); a new version that fails its health check is rolled back and the rollout
     stops. Runs until done; exit 0 only when every appliance runs VERSION."""
     from .update_plan import Rollout  # noqa: PLC0415
-    from .update_run import RolloutDriver  # noqa: PLC0415
+    from .update_run import RolloutBusyError, RolloutDriver, rollout_lock  # noqa: PLC0415
 
     site = _site(site_file)
     timers = _timers(drain_seconds, stop_seconds, start_seconds)
@@ -150,7 +150,11 @@ def update_start(
 
     driver = RolloutDriver(rollout, site, online=url, headers=auth_headers(), events=told)
     try:
-        end = asyncio.run(driver.run())
+        with rollout_lock(site.state_file):
+            end = asyncio.run(driver.run())
+    except RolloutBusyError as exc:
+        fail(f"site {site.site}: {exc}", "Wait for it to end; `hybridvoice update status "
+             f"--site-file {site_file}` shows where it is.")  # fmt: skip
     except KeyboardInterrupt:
         fail("interrupted: the rollout stopped where it was",
              f"`hybridvoice update status --site-file {site_file}` shows where; an appliance "
@@ -164,9 +168,10 @@ def update_start(
 @update_app.command("status")
 def update_status(site_file: SiteFile, url: Url = ONLINE_URL, as_json: Json = False) -> None:
     """The last rollout of the site (from its state file) and each appliance's version now."""
-    from .update_run import read_views  # noqa: PLC0415
+    from .update_run import read_views, rollout_owner  # noqa: PLC0415
 
     site = _site(site_file)
+    owner = rollout_owner(site.state_file)
     try:
         last: dict[str, Any] | None = json.loads(site.state_file.read_text())
     except FileNotFoundError:
@@ -179,7 +184,8 @@ def update_status(site_file: SiteFile, url: Url = ONLINE_URL, as_json: Json = Fa
                 "calls_now": v.calls_now, "cloud": v.cloud_status,
                 "problem": v.healthy()} for name, v in views.items()]  # fmt: skip
     if as_json:
-        show({"site": site.site, "rollout": last, "appliances": running}, True)
+        show({"site": site.site, "rollout": last, "running_pid": owner, "appliances": running},
+             True)  # fmt: skip
         return
     show(running, False, ("appliance", "version", "state", "calls_now", "cloud", "problem"),
          f"site {site.site} now")  # fmt: skip
@@ -188,6 +194,10 @@ def update_status(site_file: SiteFile, url: Url = ONLINE_URL, as_json: Json = Fa
         return
     when = dt.datetime.fromtimestamp(last["updated_at"], dt.UTC)
     outcome = last["outcome"] or f"running ({last['phase']} {last['appliance'] or ''})".strip()
+    if last["outcome"] is None and owner is None:
+        outcome = f"stopped unfinished ({last['phase']} {last['appliance'] or ''})".strip()
+    elif owner is not None:
+        outcome += f", pid {owner}"
     out.print(f"last rollout to {last['version']}: {outcome}, as of {when:%Y-%m-%d %H:%M:%S} "
               "UTC", highlight=False)  # fmt: skip
     if last["summary"]:

@@ -11,10 +11,12 @@ gets each new line of the rollout's log as it happens. No decisions here: they a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,14 @@ from .update_plan import (
 from .update_procs import ProcessController
 from .update_site import UpdateSite
 
-__all__ = ["RolloutDriver", "read_views", "save_json"]
+__all__ = [
+    "RolloutBusyError",
+    "RolloutDriver",
+    "read_views",
+    "rollout_lock",
+    "rollout_owner",
+    "save_json",
+]
 
 #: a long wait (for a window) is slept in pieces of this many seconds, the state file kept fresh
 MAX_SLEEP = 60.0
@@ -89,6 +98,58 @@ async def read_views(
             *(read_view(http, a.api, online, a.name, headers) for a in site.appliances)
         )
     return {a.name: view for a, (view, _) in zip(site.appliances, found, strict=True)}
+
+
+class RolloutBusyError(RuntimeError):
+    """Another rollout of the site runs (its PID in :attr:`pid`)."""
+
+    def __init__(self, pid: int | None) -> None:
+        who = pid if pid is not None and pid > 0 else "unknown"
+        super().__init__(f"another rollout of this site runs (pid {who})")
+        self.pid = pid
+
+
+def _lock_path(state_file: Path) -> Path:
+    return state_file.with_name(state_file.name + ".lock")
+
+
+@contextlib.contextmanager
+def rollout_lock(state_file: Path) -> Iterator[None]:
+    """One rollout per site at a time: an exclusive lock beside the state file, holding this
+    process's PID; :class:`RolloutBusyError` while another process holds it. The kernel
+    releases it when the process ends, however it ends."""
+    path = _lock_path(state_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RolloutBusyError(rollout_owner(state_file)) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def rollout_owner(state_file: Path) -> int | None:
+    """The PID of the process running a rollout of the site now, else None."""
+    path = _lock_path(state_file)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = path.read_text().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def save_json(path: Path, data: Any) -> None:
