@@ -166,6 +166,12 @@ def test_start_a_version_side_by_side_and_stop_it_by_pid(tmp_path: Path) -> None
         assert ran["argv"][2:] == ["--config", str(tmp_path / "a1.toml"), "--state-dir",
                                    str(tmp_path / "state"), "--drain-deadline", "5"]  # fmt: skip
         assert is_appliance_process(pid) and procs.pid_of("a1") == pid
+        assert is_appliance_process(pid, tmp_path / "a1.toml")
+        assert not is_appliance_process(pid, tmp_path / "a2.toml")
+        stranger = ProcessController(tmp_path / "logs")  # not its child: checked by /proc
+        with pytest.raises(ValueError, match=r"a2\.toml` on this host"):
+            asyncio.run(stranger.stop(pid, 1.0, tmp_path / "a2.toml"))
+        assert procs.exit_code("a1") is None  # still running
         assert asyncio.run(procs.stop(pid, 30.0)) == f"pid {pid} stopped"
         assert procs.pid_of("a1") is None and procs.exit_code("a1") is not None
         assert asyncio.run(procs.stop(pid, 1.0)) == f"pid {pid} had already exited"
@@ -268,7 +274,7 @@ class FakeProcs:
     def pid_of(self, name: str) -> int | None:
         return None
 
-    async def stop(self, pid: int, grace: float) -> str:
+    async def stop(self, pid: int, grace: float, config: Path | None = None) -> str:
         box = next(b for b in self.site.boxes.values() if b.pid == pid and b.running)
         box.running = False
         self.log.append(f"stop {pid}")

@@ -23,9 +23,9 @@ from .update_site import Installation, SiteAppliance
 __all__ = ["ProcessController", "is_appliance_process"]
 
 
-def is_appliance_process(pid: int) -> bool:
-    """Is ``pid`` a running ``hybridvoice appliance serve``? (Linux ``/proc``; elsewhere: is
-    it running.)"""
+def is_appliance_process(pid: int, config: Path | None = None) -> bool:
+    """Is ``pid`` a running ``hybridvoice appliance serve`` (with the settings file ``config``,
+    when given)? Linux ``/proc``; elsewhere: is it running."""
     cmdline = Path(f"/proc/{pid}/cmdline")
     try:
         words = cmdline.read_bytes().split(b"\0")
@@ -33,7 +33,17 @@ def is_appliance_process(pid: int) -> bool:
         return _alive(pid) and not Path("/proc/self").exists()
     except OSError:
         return False
-    return b"hybridvoice" in words and b"serve" in words and b"appliance" in words
+    if not (b"hybridvoice" in words and b"serve" in words and b"appliance" in words):
+        return False
+    if config is None:
+        return True
+    given = [os.fsdecode(w.split(b"=", 1)[1]) for w in words if w.startswith(b"--config=")]
+    given += [os.fsdecode(words[i + 1]) for i, w in enumerate(words[:-1]) if w == b"--config"]
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return False
+    return any((cwd / g).resolve() == config.resolve() for g in given)
 
 
 def _alive(pid: int) -> bool:
@@ -92,14 +102,17 @@ class ProcessController:
         proc = self.started.get(name)
         return proc.pid if proc is not None and proc.poll() is None else None
 
-    async def stop(self, pid: int, grace: float) -> str:
+    async def stop(self, pid: int, grace: float, config: Path | None = None) -> str:
         """SIGTERM ``pid``; SIGKILL when it still runs after ``grace`` seconds. What happened,
-        in words. ValueError when ``pid`` is not an appliance process."""
+        in words. ValueError when ``pid`` is not an appliance process (of ``config``, when
+        given: a PID reported by another host's API is never one of ours)."""
         own = next((p for p in self.started.values() if p.pid == pid), None)
         if own is not None and own.poll() is not None:
             return f"pid {pid} had already exited"
-        if own is None and not is_appliance_process(pid):
-            raise ValueError(f"pid {pid} is not a running `hybridvoice appliance serve`")
+        if own is None and not is_appliance_process(pid, config):
+            which = "" if config is None else f" --config {config}"
+            raise ValueError(f"pid {pid} is not a running `hybridvoice appliance serve{which}` "
+                             "on this host")  # fmt: skip
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         if await self._ended(pid, own, grace):

@@ -260,7 +260,8 @@ class RolloutDriver:
                 return Done(True, f"it had exited (code {code})")
             return Done(False, "its PID is not known (its API never answered)")
         try:
-            what = await self.procs.stop(pid, self.rollout.timers.stop)
+            config = self.site.appliance(name).config
+            what = await self.procs.stop(pid, self.rollout.timers.stop, config)
         except ValueError as exc:
             if self.procs.exit_code(name) is not None:
                 return Done(True, "it had exited")
