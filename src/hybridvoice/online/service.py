@@ -150,10 +150,11 @@ class OnlineService:
                     + endpoint_metrics([("online", endpoint)])  # messages, drops by reason
                 ),
             )
+            add_update_routes(app, self.store)  # tenant update windows (docs/updates.md)
+
             # TURN credentials from the site's edge (MRAS, over mutual TLS)
             add_turn_routes(app, self.store, mras_fetch(o.mras_ssl))
             add_trust_routes(app, self.store, o.appliance_auth)  # other sites' roots
-            add_update_routes(app, self.store)  # tenant update windows
             self.api = await serve_asgi(
                 app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes,
                 ssl_context=o.api_ssl, on_tls_refused=self._tls_refused(),
