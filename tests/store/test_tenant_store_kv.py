@@ -1,0 +1,156 @@
+"""The online tenant store on the store interface (hybridvoice.online.store_kv): two instances of
+one tenant on one store, on both backends (SQLite: one store shared by both instances; etcd: a
+3-member cluster, each instance with its own client). Compare-and-swap retries, caches fed by
+the watch, the change feed from revisions, appliance liveness as a lease."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+
+from conftest import Backend
+
+from hybridvoice.online.kv_bridge import KvBridge
+from hybridvoice.online.models import Appliance, Site, User
+from hybridvoice.online.store_kv import KvTenantStore
+from hybridvoice.store.keys import tenant_key
+
+DOMAIN = "example.com"
+ALICE = f"sip:alice@{DOMAIN}"
+
+
+@contextlib.asynccontextmanager
+async def two_instances(kv: Backend, tenant: str) -> AsyncIterator[tuple[KvTenantStore, ...]]:
+    """Instances A and B of ``tenant``: on etcd each has its own client and thread; SQLite has
+    one store per file, so both share one bridge."""
+    bridges = [KvBridge(kv.open)]
+    if kv.cluster is not None:
+        bridges.append(KvBridge(kv.open))
+    stores = []
+    try:
+        for i in range(2):
+            stores.append(KvTenantStore(bridges[i % len(bridges)], tenant=tenant, alive_ttl=4))
+        yield tuple(stores)
+    finally:
+        for store in stores:
+            store.close()
+        for bridge in bridges:
+            bridge.close()
+
+
+async def eventually(check: Callable[[], bool], limit: float = 30.0) -> None:
+    give_up = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < give_up, "never happened"
+        await asyncio.sleep(0.02)
+
+
+def run(body: Callable[[], object]) -> None:
+    async def main() -> None:
+        await asyncio.wait_for(body(), 240)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+
+
+def tenant_of(kv: Backend) -> str:
+    return kv.prefix.rstrip("/")
+
+
+def test_each_instance_sees_the_others_writes(kv: Backend) -> None:
+    async def body() -> None:
+        async with two_instances(kv, tenant_of(kv)) as (a, b):
+            a.add_domain(DOMAIN)
+            a.new_site(Site(name="ams", edge_fqdn="edge.example.com"))
+            a.set_user(User(sip_uri=ALICE, line_uri="tel:+15550100", hybrid_pstn_site="ams"))
+            await eventually(lambda: b.get_user(ALICE) is not None)
+            assert b.domains() == [DOMAIN]
+            assert b.user_by_number("+15550100") is not None
+            b.remove_user(ALICE)
+            await eventually(lambda: a.get_user(ALICE) is None)
+            assert a.user_by_number("+15550100") is None
+
+    run(body)
+
+
+def test_a_stale_write_is_retried_on_the_fresh_record_and_loses_no_update(kv: Backend) -> None:
+    """A's cache holds alice without a password; another instance gives her one. A then
+    writes alice from its stale view (a replicated value, no HA1s): the compare-and-swap
+    fails, A reads the record again and runs set_user again, which keeps the new HA1s."""
+
+    async def body() -> None:
+        async with two_instances(kv, tenant_of(kv)) as (a, b):
+            a.add_domain(DOMAIN)
+            a.set_user(User(sip_uri=ALICE, display_name="Alice"))
+            await eventually(lambda: b.get_user(ALICE) is not None)
+            with_password = User(sip_uri=ALICE, display_name="Alice").with_password("s3", DOMAIN)
+            key = tenant_key(a.tenant, "user", ALICE)
+            bridge = a.bridge
+            bridge.call(lambda: bridge.kv.put(key, with_password.model_dump_json().encode()))
+            written = a.set_user(User(sip_uri=ALICE, display_name="Alice Smith"))
+            assert written.has_password and written.display_name == "Alice Smith"
+            stored = bridge.call(lambda: bridge.kv.get(key))
+            assert stored is not None
+            assert User.model_validate_json(stored.value).has_password
+            await eventually(lambda: (u := b.get_user(ALICE)) is not None and u.has_password)
+            assert b.get_user(ALICE) == written
+
+    run(body)
+
+
+def test_the_feed_is_the_revision_history(kv: Backend) -> None:
+    async def body() -> None:
+        async with two_instances(kv, tenant_of(kv)) as (a, b):
+            start = b.version
+            assert b.compacted_through == start  # older versions: load the snapshot
+            a.add_domain(DOMAIN)
+            a.set_user(User(sip_uri=ALICE, display_name="Alice").with_password("x", DOMAIN))
+            assert await b.wait_for_change(start, 30)
+            await eventually(lambda: len(b.changes_since(start)) == 2)
+            changes = b.changes_since(start)
+            assert [(c.kind, c.key) for c in changes] == [("domain", DOMAIN), ("user", ALICE)]
+            assert changes[0].version < changes[1].version  # revisions: compared, not counted
+            assert changes[1].value is not None and "ha1_md5" not in changes[1].value
+            assert b.changes_since(changes[0].version) == changes[1:]
+            assert b.changes_since(start, limit=1) == changes[:1]
+            version, rows = b.snapshot()
+            assert version == changes[1].version
+            assert {(c.kind, c.key, c.version) for c in rows} == {
+                (c.kind, c.key, c.version) for c in changes
+            }
+            # registrations and liveness keys move the revision, never the feed
+            bridge = a.bridge
+            reg = tenant_key(a.tenant, "reg", f"{ALICE}/x")
+            bridge.call(lambda: bridge.kv.put(reg, b"{}"))
+            a.set_user(User(sip_uri=ALICE, display_name="A"))
+            await eventually(lambda: len(b.changes_since(start)) == 3)
+            assert [c.kind for c in b.changes_since(start)] == ["domain", "user", "user"]
+
+    run(body)
+
+
+def test_an_appliance_heartbeating_to_one_instance_is_online_on_both(kv: Backend) -> None:
+    """The liveness key is a lease kept alive by heartbeats: B (which never hears a
+    heartbeat) leaves the appliance online while A hears them, and marks it offline once
+    the lease ends."""
+
+    async def body() -> None:
+        async with two_instances(kv, tenant_of(kv)) as (a, b):
+            appliance = Appliance(
+                name="cce1", site="ams", edge_fqdn="edge.example.com",
+                mediation_fqdn="med.example.com", edge_sip_host="127.0.0.1",
+            )  # fmt: skip
+            a.register_appliance(appliance, time.time())
+            await eventually(lambda: "cce1" in b.alive and b.get_appliance("cce1") is not None)
+            assert b.mark_offline(time.time() + 60, 5) == []  # the key is there
+            assert b.get_appliance("cce1").status == "online"  # type: ignore[union-attr]
+            await kv.advance(10)  # the lease (4 s) ends without heartbeats
+            if kv.cluster is None:
+                bridge = a.bridge
+                bridge.call(bridge.kv.revision)
+            await eventually(lambda: "cce1" not in b.alive, 60)
+            assert b.mark_offline(time.time() + 60, 5) == ["cce1"]
+            await eventually(lambda: a.get_appliance("cce1").status == "offline")  # type: ignore[union-attr]
+
+    run(body)
