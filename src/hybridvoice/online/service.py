@@ -92,14 +92,19 @@ class OnlineService:
     """Start with :meth:`start`, stop with :meth:`stop`."""
 
     def __init__(
-        self, options: OnlineOptions | None = None, *, sip: OnlineSip | None = None
+        self,
+        options: OnlineOptions | None = None,
+        *,
+        sip: OnlineSip | None = None,
+        store: TenantStore | None = None,
     ) -> None:
         self.options = options or OnlineOptions()
         if self.options.appliance_auth is not None and self.options.api_ssl is None:
             raise ValueError("appliance_auth needs api_ssl: certificates come over HTTPS only")
         #: its SIP endpoint and listeners (None: opened by :meth:`start`)
         self.sip = sip
-        self.store = TenantStore(self.options.store)
+        #: the tenant (given: a store on etcd, :mod:`.store_kv`; else a SQLite file)
+        self.store = store if store is not None else TenantStore(self.options.store)
         self.endpoint: Endpoint | None = None
         self.proxy: Proxy | None = None
         self.registrar: Registrar | None = None
