@@ -16,7 +16,13 @@ from test_tenant_store_kv import eventually, two_instances
 
 from hybridvoice.online.models import User
 from hybridvoice.online.registrar import Binding, Registrar
-from hybridvoice.online.registrar_shared import SharedBindings, contact_id, share_registrations
+from hybridvoice.online.registrar_shared import (
+    BindingWrite,
+    BindingWriter,
+    SharedBindings,
+    contact_id,
+    share_registrations,
+)
 from hybridvoice.sip.auth import Challenge, authorize, choose_challenge
 from hybridvoice.sip.headers import parse_address
 from hybridvoice.sip.message import Request, Response
@@ -147,3 +153,41 @@ def test_two_registrars_share_bindings_through_the_store(kv: Backend) -> None:
 
 async def _none(count: Callable[[], object]) -> bool:
     return await count() == 0  # type: ignore[misc]
+
+
+class _GatedStore:
+    """A store whose puts wait for the test to open the gate (a slow etcd)."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.puts: list[bytes] = []
+        self.leases = 0
+
+    async def grant(self, ttl: int) -> int:
+        self.leases += 1
+        return self.leases
+
+    async def keep_alive(self, lease: int) -> None:
+        return None
+
+    async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
+        await self.gate.wait()
+        self.puts.append(value)
+        return len(self.puts)
+
+
+def test_writes_waiting_for_a_slow_store_are_coalesced_to_the_last() -> None:
+    async def main() -> None:
+        store = _GatedStore()
+        writer = BindingWriter(store)  # type: ignore[arg-type]
+        offers = [
+            asyncio.ensure_future(writer.offer(BindingWrite("k", f"v{i}".encode(), 70)))
+            for i in range(5)
+        ]
+        await asyncio.sleep(0.05)  # v0 in flight, v1..v4 offered meanwhile
+        store.gate.set()
+        await asyncio.gather(*offers)
+        assert store.puts == [b"v0", b"v4"] and writer.writes == 2
+        assert store.leases == 1  # the second write kept the first one's lease alive
+
+    asyncio.run(main())

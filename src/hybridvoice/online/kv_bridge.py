@@ -53,7 +53,6 @@ class KvBridge:
         self.timeout = timeout
         self._loop = asyncio.new_event_loop()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._chains: dict[str, asyncio.Task[Any]] = {}
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
         self._thread.start()
         self._closed = False
@@ -86,32 +85,6 @@ class KvBridge:
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop)
 
-    def in_order(self, key: str, make: Callable[[], Awaitable[object]]) -> None:
-        """Run ``make()`` on the bridge's loop after every earlier one of the same ``key``
-        (the writes of one registration), without waiting; a failure is logged."""
-
-        def start() -> None:
-            before = self._chains.get(key)
-
-            async def run() -> object:
-                if before is not None:
-                    with contextlib.suppress(BaseException):
-                        await before
-                return await make()
-
-            task = self._loop.create_task(run())
-            self._chains[key] = task
-            task.add_done_callback(lambda done: self._chained(key, done))
-
-        if not self._closed:
-            self._loop.call_soon_threadsafe(start)
-
-    def _chained(self, key: str, task: asyncio.Task[Any]) -> None:
-        if self._chains.get(key) is task:
-            del self._chains[key]
-        if not task.cancelled() and task.exception() is not None:
-            _log.warning("store write of %s failed: %s", key, task.exception())
-
     def spawn(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Keep ``make()`` running on the bridge's loop until :meth:`close` (a failure is
         logged)."""
@@ -139,7 +112,7 @@ class KvBridge:
             return
 
         async def shut() -> None:
-            pending = [*self._tasks, *self._chains.values()]
+            pending = list(self._tasks)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

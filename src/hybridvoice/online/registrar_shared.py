@@ -158,14 +158,36 @@ class SharedBindings:
 
 
 class BindingWriter:
-    """Carries :class:`BindingWrite` out on a store, one lease per binding key (its
-    coroutines run on the bridge's loop, one key's in order)."""
+    """Carries :class:`BindingWrite` out on a store, one lease per binding key. Its coroutines
+    run on the bridge's loop: one key's writes one after the other, and of the writes that
+    wait for the one in flight only the last is made (a client refreshing faster than the
+    store answers costs one write per round trip, not a growing queue)."""
 
-    __slots__ = ("_leases", "kv")
+    __slots__ = ("_leases", "_pending", "kv", "writes")
 
     def __init__(self, kv: KeyValueStore) -> None:
         self.kv = kv
         self._leases: dict[str, tuple[int, int]] = {}  # key -> (lease, ttl)
+        self._pending: dict[str, BindingWrite | None] = {}  # key -> the next write (None: busy)
+        self.writes = 0  # writes made (fewer than offered when they were coalesced)
+
+    async def offer(self, write: BindingWrite) -> None:
+        """Make `write` after the key's write in flight, unless a later one replaces it."""
+        key = write.key
+        busy = key in self._pending
+        self._pending[key] = write
+        if busy:
+            return
+        try:
+            while (next_write := self._pending.get(key)) is not None:
+                self._pending[key] = None
+                try:
+                    await self.write(next_write)
+                    self.writes += 1
+                except StoreError as exc:
+                    _log.warning("registration %s not written: %s", key, exc)
+        finally:
+            del self._pending[key]
 
     async def write(self, write: BindingWrite) -> None:
         kv, key = self.kv, write.key
@@ -209,7 +231,7 @@ def share_registrations(
 
     def observe(aor: str, before: list[Binding], after: list[Binding], now: float) -> None:
         for write in shared.changed(aor, before, after, now):
-            bridge.in_order(write.key, lambda w=write: writer.write(w))  # type: ignore[misc]
+            bridge.submit(lambda w=write: writer.offer(w))  # type: ignore[misc]
 
     def heard(event: Event) -> None:
         merged = shared.received(event, clock())
