@@ -154,3 +154,35 @@ def test_an_appliance_heartbeating_to_one_instance_is_online_on_both(kv: Backend
             await eventually(lambda: a.get_appliance("cce1").status == "offline")  # type: ignore[union-attr]
 
     run(body)
+
+
+def test_a_snapshot_after_a_compacted_watch_replaces_the_caches_and_restarts_the_feed(
+    kv: Backend,
+) -> None:
+    """What follow() does when the history to resume from is gone: the mirror loads a
+    snapshot; the store drops records the snapshot lacks, keeps the others, and answers
+    appliances older than the snapshot with 410 (compacted_through) so they load it too."""
+
+    async def body() -> None:
+        async with two_instances(kv, tenant_of(kv)) as (a, b):
+            a.add_domain(DOMAIN)
+            a.set_user(User(sip_uri=ALICE, display_name="Alice"))
+            await eventually(lambda: b.get_user(ALICE) is not None and b.changes_since(0) != [])
+            # alice removed while B's watch "was away": B only learns it from a snapshot
+            key = tenant_key(a.tenant, "user", ALICE)
+            bridge = a.bridge
+            bridge.call(lambda: bridge.kv.delete(key))
+            snapshot = bridge.call(lambda: bridge.kv.range(b._prefix))
+            mirror = b._mirror
+            mirror.compacted()
+            mirror.load(snapshot)  # as follow() does after CompactedError
+            await eventually(lambda: b.get_user(ALICE) is None)
+            assert b.domains() == [DOMAIN]
+            assert b.compacted_through >= snapshot.revision
+            assert b.changes_since(0) == [] or min(c.version for c in b.changes_since(0)) > (
+                snapshot.revision
+            )
+            version, rows = b.snapshot()
+            assert version >= snapshot.revision and [r.kind for r in rows] == ["domain"]
+
+    run(body)
