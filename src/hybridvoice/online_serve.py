@@ -133,13 +133,20 @@ def register_online_serve(online_app: typer.Typer) -> None:
         out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
         try:
             configure_logging(log_level, "text", sys.stderr)
-            settings = load_settings(config)
-            members = etcd_members(etcd or [])
-        except (LoggingSetupError, ValueError) as exc:
+        except LoggingSetupError as exc:
             err.print(f"[red]cannot start:[/red] {exc}", highlight=False)
-            if isinstance(exc, SettingsError):
-                for problem in exc.problems:
-                    err.print(f"  {problem}", highlight=False)
+            raise typer.Exit(2) from exc
+        try:
+            members = etcd_members(etcd or [])
+        except ValueError as exc:
+            err.print(f"[red]cannot start:[/red] --etcd {exc}", highlight=False)
+            raise typer.Exit(2) from exc
+        try:
+            settings = load_settings(config)
+        except SettingsError as exc:
+            err.print(f"[red]{config}: settings refused[/red]", highlight=False)
+            for problem in exc.problems:
+                err.print(f"  {problem}", highlight=False)
             raise typer.Exit(2) from exc
         except OSError as exc:
             err.print(f"[red]cannot read {config}:[/red] {exc.strerror or exc}")
