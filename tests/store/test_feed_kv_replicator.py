@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+import httpx
 from conftest import Backend
 from test_tenant_store_kv import eventually, two_instances
 
@@ -16,6 +17,7 @@ from hybridvoice.cms.replica import LocalStore
 from hybridvoice.cms.replicator import Backoff, Replicator
 from hybridvoice.net.http import serve_asgi
 from hybridvoice.online.api import create_online_api
+from hybridvoice.online.api_store import add_store_errors
 from hybridvoice.online.models import Site, User
 from hybridvoice.online.store_kv import KvTenantStore
 from hybridvoice.online.tokens_kv import share_tokens
@@ -75,3 +77,26 @@ def test_the_replicator_follows_either_instance(kv: Backend) -> None:
         await asyncio.wait_for(body(), 240)
 
     asyncio.run(main())
+
+
+def test_a_write_without_the_store_is_503_naming_why(kv: Backend) -> None:
+    async def body() -> None:
+        async with two_instances(kv, kv.prefix.rstrip("/")) as (a, _):
+            a.add_domain("contoso.com")
+            app = create_online_api(a)
+            add_store_errors(app)
+            a.bridge.close()  # the store is gone (as etcd without quorum)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://hv") as client:
+                a.access.tokens.adopt(TOKEN.replace("0000a001", "0000a002"), "admin", "admin")
+                headers = {"Authorization": "Bearer " + TOKEN.replace("0000a001", "0000a002")}
+                reply = await client.put(
+                    f"/v1/users/{ALICE}", json={"display_name": "A"}, headers=headers
+                )
+                assert reply.status_code == 503, reply.text
+                assert "store bridge is closed" in reply.json()["error"]
+                assert reply.headers["retry-after"] == "5"
+                reply = await client.get("/v1/domains", headers=headers)  # reads: the caches
+                assert reply.status_code == 200 and reply.json()["domains"] == ["contoso.com"]
+
+    asyncio.run(asyncio.wait_for(body(), 240))

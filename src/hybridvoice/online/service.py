@@ -32,6 +32,7 @@ from hybridvoice.sip.transaction import TimerConfig
 
 from .api import create_online_api, sip_metrics
 from .api_mtls import ApplianceAuth
+from .api_store import add_store_errors
 from .api_trust import add_trust_routes
 from .api_turn import add_turn_routes, mras_fetch
 from .assembly import OnlineSip, open_sip
@@ -157,6 +158,7 @@ class OnlineService:
             # TURN credentials from the site's edge (MRAS, over mutual TLS)
             add_turn_routes(app, self.store, mras_fetch(o.mras_ssl))
             add_trust_routes(app, self.store, o.appliance_auth)  # other sites' roots
+            add_store_errors(app)  # an instance on etcd without its cluster: 503
             self.api = await serve_asgi(
                 app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes,
                 ssl_context=o.api_ssl, on_tls_refused=self._tls_refused(),
