@@ -10,12 +10,14 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
+import pytest
 from conftest import Backend
 
 from hybridvoice.online.kv_bridge import KvBridge
 from hybridvoice.online.models import Appliance, Site, User
 from hybridvoice.online.store_kv import KvTenantStore
 from hybridvoice.store.keys import tenant_key
+from hybridvoice.store.kv import StoreUnavailableError
 
 DOMAIN = "example.com"
 ALICE = f"sip:alice@{DOMAIN}"
@@ -184,5 +186,56 @@ def test_a_snapshot_after_a_compacted_watch_replaces_the_caches_and_restarts_the
             )
             version, rows = b.snapshot()
             assert version >= snapshot.revision and [r.kind for r in rows] == ["domain"]
+
+    run(body)
+
+
+class _Unavailable:
+    """A backend whose every answer is "no quorum", counting the questions."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def get(self, key: str) -> None:
+        self.asked += 1
+        raise StoreUnavailableError("etcd: no member answered (test)")
+
+
+def test_after_an_unavailable_store_calls_fail_at_once_for_a_while() -> None:
+    """The caller of call() is the service's loop: while the cluster is away it must not
+    wait for it again on every write (SIP is answered from the caches meanwhile)."""
+
+    async def main() -> None:
+        now = [100.0]
+        backend = _Unavailable()
+        bridge = KvBridge(lambda: backend, hold=5.0, clock=lambda: now[0])  # type: ignore[arg-type,return-value]
+        try:
+            with pytest.raises(StoreUnavailableError, match="no member answered"):
+                bridge.call(lambda: backend.get("k"))
+            with pytest.raises(StoreUnavailableError, match="not asked again for 5 s"):
+                bridge.call(lambda: backend.get("k"))
+            assert backend.asked == 1
+            now[0] += 6
+            with pytest.raises(StoreUnavailableError, match="no member answered"):
+                bridge.call(lambda: backend.get("k"))
+            assert backend.asked == 2
+        finally:
+            bridge.close()
+
+    asyncio.run(main())
+
+
+def test_the_offline_sweep_skips_a_round_while_the_store_is_away(kv: Backend) -> None:
+    async def body() -> None:
+        async with two_instances(kv, tenant_of(kv)) as (a, _):
+            a.register_appliance(
+                Appliance(name="cce1", site="ams", edge_fqdn="edge.example.com",
+                          mediation_fqdn="med.example.com", edge_sip_host="127.0.0.1"),
+                time.time(),
+            )  # fmt: skip
+            a.alive.discard("cce1")  # as if its lease had ended
+            a.bridge.close()
+            assert a.mark_offline(time.time() + 60, 5) == []  # no exception: next round
+            assert a.get_appliance("cce1").status == "online"  # type: ignore[union-attr]
 
     run(body)

@@ -25,6 +25,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -46,11 +47,17 @@ class KvBridge:
         open_store: Callable[[], KeyValueStore],
         *,
         home: asyncio.AbstractEventLoop | None = None,
-        timeout: float = 15.0,
+        timeout: float = 20.0,
+        hold: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
         name: str = "hybridvoice-store",
     ) -> None:
         self._home = home if home is not None else asyncio.get_running_loop()
         self.timeout = timeout
+        #: seconds calls fail at once after the store was found unavailable
+        self.hold = hold
+        self._clock = clock
+        self._down: tuple[float, str] | None = None  # (until, what the store said)
         self._loop = asyncio.new_event_loop()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
@@ -64,16 +71,31 @@ class KvBridge:
 
     def call(self, make: Callable[[], Awaitable[T]]) -> T:
         """Run ``make()`` on the bridge's loop and wait for it (StoreUnavailableError when
-        it takes longer than :attr:`timeout` seconds)."""
+        it takes longer than :attr:`timeout` seconds).
+
+        After the store was found unavailable, calls fail at once with the same error for
+        :attr:`hold` seconds instead of waiting again: the waiting caller is the service's
+        loop, which must go on answering SIP from its caches while the cluster is away."""
+        down = self._down
+        if down is not None:
+            left = down[0] - self._clock()
+            if left > 0:
+                raise StoreUnavailableError(f"{down[1]} (not asked again for {left:.0f} s)")
+            self._down = None
         future = self.submit(make)
         try:
             return future.result(self.timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise StoreUnavailableError(
+            error = StoreUnavailableError(
                 f"the store did not answer within {self.timeout:g} s (is the etcd cluster "
                 "reachable and does it have quorum?)"
-            ) from None
+            )
+            self._down = (self._clock() + self.hold, str(error))
+            raise error from None
+        except StoreUnavailableError as exc:
+            self._down = (self._clock() + self.hold, str(exc))
+            raise
 
     def submit(self, make: Callable[[], Awaitable[T]]) -> concurrent.futures.Future[T]:
         """Run ``make()`` on the bridge's loop; its future (not waited for)."""

@@ -328,7 +328,15 @@ class KvTenantStore(TenantStore):
 
     def mark_offline(self, now: float, timeout: float) -> list[str]:
         """Offline: the appliances whose liveness key is gone (no instance had a heartbeat
-        for the lease's TTL) and that this instance has not heard from for `timeout`."""
+        for the lease's TTL) and that this instance has not heard from for `timeout`. While
+        the store is unavailable nothing is marked (the sweep tries again next time)."""
+        try:
+            return self._mark_offline(now, timeout)
+        except KvStoreError as exc:
+            _log.warning("offline sweep skipped: %s", exc)
+            return []
+
+    def _mark_offline(self, now: float, timeout: float) -> list[str]:
         with self._lock:
             stale = [
                 a.name
@@ -421,7 +429,7 @@ _WRITERS: Final = (
     "add_domain", "remove_domain", "set_user", "remove_user", "new_site", "set_site",
     "remove_site", "set_hybrid_config", "set_network_config", "set_dialplan_rule",
     "remove_dialplan_rule", "register_appliance", "heartbeat", "remove_appliance",
-    "mark_offline",
+    "_mark_offline",
 )  # fmt: skip
 for _name in _WRITERS:
     setattr(KvTenantStore, _name, _retried(getattr(KvTenantStore, _name)))
