@@ -239,3 +239,19 @@ def test_the_offline_sweep_skips_a_round_while_the_store_is_away(kv: Backend) ->
             assert a.get_appliance("cce1").status == "online"  # type: ignore[union-attr]
 
     run(body)
+
+
+def test_a_heartbeat_while_the_store_is_away_is_kept_in_memory(kv: Backend) -> None:
+    async def body() -> None:
+        async with two_instances(kv, tenant_of(kv)) as (a, _):
+            a.register_appliance(
+                Appliance(name="cce1", site="ams", edge_fqdn="edge.example.com",
+                          mediation_fqdn="med.example.com", edge_sip_host="127.0.0.1"),
+                1000.0,
+            )  # fmt: skip
+            a.bridge.close()
+            beat = a.heartbeat("cce1", "maintenance", 2000.0, "2.0")  # would write: refused
+            assert (beat.status, beat.version, beat.last_heartbeat) == ("maintenance", "2.0", 2000)
+            assert a.get_appliance("cce1") == beat
+
+    run(body)

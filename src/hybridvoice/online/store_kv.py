@@ -315,7 +315,16 @@ class KvTenantStore(TenantStore):
     def heartbeat(
         self, name: str, status: str, now: float, version: str | None = None
     ) -> Appliance:
-        beat = super().heartbeat(name, status, now, version)
+        try:
+            beat = super().heartbeat(name, status, now, version)
+        except KvStoreError as exc:  # soft state: keep it here until the store is back
+            _log.warning("heartbeat of %s kept in memory only: %s", name, exc)
+            old = self._appliances[name]
+            update = {"status": status, "last_heartbeat": max(now, old.last_heartbeat)}
+            if version is not None:
+                update["version"] = version
+            beat = self._appliances[name] = old.model_copy(update=update)
+            return beat
         self._keep_alive(name)
         return beat
 
