@@ -15,6 +15,7 @@ from conftest import Backend
 
 from hybridvoice.online.kv_bridge import KvBridge
 from hybridvoice.online.models import Appliance, Site, User
+from hybridvoice.online.store_feed import StoreError
 from hybridvoice.online.store_kv import KvTenantStore
 from hybridvoice.store.keys import tenant_key
 from hybridvoice.store.kv import StoreUnavailableError
@@ -253,5 +254,29 @@ def test_a_heartbeat_while_the_store_is_away_is_kept_in_memory(kv: Backend) -> N
             beat = a.heartbeat("cce1", "maintenance", 2000.0, "2.0")  # would write: refused
             assert (beat.status, beat.version, beat.last_heartbeat) == ("maintenance", "2.0", 2000)
             assert a.get_appliance("cce1") == beat
+
+    run(body)
+
+
+def test_two_instances_cannot_give_one_number_to_two_users(kv: Backend) -> None:
+    """B writes bob with alice's number before its watch has brought alice: its cache says
+    the number is free, the claim in the store says it is not."""
+
+    async def body() -> None:
+        async with two_instances(kv, tenant_of(kv)) as (a, b):
+            a.add_domain(DOMAIN)
+            await eventually(lambda: b.domains() == [DOMAIN])
+            bob = f"sip:bob@{DOMAIN}"
+            a.set_user(User(sip_uri=ALICE, line_uri="tel:+15550100"))
+            with pytest.raises(StoreError, match=f"tel:\\+15550100 already belongs to {ALICE}"):
+                b.set_user(User(sip_uri=bob, line_uri="tel:+15550100"))
+            assert b.get_user(bob) is None
+            a.set_user(User(sip_uri=ALICE, line_uri="tel:+15550101"))  # alice moves on
+            b.set_user(User(sip_uri=bob, line_uri="tel:+15550100"))  # the number is free
+            await eventually(lambda: (u := a.user_by_number("+15550100")) is not None
+                             and u.sip_uri == bob)  # fmt: skip
+            a.remove_user(ALICE)  # releases +15550101
+            await eventually(lambda: b.get_user(ALICE) is None)
+            b.set_user(User(sip_uri=f"sip:carol@{DOMAIN}", line_uri="tel:+15550101"))
 
     run(body)

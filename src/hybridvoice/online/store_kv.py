@@ -61,9 +61,10 @@ from hybridvoice.store.kv import StoreError as KvStoreError
 from hybridvoice.store.mirror import Mirror
 
 from .kv_bridge import KvBridge
-from .models import Appliance, replicated
+from .models import Appliance, User, replicated
 from .store import _MODELS, TenantStore
 from .store_feed import StoreError, _Op
+from .store_numbers import NumberClaims
 
 __all__ = ["CAS_ATTEMPTS", "FEED_WINDOW", "KvTenantStore", "StoreConflictError"]
 
@@ -127,6 +128,7 @@ class KvTenantStore(TenantStore):
         self.alive: set[str] = set()
         self._alive_leases: dict[str, int] = {}
         self._alive_ttl = max(1, math.ceil(alive_ttl))
+        self._numbers = NumberClaims(bridge, tenant)
         super().__init__(path, tenant=tenant)
         snapshot = bridge.call(lambda: bridge.kv.range(self._prefix))
         self._load_snapshot(snapshot)
@@ -304,6 +306,30 @@ class KvTenantStore(TenantStore):
                 key=lambda c: c.version,
             )  # fmt: skip
             return self._version, rows
+
+    # --- users: their numbers are claimed first (:mod:`.store_numbers`) -----------------------
+
+    def set_user(self, user: User) -> User:
+        old = self._users.get(user.sip_uri)
+        number, before = user.e164, None if old is None else old.e164
+        claimed = (
+            number is not None and number != before and self._numbers.claim(number, user.sip_uri)
+        )
+        try:
+            written = super().set_user(user)
+        except BaseException:
+            if claimed and number is not None:
+                self._numbers.release(number, user.sip_uri)
+            raise
+        if before is not None and before != number:
+            self._numbers.release(before, user.sip_uri)
+        return written
+
+    def remove_user(self, sip_uri: str) -> None:
+        user = self.get_user(sip_uri)
+        super().remove_user(sip_uri)
+        if user is not None and user.e164 is not None:
+            self._numbers.release(user.e164, user.sip_uri)
 
     # --- appliance liveness ----------------------------------------------------------------------
 
