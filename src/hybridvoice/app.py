@@ -338,6 +338,8 @@ class Lab:
         )
         self._appliance_tokens(self.appliance)
         await self.appliance.start()
+        if self.appliance.traces is not None and self.online is not None:  # the callers' hop
+            self.appliance.traces.attach(self.online.endpoint)
         sides = None if self.appliance.mediation is None else self.appliance.mediation.sides
         if self.gateway is not None and sides is not None:  # it reaches the role by its FQDN
             self.gateway.ua.resolver = lab_gateway_resolver(s, sides.tls_host)
