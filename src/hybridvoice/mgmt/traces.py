@@ -88,6 +88,8 @@ def open_traces(settings: Traces) -> CallTraces:
 def attach_traces(appliance: Appliance) -> CallTraces | None:
     """Capture the SIP of every role of ``appliance`` (None: capture and HEP both off)."""
     settings = appliance.settings.traces
+    if appliance.mediation is not None and appliance.mediation.records is not None:
+        appliance.mediation.records.mos_threshold = settings.mos_threshold
     if not settings.capture and not settings.hep_collector:
         return None
     traces = open_traces(settings)
