@@ -37,6 +37,7 @@ from hybridvoice.mgmt.lab_tls import lab_gateway_context, lab_gateway_resolver
 from hybridvoice.mgmt.listen_spec import ListenSpec, parse_listen
 from hybridvoice.mgmt.online_tls import api_bind, online_api_tls, uses_https
 from hybridvoice.mgmt.site_tls import SiteTls, runs_mras, speaks_tls
+from hybridvoice.mgmt.traces import attach_mediation
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import tune_gc
 from hybridvoice.net.pipe import LocalExchange
@@ -132,6 +133,7 @@ async def run_mediation(
     sides = await open_sides(settings, options)
     role = MediationRole(settings, options, sides=sides)
     await role.start()
+    traces = attach_mediation(settings.traces, role)  # [Traces]: capture, HEP, MOS threshold
     collector = tune_gc(gc_interval, log=gc_log)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -148,6 +150,8 @@ async def run_mediation(
         print(f"STATS calls={b.calls} answered={b.answered} refused={b.refused} "
               f"failovers={b.failovers}", flush=True)  # fmt: skip
         await role.stop()
+        if traces is not None:
+            traces.close()
 
 
 # --- hybridvoice up: the online service, one appliance and a lab gateway in one process ---------

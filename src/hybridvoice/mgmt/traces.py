@@ -17,11 +17,12 @@ from hybridvoice.trace.capture import CaptureBuffer, Captured, CaptureLimits
 from hybridvoice.trace.hep import HepOptions
 
 if TYPE_CHECKING:
+    from hybridvoice.mediation.role import MediationRole
     from hybridvoice.net.endpoint import Endpoint
 
     from .appliance import Appliance
 
-__all__ = ["CallTraces", "attach_traces", "open_traces"]
+__all__ = ["CallTraces", "attach_mediation", "attach_traces", "open_traces"]
 
 _log = logging.getLogger(__name__)
 
@@ -87,15 +88,21 @@ def open_traces(settings: Traces) -> CallTraces:
 
 def attach_traces(appliance: Appliance) -> CallTraces | None:
     """Capture the SIP of every role of ``appliance`` (None: capture and HEP both off)."""
-    settings = appliance.settings.traces
-    if appliance.mediation is not None and appliance.mediation.records is not None:
-        appliance.mediation.records.mos_threshold = settings.mos_threshold
+    traces = attach_mediation(appliance.settings.traces, appliance.mediation)
+    if traces is not None and appliance.edge is not None:
+        traces.attach(appliance.edge.endpoint)
+    return traces
+
+
+def attach_mediation(settings: Traces, mediation: MediationRole | None) -> CallTraces | None:
+    """The mediation role's part (alone in ``hybridvoice mediation serve``): its MOS
+    threshold, and the capture of both of its sides (None: capture and HEP both off)."""
+    if mediation is not None and mediation.records is not None:
+        mediation.records.mos_threshold = settings.mos_threshold
     if not settings.capture and not settings.hep_collector:
         return None
     traces = open_traces(settings)
-    if appliance.edge is not None:
-        traces.attach(appliance.edge.endpoint)
-    if appliance.mediation is not None:
-        traces.attach(appliance.mediation.edge_endpoint)
-        traces.attach(appliance.mediation.gateway_endpoint)
+    if mediation is not None:
+        traces.attach(mediation.edge_endpoint)
+        traces.attach(mediation.gateway_endpoint)
     return traces
