@@ -19,7 +19,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 __all__ = [
     "CallTrace",
@@ -32,6 +32,8 @@ __all__ = [
 
 #: the Call-ID header line, long or compact form (§7.3.3, §20.8), any letter case
 _CALL_ID: Final = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+#: the header line as our serialiser writes it
+_CANONICAL: Final = b"\r\nCall-ID: "
 #: where the header section of a message ends (§7)
 _HEAD_END: Final = b"\r\n\r\n"
 
@@ -40,16 +42,24 @@ def call_id_of(data: bytes) -> str | None:
     """The Call-ID of a serialised SIP message (searched in its header section only), or
     None when it has none."""
     end = data.find(_HEAD_END)
-    match = _CALL_ID.search(data, 0, end if end >= 0 else len(data))
+    if end < 0:
+        end = len(data)
+    at = data.find(_CANONICAL, 0, end)  # how this project writes it: found without a regex
+    if at >= 0:
+        stop = data.find(b"\r", at + len(_CANONICAL), end + 2)
+        value = data[at + len(_CANONICAL) : stop if stop >= 0 else end].strip()
+        if value:
+            return value.decode("utf-8", "replace")
+    match = _CALL_ID.search(data, 0, end)
     if match is None:
         return None
     value = match.group(1).strip()
     return value.decode("utf-8", "replace") if value else None
 
 
-@dataclass(frozen=True, slots=True)
-class Captured:
-    """One SIP message as it crossed a transport."""
+class Captured(NamedTuple):
+    """One SIP message as it crossed a transport (a named tuple: made for every message
+    captured, at a third of a frozen dataclass's cost)."""
 
     time: float
     transport: str
