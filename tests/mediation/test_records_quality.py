@@ -82,6 +82,9 @@ def test_the_store_writes_mos_and_the_flag(tmp_path: Path) -> None:
         store.ended("c2", side=DisconnectSide.CALLER).result(5)  # no media counters
         other = store.by_call_id("c2")
         assert other is not None and other.mos is None and other.mos_poor is None
+        # the metrics' tally: one call with a MOS, no gateway named, flagged poor
+        counts = store.mos_tally.by_gateway[""]
+        assert (counts.count, counts.poor, sum(counts.buckets)) == (1, 1, 1)
 
 
 def test_a_version_2_database_gains_the_mos_columns(tmp_path: Path) -> None:

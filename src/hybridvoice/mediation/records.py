@@ -81,7 +81,7 @@ from .records_errors import (
     StoreClosedError,
     UnknownCallError,
 )
-from .records_quality import call_mos
+from .records_quality import MosTally, call_mos
 from .records_query import RecordQueries
 from .records_writer import _FLUSH, _PUT, _STOP, LoopWaits, WriteFuture, _Put, _Writer
 
@@ -201,6 +201,7 @@ class CallRecordStore(LoopWaits, RecordQueries):
         self._live: dict[str, _Live] = {}
         #: a call whose MOS estimate is below this is flagged ``mos_poor`` (``[Traces]``)
         self.mos_threshold = mos_threshold
+        self.mos_tally = MosTally()
         self._closed = False
         writer = _connect(self.path, self.options, check_same_thread=False)
         try:
@@ -318,6 +319,8 @@ class CallRecordStore(LoopWaits, RecordQueries):
         now = self._monotonic()
         talk = None if live.answered_at is None else now - live.answered_at
         quality = call_mos(a_media, b_media, self.mos_threshold)
+        if quality is not None:
+            self.mos_tally.add(live.fields["gateway"], quality)
         live.change({
             "state": CallState.ENDED, "disconnect_side": side, "sip_status": sip_status,
             "cause": cause, "a_media": a_media, "b_media": b_media,

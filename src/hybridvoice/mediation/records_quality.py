@@ -17,7 +17,10 @@ from hybridvoice.media.quality import CallQuality, QualityInput, call_quality
 
 from .records_model import MediaCounters
 
-__all__ = ["call_mos", "direction_input"]
+__all__ = ["MOS_BUCKETS", "MosCounts", "MosTally", "call_mos", "direction_input"]
+
+#: upper bounds of the MOS histogram's buckets (``hybridvoice_call_mos``)
+MOS_BUCKETS: tuple[float, ...] = (1.5, 2.0, 2.5, 3.0, 3.5, 3.6, 4.0, 4.2, 4.4, 4.5)
 
 
 def _received_loss(m: MediaCounters) -> float | None:
@@ -57,3 +60,37 @@ def call_mos(
         return None
     directions = [d for d in (direction_input(a, b), direction_input(b, a)) if d is not None]
     return call_quality(directions, threshold=threshold)
+
+
+class MosCounts:
+    """One gateway's calls by MOS bucket, their count, MOS sum and poor calls."""
+
+    __slots__ = ("buckets", "count", "poor", "total")
+
+    def __init__(self, bounds: int) -> None:
+        self.buckets = [0] * bounds
+        self.count = 0
+        self.total = 0.0
+        self.poor = 0
+
+
+class MosTally:
+    """The calls' MOS estimates by gateway, for a histogram over time (the metrics)."""
+
+    __slots__ = ("bounds", "by_gateway")
+
+    def __init__(self, bounds: tuple[float, ...] = MOS_BUCKETS) -> None:
+        self.bounds = bounds
+        self.by_gateway: dict[str, MosCounts] = {}
+
+    def add(self, gateway: str | None, quality: CallQuality) -> None:
+        counts = self.by_gateway.get(gateway or "")
+        if counts is None:
+            counts = self.by_gateway[gateway or ""] = MosCounts(len(self.bounds))
+        for i, bound in enumerate(self.bounds):
+            if quality.mos <= bound:
+                counts.buckets[i] += 1
+                break
+        counts.count += 1
+        counts.total += quality.mos
+        counts.poor += quality.poor
