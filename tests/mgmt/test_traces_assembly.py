@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chain_harness import lab
+from ua_harness import run
 
 from hybridvoice.cms.settings_traces import Traces
 from hybridvoice.mgmt.traces import attach_mediation, open_traces
@@ -83,3 +85,25 @@ def test_messages_of_both_legs_in_time_order() -> None:
     got = t.messages(["leg-b", "leg-a"])
     assert [m.data for m in got] == [a, b] and all(isinstance(m, Captured) for m in got)
     t.close()
+
+
+def test_every_transport_of_a_running_appliance_is_tapped_also_one_opened_later(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with lab(tmp_path) as up:
+            appliance = up.appliance
+            assert appliance is not None and appliance.traces is not None
+            mediation, edge = appliance.mediation, appliance.edge
+            assert mediation is not None and edge is not None
+            endpoints = [edge.endpoint, mediation.edge_endpoint, mediation.gateway_endpoint]
+            tap = appliance.traces.tap
+            assert all(t.tap is tap for e in endpoints if e for t in e.transports)  # type: ignore[attr-defined]
+            assert up.online is not None and up.online.endpoint is not None
+            assert all(t.tap is tap for t in up.online.endpoint.transports)  # type: ignore[attr-defined]
+            # a gateway of a new protocol makes the role open a transport for it at run time
+            await appliance._gateway_transport("TLS")
+            assert "TLS" in mediation.gateway_transports
+            assert mediation.gateway_transports["TLS"].tap is tap  # type: ignore[attr-defined]
+
+    run(main(), timeout=60)

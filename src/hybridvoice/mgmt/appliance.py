@@ -362,6 +362,8 @@ class Appliance:
         mediation.gateway_transports[kind] = await open_gateway_transport(
             endpoint, kind, host, self.options.client_ssl, mediation.sides
         )
+        if self.traces is not None:  # the new transport's SIP is captured too
+            self.traces.attach(endpoint)
 
     # --- status for the admin ---------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
