@@ -96,6 +96,14 @@ def test_udp_call_decodes_with_every_message(tmp_path: Path, a: tuple[str, int],
     assert problems(path) == []
 
 
+def test_tls_carried_sip_on_5061_is_read_as_sip(tmp_path: Path) -> None:
+    """Decrypted SIP over TLS, on the TLS port: tshark finds SIP there, nothing malformed."""
+    path = tmp_path / "tls.pcap"
+    path.write_bytes(pcap_bytes(capture("TLS", ("127.0.0.1", 40100), ("127.0.0.1", 5061), "t")))
+    assert sip_ladder(path) == LADDER
+    assert problems(path) == []
+
+
 def test_tcp_call_reassembles_over_synthesized_segments(tmp_path: Path) -> None:
     a, b = ("127.0.0.1", 40123), ("127.0.0.1", 5090)
     messages = capture("TLS", a, b, "tcp-call")

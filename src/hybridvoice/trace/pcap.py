@@ -8,8 +8,8 @@ administered addresses), IPv4 (RFC 791, header checksum) or IPv6 (RFC 8200), the
 RFC 8200 §8.1). SIP carried on TCP or TLS is written as plain SIP on a TCP connection: a
 synthesized three-way handshake when a connection first appears in the trace, then data
 segments whose sequence and acknowledgement numbers follow the bytes each side sent, so
-that tshark reassembles messages split over segments (TLS-carried SIP is kept decrypted: on
-port 5061, tell Wireshark "Decode As... SIP", tshark ``-d tcp.port==5061,sip``).
+that tshark reassembles messages split over segments (TLS-carried SIP is kept decrypted;
+tshark 4.0 reads it as SIP on port 5061 too).
 """
 
 from __future__ import annotations
