@@ -181,7 +181,7 @@ class StreamConnection(asyncio.Protocol):
         self._transport = transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.host, self.port = peer[0], peer[1]
-        self.local = transport.get_extra_info("sockname")[:2]
+        self.local = (transport.get_extra_info("sockname") or self._owner.local)[:2]
         self.last_active = self._owner.loop.time()
         tls = transport.get_extra_info("ssl_object")
         if tls is not None:
