@@ -17,6 +17,7 @@ from ua_harness import run
 
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.pipe import LocalExchange
+from hybridvoice.net.stream import StreamConnection, StreamTransport
 from hybridvoice.net.trace_tap import HepSender, TraceTap, parse_collector, tap_endpoint
 from hybridvoice.net.transport import Destination
 from hybridvoice.trace.capture import CaptureBuffer
@@ -154,3 +155,29 @@ def test_a_failing_buffer_never_reaches_the_transport() -> None:
     tap = TraceTap(Broken())
     tap("UDP", ("127.0.0.1", 1), ("127.0.0.1", 2), b"OPTIONS x SIP/2.0\r\n\r\n", True, None)
     assert tap.errors == 1
+
+
+def test_a_connection_without_a_socket_address_keeps_the_listeners() -> None:
+    class NoSockname:
+        def get_extra_info(self, name: str) -> object:
+            return {"peername": ("127.0.0.1", 40404)}.get(name)
+
+        def is_closing(self) -> bool:
+            return False
+
+        def close(self) -> None:
+            pass
+
+    async def main() -> None:
+        endpoint = Endpoint(TU(200), timers=FAST)
+        try:
+            listener = await endpoint.listen("TCP", "127.0.0.1", 0)
+            assert isinstance(listener, StreamTransport)
+            conn = StreamConnection(listener)
+            conn.connection_made(NoSockname())  # type: ignore[arg-type]
+            assert conn.local == listener.local and conn.host == "127.0.0.1"
+            conn.connection_lost(None)
+        finally:
+            await endpoint.close()
+
+    run(main())
