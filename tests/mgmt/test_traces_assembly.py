@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chain_harness import lab
+from chain_harness import call_once, lab, settings_on_free_ports
 from ua_harness import run
 
+from hybridvoice.app import Lab
 from hybridvoice.cms.settings_traces import Traces
 from hybridvoice.mgmt.traces import attach_mediation, open_traces
 from hybridvoice.net import trace_tap
@@ -107,3 +108,33 @@ def test_every_transport_of_a_running_appliance_is_tapped_also_one_opened_later(
             assert mediation.gateway_transports["TLS"].tap is tap  # type: ignore[attr-defined]
 
     run(main(), timeout=60)
+
+
+def test_on_sockets_each_hop_between_the_roles_is_kept_once(tmp_path: Path) -> None:
+    """``up --wire``: the roles talk over loopback TCP, so both ends capture every message;
+    the trace keeps each once (what a capture on the wire would show)."""
+    settings = settings_on_free_ports(Management={"StateDirectory": str(tmp_path / "state")})
+
+    async def main() -> None:
+        up = Lab(settings, tmp_path, lab_gateway=True, wire=True)
+        await up.start()
+        try:
+            result = await call_once(up)
+            assert result.ok and result.call_id is not None
+            appliance = up.appliance
+            assert appliance is not None and appliance.traces is not None
+            assert appliance.mediation is not None and appliance.mediation.records is not None
+            await appliance.mediation.records.aflush()
+            record = appliance.mediation.records.by_call_id(result.call_id)
+            assert record is not None
+            messages = appliance.traces.messages([record.a_call_id, record.b_call_id])
+            between_roles = [m for m in messages if m.transport == "TCP"]
+            assert between_roles and all(m.outgoing for m in between_roles)
+            sent = [(m.src, m.dst, m.data) for m in between_roles]
+            assert len(sent) == len(set(sent))  # (no retransmissions on TCP)
+            # what came from outside the process (the caller, the lab gateway) is kept too
+            assert any(not m.outgoing and m.transport == "UDP" for m in messages)
+        finally:
+            await up.stop()
+
+    run(main(), timeout=120)
