@@ -432,7 +432,8 @@ class Rollout:
                 Phase.BACK_START: f"start version {row.old}",
                 Phase.BACK_EXIT: "exit maintenance", Phase.ABORT_EXIT: "exit maintenance",
                 }[p.phase]  # fmt: skip
-        self._log(now, f"{row.name}: {what}: " + ("done" if ok else f"FAILED ({detail})"))
+        done = f"done ({detail})" if detail else "done"
+        self._log(now, f"{row.name}: {what}: " + (done if ok else f"FAILED ({detail})"))
         nxt = MOVES[(p.phase, ok)]
         if nxt is Phase.DONE:
             self._ended(ok, detail, now)
