@@ -328,6 +328,8 @@ class Lab:
         options = appliance_options(self.tls, server_ssl=self.server_ssl,
                                     client_ssl=self.client_ssl, exchange=self.exchange,
                                     pipes=self.exchange is not None)  # fmt: skip
+        if self.online is not None:  # the dashboard's overview lists the tenant's appliances
+            options.fleet = self.online.store.appliances
         self.appliance = Appliance(s, options)
         self._appliance_tokens(self.appliance)
         await self.appliance.start()
@@ -589,6 +591,7 @@ def _print_next_steps(lab: Lab, console: Console) -> None:
             f"hybridvoice user set sip:NAME@{domain} --line-uri tel:+NUMBER --site "
             f"{s.common.site_name}; registrar/outbound proxy {sip_host}:{sip_port}"
         )
+        _print_dashboard(lab, console)
         return
     console.print(
         f"lab users: {', '.join(f'{u}@{domain} ({n})' for u, n in LAB_USERS)}, "
@@ -599,3 +602,10 @@ def _print_next_steps(lab: Lab, console: Console) -> None:
         f"or a softphone: user alice, domain {domain}, password {LAB_PASSWORD}, "
         f"registrar/outbound proxy {sip_host}:{sip_port} (UDP or TCP); dial {LAB_PSTN_NUMBER}"
     )
+    _print_dashboard(lab, console)
+
+
+def _print_dashboard(lab: Lab, console: Console) -> None:
+    api = None if lab.appliance is None else lab.appliance.api
+    if api is not None:  # docs/dashboard.md; log in with the admin token below
+        console.print(f"dashboard: {api.url}/ (log in with the admin token)")

@@ -23,7 +23,7 @@ import logging
 import shutil
 import ssl
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,8 +55,8 @@ from hybridvoice.pki import PkiStore
 from hybridvoice.sip.session import SessionConfig
 from hybridvoice.sip.transaction import TimerConfig
 
-from .appliance_api import create_appliance_api
 from .cert_status import certificate_rows, warnings
+from .dashboard import appliance_app
 from .gateways import GATEWAYS_FILE, changed_settings, gateway_row, load_gateways, save_gateways
 from .online_tls import appliance_client_context, uses_https
 from .self_health_io import SelfHealthMonitor, start_self_health
@@ -91,6 +91,9 @@ class ApplianceOptions:
     #: the bearer token toward the online service's API (``hybridvoice up`` makes one);
     #: None: ``[Management] OnlineToken``
     online_token: str | None = None
+    #: every appliance the online service knows, for the dashboard's overview
+    #: (``hybridvoice up``: the online service of the same process); None: this one only
+    fleet: Callable[[], Iterable[Any]] | None = None
 
 
 class Appliance:
@@ -189,7 +192,7 @@ class Appliance:
             self.link.start()
             self.self_health = start_self_health(self)
             if o.serve_api:
-                api = create_appliance_api(self)
+                api = appliance_app(self)  # the management API and its dashboard
                 self.api = await serve_asgi(api, mg.ip, mg.port, max_body=mg.max_request_bytes)
         except BaseException:
             await self.stop()

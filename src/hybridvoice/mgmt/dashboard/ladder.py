@@ -1,0 +1,174 @@
+"""A call's SIP ladder diagram and media path, drawn by the server as SVG.
+
+:func:`ladder_from_record` rebuilds the messages of a call (RFC 3261 §13 and §15: INVITE,
+100, 180, 200, ACK, BYE/CANCEL and their answers, one INVITE per failover attempt) from its
+call record's events (start, ring, answer, end, attempts, final status, who hung up): the
+record keeps times and outcomes, not the messages, so the diagram says "from the call
+record". :func:`ladder_svg` draws any list of :class:`Arrow` (a capture's, too) between
+named columns. Every text goes through :func:`~xml.sax.saxutils.escape`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+from xml.sax.saxutils import escape, quoteattr
+
+from hybridvoice.mediation.records_model import CallRecord, Direction, DisconnectSide
+
+__all__ = ["Arrow", "ladder_from_record", "ladder_svg", "media_path_svg"]
+
+CALLER_SIDE: Final = "cloud / edge"
+MEDIATION: Final = "mediation"
+
+
+@dataclass(frozen=True, slots=True)
+class Arrow:
+    """One message from column ``source`` to column ``target`` at ``at`` (None: unknown)."""
+
+    source: str
+    target: str
+    label: str
+    at: datetime | None = None
+    failure: bool = False
+
+
+def _columns(record: CallRecord) -> tuple[str, str, str]:
+    gateway = f"gateway {record.gateway}" if record.gateway else "gateway"
+    if record.direction is Direction.INBOUND:
+        return (gateway, MEDIATION, CALLER_SIDE)
+    return (CALLER_SIDE, MEDIATION, gateway)
+
+
+def ladder_from_record(record: CallRecord) -> tuple[tuple[str, ...], list[Arrow]]:
+    """The columns and the messages of ``record``'s call, in order."""
+    caller, mediation, callee = _columns(record)
+    out: list[Arrow] = [Arrow(caller, mediation, "INVITE (SDP offer)", record.start_utc),
+                        Arrow(mediation, caller, "100 Trying", record.start_utc)]  # fmt: skip
+    attempts = record.attempts
+    for attempt in attempts:
+        target = f"gateway {attempt.gateway}" if record.direction is Direction.OUTBOUND else callee
+        if attempt.outcome == "answered":
+            continue
+        out.append(Arrow(mediation, target, "INVITE", record.start_utc))
+        label = "no answer (timeout)" if attempt.outcome == "timeout" else attempt.outcome
+        out.append(Arrow(target, mediation, label, None, failure=True))
+        if attempt.outcome != "timeout":
+            out.append(Arrow(mediation, target, "ACK"))
+    reached = record.answer_utc is not None or record.ring_utc is not None
+    if reached or not attempts:
+        out.append(Arrow(mediation, callee, "INVITE", record.start_utc))
+    if record.ring_utc is not None:
+        out.append(Arrow(callee, mediation, "180 Ringing", record.ring_utc))
+        out.append(Arrow(mediation, caller, "180 Ringing", record.ring_utc))
+    if record.answer_utc is not None:
+        out += [
+            Arrow(callee, mediation, "200 OK (SDP answer)", record.answer_utc),
+            Arrow(mediation, callee, "ACK", record.answer_utc),
+            Arrow(mediation, caller, "200 OK (SDP answer)", record.answer_utc),
+            Arrow(caller, mediation, "ACK", record.answer_utc),
+        ]
+        if record.end_utc is not None:
+            first, second = (caller, callee)
+            if record.disconnect_side is DisconnectSide.CALLEE:
+                first, second = callee, caller
+            if record.disconnect_side is DisconnectSide.LOCAL:
+                out += [Arrow(mediation, caller, "BYE", record.end_utc),
+                        Arrow(mediation, callee, "BYE", record.end_utc)]  # fmt: skip
+            else:
+                out += [
+                    Arrow(first, mediation, "BYE", record.end_utc),
+                    Arrow(mediation, first, "200 OK", record.end_utc),
+                    Arrow(mediation, second, "BYE", record.end_utc),
+                    Arrow(second, mediation, "200 OK", record.end_utc),
+                ]
+    elif record.end_utc is not None:
+        status = record.sip_status or 487
+        text = f"{status} {record.cause or ''}".strip()
+        if record.disconnect_side is DisconnectSide.CALLER:
+            out += [Arrow(caller, mediation, "CANCEL", record.end_utc),
+                    Arrow(mediation, callee, "CANCEL", record.end_utc)]  # fmt: skip
+        elif reached or not attempts:
+            out.append(Arrow(callee, mediation, text, record.end_utc, failure=True))
+        out.append(Arrow(mediation, caller, text, record.end_utc, failure=True))
+        out.append(Arrow(caller, mediation, "ACK", record.end_utc))
+    columns = tuple(dict.fromkeys((caller, mediation, callee, *(a.target for a in out))))
+    return columns, out
+
+
+_COL_W: Final = 200
+_ROW_H: Final = 30
+_TOP: Final = 46
+
+
+def _clip(text: str, size: int = 48) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def ladder_svg(columns: tuple[str, ...], arrows: list[Arrow], start: datetime | None) -> str:
+    """An SVG ladder: a lifeline per column, an arrow per message, its offset from ``start``
+    in seconds on the left."""
+    width = 90 + _COL_W * len(columns)
+    height = _TOP + _ROW_H * (len(arrows) + 1)
+    x = {name: 90 + _COL_W // 2 + i * _COL_W for i, name in enumerate(columns)}
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="ladder" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="SIP ladder diagram">',
+        '<defs><marker id="arrowhead" markerWidth="8" markerHeight="8" refX="8" refY="4" '
+        'orient="auto"><path d="M0,0 L8,4 L0,8 z" class="head"/></marker></defs>',
+    ]
+    for name, cx in x.items():
+        parts.append(f'<text x="{cx}" y="18" class="col" text-anchor="middle">'
+                     f"{escape(_clip(name, 28))}</text>")  # fmt: skip
+        parts.append(f'<line x1="{cx}" y1="26" x2="{cx}" y2="{height - 6}" class="life"/>')
+    for i, arrow in enumerate(arrows):
+        y = _TOP + _ROW_H * i + 12
+        x1, x2 = x[arrow.source], x[arrow.target]
+        cls = "msg fail" if arrow.failure else "msg"
+        if arrow.at is not None and start is not None:
+            offset = (arrow.at - start).total_seconds()
+            parts.append(f'<text x="6" y="{y + 4}" class="t">+{offset:.3f}</text>')
+        parts.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" class="{cls}" '
+                     'marker-end="url(#arrowhead)"/>')  # fmt: skip
+        mid = (x1 + x2) // 2
+        parts.append(f'<text x="{mid}" y="{y - 5}" class="{cls}" text-anchor="middle">'
+                     f"{escape(_clip(arrow.label))}</text>")  # fmt: skip
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def media_path_svg(record: CallRecord) -> str:
+    """Where the call's media flowed: straight between the client and the gateway (bypass) or
+    through the mediation role's relay (anchored), with each leg's packets and loss."""
+    caller, _, callee = _columns(record)
+    mode = record.media_mode.value if record.media_mode is not None else "unknown"
+    nodes = (caller, callee) if mode == "bypass" else (caller, "mediation relay", callee)
+    legs = [record.a_media, record.b_media] if mode != "bypass" else [None]
+    width, height = 660, 120
+    step = (width - 160) // (len(nodes) - 1)
+    xs = [80 + i * step for i in range(len(nodes))]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="mediapath" width="{width}" '
+             f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label={quoteattr(f"media path: {mode}")}>']  # fmt: skip
+    for i, counters in enumerate(legs):
+        x1, x2 = xs[i], xs[i + 1]
+        parts.append(f'<line x1="{x1}" y1="50" x2="{x2}" y2="50" class="leg"/>')
+        if counters is None:
+            text = "RTP direct (bypass)" if mode == "bypass" else "no media"
+        else:
+            expected = counters.packets_received + counters.packets_lost
+            loss = 0.0 if expected <= 0 else 100 * counters.packets_lost / expected
+            text = (f"rx {counters.packets_received} tx {counters.packets_sent} "
+                    f"loss {loss:.1f}% jitter {counters.jitter_ms:.1f} ms")  # fmt: skip
+        parts.append(f'<text x="{(x1 + x2) // 2}" y="40" class="legtext" text-anchor="middle">'
+                     f"{escape(text)}</text>")  # fmt: skip
+    for cx, name in zip(xs, nodes, strict=True):
+        parts.append(f'<circle cx="{cx}" cy="50" r="9" class="node"/>')
+        parts.append(f'<text x="{cx}" y="82" class="col" text-anchor="middle">'
+                     f"{escape(_clip(name, 26))}</text>")  # fmt: skip
+    reason = record.media_reason or ""
+    parts.append(f'<text x="10" y="108" class="t">{escape(mode)}'
+                 f"{': ' + escape(_clip(reason, 80)) if reason else ''}</text>")  # fmt: skip
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,201 @@
+"""The dashboard over plain HTTP on a running Lab (``hybridvoice up`` in this process): the
+login and its cookie, read scope enough, pages with no calls, HTML escaping of what callers
+control, a real test call in history with its ladder, and the live stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from chain_harness import call_once, lab
+from ua_harness import run
+
+from hybridvoice.app import Lab
+from hybridvoice.mediation.records_model import (
+    CallRecord,
+    CallState,
+    Direction,
+    DisconnectSide,
+    FailoverAttempt,
+)
+from hybridvoice.mgmt.dashboard.gate import COOKIE
+
+XSS = '<script>alert("x")</script>'
+
+
+def _api(up: Lab) -> str:
+    assert up.appliance is not None and up.appliance.api is not None
+    return up.appliance.api.url
+
+
+def _read_token(up: Lab) -> str:
+    assert up.appliance is not None
+    return up.appliance.access.tokens.create("noc", "read")[1]
+
+
+@contextlib.asynccontextmanager
+async def _logged_in(up: Lab, token: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=_api(up)) as http:
+        answer = await http.post("/ui/login", data={"token": token})
+        assert answer.status_code == 303 and answer.headers["location"] == "/"
+        yield http
+
+
+def test_no_token_gets_the_login_page_and_nothing_else(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with lab(tmp_path) as up, httpx.AsyncClient(base_url=_api(up)) as anonymous:
+            for path in ("/", "/ui/calls", "/ui/history", "/ui/plots", "/ui/history/x1"):
+                page = await anonymous.get(path)
+                assert page.status_code == 401, path
+                assert '<form method="post" action="/ui/login">' in page.text
+                assert up.appliance is not None and up.appliance.name not in page.text
+                assert "default-src 'none'" in page.headers["content-security-policy"]
+            assert (await anonymous.get("/ui/events")).status_code == 401
+            assert (await anonymous.get("/v1/status")).status_code == 401
+            css = await anonymous.get("/ui/static/dash.css")
+            assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+            assert (await anonymous.get("/ui/static/appliance.py")).status_code == 404
+            # a bad token: the form again, saying why; a cookie that is no token: same
+            bad = await anonymous.post("/ui/login", data={"token": "hv_nope_nope"})
+            assert bad.status_code == 401 and "token: not valid" in bad.text
+            anonymous.cookies.set(COOKIE, "hv_0000_forged")
+            again = await anonymous.get("/")
+            assert again.status_code == 401 and "no longer valid" in again.text
+
+    run(main(), timeout=60)
+
+
+def test_read_token_logs_in_and_the_cookie_never_authorises_a_change(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with lab(tmp_path) as up:
+            token = _read_token(up)
+            async with httpx.AsyncClient(base_url=_api(up)) as http:
+                answer = await http.post("/ui/login", data={"token": token})
+                cookie = answer.headers["set-cookie"]
+                assert f"{COOKIE}={token}" in cookie
+                assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+                overview = await http.get("/")
+                assert overview.status_code == 200
+                assert up.appliance is not None and up.appliance.name in overview.text
+                assert 'id="roles"' in overview.text and "running" in overview.text
+                # every page renders with no call made yet
+                calls = await http.get("/ui/calls")
+                assert "no calls in progress" in calls.text
+                history = await http.get("/ui/history")
+                assert history.status_code == 200 and "no calls match" in history.text
+                plots = await http.get("/ui/plots?hours=1")
+                assert plots.text.count("no calls in this window") == 3
+                # the cookie is for the dashboard's reads only: not for the API, not for writes
+                assert (await http.get("/v1/status")).status_code == 401
+                assert (await http.post("/v1/maintenance/enter")).status_code == 401
+                # another site's form cannot log the browser in
+                forged = await http.post("/ui/login", data={"token": token},
+                                         headers={"Origin": "http://evil.example"})  # fmt: skip
+                assert forged.status_code == 403 and "set-cookie" not in forged.headers
+                for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}):
+                    forged = await http.post("/ui/login", data={"token": token}, headers=headers)
+                    assert forged.status_code == 403, headers
+                out = await http.get("/ui/logout")
+                assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
+            # the bearer header works as on the API
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(base_url=_api(up), headers=headers) as http:
+                assert (await http.get("/ui/history")).status_code == 200
+
+    run(main(), timeout=60)
+
+
+def test_bad_search_input_names_the_field(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with lab(tmp_path) as up, _logged_in(up, _read_token(up)) as http:
+            page = await http.get("/ui/history", params={"since": "yesterday"})
+            assert page.status_code == 422
+            assert "since: &#39;yesterday&#39; is not a time" in page.text
+            page = await http.get("/ui/history", params={"result": "maybe"})
+            assert page.status_code == 422 and "result: &#39;maybe&#39;" in page.text
+            assert (await http.get("/ui/history/nosuchcall")).status_code == 404
+
+    run(main(), timeout=60)
+
+
+def _hostile(record_id: str) -> CallRecord:
+    start = datetime.now(UTC)
+    return CallRecord(
+        record_id=record_id, a_call_id=f"{XSS}@x", direction=Direction.OUTBOUND,
+        caller=f'"{XSS}" <sip:alice@contoso.example>', callee=f"+1{XSS}", start_utc=start,
+        state=CallState.ENDED, gateway=XSS, attempts=(FailoverAttempt(XSS, "503"),),
+        disconnect_side=DisconnectSide.LOCAL, sip_status=503, cause=XSS, end_utc=start,
+        duration=0.1,
+    )  # fmt: skip
+
+
+def test_what_callers_control_is_shown_as_text(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with lab(tmp_path) as up:
+            assert up.appliance is not None and up.appliance.mediation is not None
+            store = up.appliance.mediation.records
+            assert store is not None
+            await asyncio.wrap_future(store.write(_hostile("hostile1")))
+            async with _logged_in(up, _read_token(up)) as http:
+                for path in ("/ui/history", "/ui/history/hostile1", "/ui/plots"):
+                    page = await http.get(path)
+                    assert page.status_code == 200, path
+                    assert "<script>alert" not in page.text, path
+                history = (await http.get("/ui/history", params={"q": "alert"})).text
+                assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in history
+                ladder = (await http.get("/ui/history/hostile1")).text
+                assert "&lt;script&gt;" in ladder and "503" in ladder
+
+    run(main(), timeout=60)
+
+
+async def _first_update(http: httpx.AsyncClient, page: str) -> dict[str, str]:
+    async with http.stream("GET", "/ui/events", params={"page_name": page}) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        data = ""
+        lines: AsyncIterator[str] = stream.aiter_lines()
+        async for line in lines:
+            if line.startswith("data: "):
+                data = line.removeprefix("data: ")
+                break
+    found: dict[str, str] = json.loads(data)
+    return found
+
+
+def test_a_test_call_shows_in_history_with_its_ladder_and_the_stream_updates(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with lab(tmp_path) as up:
+            result = await call_once(up)
+            assert result.ok, result
+            assert up.appliance is not None and up.appliance.mediation is not None
+            store = up.appliance.mediation.records
+            assert store is not None
+            await asyncio.to_thread(store.flush, 10)
+            async with _logged_in(up, _read_token(up)) as http:
+                history = (await http.get("/ui/history", params={"q": "0199"})).text
+                ids = re.findall(r'data-record="([0-9a-f]+)"', history)
+                assert len(ids) == 1 and "answered" in history
+                call = (await http.get(f"/ui/history/{ids[0]}")).text
+                for label in ("INVITE (SDP offer)", "180 Ringing", "200 OK (SDP answer)", "BYE"):
+                    assert label in call, label
+                assert 'class="mediapath"' in call and "anchored" in call
+                answered = await http.get("/ui/history", params={"result": "answered"})
+                assert ids[0] in answered.text
+                failed = await http.get("/ui/history", params={"result": "failed"})
+                assert ids[0] not in failed.text
+                update = await _first_update(http, "overview")
+                assert update["live-count"] == "0"
+                assert "no calls in progress" in update["live-rows"]
+                assert "overview-now" in update and "gateway-rows" in update
+                plots = (await http.get("/ui/plots?hours=1")).text
+                assert "1 answered, 0 failed" in plots
+
+    run(main(), timeout=90)
