@@ -155,14 +155,15 @@ def media_path_svg(record: CallRecord) -> str:
         x1, x2 = xs[i], xs[i + 1]
         parts.append(f'<line x1="{x1}" y1="50" x2="{x2}" y2="50" class="leg"/>')
         if counters is None:
-            text = "RTP direct (bypass)" if mode == "bypass" else "no media"
+            lines = ("RTP direct (bypass)" if mode == "bypass" else "no media", "")
         else:
             expected = counters.packets_received + counters.packets_lost
             loss = 0.0 if expected <= 0 else 100 * counters.packets_lost / expected
-            text = (f"rx {counters.packets_received} tx {counters.packets_sent} "
-                    f"loss {loss:.1f}% jitter {counters.jitter_ms:.1f} ms")  # fmt: skip
-        parts.append(f'<text x="{(x1 + x2) // 2}" y="40" class="legtext" text-anchor="middle">'
-                     f"{escape(text)}</text>")  # fmt: skip
+            lines = (f"rx {counters.packets_received} tx {counters.packets_sent}",
+                     f"loss {loss:.1f}% jitter {counters.jitter_ms:.1f} ms")  # fmt: skip
+        for y, text in zip((24, 40), lines, strict=True):
+            parts.append(f'<text x="{(x1 + x2) // 2}" y="{y}" class="legtext" '
+                         f'text-anchor="middle">{escape(text)}</text>')  # fmt: skip
     for cx, name in zip(xs, nodes, strict=True):
         parts.append(f'<circle cx="{cx}" cy="50" r="9" class="node"/>')
         parts.append(f'<text x="{cx}" y="82" class="col" text-anchor="middle">'
