@@ -114,6 +114,7 @@ def calls_over_time(records: Sequence[CallRecord], window: Window) -> str:
 def _points(
     title: str, unit: str, points: Sequence[tuple[datetime, float, str]], window: Window
 ) -> str:
+    points = [p for p in points if window.start <= p[0] < window.end]  # not at the edges
     top = max((v for _, v, _ in points), default=0.0)
     parts = _frame(title, max(top * 1.1, 1.0), unit, window)
     if not points:
