@@ -330,6 +330,7 @@ class Lab:
                                     pipes=self.exchange is not None)  # fmt: skip
         if self.online is not None:  # the dashboard's overview lists the tenant's appliances
             options.fleet = self.online.store.appliances
+            options.fleet_summaries = self.online.summaries.rows
         self.appliance = Appliance(s, options)
         self._appliance_tokens(self.appliance)
         await self.appliance.start()

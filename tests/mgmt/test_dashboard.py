@@ -199,3 +199,45 @@ def test_a_test_call_shows_in_history_with_its_ladder_and_the_stream_updates(
                 assert "1 answered, 0 failed" in plots
 
     run(main(), timeout=90)
+
+
+PARIS = {
+    "name": "par-1", "site": "Paris", "mediation_fqdn": "med.paris.example",
+    "edge_fqdn": "edge.paris.example", "edge_sip_host": "192.0.2.20", "version": "0.9",
+}  # fmt: skip
+
+
+def _fleet_row(page: str, name: str) -> str:
+    found = re.search(rf'<tr data-appliance="{name}">(.*?)</tr>', page, re.S)
+    assert found is not None, page
+    return re.sub(r"<[^>]+>", " ", found.group(1))
+
+
+def test_the_overview_lists_every_site_and_appliance_with_their_heartbeat_summary(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with lab(tmp_path) as up:
+            assert up.online is not None and up.online.api is not None and up.admin_token
+            headers = {"Authorization": f"Bearer {up.admin_token}"}
+            async with httpx.AsyncClient(base_url=up.online.api.url, headers=headers) as cloud:
+                assert (await cloud.post("/v1/appliances", json=PARIS)).status_code == 201
+                summary = {"calls_now": 7, "call_limit": 50, "gateways": 2, "gateways_up": 1,
+                           "cert_days_left": 12}  # fmt: skip
+                body = {"status": "maintenance", "summary": summary}
+                beat = await cloud.post("/v1/appliances/par-1/heartbeat", json=body)
+                assert beat.status_code == 200, beat.text
+            assert up.appliance is not None
+            async with _logged_in(up, _read_token(up)) as http:
+                for _ in range(100):  # the lab appliance's own next heartbeat carries its own
+                    if up.appliance.name in up.online.summaries.rows():
+                        break
+                    await asyncio.sleep(0.1)
+                page = (await http.get("/")).text
+            paris = _fleet_row(page, "par-1")
+            assert "Paris" in paris and "WARN" in paris and "maintenance" in paris
+            assert "7 / 50" in paris and "1 / 2" in paris and "12" in paris
+            mine = _fleet_row(page, up.appliance.name)
+            assert "Lab" in mine and "OK" in mine and "0 / 500" in mine and "1 / 1" in mine
+
+    run(main(), timeout=60)

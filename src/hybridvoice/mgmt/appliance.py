@@ -57,6 +57,7 @@ from hybridvoice.sip.transaction import TimerConfig
 
 from .cert_status import certificate_rows, warnings
 from .dashboard import appliance_app
+from .dashboard.summary import SummaryMaker
 from .gateways import GATEWAYS_FILE, changed_settings, gateway_row, load_gateways, save_gateways
 from .online_tls import appliance_client_context, uses_https
 from .self_health_io import SelfHealthMonitor, start_self_health
@@ -94,6 +95,8 @@ class ApplianceOptions:
     #: every appliance the online service knows, for the dashboard's overview
     #: (``hybridvoice up``: the online service of the same process); None: this one only
     fleet: Callable[[], Iterable[Any]] | None = None
+    #: their last heartbeat summaries by name (the online service's ``summaries.rows``)
+    fleet_summaries: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
 
 
 class Appliance:
@@ -189,6 +192,7 @@ class Appliance:
                 url, self.registration(), interval=s.online.heartbeat_seconds, status=self._state,
                 token=token, client=http,
             )  # fmt: skip
+            self.link.summary = SummaryMaker(self)  # the dashboard's overview of the tenant
             self.link.start()
             self.self_health = start_self_health(self)
             if o.serve_api:

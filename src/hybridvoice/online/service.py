@@ -36,6 +36,7 @@ from .api_trust import add_trust_routes
 from .api_turn import add_turn_routes, mras_fetch
 from .assembly import OnlineSip, open_sip
 from .guard import AuthGuard, BlockReason, GuardLimits
+from .heartbeat_summary import SummaryBoard
 from .policy import OnlinePolicy
 from .registrar import Registrar
 from .store import TenantStore
@@ -107,6 +108,8 @@ class OnlineService:
         self.guard = AuthGuard(self.options.auth_limits)
         self.api: AsgiServer | None = None
         self.transports: list[Transport] = []
+        #: the appliances' last heartbeat summaries (the API's; for a dashboard of this process)
+        self.summaries = SummaryBoard()
 
     @property
     def realm(self) -> str:
@@ -152,6 +155,7 @@ class OnlineService:
             # TURN credentials from the site's edge (MRAS, over mutual TLS)
             add_turn_routes(app, self.store, mras_fetch(o.mras_ssl))
             add_trust_routes(app, self.store, o.appliance_auth)  # other sites' roots
+            app.state.summaries = self.summaries
             self.api = await serve_asgi(
                 app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes,
                 ssl_context=o.api_ssl, on_tls_refused=self._tls_refused(),

@@ -39,6 +39,7 @@ def appliance_app(appliance: Appliance, times: EventTimes | None = None) -> Fast
     """The appliance's management API with the dashboard on it; in ``hybridvoice up`` the
     overview lists every appliance the online service knows (``ApplianceOptions.fleet``)."""
     app = create_appliance_api(appliance)
-    source = DashboardSource(appliance, fleet=appliance.options.fleet)
+    o = appliance.options
+    source = DashboardSource(appliance, fleet=o.fleet, summaries=o.fleet_summaries)
     add_dashboard(app, source, appliance.access, times)
     return app
