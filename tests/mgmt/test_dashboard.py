@@ -11,6 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 from chain_harness import call_once, lab
@@ -239,5 +240,58 @@ def test_the_overview_lists_every_site_and_appliance_with_their_heartbeat_summar
             assert "7 / 50" in paris and "1 / 2" in paris and "12" in paris
             mine = _fleet_row(page, up.appliance.name)
             assert "Lab" in mine and "OK" in mine and "0 / 500" in mine and "1 / 1" in mine
+
+    run(main(), timeout=60)
+
+
+class _Captured(NamedTuple):
+    time: float
+    transport: str
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    data: bytes
+    outgoing: bool
+
+
+class _Traces:
+    """What the appliance's SIP capture (issue 13's traces) offers the dashboard."""
+
+    def __init__(self, messages: list[_Captured]) -> None:
+        self.buffer = object()
+        self.held = messages
+        self.asked: list[tuple[str | None, ...]] = []
+
+    def messages(self, call_ids: tuple[str | None, ...]) -> list[_Captured]:
+        self.asked.append(tuple(call_ids))
+        return self.held
+
+
+def test_a_captured_call_is_drawn_from_its_messages_and_links_its_trace(tmp_path: Path) -> None:
+    t = datetime.now(UTC).timestamp()
+    edge, gateway = ("127.0.0.1", 5070), ("127.0.0.1", 5080)
+    messages = [
+        _Captured(t, "UDP", edge, gateway, b"INVITE sip:+15550199@gw SIP/2.0\r\nVia: x\r\n\r\n",
+                  True),
+        _Captured(t + 0.2, "UDP", gateway, edge, b"SIP/2.0 486 Busy <b>Here</b>\r\n\r\n", False),
+    ]  # fmt: skip
+
+    async def main() -> None:
+        async with lab(tmp_path) as up:
+            assert up.appliance is not None and up.appliance.mediation is not None
+            store = up.appliance.mediation.records
+            assert store is not None
+            await asyncio.wrap_future(store.write(_hostile("captured1")))
+            traces = _Traces(messages)
+            up.appliance.traces = traces  # type: ignore[attr-defined]
+            async with _logged_in(up, _read_token(up)) as http:
+                page = (await http.get("/ui/history/captured1")).text
+                assert "From the SIP capture: 2 messages" in page
+                assert "INVITE sip:+15550199@gw" in page and "486 Busy &lt;b&gt;Here" in page
+                assert "127.0.0.1:5080" in page and 'href="/v1/calls/captured1/trace.pcap"' in page
+                assert traces.asked == [(f"{XSS}@x", None)]
+                # the cookie reaches the trace the page links to, and no other API route
+                trace = await http.get("/v1/calls/captured1/trace.pcap")
+                assert trace.status_code not in (401, 403)
+                assert (await http.get("/v1/calls")).status_code == 401
 
     run(main(), timeout=60)

@@ -9,9 +9,11 @@ The dashboard uses the API's own bearer tokens (RFC 6750), nothing else:
   ``Origin`` names another origin than the one it was sent to is refused (403): another site
   cannot log a browser in with its own token.
 - The cookie stands for ``Authorization: Bearer`` on ``GET``/``HEAD`` of the dashboard's own
-  pages only (``/`` and ``/ui/...``): a cookie never authorises a change, so a forged
+  pages only (``/`` and ``/ui/...``, and a call's ``/v1/calls/<id>/trace.pcap`` that the
+  call's page links to): a cookie never authorises a change, so a forged
   cross-site request can change nothing (the views are all reads), and the guard behind
-  sees an ordinary bearer token (read scope is enough). ``/v1/...`` never looks at it.
+  sees an ordinary bearer token (read scope is enough). Other ``/v1/...`` routes never look
+  at it.
 - Without a token (or with one that is revoked) a page answers 401 with the login form;
   ``/ui/events`` (the live stream) answers 401 with no body.
 - ``/ui/static/<name>`` (the stylesheet, the script) is served without a token: they hold
@@ -58,6 +60,9 @@ _HEADERS: Final = (
 
 
 def is_dashboard_path(path: str) -> bool:
+    """The dashboard's pages, and the one API read a page links to: a call's SIP trace."""
+    if path.startswith("/v1/calls/") and path.endswith("/trace.pcap"):
+        return True
     return path == "/" or path.startswith("/ui/")
 
 

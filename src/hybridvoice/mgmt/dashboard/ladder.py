@@ -4,20 +4,24 @@
 100, 180, 200, ACK, BYE/CANCEL and their answers, one INVITE per failover attempt) from its
 call record's events (start, ring, answer, end, attempts, final status, who hung up): the
 record keeps times and outcomes, not the messages, so the diagram says "from the call
-record". :func:`ladder_svg` draws any list of :class:`Arrow` (a capture's, too) between
+record". :func:`ladder_from_messages` draws the messages of a SIP capture instead, when the
+appliance holds one for the call (one column per address, the start line of each message).
+:func:`ladder_svg` draws any list of :class:`Arrow` (a capture's, too) between
 named columns. Every text goes through :func:`~xml.sax.saxutils.escape`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Final
+from datetime import UTC, datetime
+from typing import Final, Protocol
 from xml.sax.saxutils import escape, quoteattr
 
 from hybridvoice.mediation.records_model import CallRecord, Direction, DisconnectSide
 
-__all__ = ["Arrow", "ladder_from_record", "ladder_svg", "media_path_svg"]
+__all__ = ["Arrow", "CapturedMessage", "ladder_from_messages", "ladder_from_record", "ladder_svg",
+           "media_path_svg"]  # fmt: skip
 
 CALLER_SIDE: Final = "cloud / edge"
 MEDIATION: Final = "mediation"
@@ -95,6 +99,50 @@ def ladder_from_record(record: CallRecord) -> tuple[tuple[str, ...], list[Arrow]
         out.append(Arrow(caller, mediation, "ACK", record.end_utc))
     columns = tuple(dict.fromkeys((caller, mediation, callee, *(a.target for a in out))))
     return columns, out
+
+
+class CapturedMessage(Protocol):
+    """One SIP message of a capture (``hybridvoice.trace``'s ``Captured``): when (epoch
+    seconds), from and to which address, the bytes."""
+
+    @property
+    def time(self) -> float: ...
+    @property
+    def src(self) -> tuple[str, int]: ...
+    @property
+    def dst(self) -> tuple[str, int]: ...
+    @property
+    def data(self) -> bytes: ...
+
+
+def _start_line(data: bytes) -> tuple[str, bool]:
+    """A message's label (``INVITE sip:+1555...``, ``200 OK``) and whether it is a failure
+    (a final response of 300 or more, RFC 3261 §7.2)."""
+    line = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+    parts = line.split(" ", 2)
+    if line.startswith("SIP/2.0 ") and len(parts) >= 2:
+        code = parts[1]
+        return " ".join(parts[1:]), code.isdigit() and int(code) >= 300
+    return (f"{parts[0]} {parts[1]}" if len(parts) >= 2 else line), False
+
+
+def ladder_from_messages(
+    messages: Sequence[CapturedMessage], names: Mapping[tuple[str, int], str] | None = None
+) -> tuple[tuple[str, ...], list[Arrow]]:
+    """The columns (one per address, or the name ``names`` gives it) and an arrow per
+    captured message, in capture order."""
+    named = names or {}
+    columns: dict[str, None] = {}
+    arrows: list[Arrow] = []
+    for message in messages:
+        source = named.get(message.src) or f"{message.src[0]}:{message.src[1]}"
+        target = named.get(message.dst) or f"{message.dst[0]}:{message.dst[1]}"
+        columns.setdefault(source)
+        columns.setdefault(target)
+        label, failure = _start_line(message.data)
+        at = datetime.fromtimestamp(message.time, UTC)
+        arrows.append(Arrow(source, target, label, at, failure=failure))
+    return tuple(columns), arrows
 
 
 _COL_W: Final = 200

@@ -243,6 +243,28 @@ class DashboardSource:
                 return store.live(call.call_id)
         return store.by_record_id(record_id) or store.by_call_id(record_id)
 
+    def captured(self, record: CallRecord) -> list[Any] | None:
+        """The SIP messages the appliance's capture holds for the call (both legs), when it
+        captures (``[Traces]``, issue 13's traces: ``appliance.traces``); None otherwise."""
+        traces = None if self.appliance is None else getattr(self.appliance, "traces", None)
+        if traces is None or getattr(traces, "buffer", None) is None:
+            return None
+        found = traces.messages((record.a_call_id, record.b_call_id))
+        return list(found) if found else None
+
+    def address_names(self) -> dict[tuple[str, int], str]:
+        """Our listeners and the gateways by address, for the columns of a captured ladder."""
+        status = self.status()
+        if status is None:
+            return {}
+        names = {(str(x["host"]), int(x["port"])): f"{x['role']} {x['host']}:{x['port']}"
+                 for x in status.get("listeners", ())}  # fmt: skip
+        for g in status.get("gateways", ()):
+            _, host, port = str(g["address"]).rsplit(":", 2)
+            if port.isdigit():
+                names[(host, int(port))] = f"gateway {g['name']} {host}:{port}"
+        return names
+
     def window(self, hours: float) -> list[CallRecord]:
         """Committed records of the last ``hours``, oldest first (the plots)."""
         store = self.records

@@ -29,7 +29,7 @@ from hybridvoice import __version__
 from hybridvoice.mediation.records_model import CallRecord
 
 from ..appliance_api import RESULTS, call_matches
-from .ladder import ladder_from_record, ladder_svg, media_path_svg
+from .ladder import ladder_from_messages, ladder_from_record, ladder_svg, media_path_svg
 from .plots import Window, calls_over_time, loss_plot, setup_time_plot
 from .source import DashboardSource, call_result, loss_percent
 
@@ -175,10 +175,17 @@ def add_views(
         record = source.record(record_id)
         if record is None:
             return page("missing", 404, what=record_id[:80])
-        columns, arrows = ladder_from_record(record)
-        ladder = ladder_svg(columns, arrows, record.start_utc)
+        captured = source.captured(record)
+        if captured:
+            columns, arrows = ladder_from_messages(captured, source.address_names())
+            start = arrows[0].at
+        else:
+            columns, arrows = ladder_from_record(record)
+            start = record.start_utc
+        ladder = ladder_svg(columns, arrows, start)
         title = f"call {record.caller} → {record.callee}"
-        return page("call", call=record, ladder=ladder, media=media_path_svg(record), title=title)
+        return page("call", call=record, ladder=ladder, media=media_path_svg(record), title=title,
+                    captured=len(captured or ()))  # fmt: skip
 
     @app.get("/ui/plots", include_in_schema=False)
     async def plots(hours: int = 24) -> HTMLResponse:
