@@ -4,7 +4,7 @@ cancelled), the media path, the plots; every text escaped, every SVG well-formed
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 
 from hybridvoice.mediation.bypass import MediaMode
@@ -23,6 +23,7 @@ from hybridvoice.mgmt.dashboard.plots import (
     loss_plot,
     setup_time_plot,
 )
+from hybridvoice.mgmt.dashboard.views import environment
 
 T0 = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
 
@@ -124,3 +125,28 @@ def test_plots_count_answered_and_failed_per_bucket() -> None:
     loss = loss_plot(records, window)
     assert "01:00:00 5%" in loss and "00:59:00" not in loss  # calls outside are left out
     assert "01:00:00 1.5 s" in setup_time_plot(records, window)
+
+
+@dataclass(frozen=True, slots=True)
+class _WithMos(CallRecord):
+    """A call record once it carries the E-model estimate (issue 13's MOS)."""
+
+    mos: float | None = None
+    mos_poor: bool | None = None
+
+
+def test_mos_is_shown_when_records_carry_it() -> None:
+    env = environment()
+    base = _answered()
+    record = _WithMos(**{f.name: getattr(base, f.name) for f in fields(CallRecord)}, mos=2.913,
+                      mos_poor=True)  # fmt: skip
+    values = {"me": None, "now": T0, "title": "t", "ladder": "", "media": "", "captured": 0}
+    page = env.get_template("call.html").render(call=record, **values)
+    assert "MOS (E-model)" in page and "2.91" in page and "poor" in page
+    assert "MOS (E-model)" not in env.get_template("call.html").render(call=base, **values)
+    env.globals["mos"] = True
+    form = {"q": "", "since": "", "until": "", "result": ""}
+    listed = env.get_template("history.html").render(
+        calls=[record], form=form, problems=[], results=(), kept=True, **values
+    )
+    assert '<th class="num">MOS</th>' in listed and "2.91" in listed

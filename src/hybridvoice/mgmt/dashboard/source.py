@@ -139,6 +139,16 @@ class DashboardSource:
     def status(self) -> dict[str, Any] | None:
         return None if self.appliance is None else self.appliance.status()
 
+    def calls_now(self) -> dict[str, Any] | None:
+        """Calls now, the limit and the gateways: what the live stream sends every second
+        (memory only; :meth:`status` also reads the certificates from disk)."""
+        appliance = self.appliance
+        mediation = None if appliance is None else appliance.mediation
+        if appliance is None or mediation is None:
+            return None
+        return {"calls_now": mediation.admission.active, "call_limit": mediation.admission.limit,
+                "gateways": appliance.gateways()}  # fmt: skip
+
     def roles(self, status: Mapping[str, Any]) -> list[tuple[str, Health, str]]:
         """(role, health, detail) for every role of the appliance."""
         running = set(status.get("roles", ()))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -66,6 +67,11 @@ def _utc(value: datetime | None) -> str:
     return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _mos(value: object) -> str:
+    """A MOS estimate (1 to 4.5, ITU-T G.107 E-model) with two decimals; "-" without one."""
+    return f"{value:.2f}" if isinstance(value, int | float) else "-"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}%"
 
@@ -76,8 +82,9 @@ def environment() -> jinja2.Environment:
         loader=jinja2.PackageLoader("hybridvoice.mgmt.dashboard", "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )  # fmt: skip
-    env.filters.update(duration=_duration, ago=_ago, utc=_utc, pct=_pct)
-    env.globals.update(call_result=call_result, loss=loss_percent, version=__version__)
+    env.filters.update(duration=_duration, ago=_ago, utc=_utc, pct=_pct, mos=_mos)
+    env.globals.update(call_result=call_result, loss=loss_percent, version=__version__,
+                       mos="mos" in {f.name for f in fields(CallRecord)})  # fmt: skip
     return env
 
 
@@ -110,17 +117,17 @@ def add_views(
         )
 
     def fragments(only: str) -> dict[str, str]:
-        """The live parts of a page, by element id."""
-        status = source.status()
+        """The live parts of a page, by element id (from memory only: sent every second)."""
         live = source.live_calls()
         out = {
             "live-count": str(len(live)),
             "live-rows": env.get_template("_live_rows.html").render(calls=live),
         }
-        if only == "overview" and status is not None:
-            out["overview-now"] = env.get_template("_overview_now.html").render(me=status)
+        now = source.calls_now()
+        if only == "overview" and now is not None:
+            out["overview-now"] = env.get_template("_overview_now.html").render(me=now)
             out["gateway-rows"] = env.get_template("_gateway_rows.html").render(
-                gateways=status["gateways"], health=source.gateway_health
+                gateways=now["gateways"], health=source.gateway_health
             )
         return out
 
