@@ -229,28 +229,37 @@ class DashboardSource:
     # --- history ---------------------------------------------------------------------------------
     def history(
         self, since: datetime | None, until: datetime | None, limit: int,
-        keep: Callable[[CallRecord], bool],
+        keep: Callable[[CallRecord], bool] | None,
     ) -> list[CallRecord]:  # fmt: skip
-        """Committed records, newest first, that started in [since, until) and pass ``keep``."""
+        """Committed records, newest first, that started in [since, until) and pass ``keep``
+        (None: all). Reads the database: call it from a worker thread, not the event loop."""
         store = self.records
         if store is None:
             return []
         if since is None and until is None:
-            candidates = store.recent(10_000)
+            candidates = store.recent(limit if keep is None else 10_000)
         else:
             start = since or datetime(1970, 1, 1, tzinfo=UTC)
             end = until or datetime.now(UTC) + timedelta(days=1)
             candidates = store.between(start, end)[::-1]
-        found = (r for r in candidates if keep(r))
+        found = (r for r in candidates if keep is None or keep(r))
         return [r for _, r in zip(range(limit), found, strict=False)]
 
-    def record(self, record_id: str) -> CallRecord | None:
+    def live_record(self, record_id: str) -> CallRecord | None:
+        """A call in progress by its record id (memory: on the event loop)."""
         store = self.records
         if store is None:
             return None
         for call in self.live_calls():
             if call.record_id == record_id:
                 return store.live(call.call_id)
+        return None
+
+    def stored_record(self, record_id: str) -> CallRecord | None:
+        """A committed call by record id or either leg's Call-ID (a worker thread's call)."""
+        store = self.records
+        if store is None:
+            return None
         return store.by_record_id(record_id) or store.by_call_id(record_id)
 
     def captured(self, record: CallRecord) -> list[Any] | None:
@@ -276,7 +285,8 @@ class DashboardSource:
         return names
 
     def window(self, hours: float) -> list[CallRecord]:
-        """Committed records of the last ``hours``, oldest first (the plots)."""
+        """Committed records of the last ``hours``, oldest first (the plots; a worker
+        thread's call)."""
         store = self.records
         if store is None:
             return []

@@ -171,7 +171,9 @@ def add_views(
             def keep(record: CallRecord) -> bool:
                 return call_matches(record, party, picked)
 
-            calls = source.history(start, end, max(1, min(limit, 1000)), keep)
+            wanted = keep if party is not None or picked is not None else None
+            count = max(1, min(limit, 1000))  # the database in a worker: not on the SIP loop
+            calls = await asyncio.to_thread(source.history, start, end, count, wanted)
         status = 422 if problems else 200
         kept = source.records is not None
         return page("history", status, calls=calls, form=form, problems=problems,
@@ -179,7 +181,9 @@ def add_views(
 
     @app.get("/ui/history/{record_id}", include_in_schema=False)
     async def call(record_id: str) -> HTMLResponse:
-        record = source.record(record_id)
+        record = source.live_record(record_id)
+        if record is None:
+            record = await asyncio.to_thread(source.stored_record, record_id)
         if record is None:
             return page("missing", 404, what=record_id[:80])
         captured = source.captured(record)
@@ -199,10 +203,15 @@ def add_views(
         hours = hours if hours in _WINDOWS else 24
         end = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
         window = Window(end - timedelta(hours=hours), end, 24)
-        records = source.window(hours)
-        return page("plots", hours=hours, windows=_WINDOWS, count=len(records),
-                    svgs=(calls_over_time(records, window), setup_time_plot(records, window),
-                          loss_plot(records, window)))  # fmt: skip
+
+        def draw() -> tuple[int, tuple[str, ...]]:  # in a worker: the database and the SVG
+            records = source.window(hours)
+            svgs = (calls_over_time(records, window), setup_time_plot(records, window),
+                    loss_plot(records, window))  # fmt: skip
+            return len(records), svgs
+
+        count, svgs = await asyncio.to_thread(draw)
+        return page("plots", hours=hours, windows=_WINDOWS, count=count, svgs=svgs)
 
     @app.get("/ui/events", include_in_schema=False)
     async def events(request: Request, page_name: str = "live") -> StreamingResponse:
