@@ -110,8 +110,9 @@ def _shot(driver: WebDriver, shots: Path, name: str) -> None:
 
 
 def test_a_browser_sees_the_appliance_healthy_and_a_test_call_live_then_in_history(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager never downloads anything
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"),
            "XDG_DATA_HOME": str(tmp_path / "data"), "COLUMNS": "200",
            "SE_OFFLINE": "true"}  # fmt: skip

@@ -121,6 +121,9 @@ def test_bad_search_input_names_the_field(tmp_path: Path) -> None:
             page = await http.get("/ui/history", params={"result": "maybe"})
             assert page.status_code == 422 and "result: &#39;maybe&#39;" in page.text
             assert (await http.get("/ui/history/nosuchcall")).status_code == 404
+            missing = await http.get("/ui/history/<img src=x onerror=alert(1)>")
+            assert missing.status_code == 404 and "<img" not in missing.text
+            assert "&lt;img src=x onerror=alert(1)&gt;" in missing.text
 
     run(main(), timeout=60)
 
