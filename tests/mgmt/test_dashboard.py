@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import httpx
-from chain_harness import call_once, lab
+from chain_harness import DOMAIN, call_once, lab, proxy_of
 from ua_harness import run
 
-from hybridvoice.app import Lab
+from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab
 from hybridvoice.mediation.records_model import (
     CallRecord,
     CallState,
@@ -26,6 +26,7 @@ from hybridvoice.mediation.records_model import (
     FailoverAttempt,
 )
 from hybridvoice.mgmt.dashboard.gate import COOKIE
+from hybridvoice.mgmt.testcall import place_test_call
 
 XSS = '<script>alert("x")</script>'
 
@@ -298,3 +299,37 @@ def test_a_captured_call_is_drawn_from_its_messages_and_links_its_trace(tmp_path
                 assert (await http.get("/v1/calls")).status_code == 401
 
     run(main(), timeout=60)
+
+
+def test_a_call_in_progress_is_in_the_live_stream_with_its_packets(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with lab(tmp_path) as up:
+            api = _api(up)
+            call = asyncio.create_task(place_test_call(
+                user="alice", domain=DOMAIN, password=LAB_PASSWORD, number=LAB_PSTN_NUMBER,
+                proxy=proxy_of(up), duration=8.0, appliance_url=api, timeout=30.0,
+                api_token=up.admin_token,
+            ))  # fmt: skip
+            try:
+                async with _logged_in(up, _read_token(up)) as http:
+                    row = ""
+                    for _ in range(200):  # until the call talks and packets flowed
+                        update = await _first_update(http, "live")
+                        row = update["live-rows"]
+                        if "talking" in row and re.search(r'class="num">[1-9]\d*</td>', row):
+                            break
+                        await asyncio.sleep(0.1)
+                    assert update["live-count"] == "1", row
+                    assert "+15550100" in row and LAB_PSTN_NUMBER in row and "anchored" in row
+                    assert (
+                        "talking" in row
+                        and "Gateway1" in row
+                        and up.settings.common.site_name in row
+                    )
+                    page = (await http.get("/ui/calls")).text
+                    assert 'tr data-call="' in page and 'href="/ui/history/' in page
+            finally:
+                result = await call
+            assert result.ok, result
+
+    run(main(), timeout=90)
