@@ -229,6 +229,8 @@ class Lab:
         #: where a packet capture sees it
         self.exchange = None if wire else LocalExchange()
         self.online: OnlineService | None = None
+        #: the tenant store the online service gets (None: SQLite in the state directory)
+        self.tenant_store: TenantStore | None = None
         self.appliance: Appliance | None = None
         #: the lab admin token, valid on the online API and the appliance API (made again at
         #: each start; ``hybridvoice up`` saves it where the CLI finds it)
@@ -310,7 +312,8 @@ class Lab:
             limits=s.sip_limits.stream_limits,  # [SipLimits] for its listeners
         )
         # its SIP endpoint and listeners first: the service receives them ready
-        self.online = OnlineService(options, sip=await open_sip(options))
+        sip = await open_sip(options)
+        self.online = OnlineService(options, sip=sip, store=self.tenant_store)
         self._provision(self.online.store)  # first: the registrar takes the realm
         self.admin_token = _fresh_token(self.online.store.access.tokens, LAB_ADMIN, "admin")
         await self.online.start()

@@ -37,6 +37,7 @@ from .settings_edge import MediaRelay
 from .settings_health import GatewayHealthKeys, HealthMonitor, TrunkHealthKeys
 from .settings_media import MediaEncryption
 from .settings_needs import unmet_needs
+from .settings_online_store import EtcdMembers
 from .settings_tls import GatewayTls
 from .settings_values import (
     HostName,
@@ -261,6 +262,8 @@ class Online(_Section):
     auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
     auth_block_seconds: float = Field(default=60.0, gt=0, le=86_400)
     auth_block_max_seconds: float = Field(default=3600.0, gt=0, le=30 * 86_400)
+    #: the etcd members the tenant lives in (``.settings_online_store``); empty: SQLite
+    store_etcd: EtcdMembers = ()
 
     @model_validator(mode="after")
     def _auth_blocks(self) -> Online:
