@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from rich.console import Console
 
@@ -34,6 +34,7 @@ from hybridvoice.mediation.routing import NO_GATEWAY_CONFIGURED
 from hybridvoice.mgmt.appliance import Appliance
 from hybridvoice.mgmt.appliance_setup import appliance_options, appliance_rows, needs_site_tls
 from hybridvoice.mgmt.credentials import save_token
+from hybridvoice.mgmt.dashboard import tenant_dashboard
 from hybridvoice.mgmt.lab_tls import lab_gateway_context, lab_gateway_resolver
 from hybridvoice.mgmt.listen_spec import ListenSpec, parse_listen
 from hybridvoice.mgmt.online_tls import api_bind, online_api_tls, uses_https
@@ -47,6 +48,9 @@ from hybridvoice.online.assembly import open_sip
 from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
 from hybridvoice.online.service import OnlineOptions, OnlineService, auth_limits
 from hybridvoice.online.store import TenantStore
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 __all__ = ["LAB_PASSWORD", "LAB_PSTN_NUMBER", "LAB_USERS", "Lab", "LabGateway", "ListenError",
            "ListenSpec", "SiteTls", "default_state_dir", "parse_listen", "run_mediation",
@@ -310,6 +314,7 @@ class Lab:
             exchange=self.exchange,
             max_request_bytes=s.management.max_request_bytes,
             limits=s.sip_limits.stream_limits,  # [SipLimits] for its listeners
+            extend_api=self._tenant_dashboard,  # docs/dashboard.md
         )
         # its SIP endpoint and listeners first: the service receives them ready
         sip = await open_sip(options)
@@ -340,6 +345,10 @@ class Lab:
         sides = None if self.appliance.mediation is None else self.appliance.mediation.sides
         if self.gateway is not None and sides is not None:  # it reaches the role by its FQDN
             self.gateway.ua.resolver = lab_gateway_resolver(s, sides.tls_host)
+
+    def _tenant_dashboard(self, api: FastAPI) -> None:
+        if self.online is not None:
+            tenant_dashboard(api, self.online)
 
     def _ssl(self, part: str) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
         """The server and client context of ``part`` (``online``, ``appliance``)."""

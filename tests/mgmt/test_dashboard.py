@@ -333,3 +333,28 @@ def test_a_call_in_progress_is_in_the_live_stream_with_its_packets(tmp_path: Pat
             assert result.ok, result
 
     run(main(), timeout=90)
+
+
+def test_the_online_api_shows_the_tenant_behind_its_own_tokens(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with lab(tmp_path) as up:
+            assert up.online is not None and up.online.api is not None
+            async with httpx.AsyncClient(base_url=up.online.api.url) as anonymous:
+                page = await anonymous.get("/")
+                assert page.status_code == 401 and "/ui/login" in page.text
+                assert "appliance1" not in page.text
+            _, read = up.online.store.access.tokens.create("noc", "read")
+            async with httpx.AsyncClient(base_url=up.online.api.url) as http:
+                login = await http.post("/ui/login", data={"token": read})
+                assert login.status_code == 303
+                for _ in range(100):  # the appliance's next heartbeat brings its summary
+                    page = (await http.get("/")).text
+                    if "0 / 500" in page:
+                        break
+                    await asyncio.sleep(0.1)
+                row = _fleet_row(page, "appliance1")
+                assert "Lab" in row and "OK" in row and "0 / 500" in row
+                assert "online service" in page and 'id="roles"' not in page
+                assert (await http.get("/ui/calls")).status_code == 200
+
+    run(main(), timeout=60)

@@ -44,6 +44,9 @@ from .store import TenantStore
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Callable
+
+    from fastapi import FastAPI
 
 __all__ = ["OnlineOptions", "OnlineService", "auth_limits", "guard_metrics"]
 
@@ -88,6 +91,8 @@ class OnlineOptions:
     #: the client context toward the edges' MRAS (mutual TLS: the online service's site
     #: certificate, the edge's verified against the site roots); None: no TURN credentials
     mras_ssl: ssl.SSLContext | None = None
+    #: adds routes to the API before it serves (the assembly's: the tenant's dashboard)
+    extend_api: Callable[[FastAPI], None] | None = None
 
 
 class OnlineService:
@@ -163,6 +168,8 @@ class OnlineService:
             add_trust_routes(app, self.store, o.appliance_auth)  # other sites' roots
             app.state.summaries = self.summaries
             add_store_errors(app)  # an instance on etcd without its cluster: 503
+            if o.extend_api is not None:
+                o.extend_api(app)
             self.api = await serve_asgi(
                 app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes,
                 ssl_context=o.api_ssl, on_tls_refused=self._tls_refused(),

@@ -22,9 +22,11 @@ from .source import DashboardSource
 from .views import EventTimes, add_views, environment
 
 if TYPE_CHECKING:
+    from hybridvoice.online.service import OnlineService
+
     from ..appliance import Appliance
 
-__all__ = ["DashboardSource", "EventTimes", "add_dashboard", "appliance_app"]
+__all__ = ["DashboardSource", "EventTimes", "add_dashboard", "appliance_app", "tenant_dashboard"]
 
 
 def add_dashboard(
@@ -43,3 +45,11 @@ def appliance_app(appliance: Appliance, times: EventTimes | None = None) -> Fast
     source = DashboardSource(appliance, fleet=o.fleet, summaries=o.fleet_summaries)
     add_dashboard(app, source, appliance.access, times)
     return app
+
+
+def tenant_dashboard(app: FastAPI, online: OnlineService) -> None:
+    """The dashboard on the online service's API: the tenant's sites and appliances from
+    their registrations and heartbeat summaries (each appliance's own dashboard has its
+    calls); behind the online API's tokens."""
+    source = DashboardSource(None, fleet=online.store.appliances, summaries=online.summaries.rows)
+    add_dashboard(app, source, online.store.access)
