@@ -25,7 +25,7 @@ from hybridvoice.mediation.records_model import (
     DisconnectSide,
     FailoverAttempt,
 )
-from hybridvoice.mgmt.dashboard.gate import COOKIE
+from hybridvoice.mgmt.dashboard.gate import cookie_name
 from hybridvoice.mgmt.testcall import place_test_call
 
 XSS = '<script>alert("x")</script>'
@@ -66,7 +66,8 @@ def test_no_token_gets_the_login_page_and_nothing_else(tmp_path: Path) -> None:
             # a bad token: the form again, saying why; a cookie that is no token: same
             bad = await anonymous.post("/ui/login", data={"token": "hv_nope_nope"})
             assert bad.status_code == 401 and "token: not valid" in bad.text
-            anonymous.cookies.set(COOKIE, "hv_0000_forged")
+            assert up.appliance is not None and up.appliance.api is not None
+            anonymous.cookies.set(cookie_name(up.appliance.api.port), "hv_0000_forged")
             again = await anonymous.get("/")
             assert again.status_code == 401 and "no longer valid" in again.text
 
@@ -80,7 +81,8 @@ def test_read_token_logs_in_and_the_cookie_never_authorises_a_change(tmp_path: P
             async with httpx.AsyncClient(base_url=_api(up)) as http:
                 answer = await http.post("/ui/login", data={"token": token})
                 cookie = answer.headers["set-cookie"]
-                assert f"{COOKIE}={token}" in cookie
+                assert up.appliance is not None and up.appliance.api is not None
+                assert f"{cookie_name(up.appliance.api.port)}={token}" in cookie
                 assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
                 overview = await http.get("/")
                 assert overview.status_code == 200
@@ -356,5 +358,26 @@ def test_the_online_api_shows_the_tenant_behind_its_own_tokens(tmp_path: Path) -
                 assert "Lab" in row and "OK" in row and "0 / 500" in row
                 assert "online service" in page and 'id="roles"' not in page
                 assert (await http.get("/ui/calls")).status_code == 200
+
+    run(main(), timeout=60)
+
+
+def test_the_appliance_and_the_tenant_dashboards_of_one_host_keep_their_own_logins(
+    tmp_path: Path,
+) -> None:
+    """A browser sends a host's cookies to every port of it: the two dashboards of `up` (one
+    host, two ports, different tokens) must not log each other out."""
+
+    async def main() -> None:
+        async with lab(tmp_path) as up:
+            assert up.online is not None and up.online.api is not None
+            appliance_token = _read_token(up)
+            _, online_token = up.online.store.access.tokens.create("noc", "read")
+            async with httpx.AsyncClient() as browser:  # one cookie jar, as in a browser
+                tenant, mine = up.online.api.url, _api(up)
+                await browser.post(f"{mine}/ui/login", data={"token": appliance_token})
+                await browser.post(f"{tenant}/ui/login", data={"token": online_token})
+                assert (await browser.get(f"{mine}/")).status_code == 200
+                assert (await browser.get(f"{tenant}/")).status_code == 200
 
     run(main(), timeout=60)

@@ -4,8 +4,9 @@ security headers of every page. ASGI middleware in front of :func:`hybridvoice.c
 The dashboard uses the API's own bearer tokens (RFC 6750), nothing else:
 
 - ``POST /ui/login`` takes a token from the form, checks it with the API's token store and
-  sets it as a cookie (``HttpOnly``: no script reads it; ``SameSite=Strict``: no other site's
-  page sends it, RFC 6265bis §5.4.7; ``Secure`` over HTTPS; ``Path=/``). A request whose
+  sets it as a cookie (``hybridvoice_token_<port>``: one per dashboard of a host;
+  ``HttpOnly``: no script reads it; ``SameSite=Strict``: no other site's page sends it,
+  RFC 6265bis §5.4.7; ``Secure`` over HTTPS; ``Path=/``). A request whose
   ``Origin`` names another origin than the one it was sent to is refused (403): another site
   cannot log a browser in with its own token.
 - The cookie stands for ``Authorization: Bearer`` on ``GET``/``HEAD`` of the dashboard's own
@@ -35,7 +36,7 @@ from typing import Any, Final
 
 from hybridvoice.cms.guard import Access
 
-__all__ = ["COOKIE", "DashboardGate", "is_dashboard_path"]
+__all__ = ["COOKIE", "DashboardGate", "cookie_name", "is_dashboard_path"]
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -73,6 +74,18 @@ def _header(scope: Message, name: bytes) -> str | None:
     return None
 
 
+def cookie_name(port: int | None) -> str:
+    """The session cookie of the dashboard on ``port``: browsers send a host's cookies to
+    every port of it (RFC 6265 §8.5), and the online service's and an appliance's dashboards
+    on one host take different tokens: each keeps its own cookie."""
+    return COOKIE if port is None else f"{COOKIE}_{port}"
+
+
+def _port(scope: Message) -> int | None:
+    server = scope.get("server")
+    return int(server[1]) if server and server[1] is not None else None
+
+
 def cookie_token(scope: Message) -> str | None:
     raw = _header(scope, b"cookie")
     if raw is None:
@@ -82,7 +95,7 @@ def cookie_token(scope: Message) -> str | None:
         jar.load(raw)
     except CookieError:
         return None
-    morsel = jar.get(COOKIE)
+    morsel = jar.get(cookie_name(_port(scope)))
     return None if morsel is None or not morsel.value else morsel.value
 
 
@@ -192,7 +205,7 @@ def _same_origin(scope: Message) -> bool:
 
 
 def _cookie(token: str, scope: Message, *, clear: bool = False) -> bytes:
-    parts = [f"{COOKIE}={token}", "Path=/", "HttpOnly", "SameSite=Strict"]
+    parts = [f"{cookie_name(_port(scope))}={token}", "Path=/", "HttpOnly", "SameSite=Strict"]
     if scope.get("scheme") == "https":
         parts.append("Secure")
     if clear:
