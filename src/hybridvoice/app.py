@@ -620,5 +620,7 @@ def _print_next_steps(lab: Lab, console: Console) -> None:
 
 def _print_dashboard(lab: Lab, console: Console) -> None:
     api = None if lab.appliance is None else lab.appliance.api
+    tenant = None if lab.online is None or lab.online.api is None else lab.online.api.url
     if api is not None:  # docs/dashboard.md; log in with the admin token below
-        console.print(f"dashboard: {api.url}/ (log in with the admin token)")
+        also = "" if tenant is None else f"; the tenant's: {tenant}/"
+        console.print(f"dashboard: {api.url}/ (this appliance{also}; log in with the admin token)")
