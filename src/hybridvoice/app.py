@@ -39,6 +39,7 @@ from hybridvoice.mgmt.lab_tls import lab_gateway_context, lab_gateway_resolver
 from hybridvoice.mgmt.listen_spec import ListenSpec, parse_listen
 from hybridvoice.mgmt.online_tls import api_bind, online_api_tls, uses_https
 from hybridvoice.mgmt.site_tls import SiteTls, speaks_tls
+from hybridvoice.mgmt.traces import attach_mediation
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import tune_gc
 from hybridvoice.net.pipe import LocalExchange
@@ -137,6 +138,7 @@ async def run_mediation(
     sides = await open_sides(settings, options)
     role = MediationRole(settings, options, sides=sides)
     await role.start()
+    traces = attach_mediation(settings.traces, role)  # [Traces]: capture, HEP, MOS threshold
     collector = tune_gc(gc_interval, log=gc_log)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -153,6 +155,8 @@ async def run_mediation(
         print(f"STATS calls={b.calls} answered={b.answered} refused={b.refused} "
               f"failovers={b.failovers}", flush=True)  # fmt: skip
         await role.stop()
+        if traces is not None:
+            traces.close()
 
 
 # --- hybridvoice up: the online service, one appliance and a lab gateway in one process ---------
@@ -342,6 +346,8 @@ class Lab:
         self.appliance = Appliance(s, options)
         self._appliance_tokens(self.appliance)
         await self.appliance.start()
+        if self.appliance.traces is not None and self.online is not None:  # the callers' hop
+            self.appliance.traces.attach(self.online.endpoint)
         sides = None if self.appliance.mediation is None else self.appliance.mediation.sides
         if self.gateway is not None and sides is not None:  # it reaches the role by its FQDN
             self.gateway.ua.resolver = lab_gateway_resolver(s, sides.tls_host)

@@ -191,7 +191,13 @@ def test_a_test_call_shows_in_history_with_its_ladder_and_the_stream_updates(
                 ids = re.findall(r'data-record="([0-9a-f]+)"', history)
                 assert len(ids) == 1 and "answered" in history
                 call = (await http.get(f"/ui/history/{ids[0]}")).text
-                for label in ("INVITE (SDP offer)", "180 Ringing", "200 OK (SDP answer)", "BYE"):
+                # `up` captures SIP ([Traces] Capture, on by default): the ladder is the capture's
+                assert "From the SIP capture" in call and "/trace.pcap" in call
+                pcap = await http.get(f"/v1/calls/{ids[0]}/trace.pcap")  # the link, by cookie
+                assert pcap.status_code == 200 and pcap.content[:4] == b"\xd4\xc3\xb2\xa1"
+                assert "MOS" in history
+                for label in ("INVITE sip:", "180 Ringing", "200 OK", "ACK sip:",
+                              "BYE sip:"):  # fmt: skip
                     assert label in call, label
                 assert 'class="mediapath"' in call and "anchored" in call
                 answered = await http.get("/ui/history", params={"result": "answered"})
@@ -287,20 +293,27 @@ def test_a_captured_call_is_drawn_from_its_messages_and_links_its_trace(tmp_path
             store = up.appliance.mediation.records
             assert store is not None
             await asyncio.wrap_future(store.write(_hostile("captured1")))
-            traces = _Traces(messages)
-            up.appliance.traces = traces  # type: ignore[attr-defined]
-            async with _logged_in(up, _read_token(up)) as http:
-                page = (await http.get("/ui/history/captured1")).text
-                assert "From the SIP capture: 2 messages" in page
-                assert "INVITE sip:+15550199@gw" in page and "486 Busy &lt;b&gt;Here" in page
-                assert "127.0.0.1:5080" in page and 'href="/v1/calls/captured1/trace.pcap"' in page
-                assert traces.asked == [(f"{XSS}@x", None)]
-                # the cookie reaches the trace the page links to, and no other API route
-                trace = await http.get("/v1/calls/captured1/trace.pcap")
-                assert trace.status_code not in (401, 403)
-                assert (await http.get("/v1/calls")).status_code == 401
+            traces, real = _Traces(messages), up.appliance.traces
+            up.appliance.traces = traces  # type: ignore[assignment]
+            try:
+                await _captured_pages(up, traces)
+            finally:
+                up.appliance.traces = real
 
     run(main(), timeout=60)
+
+
+async def _captured_pages(up: Lab, traces: _Traces) -> None:
+    async with _logged_in(up, _read_token(up)) as http:
+        page = (await http.get("/ui/history/captured1")).text
+        assert "From the SIP capture: 2 messages" in page
+        assert "INVITE sip:+15550199@gw" in page and "486 Busy &lt;b&gt;Here" in page
+        assert "127.0.0.1:5080" in page and 'href="/v1/calls/captured1/trace.pcap"' in page
+        assert traces.asked == [(f"{XSS}@x", None)]
+        # the cookie reaches the trace the page links to, and no other API route
+        trace = await http.get("/v1/calls/captured1/trace.pcap")
+        assert trace.status_code == 200 and trace.content[:4] == b"\xd4\xc3\xb2\xa1"
+        assert (await http.get("/v1/calls")).status_code == 401
 
 
 def test_a_call_in_progress_is_in_the_live_stream_with_its_packets(tmp_path: Path) -> None:

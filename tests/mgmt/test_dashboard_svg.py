@@ -4,8 +4,9 @@ cancelled), the media path, the plots; every text escaped, every SVG well-formed
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from hybridvoice.mediation.bypass import MediaMode
 from hybridvoice.mediation.records_model import (
@@ -16,7 +17,12 @@ from hybridvoice.mediation.records_model import (
     FailoverAttempt,
     MediaCounters,
 )
-from hybridvoice.mgmt.dashboard.ladder import ladder_from_record, ladder_svg, media_path_svg
+from hybridvoice.mgmt.dashboard.ladder import (
+    ladder_from_messages,
+    ladder_from_record,
+    ladder_svg,
+    media_path_svg,
+)
 from hybridvoice.mgmt.dashboard.plots import (
     Window,
     calls_over_time,
@@ -127,26 +133,44 @@ def test_plots_count_answered_and_failed_per_bucket() -> None:
     assert "01:00:00 1.5 s" in setup_time_plot(records, window)
 
 
-@dataclass(frozen=True, slots=True)
-class _WithMos(CallRecord):
-    """A call record once it carries the E-model estimate (issue 13's MOS)."""
-
-    mos: float | None = None
-    mos_poor: bool | None = None
-
-
-def test_mos_is_shown_when_records_carry_it() -> None:
+def test_mos_is_shown_in_history_and_on_the_call_page() -> None:
     env = environment()
-    base = _answered()
-    record = _WithMos(**{f.name: getattr(base, f.name) for f in fields(CallRecord)}, mos=2.913,
-                      mos_poor=True)  # fmt: skip
+    assert env.globals["mos"] is True  # call records carry it (issue 13's MOS)
+    record = replace(_answered(), mos=2.913, mos_poor=True)
     values = {"me": None, "now": T0, "title": "t", "ladder": "", "media": "", "captured": 0}
     page = env.get_template("call.html").render(call=record, **values)
     assert "MOS (E-model)" in page and "2.91" in page and "poor" in page
-    assert "MOS (E-model)" not in env.get_template("call.html").render(call=base, **values)
-    env.globals["mos"] = True
+    unknown = env.get_template("call.html").render(call=_answered(), **values)
+    assert "poor" not in unknown
     form = {"q": "", "since": "", "until": "", "result": ""}
     listed = env.get_template("history.html").render(
         calls=[record], form=form, problems=[], results=(), kept=True, **values
     )
     assert '<th class="num">MOS</th>' in listed and "2.91" in listed
+
+
+class _Message(NamedTuple):
+    time: float
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    data: bytes
+
+
+def test_a_captured_ladder_names_known_addresses_and_marks_failures_not_challenges() -> None:
+    ua, proxy, gw = ("127.0.0.1", 4000), ("127.0.0.1", 5060), ("192.0.2.9", 5060)
+    t = T0.timestamp()
+    messages = [
+        _Message(t, ua, proxy, b"INVITE sip:+15550199@x SIP/2.0\r\n\r\n"),
+        _Message(t + 0.01, proxy, ua, b"SIP/2.0 407 Proxy Authentication Required\r\n\r\n"),
+        _Message(t + 0.02, proxy, gw, b"INVITE sip:+15550199@gw SIP/2.0\r\n\r\n"),
+        _Message(t + 0.5, gw, proxy, b"SIP/2.0 503 Service Unavailable\r\n\r\n"),
+    ]
+    columns, arrows = ladder_from_messages(messages, {proxy: "online service 127.0.0.1:5060"})
+    assert columns == ("127.0.0.1:4000", "online service 127.0.0.1:5060", "192.0.2.9:5060")
+    assert [(a.label, a.failure) for a in arrows] == [
+        ("INVITE sip:+15550199@x", False), ("407 Proxy Authentication Required", False),
+        ("INVITE sip:+15550199@gw", False), ("503 Service Unavailable", True),
+    ]  # fmt: skip
+    svg = ladder_svg(columns, arrows, arrows[0].at)
+    ET.fromstring(svg)
+    assert ">online service<" in svg and ">127.0.0.1:5060<" in svg and "+0.500" in svg

@@ -39,6 +39,7 @@ from .settings_media import MediaEncryption
 from .settings_needs import unmet_needs
 from .settings_online_store import EtcdMembers
 from .settings_tls import GatewayTls
+from .settings_traces import Traces
 from .settings_values import (
     HostName,
     IPAddress,
@@ -504,6 +505,7 @@ class Settings(_Section):
     sip_limits: SipLimits = Field(default_factory=SipLimits)
     media_relay: MediaRelay = Field(default_factory=MediaRelay)
     health_monitor: HealthMonitor = Field(default_factory=HealthMonitor)
+    traces: Traces = Field(default_factory=Traces)
 
     @model_validator(mode="before")
     @classmethod

@@ -117,12 +117,13 @@ class CapturedMessage(Protocol):
 
 def _start_line(data: bytes) -> tuple[str, bool]:
     """A message's label (``INVITE sip:+1555...``, ``200 OK``) and whether it is a failure
-    (a final response of 300 or more, RFC 3261 §7.2)."""
+    (a final response of 300 or more, RFC 3261 §7.2, but a 401/407 challenge)."""
     line = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
     parts = line.split(" ", 2)
     if line.startswith("SIP/2.0 ") and len(parts) >= 2:
         code = parts[1]
-        return " ".join(parts[1:]), code.isdigit() and int(code) >= 300
+        challenge = code in ("401", "407")  # digest auth asks, the request comes again
+        return " ".join(parts[1:]), code.isdigit() and int(code) >= 300 and not challenge
     return (f"{parts[0]} {parts[1]}" if len(parts) >= 2 else line), False
 
 
@@ -147,7 +148,7 @@ def ladder_from_messages(
 
 _COL_W: Final = 200
 _ROW_H: Final = 30
-_TOP: Final = 46
+_TOP: Final = 52
 
 
 def _clip(text: str, size: int = 48) -> str:
@@ -167,9 +168,15 @@ def ladder_svg(columns: tuple[str, ...], arrows: list[Arrow], start: datetime | 
         'orient="auto"><path d="M0,0 L8,4 L0,8 z" class="head"/></marker></defs>',
     ]
     for name, cx in x.items():
-        parts.append(f'<text x="{cx}" y="18" class="col" text-anchor="middle">'
-                     f"{escape(_clip(name, 28))}</text>")  # fmt: skip
-        parts.append(f'<line x1="{cx}" y1="26" x2="{cx}" y2="{height - 6}" class="life"/>')
+        head, _, address = name.rpartition(" ")
+        if not head or ":" not in address:  # a name alone, or an address alone
+            head, address = name, ""
+        parts.append(f'<text x="{cx}" y="14" class="col" text-anchor="middle">'
+                     f"{escape(_clip(head, 28))}</text>")  # fmt: skip
+        if address:
+            parts.append(f'<text x="{cx}" y="27" class="t" text-anchor="middle">'
+                         f"{escape(_clip(address, 28))}</text>")  # fmt: skip
+        parts.append(f'<line x1="{cx}" y1="32" x2="{cx}" y2="{height - 6}" class="life"/>')
     for i, arrow in enumerate(arrows):
         y = _TOP + _ROW_H * i + 12
         x1, x2 = x[arrow.source], x[arrow.target]

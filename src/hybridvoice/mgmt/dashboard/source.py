@@ -278,6 +278,12 @@ class DashboardSource:
             return {}
         names = {(str(x["host"]), int(x["port"])): f"{x['role']} {x['host']}:{x['port']}"
                  for x in status.get("listeners", ())}  # fmt: skip
+        assert self.appliance is not None  # status() is None without one
+        online = self.appliance.settings.online
+        for host in online.sip_addresses:
+            names.setdefault(
+                (str(host), online.sip_port), f"online service {host}:{online.sip_port}"
+            )
         for g in status.get("gateways", ()):
             _, host, port = str(g["address"]).rsplit(":", 2)
             if port.isdigit():
