@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import typer.main
+from cli_update_steps import rolling_update, update_windows
 from ports import free_port
 from test_cli_up import CONFIG_HOME, up
 from typer.core import TyperGroup
@@ -108,6 +109,8 @@ def test_every_service_command_creates_changes_and_reads_against_a_live_lab(admi
     calls(admin, site)
     tokens(admin)
     site_trust(admin)
+    update_windows(admin, site)
+    rolling_update(admin, site)
     admin("appliance remove", admin.json("appliance list")[0]["name"])
     admin("appliance remove", "no-such-appliance", code=1)
     missing = service_commands() - admin.ran
