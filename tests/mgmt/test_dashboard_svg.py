@@ -27,6 +27,7 @@ from hybridvoice.mgmt.dashboard.plots import (
     Window,
     calls_over_time,
     loss_plot,
+    mos_plot,
     setup_time_plot,
 )
 from hybridvoice.mgmt.dashboard.views import environment
@@ -131,6 +132,10 @@ def test_plots_count_answered_and_failed_per_bucket() -> None:
     loss = loss_plot(records, window)
     assert "01:00:00 5%" in loss and "00:59:00" not in loss  # calls outside are left out
     assert "01:00:00 1.5 s" in setup_time_plot(records, window)
+    scored = [replace(records[0], mos=4.4), replace(records[2], mos=2.1, mos_poor=True)]
+    mos = mos_plot(scored + records[3:], window)
+    assert 'class="dot ok"><title>01:00:00 4.4<' in mos
+    assert 'class="dot bad"><title>01:20:00 2.1<' in mos and mos.count("<circle") == 2
 
 
 def test_mos_is_shown_in_history_and_on_the_call_page() -> None:

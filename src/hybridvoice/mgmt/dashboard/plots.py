@@ -1,6 +1,7 @@
 """The dashboard's plots, drawn by the server as SVG from the call records: calls over time
-(answered and failed per bucket), setup time (INVITE to answer, per call) and loss (RFC 3550
-§6.4.1: packets lost over packets expected, per leg of each call).
+(answered and failed per bucket), setup time (INVITE to answer, per call), loss (RFC 3550
+§6.4.1: packets lost over packets expected, per leg of each call) and the MOS estimate of
+each call (ITU-T G.107 E-model, from the call record; a poor call in red).
 
 Pure functions of the records and the window: no clock read here. Text goes through
 :func:`~xml.sax.saxutils.escape`; the styling is the stylesheet's (classes), so the page's
@@ -19,7 +20,7 @@ from hybridvoice.mediation.records_model import CallRecord, CallState
 
 from .source import loss_percent
 
-__all__ = ["Window", "calls_over_time", "loss_plot", "setup_time_plot"]
+__all__ = ["Window", "calls_over_time", "loss_plot", "mos_plot", "setup_time_plot"]
 
 _W: Final = 560
 _H: Final = 180
@@ -143,3 +144,10 @@ def loss_plot(records: Sequence[CallRecord], window: Window) -> str:
             if loss is not None:
                 points.append((record.start_utc, loss, "bad" if loss >= 1.0 else cls))
     return _points("packet loss per leg (relay)", "%", points, window)
+
+
+def mos_plot(records: Sequence[CallRecord], window: Window) -> str:
+    """The MOS estimate of each call that has one (1 to 4.5), poor calls in red."""
+    points = [(r.start_utc, r.mos, "bad" if r.mos_poor else "ok") for r in records
+              if r.mos is not None]  # fmt: skip
+    return _points("MOS estimate per call (E-model)", "", points, window)

@@ -31,7 +31,7 @@ from hybridvoice.mediation.records_model import CallRecord
 
 from ..appliance_api import RESULTS, call_matches
 from .ladder import ladder_from_messages, ladder_from_record, ladder_svg, media_path_svg
-from .plots import Window, calls_over_time, loss_plot, setup_time_plot
+from .plots import Window, calls_over_time, loss_plot, mos_plot, setup_time_plot
 from .source import DashboardSource, call_result, loss_percent
 
 __all__ = ["EventTimes", "add_views", "environment"]
@@ -207,7 +207,7 @@ def add_views(
         def draw() -> tuple[int, tuple[str, ...]]:  # in a worker: the database and the SVG
             records = source.window(hours)
             svgs = (calls_over_time(records, window), setup_time_plot(records, window),
-                    loss_plot(records, window))  # fmt: skip
+                    loss_plot(records, window), mos_plot(records, window))  # fmt: skip
             return len(records), svgs
 
         count, svgs = await asyncio.to_thread(draw)
