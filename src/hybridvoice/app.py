@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from rich.console import Console
 
@@ -34,6 +34,7 @@ from hybridvoice.mediation.routing import NO_GATEWAY_CONFIGURED
 from hybridvoice.mgmt.appliance import Appliance
 from hybridvoice.mgmt.appliance_setup import appliance_options, appliance_rows, needs_site_tls
 from hybridvoice.mgmt.credentials import save_token
+from hybridvoice.mgmt.dashboard import tenant_dashboard
 from hybridvoice.mgmt.lab_tls import lab_gateway_context, lab_gateway_resolver
 from hybridvoice.mgmt.listen_spec import ListenSpec, parse_listen
 from hybridvoice.mgmt.online_tls import api_bind, online_api_tls, uses_https
@@ -48,6 +49,9 @@ from hybridvoice.online.assembly import open_sip
 from hybridvoice.online.models import DialPlanRule, NetworkConfig, Site, User
 from hybridvoice.online.service import OnlineOptions, OnlineService, auth_limits
 from hybridvoice.online.store import TenantStore
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 __all__ = ["LAB_PASSWORD", "LAB_PSTN_NUMBER", "LAB_USERS", "Lab", "LabGateway", "ListenError",
            "ListenSpec", "SiteTls", "default_state_dir", "parse_listen", "run_mediation",
@@ -314,6 +318,7 @@ class Lab:
             exchange=self.exchange,
             max_request_bytes=s.management.max_request_bytes,
             limits=s.sip_limits.stream_limits,  # [SipLimits] for its listeners
+            extend_api=self._tenant_dashboard,  # docs/dashboard.md
         )
         # its SIP endpoint and listeners first: the service receives them ready
         sip = await open_sip(options)
@@ -335,6 +340,9 @@ class Lab:
         options = appliance_options(self.tls, server_ssl=self.server_ssl,
                                     client_ssl=self.client_ssl, exchange=self.exchange,
                                     pipes=self.exchange is not None)  # fmt: skip
+        if self.online is not None:  # the dashboard's overview lists the tenant's appliances
+            options.fleet = self.online.store.appliances
+            options.fleet_summaries = self.online.summaries.rows
         self.appliance = Appliance(s, options)
         self._appliance_tokens(self.appliance)
         await self.appliance.start()
@@ -343,6 +351,10 @@ class Lab:
         sides = None if self.appliance.mediation is None else self.appliance.mediation.sides
         if self.gateway is not None and sides is not None:  # it reaches the role by its FQDN
             self.gateway.ua.resolver = lab_gateway_resolver(s, sides.tls_host)
+
+    def _tenant_dashboard(self, api: FastAPI) -> None:
+        if self.online is not None:
+            tenant_dashboard(api, self.online)
 
     def _ssl(self, part: str) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
         """The server and client context of ``part`` (``online``, ``appliance``)."""
@@ -598,6 +610,7 @@ def _print_next_steps(lab: Lab, console: Console) -> None:
             f"hybridvoice user set sip:NAME@{domain} --line-uri tel:+NUMBER --site "
             f"{s.common.site_name}; registrar/outbound proxy {sip_host}:{sip_port}"
         )
+        _print_dashboard(lab, console)
         return
     console.print(
         f"lab users: {', '.join(f'{u}@{domain} ({n})' for u, n in LAB_USERS)}, "
@@ -608,3 +621,12 @@ def _print_next_steps(lab: Lab, console: Console) -> None:
         f"or a softphone: user alice, domain {domain}, password {LAB_PASSWORD}, "
         f"registrar/outbound proxy {sip_host}:{sip_port} (UDP or TCP); dial {LAB_PSTN_NUMBER}"
     )
+    _print_dashboard(lab, console)
+
+
+def _print_dashboard(lab: Lab, console: Console) -> None:
+    api = None if lab.appliance is None else lab.appliance.api
+    tenant = None if lab.online is None or lab.online.api is None else lab.online.api.url
+    if api is not None:  # docs/dashboard.md; log in with the admin token below
+        also = "" if tenant is None else f"; the tenant's: {tenant}/"
+        console.print(f"dashboard: {api.url}/ (this appliance{also}; log in with the admin token)")

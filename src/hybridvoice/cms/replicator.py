@@ -332,7 +332,7 @@ class ApplianceLink(_Worker):
 
     __slots__ = (
         "_status", "_wake", "appliance", "heartbeats", "interval", "last_heartbeat",
-        "registered", "registrations",
+        "registered", "registrations", "summary",
     )  # fmt: skip
 
     def __init__(
@@ -361,6 +361,9 @@ class ApplianceLink(_Worker):
         self.heartbeats = 0
         self.last_heartbeat: float | None = None
         """Monotonic time of the last heartbeat the online service accepted."""
+        self.summary: Callable[[], dict[str, Any]] | None = None
+        """What each heartbeat tells of the appliance at a glance (the dashboard's overview,
+        ``online/heartbeat_summary.py``); dropped when the online service refuses it."""
 
     def __repr__(self) -> str:
         return f"ApplianceLink({self.base_url!r}, {self.appliance['name']!r})"
@@ -388,8 +391,13 @@ class ApplianceLink(_Worker):
         body: dict[str, Any] = {"status": self._current_status()}
         if isinstance(self.appliance.get("version"), str):
             body["version"] = self.appliance["version"]
+        if self.summary is not None:
+            body["summary"] = self.summary()
         url = f"{self.base_url}{APPLIANCES_PATH}/{quote(self.name, safe='')}/heartbeat"
         response = await self._client.post(url, json=body, timeout=10.0, headers=self._headers)
+        if response.status_code == 422 and body.pop("summary", None) is not None:
+            self.summary = None  # an online service older than summaries: beat without
+            response = await self._client.post(url, json=body, timeout=10.0, headers=self._headers)
         if response.status_code == 404:  # the cloud forgot us: register, then beat again
             self.registered = False
             await self.register()

@@ -24,7 +24,7 @@ import os
 import shutil
 import ssl
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,9 +58,10 @@ from hybridvoice.sip.session import SessionConfig
 from hybridvoice.sip.transaction import TimerConfig
 from hybridvoice.store.kv import KeyValueStore
 
-from .appliance_api import create_appliance_api
 from .appliance_site import gateway_keys, gateways_from_replica, with_gateway
 from .cert_status import certificate_rows, warnings
+from .dashboard import appliance_app
+from .dashboard.summary import SummaryMaker
 from .gateways import (
     GATEWAYS_FILE,
     GatewayChangeError,
@@ -109,6 +110,11 @@ class ApplianceOptions:
     #: the assembly opened; None: a one-appliance site (gateways in the state directory)
     site: SiteConfig | None = None
     site_store: KeyValueStore | None = None
+    #: every appliance the online service knows, for the dashboard's overview
+    #: (``hybridvoice up``: the online service of the same process); None: this one only
+    fleet: Callable[[], Iterable[Any]] | None = None
+    #: their last heartbeat summaries by name (the online service's ``summaries.rows``)
+    fleet_summaries: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
 
 
 class Appliance:
@@ -219,11 +225,12 @@ class Appliance:
                 url, self.registration(), interval=s.online.heartbeat_seconds, status=self._state,
                 token=token, client=http,
             )  # fmt: skip
+            self.link.summary = SummaryMaker(self)  # the dashboard's overview of the tenant
             self.link.start()
             self.self_health = start_self_health(self)
             await self._start_site()
             if o.serve_api:
-                api = create_appliance_api(self)
+                api = appliance_app(self)  # the management API and its dashboard
                 self.api = await serve_asgi(api, mg.ip, mg.port, max_body=mg.max_request_bytes)
         except BaseException:
             await self.stop()

@@ -60,6 +60,7 @@ from hybridvoice.cms.guard import (
 from hybridvoice.net.metrics import proxy_metrics
 from hybridvoice.net.proxy import Proxy
 from hybridvoice.online.api_mtls import ApplianceAuth, own_certificate, require_certificates
+from hybridvoice.online.heartbeat_summary import HeartbeatSummary, SummaryBoard, record_summary
 from hybridvoice.online.models import (
     Appliance,
     ApplianceStatus,
@@ -124,6 +125,7 @@ class DomainIn(_Body):
 class HeartbeatIn(_Body):
     status: ApplianceStatus = "online"
     version: str | None = None
+    summary: HeartbeatSummary | None = None  # for the dashboard (heartbeat_summary.py)
 
 
 class BypassIn(_Body):
@@ -337,6 +339,7 @@ def create_online_api(
         docs_url=None, redoc_url=None,
     )  # fmt: skip
     app.state.store = store
+    app.state.summaries = SummaryBoard(clock)  # the appliances' last heartbeat summaries
     protect(app, store.access, appliance_writes=APPLIANCE_WRITES)
     registry = app.state.metrics = CollectorRegistry(auto_describe=False)
     registry.register(_Collected(lambda: store_metrics(store)))
@@ -673,6 +676,7 @@ def _appliance_routes(app: FastAPI, store: TenantStore, clock: Callable[[], floa
             raise _not_found(f"appliance {name!r}", "register it first: POST /v1/appliances")
         try:
             new = store.heartbeat(name, beat.status, clock(), beat.version)
+            record_summary(request, name, beat.summary)
             if (new.status, new.version) == (old.status, old.version):
                 audit_skip(request)  # a heartbeat that reports what is known changes nothing
             else:

@@ -38,12 +38,16 @@ from .api_turn import add_turn_routes, mras_fetch
 from .api_updates import add_update_routes
 from .assembly import OnlineSip, open_sip
 from .guard import AuthGuard, BlockReason, GuardLimits
+from .heartbeat_summary import SummaryBoard
 from .policy import OnlinePolicy
 from .registrar import Registrar
 from .store import TenantStore
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Callable
+
+    from fastapi import FastAPI
 
 __all__ = ["OnlineOptions", "OnlineService", "auth_limits", "guard_metrics"]
 
@@ -88,6 +92,8 @@ class OnlineOptions:
     #: the client context toward the edges' MRAS (mutual TLS: the online service's site
     #: certificate, the edge's verified against the site roots); None: no TURN credentials
     mras_ssl: ssl.SSLContext | None = None
+    #: adds routes to the API before it serves (the assembly's: the tenant's dashboard)
+    extend_api: Callable[[FastAPI], None] | None = None
 
 
 class OnlineService:
@@ -114,6 +120,8 @@ class OnlineService:
         self.guard = AuthGuard(self.options.auth_limits)
         self.api: AsgiServer | None = None
         self.transports: list[Transport] = []
+        #: the appliances' last heartbeat summaries (the API's; for a dashboard of this process)
+        self.summaries = SummaryBoard()
 
     @property
     def realm(self) -> str:
@@ -161,7 +169,10 @@ class OnlineService:
             # TURN credentials from the site's edge (MRAS, over mutual TLS)
             add_turn_routes(app, self.store, mras_fetch(o.mras_ssl))
             add_trust_routes(app, self.store, o.appliance_auth)  # other sites' roots
+            app.state.summaries = self.summaries
             add_store_errors(app)  # an instance on etcd without its cluster: 503
+            if o.extend_api is not None:
+                o.extend_api(app)
             self.api = await serve_asgi(
                 app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes,
                 ssl_context=o.api_ssl, on_tls_refused=self._tls_refused(),
