@@ -11,6 +11,7 @@ them (RFC 3264 offer/answer) and echoes their RTP until the BYE.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import errno
 import re
@@ -20,7 +21,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from rich.console import Console
 
@@ -228,6 +229,9 @@ class Lab:
         #: where a packet capture sees it
         self.exchange = None if wire else LocalExchange()
         self.online: OnlineService | None = None
+        #: OnlineOptions fields to set beyond what the settings say (a fleet's detection
+        #: window: heartbeat_timeout, appliance_timeout)
+        self.online_overrides: dict[str, Any] = {}
         self.appliance: Appliance | None = None
         #: the lab admin token, valid on the online API and the appliance API (made again at
         #: each start; ``hybridvoice up`` saves it where the CLI finds it)
@@ -309,6 +313,7 @@ class Lab:
             max_request_bytes=s.management.max_request_bytes,
             limits=s.sip_limits.stream_limits,  # [SipLimits] for its listeners
         )
+        options = dataclasses.replace(options, **self.online_overrides)
         # its SIP endpoint and listeners first: the service receives them ready
         self.online = OnlineService(options, sip=await open_sip(options))
         self._provision(self.online.store)  # first: the registrar takes the realm

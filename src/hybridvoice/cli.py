@@ -331,6 +331,12 @@ def init(
     out.print(f"next: hybridvoice up --config {output}")
 
 
+def _is_fleet(config: Path) -> bool:
+    from hybridvoice.cms.fleet_plan import is_fleet_file  # noqa: PLC0415
+
+    return is_fleet_file(config)
+
+
 @app.command()
 def up(
     config: Annotated[
@@ -393,6 +399,10 @@ def up(
     except LoggingSetupError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+    if config is not None and _is_fleet(config):  # several sites: docs/fleet.md
+        from hybridvoice.fleet.cli_up import up_fleet  # noqa: PLC0415
+
+        raise typer.Exit(up_fleet(config, state_dir, out=out, err=err))
     try:
         settings = lab_settings() if config is None else load_settings(config)
     except SettingsError as exc:

@@ -179,3 +179,18 @@ def test_gateway_voice_routes_must_be_known() -> None:
     raw["Site"][0]["Gateway"][0]["VoiceRoutes"] = "Nowhere"
     found = problems(raw)
     assert "Nowhere" in found["Site[Amsterdam].Gateway[ams-gw].VoiceRoutes"]
+
+
+def test_online_defaults_and_what_a_fleet_refuses() -> None:
+    plan = plan_fleet(parse_fleet(seed(Online={"SIPPort": 5070})))
+    online = plan.online_settings.online
+    assert (online.sip_port, online.sip_protocol, online.digest_algorithms) == (
+        5070,
+        "TCP",
+        ("MD5",),
+    )
+    assert online.service_url == "http://127.0.0.1:8470"
+    found = problems(seed(Online={"ServiceURL": "https://127.0.0.1:8470"}))
+    assert "https is not supported in a fleet yet" in found["Online"]
+    found = problems(seed(Online={"SIPProtocol": "TLS"}))
+    assert "TLS is not supported in a fleet yet" in found["Online"]

@@ -12,7 +12,8 @@ A file is a fleet description when it has a ``[Fleet]`` section or ``[[Site]]`` 
   (``HeartbeatTimeoutSeconds``: an appliance silent this long is offline and gets no new
   calls; ``ApplianceTimeoutSeconds``: an appliance that sends no provisional response within
   this is skipped for the next one of its site).
-* ``[Online]``: the online service, exactly as in a site's settings file.
+* ``[Online]``: the online service, as in a site's settings file (a fleet's defaults: http
+  on 127.0.0.1:8470, TCP toward the edges, MD5 digest; https and TLS are refused for now).
 * ``[Appliance]``: settings every appliance shares (any section of a site's settings file but
   the ones the fleet decides: ``[Common]`` names, ports, gateways).
 * ``[[Site]]``: ``Name``, ``Appliances`` (1-16, the original's limit per PSTN site),
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -56,6 +58,11 @@ PORT_STRIDE: Final = 10
 _NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
 _USER: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _E164: Final = re.compile(r"\+[1-9][0-9]{3,14}")
+#: ``[Online]`` keys a fleet takes unless its file says otherwise (a lab on loopback: TCP toward
+#: the edges, MD5 digest for SIPp and baresip 1.0)
+ONLINE_DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
+    {"ServiceURL": "http://127.0.0.1:8470", "SIPProtocol": "TCP", "DigestAlgorithms": "MD5"}
+)
 #: keys of ``[Appliance]`` the fleet decides itself, and why
 _FLEET_DECIDES: Final[Mapping[str, str]] = {
     "Common.SiteName": "each appliance takes its site's Name",
@@ -184,9 +191,26 @@ class FleetDescription(_Section):
     """The whole file."""
 
     fleet: FleetSection
-    online: Online = Field(default_factory=Online)
+    online: Online = Field(default_factory=lambda: Online.model_validate(ONLINE_DEFAULTS))
     appliance: dict[str, Any] = Field(default_factory=dict)
     site: tuple[FleetSite, ...] = Field(min_length=1, max_length=MAX_SITES)
+
+    @field_validator("online", mode="before")
+    @classmethod
+    def _online_defaults(cls, value: object) -> object:
+        return {**ONLINE_DEFAULTS, **value} if isinstance(value, dict) else value
+
+    @field_validator("online")
+    @classmethod
+    def _online_plain(cls, value: Online) -> Online:
+        if value.service_url.startswith("https:"):
+            raise ValueError(
+                "ServiceURL: https is not supported in a fleet yet (appliances would need "
+                "their sites' certificates); use http:// on loopback or a private network"
+            )
+        if value.sip_protocol == "TLS":
+            raise ValueError("SIPProtocol: TLS is not supported in a fleet yet; use TCP or UDP")
+        return value
 
     @field_validator("appliance")
     @classmethod
