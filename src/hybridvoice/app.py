@@ -32,12 +32,13 @@ from hybridvoice.lab import Responder, RtpEcho
 from hybridvoice.mediation.assembly import open_sides
 from hybridvoice.mediation.role import MediationRole, RoleOptions
 from hybridvoice.mediation.routing import NO_GATEWAY_CONFIGURED
-from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
+from hybridvoice.mgmt.appliance import Appliance
+from hybridvoice.mgmt.appliance_setup import appliance_options, appliance_rows, needs_site_tls
 from hybridvoice.mgmt.credentials import save_token
 from hybridvoice.mgmt.lab_tls import lab_gateway_context, lab_gateway_resolver
 from hybridvoice.mgmt.listen_spec import ListenSpec, parse_listen
 from hybridvoice.mgmt.online_tls import api_bind, online_api_tls, uses_https
-from hybridvoice.mgmt.site_tls import SiteTls, runs_mras, speaks_tls
+from hybridvoice.mgmt.site_tls import SiteTls, speaks_tls
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import tune_gc
 from hybridvoice.net.pipe import LocalExchange
@@ -256,8 +257,7 @@ class Lab:
         When a hop between the roles speaks TLS the site CA and the roles' certificates are
         made (or renewed) first, in ``<state_dir>/pki`` (:class:`SiteTls`)."""
         # the online API over HTTPS, or MRAS (always MTLS): site certificates too
-        https = uses_https(self.settings) or runs_mras(self.settings)
-        if self.tls is None and (https or (self.server_ssl is None and speaks_tls(self.settings))):
+        if self.tls is None and needs_site_tls(self.settings, self.server_ssl):
             pki = None if self.state_dir is None else self.state_dir / "pki"
             self.tls = SiteTls.ensure(self.settings, pki)
             self.tls.watch(self.tls_reload)
@@ -330,17 +330,10 @@ class Lab:
         if gw is not None:
             tls = lab_gateway_context(self.tls, gw) if gw.protocol == "TLS" else (None, None)
             self.gateway = await LabGateway.start(gw.protocol, gw.ip or "127.0.0.1", gw.port, *tls)
-        self.appliance = Appliance(
-            s,
-            ApplianceOptions(
-                server_ssl=self._ssl("appliance")[0],
-                client_ssl=self._ssl("appliance")[1],
-                site_tls=None if self.tls is None else self.tls.contexts["appliance"],
-                pki_dir=None if self.tls is None else self.tls.store.directory,
-                pipes=self.exchange is not None,
-                exchange=self.exchange,
-            ),
-        )
+        options = appliance_options(self.tls, server_ssl=self.server_ssl,
+                                    client_ssl=self.client_ssl, exchange=self.exchange,
+                                    pipes=self.exchange is not None)  # fmt: skip
+        self.appliance = Appliance(s, options)
         self._appliance_tokens(self.appliance)
         await self.appliance.start()
         sides = None if self.appliance.mediation is None else self.appliance.mediation.sides
@@ -453,14 +446,7 @@ class Lab:
             if self.online.api is not None:
                 rows.append(("online API", self.online.api.url))
         if self.appliance is not None:
-            for item in self.appliance.status()["listeners"]:
-                where = f"{item['transport'].lower()}:{_hp((item['host'], item['port']))}"
-                rows.append((item["role"], where))
-            if self.appliance.api is not None:
-                rows.append(("appliance API", self.appliance.api.url))
-            mediation = self.appliance.mediation
-            if mediation is not None and mediation.bypass_server is not None:
-                rows.append(("media bypass service", mediation.bypass_server.url))
+            rows += appliance_rows(self.appliance)
         if self.gateway is not None:
             for t in self.gateway.endpoint.transports:
                 rows.append(("lab gateway", f"{t.kind.lower()}:{_hp(t.local)}"))

@@ -3,6 +3,9 @@ port (the CCE default is 80; tests and benchmarks pass ``BypassServicePort = 0``
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,3 +25,13 @@ def _no_privileged_bypass_port(monkeypatch: pytest.MonkeyPatch) -> None:
         return await real(app, host, port, **kwargs)
 
     monkeypatch.setattr("hybridvoice.mediation.role.serve_bypass", guarded)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The call-guard test's shared step lists (``test_call_guard._steps``) are files named by
+    the xdist run's id; every worker has collected before any finishes, so the first worker to
+    finish removes them."""
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run_id is not None:
+        for path in Path(tempfile.gettempdir()).glob(f"hybridvoice-call-guard-{run_id}-*"):
+            path.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ token (``[Management] OnlineToken``, or :attr:`ApplianceOptions.online_token`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import shutil
@@ -35,7 +36,7 @@ from hybridvoice.cms.changes import Change
 from hybridvoice.cms.edge_names import appliance_name
 from hybridvoice.cms.guard import Access
 from hybridvoice.cms.replica import LocalStore
-from hybridvoice.cms.replicator import ApplianceLink, Replicator
+from hybridvoice.cms.replicator import ApplianceLink, FeedError, Replicator
 from hybridvoice.cms.settings import Settings
 from hybridvoice.edge.assembly import open_listeners
 from hybridvoice.edge.media_relay import edge_relay_addresses, edge_relay_ports
@@ -217,6 +218,22 @@ class Appliance:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+
+    async def drain(self, deadline: float, poll: float = 0.1) -> int:
+        """Maintenance (no new calls; the cloud hears it at once), then wait until the calls
+        in progress have ended or ``deadline`` seconds have passed; the calls still up."""
+        mediation = self.mediation
+        if mediation is None:
+            return 0
+        mediation.enter_maintenance()
+        if self.link is not None:  # the cloud learns it now: no new calls are sent here
+            with contextlib.suppress(httpx.HTTPError, FeedError):
+                await self.link.heartbeat()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        while mediation.admission.active and loop.time() < end:
+            await asyncio.sleep(poll)
+        return mediation.admission.active
 
     def close(self) -> None:
         """Close the replica and the token store (after :meth:`stop`)."""

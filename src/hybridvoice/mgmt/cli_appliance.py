@@ -32,12 +32,15 @@ from .cli_admin import (
     out,
     show,
 )
+from .cli_appliance_serve import register_appliance_serve
 from .cli_health import health_line
 
 __all__ = ["appliance_app", "calls_app", "gateway_app"]
 
 # --- appliances (Get-CsHybridPSTNAppliance, Get-CcApplianceStatus, Enter/Exit-CcUpdate) -----------
-appliance_app = typer.Typer(help="Appliances: list, status, maintenance.", no_args_is_help=True)
+appliance_app = typer.Typer(help="Appliances: serve, list, status, maintenance.",
+                            no_args_is_help=True)  # fmt: skip
+register_appliance_serve(appliance_app)
 APPLIANCE_COLUMNS = ("name", "site", "status", "version", "edge_sip_host", "edge_sip_port",
                      "edge_sip_transport")  # fmt: skip
 GATEWAY_COLUMNS = ("name", "address", "transport", "enabled", "health", "last_options_rtt_ms",

@@ -1,0 +1,116 @@
+"""``hybridvoice appliance serve``: one appliance as its own process (typer sub-command).
+
+The settings file is one appliance's (``hybridvoice init`` writes one; several appliances of
+a site on one host: one file each, with their own ports and ``[Common] ServerName``). Its
+token toward the online service: ``--online-token`` (or ``HYBRIDVOICE_ONLINE_TOKEN``), else
+``[Management] OnlineToken``; with an https ``[Online] ServiceURL`` its site certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated, cast
+
+import typer
+
+from .cli_admin import err, out
+
+__all__ = ["register_appliance_serve"]
+
+ONLINE_TOKEN_ENV = "HYBRIDVOICE_ONLINE_TOKEN"
+ADMIN_TOKEN_ENV = "HYBRIDVOICE_ADMIN_TOKEN"
+
+
+def serve(
+    config: Annotated[Path, typer.Option(help="The appliance's settings file")],
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where its replica, call records, tokens and certificates live. Default: "
+            "[Management] StateDirectory, else the per-user data directory's "
+            "appliances/<name>",
+            metavar="DIR",
+        ),
+    ] = None,
+    online_token: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer token (scope appliance) toward the online API. Default: "
+            "[Management] OnlineToken",
+            envvar=ONLINE_TOKEN_ENV,
+        ),
+    ] = None,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            help="An admin token this appliance's API takes (the same for every appliance of "
+            "a site). Default: one made on the first start, in <state-dir>/admin-token",
+            envvar=ADMIN_TOKEN_ENV,
+        ),
+    ] = None,
+    drain_deadline: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="On SIGTERM: seconds to let calls in progress finish (no new calls)"
+        ),
+    ] = 30.0,
+    log_level: Annotated[
+        str, typer.Option(help="Log this level and above: debug, info, warning, error, critical")
+    ] = "warning",
+    log_format: Annotated[
+        str, typer.Option(help="Logs to stderr as text (for humans) or json (one object a line)")
+    ] = "text",
+) -> None:
+    """Run one appliance (edge, mediation, settings replica, API, health monitor) in this
+    process, registered with the online service of its settings. Prints where it listens;
+    SIGTERM drains it (no new calls; calls in progress finish up to --drain-deadline), then
+    stops it."""
+    import platformdirs  # noqa: PLC0415 - keep the CLI's start fast
+
+    from hybridvoice.cms.settings import SettingsError, load_settings  # noqa: PLC0415
+    from hybridvoice.mgmt.logs import LogFormat, LoggingSetupError, configure_logging  # noqa: PLC0415
+
+    from .appliance_serve import (  # noqa: PLC0415
+        ServeOptions,
+        appliance_state_dir,
+        run_appliance,
+        with_state_dir,
+    )
+
+    try:
+        configure_logging(log_level, cast(LogFormat, log_format), sys.stderr)
+    except LoggingSetupError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    try:
+        settings = load_settings(config)
+    except SettingsError as exc:
+        err.print(f"[red]{config}: settings refused[/red]")
+        for problem in exc.problems:
+            err.print(f"  {problem}")
+        raise typer.Exit(2) from exc
+    except OSError as exc:
+        err.print(f"[red]cannot read {config}:[/red] {exc.strerror or exc}")
+        raise typer.Exit(2) from exc
+    if state_dir is None:
+        configured = settings.management.state_directory
+        root = Path(platformdirs.user_data_dir("hybridvoice", appauthor=False))
+        state_dir = Path(configured) if configured else appliance_state_dir(settings, root)
+    settings = with_state_dir(settings, state_dir)
+    options = ServeOptions(
+        online_token=online_token, drain_deadline=drain_deadline, admin_token=admin_token
+    )
+    try:
+        asyncio.run(run_appliance(settings, options, console=out))
+    except KeyboardInterrupt:
+        pass
+    except (ValueError, OSError) as exc:
+        err.print(f"[red]cannot start:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+
+
+def register_appliance_serve(app: typer.Typer) -> None:
+    """Add ``serve`` to the ``appliance`` command group."""
+    app.command("serve")(serve)
