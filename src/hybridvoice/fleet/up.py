@@ -106,13 +106,20 @@ class Fleet:
         #: removed at :meth:`stop`
         self.state_dir = state_dir
         self._temp: str | None = None
-        self.report = report or (lambda r: None)
+        #: what the supervisor reported so far (started, died, stopped), oldest first
+        self.reported: list[Report] = []
+        self._report = report
         self.command = command
         self.grace = grace
         self.lab: Lab | None = None
         self.gateways: dict[str, LabGateway] = {}  # gateway name -> lab gateway
         self.children: ChildProcesses | None = None
         self.admin_token: str | None = None
+
+    def report(self, item: Report) -> None:
+        self.reported.append(item)
+        if self._report is not None:
+            self._report(item)
 
     @property
     def store(self) -> TenantStore:
