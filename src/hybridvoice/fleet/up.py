@@ -277,9 +277,8 @@ class Fleet:
                 pid = None if self.children is None else self.children.pid(appliance.name)
                 piece = f"{site.name} / {appliance.name}" + (f" (pid {pid})" if pid else "")
                 rows.append((piece, _appliance_row(appliance)))
-            trunks = ", ".join(_gateway_side(a) for a in self.plan.of_site(site.name))
             names = ", ".join(g.name for g in site.gateway)
-            rows.append((f"{site.name}: gateways {names} trunk to", trunks))
+            rows.append((f"{site.name}: {names} trunk to", _trunks(self.plan.of_site(site.name))))
         for lab in self.plan.lab_gateways:
             gateway = self.gateways.get(lab.gateway.name)
             if gateway is not None:
@@ -289,19 +288,24 @@ class Fleet:
         return rows
 
 
-def _gateway_side(appliance: AppliancePlan) -> str:
-    host, tcp, udp = appliance.gateway_side
-    parts = [f"udp:{host}:{udp}" if udp else "", f"tcp:{host}:{tcp}" if tcp else ""]
-    return " ".join(p for p in parts if p)
+def _trunks(appliances: Sequence[AppliancePlan]) -> str:
+    """``udp 127.0.0.1: 23004 23014; tcp 127.0.0.1: 23003 23013``: where a site's gateways
+    send calls (every mediation role of the site)."""
+    parts = []
+    for kind, index in (("udp", 2), ("tcp", 1)):
+        ports = [a.gateway_side[index] for a in appliances if a.gateway_side[index]]
+        if ports:
+            parts.append(f"{kind} {appliances[0].gateway_side[0]}: {' '.join(map(str, ports))}")
+    return "; ".join(parts)
 
 
 def _appliance_row(appliance: AppliancePlan) -> str:
     s = appliance.settings
-    edge = s.edge_server
+    edge, ms = s.edge_server, s.mediation_server
+    gateways = "/".join(str(p) for p in (ms.udp_port, ms.tcp_port) if p)
     return (
         f"edge {edge.external_protocol.lower()}:{edge.external_sip_ips[0]}:"
-        f"{edge.external_sip_port}; gateways {_gateway_side(appliance)}; "
-        f"API http://{s.management.ip}:{s.management.port}"
+        f"{edge.external_sip_port}, gateways udp/tcp :{gateways}, API :{s.management.port}"
     )
 
 
