@@ -54,7 +54,7 @@ from hybridvoice.online.models import NetworkConfig
 ROOT = Path(__file__).resolve().parents[1]
 UAC = ROOT / "tests" / "interop" / "scenarios" / "edge_uac_call.xml"
 OUT = Path("/tmp/hybridvoice-bench-fleet")
-MEDIA_PORTS = 2000
+MEDIA_PORTS = 800
 
 
 def load() -> str:
