@@ -8,7 +8,8 @@ serve`` process; the site's gateway is a SIPp ``uas``. SIPp registers as alice (
 site) and calls a PSTN number through the online proxy at a steady rate
 (``chain_uac_auth_call.xml``: 407 challenge, INVITE again with credentials, 200, ACK, BYE),
 for :data:`CALLS` calls. Once :data:`KILL_AFTER` calls have succeeded, appliance 1 is killed
-by PID (SIGKILL: no goodbye to the online service). The online proxy tries the site's online
+by PID (SIGKILL: no goodbye to the online service; or SIGSTOP: hung, connections still
+accepted by the kernel, nothing answered). The online proxy tries the site's online
 appliances in random order and moves on when one fails (refused connection, 408/503/504, no
 provisional within ``ApplianceTimeoutSeconds``); the heartbeat sweep marks the silent one
 offline after ``HeartbeatTimeoutSeconds`` (4 s here, 5 s by default) and it is no longer
@@ -95,7 +96,12 @@ def succeeded(path: Path) -> int:
         return 0
 
 
-def test_a_killed_appliance_costs_no_call_after_the_detection_window(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+def test_a_killed_appliance_costs_no_call_after_the_detection_window(
+    tmp_path: Path, how: str
+) -> None:
+    """SIGKILL: the process is gone (its edge refuses connections); SIGSTOP: it hangs (the
+    kernel still accepts, nothing answers: the proxy moves on after ApplianceTimeoutSeconds)."""
     sipp = need_binary("sipp", "sip-tester")
 
     async def main() -> None:
@@ -129,7 +135,7 @@ def test_a_killed_appliance_costs_no_call_after_the_detection_window(tmp_path: P
                     assert fleet.children is not None
                     pid = fleet.children.pid(victim)
                     assert pid is not None
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, getattr(signal, how))
                     killed_at = time.time()
                     offline_after = None
                     while offline_after is None:
@@ -139,6 +145,12 @@ def test_a_killed_appliance_costs_no_call_after_the_detection_window(tmp_path: P
                         assert time.time() - killed_at < 60, "never marked offline"
                         await asyncio.sleep(0.05)
                     code = await wait_exit(alice, CALLS / RATE + 120)
+                if how == "SIGSTOP":
+                    os.kill(pid, signal.SIGKILL)  # a stopped process takes no SIGTERM
+                    for _ in range(200):
+                        if any(victim in r.text for r in fleet.reported if r.problem):
+                            break
+                        await asyncio.sleep(0.05)
                 died = [r.text for r in fleet.reported if r.problem]
         finally:
             gateway.stop()
