@@ -2,15 +2,16 @@
 to 3, 16 and 50 appliance processes.
 
 Run: ``.venv/bin/python benchmarks/fleet.py [--rates 40,80,...] [--seconds 8] [--repeats 2]
-[--sizes 3,16,50] [--changes 20] [--max-setup-ms 150] [--skip-capacity]
-[--skip-replication]``
+[--sizes 3,16,50] [--changes 20] [--max-setup-ms 150] [--uacs-per-appliance 1]
+[--skip-capacity] [--skip-replication]``
 
 Capacity. :class:`hybridvoice.fleet.up.Fleet` (what ``hybridvoice up --config FLEET.toml``
 runs) starts one site of N appliance processes (``hybridvoice appliance serve``) and the
 online service in this process; a SIPp ``uas`` is the site's gateway. The load goes straight
-to the appliances' edges (over TCP, as the online proxy sends it), one SIPp uac per appliance
-at rate/N each (``tests/interop/scenarios/edge_uac_call.xml``: INVITE, 200, ACK and BYE along
-the route set), so the figure is the appliances' own (the online proxy is one process, and
+to the appliances' edges (over TCP, as the online proxy sends it), ``--uacs-per-appliance``
+SIPp uacs per appliance (each its own TCP connection), the rate split evenly
+(``tests/interop/scenarios/edge_uac_call.xml``: INVITE, 200, ACK and BYE along the route
+set), so the figure is the appliances' own (the online proxy is one process, and
 the online tier's own benchmark measures it). Each rate runs ``--seconds``; a rate is
 *clean* when every call succeeded and the mean setup time (INVITE to 200) stayed within
 ``--max-setup-ms`` (TCP: SIPp never retransmits, so an overloaded appliance shows as latency
@@ -23,8 +24,9 @@ store ``--changes`` times (each a change in the feed every appliance long-polls)
 appliance's ``media bypass now enabled/disabled`` log line (its timestamp, milliseconds)
 against the time of the write gives the latency to that appliance.
 
-Prints JSON lines per run and a summary; the machine's ``os.cpu_count()`` and load average
-are printed first and last (the machine is shared).
+Each run also gives the appliance processes' CPU (utime+stime from ``/proc``) per call and
+in percent of one core over the run. Prints JSON lines per run and a summary; the machine's
+``os.cpu_count()`` and load average are printed first and last (the machine is shared).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "net"))
 
-from _harness import Proc, sipp_last_row
+from _harness import TCK, Proc, sipp_last_row, tree_ticks
 from ports import free_port, free_port_block
 
 from hybridvoice.cms.fleet_plan import plan_fleet
@@ -55,6 +57,8 @@ ROOT = Path(__file__).resolve().parents[1]
 UAC = ROOT / "tests" / "interop" / "scenarios" / "edge_uac_call.xml"
 OUT = Path("/tmp/hybridvoice-bench-fleet")
 MEDIA_PORTS = 800
+#: SIPp uacs (each its own TCP connection) per appliance edge
+UACS = [1]
 
 
 def load() -> str:
@@ -98,7 +102,7 @@ async def wait_exit(procs: list[Proc], limit: float) -> None:
 async def one_rate(
     fleet: Fleet, rate: int, seconds: float, work: Path, max_setup_ms: float
 ) -> dict[str, Any]:
-    edges = [a.settings.edge_server.external_sip_port for a in fleet.plan.appliances]
+    edges = [a.settings.edge_server.external_sip_port for a in fleet.plan.appliances] * UACS[0]
     share = [rate // len(edges) + (1 if i < rate % len(edges) else 0) for i in range(len(edges))]
     procs = []
     work.mkdir(parents=True, exist_ok=True)
@@ -110,9 +114,12 @@ async def one_rate(
             "-trace_stat", "-stf", str(work / f"uac{i}.csv"), "-fd", "1",
         ]  # fmt: skip
         procs.append(Proc(args, work / f"uac{i}.out"))
-    started = time.monotonic()
+    assert fleet.children is not None
+    pids = [p for a in fleet.plan.appliances if (p := fleet.children.pid(a.name)) is not None]
+    started, ticks0 = time.monotonic(), tree_ticks(pids)
     await wait_exit(procs, seconds + 60)
     wall = time.monotonic() - started
+    cpu_s = (tree_ticks(pids) - ticks0) / TCK
     rows = [sipp_last_row(work / f"uac{i}.csv") for i in range(len(edges))]
     ok = sum(int(r.get("SuccessfulCall(C)", 0) or 0) for r in rows)
     failed = sum(int(r.get("FailedCall(C)", 0) or 0) for r in rows)
@@ -120,9 +127,12 @@ async def one_rate(
     setup = [_ms(r.get("ResponseTime1(C)", "")) for r in rows]
     calls = sum(int(r * seconds) for r in share)
     return {
-        "appliances": len(edges), "rate": rate, "calls": calls, "ok": ok, "failed": failed,
+        "appliances": len(fleet.plan.appliances), "uacs": len(edges), "rate": rate,
+        "calls": calls, "ok": ok, "failed": failed,
         "retrans": retrans, "setup_ms_mean": round(statistics.mean(setup), 1) if setup else None,
         "wall_s": round(wall, 1),
+        "appliance_cpu_ms_per_call": round(1000 * cpu_s / ok, 2) if ok else None,
+        "appliance_cpu_pct": round(100 * cpu_s / wall, 1),
         "clean": ok == calls and failed == 0 and bool(setup) and max(setup) <= max_setup_ms,
     }  # fmt: skip
 
@@ -226,10 +236,12 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--sizes", default="3,16,50")
     parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--uacs-per-appliance", type=int, default=1)
     parser.add_argument("--skip-capacity", action="store_true")
     parser.add_argument("--skip-replication", action="store_true")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
+    UACS[0] = args.uacs_per_appliance
     work = OUT / time.strftime("%Y%m%d-%H%M%S")
     print(f"# {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {load()}", flush=True)
     best: dict[int, list[int]] = {1: [], 3: []}
