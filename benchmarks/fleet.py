@@ -217,7 +217,12 @@ async def replication(size: int, changes: int, work: Path) -> dict[str, Any]:
             await asyncio.sleep(0.5)
     finally:
         await fleet.stop()
-    qs = statistics.quantiles(samples, n=100) if len(samples) > 1 else [float("nan")] * 99
+    (work / f"rep{size}" / "samples.json").write_text(json.dumps(samples))
+    qs = (
+        statistics.quantiles(samples, n=100, method="inclusive")
+        if len(samples) > 1
+        else [float("nan")] * 99
+    )
     result = {
         "appliances": size, "changes": changes, "samples": len(samples),
         "p50_ms": round(qs[49], 1), "p99_ms": round(qs[98], 1),
