@@ -161,3 +161,41 @@ def test_rtcp_mux_has_one_component_and_a_client_without_ice_gets_none() -> None
     late = AnchoredCall("call-3", EXTERNAL, INTERNAL, ice=ICE)  # a late offer: ICE offered
     body = cross(late, answer(request("INVITE"), 200, sdp(MEDIATION)), True).body or b""
     assert b"a=ice-lite" in body and b"a=ice-ufrag:edge0001" in body
+
+
+def multipart(*parts: tuple[str, bytes], boundary: str = "b-1") -> bytes:
+    out = b"".join(
+        f"--{boundary}\r\nContent-Type: {kind}\r\n\r\n".encode() + body + b"\r\n"
+        for kind, body in parts
+    )
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def test_every_sdp_of_a_multipart_body_is_rewritten_and_other_parts_kept() -> None:
+    """RFC 5621: SDP beside ISUP (multipart/mixed), and the two SDP versions of a Lync or
+    Skype for Business client (multipart/alternative, the last preferred): every SDP names
+    the relay, the client's address is taken from the preferred one, the ISUP part is kept
+    byte for byte. Before: a multipart body crossed untouched, internal addresses and all."""
+    state = call()
+    isup = b"\x01\x00\x49\x00\x00\x03\x02\x00\x07\x04\x10"
+    alternative = multipart(
+        ("application/sdp", sdp(CLIENT, 4000)), ("application/sdp", sdp(CLIENT, 4200))
+    )
+    offer = request("INVITE", alternative)
+    offer.headers.set("Content-Type", 'multipart/alternative;boundary="b-1"')
+    decision = cross(state, offer, toward_external=False)
+    assert decision.came_from is Leg.A and decision.remote == MediaAddress(CLIENT, 4200, 4201)
+    assert decision.body is not None and decision.body.count(b"--b-1\r\n") == 2
+    assert decision.body.count(b"c=IN IP4 10.0.0.5\r\n") == 2 and CLIENT.encode() not in (
+        decision.body
+    )
+    reply = answer(offer, 200, multipart(("application/sdp", sdp(MEDIATION, 6000)),
+                                         ("application/isup", isup)))  # fmt: skip
+    reply.headers.set("Content-Type", "multipart/mixed; boundary=b-1")
+    decision = cross(state, reply, toward_external=True)
+    assert decision.remote == MediaAddress(MEDIATION, 6000, 6001)
+    assert decision.body is not None and MEDIATION.encode() not in decision.body
+    assert b"\r\n\r\n" + isup + b"\r\n--b-1--\r\n" in decision.body
+    broken = request("INVITE", b"--b-1\r\nContent-Type: application/sdp\r\n\r\n" + sdp(CLIENT))
+    broken.headers.set("Content-Type", "multipart/mixed; boundary=b-1")  # never closed
+    assert cross(call(), broken, toward_external=False).body is None

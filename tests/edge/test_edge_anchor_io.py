@@ -9,7 +9,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import cast
 
-from ports import free_port
+from ports import free_port_block
 
 from hybridvoice.edge.anchor import sdp_media
 from hybridvoice.edge.anchor_io import EdgeAnchoring
@@ -40,9 +40,8 @@ def invite(address: str, call_id: str = "call-1") -> Request:
 
 
 def anchoring() -> EdgeAnchoring:
-    first = free_port()
-    engine = RelayEngine("127.0.0.1", (first - first % 2, first - first % 2 + 40),
-                         latch=LatchPolicy(same_ip=False))  # fmt: skip
+    first = free_port_block(41)  # even: RTP on even ports
+    engine = RelayEngine("127.0.0.1", (first, first + 40), latch=LatchPolicy(same_ip=False))
     return EdgeAnchoring(engine, [EXTERNAL], SUBNETS, "192.0.2.99")
 
 
@@ -129,8 +128,8 @@ def test_idle_calls_are_released_by_their_own_timer_without_another_call() -> No
     async def run() -> None:
         now = [1000.0]
         timers = FakeTimers(now)
-        first = free_port()
-        engine = RelayEngine("127.0.0.1", (first - first % 2, first - first % 2 + 40))
+        first = free_port_block(41)
+        engine = RelayEngine("127.0.0.1", (first, first + 40))
         a = EdgeAnchoring(engine, [EXTERNAL], SUBNETS, "192.0.2.99", idle_timeout=600,
                           sweep_interval=60, clock=lambda: now[0], call_later=timers)  # fmt: skip
         available = engine.pool.available
@@ -159,8 +158,8 @@ def test_the_timer_goes_when_the_last_call_ends() -> None:
     async def run() -> None:
         now = [0.0]
         timers = FakeTimers(now)
-        first = free_port()
-        engine = RelayEngine("127.0.0.1", (first - first % 2, first - first % 2 + 40))
+        first = free_port_block(41)
+        engine = RelayEngine("127.0.0.1", (first, first + 40))
         a = EdgeAnchoring(engine, [EXTERNAL], SUBNETS, "192.0.2.99", clock=lambda: now[0],
                           call_later=timers)  # fmt: skip
         request = invite("203.0.113.5")
@@ -202,3 +201,18 @@ def test_a_late_offer_is_anchored_and_rewritten_in_the_2xx_and_the_ack() -> None
         await a.close()
 
     asyncio.run(run())
+
+
+def test_a_multipart_offer_from_outside_is_anchored() -> None:
+    """An internet client's offer inside a multipart body (RFC 5621) is judged by its SDP
+    parts: before, the edge found no SDP in it and let the call's media go unanchored."""
+    request = invite("203.0.113.5", "multi")
+    sdp = request.body
+    body = (b"--x\r\nContent-Type: application/sdp\r\n\r\n" + sdp + b"\r\n--x\r\n"
+            b"Content-Type: application/sdp\r\n\r\n" + sdp + b"\r\n--x--\r\n")  # fmt: skip
+    request.set_body(body, "multipart/alternative; boundary=x")
+    a = anchoring()
+    assert a.wants(request, Source(EXTERNAL, "203.0.113.5", 5060))
+    inside = invite("127.0.0.9", "inside")
+    inside.set_body(body.replace(b"203.0.113.5", b"127.0.0.9"), "multipart/mixed; boundary=x")
+    assert not a.wants(inside, Source(EXTERNAL, "127.0.0.9", 5060))

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hybridvoice.media.ice_lite import IceCounters, IceCredentials, IceLite, host_priority
+from hybridvoice.media.ice_lite import (
+    ERROR_BURST,
+    ERROR_RATE,
+    IceCounters,
+    IceCredentials,
+    IceLite,
+    host_priority,
+)
 from hybridvoice.media.stun import (
     Attr,
     Method,
@@ -54,7 +61,7 @@ def test_a_valid_check_is_answered_signed_and_nominates_with_use_candidate() -> 
     counters = IceCounters()
     agent = IceLite(OURS, counters)
     agent.set_remote(THEIRS)
-    reply, nominated = agent.on_stun(check(), SOURCE, 1)
+    reply, nominated = agent.on_stun(check(), SOURCE, 1, 0.0)
     assert not nominated and agent.selected == {}
     assert reply is not None
     answer = parse(reply)
@@ -63,14 +70,14 @@ def test_a_valid_check_is_answered_signed_and_nominates_with_use_candidate() -> 
     assert answer.xor_address(Attr.XOR_MAPPED_ADDRESS) == SOURCE
     assert integrity_ok(answer, OURS.pwd.encode()) and fingerprint_ok(answer)
     nominating = check(f"edge:{THEIRS}", OURS.pwd.encode(), (Attr.USE_CANDIDATE, b""))
-    reply, nominated = agent.on_stun(nominating, ("198.51.100.7", 9), 2)
+    reply, nominated = agent.on_stun(nominating, ("198.51.100.7", 9), 2, 0.0)
     assert nominated and reply is not None and agent.selected == {2: ("198.51.100.7", 9)}
     assert (counters.answered, counters.nominations, counters.refused) == (2, 1, 0)
 
 
 def test_the_peer_ufrag_is_taken_before_it_is_known() -> None:
     agent = IceLite(OURS)  # a late offer: the client's SDP comes after its checks may
-    assert code_of(agent.on_stun(check("edge:anything"), SOURCE, 1)[0]) is None
+    assert code_of(agent.on_stun(check("edge:anything"), SOURCE, 1, 0.0)[0]) is None
 
 
 @pytest.mark.parametrize(
@@ -90,7 +97,7 @@ def test_bad_checks_get_their_error_code(request_bytes: bytes, code: int) -> Non
     counters = IceCounters()
     agent = IceLite(OURS, counters)
     agent.set_remote(THEIRS)
-    reply, nominated = agent.on_stun(request_bytes, SOURCE, 1)
+    reply, nominated = agent.on_stun(request_bytes, SOURCE, 1, 0.0)
     assert not nominated and code_of(reply) == code
     answer = parse(reply or b"")
     assert integrity_ok(answer, OURS.pwd.encode()) is (code == 487)  # 400/401: unsigned
@@ -103,9 +110,29 @@ def test_garbage_indications_and_bad_fingerprints_are_dropped_silently() -> None
     bad_fingerprint[-1] ^= 0xFF
     indication = check(cls=StunClass.INDICATION)
     for data in (b"\x00\x01garbage", bytes(bad_fingerprint), indication, b""):
-        assert agent.on_stun(data, SOURCE, 1) == (None, False)
+        assert agent.on_stun(data, SOURCE, 1, 0.0) == (None, False)
     assert agent.counters.refused == 3  # the indication is not a refusal
     assert agent.selected == {}
+
+
+def test_error_answers_are_rate_limited_and_a_good_peer_never_is() -> None:
+    """Anyone can send checks with a forged source: the agent's error answers (here 401) stop
+    after the burst, come back at the refill rate, and valid checks are answered throughout."""
+    counters = IceCounters()
+    agent = IceLite(OURS, counters)
+    agent.set_remote(THEIRS)
+    forged = check(key=b"wrong-password-0123456789")
+    answers = [agent.on_stun(forged, SOURCE, 1, 100.0)[0] for _ in range(ERROR_BURST + 30)]
+    assert all(code_of(a) == 401 for a in answers[:ERROR_BURST])
+    assert answers[ERROR_BURST:] == [None] * 30
+    assert (counters.refused, counters.rate_limited) == (ERROR_BURST + 30, 30)
+    assert code_of(agent.on_stun(check(), SOURCE, 1, 100.0)[0]) is None  # the real peer
+    # one second later: ERROR_RATE more answers, then silence again
+    later = [agent.on_stun(forged, SOURCE, 1, 101.0)[0] for _ in range(int(ERROR_RATE) + 5)]
+    assert sum(a is not None for a in later) == int(ERROR_RATE)
+    # a long quiet spell refills the bucket only up to the burst
+    again = [agent.on_stun(forged, SOURCE, 1, 10_000.0)[0] for _ in range(ERROR_BURST + 1)]
+    assert sum(a is not None for a in again) == ERROR_BURST
 
 
 def test_credentials_and_priorities() -> None:
@@ -121,7 +148,7 @@ def test_credentials_and_priorities() -> None:
 @given(st.binary(max_size=200))
 def test_any_bytes_give_an_answer_or_nothing_never_an_exception(data: bytes) -> None:
     agent = IceLite(OURS)
-    reply, nominated = agent.on_stun(data, SOURCE, 1)
+    reply, nominated = agent.on_stun(data, SOURCE, 1, 0.0)
     assert not nominated and agent.selected == {}
     if reply is not None:
         assert parse(reply).cls == StunClass.ERROR
@@ -136,5 +163,5 @@ def test_a_flipped_byte_never_nominates(where: int, mask: int) -> None:
     valid[index] ^= mask
     agent = IceLite(OURS)
     agent.set_remote(THEIRS)
-    _, nominated = agent.on_stun(bytes(valid), SOURCE, 1)
+    _, nominated = agent.on_stun(bytes(valid), SOURCE, 1, 0.0)
     assert not nominated

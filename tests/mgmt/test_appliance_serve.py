@@ -82,6 +82,17 @@ def test_two_appliance_processes_register_call_and_stop(tmp_path: Path) -> None:
                 assert len(calls) == 1, calls
                 await other.request("POST", "/v1/maintenance/exit", admin)
                 await _until(lambda: len(routable()) == 2, "maintenance left")
+            # remove the second: drained, out of the cloud, and it does not come back
+            code, removed = await _hv("appliance", "remove", "appliance2", "--appliance",
+                                      procs[1].api, "--url", first.online.service_url,
+                                      token=admin)  # fmt: skip
+            assert code == 0, removed
+            assert "drained" in removed and "unregistered" in removed
+            assert {a.name for a in store.appliances()} == {"appliance1"}
+            beats = (await procs[1].request("GET", "/v1/status", admin))["online"]
+            assert beats["registered"] is False  # its link to the cloud is stopped
+            await asyncio.sleep(first.online.heartbeat_seconds * 2)  # its heartbeats stopped
+            assert {a.name for a in store.appliances()} == {"appliance1"}
             for p in procs:
                 assert await p.stop() == 0, p.log()
                 assert "stopped: 0 call(s) finished, 0 cut" in p.log(), p.log()

@@ -71,13 +71,23 @@ def _encode(change: Change) -> str:
 class LocalStore:
     """The tenant settings as last replicated from the online service."""
 
-    __slots__ = ("_cache", "_clock", "_db", "_listeners", "_version", "path", "updated_at")
+    __slots__ = ("_cache", "_change", "_clock", "_db", "_kinds", "_listeners", "_version", "path",
+                 "updated_at")  # fmt: skip
 
     def __init__(
-        self, path: str | Path = ":memory:", *, clock: Callable[[], float] = time.monotonic
+        self,
+        path: str | Path = ":memory:",
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        kinds: Iterable[str] = KINDS,
+        change: type[Change] = Change,
     ):
+        """``kinds``: the row kinds it holds (the tenant feed's; a site replica: the site
+        CMS's), ``change``: the class of the deletions :meth:`load_snapshot` reports."""
         self.path = str(path)
         self._clock = clock
+        self._kinds = frozenset(kinds)
+        self._change = change
         self._db: sqlite3.Connection | None = sqlite3.connect(self.path, isolation_level=None)
         db = self._db
         if self.path != ":memory:":
@@ -86,7 +96,7 @@ class LocalStore:
         db.executescript(_SCHEMA)
         row = db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
         self._version: int = int(row[0]) if row else 0
-        self._cache: dict[str, dict[str, Mapping[str, Any]]] = {kind: {} for kind in KINDS}
+        self._cache: dict[str, dict[str, Mapping[str, Any]]] = {k: {} for k in self._kinds}
         for kind, key, value in db.execute("SELECT kind, key, value FROM rows"):
             if kind in self._cache:  # a kind this version no longer knows stays on disk, unread
                 self._cache[kind][key] = MappingProxyType(json.loads(value))
@@ -95,6 +105,11 @@ class LocalStore:
         """Monotonic time of the last apply or snapshot that wrote something (None: none yet)."""
 
     # -- reads -------------------------------------------------------------------------------
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The row kinds this replica holds."""
+        return self._kinds
 
     @property
     def version(self) -> int:
@@ -114,20 +129,25 @@ class LocalStore:
             return self._cache[kind]
         except KeyError:
             raise ReplicaError(
-                f"unknown kind {kind!r}; known: {', '.join(sorted(KINDS))}"
+                f"unknown kind {kind!r}; known: {', '.join(sorted(self._kinds))}"
             ) from None
 
     # -- writes ------------------------------------------------------------------------------
 
-    def apply(self, changes: Iterable[Change]) -> int:
+    def apply(self, changes: Iterable[Change], *, same_version: bool = False) -> int:
         """Apply ``changes`` in version order, in one transaction; return the new version.
 
-        Changes at or below the current version are skipped; gaps are accepted.
+        Changes at or below the current version are skipped (``same_version``: below only,
+        for a store's watch resumed at the revision last applied, whose events may have been
+        cut in the middle: applying one again changes nothing); gaps are accepted.
         """
         fresh: list[Change] = []
         version = self._version
         for change in sorted(changes, key=lambda c: c.version):
-            if change.version > version:
+            if change.kind not in self._kinds:
+                raise ReplicaError(f"change {change.version}: unknown kind {change.kind!r}; "
+                                   f"known: {', '.join(sorted(self._kinds))}")  # fmt: skip
+            if change.version > version or (same_version and change.version == version):
                 fresh.append(change)
                 version = change.version
         if not fresh:
@@ -172,11 +192,13 @@ class LocalStore:
                     f"snapshot at version {version} holds change {change.version} from the future"
                 )
             rows[(change.kind, change.key)] = (change, _encode(change))
-        cache: dict[str, dict[str, Mapping[str, Any]]] = {kind: {} for kind in KINDS}
+        cache: dict[str, dict[str, Mapping[str, Any]]] = {k: {} for k in self._kinds}
         for (kind, key), (_, text) in rows.items():
+            if kind not in cache:
+                raise ReplicaError(f"snapshot row {kind} {key!r}: unknown kind {kind!r}")
             cache[kind][key] = MappingProxyType(json.loads(text))
         diff = [
-            Change(max(version, 1), kind, key, None)
+            self._change(max(version, 1), kind, key, None)
             for kind, old in self._cache.items()
             for key in old
             if key not in cache[kind]

@@ -9,7 +9,10 @@ such a call and says what to do with it:
   offer/answer in INVITE, 18x/2xx, ACK, PRACK and UPDATE, and re-INVITEs; RFC 3261 §13.2.1:
   an offer-less INVITE gets its offer in the 2xx and its answer in the ACK), names the
   relay ports of the side it leaves on (:func:`.anchor.rewrite_sdp`), and its own address
-  becomes the remote of the side it came from;
+  becomes the remote of the side it came from; in a multipart body (RFC 5621: SDP beside
+  ISUP, or the two ``multipart/alternative`` SDPs of Lync and Skype for Business clients)
+  every SDP part is rewritten and the last one (RFC 2046 §5.1.4: the preferred version)
+  names the remote (:class:`SdpBodies`);
 - toward the client, the SDP carries the edge's ICE-lite credentials and candidates
   (:func:`.anchor.rewrite_sdp`), unless the client's own last SDP had no ICE (RFC 8839
   §4.2.1: an answer to an offer without ICE carries none); an SDP from the client hands its
@@ -23,16 +26,17 @@ timer), a call whose relay carried no packet for ``idle_timeout`` seconds is rel
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hybridvoice.media import Leg
 from hybridvoice.media.ice_lite import IceCredentials
 from hybridvoice.sip.message import Request, Response
+from hybridvoice.sip.multipart import Multipart, split
 
 from .anchor import MediaAddress, ice_credentials, rewrite_sdp, sdp_media
 
-__all__ = ["AnchoredCall", "Crossing", "IdleSweep", "cross"]
+__all__ = ["AnchoredCall", "Crossing", "IdleSweep", "SdpBodies", "cross", "sdp_bodies"]
 
 
 @dataclass(slots=True)
@@ -67,9 +71,48 @@ _NOTHING = Crossing()
 _RELEASE = Crossing(release=True)
 
 
-def _is_sdp(message: Request | Response) -> bool:
+_SDP = "application/sdp"
+
+
+@dataclass(slots=True)
+class SdpBodies:
+    """The SDP a message carries: its whole body (``application/sdp``) or the SDP parts of a
+    multipart body, in order."""
+
+    bodies: list[bytes]
+    multipart: Multipart | None = None
+
+    def replaced(self, new: Sequence[bytes | None]) -> bytes | None:
+        """The message body with each SDP replaced by its ``new`` one (None: that one kept);
+        None when nothing changed."""
+        if all(body is None for body in new):
+            return None
+        if self.multipart is None:
+            return new[0]
+        sdp_parts = [p for p in self.multipart.parts if p.content_type == _SDP]
+        for part, body in zip(sdp_parts, new, strict=True):
+            if body is not None:
+                part.body = body
+        return self.multipart.join()
+
+
+def sdp_bodies(message: Request | Response) -> SdpBodies | None:
+    """The message's SDP (:class:`SdpBodies`), or None: no body, no SDP in it, or a multipart
+    body that is not well formed (:func:`hybridvoice.sip.multipart.split`)."""
+    body = message.body
+    if not body:
+        return None
     content_type = message.headers.get("Content-Type") or ""
-    return bool(message.body) and content_type.lower().startswith("application/sdp")
+    kind = content_type.partition(";")[0].strip().lower()
+    if kind == _SDP:
+        return SdpBodies([body])
+    if not kind.startswith("multipart/"):
+        return None
+    multipart = split(content_type, body)
+    if multipart is None:
+        return None
+    found = [p.body for p in multipart.parts if p.content_type == _SDP]
+    return SdpBodies(found, multipart) if found else None
 
 
 def cross(call: AnchoredCall, message: Request | Response, toward_external: bool) -> Crossing:
@@ -85,19 +128,20 @@ def cross(call: AnchoredCall, message: Request | Response, toward_external: bool
                 call.answered = True
             elif message.status >= 300 and not call.answered:
                 return _RELEASE
-    if not _is_sdp(message):
+    found = sdp_bodies(message)
+    if found is None:
         return _NOTHING
-    body = message.body
+    preferred = found.bodies[-1]
     if toward_external:
         to = call.external
         ice = call.ice if call.client_ice is not False else None
-        new = rewrite_sdp(body, to.address, to.port, to.rtcp_port, ice)
-        return Crossing(new, Leg.B, sdp_media(body))
-    theirs = ice_credentials(body)
+        new = [rewrite_sdp(b, to.address, to.port, to.rtcp_port, ice) for b in found.bodies]
+        return Crossing(found.replaced(new), Leg.B, sdp_media(preferred))
+    theirs = ice_credentials(preferred)
     call.client_ice = theirs is not None
     to = call.internal
-    new = rewrite_sdp(body, to.address, to.port, to.rtcp_port)
-    return Crossing(new, Leg.A, sdp_media(body), remote_ice=theirs)
+    new = [rewrite_sdp(b, to.address, to.port, to.rtcp_port) for b in found.bodies]
+    return Crossing(found.replaced(new), Leg.A, sdp_media(preferred), remote_ice=theirs)
 
 
 class IdleSweep:

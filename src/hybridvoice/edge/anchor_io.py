@@ -34,7 +34,7 @@ from hybridvoice.net.transport import Source, Transport
 from hybridvoice.sip.message import Request, Response
 
 from .anchor import IPNetwork, MediaAddress, offer_from_outside
-from .anchor_calls import AnchoredCall, IdleSweep, cross
+from .anchor_calls import AnchoredCall, IdleSweep, cross, sdp_bodies
 
 __all__ = ["AnchorCounters", "EdgeAnchoring"]
 
@@ -109,8 +109,9 @@ class EdgeAnchoring:
         """Whether this initial request's media is anchored at the edge."""
         if request.method != "INVITE":
             return False
-        if request.body and source.transport in self.external:
-            return offer_from_outside(request.body, self.internal_subnets)
+        found = sdp_bodies(request) if source.transport in self.external else None
+        if found is not None:
+            return any(offer_from_outside(b, self.internal_subnets) for b in found.bodies)
         # toward a user (the client may be anywhere), or an offer-less INVITE (the client's
         # address comes in its answer, in the ACK: too late to choose)
         return True

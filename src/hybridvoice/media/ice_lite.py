@@ -17,7 +17,12 @@ the check nominates that source (the relay then sends the component's media ther
 - a request with ICE-CONTROLLED (the peer thinks it is controlled too): 487 Role Conflict
   (RFC 8445 §7.3.1.1; a lite agent never takes the controlling role);
 - a valid check: a success answer with XOR-MAPPED-ADDRESS (the source), MESSAGE-INTEGRITY
-  and FINGERPRINT; with USE-CANDIDATE the source is nominated (RFC 8445 §7.3.1.5, §8.2).
+  and FINGERPRINT; with USE-CANDIDATE the source is nominated (RFC 8445 §7.3.1.5, §8.2);
+- error answers go to whatever source address a packet claims, so anyone can make the agent
+  send them toward a third party: they are rate limited per agent (a token bucket of
+  :data:`ERROR_BURST` answers refilled at :data:`ERROR_RATE` per second, ``now`` passed in);
+  beyond it a refused check is dropped and counted in ``rate_limited``. A peer with the right
+  credentials is never limited.
 
 A STUN packet is never media: whatever the answer, the caller must not relay it.
 """
@@ -41,7 +46,7 @@ from .stun import (
     parse,
 )
 
-__all__ = ["IceCounters", "IceCredentials", "IceLite", "host_priority"]
+__all__ = ["ERROR_BURST", "ERROR_RATE", "IceCounters", "IceCredentials", "IceLite", "host_priority"]
 
 Addr = tuple[str, int]
 
@@ -50,6 +55,9 @@ _HOST_TYPE_PREFERENCE: Final = 126
 _LOCAL_PREFERENCE: Final = 65535
 _SOFTWARE: Final = b"hybridvoice"
 #: RFC 8839 §5.4: ice-char, ufrag 4-256 chars, pwd 22-256 chars
+#: error answers per agent: at most this many at once, refilled at ERROR_RATE per second
+ERROR_BURST: Final = 20
+ERROR_RATE: Final = 10.0
 _ICE_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/")
 
 
@@ -75,17 +83,20 @@ class IceCredentials:
 @dataclass(slots=True)
 class IceCounters:
     """Checks answered with success, checks refused (an error answer or dropped), nominations,
+    refused checks dropped unanswered by the error rate limit (counted in ``refused`` too),
     shared by the agents of one relay."""
 
     answered: int = 0
     refused: int = 0
     nominations: int = 0
+    rate_limited: int = 0
 
 
 class IceLite:
     """The answering side of one media stream's ICE (all its components)."""
 
-    __slots__ = ("_key", "_prefix", "counters", "local", "remote_ufrag", "selected")
+    __slots__ = ("_budget", "_key", "_prefix", "_refilled", "counters", "local", "remote_ufrag",
+                 "selected")  # fmt: skip
 
     def __init__(self, local: IceCredentials, counters: IceCounters | None = None) -> None:
         self.local = local
@@ -96,13 +107,18 @@ class IceLite:
         self.counters = counters if counters is not None else IceCounters()
         #: component -> the source its last nominating check came from
         self.selected: dict[int, Addr] = {}
+        self._budget = float(ERROR_BURST)  # error answers that may still go out
+        self._refilled: float | None = None  # when the budget was last refilled
 
     def set_remote(self, ufrag: str | None) -> None:
         """The peer's ``a=ice-ufrag`` (a new one: an ICE restart, RFC 8445 §9)."""
         self.remote_ufrag = ufrag
 
-    def on_stun(self, data: bytes, source: Addr, component: int) -> tuple[bytes | None, bool]:
-        """(the answer to send back to ``source`` or None, whether ``source`` is nominated)."""
+    def on_stun(
+        self, data: bytes, source: Addr, component: int, now: float
+    ) -> tuple[bytes | None, bool]:
+        """(the answer to send back to ``source`` or None, whether ``source`` is nominated);
+        ``now``: a monotonic clock in seconds, for the error answers' rate limit."""
         try:
             message = parse(data)
         except StunError:
@@ -118,7 +134,7 @@ class IceLite:
         except StunError:
             username = ""
         if username is None or not message.has(Attr.MESSAGE_INTEGRITY):
-            return self._error(message, 400, "Bad Request"), False
+            return self._error(message, 400, "Bad Request", now), False
         ours, colon, theirs = username.partition(":")
         expected = self.remote_ufrag
         if (
@@ -127,9 +143,9 @@ class IceLite:
             or (expected is not None and theirs != expected)
             or not integrity_ok(message, self._key)
         ):
-            return self._error(message, 401, "Unauthorized"), False
+            return self._error(message, 401, "Unauthorized", now), False
         if message.has(Attr.ICE_CONTROLLED):
-            return self._error(message, 487, "Role Conflict", signed=True), False
+            return self._error(message, 487, "Role Conflict", now, signed=True), False
         answer = StunMessage(
             Method.BINDING,
             StunClass.SUCCESS,
@@ -147,9 +163,17 @@ class IceLite:
         return encode(answer, self._key, fingerprint=True), nominated
 
     def _error(
-        self, message: StunMessage, code: int, reason: str, *, signed: bool = False
-    ) -> bytes:
+        self, message: StunMessage, code: int, reason: str, now: float, *, signed: bool = False
+    ) -> bytes | None:
         self.counters.refused += 1
+        last = self._refilled
+        self._refilled = now
+        if last is not None and now > last:
+            self._budget = min(float(ERROR_BURST), self._budget + (now - last) * ERROR_RATE)
+        if self._budget < 1.0:
+            self.counters.rate_limited += 1
+            return None
+        self._budget -= 1.0
         answer = StunMessage(
             Method.BINDING,
             StunClass.ERROR,

@@ -37,7 +37,8 @@ from hybridvoice.cms.edge_names import appliance_name
 from hybridvoice.cms.guard import Access
 from hybridvoice.cms.replica import LocalStore
 from hybridvoice.cms.replicator import ApplianceLink, FeedError, Replicator
-from hybridvoice.cms.settings import Settings
+from hybridvoice.cms.settings import Settings, SettingsError
+from hybridvoice.cms.site_records import SITE_KINDS, SiteChange, SiteReplica
 from hybridvoice.edge.assembly import open_listeners
 from hybridvoice.edge.media_relay import edge_relay_addresses, edge_relay_ports
 from hybridvoice.edge.role import EdgeOptions, EdgeRole
@@ -54,12 +55,23 @@ from hybridvoice.net.transport import Destination
 from hybridvoice.pki import PkiStore
 from hybridvoice.sip.session import SessionConfig
 from hybridvoice.sip.transaction import TimerConfig
+from hybridvoice.store.kv import KeyValueStore
 
 from .appliance_api import create_appliance_api
+from .appliance_site import gateway_keys, gateways_from_replica, with_gateway
 from .cert_status import certificate_rows, warnings
-from .gateways import GATEWAYS_FILE, changed_settings, gateway_row, load_gateways, save_gateways
+from .gateways import (
+    GATEWAYS_FILE,
+    GatewayChangeError,
+    changed_settings,
+    gateway_row,
+    load_gateways,
+    save_gateways,
+)
 from .online_tls import appliance_client_context, uses_https
 from .self_health_io import SelfHealthMonitor, start_self_health
+from .site_link import SiteConfig, SiteLink, SiteUnavailableError
+from .site_pushed import PushedSettings, pushed_kinds
 
 __all__ = ["Appliance", "ApplianceOptions"]
 
@@ -91,6 +103,10 @@ class ApplianceOptions:
     #: the bearer token toward the online service's API (``hybridvoice up`` makes one);
     #: None: ``[Management] OnlineToken``
     online_token: str | None = None
+    #: a site on etcd (``<state dir>/site.json``): its name and members, and the store client
+    #: the assembly opened; None: a one-appliance site (gateways in the state directory)
+    site: SiteConfig | None = None
+    site_store: KeyValueStore | None = None
 
 
 class Appliance:
@@ -101,7 +117,14 @@ class Appliance:
         self.options = options or ApplianceOptions()
         state = settings.management.state_directory
         self.state_dir = Path(state) if state else None
-        if self.state_dir is not None:
+        #: the site's records as last seen through the watch (a site on etcd only)
+        self.site_replica: LocalStore | None = None
+        self.site: SiteLink | None = None
+        if self.options.site is not None:
+            where = self.state_dir / "site-replica.db" if self.state_dir else ":memory:"
+            self.site_replica = LocalStore(where, kinds=SITE_KINDS, change=SiteChange)
+            self.settings = gateways_from_replica(settings, self.site_replica)
+        elif self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             saved = self.state_dir / GATEWAYS_FILE
             if saved.exists():
@@ -126,6 +149,11 @@ class Appliance:
         self.pki: PkiStore | None = None if pki_dir is None else PkiStore(pki_dir)
         self._temp_pki: str | None = None
         self._unsubscribe: Any = None
+        self._site_unsubscribe: Any = None
+        self._site_tasks: set[asyncio.Task[None]] = set()
+        self._site_member: asyncio.Task[None] | None = None
+        #: tenant settings pushed from the cloud, kept in the site store too (mgmt.site_pushed)
+        self.pushed: PushedSettings | None = None
         self._gateway_lock = asyncio.Lock()
 
     @property
@@ -188,6 +216,7 @@ class Appliance:
             )  # fmt: skip
             self.link.start()
             self.self_health = start_self_health(self)
+            await self._start_site()
             if o.serve_api:
                 api = create_appliance_api(self)
                 self.api = await serve_asgi(api, mg.ip, mg.port, max_body=mg.max_request_bytes)
@@ -195,7 +224,70 @@ class Appliance:
             await self.stop()
             raise
 
+    async def _start_site(self) -> None:
+        """Follow the site store (a site on etcd): gateway records change the running
+        gateways as they arrive; this appliance's record says it is a member."""
+        o = self.options
+        if o.site is None or o.site_store is None or self.site_replica is None:
+            return
+        replica = SiteReplica(o.site.site, self.site_replica)
+        self.site = SiteLink(o.site, o.site_store, replica)
+        self._site_unsubscribe = self.site_replica.subscribe(self._on_site_changes)
+        self.site.start()
+        self._site_member = asyncio.create_task(self._site_record(self.site))
+        self.pushed = PushedSettings(self.site, self.replica)
+        self.pushed.start()
+
+    async def _site_record(self, site: SiteLink) -> None:
+        """This appliance's record in the site store, written as soon as the store takes it
+        (in the background: an appliance starting while etcd is down serves calls at once)."""
+        while True:
+            try:
+                await site.put("appliance", self.name, self.registration())
+                return
+            except SiteUnavailableError as exc:
+                _log.warning("site record of %s not written yet: %s", self.name, exc)
+
+    def _on_site_changes(self, changes: Sequence[Change]) -> None:
+        if self.pushed is not None and self.site_replica is not None and pushed_kinds(changes):
+            self.pushed.seed(self.site_replica)
+        for change in changes:
+            if change.kind == "gateway" and change.value is not None:
+                task = asyncio.create_task(self._take_site_gateway(change.key, change.value))
+                self._site_tasks.add(task)
+                task.add_done_callback(self._site_tasks.discard)
+
+    async def _take_site_gateway(self, name: str, keys: Mapping[str, Any]) -> None:
+        async with self._gateway_lock:
+            try:
+                known = {g.name for g in self.settings.gateways}
+                if name in known and gateway_keys(self.settings, name) == dict(keys):
+                    return  # already running with it
+                settings = with_gateway(self.settings, name, keys)
+            except SettingsError as exc:
+                _log.error("site record gateway/%s refused: %s", name, exc)
+                return
+            await self._take_gateway(settings, name)
+        _log.info("gateway %s from the site store (revision %s)", name,
+                  self.site.replica.revision if self.site else "?")  # fmt: skip
+
     async def stop(self) -> None:
+        if self.pushed is not None:
+            await self.pushed.stop()
+            self.pushed = None
+        if self._site_member is not None:
+            self._site_member.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._site_member
+            self._site_member = None
+        if self.site is not None:
+            await self.site.stop()
+            self.site = None
+        if self._site_unsubscribe is not None:
+            self._site_unsubscribe()
+            self._site_unsubscribe = None
+        for task in list(self._site_tasks):
+            task.cancel()
         if self.self_health is not None:
             await self.self_health.stop()
             self.self_health = None
@@ -235,9 +327,26 @@ class Appliance:
             await asyncio.sleep(poll)
         return mediation.admission.active
 
+    async def leave(self) -> dict[str, Any]:
+        """Leave the site (``appliance remove``, after the drain): no more heartbeats (they
+        would register it again), its record deleted from the site store; it stays in
+        maintenance until its process is stopped. :class:`~.site_link.SiteUnavailableError`
+        when the site store cannot take the delete."""
+        if self.mediation is not None:
+            self.mediation.enter_maintenance()
+        if self.link is not None:
+            await self.link.stop()
+            self.link = None
+        revision = None
+        if self.site is not None:
+            revision = await self.site.delete("appliance", self.name)
+        return {"name": self.name, "site_store_revision": revision, "state": self._state()}
+
     def close(self) -> None:
         """Close the replica and the token store (after :meth:`stop`)."""
         self.replica.close()
+        if self.site_replica is not None:
+            self.site_replica.close()
         self.access.close()
         if self._temp_pki is not None:
             shutil.rmtree(self._temp_pki, ignore_errors=True)
@@ -318,22 +427,16 @@ class Appliance:
         """Add gateway ``name`` or change the settings keys in ``changes``, live: the next
         call, the next inbound request and its OPTIONS pinger see it; calls in progress keep
         their gateway. Saved in the state directory so that a restart keeps it.
-        :class:`~.gateways.GatewayChangeError` when refused (nothing changes then)."""
+        :class:`~.gateways.GatewayChangeError` when refused (nothing changes then).
+
+        On a site on etcd the change is a write to the site store instead: every appliance,
+        this one included, takes it from its watch (503 while the store cannot commit)."""
+        if self.site is not None:
+            return await self._put_site_gateway(name, changes, create=create)
         async with self._gateway_lock:  # one change at a time: none is lost
             settings = changed_settings(self.settings, name, changes, create=create)
-            gateway = settings.gateway(name)
-            mediation = self.mediation
-            if mediation is not None and mediation.trunks is not None:
-                await self._gateway_transport(gateway.protocol)
-                resolved = await resolve_gateways([gateway])
-                state = mediation.trunks.put(gateway, resolved.get(gateway.fqdn or "", ()))
-                mediation.settings = settings
-                if mediation.sides is not None and mediation.sides.peer_tls is not None:
-                    mediation.sides.peer_tls.set(peer_trust(settings.gateways))
-                mediation.b2bua.gateway_changed(name)
-                if mediation.health is not None:
-                    await mediation.health.watch(state)
-            self.settings = settings
+            await self._take_gateway(settings, name)
+        mediation = self.mediation
         saved = None
         if self.state_dir is not None:
             saved = self.state_dir / GATEWAYS_FILE
@@ -342,6 +445,40 @@ class Appliance:
         _log.info("gateway %s %s at run time; %s", name, "added" if create else "changed", where)
         row = next(g for g in self.gateways() if g["name"] == name) if mediation else {}
         return {**row, "saved_in": str(saved) if saved else None}
+
+    async def _put_site_gateway(
+        self, name: str, changes: Mapping[str, Any], *, create: bool
+    ) -> dict[str, Any]:
+        assert self.site is not None
+        settings = changed_settings(self.settings, name, changes, create=create)
+        try:
+            revision = await self.site.put("gateway", name, gateway_keys(settings, name))
+        except SiteUnavailableError as exc:
+            raise GatewayChangeError(503, str(exc)) from None
+        if not await self.site.applied(revision):
+            _log.warning("gateway %s written at revision %d; not yet back through the watch",
+                         name, revision)  # fmt: skip
+        # the watch's task takes it here too: answer once it runs with it
+        await asyncio.gather(*self._site_tasks, return_exceptions=True)
+        row = next((g for g in self.gateways() if g["name"] == name), {})
+        return {**row, "saved_in": f"site store revision {revision}"}
+
+    async def _take_gateway(self, settings: Settings, name: str) -> None:
+        """Run with ``settings``, whose gateway ``name`` is new or changed (the caller holds
+        the gateway lock): the next call, inbound request and OPTIONS ping see it."""
+        gateway = settings.gateway(name)
+        mediation = self.mediation
+        if mediation is not None and mediation.trunks is not None:
+            await self._gateway_transport(gateway.protocol)
+            resolved = await resolve_gateways([gateway])
+            state = mediation.trunks.put(gateway, resolved.get(gateway.fqdn or "", ()))
+            mediation.settings = settings
+            if mediation.sides is not None and mediation.sides.peer_tls is not None:
+                mediation.sides.peer_tls.set(peer_trust(settings.gateways))
+            mediation.b2bua.gateway_changed(name)
+            if mediation.health is not None:
+                await mediation.health.watch(state)
+        self.settings = settings
 
     async def _gateway_transport(self, kind: str) -> None:
         """A client transport of ``kind`` on the gateway side, for a gateway of a protocol
@@ -400,6 +537,13 @@ class Appliance:
             "certificates": certificates,
             "warnings": warnings(certificates),
             "health": None if self.self_health is None else self.self_health.status(),
+            "site_store": None
+            if self.site is None
+            else {
+                **self.site.status(),
+                "pushed": self.pushed.pushed if self.pushed else 0,
+                "seeded_version": self.pushed.seeded if self.pushed else 0,
+            },
         }
 
 

@@ -32,6 +32,7 @@ from hybridvoice.mediation.records_model import CallRecord, CallState
 
 from .gateways import GatewayChangeError
 from .metrics import appliance_registry
+from .site_link import SiteUnavailableError
 
 if TYPE_CHECKING:
     from hybridvoice.mediation.records import CallRecordStore
@@ -122,6 +123,15 @@ def create_appliance_api(appliance: Appliance) -> FastAPI:
         return jsonable_encoder(record)
 
     _gateway_routes(app, appliance)
+
+    @app.post("/v1/leave")
+    async def leave(request: Request) -> dict[str, Any]:
+        """``appliance remove``: stop heartbeats, delete this appliance's site record."""
+        audit_change(request, "appliance.leave", appliance.name, {"state": appliance._state()})
+        try:
+            return await appliance.leave()
+        except SiteUnavailableError as exc:
+            raise _error(503, str(exc), "try again when the site's etcd has quorum") from exc
 
     @app.post("/v1/maintenance/{action}")
     async def maintenance(action: str, request: Request) -> dict[str, Any]:

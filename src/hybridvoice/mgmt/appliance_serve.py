@@ -24,10 +24,12 @@ from rich.table import Table
 
 from hybridvoice.cms.edge_names import appliance_name
 from hybridvoice.cms.settings import Settings
+from hybridvoice.cms.tokens import TokenError
 from hybridvoice.net.loop import tune_gc
 
 from .appliance import Appliance
 from .appliance_setup import appliance_options, appliance_rows, site_tls_for
+from .site_link import SiteConfig, open_site_store
 
 __all__ = ["ServeOptions", "admin_token", "appliance_state_dir", "run_appliance", "with_state_dir"]
 
@@ -72,8 +74,18 @@ def admin_token(appliance: Appliance, token: str | None, state_dir: Path | None)
     (mode 0600). Returns the file written, else None."""
     tokens = appliance.access.tokens
     if token is not None:
-        tokens.revoke_named(SITE_ADMIN)
-        tokens.adopt(token, SITE_ADMIN, "admin")
+        known = tokens.verify(token)
+        if known is not None and known.scope == "admin":
+            return None  # adopted at an earlier start: kept
+        for old in tokens.tokens():
+            if old.name == SITE_ADMIN and old.active:
+                tokens.revoke(old.id)
+        try:
+            tokens.adopt(token, SITE_ADMIN, "admin")
+        except TokenError as exc:
+            revoked = "it was revoked on this appliance: give a new one"
+            why = revoked if "exists" in str(exc) else exc
+            raise ValueError(f"--admin-token: {why}") from None
         return None
     if state_dir is None or any(t.scope == "admin" and t.active for t in tokens.tokens()):
         return None
@@ -108,7 +120,12 @@ async def run_appliance(
     try:
         if tls is not None:
             tls.watch(60.0)
-        appliance = Appliance(settings, appliance_options(tls, online_token=options.online_token))
+        built = appliance_options(tls, online_token=options.online_token)
+        site = SiteConfig.load(state_dir)
+        if site is not None:  # a site on etcd: its store, followed by the appliance
+            built.site, built.site_store = site, open_site_store(site.etcd)
+            console.print(f"site {site.site} on etcd {', '.join(site.etcd)}")
+        appliance = Appliance(settings, built)
         where = admin_token(appliance, options.admin_token, state_dir)
         if where is not None:
             console.print(f"admin token for this appliance's API in {where}")

@@ -32,7 +32,7 @@ from .cli_admin import (
     out,
     show,
 )
-from .cli_appliance_serve import register_appliance_serve
+from .cli_appliance_serve import drain_and_leave, register_appliance_serve
 from .cli_health import health_line
 
 __all__ = ["appliance_app", "calls_app", "gateway_app"]
@@ -64,8 +64,23 @@ def appliance_list(
 def appliance_remove(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The appliance's name")],
     url: Url = ONLINE_URL,
+    appliance: Annotated[
+        str | None,
+        typer.Option(
+            "--appliance",
+            help="NAME's management API: drain it first and take it "
+            "out of its site store (without it: only the cloud forgets it)",
+        ),
+    ] = None,
+    drain_deadline: Annotated[
+        float, typer.Option(min=0.0, help="Seconds to let its calls in progress finish")
+    ] = 300.0,
 ) -> None:
-    """Unregister an appliance (Unregister-CcAppliance)."""
+    """Remove an appliance (Unregister-CcAppliance): with --appliance it is drained first (no
+    new calls; calls in progress finish or the deadline passes) and leaves its site store,
+    then the online service forgets it."""
+    if appliance is not None:
+        drain_and_leave(appliance, name, drain_deadline)
     hints = {404: f"There is no appliance {name}: `hybridvoice appliance list` shows them."}
     api("DELETE", url, f"/v1/appliances/{name}", hints=hints)
     out.print(f"appliance {name} unregistered")
@@ -98,6 +113,9 @@ def appliance_status(appliance: ApplianceUrl = APPLIANCE_URL, as_json: Json = Fa
                     f"({'registered' if link['registered'] else 'not registered'})")  # fmt: skip
     if data.get("health"):
         summary.add_row("health monitor", health_line(data["health"]))
+    if site := data.get("site_store"):
+        summary.add_row("site store", f"{site['site']} on etcd {', '.join(site['etcd'])}, "
+                        f"revision {site['revision']} applied")  # fmt: skip
     out.print(summary)
     show(data["listeners"], False, ("role", "transport", "host", "port"), "listeners")
     show(data["gateways"], False, GATEWAY_COLUMNS, "gateways")

@@ -15,7 +15,7 @@ from typing import Annotated, cast
 
 import typer
 
-from .cli_admin import err, out
+from .cli_admin import err, fail, out
 
 __all__ = ["register_appliance_serve"]
 
@@ -30,7 +30,7 @@ def serve(
         typer.Option(
             help="Where its replica, call records, tokens and certificates live. Default: "
             "[Management] StateDirectory, else the per-user data directory's "
-            "appliances/<name>",
+            "appliances/NAME",
             metavar="DIR",
         ),
     ] = None,
@@ -46,7 +46,7 @@ def serve(
         str | None,
         typer.Option(
             help="An admin token this appliance's API takes (the same for every appliance of "
-            "a site). Default: one made on the first start, in <state-dir>/admin-token",
+            "a site). Default: one made on the first start, in DIR/admin-token",
             envvar=ADMIN_TOKEN_ENV,
         ),
     ] = None,
@@ -111,6 +111,74 @@ def serve(
         raise typer.Exit(1) from exc
 
 
+JOIN_TOKEN_ENV = "HYBRIDVOICE_JOIN_TOKEN"
+
+
+def join(
+    etcd: Annotated[
+        list[str], typer.Option(help="An etcd member of the site, host:port (repeat for each)")
+    ],
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="The site's join token, SITE:SECRET (printed by --new-site)", envvar=JOIN_TOKEN_ENV
+        ),
+    ] = None,
+    new_site: Annotated[
+        bool,
+        typer.Option(
+            "--new-site",
+            help="Make the site in etcd from --config (first "
+            "appliance); prints the join token once",
+        ),
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="This appliance's settings file (name, addresses, ports). Default on "
+            "a join: the site's settings, written to DIR/appliance.toml"
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="This appliance's state directory (as for serve)", metavar="DIR"),
+    ] = None,
+) -> None:
+    """Join this appliance to a site on etcd (Register-CcAppliance): it receives the site's
+    settings and CA, has the CA issue its certificate, and its next `appliance serve`
+    follows the site store and registers with the cloud. A wrong token is refused before
+    anything is written. --new-site makes the site first (from --config)."""
+    from .cli_site import run_join  # noqa: PLC0415
+
+    run_join(etcd, token, new_site=new_site, config=config, state_dir=state_dir)
+
+
+def drain_and_leave(appliance: str, name: str, deadline: float) -> None:
+    """``appliance remove --appliance URL``: maintenance, wait for its calls (up to
+    ``deadline`` seconds), then it leaves its site (heartbeats stop, site record deleted)."""
+    import time  # noqa: PLC0415
+
+    from .cli_admin import api  # noqa: PLC0415
+
+    status = api("GET", appliance, "/v1/status")
+    if status.get("name") != name:
+        fail(f"--appliance {appliance} is appliance {status.get('name')!r}, not {name!r}",
+             "Give the management API of the appliance to remove.", 2)  # fmt: skip
+    api("POST", appliance, "/v1/maintenance/enter")
+    end = time.monotonic() + deadline
+    while (calls := api("GET", appliance, "/v1/status")["calls_now"]) and time.monotonic() < end:
+        out.print(f"draining {name}: {calls} call(s) in progress", highlight=False)
+        time.sleep(min(2.0, max(0.1, end - time.monotonic())))
+    if calls:
+        out.print(f"drain deadline passed: {calls} call(s) of {name} still up")
+    left = api("POST", appliance, "/v1/leave")
+    where = left.get("site_store_revision")
+    out.print(f"appliance {name} drained and out of its site store"
+              f"{f' (revision {where})' if where else ' (no site store)'}; "
+              "stop its process when convenient")  # fmt: skip
+
+
 def register_appliance_serve(app: typer.Typer) -> None:
-    """Add ``serve`` to the ``appliance`` command group."""
+    """Add ``serve`` and ``join`` to the ``appliance`` command group."""
     app.command("serve")(serve)
+    app.command("join")(join)

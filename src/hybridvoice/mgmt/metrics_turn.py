@@ -17,6 +17,7 @@
   ``hybridvoice_edge_anchor_failures_total`` (no relay ports),
   ``hybridvoice_edge_anchor_idle_released_total`` (no media for an hour, no BYE seen),
   ``hybridvoice_edge_ice_checks_total{result}``, ``hybridvoice_edge_ice_nominations_total``,
+  ``hybridvoice_edge_ice_errors_suppressed_total``,
   ``hybridvoice_edge_relay_stun_dropped_total`` (the anchor's ICE-lite agent).
 """
 
@@ -129,9 +130,15 @@ def _anchoring(media: EdgeMedia) -> list[Metric]:
         "ICE checks with USE-CANDIDATE: media moved there",
         value=ice.nominations,
     )
+    limited = CounterMetricFamily(
+        "hybridvoice_edge_ice_errors_suppressed",
+        "Refused ICE checks left unanswered by the error answers' rate limit (a flood, or a "
+        "forged source)",
+        value=ice.rate_limited,
+    )
     stun = CounterMetricFamily(
         "hybridvoice_edge_relay_stun_dropped",
         "STUN packets on relay ports without ICE",
         value=stats.stun_dropped,
     )
-    return [calls, active, relayed, dropped, no_ports, idle, checks, nominations, stun]
+    return [calls, active, relayed, dropped, no_ports, idle, checks, nominations, limited, stun]

@@ -135,7 +135,7 @@ class _Path:
             self.engine.stun_dropped += 1
             return
         component = 2 if self.rtcp else 1
-        reply, nominated = ice.on_stun(data, src, component)
+        reply, nominated = ice.on_stun(data, src, component, time.monotonic())
         if reply is not None:
             try:
                 self.sock.sendto(reply, src)  # type: ignore[union-attr]

@@ -58,15 +58,23 @@ class ApplianceProcess:
     def name(self) -> str:
         return self.settings.common.server_name or ""
 
-    async def start(self, *args: str, env: dict[str, str] | None = None) -> None:
+    @property
+    def state_dir(self) -> Path:
+        return self.directory / "state"
+
+    def write_config(self) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         config = self.directory / "appliance.toml"
         config.write_text(render_settings(self.settings))
+        return config
+
+    async def start(self, *args: str, env: dict[str, str] | None = None) -> None:
+        config = self.write_config()
         log = self.log_path.open("wb")
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *HV, "appliance", "serve", "--config", str(config),
-                "--state-dir", str(self.directory / "state"), *args,
+                "--state-dir", str(self.state_dir), *args,
                 stdout=log, stderr=asyncio.subprocess.STDOUT,
                 env={**os.environ, "COLUMNS": "200", **(env or {})},
             )  # fmt: skip
