@@ -117,3 +117,34 @@ def test_up_runs_a_fleet_of_processes_and_stops_them_all(tmp_path: Path) -> None
     for pid in pids.values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_ctrl_c_while_the_fleet_starts_stops_what_was_started(tmp_path: Path) -> None:
+    config = tmp_path / "fleet.toml"
+    config.write_text(FLEET.format(
+        base=free_port_block(30), media=free_port_block(120), api=free_port(), sip=free_port(),
+        ams=free_port(), sea=free_port("127.0.0.2"),
+    ))  # fmt: skip
+    env = {**os.environ, "COLUMNS": "250", "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "XDG_DATA_HOME": str(tmp_path / "data")}  # fmt: skip
+    log = tmp_path / "up.out"
+    with log.open("wb") as out:
+        up = subprocess.Popen(
+            [*HV, "up", "--config", str(config), "--state-dir", ":memory:"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
+    try:
+        text = wait_for(log, r"seattle-1 started \(pid \d+\)", up, 120)
+        up.send_signal(signal.SIGINT)  # most likely before every appliance registered
+        assert up.wait(90) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    text = log.read_text(errors="replace")
+    pids = [int(p) for p in re.findall(r"started \(pid (\d+)\)", text)]
+    assert len(pids) == 3, text
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert "Traceback" not in text, text

@@ -13,6 +13,7 @@ registered and online at the online service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import socket
@@ -334,7 +335,9 @@ async def run_fleet_up(plan: FleetPlan, state_dir: Path | None, *, console: Cons
     try:
         with console.status(f"starting the online service and {count} appliances of {sites} "
                             "sites"):  # fmt: skip
-            await fleet.start()
+            if not await _started_unless_stopped(fleet, stop):
+                console.print("stopped while starting: every appliance started so far is stopped")
+                return
         collector = tune_gc()
         table = Table(title=f"hybridvoice up: {sites} sites, {count} appliance processes, ready "
                             f"in {time.monotonic() - started:.2f} s")  # fmt: skip
@@ -355,6 +358,23 @@ async def run_fleet_up(plan: FleetPlan, state_dir: Path | None, *, console: Cons
             collector.cancel()
     finally:
         await fleet.stop()
+
+
+async def _started_unless_stopped(fleet: Fleet, stop: asyncio.Event) -> bool:
+    """Start ``fleet``; False when ``stop`` is set first (Ctrl-C while 50 appliances start):
+    the start is cancelled and what it started is stopped (:meth:`Fleet.start` does that on
+    any way out). Start errors are raised."""
+    starting = asyncio.create_task(fleet.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        return False
+    starting.result()
+    return True
 
 
 def _logs_root(fleet: Fleet, state_dir: Path | None) -> str:
