@@ -284,6 +284,14 @@ def init(
         "hybridvoice.toml"
     ),
     force: Annotated[bool, typer.Option(help="Overwrite OUTPUT if it exists")] = False,
+    fleet: Annotated[
+        bool,
+        typer.Option(
+            "--fleet",
+            help="Write a fleet description instead: two sites, several appliances each, "
+            "each appliance its own process under up (docs/fleet.md)",
+        ),
+    ] = False,
 ) -> None:
     """Write a commented settings file (keys mirror CloudConnector.ini).
 
@@ -297,11 +305,19 @@ def init(
     from hybridvoice.cms.settings import SettingsError  # noqa: PLC0415
     from hybridvoice.cms.template import lab_settings, render_settings  # noqa: PLC0415
 
+    if fleet and ini is not None:
+        err.print("[red]--fleet and --ini do not go together:[/red] a CloudConnector.ini is one "
+                  "site's; import it without --fleet")  # fmt: skip
+        raise typer.Exit(2)
     if output.exists() and not force:
         err.print(f"[red]{output} exists.[/red] Pass --force to overwrite it, or -o elsewhere.")
         raise typer.Exit(1)
     imported = None
-    if ini is None:
+    if fleet:
+        from hybridvoice.cms.fleet_template import FLEET_EXAMPLE  # noqa: PLC0415
+
+        text = FLEET_EXAMPLE
+    elif ini is None:
         text = render_settings(lab_settings())
     else:
         try:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from ports import free_port_block
 
+from hybridvoice.cms.fleet_plan import is_fleet_file, load_fleet
+
 HV = [sys.executable, "-m", "hybridvoice"]
 
 GOOD = """\
@@ -67,3 +69,20 @@ def test_an_address_in_use_is_named_by_its_fleet_key(tmp_path: Path) -> None:
         result = up(tmp_path, text)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "amsterdam-2.MediationServer.UDPPort" in result.stderr, result.stderr
+
+
+def test_init_fleet_writes_the_example_of_the_docs(tmp_path: Path) -> None:
+    out = tmp_path / "fleet.toml"
+    result = subprocess.run([*HV, "init", "--fleet", "-o", str(out)], capture_output=True,
+                            text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"next: hybridvoice up --config {out}" in result.stdout.replace("\n", "")
+    assert is_fleet_file(out)
+    plan = load_fleet(out)
+    assert [a.name for a in plan.of_site("Seattle")] == ["seattle-1", "seattle-2", "seattle-3"]
+    docs = (Path(__file__).parents[2] / "docs" / "fleet.md").read_text()
+    assert out.read_text() in docs  # the docs show exactly what init writes
+    again = subprocess.run([*HV, "init", "--fleet", "--ini", str(out), "-o", str(out), "--force"],
+                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert again.returncode == 2
+    assert "--fleet and --ini do not go together" in again.stderr
