@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -106,6 +106,11 @@ class FleetPlan:
 
     def of_site(self, site: str) -> tuple[AppliancePlan, ...]:
         return tuple(a for a in self.appliances if a.site == site)
+
+    def listeners(self) -> list[Listener]:
+        """Every address the fleet binds (the online service's, every appliance's, every lab
+        gateway's), keyed as the fleet file names it (``amsterdam-2.MediationServer.UDPPort``)."""
+        return _fleet_listeners(self.appliances, self.lab_gateways)
 
     @property
     def heartbeat_timeout(self) -> float:
@@ -205,7 +210,9 @@ def _users(fleet: FleetDescription, problems: list[Problem]) -> tuple[UserPlan, 
     return tuple(out)
 
 
-def _fleet_listeners(plan: list[AppliancePlan], labs: list[LabGatewayPlan]) -> list[Listener]:
+def _fleet_listeners(
+    plan: Sequence[AppliancePlan], labs: Sequence[LabGatewayPlan]
+) -> list[Listener]:
     """Every listener of the fleet, keyed so that an admin finds it in the fleet file."""
     found: list[Listener] = []
     for n, appliance in enumerate(plan):

@@ -27,7 +27,7 @@ from rich.console import Console
 
 from hybridvoice.app import Lab, LabGateway
 from hybridvoice.cms.fleet_plan import AppliancePlan, FleetPlan
-from hybridvoice.cms.listeners import Listener, listeners
+from hybridvoice.cms.listeners import Listener
 from hybridvoice.cms.template import render_settings
 from hybridvoice.mgmt.credentials import save_token
 from hybridvoice.net.loop import tune_gc
@@ -127,26 +127,11 @@ class Fleet:
         assert self.lab is not None and self.lab.online is not None
         return self.lab.online.store
 
-    def listeners(self) -> list[Listener]:
-        """Every address the fleet binds, keyed as the fleet file names it."""
-        found = [x for x in listeners(self.plan.online_settings) if x.key.startswith("Online.")]
-        for a in self.plan.appliances:
-            found += [
-                Listener(f"{a.name}.{x.key}", x.transport, x.host, x.port)
-                for x in listeners(a.settings)
-                if not x.key.startswith("Online.") and x.port
-            ]
-        for lab in self.plan.lab_gateways:
-            g = lab.gateway
-            key = f"Site[{lab.site}].Gateway[{g.name}].Port"
-            found.append(Listener(key, g.protocol, g.ip or "127.0.0.1", g.port))
-        return found
-
     async def start(self, timeout: float = 90.0) -> None:
         """Everything, in order; ready when every appliance is online at the online service.
         :class:`FleetListenError` (an address taken, before anything started) or
         :class:`FleetStartError` (an appliance died or did not register in ``timeout``)."""
-        for listener in self.listeners():
+        for listener in self.plan.listeners():
             _probe(listener)
         root = self.state_dir
         if root is None:
