@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(sip-tester sipsak baresip tshark openssl coturn iproute2 bind9 bind9-utils etcd-server)
+debs=(sip-tester sipsak baresip tshark openssl coturn iproute2 bind9 bind9-utils etcd-server sngrep)
 if command -v apt-get >/dev/null 2>&1; then
     missing=()
     for pkg in "${debs[@]}"; do

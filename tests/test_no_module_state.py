@@ -1,5 +1,6 @@
-"""No module of the sans-IO cores (``hybridvoice.sip``, ``hybridvoice.media``) keeps mutable
-state at module level (docs/dev/CONVENTIONS.md, "Core, adapter, assembly").
+"""No module of the sans-IO cores (``hybridvoice.sip``, ``hybridvoice.media``,
+``hybridvoice.trace``) keeps mutable state at module level (docs/dev/CONVENTIONS.md, "Core,
+adapter, assembly").
 
 Every module of both packages is imported and each of its globals is checked: a dict, list,
 set, bytearray or deque, an instance of a class whose instances can change (anything but
@@ -31,6 +32,7 @@ import pytest
 
 import hybridvoice.media
 import hybridvoice.sip
+import hybridvoice.trace
 
 _ATOMS = (
     int, float, complex, str, bytes, bool, type(None), range, re.Pattern, struct.Struct,
@@ -41,7 +43,7 @@ _ATOMS = (
 
 
 def _modules() -> Iterator[types.ModuleType]:
-    for package in (hybridvoice.sip, hybridvoice.media):
+    for package in (hybridvoice.sip, hybridvoice.media, hybridvoice.trace):
         yield package
         for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
             yield importlib.import_module(info.name)

@@ -39,6 +39,7 @@ from hybridvoice.mgmt.lab_tls import lab_gateway_context, lab_gateway_resolver
 from hybridvoice.mgmt.listen_spec import ListenSpec, parse_listen
 from hybridvoice.mgmt.online_tls import api_bind, online_api_tls, uses_https
 from hybridvoice.mgmt.site_tls import SiteTls, speaks_tls
+from hybridvoice.mgmt.traces import attach_mediation
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import tune_gc
 from hybridvoice.net.pipe import LocalExchange
@@ -134,6 +135,7 @@ async def run_mediation(
     sides = await open_sides(settings, options)
     role = MediationRole(settings, options, sides=sides)
     await role.start()
+    traces = attach_mediation(settings.traces, role)  # [Traces]: capture, HEP, MOS threshold
     collector = tune_gc(gc_interval, log=gc_log)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -150,6 +152,8 @@ async def run_mediation(
         print(f"STATS calls={b.calls} answered={b.answered} refused={b.refused} "
               f"failovers={b.failovers}", flush=True)  # fmt: skip
         await role.stop()
+        if traces is not None:
+            traces.close()
 
 
 # --- hybridvoice up: the online service, one appliance and a lab gateway in one process ---------
@@ -233,6 +237,8 @@ class Lab:
         #: OnlineOptions fields to set beyond what the settings say (a fleet's detection
         #: window: heartbeat_timeout, appliance_timeout)
         self.online_overrides: dict[str, Any] = {}
+        #: the tenant store the online service gets (None: SQLite in the state directory)
+        self.tenant_store: TenantStore | None = None
         self.appliance: Appliance | None = None
         #: the lab admin token, valid on the online API and the appliance API (made again at
         #: each start; ``hybridvoice up`` saves it where the CLI finds it)
@@ -315,7 +321,8 @@ class Lab:
         )
         options = dataclasses.replace(options, **self.online_overrides)
         # its SIP endpoint and listeners first: the service receives them ready
-        self.online = OnlineService(options, sip=await open_sip(options))
+        sip = await open_sip(options)
+        self.online = OnlineService(options, sip=sip, store=self.tenant_store)
         self._provision(self.online.store)  # first: the registrar takes the realm
         self.admin_token = _fresh_token(self.online.store.access.tokens, LAB_ADMIN, "admin")
         await self.online.start()
@@ -336,6 +343,8 @@ class Lab:
         self.appliance = Appliance(s, options)
         self._appliance_tokens(self.appliance)
         await self.appliance.start()
+        if self.appliance.traces is not None and self.online is not None:  # the callers' hop
+            self.appliance.traces.attach(self.online.endpoint)
         sides = None if self.appliance.mediation is None else self.appliance.mediation.sides
         if self.gateway is not None and sides is not None:  # it reaches the role by its FQDN
             self.gateway.ua.resolver = lab_gateway_resolver(s, sides.tls_host)

@@ -21,10 +21,11 @@ from hybridvoice import __version__
 from hybridvoice.mgmt.cli_admin import PlainHelpGroup, format_duration, register_admin_commands
 from hybridvoice.mgmt.cli_ca import register_ca_commands
 from hybridvoice.mgmt.cli_dns import register_dns_commands
-from hybridvoice.mgmt.cli_online import register_online_commands
+from hybridvoice.mgmt.cli_online import online_app, register_online_commands
 from hybridvoice.mgmt.cli_tokens import register_token_commands
 from hybridvoice.mgmt.cli_turn import register_turn_commands
 from hybridvoice.mgmt.credentials import TOKEN_ENV, current_token
+from hybridvoice.online_serve import register_online_serve
 
 app = typer.Typer(
     name="hybridvoice",
@@ -51,6 +52,7 @@ register_token_commands(app)
 register_ca_commands(app)
 register_turn_commands(app)
 register_online_commands(app)
+register_online_serve(online_app)
 register_dns_commands(app)
 
 out = Console()

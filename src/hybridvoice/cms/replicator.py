@@ -15,6 +15,10 @@ Register-CcAppliance) and sends a heartbeat with its status every ``interval`` s
 (``POST /v1/appliances/{name}/heartbeat``); a 404 means the cloud forgot the appliance, and it
 registers again.
 
+``base_url`` may be a list of online instances' URLs (several instances of one tenant on
+etcd, docs/fleet.md): each failed request moves both to the next one; versions are the
+store's revisions, the same on every instance, so the replica goes on from where it was.
+
 Both present the appliance's bearer token (``token``: scope ``appliance``, see
 :mod:`hybridvoice.cms.tokens`) on every request. Both run as tasks of the current event loop
 (:meth:`start`, ``await stop()``), on an :class:`httpx.AsyncClient` given to them (kept open)
@@ -29,7 +33,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -118,17 +122,23 @@ class _Worker:
     """A loop task on an HTTP client, with start/stop and error bookkeeping."""
 
     __slots__ = (
-        "_client", "_clock", "_headers", "_own_client", "_task", "base_url", "errors", "last_error",
+        "_at", "_client", "_clock", "_headers", "_own_client", "_task", "errors", "last_error",
+        "urls",
     )  # fmt: skip
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         client: httpx.AsyncClient | None,
         clock: Callable[[], float],
         token: str | None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        given = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not given:
+            raise ValueError("give at least one online service URL")
+        #: the online instances to use, in order; a failed request moves on to the next
+        self.urls = tuple(url.rstrip("/") for url in given)
+        self._at = 0
         self._headers = bearer(token)
         self._own_client = client is None
         self._client = client if client is not None else httpx.AsyncClient()
@@ -137,6 +147,11 @@ class _Worker:
         self.errors = 0
         """How many requests failed (unreachable, timed out, bad answer) since start."""
         self.last_error: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The online instance in use."""
+        return self.urls[self._at]
 
     def start(self) -> None:
         """Start the loop as a task of the running event loop (once)."""
@@ -161,6 +176,7 @@ class _Worker:
         self.errors += 1
         self.last_error = f"{what}: {exc}"
         _log.info("%r %s", self, self.last_error)
+        self._at = (self._at + 1) % len(self.urls)  # the next instance, if there are several
 
     async def _run(self) -> None:
         raise NotImplementedError

@@ -37,7 +37,9 @@ from .settings_edge import MediaRelay
 from .settings_health import GatewayHealthKeys, HealthMonitor, TrunkHealthKeys
 from .settings_media import MediaEncryption
 from .settings_needs import unmet_needs
+from .settings_online_store import EtcdMembers
 from .settings_tls import GatewayTls
+from .settings_traces import Traces
 from .settings_values import (
     HostName,
     IPAddress,
@@ -261,6 +263,8 @@ class Online(_Section):
     auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
     auth_block_seconds: float = Field(default=60.0, gt=0, le=86_400)
     auth_block_max_seconds: float = Field(default=3600.0, gt=0, le=30 * 86_400)
+    #: the etcd members the tenant lives in (``.settings_online_store``); empty: SQLite
+    store_etcd: EtcdMembers = ()
 
     @model_validator(mode="after")
     def _auth_blocks(self) -> Online:
@@ -501,6 +505,7 @@ class Settings(_Section):
     sip_limits: SipLimits = Field(default_factory=SipLimits)
     media_relay: MediaRelay = Field(default_factory=MediaRelay)
     health_monitor: HealthMonitor = Field(default_factory=HealthMonitor)
+    traces: Traces = Field(default_factory=Traces)
 
     @model_validator(mode="before")
     @classmethod

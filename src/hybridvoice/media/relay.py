@@ -25,7 +25,7 @@ Sans-IO: the socket loop (``hybridvoice.net.relay``) owns the sockets and calls 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from .errors import MediaParseError
@@ -50,6 +50,8 @@ __all__ = [
 
 Addr = tuple[str, int]
 DEFAULT_LATCH_WINDOW: Final = 16
+#: sender reports remembered per leg for the round trip (RFC 3550 §6.4.1 LSR)
+_SR_KEPT: Final = 8
 
 
 class Leg(enum.StrEnum):
@@ -117,6 +119,7 @@ class LegState:
         "policy",
         "relatched",
         "reported",
+        "reported_at",
         "rtcp_bytes",
         "rtcp_dropped",
         "rtcp_errors",
@@ -128,6 +131,7 @@ class LegState:
         "rtp_port",
         "rtp_remote",
         "sdp_remote",
+        "sr_arrivals",
         "srtp_base",
         "srtp_in",
         "srtp_keys",
@@ -156,6 +160,10 @@ class LegState:
         self.rtcp_errors = 0
         self.stats = ReceiveStats(min_sequential=0)
         self.reported: ReportBlock | None = None
+        #: when ``reported`` arrived, and when the last SRs from this leg's far end arrived by
+        #: the middle 32 bits of their NTP time (the LSR the other leg's far end echoes)
+        self.reported_at: float | None = None
+        self.sr_arrivals: dict[int, float] = {}
         #: Applied to RTP received on this leg before it goes out the other leg.
         self.transcoder: Transcoder | None = None
         #: SRTP: ``srtp_in`` unprotects what this leg receives, ``srtp_out`` protects what is
@@ -233,8 +241,9 @@ class LegState:
             ts = (buf[4] << 24) | (buf[5] << 16) | (buf[6] << 8) | buf[7]
             self.stats.update(seq, ts, now)
 
-    def on_rtcp(self, data: bytes | bytearray | memoryview) -> None:
-        """Count one accepted RTCP packet and keep the last report block it carries."""
+    def on_rtcp(self, data: bytes | bytearray | memoryview, now: float | None = None) -> None:
+        """Count one accepted RTCP packet and keep the last report block it carries (and,
+        given ``now``, when it and the sender reports came: :meth:`round_trip_ms`)."""
         self.rtcp_packets += 1
         self.rtcp_bytes += len(data)
         try:
@@ -243,8 +252,27 @@ class LegState:
             self.rtcp_errors += 1
             return
         for packet in packets:
+            if now is not None and isinstance(packet, SenderReport):
+                arrivals = self.sr_arrivals
+                arrivals[(packet.ntp_timestamp >> 16) & 0xFFFFFFFF] = now
+                if len(arrivals) > _SR_KEPT:
+                    del arrivals[next(iter(arrivals))]
             if isinstance(packet, SenderReport | ReceiverReport) and packet.reports:
                 self.reported = packet.reports[0]
+                self.reported_at = now
+
+    def round_trip_ms(self, other: LegState) -> float | None:
+        """The round trip relay -> this leg's far end -> relay (RFC 3550 §6.4.1, on the
+        relay's clock): its last report block echoes, as LSR, an SR of ``other``'s far end
+        that the relay forwarded on arrival; RTT = report arrival - SR arrival - DLSR."""
+        r, at = self.reported, self.reported_at
+        if r is None or at is None or r.lsr == 0:
+            return None
+        sent = other.sr_arrivals.get(r.lsr)
+        if sent is None:
+            return None
+        rtt = at - sent - r.dlsr / 65536.0
+        return 1000.0 * rtt if rtt >= 0 else None
 
     def snapshot(self) -> LegStats:
         s = self.stats
@@ -307,6 +335,8 @@ class LegStats:
     srtp_auth_failures: int = 0
     srtp_replays: int = 0
     srtp_errors: int = 0
+    #: relay -> far end -> relay (ms) from its last report's LSR/DLSR, None when unknown
+    round_trip_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,4 +399,7 @@ class RelaySession:
         return any(leg.srtp_in is not None for leg in (self.a, self.b))
 
     def stats(self) -> CallStats:
-        return CallStats(self.call_id, self.mode, self.a.snapshot(), self.b.snapshot())
+        a, b = self.a.snapshot(), self.b.snapshot()
+        a = replace(a, round_trip_ms=self.a.round_trip_ms(self.b))
+        b = replace(b, round_trip_ms=self.b.round_trip_ms(self.a))
+        return CallStats(self.call_id, self.mode, a, b)

@@ -82,6 +82,7 @@ def media_counters(relay_call: RelayCall, side: Side) -> tuple[MediaCounters, Me
             reported_packets_lost=leg.reported_cumulative_lost,
             reported_jitter_ms=leg.reported_jitter_ms, srtp=leg.srtp,
             srtp_auth_failures=leg.srtp_auth_failures, srtp_replays=leg.srtp_replays,
+            reported_round_trip_ms=leg.round_trip_ms,
         )  # fmt: skip
 
     a, b = (edge, gateway) if side == "edge" else (gateway, edge)

@@ -81,6 +81,7 @@ from .records_errors import (
     StoreClosedError,
     UnknownCallError,
 )
+from .records_quality import MosTally, call_mos
 from .records_query import RecordQueries
 from .records_writer import _FLUSH, _PUT, _STOP, LoopWaits, WriteFuture, _Put, _Writer
 
@@ -192,11 +193,15 @@ class CallRecordStore(LoopWaits, RecordQueries):
         monotonic: Callable[[], float] = time.monotonic,
         utc_now: Callable[[], datetime] = _utc_now,
         new_id: Callable[[], str] = _new_id,
+        mos_threshold: float = 3.6,
     ) -> None:
         self.path = Path(path)
         self.options = options or StoreOptions()
         self._monotonic, self._utc_now, self._new_id = monotonic, utc_now, new_id
         self._live: dict[str, _Live] = {}
+        #: a call whose MOS estimate is below this is flagged ``mos_poor`` (``[Traces]``)
+        self.mos_threshold = mos_threshold
+        self.mos_tally = MosTally()
         self._closed = False
         writer = _connect(self.path, self.options, check_same_thread=False)
         try:
@@ -313,6 +318,9 @@ class CallRecordStore(LoopWaits, RecordQueries):
         live = self._get(a_call_id)
         now = self._monotonic()
         talk = None if live.answered_at is None else now - live.answered_at
+        quality = call_mos(a_media, b_media, self.mos_threshold)
+        if quality is not None:
+            self.mos_tally.add(live.fields["gateway"], quality)
         live.change({
             "state": CallState.ENDED, "disconnect_side": side, "sip_status": sip_status,
             "cause": cause, "a_media": a_media, "b_media": b_media,
@@ -321,6 +329,8 @@ class CallRecordStore(LoopWaits, RecordQueries):
             "a_reported_jitter_ms": None if a_media is None else a_media.reported_jitter_ms,
             "b_reported_lost": None if b_media is None else b_media.reported_packets_lost,
             "b_reported_jitter_ms": None if b_media is None else b_media.reported_jitter_ms,
+            "mos": None if quality is None else quality.mos,
+            "mos_poor": None if quality is None else quality.poor,
         })  # fmt: skip
         del self._live[a_call_id]
         return self._put(live)

@@ -99,6 +99,8 @@ class MediaCounters:
     srtp: bool = False
     srtp_auth_failures: int = 0
     srtp_replays: int = 0
+    #: relay -> this leg's far end -> relay (ms), from its RTCP LSR/DLSR; None: unknown
+    reported_round_trip_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,11 @@ class CallRecord:
     a_reported_jitter_ms: float | None = None
     b_reported_lost: int | None = None
     b_reported_jitter_ms: float | None = None
+    #: the call's MOS-CQE estimate (ITU-T G.107 from the relay's and RTCP's loss, jitter and
+    #: round trip: .records_quality) and whether it is below ``[Traces] MosThreshold``;
+    #: None without relayed media (schema version 3)
+    mos: float | None = None
+    mos_poor: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +210,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE calls ADD COLUMN b_reported_lost INTEGER",
         "ALTER TABLE calls ADD COLUMN b_reported_jitter_ms REAL",
     ),
+    (  # 3: the MOS estimate and its below-threshold flag (older rows: NULL)
+        "ALTER TABLE calls ADD COLUMN mos REAL",
+        "ALTER TABLE calls ADD COLUMN mos_poor INTEGER",
+    ),
 )
 """Migration ``n`` (1-based) takes the schema from version ``n - 1`` to ``n``. Append only."""
 
@@ -245,7 +256,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "direction": Direction, "state": CallState, "media_mode": MediaMode,
     "disconnect_side": DisconnectSide, "attempts": _attempts, "a_media": _counters,
     "b_media": _counters, "start_utc": _time, "ring_utc": _time, "answer_utc": _time,
-    "end_utc": _time,
+    "end_utc": _time, "mos_poor": bool,
 }  # fmt: skip
 """Column text -> field value, for the columns that are not stored as they are."""
 

@@ -72,6 +72,7 @@ from .online_tls import appliance_client_context, uses_https
 from .self_health_io import SelfHealthMonitor, start_self_health
 from .site_link import SiteConfig, SiteLink, SiteUnavailableError
 from .site_pushed import PushedSettings, pushed_kinds
+from .traces import CallTraces, attach_traces
 
 __all__ = ["Appliance", "ApplianceOptions"]
 
@@ -139,6 +140,8 @@ class Appliance:
         self.link: ApplianceLink | None = None
         #: the appliance's own health monitor (``[HealthMonitor]``; mgmt.self_health_io)
         self.self_health: SelfHealthMonitor | None = None
+        #: the SIP capture and HEP export of its roles (``[Traces]``; mgmt.traces)
+        self.traces: CallTraces | None = None
         self.api: AsgiServer | None = None
         #: the HTTPS client toward the online API (an https ServiceURL), its PKI store
         self.online_http: httpx.AsyncClient | None = None
@@ -200,6 +203,7 @@ class Appliance:
             listeners = await open_listeners(s, edge_options)
             self.edge = EdgeRole(s, edge_options, listeners=listeners)
             await self.edge.start()
+            self.traces = attach_traces(self)
             self._unsubscribe = self.replica.subscribe(self._on_changes)
             url, mg = s.online.service_url, s.management
             token = o.online_token or mg.online_token
@@ -307,6 +311,9 @@ class Appliance:
         if self.mediation is not None:
             await self.mediation.stop()
             self.mediation = None
+        if self.traces is not None:
+            self.traces.close()
+            self.traces = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -492,6 +499,8 @@ class Appliance:
         mediation.gateway_transports[kind] = await open_gateway_transport(
             endpoint, kind, host, self.options.client_ssl, mediation.sides
         )
+        if self.traces is not None:  # the new transport's SIP is captured too
+            self.traces.attach(endpoint)
 
     # --- status for the admin ---------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

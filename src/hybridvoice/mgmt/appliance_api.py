@@ -12,7 +12,8 @@ its body names (``hybridvoice gateway add/set/enable/disable``), live, saved for
 start (:mod:`hybridvoice.mgmt.gateways`); ``POST /v1/maintenance/enter|exit`` drain mode
 (no new calls, calls in progress finish); ``GET /metrics`` Prometheus text exposition
 (:mod:`hybridvoice.mgmt.metrics`, a registry per app, read at scrape time).
-``/v1/tokens`` and ``/v1/audit``.
+``/v1/tokens`` and ``/v1/audit``. ``GET /v1/calls/{call_id}/trace.pcap`` a call's SIP as
+pcap (:mod:`.appliance_traces_api`).
 
 Every route needs a bearer token of the appliance's own (:attr:`Appliance.access`): reads any
 scope, changes ``admin``; every change is in the audit log (:mod:`hybridvoice.cms.guard`).
@@ -30,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hybridvoice.cms.guard import audit_change, protect, short_text
 from hybridvoice.mediation.records_model import CallRecord, CallState
 
+from .appliance_traces_api import add_trace_routes
 from .gateways import GatewayChangeError
 from .metrics import appliance_registry
 from .site_link import SiteUnavailableError
@@ -123,6 +125,7 @@ def create_appliance_api(appliance: Appliance) -> FastAPI:
         return jsonable_encoder(record)
 
     _gateway_routes(app, appliance)
+    add_trace_routes(app, appliance)
 
     @app.post("/v1/leave")
     async def leave(request: Request) -> dict[str, Any]:

@@ -648,7 +648,9 @@ def domain_remove(name: DomainName, url: Url = ONLINE_URL) -> None:
 def register_admin_commands(app: typer.Typer) -> None:
     """Add the admin sub-commands to the ``hybridvoice`` command."""
     from .cli_appliance import appliance_app, calls_app, gateway_app  # noqa: PLC0415
+    from .cli_traces import register_trace_commands  # noqa: PLC0415
 
+    register_trace_commands(calls_app)
     app.add_typer(site_app, name="site")
     app.add_typer(user_app, name="user")
     app.add_typer(tenant_app, name="tenant")

@@ -25,6 +25,7 @@ from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.metrics import endpoint_metrics, proxy_metrics
 
 from .metrics_health import gateway_transitions, self_health_metrics
+from .metrics_traces import quality_metrics
 from .metrics_turn import turn_metrics
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class ApplianceCollector:
         yield from self._edge()
         yield from self._cloud()
         yield from self_health_metrics(a.self_health)
+        yield from quality_metrics(a)
 
     def _calls(self) -> Iterable[Metric]:
         mediation = self._appliance.mediation

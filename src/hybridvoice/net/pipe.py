@@ -28,7 +28,9 @@ Bytes written to a pipe (an error answer, a stateless forward) are parsed first,
 of sending works on it.
 
 Nothing crosses a pipe that a socket would not carry; what is lost is the view from outside:
-a packet capture shows no SIP between roles of one process. ``hybridvoice up --wire`` (no
+a packet capture shows no SIP between roles of one process. The SIP capture
+(:mod:`.trace_tap`) does: a pipe hop is captured once, when written, as from the sender's
+listening address to the receiver's. ``hybridvoice up --wire`` (no
 exchange) puts every hop on sockets.
 """
 
@@ -145,6 +147,10 @@ class PipeEnd:
             raise TransportError(f"pipe to {self.host}:{self.port} is closed")
         counters = self.owner.counters
         counters.messages_out += 1
+        tap = self.owner.tap or peer.owner.tap  # one capture per hop, by either end
+        if tap is not None:
+            tap(self.owner.kind, self.owner.local, peer.owner.local, bytes(message), True,
+                message.call_id)  # fmt: skip
         self.last_active = self._loop.time()
         peer._inbox.append(message.copy())
         if not peer._scheduled:

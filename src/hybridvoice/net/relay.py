@@ -293,7 +293,7 @@ class _Path:
                 data = plain
             if src != inp.rtcp_remote and not inp.latch_rtcp(src):
                 continue
-            inp.on_rtcp(data)
+            inp.on_rtcp(data, engine._clock())
             dst = self.out.rtcp_remote
             if dst is None:
                 inp.rtcp_dropped += 1

@@ -44,6 +44,7 @@ from .identity import PeerIdentity, RefusalReason, count_refusal, refusal_reason
 from .pipe import LocalExchange, PipeEnd
 from .stream_tls import sip_accept
 from .tls import identity_of
+from .trace_tap import MessageTap
 from .transport import (
     DEFAULT_MAX_SIZE,
     BoundTransport,
@@ -106,6 +107,7 @@ class StreamConnection(asyncio.Protocol):
         "host",
         "incoming",
         "last_active",
+        "local",
         "partial_since",
         "peer_identity",
         "port",
@@ -113,6 +115,7 @@ class StreamConnection(asyncio.Protocol):
 
     def __init__(self, owner: StreamTransport, *, incoming: bool = False) -> None:
         self._owner = owner
+        self.local: tuple[str, int] = owner.local  # the socket's own address once connected
         #: accepted by our listener (counted against the caps), not opened by us
         self.incoming = incoming
         #: when the first byte of the message being received came; 0.0: between messages
@@ -142,6 +145,8 @@ class StreamConnection(asyncio.Protocol):
         if t is None or t.is_closing():
             raise TransportError(f"connection to {self.host}:{self.port} is closed")
         t.write(data)
+        if (tap := self._owner.tap) is not None:
+            tap(self._owner.kind, self.local, (self.host, self.port), data, True, None)
         counters = self._owner.counters
         counters.messages_out += 1
         counters.bytes_out += len(data)
@@ -176,6 +181,7 @@ class StreamConnection(asyncio.Protocol):
         self._transport = transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.host, self.port = peer[0], peer[1]
+        self.local = (transport.get_extra_info("sockname") or self._owner.local)[:2]
         self.last_active = self._owner.loop.time()
         tls = transport.get_extra_info("ssl_object")
         if tls is not None:
@@ -311,6 +317,7 @@ class StreamTransport(BoundTransport):
         "peer_ssl",
         "sent_by",
         "sink",
+        "tap",
         "values",
     )
 
@@ -361,6 +368,7 @@ class StreamTransport(BoundTransport):
         self.peer_label: Callable[[str], str] | None = None
         #: the identity of the certificate this transport presents (TLS; pipes carry it)
         self.identity: PeerIdentity | None = None
+        self.tap: MessageTap | None = None  # the SIP capture's hook (.trace_tap)
 
     @classmethod
     async def listen(
@@ -510,6 +518,8 @@ class StreamTransport(BoundTransport):
         """A message framed off ``conn`` (or handed over a pipe): §18.2.1 and §18.1.2, then
         to the sink with its :class:`Source`."""
         counters = self.counters
+        if (tap := self.tap) is not None and type(conn) is StreamConnection:  # pipes: at write
+            tap(self.kind, (conn.host, conn.port), conn.local, bytes(item), False, item.call_id)
         if type(item) is Request:
             try:
                 via = stamp_via(item, conn.host, conn.port)

@@ -19,7 +19,7 @@ import collections
 import logging
 import socket
 from collections.abc import Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from hybridvoice.sip.errors import ParseError
 from hybridvoice.sip.message import Request, Response
@@ -44,6 +44,9 @@ from .transport import (
     via_host,
     via_is_ours,
 )
+
+if TYPE_CHECKING:
+    from .trace_tap import MessageTap
 
 __all__ = ["SendBatch", "UdpTransport", "share_between"]
 
@@ -109,6 +112,7 @@ class UdpTransport(BoundTransport):
         "_sock",
         "counters",
         "sent_by",
+        "tap",
         "values",
     )
 
@@ -153,6 +157,8 @@ class UdpTransport(BoundTransport):
         self.counters = TransportCounters()
         self.values = values if values is not None else ValueCache()
         self._batch = batch if batch is not None else SendBatch()
+        #: the SIP capture's hook (:mod:`.trace_tap`); None: no capture
+        self.tap: MessageTap | None = None
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._on_readable)
 
@@ -181,6 +187,9 @@ class UdpTransport(BoundTransport):
     ) -> None:
         """``sendto`` now, or at the end of the current drain loop (see :class:`SendBatch`);
         when the kernel buffer is full, queue and send when writable."""
+        tap = self.tap
+        if tap is not None:
+            tap("UDP", self._local, (host, port), data, True, None)
         held = self._batch
         if held.active:
             held.items.append((self, data, (host, port), on_error))
@@ -321,6 +330,9 @@ class UdpTransport(BoundTransport):
             self._malformed(data, host, port, exc)
             return
         counters.messages_in += 1
+        tap = self.tap
+        if tap is not None:
+            tap("UDP", (host, port), self._local, data, False, message.call_id)
         if isinstance(message, Request):
             assert via is not None
             reply = response_address(via, reliable=False)

@@ -38,8 +38,11 @@ The steps of :meth:`Registrar.handle`, in order, and what each answers:
    log line naming both;
 7. 200 lists every current binding of the address of record with its remaining ``expires``.
 
-Bindings live in memory only: a restart loses them and clients re-register within their
-expiry (as after any registrar failover). Time is `now`, a monotonic clock in seconds.
+Bindings live in memory: a restart loses them and clients re-register within their expiry
+(as after any registrar failover). Instances sharing a tenant on etcd also write each binding
+as a key under a lease and merge the others' (:attr:`Registrar.observer`,
+:meth:`Registrar.merge`, :mod:`.registrar_shared`). Time is `now`, a monotonic clock in
+seconds.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ import logging
 import math
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -71,7 +74,7 @@ from .guard import AuthGuard
 from .models import User, canonical_aor
 from .store import TenantStore
 
-__all__ = ["Binding", "Registrar"]
+__all__ = ["Binding", "BindingObserver", "Registrar"]
 
 _log = logging.getLogger(__name__)
 
@@ -113,6 +116,10 @@ class Binding:
         return max(0, math.ceil(self.expires_at - now))
 
 
+BindingObserver = Callable[[str, list[Binding], list[Binding], float], None]
+"""``(aor, bindings before, bindings after, now)`` after a REGISTER changed them."""
+
+
 class _RejectedError(Exception):
     """A request fails with this response (internal control flow)."""
 
@@ -136,6 +143,7 @@ class Registrar:
         "max_contacts",
         "max_expires",
         "min_expires",
+        "observer",
         "realm",
         "store",
         "values",
@@ -180,6 +188,9 @@ class Registrar:
         self._digest: dict[str, DigestServer] = {}
         self._server(realm)  # checks the secret and the realm now
         self._bindings: dict[str, list[Binding]] = {}
+        #: told of every REGISTER that changed an address of record's bindings, as
+        #: ``observer(aor, before, after, now)`` (:mod:`.registrar_shared`: other instances)
+        self.observer: BindingObserver | None = None
 
     # --- location service ------------------------------------------------------------------------
 
@@ -206,6 +217,17 @@ class Registrar:
             return []
         live = [b for b in found if b.expires_at > now]
         return sorted(live, key=lambda b: -b.q)
+
+    def merge(self, aor: str, same: Callable[[Binding], bool], binding: Binding | None) -> None:
+        """A binding another registrar made (or removed): drop the bindings of `aor` for
+        which `same` holds, then add `binding` (None: only drop)."""
+        kept = [b for b in self._bindings.get(aor, ()) if not same(b)]
+        if binding is not None:
+            kept.append(binding)
+        if kept:
+            self._bindings[aor] = kept
+        else:
+            self._bindings.pop(aor, None)
 
     def expire(self, now: float) -> int:
         """Drop expired bindings; return how many were dropped."""
@@ -274,6 +296,8 @@ class Registrar:
             self._bindings[user.sip_uri] = updated
         else:
             self._bindings.pop(user.sip_uri, None)
+        if self.observer is not None:
+            self.observer(user.sip_uri, current, updated, now)
         contacts = [
             ("Contact", b.contact.with_param("expires", str(b.expires_in(now))))
             for b in sorted(updated, key=lambda b: -b.q)

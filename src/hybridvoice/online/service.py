@@ -32,6 +32,7 @@ from hybridvoice.sip.transaction import TimerConfig
 
 from .api import create_online_api, sip_metrics
 from .api_mtls import ApplianceAuth
+from .api_store import add_store_errors
 from .api_trust import add_trust_routes
 from .api_turn import add_turn_routes, mras_fetch
 from .assembly import OnlineSip, open_sip
@@ -92,14 +93,19 @@ class OnlineService:
     """Start with :meth:`start`, stop with :meth:`stop`."""
 
     def __init__(
-        self, options: OnlineOptions | None = None, *, sip: OnlineSip | None = None
+        self,
+        options: OnlineOptions | None = None,
+        *,
+        sip: OnlineSip | None = None,
+        store: TenantStore | None = None,
     ) -> None:
         self.options = options or OnlineOptions()
         if self.options.appliance_auth is not None and self.options.api_ssl is None:
             raise ValueError("appliance_auth needs api_ssl: certificates come over HTTPS only")
         #: its SIP endpoint and listeners (None: opened by :meth:`start`)
         self.sip = sip
-        self.store = TenantStore(self.options.store)
+        #: the tenant (given: a store on etcd, :mod:`.store_kv`; else a SQLite file)
+        self.store = store if store is not None else TenantStore(self.options.store)
         self.endpoint: Endpoint | None = None
         self.proxy: Proxy | None = None
         self.registrar: Registrar | None = None
@@ -152,6 +158,7 @@ class OnlineService:
             # TURN credentials from the site's edge (MRAS, over mutual TLS)
             add_turn_routes(app, self.store, mras_fetch(o.mras_ssl))
             add_trust_routes(app, self.store, o.appliance_auth)  # other sites' roots
+            add_store_errors(app)  # an instance on etcd without its cluster: 503
             self.api = await serve_asgi(
                 app, o.api_host, o.api_port, lifespan=True, max_body=o.max_request_bytes,
                 ssl_context=o.api_ssl, on_tls_refused=self._tls_refused(),
