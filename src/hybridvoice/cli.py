@@ -24,6 +24,8 @@ from hybridvoice.mgmt.cli_dns import register_dns_commands
 from hybridvoice.mgmt.cli_online import online_app, register_online_commands
 from hybridvoice.mgmt.cli_tokens import register_token_commands
 from hybridvoice.mgmt.cli_turn import register_turn_commands
+from hybridvoice.mgmt.cli_update import register_update_commands
+from hybridvoice.mgmt.cli_update_windows import register_update_window_commands
 from hybridvoice.mgmt.credentials import TOKEN_ENV, current_token
 from hybridvoice.online_serve import register_online_serve
 
@@ -54,6 +56,8 @@ register_turn_commands(app)
 register_online_commands(app)
 register_online_serve(online_app)
 register_dns_commands(app)
+register_update_window_commands(app)
+register_update_commands(app)
 
 out = Console()
 err = Console(stderr=True)

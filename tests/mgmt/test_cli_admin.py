@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 import typer.main
+from cli_update_steps import rolling_update, update_windows
 from ports import free_port
 from test_cli_up import CONFIG_HOME, up
 from typer.core import TyperGroup
@@ -108,8 +110,12 @@ def test_every_service_command_creates_changes_and_reads_against_a_live_lab(admi
     calls(admin, site)
     tokens(admin)
     site_trust(admin)
+    update_windows(admin, site)
+    rolling_update(admin, site)
     admin("appliance remove", admin.json("appliance list")[0]["name"])
-    admin("appliance remove", "no-such-appliance", code=1)
+    # --appliance names another appliance's API: refused before anything is drained
+    result = admin("appliance remove", "no-such-appliance", code=2)
+    assert "not 'no-such-appliance'" in result.stderr
     missing = service_commands() - admin.ran
     assert not missing, f"commands without a step in this scenario: {sorted(missing)}"
 
@@ -284,6 +290,11 @@ def calls(admin: Admin, site: str) -> None:
     table = admin("calls list", "--limit", "1").stdout
     assert "answered" in table and call_id in table
     assert "hybridvoice calls list" in admin("calls show", "nope", code=1).stderr
+    with tempfile.TemporaryDirectory() as tmp:
+        pcap = Path(tmp) / "call.pcap"
+        admin("calls trace", call_id, "--out", str(pcap))
+        assert pcap.read_bytes()[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")  # libpcap
+        admin("calls trace", "nope", "--out", str(Path(tmp) / "none.pcap"), code=1)
 
 
 @pytest.mark.parametrize("status", [401, 403, 404])

@@ -16,7 +16,6 @@ from hybridvoice.online.models import (
     HybridConfig,
     NetworkConfig,
     Site,
-    UpdateWindow,
     User,
     canonical_aor,
     replicated,
@@ -102,17 +101,17 @@ def test_site_and_windows() -> None:
         name="Amsterdam",
         edge_fqdn="AP.Contoso.com.",
         country_code="+31",
-        update_windows=(UpdateWindow(day="Sunday", start="03:30", duration_minutes=60),),
+        update_time_windows=("Sunday night", "Sunday night", "W2"),
     )
     assert site.edge_fqdn == "ap.contoso.com"
     assert site.country_code == "31"
-    assert site.update_windows[0].day == "sunday"
+    assert site.update_time_windows == ("Sunday night", "W2")
+    assert site.enable_auto_update
     for fields, message in [
         ({"name": "", "edge_fqdn": "ap.c.com"}, "site name"),
         ({"name": "S", "edge_fqdn": "-bad-.com"}, "edge FQDN"),
         ({"name": "S", "edge_fqdn": "ap.c.com", "country_code": "046"}, "calling code"),
-        ({"name": "S", "edge_fqdn": "a.c", "update_windows": [{"day": "someday"}]}, "one of"),
-        ({"name": "S", "edge_fqdn": "a.c", "update_windows": [{"start": "24:00"}]}, "HH:MM"),
+        ({"name": "S", "edge_fqdn": "a.c", "update_time_windows": ["-x"]}, "update window name"),
     ]:
         with pytest.raises(ValidationError, match=message):
             Site.model_validate(fields)
@@ -205,20 +204,14 @@ def test_user_json_round_trip(user: User, password: str) -> None:
     _name,
     _host,
     st.none() | st.from_regex(r"[1-9][0-9]{0,2}", fullmatch=True),
-    st.lists(
-        st.builds(
-            UpdateWindow,
-            day=st.sampled_from(["daily", "monday", "sunday"]),
-            start=st.from_regex(r"(0[0-9]|1[0-9]|2[0-3]):[0-5][0-9]", fullmatch=True),
-            duration_minutes=st.integers(1, 1440),
-        ),
-        max_size=3,
-    ),
+    st.lists(_name, max_size=3, unique=True),
+    st.booleans(),
 )
 def test_site_json_round_trip(
-    name: str, edge: str, cc: str | None, windows: list[UpdateWindow]
+    name: str, edge: str, cc: str | None, windows: list[str], auto: bool
 ) -> None:
-    site = Site(name=name, edge_fqdn=edge, country_code=cc, update_windows=tuple(windows))
+    site = Site(name=name, edge_fqdn=edge, country_code=cc, update_time_windows=tuple(windows),
+                enable_auto_update=auto)  # fmt: skip
     assert Site.model_validate(json.loads(json.dumps(replicated(site)))) == site
 
 

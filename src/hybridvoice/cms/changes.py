@@ -15,16 +15,18 @@ from typing import Any, Final
 
 __all__ = ["KINDS", "Change"]
 
-#: what the feed carries; an appliance refuses a change of any other kind
+#: what the feed carries; an appliance skips a change of any other kind (a newer online
+#: service's, :mod:`.replicator`), and :class:`Change` refuses one
 KINDS: Final = frozenset(
     {
         "domain",  # key: the SIP domain; value: {}
         "user",  # key: the SIP URI (sip:alice@example.com); value: the user's fields
-        "site",  # key: the site name; value: edge FQDN, update windows
+        "site",  # key: the site name; value: edge FQDN, auto update, its update windows
         "hybrid_config",  # key: "global"; value: HybridConfigServiceInternalUrl, PeerDestination
         "network_config",  # key: "global"; value: media bypass Enabled, AlwaysBypass, subnets
         "appliance",  # key: the appliance name; value: site, FQDNs, version, status, heartbeat
         "dialplan",  # key: the rule name; value: pattern, translation, priority
+        "update_window",  # key: the window's name; value: recurrence, start, duration, zone
     }
 )
 

@@ -39,7 +39,7 @@ from urllib.parse import quote
 
 import httpx
 
-from hybridvoice.cms.changes import Change
+from hybridvoice.cms.changes import KINDS, Change
 from hybridvoice.cms.replica import LocalStore, ReplicaError
 from hybridvoice.cms.tokens import bearer
 
@@ -105,9 +105,15 @@ def _changes(data: Mapping[str, Any]) -> tuple[int, list[Change]]:
     if not isinstance(version, int) or not isinstance(items, list):
         raise FeedError("feed answer needs an integer 'version' and a 'changes' list")
     try:
-        return version, [Change.from_json(item) for item in items]
+        return version, [Change.from_json(item) for item in items if _known(item)]
     except ValueError as exc:
         raise FeedError(f"feed answer holds a bad change: {exc}") from exc
+
+
+def _known(item: Any) -> bool:
+    """False for a change of a kind this version does not know: a newer online service's
+    setting (an appliance not updated yet skips it rather than stalling its replica)."""
+    return not isinstance(item, Mapping) or item.get("kind") in KINDS
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -186,8 +192,8 @@ class Replicator(_Worker):
     """Long-polls the online service's change feed into a :class:`LocalStore`."""
 
     __slots__ = (
-        "_backoff", "_empty", "_polling", "_progress", "_started_at", "connected", "last_sync",
-        "snapshots", "store", "wait",
+        "_backoff", "_empty", "_polling", "_progress", "_skipped_to", "_started_at", "connected",
+        "last_sync", "snapshots", "store", "wait",
     )  # fmt: skip
 
     def __init__(
@@ -210,6 +216,8 @@ class Replicator(_Worker):
         self._progress = asyncio.Event()
         self._polling = False
         self._empty = False
+        #: the feed version read past changes of kinds this version skips (:func:`_known`)
+        self._skipped_to = 0
         self._started_at: float | None = None
         self.connected = False
         """Whether the last request to the online service got a usable answer."""
@@ -260,7 +268,8 @@ class Replicator(_Worker):
         self._empty = False
         if self.store.version == 0 and self.snapshots == 0:  # a fresh replica: skip the history
             return await self._load_snapshot()
-        params = {"since": str(self.store.version), "wait": f"{wait:g}"}
+        since = max(self.store.version, self._skipped_to)
+        params = {"since": str(since), "wait": f"{wait:g}"}
         timeout = httpx.Timeout(5.0, read=wait + _MARGIN)
         response = await self._client.get(
             f"{self.base_url}{CHANGES_PATH}", params=params, timeout=timeout, headers=self._headers
@@ -269,9 +278,11 @@ class Replicator(_Worker):
             return await self._load_snapshot()
         if response.status_code != 200:
             raise FeedError(f"change feed: {_error_text(response)}")
-        _, changes = _changes(_payload(response))
+        read_to, changes = _changes(_payload(response))
         self._empty = not changes
         version = self.store.apply(changes)
+        if read_to > version:  # the answer ended with skipped changes: ask from after them
+            self._skipped_to = read_to
         self._advanced()
         return version
 

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import shutil
 import ssl
 import tempfile
@@ -525,6 +526,7 @@ class Appliance:
             "name": self.name,
             "site": self.settings.common.site_name,
             "version": __version__,
+            "pid": os.getpid(),  # what a rolling update stops (mgmt.update_run)
             "state": self._state(),
             "roles": [r for r, up in (("edge", self.edge), ("mediation", self.mediation)) if up],
             "listeners": listeners,

@@ -36,7 +36,6 @@ __all__ = [
     "HybridConfig",
     "NetworkConfig",
     "Site",
-    "UpdateWindow",
     "User",
     "canonical_aor",
     "canonical_fqdn",
@@ -52,7 +51,6 @@ _SEPARATORS: Final = str.maketrans("", "", "-.() ")
 _HEX_MD5: Final = re.compile(r"[0-9a-f]{32}")
 _HEX_SHA256: Final = re.compile(r"[0-9a-f]{64}")
 _GROUP_REF: Final = re.compile(r"\$(\d+)|\\(\d+)")
-_HHMM: Final = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 #: user fields kept in the store but never put in a replicated change value
 SECRET_USER_FIELDS: Final = frozenset({"ha1_md5", "ha1_sha256", "ha1_realm"})
@@ -206,32 +204,6 @@ def _check_name(value: str, what: str) -> str:
 
 # --- sites ---------------------------------------------------------------------------------------
 
-_DAYS: Final = ("daily", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
-_DAYS_ALL: Final = (*_DAYS, "sunday")
-
-
-class UpdateWindow(_Model):
-    """A tenant update time window (New-CsTenantUpdateTimeWindow): day, start, duration."""
-
-    day: str = "daily"  # "daily" or a weekday name
-    start: str = "02:00"  # HH:MM, site local time
-    duration_minutes: int = Field(default=120, ge=1, le=1440)
-
-    @field_validator("day")
-    @classmethod
-    def _day(cls, value: str) -> str:
-        day = value.lower()
-        if day not in _DAYS_ALL:
-            raise ValueError(f"update window day {value!r} must be one of {', '.join(_DAYS_ALL)}")
-        return day
-
-    @field_validator("start")
-    @classmethod
-    def _start(cls, value: str) -> str:
-        if not _HHMM.fullmatch(value):
-            raise ValueError(f"update window start {value!r} must be HH:MM (00:00-23:59)")
-        return value
-
 
 class Site(_Model):
     """A hybrid PSTN site: appliances at one location sharing gateways (name + edge FQDN)."""
@@ -239,8 +211,19 @@ class Site(_Model):
     name: str
     edge_fqdn: str
     country_code: str | None = None  # E.164 country calling code: "46", "1"
-    update_windows: tuple[UpdateWindow, ...] = ()
     description: str = ""
+    #: Set-CsHybridPSTNSite -EnableAutoUpdate: rollouts of a new version may run here
+    enable_auto_update: bool = True
+    #: -TenantUpdateTimeWindow: names of the tenant's update windows (:mod:`.update_windows`)
+    update_time_windows: tuple[str, ...] = ()
+    #: sites stored before tenant windows hold ``update_windows`` (inline windows, never acted
+    #: on, always written): read, then dropped (never written again)
+    update_windows: tuple[object, ...] | None = Field(default=None, exclude=True, repr=False)
+
+    @field_validator("update_windows")
+    @classmethod
+    def _stored_before_windows(cls, value: object) -> None:
+        return None  # read and forgotten: see the field
 
     @field_validator("name")
     @classmethod
@@ -251,6 +234,11 @@ class Site(_Model):
     @classmethod
     def _edge(cls, value: str) -> str:
         return canonical_fqdn(value, "edge FQDN")
+
+    @field_validator("update_time_windows")
+    @classmethod
+    def _windows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(_check_name(v, "update window name") for v in value))
 
     @field_validator("country_code")
     @classmethod

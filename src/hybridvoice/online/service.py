@@ -35,6 +35,7 @@ from .api_mtls import ApplianceAuth
 from .api_store import add_store_errors
 from .api_trust import add_trust_routes
 from .api_turn import add_turn_routes, mras_fetch
+from .api_updates import add_update_routes
 from .assembly import OnlineSip, open_sip
 from .guard import AuthGuard, BlockReason, GuardLimits
 from .policy import OnlinePolicy
@@ -155,6 +156,8 @@ class OnlineService:
                     + endpoint_metrics([("online", endpoint)])  # messages, drops by reason
                 ),
             )
+            add_update_routes(app, self.store)  # tenant update windows (docs/updates.md)
+
             # TURN credentials from the site's edge (MRAS, over mutual TLS)
             add_turn_routes(app, self.store, mras_fetch(o.mras_ssl))
             add_trust_routes(app, self.store, o.appliance_auth)  # other sites' roots

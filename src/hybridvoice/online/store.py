@@ -53,6 +53,8 @@ from .models import (
 from .site_roots import SiteRoots
 from .store_appliances import HEARTBEAT_PUBLISH_INTERVAL, ApplianceRegistry
 from .store_feed import _SCHEMA, ChangeFeed, StoreError
+from .store_windows import UpdateWindowRegistry
+from .update_windows import TenantUpdateWindow
 
 __all__ = ["HEARTBEAT_PUBLISH_INTERVAL", "StoreError", "TenantStore"]
 
@@ -67,7 +69,7 @@ _GLOBAL: Final = "global"
 M = TypeVar("M", bound=BaseModel)
 
 
-class TenantStore(ApplianceRegistry, ChangeFeed):
+class TenantStore(ApplianceRegistry, UpdateWindowRegistry, ChangeFeed):
     """A tenant's users, sites, configuration, appliances and dial plan, with a change feed."""
 
     def __init__(self, path: str | Path = ":memory:", *, tenant: str = "default") -> None:
@@ -107,6 +109,7 @@ class TenantStore(ApplianceRegistry, ChangeFeed):
         self._written_heartbeat: dict[str, float] = {}
         self._dialplan: dict[str, DialPlanRule] = {}
         self._dialplan_sorted: list[DialPlanRule] | None = None  # dialplan() order, cached
+        self._update_windows: dict[str, TenantUpdateWindow] = {}
         self._hybrid = HybridConfig()
         self._network = NetworkConfig()
         self._subscribers: list[Callable[[Change], None]] = []
@@ -208,6 +211,7 @@ class TenantStore(ApplianceRegistry, ChangeFeed):
 
     def set_site(self, site: Site) -> Site:
         with self._lock:
+            self.check_site_windows(site)
             if self._sites.get(site.name) != site:
                 self._write([("site", site.name, site)])
             return site
@@ -307,6 +311,8 @@ class TenantStore(ApplianceRegistry, ChangeFeed):
             self._hybrid = model if isinstance(model, HybridConfig) else HybridConfig()
         elif kind == "network_config":
             self._network = model if isinstance(model, NetworkConfig) else NetworkConfig()
+        elif kind == "update_window":
+            _put(self._update_windows, key, model, TenantUpdateWindow)
 
     def _load(self, db: sqlite3.Connection) -> None:
         row = db.execute("SELECT MAX(version) FROM changes").fetchone()
@@ -335,6 +341,7 @@ _MODELS: Final[dict[str, type[BaseModel]]] = {
     "dialplan": DialPlanRule,
     "hybrid_config": HybridConfig,
     "network_config": NetworkConfig,
+    "update_window": TenantUpdateWindow,
 }
 _SEPARATORS: Final = str.maketrans("", "", "-.() ")
 

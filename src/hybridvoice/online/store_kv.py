@@ -464,7 +464,7 @@ _WRITERS: Final = (
     "add_domain", "remove_domain", "set_user", "remove_user", "new_site", "set_site",
     "remove_site", "set_hybrid_config", "set_network_config", "set_dialplan_rule",
     "remove_dialplan_rule", "register_appliance", "heartbeat", "remove_appliance",
-    "_mark_offline",
+    "_mark_offline", "set_update_window", "remove_update_window",
 )  # fmt: skip
 for _name in _WRITERS:
     setattr(KvTenantStore, _name, _retried(getattr(KvTenantStore, _name)))
