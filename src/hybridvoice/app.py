@@ -11,6 +11,7 @@ them (RFC 3264 offer/answer) and echoes their RTP until the BYE.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import errno
 import re
@@ -20,7 +21,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from rich.console import Console
 
@@ -237,6 +238,9 @@ class Lab:
         #: where a packet capture sees it
         self.exchange = None if wire else LocalExchange()
         self.online: OnlineService | None = None
+        #: OnlineOptions fields to set beyond what the settings say (a fleet's detection
+        #: window: heartbeat_timeout, appliance_timeout)
+        self.online_overrides: dict[str, Any] = {}
         #: the tenant store the online service gets (None: SQLite in the state directory)
         self.tenant_store: TenantStore | None = None
         self.appliance: Appliance | None = None
@@ -320,6 +324,7 @@ class Lab:
             limits=s.sip_limits.stream_limits,  # [SipLimits] for its listeners
             extend_api=self._tenant_dashboard,  # docs/dashboard.md
         )
+        options = dataclasses.replace(options, **self.online_overrides)
         # its SIP endpoint and listeners first: the service receives them ready
         sip = await open_sip(options)
         self.online = OnlineService(options, sip=sip, store=self.tenant_store)

@@ -290,6 +290,14 @@ def init(
         "hybridvoice.toml"
     ),
     force: Annotated[bool, typer.Option(help="Overwrite OUTPUT if it exists")] = False,
+    fleet: Annotated[
+        bool,
+        typer.Option(
+            "--fleet",
+            help="Write a fleet description instead: two sites, several appliances each, "
+            "each appliance its own process under up (docs/fleet.md)",
+        ),
+    ] = False,
 ) -> None:
     """Write a commented settings file (keys mirror CloudConnector.ini).
 
@@ -303,11 +311,19 @@ def init(
     from hybridvoice.cms.settings import SettingsError  # noqa: PLC0415
     from hybridvoice.cms.template import lab_settings, render_settings  # noqa: PLC0415
 
+    if fleet and ini is not None:
+        err.print("[red]--fleet and --ini do not go together:[/red] a CloudConnector.ini is one "
+                  "site's; import it without --fleet")  # fmt: skip
+        raise typer.Exit(2)
     if output.exists() and not force:
         err.print(f"[red]{output} exists.[/red] Pass --force to overwrite it, or -o elsewhere.")
         raise typer.Exit(1)
     imported = None
-    if ini is None:
+    if fleet:
+        from hybridvoice.cms.fleet_template import FLEET_EXAMPLE  # noqa: PLC0415
+
+        text = FLEET_EXAMPLE
+    elif ini is None:
         text = render_settings(lab_settings())
     else:
         try:
@@ -335,6 +351,12 @@ def init(
         for note in imported.notes:
             out.print(f"  {note}", markup=False, highlight=False)
     out.print(f"next: hybridvoice up --config {output}")
+
+
+def _is_fleet(config: Path) -> bool:
+    from hybridvoice.cms.fleet_plan import is_fleet_file  # noqa: PLC0415
+
+    return is_fleet_file(config)
 
 
 @app.command()
@@ -399,6 +421,10 @@ def up(
     except LoggingSetupError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+    if config is not None and _is_fleet(config):  # several sites: docs/fleet.md
+        from hybridvoice.fleet.cli_up import up_fleet  # noqa: PLC0415
+
+        raise typer.Exit(up_fleet(config, state_dir, out=out, err=err))
     try:
         settings = lab_settings() if config is None else load_settings(config)
     except SettingsError as exc:
