@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from hybridvoice.cms.changes import Change
 from hybridvoice.cms.replica import LocalStore
@@ -19,6 +20,7 @@ from hybridvoice.cms.site_records import (
 )
 from hybridvoice.mgmt.site_link import SiteConfig, SiteLink
 from hybridvoice.mgmt.site_pushed import PushedSettings
+from hybridvoice.store.kv import StoreUnavailableError
 from hybridvoice.store.sqlite_kv import SqliteStore
 
 NETWORK = {"media_bypass_enabled": True, "internal_subnets": ["10.0.0.0/8"]}
@@ -78,3 +80,52 @@ def test_an_empty_tenant_replica_starts_from_the_pushed_settings() -> None:
     tenant.apply([Change(9, "network_config", "global", {})])
     pushed.seed(site)  # a replica that has settings keeps them
     assert tenant.get("network_config", "global") == {}
+
+
+class _Away(SqliteStore):
+    """A site store that refuses every read and write while ``away`` (etcd without quorum)."""
+
+    away = False
+
+    async def get(self, key: str) -> Any:
+        if self.away:
+            raise StoreUnavailableError("etcd: no member answered (test)")
+        return await super().get(key)
+
+
+def test_changes_taken_while_the_site_store_is_away_are_written_when_it_is_back() -> None:
+    """The cloud's changes made while the site's etcd is away reach the site store when it
+    comes back, the newest per record, without the record changing again (before: a failed
+    push was dropped until the same record changed again)."""
+
+    async def main() -> None:
+        store = _Away()
+        tenant = LocalStore()
+        pushed = PushedSettings(_link(store), tenant, retry_max=0.05)
+        pushed.start()
+        store.away = True
+        tenant.apply([Change(5, "network_config", "global", NETWORK)])
+        tenant.apply([Change(6, "dialplan", "NANP10", {"pattern": "1"})])
+        tenant.apply([Change(7, "dialplan", "NANP10", {"pattern": "2"})])
+
+        async def waiting() -> bool:
+            return pushed.waiting == 2
+
+        await _until(waiting)
+        await asyncio.sleep(0.2)  # several failed tries
+        assert pushed.pushed == 0 and pushed.waiting == 2
+        store.away = False
+
+        async def written() -> bool:
+            return pushed.waiting == 0
+
+        await _until(written)
+        assert pushed.pushed == 2  # the dial plan rule once, at its newest version
+        found = await store.get(record_key("Lab", "pushed", "dialplan:NANP10"))
+        assert found is not None
+        assert decode(found.key, found.value) == {"version": 7, "value": {"pattern": "2"}}
+        assert await store.get(record_key("Lab", "pushed", "network_config:global")) is not None
+        await pushed.stop()
+        await store.close()
+
+    asyncio.run(main())

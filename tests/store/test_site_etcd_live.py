@@ -7,7 +7,9 @@ one site joined with ``appliance join``.
   (20 changes: the latency is printed, p50/p99, for docs/fleet.md; the test asserts arrival);
 - one etcd member killed: changes are still written and arrive everywhere;
 - all members killed: a change is refused with a clear error (503), calls still succeed from
-  the replicas; members back: a change written in etcd then arrives at every appliance.
+  the replicas, a tenant change made in the cloud meanwhile reaches every appliance; members
+  back: a change written in etcd then arrives at every appliance, and the cloud's change made
+  meanwhile is in the site store (the appliances' pushes were kept and tried again).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from hybridvoice.cms.site_records import encode, record_key
 from hybridvoice.cms.site_secret import new_join_token
 from hybridvoice.mgmt.testcall import place_test_call
 from hybridvoice.net.transport import Destination
+from hybridvoice.online.models import DialPlanRule
 from hybridvoice.store.etcd_kv import EtcdStore
 from hybridvoice.store.keys import site_prefix
 
@@ -175,6 +178,18 @@ def test_site_on_etcd_three_appliances(tmp_path: Path) -> None:
             assert reply.status_code == 503, reply.text
             assert "site store" in reply.text and "nothing was changed" in reply.text
             await call()
+            # a tenant change made in the cloud meanwhile reaches every appliance now (its
+            # replicator) and the site store once etcd is back (the pushed/ records)
+            store.set_dialplan_rule(DialPlanRule(name="Meanwhile", pattern=r"(\d{4})",
+                                                 translation="+1555$1", priority=9))  # fmt: skip
+            meanwhile = store.version
+
+            async def replicated() -> bool:
+                got = await asyncio.gather(*(client.get(f"{p.api}/v1/status", headers={
+                    "Authorization": f"Bearer {admin}"}) for p in procs))  # fmt: skip
+                return all(r.json()["replica"]["version"] >= meanwhile for r in got)
+
+            await _until(replicated, "the cloud's change on every appliance, etcd down")
             # an appliance restarted while etcd is down runs on its replica's gateways
             assert await procs[0].stop() == 0
             await procs[0].start(*args[procs[0].name])
@@ -202,6 +217,16 @@ def test_site_on_etcd_three_appliances(tmp_path: Path) -> None:
 
             await _until(arrived, "the change written after etcd came back", timeout=120)
             await call()
+
+            async def pushed_meanwhile() -> bool:
+                direct = EtcdStore(cluster.endpoints)
+                try:
+                    found = await direct.get(record_key(site, "pushed", "dialplan:Meanwhile"))
+                finally:
+                    await direct.close()
+                return found is not None and json.loads(found.value)["version"] >= meanwhile
+
+            await _until(pushed_meanwhile, "the cloud's change made meanwhile in the site store")
             # appliance remove: drained, out of the site store and the cloud
             code, removed = await _hv("appliance", "remove", "appliance3", "--appliance",
                                       procs[2].api, "--url", settings[0].online.service_url,

@@ -560,6 +560,7 @@ class Appliance:
             else {
                 **self.site.status(),
                 "pushed": self.pushed.pushed if self.pushed else 0,
+                "pushed_waiting": self.pushed.waiting if self.pushed else 0,
                 "seeded_version": self.pushed.seeded if self.pushed else 0,
             },
         }

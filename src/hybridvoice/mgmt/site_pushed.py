@@ -7,6 +7,11 @@ appliance to push a version wins, the others find it there; an older version nev
 newer one). A new appliance whose tenant replica is empty (just joined, the cloud not reached
 yet) loads them as its first snapshot: it routes calls on the site's last known tenant settings
 before its own replicator has reached the cloud, which then continues from that version.
+
+A push the site store cannot take (etcd without quorum, or down) is kept, the newest change
+per record, and tried again with back-off (1 s doubling to 30 s) until it is written: the
+cloud's changes made while the site's etcd was away reach the site store when it is back,
+not only when the same record changes again.
 """
 
 from __future__ import annotations
@@ -31,11 +36,16 @@ _log = logging.getLogger(__name__)
 class PushedSettings:
     """Pushes the tenant replica's changes into the site store; seeds an empty replica."""
 
-    __slots__ = ("_queue", "_task", "_unsubscribe", "pushed", "seeded", "site", "tenant")
+    __slots__ = ("_pending", "_task", "_unsubscribe", "_wake", "pushed", "retry_max", "seeded",
+                 "site", "tenant")  # fmt: skip
 
-    def __init__(self, site: SiteLink, tenant: LocalStore) -> None:
+    def __init__(self, site: SiteLink, tenant: LocalStore, retry_max: float = 30.0) -> None:
         self.site, self.tenant = site, tenant
-        self._queue: asyncio.Queue[Change] = asyncio.Queue()
+        #: record name -> the newest change not written yet (kept across failed pushes)
+        self._pending: dict[str, Change] = {}
+        self._wake = asyncio.Event()
+        #: the longest wait between two tries while the site store refuses
+        self.retry_max = retry_max
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe = tenant.subscribe(self._taken)
         self.pushed = 0
@@ -45,24 +55,48 @@ class PushedSettings:
     def start(self) -> None:
         """Push what the tenant replica holds now (then every change it takes)."""
         if self.tenant.version:
-            for kind in sorted(self.tenant.kinds):
-                for key, value in self.tenant.all(kind).items():
-                    self._queue.put_nowait(Change(self.tenant.version, kind, key, value))
+            self._taken(
+                [
+                    Change(self.tenant.version, kind, key, value)
+                    for kind in sorted(self.tenant.kinds)
+                    for key, value in self.tenant.all(kind).items()
+                ]
+            )
         self._task = asyncio.create_task(self._push(), name="site-pushed")
+
+    @property
+    def waiting(self) -> int:
+        """Records not written to the site store yet."""
+        return len(self._pending)
 
     def _taken(self, changes: list[Change]) -> None:
         for change in changes:
-            self._queue.put_nowait(change)
+            name = pushed_name(change)
+            held = self._pending.get(name)
+            if held is None or held.version <= change.version:
+                self._pending[name] = change
+        if changes:
+            self._wake.set()
 
     async def _push(self) -> None:
+        delay = 1.0
         while True:
-            change = await self._queue.get()
-            try:
-                if await self.site.put_newer("pushed", pushed_name(change),
-                                             pushed_record(change)):  # fmt: skip
-                    self.pushed += 1
-            except (SiteUnavailableError, StoreError) as exc:  # the next change pushes again
-                _log.info("pushed setting %s not written: %s", pushed_name(change), exc)
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                name, change = next(iter(self._pending.items()))
+                try:
+                    if await self.site.put_newer("pushed", name, pushed_record(change)):
+                        self.pushed += 1
+                except (SiteUnavailableError, StoreError) as exc:  # kept: tried again
+                    _log.info("pushed setting %s not written (%d waiting, again in %.0f s): "
+                              "%s", name, len(self._pending), delay, exc)  # fmt: skip
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.retry_max)
+                    continue
+                delay = 1.0
+                if self._pending.get(name) is change:  # not replaced meanwhile
+                    del self._pending[name]
 
     def seed(self, site_replica: LocalStore) -> None:
         """An empty tenant replica takes the site store's ``pushed/`` records as its first
