@@ -201,6 +201,53 @@ def test_second_appliance_takes_the_calls_when_one_is_stopped(tmp_path: Path) ->
     run(main(), timeout=90)
 
 
+def test_an_appliance_moves_to_another_online_instance_of_its_settings(tmp_path: Path) -> None:
+    """[Online] OtherServiceURLs: with ServiceURL not answering (an instance that died), the
+    appliance registers, beats and replicates through the next instance of its settings."""
+
+    async def main() -> None:
+        async with lab(tmp_path) as up:
+            raw = settings_on_free_ports().model_dump(by_alias=True, mode="json", exclude_none=True)
+            first = up.settings.model_dump(by_alias=True, mode="json", exclude_none=True)
+            raw["Online"] = dict(first["Online"])
+            raw["Online"]["ServiceURL"] = f"http://127.0.0.1:{free_port()}"  # nobody there
+            raw["Online"]["OtherServiceURLs"] = first["Online"]["ServiceURL"]
+            raw["Gateways"] = first["Gateways"]
+            raw["Common"]["ServerName"] = "appliance2"
+            raw["MediationServer"].update(TLSPort=False, MediaPortStart=58000, MediaPortEnd=58999)
+            assert up.online is not None
+            _, token = up.online.store.access.tokens.create("appliance2", "appliance")
+            raw["Management"]["OnlineToken"] = token
+            second = Appliance(parse_settings(raw))
+            await second.start()
+            try:
+                assert second.link is not None and second.replicator is not None
+                for _ in range(500):
+                    if second.link.registered:
+                        break
+                    await asyncio.sleep(0.02)
+                assert second.link.registered, (second.link.last_error, second.link.urls,
+                                                second.link.errors)
+                assert await second.replicator.synced(up.online.store.version, 10.0)
+                assert second.status()["online"]["url"] == first["Online"]["ServiceURL"]
+                assert up.online.store.get_appliance("appliance2") is not None
+            finally:
+                await second.stop()
+                second.close()
+
+    run(main(), timeout=90)
+
+
+def test_other_service_urls_are_checked_like_service_url() -> None:
+    raw = settings_on_free_ports().model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw["Online"]["OtherServiceURLs"] = "http://10.0.0.2:8470/, https://online-b.example:8470"
+    online = parse_settings(raw).online
+    assert online.service_urls[1:] == ("http://10.0.0.2:8470", "https://online-b.example:8470")
+    raw["Online"]["OtherServiceURLs"] = ["http://ok:1", "ftp://bad"]
+    with pytest.raises(ValueError, match=r"Online\.OtherServiceURLs.*ftp://bad"):
+        parse_settings(raw)
+
+
 def test_appliance_stopped_the_caller_gets_a_clear_failure(tmp_path: Path) -> None:
     """At once (the edge does not answer: 503), and once its heartbeats are missed the
     appliance is marked offline and the online service refuses without trying it."""

@@ -199,7 +199,7 @@ class Replicator(_Worker):
     def __init__(
         self,
         store: LocalStore,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         client: httpx.AsyncClient | None = None,
         wait: float = 25.0,
@@ -337,7 +337,7 @@ class ApplianceLink(_Worker):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         appliance: Mapping[str, Any],
         *,
         interval: float,

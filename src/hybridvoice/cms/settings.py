@@ -244,6 +244,9 @@ class Online(_Section):
     heartbeats, the replication feed) and the addresses the edge trusts SIP from."""
 
     service_url: str = "http://127.0.0.1:8470"
+    #: the tenant's other online instances (`online serve` on one etcd cluster), tried in turn
+    #: when the one in use does not answer (registration, heartbeats, the replication feed)
+    other_service_urls: Annotated[tuple[str, ...], BeforeValidator(_words)] = ()
     appliance_name: str | None = None  # default: [Common] ServerName, else the site name
     sip_addresses: Annotated[tuple[IPAddress, ...], BeforeValidator(_words)] = ("127.0.0.1",)
     sip_port: Port = 5060  # the edge's own external side has 5061 when both run on one host
@@ -297,6 +300,16 @@ class Online(_Section):
         if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
             raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("other_service_urls")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(cls._url(url) for url in value)
+
+    @property
+    def service_urls(self) -> tuple[str, ...]:
+        """ServiceURL, then OtherServiceURLs."""
+        return (self.service_url, *self.other_service_urls)
 
 
 class Management(_Section):

@@ -132,6 +132,7 @@ _KEYS: Final[Mapping[str, str]] = {
     "external_mr_public_ips": "ExternalMRPublicIPs",
     "external_mr_port_range": "ExternalMRPortRange",
     "service_url": "ServiceURL",
+    "other_service_urls": "OtherServiceURLs",
     "sip_addresses": "SIPAddresses",
     "sip_port": "SIPPort",
     "sip_protocol": "SIPProtocol",

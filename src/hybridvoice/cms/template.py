@@ -69,6 +69,7 @@ _KEY_NOTES: Final[Mapping[str, str]] = {
     "InternalSubnets": "clients in these subnets are internal (media bypass applies)",
     "ServiceURL": "the online service's API; https: appliances authenticate with a client "
     "certificate from the site CA (made on first start), bearer tokens are for admins",
+    "OtherServiceURLs": "the tenant's other online instances, tried when ServiceURL fails",
     "DigestAlgorithms": "MD5 for SIPp and baresip 1.0; 'SHA-256 MD5' for RFC 8760 clients",
     "TrustedPeers": "networks not challenged (an SBC that authenticates its own users)",
     "AuthFailureLimit": "failed logins per source or per user before a block (0: off)",
@@ -118,7 +119,7 @@ def lab_settings(*, domain: str = "contoso.example", site: str = "Lab") -> Setti
                 "SIPAddresses": "127.0.0.1",
                 "SIPPort": 5060,
                 "SIPProtocol": "TCP",
-                "DigestAlgorithms": "MD5",
+    "DigestAlgorithms": "MD5",
             },
             "Gateway1": {
                 "IP": "127.0.0.1",

@@ -212,7 +212,7 @@ class Appliance:
             await self.edge.start()
             self.traces = attach_traces(self)
             self._unsubscribe = self.replica.subscribe(self._on_changes)
-            url, mg = s.online.service_url, s.management
+            url, mg = s.online.service_urls, s.management
             token = o.online_token or mg.online_token
             http = self.online_http = self._online_client()
             if http is not None:
@@ -547,7 +547,7 @@ class Appliance:
                 "lag_seconds": round(rep.lag, 3) if rep else None,
             },
             "online": {
-                "url": self.settings.online.service_url,
+                "url": link.base_url if link else self.settings.online.service_url,
                 "auth": "certificate" if self.online_http is not None else "token",
                 "registered": link.registered if link else False,
                 "heartbeats": link.heartbeats if link else 0,
