@@ -119,7 +119,7 @@ def lab_settings(*, domain: str = "contoso.example", site: str = "Lab") -> Setti
                 "SIPAddresses": "127.0.0.1",
                 "SIPPort": 5060,
                 "SIPProtocol": "TCP",
-    "DigestAlgorithms": "MD5",
+                "DigestAlgorithms": "MD5",
             },
             "Gateway1": {
                 "IP": "127.0.0.1",
