@@ -21,6 +21,7 @@ from hybridvoice import __version__
 from hybridvoice.mgmt.cli_admin import PlainHelpGroup, format_duration, register_admin_commands
 from hybridvoice.mgmt.cli_ca import register_ca_commands
 from hybridvoice.mgmt.cli_dns import register_dns_commands
+from hybridvoice.mgmt.cli_logs import register_log_commands
 from hybridvoice.mgmt.cli_online import online_app, register_online_commands
 from hybridvoice.mgmt.cli_tokens import register_token_commands
 from hybridvoice.mgmt.cli_turn import register_turn_commands
@@ -56,6 +57,7 @@ register_turn_commands(app)
 register_online_commands(app)
 register_online_serve(online_app)
 register_dns_commands(app)
+register_log_commands(app)
 register_update_window_commands(app)
 register_update_commands(app)
 
@@ -403,6 +405,9 @@ def up(
     log_format: Annotated[
         str, typer.Option(help="Logs to stderr as text (for humans) or json (one object a line)")
     ] = "text",
+    log_component: Annotated[
+        str, typer.Option(help="Levels of components: mediation=debug,edge=info (docs/logs.md)")
+    ] = "",
 ) -> None:
     """Start the online service, one appliance with every role and, unless the settings name
     real gateways, a lab gateway that answers and echoes media — all on this machine.
@@ -414,10 +419,16 @@ def up(
     from hybridvoice.app import ListenError, default_state_dir, run_up  # noqa: PLC0415
     from hybridvoice.cms.settings import SettingsError, load_settings  # noqa: PLC0415
     from hybridvoice.cms.template import lab_settings  # noqa: PLC0415
-    from hybridvoice.mgmt.logs import LogFormat, LoggingSetupError, configure_logging  # noqa: PLC0415
+    from hybridvoice.mgmt.logs import (  # noqa: PLC0415
+        LogFormat,
+        LoggingSetupError,
+        configure_logging,
+        parse_components,
+    )
 
     try:
-        configure_logging(log_level, cast(LogFormat, log_format), sys.stderr)
+        components = parse_components(log_component)
+        configure_logging(log_level, cast(LogFormat, log_format), sys.stderr, components=components)
     except LoggingSetupError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -442,6 +453,13 @@ def up(
     else:
         where = Path(state_dir) if state_dir else default_state_dir(settings, lab=lab)
     seed = lab if lab_users is None else lab_users
+    if where is not None:  # the logs also go to rotated files there (hybridvoice logs search)
+        try:
+            configure_logging(log_level, cast(LogFormat, log_format), sys.stderr,
+                              components=components, directory=where / "logs")  # fmt: skip
+        except LoggingSetupError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from exc
     try:
         asyncio.run(
             run_up(settings, where, console=out, lab_gateway=lab_gateway, lab_users=seed, wire=wire)

@@ -53,6 +53,7 @@ from typing import Final, Literal, NamedTuple
 from hybridvoice.cms.settings import TrunkConfiguration
 from hybridvoice.media import CallStats, Leg
 from hybridvoice.net.call import Call, CallUpdate
+from hybridvoice.net.log_context import CALL
 from hybridvoice.net.relay import RelayCall, RelayEngine
 from hybridvoice.net.transport import Destination, via_host
 from hybridvoice.net.ua import UserAgent
@@ -338,10 +339,13 @@ class Bridge:
         here: new calls (:meth:`B2BUA.incoming`), leg events (:meth:`on_call_event`), and what
         the adapter feeds back (:meth:`timer_fired`, :meth:`relay_bound`, :meth:`relay_failed`;
         its tasks' failures reach :meth:`abort`)."""
+        token = CALL.set(self.a.call_id)  # every line logged for this call names it
         try:
             step(*args)
         except Exception as exc:  # the invariant: any failure ends one call
             self.abort(exc)
+        finally:
+            CALL.reset(token)
 
     def abort(self, exc: Exception) -> None:
         """End this call because handling it failed: the caller gets a final response (488 +
