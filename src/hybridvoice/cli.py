@@ -248,6 +248,16 @@ def mediation_serve(
     ] = 600.0,
     gc_log: Annotated[bool, typer.Option(help="print collector pauses > 20 ms")] = False,
     profile: Annotated[Path | None, typer.Option(help="write cProfile stats here")] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Serve Prometheus /metrics on HOST:PORT", metavar="HOST:PORT")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "warning",
+    log_component: Annotated[
+        str, typer.Option(help="Levels of components: mediation=debug,net=info")
+    ] = "",
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Also write rotated JSON logs here (logs search --dir)")
+    ] = None,
 ) -> None:
     """Run the mediation role alone: prints READY with its ports once listening, STATS with
     its call counters on SIGTERM/SIGINT."""
@@ -269,10 +279,29 @@ def mediation_serve(
         options_interval=options_interval,
         session=None if session_timer else SessionConfig(session_expires=None),
     )
-    serve = run_mediation(load_settings(config), options, gc_interval=gc_interval, gc_log=gc_log)
+    from hybridvoice.mgmt.logs import (  # noqa: PLC0415
+        LoggingSetupError,
+        configure_logging,
+        parse_components,
+    )
+
+    try:
+        components = parse_components(log_component)
+        configure_logging(log_level, "text", sys.stderr, components=components, directory=log_dir)
+    except LoggingSetupError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    serve = run_mediation(load_settings(config), options, gc_interval=gc_interval, gc_log=gc_log,
+                          metrics=metrics)  # fmt: skip
     if profile is None:
-        with contextlib.suppress(KeyboardInterrupt):
-            run(serve)
+        from hybridvoice.mgmt.metrics_http import MetricsListenError  # noqa: PLC0415
+
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                run(serve)
+        except MetricsListenError as exc:
+            err.print(f"[red]cannot start:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from exc
         return
     import cProfile  # noqa: PLC0415
 

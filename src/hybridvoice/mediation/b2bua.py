@@ -92,6 +92,7 @@ from .call_events import (
     WriteRecord,
 )
 from .call_state import TABLE
+from .call_tally import CallTally
 from .headers_policy import HeaderPolicy
 from .health import destination_of
 from .media_plan import INBOUND_PENDING, MediaPlan, RecentMedia
@@ -119,6 +120,8 @@ class B2BUAStats:
     failovers: int = 0
     #: calls a failure ended (:meth:`Bridge.abort`), by cause: ``sdp`` or ``internal``
     failures: dict[str, int] = field(default_factory=dict)
+    #: admitted calls ended by result, and the setup times of the answered ones (/metrics)
+    tally: CallTally = field(default_factory=CallTally)
 
 
 class _Target(NamedTuple):
@@ -301,6 +304,7 @@ class Bridge:
         "record",
         "relay_call",
         "side",
+        "started",
         "transfer",
     )  # fmt: skip
 
@@ -317,6 +321,7 @@ class Bridge:
         self.decision: BypassDecision | None = None
         self.offer_from: Call | None = None  # the leg whose mid-call offer is pending
         self.answered = False  # the callee answered (kept once ENDED: how the slot is freed)
+        self.started = 0.0  # when it was admitted (the B2BUA's clock): its setup time
         self.late_offer = False  # the b-leg's 2xx carried the offer (offer-less INVITE)
         self.transfer: transfer.TransferState | None = None  # REFER / Replaces (transfer.py)
         self.admitted = False  # holds a call slot (admission): released by finish
@@ -574,6 +579,7 @@ class Bridge:
         if self.admitted:
             self.admitted = False
             b2b.admission.release()
+            b2b.stats.tally.end(self.answered)
         if self.outbound is not None:
             self.outbound.ended()
         elif self.gateway is not None and self.b is not None:

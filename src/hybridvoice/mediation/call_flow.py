@@ -124,6 +124,7 @@ def start(bridge: Bridge, event: Start, now: float) -> Actions:
         b2b.bridges.discard(bridge)
         return (b2b.refuse(bridge.a, refusal.status, refusal.reason, refusal.retry_after),)
     bridge.admitted = True
+    bridge.started = now
     b2b.stats.calls += 1
     invite = bridge.a.invite
     if bridge.side == "edge":  # the number the cloud asserts: what the PSTN shows
@@ -349,6 +350,7 @@ def answered_by(bridge: Bridge, b: Call, sdp: bytes | None, now: float) -> Actio
     if bridge.phase is not Phase.ENDED:
         bridge.phase = Phase.CONNECTED
     bridge.b2bua.stats.answered += 1
+    bridge.b2bua.stats.tally.answered(bridge.started, now)
     if a.disconnected:
         return (*actions, Hangup(b))
     bridge.emit(*actions, Answer(a, bridge.sdp(sdp, b, offer=bridge.late_offer)))

@@ -39,6 +39,7 @@ from .api_updates import add_update_routes
 from .assembly import OnlineSip, open_sip
 from .guard import AuthGuard, BlockReason, GuardLimits
 from .heartbeat_summary import SummaryBoard
+from .metrics_registrar import registration_metrics
 from .policy import OnlinePolicy
 from .registrar import Registrar
 from .store import TenantStore
@@ -161,6 +162,7 @@ class OnlineService:
                 metrics=lambda: (
                     sip_metrics(self.registrar, self.proxy)
                     + guard_metrics(self.guard)
+                    + registration_metrics(self.registrar)
                     + endpoint_metrics([("online", endpoint)])  # messages, drops by reason
                 ),
             )
