@@ -8,8 +8,9 @@ counters the role keeps anyway; nothing is added to the call path.
 - ``hybridvoice_calls_admitted_total``: calls admitted (a slot taken);
 - ``hybridvoice_calls_ended_total{result}``: admitted calls that ended, ``answered`` or
   ``failed`` (never answered: busy, no answer, refused by the far end, cancelled);
-- ``hybridvoice_calls_refused_total{status}``: INVITEs the role refused itself (403 from an
-  unknown source, 503 busy or draining, 404/480/... when no route or gateway is left);
+- ``hybridvoice_calls_rejected_total{status}``: calls whose caller got a final error, by SIP
+  status: the role's own refusals (403 from an unknown source, 503 busy or draining, 404/480
+  when no route or gateway is left) and the far end's passed back (486 busy...);
 - ``hybridvoice_call_setup_seconds``: histogram of the answered calls' setup times.
 """
 
@@ -44,8 +45,8 @@ def call_families(mediation: MediationRole) -> list[Metric]:
     for result, n in tally.ended.items():
         ended.add_metric([result], n)
     refused = CounterMetricFamily(
-        "hybridvoice_calls_refused",
-        "New calls the mediation role refused itself, by SIP status",
+        "hybridvoice_calls_rejected",
+        "Calls whose caller got a final error (the role's own or the far end's), by SIP status",
         labels=["status"],
     )
     for status, n in sorted(stats.refused.items()):
