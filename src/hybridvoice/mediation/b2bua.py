@@ -562,6 +562,8 @@ class Bridge:
             return
         self.phase = Phase.ENDED
         self.b2bua.bridges.discard(self)
+        _log.info("call %s ended: %s side, status %s, %s", self.a.call_id,
+                  getattr(side, "value", side), status, cause)  # fmt: skip
         media: list[MediaCounters | None] = [None, None]
         steps: tuple[Callable[[], None], ...] = (
             lambda: self.b2bua.adapter.cancel_timers(self), self._release_slots,

@@ -13,6 +13,7 @@ and counted in ``/metrics``. The service receives its SIP endpoint and listeners
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +155,10 @@ class OnlineService:
                 rng=rng,
                 trusted_peers=o.trusted_peers,
             )
-            self.proxy = Proxy(endpoint, self.policy, names=self.policy.edge_address)
+            self.proxy = Proxy(
+                endpoint, self.policy, names=self.policy.edge_address,
+                log=logging.getLogger("hybridvoice.online.proxy"),
+            )  # fmt: skip
             app = create_online_api(
                 self.store,
                 appliance_auth=o.appliance_auth,  # appliances by certificate (HTTPS)
