@@ -9,7 +9,7 @@ import asyncio
 from test_endpoint import FAST, new_request
 
 from hybridvoice.net.endpoint import Endpoint
-from hybridvoice.net.log_context import LEG_CALL_ID
+from hybridvoice.net.log_context import LEG_CALL_ID, leg_call_id
 from hybridvoice.net.transport import Destination, Source
 from hybridvoice.sip import Request, Response, make_response
 from hybridvoice.sip.transaction import ClientTransaction, ServerTransaction
@@ -22,14 +22,14 @@ class SeeingTU:
         self.seen: list[tuple[str, str | None]] = []
 
     def on_request(self, endpoint: Endpoint, tx: ServerTransaction, request: Request) -> None:
-        self.seen.append(("request", LEG_CALL_ID.get()))
+        self.seen.append(("request", leg_call_id()))
         endpoint.send_response(tx, make_response(request, 200, to_tag="t1"))
 
     def on_ack(self, endpoint: Endpoint, request: Request, source: Source) -> None:
-        self.seen.append(("ack", LEG_CALL_ID.get()))
+        self.seen.append(("ack", leg_call_id()))
 
     def on_response(self, endpoint: Endpoint, tx: ClientTransaction, response: Response) -> None:
-        self.seen.append(("response", LEG_CALL_ID.get()))
+        self.seen.append(("response", leg_call_id()))
 
     def on_stray_response(self, endpoint: Endpoint, response: Response) -> None:
         pass

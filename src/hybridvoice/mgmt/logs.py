@@ -35,7 +35,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any, Final, Literal, TextIO
 
-from hybridvoice.net.log_context import CALL, LEG_CALL_ID
+from hybridvoice.net.log_context import CALL, leg_call_id
 
 __all__ = [
     "COMPONENTS",
@@ -114,7 +114,7 @@ class CallContextFilter(logging.Filter):
     """Adds ``call_id`` and ``call`` (see the module docstring) to records that lack them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        leg, call = LEG_CALL_ID.get(), CALL.get()
+        leg, call = leg_call_id(), CALL.get()
         if leg is not None and not hasattr(record, "call_id"):
             record.call_id = leg
         if call is not None and not hasattr(record, "call"):

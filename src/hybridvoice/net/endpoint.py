@@ -384,7 +384,7 @@ class Endpoint:
         counts = self.counters.requests_in
         method = request.method if request.method in KNOWN_METHODS else "other"
         counts[method] = counts.get(method, 0) + 1
-        token = LEG_CALL_ID.set(request.headers.get("call-id"))  # log lines name it
+        token = LEG_CALL_ID.set(request)  # log lines name its call
         try:
             self.layer.receive_request(
                 request, self._loop.time(), reliable=source.transport.reliable, context=source
@@ -398,7 +398,7 @@ class Endpoint:
             self.trace("in", response)
         counts = self.counters.responses_in
         counts[response.status] = counts.get(response.status, 0) + 1
-        token = LEG_CALL_ID.set(response.headers.get("call-id"))
+        token = LEG_CALL_ID.set(response)
         try:
             self.layer.receive_response(response, self._loop.time())
             self._drain()
