@@ -485,7 +485,9 @@ def up(
     if where is not None:  # the logs also go to rotated files there (hybridvoice logs search)
         try:
             configure_logging(log_level, cast(LogFormat, log_format), sys.stderr,
-                              components=components, directory=where / "logs")  # fmt: skip
+                              components={**settings.logging.component_levels(), **components},
+                              directory=where / "logs", max_bytes=settings.logging.max_bytes,
+                              backups=settings.logging.files)  # fmt: skip
         except LoggingSetupError as exc:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc

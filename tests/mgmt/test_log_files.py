@@ -19,6 +19,7 @@ from chain_harness import settings_on_free_ports
 from typer.testing import CliRunner
 
 from hybridvoice.cli import app as cli_app
+from hybridvoice.cms.settings import SettingsError, parse_settings
 from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.mgmt.appliance_api import create_appliance_api
 from hybridvoice.mgmt.log_search import LogQuery, LogSearchError, parse_when, search
@@ -266,3 +267,19 @@ def test_the_api_changes_levels_at_run_time_and_refuses_bad_input(tmp_path: Path
     finally:
         appliance.close()
     assert not logging.getLogger("hybridvoice.mediation").isEnabledFor(logging.INFO)
+
+
+def test_the_logging_section_is_read_and_bad_keys_are_named() -> None:
+    common = {"SIPDomains": "contoso.com", "SiteName": "Logs"}
+    keys = {"Components": "mediation=debug, edge=info", "MaxFileMegabytes": 2, "Files": 3}
+    settings = parse_settings({"Common": common, "Logging": keys})
+    assert settings.logging.component_levels() == {"mediation": "debug", "edge": "info"}
+    assert (settings.logging.max_bytes, settings.logging.files) == (2_000_000, 3)
+    assert parse_settings({"Common": common}).logging.component_levels() == {}
+    with pytest.raises(SettingsError) as caught:
+        parse_settings({"Common": common, "Logging": {"Components": "mediaton=debug",
+                                                      "Files": 0, "Colour": "red"}})  # fmt: skip
+    problems = {p.key: p.reason for p in caught.value.problems}
+    assert "log component 'mediaton': unknown" in problems["Logging.Components"]
+    assert "greater than or equal to 1" in problems["Logging.Files"]
+    assert "Logging.Colour" in problems

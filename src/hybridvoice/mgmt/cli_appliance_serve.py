@@ -110,8 +110,10 @@ def serve(
     settings = with_state_dir(settings, state_dir)
     try:  # the logs also go to rotated files in the state directory (hybridvoice logs search)
         configure_logging(log_level, cast(LogFormat, log_format), sys.stderr,
-                          components=parse_components(log_component),
-                          directory=state_dir / "logs")  # fmt: skip
+                          components={**settings.logging.component_levels(),
+                                      **parse_components(log_component)},
+                          directory=state_dir / "logs", max_bytes=settings.logging.max_bytes,
+                          backups=settings.logging.files)  # fmt: skip
     except LoggingSetupError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc

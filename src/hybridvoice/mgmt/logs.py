@@ -36,9 +36,18 @@ from pathlib import Path
 from typing import Any, Final, Literal, TextIO
 
 from hybridvoice.net.log_context import CALL, leg_call_id
+from hybridvoice.net.log_levels import (
+    COMPONENTS,
+    LEVELS,
+    LoggingSetupError,
+    parse_components,
+    parse_level,
+)
+from hybridvoice.net.log_levels import check_component as _check_component
 
 __all__ = [
     "COMPONENTS",
+    "LEVELS",
     "LOG_FILE",
     "CallContextFilter",
     "JsonFormatter",
@@ -54,13 +63,6 @@ __all__ = [
 
 #: the file name in the log directory (rotated copies: ``.1`` ... ``.N``)
 LOG_FILE: Final = "hybridvoice.log"
-#: components a level can be given for: ``hybridvoice.<name>`` and what is under it
-COMPONENTS: Final = frozenset(
-    {"app", "cms", "edge", "fleet", "lab", "media", "mediation", "mgmt", "net", "online",
-     "pki", "planning", "sip", "store", "trace"}
-)  # fmt: skip
-LEVELS: Final = ("debug", "info", "warning", "error", "critical")
-
 LogFormat = Literal["text", "json"]
 
 #: attributes every LogRecord has: anything else on a record came from ``extra=``
@@ -70,44 +72,6 @@ _STANDARD: Final = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dic
     "taskName",
 }
 _CORE: Final = ("ts", "level", "logger", "message")
-
-
-class LoggingSetupError(ValueError):
-    """An unknown log level, format or component."""
-
-
-def parse_level(level: str, what: str = "log level") -> int:
-    """The numeric level of ``level`` (any case); :class:`LoggingSetupError` naming ``what``."""
-    numeric = logging.getLevelNamesMapping().get(level.strip().upper())
-    if numeric is None or level.strip().lower() not in LEVELS:
-        raise LoggingSetupError(
-            f"{what}: unknown level {level!r}: use debug, info, warning, error or critical"
-        )
-    return numeric
-
-
-def parse_components(text: str) -> dict[str, str]:
-    """``mediation=debug,edge=info`` as ``{"mediation": "debug", "edge": "info"}``, every
-    component and level checked (the error names the one refused and why)."""
-    out: dict[str, str] = {}
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        name, eq, level = item.partition("=")
-        name = name.strip().lower()
-        if not eq or not name:
-            raise LoggingSetupError(f"log component {item!r}: write COMPONENT=LEVEL")
-        _check_component(name)
-        parse_level(level, f"log component {name}")
-        out[name] = level.strip().lower()
-    return out
-
-
-def _check_component(name: str) -> None:
-    if name not in COMPONENTS:
-        raise LoggingSetupError(
-            f"log component {name!r}: unknown; use one of {', '.join(sorted(COMPONENTS))}"
-        )
 
 
 class CallContextFilter(logging.Filter):
