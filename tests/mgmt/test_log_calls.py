@@ -1,10 +1,12 @@
 """A real call through the lab chain (online proxy, edge, mediation, lab gateway), logged at
 debug to the rotated JSON files, found again by ``logs search`` with the Call-ID of either
 leg: the online proxy's, the edge proxy's and the mediation role's lines about it, each
-carrying the call (context variables set by the adapters, nothing passed by hand)."""
+carrying the call (context variables set by the adapters, nothing passed by hand). And
+``hybridvoice logs start|status|stop`` changing the levels of the running appliance."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Iterator
@@ -12,9 +14,11 @@ from pathlib import Path
 
 import pytest
 from chain_harness import DOMAIN, lab, proxy_of
+from typer.testing import CliRunner
 from ua_harness import run
 
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER
+from hybridvoice.cli import app as cli_app
 from hybridvoice.mgmt.log_search import LogQuery, search
 from hybridvoice.mgmt.logs import configure_logging
 from hybridvoice.mgmt.testcall import place_test_call
@@ -71,3 +75,41 @@ def test_either_legs_call_id_finds_the_call_in_every_role(tmp_path: Path) -> Non
     assert by_b, "lines handling the gateway leg name it"
     assert all(ln.fields.get("call") == a_leg for ln in by_b if "call" in ln.fields)
     assert search(logs, LogQuery(call_id=a_leg, component="edge")).lines
+
+
+def test_logs_start_status_stop_change_a_running_appliance(tmp_path: Path) -> None:
+    """The commands (Start/Stop-CcLogging) against the lab's appliance API: levels change at
+    run time; a read token is refused with what to do."""
+    configure_logging("warning", "text", io.StringIO())
+    runner = CliRunner()
+    outputs: dict[str, tuple[int, str]] = {}
+
+    async def main() -> None:
+        async with lab(tmp_path / "state") as up:
+            assert up.appliance is not None and up.appliance.api is not None
+            url = up.appliance.api.url
+            admin = {"HYBRIDVOICE_TOKEN": up.admin_token or ""}
+            _, read = up.appliance.access.tokens.create("noc", "read")
+            for name, args, env in (
+                ("start", ["logs", "start", "--component", "mediation=debug"], admin),
+                ("status", ["logs", "status"], admin),
+                ("stop", ["logs", "stop"], admin),
+                ("read", ["logs", "start"], {"HYBRIDVOICE_TOKEN": read}),
+                ("bad", ["logs", "start", "--level", "loud"], admin),
+            ):
+                result = await asyncio.to_thread(
+                    runner.invoke, cli_app, [*args, "--appliance", url], env=env
+                )
+                outputs[name] = (result.exit_code, result.output)
+                if name == "start":
+                    assert logging.getLogger("hybridvoice.mediation").level == logging.DEBUG
+
+    run(main(), timeout=60)
+    assert outputs["start"] == (0, "log level info; mediation=debug\n"), outputs["start"]
+    assert outputs["status"] == (0, "log level info; mediation=debug\n")
+    assert outputs["stop"] == (0, "log level warning\n")
+    assert logging.getLogger("hybridvoice.mediation").level == logging.NOTSET
+    code, text = outputs["read"]
+    assert code == 1 and "admin token" in text, text
+    code, text = outputs["bad"]
+    assert code == 1 and "level: log level: unknown level 'loud'" in text, text
