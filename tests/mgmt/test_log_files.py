@@ -211,6 +211,10 @@ def test_times_parse_and_bad_ones_are_named() -> None:
         parse_when("yesterday", now, "--until")
     with pytest.raises(LogSearchError, match="--level: unknown level 'loud'"):
         LogQuery(level="loud")
+    with pytest.raises(LogSearchError, match="--component: unknown component 'mediaton'"):
+        LogQuery(component="mediaton")
+    with pytest.raises(LogSearchError, match="--until must be after --since"):
+        LogQuery(since=now, until=now - timedelta(hours=1))
 
 
 def test_cli_search_table_json_and_errors(log_dir: Path, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from .logs import LEVELS, LOG_FILE
+from .logs import COMPONENTS, LEVELS, LOG_FILE
 
 __all__ = ["LogLine", "LogQuery", "LogSearchError", "SearchResult", "parse_when", "search"]
 
@@ -49,6 +49,13 @@ class LogQuery:
     def __post_init__(self) -> None:
         if self.level is not None and self.level.lower() not in _RANK:
             raise LogSearchError(f"--level: unknown level {self.level!r}: use {', '.join(LEVELS)}")
+        if self.component is not None and self.component not in COMPONENTS:
+            raise LogSearchError(
+                f"--component: unknown component {self.component!r}: use one of "
+                f"{', '.join(sorted(COMPONENTS))}"
+            )
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise LogSearchError("--until must be after --since: the range is empty")
 
 
 @dataclass(frozen=True, slots=True)
