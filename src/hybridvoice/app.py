@@ -603,6 +603,8 @@ async def run_up(
         if lab.admin_token is not None:
             saved = save_token(lab.admin_token)
             console.print(f"admin token (for the CLI and both APIs) in {saved}")
+        if state_dir is not None:
+            console.print(f"logs in {state_dir / 'logs'} (hybridvoice logs search)")
         console.print(f"data in {where}; stop with Ctrl-C")
         await stop.wait()
         if collector is not None:
