@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from aioice import stun as aioice_stun
 from aioice.turn import create_turn_endpoint
-from conftest import Program, free_port, need_binary, run_logged
+from interop_programs import Program, free_port, need_binary, run_logged
 from ports import free_port_block
 
 from hybridvoice.media.mras import MrasIssuer, MrasVerifier
