@@ -25,7 +25,7 @@ import httpx
 import pytest
 from aioice import stun as aioice_stun
 from aioice.turn import create_turn_endpoint
-from conftest import Program, free_port, need_binary, run_logged
+from interop_programs import Program, free_port, need_binary, run_logged
 from ports import free_port_block
 from prometheus_client.parser import text_string_to_metric_families
 
