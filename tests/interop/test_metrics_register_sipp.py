@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from chain_harness import DOMAIN, lab, proxy_of
-from conftest import SCENARIOS, free_port, need_binary, running, sipp_stats
+from interop_programs import SCENARIOS, free_port, need_binary, running, sipp_stats
 from prometheus_client.parser import text_string_to_metric_families
 from test_sipp import SIPP_TIMEOUT, sipp_common, wait_exit
 from ua_harness import run

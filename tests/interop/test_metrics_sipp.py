@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
+from interop_programs import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
 from prometheus_client.parser import text_string_to_metric_families
 from test_sipp import SIPP_TIMEOUT, assert_clean, sipp_common
 
