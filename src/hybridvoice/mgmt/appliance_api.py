@@ -31,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hybridvoice.cms.guard import audit_change, protect, short_text
 from hybridvoice.mediation.records_model import CallRecord, CallState
 
+from .appliance_logging_api import add_logging_routes
 from .appliance_traces_api import add_trace_routes
 from .gateways import GatewayChangeError
 from .metrics import appliance_registry
@@ -126,6 +127,7 @@ def create_appliance_api(appliance: Appliance) -> FastAPI:
 
     _gateway_routes(app, appliance)
     add_trace_routes(app, appliance)
+    add_logging_routes(app)
 
     @app.post("/v1/leave")
     async def leave(request: Request) -> dict[str, Any]:
