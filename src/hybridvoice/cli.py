@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,6 +23,7 @@ from hybridvoice.mgmt.cli_ca import register_ca_commands
 from hybridvoice.mgmt.cli_dns import register_dns_commands
 from hybridvoice.mgmt.cli_logs import register_log_commands
 from hybridvoice.mgmt.cli_online import online_app, register_online_commands
+from hybridvoice.mgmt.cli_serve_common import LogComponents, LogFormatOption, LogLevel
 from hybridvoice.mgmt.cli_tokens import register_token_commands
 from hybridvoice.mgmt.cli_turn import register_turn_commands
 from hybridvoice.mgmt.cli_update import register_update_commands
@@ -264,7 +265,6 @@ def mediation_serve(
     import contextlib  # noqa: PLC0415
 
     from hybridvoice.app import run_mediation  # noqa: PLC0415
-    from hybridvoice.cms.settings import load_settings  # noqa: PLC0415
     from hybridvoice.mediation.role import RoleOptions, parse_hostport  # noqa: PLC0415
     from hybridvoice.net.loop import run  # noqa: PLC0415
     from hybridvoice.sip.session import SessionConfig  # noqa: PLC0415
@@ -279,19 +279,11 @@ def mediation_serve(
         options_interval=options_interval,
         session=None if session_timer else SessionConfig(session_expires=None),
     )
-    from hybridvoice.mgmt.logs import (  # noqa: PLC0415
-        LoggingSetupError,
-        configure_logging,
-        parse_components,
-    )
+    from hybridvoice.mgmt.cli_serve_common import settings_or_exit, start_logging  # noqa: PLC0415
 
-    try:
-        components = parse_components(log_component)
-        configure_logging(log_level, "text", sys.stderr, components=components, directory=log_dir)
-    except LoggingSetupError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
-    serve = run_mediation(load_settings(config), options, gc_interval=gc_interval, gc_log=gc_log,
+    start_logging(err, log_level, "text", log_component, directory=log_dir)
+    settings = settings_or_exit(err, config)
+    serve = run_mediation(settings, options, gc_interval=gc_interval, gc_log=gc_log,
                           metrics=metrics)  # fmt: skip
     if profile is None:
         from hybridvoice.mgmt.metrics_http import MetricsListenError  # noqa: PLC0415
@@ -428,15 +420,9 @@ def up(
             "pipes, as the roles share this process",
         ),
     ] = False,
-    log_level: Annotated[
-        str, typer.Option(help="Log this level and above: debug, info, warning, error, critical")
-    ] = "warning",
-    log_format: Annotated[
-        str, typer.Option(help="Logs to stderr as text (for humans) or json (one object a line)")
-    ] = "text",
-    log_component: Annotated[
-        str, typer.Option(help="Levels of components: mediation=debug,edge=info (docs/logs.md)")
-    ] = "",
+    log_level: LogLevel = "warning",
+    log_format: LogFormatOption = "text",
+    log_component: LogComponents = "",
 ) -> None:
     """Start the online service, one appliance with every role and, unless the settings name
     real gateways, a lab gateway that answers and echoes media — all on this machine.
@@ -446,36 +432,18 @@ def up(
     An address in use is named with its setting. Stop with Ctrl-C.
     """
     from hybridvoice.app import ListenError, default_state_dir, run_up  # noqa: PLC0415
-    from hybridvoice.cms.settings import SettingsError, load_settings  # noqa: PLC0415
     from hybridvoice.cms.template import lab_settings  # noqa: PLC0415
-    from hybridvoice.mgmt.logs import (  # noqa: PLC0415
-        LogFormat,
-        LoggingSetupError,
-        configure_logging,
-        parse_components,
-    )
+    from hybridvoice.mgmt.cli_serve_common import settings_or_exit, start_logging  # noqa: PLC0415
 
-    try:
-        components = parse_components(log_component)
-        configure_logging(log_level, cast(LogFormat, log_format), sys.stderr, components=components)
-    except LoggingSetupError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+    start_logging(err, log_level, log_format, log_component)
     if config is not None and _is_fleet(config):  # several sites: docs/fleet.md
         from hybridvoice.fleet.cli_up import up_fleet  # noqa: PLC0415
 
         raise typer.Exit(up_fleet(config, state_dir, out=out, err=err))
-    try:
-        settings = lab_settings() if config is None else load_settings(config)
-    except SettingsError as exc:
-        err.print(f"[red]{config}: settings refused[/red]")
-        for problem in exc.problems:
-            err.print(f"  {problem}")
-        raise typer.Exit(2) from exc
-    except OSError as exc:
-        err.print(f"[red]cannot read {config}:[/red] {exc.strerror or exc}")
-        err.print("Write one with: hybridvoice init")
-        raise typer.Exit(2) from exc
+    if config is None:
+        settings = lab_settings()
+    else:
+        settings = settings_or_exit(err, config, hint="Write one with: hybridvoice init")
     lab = config is None
     if state_dir == ":memory:":
         where = None
@@ -483,14 +451,8 @@ def up(
         where = Path(state_dir) if state_dir else default_state_dir(settings, lab=lab)
     seed = lab if lab_users is None else lab_users
     if where is not None:  # the logs also go to rotated files there (hybridvoice logs search)
-        try:
-            configure_logging(log_level, cast(LogFormat, log_format), sys.stderr,
-                              components={**settings.logging.component_levels(), **components},
-                              directory=where / "logs", max_bytes=settings.logging.max_bytes,
-                              backups=settings.logging.files)  # fmt: skip
-        except LoggingSetupError as exc:
-            err.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from exc
+        start_logging(err, log_level, log_format, log_component, settings=settings,
+                      directory=where / "logs")  # fmt: skip
     try:
         asyncio.run(
             run_up(settings, where, console=out, lab_gateway=lab_gateway, lab_users=seed, wire=wire)

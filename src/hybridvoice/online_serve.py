@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -125,33 +124,19 @@ def register_online_serve(online_app: typer.Typer) -> None:
     ) -> None:
         """Run one online service instance (registrar, proxy, API) as its own process; with
         etcd members, several instances serve one tenant."""
-        from hybridvoice.cms.settings import SettingsError, load_settings  # noqa: PLC0415
         from hybridvoice.cms.settings_online_store import etcd_members  # noqa: PLC0415
-        from hybridvoice.mgmt.logs import LoggingSetupError, configure_logging  # noqa: PLC0415
+        from hybridvoice.mgmt.cli_serve_common import settings_or_exit, start_logging  # noqa: PLC0415
         from hybridvoice.store.kv import StoreError  # noqa: PLC0415
 
         out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
-        try:
-            logs = None if state_dir is None else state_dir / "logs"  # for logs search
-            configure_logging(log_level, "text", sys.stderr, directory=logs)
-        except LoggingSetupError as exc:
-            err.print(f"[red]cannot start:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from exc
+        logs = None if state_dir is None else state_dir / "logs"  # for logs search
+        start_logging(err, log_level, directory=logs)
         try:
             members = etcd_members(etcd or [])
         except ValueError as exc:
             err.print(f"[red]cannot start:[/red] --etcd {exc}", highlight=False)
             raise typer.Exit(2) from exc
-        try:
-            settings = load_settings(config)
-        except SettingsError as exc:
-            err.print(f"[red]{config}: settings refused[/red]", highlight=False)
-            for problem in exc.problems:
-                err.print(f"  {problem}", highlight=False)
-            raise typer.Exit(2) from exc
-        except OSError as exc:
-            err.print(f"[red]cannot read {config}:[/red] {exc.strerror or exc}")
-            raise typer.Exit(2) from exc
+        settings = settings_or_exit(err, config)
         try:
             asyncio.run(
                 run_online(settings, state_dir, etcd=members, console=out, lab_users=lab_users)

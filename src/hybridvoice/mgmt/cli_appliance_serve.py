@@ -9,13 +9,19 @@ token toward the online service: ``--online-token`` (or ``HYBRIDVOICE_ONLINE_TOK
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
 
 from .cli_admin import err, fail, out
+from .cli_serve_common import (
+    LogComponents,
+    LogFormatOption,
+    LogLevel,
+    settings_or_exit,
+    start_logging,
+)
 
 __all__ = ["register_appliance_serve"]
 
@@ -56,29 +62,15 @@ def serve(
             min=0.0, help="On SIGTERM: seconds to let calls in progress finish (no new calls)"
         ),
     ] = 30.0,
-    log_level: Annotated[
-        str, typer.Option(help="Log this level and above: debug, info, warning, error, critical")
-    ] = "warning",
-    log_format: Annotated[
-        str, typer.Option(help="Logs to stderr as text (for humans) or json (one object a line)")
-    ] = "text",
-    log_component: Annotated[
-        str, typer.Option(help="Levels of components: mediation=debug,edge=info (docs/logs.md)")
-    ] = "",
+    log_level: LogLevel = "warning",
+    log_format: LogFormatOption = "text",
+    log_component: LogComponents = "",
 ) -> None:
     """Run one appliance (edge, mediation, settings replica, API, health monitor) in this
     process, registered with the online service of its settings. Prints where it listens;
     SIGTERM drains it (no new calls; calls in progress finish up to --drain-deadline), then
     stops it."""
     import platformdirs  # noqa: PLC0415 - keep the CLI's start fast
-
-    from hybridvoice.cms.settings import SettingsError, load_settings  # noqa: PLC0415
-    from hybridvoice.mgmt.logs import (  # noqa: PLC0415
-        LogFormat,
-        LoggingSetupError,
-        configure_logging,
-        parse_components,
-    )
 
     from .appliance_serve import (  # noqa: PLC0415
         ServeOptions,
@@ -87,36 +79,16 @@ def serve(
         with_state_dir,
     )
 
-    try:
-        configure_logging(log_level, cast(LogFormat, log_format), sys.stderr,
-                          components=parse_components(log_component))  # fmt: skip
-    except LoggingSetupError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
-    try:
-        settings = load_settings(config)
-    except SettingsError as exc:
-        err.print(f"[red]{config}: settings refused[/red]")
-        for problem in exc.problems:
-            err.print(f"  {problem}")
-        raise typer.Exit(2) from exc
-    except OSError as exc:
-        err.print(f"[red]cannot read {config}:[/red] {exc.strerror or exc}")
-        raise typer.Exit(2) from exc
+    start_logging(err, log_level, log_format, log_component)
+    settings = settings_or_exit(err, config)
     if state_dir is None:
         configured = settings.management.state_directory
         root = Path(platformdirs.user_data_dir("hybridvoice", appauthor=False))
         state_dir = Path(configured) if configured else appliance_state_dir(settings, root)
     settings = with_state_dir(settings, state_dir)
-    try:  # the logs also go to rotated files in the state directory (hybridvoice logs search)
-        configure_logging(log_level, cast(LogFormat, log_format), sys.stderr,
-                          components={**settings.logging.component_levels(),
-                                      **parse_components(log_component)},
-                          directory=state_dir / "logs", max_bytes=settings.logging.max_bytes,
-                          backups=settings.logging.files)  # fmt: skip
-    except LoggingSetupError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+    # the logs also go to rotated files in the state directory (hybridvoice logs search)
+    start_logging(err, log_level, log_format, log_component, settings=settings,
+                  directory=state_dir / "logs")  # fmt: skip
     options = ServeOptions(
         online_token=online_token, drain_deadline=drain_deadline, admin_token=admin_token
     )
