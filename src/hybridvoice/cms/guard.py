@@ -37,6 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from .api_errors import ErrorShape, document
 from .audit import AuditLog
 from .tokens import Scope, Token, TokenError, TokenStore, scope_allows
 
@@ -364,5 +365,7 @@ def protect(
     ``appliance_writes``: (method, path regex) of the writes an ``appliance`` token may do."""
     patterns = [(method, re.compile(path)) for method, path in appliance_writes]
     app.add_middleware(_Guard, access=access, appliance_writes=patterns)
+    app.add_middleware(ErrorShape)  # outermost: the guard's refusals get the shape too
+    document(app)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     _routes(app, access)

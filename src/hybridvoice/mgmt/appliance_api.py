@@ -28,6 +28,7 @@ from fastapi import Body, FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hybridvoice.cms.api_errors import OPENAPI_URL
 from hybridvoice.cms.guard import audit_change, protect, short_text
 from hybridvoice.mediation.records_model import CallRecord, CallState
 
@@ -86,7 +87,8 @@ def _search(
 
 
 def create_appliance_api(appliance: Appliance) -> FastAPI:
-    app = FastAPI(title="hybridvoice appliance", version="1", docs_url=None, redoc_url=None)
+    app = FastAPI(title="hybridvoice appliance", version="1", docs_url=None, redoc_url=None,
+                  openapi_url=OPENAPI_URL)  # fmt: skip
     registry = app.state.metrics = appliance_registry(appliance)
     protect(app, appliance.access)
 

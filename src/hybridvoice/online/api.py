@@ -336,7 +336,7 @@ def create_online_api(
 
     app = FastAPI(
         title="hybridvoice online service", version="1", lifespan=lifespan,
-        docs_url=None, redoc_url=None,
+        docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json",
     )  # fmt: skip
     app.state.store = store
     app.state.summaries = SummaryBoard(clock)  # the appliances' last heartbeat summaries
@@ -364,7 +364,7 @@ def create_online_api(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        hint = "see GET /openapi.json for the API's paths and methods"
+        hint = "see GET /v1/openapi.json for the API's paths and methods"
         return JSONResponse({"error": str(exc.detail), "hint": hint}, exc.status_code, exc.headers)
 
     _feed_routes(app, store)
