@@ -141,17 +141,21 @@ def create_appliance_api(appliance: Appliance) -> FastAPI:
     @app.post("/v1/maintenance/{action}")
     async def maintenance(action: str, request: Request) -> dict[str, Any]:
         # async: the role's state is the event loop's, not a worker thread's
+        if action not in ("enter", "exit"):
+            raise _error(404, f"unknown action {short_text(action)!r}", "use enter or exit")
         mediation = appliance.mediation
-        if mediation is None:
-            raise HTTPException(503, detail={"error": "the mediation role is not running"})
+        if mediation is None:  # the appliance's state, not the server's fault: 409, not 5xx
+            raise _error(
+                409,
+                "the mediation role is not running on this appliance",
+                "maintenance drains the mediation role; GET /v1/status shows the roles",
+            )
         before = {"state": "maintenance" if mediation.admission.maintenance else "online"}
         audit_change(request, f"maintenance.{action}", appliance.name, before)
         if action == "enter":
             mediation.enter_maintenance()
-        elif action == "exit":
-            mediation.exit_maintenance()
         else:
-            raise _error(404, f"unknown action {short_text(action)!r}", "use enter or exit")
+            mediation.exit_maintenance()
         after = {"state": "maintenance" if mediation.admission.maintenance else "online"}
         if appliance.link is not None:  # the cloud learns it now, not at the next heartbeat
             appliance.link.beat_now()

@@ -1,0 +1,81 @@
+"""Schemathesis against the OpenAPI documents of both management APIs, in process (ASGI, no
+socket), with an admin token: for every operation, requests made from its schema (valid ones
+and, in the negative mode, invalid ones) never get a 5xx, and every answer matches the
+document (its schema and its content type). A bounded number of examples per operation keeps
+the run to a few minutes on a loaded machine; it is marked ``interop`` as it is slow."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import schemathesis
+import schemathesis.checks as checks
+from chain_harness import settings_on_free_ports
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+
+from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
+from hybridvoice.mgmt.appliance_api import create_appliance_api
+from hybridvoice.online.api import create_online_api
+from hybridvoice.online.models import Site
+from hybridvoice.online.store import TenantStore
+
+pytestmark = pytest.mark.interop
+
+EXAMPLES = 15
+CHECKS = [checks.not_a_server_error, checks.response_schema_conformance,
+          checks.content_type_conformance]  # fmt: skip
+#: operations a fuzzer must not call: ``leave`` ends the appliance's membership of its site
+SKIPPED = {"POST /v1/leave"}
+
+
+@pytest.fixture(params=["online", "appliance"])
+def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[FastAPI, str]]:
+    if request.param == "online":
+        store = TenantStore(":memory:")
+        store.add_domain("contoso.com")
+        store.new_site(Site(name="Amsterdam", edge_fqdn="edge.contoso.com"))
+        _, admin = store.access.tokens.create("fuzz", "admin")
+        try:
+            yield create_online_api(store), admin
+        finally:
+            store.close()
+        return
+    settings_ = settings_on_free_ports(Management={"StateDirectory": str(tmp_path)})
+    appliance = Appliance(settings_, ApplianceOptions(serve_api=False))
+    _, admin = appliance.access.tokens.create("fuzz", "admin")
+    try:
+        yield create_appliance_api(appliance), admin
+    finally:
+        appliance.close()
+
+
+@pytest.mark.parametrize("mode", list(schemathesis.GenerationMode))
+def test_no_operation_answers_5xx_or_off_its_schema(
+    api: tuple[FastAPI, str], mode: schemathesis.GenerationMode
+) -> None:
+    app, admin = api
+    headers = {"Authorization": f"Bearer {admin}"}
+    schema = schemathesis.openapi.from_asgi("/v1/openapi.json", app, headers=headers)
+    failed: dict[str, str] = {}
+    walked = 0
+    for loaded in schema.get_all_operations():
+        operation = loaded.ok()
+        if operation.label in SKIPPED:
+            continue
+        walked += 1
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(max_examples=EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        def fuzz(case: schemathesis.Case) -> None:
+            case.call_and_validate(headers=headers, checks=CHECKS)
+
+        try:
+            fuzz()
+        except Exception as exc:  # every operation's failure, then one report
+            failed[operation.label] = str(exc)[:2000]
+    assert walked >= 8
+    assert not failed, "\n\n".join(f"{k}:\n{v}" for k, v in failed.items())
