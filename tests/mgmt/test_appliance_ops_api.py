@@ -1,0 +1,135 @@
+"""The appliance API's site CA and test-call operations (``ca status``, ``ca export-root``,
+``ca renew`` and ``test-call`` for an admin who reaches the appliance only through its API):
+what they answer, their refusals (naming the field, changing nothing), and a real test call
+placed by a running lab's appliance."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from api_harness import bearer, client
+from chain_harness import DOMAIN, LAB_PASSWORD, lab, proxy_of, settings_on_free_ports
+from fastapi import FastAPI
+from ua_harness import run
+
+from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
+from hybridvoice.mgmt.appliance_api import create_appliance_api
+from hybridvoice.pki import PkiStore
+
+
+@pytest.fixture
+def pki_app(tmp_path: Path) -> Iterator[tuple[Appliance, FastAPI, str, PkiStore]]:
+    store = PkiStore(tmp_path / "pki")
+    now = datetime.now(UTC)
+    ca = store.ensure_ca("Amsterdam", now)
+    store.ensure_server(ca, "mediation", now, dns_names=["med1.contoso.com"])
+    settings = settings_on_free_ports(Management={"StateDirectory": str(tmp_path / "state")})
+    appliance = Appliance(settings, ApplianceOptions(serve_api=False, pki_dir=tmp_path / "pki"))
+    _, admin = appliance.access.tokens.create("ops", "admin")
+    try:
+        yield appliance, create_appliance_api(appliance), admin, store
+    finally:
+        appliance.close()
+
+
+def test_certificates_root_and_renewal(pki_app: tuple[Appliance, FastAPI, str, PkiStore]) -> None:
+    appliance, app, admin, store = pki_app
+
+    async def main() -> None:
+        async with client(app, admin) as ops:
+            listed = (await ops.get("/v1/ca/certificates")).json()
+            names = {c["name"] for c in listed["certificates"]}
+            assert {"ca", "cert:mediation"} <= names
+            assert all(c["days_left"] > 30 and not c["warn"] for c in listed["certificates"])
+            root = (await ops.get("/v1/ca/root")).json()["root"]
+            assert root.startswith("-----BEGIN CERTIFICATE-----")
+            before = store.load_credential("mediation").generation
+            renewed = await ops.post("/v1/ca/renew", json={"name": "mediation"})
+            assert renewed.status_code == 200, renewed.text
+            [row] = renewed.json()["renewed"]
+            assert row["name"] == "mediation" and row["generation"] == before + 1
+            assert store.load_credential("mediation").generation == before + 1
+
+    asyncio.run(main())
+    entry = appliance.access.audit.entries(limit=1)[0]
+    assert (entry.operation, entry.target, entry.status) == ("ca.renew", "mediation", 200)
+    assert entry.after == {"renewed": ["mediation"]}
+
+
+def test_refusals_name_the_field_and_change_nothing(
+    pki_app: tuple[Appliance, FastAPI, str, PkiStore],
+) -> None:
+    _, app, admin, store = pki_app
+    generation = store.load_credential("mediation").generation
+    root = store.root_pem()
+    refused = [
+        ("/v1/ca/renew", {"name": "nope"}, 404, "name"),
+        ("/v1/ca/renew", {"name": "mediation", "ca": True}, 422, "ca"),
+        ("/v1/ca/renew", {"ca": "yes"}, 422, "ca"),
+        ("/v1/ca/renew", {"bogus": 1}, 422, "bogus"),
+        ("/v1/test-calls", {"from": "alice", "to": "+1555"}, 422, "from"),
+        ("/v1/test-calls", {"from": "a@b.c", "to": "+1", "proxy": "pigeon:x"}, 422, "proxy"),
+        ("/v1/test-calls", {"from": "a@b.c", "to": "+1", "duration": 3600}, 422, "duration"),
+        ("/v1/test-calls", {"to": "+1555"}, 422, "from"),
+    ]
+
+    async def main() -> None:
+        async with client(app, admin) as ops:
+            for path, body, status, field in refused:
+                answer = await ops.post(path, json=body)
+                assert answer.status_code == status, (body, answer.text)
+                shaped = answer.json()
+                assert shaped["field"] == field and shaped["hint"], (body, shaped)
+
+    asyncio.run(main())
+    assert store.load_credential("mediation").generation == generation
+    assert store.root_pem() == root
+
+
+def test_an_appliance_without_a_site_ca_says_so(tmp_path: Path) -> None:
+    settings = settings_on_free_ports(Management={"StateDirectory": str(tmp_path)})
+    appliance = Appliance(settings, ApplianceOptions(serve_api=False))
+    _, admin = appliance.access.tokens.create("ops", "admin")
+    app = create_appliance_api(appliance)
+
+    async def main() -> None:
+        async with client(app, admin) as ops:
+            for answer in (await ops.get("/v1/ca/certificates"),
+                           await ops.post("/v1/ca/renew", json={})):  # fmt: skip
+                assert answer.status_code == 409
+                assert "no site CA" in answer.json()["error"]
+
+    try:
+        asyncio.run(main())
+    finally:
+        appliance.close()
+
+
+def test_the_appliance_places_a_test_call_and_reports_it_as_json(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with lab(tmp_path) as up:
+            assert up.appliance is not None and up.appliance.api is not None and up.admin_token
+            proxy = proxy_of(up)
+            body = {"from": f"alice@{DOMAIN}", "to": "+15550199", "password": LAB_PASSWORD,
+                    "proxy": f"udp:{proxy.host}:{proxy.port}", "duration": 0.4}  # fmt: skip
+            async with httpx.AsyncClient(
+                base_url=up.appliance.api.url, headers=bearer(up.admin_token), timeout=60
+            ) as http:
+                answer = await http.post("/v1/test-calls", json=body)
+                assert answer.status_code == 200, answer.text
+                result = answer.json()
+                assert result["ok"], result
+                assert result["status"] == 200 and result["rtp_received"] > 0
+                assert any("INVITE" in line for line in result["ladder"])
+                wrong = await http.post("/v1/test-calls", json={**body, "password": "wrong"})
+                assert wrong.status_code == 200 and not wrong.json()["ok"]
+                assert wrong.json()["error"]
+                log = (await http.get("/v1/audit", params={"operation": "test-call"})).json()
+                assert len(log["entries"]) == 2
+
+    run(main(), timeout=120)
