@@ -6,6 +6,7 @@ placed by a running lab's appliance."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,10 +16,13 @@ import pytest
 from api_harness import bearer, client
 from chain_harness import DOMAIN, LAB_PASSWORD, lab, proxy_of, settings_on_free_ports
 from fastapi import FastAPI
+from typer.testing import CliRunner, Result
 from ua_harness import run
 
+from hybridvoice.cli import app as cli_app
 from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.mgmt.appliance_api import create_appliance_api
+from hybridvoice.net.http import serve_asgi
 from hybridvoice.pki import PkiStore
 
 
@@ -133,3 +137,35 @@ def test_the_appliance_places_a_test_call_and_reports_it_as_json(tmp_path: Path)
                 assert len(log["entries"]) == 2
 
     run(main(), timeout=120)
+
+
+def test_the_cli_renews_and_lists_a_remote_appliances_certificates(
+    pki_app: tuple[Appliance, FastAPI, str, PkiStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ca status --appliance URL`` and ``ca renew --appliance URL``: the same operations as
+    on the machine itself, through the appliance's API (one implementation, two front ends)."""
+    _, app, admin, store = pki_app
+    monkeypatch.setenv("HYBRIDVOICE_TOKEN", admin)
+    runner = CliRunner()
+    before = store.load_credential("mediation").generation
+
+    async def main() -> tuple[Result, Result, Result]:
+        server = await serve_asgi(app, "127.0.0.1", 0)
+        try:
+
+            def cli(*args: str) -> Result:
+                return runner.invoke(cli_app, ["ca", *args, "--appliance", server.url])
+
+            listed = await asyncio.to_thread(cli, "status", "--json")
+            renewed = await asyncio.to_thread(cli, "renew", "mediation")
+            unknown = await asyncio.to_thread(cli, "renew", "nope")
+            return listed, renewed, unknown
+        finally:
+            await server.stop()
+
+    listed, renewed, unknown = asyncio.run(main())
+    assert listed.exit_code == 0, listed.output
+    assert {"ca", "cert:mediation"} <= {row["name"] for row in json.loads(listed.stdout)}
+    assert renewed.exit_code == 0 and f"generation {before + 1}" in renewed.stdout
+    assert store.load_credential("mediation").generation == before + 1
+    assert unknown.exit_code == 1 and "no certificate 'nope'" in unknown.output

@@ -34,6 +34,7 @@ from hybridvoice.cms.guard import audit_change, short_text
 from hybridvoice.net.transport import Destination
 from hybridvoice.pki import PkiError, PkiStore, expiry_report
 
+from .ca_ops import renew_certificates
 from .listen_spec import parse_listen
 from .testcall import TestCallResult, place_test_call
 
@@ -163,20 +164,14 @@ def add_ops_routes(app: FastAPI, appliance: Appliance) -> None:
             raise _error(422, "name and ca together: renew the CA or certificates", hint, "ca")
         target = "ca" if body.ca else body.name or "*"
         audit_change(request, "ca.renew", target, {"names": list(known)})
-        renewed: list[RenewedOut] = []
         try:
-            if body.ca:
-                ca = store.load_ca().renewed(now)
-                store.save_ca(ca)
-                renewed.append(RenewedOut(name="ca", not_after=ca.certificate.not_valid_after_utc))
-            for name in () if body.ca else (body.name,) if body.name else known:
-                credential = store.renew(name, now)
-                renewed.append(RenewedOut(name=name, generation=credential.generation,
-                                          not_after=credential.not_after))  # fmt: skip
+            done = renew_certificates(store, now, name=body.name, ca=body.ca)
         except PkiError as exc:
             raise _error(
                 409, short_text(str(exc)), "GET /v1/ca/certificates shows the PKI"
             ) from exc
+        renewed = [RenewedOut(name=r.name, generation=r.generation, not_after=r.not_after)
+                   for r in done]  # fmt: skip
         after = {"renewed": [r.name for r in renewed]}
         audit_change(request, "ca.renew", target, {"names": list(known)}, after)
         return RenewOut(renewed=renewed)
