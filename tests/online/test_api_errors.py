@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_harness import client, reads, send, writes
+from api_harness import client, online_api, reads, send, writes
 from chain_harness import settings_on_free_ports
 from fastapi import FastAPI
 
@@ -23,7 +23,6 @@ from hybridvoice.cms.api_errors import shaped
 from hybridvoice.cms.guard import Access
 from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.mgmt.appliance_api import create_appliance_api
-from hybridvoice.online.api import create_online_api
 from hybridvoice.online.models import Site
 from hybridvoice.online.store import TenantStore
 
@@ -36,7 +35,7 @@ def _online() -> tuple[TenantStore, FastAPI]:
     store = TenantStore(":memory:")
     store.add_domain("contoso.com")
     store.new_site(Site(name="Amsterdam", edge_fqdn="edge.contoso.com"))
-    return store, create_online_api(store)
+    return store, online_api(store)
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import schemathesis
 import schemathesis.checks as checks
+from api_harness import online_api
 from chain_harness import settings_on_free_ports
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 
 from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
 from hybridvoice.mgmt.appliance_api import create_appliance_api
-from hybridvoice.online.api import create_online_api
 from hybridvoice.online.models import Site
 from hybridvoice.online.store import TenantStore
 
@@ -41,7 +41,7 @@ def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[FastAP
         store.new_site(Site(name="Amsterdam", edge_fqdn="edge.contoso.com"))
         _, admin = store.access.tokens.create("fuzz", "admin")
         try:
-            yield create_online_api(store), admin
+            yield online_api(store), admin
         finally:
             store.close()
         return
