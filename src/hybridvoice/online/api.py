@@ -20,7 +20,7 @@ day, with a long-polled change feed:
   status, the tenant's version, plus what the ``metrics`` callable gives (the service passes
   :func:`sip_metrics`: registrar bindings and proxy counters).
 
-Errors are ``{"error": what went wrong, "hint": what to do next}`` with 400 (the request
+Errors are ``{"error": what, "field": which, "hint": what next}`` (docs/api.md), 400 (the request
 contradicts itself), 404 (no such object), 409 (the tenant's data does not allow it), 410 (see
 above) or 422 (invalid fields, with ``details``).
 
