@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from hybridvoice.online.api import create_online_api
+from hybridvoice.online.api_answers import add_online_answers
 from hybridvoice.online.api_trust import add_trust_routes
 from hybridvoice.online.api_turn import add_turn_routes
 from hybridvoice.online.api_updates import add_update_routes
@@ -65,4 +66,5 @@ def online_api(store: TenantStore) -> FastAPI:
     add_update_routes(app, store)
     add_turn_routes(app, store, no_mras)
     add_trust_routes(app, store, None)
+    add_online_answers(app)
     return app

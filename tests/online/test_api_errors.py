@@ -186,6 +186,12 @@ def test_both_apis_serve_their_openapi_document_with_the_error_answers(
             listed = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
             for method, path in reads(app) + writes(app):
                 assert any(m == method for m, _ in listed), (name, method, path)
+            if name == "online":  # the answers' models (online/api_answers.py)
+                users = doc["paths"]["/v1/users"]["get"]["responses"]["200"]["content"]
+                assert users["application/json"]["schema"]["$ref"].endswith("/UsersOut")
+                shown = doc["components"]["schemas"]["UserOut"]
+                assert shown["additionalProperties"] is False
+                assert not any(key.startswith("ha1_md5") for key in shown["properties"])
             for path, item in doc["paths"].items():
                 for method, operation in item.items():
                     answers = operation["responses"]

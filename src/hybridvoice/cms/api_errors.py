@@ -17,14 +17,14 @@ OpenAPI document promises. :func:`document` makes that document: FastAPI's own, 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-__all__ = ["OPENAPI_URL", "ErrorOut", "ErrorShape", "document", "shaped"]
+__all__ = ["OPENAPI_URL", "Answers", "ErrorOut", "ErrorShape", "add_answers", "document", "shaped"]
 
 OPENAPI_URL: Final = "/v1/openapi.json"
 """Where both APIs serve their OpenAPI document (behind a token, as every route)."""
@@ -117,6 +117,32 @@ class ErrorShape:
 
 _ERROR_REF: Final = {"$ref": "#/components/schemas/ErrorOut"}
 
+Answers = Mapping[tuple[str, str], type[BaseModel]]
+"""(method, route path) -> the model of its success answer, for routes whose handlers return
+plain JSON objects (FastAPI then documents no schema for them)."""
+
+
+def add_answers(app: FastAPI, answers: Answers) -> None:
+    """Document ``answers`` in ``app``'s OpenAPI document (:func:`document`)."""
+    known = getattr(app.state, "answers", None)
+    app.state.answers = {**(known or {}), **answers}
+    app.openapi_schema = None
+
+
+def _describe(doc: dict[str, Any], answers: Answers) -> None:
+    schemas = doc["components"]["schemas"]
+    template = "#/components/schemas/{model}"
+    for (method, path), model in answers.items():
+        operation = doc.get("paths", {}).get(path, {}).get(method.lower())
+        if operation is None:
+            continue
+        schema = model.model_json_schema(ref_template=template, mode="serialization")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+        ok = next((s for s in operation["responses"] if s.startswith("2")), "200")
+        content = {"application/json": {"schema": {"$ref": template.format(model=model.__name__)}}}
+        operation["responses"].setdefault(ok, {"description": "done"})["content"] = content
+
 
 def _answer(text: str) -> dict[str, Any]:
     return {"description": text, "content": {"application/json": {"schema": _ERROR_REF}}}
@@ -155,6 +181,7 @@ def document(app: FastAPI) -> None:
                     answers[status] = _answer(text)
                 for status in [s for s in answers if s[0] in "45" and s not in _COMMON]:
                     answers[status] = _answer(answers[status].get("description", "refused"))
+        _describe(doc, getattr(app.state, "answers", {}))
         app.openapi_schema = doc
         return doc
 
