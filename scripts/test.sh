@@ -38,6 +38,8 @@ echo "== import contracts"; .venv/bin/lint-imports
 #   2. the tests with real programs and real-time SIP (-m "interop or live"): one worker a core
 #      (at least 2), so that no CPU-bound test starves their timers;
 #   3. the SIPp load runs (-m load), in one process, with nothing else of ours running.
+# Phases 2 and 3 list their slowest tests (--durations): the xdist groups run their tests one
+# after another on one worker, so a group's sum is the floor of its phase's time.
 # Tests that must not overlap carry an xdist_group mark (--dist loadgroup: one worker a group).
 # HV_TEST_WORKERS=N sets the first phase's workers (0: no xdist). Arguments (a file, -k ...)
 # run those tests once, with the first phase's workers.
@@ -53,8 +55,8 @@ status=0
 echo "== pytest: unit and role tests ($workers workers)"
 .venv/bin/pytest -q -n "$workers" --dist loadgroup -m "not interop and not live" || status=$?
 echo "== pytest: real programs and real-time SIP ($live_workers workers)"
-.venv/bin/pytest -q -n "$live_workers" --dist loadgroup -m "(interop or live) and not load" ||
-    status=$?
+.venv/bin/pytest -q -n "$live_workers" --dist loadgroup -m "(interop or live) and not load" \
+    --durations=20 || status=$?
 echo "== pytest: SIPp load runs (alone)"
-.venv/bin/pytest -q -m load || status=$?
+.venv/bin/pytest -q -m load --durations=10 || status=$?
 exit $status

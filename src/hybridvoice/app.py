@@ -427,7 +427,7 @@ class Lab:
             found = [x for x in found if x.transport != "TLS"]
         for listener in found:
             try:
-                _probe(listener)
+                probe_listener(listener)
             except ListenError as exc:
                 if listener.key != "MediationServer.BypassServicePort":
                     raise
@@ -525,7 +525,7 @@ def _listener_in(error: OSError, found: Sequence[Listener]) -> Listener | None:
     return next((x for x in found if f"'{x.host}', {x.port})" in text), None)
 
 
-def _probe(listener: Listener) -> None:
+def probe_listener(listener: Listener) -> None:
     """Bind ``listener``'s address and let it go, as the role will (TCP with SO_REUSEADDR,
     as asyncio's servers do); :class:`ListenError` when the OS refuses."""
     if listener.port == 0:

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hybridvoice.app import Lab, LabGateway
+from hybridvoice.app import Lab, LabGateway, ListenError, probe_listener
 from hybridvoice.cms.fleet_plan import AppliancePlan, FleetPlan
 from hybridvoice.cms.listeners import Listener
 from hybridvoice.cms.template import render_settings
@@ -73,21 +72,16 @@ def _fix(key: str) -> str:
 
 
 def _probe(listener: Listener) -> None:
-    """Bind the listener's address and let it go (TCP with SO_REUSEADDR, as the roles
-    will); :class:`FleetListenError` naming the fleet key when the OS refuses."""
-    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
-    kind = socket.SOCK_DGRAM if listener.socket_kind == "udp" else socket.SOCK_STREAM
+    """:func:`hybridvoice.app.probe_listener`; :class:`FleetListenError` naming the fleet key
+    when the OS refuses."""
     try:
-        with socket.socket(family, kind) as probe:
-            if kind == socket.SOCK_STREAM:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((listener.host, listener.port))
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
+        probe_listener(listener)
+    except ListenError as exc:
+        reason = exc.error.strerror or str(exc.error)
         raise FleetListenError(
             f"{listener.key}: cannot listen on {listener}: {reason}; another program holds "
             f"it (another hybridvoice up?): stop that, or {_fix(listener.key)}"
-        ) from exc
+        ) from exc.error
 
 
 class Fleet:
