@@ -85,7 +85,7 @@ class ErrorShape:
         self.app = app
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] == "HEAD":  # HEAD: no body to shape
             await self.app(scope, receive, send)
             return
         start: Message | None = None
