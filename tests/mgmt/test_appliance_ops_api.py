@@ -169,3 +169,4 @@ def test_the_cli_renews_and_lists_a_remote_appliances_certificates(
     assert renewed.exit_code == 0 and f"generation {before + 1}" in renewed.stdout
     assert store.load_credential("mediation").generation == before + 1
     assert unknown.exit_code == 1 and "no certificate 'nope'" in unknown.output
+    assert "/v1/" not in unknown.output and "ca status --appliance" in unknown.output

@@ -31,6 +31,7 @@ def status_remote(appliance: str) -> tuple[str, tuple[Expiry, ...]]:
 
 def renew_remote(appliance: str, name: str | None, ca: bool) -> list[Renewed]:
     """What the appliance renewed."""
-    answer = api("POST", appliance, "/v1/ca/renew", {"name": name, "ca": ca})
+    hints = {404: f"hybridvoice ca status --appliance {appliance} lists the certificates"}
+    answer = api("POST", appliance, "/v1/ca/renew", {"name": name, "ca": ca}, hints=hints)
     return [Renewed(r["name"], r.get("generation"), _time(r["not_after"]))
             for r in answer["renewed"]]  # fmt: skip
