@@ -116,6 +116,31 @@ def test_a_validation_error_names_the_field() -> None:
     asyncio.run(main())
 
 
+def test_the_handlers_own_refusals_name_the_field_too() -> None:
+    """Not only pydantic's 422s: the checks the handlers make themselves."""
+    store = TenantStore(":memory:")
+    store.add_domain("contoso.com")
+    app = online_api(store)
+    _, admin = store.access.tokens.create("ops", "admin")
+    refusals = [
+        ("PUT", "/v1/users/not-a-uri", {}, "sip_uri"),
+        ("PUT", f"/v1/users/{ALICE}", {"password": ""}, "password"),
+        ("PUT", f"/v1/users/{ALICE}", {"sip_uri": "sip:bob@contoso.com"}, "sip_uri"),
+        ("POST", "/v1/domains", {"name": "not a domain"}, "name"),
+        ("GET", "/v1/users/not-a-uri/turn-credentials", None, "sip_uri"),
+        ("GET", "/v1/sites/x/update-state?at=2026-12-07T02:00:00", None, "query.at"),
+    ]
+
+    async def main() -> None:
+        async with client(app, admin) as ops:
+            for method, path, body, field in refusals:
+                answer = await ops.request(method, path, json=body)
+                assert 400 <= answer.status_code < 500, (path, answer.text)
+                assert _check_shape(answer, path)["field"] == field, (path, answer.text)
+
+    asyncio.run(main())
+
+
 def test_the_shape_of_bodies_other_code_makes() -> None:
     assert shaped(404, b'{"detail": "Not Found"}') == {
         "error": "Not Found", "field": None,

@@ -98,9 +98,9 @@ JsonBody = Annotated[dict[str, Any], Body()]
 class ApiError(Exception):
     """An answer other than success: status, what went wrong, what to do next."""
 
-    def __init__(self, status: int, error: str, hint: str) -> None:
+    def __init__(self, status: int, error: str, hint: str, field: str | None = None) -> None:
         super().__init__(error)
-        self.status, self.error, self.hint = status, error, hint
+        self.status, self.error, self.hint, self.field = status, error, hint, field
 
 
 def _not_found(what: str, hint: str) -> ApiError:
@@ -178,8 +178,8 @@ def _named(
                 f"the body's {field} {short_text(repr(given))} differs from the URL's "
                 f"{short_text(repr(path_value))}",
                 f"leave {field} out of the body or make it match the URL; to rename, "
-                "create the new one and delete the old one",
-            )
+                "create the new one and delete the old one", field,
+            )  # fmt: skip
     data[field] = path_value
     return data
 
@@ -228,7 +228,7 @@ def _aor(sip_uri: str) -> str:
         return canonical_aor(sip_uri)
     except ValueError as exc:
         raise ApiError(
-            422, _short(exc), "name the user by SIP URI: /v1/users/sip:alice@contoso.com"
+            422, _short(exc), "name the user by SIP URI: /v1/users/sip:alice@contoso.com", "sip_uri"
         ) from exc
 
 
@@ -351,7 +351,7 @@ def create_online_api(
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.error, "hint": exc.hint}, exc.status)
+        return JSONResponse({"error": exc.error, "field": exc.field, "hint": exc.hint}, exc.status)
 
     @app.exception_handler(_InvalidBodyError)
     async def model_invalid(request: Request, exc: _InvalidBodyError) -> JSONResponse:
@@ -457,7 +457,7 @@ def _tenant_routes(app: FastAPI, store: TenantStore) -> None:
         try:
             name = canonical_fqdn(body.name, "SIP domain")
         except ValueError as exc:
-            raise ApiError(422, _short(exc), "give a DNS name like contoso.com") from exc
+            raise ApiError(422, _short(exc), "give a DNS name like contoso.com", "name") from exc
         before = {"name": name} if name in store.domains() else None
         store.add_domain(name)
         audit_change(request, "domain.add", name, before, {"name": name})
@@ -535,9 +535,8 @@ def _tenant_routes(app: FastAPI, store: TenantStore) -> None:
         data = _named(body, "sip_uri", aor, canonical_aor)
         password = data.pop("password", None)
         if password is not None and (not isinstance(password, str) or not password):
-            raise ApiError(
-                422, "password must be a non-empty string", "send a password or leave it out"
-            )
+            raise ApiError(422, "password must be a non-empty string",
+                           "send a password or leave it out", "password")  # fmt: skip
         user = _build(User, data)
         if password is not None:
             realms = store.domains()
