@@ -207,6 +207,9 @@ def test_both_apis_serve_their_openapi_document_with_the_error_answers(
                 doc = answer.json()
                 assert (await noc.get("/openapi.json")).status_code == 404
             assert "ErrorOut" in doc["components"]["schemas"]
+            made = doc["paths"]["/v1/tokens"]["post"]["responses"]["201"]["content"]
+            assert made["application/json"]["schema"]["$ref"].endswith("/TokenMadeOut")
+            assert "sha256" not in doc["components"]["schemas"]["TokenOut"]["properties"]
             assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
             listed = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
             for method, path in reads(app) + writes(app):

@@ -67,18 +67,6 @@ class HealthOut(_Out):
     appliances: dict[str, int]
 
 
-class TokenOut(_Out):
-    id: str
-    name: str
-    scope: str
-    created_at: float
-    revoked_at: float | None
-
-
-class TokensOut(_Out):
-    tokens: list[TokenOut]
-
-
 ONLINE_ANSWERS: Final[Answers] = {
     ("GET", "/v1/domains"): DomainsOut,
     ("POST", "/v1/domains"): DomainOut,
@@ -104,8 +92,6 @@ ONLINE_ANSWERS: Final[Answers] = {
     ("POST", "/v1/appliances"): Appliance,
     ("POST", "/v1/appliances/{name}/heartbeat"): Appliance,
     ("GET", "/v1/health"): HealthOut,
-    ("GET", "/v1/tokens"): TokensOut,
-    ("DELETE", "/v1/tokens/{token_id}"): TokenOut,
 }
 
 
