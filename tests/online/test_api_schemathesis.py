@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 
 from hybridvoice.mgmt.appliance import Appliance, ApplianceOptions
-from hybridvoice.mgmt.appliance_api import create_appliance_api
+from hybridvoice.mgmt.dashboard import appliance_app
 from hybridvoice.online.models import Site
 from hybridvoice.online.store import TenantStore
 
@@ -49,7 +49,7 @@ def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[FastAP
     appliance = Appliance(settings_, ApplianceOptions(serve_api=False))
     _, admin = appliance.access.tokens.create("fuzz", "admin")
     try:
-        yield create_appliance_api(appliance), admin
+        yield appliance_app(appliance), admin
     finally:
         appliance.close()
 
