@@ -3,7 +3,8 @@
 The handlers of :mod:`.api` return plain JSON objects (``model_dump`` of the tenant's models,
 in wrappers such as ``{"sites": [...]}``); this module names the model of each answer so that
 the document describes them and a client (or schemathesis) can check them. ``UserOut`` has no
-HA1 fields and forbids extra keys: an answer that carried a user's secrets would not match.
+HA1 fields (nor their realm: ``SECRET_USER_FIELDS``) and forbids extra keys: an answer that
+carried a user's secrets would not match.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ class UserOut(_Out):
     line_uri: str | None
     hybrid_pstn_site: str | None
     international_calls_allowed: bool
-    ha1_realm: str | None
     has_password: bool
 
 
