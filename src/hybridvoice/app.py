@@ -38,6 +38,7 @@ from hybridvoice.mgmt.credentials import save_token
 from hybridvoice.mgmt.dashboard import tenant_dashboard
 from hybridvoice.mgmt.lab_tls import lab_gateway_context, lab_gateway_resolver
 from hybridvoice.mgmt.listen_spec import ListenSpec, parse_listen
+from hybridvoice.mgmt.metrics_mediation import serve_role_metrics
 from hybridvoice.mgmt.online_tls import api_bind, online_api_tls, uses_https
 from hybridvoice.mgmt.site_tls import SiteTls, speaks_tls
 from hybridvoice.mgmt.traces import attach_mediation
@@ -132,13 +133,16 @@ async def run_mediation(
     *,
     gc_interval: float = 600.0,
     gc_log: bool = False,
+    metrics: str | None = None,
 ) -> None:
     """``hybridvoice mediation serve``: the mediation role alone in its own process (benchmarks,
-    demos). Prints ``READY`` with its ports once listening, ``STATS`` with its call counters
+    demos). Prints ``READY`` with its ports once listening (after ``METRICS URL`` when
+    ``metrics`` names a HOST:PORT to serve ``/metrics`` on), ``STATS`` with its call counters
     when SIGTERM/SIGINT stops it."""
     sides = await open_sides(settings, options)
     role = MediationRole(settings, options, sides=sides)
     await role.start()
+    exporter = None if metrics is None else await serve_role_metrics(role, metrics)
     traces = attach_mediation(settings.traces, role)  # [Traces]: capture, HEP, MOS threshold
     collector = tune_gc(gc_interval, log=gc_log)
     stop = asyncio.Event()
@@ -158,6 +162,8 @@ async def run_mediation(
         await role.stop()
         if traces is not None:
             traces.close()
+        if exporter is not None:
+            await exporter.stop()
 
 
 # --- hybridvoice up: the online service, one appliance and a lab gateway in one process ---------
@@ -597,6 +603,8 @@ async def run_up(
         if lab.admin_token is not None:
             saved = save_token(lab.admin_token)
             console.print(f"admin token (for the CLI and both APIs) in {saved}")
+        if state_dir is not None:
+            console.print(f"logs in {state_dir / 'logs'} (hybridvoice logs search)")
         console.print(f"data in {where}; stop with Ctrl-C")
         await stop.wait()
         if collector is not None:

@@ -21,6 +21,7 @@ from hybridvoice import __version__
 from hybridvoice.mgmt.cli_admin import PlainHelpGroup, format_duration, register_admin_commands
 from hybridvoice.mgmt.cli_ca import register_ca_commands
 from hybridvoice.mgmt.cli_dns import register_dns_commands
+from hybridvoice.mgmt.cli_logs import register_log_commands
 from hybridvoice.mgmt.cli_online import online_app, register_online_commands
 from hybridvoice.mgmt.cli_tokens import register_token_commands
 from hybridvoice.mgmt.cli_turn import register_turn_commands
@@ -56,6 +57,7 @@ register_turn_commands(app)
 register_online_commands(app)
 register_online_serve(online_app)
 register_dns_commands(app)
+register_log_commands(app)
 register_update_window_commands(app)
 register_update_commands(app)
 
@@ -246,6 +248,16 @@ def mediation_serve(
     ] = 600.0,
     gc_log: Annotated[bool, typer.Option(help="print collector pauses > 20 ms")] = False,
     profile: Annotated[Path | None, typer.Option(help="write cProfile stats here")] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Serve Prometheus /metrics on HOST:PORT", metavar="HOST:PORT")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "warning",
+    log_component: Annotated[
+        str, typer.Option(help="Levels of components: mediation=debug,net=info")
+    ] = "",
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Also write rotated JSON logs here (logs search --dir)")
+    ] = None,
 ) -> None:
     """Run the mediation role alone: prints READY with its ports once listening, STATS with
     its call counters on SIGTERM/SIGINT."""
@@ -267,10 +279,29 @@ def mediation_serve(
         options_interval=options_interval,
         session=None if session_timer else SessionConfig(session_expires=None),
     )
-    serve = run_mediation(load_settings(config), options, gc_interval=gc_interval, gc_log=gc_log)
+    from hybridvoice.mgmt.logs import (  # noqa: PLC0415
+        LoggingSetupError,
+        configure_logging,
+        parse_components,
+    )
+
+    try:
+        components = parse_components(log_component)
+        configure_logging(log_level, "text", sys.stderr, components=components, directory=log_dir)
+    except LoggingSetupError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    serve = run_mediation(load_settings(config), options, gc_interval=gc_interval, gc_log=gc_log,
+                          metrics=metrics)  # fmt: skip
     if profile is None:
-        with contextlib.suppress(KeyboardInterrupt):
-            run(serve)
+        from hybridvoice.mgmt.metrics_http import MetricsListenError  # noqa: PLC0415
+
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                run(serve)
+        except MetricsListenError as exc:
+            err.print(f"[red]cannot start:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from exc
         return
     import cProfile  # noqa: PLC0415
 
@@ -403,6 +434,9 @@ def up(
     log_format: Annotated[
         str, typer.Option(help="Logs to stderr as text (for humans) or json (one object a line)")
     ] = "text",
+    log_component: Annotated[
+        str, typer.Option(help="Levels of components: mediation=debug,edge=info (docs/logs.md)")
+    ] = "",
 ) -> None:
     """Start the online service, one appliance with every role and, unless the settings name
     real gateways, a lab gateway that answers and echoes media — all on this machine.
@@ -414,10 +448,16 @@ def up(
     from hybridvoice.app import ListenError, default_state_dir, run_up  # noqa: PLC0415
     from hybridvoice.cms.settings import SettingsError, load_settings  # noqa: PLC0415
     from hybridvoice.cms.template import lab_settings  # noqa: PLC0415
-    from hybridvoice.mgmt.logs import LogFormat, LoggingSetupError, configure_logging  # noqa: PLC0415
+    from hybridvoice.mgmt.logs import (  # noqa: PLC0415
+        LogFormat,
+        LoggingSetupError,
+        configure_logging,
+        parse_components,
+    )
 
     try:
-        configure_logging(log_level, cast(LogFormat, log_format), sys.stderr)
+        components = parse_components(log_component)
+        configure_logging(log_level, cast(LogFormat, log_format), sys.stderr, components=components)
     except LoggingSetupError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -442,6 +482,15 @@ def up(
     else:
         where = Path(state_dir) if state_dir else default_state_dir(settings, lab=lab)
     seed = lab if lab_users is None else lab_users
+    if where is not None:  # the logs also go to rotated files there (hybridvoice logs search)
+        try:
+            configure_logging(log_level, cast(LogFormat, log_format), sys.stderr,
+                              components={**settings.logging.component_levels(), **components},
+                              directory=where / "logs", max_bytes=settings.logging.max_bytes,
+                              backups=settings.logging.files)  # fmt: skip
+        except LoggingSetupError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from exc
     try:
         asyncio.run(
             run_up(settings, where, console=out, lab_gateway=lab_gateway, lab_users=seed, wire=wire)

@@ -132,7 +132,8 @@ def register_online_serve(online_app: typer.Typer) -> None:
 
         out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
         try:
-            configure_logging(log_level, "text", sys.stderr)
+            logs = None if state_dir is None else state_dir / "logs"  # for logs search
+            configure_logging(log_level, "text", sys.stderr, directory=logs)
         except LoggingSetupError as exc:
             err.print(f"[red]cannot start:[/red] {exc}", highlight=False)
             raise typer.Exit(2) from exc

@@ -54,3 +54,21 @@ def test_edge_settings_problems_name_the_key() -> None:
         parse_settings(raw)
     found = {p.key for p in info.value.problems}
     assert found == {"EdgeServer.ExternalMRPortRange", "EdgeServer.InternalProtocol"}
+
+
+def test_every_section_that_is_not_all_defaults_survives_rendering() -> None:
+    """A file written from settings (``init``, each appliance's file of a fleet) keeps
+    ``[HealthMonitor]``, ``[Traces]`` and ``[Logging]`` when they say something; all-default
+    ones are left out, as before."""
+    raw = {
+        "Common": {"SIPDomains": "contoso.com", "SiteName": "Render"},
+        "HealthMonitor": {"Retries": 1},
+        "Traces": {"MaxCalls": 5, "HepCollector": "127.0.0.1:9060"},
+        "Logging": {"Components": "mediation=debug", "Files": 3},
+    }
+    settings = parse_settings(raw)
+    again = parse_settings(tomllib.loads(render_settings(settings)))
+    assert again == settings
+    assert again.logging.component_levels() == {"mediation": "debug"}
+    plain = render_settings(parse_settings({"Common": raw["Common"]}))
+    assert "[Logging]" not in plain and "[Traces]" not in plain

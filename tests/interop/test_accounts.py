@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import pytest
 from chain_harness import DOMAIN, lab, settings_on_free_ports
-from conftest import free_port
+from interop_programs import free_port
 from ua_harness import run
 
 from hybridvoice.app import LAB_PASSWORD

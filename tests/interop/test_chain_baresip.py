@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import need_binary
+from interop_programs import need_binary
 from ports import free_port, free_port_pair
 from test_chain_sipp import DOMAIN, chain, chain_settings, contacts, mediation_of
 from tls_helpers import (

@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 from chain_harness import settings_on_free_ports
-from conftest import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
+from interop_programs import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
 from test_mediation_sipp import stop_uas
 from test_sipp import SIPP_TIMEOUT, assert_clean, sipp_common, wait_exit
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 from chain_harness import settings_on_free_ports
-from conftest import SCENARIOS, need_binary
-from conftest import Program as SippProgram
+from interop_programs import SCENARIOS, need_binary
+from interop_programs import Program as SippProgram
 from ports import free_port, free_port_pair
 from test_chain_baresip import run, until
 from test_chain_sipp import DOMAIN, chain, contacts, gateway, mediation_of

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 from chain_harness import DOMAIN
-from conftest import SCENARIOS, Program, free_port, need_binary, run_logged, running
+from interop_programs import SCENARIOS, Program, free_port, need_binary, run_logged, running
 from ports import free_port_block
 from test_chain_sipp import chain_settings, gateway, settle
 from test_mediation_sipp import stop_uas

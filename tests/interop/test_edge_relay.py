@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from chain_harness import DOMAIN, lab, settings_on_free_ports
-from conftest import Program, need_binary, run_logged
+from interop_programs import Program, need_binary, run_logged
 from ports import free_port, free_port_block
 
 from hybridvoice.app import Lab

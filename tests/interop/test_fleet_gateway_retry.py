@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SCENARIOS, Program, free_port, need_binary, sipp_stats
 from fleet_harness import fleet_raw, running_fleet
+from interop_programs import SCENARIOS, Program, free_port, need_binary, sipp_stats
 from test_fleet_ha import register, succeeded, wait_exit
 from test_gateway_retry import GATEWAY_RETRANS, assert_all_completed, sipp_args
 from test_mediation_sipp import stop_uas

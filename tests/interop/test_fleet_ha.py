@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
 from fleet_harness import DOMAIN, PASSWORD, fleet_raw, proxy_port, running_fleet, sipp_gateway
+from interop_programs import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
 from test_sipp import assert_clean, sipp_common
 
 from hybridvoice.fleet.up import Fleet

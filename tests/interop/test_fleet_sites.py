@@ -17,8 +17,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import SCENARIOS, Program, need_binary, sipp_stats
 from fleet_harness import DOMAIN, PASSWORD, fleet_raw, proxy_port, running_fleet
+from interop_programs import SCENARIOS, Program, need_binary, sipp_stats
 from ports import free_port
 from test_sipp import sipp_common
 

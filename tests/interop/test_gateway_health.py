@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from conftest import Program, free_port, need_binary
+from interop_programs import Program, free_port, need_binary
 
 from hybridvoice.cms.settings import Gateway
 from hybridvoice.mediation.health import HealthMonitor

@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import Program, free_port, need_binary, running, sipp_stats
+from interop_programs import Program, free_port, need_binary, running, sipp_stats
 from test_mediation_sipp import edge_port, settings, settle, stop_uas, uac_args
 from test_sipp import SIPP_TIMEOUT, assert_clean, sipp_common, wait_exit
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SCENARIOS, Program, free_port, need_binary, sipp_stats
+from interop_programs import SCENARIOS, Program, free_port, need_binary, sipp_stats
 
 pytestmark = pytest.mark.interop
 

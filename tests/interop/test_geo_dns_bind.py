@@ -15,8 +15,8 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from conftest import free_port, need_binary, running
 from geo_dns_seed import AMSTERDAM, NAME, SEATTLE, SEED_TOML
+from interop_programs import free_port, need_binary, running
 
 pytestmark = pytest.mark.interop
 TIMEOUT = 10.0

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
+from interop_programs import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
 from ports import free_port_block
 from test_sipp import assert_clean, sipp_common, wait_exit
 

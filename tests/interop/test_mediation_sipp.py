@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
+from interop_programs import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
 from test_sipp import SIPP_TIMEOUT, assert_clean, sipp_common, wait_exit
 
 from hybridvoice.cms.settings import parse_settings

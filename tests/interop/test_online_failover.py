@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from chain_harness import settings_on_free_ports
-from conftest import SCENARIOS, Program, free_port, need_binary, running
+from interop_programs import SCENARIOS, Program, free_port, need_binary, running
 from test_sipp import sipp_common, wait_exit
 
 from hybridvoice.cms.template import render_settings

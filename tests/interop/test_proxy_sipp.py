@@ -16,7 +16,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import SCENARIOS, free_port, need_binary, running, sipp_stats
+from interop_programs import SCENARIOS, free_port, need_binary, running, sipp_stats
 from test_sipp import SIPP_TIMEOUT, assert_clean, sipp_common, wait_exit
 
 from hybridvoice.net.endpoint import Endpoint

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
+from interop_programs import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
 
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import loop_factory

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SCENARIOS, free_port, need_binary, running, sipp_stats
+from interop_programs import SCENARIOS, free_port, need_binary, running, sipp_stats
 from test_sipp import SDP, SIPP_TIMEOUT, TRANSPORTS, assert_clean, sipp_common, wait_exit
 
 from hybridvoice.net.endpoint import Endpoint

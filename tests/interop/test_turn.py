@@ -21,11 +21,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from aioice import stun as aioice_stun
 from aioice.turn import create_turn_endpoint
-from conftest import Program, free_port, need_binary, run_logged
+from interop_programs import Program, free_port, need_binary, run_logged
 from ports import free_port_block
+from prometheus_client.parser import text_string_to_metric_families
 
 from hybridvoice.media.mras import MrasIssuer, MrasVerifier
 from hybridvoice.media.stun import Method, StunClass, StunMessage, encode, parse
@@ -336,15 +338,17 @@ def test_tcp_framing_split_and_joined_messages(tmp_path: Path) -> None:
 
 def test_turn_serve_process_relays_uclient_over_udp_and_tcp(tmp_path: Path, echo_peer: int) -> None:
     """``hybridvoice turn serve --tcp`` (the benchmark's DUT) in its own process: READY,
-    uclient over UDP and TCP through it, STATS with the counters on SIGTERM."""
-    port = free_port()
+    uclient over UDP and TCP through it, STATS with the counters on SIGTERM; its
+    ``--metrics`` (parsed by prometheus-client) counted the same packets and allocations."""
+    port, metrics = free_port(), free_port()
     first, last = _port_range()
     server = Program(
         [sys.executable, "-m", "hybridvoice", "turn", "serve", "--secret", SECRET,
          "--listen", f"{HOST}:{port}", "--relay-host", HOST, "--ports", f"{first}-{last}",
-         "--realm", REALM, "--allow-loopback-peers", "--tcp"],
+         "--realm", REALM, "--allow-loopback-peers", "--tcp", "--metrics", f"{HOST}:{metrics}"],
         tmp_path / "serve.out",
     )  # fmt: skip
+    scraped: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     try:
         for _ in range(200):
             if "READY" in server.output() or server.returncode is not None:
@@ -360,9 +364,17 @@ def test_turn_serve_process_relays_uclient_over_udp_and_tcp(tmp_path: Path, echo
 
         for rc, out in asyncio.run(run()):
             assert rc == 0 and "tot_send_msgs=40, tot_recv_msgs=40" in out, out[-2000:]
+        text = httpx.get(f"http://{HOST}:{metrics}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                scraped[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
     finally:
         assert server.stop() == 0
     stats = [line for line in server.output().splitlines() if line.startswith("STATS ")]
     counts = json.loads(stats[-1][len("STATS ") :])
     assert counts["to_peer"] == counts["from_peer"] == 80
+    packets = "hybridvoice_turn_relayed_packets_total"
+    assert scraped[packets, (("direction", "to_peer"),)] == 80
+    assert scraped[packets, (("direction", "from_peer"),)] == 80
+    assert scraped["hybridvoice_turn_allocations_made_total", ()] == counts["allocations"] > 0
     assert counts["send_errors"] == 0

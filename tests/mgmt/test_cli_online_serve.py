@@ -85,6 +85,7 @@ def test_an_instance_on_sqlite_serves_and_stops_on_sigterm(tmp_path: Path) -> No
         os.kill(process.pid, signal.SIGTERM)
         assert process.wait(30) == 0
         assert (tmp_path / "state" / "online.db").exists()
+        assert (tmp_path / "state" / "logs" / "hybridvoice.log").exists()  # for logs search
     finally:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)

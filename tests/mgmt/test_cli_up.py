@@ -430,6 +430,8 @@ def test_state_lives_in_the_user_data_dir_and_survives_a_restart(
     first_log = (tmp_path / "up.log").read_text()
     assert f"state: {where}" in " ".join(first_log.split())
     assert (where / "online.db").exists()
+    assert f"logs in {where / 'logs'} (hybridvoice logs search)" in " ".join(first_log.split())
+    assert (where / "logs" / "hybridvoice.log").exists()
     with up(tmp_path, "--lab-gateway", "--lab-users", settings=settings, state=False) as (_, urls):
         users = json.loads(hv("user", "get", "--json", *urls[:2]).stdout)
         # carol is still there; the tenant is not new, so no lab users with a known password

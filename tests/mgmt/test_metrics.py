@@ -169,6 +169,12 @@ async def appliance_side(up: Lab) -> None:
     families, s = await scrape(up.appliance.api.url, up.admin_token)
     assert value(s, "hybridvoice_calls_total") == 1
     assert value(s, "hybridvoice_calls_active") == 0
+    assert value(s, "hybridvoice_calls_admitted_total") == 1
+    assert value(s, "hybridvoice_calls_ended_total", result="answered") == 1
+    assert value(s, "hybridvoice_calls_ended_total", result="failed") == 0
+    assert value(s, "hybridvoice_call_setup_seconds_count") == 1
+    assert value(s, "hybridvoice_call_setup_seconds_bucket", le="+Inf") == 1
+    assert 0 < value(s, "hybridvoice_call_setup_seconds_sum") < 60
     assert value(s, "hybridvoice_calls_limit") == up.settings.common.max_concurrent_calls
     assert value(s, "hybridvoice_admission_refusals_total", reason="busy") == 0
     assert value(s, "hybridvoice_admission_refusals_total", reason="maintenance") == 0
@@ -230,6 +236,7 @@ async def online_side(up: Lab) -> None:
         families, s = await scrape(up.online.api.url, up.admin_token)
     assert value(s, "hybridvoice_online_tenant_version") == up.online.store.version
     assert value(s, "hybridvoice_online_bindings") >= 0
+    assert "hybridvoice_online_registrations" in families  # counted by result and status
     assert value(s, "hybridvoice_proxy_requests_forwarded_total", proxy="online",
                  method="INVITE") >= 1  # fmt: skip
     assert value(s, "hybridvoice_proxy_local_responses_total", proxy="online", status="407") >= 1

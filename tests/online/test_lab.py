@@ -226,8 +226,11 @@ def test_an_appliance_moves_to_another_online_instance_of_its_settings(tmp_path:
                     if second.link.registered:
                         break
                     await asyncio.sleep(0.02)
-                assert second.link.registered, (second.link.last_error, second.link.urls,
-                                                second.link.errors)
+                assert second.link.registered, (
+                    second.link.last_error,
+                    second.link.urls,
+                    second.link.errors,
+                )
                 assert await second.replicator.synced(up.online.store.version, 10.0)
                 assert second.status()["online"]["url"] == first["Online"]["ServiceURL"]
                 assert up.online.store.get_appliance("appliance2") is not None

@@ -10,7 +10,7 @@ import asyncio
 import random
 
 import httpx
-from conftest import Backend
+from store_backends import Backend
 from test_tenant_store_kv import eventually, two_instances
 
 from hybridvoice.cms.replica import LocalStore

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import Backend
+from store_backends import Backend
 
 from hybridvoice.store.kv import (
     CompactedError,

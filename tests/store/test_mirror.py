@@ -8,7 +8,7 @@ import contextlib
 import random
 import time
 
-from conftest import Backend
+from store_backends import Backend
 
 from hybridvoice.store.follow import follow
 from hybridvoice.store.kv import Event, EventKind, KeyValue, KeyValueStore, Range

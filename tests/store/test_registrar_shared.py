@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable
 
-from conftest import Backend
+from store_backends import Backend
 from test_tenant_store_kv import eventually, two_instances
 
 from hybridvoice.online.models import User

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from conftest import Backend
+from store_backends import Backend
 
 from hybridvoice.online.kv_bridge import KvBridge
 from hybridvoice.online.models import Appliance, Site, User

@@ -5,7 +5,7 @@ that meets another instance's is retried (it escaped as an internal error before
 from __future__ import annotations
 
 import pytest
-from conftest import Backend
+from store_backends import Backend
 from test_tenant_store_kv import eventually, run, tenant_of, two_instances
 
 from hybridvoice.online.models import Site

@@ -35,6 +35,7 @@ from hybridvoice.net.stream import StreamLimits
 from .listeners import PRIVILEGED_PORTS, Listener, listener_clashes, listeners
 from .settings_edge import MediaRelay
 from .settings_health import GatewayHealthKeys, HealthMonitor, TrunkHealthKeys
+from .settings_logging import Logging
 from .settings_media import MediaEncryption
 from .settings_needs import unmet_needs
 from .settings_online_store import EtcdMembers
@@ -519,6 +520,7 @@ class Settings(_Section):
     media_relay: MediaRelay = Field(default_factory=MediaRelay)
     health_monitor: HealthMonitor = Field(default_factory=HealthMonitor)
     traces: Traces = Field(default_factory=Traces)
+    logging: Logging = Field(default_factory=Logging)
 
     @model_validator(mode="before")
     @classmethod

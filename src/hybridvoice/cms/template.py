@@ -209,6 +209,8 @@ def render_settings(
     relay_defaults = MediaRelay().model_dump(by_alias=True, mode="json")
     doc.add("MediaRelay", _table(data["MediaRelay"], _SECTION_NOTES["MediaRelay"], relay_defaults,
                                  changed.get("MediaRelay")))  # fmt: skip
+    for section, values in _other_sections(settings, data):  # [Traces], [Logging]...
+        doc.add(section, _table(values, None))
     routes = data.get("HybridVoiceRoutes") or {}
     doc.add("HybridVoiceRoutes", _table(routes, _SECTION_NOTES["HybridVoiceRoutes"]))
     for index, gateway in enumerate(data.get("Gateways") or (), start=1):
@@ -216,6 +218,27 @@ def render_settings(
         values = {k: v for k, v in gateway.items() if k != "Name"}
         doc.add(f"Gateway{index}", _table(values, note, changed=changed.get(gateway["Name"])))
     return tomlkit.dumps(doc)
+
+
+#: the sections render_settings writes itself (always, with notes), and the lists
+_WRITTEN: Final = frozenset({
+    "Common", "EdgeServer", "MediationServer", "Online", "Management", "TrunkConfiguration",
+    "SipLimits", "MediaRelay", "HybridVoiceRoutes", "Gateways",
+})  # fmt: skip
+
+
+def _other_sections(settings: Settings, data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Every other section (``[HealthMonitor]``, ``[Traces]``, ``[Logging]``, ...) whose
+    values are not all the defaults: a file written from settings says all they say."""
+    out = []
+    for name, field in type(settings).model_fields.items():
+        key = field.validation_alias
+        if not isinstance(key, str) or key in _WRITTEN or not isinstance(data.get(key), dict):
+            continue
+        default = type(getattr(settings, name))().model_dump(by_alias=True, mode="json")
+        if data[key] != default:
+            out.append((key, data[key]))
+    return out
 
 
 def _tls_header(settings: Settings) -> tuple[str, ...]:

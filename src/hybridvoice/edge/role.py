@@ -11,8 +11,9 @@ are given, :meth:`EdgeRole.start` asks :func:`.assembly.open_listeners` for them
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from hybridvoice.cms.edge_names import record_route_user
 from hybridvoice.cms.settings import Settings
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     import ssl
 
 __all__ = ["EdgeOptions", "EdgeRole"]
+
+#: the edge proxy's forwarding lines (debug: ``--log-component edge=debug``)
+_proxy_log: Final = logging.getLogger("hybridvoice.edge.proxy")
 
 
 @dataclass(slots=True)
@@ -113,9 +117,11 @@ class EdgeRole:
             anchoring = None if self.media is None else self.media.anchoring
             rr = _record_route_hosts(s, self.external)
             if anchoring is None:
-                self.proxy = Proxy(endpoint, self.policy, record_route_hosts=rr)
+                self.proxy = Proxy(endpoint, self.policy, record_route_hosts=rr, log=_proxy_log)
             else:  # media of clients on the internet through the edge's relay
-                self.proxy = Proxy(endpoint, anchoring.policy(self.policy), record_route_hosts=rr)
+                self.proxy = Proxy(
+                    endpoint, anchoring.policy(self.policy), record_route_hosts=rr, log=_proxy_log
+                )
                 self.proxy.forward_hook = anchoring.hook
             self.monitor.start()
         except BaseException:

@@ -53,6 +53,7 @@ from typing import Final, Literal, NamedTuple
 from hybridvoice.cms.settings import TrunkConfiguration
 from hybridvoice.media import CallStats, Leg
 from hybridvoice.net.call import Call, CallUpdate
+from hybridvoice.net.log_context import CALL
 from hybridvoice.net.relay import RelayCall, RelayEngine
 from hybridvoice.net.transport import Destination, via_host
 from hybridvoice.net.ua import UserAgent
@@ -91,6 +92,7 @@ from .call_events import (
     WriteRecord,
 )
 from .call_state import TABLE
+from .call_tally import CallTally
 from .headers_policy import HeaderPolicy
 from .health import destination_of
 from .media_plan import INBOUND_PENDING, MediaPlan, RecentMedia
@@ -118,6 +120,8 @@ class B2BUAStats:
     failovers: int = 0
     #: calls a failure ended (:meth:`Bridge.abort`), by cause: ``sdp`` or ``internal``
     failures: dict[str, int] = field(default_factory=dict)
+    #: admitted calls ended by result, and the setup times of the answered ones (/metrics)
+    tally: CallTally = field(default_factory=CallTally)
 
 
 class _Target(NamedTuple):
@@ -300,6 +304,7 @@ class Bridge:
         "record",
         "relay_call",
         "side",
+        "started",
         "transfer",
     )  # fmt: skip
 
@@ -316,6 +321,7 @@ class Bridge:
         self.decision: BypassDecision | None = None
         self.offer_from: Call | None = None  # the leg whose mid-call offer is pending
         self.answered = False  # the callee answered (kept once ENDED: how the slot is freed)
+        self.started = 0.0  # when it was admitted (the B2BUA's clock): its setup time
         self.late_offer = False  # the b-leg's 2xx carried the offer (offer-less INVITE)
         self.transfer: transfer.TransferState | None = None  # REFER / Replaces (transfer.py)
         self.admitted = False  # holds a call slot (admission): released by finish
@@ -338,10 +344,13 @@ class Bridge:
         here: new calls (:meth:`B2BUA.incoming`), leg events (:meth:`on_call_event`), and what
         the adapter feeds back (:meth:`timer_fired`, :meth:`relay_bound`, :meth:`relay_failed`;
         its tasks' failures reach :meth:`abort`)."""
+        token = CALL.set(self.a.call_id)  # every line logged for this call names it
         try:
             step(*args)
         except Exception as exc:  # the invariant: any failure ends one call
             self.abort(exc)
+        finally:
+            CALL.reset(token)
 
     def abort(self, exc: Exception) -> None:
         """End this call because handling it failed: the caller gets a final response (488 +
@@ -553,6 +562,8 @@ class Bridge:
             return
         self.phase = Phase.ENDED
         self.b2bua.bridges.discard(self)
+        _log.info("call %s ended: %s side, status %s, %s", self.a.call_id,
+                  getattr(side, "value", side), status, cause)  # fmt: skip
         media: list[MediaCounters | None] = [None, None]
         steps: tuple[Callable[[], None], ...] = (
             lambda: self.b2bua.adapter.cancel_timers(self), self._release_slots,
@@ -570,6 +581,7 @@ class Bridge:
         if self.admitted:
             self.admitted = False
             b2b.admission.release()
+            b2b.stats.tally.end(self.answered)
         if self.outbound is not None:
             self.outbound.ended()
         elif self.gateway is not None and self.b is not None:

@@ -124,6 +124,7 @@ def start(bridge: Bridge, event: Start, now: float) -> Actions:
         b2b.bridges.discard(bridge)
         return (b2b.refuse(bridge.a, refusal.status, refusal.reason, refusal.retry_after),)
     bridge.admitted = True
+    bridge.started = now
     b2b.stats.calls += 1
     invite = bridge.a.invite
     if bridge.side == "edge":  # the number the cloud asserts: what the PSTN shows
@@ -133,6 +134,8 @@ def start(bridge: Bridge, event: Start, now: float) -> Actions:
         number = number_of(from_.uri) if from_ is not None else None
     bridge.caller = number or "anonymous"
     bridge.callee = number_of(invite.uri) or ""
+    _log.debug("call from %s to %s admitted (from the %s side)", bridge.caller, bridge.callee,
+               bridge.side)  # fmt: skip
     if b2b.records is not None:
         direction = Direction.OUTBOUND if bridge.side == "edge" else Direction.INBOUND
         bridge.record = True  # before: a record half made by a failing start is closed too
@@ -349,6 +352,8 @@ def answered_by(bridge: Bridge, b: Call, sdp: bytes | None, now: float) -> Actio
     if bridge.phase is not Phase.ENDED:
         bridge.phase = Phase.CONNECTED
     bridge.b2bua.stats.answered += 1
+    bridge.b2bua.stats.tally.answered(bridge.started, now)
+    _log.debug("call answered (set up in %.3f s)", now - bridge.started)
     if a.disconnected:
         return (*actions, Hangup(b))
     bridge.emit(*actions, Answer(a, bridge.sdp(sdp, b, offer=bridge.late_offer)))

@@ -62,6 +62,9 @@ def serve(
     log_format: Annotated[
         str, typer.Option(help="Logs to stderr as text (for humans) or json (one object a line)")
     ] = "text",
+    log_component: Annotated[
+        str, typer.Option(help="Levels of components: mediation=debug,edge=info (docs/logs.md)")
+    ] = "",
 ) -> None:
     """Run one appliance (edge, mediation, settings replica, API, health monitor) in this
     process, registered with the online service of its settings. Prints where it listens;
@@ -70,7 +73,12 @@ def serve(
     import platformdirs  # noqa: PLC0415 - keep the CLI's start fast
 
     from hybridvoice.cms.settings import SettingsError, load_settings  # noqa: PLC0415
-    from hybridvoice.mgmt.logs import LogFormat, LoggingSetupError, configure_logging  # noqa: PLC0415
+    from hybridvoice.mgmt.logs import (  # noqa: PLC0415
+        LogFormat,
+        LoggingSetupError,
+        configure_logging,
+        parse_components,
+    )
 
     from .appliance_serve import (  # noqa: PLC0415
         ServeOptions,
@@ -80,7 +88,8 @@ def serve(
     )
 
     try:
-        configure_logging(log_level, cast(LogFormat, log_format), sys.stderr)
+        configure_logging(log_level, cast(LogFormat, log_format), sys.stderr,
+                          components=parse_components(log_component))  # fmt: skip
     except LoggingSetupError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -99,6 +108,15 @@ def serve(
         root = Path(platformdirs.user_data_dir("hybridvoice", appauthor=False))
         state_dir = Path(configured) if configured else appliance_state_dir(settings, root)
     settings = with_state_dir(settings, state_dir)
+    try:  # the logs also go to rotated files in the state directory (hybridvoice logs search)
+        configure_logging(log_level, cast(LogFormat, log_format), sys.stderr,
+                          components={**settings.logging.component_levels(),
+                                      **parse_components(log_component)},
+                          directory=state_dir / "logs", max_bytes=settings.logging.max_bytes,
+                          backups=settings.logging.files)  # fmt: skip
+    except LoggingSetupError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
     options = ServeOptions(
         online_token=online_token, drain_deadline=drain_deadline, admin_token=admin_token
     )

@@ -48,6 +48,9 @@ def serve(
         str | None, typer.Option(help="epoll (Linux default), reader or reader1 (benchmarks)")
     ] = None,
     profile: Annotated[Path | None, typer.Option(help="write cProfile stats here")] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Serve Prometheus /metrics on HOST:PORT", metavar="HOST:PORT")
+    ] = None,
 ) -> None:
     """Run the TURN relay until SIGTERM/SIGINT."""
     import asyncio  # noqa: PLC0415 - keep --help fast
@@ -59,6 +62,9 @@ def serve(
     from hybridvoice.media.turn_state import TurnConfig  # noqa: PLC0415
     from hybridvoice.net.loop import run, tune_gc, uvloop_available  # noqa: PLC0415
     from hybridvoice.net.turn import TurnRelay  # noqa: PLC0415
+
+    from .metrics_http import MetricsListenError, serve_metrics  # noqa: PLC0415
+    from .metrics_turn import turn_registry  # noqa: PLC0415
 
     first, _, last = ports.partition("-")
     config = TurnConfig(
@@ -84,19 +90,33 @@ def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        exporter = None
+        if metrics is not None:
+            try:
+                exporter = await serve_metrics(turn_registry(relay), metrics)
+            except MetricsListenError:
+                relay.close()
+                raise
+            print(f"METRICS {exporter.url}/metrics", flush=True)
         host, port = relay.address
         print(f"READY {host}:{port} tcp={tcp} uvloop={uvloop_available()}", flush=True)
         try:
             await stop.wait()
         finally:
+            if exporter is not None:
+                await exporter.stop()
             counters = dict(relay.server.counters)
             counters["send_errors"] = relay.send_errors
             relay.close()
             print("STATS " + json.dumps(counters, sort_keys=True), flush=True)
 
     if profile is None:
-        with contextlib.suppress(KeyboardInterrupt):
-            run(main())
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                run(main())
+        except MetricsListenError as exc:
+            typer.echo(f"cannot start: {exc}", err=True)
+            raise typer.Exit(2) from exc
         return
     import cProfile  # noqa: PLC0415
 

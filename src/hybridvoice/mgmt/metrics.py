@@ -24,6 +24,7 @@ from hybridvoice.mediation.trunks import Health
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.metrics import endpoint_metrics, proxy_metrics
 
+from .metrics_calls import call_families
 from .metrics_health import gateway_transitions, self_health_metrics
 from .metrics_traces import quality_metrics
 from .metrics_turn import turn_metrics
@@ -33,7 +34,13 @@ if TYPE_CHECKING:
 
     from .appliance import Appliance
 
-__all__ = ["ApplianceCollector", "appliance_registry", "endpoint_metrics"]
+__all__ = [
+    "ApplianceCollector",
+    "appliance_registry",
+    "endpoint_metrics",
+    "gateway_families",
+    "relay_families",
+]
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
@@ -91,71 +98,17 @@ class ApplianceCollector:
             refusals,
             _gauge("hybridvoice_maintenance", "1 in maintenance (drain) mode", adm.maintenance),
         ]
-        out += _failures(mediation)
+        out += _failures(mediation) + call_families(mediation)
         if mediation.trunks is not None:
             total = sum(g.calls_total for g in mediation.trunks.status())
             out.append(_counter("hybridvoice_calls", "Calls placed to or from a gateway", total))
         return out
 
     def _gateways(self) -> Iterable[Metric]:
-        mediation = self._appliance.mediation
-        if mediation is None or mediation.trunks is None:
-            return []
-        labels = ["gateway"]
-        up = GaugeMetricFamily(
-            "hybridvoice_gateway_up",
-            "0 when OPTIONS probes found the gateway down, else 1 (unprobed counts as up)",
-            labels=labels,
-        )
-        enabled = GaugeMetricFamily("hybridvoice_gateway_enabled", "1 if enabled", labels=labels)
-        active = GaugeMetricFamily(
-            "hybridvoice_gateway_calls_active", "Calls holding a session", labels=labels
-        )
-        total = CounterMetricFamily(
-            "hybridvoice_gateway_calls", "Call attempts to or from the gateway", labels=labels
-        )
-        failed = CounterMetricFamily(
-            "hybridvoice_gateway_calls_failed", "Call attempts that failed", labels=labels
-        )
-        rtt = GaugeMetricFamily(
-            "hybridvoice_gateway_options_rtt_seconds",
-            "Round trip of the last answered OPTIONS probe",
-            labels=labels,
-        )
-        for g in mediation.trunks.status():
-            up.add_metric([g.name], 0 if g.health is Health.DOWN else 1)
-            enabled.add_metric([g.name], g.enabled)
-            active.add_metric([g.name], g.active_calls)
-            total.add_metric([g.name], g.calls_total)
-            failed.add_metric([g.name], g.calls_failed)
-            if g.last_options_rtt_ms is not None:
-                rtt.add_metric([g.name], g.last_options_rtt_ms / 1000)
-        return [up, enabled, active, total, failed, rtt, gateway_transitions(mediation.trunks)]
+        return gateway_families(self._appliance.mediation)
 
     def _relay(self) -> Iterable[Metric]:
-        mediation = self._appliance.mediation
-        if mediation is None or mediation.relay is None:
-            return []
-        s = mediation.relay.stats()
-        return [
-            _gauge("hybridvoice_relay_calls", "Calls whose media is relayed now", s.calls),
-            _counter("hybridvoice_relay_packets", "RTP packets relayed", s.packets),
-            _counter("hybridvoice_relay_bytes", "RTP bytes relayed", s.bytes),
-            _counter("hybridvoice_relay_dropped_packets", "RTP packets dropped", s.dropped),
-            _counter("hybridvoice_relay_rtcp_packets", "RTCP packets relayed", s.rtcp_packets),
-            _counter("hybridvoice_relay_send_errors", "Relay sends that failed", s.send_errors),
-            _counter(
-                "hybridvoice_relay_srtp_auth_failures",
-                "SRTP/SRTCP packets dropped: authentication failed",
-                s.srtp_auth_failures,
-            ),
-            _counter(
-                "hybridvoice_relay_srtp_replays",
-                "SRTP/SRTCP packets dropped: replayed",
-                s.srtp_replays,
-            ),
-            _gauge("hybridvoice_relay_ports_available", "Free media ports", s.ports_available),
-        ]
+        return relay_families(self._appliance.mediation)
 
     def _edge(self) -> Iterable[Metric]:
         edge = self._appliance.edge
@@ -197,6 +150,68 @@ class ApplianceCollector:
             )
             out.append(_counter("hybridvoice_cloud_heartbeats", "Heartbeats sent", link.heartbeats))
         return out
+
+
+def gateway_families(mediation: MediationRole | None) -> list[Metric]:
+    """Each gateway's health, calls and OPTIONS round trip (none without a trunk table)."""
+    if mediation is None or mediation.trunks is None:
+        return []
+    labels = ["gateway"]
+    up = GaugeMetricFamily(
+        "hybridvoice_gateway_up",
+        "0 when OPTIONS probes found the gateway down, else 1 (unprobed counts as up)",
+        labels=labels,
+    )
+    enabled = GaugeMetricFamily("hybridvoice_gateway_enabled", "1 if enabled", labels=labels)
+    active = GaugeMetricFamily(
+        "hybridvoice_gateway_calls_active", "Calls holding a session", labels=labels
+    )
+    total = CounterMetricFamily(
+        "hybridvoice_gateway_calls", "Call attempts to or from the gateway", labels=labels
+    )
+    failed = CounterMetricFamily(
+        "hybridvoice_gateway_calls_failed", "Call attempts that failed", labels=labels
+    )
+    rtt = GaugeMetricFamily(
+        "hybridvoice_gateway_options_rtt_seconds",
+        "Round trip of the last answered OPTIONS probe",
+        labels=labels,
+    )
+    for g in mediation.trunks.status():
+        up.add_metric([g.name], 0 if g.health is Health.DOWN else 1)
+        enabled.add_metric([g.name], g.enabled)
+        active.add_metric([g.name], g.active_calls)
+        total.add_metric([g.name], g.calls_total)
+        failed.add_metric([g.name], g.calls_failed)
+        if g.last_options_rtt_ms is not None:
+            rtt.add_metric([g.name], g.last_options_rtt_ms / 1000)
+    return [up, enabled, active, total, failed, rtt, gateway_transitions(mediation.trunks)]
+
+
+def relay_families(mediation: MediationRole | None) -> list[Metric]:
+    """The media relay's packets, bytes, drops and free ports (none without a relay)."""
+    if mediation is None or mediation.relay is None:
+        return []
+    s = mediation.relay.stats()
+    return [
+        _gauge("hybridvoice_relay_calls", "Calls whose media is relayed now", s.calls),
+        _counter("hybridvoice_relay_packets", "RTP packets relayed", s.packets),
+        _counter("hybridvoice_relay_bytes", "RTP bytes relayed", s.bytes),
+        _counter("hybridvoice_relay_dropped_packets", "RTP packets dropped", s.dropped),
+        _counter("hybridvoice_relay_rtcp_packets", "RTCP packets relayed", s.rtcp_packets),
+        _counter("hybridvoice_relay_send_errors", "Relay sends that failed", s.send_errors),
+        _counter(
+            "hybridvoice_relay_srtp_auth_failures",
+            "SRTP/SRTCP packets dropped: authentication failed",
+            s.srtp_auth_failures,
+        ),
+        _counter(
+            "hybridvoice_relay_srtp_replays",
+            "SRTP/SRTCP packets dropped: replayed",
+            s.srtp_replays,
+        ),
+        _gauge("hybridvoice_relay_ports_available", "Free media ports", s.ports_available),
+    ]
 
 
 def _failures(mediation: MediationRole) -> list[Metric]:

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
     from hybridvoice.edge.media_relay import EdgeMedia
+    from hybridvoice.net.turn import TurnRelay
 
-__all__ = ["turn_metrics"]
+__all__ = ["turn_metrics", "turn_registry", "turn_relay_metrics"]
 
 #: Counters of the relay that are not refusals.
 _ACTIVITY: Final = frozenset({
@@ -44,7 +46,24 @@ def turn_metrics(media: EdgeMedia | None) -> list[Metric]:
     """The relay's and MRAS's families; none when the relay does not run."""
     if media is None:
         return []
-    counts = media.relay.counters
+    mras = CounterMetricFamily(
+        "hybridvoice_mras_requests", "MRAS credential requests by result", labels=["result"]
+    )
+    for result in ("issued", "refused_untrusted", "refused_invalid"):
+        mras.add_metric([result], media.mras_counters.get(result, 0))
+    tls = CounterMetricFamily(
+        "hybridvoice_mras_tls_refused",
+        "MRAS handshakes refused: chain, certificate or version did not verify, by reason",
+        labels=["peer", "reason"],
+    )
+    for (peer, reason), n in sorted(media.tls_refused.items()):
+        tls.add_metric([peer, reason], n)
+    return [*turn_relay_metrics(media.relay), mras, tls, *_anchoring(media)]
+
+
+def turn_relay_metrics(relay: TurnRelay) -> list[Metric]:
+    """The TURN relay's own families (also what ``turn serve --metrics`` exposes)."""
+    counts = relay.counters
     refused = CounterMetricFamily(
         "hybridvoice_turn_refused", "TURN requests and data refused or dropped, by reason",
         labels=["reason"],
@@ -62,26 +81,14 @@ def turn_metrics(media: EdgeMedia | None) -> list[Metric]:
         packets.add_metric([direction], counts.get(direction, 0))
         data.add_metric([direction], counts.get(f"{direction}_bytes", 0))
     now = GaugeMetricFamily(
-        "hybridvoice_turn_allocations", "TURN allocations now", value=media.relay.server.allocations
+        "hybridvoice_turn_allocations", "TURN allocations now", value=relay.server.allocations
     )
     made = CounterMetricFamily(
         "hybridvoice_turn_allocations_made",
         "TURN allocations made",
         value=counts.get("allocations", 0),
     )
-    mras = CounterMetricFamily(
-        "hybridvoice_mras_requests", "MRAS credential requests by result", labels=["result"]
-    )
-    for result in ("issued", "refused_untrusted", "refused_invalid"):
-        mras.add_metric([result], media.mras_counters.get(result, 0))
-    tls = CounterMetricFamily(
-        "hybridvoice_mras_tls_refused",
-        "MRAS handshakes refused: chain, certificate or version did not verify, by reason",
-        labels=["peer", "reason"],
-    )
-    for (peer, reason), n in sorted(media.tls_refused.items()):
-        tls.add_metric([peer, reason], n)
-    return [refused, packets, data, now, made, mras, tls, *_anchoring(media)]
+    return [refused, packets, data, now, made]
 
 
 def _anchoring(media: EdgeMedia) -> list[Metric]:
@@ -142,3 +149,20 @@ def _anchoring(media: EdgeMedia) -> list[Metric]:
         value=stats.stun_dropped,
     )
     return [calls, active, relayed, dropped, no_ports, idle, checks, nominations, limited, stun]
+
+
+class _TurnCollector:
+    __slots__ = ("_relay",)
+
+    def __init__(self, relay: TurnRelay) -> None:
+        self._relay = relay
+
+    def collect(self) -> list[Metric]:
+        return turn_relay_metrics(self._relay)
+
+
+def turn_registry(relay: TurnRelay) -> CollectorRegistry:
+    """A registry of its own with ``relay``'s families (``hybridvoice turn serve --metrics``)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_TurnCollector(relay))
+    return registry

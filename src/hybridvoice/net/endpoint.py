@@ -41,6 +41,7 @@ from hybridvoice.sip.transaction import (
 )
 
 from .failures import describe_failure
+from .log_context import LEG_CALL_ID
 from .pipe import LocalExchange
 from .stream import StreamLimits, StreamTransport
 from .transport import (
@@ -383,18 +384,26 @@ class Endpoint:
         counts = self.counters.requests_in
         method = request.method if request.method in KNOWN_METHODS else "other"
         counts[method] = counts.get(method, 0) + 1
-        self.layer.receive_request(
-            request, self._loop.time(), reliable=source.transport.reliable, context=source
-        )
-        self._drain()
+        token = LEG_CALL_ID.set(request)  # log lines name its call
+        try:
+            self.layer.receive_request(
+                request, self._loop.time(), reliable=source.transport.reliable, context=source
+            )
+            self._drain()
+        finally:
+            LEG_CALL_ID.reset(token)
 
     def on_response(self, response: Response, source: Source) -> None:
         if self.trace is not None:
             self.trace("in", response)
         counts = self.counters.responses_in
         counts[response.status] = counts.get(response.status, 0) + 1
-        self.layer.receive_response(response, self._loop.time())
-        self._drain()
+        token = LEG_CALL_ID.set(response)
+        try:
+            self.layer.receive_response(response, self._loop.time())
+            self._drain()
+        finally:
+            LEG_CALL_ID.reset(token)
 
     # --- the layer's events ------------------------------------------------------------------
 

@@ -82,6 +82,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger("hybridvoice.net.proxy")
+#: the requests whose forwarding is logged (debug): those that make or end a call
+_LOGGED: Final = frozenset({"INVITE", "BYE", "CANCEL", "REFER"})
 
 #: client transaction states in which a CANCEL may be created (§9.1)
 _CANCELLABLE: Final = (ClientState.CALLING, ClientState.PROCEEDING)
@@ -241,9 +243,13 @@ class Proxy:
         checks: UasPolicy = DEFAULT_CHECKS,
         timer_c: float = 180.0,
         rng: random.Random | None = None,
+        log: logging.Logger | None = None,
     ) -> None:
         self.endpoint = endpoint
         endpoint.tu = self
+        #: where the forwarding of dialog-making and -ending requests is logged (debug): the
+        #: role's own logger, so that ``--log-component edge=debug`` shows the edge's
+        self.log = log or _log
         self.policy = policy
         self._network = _Network(endpoint, policy, record_route_hosts or {}, names)
         self.core: ProxyCore[Source] = ProxyCore(
@@ -461,6 +467,8 @@ class Proxy:
         self.core.branch_sent(action.branch, tx)
         counts = self.counters.requests_forwarded
         counts[request.method] = counts.get(request.method, 0) + 1
+        if request.method in _LOGGED and self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("%s %s forwarded to %s", request.method, request.uri, destination)
 
     def _hooked(self, message: Request | Response, out: Transport | None) -> None:
         """The forward hook (set: the callers look) on ``message``; a hook that fails leaves

@@ -138,6 +138,7 @@ class Registrar:
         "_nonce_lifetime",
         "_rng",
         "_secret",
+        "answers",
         "default_expires",
         "guard",
         "max_contacts",
@@ -191,6 +192,8 @@ class Registrar:
         #: told of every REGISTER that changed an address of record's bindings, as
         #: ``observer(aor, before, after, now)`` (:mod:`.registrar_shared`: other instances)
         self.observer: BindingObserver | None = None
+        #: REGISTERs answered, by status (200 accepted, 401 challenged, others refused)
+        self.answers: dict[int, int] = {}
 
     # --- location service ------------------------------------------------------------------------
 
@@ -246,13 +249,15 @@ class Registrar:
     def handle(
         self, request: Request, now: float, source: tuple[str, str, int] | None = None
     ) -> Response:
-        """Answer a REGISTER (see the module docstring for the steps)."""
+        """Answer a REGISTER (see the module docstring for the steps), counted by status."""
         try:
-            return self._register(request, now, source)
+            response = self._register(request, now, source)
         except _RejectedError as reject:
-            return reject.response
+            response = reject.response
         except ParseError as exc:
-            return self._answer(request, 400, reason="Bad Request", warning=str(exc))
+            response = self._answer(request, 400, reason="Bad Request", warning=str(exc))
+        self.answers[response.status] = self.answers.get(response.status, 0) + 1
+        return response
 
     def _register(
         self, request: Request, now: float, source: tuple[str, str, int] | None

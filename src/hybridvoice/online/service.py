@@ -13,6 +13,7 @@ and counted in ``/metrics``. The service receives its SIP endpoint and listeners
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from .api_updates import add_update_routes
 from .assembly import OnlineSip, open_sip
 from .guard import AuthGuard, BlockReason, GuardLimits
 from .heartbeat_summary import SummaryBoard
+from .metrics_registrar import registration_metrics
 from .policy import OnlinePolicy
 from .registrar import Registrar
 from .store import TenantStore
@@ -154,7 +156,10 @@ class OnlineService:
                 rng=rng,
                 trusted_peers=o.trusted_peers,
             )
-            self.proxy = Proxy(endpoint, self.policy, names=self.policy.edge_address)
+            self.proxy = Proxy(
+                endpoint, self.policy, names=self.policy.edge_address,
+                log=logging.getLogger("hybridvoice.online.proxy"),
+            )  # fmt: skip
             app = create_online_api(
                 self.store,
                 appliance_auth=o.appliance_auth,  # appliances by certificate (HTTPS)
@@ -162,6 +167,7 @@ class OnlineService:
                 metrics=lambda: (
                     sip_metrics(self.registrar, self.proxy)
                     + guard_metrics(self.guard)
+                    + registration_metrics(self.registrar)
                     + endpoint_metrics([("online", endpoint)])  # messages, drops by reason
                 ),
             )
