@@ -32,6 +32,7 @@ from hybridvoice.cms.api_errors import OPENAPI_URL
 from hybridvoice.cms.guard import audit_change, protect, short_text
 from hybridvoice.mediation.records_model import CallRecord, CallState
 
+from .appliance_answers import add_appliance_answers
 from .appliance_logging_api import add_logging_routes
 from .appliance_ops_api import add_ops_routes
 from .appliance_traces_api import add_trace_routes
@@ -132,6 +133,7 @@ def create_appliance_api(appliance: Appliance) -> FastAPI:
     add_trace_routes(app, appliance)
     add_ops_routes(app, appliance)  # site CA, test calls
     add_logging_routes(app)
+    add_appliance_answers(app)  # call records' models in /v1/openapi.json
 
     @app.post("/v1/leave")
     async def leave(request: Request) -> dict[str, Any]:
