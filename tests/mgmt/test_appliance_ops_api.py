@@ -170,3 +170,24 @@ def test_the_cli_renews_and_lists_a_remote_appliances_certificates(
     assert store.load_credential("mediation").generation == before + 1
     assert unknown.exit_code == 1 and "no certificate 'nope'" in unknown.output
     assert "/v1/" not in unknown.output and "ca status --appliance" in unknown.output
+
+
+def test_the_logs_command_shows_the_apis_refusal(
+    pki_app: tuple[Appliance, FastAPI, str, PkiStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``logs start`` with a level the appliance refuses prints the API's error (it read
+    ``detail``, which the error shape no longer has, and showed only the HTTP reason)."""
+    _, app, admin, _ = pki_app
+    monkeypatch.setenv("HYBRIDVOICE_TOKEN", admin)
+
+    async def main() -> Result:
+        server = await serve_asgi(app, "127.0.0.1", 0)
+        try:
+            args = ["logs", "start", "--level", "loud", "--appliance", server.url]
+            return await asyncio.to_thread(CliRunner().invoke, cli_app, args)
+        finally:
+            await server.stop()
+
+    refused = asyncio.run(main())
+    assert refused.exit_code == 1, refused.output
+    assert "loud" in refused.output and "Unprocessable" not in refused.output

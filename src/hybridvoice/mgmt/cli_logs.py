@@ -120,8 +120,9 @@ def _put(appliance: str, body: dict[str, Any]) -> None:
 
 def _show(response: httpx.Response) -> None:
     if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", {})
+        try:  # the API's error shape, {"error", "field", "hint"} (docs/api.md)
+            body = response.json()
+            detail = body.get("detail", body) if isinstance(body, dict) else body
         except ValueError:
             detail = {}
         if not isinstance(detail, dict):
