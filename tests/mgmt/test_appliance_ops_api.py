@@ -191,3 +191,26 @@ def test_the_logs_command_shows_the_apis_refusal(
     refused = asyncio.run(main())
     assert refused.exit_code == 1, refused.output
     assert "loud" in refused.output and "Unprocessable" not in refused.output
+
+
+def test_calls_trace_shows_the_apis_refusal(
+    pki_app: tuple[Appliance, FastAPI, str, PkiStore], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """``calls trace`` on an appliance without a capture prints what the appliance said, not
+    the HTTP reason ("Not Found")."""
+    _, app, admin, _ = pki_app
+    monkeypatch.setenv("HYBRIDVOICE_TOKEN", admin)
+
+    async def main() -> Result:
+        server = await serve_asgi(app, "127.0.0.1", 0)
+        try:
+            args = ["calls", "trace", "nope", "--out", str(tmp_path / "x.pcap"),
+                    "--appliance", server.url]  # fmt: skip
+            return await asyncio.to_thread(CliRunner().invoke, cli_app, args)
+        finally:
+            await server.stop()
+
+    refused = asyncio.run(main())
+    assert refused.exit_code == 1, refused.output
+    assert "does not capture SIP" in refused.output, refused.output
