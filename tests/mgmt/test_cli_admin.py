@@ -109,6 +109,7 @@ def test_every_service_command_creates_changes_and_reads_against_a_live_lab(admi
     gateways(admin)
     calls(admin, site)
     tokens(admin)
+    logging_levels(admin)
     site_trust(admin)
     update_windows(admin, site)
     rolling_update(admin, site)
@@ -283,6 +284,15 @@ def gateways(admin: Admin) -> None:
     assert health["health"] == "up" and health["last_options_status"] == 200
     shown = admin("gateway health", first["name"]).stdout
     assert re.search(r"last_options_rtt_ms\s+│\s+\d+\.\d{1,2} ms", shown), shown
+
+
+def logging_levels(admin: Admin) -> None:
+    """Start-/Stop-CcLogging: the levels change at run time and are read back."""
+    admin("logs start", "--component", "mediation=debug")
+    assert "mediation" in admin("logs status").stdout
+    admin("logs start", "--component", "nosuch=debug", code=2)
+    admin("logs stop")
+    assert "debug" not in admin("logs status").stdout
 
 
 def calls(admin: Admin, site: str) -> None:
