@@ -114,7 +114,6 @@ def test_every_service_command_creates_changes_and_reads_against_a_live_lab(admi
     update_windows(admin, site)
     rolling_update(admin, site)
     site_ca(admin, site)
-    log_levels(admin)
     admin("appliance remove", admin.json("appliance list")[0]["name"])
     # --appliance names another appliance's API: refused before anything is drained
     result = admin("appliance remove", "no-such-appliance", code=2)
@@ -133,17 +132,6 @@ def tokens(admin: Admin) -> None:
     admin("token revoke", reader["id"])
     log = admin.json("audit", "--since", "1h")
     assert [e["operation"] for e in log][:2] == ["token.revoke", "token.create"]
-
-
-def log_levels(admin: Admin) -> None:
-    """``logs start|status|stop``: the appliance's log levels at run time, and a refusal in the
-    CLI's terms (the API's error, not an HTTP reason)."""
-    started = admin("logs start", "--level", "info", "--component", "mediation=debug").stdout
-    assert "log level info" in started and "mediation=debug" in started
-    assert "mediation=debug" in admin("logs status").stdout
-    assert "log level warning" in admin("logs stop").stdout
-    refused = admin("logs start", "--level", "loud", code=1)
-    assert "loud" in refused.stderr
 
 
 def site_ca(admin: Admin, site: str) -> None:
