@@ -113,6 +113,7 @@ def test_every_service_command_creates_changes_and_reads_against_a_live_lab(admi
     site_trust(admin)
     update_windows(admin, site)
     rolling_update(admin, site)
+    site_ca(admin, site)
     admin("appliance remove", admin.json("appliance list")[0]["name"])
     # --appliance names another appliance's API: refused before anything is drained
     result = admin("appliance remove", "no-such-appliance", code=2)
@@ -131,6 +132,20 @@ def tokens(admin: Admin) -> None:
     admin("token revoke", reader["id"])
     log = admin.json("audit", "--since", "1h")
     assert [e["operation"] for e in log][:2] == ["token.revoke", "token.create"]
+
+
+def site_ca(admin: Admin, site: str) -> None:
+    """``ca status`` and ``ca renew`` with ``--appliance``: the appliance's site PKI through its
+    API. The lab runs without TLS, so it has none: the command says so; then one made in the
+    appliance's state directory is listed and renewed."""
+    refused = admin("ca status", code=1)
+    assert "no site CA" in refused.stderr and "ca restore" in refused.stderr
+    store = PkiStore(admin.state / "appliance" / "pki")
+    now = datetime.datetime.now(datetime.UTC)
+    store.ensure_server(store.ensure_ca(site, now), "mediation", now, dns_names=["med.lab"])
+    assert {"ca", "cert:mediation"} <= {c["name"] for c in admin.json("ca status")}
+    assert "mediation: renewed, generation 2" in admin("ca renew", "mediation").stdout
+    assert store.load_credential("mediation").generation == 2
 
 
 def site_trust(admin: Admin) -> None:

@@ -10,6 +10,13 @@ import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from hybridvoice.online.api import create_online_api
+from hybridvoice.online.api_answers import add_online_answers
+from hybridvoice.online.api_trust import add_trust_routes
+from hybridvoice.online.api_turn import add_turn_routes
+from hybridvoice.online.api_updates import add_update_routes
+from hybridvoice.online.store import TenantStore
+
 READS = frozenset({"GET", "HEAD"})
 
 
@@ -45,3 +52,19 @@ async def send(http: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -
     """One request; a change-feed poll never waits."""
     params = {"since": 0} if path == "/v1/changes" else None
     return await http.request(method, path, params=params, **kwargs)
+
+
+def online_api(store: TenantStore) -> FastAPI:
+    """The online service's API with every router the service adds (update windows, site
+    roots, TURN credentials from an MRAS that is never reached), as ``OnlineService`` builds
+    it: for the tests that walk or fuzz every route."""
+
+    async def no_mras(url: str, user: str) -> dict[str, Any]:
+        raise ValueError(f"no MRAS in this test ({url}, {user})")
+
+    app = create_online_api(store)
+    add_update_routes(app, store)
+    add_turn_routes(app, store, no_mras)
+    add_trust_routes(app, store, None)
+    add_online_answers(app)
+    return app

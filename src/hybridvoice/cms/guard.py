@@ -37,7 +37,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from .api_errors import ErrorShape, add_answers, document
 from .audit import AuditLog
+from .guard_answers import GUARD_ANSWERS
 from .tokens import Scope, Token, TokenError, TokenStore, scope_allows
 
 __all__ = [
@@ -364,5 +366,8 @@ def protect(
     ``appliance_writes``: (method, path regex) of the writes an ``appliance`` token may do."""
     patterns = [(method, re.compile(path)) for method, path in appliance_writes]
     app.add_middleware(_Guard, access=access, appliance_writes=patterns)
+    app.add_middleware(ErrorShape)  # outermost: the guard's refusals get the shape too
+    document(app)
+    add_answers(app, GUARD_ANSWERS)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     _routes(app, access)

@@ -28,10 +28,13 @@ from fastapi import Body, FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hybridvoice.cms.api_errors import OPENAPI_URL
 from hybridvoice.cms.guard import audit_change, protect, short_text
 from hybridvoice.mediation.records_model import CallRecord, CallState
 
+from .appliance_answers import add_appliance_answers
 from .appliance_logging_api import add_logging_routes
+from .appliance_ops_api import add_ops_routes
 from .appliance_traces_api import add_trace_routes
 from .gateways import GatewayChangeError
 from .metrics import appliance_registry
@@ -87,7 +90,8 @@ def _search(
 
 
 def create_appliance_api(appliance: Appliance) -> FastAPI:
-    app = FastAPI(title="hybridvoice appliance", version="1", docs_url=None, redoc_url=None)
+    app = FastAPI(title="hybridvoice appliance", version="1", docs_url=None, redoc_url=None,
+                  openapi_url=OPENAPI_URL)  # fmt: skip
     registry = app.state.metrics = appliance_registry(appliance)
     protect(app, appliance.access)
 
@@ -127,7 +131,9 @@ def create_appliance_api(appliance: Appliance) -> FastAPI:
 
     _gateway_routes(app, appliance)
     add_trace_routes(app, appliance)
+    add_ops_routes(app, appliance)  # site CA, test calls
     add_logging_routes(app)
+    add_appliance_answers(app)  # call records' models in /v1/openapi.json
 
     @app.post("/v1/leave")
     async def leave(request: Request) -> dict[str, Any]:
@@ -141,17 +147,21 @@ def create_appliance_api(appliance: Appliance) -> FastAPI:
     @app.post("/v1/maintenance/{action}")
     async def maintenance(action: str, request: Request) -> dict[str, Any]:
         # async: the role's state is the event loop's, not a worker thread's
+        if action not in ("enter", "exit"):
+            raise _error(404, f"unknown action {short_text(action)!r}", "use enter or exit")
         mediation = appliance.mediation
-        if mediation is None:
-            raise HTTPException(503, detail={"error": "the mediation role is not running"})
+        if mediation is None:  # the appliance's state, not the server's fault: 409, not 5xx
+            raise _error(
+                409,
+                "the mediation role is not running on this appliance",
+                "maintenance drains the mediation role; GET /v1/status shows the roles",
+            )
         before = {"state": "maintenance" if mediation.admission.maintenance else "online"}
         audit_change(request, f"maintenance.{action}", appliance.name, before)
         if action == "enter":
             mediation.enter_maintenance()
-        elif action == "exit":
-            mediation.exit_maintenance()
         else:
-            raise _error(404, f"unknown action {short_text(action)!r}", "use enter or exit")
+            mediation.exit_maintenance()
         after = {"state": "maintenance" if mediation.admission.maintenance else "online"}
         if appliance.link is not None:  # the cloud learns it now, not at the next heartbeat
             appliance.link.beat_now()

@@ -10,6 +10,10 @@ The commands of the original's CA cmdlets, on the files ``hybridvoice up`` keeps
   ``ca renew --ca`` (Update-CcCertificationAuthority): a running ``up`` takes the new
   certificate for its next handshakes without a restart;
 - ``ca status``: every certificate with its days left, warning 30 days before expiry;
+- ``ca status`` and ``ca renew`` with ``--appliance URL``: the same through that appliance's
+  management API (``GET /v1/ca/certificates``, ``POST /v1/ca/renew``, docs/api.md), for an
+  appliance the admin reaches only over the network; the other commands stay local (a CA
+  backup, restore or key is a file an admin moves by hand, never over the API);
 - ``ca issue-gateway``: a certificate for a gateway (MTLS on 5067) from the site CA, with a
   new key or for the gateway's own certificate request.
 
@@ -54,6 +58,24 @@ StateDir = Annotated[
 Config = Annotated[
     Path | None, typer.Option(help="The settings file up runs (to find its state directory)")
 ]
+
+
+def _remote(value: str | None) -> str | None:
+    """Remember that ``--appliance`` gave this URL, for the "cannot reach" error."""
+    if value is not None:
+        from .cli_admin import _url_of  # noqa: PLC0415 - only with --appliance
+
+        _url_of("--appliance")(value)
+    return value
+
+
+Remote = Annotated[
+    str | None,
+    typer.Option(
+        "--appliance", metavar="URL", callback=_remote,
+        help="Ask a (remote) appliance's management API instead of a local state directory",
+    ),
+]  # fmt: skip
 
 
 def _now() -> datetime.datetime:
@@ -206,30 +228,33 @@ def renew(
     ] = False,
     state_dir: StateDir = None,
     config: Config = None,
+    appliance: Remote = None,
 ) -> None:
     """Renew-CcServerCertificate: a new key and certificate, same names, next generation. A
     running up presents it on its next handshakes; calls in progress go on."""
     from hybridvoice.pki import PkiError  # noqa: PLC0415
 
-    store, now = _store(state_dir, config), _now()
-    try:
-        if not store.has_ca():  # nothing to renew is no success
-            store.load_ca()
-        if ca:
-            renewed_ca = store.load_ca().renewed(now)
-            store.save_ca(renewed_ca)
-            until = renewed_ca.certificate.not_valid_after_utc
-            out.print(f"site CA renewed, valid until {until:%Y-%m-%d}")
-        for name in (role,) if role else () if ca else store.names():
-            credential = store.renew(name, now)
+    from .ca_ops import renew_certificates  # noqa: PLC0415
+
+    if appliance is not None:
+        from .cli_ca_remote import renew_remote  # noqa: PLC0415
+
+        renewed = renew_remote(appliance, role, ca)
+    else:
+        store = _store(state_dir, config)
+        try:
+            renewed = renew_certificates(store, _now(), name=role, ca=ca)
+        except PkiError as exc:
+            if not store.has_ca():
+                raise _pki_failed(exc, state_dir, config) from exc
+            raise _fail(str(exc)) from exc
+    for r in renewed:
+        if r.name == "ca":
+            out.print(f"site CA renewed, valid until {r.not_after:%Y-%m-%d}")
+        else:
             out.print(
-                f"{name}: renewed, generation {credential.generation}, valid until "
-                f"{credential.not_after:%Y-%m-%d}"
+                f"{r.name}: renewed, generation {r.generation}, valid until {r.not_after:%Y-%m-%d}"
             )
-    except PkiError as exc:
-        if not store.has_ca():
-            raise _pki_failed(exc, state_dir, config) from exc
-        raise _fail(f"{exc} (known: {', '.join(store.names()) or 'none'})") from exc
 
 
 @ca_app.command("status")
@@ -237,17 +262,24 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     state_dir: StateDir = None,
     config: Config = None,
+    appliance: Remote = None,
 ) -> None:
     """Every certificate of the site PKI, soonest expiry first, with its days left; warns
     30 days before one expires. Exit 1 when one has expired."""
     from hybridvoice.pki import WARN_DAYS, expiry_report  # noqa: PLC0415
 
-    store = _store(state_dir, config)
-    if not store.has_ca():
-        from hybridvoice.pki import NoSiteCaError  # noqa: PLC0415
+    if appliance is not None:
+        from .cli_ca_remote import status_remote  # noqa: PLC0415
 
-        raise _pki_failed(NoSiteCaError(f"no site CA in {store.directory}"), state_dir, config)
-    report = expiry_report(store.certificates(), _now())
+        where, report = status_remote(appliance)
+    else:
+        store = _store(state_dir, config)
+        if not store.has_ca():
+            from hybridvoice.pki import NoSiteCaError  # noqa: PLC0415
+
+            missing = NoSiteCaError(f"no site CA in {store.directory}")
+            raise _pki_failed(missing, state_dir, config)
+        where, report = str(store.directory), expiry_report(store.certificates(), _now())
     if as_json:
         rows = [
             {"name": e.name, "subject": e.subject, "not_after": e.not_after.isoformat(),
@@ -256,7 +288,7 @@ def status(
         ]  # fmt: skip
         out.print_json(json.dumps(rows))
     else:
-        table = Table(title=f"site PKI in {store.directory}")
+        table = Table(title=f"site PKI in {where}")
         for column in ("certificate", "subject", "expires", "days left"):
             table.add_column(column)
         for e in report:

@@ -22,6 +22,7 @@ import typer
 from rich.table import Table
 
 from .cli_admin import APPLIANCE_URL, ApplianceUrl, cli_terms, client, fail, out
+from .cli_errors import refusal
 from .log_search import LogQuery, LogSearchError, parse_when, search
 from .logs import LoggingSetupError, parse_components
 
@@ -120,17 +121,10 @@ def _put(appliance: str, body: dict[str, Any]) -> None:
 
 def _show(response: httpx.Response) -> None:
     if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", {})
-        except ValueError:
-            detail = {}
-        if not isinstance(detail, dict):
-            detail = {"error": str(detail)}
-        hint = detail.get("hint")
+        error, hint = refusal(response)
         if response.status_code in (401, 403):
             hint = "Changing log levels needs an admin token: pass --token or HYBRIDVOICE_TOKEN."
-        fail(cli_terms(str(detail.get("error") or response.reason_phrase)),
-             cli_terms(str(hint)) if hint else None)  # fmt: skip
+        fail(cli_terms(error), cli_terms(hint) if hint else None)
     levels = response.json()
     parts = ", ".join(f"{k}={v}" for k, v in sorted(levels.get("components", {}).items()))
     out.print(f"log level {levels.get('level')}" + (f"; {parts}" if parts else ""))

@@ -11,6 +11,7 @@ import httpx
 import typer
 
 from .cli_admin import APPLIANCE_URL, ApplianceUrl, cli_terms, client, fail, out
+from .cli_errors import refusal
 
 __all__ = ["register_trace_commands"]
 
@@ -30,17 +31,10 @@ def calls_trace(
         fail(f"cannot reach {appliance}: {exc}",
              "Is `hybridvoice up` running? Point --appliance at it.", 2)  # fmt: skip
     if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", {})
-        except ValueError:
-            detail = {}
-        if not isinstance(detail, dict):
-            detail = {"error": str(detail)}
-        hint = detail.get("hint")
+        error, hint = refusal(response)
         if response.status_code == 401:
             hint = "Pass --token or set HYBRIDVOICE_TOKEN (`hybridvoice up` saves its own)."
-        fail(cli_terms(str(detail.get("error") or response.reason_phrase)),
-             cli_terms(str(hint)) if hint else None)  # fmt: skip
+        fail(cli_terms(error), cli_terms(hint) if hint else None)
     try:
         out_file.write_bytes(response.content)
     except OSError as exc:

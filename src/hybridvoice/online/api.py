@@ -20,7 +20,7 @@ day, with a long-polled change feed:
   status, the tenant's version, plus what the ``metrics`` callable gives (the service passes
   :func:`sip_metrics`: registrar bindings and proxy counters).
 
-Errors are ``{"error": what went wrong, "hint": what to do next}`` with 400 (the request
+Errors are ``{"error": what, "field": which, "hint": what next}`` (docs/api.md), 400 (the request
 contradicts itself), 404 (no such object), 409 (the tenant's data does not allow it), 410 (see
 above) or 422 (invalid fields, with ``details``).
 
@@ -98,9 +98,9 @@ JsonBody = Annotated[dict[str, Any], Body()]
 class ApiError(Exception):
     """An answer other than success: status, what went wrong, what to do next."""
 
-    def __init__(self, status: int, error: str, hint: str) -> None:
+    def __init__(self, status: int, error: str, hint: str, field: str | None = None) -> None:
         super().__init__(error)
-        self.status, self.error, self.hint = status, error, hint
+        self.status, self.error, self.hint, self.field = status, error, hint, field
 
 
 def _not_found(what: str, hint: str) -> ApiError:
@@ -178,8 +178,8 @@ def _named(
                 f"the body's {field} {short_text(repr(given))} differs from the URL's "
                 f"{short_text(repr(path_value))}",
                 f"leave {field} out of the body or make it match the URL; to rename, "
-                "create the new one and delete the old one",
-            )
+                "create the new one and delete the old one", field,
+            )  # fmt: skip
     data[field] = path_value
     return data
 
@@ -228,7 +228,7 @@ def _aor(sip_uri: str) -> str:
         return canonical_aor(sip_uri)
     except ValueError as exc:
         raise ApiError(
-            422, _short(exc), "name the user by SIP URI: /v1/users/sip:alice@contoso.com"
+            422, _short(exc), "name the user by SIP URI: /v1/users/sip:alice@contoso.com", "sip_uri"
         ) from exc
 
 
@@ -336,7 +336,7 @@ def create_online_api(
 
     app = FastAPI(
         title="hybridvoice online service", version="1", lifespan=lifespan,
-        docs_url=None, redoc_url=None,
+        docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json",
     )  # fmt: skip
     app.state.store = store
     app.state.summaries = SummaryBoard(clock)  # the appliances' last heartbeat summaries
@@ -351,7 +351,7 @@ def create_online_api(
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.error, "hint": exc.hint}, exc.status)
+        return JSONResponse({"error": exc.error, "field": exc.field, "hint": exc.hint}, exc.status)
 
     @app.exception_handler(_InvalidBodyError)
     async def model_invalid(request: Request, exc: _InvalidBodyError) -> JSONResponse:
@@ -364,7 +364,7 @@ def create_online_api(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        hint = "see GET /openapi.json for the API's paths and methods"
+        hint = "see GET /v1/openapi.json for the API's paths and methods"
         return JSONResponse({"error": str(exc.detail), "hint": hint}, exc.status_code, exc.headers)
 
     _feed_routes(app, store)
@@ -457,7 +457,7 @@ def _tenant_routes(app: FastAPI, store: TenantStore) -> None:
         try:
             name = canonical_fqdn(body.name, "SIP domain")
         except ValueError as exc:
-            raise ApiError(422, _short(exc), "give a DNS name like contoso.com") from exc
+            raise ApiError(422, _short(exc), "give a DNS name like contoso.com", "name") from exc
         before = {"name": name} if name in store.domains() else None
         store.add_domain(name)
         audit_change(request, "domain.add", name, before, {"name": name})
@@ -535,9 +535,8 @@ def _tenant_routes(app: FastAPI, store: TenantStore) -> None:
         data = _named(body, "sip_uri", aor, canonical_aor)
         password = data.pop("password", None)
         if password is not None and (not isinstance(password, str) or not password):
-            raise ApiError(
-                422, "password must be a non-empty string", "send a password or leave it out"
-            )
+            raise ApiError(422, "password must be a non-empty string",
+                           "send a password or leave it out", "password")  # fmt: skip
         user = _build(User, data)
         if password is not None:
             realms = store.domains()

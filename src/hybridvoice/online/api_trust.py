@@ -70,7 +70,7 @@ def add_trust_routes(app: FastAPI, store: TenantStore, auth: ApplianceAuth | Non
     def check_site(site: str, trust: ApplianceAuth) -> None:
         if not site.isprintable() or not 1 <= len(site) <= 64 or " " in site:
             raise ApiError(422, f"site: 1-64 printable characters without spaces, got {site!r}",
-                           "name the site as its appliances' [Common] SiteName")  # fmt: skip
+                           "name it as its appliances' [Common] SiteName", "site")  # fmt: skip
         if site in trust.site_cas:
             raise ApiError(
                 409, f"site {site!r} is this online service's own: its root comes from the "
@@ -91,7 +91,7 @@ def add_trust_routes(app: FastAPI, store: TenantStore, auth: ApplianceAuth | Non
             cert = parse_root(body.root, datetime.datetime.now(datetime.UTC))
         except SiteRootError as exc:
             raise ApiError(422, str(exc), "give the site's root.pem (`hybridvoice ca "
-                           "export-root` on an appliance of that site)") from exc  # fmt: skip
+                           "export-root` on one of its appliances)", "root") from exc  # fmt: skip
         before = trust.added.get(site)
         store.site_roots.put(site, cert, time.time())
         trust.set_added({**trust.added, site: cert})

@@ -84,14 +84,14 @@ def add_turn_routes(app: FastAPI, store: TenantStore, fetch: MrasFetch) -> None:
         if len(sip_uri) > MAX_URI:  # before parsing it: bounded work for any input
             raise ApiError(
                 422, f"the SIP URI {_quoted(sip_uri)} is {len(sip_uri)} characters, over "
-                f"{MAX_URI}: no edge issues TURN credentials for it", _BY_URI,
+                f"{MAX_URI}: no edge issues TURN credentials for it", _BY_URI, "sip_uri",
             )  # fmt: skip
         try:
             aor = canonical_aor(sip_uri)
         except ValueError as exc:
-            raise ApiError(422, str(exc)[:200], _BY_URI) from exc
+            raise ApiError(422, str(exc)[:200], _BY_URI, "sip_uri") from exc
         if len(aor) > MAX_URI:  # "alice@..." grew a "sip:"
-            raise ApiError(422, f"{_quoted(aor)} is over {MAX_URI} characters", _BY_URI)
+            raise ApiError(422, f"{_quoted(aor)} is over {MAX_URI} characters", _BY_URI, "sip_uri")
         user = store.get_user(aor)
         if user is None:
             raise ApiError(404, f"no user {_quoted(aor)}", "PUT /v1/users/{sip_uri} creates it")

@@ -112,7 +112,7 @@ def add_update_routes(app: FastAPI, store: TenantStore) -> None:
         when = dt.datetime.now(dt.UTC) if at is None else at
         if when.tzinfo is None:
             hint = "give an ISO 8601 time with an offset, e.g. 2026-12-07T02:00:00Z"
-            raise ApiError(422, f"at {when.isoformat()!r} has no time zone", hint)
+            raise ApiError(422, f"at {when.isoformat()!r} has no time zone", hint, "query.at")
         try:
             return site_update_state(store, name, when)
         except LookupError:

@@ -32,6 +32,7 @@ from hybridvoice.net.transport import Transport
 from hybridvoice.sip.transaction import TimerConfig
 
 from .api import create_online_api, sip_metrics
+from .api_answers import add_online_answers
 from .api_mtls import ApplianceAuth
 from .api_store import add_store_errors
 from .api_trust import add_trust_routes
@@ -177,6 +178,7 @@ class OnlineService:
             add_trust_routes(app, self.store, o.appliance_auth)  # other sites' roots
             app.state.summaries = self.summaries
             add_store_errors(app)  # an instance on etcd without its cluster: 503
+            add_online_answers(app)  # the answers' models in /v1/openapi.json (docs/api.md)
             if o.extend_api is not None:
                 o.extend_api(app)
             self.api = await serve_asgi(

@@ -16,7 +16,8 @@ The dashboard uses the API's own bearer tokens (RFC 6750), nothing else:
   sees an ordinary bearer token (read scope is enough). Other ``/v1/...`` routes never look
   at it.
 - Without a token (or with one that is revoked) a page answers 401 with the login form;
-  ``/ui/events`` (the live stream) answers 401 with no body.
+  ``/ui/events`` (the live stream) answers 401 with no body; the trace (an API route) answers
+  a client that does not ask for HTML as the API does, in JSON (docs/api.md).
 - ``/ui/static/<name>`` (the stylesheet, the script) is served without a token: they hold
   no data.
 
@@ -28,15 +29,19 @@ and ``Cache-Control: no-store``.
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import CookieError, SimpleCookie
 from importlib import resources
 from typing import Any, Final
 
+from hybridvoice.cms.api_errors import shaped
 from hybridvoice.cms.guard import Access
 
 __all__ = ["COOKIE", "DashboardGate", "cookie_name", "is_dashboard_path"]
+
+_API_HINT: Final = "send Authorization: Bearer <token>; `hybridvoice token create` makes one"
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -141,6 +146,12 @@ class DashboardGate:
             extra.append((b"set-cookie", _cookie("", scope, clear=True)))
         if path == "/ui/events":
             await _answer(send, 401, b"", "text/plain", extra)
+            return
+        if path.startswith("/v1/") and "text/html" not in (_header(scope, b"accept") or ""):
+            # an API client, not a browser following the page's link: the API's own answer
+            answer = shaped(401, json.dumps({"error": "this API needs a bearer token",
+                                             "hint": _API_HINT}).encode())  # fmt: skip
+            await _answer(send, 401, json.dumps(answer).encode(), "application/json", extra)
             return
         page = self.login_page(error, 401).encode()
         await _answer(send, 401, page, "text/html; charset=utf-8", extra)
