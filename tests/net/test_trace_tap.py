@@ -56,17 +56,24 @@ def test_both_directions_are_captured_with_real_addresses(kind: str) -> None:
             assert request.call_id is not None
             trace = buffer.get(request.call_id)
             assert trace is not None
-            # each message is seen leaving one transport and entering the other
-            assert [(m.outgoing, m.data.split(b" ", 1)[0]) for m in trace.messages] == [
+            # each message is seen leaving one transport and entering the other (a loaded
+            # machine may add UDP retransmissions: each is captured too, in its place)
+            seen = [(m.outgoing, m.data.split(b" ", 1)[0]) for m in trace.messages]
+            assert list(dict.fromkeys(seen)) == [
                 (True, b"OPTIONS"), (False, b"OPTIONS"), (True, b"SIP/2.0"), (False, b"SIP/2.0"),
             ]  # fmt: skip
+            assert kind == "UDP" or len(seen) == 4  # TCP never retransmits
             first = trace.messages[0]
             assert first.transport == kind and first.dst == theirs
             assert first.src[0] == "127.0.0.1"
             if kind == "UDP":
                 assert first.src == mine
-            # the export keeps one copy of each hop
-            assert [m.outgoing for m in buffer.messages_of([request.call_id])] == [True, True]
+            # the export keeps one copy of each hop: the sending end's
+            exported = buffer.messages_of([request.call_id])
+            assert all(m.outgoing for m in exported)
+            assert [m.data.split(b" ", 1)[0] for m in exported][:: len(exported) - 1] == [
+                b"OPTIONS", b"SIP/2.0"]  # fmt: skip
+            assert kind == "UDP" or len(exported) == 2
             assert tap.errors == 0
 
     run(main())
