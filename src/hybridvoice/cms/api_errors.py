@@ -22,9 +22,18 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-__all__ = ["OPENAPI_URL", "Answers", "ErrorOut", "ErrorShape", "add_answers", "document", "shaped"]
+__all__ = [
+    "OPENAPI_URL",
+    "Answer",
+    "Answers",
+    "ErrorOut",
+    "ErrorShape",
+    "add_answers",
+    "document",
+    "shaped",
+]
 
 OPENAPI_URL: Final = "/v1/openapi.json"
 """Where both APIs serve their OpenAPI document (behind a token, as every route)."""
@@ -118,6 +127,14 @@ class ErrorShape:
 _ERROR_REF: Final = {"$ref": "#/components/schemas/ErrorOut"}
 
 Answers = Mapping[tuple[str, str], type[BaseModel]]
+
+
+class Answer(BaseModel):
+    """The base of the routes' answer models: nothing beyond the fields they name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 """(method, route path) -> the model of its success answer, for routes whose handlers return
 plain JSON objects (FastAPI then documents no schema for them)."""
 

@@ -4,20 +4,15 @@ never in them; its secret only in the answer that created it."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
-from pydantic import BaseModel, ConfigDict
-
-from .api_errors import Answers
+from .api_errors import Answer, Answers
+from .audit import AuditEntry
 
 __all__ = ["GUARD_ANSWERS", "TokenOut", "TokensOut"]
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TokenOut(_Out):
+class TokenOut(Answer):
     id: str
     name: str
     scope: str
@@ -29,25 +24,12 @@ class TokenMadeOut(TokenOut):
     token: str  # the secret: shown in this answer only
 
 
-class TokensOut(_Out):
+class TokensOut(Answer):
     tokens: list[TokenOut]
 
 
-class AuditEntryOut(_Out):
-    id: int
-    at: float
-    token_id: str
-    token_name: str
-    source: str
-    operation: str
-    target: str
-    status: int
-    before: Any
-    after: Any
-
-
-class AuditOut(_Out):
-    entries: list[AuditEntryOut]
+class AuditOut(Answer):
+    entries: list[AuditEntry]  # the log's own rows
 
 
 GUARD_ANSWERS: Final[Answers] = {

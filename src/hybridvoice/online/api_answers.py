@@ -12,31 +12,26 @@ from __future__ import annotations
 from typing import Final
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict
 
-from hybridvoice.cms.api_errors import Answers, add_answers
+from hybridvoice.cms.api_errors import Answer, Answers, add_answers
 from hybridvoice.online.models import Appliance, DialPlanRule, HybridConfig, NetworkConfig, Site
 
 __all__ = ["ONLINE_ANSWERS", "add_online_answers"]
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DomainsOut(_Out):
+class DomainsOut(Answer):
     domains: list[str]
 
 
-class DomainOut(_Out):
+class DomainOut(Answer):
     name: str
 
 
-class SitesOut(_Out):
+class SitesOut(Answer):
     sites: list[Site]
 
 
-class UserOut(_Out):
+class UserOut(Answer):
     """A user as the API shows it: never its HA1s, whether it has a password."""
 
     sip_uri: str
@@ -48,19 +43,19 @@ class UserOut(_Out):
     has_password: bool
 
 
-class UsersOut(_Out):
+class UsersOut(Answer):
     users: list[UserOut]
 
 
-class RulesOut(_Out):
+class RulesOut(Answer):
     rules: list[DialPlanRule]
 
 
-class AppliancesOut(_Out):
+class AppliancesOut(Answer):
     appliances: list[Appliance]
 
 
-class HealthOut(_Out):
+class HealthOut(Answer):
     status: str
     tenant: str
     version: int
