@@ -23,6 +23,7 @@ from hybridvoice.mgmt.cli_ca import register_ca_commands
 from hybridvoice.mgmt.cli_dns import register_dns_commands
 from hybridvoice.mgmt.cli_logs import register_log_commands
 from hybridvoice.mgmt.cli_online import online_app, register_online_commands
+from hybridvoice.mgmt.cli_plan import register_plan_commands
 from hybridvoice.mgmt.cli_serve_common import LogComponents, LogFormatOption, LogLevel
 from hybridvoice.mgmt.cli_tokens import register_token_commands
 from hybridvoice.mgmt.cli_turn import register_turn_commands
@@ -61,6 +62,7 @@ register_dns_commands(app)
 register_log_commands(app)
 register_update_window_commands(app)
 register_update_commands(app)
+register_plan_commands(app)
 
 out = Console()
 err = Console(stderr=True)
