@@ -211,3 +211,18 @@ def test_bad_options_name_the_option_and_the_allowed_values(
     result = plan(option, value, code=2)
     assert option in result.stderr
     assert allowed in result.stderr
+
+
+def test_p2p_signalling_segments_are_shown_per_party() -> None:
+    shown = plan("--scenario", "p2p", "--client", "internet", "--peering", "yes").stdout
+    assert "signalling: client: internet > cloud; colleague: customer > peering > cloud" in shown
+
+
+def test_the_summary_says_which_legs_it_describes() -> None:
+    data = plan_json("--client", "internal", "--peering", "yes")
+    assert data["summary"]["signalling"] == "local"  # seed 002's Cloud Connector table
+    assert data["summary_describes"]["signalling"] == "the Cloud Connector's legs to the gateway"
+    internet = plan_json("--client", "internet", "--peering", "yes")
+    assert internet["summary_describes"]["signalling"] == (
+        "each party's leg to the server it signals to"
+    )

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hybridvoice.mgmt.callflow_svg import callflow_svg
-from hybridvoice.planning.callflow import ClientLocation
+from hybridvoice.planning.callflow import ClientLocation, Hop
 from hybridvoice.planning.callflow import Path as FlowPath
 from hybridvoice.planning.explain import CallflowPlan, PlanScenario, plan_callflow, plan_data
 
@@ -61,7 +61,23 @@ SvgOpt = Annotated[
 
 
 def _chain(path: FlowPath) -> str:
-    return " > ".join(segment.value for segment in path.segments())
+    """The segments along `path`; a path of several parties' legs (a peer-to-peer call's
+    signalling) is shown per chain of hops, each named by where it starts."""
+    chains: list[list[Hop]] = []
+    for hop in path.hops:
+        if chains and chains[-1][-1].target == hop.source:
+            chains[-1].append(hop)
+        else:
+            chains.append([hop])
+    shown = [
+        " > ".join(s.value for s in FlowPath(path.traffic, tuple(chain)).segments())
+        for chain in chains
+    ]
+    if len(chains) == 1:
+        return shown[0]
+    return "; ".join(
+        f"{chain[0].source}: {text}" for chain, text in zip(chains, shown, strict=True)
+    )
 
 
 def _cell(value: object) -> str:
@@ -92,7 +108,7 @@ def _show(plan: CallflowPlan) -> None:
     out.print(f"  media:      {_chain(plan.media)}")
     out.print("[bold]Seed 002 summary[/bold] (local / peering / internet)")
     for traffic, value in plan.summary.items():
-        out.print(f"  {traffic}: {_cell(value)}")
+        out.print(f"  {traffic}: {_cell(value)}  [dim](of {plan.describes[traffic]})[/dim]")
     out.print("[bold]Why[/bold]")
     for reason in plan.reasons:
         out.print(f"  - {reason}")

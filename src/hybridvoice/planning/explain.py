@@ -9,7 +9,7 @@ four segments. Each choice comes with a one-line reason. Pure: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -51,6 +51,7 @@ class CallflowPlan:
     summary: dict[str, object]  # traffic -> the seed-style cell (route, per party, options)
     reasons: tuple[str, ...]
     notes: tuple[str, ...] = ()  # where the answer differs from what was asked
+    describes: dict[str, str] = field(default_factory=dict)  # traffic -> the legs summarised
 
     @property
     def bypassed(self) -> bool:
@@ -109,11 +110,16 @@ def _pstn(client: ClientLocation, peering: bool, bypass: bool) -> CallflowPlan:
         summary,
         tuple(reasons),
         tuple(notes),
+        _describes(cells.signalling, cells.media),
     )
 
 
 def _summary(signalling: Cell, media: Cell) -> dict[str, object]:
     return {Traffic.SIGNALLING.value: signalling.compact(), Traffic.MEDIA.value: media.compact()}
+
+
+def _describes(signalling: Cell, media: Cell) -> dict[str, str]:
+    return {Traffic.SIGNALLING.value: signalling.described, Traffic.MEDIA.value: media.described}
 
 
 _SEGMENT_OF_PLACE = MappingProxyType(
@@ -185,6 +191,7 @@ def _derived(
         _summary(flow.signalling, flow.media),
         (signalling_reason, media_reason, _peering_reason(peering)),
         notes,
+        _describes(flow.signalling, flow.media),
     )
 
 
@@ -218,6 +225,7 @@ def plan_data(plan: CallflowPlan) -> dict[str, object]:
         "signalling": _path_data(plan.signalling),
         "media": _path_data(plan.media),
         "summary": plan.summary,
+        "summary_describes": plan.describes,
         "reasons": list(plan.reasons),
         "notes": list(plan.notes),
     }
