@@ -306,3 +306,28 @@ def test_without_peering_every_peering_route_becomes_internet() -> None:
 def test_bad_scenarios_name_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ScenarioError, match=f"^{field}: "):
         Scenario(ONLINE, **kwargs)  # type: ignore[arg-type]
+
+
+def test_on_premises_edge_relays_media_to_an_online_conference() -> None:
+    # "Lokal Edge-server med Office 365-baserade konferenser": a hybrid user on the internet
+    # whose direct path is blocked; the on-premises edge relays, so the media comes back into
+    # the customer network before it crosses the peering link to the cloud.
+    user = Party("hybrid user", home=Home.ON_PREMISES, location=INTERNET)
+    scenario = Scenario(HYBRID, Kind.CONFERENCE, (user,), host=Host.ONLINE, own_edge_relays=True)
+    media = derive(scenario).media
+    assert [(leg.target, leg.route) for leg in media.legs()] == [
+        ("on-premises edge", Route.INTERNET),
+        ("online edge", Route.PEERING),
+        ("conference server (online)", Route.CLOUD),
+    ]
+    assert media.compact() == {
+        "hybrid user -> on-premises edge": "internet",
+        "on-premises edge -> online edge": "peering",
+    }
+    direct = derive(Scenario(HYBRID, Kind.CONFERENCE, (user,), host=Host.ONLINE)).media
+    assert direct.compact() == "internet"
+
+
+def test_own_edge_relays_needs_an_on_premises_user_and_an_online_conference() -> None:
+    with pytest.raises(ScenarioError, match=r"^own_edge_relays: "):
+        Scenario(ONLINE, Kind.CONFERENCE, (Party("a"),), host=Host.ONLINE, own_edge_relays=True)

@@ -243,6 +243,12 @@ def _summarise_media(legs: tuple[Leg, ...], via: str = "") -> tuple[PartyRoute, 
     if len(outside) <= 1:
         return (PartyRoute("", outside[0] if outside else Route.LOCAL, via),)
     parties = dict.fromkeys(leg.party for leg in legs if leg.party)
+    if len(parties) < 2:  # one party's media crosses two routes: name them per leg
+        return tuple(
+            PartyRoute(f"{leg.source} -> {leg.target}", leg.route, via)
+            for leg in legs
+            if leg.route in outside
+        )
     return tuple(
         PartyRoute(name, _first_out(tuple(leg for leg in legs if leg.party == name)), via)
         for name in parties
@@ -276,6 +282,9 @@ def _conference_media(s: Scenario) -> tuple[Option, ...]:
     nodes: tuple[tuple[str, Place], ...] = ((party.name, party.place),)
     if s.host is Host.ONLINE:
         principle, why = Principle.ONLINE_CONFERENCE_EDGE, "online conferences always use an edge"
+        if s.own_edge_relays:  # the seed's "on-premises edge with online conferences"
+            why += "; the direct path is blocked, the user's on-premises edge relays first"
+            nodes += ((Edge.ON_PREMISES.value, party.network),)
         nodes += ((Edge.ONLINE.value, Place.CLOUD),)
     elif party.place is place:
         principle, why = Principle.ON_PREMISES_CONFERENCE_EDGE, "inside the host's network"

@@ -206,6 +206,9 @@ class Scenario:
     firewall_blocks_p2p: bool = False  # a firewall blocks direct client-to-client media
     peering: bool = True  # the tables assume every organisation has a peering link
     bypass: bool = False  # media bypass for PSTN calls (Cloud Connector, hybridvoice)
+    # A firewall blocks an on-premises user's direct path to an online conference: the
+    # user's own on-premises edge relays the media (seed 002's fourth example flow).
+    own_edge_relays: bool = False
 
     def __post_init__(self) -> None:
         expected = 2 if self.kind is Kind.P2P else 1
@@ -223,5 +226,12 @@ class Scenario:
                         f"parties: {party.name!r} is homed on premises, which only a hybrid "
                         f"deployment has (this one is {self.deployment.value})"
                     )
+        if self.own_edge_relays and (
+            self.host is not Host.ONLINE or self.parties[0].home is not Home.ON_PREMISES
+        ):
+            raise ScenarioError(
+                "own_edge_relays: only an on-premises user joining an online conference has "
+                "an on-premises edge to relay its media"
+            )
         if self.host is Host.ON_PREMISES and self.deployment is not Deployment.HYBRID:
             raise ScenarioError("host: only a hybrid deployment hosts conferences on premises")
