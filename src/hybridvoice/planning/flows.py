@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from hybridvoice.planning.callflow import ClientLocation
 from hybridvoice.planning.principles import (
@@ -160,25 +161,22 @@ def _first_out(legs: tuple[Leg, ...]) -> Route:
 # -- signalling (principles 1 and 4) -------------------------------------------------------
 
 
+#: Where each conference host's server is, and the edge in front of it (principle 1).
+_CONFERENCE_SERVERS = MappingProxyType(
+    {
+        Host.ONLINE: ("conference server (online)", Place.CLOUD, None),
+        Host.ON_PREMISES: ("conference server (on-premises)", Place.CUSTOMER, Edge.ON_PREMISES),
+        Host.OTHER_COMPANY: ("conference server (other company)", Place.OTHER, Edge.OTHER_COMPANY),
+    }
+)
+
+
 def _server(s: Scenario, party: Party) -> tuple[str, Place, Edge | None, Principle]:
     """The server a party signals to, its place, the edge in front of it, and why."""
     if s.kind is Kind.CONFERENCE:
         assert s.host is not None  # Scenario checks it
-        if s.host is Host.ONLINE:
-            return "conference server (online)", Place.CLOUD, None, Principle.CONFERENCE_HOME
-        if s.host is Host.ON_PREMISES:
-            return (
-                "conference server (on-premises)",
-                Place.CUSTOMER,
-                Edge.ON_PREMISES,
-                (Principle.CONFERENCE_HOME),
-            )
-        return (
-            "conference server (other company)",
-            Place.OTHER,
-            Edge.OTHER_COMPANY,
-            (Principle.CONFERENCE_HOME),
-        )
+        name, place, edge = _CONFERENCE_SERVERS[s.host]
+        return name, place, edge, Principle.CONFERENCE_HOME
     if party.home is Home.ONLINE:
         return "home server (online)", Place.CLOUD, None, Principle.SIGNALLING_HOME
     edge = Edge.OTHER_COMPANY if party.federated else Edge.ON_PREMISES
