@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+from hybridvoice.planning.sizing_errors import SizingError
+
 __all__ = [
     "MAX_TRAFFIC_ERLANGS",
     "MAX_TRUNKS",
@@ -31,16 +33,7 @@ MAX_TRAFFIC_ERLANGS = 100_000.0
 MAX_TRUNKS = 1_000_000
 
 
-class SizingError(ValueError):
-    """A sizing input out of range: ``field`` names it, the message says why."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-
-def _check_traffic(traffic_erlangs: float, field: str = "traffic_erlangs") -> float:
+def check_traffic(traffic_erlangs: float, field: str = "traffic_erlangs") -> float:
     if isinstance(traffic_erlangs, bool) or not isinstance(traffic_erlangs, int | float):
         raise SizingError(field, f"must be a number of erlangs, not {traffic_erlangs!r}")
     value = float(traffic_erlangs)
@@ -55,7 +48,7 @@ def _check_traffic(traffic_erlangs: float, field: str = "traffic_erlangs") -> fl
     return value
 
 
-def _check_blocking(blocking: float, field: str = "blocking") -> float:
+def check_blocking(blocking: float, field: str = "blocking") -> float:
     if isinstance(blocking, bool) or not isinstance(blocking, int | float):
         raise SizingError(field, f"must be a probability, not {blocking!r}")
     value = float(blocking)
@@ -71,7 +64,7 @@ def erlang_b(traffic_erlangs: float, trunks: int) -> float:
 
     In [0, 1]: 1 with no trunks (every call is lost), 0 with no traffic.
     """
-    traffic = _check_traffic(traffic_erlangs)
+    traffic = check_traffic(traffic_erlangs)
     if isinstance(trunks, bool) or not isinstance(trunks, int):
         raise SizingError("trunks", f"must be a whole number of trunks, not {trunks!r}")
     if trunks < 0:
@@ -86,8 +79,8 @@ def erlang_b(traffic_erlangs: float, trunks: int) -> float:
 
 def trunks_for(traffic_erlangs: float, blocking: float) -> int:
     """The smallest number of trunks ``N`` with ``erlang_b(traffic, N) <= blocking``."""
-    traffic = _check_traffic(traffic_erlangs)
-    target = _check_blocking(blocking)
+    traffic = check_traffic(traffic_erlangs)
+    target = check_blocking(blocking)
     b, n = 1.0, 0
     # B(E, n) falls strictly towards 0 as n grows, so the loop ends; for E erlangs it ends
     # near E + a few times sqrt(E) trunks.
