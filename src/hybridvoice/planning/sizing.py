@@ -201,7 +201,7 @@ def plan_gateways(
     if sites is None:
         if users is None:
             raise SizingError("users", "give the number of users (or the sites' users)")
-        site_list = (("site-1", _check_users(users)),)
+        site_list: tuple[tuple[str, int], ...] = (("site-1", _check_users(users)),)
     else:
         site_list = _check_sites(sites)
         total = sum(n for _, n in site_list)
