@@ -145,6 +145,10 @@ def test_appliances_table_and_availability() -> None:
             ],
             "--blocking: must be a probability between 0 and 1",
         ),
+        (
+            ["gateways", "--users", "5", "--usage", "light", "--blocking", "0.05"],
+            "--blocking: applies to --busy-hour-erlangs",
+        ),
         (["appliances", "--concurrent-calls", "0"], "--concurrent-calls: must be between 1"),
         (["appliances", "--concurrent-calls", "2000000"], "at most 200 sites"),
         (

@@ -48,6 +48,7 @@ OPTIONS = {
     "appliance_availability": "--appliance-availability",
 }
 HOURS_PER_YEAR = 8766.0
+DEFAULT_BLOCKING = 0.01
 
 GATEWAYS_HELP = (
     "Gateway ports and gateways for a number of users (seed 004).\n\n"
@@ -211,12 +212,18 @@ def gateways(
         ),
     ] = None,
     blocking: Annotated[
-        float,
-        typer.Option("--blocking", help="the share of calls that may find all trunks busy"),
-    ] = 0.01,
+        float | None,
+        typer.Option(
+            "--blocking",
+            help="with --busy-hour-erlangs: the share of calls that may find all trunks busy "
+            "(default 0.01)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     try:
+        if blocking is not None and busy_hour_erlangs is None:
+            raise SizingError("blocking", "applies to --busy-hour-erlangs: give that too")
         if sites is not None and site:
             raise SizingError("sites", "give --sites N or --site NAME=USERS, not both")
         named: list[tuple[str, int]] | None = None
@@ -227,7 +234,11 @@ def gateways(
                 raise SizingError("users", "--sites shares --users: give both")
             named = list(even_sites(users, sites))
         plan = plan_gateways(
-            users, usage, sites=named, busy_hour_erlangs=busy_hour_erlangs, blocking=blocking
+            users,
+            usage,
+            sites=named,
+            busy_hour_erlangs=busy_hour_erlangs,
+            blocking=DEFAULT_BLOCKING if blocking is None else blocking,
         )
     except SizingError as exc:
         _fail(exc, named_sites=bool(site))
