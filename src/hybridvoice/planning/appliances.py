@@ -149,7 +149,7 @@ def _check_hardware(hardware: str) -> Hardware:
 
 def _check_redundancy(redundancy: str) -> Redundancy:
     for known in REDUNDANCIES:
-        if redundancy.upper() == known:
+        if str(redundancy).upper() == known:
             return known
     raise SizingError("redundancy", f"must be N+1 or N+2, not {redundancy!r}")
 

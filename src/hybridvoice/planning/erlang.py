@@ -21,6 +21,8 @@ __all__ = [
     "MAX_TRAFFIC_ERLANGS",
     "MAX_TRUNKS",
     "SizingError",
+    "check_blocking",
+    "check_traffic",
     "erlang_b",
     "trunks_for",
 ]
@@ -34,6 +36,7 @@ MAX_TRUNKS = 1_000_000
 
 
 def check_traffic(traffic_erlangs: float, field: str = "traffic_erlangs") -> float:
+    """``traffic_erlangs`` as a float in 0..MAX_TRAFFIC_ERLANGS, else SizingError(field)."""
     if isinstance(traffic_erlangs, bool) or not isinstance(traffic_erlangs, int | float):
         raise SizingError(field, f"must be a number of erlangs, not {traffic_erlangs!r}")
     value = float(traffic_erlangs)
@@ -49,6 +52,7 @@ def check_traffic(traffic_erlangs: float, field: str = "traffic_erlangs") -> flo
 
 
 def check_blocking(blocking: float, field: str = "blocking") -> float:
+    """``blocking`` as a float strictly between 0 and 1, else SizingError(field)."""
     if isinstance(blocking, bool) or not isinstance(blocking, int | float):
         raise SizingError(field, f"must be a probability, not {blocking!r}")
     value = float(blocking)
