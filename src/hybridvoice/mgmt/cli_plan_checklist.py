@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 Format = Literal["table", "json", "markdown"]
 
 
@@ -32,13 +33,15 @@ def _read(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except IsADirectoryError as exc:
-        err.print(f"[red]{what} {path}:[/red] is a directory, not a file")
+        err.print(f"[red]{what} {escape(str(path))}:[/red] is a directory, not a file")
         raise typer.Exit(2) from exc
     except UnicodeDecodeError as exc:
-        err.print(f"[red]{what} {path}:[/red] not a text file ({exc.reason})")
+        err.print(f"[red]{what} {escape(str(path))}:[/red] not a text file ({escape(exc.reason)})")
         raise typer.Exit(2) from exc
     except OSError as exc:
-        err.print(f"[red]cannot read {what} {path}:[/red] {exc.strerror or exc}")
+        err.print(
+            f"[red]cannot read {what} {escape(str(path))}:[/red] {escape(str(exc.strerror or exc))}"
+        )
         raise typer.Exit(2) from exc
 
 
@@ -48,37 +51,41 @@ def _geo(path: Path | None) -> dict[str, Any] | None:
     try:
         return tomllib.loads(_read(path, "--geo-dns"))
     except tomllib.TOMLDecodeError as exc:
-        err.print(f"[red]--geo-dns {path}:[/red] not TOML: {exc}")
+        err.print(f"[red]--geo-dns {escape(str(path))}:[/red] not TOML: {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
-def _build(config: Path | None, geo: Path | None, bypass_name: str | None) -> Checklist:
+def _build(configs: list[Path], geo: Path | None, bypass_name: str | None) -> Checklist:
     from hybridvoice.cms.settings import SettingsError  # noqa: PLC0415
     from hybridvoice.planning.checklist import build_checklist  # noqa: PLC0415
     from hybridvoice.planning.checklist_source import (  # noqa: PLC0415
         ChecklistSourceError,
         defaults_deployment,
         deployment_from_text,
+        merge_deployments,
     )
 
     geo_raw = _geo(geo)
+    parts = []
+    config: Path | None = None
     try:
-        if config is None:
-            deployment = defaults_deployment()
-        else:
-            deployment = deployment_from_text(config.name, _read(config, "--config"))
+        for config in configs:
+            parts.append(
+                (str(config), deployment_from_text(str(config), _read(config, "--config")))
+            )
+        deployment = merge_deployments(parts) if parts else defaults_deployment()
     except ChecklistSourceError as exc:
-        err.print(f"[red]--config {config}:[/red] {exc.reason}", highlight=False)
+        err.print(f"[red]--config {escape(exc.name)}:[/red] {escape(exc.reason)}")
         raise typer.Exit(2) from exc
     except SettingsError as exc:
-        err.print(f"[red]--config {config}: settings refused[/red]", highlight=False)
+        err.print(f"[red]--config {escape(str(config))}: settings refused[/red]")
         for problem in exc.problems:
             err.print(f"  {problem}", markup=False, highlight=False)
         raise typer.Exit(2) from exc
     try:
         return build_checklist(deployment, geo_dns=geo_raw, bypass_name=bypass_name)
     except SettingsError as exc:
-        err.print(f"[red]--geo-dns {geo}: policy refused[/red]", highlight=False)
+        err.print(f"[red]--geo-dns {escape(str(geo))}: policy refused[/red]")
         for problem in exc.problems:
             err.print(f"  {problem}", markup=False, highlight=False)
         raise typer.Exit(2) from exc
@@ -101,10 +108,11 @@ def _tables(checklist: Checklist, console: Console) -> None:
 
 def checklist_command(
     config: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             help="A CloudConnector.ini, a settings TOML or a fleet TOML (told apart by "
-            "content). Default: the settings hybridvoice up runs without --config",
+            "content); repeat it for one settings file per appliance. Default: the settings "
+            "hybridvoice up runs without --config",
         ),
     ] = None,
     format_: Annotated[
@@ -140,13 +148,13 @@ def checklist_command(
     from hybridvoice.planning.checklist_report import to_json, to_markdown  # noqa: PLC0415
 
     chosen: Format = "json" if as_json else format_
-    checklist = _build(config, geo_dns, bypass_name)
+    checklist = _build(config or [], geo_dns, bypass_name)
     if chosen == "json":
         text = json.dumps(to_json(checklist), indent=2) + "\n"
     elif chosen == "markdown":
         text = to_markdown(checklist)
-    elif output is None:
-        _tables(checklist, out)
+    elif output is None:  # a terminal wraps to its width; a pipe gets whole rows (for grep)
+        _tables(checklist, out if out.is_terminal else Console(highlight=False, width=200))
         return
     else:
         recorder = Console(record=True, width=200, file=io.StringIO())
@@ -158,7 +166,9 @@ def checklist_command(
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
-        err.print(f"[red]cannot write {output}:[/red] {exc.strerror or exc}")
+        err.print(
+            f"[red]cannot write {escape(str(output))}:[/red] {escape(str(exc.strerror or exc))}"
+        )
         raise typer.Exit(2) from exc
     out.print(f"wrote {output} ({chosen})", markup=False)
 

@@ -9,6 +9,8 @@ by their content (the file name only breaks a tie: ``.ini`` is always a CloudCon
 - a Cloud Connector Edition ``CloudConnector.ini`` (not TOML, with a ``[Common]`` section),
   imported as ``hybridvoice init --ini`` does (:mod:`hybridvoice.cms.ini`).
 
+:func:`merge_deployments` joins several files into one deployment, one appliance each (the
+production layout: a settings file per appliance, sites told apart by ``[Common] SiteName``).
 :func:`defaults_deployment` is what ``hybridvoice up`` runs without ``--config``
 (:func:`hybridvoice.cms.template.lab_settings`). A file that is none of these raises
 :class:`ChecklistSourceError` naming the file and why; a file of the right kind with bad values
@@ -37,6 +39,7 @@ __all__ = [
     "defaults_deployment",
     "deployment_from_settings",
     "deployment_from_text",
+    "merge_deployments",
 ]
 
 SourceKind = Literal["defaults", "settings", "ini", "fleet"]
@@ -139,4 +142,32 @@ def _from_ini(name: str, text: str) -> Deployment:
         kind="ini",
         source=f"CloudConnector.ini {name} (as hybridvoice init --ini imports it)",
         notes=tuple(str(n) for n in imported.notes),
+    )
+
+
+def merge_deployments(parts: list[tuple[str, Deployment]]) -> Deployment:
+    """One deployment of several files (``(file name, deployment)``), each one appliance's
+    settings or CloudConnector.ini; a fleet file describes a whole deployment, so it comes
+    alone. Two appliances of one name are refused."""
+    if len(parts) == 1:
+        return parts[0][1]
+    seen: dict[str, str] = {}
+    for name, part in parts:
+        if part.kind == "fleet":
+            raise ChecklistSourceError(
+                name, "a fleet file describes the whole deployment: give it alone"
+            )
+        for a in part.appliances:
+            other = seen.setdefault(a.name, name)
+            if other != name:
+                raise ChecklistSourceError(
+                    name,
+                    f"appliance {a.name!r} is {other}'s too: give each appliance its own "
+                    "[Common] ServerName (or [Online] ApplianceName)",
+                )
+    return Deployment(
+        kind="settings",
+        source=f"{len(parts)} files ({', '.join(name for name, _ in parts)})",
+        appliances=tuple(a for _, part in parts for a in part.appliances),
+        notes=tuple(f"{name}: {n}" for name, part in parts for n in part.notes),
     )
