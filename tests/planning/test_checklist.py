@@ -13,10 +13,13 @@ import pytest
 
 from hybridvoice.cms.fleet_template import FLEET_EXAMPLE
 from hybridvoice.cms.settings import SettingsError, parse_settings
+from hybridvoice.cms.settings_geo_dns import parse_geo_dns
 from hybridvoice.cms.template import lab_settings, render_settings
 from hybridvoice.edge.tls_names import tls_names
+from hybridvoice.mediation.geo_dns import policy_from_settings
 from hybridvoice.planning.checklist import Checklist, MediaSizing, build_checklist
 from hybridvoice.planning.checklist_firewall import FirewallRule
+from hybridvoice.planning.checklist_report import geo_dns_toml
 from hybridvoice.planning.checklist_source import (
     ChecklistSourceError,
     defaults_deployment,
@@ -357,3 +360,37 @@ def test_merging_refuses_a_fleet_and_two_appliances_of_one_name() -> None:
         merge_deployments([("a.toml", one), ("fleet.toml", fleet())])
     with pytest.raises(ChecklistSourceError, match=r"'appliance1' is a\.toml's too"):
         merge_deployments([("a.toml", one), ("b.toml", copy.copy(one))])
+
+
+def test_findings_of_several_appliances_are_one_naming_them_all() -> None:
+    c = build_checklist(fleet())
+    unset = findings(c, "EdgeServer.ExternalSIPPoolName")
+    names = ", ".join(
+        [*(f"amsterdam-{n}" for n in range(1, 5)), *(f"seattle-{n}" for n in (1, 2, 3))]
+    )
+    assert f"{names}: not set, so the access edge is edge.contoso.example" in unset[0]
+    assert len(c.findings) == len(set(c.findings))
+
+
+def test_the_geo_dns_policy_file_of_the_report_reads_back() -> None:
+    geo = {
+        "GeoDns": {
+            "ServiceName": "hybridvoice.contoso.example",
+            "NameServer": "ns1.example.net",
+            "Sites": {
+                "Amsterdam": {"ClientSubnets": ["192.168.1.0/24"]},
+                "Seattle": {"ClientSubnets": ["10.10.1.0/24"]},
+            },
+        }
+    }
+    given = build_checklist(fleet(), geo_dns=geo).geo_dns
+    assert given is not None
+    again = policy_from_settings(parse_geo_dns(tomllib.loads(geo_dns_toml(given))))
+    assert again == given
+    derived = two_sites().geo_dns  # no name server of ours: the file says to add one
+    assert derived is not None and derived.nameserver == ""
+    text = geo_dns_toml(derived)
+    assert '# NameServer = "ns1.contoso.com"' in text
+    raw = tomllib.loads(text)
+    raw["GeoDns"]["NameServer"] = "ns1.example.net"
+    assert policy_from_settings(parse_geo_dns(raw)).sites == derived.sites

@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 from hybridvoice.cms.edge_names import external_names, internal_names
@@ -323,8 +323,8 @@ def _geo_policy(
     raw = {
         "GeoDns": {"ServiceName": bypass_name, "Sites": sites, "NameServer": f"ns1.{zone}.invalid"}
     }  # none of ours
-    try:
-        return policy_from_settings(parse_geo_dns(raw, appliances))
+    try:  # the zone's name server is the admin's own: not ours to name
+        return replace(policy_from_settings(parse_geo_dns(raw, appliances)), nameserver="")
     except SettingsError as exc:
         for p in exc.problems:
             key = "MediationServer.InternalSubnets" if ".ClientSubnets" in p.key else p.key
@@ -537,6 +537,23 @@ def _relay_sizing(a: ApplianceInput, findings: list[Finding]) -> None:
 # --- the whole checklist ----------------------------------------------------------------------
 
 
+def _grouped(findings: list[Finding], appliances: Iterable[str]) -> tuple[Finding, ...]:
+    """Each finding once; the same finding of several appliances (``name: text``) as one,
+    naming them all (``amsterdam-1, amsterdam-2: text``)."""
+    names = set(appliances)
+    who: dict[tuple[Severity, str, str], list[str]] = {}
+    for f in findings:
+        head, sep, text = f.message.partition(": ")
+        if sep and head in names:
+            who.setdefault((f.severity, f.key, text), []).append(head)
+        else:
+            who.setdefault((f.severity, f.key, f.message), [])
+    return tuple(
+        Finding(severity, key, f"{', '.join(dict.fromkeys(heads))}: {text}" if heads else text)
+        for (severity, key, text), heads in who.items()
+    )
+
+
 def build_checklist(
     deployment: Deployment,
     *,
@@ -565,6 +582,6 @@ def build_checklist(
         firewall=firewall_rules(deployment),
         certificates=tuple(_certificates(deployment)),
         sizing=tuple(sizing),
-        findings=tuple(dict.fromkeys(findings)),
+        findings=_grouped(findings, (a.name for a in deployment.appliances)),
         notes=deployment.notes,
     )

@@ -130,6 +130,16 @@ def geo_dns_toml(policy: GeoPolicy) -> str:
         f"TTL = {policy.ttl}",
         f"Unmatched = {json.dumps(policy.unmatched)}",
     ]
+    if policy.nameserver:  # the admin's policy file named it
+        lines.append(f"NameServer = {json.dumps(policy.nameserver)}")
+        if policy.nameserver_addresses:
+            ips = [str(a) for a in policy.nameserver_addresses]
+            lines.append(f"NameServerIPs = {json.dumps(ips)}")
+    else:
+        lines += [
+            f'# NameServer = "ns1.{policy.zone}"  # the zone\'s name server: set yours',
+            "# NameServerIPs = []  # its addresses, required when it is inside the zone",
+        ]
     for site in policy.sites:
         lines += [
             "",
@@ -222,8 +232,9 @@ def to_markdown(checklist: Checklist) -> str:
             "",
             "### Geo-DNS as a policy file",
             "",
-            "Save as `geo.toml`; `hybridvoice dns export geo.toml --format bind` writes "
-            "BIND 9 views, `hybridvoice dns serve geo.toml` answers the name itself.",
+            "Save as `geo.toml` (with your zone's name server where the file says so); "
+            "`hybridvoice dns export geo.toml --format bind` writes BIND 9 views, "
+            "`hybridvoice dns serve geo.toml` answers the name itself (docs/geo-dns.md).",
             "",
             "```toml",
             geo_dns_toml(c.geo_dns).rstrip("\n"),
