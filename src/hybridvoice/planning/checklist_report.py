@@ -196,7 +196,7 @@ def to_json(checklist: Checklist) -> dict[str, Any]:
 
 
 def _cell(text: str) -> str:
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("<", "&lt;")  # never an HTML tag; "->" stays as written
     return text.replace("|", "\\|").replace("\n", " ") or " "
 
 
