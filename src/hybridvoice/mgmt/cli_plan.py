@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from . import cli_plan_checklist
+from hybridvoice.mgmt import cli_plan_checklist, cli_plan_sizing
 
 __all__ = ["plan_app", "register_plan_commands"]
 
@@ -20,6 +20,7 @@ plan_app = typer.Typer(
     ),
     no_args_is_help=True,
 )
+cli_plan_sizing.register(plan_app)
 cli_plan_checklist.register(plan_app)
 
 
