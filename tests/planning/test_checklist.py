@@ -394,3 +394,33 @@ def test_the_geo_dns_policy_file_of_the_report_reads_back() -> None:
     raw = tomllib.loads(text)
     raw["GeoDns"]["NameServer"] = "ns1.example.net"
     assert policy_from_settings(parse_geo_dns(raw)).sites == derived.sites
+
+
+def test_ini_with_the_edges_names_and_its_media_relay() -> None:
+    edge = (
+        "InternalServerName=EdgeServer\nExternalSIPPoolName=ap.contoso.com\n"
+        "ExternalSIPIPs=192.168.213.10\nExternalMRFQDNPoolName=mr.contoso.com\n"
+        "ExternalMRIPs=192.168.213.20\nExternalMRPublicIPs=198.51.100.20\n"
+    )
+    text = INI.read_text().replace("InternalServerName=EdgeServer\n", edge)
+    c = build_checklist(deployment_from_text("CloudConnector.ini", text))
+    external = {(r.name, r.value) for r in c.dns if r.visibility == "external"}
+    assert external == {("ap.contoso.com", "192.168.213.10"), ("mr.contoso.com", "198.51.100.20")}
+    (cert,) = [x for x in c.certificates if x.role == "access edge (external)"]
+    assert cert.subject == "CN=ap.contoso.com"
+    assert cert.sans == ("DNS:ap.contoso.com", "DNS:sip.contoso.com", "DNS:sip.fabrikam.com")
+    relay = "CCE-AMS-1 media relay 192.168.213.20 (public 198.51.100.20)"
+    assert [(r.destination, r.ports) for r in rules(c, key="MediaRelay.UDPPort")] == [
+        (relay, "3478")
+    ]
+    assert [r.ports for r in rules(c, key="EdgeServer.ExternalMRPortRange")] == ["50000-59999"]
+    assert not findings(c, "EdgeServer.ExternalSIPPoolName")
+    assert findings(c, "EdgeServer.ExternalMRPublicIPs")  # a documentation address, not public
+    assert not findings(c, "EdgeServer.ExternalMRPortRange")  # 10,000 ports: 5,000 calls
+
+
+def test_a_pool_name_that_is_no_fqdn_is_a_finding() -> None:
+    raw = site_settings("Lab", EdgeServer={"ExternalSIPPoolName": "ap"})
+    c = build_checklist(deployment_from_settings(parse_settings(raw)))
+    (message,) = findings(c, "EdgeServer.ExternalSIPPoolName")
+    assert "'ap' is no fully qualified name" in message and "ap.contoso.com" in message

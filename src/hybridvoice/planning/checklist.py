@@ -206,15 +206,34 @@ def _edge_records(deployment: Deployment, findings: list[Finding]) -> list[DnsRe
                         "the pool FQDN you publish",
                     )
                 )
-            records += _relay_records(a, site)
+            elif "." not in pool:
+                domain = a.settings.common.default_domain
+                findings.append(
+                    Finding(
+                        "warning",
+                        "EdgeServer.ExternalSIPPoolName",
+                        f"{a.name}: {pool!r} is no fully qualified name: a public record and "
+                        f"the certificate's subject need one (e.g. {pool}.{domain})",
+                    )
+                )
+            records += _relay_records(a, site, findings)
     return records
 
 
-def _relay_records(a: ApplianceInput, site: str) -> list[DnsRecord]:
+def _relay_records(a: ApplianceInput, site: str, findings: list[Finding]) -> list[DnsRecord]:
     edge = a.settings.edge_server
     on, _, public, _ = relay_addresses(a.settings.media_relay, edge)
     if not on or edge.external_mr_fqdn_pool_name is None:
         return []
+    if not _public(public):
+        findings.append(
+            Finding(
+                "warning",
+                "EdgeServer.ExternalMRPublicIPs",
+                f"{a.name}: {public} is not a public address: external clients reach the media "
+                f"relay {edge.external_mr_fqdn_pool_name} at it (behind NAT: the NAT's address)",
+            )
+        )
     why = f"media relay of site {site} ({a.name}): external clients' TURN server"
     return [
         DnsRecord(edge.external_mr_fqdn_pool_name, _rtype(public), public, "external", site, why)
