@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from hybridvoice.cms.fleet_template import FLEET_EXAMPLE
+from hybridvoice.cms.listeners import listeners
 from hybridvoice.cms.settings import SettingsError, parse_settings
 from hybridvoice.cms.settings_geo_dns import parse_geo_dns
 from hybridvoice.cms.template import lab_settings, render_settings
@@ -424,3 +425,31 @@ def test_a_pool_name_that_is_no_fqdn_is_a_finding() -> None:
     c = build_checklist(deployment_from_settings(parse_settings(raw)))
     (message,) = findings(c, "EdgeServer.ExternalSIPPoolName")
     assert "'ap' is no fully qualified name" in message and "ap.contoso.com" in message
+
+
+@pytest.mark.parametrize("variant", ["defaults", "ini", "relay", "fleet"])
+def test_every_listener_in_use_has_its_firewall_rule(variant: str) -> None:
+    """Each address a role listens on (cms.listeners, what `up` binds) is in a rule with its
+    key and port; a gateway-side listener only when a gateway speaks its transport."""
+    if variant == "defaults":
+        deployment = defaults_deployment()
+    elif variant == "ini":
+        deployment = deployment_from_text("CloudConnector.ini", INI.read_text())
+    elif variant == "relay":
+        raw = site_settings("Lab", MediaRelay={"Enabled": True})
+        deployment = deployment_from_settings(parse_settings(raw))
+    else:
+        deployment = fleet()
+    c = build_checklist(deployment)
+    by_key = {(r.key, r.ports) for r in c.firewall}
+    transports = {"MediationServer.TCPPort": "TCP", "MediationServer.TLSPort": "TLS",
+                  "MediationServer.UDPPort": "UDP"}  # fmt: skip
+    checked = 0
+    for a in deployment.appliances:
+        used = {g.protocol for g in a.settings.gateways if g.enabled}
+        for x in listeners(a.settings):
+            if x.key in transports and transports[x.key] not in used:
+                continue
+            assert (x.key, str(x.port)) in by_key, f"{variant}: no rule for {x}"
+            checked += 1
+    assert checked >= 6
