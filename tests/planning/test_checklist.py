@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from geo_dns_seed import AMSTERDAM, NAME, SEATTLE, seed_raw
 
 from hybridvoice.cms.fleet_template import FLEET_EXAMPLE
 from hybridvoice.cms.listeners import listeners
@@ -18,9 +19,10 @@ from hybridvoice.cms.settings_geo_dns import parse_geo_dns
 from hybridvoice.cms.template import lab_settings, render_settings
 from hybridvoice.edge.tls_names import tls_names
 from hybridvoice.mediation.geo_dns import policy_from_settings
+from hybridvoice.mediation.geo_dns_export import windows_commands
 from hybridvoice.planning.checklist import Checklist, MediaSizing, build_checklist
 from hybridvoice.planning.checklist_firewall import FirewallRule
-from hybridvoice.planning.checklist_report import geo_dns_toml
+from hybridvoice.planning.checklist_report import geo_dns_toml, to_markdown
 from hybridvoice.planning.checklist_source import (
     ChecklistSourceError,
     defaults_deployment,
@@ -453,3 +455,28 @@ def test_every_listener_in_use_has_its_firewall_rule(variant: str) -> None:
             assert (x.key, str(x.port)) in by_key, f"{variant}: no rule for {x}"
             checked += 1
     assert checked >= 6
+
+
+def test_the_seeds_bypass_example_from_seven_appliance_settings() -> None:
+    """Seed 003: hybridvoice.adatum.biz, Amsterdam 192.168.1.45-48, Seattle 10.10.1.8-10. The
+    sites' addresses come from the appliances' settings; the policy file only names the
+    subnets. The report's Windows commands are the checked fixture, byte for byte."""
+    addresses = {"Amsterdam": AMSTERDAM, "Seattle": SEATTLE}
+    parts = []
+    for site, ips in addresses.items():
+        for n, ip in enumerate(ips, start=1):
+            raw = site_settings(site, Common={"SIPDomains": "adatum.biz",
+                                              "ServerName": f"{site.lower()}-{n}"},
+                                MediationServer={"IP": ip})  # fmt: skip
+            parts.append((f"{site}-{n}.toml", deployment_from_settings(parse_settings(raw))))
+    geo = seed_raw()
+    for site in geo["GeoDns"]["Sites"].values():
+        del site["MediationIPs"]
+    c = build_checklist(merge_deployments(parts), geo_dns=geo)
+    bypass = [(r.value, r.site) for r in c.dns if r.name == NAME]
+    assert bypass == [(ip, site) for site, ips in addresses.items() for ip in ips]
+    assert all(r.visibility == "internal" for r in c.dns if r.name == NAME)
+    assert c.geo_dns is not None
+    fixture = Path(__file__).parents[1] / "fixtures" / "geo_dns" / "seed-windows.ps1"
+    assert windows_commands(c.geo_dns) == fixture.read_text()
+    assert fixture.read_text().rstrip("\n") in to_markdown(c)
