@@ -557,8 +557,8 @@ def _relay_sizing(a: ApplianceInput, findings: list[Finding]) -> None:
 
 
 def _grouped(findings: list[Finding], appliances: Iterable[str]) -> tuple[Finding, ...]:
-    """Each finding once; the same finding of several appliances (``name: text``) as one,
-    naming them all (``amsterdam-1, amsterdam-2: text``)."""
+    """Each finding once, errors first; the same finding of several appliances (``name:
+    text``) as one, naming them all (``amsterdam-1, amsterdam-2: text``)."""
     names = set(appliances)
     who: dict[tuple[Severity, str, str], list[str]] = {}
     for f in findings:
@@ -567,10 +567,11 @@ def _grouped(findings: list[Finding], appliances: Iterable[str]) -> tuple[Findin
             who.setdefault((f.severity, f.key, text), []).append(head)
         else:
             who.setdefault((f.severity, f.key, f.message), [])
-    return tuple(
+    grouped = [
         Finding(severity, key, f"{', '.join(dict.fromkeys(heads))}: {text}" if heads else text)
         for (severity, key, text), heads in who.items()
-    )
+    ]
+    return tuple(sorted(grouped, key=lambda f: f.severity != "error"))  # errors first
 
 
 def build_checklist(
