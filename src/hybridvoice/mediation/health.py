@@ -87,8 +87,9 @@ class HealthMonitor:
     and at once when a call to it timed out or could not be sent (the trunk table's
     ``on_probe_due`` wakes its pinger). ``interval`` and ``timeout`` given here override every
     gateway's own (tests, ``RoleOptions.options_interval``). ``on_change`` hears every up/down
-    change. ``clock`` is the monotonic clock handed to the cores as ``now`` (default: the
-    event loop's).
+    change: the probes' and the ones calls saw (the trunk table's ``on_change``; those are
+    reported on the next loop turn, after the step of the call that saw them). ``clock`` is
+    the monotonic clock handed to the cores as ``now`` (default: the event loop's).
     """
 
     __slots__ = (
@@ -118,6 +119,7 @@ class HealthMonitor:
         self._by_name: dict[str, asyncio.Task[None]] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         trunks.on_probe_due = self._wake
+        trunks.on_change = self._seen_by_a_call
 
     @classmethod
     def from_settings(
@@ -159,6 +161,16 @@ class HealthMonitor:
         name = gateway.name
         self._wakes[name] = asyncio.Event()
         self._by_name[name] = asyncio.create_task(self._run(gateway), name=f"options-{name}")
+
+    def _seen_by_a_call(self, change: HealthChange) -> None:
+        """A call marked a gateway up or down (its INVITE timed out, could not be sent, or
+        was answered): reported like a probe's change, but on the next loop turn, since the
+        call that saw it is still in its own step (its attempt is not given up yet)."""
+        asyncio.get_running_loop().call_soon(self._report, change)
+
+    def _report(self, change: HealthChange) -> None:
+        if self.on_change is not None:
+            self.on_change(change)
 
     def _wake(self, name: str) -> None:
         event = self._wakes.get(name)
