@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import typer
 
+from . import cli_plan_verify
+
 __all__ = ["plan_app", "register_plan_commands"]
 
 plan_app = typer.Typer(
@@ -18,6 +20,7 @@ plan_app = typer.Typer(
     ),
     no_args_is_help=True,
 )
+cli_plan_verify.register(plan_app)  # plan verify
 
 
 def register_plan_commands(app: typer.Typer) -> None:
