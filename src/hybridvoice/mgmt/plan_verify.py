@@ -130,7 +130,8 @@ def pick_internet_address(segments: SegmentMap, given: str | None) -> str:
         f"no loopback address is outside the customer's subnets ({customer}) for the "
         "internet client",
         "Narrow them: [MediationServer] InternalSubnets (or [Segments] CustomerSubnets) = "
-        "127.0.0.0/16, so that 127.128.0.1 is on the internet (docs/planning.md).",
+        "127.0.0.0/16, so that 127.128.0.1 is on the internet (`hybridvoice init --segments` "
+        "writes such a lab; docs/planning.md).",
     )
 
 
@@ -142,7 +143,8 @@ def check_internal(segments: SegmentMap, address: str) -> None:
             f"(it is {found or 'no IP address'}; cloud: "
             f"{' '.join(str(n) for n in segments.cloud)})",
             "Place the online service on its own address, named as the cloud's: [Online] "
-            "SIPAddresses = 127.64.0.1 (docs/planning.md), or give --internal-address.",
+            "SIPAddresses = 127.64.0.1 (`hybridvoice init --segments` writes such a lab; "
+            "docs/planning.md).",
         )
 
 
