@@ -18,7 +18,7 @@ import pytest
 from fleet_harness import fleet_raw, running_fleet
 from interop_programs import SCENARIOS, Program, free_port, need_binary, sipp_stats
 from test_fleet_ha import register, succeeded, wait_exit
-from test_gateway_retry import GATEWAY_RETRANS, assert_all_completed, sipp_args
+from test_gateway_retry import GATEWAY_RETRANS, assert_all_completed, byes_lost, sipp_args
 from test_mediation_sipp import stop_uas
 from test_sipp import sipp_common
 
@@ -70,10 +70,11 @@ def test_gateway_retries_on_the_other_appliance_when_one_is_killed(tmp_path: Pat
                 await stop_uas(bob)
             finally:
                 bob.stop()
-        assert_all_completed(tmp_path)
+        assert_all_completed(tmp_path, killed=True)
         assert code == 0, gw.output()[-2000:]
         answered_by_bob = int(sipp_stats(tmp_path / "bob.csv")["SuccessfulCall(C)"])
-        assert answered_by_bob == CALLS
+        # a call the killed appliance held at the kill never gets its BYE to bob
+        assert answered_by_bob >= CALLS - len(byes_lost(tmp_path))
 
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(asyncio.wait_for(main(), 400))

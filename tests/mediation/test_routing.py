@@ -189,6 +189,21 @@ def test_ringing_stops_the_fast_failover_timer() -> None:
     assert answered.gateway.active_calls == 0 and answered.gateway.calls_failed == 0
 
 
+def test_a_gateway_marked_down_while_ringing_moves_the_call_on() -> None:
+    r = router(gw(1), gw(2))
+    call, first = r.start("+3120", 0.0)
+    ringing = attempt(first).gateway
+    call.provisional(180, 1.0)
+    other = "Gateway2" if ringing.name == "Gateway1" else "Gateway1"
+    assert call.gateway_down(other, "OPTIONS: timeout", 5.0) is None  # not the pending one
+    nxt = attempt(call.gateway_down(ringing.name, "OPTIONS: timeout", 5.0))
+    assert nxt.gateway.name == other and nxt.deadline == 15.0
+    assert ringing.active_calls == 0 and ringing.calls_failed == 1
+    assert "marked down" in call.history[-1].outcome
+    assert call.final(200, 6.0) is not None
+    assert call.gateway_down(other, "OPTIONS: timeout", 7.0) is None  # answered: left alone
+
+
 def test_no_fast_failover_timer_when_disabled() -> None:
     r = router(gw(1), fast_failover=False)
     call, first = r.start("+3120", 0.0)

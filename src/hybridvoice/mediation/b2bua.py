@@ -74,6 +74,7 @@ from .call_events import (
     Action,
     Actions,
     Adapter,
+    GatewayDown,
     Hangup,
     LegAction,
     LegOpFailed,
@@ -228,6 +229,12 @@ class B2BUA:
         target and translator afresh on its next call."""
         for cache in (self._policies, self._targets, self._translators):
             cache.pop(name, None)
+
+    def gateway_down(self, name: str, reason: str) -> None:
+        """Gateway ``name`` was marked down: every call with an attempt pending on it moves
+        to the next gateway (:func:`.call_flow.gateway_down`); answered calls stay."""
+        for bridge in tuple(self.bridges):
+            bridge.guard(bridge.dispatch, None, GatewayDown(name, reason))
 
     def translator(self, gateway: GatewayState) -> NumberTranslator:
         found = self._translators.get(gateway.name)

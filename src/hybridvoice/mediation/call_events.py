@@ -48,6 +48,7 @@ __all__ = [
     "ArmTimer",
     "BindRelay",
     "CancelTimer",
+    "GatewayDown",
     "Hangup",
     "LegAction",
     "LegOpFailed",
@@ -122,6 +123,15 @@ class TimerFired:
     """The call's timer ``name`` fired (armed by an :class:`ArmTimer`)."""
 
     name: str
+
+
+@dataclass(slots=True)
+class GatewayDown:
+    """Gateway ``name`` was marked down (its OPTIONS pings, ``reason``): an attempt pending on
+    it will get no final response and goes to the next gateway."""
+
+    name: str
+    reason: str
 
 
 @dataclass(slots=True)

@@ -55,6 +55,7 @@ from .call_events import (
     ArmTimer,
     BindRelay,
     CancelTimer,
+    GatewayDown,
     Hangup,
     LegOpFailed,
     PassRefer,
@@ -288,6 +289,21 @@ def _fast_failover(bridge: Bridge, now: float) -> Actions:
     bridge.b = None
     # CANCEL (or nothing yet to cancel: the session does it when a 1xx comes)
     bridge.emit(Hangup(b))
+    return place(bridge, outcome, now)
+
+
+def gateway_down(bridge: Bridge, event: GatewayDown, now: float) -> Actions:
+    """The gateway of the pending attempt was marked down (OPTIONS): CANCEL it, try the next
+    gateway (routing), as the fast-failover timer would have done before a 180."""
+    outbound, b = bridge.outbound, bridge.b
+    if outbound is None or b is None or bridge.answered:
+        return NONE
+    outcome = outbound.gateway_down(event.name, event.reason, now)
+    if outcome is None:
+        return NONE
+    attempt_failed(bridge, outbound.history[-1].outcome)
+    bridge.b = None
+    bridge.emit(*_STOP_FAILOVER, Hangup(b))
     return place(bridge, outcome, now)
 
 

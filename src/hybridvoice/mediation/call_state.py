@@ -50,6 +50,7 @@ from .call_events import (
     FROM_B,
     FROM_CALL,
     Actions,
+    GatewayDown,
     LegOpFailed,
     Phase,
     RelayBound,
@@ -79,6 +80,8 @@ _LIVE: Final = (Phase.SETUP, Phase.EARLY, Phase.CONNECTED)
 TABLE: Final[dict[tuple[Phase, type, Source], Handler]] = {
     (Phase.SETUP, Start, CALL): flow.start,
     **{(phase, TimerFired, CALL): flow.timer for phase in _LIVE},
+    (Phase.SETUP, GatewayDown, CALL): flow.gateway_down,
+    (Phase.EARLY, GatewayDown, CALL): flow.gateway_down,
     **{(phase, RelayBound, CALL): flow.relay_bound for phase in _LIVE},
     (Phase.ENDED, RelayBound, CALL): flow.relay_unneeded,
     **{(phase, RelayFailed, CALL): flow.relay_failed for phase in Phase},

@@ -52,7 +52,7 @@ from .health import HealthMonitor, resolve_gateways
 from .media_srtp import SrtpConfig
 from .records import CallRecordStore
 from .routing import NO_GATEWAY_CONFIGURED, CallAdmission, OutboundRouter
-from .trunks import TrunkTable
+from .trunks import Health, HealthChange, TrunkTable
 
 if TYPE_CHECKING:
     import ssl
@@ -217,13 +217,21 @@ class MediationRole:
                 srtp=SrtpConfig(ms.client_media_encryption, os.urandom),
             )  # fmt: skip
             # each gateway on its own keys unless the options override them all
-            self.health = HealthMonitor(gw_ep, trunks, interval=o.options_interval)
+            self.health = HealthMonitor(
+                gw_ep, trunks, interval=o.options_interval, on_change=self._gateway_health
+            )
             self.health.start()
             if o.bypass_service:
                 await self._start_bypass_service()
         except BaseException:
             await self.stop()
             raise
+
+    def _gateway_health(self, change: HealthChange) -> None:
+        """The pinger saw gateway health change: calls pending on a gateway now down move
+        on to the next (a 180 has stopped their fast-failover timer)."""
+        if change.health is Health.DOWN and self._b2bua is not None:
+            self._b2bua.gateway_down(change.gateway, change.reason)
 
     async def _start_bypass_service(self) -> None:
         """Serve the media bypass web service on the internal interface. A failure to bind is

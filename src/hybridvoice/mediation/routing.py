@@ -273,6 +273,15 @@ class OutboundCall:
         seconds = self.current.config.failover_time_seconds
         return self._fail(f"no answer in {seconds:g} s", now)
 
+    def gateway_down(self, name: str, reason: str, now: float) -> Outcome | None:
+        """Gateway ``name`` was marked down: if the pending, unanswered attempt is on it,
+        give it up (the caller's INVITE goes to the next gateway) and return the next step;
+        None when the call has nothing pending there. A 180 stops the fast-failover timer, so
+        this is what moves a call ringing on a gateway that died."""
+        if self.current is None or self.current.name != name or self.answered:
+            return None
+        return self._fail(f"marked down while pending ({reason})", now)
+
     def ended(self) -> None:
         """The call is over (BYE after answer, or CANCEL by the caller): free the gateway."""
         if self.current is not None:
