@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from hybridvoice.mgmt import cli_plan_sizing, cli_plan_verify
+from hybridvoice.mgmt import cli_plan_callflow, cli_plan_sizing, cli_plan_verify
 
 __all__ = ["plan_app", "register_plan_commands"]
 
@@ -20,6 +20,7 @@ plan_app = typer.Typer(
     ),
     no_args_is_help=True,
 )
+cli_plan_callflow.register(plan_app)
 cli_plan_sizing.register(plan_app)
 cli_plan_verify.register(plan_app)
 
