@@ -138,3 +138,23 @@ def test_a_version_3_database_gains_the_observed_column(tmp_path: Path) -> None:
         assert store.schema_version_found == 3
         found = store.by_record_id("r-old")
         assert found == old and found.observed is None
+
+
+def test_names_in_the_route_set_the_edge_address_is_inferred_and_said() -> None:
+    """Over TLS the roles record FQDNs (never a bare IP toward a TLS peer): the online
+    service's Via gets the edge's ``received`` stamp, the edge's external side stands in."""
+    request = invite("127.0.0.1", ("127.0.0.1", 41000))
+    text = bytes(request).decode()
+    text = text.replace(
+        "<sip:127.0.0.1:5061;transport=tcp;lr>", "<sip:edge.contoso.example:5061;transport=tls;lr>"
+    )
+    stamped = "SIP/2.0/TLS sip.online.example:5061;branch=z9hG4bKonline;received=127.64.0.1"
+    text = text.replace("SIP/2.0/TCP 127.64.0.1:5060;branch=z9hG4bKonline", stamped)
+    named = parse_message(text.encode())
+    assert isinstance(named, Request)
+    paths = observe(named, bypass=False)
+    assert ends(paths.signalling)[:2] == [
+        ("client", "127.0.0.1", 40000, "online", "127.64.0.1", 5061),
+        ("online", "127.64.0.1", 5061, "edge", "127.0.0.1", None),
+    ]
+    assert [h.inferred for h in paths.signalling] == [False, True, False, False]

@@ -23,6 +23,7 @@ at the time of asking.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,14 @@ def _via_source(host: str, port: int | None, received: str | None, rport: int | 
     return (received or host, rport if rport is not None else port)
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def _media(sdp: bytes | None) -> ClientMedia | None:
     if not sdp:
         return None
@@ -104,14 +113,20 @@ def _signalling(
         client, online = vias[-1], vias[-2]
         c_host, c_port = _via_source(client.host, client.port, client.received, client.rport)
         o_host, o_port = _via_source(online.host, online.port, online.received, online.rport)
-        hops.append(ObservedHop("client", c_host, c_port, "online", online.host, online.port,
+        # the online service's address: its packets' source as the edge stamped it (an FQDN
+        # in its Via gets a received address, §18.2.1), on the port its Via names
+        hops.append(ObservedHop("client", c_host, c_port, "online", o_host, online.port,
                                 "online service: the caller's Via received/rport"))  # fmt: skip
         routes = invite.record_route
-        outside = routes[1].uri if len(routes) >= 2 else None
-        if isinstance(outside, SipUri):  # the edge's two entries on top: inside, outside
+        outside = routes[1].uri if len(routes) >= 2 else None  # the edge's: inside, outside
+        if isinstance(outside, SipUri) and _is_ip(outside.host):
             hops.append(ObservedHop("online", o_host, o_port, "edge", outside.host, outside.port,
                                     "edge: the online service's Via and the edge's "
                                     "Record-Route toward it"))  # fmt: skip
+        else:  # a name (TLS hops record FQDNs): the edge's address toward mediation stands in
+            hops.append(ObservedHop("online", o_host, o_port, "edge", edge_source[0], None,
+                                    "inferred: the edge's Record-Route names no address; "
+                                    "its address toward mediation", inferred=True))  # fmt: skip
     hops.append(ObservedHop("edge", *edge_source, "mediation", *arrived_on,
                             "mediation: the INVITE's source and its listener"))  # fmt: skip
     local, gateway = gateway_leg
