@@ -80,3 +80,17 @@ def test_plan_verify_planned_equals_observed_and_a_wrong_segment_fails(tmp_path:
             "planned client -> online (customer > internet > cloud), "
             "observed client -> online (customer > internet)"
         ) in differences
+
+
+def test_plan_verify_with_sip_between_the_roles_on_sockets(tmp_path: Path) -> None:
+    """``up --wire``: the online service reaches the edge over a real TCP connection, which
+    leaves from its own address (127.64.0.1; the edge accepts no other), and every address
+    of the record is one a socket saw."""
+    with up(tmp_path, "--lab-users", "--lab-gateway", "--wire", settings=segmented()) as (_, urls):
+        run = hv("plan", "verify", "--json", *urls, timeout=180)
+        assert run.returncode == 0, run.stdout + run.stderr
+        answer = json.loads(run.stdout)
+        assert answer["ok"] is True
+        hops = answer["scenarios"][1]["observed_hops"]["signalling"]
+        assert hops[1]["source_address"].startswith("127.64.0.1:")  # online -> edge
+        assert hops[1]["segments"] == ["cloud", "internet", "customer"]

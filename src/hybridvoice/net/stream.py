@@ -28,6 +28,7 @@ its peer's :class:`~hybridvoice.net.identity.PeerIdentity` (``peer_identity``).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import ssl
@@ -68,6 +69,7 @@ __all__ = [
     "StreamConnection",
     "StreamLimits",
     "StreamTransport",
+    "outgoing_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -285,6 +287,22 @@ class _PendingConnect:
     def __init__(self) -> None:
         self.queue: list[tuple[bytes, SendErrorCallback | None]] = []
         self.task: asyncio.Task[None] | None = None
+
+
+def outgoing_source(bound: str, target: str) -> tuple[str, int] | None:
+    """Where a connection to ``target`` leaves from: the listener's own ``bound`` address (any
+    port) when it is a specific address that can reach ``target`` (same family, both
+    loopback or both not); else None, the kernel's pick. A host with several addresses (a lab
+    on 127.0.0.0/8, a multi-homed server) otherwise sends from whichever address its route
+    prefers, and a peer that accepts only our address (the edge, ``[Online] SIPAddresses``)
+    refuses us."""
+    try:
+        ours, theirs = ipaddress.ip_address(bound), ipaddress.ip_address(target)
+    except ValueError:  # never listened, or a name: the kernel picks
+        return None
+    if ours.is_unspecified or ours.version != theirs.version:
+        return None
+    return (bound, 0) if ours.is_loopback == theirs.is_loopback else None
 
 
 class StreamTransport(BoundTransport):
@@ -647,6 +665,7 @@ class StreamTransport(BoundTransport):
                         lambda: StreamConnection(self),
                         host,
                         port,
+                        local_addr=outgoing_source(self._local[0], host),
                         ssl=context if tls else None,
                         server_hostname=name if tls else None,
                         ssl_handshake_timeout=self.limits.head_timeout if tls else None,
