@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
-from hybridvoice.net.stream import StreamTransport, outgoing_source
+from hybridvoice.net.stream import StreamTransport
+from hybridvoice.net.stream_source import outgoing_source
 from hybridvoice.net.transport import Source
 from hybridvoice.sip.message import Request, Response
 

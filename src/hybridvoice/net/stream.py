@@ -11,9 +11,8 @@ a framing or parse error gets the 400 (or 513...) when one can be built and is t
 
 A hostile peer cannot hold connections for free (:class:`StreamLimits`): a message must be
 complete ``head_timeout`` seconds after its first byte (a peer sending one byte a second is
-closed), and accepted connections are capped per source address and in total. Every time a
-limit bites it is counted in the drop counter (``head_timeout``, ``source_limit``,
-``connection_limit``).
+closed), and accepted connections are capped per source address and in total. Every time a limit
+bites it is counted in the drop counter (``head_timeout``, ``source_limit``, ``connection_limit``).
 
 TLS (RFC 5630 §3, RFC 5922): a TLS listener accepts TCP and runs the handshake itself
 (``loop.start_tls``), so that a client refused by it (no certificate when one is required, an
@@ -28,7 +27,6 @@ its peer's :class:`~hybridvoice.net.identity.PeerIdentity` (``peer_identity``).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import ssl
@@ -43,6 +41,7 @@ from hybridvoice.sip.value_cache import ValueCache
 
 from .identity import PeerIdentity, RefusalReason, count_refusal, refusal_reason
 from .pipe import LocalExchange, PipeEnd
+from .stream_source import outgoing_source
 from .stream_tls import sip_accept
 from .tls import identity_of
 from .trace_tap import MessageTap
@@ -69,7 +68,6 @@ __all__ = [
     "StreamConnection",
     "StreamLimits",
     "StreamTransport",
-    "outgoing_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -287,22 +285,6 @@ class _PendingConnect:
     def __init__(self) -> None:
         self.queue: list[tuple[bytes, SendErrorCallback | None]] = []
         self.task: asyncio.Task[None] | None = None
-
-
-def outgoing_source(bound: str, target: str) -> tuple[str, int] | None:
-    """Where a connection to ``target`` leaves from: the listener's own ``bound`` address (any
-    port) when it is a specific address that can reach ``target`` (same family, both
-    loopback or both not); else None, the kernel's pick. A host with several addresses (a lab
-    on 127.0.0.0/8, a multi-homed server) otherwise sends from whichever address its route
-    prefers, and a peer that accepts only our address (the edge, ``[Online] SIPAddresses``)
-    refuses us."""
-    try:
-        ours, theirs = ipaddress.ip_address(bound), ipaddress.ip_address(target)
-    except ValueError:  # never listened, or a name: the kernel picks
-        return None
-    if ours.is_unspecified or ours.version != theirs.version:
-        return None
-    return (bound, 0) if ours.is_loopback == theirs.is_loopback else None
 
 
 class StreamTransport(BoundTransport):
