@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from hybridvoice.planning.callflow import ClientLocation, plan_pstn
-from hybridvoice.planning.flows import CCE_SUMMARY_NOTE, derive
+from hybridvoice.planning.flows import cce_summary_note, derive
 from hybridvoice.planning.principles import (
     Deployment,
     Home,
@@ -232,7 +232,10 @@ def test_external_peer_media_goes_to_the_online_edge() -> None:
 
 def test_cce_internal_signalling_says_which_leg_the_summary_describes() -> None:
     flow = derive(ROWS["cce-row1-pstn-internal"].scenario)
-    assert flow.signalling.note == CCE_SUMMARY_NOTE
+    assert flow.signalling.note == cce_summary_note(Route.PEERING)
+    assert "over the peering link" in flow.signalling.note
+    without = Scenario(CCE, Kind.PSTN, (_p("online user"),), peering=False)
+    assert "over the internet" in derive(without).signalling.note
     assert "Cloud Connector" in flow.signalling.described
     # The prose: the client's leg crosses the peering link and turns in the cloud.
     client_leg = flow.signalling.legs()[0]

@@ -87,8 +87,9 @@ class HealthMonitor:
     and at once when a call to it timed out or could not be sent (the trunk table's
     ``on_probe_due`` wakes its pinger). ``interval`` and ``timeout`` given here override every
     gateway's own (tests, ``RoleOptions.options_interval``). ``on_change`` hears every up/down
-    change. ``clock`` is the monotonic clock handed to the cores as ``now`` (default: the
-    event loop's).
+    change: a probe's at once, one a call caused (passive) at the probe that follows it.
+    ``clock`` is the monotonic clock handed to the cores as ``now`` (default: the event
+    loop's).
     """
 
     __slots__ = (
@@ -202,8 +203,9 @@ class HealthMonitor:
             change = self.trunks.options_failed(name, self._clock(), _reason(exc))
         else:
             change = self.trunks.options_answered(name, self._clock(), response.status, rtt_ms)
-        if change is not None and self.on_change is not None:
-            self.on_change(change)
+        if self.on_change is not None:  # this probe's change, and any a call caused since
+            for taken in self.trunks.take_changes():
+                self.on_change(taken)
         return change
 
     async def _run(self, gateway: GatewayState) -> None:

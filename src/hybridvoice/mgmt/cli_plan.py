@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import typer
 
-from hybridvoice.mgmt import cli_plan_callflow, cli_plan_sizing, cli_plan_verify
+from hybridvoice.mgmt import (
+    cli_plan_callflow,
+    cli_plan_checklist,
+    cli_plan_sizing,
+    cli_plan_verify,
+)
 
 __all__ = ["plan_app", "register_plan_commands"]
 
@@ -22,6 +27,7 @@ plan_app = typer.Typer(
 )
 cli_plan_callflow.register(plan_app)
 cli_plan_sizing.register(plan_app)
+cli_plan_checklist.register(plan_app)
 cli_plan_verify.register(plan_app)
 
 

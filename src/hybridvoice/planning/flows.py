@@ -19,7 +19,7 @@ telephone network (through the Cloud Connector the same way as hybridvoice's own
 The seed's summary disagrees with its own prose in one row, the Cloud Connector PSTN call of
 an internal user: the table says signalling is "local", the prose says it turns in the cloud
 and ends in the Cloud Connector. The model reproduces the table and says which leg the table
-describes (:data:`CCE_SUMMARY_NOTE`). Pure: no I/O.
+describes (:func:`cce_summary_note`). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -45,13 +45,17 @@ from hybridvoice.planning.principles import (
 )
 from hybridvoice.planning.segments import Traffic
 
-__all__ = ["CCE_SUMMARY_NOTE", "Cell", "Flow", "Leg", "Option", "PartyRoute", "derive"]
+__all__ = ["Cell", "Flow", "Leg", "Option", "PartyRoute", "cce_summary_note", "derive"]
 
-CCE_SUMMARY_NOTE = (
-    "seed 002's Cloud Connector table calls this signalling 'local': it describes the Cloud "
-    "Connector's own legs to the gateway; the client's leg goes to the cloud over the peering "
-    "link, turns there and ends in the Cloud Connector (the seed's prose)"
-)
+
+def cce_summary_note(client_route: Route) -> str:
+    """Why seed 002's Cloud Connector table says "local" for an internal user's signalling."""
+    over = "the peering link" if client_route is Route.PEERING else "the internet"
+    return (
+        "seed 002's Cloud Connector table calls this signalling 'local': it describes the Cloud "
+        f"Connector's own legs to the gateway; the client's leg goes to the cloud over {over}, "
+        "turns there and ends in the Cloud Connector (the seed's prose)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +231,7 @@ def _signalling(s: Scenario) -> Cell:
             trunk = tuple(leg for leg in onward if leg.source_place is Place.CUSTOMER)
             routes = (PartyRoute(party.name, _first_out(trunk)),)
             described = "the Cloud Connector's legs to the gateway"
-            note = CCE_SUMMARY_NOTE
+            note = cce_summary_note(_first_out(client_legs[party.name]))
     if len({(r.route, r.via) for r in routes}) == 1:
         routes = (PartyRoute("", routes[0].route, routes[0].via),)
     return Cell(Traffic.SIGNALLING, (Option(routes, legs),), described, note)
