@@ -50,7 +50,7 @@ def options(apis: FakeApis, **changes: Any) -> VerifyOptions:
     return VerifyOptions(
         online_url="http://127.0.0.1:8470", appliance_url="http://127.0.0.1:8472",
         user="alice", domain="contoso.example", password="pw", number="+15550199",
-        timeout=3.0, http=apis.client, internal_address="127.0.0.1", **changes,
+        timeout=2.0, http=apis.client, internal_address="127.0.0.1", **changes,
     )  # fmt: skip
 
 
