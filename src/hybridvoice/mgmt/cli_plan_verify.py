@@ -58,6 +58,16 @@ def verify_json(segments: SegmentMap, results: list[ScenarioResult]) -> dict[str
             "scenarios": scenarios}  # fmt: skip
 
 
+def _seen(result: ScenarioResult, traffic: str) -> list[str]:
+    """The observed hops with the addresses they used (and which were inferred)."""
+    hops = (result.observed or {}).get(traffic) or []
+    return [
+        f"{h['source']} -> {h['target']}: {' > '.join(h['segments']) or 'unknown'}\n"
+        f"  {h['source_address']} -> {h['target_address']}{' (inferred)' if h['inferred'] else ''}"
+        for h in hops
+    ]
+
+
 def _table(results: list[ScenarioResult]) -> Table:
     table = Table(title="planned vs observed call paths")
     for column in ("scenario", "traffic", "planned", "observed", "result"):
@@ -68,8 +78,9 @@ def _table(results: list[ScenarioResult]) -> Table:
             continue
         for c in r.comparisons:
             verdict = "[green]PASS[/green]" if c.ok else "[red]FAIL[/red]"
-            table.add_row(r.scenario.name, c.traffic.value, "\n".join(_hops(c.planned)),
-                          "\n".join(_hops(c.observed)), verdict)  # fmt: skip
+            planned = "\n".join(f"{hop}\n" for hop in _hops(c.planned)).rstrip("\n")
+            table.add_row(r.scenario.name, c.traffic.value, planned,
+                          "\n".join(_seen(r, c.traffic.value)), verdict)  # fmt: skip
     return table
 
 
