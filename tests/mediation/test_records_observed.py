@@ -9,12 +9,20 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hybridvoice.mediation.bypass import BypassPolicy
+import pytest
+
+from hybridvoice.mediation.bypass import BypassPolicy, client_media_from_sdp
 from hybridvoice.mediation.records import CallRecordStore, CallState, Direction
 from hybridvoice.mediation.records_model import COLUMNS, MIGRATIONS, CallRecord, to_row
-from hybridvoice.mediation.records_observed import ObservedHop, ObservedPaths, observe_outbound
+from hybridvoice.mediation.records_observed import (
+    ObservedHop,
+    ObservedPaths,
+    audio_address,
+    observe_outbound,
+)
 from hybridvoice.sip.message import Request
 from hybridvoice.sip.parser import parse_message
+from hybridvoice.sip.sdp import SessionDescription
 
 T0 = datetime(2026, 12, 7, 5, 0, 0, tzinfo=UTC)
 
@@ -158,3 +166,33 @@ def test_names_in_the_route_set_the_edge_address_is_inferred_and_said() -> None:
         ("online", "127.64.0.1", 5061, "edge", "127.0.0.1", None),
     ]
     assert [h.inferred for h in paths.signalling] == [False, True, False, False]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        sdp("127.0.0.1", 41000),
+        b"v=0\r\no=x 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+        b"m=video 5000 RTP/AVP 96\r\nc=IN IP4 10.0.0.9\r\n"
+        b"m=audio 6000 RTP/AVP 0\r\nc=IN IP4 10.0.0.2\r\na=rtpmap:0 PCMU/8000\r\n"
+        b"m=audio 7000 RTP/AVP 0\r\nc=IN IP4 10.0.0.3\r\n",
+        b"v=0\r\no=x 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 0 RTP/AVP 0\r\nc=IN IP4 10.0.0.5\r\nm=audio 6002 RTP/AVP 0\r\n",
+        b"v=0\r\no=x 1 1 IN IP6 h\r\ns=-\r\nc=IN IP6 2001:db8::1\r\nt=0 0\r\n"
+        b"m=audio 6004/2 RTP/AVP 0\r\n",
+        b"v=0\r\no=x 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"
+        b"m=audio 6006 RTP/AVP 0\r\n",
+        b"v=0\r\no=x 1 1 IN IP4 h\r\ns=-\r\nt=0 0\r\nm=audio 6008 RTP/AVP 0\r\n",
+        b"v=0\r\no=x 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 224.2.1.1/127\r\nt=0 0\r\n"
+        b"m=audio 6010 RTP/AVP 0\r\n",
+        b"",
+    ],
+)  # fmt: skip
+def test_the_sdp_scan_finds_what_the_full_parser_finds(body: bytes) -> None:
+    """The record reads each SDP by a line scan (a full parse per answered call cost more
+    than the rest of its record); it agrees with the parser and the bypass decision's
+    reading: the first active audio stream, media-level c= first, no hold address."""
+    full = client_media_from_sdp(SessionDescription.parse(body)) if body else None
+    scanned = audio_address(body)
+    expected = None if full is None else (full.address, full.port)
+    assert (None if scanned is None else (scanned.address, scanned.port)) == expected

@@ -23,21 +23,27 @@ at the time of asking.
 
 from __future__ import annotations
 
-import ipaddress
 import json
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from hybridvoice.sip.message import Request
-from hybridvoice.sip.sdp import SessionDescription
 from hybridvoice.sip.uri import SipUri
 
-from .bypass import BypassPolicy, ClientMedia, client_media_from_sdp
+from .bypass import BypassPolicy, ClientMedia
 
 if TYPE_CHECKING:
     from .b2bua import Bridge
 
-__all__ = ["Endpoint", "ObservedHop", "ObservedPaths", "observe_outbound", "observed_of"]
+__all__ = [
+    "Endpoint",
+    "ObservedHop",
+    "ObservedPaths",
+    "audio_address",
+    "observe_outbound",
+    "observed_of",
+]
 
 Endpoint = tuple[str, int | None]
 """An address as seen: (IP address, port or None when unknown)."""
@@ -57,6 +63,13 @@ class ObservedHop:
     inferred: bool = False  # an end was not seen but worked out (``seen_by`` says how)
 
 
+_HOP_FIELDS = tuple(f.name for f in fields(ObservedHop))
+
+
+def _hop_json(hop: ObservedHop) -> dict[str, object]:
+    return {name: getattr(hop, name) for name in _HOP_FIELDS}  # asdict copies deeply: slow
+
+
 @dataclass(frozen=True, slots=True)
 class ObservedPaths:
     """The signalling and media hops of one call, in order from the caller."""
@@ -66,8 +79,8 @@ class ObservedPaths:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"signalling": [asdict(h) for h in self.signalling],
-             "media": [asdict(h) for h in self.media]}
+            {"signalling": [_hop_json(h) for h in self.signalling],
+             "media": [_hop_json(h) for h in self.media]}
         )  # fmt: skip
 
     @classmethod
@@ -84,21 +97,46 @@ def _via_source(host: str, port: int | None, received: str | None, rport: int | 
     return (received or host, rport if rport is not None else port)
 
 
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+
+
 def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
+    """An address rather than a name (an IPv6 address has colons, a name never does)."""
+    return ":" in host or _IPV4.fullmatch(host) is not None
 
 
-def _media(sdp: bytes | None) -> ClientMedia | None:
+def audio_address(sdp: bytes | None) -> ClientMedia | None:
+    """The first active audio stream's address and port (RFC 4566 §5.7 ``c=``, §5.14 ``m=``;
+    a media-level ``c=`` over the session's; a hold address gives none), by a scan of the
+    lines: the media decisions parsed these bodies already, the record needs two values of
+    each on every answered call (a full parse cost more than the rest of the call's record)."""
     if not sdp:
         return None
-    try:
-        return client_media_from_sdp(SessionDescription.parse(sdp))
-    except ValueError:
+    session: bytes | None = None
+    media: bytes | None = None
+    port = 0
+    seen_m = False
+    for raw in sdp.split(b"\n"):
+        line = raw.strip()
+        if line[:2] == b"m=":
+            if port:
+                break  # the chosen audio section ended
+            seen_m = True
+            parts = line[2:].split()
+            number = parts[1].split(b"/")[0] if len(parts) > 1 else b""
+            if parts and parts[0] == b"audio" and number.isdigit() and int(number) > 0:
+                port = int(number)
+        elif line[:2] == b"c=":
+            parts = line[2:].split()
+            address = parts[2].split(b"/")[0] if len(parts) > 2 else None
+            if port:
+                media = address
+            elif not seen_m:
+                session = address
+    found = media or session
+    if not port or not found or found in (b"0.0.0.0", b"::"):
         return None
+    return ClientMedia(found.decode("ascii", "replace"), port)
 
 
 def _signalling(
@@ -153,7 +191,7 @@ def observe_outbound(
     decision; ``policy``: the edge relay's addresses and ports (an internet client's media);
     the SDP of the answer to the caller, the offer to the gateway and the gateway's answer."""
     signalling = _signalling(invite, edge_source, arrived_on, gateway_leg)
-    offer, gateway = _media(invite.body), _media(gateway_answer)
+    offer, gateway = audio_address(invite.body), audio_address(gateway_answer)
     media: list[ObservedHop] = []
     if offer is None or gateway is None:
         return ObservedPaths(signalling, ())
@@ -161,7 +199,7 @@ def observe_outbound(
         media.append(ObservedHop("client", offer.address, offer.port, "gateway", gateway.address,
                                  gateway.port, "mediation: both SDPs, passed through"))  # fmt: skip
         return ObservedPaths(signalling, tuple(media))
-    relay_a, relay_b = _media(answer_to_caller), _media(offer_to_gateway)
+    relay_a, relay_b = audio_address(answer_to_caller), audio_address(offer_to_gateway)
     near = "client"
     if policy.at_edge_relay(offer):  # an internet client: its media reaches the edge's relay
         client_host = signalling[0].source_host if signalling[0].source == "client" else ""
