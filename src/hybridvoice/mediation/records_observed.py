@@ -41,6 +41,7 @@ __all__ = [
     "ObservedHop",
     "ObservedPaths",
     "audio_address",
+    "observe_inbound",
     "observe_outbound",
     "observed_of",
 ]
@@ -218,27 +219,83 @@ def observe_outbound(
     return ObservedPaths(signalling, tuple(media))
 
 
+def observe_inbound(
+    invite: Request,
+    *,
+    gateway_source: Endpoint,
+    arrived_on: Endpoint,
+    edge_leg: tuple[Endpoint, Endpoint],
+    bypass: bool,
+    policy: BypassPolicy,
+    answer_to_gateway: bytes | None,
+    offer_to_edge: bytes | None,
+    callee_answer: bytes | None,
+) -> ObservedPaths:
+    """The observed path of an answered inbound call (gateway -> mediation -> edge -> ...),
+    as far as the mediation role saw it: its own two signalling hops (the edge and the online
+    service forward it on; their hops are not in the record), and the media between the
+    gateway and the callee's side: the callee's client (bypass, or anchored here), or the
+    edge's relay when the callee is on the internet."""
+    local, edge = edge_leg
+    signalling = (
+        ObservedHop("gateway", *gateway_source, "mediation", *arrived_on,
+                    "mediation: the INVITE's source and its listener"),
+        ObservedHop("mediation", *local, "edge", *edge,
+                    "mediation: the edge leg's transport and its next hop"),
+    )  # fmt: skip
+    offer, callee = audio_address(invite.body), audio_address(callee_answer)
+    if offer is None or callee is None:
+        return ObservedPaths(signalling, ())
+    far = "edge" if policy.at_edge_relay(callee) else "client"
+    if bypass:
+        hop = ObservedHop("gateway", offer.address, offer.port, far, callee.address, callee.port,
+                          "mediation: both SDPs, passed through")  # fmt: skip
+        return ObservedPaths(signalling, (hop,))
+    media: list[ObservedHop] = []
+    relay_a, relay_b = audio_address(answer_to_gateway), audio_address(offer_to_edge)
+    if relay_a is not None:
+        media.append(ObservedHop("gateway", offer.address, offer.port, "mediation",
+                                 relay_a.address, relay_a.port,
+                                 "mediation: the gateway's offer, its answer"))  # fmt: skip
+    if relay_b is not None:
+        media.append(ObservedHop("mediation", relay_b.address, relay_b.port, far,
+                                 callee.address, callee.port,
+                                 "mediation: its offer, the callee's answer"))  # fmt: skip
+    return ObservedPaths(signalling, tuple(media))
+
+
 def _endpoint(address: tuple[str, int] | None) -> Endpoint:
     return ("", None) if address is None else (address[0], address[1])
 
 
 def observed_of(
-    bridge: Bridge, answer_to_caller: bytes | None, gateway_answer: bytes | None
+    bridge: Bridge, answer_to_caller: bytes | None, callee_answer: bytes | None
 ) -> ObservedPaths | None:
-    """:func:`observe_outbound` of an answered outbound ``bridge`` (None: not one)."""
+    """:func:`observe_outbound` (or :func:`observe_inbound`) of an answered ``bridge``."""
     a, b = bridge.a, bridge.b
-    if bridge.side != "edge" or b is None:
+    if b is None:
         return None
     uri = b.invite.uri
-    gateway: Endpoint = (uri.host, uri.port) if isinstance(uri, SipUri) else ("", None)
+    target: Endpoint = (uri.host, uri.port) if isinstance(uri, SipUri) else ("", None)
     source = None if a.source is None else (a.source.host, a.source.port)
     local_a = None if a.transport is None else a.transport.local
     local_b = None if b.transport is None else b.transport.local
     decision = bridge.decision
+    bypass = decision is not None and decision.bypass
+    plan = bridge.plan  # anchored on the callee's answer: the re-offer moves the edge leg
+    offer = plan.reoffer if plan is not None and plan.reoffer is not None else b.invite.body
+    if bridge.side == "gateway":
+        edge = bridge.b2bua.edge_target  # where the edge leg went (its URI names the user)
+        return observe_inbound(
+            a.invite, gateway_source=_endpoint(source), arrived_on=_endpoint(local_a),
+            edge_leg=(_endpoint(local_b), (edge.host, edge.port)), bypass=bypass,
+            policy=bridge.b2bua.bypass,
+            answer_to_gateway=answer_to_caller, offer_to_edge=offer,
+            callee_answer=callee_answer,
+        )  # fmt: skip
     return observe_outbound(
         a.invite, edge_source=_endpoint(source), arrived_on=_endpoint(local_a),
-        gateway_leg=(_endpoint(local_b), gateway),
-        bypass=decision is not None and decision.bypass, policy=bridge.b2bua.bypass,
-        answer_to_caller=answer_to_caller, offer_to_gateway=b.invite.body,
-        gateway_answer=gateway_answer,
+        gateway_leg=(_endpoint(local_b), target), bypass=bypass, policy=bridge.b2bua.bypass,
+        answer_to_caller=answer_to_caller, offer_to_gateway=offer,
+        gateway_answer=callee_answer,
     )  # fmt: skip
