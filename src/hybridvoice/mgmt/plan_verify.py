@@ -225,7 +225,7 @@ class _Api:
         )
 
     async def observed(self, call_id: str) -> Mapping[str, Any] | None:
-        for _ in range(100):  # the record is written by a background thread
+        for _ in range(200):  # the record is written by a background thread (10 s at most)
             with contextlib.suppress(CannotVerifyError):
                 record = await self.get(self.appliance, f"/v1/calls/{call_id}")
                 if record.get("observed_paths"):
