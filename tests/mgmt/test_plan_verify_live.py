@@ -94,3 +94,21 @@ def test_plan_verify_with_sip_between_the_roles_on_sockets(tmp_path: Path) -> No
         hops = answer["scenarios"][1]["observed_hops"]["signalling"]
         assert hops[1]["source_address"].startswith("127.64.0.1:")  # online -> edge
         assert hops[1]["segments"] == ["cloud", "internet", "customer"]
+
+
+def test_plan_verify_with_a_peering_link_to_the_cloud(tmp_path: Path) -> None:
+    """The cloud's prefix named as reached over the private peering link: every hop between
+    the customer's network and the cloud is planned and observed over ``peering``, the
+    internet client's still over the internet."""
+    with up(tmp_path, settings=segmented(PeeringPrefixes="127.64.0.0/16")) as (_, urls):
+        run = hv("plan", "verify", "--json", *urls, timeout=180)
+        assert run.returncode == 0, run.stdout + run.stderr
+        answer = json.loads(run.stdout)
+        assert answer["ok"] is True
+        by_name = {s["name"]: s for s in answer["scenarios"]}
+        for name in ("internal, bypass", "internal, no bypass"):
+            assert by_name[name]["signalling"]["observed_segments"] == [
+                "customer", "peering", "cloud", "peering", "customer",
+            ], by_name[name]  # fmt: skip
+        internet = by_name["internet client"]["signalling"]["observed_segments"]
+        assert internet == ["internet", "cloud", "peering", "customer"]
