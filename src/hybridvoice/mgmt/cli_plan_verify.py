@@ -118,8 +118,9 @@ def verify(
     """Test calls for the PSTN scenarios (internal with bypass, internal without, internet
     client); planned and observed paths side by side.
 
-    Switches the tenant's media bypass for the calls and puts it back afterwards. Exits 1 on
-    any difference, 2 when verify cannot run.
+    Switches the tenant's media bypass for the calls, then puts it back.
+
+    Exit codes: 0 planned == observed, 1 a difference, 2 verify could not run.
     """
     user, _, domain = from_.removeprefix("sip:").partition("@")
     if not domain:
