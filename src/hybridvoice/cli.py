@@ -323,6 +323,14 @@ def init(
             "each appliance its own process under up (docs/fleet.md)",
         ),
     ] = False,
+    segments: Annotated[
+        bool,
+        typer.Option(
+            "--segments",
+            help="A lab whose addresses tell the network segments "
+            "apart, for hybridvoice plan verify (docs/planning.md)",
+        ),
+    ] = False,
 ) -> None:
     """Write a commented settings file (keys mirror CloudConnector.ini).
 
@@ -349,7 +357,9 @@ def init(
 
         text = FLEET_EXAMPLE
     elif ini is None:
-        text = render_settings(lab_settings())
+        from hybridvoice.cms.template_segments import segmented_lab  # noqa: PLC0415
+
+        text = render_settings(segmented_lab(lab_settings()) if segments else lab_settings())
     else:
         try:
             imported = import_ini(ini.read_text(encoding="utf-8-sig"))

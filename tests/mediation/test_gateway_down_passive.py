@@ -10,6 +10,12 @@ stopped its fast-failover timer, RFC 3261 §17.1.1.2: Timer B too) then rang unt
 gave up: only the pinger's changes reached the B2BUA. Now the trunk table reports the changes
 calls see as well (``TrunkTable.on_change``), on the next loop turn (the call that saw it is
 still in its own step), and the ringing call goes to the next gateway.
+
+Main fixed the same defect meanwhile by reporting such a change at the end of the probe the
+passive miss wakes; that probe can take ``OptionsTimeoutSeconds`` (the interval, 60 s by
+default) when the gateway is silent. Both paths take the change from the table
+(``TrunkTable.take_changes``), so it is reported once, by whichever comes first. The tests
+here stop the pinger first: the change must not wait for a probe.
 """
 
 from __future__ import annotations
@@ -30,8 +36,9 @@ def test_a_call_ringing_on_a_gateway_that_a_call_marks_down_goes_to_the_next(
     async def main() -> None:
         async with lab(tmp_path, 2) as lab_:
             role = lab_.role
-            trunks = role.trunks
-            assert trunks is not None
+            trunks, health = role.trunks, role.health
+            assert trunks is not None and health is not None
+            await health.stop()  # no probe reports it (a silent gateway's takes its timeout)
             a = lab_.call_out()
             first, second = lab_.gateways
             got = await asyncio.wait(
@@ -72,6 +79,7 @@ def test_a_change_a_call_saw_is_reported_after_the_calls_own_step(tmp_path: Path
         async with lab(tmp_path, 1) as lab_:
             trunks, health = lab_.role.trunks, lab_.role.health
             assert trunks is not None and isinstance(health, HealthMonitor)
+            await health.stop()  # no probe takes the changes first
             heard: list[HealthChange] = []
             health.on_change = heard.append
             now = asyncio.get_running_loop().time()

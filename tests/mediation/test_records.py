@@ -272,7 +272,7 @@ def test_schema_version_and_migrations(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     with CallRecordStore(path) as store:
         assert store.schema_version_found == 0
-        assert store.schema_version() == SCHEMA_VERSION == 3
+        assert store.schema_version() == SCHEMA_VERSION == 4
     with CallRecordStore(path) as store:
         assert store.schema_version_found == SCHEMA_VERSION
     conn = sqlite3.connect(path)

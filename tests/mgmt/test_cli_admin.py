@@ -114,12 +114,25 @@ def test_every_service_command_creates_changes_and_reads_against_a_live_lab(admi
     update_windows(admin, site)
     rolling_update(admin, site)
     site_ca(admin, site)
+    plan_verify(admin)
     admin("appliance remove", admin.json("appliance list")[0]["name"])
     # --appliance names another appliance's API: refused before anything is drained
     result = admin("appliance remove", "no-such-appliance", code=2)
     assert "not 'no-such-appliance'" in result.stderr
     missing = service_commands() - admin.ran
     assert not missing, f"commands without a step in this scenario: {sorted(missing)}"
+
+
+def plan_verify(admin: Admin) -> None:
+    """``plan verify`` on this lab (every role on 127.0.0.1): it cannot tell the cloud from
+    the customer's network, and says so (exit 2) before it changes anything;
+    tests/mgmt/test_plan_verify_live.py runs it on a lab that can."""
+    refused = admin("plan verify", "--json", code=2)
+    answer = json.loads(refused.stdout)
+    assert answer["ok"] is False and "not in the customer's network" in answer["error"]
+    assert "hybridvoice init --segments" in answer["hint"]
+    said = " ".join(admin("plan verify", code=2).stderr.split())
+    assert said.startswith("cannot verify: the internal client's address 127.0.0.1")
 
 
 def tokens(admin: Admin) -> None:

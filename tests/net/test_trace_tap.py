@@ -131,15 +131,18 @@ def test_hep_packets_reach_a_loopback_collector() -> None:
 
     try:
         run(main())
-        got = [decode(collector.recv(65535)) for _ in range(4)]
+        got = [decode(collector.recv(65535)) for _ in range(hep.sent)]
     finally:
         hep.close()
         collector.close()
-    assert hep.sent == 4 and hep.dropped == 0
+    # each message once as sent and once as received (4), plus any retransmission of the
+    # request a loaded machine makes and the server transaction's 200 sent again for it
+    assert hep.sent >= 4 and hep.dropped == 0
     assert {h.correlation for h in got} == {call_ids[0].encode()}
     assert all(h.capture_id == 4242 and h.auth == b"pw" and h.proto == 17 for h in got)
-    assert [h.payload.split(b" ", 1)[0] for h in got] == [b"OPTIONS", b"OPTIONS", b"SIP/2.0",
-                                                          b"SIP/2.0"]  # fmt: skip
+    starts = [h.payload.split(b" ", 1)[0] for h in got]
+    assert starts[:2] == [b"OPTIONS", b"OPTIONS"] and set(starts) == {b"OPTIONS", b"SIP/2.0"}
+    assert starts.count(b"SIP/2.0") >= 2
 
 
 @pytest.mark.parametrize("bad", ["", "host", "host:", ":5060", "host:0", "host:70000", "h:x"])

@@ -39,6 +39,7 @@ from .settings_logging import Logging
 from .settings_media import MediaEncryption
 from .settings_needs import unmet_needs
 from .settings_online_store import EtcdMembers
+from .settings_segments import Segments
 from .settings_tls import GatewayTls
 from .settings_traces import Traces
 from .settings_values import (
@@ -520,6 +521,7 @@ class Settings(_Section):
     media_relay: MediaRelay = Field(default_factory=MediaRelay)
     health_monitor: HealthMonitor = Field(default_factory=HealthMonitor)
     traces: Traces = Field(default_factory=Traces)
+    segments: Segments = Field(default_factory=Segments)  # docs/planning.md
     logging: Logging = Field(default_factory=Logging)
 
     @model_validator(mode="before")

@@ -52,6 +52,11 @@ _SECTION_NOTES: Final[Mapping[str, str]] = {
         "The edge's media relay (TURN: UDP 3478, TCP 443 in production) and MRAS, on when\n"
         "[EdgeServer] ExternalMRIPs is set or Enabled = true (docs/edge-media.md)."
     ),
+    "Segments": (
+        "The network segments of call paths (docs/planning.md): the customer's subnets, the\n"
+        "cloud prefixes over a private peering link, the online service's addresses; every\n"
+        "other address is the internet."
+    ),
     "HybridVoiceRoutes": (
         "Voice routes: name = regular expression on the dialled number (+E.164).\n"
         "A gateway takes the calls of the routes listed in its VoiceRoutes."
@@ -210,7 +215,7 @@ def render_settings(
     doc.add("MediaRelay", _table(data["MediaRelay"], _SECTION_NOTES["MediaRelay"], relay_defaults,
                                  changed.get("MediaRelay")))  # fmt: skip
     for section, values in _other_sections(settings, data):  # [Traces], [Logging]...
-        doc.add(section, _table(values, None))
+        doc.add(section, _table(values, _SECTION_NOTES.get(section)))
     routes = data.get("HybridVoiceRoutes") or {}
     doc.add("HybridVoiceRoutes", _table(routes, _SECTION_NOTES["HybridVoiceRoutes"]))
     for index, gateway in enumerate(data.get("Gateways") or (), start=1):

@@ -335,7 +335,7 @@ class ReleaseLeg:
 
 
 #: What a :class:`WriteRecord` does: the record store's method of that name.
-RecordOp = Literal["start", "route", "attempt", "media", "ringing", "answered", "ended"]
+RecordOp = Literal["start", "route", "attempt", "media", "ringing", "answered", "observed", "ended"]
 
 
 @dataclass(slots=True)

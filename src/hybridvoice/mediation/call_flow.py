@@ -74,6 +74,7 @@ from .call_events import (
 from .headers_policy import calling_party, e164_request_uri, gateway_from
 from .media_plan import INBOUND_PENDING, MediaPlan
 from .records import Direction, DisconnectSide
+from .records_observed import observed_of
 from .translate import NumberError, number_of
 
 if TYPE_CHECKING:
@@ -372,8 +373,12 @@ def answered_by(bridge: Bridge, b: Call, sdp: bytes | None, now: float) -> Actio
     _log.debug("call answered (set up in %.3f s)", now - bridge.started)
     if a.disconnected:
         return (*actions, Hangup(b))
-    bridge.emit(*actions, Answer(a, bridge.sdp(sdp, b, offer=bridge.late_offer)))
+    answer = bridge.sdp(sdp, b, offer=bridge.late_offer)
+    bridge.emit(*actions, Answer(a, answer))
     bridge.write("answered")
+    observed = observed_of(bridge, answer, sdp)  # the addresses this call used
+    if observed is not None:
+        bridge.write("observed", paths=observed)
     plan = bridge.plan
     if plan is not None and plan.reoffer is not None:
         return reoffer(bridge)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import types
+from collections import deque
 from dataclasses import dataclass
 from typing import Final, Literal, TypeVar
 
@@ -113,8 +114,8 @@ class GatewayHealth:
     """The health state machine of one gateway (see the module docstring)."""
 
     __slots__ = (
-        "_last_probe", "_probe_soon", "answers", "gateway", "misses", "policy", "since",
-        "state", "transitions",
+        "_last_probe", "_probe_soon", "answers", "changes", "gateway", "misses", "policy",
+        "since", "state", "transitions",
     )  # fmt: skip
 
     def __init__(self, gateway: str, policy: HealthPolicy) -> None:
@@ -126,6 +127,9 @@ class GatewayHealth:
         self.answers = 0
         #: changes so far, by the state entered (``hybridvoice_gateway_health_transitions``)
         self.transitions: dict[Health, int] = {Health.UP: 0, Health.DOWN: 0}
+        #: changes not yet taken by whoever reports them (the pinger: :meth:`take_changes`),
+        #: whatever caused them, a probe or a call; the newest few only
+        self.changes: deque[HealthChange] = deque(maxlen=8)
         self._last_probe: float | None = None
         self._probe_soon = False
 
@@ -161,7 +165,15 @@ class GatewayHealth:
         self.transitions[target] += 1
         if target is Health.DOWN:
             reason = f"{count} OPTIONS or calls without an answer (last: {reason})"
-        return HealthChange(self.gateway, target, now, reason)
+        change = HealthChange(self.gateway, target, now, reason)
+        self.changes.append(change)
+        return change
+
+    def take_changes(self) -> list[HealthChange]:
+        """The changes since the last call, oldest first."""
+        taken = list(self.changes)
+        self.changes.clear()
+        return taken
 
     # --- probing --------------------------------------------------------------------------------
 

@@ -87,9 +87,11 @@ class HealthMonitor:
     and at once when a call to it timed out or could not be sent (the trunk table's
     ``on_probe_due`` wakes its pinger). ``interval`` and ``timeout`` given here override every
     gateway's own (tests, ``RoleOptions.options_interval``). ``on_change`` hears every up/down
-    change: the probes' and the ones calls saw (the trunk table's ``on_change``; those are
-    reported on the next loop turn, after the step of the call that saw them). ``clock`` is
-    the monotonic clock handed to the cores as ``now`` (default: the event loop's).
+    change, taken from the trunk table once (``TrunkTable.take_changes``): a probe's at the
+    probe's end; one a call caused (passive: the table's ``on_change``) on the next loop
+    turn, after the step of that call, not only at the end of the probe it wakes (which can
+    take ``OptionsTimeoutSeconds``). ``clock`` is the monotonic clock handed to the cores as
+    ``now`` (default: the event loop's).
     """
 
     __slots__ = (
@@ -164,13 +166,16 @@ class HealthMonitor:
 
     def _seen_by_a_call(self, change: HealthChange) -> None:
         """A call marked a gateway up or down (its INVITE timed out, could not be sent, or
-        was answered): reported like a probe's change, but on the next loop turn, since the
-        call that saw it is still in its own step (its attempt is not given up yet)."""
-        asyncio.get_running_loop().call_soon(self._report, change)
+        was answered): reported like a probe's change, on the next loop turn, since the call
+        that saw it is still in its own step (its attempt is not given up yet). The changes
+        are taken from the table, so each is reported once, here or at a probe's end."""
+        del change  # it waits in the table with any other not yet reported
+        asyncio.get_running_loop().call_soon(self._report_taken)
 
-    def _report(self, change: HealthChange) -> None:
+    def _report_taken(self) -> None:
         if self.on_change is not None:
-            self.on_change(change)
+            for taken in self.trunks.take_changes():
+                self.on_change(taken)
 
     def _wake(self, name: str) -> None:
         event = self._wakes.get(name)
@@ -214,8 +219,9 @@ class HealthMonitor:
             change = self.trunks.options_failed(name, self._clock(), _reason(exc))
         else:
             change = self.trunks.options_answered(name, self._clock(), response.status, rtt_ms)
-        if change is not None and self.on_change is not None:
-            self.on_change(change)
+        if self.on_change is not None:  # this probe's change, and any a call caused since
+            for taken in self.trunks.take_changes():
+                self.on_change(taken)
         return change
 
     async def _run(self, gateway: GatewayState) -> None:

@@ -81,6 +81,7 @@ from .records_errors import (
     StoreClosedError,
     UnknownCallError,
 )
+from .records_observed import ObservedPaths
 from .records_quality import MosTally, call_mos
 from .records_query import RecordQueries
 from .records_writer import _FLUSH, _PUT, _STOP, LoopWaits, WriteFuture, _Put, _Writer
@@ -287,6 +288,10 @@ class CallRecordStore(LoopWaits, RecordQueries):
     def media(self, a_call_id: str, mode: MediaMode, reason: str) -> None:
         """The media decision (``bypass.decide_bypass``): mode and reason."""
         self._change(a_call_id, media_mode=mode, media_reason=reason)
+
+    def observed(self, a_call_id: str, paths: ObservedPaths) -> None:
+        """The addresses the call's signalling and media used (:mod:`.records_observed`)."""
+        self._change(a_call_id, observed=paths)
 
     def ringing(self, a_call_id: str) -> None:
         """The first 180/183 (later ones change nothing)."""

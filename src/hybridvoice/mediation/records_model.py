@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from hybridvoice.mediation.bypass import MediaMode
+from hybridvoice.mediation.records_observed import ObservedPaths
 
 __all__ = [
     "COLUMNS",
@@ -147,6 +148,9 @@ class CallRecord:
     #: None without relayed media (schema version 3)
     mos: float | None = None
     mos_poor: bool | None = None
+    #: the addresses the call's signalling and media used (.records_observed), set when it
+    #: is answered; None for calls before schema version 4 and calls not seen through
+    observed: ObservedPaths | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +218,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE calls ADD COLUMN mos REAL",
         "ALTER TABLE calls ADD COLUMN mos_poor INTEGER",
     ),
+    (  # 4: the observed signalling and media path, JSON (older rows: NULL)
+        "ALTER TABLE calls ADD COLUMN observed TEXT",
+    ),
 )
 """Migration ``n`` (1-based) takes the schema from version ``n - 1`` to ``n``. Append only."""
 
@@ -256,7 +263,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "direction": Direction, "state": CallState, "media_mode": MediaMode,
     "disconnect_side": DisconnectSide, "attempts": _attempts, "a_media": _counters,
     "b_media": _counters, "start_utc": _time, "ring_utc": _time, "answer_utc": _time,
-    "end_utc": _time, "mos_poor": bool,
+    "end_utc": _time, "mos_poor": bool, "observed": ObservedPaths.from_json,
 }  # fmt: skip
 """Column text -> field value, for the columns that are not stored as they are."""
 
@@ -279,7 +286,7 @@ def _enum_value(value: StrEnum) -> str:
 _ENCODERS: dict[type, Callable[[Any], Any]] = {
     Direction: _enum_value, CallState: _enum_value, MediaMode: _enum_value,
     DisconnectSide: _enum_value, datetime: iso_utc, MediaCounters: _counters_json,
-    tuple: _attempts_json,
+    tuple: _attempts_json, ObservedPaths: ObservedPaths.to_json,
 }  # fmt: skip
 """Field value type -> column value, for values not stored as they are."""
 

@@ -328,6 +328,10 @@ class TrunkTable:
         if failed:
             state.calls_failed += 1
 
+    def take_changes(self) -> list[HealthChange]:
+        """Every gateway's health changes since the last call (OPTIONS or calls caused them)."""
+        return [c for state in self._by_name.values() for c in state.monitor.take_changes()]
+
     def status(self) -> tuple[GatewayStatus, ...]:
         """Every gateway's status, in configuration order."""
         return tuple(state.status() for state in self._by_name.values())

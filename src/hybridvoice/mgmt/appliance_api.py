@@ -35,6 +35,7 @@ from hybridvoice.mediation.records_model import CallRecord, CallState
 from .appliance_answers import add_appliance_answers
 from .appliance_logging_api import add_logging_routes
 from .appliance_ops_api import add_ops_routes
+from .appliance_segments_api import add_segment_routes, observed_answer
 from .appliance_traces_api import add_trace_routes
 from .gateways import GatewayChangeError
 from .metrics import appliance_registry
@@ -127,13 +128,16 @@ def create_appliance_api(appliance: Appliance) -> FastAPI:
         record = store.live(call_id) or store.by_call_id(call_id) or store.by_record_id(call_id)
         if record is None:
             raise _error(404, f"no call {short_text(call_id)!r}", "GET /v1/calls lists them")
-        return jsonable_encoder(record)
+        answer = jsonable_encoder(record)  # with its observed path by segment (issue 14)
+        answer["observed_paths"] = observed_answer(record, appliance.settings)
+        return answer
 
     _gateway_routes(app, appliance)
     add_trace_routes(app, appliance)
     add_ops_routes(app, appliance)  # site CA, test calls
     add_logging_routes(app)
     add_appliance_answers(app)  # call records' models in /v1/openapi.json
+    add_segment_routes(app, appliance)  # GET /v1/segments (plan verify)
 
     @app.post("/v1/leave")
     async def leave(request: Request) -> dict[str, Any]:

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import typer
 
-from hybridvoice.mgmt import cli_plan_callflow, cli_plan_checklist, cli_plan_sizing
+from hybridvoice.mgmt import (
+    cli_plan_callflow,
+    cli_plan_checklist,
+    cli_plan_sizing,
+    cli_plan_verify,
+)
 
 __all__ = ["plan_app", "register_plan_commands"]
 
@@ -23,6 +28,7 @@ plan_app = typer.Typer(
 cli_plan_callflow.register(plan_app)
 cli_plan_sizing.register(plan_app)
 cli_plan_checklist.register(plan_app)
+cli_plan_verify.register(plan_app)
 
 
 def register_plan_commands(app: typer.Typer) -> None:

@@ -106,12 +106,15 @@ async def place_test_call(
     timeout: float = 15.0,
     user_known: bool | None = None,
     api_token: str | None = None,
+    local_host: str | None = None,
 ) -> TestCallResult:
     """Register ``user@domain`` at ``proxy``, call ``number``, send media for ``duration``
     seconds, hang up; never raises for a failed call (the result says what went wrong).
     ``user_known``: whether the online service has this user (None: not asked), to say why
     a refused registration was refused. ``api_token``: the bearer token for the appliance
-    API at ``appliance_url``."""
+    API at ``appliance_url``. ``local_host``: the address the caller's SIP and RTP sockets
+    bind to (default: loopback of the proxy's family; ``plan verify`` places an internet
+    client on a loopback address outside the site's internal subnets)."""
     result = TestCallResult(caller=f"sip:{user}@{domain}", number=number)
     endpoint = Endpoint()
     endpoint.trace = lambda way, message: result.ladder.append(_label(way, message))
@@ -120,7 +123,8 @@ async def place_test_call(
     registration: Registration | None = None
     host = proxy.host
     try:
-        await endpoint.listen(proxy.transport, "::1" if ":" in host else "127.0.0.1", 0)
+        local = local_host or ("::1" if ":" in host else "127.0.0.1")
+        await endpoint.listen(proxy.transport, local, 0)
         credentials = DigestCredentials(user, password)
         registration = Registration(
             ua, result.caller, proxy, credentials=credentials, expires=300, timeout=timeout

@@ -11,9 +11,8 @@ a framing or parse error gets the 400 (or 513...) when one can be built and is t
 
 A hostile peer cannot hold connections for free (:class:`StreamLimits`): a message must be
 complete ``head_timeout`` seconds after its first byte (a peer sending one byte a second is
-closed), and accepted connections are capped per source address and in total. Every time a
-limit bites it is counted in the drop counter (``head_timeout``, ``source_limit``,
-``connection_limit``).
+closed), and accepted connections are capped per source address and in total. Every time a limit
+bites it is counted in the drop counter (``head_timeout``, ``source_limit``, ``connection_limit``).
 
 TLS (RFC 5630 §3, RFC 5922): a TLS listener accepts TCP and runs the handshake itself
 (``loop.start_tls``), so that a client refused by it (no certificate when one is required, an
@@ -42,6 +41,7 @@ from hybridvoice.sip.value_cache import ValueCache
 
 from .identity import PeerIdentity, RefusalReason, count_refusal, refusal_reason
 from .pipe import LocalExchange, PipeEnd
+from .stream_source import outgoing_source
 from .stream_tls import sip_accept
 from .tls import identity_of
 from .trace_tap import MessageTap
@@ -647,6 +647,7 @@ class StreamTransport(BoundTransport):
                         lambda: StreamConnection(self),
                         host,
                         port,
+                        local_addr=outgoing_source(self._local[0], host),
                         ssl=context if tls else None,
                         server_hostname=name if tls else None,
                         ssl_handshake_timeout=self.limits.head_timeout if tls else None,

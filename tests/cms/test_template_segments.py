@@ -1,0 +1,38 @@
+"""``hybridvoice init --segments``: a lab file whose addresses tell the network segments apart
+(cms.template_segments), and what the segment map makes of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from hybridvoice.cli import app
+from hybridvoice.cms.settings import load_settings
+from hybridvoice.planning.observed import SegmentMap
+from hybridvoice.planning.segments import Segment
+
+
+def test_init_segments_writes_a_lab_with_the_cloud_on_its_own_address(tmp_path: Path) -> None:
+    out = tmp_path / "seg.toml"
+    result = CliRunner().invoke(app, ["init", "--segments", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "[Segments]\n# The network segments of call paths" in text
+    settings = load_settings(out)
+    assert settings.online.sip_addresses == ("127.64.0.1",)
+    assert [str(n) for n in settings.mediation_server.internal_subnets] == ["127.0.0.0/16"]
+    assert settings.edge_server.external_mr_ips == ("127.0.0.1",)
+    assert settings.media_relay.allow_internal_peers and settings.media_relay.tcp_port is None
+    segments = SegmentMap.of(settings)
+    assert segments.segment("127.64.0.1") is Segment.CLOUD
+    assert segments.segment("127.0.0.1") is Segment.CUSTOMER  # edge, mediation, gateway
+    assert segments.segment("127.128.0.1") is Segment.INTERNET  # plan verify's internet client
+
+
+def test_the_plain_lab_cannot_tell_the_cloud_from_the_customer(tmp_path: Path) -> None:
+    out = tmp_path / "lab.toml"
+    assert CliRunner().invoke(app, ["init", "-o", str(out)]).exit_code == 0
+    assert "[Segments]" not in out.read_text()  # all defaults: not written
+    segments = SegmentMap.of(load_settings(out))
+    assert segments.segment("127.0.0.1") is Segment.CLOUD  # every role shares it
