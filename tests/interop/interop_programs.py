@@ -15,15 +15,25 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from ports import free_port
 
-__all__ = ["SCENARIOS", "Program", "free_port", "need_binary", "running", "sipp_stats"]
+__all__ = [
+    "BIND_TIMEOUT", "SCENARIOS", "Program", "bound", "free_port", "need_binary", "running",
+    "sipp_stats", "wait_bound", "wait_bound_sync",
+]  # fmt: skip
 
 SCENARIOS = Path(__file__).parent / "scenarios"
+#: how long a program started by a test may take to bind its port: generous (a loaded
+#: 2-core machine starts a program in milliseconds, a starved one in seconds); the wait
+#: ends as soon as the port is bound
+BIND_TIMEOUT = 60.0
+#: /proc/PID/net/tcp's state of a listening socket
+_LISTEN = "0A"
 
 
 def need_binary(name: str, package: str) -> str:
@@ -108,3 +118,56 @@ def sipp_stats(path: Path) -> dict[str, str]:
         raise AssertionError(f"no statistics in {path}")
     names = lines[0].split(";")
     return dict(zip(names, lines[-1].split(";"), strict=False))
+
+
+def bound(pid: int, port: int, kind: str = "udp") -> bool:
+    """True when a socket of ``kind`` (``udp``; ``tcp``: listening) is bound to ``port`` in
+    the network namespace of process ``pid`` (its ``/proc/PID/net`` tables, IPv4 and IPv6:
+    a program started in a namespace of the test's is looked at there)."""
+    for table in (kind, kind + "6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 4 or int(fields[1].rsplit(":", 1)[1], 16) != port:
+                continue
+            if kind == "udp" or fields[3] == _LISTEN:
+                return True
+    return False
+
+
+def _why_stop(program: Program, port: int, kind: str, timeout: float, deadline: float) -> str:
+    """Why to stop waiting for ``program`` to bind ``port`` ("": keep waiting)."""
+    if program.returncode is not None:
+        return f"{program.args[0]} exited ({program.returncode}) before binding {kind} {port}"
+    if time.monotonic() > deadline:
+        return f"{program.args[0]} did not bind {kind} {port} in {timeout:g} s"
+    return ""
+
+
+async def wait_bound(
+    program: Program, port: int, kind: str = "udp", timeout: float = BIND_TIMEOUT
+) -> None:
+    """Wait until ``program`` (just started) has bound ``port``: a request sent before it
+    would be lost (UDP) or refused (TCP), and a fixed sleep assumes a speed. Fails with the
+    program's output when it exits first or does not bind in ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not bound(program.pid, port, kind):
+        why = _why_stop(program, port, kind, timeout, deadline)
+        if why:
+            raise AssertionError(f"{why}:\n{program.output()[-2000:]}")
+        await asyncio.sleep(0.02)
+
+
+def wait_bound_sync(
+    program: Program, port: int, kind: str = "udp", timeout: float = BIND_TIMEOUT
+) -> None:
+    """:func:`wait_bound` for a test without an event loop."""
+    deadline = time.monotonic() + timeout
+    while not bound(program.pid, port, kind):
+        why = _why_stop(program, port, kind, timeout, deadline)
+        if why:
+            raise AssertionError(f"{why}:\n{program.output()[-2000:]}")
+        time.sleep(0.02)

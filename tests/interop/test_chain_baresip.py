@@ -91,7 +91,7 @@ async def call_record(up: Lab, call_id: str) -> dict[str, Any]:
     assert up.appliance is not None and up.appliance.api is not None
     admin = {"Authorization": f"Bearer {up.admin_token}"}
     async with httpx.AsyncClient(base_url=up.appliance.api.url, timeout=5, headers=admin) as client:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # bounded generously: it ends at the event
         while True:
             answer = await client.get(f"/v1/calls/{call_id}")
             if answer.status_code == 200 and answer.json()["state"] == "ended":

@@ -36,7 +36,15 @@ from typing import Any
 
 import pytest
 from chain_harness import settings_on_free_ports
-from interop_programs import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
+from interop_programs import (
+    SCENARIOS,
+    Program,
+    free_port,
+    need_binary,
+    running,
+    sipp_stats,
+    wait_bound,
+)
 from test_mediation_sipp import stop_uas
 from test_sipp import SIPP_TIMEOUT, assert_clean, sipp_common, wait_exit
 
@@ -129,8 +137,10 @@ async def settle(role: MediationRole) -> None:
 
 
 def run(main: Any) -> None:
+    """The whole test, bounded: the site's start, the SIPp runs (each bounded by
+    SIPP_TIMEOUT) and the settling; generous, so that only a stuck test ends here."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(asyncio.wait_for(main, SIPP_TIMEOUT))
+        runner.run(asyncio.wait_for(main, SIPP_TIMEOUT * 3))
 
 
 def uas(sipp: str, port: int, tmp: Path, name: str, scenario: str | None = None) -> Program:
@@ -156,6 +166,7 @@ def test_registered_sipp_user_calls_the_pstn_through_the_chain(tmp_path: Path) -
             role = mediation_of(up)
             gw = uas(sipp, gw_port, tmp_path, "gw")
             try:
+                await wait_bound(gw, gw_port)
                 await register(sipp, up, "alice", alice_port, tmp_path)
                 assert contacts(up, "alice") == {alice_port}
                 args = [
@@ -196,6 +207,7 @@ def test_gateway_calls_a_registered_sipp_user_through_the_chain(tmp_path: Path) 
             assert contacts(up, "bob") == {bob_port}
             bob = uas(sipp, bob_port, tmp_path, "bob", "chain_uas.xml")
             try:
+                await wait_bound(bob, bob_port)  # the proxy's first INVITE to him arrives
                 args = gateway_uac(sipp, up, pstn_port, tmp_path, IN_CALLS, IN_RATE)
                 with running(args, tmp_path / "pstn.out") as pstn:
                     code = await wait_exit(pstn, SIPP_TIMEOUT - 5)
@@ -229,6 +241,8 @@ def test_inbound_call_forks_to_both_registrations_one_answers_the_other_is_cance
                 uas(sipp, ringing_port, tmp_path, "bob_rings", "chain_uas_cancelled.xml"),
             ]
             try:
+                for phone, port in zip(phones, (answering_port, ringing_port), strict=True):
+                    await wait_bound(phone, port)  # both forks ring, neither is retransmitted
                 args = [*gateway_uac(sipp, up, pstn_port, tmp_path, FORK_CALLS, 10), "-l", "1"]
                 with running(args, tmp_path / "pstn.out") as pstn:
                     code = await wait_exit(pstn, SIPP_TIMEOUT - 10)

@@ -30,7 +30,15 @@ from pathlib import Path
 import httpx
 import pytest
 from chain_harness import DOMAIN
-from interop_programs import SCENARIOS, Program, free_port, need_binary, run_logged, running
+from interop_programs import (
+    SCENARIOS,
+    Program,
+    free_port,
+    need_binary,
+    run_logged,
+    running,
+    wait_bound,
+)
 from ports import free_port_block
 from test_chain_sipp import chain_settings, gateway, settle
 from test_mediation_sipp import stop_uas
@@ -152,7 +160,7 @@ def test_internet_client_media_through_edge_and_mediation_and_turn_with_mras(
                        "-mi", "127.0.0.1", "-mp", str(free_port()),
                        *sipp_common(gw_port, tmp_path, "gw")]  # fmt: skip
             with running(gw_args, tmp_path / "gw.out") as gw:
-                await asyncio.sleep(0.3)
+                await wait_bound(gw, gw_port)
                 target = f"{host_ip}:{settings.online.sip_port}"
                 args = _client_args(sipp, ns, ns_ip, target, tmp_path)
                 with running(args, tmp_path / "client.out") as client:
@@ -207,7 +215,7 @@ def test_internet_client_media_through_edge_and_mediation_and_turn_with_mras(
             bob_args = in_ns(ns, sipp, "-sf", str(SCENARIOS / "chain_uas.xml"), "-rtp_echo",
                              "-mi", ns_ip, "-mp", str(free_port()), *common)  # fmt: skip
             with running(bob_args, tmp_path / "bob.out") as bob:
-                await asyncio.sleep(0.3)
+                await wait_bound(bob, bob_port)
                 side = settings.mediation_server.udp_port
                 pstn = [sipp, f"127.0.0.1:{side}", "-sf", str(SCENARIOS / "uac_rtp.xml"),
                         "-s", BOB_NUMBER, "-m", "1", "-d", str(CALL_MS),
@@ -250,7 +258,7 @@ def test_internet_client_media_through_edge_and_mediation_and_turn_with_mras(
                        "-mi", "127.0.0.1", "-mp", str(free_port()),
                        *sipp_common(gw_port, tmp_path, "gw_late")]  # fmt: skip
             with running(gw_args, tmp_path / "gw_late.out") as gw:
-                await asyncio.sleep(0.3)
+                await wait_bound(gw, gw_port)
                 target = f"{host_ip}:{settings.online.sip_port}"
                 args = _client_args(sipp, ns, ns_ip, target, tmp_path, "late",
                                     "edge_uac_late_rtp.xml")  # fmt: skip

@@ -19,12 +19,20 @@ SIPp's per-second statistics (``-trace_stat -fd 1``) give the failures of each o
 window; the test prints them, the detection window and how many calls failed inside it, and
 asserts that no call failed in any window that starts after the kill plus the detection
 window plus the time a call already under way may take to fail.
+
+Each call is held :data:`HOLD_MS` between its 200 and its BYE, so the kill always lands on
+calls answered through the victim and not yet ended. Their BYE cannot succeed (the victim
+record-routed the dialog and nobody else knows it): it gets no answer (SIGSTOP) or the
+proxy's 408 (SIGKILL), tens of seconds after the kill for a hung victim. The scenario
+(``chain_uac_auth_call_bye_lost.xml``) logs such a call as BYE-LOST with its route set and
+completes it; the test allows it only when that route set names the victim's ports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -47,6 +55,9 @@ pytestmark = [
 RATE = 10
 CALLS = 400
 KILL_AFTER = 80
+#: each call is held this long between its 200 and its BYE: the kill always lands while calls
+#: through the victim are answered and not yet ended (about RATE * HOLD_MS / 1000 / 3 of them)
+HOLD_MS = 1000
 HEARTBEAT_TIMEOUT = 4.0
 NUMBER = "+31205550199"
 #: a call under way when the appliance died fails at the latest after the proxy's
@@ -89,6 +100,21 @@ def per_second(path: Path) -> list[tuple[float, int, int]]:
     return rows
 
 
+def byes_lost(path: Path) -> list[tuple[str, str]]:
+    """(Call-ID, route set) of each call whose BYE got no answer (the scenario's BYE-LOST
+    log lines, ``chain_uac_auth_call_bye_lost.xml``)."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return []
+    lost = []
+    for line in text.splitlines():
+        if "BYE-LOST " in line:
+            call_id, _, route = line.split("BYE-LOST ", 1)[1].partition(" ")
+            lost.append((call_id, route))
+    return lost
+
+
 def succeeded(path: Path) -> int:
     try:
         return int(sipp_stats(path).get("SuccessfulCall(C)", "0") or 0)
@@ -119,10 +145,11 @@ def test_a_killed_appliance_costs_no_call_after_the_detection_window(
                 await register(sipp, fleet, "alice", alice_port, tmp_path)
                 args = [
                     sipp, f"127.0.0.1:{proxy_port(fleet)}",
-                    "-sf", str(SCENARIOS / "chain_uac_auth_call.xml"), "-s", NUMBER,
+                    "-sf", str(SCENARIOS / "chain_uac_auth_call_bye_lost.xml"), "-s", NUMBER,
                     "-key", "user", "alice", "-key", "domain", DOMAIN, "-au", "alice",
                     "-ap", PASSWORD, "-auth_uri", f"{NUMBER}@{DOMAIN}",
-                    "-m", str(CALLS), "-r", str(RATE),
+                    "-m", str(CALLS), "-r", str(RATE), "-d", str(HOLD_MS),
+                    "-trace_logs", "-log_file", str(tmp_path / "alice_logs.log"),
                     *sipp_common(alice_port, tmp_path, "alice"),
                 ]  # fmt: skip
                 victim = fleet.plan.appliances[0].name
@@ -147,9 +174,10 @@ def test_a_killed_appliance_costs_no_call_after_the_detection_window(
                     code = await wait_exit(alice, CALLS / RATE + 120)
                 if how == "SIGSTOP":
                     os.kill(pid, signal.SIGKILL)  # a stopped process takes no SIGTERM
-                    for _ in range(200):
-                        if any(victim in r.text for r in fleet.reported if r.problem):
-                            break
+                    reported_by = time.monotonic() + 60  # the supervisor sees it die
+                    while not any(victim in r.text for r in fleet.reported if r.problem):
+                        if time.monotonic() > reported_by:
+                            break  # the assertion below says what was reported
                         await asyncio.sleep(0.05)
                 died = [r.text for r in fleet.reported if r.problem]
         finally:
@@ -168,6 +196,13 @@ def test_a_killed_appliance_costs_no_call_after_the_detection_window(
         total_failed = int(stats["FailedCall(C)"])
         print(f"alice: {stats['SuccessfulCall(C)']} succeeded, {total_failed} failed of {CALLS}")
         assert after == [], f"calls failed after the detection window: {after}"
+        # a call answered through the victim before the kill loses its BYE (nobody else knows
+        # its dialog): allowed, and only for calls whose route set names the victim
+        lost = byes_lost(tmp_path / "alice_logs.log")
+        ports = set(fleet.plan.appliances[0].ports.values())
+        print(f"BYE lost with the victim: {len(lost)} calls")
+        for call_id, route in lost:
+            assert ports & set(map(int, re.findall(r":(\d+)", route))), (call_id, route, ports)
         assert window <= HEARTBEAT_TIMEOUT + HEARTBEAT_TIMEOUT / 4 + 5  # sweep every timeout/4
         assert int(stats["SuccessfulCall(C)"]) + total_failed == CALLS
         if total_failed == 0:

@@ -25,11 +25,15 @@ from hybridvoice.net.loop import loop_factory
 pytestmark = pytest.mark.interop
 
 INTERVAL = 0.2
+#: how long a ping waits for its answer: never the sub-second interval, which a live SIPp
+#: slowed down by a loaded machine missed three times in a row (Gateway2 "went down")
+TIMEOUT = 2.0
 MISSES = 3
-#: Misses x interval + the last probe's timeout: when the monitor must have noticed.
-DETECTION = MISSES * INTERVAL + INTERVAL
+#: Misses x (interval + a probe's timeout) + an interval: when the monitor must have noticed
+#: (a silent UDP gateway; a TCP one refuses the connection at once).
+DETECTION = MISSES * (INTERVAL + TIMEOUT) + INTERVAL
 SLACK = 5.0  # for a loaded CI machine; the bound, not the expected time
-START_WAIT = 15.0  # SIPp start-up
+START_WAIT = 60.0  # SIPp start-up: generous, the wait ends when both answer
 SIPP_FLAGS = {"UDP": "u1", "TCP": "t1"}
 
 
@@ -79,7 +83,9 @@ def test_killed_gateway_is_marked_down_and_up_again(
             unhealthy_after=MISSES,
         )
         changes: list[HealthChange] = []
-        monitor = HealthMonitor(endpoint, trunks, interval=INTERVAL, on_change=changes.append)
+        monitor = HealthMonitor(
+            endpoint, trunks, interval=INTERVAL, timeout=TIMEOUT, on_change=changes.append
+        )
         gw1, gw2 = trunks["Gateway1"], trunks["Gateway2"]
         try:
             monitor.start()
@@ -114,7 +120,7 @@ def test_killed_gateway_is_marked_down_and_up_again(
 
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(asyncio.wait_for(main(), 60))
+            runner.run(asyncio.wait_for(main(), 2 * START_WAIT + DETECTION + SLACK + 30))
     finally:
         for program in programs.values():
             program.stop()

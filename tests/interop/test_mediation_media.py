@@ -47,7 +47,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from interop_programs import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
+from interop_programs import (
+    SCENARIOS,
+    Program,
+    free_port,
+    need_binary,
+    running,
+    sipp_stats,
+    wait_bound,
+)
 from ports import free_port_block
 from test_sipp import assert_clean, sipp_common, wait_exit
 
@@ -275,7 +283,7 @@ async def drive_call(
             *sipp_common(callee.sip_port, tmp, callee.name),
         ]  # fmt: skip
         with running(callee_args, tmp / f"{callee.name}.out") as callee_proc:
-            await asyncio.sleep(0.3)
+            await wait_bound(callee_proc, callee.sip_port)
             caller_args = [
                 sipp, f"{HOST}:{target}", "-sf", str(SCENARIOS / caller.scenario),
                 "-s", NUMBER, "-m", "1", "-d", str(CALL_MS),

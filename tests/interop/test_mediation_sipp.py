@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from interop_programs import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
+from interop_programs import (
+    SCENARIOS,
+    Program,
+    free_port,
+    need_binary,
+    running,
+    sipp_stats,
+    wait_bound,
+)
 from test_sipp import SIPP_TIMEOUT, assert_clean, sipp_common, wait_exit
 
 from hybridvoice.cms.settings import parse_settings
@@ -41,6 +49,12 @@ pytestmark = [pytest.mark.interop, pytest.mark.load, pytest.mark.xdist_group("si
 CALLS = 1000
 RATE = 250
 NUMBER = "+31201234567"
+#: an OPTIONS ping's answer and a gateway's 18x may take this long on a loaded machine before
+#: the gateway counts as missing (never a sub-second protocol timer a slow machine can trip)
+OPTIONS_TIMEOUT = 2.0
+FAILOVER_TIME = 3.0
+#: how long a killed gateway may take to be marked down: two missed pings, generously
+DETECTION = 4 * OPTIONS_TIMEOUT + 10
 
 
 def settings(gateway_ports: list[int], options: bool, **extra: Any) -> dict[str, Any]:
@@ -54,12 +68,17 @@ def settings(gateway_ports: list[int], options: bool, **extra: Any) -> dict[str,
             "BypassServicePort": 0,
         },
         "HybridVoiceRoutes": {"All": ".*"},
-        "TrunkConfiguration": {"OptionsIntervalSeconds": 0.2, "UnhealthyAfterMissed": 2},
-    }
+        # pings often, but each waits OPTIONS_TIMEOUT for its answer: a live SIPp gateway
+        # slowed down by a loaded machine is not marked down
+        "TrunkConfiguration": {
+            "OptionsIntervalSeconds": 0.2, "OptionsTimeoutSeconds": OPTIONS_TIMEOUT,
+            "UnhealthyAfterMissed": 2,
+        },
+    }  # fmt: skip
     for n, port in enumerate(gateway_ports, 1):
         raw[f"Gateway{n}"] = {
             "IP": "127.0.0.1", "Port": port, "Protocol": "UDP", "VoiceRoutes": "All",
-            "FailoverTimeSeconds": 1.0, "SendSipOptions": options,
+            "FailoverTimeSeconds": FAILOVER_TIME, "SendSipOptions": options,
         }  # fmt: skip
     return raw
 
@@ -134,7 +153,7 @@ def test_outbound_1000_calls_cloud_to_gateway(tmp_path: Path) -> None:
         gw = free_port()
         async with mediation([gw], free_port()) as role:
             with running(uas_args(sipp, gw, tmp_path, "uas"), tmp_path / "uas.out") as uas:
-                await asyncio.sleep(0.3)
+                await wait_bound(uas, gw)
                 args = uac_args(sipp, edge_port(role), tmp_path, "uac", CALLS, RATE)
                 with running(args, tmp_path / "uac.out") as uac:
                     code = await wait_exit(uac, SIPP_TIMEOUT + 10)
@@ -155,7 +174,7 @@ def test_inbound_1000_calls_gateway_to_cloud(tmp_path: Path) -> None:
         cloud = free_port()
         async with mediation([free_port()], cloud) as role:
             with running(uas_args(sipp, cloud, tmp_path, "uas"), tmp_path / "uas.out") as uas:
-                await asyncio.sleep(0.3)
+                await wait_bound(uas, cloud)
                 args = uac_args(sipp, gateway_port(role), tmp_path, "uac", CALLS, RATE)
                 with running(args, tmp_path / "uac.out") as uac:
                     code = await wait_exit(uac, SIPP_TIMEOUT + 10)
@@ -178,7 +197,7 @@ def test_486_from_the_gateway_reaches_the_cloud_side(tmp_path: Path) -> None:
         async with mediation([gw], free_port()) as role:
             busy = uas_args(sipp, gw, tmp_path, "uas", SCENARIOS / "uas_486.xml")
             with running(busy, tmp_path / "uas.out") as uas:
-                await asyncio.sleep(0.3)
+                await wait_bound(uas, gw)
                 args = [
                     sipp, f"127.0.0.1:{edge_port(role)}", "-sf", str(SCENARIOS / "uac_486.xml"),
                     "-s", NUMBER, "-m", str(calls), "-r", "100",
@@ -198,6 +217,24 @@ def test_486_from_the_gateway_reaches_the_cloud_side(tmp_path: Path) -> None:
     run(main())
 
 
+async def carrying(
+    role: MediationRole, uac: Program, names: tuple[str, ...], count: int, timeout: float = 60.0
+) -> None:
+    """Wait until every gateway of ``names`` has carried ``count`` calls (bounded; fails when
+    the caller's SIPp exits first)."""
+    trunks = role.trunks
+    assert trunks is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while any(trunks[name].calls_total < count for name in names):
+        assert uac.returncode is None, uac.output()[-2000:]
+        assert loop.time() < deadline, f"not {count} calls on each of {names}: {trunks.status()}"
+        await asyncio.sleep(0.05)
+
+
+KILL_AFTER = 100  # calls on each gateway before the kill
+
+
 def test_a_gateway_killed_mid_run_calls_go_to_the_other(tmp_path: Path) -> None:
     sipp = need_binary("sipp", "sip-tester")
     calls, rate = 1500, 100
@@ -212,12 +249,17 @@ def test_a_gateway_killed_mid_run_calls_go_to_the_other(tmp_path: Path) -> None:
                 for n, p in enumerate(ports, 1)
             ]
             try:
-                await asyncio.sleep(0.5)
+                for gw, port in zip(gws, ports, strict=True):
+                    await wait_bound(gw, port)
                 args = uac_args(sipp, edge_port(role), tmp_path, "uac", calls, rate)
                 with running(args, tmp_path / "uac.out") as uac:
-                    await asyncio.sleep(4)
+                    # mid-run: both gateways carry calls (not a time that assumes a speed)
+                    await carrying(role, uac, ("Gateway1", "Gateway2"), KILL_AFTER)
                     gws[0].stop(grace=0)  # SIGTERM: SIPp exits at once, its socket closes
+                    loop = asyncio.get_running_loop()
+                    killed = loop.time()
                     while trunks["Gateway1"].health is not Health.DOWN:
+                        assert loop.time() - killed < DETECTION, "Gateway1 not marked down"
                         await asyncio.sleep(0.05)
                     answered_at_detection = role.b2bua.stats.answered
                     code = await wait_exit(uac, SIPP_TIMEOUT + 10)
@@ -265,7 +307,7 @@ def test_at_the_capacity_limit_the_next_invite_gets_503_retry_after(tmp_path: Pa
         gw = free_port()
         async with mediation([gw], free_port(), MaxConcurrentCalls=limit) as role:
             with running(uas_args(sipp, gw, tmp_path, "uas"), tmp_path / "uas.out") as uas:
-                await asyncio.sleep(0.3)
+                await wait_bound(uas, gw)
                 hold = ("-d", "4000", "-l", str(limit))  # each call lasts 4 s
                 args = uac_args(sipp, edge_port(role), tmp_path, "uac", limit, 50, *hold)
                 with running(args, tmp_path / "uac.out") as uac:

@@ -20,7 +20,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from interop_programs import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
+from interop_programs import (
+    SCENARIOS,
+    Program,
+    free_port,
+    need_binary,
+    running,
+    sipp_stats,
+    wait_bound_sync,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from test_sipp import SIPP_TIMEOUT, assert_clean, sipp_common
 
@@ -123,14 +131,14 @@ def test_metrics_match_a_sipp_run(tmp_path: Path) -> None:
 
         answering = uas(sipp, gateway, tmp_path, "uas")
         try:
-            time.sleep(0.3)  # SIPp binds its port; a call before it would be retransmitted
+            wait_bound_sync(answering, gateway)  # a call before it would be retransmitted
             code = uac(sipp, edge, tmp_path, "uac", "uac_txn.xml", ANSWERED)
         finally:
             stop_uas(answering)
         assert code == 0, (tmp_path / "uac.out").read_text()[-2000:]
         busy = uas(sipp, gateway, tmp_path, "uas486", SCENARIOS / "uas_486.xml")
         try:
-            time.sleep(0.3)
+            wait_bound_sync(busy, gateway)
             code = uac(sipp, edge, tmp_path, "uac486", "uac_486.xml", BUSY)
         finally:
             stop_uas(busy)

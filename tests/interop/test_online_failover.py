@@ -8,7 +8,8 @@ processes, A and B, each with its own settings file, both on the cluster. SIPp o
 - alice registers through A again and again (``-r 5``): the registration load;
 - alice calls bob through A and through B at the same time (``-r 5`` each, with the proxy's
   digest challenge), a few hundred calls;
-- A is killed by PID (SIGKILL) in the middle of the run.
+- A is killed by PID (SIGKILL) in the middle of the run: once :data:`KILL_AFTER` calls through
+  each instance have succeeded (not a fixed time, which assumed a speed).
 
 Then: bob, registered only through A, stays reachable through B (his binding is a key with a
 lease in etcd, not in A's memory), and every call through B set up after the detection
@@ -28,7 +29,15 @@ from pathlib import Path
 
 import pytest
 from chain_harness import settings_on_free_ports
-from interop_programs import SCENARIOS, Program, free_port, need_binary, running
+from interop_programs import (
+    SCENARIOS,
+    Program,
+    free_port,
+    need_binary,
+    running,
+    sipp_stats,
+    wait_bound,
+)
 from test_sipp import sipp_common, wait_exit
 
 from hybridvoice.cms.template import render_settings
@@ -42,7 +51,12 @@ DOMAIN = "contoso.example"
 PASSWORD = "hybridvoice"
 RATE = 5
 CALLS = 150  # through each instance: 30 s at 5 calls/s
-KILL_AFTER = 12.0  # seconds into the call load
+#: calls through A and through B that have succeeded when A is killed: the kill lands in the
+#: middle of the run whatever the machine's speed (a fixed time into the run assumed one)
+KILL_AFTER = 40
+#: how long the load may take to reach KILL_AFTER calls on a starved machine (about 8 s at
+#: 5 calls/s on an idle one)
+LOAD_START = 90.0
 #: after the kill, calls through B set up this much later must all succeed (B has nothing to
 #: detect: bob's binding is in etcd; the window covers a call whose transaction spanned the kill)
 WINDOW = 5.0
@@ -79,6 +93,26 @@ def _failures(path: Path, moment: float) -> tuple[int, int, int]:
             before += failed
     last = dict(zip(names, lines[-1].split(";"), strict=False))
     return before, after, int(last["SuccessfulCall(C)"])
+
+
+def _succeeded(path: Path) -> int:
+    """Calls a SIPp has completed so far (its -trace_stat file, written once a second; 0
+    before the first row, or while a row is half written)."""
+    try:
+        return int(sipp_stats(path).get("SuccessfulCall(C)", "0") or 0)
+    except (AssertionError, OSError, ValueError):
+        return 0
+
+
+async def _succeeding(tmp: Path, programs: dict[str, Program]) -> None:
+    """Wait until each SIPp of ``programs`` (by its stat file's name) has completed
+    :data:`KILL_AFTER` calls; fail when one exits first or after :data:`LOAD_START` s."""
+    deadline = time.monotonic() + LOAD_START
+    while any(_succeeded(tmp / f"{name}.csv") < KILL_AFTER for name in programs):
+        for name, program in programs.items():
+            assert program.returncode is None, f"{name}: {program.output()[-2000:]}"
+        assert time.monotonic() < deadline, f"not {KILL_AFTER} calls each in {LOAD_START} s"
+        await asyncio.sleep(0.1)
 
 
 def _register_args(sipp: str, proxy: int, user: str, port: int, tmp: Path, name: str,
@@ -144,13 +178,12 @@ def test_registered_users_stay_reachable_and_calls_succeed_through_b_after_a_is_
                 running(uas, tmp_path / "uas.out") as answering,
                 running(load, tmp_path / "reg_load.out"),
             ):
-                await asyncio.sleep(1.0)  # let SIPp bind
-                assert answering.returncode is None, answering.output()
+                await wait_bound(answering, bob)  # a call to bob before it would fail
                 with (
-                    running(via_a, tmp_path / "via_a.out"),
+                    running(via_a, tmp_path / "via_a.out") as calls_a,
                     running(via_b, tmp_path / "via_b.out") as calls_b,
                 ):
-                    await asyncio.sleep(KILL_AFTER)
+                    await _succeeding(tmp_path, {"via_a": calls_a, "via_b": calls_b})
                     killed_at = time.time()
                     os.kill(a.pid, signal.SIGKILL)  # A dies mid-run, as a crash would
                     a.process.wait(30)

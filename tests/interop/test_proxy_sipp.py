@@ -16,7 +16,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from interop_programs import SCENARIOS, free_port, need_binary, running, sipp_stats
+from interop_programs import SCENARIOS, free_port, need_binary, running, sipp_stats, wait_bound
 from test_sipp import SIPP_TIMEOUT, assert_clean, sipp_common, wait_exit
 
 from hybridvoice.net.endpoint import Endpoint
@@ -133,7 +133,7 @@ def test_sipp_uac_through_the_proxy_to_sipp_uas(tmp_path: Path) -> None:
         ]  # fmt: skip
         try:
             with running(uas_args, tmp_path / "uas.out") as uas:
-                await asyncio.sleep(0.5)  # let SIPp bind
+                await wait_bound(uas, uas_port)
                 assert uas.returncode is None, uas.output()
                 with running(uac_args, tmp_path / "uac.out") as uac:
                     uac_code = await wait_exit(uac, SIPP_TIMEOUT + 10)

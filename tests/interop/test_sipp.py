@@ -18,7 +18,15 @@ import time
 from pathlib import Path
 
 import pytest
-from interop_programs import SCENARIOS, Program, free_port, need_binary, running, sipp_stats
+from interop_programs import (
+    SCENARIOS,
+    Program,
+    free_port,
+    need_binary,
+    running,
+    sipp_stats,
+    wait_bound,
+)
 
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.loop import loop_factory
@@ -233,7 +241,7 @@ def test_hybridvoice_uac_calls_sipp_uas(kind: str, tmp_path: Path) -> None:
         destination = Destination(kind, "127.0.0.1", port)
         try:
             with running(args, tmp_path / "uas.out") as program:
-                await asyncio.sleep(0.5)  # let SIPp bind
+                await wait_bound(program, port, kind.lower())
                 assert program.returncode is None, program.output()
                 results: list[asyncio.Future[str]] = []
 

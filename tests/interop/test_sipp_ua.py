@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from interop_programs import SCENARIOS, free_port, need_binary, running, sipp_stats
+from interop_programs import SCENARIOS, free_port, need_binary, running, sipp_stats, wait_bound
 from test_sipp import SDP, SIPP_TIMEOUT, TRANSPORTS, assert_clean, sipp_common, wait_exit
 
 from hybridvoice.net.endpoint import Endpoint
@@ -121,7 +121,7 @@ def test_the_ua_calls_sipp_uas(kind: str, tmp_path: Path) -> None:
         destination = Destination(kind, "127.0.0.1", port)
         try:
             with running(args, tmp_path / "uas.out") as program:
-                await asyncio.sleep(0.5)  # let SIPp bind
+                await wait_bound(program, port, kind.lower())
                 assert program.returncode is None, program.output()
 
                 def start() -> None:

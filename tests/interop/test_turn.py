@@ -105,7 +105,7 @@ async def turn_server(kind: str, tmp_path: Path, *, tcp: bool = False) -> AsyncI
         tmp_path / "turnserver.out",
     )  # fmt: skip
     try:
-        await _answers_stun(port, time.monotonic() + 10)
+        await _answers_stun(port, time.monotonic() + 60)  # the server's start, generously
         yield Server(port, lambda: log.read_text(errors="replace")[-2000:])
     finally:
         server.stop()

@@ -43,7 +43,7 @@ def running(argv: list[str], port: int) -> Iterator[None]:
         [sys.executable, "-m", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a Python start on a loaded machine: seconds
         while time.monotonic() < deadline:
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
@@ -51,6 +51,8 @@ def running(argv: list[str], port: int) -> Iterator[None]:
             if proc.poll() is not None:
                 pytest.fail(f"{argv} exited: {proc.stderr.read() if proc.stderr else ''}")
             time.sleep(0.05)
+        else:
+            pytest.fail(f"{argv} did not accept TCP on {port} in 60 s")
         yield
     finally:
         os.kill(proc.pid, signal.SIGTERM)

@@ -292,7 +292,9 @@ def test_a_version_failing_its_health_check_is_rolled_back_and_the_rollout_stops
 
     async def main() -> None:
         async with running_site(tmp_path, settings) as site:
-            code, out = await site.update(BAD, "--start-seconds", "30", "--drain-seconds", "30")
+            # 60 s: the rollback's start of the old version gets this window too (start to
+            # healthy took up to 13 s under CI load: 30 s left a 3x slower start no room)
+            code, out = await site.update(BAD, "--start-seconds", "60", "--drain-seconds", "30")
             assert code == 1, out
             first = settings[0].common.server_name
             assert f"rollout rolled-back: {first}: version {BAD} failed its health check" in out, (

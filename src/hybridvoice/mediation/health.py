@@ -87,9 +87,11 @@ class HealthMonitor:
     and at once when a call to it timed out or could not be sent (the trunk table's
     ``on_probe_due`` wakes its pinger). ``interval`` and ``timeout`` given here override every
     gateway's own (tests, ``RoleOptions.options_interval``). ``on_change`` hears every up/down
-    change: a probe's at once, one a call caused (passive) at the probe that follows it.
-    ``clock`` is the monotonic clock handed to the cores as ``now`` (default: the event
-    loop's).
+    change, taken from the trunk table once (``TrunkTable.take_changes``): a probe's at the
+    probe's end; one a call caused (passive: the table's ``on_change``) on the next loop
+    turn, after the step of that call, not only at the end of the probe it wakes (which can
+    take ``OptionsTimeoutSeconds``). ``clock`` is the monotonic clock handed to the cores as
+    ``now`` (default: the event loop's).
     """
 
     __slots__ = (
@@ -119,6 +121,7 @@ class HealthMonitor:
         self._by_name: dict[str, asyncio.Task[None]] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         trunks.on_probe_due = self._wake
+        trunks.on_change = self._seen_by_a_call
 
     @classmethod
     def from_settings(
@@ -160,6 +163,19 @@ class HealthMonitor:
         name = gateway.name
         self._wakes[name] = asyncio.Event()
         self._by_name[name] = asyncio.create_task(self._run(gateway), name=f"options-{name}")
+
+    def _seen_by_a_call(self, change: HealthChange) -> None:
+        """A call marked a gateway up or down (its INVITE timed out, could not be sent, or
+        was answered): reported like a probe's change, on the next loop turn, since the call
+        that saw it is still in its own step (its attempt is not given up yet). The changes
+        are taken from the table, so each is reported once, here or at a probe's end."""
+        del change  # it waits in the table with any other not yet reported
+        asyncio.get_running_loop().call_soon(self._report_taken)
+
+    def _report_taken(self) -> None:
+        if self.on_change is not None:
+            for taken in self.trunks.take_changes():
+                self.on_change(taken)
 
     def _wake(self, name: str) -> None:
         event = self._wakes.get(name)

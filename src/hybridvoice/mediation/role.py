@@ -228,8 +228,9 @@ class MediationRole:
             raise
 
     def _gateway_health(self, change: HealthChange) -> None:
-        """The pinger saw gateway health change: calls pending on a gateway now down move
-        on to the next (a 180 has stopped their fast-failover timer)."""
+        """Gateway health changed (the pinger's probes, or a call's INVITE that timed out or
+        could not be sent): calls pending on a gateway now down move on to the next (a 180
+        has stopped their fast-failover timer)."""
         if change.health is Health.DOWN and self._b2bua is not None:
             self._b2bua.gateway_down(change.gateway, change.reason)
 

@@ -174,7 +174,9 @@ class TrunkTable:
     resolves; see ``hybridvoice.mediation.health.resolve_gateways``).
     """
 
-    __slots__ = ("_by_address", "_by_name", "on_probe_due", "trunk", "unhealthy_after")
+    __slots__ = (
+        "_by_address", "_by_name", "on_change", "on_probe_due", "trunk", "unhealthy_after",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -195,6 +197,11 @@ class TrunkTable:
         #: called with a gateway's name when a call's failure asks for a probe at once (the
         #: OPTIONS pinger sets it; the table only calls it)
         self.on_probe_due: Callable[[str], None] | None = None
+        #: called with every up/down change that a call saw (an INVITE answered, timed out
+        #: or not sent), like the pinger's own: the OPTIONS pinger sets it, and reports the
+        #: change once the call's own step is over, so that calls pending on a gateway that a
+        #: call marked down move on too (the table only calls it)
+        self.on_change: Callable[[HealthChange], None] | None = None
         names = resolved or {}
         self._by_name: dict[str, GatewayState] = {}
         self._by_address: dict[str, GatewayState] = {}
@@ -286,7 +293,7 @@ class TrunkTable:
         state = self._by_name.get(name)
         if state is None:
             return None
-        return _logged(state.monitor.answered(now, f"INVITE answered {status}"))
+        return self._seen(state.monitor.answered(now, f"INVITE answered {status}"))
 
     def invite_failed(self, name: str, now: float, reason: str) -> HealthChange | None:
         """An INVITE to the gateway timed out (Timer B) or could not be sent: a miss at once,
@@ -297,7 +304,14 @@ class TrunkTable:
         change = state.monitor.missed(now, f"INVITE: {reason}", passive=True)
         if self.on_probe_due is not None:
             self.on_probe_due(name)
-        return _logged(change)
+        return self._seen(change)
+
+    def _seen(self, change: HealthChange | None) -> HealthChange | None:
+        """A change a call saw: logged, and passed to :attr:`on_change`."""
+        _logged(change)
+        if change is not None and self.on_change is not None:
+            self.on_change(change)
+        return change
 
     # --- calls ----------------------------------------------------------------------------------
 

@@ -9,6 +9,14 @@ request ends in :class:`~.kv.StoreUnavailableError`, naming the members and what
 whose outcome is unknown (the member took it and then timed out) is not sent again elsewhere
 (a compare-and-swap repeated could report a conflict with itself): the error says so.
 
+A leader election (a member stopped, or raft heartbeats late on a starved machine) makes
+every member answer "no leader" for about an election timeout: a request that finds no member
+with a leader but at least one that answered "no leader" tries the members again (every
+:data:`ELECTION_RETRY` seconds) until the store's ``timeout`` has passed since it began, so an
+election in progress is waited out instead of failing the request; when no member has a
+leader for that long (quorum lost) the error is the same as before. A member that refuses the
+connection is not waited for.
+
 An adapter (named in pyproject's import-linter contract).
 """
 
@@ -54,6 +62,8 @@ _CHANNEL_OPTIONS: Final = {
 _REQUIRE_LEADER: Final = (("hasleader", "true"),)
 _UNREACHABLE: Final = (aetcd_errors.ConnectionFailedError,)
 _UNKNOWN_OUTCOME: Final = (aetcd_errors.ConnectionTimeoutError, aetcd_errors.InternalError)
+#: seconds between two passes over the members while they elect a leader
+ELECTION_RETRY: Final = 0.25
 
 
 def parse_endpoints(endpoints: Sequence[str]) -> list[tuple[str, int]]:
@@ -104,13 +114,30 @@ class EtcdStore:
         return f"{host}:{port}"
 
     async def _call(self, op: Callable[[aetcd.Client], Awaitable[T]], *, write: bool) -> T:
-        said: list[str] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        while True:
+            said: list[str] = []
+            try:
+                return await self._pass(op, write, said)
+            except _ElectionError:
+                if loop.time() + ELECTION_RETRY > deadline:
+                    raise StoreUnavailableError(_NO_MEMBER + "; ".join(said)) from None
+                await asyncio.sleep(ELECTION_RETRY)
+
+    async def _pass(
+        self, op: Callable[[aetcd.Client], Awaitable[T]], write: bool, said: list[str]
+    ) -> T:
+        """One try of every member, from the current one; :class:`_ElectionError` when none
+        took it and one of them answered "no leader" (an election may be under way)."""
+        election = False
         for step in range(len(self._members)):
             i = (self._current + step) % len(self._members)
             try:
                 result = await _mapped(op(self._client(i)))
             except _RefusedError as exc:
                 said.append(f"{self._name(i)}: {exc}")
+                election = election or _NO_LEADER in str(exc)
                 continue
             except _UnknownOutcomeError as exc:
                 said.append(f"{self._name(i)}: {exc}")
@@ -122,10 +149,9 @@ class EtcdStore:
                 continue
             self._current = i
             return result
-        raise StoreUnavailableError(
-            "etcd: no member answered (the cluster has no quorum, or its members are stopped "
-            f"or unreachable): {'; '.join(said)}"
-        )
+        if election:
+            raise _ElectionError
+        raise StoreUnavailableError(_NO_MEMBER + "; ".join(said))
 
     # -- reads
 
@@ -281,6 +307,17 @@ class EtcdStore:
         return f"<EtcdStore {names}>"
 
 
+_NO_LEADER: Final = "no leader"
+_NO_MEMBER: Final = (
+    "etcd: no member answered (the cluster has no quorum, or its members are stopped "
+    "or unreachable): "
+)
+
+
+class _ElectionError(Exception):
+    """No member took the request and one answered "no leader": try them all again."""
+
+
 class _RefusedError(Exception):
     """The member did not take the request (connection refused, no leader): try the next."""
 
@@ -306,7 +343,7 @@ def _classify(exc: Exception) -> Exception:
         return StoreError(f"etcd: {text}")
     if "future revision" in text:
         return StoreError(f"etcd: {text}")
-    if "no leader" in text or isinstance(exc, _UNREACHABLE):
+    if _NO_LEADER in text or isinstance(exc, _UNREACHABLE):
         return _RefusedError(text)
     if isinstance(exc, _UNKNOWN_OUTCOME) or "timed out" in text:
         return _UnknownOutcomeError(text)
