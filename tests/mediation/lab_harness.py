@@ -132,6 +132,21 @@ class Lab(RoleLab):
             sdp=offer, destination=Destination("UDP", "127.0.0.1", self.edge), headers=headers,
         )  # fmt: skip
 
+    async def first_gateway_leg(self) -> tuple[Call, str, Peer]:
+        """The gateway leg of a call just placed, on whichever of two gateways the router
+        chose: the leg, that gateway's name, and the other gateway."""
+        first, second = self.gateways
+        got = await asyncio.wait(
+            [asyncio.ensure_future(g.next_call()) for g in (first, second)],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        leg = next(iter(got[0])).result()
+        for task in got[1]:
+            task.cancel()
+        if leg._ua is first.ua:
+            return leg, "Gateway1", second
+        return leg, "Gateway2", first
+
     def call_in(self, gateway: Peer, number: str = "0201234567") -> Call:
         """``gateway`` calls ``number`` through the mediation role."""
         port = self.gateway_side

@@ -167,16 +167,8 @@ def test_failover_to_the_second_gateway_on_503(tmp_path: Path) -> None:
     async def main() -> None:
         async with lab(tmp_path, 2) as lab_:
             a = lab_.call_out()
-            first, second = lab_.gateways
-            got = await asyncio.wait(
-                [asyncio.ensure_future(g.next_call()) for g in (first, second)],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            b1 = next(iter(got[0])).result()
-            for task in got[1]:
-                task.cancel()
+            b1, _, other = await lab_.first_gateway_leg()
             b1.reject(503)
-            other = second if b1._ua is first.ua else first
             b2 = await other.next_call()
             b2.answer(ANSWER)
             assert await a.answered(WAIT) == Answered(ANSWER)

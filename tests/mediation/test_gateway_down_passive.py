@@ -40,17 +40,9 @@ def test_a_call_ringing_on_a_gateway_that_a_call_marks_down_goes_to_the_next(
             assert trunks is not None and health is not None
             await health.stop()  # no probe reports it (a silent gateway's takes its timeout)
             a = lab_.call_out()
-            first, second = lab_.gateways
-            got = await asyncio.wait(
-                [asyncio.ensure_future(g.next_call()) for g in (first, second)],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            b1 = next(iter(got[0])).result()
-            for task in got[1]:
-                task.cancel()
+            b1, dead, other = await lab_.first_gateway_leg()
             b1.ring()
             await a.wait_for(Ringing, WAIT)
-            dead = "Gateway1" if b1._ua is first.ua else "Gateway2"
             now = asyncio.get_running_loop().time()
             change = None
             while change is None:  # another call's INVITEs to it fail (passive misses)
@@ -58,7 +50,6 @@ def test_a_call_ringing_on_a_gateway_that_a_call_marks_down_goes_to_the_next(
             assert change.health is Health.DOWN
             # nothing else is told: the table reports the change itself
             assert (await b1.ended(WAIT)).cause is Cause.CANCELLED
-            other = second if b1._ua is first.ua else first
             b2 = await other.next_call()
             b2.answer(ANSWER)
             assert await a.answered(WAIT) == Answered(ANSWER)
