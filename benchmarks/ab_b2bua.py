@@ -1,7 +1,8 @@
 """CPU per call of the mediation B2BUA in two source trees, alternating runs in one session.
 
 Run: ``.venv/bin/python benchmarks/ab_b2bua.py /work/wt-base . [--rate 200] [--seconds 8]
-[--repeats 5] [--profile]``
+[--repeats 5] [--profile] [--records]`` (``--records``: each DUT writes its call records to
+SQLite, as an appliance does)
 
 Each tree runs its own ``hybridvoice mediation serve --no-relay`` (from its own ``.venv``; a tree
 before the ``serve`` command runs ``python -m hybridvoice.mediation.role``) under the load of
@@ -34,7 +35,9 @@ from _harness import LoadResult, Proc, free_port, sipp_load
 from b2bua import MEDIATION_TOML, UAC
 
 
-def dut_args(tree: Path, cfg: Path, port: int, uas: int, profile: Path | None) -> list[str]:
+def dut_args(
+    tree: Path, cfg: Path, port: int, uas: int, profile: Path | None, records: Path | None = None
+) -> list[str]:
     python = str(tree / ".venv" / "bin" / "python")
     prefix = [python] if profile is None else [python, "-m", "cProfile", "-o", str(profile)]
     has_serve = "def mediation" in (tree / "src" / "hybridvoice" / "cli.py").read_text()
@@ -42,17 +45,22 @@ def dut_args(tree: Path, cfg: Path, port: int, uas: int, profile: Path | None) -
         "-m", "hybridvoice.mediation.role"]  # fmt: skip
     rest = ["--config", str(cfg), "--edge", f"udp:127.0.0.1:{port}",
             "--edge-target", f"udp:127.0.0.1:{uas}", "--no-relay"]  # fmt: skip
+    if records is not None:  # every call written to SQLite, as an appliance does
+        rest += ["--records", str(records)]
     return prefix + role + rest
 
 
-def run(tree: Path, rate: int, seconds: float, out: Path, profile: Path | None) -> LoadResult:
+def run(
+    tree: Path, rate: int, seconds: float, out: Path, profile: Path | None, records: bool = False
+) -> LoadResult:
     port, uas = free_port(), free_port()
     workdir = out / f"{tree.name}_r{rate}_{int(time.time() * 1000)}"
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "mediation.toml"
     cfg.write_text(MEDIATION_TOML.format(gw_side=free_port(), uas=uas))
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}  # (a tree may borrow a .venv)
-    proc = Proc(dut_args(tree, cfg, port, uas, profile), workdir / "dut.out", env=env)
+    db = workdir / "calls.db" if records else None
+    proc = Proc(dut_args(tree, cfg, port, uas, profile, db), workdir / "dut.out", env=env)
     try:
         if not proc.wait_for_text("READY", 30):
             raise RuntimeError(f"{tree} did not start: {(workdir / 'dut.out').read_text()[-800:]}")
@@ -93,13 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="one cProfile run per tree instead")
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--out", type=Path, default=Path("/tmp/hv-bench-ab"))
+    p.add_argument("--records", action="store_true", help="the DUTs write call records")
     a = p.parse_args(argv)
     trees = [t.resolve() for t in a.trees]
     if a.profile:
         files, calls = [], []
         for i, tree in enumerate(trees):
             stats = a.out / f"profile_{i}_{tree.name}.pstats"
-            result = run(tree, a.rate, a.seconds, a.out, stats)
+            result = run(tree, a.rate, a.seconds, a.out, stats, a.records)
             print(json.dumps(result.as_dict()), flush=True)
             files.append(stats)
             calls.append(result.success)
@@ -111,10 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         order = trees if i % 2 == 0 else trees[::-1]
         if a.parallel:  # every tree under load at the same time: the same machine for each
             with ThreadPoolExecutor(len(order)) as pool:
-                futures = [pool.submit(run, t, a.rate, a.seconds, a.out, None) for t in order]
+                futures = [
+                    pool.submit(run, t, a.rate, a.seconds, a.out, None, a.records) for t in order
+                ]
                 results = dict(zip(order, [f.result() for f in futures], strict=True))
         else:
-            results = {tree: run(tree, a.rate, a.seconds, a.out, None) for tree in order}
+            results = {tree: run(tree, a.rate, a.seconds, a.out, None, a.records) for tree in order}
         row = {}
         for tree in trees:
             result = results[tree]
