@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import cast
 
+import pytest
 from lab_harness import ANSWER, WAIT, lab, run, settle
 
+from hybridvoice.cms.settings import Gateway
 from hybridvoice.mediation.health import HealthMonitor
-from hybridvoice.mediation.trunks import Health, HealthChange
+from hybridvoice.mediation.trunks import Health, HealthChange, TrunkTable
+from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.sip.session import Answered, Cause, Ringing
 
 
@@ -87,3 +91,28 @@ def test_a_change_a_call_saw_is_reported_after_the_calls_own_step(tmp_path: Path
             assert heard == [changes[-1], up]
 
     run(main())
+
+
+def test_a_failing_listener_is_logged_and_the_other_changes_still_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        gateways = [Gateway(name=f"Gateway{n}", ip=f"10.0.0.{n}", voice_routes=("All",))
+                    for n in (1, 2)]  # fmt: skip
+        trunks = TrunkTable(gateways, unhealthy_after=1)
+        heard: list[str] = []
+
+        def listener(change: HealthChange) -> None:
+            heard.append(change.gateway)
+            if change.gateway == "Gateway1":
+                raise RuntimeError("a bug in a listener")
+
+        HealthMonitor(cast(Endpoint, None), trunks, on_change=listener)  # not started
+        for name in ("Gateway1", "Gateway2"):
+            trunks.invite_failed(name, 1.0, "408 (no answer)")
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert heard == ["Gateway1", "Gateway2"]
+        assert "Gateway1 down: reporting the change failed" in caplog.text
+
+    asyncio.run(main())

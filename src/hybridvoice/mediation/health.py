@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -38,6 +39,8 @@ from hybridvoice.sip.uri import SipUri
 from .trunks import GatewayState, HealthChange, TrunkTable
 
 __all__ = ["ChangeCallback", "HealthMonitor", "build_options", "destination_of", "resolve_gateways"]
+
+_log = logging.getLogger(__name__)
 
 #: Called for every change of a gateway's health (up <-> down).
 ChangeCallback = Callable[[HealthChange], None]
@@ -173,9 +176,17 @@ class HealthMonitor:
         asyncio.get_running_loop().call_soon(self._report_taken)
 
     def _report_taken(self) -> None:
-        if self.on_change is not None:
-            for taken in self.trunks.take_changes():
+        """Every change waiting in the trunk table, to :attr:`on_change`, oldest first. A
+        failing listener is logged and the other changes are still reported: the health of
+        the gateways must not stop at one bad reaction to it."""
+        if self.on_change is None:
+            return
+        for taken in self.trunks.take_changes():
+            try:
                 self.on_change(taken)
+            except Exception:
+                _log.exception("gateway %s %s: reporting the change failed", taken.gateway,
+                               taken.health.value)  # fmt: skip
 
     def _wake(self, name: str) -> None:
         event = self._wakes.get(name)
@@ -219,9 +230,7 @@ class HealthMonitor:
             change = self.trunks.options_failed(name, self._clock(), _reason(exc))
         else:
             change = self.trunks.options_answered(name, self._clock(), response.status, rtt_ms)
-        if self.on_change is not None:  # this probe's change, and any a call caused since
-            for taken in self.trunks.take_changes():
-                self.on_change(taken)
+        self._report_taken()  # this probe's change, and any a call caused since
         return change
 
     async def _run(self, gateway: GatewayState) -> None:
