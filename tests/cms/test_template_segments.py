@@ -8,7 +8,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from hybridvoice.cli import app
-from hybridvoice.cms.settings import load_settings
+from hybridvoice.cms.settings import load_settings, parse_settings
+from hybridvoice.cms.template import lab_settings
+from hybridvoice.cms.template_segments import segmented_lab
 from hybridvoice.planning.observed import SegmentMap
 from hybridvoice.planning.segments import Segment
 
@@ -36,3 +38,25 @@ def test_the_plain_lab_cannot_tell_the_cloud_from_the_customer(tmp_path: Path) -
     assert "[Segments]" not in out.read_text()  # all defaults: not written
     segments = SegmentMap.of(load_settings(out))
     assert segments.segment("127.0.0.1") is Segment.CLOUD  # every role shares it
+
+
+def test_the_segmented_lab_keeps_every_other_setting_off_ones_included() -> None:
+    """A port turned off (None) whose default is on (TLSPort = 5067) stays off: a dump that
+    left out None brought it back at its default, and a CI run found 5067 taken."""
+    base = lab_settings().model_dump(by_alias=True, mode="json")
+    base["MediationServer"].update(TLSPort=False, TCPPort=15068)
+    lab = segmented_lab(parse_settings(base))
+    assert lab.mediation_server.tls_port is None and lab.mediation_server.tcp_port == 15068
+    again = lab.model_dump(by_alias=True, mode="json")
+    before = parse_settings(base).model_dump(by_alias=True, mode="json")
+    changed = {
+        f"{section}.{key}"
+        for section, values in again.items() if isinstance(values, dict)
+        for key, value in values.items()
+        if not isinstance(before.get(section), dict) or before[section].get(key) != value
+    }  # fmt: skip
+    assert changed <= {
+        "Online.SIPAddresses", "MediationServer.InternalSubnets", "EdgeServer.ExternalMRIPs",
+        "EdgeServer.ExternalMRPortRange", "MediaRelay.TCPPort", "MediaRelay.AllowInternalPeers",
+        "Segments.CustomerSubnets", "Segments.CloudAddresses", "Segments.PeeringPrefixes",
+    }, changed  # fmt: skip

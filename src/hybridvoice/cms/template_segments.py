@@ -28,13 +28,15 @@ CUSTOMER_SUBNET: Final = "127.0.0.0/16"
 def segmented_lab(settings: Settings) -> Settings:
     """``settings`` (the lab's) with the online service in the cloud, the customer's network
     narrowed to :data:`CUSTOMER_SUBNET` and the edge's media relay on."""
-    raw = settings.model_dump(by_alias=True, mode="json", exclude_none=True)
+    # every key, None included: None is "off" for a port whose default is on (TLSPort = 5067),
+    # and a key left out would come back as its default
+    raw = settings.model_dump(by_alias=True, mode="json")
     raw["Online"]["SIPAddresses"] = CLOUD_ADDRESS
     raw["MediationServer"]["InternalSubnets"] = CUSTOMER_SUBNET
-    edge = raw.setdefault("EdgeServer", {})
+    edge = raw["EdgeServer"] = raw.get("EdgeServer") or {}
     edge["ExternalMRIPs"] = edge.get("ExternalSIPIPs") or "127.0.0.1"
     edge["ExternalMRPortRange"] = "45000-45999"
-    raw["MediaRelay"] = {**raw.get("MediaRelay", {}), "TCPPort": False,
+    raw["MediaRelay"] = {**(raw.get("MediaRelay") or {}), "TCPPort": False,
                          "AllowInternalPeers": True}  # fmt: skip
     raw["Segments"] = {"CustomerSubnets": CUSTOMER_SUBNET, "PeeringPrefixes": "",
                        "CloudAddresses": CLOUD_ADDRESS}  # fmt: skip
