@@ -432,6 +432,15 @@ def up(
             "pipes, as the roles share this process",
         ),
     ] = False,
+    segments: Annotated[
+        bool,
+        typer.Option(
+            "--segments",
+            help="The lab with addresses that tell the network segments apart (the online "
+            "service on 127.64.0.1 as the cloud), as `hybridvoice plan verify` needs; the "
+            "settings of `init --segments`. Without --config only",
+        ),
+    ] = False,
     log_level: LogLevel = "warning",
     log_format: LogFormatOption = "text",
     log_component: LogComponents = "",
@@ -454,6 +463,14 @@ def up(
         raise typer.Exit(up_fleet(config, state_dir, out=out, err=err))
     if config is None:
         settings = lab_settings()
+        if segments:
+            from hybridvoice.cms.template_segments import segmented_lab  # noqa: PLC0415
+
+            settings = segmented_lab(settings)
+    elif segments:
+        err.print("--segments is the lab's: with --config, write the addresses in the file "
+                  "(hybridvoice init --segments -o FILE shows them)")  # fmt: skip
+        raise typer.Exit(2)
     else:
         settings = settings_or_exit(err, config, hint="Write one with: hybridvoice init")
     lab = config is None

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+from hybridvoice import app as app_module
 from hybridvoice.cli import app
-from hybridvoice.cms.settings import load_settings, parse_settings
+from hybridvoice.cms.settings import Settings, load_settings, parse_settings
 from hybridvoice.cms.template import lab_settings
 from hybridvoice.cms.template_segments import segmented_lab
 from hybridvoice.planning.observed import SegmentMap
@@ -60,3 +62,19 @@ def test_the_segmented_lab_keeps_every_other_setting_off_ones_included() -> None
         "EdgeServer.ExternalMRPortRange", "MediaRelay.TCPPort", "MediaRelay.AllowInternalPeers",
         "Segments.CustomerSubnets", "Segments.CloudAddresses", "Segments.PeeringPrefixes",
     }, changed  # fmt: skip
+
+
+def test_up_segments_starts_the_segmented_lab(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``hybridvoice up --segments``: the lab ``init --segments`` writes, started at once (the
+    live run of that lab: tests/mgmt/test_plan_verify_live.py); with --config it is refused."""
+    started: list[Settings] = []
+
+    async def run_up(settings: Settings, *args: object, **kwargs: object) -> None:
+        started.append(settings)
+
+    monkeypatch.setattr(app_module, "run_up", run_up)
+    result = CliRunner().invoke(app, ["up", "--segments", "--state-dir", ":memory:"])
+    assert result.exit_code == 0, result.output
+    assert started == [segmented_lab(lab_settings())]
+    refused = CliRunner().invoke(app, ["up", "--segments", "--config", "x.toml"])
+    assert refused.exit_code == 2 and "--segments is the lab's" in refused.output

@@ -130,7 +130,7 @@ def plan_verify(admin: Admin) -> None:
     refused = admin("plan verify", "--json", code=2)
     answer = json.loads(refused.stdout)
     assert answer["ok"] is False and "not in the customer's network" in answer["error"]
-    assert "hybridvoice init --segments" in answer["hint"]
+    assert "hybridvoice up --segments" in answer["hint"]
     said = " ".join(admin("plan verify", code=2).stderr.split())
     assert said.startswith("cannot verify: the internal client's address 127.0.0.1")
 

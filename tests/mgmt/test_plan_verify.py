@@ -21,9 +21,12 @@ SEGMENTS = {"customer": ["127.0.0.0/16"], "peering": [], "cloud": ["127.64.0.1/3
 class FakeApis:
     """The online service's network config and the appliance's status and segments."""
 
-    def __init__(self, segments: dict[str, Any], bypass: bool = False) -> None:
+    def __init__(
+        self, segments: dict[str, Any], bypass: bool = False, records: bool = True
+    ) -> None:
         self.segments = segments
         self.bypass = bypass
+        self.records = records  # False: as `up --state-dir :memory:` (no call records)
         self.patches: list[bool] = []
         self.sip_port = free_port()  # nobody listens: every test call fails
 
@@ -39,6 +42,10 @@ class FakeApis:
         if request.url.path == "/v1/segments":
             sip = {"host": "127.0.0.1", "port": self.sip_port}
             return httpx.Response(200, json={**self.segments, "online_sip": sip})
+        if not self.records:
+            return httpx.Response(404, json={"error": "this appliance keeps no call records"})
+        if request.url.path == "/v1/calls":
+            return httpx.Response(200, json=[])
         return httpx.Response(404, json={"error": "no such call"})
 
     def client(self, base: str) -> httpx.AsyncClient:
@@ -88,6 +95,14 @@ def test_what_verify_cannot_run_on_is_named_before_anything_changes(
     assert str(raised.value).startswith(said)
     assert raised.value.hint
     assert apis.patches == []  # the tenant untouched
+
+
+def test_an_appliance_without_call_records_is_named_before_anything_changes() -> None:
+    apis = FakeApis(SEGMENTS, records=False)
+    with pytest.raises(CannotVerifyError, match="keeps no call records") as raised:
+        asyncio.run(run_verify(options(apis)))
+    assert "not :memory:" in raised.value.hint
+    assert apis.patches == []
 
 
 def test_a_given_internet_address_inside_the_customer_network_is_refused() -> None:

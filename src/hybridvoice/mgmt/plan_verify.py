@@ -142,9 +142,10 @@ def check_internal(segments: SegmentMap, address: str) -> None:
             f"the internal client's address {address} is not in the customer's network "
             f"(it is {found or 'no IP address'}; cloud: "
             f"{' '.join(str(n) for n in segments.cloud)})",
-            "Place the online service on its own address, named as the cloud's: [Online] "
-            "SIPAddresses = 127.64.0.1 (`hybridvoice init --segments` writes such a lab; "
-            "docs/planning.md).",
+            "Start the lab with `hybridvoice up --segments` (the online service on 127.64.0.1, "
+            "named as the cloud), or in your settings put the online service on its own "
+            "address and name it: [Online] SIPAddresses, [Segments] CloudAddresses "
+            "(`hybridvoice init --segments` writes such a file; docs/planning.md).",
         )
 
 
@@ -263,6 +264,22 @@ async def _scenario(api: _Api, scenario: Scenario, address: str, peering: bool) 
     return result
 
 
+async def _check_records(api: _Api) -> None:
+    """The observed paths live in the call records: an appliance without them (``up
+    --state-dir :memory:``) cannot be verified, and is told so before anything changes."""
+    try:
+        response = await api.appliance.get("/v1/calls", params={"limit": 1})
+    except httpx.HTTPError:
+        return  # the next request says it, with its own words
+    if response.status_code == 404:
+        raise CannotVerifyError(
+            "the appliance keeps no call records, where the observed paths are written",
+            "Start it with a state directory: `hybridvoice up --segments` (its default), or "
+            "--state-dir DIR, not :memory:; an appliance of its own: [Management] "
+            "StateDirectory.",
+        )
+
+
 async def run_verify(options: VerifyOptions) -> tuple[SegmentMap, list[ScenarioResult]]:
     """Every scenario of :data:`SCENARIOS`; the tenant's bypass setting restored at the end.
     Raises :class:`CannotVerifyError` when verify cannot run."""
@@ -278,6 +295,7 @@ async def run_verify(options: VerifyOptions) -> tuple[SegmentMap, list[ScenarioR
                 "anchored at the edge",
                 "Set [EdgeServer] ExternalMRIPs and ExternalMRPortRange (docs/edge-media.md).",
             )
+        await _check_records(api)
         before = await api.get(api.online, "/v1/network-config")
         was = bool(before.get("media_bypass_enabled"))
         results: list[ScenarioResult] = []
