@@ -120,6 +120,23 @@ class GeoPolicy:
     def all_addresses(self) -> tuple[IPAddress, ...]:
         return tuple(a for site in self.sites for a in site.addresses)
 
+    def to_json(self) -> dict[str, object]:
+        """The policy as ``dns show --json`` and ``plan checklist`` give it."""
+        return {
+            "name": self.name,
+            "zone": self.zone,
+            "ttl": self.ttl,
+            "unmatched": self.unmatched,
+            "sites": [
+                {
+                    "name": s.name,
+                    "client_subnets": [str(n) for n in s.subnets],
+                    "mediation_ips": [str(a) for a in s.addresses],
+                }
+                for s in self.sites
+            ],
+        }
+
 
 def policy_from_settings(settings: GeoDnsSettings) -> GeoPolicy:
     """The policy a validated ``[GeoDns]`` section describes (:mod:`..cms.settings_geo_dns`)."""

@@ -61,21 +61,7 @@ def show(policy: PolicyArg, appliance: AppliancesOpt = None, as_json: JsonOpt = 
     """List the sites: their client subnets and the mediation addresses their clients get."""
     geo = _load(policy, appliance)
     if as_json:
-        data = {
-            "name": geo.name,
-            "zone": geo.zone,
-            "ttl": geo.ttl,
-            "unmatched": geo.unmatched,
-            "sites": [
-                {
-                    "name": s.name,
-                    "client_subnets": [str(n) for n in s.subnets],
-                    "mediation_ips": [str(a) for a in s.addresses],
-                }
-                for s in geo.sites
-            ],
-        }
-        out.print_json(json.dumps(data))
+        out.print_json(json.dumps(geo.to_json()))
         return
     table = Table(title=f"{geo.name} (zone {geo.zone}, TTL {geo.ttl} s)")
     for column in ("site", "client subnets", "mediation addresses"):

@@ -150,23 +150,8 @@ def geo_dns_toml(policy: GeoPolicy) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _geo_json(policy: GeoPolicy | None) -> dict[str, Any] | None:
-    if policy is None:
-        return None
-    return {
-        "name": policy.name,
-        "zone": policy.zone,
-        "ttl": policy.ttl,
-        "unmatched": policy.unmatched,
-        "sites": [
-            {
-                "name": s.name,
-                "client_subnets": [str(n) for n in s.subnets],
-                "mediation_ips": [str(a) for a in s.addresses],
-            }
-            for s in policy.sites
-        ],
-    }
+def _geo_json(policy: GeoPolicy | None) -> dict[str, object] | None:
+    return None if policy is None else policy.to_json()
 
 
 def to_json(checklist: Checklist) -> dict[str, Any]:
