@@ -30,7 +30,7 @@ from hybridvoice.mediation.role import MediationRole, RoleOptions
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.transport import Destination, Transport
 from hybridvoice.net.ua import Call, UserAgent
-from hybridvoice.sip.session import Answered, Confirmed, Ringing
+from hybridvoice.sip.session import Answered, Cause, Confirmed, Ringing
 
 __all__ = [
     "ANSWER",
@@ -146,6 +146,20 @@ class Lab(RoleLab):
         if leg._ua is first.ua:
             return leg, "Gateway1", second
         return leg, "Gateway2", first
+
+    async def moved_on(self, a: Call, left: Call, dead: str, other: Peer) -> None:
+        """``a``'s attempt on gateway ``dead`` (leg ``left``) was given up (CANCEL) and the
+        call placed on ``other``, which answers; then ``a`` hangs up and all is released."""
+        assert (await left.ended(WAIT)).cause is Cause.CANCELLED
+        b2 = await other.next_call()
+        b2.answer(ANSWER)
+        assert await a.answered(WAIT) == Answered(ANSWER)
+        trunks = self.role.trunks
+        assert self.role.b2bua.stats.failovers == 1
+        assert trunks is not None and trunks[dead].active_calls == 0
+        a.bye()
+        await b2.ended(WAIT)
+        await settle(self)
 
     def call_in(self, gateway: Peer, number: str = "0201234567") -> Call:
         """``gateway`` calls ``number`` through the mediation role."""
