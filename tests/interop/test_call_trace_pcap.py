@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from ua_harness import run
 
 from hybridvoice.cli import app as cli_app
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.mgmt.appliance_traces_api import PCAP_MEDIA_TYPE
 
 pytestmark = [
@@ -42,7 +43,7 @@ def tshark(path: Path, *args: str) -> list[str]:
 def fetch_trace(tmp_path: Path, protocol: str) -> tuple[Path, str]:
     gateway = {"Protocol": protocol, "Port": free_port()}
     settings = settings_on_free_ports(Management={"StateDirectory": str(tmp_path / "state")})
-    raw = settings.model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw = settings_raw(settings)
     raw["Gateways"][0].update(gateway)
     settings = type(settings).model_validate(raw)
     found: list[tuple[bytes, str, str]] = []

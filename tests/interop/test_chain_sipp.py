@@ -50,6 +50,7 @@ from test_sipp import SIPP_TIMEOUT, assert_clean, sipp_common, wait_exit
 
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, LAB_USERS, Lab
 from hybridvoice.cms.settings import Settings, parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.mediation.role import MediationRole
 from hybridvoice.net.loop import loop_factory
 from hybridvoice.sip.uri import SipUri
@@ -74,7 +75,7 @@ def gateway(n: int, port: int) -> dict[str, Any]:
 
 def chain_settings(*gateways: dict[str, Any], keep_lab_gateway: bool) -> Settings:
     """The lab settings on free ports; ``gateways`` replace (or follow) the lab gateway."""
-    raw = settings_on_free_ports().model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw = settings_raw(settings_on_free_ports())
     raw["MediationServer"]["TLSPort"] = False
     raw["Gateways"] = [*raw["Gateways"][: int(keep_lab_gateway)], *gateways]
     return parse_settings(raw)

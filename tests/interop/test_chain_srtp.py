@@ -48,6 +48,7 @@ from tls_helpers import (
 
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab
 from hybridvoice.cms.settings import Settings, parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.media import CallStats
 
 pytestmark = pytest.mark.interop
@@ -65,9 +66,7 @@ def _gateway_uas(sipp: str, port: int, tmp: Path) -> SippProgram:
 
 def _settings(gw_port: int, **sections: dict[str, Any]) -> Settings:
     """The lab on free ports with the SIPp gateway as Gateway1 (``MediaEncryption = RTP``)."""
-    raw = settings_on_free_ports(**sections).model_dump(
-        by_alias=True, mode="json", exclude_none=True
-    )
+    raw = settings_raw(settings_on_free_ports(**sections))
     raw["MediationServer"]["TLSPort"] = False
     raw["MediationServer"]["ClientMediaEncryption"] = "Optional"
     raw["Gateways"] = [gateway(1, gw_port) | {"MediaEncryption": "RTP"}]

@@ -46,6 +46,7 @@ from test_sipp import sipp_common, wait_exit
 
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, LAB_USERS, Lab
 from hybridvoice.cms.settings import Settings, parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.edge.anchor import sdp_media
 from hybridvoice.media.mras import MrasIssuer
 from hybridvoice.mgmt.metrics_turn import turn_metrics
@@ -97,9 +98,7 @@ def namespace() -> Iterator[tuple[str, str, str]]:
 
 
 def edge_settings(host_ip: str, ns_ip: str, gw_port: int, tmp: Path) -> Settings:
-    raw = chain_settings(gateway(1, gw_port), keep_lab_gateway=False).model_dump(
-        by_alias=True, mode="json", exclude_none=True
-    )
+    raw = settings_raw(chain_settings(gateway(1, gw_port), keep_lab_gateway=False))
     first = free_port_block(61)
     raw["Online"].update(SIPAddresses=host_ip, TrustedPeers=f"{ns_ip}/32")
     raw["MediationServer"]["InternalSubnets"] = "127.0.0.0/8"

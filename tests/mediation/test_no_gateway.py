@@ -18,6 +18,7 @@ from lab_harness import WAIT, lab, run, settle
 from test_call_guard import raw_invite
 
 from hybridvoice.cms.settings import parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.cms.template import render_settings
 from hybridvoice.mediation.routing import NO_GATEWAY_CONFIGURED
 
@@ -42,7 +43,7 @@ def test_calls_get_503_with_a_warning_and_the_start_warns(
 
 
 def test_up_with_settings_but_no_gateway_warns_on_the_console(tmp_path: Path) -> None:
-    raw = settings_on_free_ports().model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw = settings_raw(settings_on_free_ports())
     raw["Gateways"] = []
     config = tmp_path / "hybridvoice.toml"
     config.write_text(render_settings(parse_settings(raw)))

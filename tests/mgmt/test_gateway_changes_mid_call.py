@@ -17,6 +17,7 @@ from ua_harness import run
 
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab
 from hybridvoice.cms.settings import parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.lab.responder import Responder
 from hybridvoice.net.call import Call
 from hybridvoice.net.endpoint import Endpoint
@@ -59,7 +60,7 @@ async def _call(up: Lab) -> tuple[UserAgent, Call]:
 @pytest.mark.parametrize("bye_from", ["client", "gateway"])
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_a_tls_gateway_changed_mid_call(tmp_path: Path, change: str, bye_from: str) -> None:
-    raw = settings_on_free_ports().model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw = settings_raw(settings_on_free_ports())
     raw["MediationServer"]["TLSPort"] = free_port()
     raw["Gateways"][0].update(Protocol="TLS", Port=free_port())
     settings = parse_settings(raw)

@@ -14,6 +14,7 @@ from ua_harness import run
 
 from hybridvoice.app import Lab
 from hybridvoice.cms.settings import parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.mgmt.lab_tls import lab_gateway_context
 from hybridvoice.mgmt.site_tls import speaks_tls
 
@@ -22,7 +23,7 @@ from hybridvoice.mgmt.site_tls import speaks_tls
 def test_a_tls_lab_gateway_listens_on_its_port_and_takes_calls(
     tmp_path: Path, protocol: str
 ) -> None:
-    raw = settings_on_free_ports().model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw = settings_raw(settings_on_free_ports())
     raw["MediationServer"]["TLSPort"] = free_port()
     gateway = raw["Gateways"][0]
     gateway.update(Protocol=protocol, Port=free_port())

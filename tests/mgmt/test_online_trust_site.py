@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from hybridvoice.cli import app as cli
 from hybridvoice.cms.settings import Settings, parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.cms.template import lab_settings
 from hybridvoice.mgmt.online_tls import online_api_tls
 from hybridvoice.net.tls import TlsMaterial, client_context
@@ -35,7 +36,7 @@ PARIS_1 = {"name": "paris-1", "site": "Paris", "mediation_fqdn": "med.paris.cont
 
 
 def online_settings(port: int) -> Settings:
-    raw = lab_settings().model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw = settings_raw(lab_settings())
     raw["Common"]["SiteName"] = "Seattle"
     raw["Online"]["ServiceURL"] = f"https://{HOST}:{port}"
     return parse_settings(raw)

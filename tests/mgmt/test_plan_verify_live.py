@@ -15,6 +15,7 @@ from ports import free_port, free_port_block
 from test_cli_up import _data_home, hv, up  # noqa: F401 (_data_home: the fixture, autouse)
 
 from hybridvoice.cms.settings import Settings, parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.cms.template_segments import segmented_lab
 
 pytestmark = [pytest.mark.live, pytest.mark.xdist_group("hybridvoice-up")]
@@ -22,9 +23,7 @@ pytestmark = [pytest.mark.live, pytest.mark.xdist_group("hybridvoice-up")]
 
 def segmented(**segments: str) -> Settings:
     """The segmented lab on free ports (the edge relay's range and its listeners too)."""
-    raw = segmented_lab(settings_on_free_ports()).model_dump(
-        by_alias=True, mode="json", exclude_none=True
-    )
+    raw = settings_raw(segmented_lab(settings_on_free_ports()))
     first = free_port_block(61)
     raw["EdgeServer"]["ExternalMRPortRange"] = f"{first}-{first + 60}"
     raw["MediaRelay"].update(UDPPort=free_port(), MRASPort=free_port())

@@ -38,6 +38,7 @@ from ports import free_port
 import hybridvoice
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab
 from hybridvoice.cms.settings import Settings, parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.cms.template import render_settings
 from hybridvoice.mgmt.update_procs import ProcessController
 from hybridvoice.mgmt.update_site import installation, load_update_site
@@ -83,7 +84,7 @@ def install(root: Path) -> None:
 def settings_of(count: int, gateway_port: int) -> list[Settings]:
     out = []
     for s in site_settings(count):
-        raw = s.model_dump(by_alias=True, mode="json", exclude_none=True)
+        raw = settings_raw(s)
         raw["Gateways"] = [{**raw["Gateways"][0], "Port": gateway_port, "Protocol": "UDP",
                             "SendSipOptions": False}]  # fmt: skip
         out.append(parse_settings(raw))

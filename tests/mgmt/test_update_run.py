@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from hybridvoice.cms.settings import Settings, parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.cms.template import lab_settings, render_settings
 from hybridvoice.mgmt.update_plan import Rollout, RolloutTimers
 from hybridvoice.mgmt.update_procs import ProcessController, is_appliance_process
@@ -68,7 +69,7 @@ def site_file(tmp: Path, settings: Settings, count: int = 1, **extra: str) -> Pa
     for n in range(count):
         name = f"appliance{n + 1}"
         config = tmp / f"{name}.toml"
-        raw = settings.model_dump(by_alias=True, mode="json", exclude_none=True)
+        raw = settings_raw(settings)
         raw["Common"]["ServerName"] = name
         raw["Management"]["Port"] = 18000 + n
         config.write_text(render_settings(parse_settings(raw)))
@@ -80,7 +81,7 @@ def site_file(tmp: Path, settings: Settings, count: int = 1, **extra: str) -> Pa
 
 @pytest.fixture
 def settings() -> Settings:
-    raw = lab_settings().model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw = settings_raw(lab_settings())
     raw["Common"]["SiteName"] = "Lab"
     return parse_settings(raw)
 

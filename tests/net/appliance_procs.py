@@ -17,6 +17,7 @@ from chain_harness import settings_on_free_ports
 from ports import free_port
 
 from hybridvoice.cms.settings import Settings, parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.cms.template import render_settings
 
 HV = [sys.executable, "-m", "hybridvoice"]
@@ -26,7 +27,7 @@ def site_settings(count: int, **sections: dict[str, Any]) -> list[Settings]:
     """``count`` appliances of the lab site ``Lab``: one online service and lab gateway, each
     appliance its own ports and ``ServerName`` (``appliance1``, ``appliance2``...)."""
     first = settings_on_free_ports(**sections)
-    raw = first.model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw = settings_raw(first)
     out = [first]
     for n in range(2, count + 1):
         other = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}

@@ -13,6 +13,7 @@ from ports import free_port
 
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab
 from hybridvoice.cms.settings import Settings, parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.cms.template import lab_settings
 from hybridvoice.mgmt.testcall import TestCallResult, place_test_call
 from hybridvoice.net.transport import Destination
@@ -22,7 +23,7 @@ DOMAIN = "contoso.example"
 
 def settings_on_free_ports(**sections: dict[str, Any]) -> Settings:
     """The lab settings with every port a free one (``sections`` override keys)."""
-    raw = lab_settings().model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw = settings_raw(lab_settings())
     raw["EdgeServer"].update(InternalPort=free_port(), ExternalSIPPort=free_port())
     raw["MediationServer"].update(
         TCPPort=free_port(), UDPPort=free_port(), InternalPort=free_port(),

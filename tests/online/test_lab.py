@@ -21,6 +21,7 @@ from ua_harness import Phone, run, sdp
 
 from hybridvoice.app import LAB_PASSWORD, LAB_PSTN_NUMBER, Lab, ListenError
 from hybridvoice.cms.settings import parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.mgmt.appliance import Appliance
 from hybridvoice.mgmt.testcall import place_test_call
 from hybridvoice.net.endpoint import Endpoint
@@ -104,7 +105,7 @@ def test_inbound_pstn_call_forks_to_every_contact_of_the_user(tmp_path: Path) ->
     async def main() -> None:
         pstn_port = free_port()
         settings = settings_on_free_ports()
-        raw = settings.model_dump(by_alias=True, mode="json", exclude_none=True)
+        raw = settings_raw(settings)
         raw["MediationServer"]["TLSPort"] = False
         raw["Gateways"].append({"Name": "Gateway2", "IP": "127.0.0.1", "Port": pstn_port,
                                 "Protocol": "UDP", "VoiceRoutes": "LocalRoute"})  # fmt: skip
@@ -171,8 +172,8 @@ def test_user_to_user_call_keeps_media_direct(tmp_path: Path) -> None:
 def test_second_appliance_takes_the_calls_when_one_is_stopped(tmp_path: Path) -> None:
     async def main() -> None:
         async with lab(tmp_path) as up:
-            raw = settings_on_free_ports().model_dump(by_alias=True, mode="json", exclude_none=True)
-            first = up.settings.model_dump(by_alias=True, mode="json", exclude_none=True)
+            raw = settings_raw(settings_on_free_ports())
+            first = settings_raw(up.settings)
             raw["Online"] = first["Online"]
             raw["Gateways"] = first["Gateways"]
             raw["Common"]["ServerName"] = "appliance2"
@@ -207,8 +208,8 @@ def test_an_appliance_moves_to_another_online_instance_of_its_settings(tmp_path:
 
     async def main() -> None:
         async with lab(tmp_path) as up:
-            raw = settings_on_free_ports().model_dump(by_alias=True, mode="json", exclude_none=True)
-            first = up.settings.model_dump(by_alias=True, mode="json", exclude_none=True)
+            raw = settings_raw(settings_on_free_ports())
+            first = settings_raw(up.settings)
             raw["Online"] = dict(first["Online"])
             raw["Online"]["ServiceURL"] = f"http://127.0.0.1:{free_port()}"  # nobody there
             raw["Online"]["OtherServiceURLs"] = first["Online"]["ServiceURL"]
@@ -242,7 +243,7 @@ def test_an_appliance_moves_to_another_online_instance_of_its_settings(tmp_path:
 
 
 def test_other_service_urls_are_checked_like_service_url() -> None:
-    raw = settings_on_free_ports().model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw = settings_raw(settings_on_free_ports())
     raw["Online"]["OtherServiceURLs"] = "http://10.0.0.2:8470/, https://online-b.example:8470"
     online = parse_settings(raw).online
     assert online.service_urls[1:] == ("http://10.0.0.2:8470", "https://online-b.example:8470")

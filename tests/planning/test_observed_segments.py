@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from hybridvoice.cms.settings import SettingsError, parse_settings
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.cms.template import lab_settings
 from hybridvoice.mediation.records_observed import ObservedHop, ObservedPaths
 from hybridvoice.planning.callflow import ClientLocation, plan_pstn
@@ -17,7 +18,7 @@ C, NET, P, K = Segment.CUSTOMER, Segment.INTERNET, Segment.PEERING, Segment.CLOU
 
 
 def settings(**segments: str) -> SegmentMap:
-    raw = lab_settings().model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw = settings_raw(lab_settings())
     raw["Online"]["SIPAddresses"] = "127.64.0.1"
     raw["MediationServer"]["InternalSubnets"] = "127.0.0.0/16"
     raw["Segments"] = segments
@@ -51,7 +52,7 @@ def test_a_peering_prefix_is_the_cloud_over_the_peering_link() -> None:
 
 
 def test_bad_segment_settings_name_the_key() -> None:
-    raw = lab_settings().model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw = settings_raw(lab_settings())
     raw["Segments"] = {"PeeringPrefixes": "10.0.0.0/33"}
     with pytest.raises(SettingsError, match=r"Segments\.PeeringPrefixes.*not a subnet"):
         parse_settings(raw)

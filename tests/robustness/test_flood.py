@@ -29,6 +29,7 @@ from chain_harness import DOMAIN, call_once, lab, settings_on_free_ports
 from mutate import Target, flood, sdp_intact
 
 from hybridvoice.app import Lab
+from hybridvoice.cms.settings_raw import settings_raw
 from hybridvoice.mgmt.testcall import TestCallResult
 from hybridvoice.net.endpoint import Endpoint
 from hybridvoice.net.metrics import endpoint_metrics
@@ -232,7 +233,7 @@ async def run_flood(tmp_path: Path, result: FloodResult) -> None:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda _, context: result.task_errors.append(context))
     settings = settings_on_free_ports()
-    raw = settings.model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw = settings_raw(settings)
     raw["Gateways"][0]["SendSipOptions"] = False  # the gateway side hears only the flood
     from hybridvoice.cms.settings import parse_settings  # noqa: PLC0415
 

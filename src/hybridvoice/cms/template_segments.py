@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Final
 
 from .settings import Settings, parse_settings
+from .settings_raw import settings_raw
 
 __all__ = ["CLOUD_ADDRESS", "CUSTOMER_SUBNET", "segmented_lab"]
 
@@ -28,15 +29,13 @@ CUSTOMER_SUBNET: Final = "127.0.0.0/16"
 def segmented_lab(settings: Settings) -> Settings:
     """``settings`` (the lab's) with the online service in the cloud, the customer's network
     narrowed to :data:`CUSTOMER_SUBNET` and the edge's media relay on."""
-    # every key, None included: None is "off" for a port whose default is on (TLSPort = 5067),
-    # and a key left out would come back as its default
-    raw = settings.model_dump(by_alias=True, mode="json")
+    raw = settings_raw(settings)  # a listener switched off stays off
     raw["Online"]["SIPAddresses"] = CLOUD_ADDRESS
     raw["MediationServer"]["InternalSubnets"] = CUSTOMER_SUBNET
-    edge = raw["EdgeServer"] = raw.get("EdgeServer") or {}
+    edge = raw.setdefault("EdgeServer", {})
     edge["ExternalMRIPs"] = edge.get("ExternalSIPIPs") or "127.0.0.1"
     edge["ExternalMRPortRange"] = "45000-45999"
-    raw["MediaRelay"] = {**(raw.get("MediaRelay") or {}), "TCPPort": False,
+    raw["MediaRelay"] = {**raw.get("MediaRelay", {}), "TCPPort": False,
                          "AllowInternalPeers": True}  # fmt: skip
     raw["Segments"] = {"CustomerSubnets": CUSTOMER_SUBNET, "PeeringPrefixes": "",
                        "CloudAddresses": CLOUD_ADDRESS}  # fmt: skip
