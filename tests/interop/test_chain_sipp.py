@@ -76,7 +76,6 @@ def gateway(n: int, port: int) -> dict[str, Any]:
 def chain_settings(*gateways: dict[str, Any], keep_lab_gateway: bool) -> Settings:
     """The lab settings on free ports; ``gateways`` replace (or follow) the lab gateway."""
     raw = settings_raw(settings_on_free_ports())
-    raw["MediationServer"]["TLSPort"] = False
     raw["Gateways"] = [*raw["Gateways"][: int(keep_lab_gateway)], *gateways]
     return parse_settings(raw)
 

@@ -67,7 +67,6 @@ def _gateway_uas(sipp: str, port: int, tmp: Path) -> SippProgram:
 def _settings(gw_port: int, **sections: dict[str, Any]) -> Settings:
     """The lab on free ports with the SIPp gateway as Gateway1 (``MediaEncryption = RTP``)."""
     raw = settings_raw(settings_on_free_ports(**sections))
-    raw["MediationServer"]["TLSPort"] = False
     raw["MediationServer"]["ClientMediaEncryption"] = "Optional"
     raw["Gateways"] = [gateway(1, gw_port) | {"MediaEncryption": "RTP"}]
     return parse_settings(raw)

@@ -106,7 +106,6 @@ def test_inbound_pstn_call_forks_to_every_contact_of_the_user(tmp_path: Path) ->
         pstn_port = free_port()
         settings = settings_on_free_ports()
         raw = settings_raw(settings)
-        raw["MediationServer"]["TLSPort"] = False
         raw["Gateways"].append({"Name": "Gateway2", "IP": "127.0.0.1", "Port": pstn_port,
                                 "Protocol": "UDP", "VoiceRoutes": "LocalRoute"})  # fmt: skip
         async with lab(tmp_path, parse_settings(raw)) as up:

@@ -376,9 +376,10 @@ def answered_by(bridge: Bridge, b: Call, sdp: bytes | None, now: float) -> Actio
     answer = bridge.sdp(sdp, b, offer=bridge.late_offer)
     bridge.emit(*actions, Answer(a, answer))
     bridge.write("answered")
-    observed = observed_of(bridge, answer, sdp)  # the addresses this call used
-    if observed is not None:
-        bridge.write("observed", paths=observed)
+    if bridge.record:  # the addresses this call used: worked out for its record only
+        observed = observed_of(bridge, answer, sdp)
+        if observed is not None:
+            bridge.write("observed", paths=observed)
     plan = bridge.plan
     if plan is not None and plan.reoffer is not None:
         return reoffer(bridge)
